@@ -1,0 +1,53 @@
+# Everything runs from .venv; the first target to need it builds it.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint typecheck bench loadtest loadtest-ci asyncapi chromium clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,load]'
+	@touch $(STAMP)
+
+.venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/ridepulse up
+
+# The browser tests need Debian's Chromium; install it once when missing (never `playwright install`).
+chromium:
+	@test -x /usr/bin/chromium || (command -v apt-get >/dev/null && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+		|| echo "chromium not installed: browser tests will be skipped")
+
+test: $(STAMP) chromium
+	$(BIN)/ruff check .
+	$(BIN)/mypy ridepulse ingest matching eta pricing dashboard
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check . || true
+
+typecheck: $(STAMP)
+	$(BIN)/mypy ridepulse ingest matching eta pricing dashboard
+
+asyncapi: $(STAMP)
+	$(BIN)/ridepulse events asyncapi
+
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,load,bench]'
+	$(BIN)/python -m loadtests.bench
+
+loadtest: $(STAMP)
+	$(BIN)/locust -f loadtests/locustfile.py --web-host 127.0.0.1 --web-port 8089
+
+loadtest-ci: $(STAMP)
+	$(BIN)/python -m loadtests.ci_run
+
+clean:
+	rm -rf $(VENV) .ridepulse .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,62 @@
+"""Appends: single, and many per pipeline round trip. Telemetry appends trim approximately."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import redis.asyncio as aioredis
+
+from ridepulse.bus.metrics import EVENTS_PUBLISHED
+from ridepulse.contracts.envelope import Envelope
+from ridepulse.contracts.registry import channel_of
+from ridepulse.keys import GlobalKeys, MarketKeys
+
+
+def stream_for(envelope: Envelope, market: MarketKeys, global_keys: GlobalKeys) -> str:
+    """The stream an event travels on, by its type's channel."""
+    channel = channel_of(envelope.type)
+    if channel == "health":
+        return global_keys.health
+    stream: str = getattr(market, {"surge": "surge_events", "eta": "eta_events"}.get(channel, channel))
+    return stream
+
+
+class Producer:
+    """Appends events; `telemetry_maxlen` caps telemetry streams (approximate MAXLEN)."""
+
+    def __init__(self, redis: aioredis.Redis, *, telemetry_maxlen: int, prefix: str = "rp") -> None:
+        self.redis = redis
+        self.telemetry_maxlen = telemetry_maxlen
+        self.global_keys = GlobalKeys(prefix)
+        self.prefix = prefix
+
+    def _maxlen(self, stream: str) -> int | None:
+        if stream.endswith(":telemetry"):
+            return self.telemetry_maxlen
+        if stream == self.global_keys.health or stream.endswith((":surge", ":eta")):
+            return 10_000  # notifications: their consumers keep their own state
+        return None  # ride streams: trimmed only by trim_acknowledged
+
+    async def publish(self, stream: str, envelope: Envelope) -> bytes:
+        entry_id: bytes = await self.redis.xadd(
+            stream, envelope.to_fields(), maxlen=self._maxlen(stream), approximate=True  # type: ignore[arg-type]
+        )
+        EVENTS_PUBLISHED.labels(stream).inc()
+        return entry_id
+
+    async def publish_many(self, items: Iterable[tuple[str, Envelope]]) -> list[bytes]:
+        """One pipeline for all appends; order within a stream is preserved."""
+        pipe = self.redis.pipeline(transaction=False)
+        count: dict[str, int] = {}
+        for stream, envelope in items:
+            pipe.xadd(stream, envelope.to_fields(), maxlen=self._maxlen(stream), approximate=True)  # type: ignore[arg-type]
+            count[stream] = count.get(stream, 0) + 1
+        if not count:
+            return []
+        ids: list[bytes] = await pipe.execute()
+        for stream, n in count.items():
+            EVENTS_PUBLISHED.labels(stream).inc(n)
+        return ids
+
+    def route(self, envelope: Envelope, market: str) -> str:
+        return stream_for(envelope, MarketKeys(market, self.prefix), self.global_keys)

@@ -1,0 +1,53 @@
+"""The project's exception hierarchy; the API maps each class to one status code."""
+
+from __future__ import annotations
+
+
+class RidePulseError(Exception):
+    """Base of every error the platform raises on purpose."""
+
+    code = "error"
+    status = 500
+
+    def __init__(self, detail: str, *, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+
+
+class InvalidInput(RidePulseError):
+    code, status = "invalid_input", 422
+
+
+class OutsideServiceArea(InvalidInput):
+    code = "outside_service_area"
+
+
+class NotFound(RidePulseError):
+    code, status = "not_found", 404
+
+
+class Conflict(RidePulseError):
+    code, status = "conflict", 409
+
+
+class Unauthorized(RidePulseError):
+    code, status = "unauthorized", 401
+
+
+class Forbidden(RidePulseError):
+    code, status = "forbidden", 403
+
+
+class Overloaded(RidePulseError):
+    code, status = "overloaded", 429
+
+
+class InvalidEvent(RidePulseError):
+    """A stream entry that cannot be decoded or fails its contract: it goes to dead letters."""
+
+    code = "invalid_event"
+
+
+class RedisUnavailable(RidePulseError):
+    code, status = "redis_unavailable", 503

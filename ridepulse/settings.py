@@ -1,0 +1,49 @@
+"""One typed settings object for every process; env prefix RIDEPULSE_ (see the README table)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Defaults work on a laptop: no Redis URL means the embedded server."""
+
+    model_config = SettingsConfigDict(env_prefix="RIDEPULSE_", extra="ignore")
+
+    redis_url: str | None = Field(None, description="Redis/Valkey URL; unset = embedded server")
+    data_dir: Path = Field(Path(".ridepulse"), description="embedded server data, secret, logs")
+    key_prefix: str = Field("rp", description="prefix of every Redis key (tests use their own)")
+    markets_file: Path | None = Field(None, description="JSON file of markets; unset = built-in SF")
+    host: str = Field("127.0.0.1", description="address the HTTP services bind")
+    api_port: int = Field(8000, description="ingest API port")
+    dashboard_port: int = Field(8080, description="dashboard port")
+    secret: str | None = Field(None, description="HS256 signing secret; unset = read from data dir")
+    auth_enabled: bool = Field(True, description="require bearer tokens on the API and dashboard")
+    consumer_name: str | None = Field(None, description="stable consumer name of this replica")
+    log_level: str = Field("info", description="debug, info, warning, error")
+    metrics_port: int = Field(0, description="Prometheus port for consumers without HTTP; 0 = off")
+
+    read_count: int = Field(500, description="entries per XREADGROUP")
+    block_ms: int = Field(1000, description="XREADGROUP BLOCK; kept below the socket timeout")
+    claim_idle_ms: int = Field(15000, description="idle time before another consumer claims")
+    retry_idle_ms: int = Field(500, description="idle time before a failed entry is retried")
+    max_deliveries: int = Field(5, description="deliveries before an entry is dead-lettered")
+    heartbeat_interval_s: float = Field(2.0, description="service heartbeat period")
+    telemetry_maxlen: int = Field(100_000, description="approximate cap of a telemetry stream")
+    ride_stream_trim_interval_s: float = Field(30.0, description="group-aware trim period")
+
+    offer_timeout_s: float = Field(10.0, description="a driver's time to answer an offer")
+    ride_deadline_s: float = Field(60.0, description="time to find a driver before expiry")
+    driver_stale_s: float = Field(30.0, description="silence after which a driver is not offered")
+    h3_resolution: int = Field(8, description="H3 resolution of surge and speed cells")
+    surge_cap: float = Field(3.0, description="highest surge multiplier")
+    telemetry_shed_lag: int = Field(200_000, description="telemetry lag above which pings get 429")
+    max_batch_pings: int = Field(5000, description="most pings in one POST /v1/telemetry")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, with explicit overrides winning."""
+    return Settings(**overrides)  # type: ignore[arg-type]

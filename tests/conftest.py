@@ -1,0 +1,53 @@
+"""Real servers for the suite: one embedded Valkey per test session, a key prefix per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from ridepulse.redis_client import connect
+from ridepulse.redis_server import EmbeddedRedis
+from ridepulse.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(tmp_path_factory.mktemp("valkey")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: EmbeddedRedis) -> str:
+    return redis_server.url
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    """Each test owns its keys: no FLUSHALL, no collisions."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def settings(redis_url: str, key_prefix: str, tmp_path: Path) -> Settings:
+    return Settings(
+        redis_url=redis_url,
+        key_prefix=key_prefix,
+        data_dir=tmp_path,
+        block_ms=200,
+        retry_idle_ms=50,
+        claim_idle_ms=1000,
+        heartbeat_interval_s=0.5,
+        secret="test-secret-not-for-production-0123456789",
+    )
+
+
+@pytest.fixture
+async def redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    client = connect(settings)
+    yield client
+    await client.aclose()
