@@ -57,6 +57,16 @@ class MarketKeys:
         return f"{self._base}:drivers:pos"
 
     @property
+    def driver_statuses(self) -> str:
+        """HASH driver → status, kept in step with each driver hash by the ride scripts."""
+        return f"{self._base}:drivers:status"
+
+    @property
+    def ride_counts(self) -> str:
+        """HASH status → number of rides that reached it (dashboard KPIs)."""
+        return f"{self._base}:rides:counts"
+
+    @property
     def open_rides(self) -> str:
         """ZSET ride → deadline ms, of rides waiting for a driver."""
         return f"{self._base}:rides:open"
@@ -68,6 +78,7 @@ class MarketKeys:
 
     @property
     def active_rides(self) -> str:
+        """ZSET ride → requested_at ms, of rides not yet in a terminal state."""
         return f"{self._base}:rides:active"
 
     def idempotency(self, rider_id: str, key: str) -> str:
