@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
@@ -23,7 +25,7 @@ def connect(settings: Settings, url: str | None = None) -> aioredis.Redis:
     target = url or settings.redis_url
     if not target:
         raise ValueError("no Redis URL: start the embedded server or set RIDEPULSE_REDIS_URL")
-    options = {
+    options: dict[str, Any] = {
         "protocol": RESP_PROTOCOL,
         "socket_timeout": socket_timeout_s(settings),
         "socket_connect_timeout": 5.0,

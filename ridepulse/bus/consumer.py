@@ -100,7 +100,9 @@ class ConsumerRuntime:
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
-    async def ensure_groups(self, start_id: str = "$") -> None:
+    async def ensure_groups(self, start_id: str = "0") -> None:
+        """Create missing groups at the stream's start: a service deployed after events were
+        written still sees them (handlers are idempotent, so replay is harmless)."""
         for source in self.sources:
             try:
                 await self.redis.xgroup_create(source.key, self.group, id=start_id, mkstream=True)
@@ -114,15 +116,17 @@ class ConsumerRuntime:
         while not self.stopping:
             worked = await self._claim_cycle()
             worked = await self._read_new() or worked
-            if self.burst and not worked and not await self._has_own_pending():
-                break
+            if self.burst and not worked:
+                if not await self._group_has_pending():
+                    break
+                await asyncio.sleep(0.05)  # entries held elsewhere: wait until claimable
         self.log.info("consumer.stopped", **self.stats.__dict__)
 
     # ---- reading ---------------------------------------------------------------------
     async def _read_new(self) -> bool:
         block = None if self.burst else self.settings.block_ms
         try:
-            reply = await self.redis.xreadgroup(
+            reply: Any = await self.redis.xreadgroup(
                 self.group,
                 self.consumer,
                 {s.key: ">" for s in self.sources},
@@ -155,7 +159,7 @@ class ConsumerRuntime:
         for source in self.sources:
             start = "-"
             while True:
-                pending = await self.redis.xpending_range(
+                pending: Any = await self.redis.xpending_range(
                     source.key, self.group, min=start, max="+", count=self.settings.read_count,
                     consumername=self.consumer,
                 )  # fmt: skip
@@ -166,12 +170,10 @@ class ConsumerRuntime:
                 if len(pending) < self.settings.read_count:
                     break
 
-    async def _has_own_pending(self) -> bool:
+    async def _group_has_pending(self) -> bool:
         for source in self.sources:
-            summary = await self.redis.xpending_range(
-                source.key, self.group, min="-", max="+", count=1, consumername=self.consumer
-            )
-            if summary:
+            summary: Any = await self.redis.xpending(source.key, self.group)
+            if summary["pending"]:
                 return True
         return False
 
@@ -197,7 +199,7 @@ class ConsumerRuntime:
     async def _claim_ids(self, source: StreamSource, pending: list[dict[str, Any]], min_idle_ms: int) -> bool:
         ids = [p["message_id"] for p in pending]
         deliveries = {p["message_id"]: int(p["times_delivered"]) + 1 for p in pending}
-        entries: list[RawEntry] = await self.redis.xclaim(
+        entries: Any = await self.redis.xclaim(
             source.key, self.group, self.consumer, min_idle_time=min_idle_ms, message_ids=ids
         )
         present = {e[0] for e in entries}

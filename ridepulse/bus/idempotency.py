@@ -29,7 +29,7 @@ async def apply_once(
                 await pipe.watch(guard_key)
                 if await pipe.exists(guard_key):
                     return False
-                pipe.multi()
+                pipe.multi()  # type: ignore[no-untyped-call]
                 pipe.set(guard_key, b"1", ex=ttl_s)
                 effect(pipe)
                 await pipe.execute()

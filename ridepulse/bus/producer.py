@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -38,11 +39,11 @@ class Producer:
         return None  # ride streams: trimmed only by trim_acknowledged
 
     async def publish(self, stream: str, envelope: Envelope) -> bytes:
-        entry_id: bytes = await self.redis.xadd(
+        entry_id: Any = await self.redis.xadd(
             stream, envelope.to_fields(), maxlen=self._maxlen(stream), approximate=True  # type: ignore[arg-type]
         )
         EVENTS_PUBLISHED.labels(stream).inc()
-        return entry_id
+        return bytes(entry_id)
 
     async def publish_many(self, items: Iterable[tuple[str, Envelope]]) -> list[bytes]:
         """One pipeline for all appends; order within a stream is preserved."""

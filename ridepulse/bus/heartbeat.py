@@ -1,0 +1,131 @@
+"""Heartbeats: who is alive, what it processed, its lag. Ops tooling, the dashboard and the
+supervisor read the TTL'd key (present = alive); the health stream keeps a short history."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import psutil
+import redis.asyncio as aioredis
+
+from ridepulse.bus.consumer import ConsumerRuntime
+from ridepulse.bus.metrics import CONSUMER_LAG, ENTRIES_LOST
+from ridepulse.bus.trimming import parse_id
+from ridepulse.contracts.envelope import now_ms
+from ridepulse.contracts.registry import make
+from ridepulse.keys import GlobalKeys
+from ridepulse.logs import get_logger
+
+HEALTH_MAXLEN = 10_000
+
+
+async def group_lag(redis: aioredis.Redis, stream: str, group: str) -> tuple[int, int]:
+    """(lag, entries trimmed before this group read them) for one group on one stream.
+
+    XINFO GROUPS' lag is nil once trimming passed the group (DESIGN §11): then we compare the
+    stream's first entry with the group's last-delivered id to surface the loss instead."""
+    try:
+        groups = await redis.xinfo_groups(stream)
+    except aioredis.ResponseError:
+        return 0, 0
+    for info in groups:
+        name = info["name"].decode() if isinstance(info["name"], bytes) else info["name"]
+        if name != group:
+            continue
+        lag = info.get("lag")
+        if lag is not None:
+            return int(lag), 0
+        stream_info = await redis.xinfo_stream(stream)
+        first = stream_info.get("first-entry")
+        if first and parse_id(first[0]) > parse_id(info["last-delivered-id"]):
+            return int(stream_info["length"]), 1
+        return 0, 0
+    return 0, 0
+
+
+class Heartbeat:
+    """Publishes one service's heartbeat every `interval_s` until stopped."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        *,
+        prefix: str,
+        service: str,
+        consumer: str,
+        interval_s: float,
+        runtimes: Sequence[ConsumerRuntime] = (),
+    ) -> None:
+        self.redis = redis
+        self.keys = GlobalKeys(prefix)
+        self.service = service
+        self.consumer = consumer
+        self.interval_s = interval_s
+        self.runtimes = list(runtimes)
+        self.key = self.keys.heartbeat(service, consumer)
+        self._process = psutil.Process(os.getpid())
+        self.log = get_logger(consumer=consumer)
+
+    async def snapshot(self) -> dict[str, Any]:
+        lag = pending = 0
+        for runtime in self.runtimes:
+            for source in runtime.sources:
+                stream_lag, gap = await group_lag(self.redis, source.key, runtime.group)
+                CONSUMER_LAG.labels(runtime.group, source.key).set(stream_lag)
+                if gap:
+                    ENTRIES_LOST.labels(self.service, runtime.group, source.key).inc(0)
+                    self.log.warning("consumer.trimmed_before_read", stream=source.key)
+                lag += stream_lag
+                pending += await self._pending(runtime, source.key)
+        return {
+            "service": self.service,
+            "consumer": self.consumer,
+            "processed": sum(r.stats.processed for r in self.runtimes),
+            "failed": sum(r.stats.failed for r in self.runtimes),
+            "dead_lettered": sum(r.stats.dead_lettered for r in self.runtimes),
+            "lag": lag,
+            "pending": pending,
+            "pid": os.getpid(),
+            "rss_bytes": self._process.memory_info().rss,
+        }
+
+    async def _pending(self, runtime: ConsumerRuntime, stream: str) -> int:
+        try:
+            summary = await self.redis.xpending(stream, runtime.group)
+        except aioredis.ResponseError:
+            return 0
+        for entry in summary.get("consumers") or []:
+            name = entry["name"].decode() if isinstance(entry["name"], bytes) else entry["name"]
+            if name == runtime.consumer:
+                return int(entry["pending"])
+        return 0
+
+    async def beat(self) -> dict[str, Any]:
+        data = await self.snapshot()
+        ttl_s = max(2, int(self.interval_s * 3 + 0.999))
+        envelope = make("service.heartbeat", f"service/{self.service}", data, self.consumer)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(self.key, orjson.dumps({**data, "time": now_ms()}), ex=ttl_s)
+        pipe.sadd(self.keys.heartbeats, self.key)
+        pipe.xadd(self.keys.health, envelope.to_fields(), maxlen=HEALTH_MAXLEN, approximate=True)  # type: ignore[arg-type]
+        await pipe.execute()
+        return data
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.beat()
+            except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+                self.log.warning("heartbeat.failed", error=str(exc))
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=self.interval_s)
+            except TimeoutError:
+                pass
+
+    async def clear(self) -> None:
+        """On clean exit: the service is gone on purpose, not dead."""
+        await self.redis.delete(self.key)

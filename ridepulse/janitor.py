@@ -1,0 +1,57 @@
+"""The janitor: trims ride streams below what every group has acknowledged (DESIGN §6, §11).
+
+Telemetry streams are capped on append; ride streams must never lose an unprocessed event,
+so they are trimmed here, only below every group's oldest pending and last-delivered id."""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis.asyncio as aioredis
+import uvloop
+
+from ridepulse.bus.trimming import trim_acknowledged
+from ridepulse.bus.worker import consumer_name, run_service
+from ridepulse.keys import MarketKeys
+from ridepulse.logs import configure_logging, get_logger
+from ridepulse.markets import load_markets
+from ridepulse.redis_client import connect
+from ridepulse.settings import Settings
+
+
+async def trim_once(redis: aioredis.Redis, settings: Settings) -> int:
+    removed = 0
+    for market in load_markets(settings.markets_file).markets:
+        keys = MarketKeys(market.id, settings.key_prefix)
+        for stream in (keys.rides,):
+            if await redis.exists(stream):
+                removed += await trim_acknowledged(redis, stream)
+    return removed
+
+
+async def serve(settings: Settings) -> None:
+    redis = connect(settings)
+    log = get_logger()
+
+    async def trim_loop(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            removed = await trim_once(redis, settings)
+            if removed:
+                log.info("janitor.trimmed", entries=removed)
+            try:
+                await asyncio.wait_for(stop.wait(), settings.ride_stream_trim_interval_s)
+            except TimeoutError:
+                pass
+
+    try:
+        await run_service(
+            redis, settings, service="janitor", consumer=consumer_name(settings, "janitor"),
+            runtimes=[], background=[trim_loop],
+        )  # fmt: skip
+    finally:
+        await redis.aclose()
+
+
+def main(settings: Settings) -> None:
+    configure_logging("janitor", settings.log_level)
+    uvloop.run(serve(settings))

@@ -1,0 +1,93 @@
+"""At-least-once delivery with exactly-once effects, against a real server and real processes."""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from ridepulse.bus.handlers import HandlerTable
+from ridepulse.bus.idempotency import apply_once
+from ridepulse.contracts.registry import Event
+from ridepulse.keys import MarketKeys
+from ridepulse.settings import Settings
+from tests.support.bus import expired_events, fill, runtime, start_consumer_process, wait_exit
+from tests.support.waiting import wait_until
+
+EVENTS = 10_000
+
+
+async def test_killed_consumer_work_is_claimed_and_every_effect_happens_once(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    keys = MarketKeys("sf", settings.key_prefix)
+    await fill(redis, keys.rides, expired_events(EVENTS))
+    victim = start_consumer_process(settings, "victim", "--delay-ms", "0.3", "--read-count", "500")
+    try:
+        await wait_until(
+            lambda: _int(redis.get(keys.scratch("progress")), 3000),
+            timeout_s=60, what="victim to process 3000 events",
+        )  # fmt: skip
+        victim.send_signal(signal.SIGKILL)
+        await wait_exit(victim, 10)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+    summary: Any = await redis.xpending(keys.rides, "counter")
+    assert summary["pending"] > 0, "the kill should land mid-batch, leaving unacked entries"
+
+    effects, progress = keys.scratch("effects"), keys.scratch("progress")
+
+    async def count(event: Event, deps: Any) -> None:
+        def effect(pipe: Any) -> None:
+            pipe.hincrby(effects, event.id, 1)
+            pipe.incr(progress)
+
+        await apply_once(redis, keys.done("counter", event.id), effect)
+
+    rescuer_settings = settings.model_copy(update={"claim_idle_ms": 300, "read_count": 500})
+    rescuer = runtime(
+        redis, rescuer_settings, HandlerTable(per_event={"ride.expired": count}),
+        consumer="rescuer", group="counter",
+    )  # fmt: skip
+    await rescuer.run()
+
+    counts = [int(v) for v in (await redis.hgetall(effects)).values()]
+    assert len(counts) == EVENTS, f"expected {EVENTS} distinct effects, got {len(counts)}"
+    assert set(counts) == {1}, f"some effect ran more than once: max {max(counts)}"
+    assert int(await redis.get(progress) or 0) == EVENTS
+    after: Any = await redis.xpending(keys.rides, "counter")
+    assert after["pending"] == 0
+    assert rescuer.stats.processed > 0
+
+
+async def test_sigterm_drains_in_flight_work_and_leaves_nothing_pending(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    keys = MarketKeys("sf", settings.key_prefix)
+    await fill(redis, keys.rides, expired_events(3000))
+    proc = start_consumer_process(settings, "graceful", "--delay-ms", "1", "--read-count", "100")
+    try:
+        await wait_until(
+            lambda: _int(redis.get(keys.scratch("progress")), 150), timeout_s=30,
+            what="consumer to be mid-stream",
+        )  # fmt: skip
+        proc.send_signal(signal.SIGTERM)
+        code = await wait_exit(proc, 20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 0, f"SIGTERM should exit 0, got {code}"
+    pending: Any = await redis.xpending_range(
+        keys.rides, "counter", min="-", max="+", count=10, consumername="graceful"
+    )
+    assert pending == [], f"entries left pending after SIGTERM: {pending}"
+    done = int(await redis.get(keys.scratch("progress")) or 0)
+    assert 150 <= done < 3000, f"expected a partial drain, processed {done}"
+    assert not await redis.exists(f"{settings.key_prefix}:heartbeat:counter:graceful")
+
+
+async def _int(value: Any, threshold: int) -> bool:
+    raw = await value
+    return raw is not None and int(raw) >= threshold

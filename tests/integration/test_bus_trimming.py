@@ -1,0 +1,67 @@
+"""Streams stay bounded, and ride streams are never trimmed past unacknowledged work."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from ridepulse.bus.producer import Producer
+from ridepulse.bus.trimming import parse_id, trim_acknowledged
+from ridepulse.contracts.registry import make
+from ridepulse.keys import MarketKeys
+from ridepulse.settings import Settings
+from tests.support.bus import expired_events, fill
+
+CAP = 10_000
+
+
+async def test_telemetry_stream_stays_near_its_cap_over_200k_appends(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    keys = MarketKeys("sf", settings.key_prefix)
+    producer = Producer(redis, telemetry_maxlen=CAP, prefix=settings.key_prefix)
+    ping = {"pings": [{"driver_id": "d1", "lat": 37.77, "lon": -122.42, "ts": 1}]}
+    event = make("driver.location", "driver/d1", ping, "test")
+    lengths = []
+    for _ in range(200):
+        await producer.publish_many((keys.telemetry, event) for _ in range(1000))
+        lengths.append(await redis.xlen(keys.telemetry))
+    info: Any = await redis.xinfo_stream(keys.telemetry)
+    assert info["entries-added"] == 200_000
+    # Approximate MAXLEN trims whole listpack nodes (100 entries by default): allow one node.
+    assert max(lengths) <= CAP + 200, f"stream grew to {max(lengths)} entries, cap {CAP}"
+    assert lengths[-1] >= CAP
+
+
+async def test_ride_stream_trim_keeps_every_pending_and_undelivered_entry(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    keys = MarketKeys("sf", settings.key_prefix)
+    await fill(redis, keys.rides, expired_events(1000))
+    await redis.xgroup_create(keys.rides, "fast", id="0")
+    await redis.xgroup_create(keys.rides, "slow", id="0")
+    fast: Any = await redis.xreadgroup("fast", "f", {keys.rides: ">"}, count=1000)
+    await redis.xack(keys.rides, "fast", *[eid for eid, _ in fast[0][1]])
+    slow: Any = await redis.xreadgroup("slow", "s", {keys.rides: ">"}, count=600)
+    slow_ids = [eid for eid, _ in slow[0][1]]
+    await redis.xack(keys.rides, "slow", *slow_ids[:300], *slow_ids[301:])  # id 300 stays pending
+
+    removed = await trim_acknowledged(redis, keys.rides)
+
+    first: Any = await redis.xrange(keys.rides, count=1)
+    assert removed > 0, "acknowledged entries below the floor should go"
+    assert parse_id(first[0][0]) <= parse_id(slow_ids[300]), "a pending entry was trimmed"
+    claimed: Any = await redis.xclaim(keys.rides, "slow", "s2", 0, [slow_ids[300]])
+    assert claimed and claimed[0][1] is not None, "the pending entry's body must survive"
+    rest: Any = await redis.xreadgroup("slow", "s", {keys.rides: ">"}, count=1000)
+    assert len(rest[0][1]) == 400, "undelivered entries of the slow group must survive"
+
+
+async def test_trim_does_nothing_when_no_group_has_declared_itself(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    keys = MarketKeys("sf", settings.key_prefix)
+    await fill(redis, keys.rides, expired_events(500))
+    assert await trim_acknowledged(redis, keys.rides) == 0
+    assert await redis.xlen(keys.rides) == 500

@@ -1,0 +1,64 @@
+"""A real consumer process for crash and shutdown tests.
+
+Each event's effect (HINCRBY effects <event id> 1, INCR progress) runs through apply_once, so
+the test can count that every effect happened exactly once across kills and claims."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from ridepulse.bus.consumer import ConsumerRuntime, StreamSource
+from ridepulse.bus.handlers import HandlerTable
+from ridepulse.bus.idempotency import apply_once
+from ridepulse.bus.worker import run_service
+from ridepulse.contracts.registry import Event
+from ridepulse.keys import MarketKeys
+from ridepulse.logs import configure_logging
+from ridepulse.redis_client import connect
+from ridepulse.settings import Settings
+
+
+def parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--redis-url", required=True)
+    parser.add_argument("--prefix", required=True)
+    parser.add_argument("--group", default="counter")
+    parser.add_argument("--consumer", required=True)
+    parser.add_argument("--delay-ms", type=float, default=0.0)
+    parser.add_argument("--read-count", type=int, default=200)
+    return parser.parse_args()
+
+
+async def main() -> None:
+    args = parse()
+    settings = Settings(
+        redis_url=args.redis_url, key_prefix=args.prefix, block_ms=200,
+        read_count=args.read_count, claim_idle_ms=60_000, heartbeat_interval_s=0.5,
+    )  # fmt: skip
+    redis = connect(settings)
+    keys = MarketKeys("sf", args.prefix)
+    effects, progress = keys.scratch("effects"), keys.scratch("progress")
+
+    async def count(event: Event, deps: Any) -> None:
+        def effect(pipe: Any) -> None:
+            pipe.hincrby(effects, event.id, 1)
+            pipe.incr(progress)
+
+        await apply_once(redis, keys.done(args.group, event.id), effect)
+        if args.delay_ms:
+            await asyncio.sleep(args.delay_ms / 1000)
+
+    runtime = ConsumerRuntime(
+        redis, settings=settings, service="counter", group=args.group, consumer=args.consumer,
+        sources=[StreamSource(keys.rides, "sf")],
+        handlers=HandlerTable(per_event={"ride.expired": count}), deps=None,
+    )  # fmt: skip
+    await run_service(redis, settings, service="counter", consumer=args.consumer, runtimes=[runtime])
+    await redis.aclose()
+
+
+if __name__ == "__main__":
+    configure_logging("counter", "warning")
+    asyncio.run(main())
