@@ -128,4 +128,7 @@ class Heartbeat:
 
     async def clear(self) -> None:
         """On clean exit: the service is gone on purpose, not dead."""
-        await self.redis.delete(self.key)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.delete(self.key)
+        pipe.srem(self.keys.heartbeats, self.key)
+        await pipe.execute()

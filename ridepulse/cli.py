@@ -1,0 +1,142 @@
+"""The `ridepulse` command. Thin: parses, then calls the modules that do the work."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import shutil
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import redis
+import typer
+
+from ridepulse import launcher
+from ridepulse.auth import ROLES, mint_token, resolve_secret
+from ridepulse.errors import RedisUnavailable
+from ridepulse.markets import load_markets
+from ridepulse.services import ENTRY_POINTS, SERVICE_NAMES
+from ridepulse.settings import Settings
+from ridepulse.status import collect_status, render
+
+app = typer.Typer(help="RidePulse: real-time ride-hailing telemetry on Redis Streams.", no_args_is_help=True)
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg="red", err=True)
+    raise typer.Exit(1)
+
+
+def _settings(**overrides: Any) -> Settings:
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+@app.command()
+def up(
+    host: Annotated[str, typer.Option(help="bind address of the HTTP services")] = "127.0.0.1",
+    api_port: Annotated[int, typer.Option(help="ingest API port")] = 8000,
+    dashboard_port: Annotated[int, typer.Option(help="dashboard port")] = 8080,
+    data_dir: Annotated[Path | None, typer.Option(help="embedded server data, logs, secret")] = None,
+    redis_url: Annotated[str | None, typer.Option(help="use this Redis instead of the embedded one")] = None,
+    no_sim: Annotated[bool, typer.Option("--no-sim", help="do not start the simulated fleet")] = False,
+) -> None:
+    """Start Redis (embedded unless --redis-url), every service and the simulated fleet."""
+    settings = _settings(
+        host=host, api_port=api_port, dashboard_port=dashboard_port, data_dir=data_dir, redis_url=redis_url
+    )
+    try:
+        code = launcher.run_platform(settings, simulate=not no_sim)
+    except RedisUnavailable as exc:
+        _fail(exc.detail)
+    raise typer.Exit(code)
+
+
+@app.command()
+def run(service: Annotated[str, typer.Argument(help=f"one of: {', '.join(SERVICE_NAMES)}")]) -> None:
+    """Run one service in the foreground (what each docker-compose container runs)."""
+    if service not in ENTRY_POINTS:
+        _fail(f"unknown service {service!r}; choose one of: {', '.join(SERVICE_NAMES)}")
+    settings = launcher.with_running_redis(Settings())
+    if not settings.redis_url:
+        _fail("no Redis: set RIDEPULSE_REDIS_URL, or start one with `ridepulse redis` / `ridepulse up`")
+    module_name, _, func = ENTRY_POINTS[service].partition(":")
+    if importlib.util.find_spec(module_name) is None:
+        _fail(f"service {service!r} is not built in this version")
+    main = getattr(importlib.import_module(module_name), func)
+    try:
+        main(settings)
+    except redis.ConnectionError as exc:
+        _fail(f"cannot reach Redis at {_redact(settings.redis_url)}: {exc}")
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Streams, groups, lag, heartbeats and dead letters; exit 1 when something is unhealthy."""
+    settings = launcher.with_running_redis(Settings())
+    if not settings.redis_url:
+        _fail("no Redis to inspect: set RIDEPULSE_REDIS_URL or run `ridepulse up` first")
+    client = redis.Redis.from_url(settings.redis_url or "", socket_connect_timeout=3)
+    try:
+        report = collect_status(client, load_markets(settings.markets_file), settings.key_prefix)
+    except redis.ConnectionError as exc:
+        _fail(f"cannot reach Redis at {_redact(settings.redis_url)}: {exc}")
+    typer.echo(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode() if as_json else render(report))
+    raise typer.Exit(0 if report.healthy else 1)
+
+
+@app.command(name="redis")
+def redis_only(
+    data_dir: Annotated[Path | None, typer.Option(help="where the AOF and password live")] = None,
+) -> None:
+    """Start only the embedded server and print its URL; Ctrl-C stops it."""
+    settings = _settings(data_dir=data_dir)
+    try:
+        server = launcher.start_embedded(settings)
+    except RedisUnavailable as exc:
+        _fail(exc.detail)
+    typer.echo(server.url)
+    try:
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        server.stop()
+        launcher.forget_running_redis(settings)
+
+
+@app.command()
+def token(
+    role: Annotated[str, typer.Argument(help=f"one of: {', '.join(ROLES)}")],
+    subject: Annotated[str, typer.Argument(help="driver id, rider id, or a name for fleet/ops")],
+    ttl_s: Annotated[int, typer.Option(help="lifetime in seconds")] = 12 * 3600,
+) -> None:
+    """Print a signed bearer token for development and simulation."""
+    if role not in ROLES:
+        _fail(f"unknown role {role!r}; choose one of: {', '.join(ROLES)}")
+    typer.echo(mint_token(resolve_secret(Settings()), role, subject, ttl_s=ttl_s))
+
+
+def _redact(url: str | None) -> str:
+    if not url or "@" not in url:
+        return url or ""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.rpartition('@')[2]}"
+
+
+def _add_events_app() -> None:
+    if importlib.util.find_spec("ridepulse.cli_events") is not None:
+        from ridepulse.cli_events import events_app
+
+        app.add_typer(events_app, name="events", help="Event contracts: AsyncAPI and JSON Schema.")
+
+
+_add_events_app()
+
+
+def main() -> None:
+    if shutil.which("ridepulse") is None and len(sys.argv) > 0:
+        sys.argv[0] = "ridepulse"
+    app()

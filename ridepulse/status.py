@@ -1,0 +1,119 @@
+"""`ridepulse status`: streams, groups, heartbeats and dead letters, and a health verdict."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import orjson
+import redis
+
+from ridepulse.keys import GlobalKeys, MarketKeys
+from ridepulse.markets import MarketMap
+
+LAG_UNHEALTHY = 100_000
+
+
+@dataclass
+class GroupStatus:
+    name: str
+    consumers: int
+    pending: int
+    lag: int | None
+
+
+@dataclass
+class StreamStatus:
+    key: str
+    length: int
+    groups: list[GroupStatus]
+
+
+@dataclass
+class ServiceStatus:
+    service: str
+    consumer: str
+    processed: int
+    lag: int
+    pending: int
+    age_s: float | None
+    alive: bool
+
+
+@dataclass
+class Status:
+    streams: list[StreamStatus] = field(default_factory=list)
+    services: list[ServiceStatus] = field(default_factory=list)
+    dead_letters: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "healthy": self.healthy}
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def collect_status(client: redis.Redis, markets: MarketMap, prefix: str) -> Status:
+    status = Status()
+    global_keys = GlobalKeys(prefix)
+    for market in markets.markets:
+        keys = MarketKeys(market.id, prefix)
+        for stream in (keys.telemetry, keys.rides, keys.surge_events, keys.eta_events):
+            if not client.exists(stream):
+                continue
+            groups = [
+                GroupStatus(_text(g["name"]), int(g["consumers"]), int(g["pending"]), g.get("lag"))
+                for g in client.xinfo_groups(stream)
+            ]
+            status.streams.append(StreamStatus(stream, int(client.xlen(stream)), groups))
+            for g in groups:
+                if g.lag is not None and g.lag > LAG_UNHEALTHY:
+                    status.problems.append(f"group {g.name} on {stream} lags {g.lag} entries")
+    now_ms = time.time() * 1000
+    for key in sorted(_text(k) for k in client.smembers(global_keys.heartbeats)):
+        raw = client.get(key)
+        _, _, rest = key.partition(":heartbeat:")
+        service, _, consumer = rest.partition(":")
+        if raw is None:
+            # A clean stop removes its entry; a key that expired means the service died.
+            status.services.append(ServiceStatus(service, consumer, 0, 0, 0, None, False))
+            continue
+        beat = orjson.loads(raw)
+        age_s = (now_ms - beat.get("time", now_ms)) / 1000
+        status.services.append(
+            ServiceStatus(service, consumer, beat["processed"], beat["lag"], beat["pending"], age_s, True)
+        )
+    alive = {s.service for s in status.services if s.alive}
+    for svc in status.services:
+        if not svc.alive and svc.service not in alive:
+            status.problems.append(f"service {svc.service} ({svc.consumer}) has no live heartbeat")
+    status.dead_letters = int(client.xlen(global_keys.dead_letters))
+    return status
+
+
+def render(status: Status) -> str:
+    lines = ["STREAM                                   LENGTH  GROUP              CONSUMERS  PENDING      LAG"]
+    for stream in status.streams:
+        if not stream.groups:
+            lines.append(f"{stream.key:<40} {stream.length:>6}  (no groups)")
+        for g in stream.groups:
+            lag = "?" if g.lag is None else str(g.lag)
+            lines.append(
+                f"{stream.key:<40} {stream.length:>6}  {g.name:<18} {g.consumers:>9} {g.pending:>8} {lag:>8}"
+            )
+    lines.append("")
+    lines.append("SERVICE      CONSUMER                    PROCESSED      LAG  PENDING  LAST SEEN")
+    for s in status.services:
+        seen = "dead" if s.age_s is None else f"{s.age_s:.1f}s ago"
+        lines.append(f"{s.service:<12} {s.consumer:<26} {s.processed:>10} {s.lag:>8} {s.pending:>8}  {seen}")
+    lines.append("")
+    lines.append(f"dead letters: {status.dead_letters}")
+    lines.append("healthy" if status.healthy else "UNHEALTHY: " + "; ".join(status.problems))
+    return "\n".join(lines)

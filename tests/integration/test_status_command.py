@@ -1,0 +1,46 @@
+"""`ridepulse status` reads streams, groups and heartbeats, and exits 1 when unhealthy."""
+
+from __future__ import annotations
+
+import orjson
+import redis.asyncio as aioredis
+from typer.testing import CliRunner
+
+from ridepulse.cli import app
+from ridepulse.keys import GlobalKeys, MarketKeys
+from ridepulse.settings import Settings
+from tests.support.bus import expired_events, fill
+
+
+def _status(settings: Settings) -> tuple[int, dict[str, object]]:
+    env = {"RIDEPULSE_REDIS_URL": settings.redis_url or "", "RIDEPULSE_KEY_PREFIX": settings.key_prefix}
+    result = CliRunner().invoke(app, ["status", "--json"], env=env)
+    return result.exit_code, orjson.loads(result.stdout)
+
+
+async def test_status_reports_streams_groups_and_live_services(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    keys, global_keys = MarketKeys("sf", settings.key_prefix), GlobalKeys(settings.key_prefix)
+    await fill(redis, keys.rides, expired_events(10))
+    await redis.xgroup_create(keys.rides, "matching", id="0")
+    beat = {"processed": 7, "lag": 10, "pending": 0, "time": 0}
+    await redis.set(global_keys.heartbeat("matching", "m-1"), orjson.dumps(beat), ex=30)
+    await redis.sadd(global_keys.heartbeats, global_keys.heartbeat("matching", "m-1"))
+    code, report = _status(settings)
+    assert code == 0, report
+    streams = {s["key"]: s for s in report["streams"]}  # type: ignore[index, union-attr]
+    assert streams[keys.rides]["length"] == 10
+    assert streams[keys.rides]["groups"][0] == {"name": "matching", "consumers": 0, "pending": 0, "lag": 10}
+    assert report["services"][0]["processed"] == 7  # type: ignore[index]
+
+
+async def test_status_exits_1_when_a_service_heartbeat_is_gone(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    global_keys = GlobalKeys(settings.key_prefix)
+    await redis.sadd(global_keys.heartbeats, global_keys.heartbeat("eta", "eta-1"))
+    code, report = _status(settings)
+    assert code == 1
+    assert report["healthy"] is False
+    assert "service eta (eta-1) has no live heartbeat" in report["problems"]  # type: ignore[operator]
