@@ -1,0 +1,44 @@
+"""`ridepulse events …`: export the event contracts, so docs and other-language clients are
+generated from the code rather than written beside it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ridepulse.contracts.asyncapi import write_asyncapi
+from ridepulse.contracts.registry import json_schemas
+
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"  # what pydantic emits
+
+events_app = typer.Typer(help="Event contracts: AsyncAPI document and JSON Schemas.")
+
+
+@events_app.command("asyncapi")
+def asyncapi(
+    out: Annotated[Path, typer.Option("--out", help="YAML file to write")] = Path(
+        "docs/asyncapi.yaml"
+    ),
+) -> None:
+    """Write the AsyncAPI 3.0 document of every stream, message and operation."""
+    write_asyncapi(out)
+    typer.echo(f"wrote {out}")
+
+
+@events_app.command("schemas")
+def schemas(
+    out: Annotated[Path, typer.Option("--out", help="directory to write into")] = Path(
+        "docs/schemas"
+    ),
+) -> None:
+    """Write one JSON Schema per event type and version, as `<type>.v<N>.json`."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = json_schemas()
+    for name, schema in written.items():
+        document = {"$schema": JSON_SCHEMA_DIALECT, **schema}
+        text = json.dumps(document, indent=2, sort_keys=True) + "\n"
+        (out / f"{name}.json").write_text(text, encoding="utf-8")
+    typer.echo(f"wrote {len(written)} schemas to {out}")
