@@ -1,0 +1,172 @@
+"""Surge maths: the sliding window, the smoothed multiplier and hysteresis."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from pricing.surge import SurgeState, SurgeWindow, compute_surge, quantise
+from ridepulse.geo import cell_of, ring
+
+HOT = cell_of(37.7749, -122.4194)
+NEAR = sorted(ring(HOT, 1))
+FAR = cell_of(37.80, -122.45)
+T0 = 1_700_000_000_000
+MINUTE_MS = 60_000
+
+
+def window_with(requests: int, drivers: int, cell: str = HOT, ts_ms: int = T0) -> SurgeWindow:
+    window = SurgeWindow()
+    for i in range(requests):
+        window.add_request(cell, ts_ms + i)
+    for i in range(drivers):
+        window.add_driver(f"d{i}", cell, ts_ms + i)
+    return window
+
+
+def test_surge_rises_in_a_cell_when_requests_outnumber_drivers() -> None:
+    demand, supply = window_with(requests=6, drivers=2).counts(T0 + MINUTE_MS)
+    surge = compute_surge(demand, supply)
+    # 6 requests / 2 drivers = 3:1 -> 1 + 0.5 x (3 - 1)
+    assert surge[HOT] == 2.0
+    assert FAR not in surge
+
+
+def test_no_surge_while_drivers_keep_up_with_requests() -> None:
+    demand, supply = window_with(requests=5, drivers=5).counts(T0)
+    assert compute_surge(demand, supply) == {}
+
+
+def test_neighbouring_cells_get_a_smoothed_smaller_rise() -> None:
+    demand, supply = window_with(requests=4, drivers=1).counts(T0)
+    surge = compute_surge(demand, supply, k_ring=1)
+    assert surge[HOT] == 2.5  # 4 / 1
+    for cell in NEAR:
+        assert 1.0 < surge[cell] < surge[HOT], f"{cell}: {surge.get(cell)} vs hot {surge[HOT]}"
+        assert surge[cell] == 1.5  # half the demand, the one-driver floor
+    assert FAR not in surge
+
+
+def test_k_ring_zero_keeps_surge_in_the_cell() -> None:
+    demand, supply = window_with(requests=4, drivers=1).counts(T0)
+    assert compute_surge(demand, supply, k_ring=0) == {HOT: 2.5}
+
+
+def test_a_neighbour_with_its_own_idle_drivers_damps_the_rise() -> None:
+    demand = {HOT: 4}
+    supply = {HOT: 1, NEAR[0]: 4}
+    surge = compute_surge(demand, supply)
+    assert surge[HOT] < compute_surge(demand, {HOT: 1})[HOT]
+    assert NEAR[0] not in surge
+
+
+def test_surge_is_capped() -> None:
+    demand, supply = window_with(requests=200, drivers=1).counts(T0)
+    assert max(compute_surge(demand, supply).values()) == 3.0
+    assert max(compute_surge(demand, supply, cap=2.2).values()) == 2.2
+
+
+def test_every_multiplier_is_a_multiple_of_the_step() -> None:
+    rng = random.Random(23)
+    cells = [HOT, *NEAR, FAR]
+    for _ in range(50):
+        demand = {c: rng.randint(0, 12) for c in cells}
+        supply = {c: rng.randint(0, 6) for c in cells}
+        for cell, multiplier in compute_surge(demand, supply).items():
+            assert multiplier == round(multiplier, 1), f"{cell}: {multiplier!r}"
+            assert 1.0 < multiplier <= 3.0
+
+
+def test_quantise_rounds_half_up_to_the_step() -> None:
+    assert quantise(1.149) == 1.1
+    assert quantise(1.15) == 1.2
+    assert quantise(1.27, step=0.25) == 1.25
+
+
+def test_surge_falls_back_to_one_and_is_reported_cleared_after_the_window_passes() -> None:
+    window = window_with(requests=6, drivers=1)
+    state = SurgeState()
+    assert state.update(compute_surge(*window.counts(T0 + MINUTE_MS)))[HOT] == 3.0
+    assert state.update(compute_surge(*window.counts(T0 + 4 * MINUTE_MS))) == {}
+
+    later = compute_surge(*window.counts(T0 + 5 * MINUTE_MS + 10))
+    assert later == {}
+    cleared = state.update(later)
+    assert cleared[HOT] == 1.0
+    assert set(cleared.values()) == {1.0}
+    assert state.published == {}
+
+
+def test_window_length_is_configurable() -> None:
+    window = SurgeWindow(window_ms=MINUTE_MS)
+    window.add_request(HOT, T0)
+    assert window.counts(T0 + MINUTE_MS - 1)[0] == {HOT: 1}
+    assert window.counts(T0 + MINUTE_MS)[0] == {}
+
+
+def test_a_driver_counts_once_in_its_latest_cell() -> None:
+    window = SurgeWindow()
+    for i in range(10):
+        window.add_driver("d1", HOT, T0 + i * 1_000)
+    window.add_driver("d1", FAR, T0 + 20_000)
+    window.add_driver("d1", HOT, T0 + 15_000)  # late, older sighting: ignored
+    assert window.counts(T0 + 30_000)[1] == {FAR: 1}
+
+
+def test_a_driver_leaves_supply_when_its_last_sighting_leaves_the_window() -> None:
+    window = SurgeWindow(window_ms=MINUTE_MS)
+    window.add_driver("d1", HOT, T0)
+    window.add_driver("d2", HOT, T0 + 30_000)
+    window.add_driver("d1", HOT, T0 + 40_000)
+    assert window.counts(T0 + MINUTE_MS + 35_000)[1] == {HOT: 1}
+    assert window.counts(T0 + MINUTE_MS + 45_000)[1] == {}
+
+
+def test_a_removed_driver_stops_counting_at_once() -> None:
+    window = window_with(requests=0, drivers=2)
+    window.remove_driver("d0")
+    window.remove_driver("never-seen")
+    assert window.counts(T0)[1] == {HOT: 1}
+
+
+def test_requests_older_than_a_window_behind_the_newest_are_ignored() -> None:
+    window = SurgeWindow(window_ms=MINUTE_MS)
+    window.add_request(HOT, T0 + 2 * MINUTE_MS)
+    window.add_request(FAR, T0)
+    assert window.counts(T0 + 2 * MINUTE_MS)[0] == {HOT: 1}
+
+
+def test_hysteresis_holds_the_published_multiplier_through_small_oscillations() -> None:
+    state = SurgeState()
+    assert state.update({HOT: 1.5}) == {HOT: 1.5}
+    for wobble in (1.4, 1.6, 1.5, 1.4, 1.6, 1.4):
+        assert state.update({HOT: wobble}) == {}, f"republished on a wobble to {wobble}"
+    assert state.published == {HOT: 1.5}
+
+
+def test_hysteresis_publishes_a_change_of_at_least_point_two() -> None:
+    state = SurgeState()
+    state.update({HOT: 1.5})
+    assert state.update({HOT: 1.7}) == {HOT: 1.7}
+    assert state.update({HOT: 1.5}) == {HOT: 1.5}
+
+
+def test_a_cell_does_not_start_surging_on_a_small_rise() -> None:
+    state = SurgeState()
+    assert state.update({HOT: 1.1}) == {}
+    assert state.update({HOT: 1.2}) == {HOT: 1.2}
+
+
+def test_a_cell_back_at_one_is_cleared_even_from_a_small_multiplier() -> None:
+    state = SurgeState()
+    state.update({HOT: 1.3})
+    assert state.update({HOT: 1.1}) == {HOT: 1.1}
+    assert state.update({}) == {HOT: 1.0}
+    assert state.update({}) == {}
+
+
+@pytest.mark.parametrize("window_ms", [0, -1])
+def test_window_must_be_positive(window_ms: int) -> None:
+    with pytest.raises(ValueError):
+        SurgeWindow(window_ms=window_ms)
