@@ -51,3 +51,7 @@ class InvalidEvent(RidePulseError):
 
 class RedisUnavailable(RidePulseError):
     code, status = "redis_unavailable", 503
+
+
+class PayloadTooLarge(RidePulseError):
+    code, status = "payload_too_large", 413

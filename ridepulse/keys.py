@@ -111,6 +111,10 @@ class MarketKeys:
         """A key a service owns for its own state (e.g. pricing windows)."""
         return f"{self._base}:x:{name}"
 
+    def ride_applied(self, ride_id: str) -> str:
+        """SET of event ids already applied to a ride (24 h TTL): a redelivered step is a no-op."""
+        return f"{self._base}:applied:ride:{ride_id}"
+
 
 @dataclass(frozen=True, slots=True)
 class GlobalKeys:

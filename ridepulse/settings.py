@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     surge_cap: float = Field(3.0, description="highest surge multiplier")
     telemetry_shed_lag: int = Field(200_000, description="telemetry lag above which pings get 429")
     max_batch_pings: int = Field(5000, description="most pings in one POST /v1/telemetry")
+    ping_rate_per_s: float = Field(5.0, description="sustained pings/s allowed per driver")
+    ping_burst: float = Field(20.0, description="ping burst allowed per driver")
 
 
 def load_settings(**overrides: object) -> Settings:

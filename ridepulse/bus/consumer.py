@@ -248,7 +248,7 @@ class ConsumerRuntime:
                 await self._count_lost(item.stream, [item.entry_id])
                 continue
             try:
-                item.event = decode(item.fields)
+                item.event = decode(item.fields, item.stream.market)
             except InvalidEvent as exc:
                 dead.append((item, exc.detail))
                 continue

@@ -102,6 +102,7 @@ class RideCancelledV1(Payload):
     ride_id: str
     by: Literal["rider", "driver", "ops"]
     version: int
+    driver_id: str | None = None  # the driver freed by the cancel, so its app hears of it
 
 
 class RideExpiredV1(Payload):

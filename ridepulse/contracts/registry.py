@@ -48,6 +48,7 @@ class Event:
 
     envelope: Envelope
     data: ev.Payload
+    market: str = ""  # the market of the stream it was read from (set by the runtime)
 
     @property
     def id(self) -> str:
@@ -65,7 +66,7 @@ def model_for(event_type: str, version: int) -> type[ev.Payload]:
         raise InvalidEvent(f"unknown event type/version: {event_type} v{version}") from None
 
 
-def decode(fields: dict[bytes, bytes]) -> Event:
+def decode(fields: dict[bytes, bytes], market: str = "") -> Event:
     """Stream fields → validated Event; InvalidEvent (with reason) otherwise."""
     envelope = Envelope.from_fields(fields)
     model = model_for(envelope.type, envelope.v)
@@ -75,7 +76,7 @@ def decode(fields: dict[bytes, bytes]) -> Event:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise InvalidEvent(f"{envelope.type} v{envelope.v}: {where}: {first['msg']}") from None
-    return Event(envelope, data)
+    return Event(envelope, data, market)
 
 
 def make(

@@ -1,0 +1,92 @@
+"""The public API: wiring only. Routes live in routes_*.py, decisions in small modules."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from ingest import (
+    routes_driver_ws,
+    routes_drivers,
+    routes_health,
+    routes_quotes,
+    routes_rides,
+    routes_telemetry,
+)
+from ingest.batcher import TelemetryBatcher
+from ingest.deps import Deps
+from ingest.errors import install_error_handlers
+from ingest.notifier import DriverNotifier
+from ingest.ratelimit import PingRateLimiter
+from ingest.responses import JSON
+from ingest.shedding import watch_telemetry_lag
+from ridepulse.auth import resolve_secret
+from ridepulse.keys import MarketKeys
+from ridepulse.markets import load_markets
+from ridepulse.redis_client import connect
+from ridepulse.rides.store import RideStore
+from ridepulse.settings import Settings
+
+DESCRIPTION = """Driver telemetry and ride requests in; ride state out.
+
+Authenticate with `Authorization: Bearer <token>` (`ridepulse token <role> <id>` mints one).
+Errors are JSON `{"error", "detail", "field"}`."""
+
+
+def build_deps(settings: Settings) -> Deps:
+    redis = connect(settings)
+    markets = load_markets(settings.markets_file)
+    source = f"ingest/{socket.gethostname()}/{os.getpid()}"
+    deps = Deps(
+        settings=settings, redis=redis, markets=markets, secret=resolve_secret(settings),
+        batcher=TelemetryBatcher(redis, source=source, maxlen=settings.telemetry_maxlen),
+        limiter=PingRateLimiter(settings.ping_rate_per_s, settings.ping_burst),
+        stores={m.id: RideStore(redis, MarketKeys(m.id, settings.key_prefix), source) for m in markets.markets},
+        source=source,
+    )  # fmt: skip
+
+    async def driver_of_ride(ride_id: str) -> str | None:
+        try:
+            ride = await deps.store_for_ride(ride_id).get(ride_id)
+        except Exception:
+            return None
+        return ride.driver_id or ride.offer_driver_id if ride else None
+
+    streams = [k for m in markets.markets for k in (deps.keys(m.id).rides, deps.keys(m.id).eta_events)]
+    deps.notifier = DriverNotifier(redis, streams, driver_of_ride)
+    return deps
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        deps = build_deps(settings)
+        app.state.deps = deps
+        stop = asyncio.Event()
+        tasks = [
+            asyncio.create_task(deps.notifier.run(stop)),
+            asyncio.create_task(watch_telemetry_lag(deps, stop)),
+        ]
+        try:
+            yield
+        finally:
+            stop.set()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await deps.redis.aclose()
+
+    app = FastAPI(
+        title="RidePulse API", version="1.0", description=DESCRIPTION, lifespan=lifespan,
+        default_response_class=JSON,
+    )  # fmt: skip
+    install_error_handlers(app)
+    for module in (routes_telemetry, routes_driver_ws, routes_drivers, routes_quotes, routes_rides, routes_health):
+        app.include_router(module.router)
+    return app
+

@@ -1,0 +1,100 @@
+"""What the routes need, built once in the app's lifespan: no import-time connections."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from fastapi import Request
+
+from ingest.batcher import TelemetryBatcher
+from ingest.ratelimit import PingRateLimiter
+from ridepulse.auth import Principal, bearer, verify_token
+from ridepulse.errors import InvalidInput, NotFound, PayloadTooLarge
+from ridepulse.keys import MarketKeys
+from ridepulse.markets import Market, MarketMap
+from ridepulse.rides.store import RideStore
+from ridepulse.settings import Settings
+
+TOKEN_CACHE_SIZE = 50_000
+MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+@dataclass
+class Deps:
+    settings: Settings
+    redis: aioredis.Redis
+    markets: MarketMap
+    secret: str
+    batcher: TelemetryBatcher
+    limiter: PingRateLimiter
+    stores: dict[str, RideStore]
+    source: str
+    notifier: Any = None
+    shedding: bool = False
+    durable_writes: bool = True
+    _tokens: dict[str, tuple[Principal, float]] = field(default_factory=dict)
+
+    def keys(self, market_id: str) -> MarketKeys:
+        return MarketKeys(market_id, self.settings.key_prefix)
+
+    def market_of_ride(self, ride_id: str) -> Market:
+        """Ride ids carry their market (`sf-<uuid7>`), so a read needs no global index."""
+        market_id, _, rest = ride_id.partition("-")
+        if not rest or market_id not in self.markets.by_id:
+            raise NotFound(f"ride {ride_id} not found")
+        return self.markets.get(market_id)
+
+    def store_for_ride(self, ride_id: str) -> RideStore:
+        return self.stores[self.market_of_ride(ride_id).id]
+
+    def authenticate(self, header: str | None) -> Principal:
+        """Verify a bearer token; verified tokens are cached (HS256 verify is on the hot path)."""
+        token = bearer(header)
+        cached = self._tokens.get(token)
+        now = _monotonic_wall()
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        principal = verify_token(self.secret, token)
+        if len(self._tokens) >= TOKEN_CACHE_SIZE:
+            self._tokens.clear()
+        claims_exp = _token_exp(token)
+        self._tokens[token] = (principal, claims_exp)
+        return principal
+
+
+def _monotonic_wall() -> float:
+    import time
+
+    return time.time()
+
+
+def _token_exp(token: str) -> float:
+    import jwt
+
+    exp: Any = jwt.decode(token, options={"verify_signature": False}).get("exp", 0)
+    return float(exp)
+
+
+def get_deps(request: Request) -> Deps:
+    deps: Deps = request.app.state.deps
+    return deps
+
+
+def principal(request: Request) -> Principal:
+    return get_deps(request).authenticate(request.headers.get("authorization"))
+
+
+async def json_body(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"body larger than {limit} bytes")
+    raw = await request.body()
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"body larger than {limit} bytes")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise InvalidInput("body is not valid JSON") from None

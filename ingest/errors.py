@@ -1,0 +1,47 @@
+"""Every error leaves as JSON {"error", "detail", "field"?} with its status; never a traceback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException
+
+from ridepulse.errors import RidePulseError
+from ridepulse.logs import get_logger
+
+
+def error_response(status: int, code: str, detail: str, field: str | None = None, **extra: Any) -> Response:
+    body: dict[str, Any] = {"error": code, "detail": detail}
+    if field:
+        body["field"] = field
+    body.update(extra)
+    headers = {"Retry-After": "1"} if status == 429 else None
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    log = get_logger()
+
+    @app.exception_handler(RidePulseError)
+    async def platform_error(request: Request, exc: RidePulseError) -> Response:
+        return error_response(exc.status, exc.code, exc.detail, exc.field)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0]
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
+        return error_response(422, "invalid_input", str(first.get("msg")), ".".join(loc) or None)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.error("api.unexpected_error", path=request.url.path, error=f"{type(exc).__name__}: {exc}")
+        return error_response(500, "internal", "internal error; it has been logged")

@@ -1,0 +1,80 @@
+"""Quotes, answered by ingest from the read models pricing and eta publish in Redis.
+
+Why not a synchronous call to pricing: a quote then needs no extra hop, and works (with the
+last published surge and speeds) while pricing or eta restart; the fare function is shared
+code in ridepulse.fares, so both sides compute fares the same way."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from ingest.deps import Deps
+from ridepulse.contracts.envelope import new_event_id, now_ms
+from ridepulse.errors import InvalidInput
+from ridepulse.fares import DEFAULT_FARES, Quote
+from ridepulse.geo import cell_of, cells_along, haversine_m
+from ridepulse.travel import DEFAULT_SPEED_MPS, DETOUR_FACTOR, travel_time_s
+
+QUOTE_TTL_S = 120
+NEAREST_DRIVER_RADIUS_M = 5000
+
+
+async def _speeds(deps: Deps, market_id: str, cells: list[str]) -> dict[str, float]:
+    if not cells:
+        return {}
+    values: Any = await deps.redis.hmget(deps.keys(market_id).speeds, cells)
+    return {c: float(v) for c, v in zip(cells, values, strict=True) if v is not None}
+
+
+async def _nearest_driver(deps: Deps, market_id: str, lat: float, lon: float) -> tuple[float, float] | None:
+    found: Any = await deps.redis.geosearch(
+        deps.keys(market_id).drivers_geo, longitude=lon, latitude=lat, radius=NEAREST_DRIVER_RADIUS_M,
+        unit="m", sort="ASC", count=5, withcoord=True,
+    )  # fmt: skip
+    if not found:
+        return None
+    statuses: Any = await deps.redis.hmget(deps.keys(market_id).driver_statuses, [f[0] for f in found])
+    for (_name, (d_lon, d_lat)), status in zip(found, statuses, strict=True):
+        if status == b"available":
+            return float(d_lat), float(d_lon)
+    return None
+
+
+async def make_quote(
+    deps: Deps, rider_id: str, pickup: tuple[float, float], dropoff: tuple[float, float]
+) -> Quote:
+    market = deps.markets.locate(*pickup)
+    res = deps.settings.h3_resolution
+    trip_cells = cells_along(pickup, dropoff, res)
+    driver = await _nearest_driver(deps, market.id, *pickup)
+    pickup_cells = cells_along(driver, pickup, res) if driver else []
+    speeds = await _speeds(deps, market.id, sorted(set(trip_cells) | set(pickup_cells)))
+    speed_of = lambda cell: speeds.get(cell, DEFAULT_SPEED_MPS)  # noqa: E731
+    trip_s = travel_time_s(pickup[0], pickup[1], dropoff[0], dropoff[1], speed_of, res)
+    pickup_s = travel_time_s(driver[0], driver[1], pickup[0], pickup[1], speed_of, res) if driver else None
+    raw_surge: Any = await deps.redis.hget(deps.keys(market.id).surge, cell_of(pickup[0], pickup[1], res))
+    surge = float(raw_surge) if raw_surge else 1.0
+    distance_m = haversine_m(*pickup, *dropoff)
+    quote = Quote(
+        quote_id=f"q-{new_event_id()}", fare=DEFAULT_FARES.fare(distance_m * DETOUR_FACTOR, trip_s, surge),
+        surge=surge, pickup_eta_s=None if pickup_s is None else round(pickup_s, 1),
+        trip_eta_s=round(trip_s, 1), distance_m=round(distance_m * DETOUR_FACTOR, 1),
+        expires_at=now_ms() + QUOTE_TTL_S * 1000,
+    )  # fmt: skip
+    record = {**quote.to_dict(), "rider_id": rider_id}
+    await deps.redis.set(deps.keys(market.id).quote(quote.quote_id), orjson.dumps(record), ex=QUOTE_TTL_S)
+    return quote
+
+
+async def load_quote(deps: Deps, market_id: str, quote_id: Any, rider_id: str) -> Quote:
+    if not isinstance(quote_id, str) or len(quote_id) > 64:
+        raise InvalidInput("quote_id must be a string", field="quote_id")
+    raw: Any = await deps.redis.get(deps.keys(market_id).quote(quote_id))
+    if raw is None:
+        raise InvalidInput("quote expired or unknown; ask for a new quote", field="quote_id")
+    record = orjson.loads(raw)
+    if record.pop("rider_id", None) != rider_id:
+        raise InvalidInput("quote belongs to another rider", field="quote_id")
+    return Quote.from_dict(record)

@@ -1,0 +1,73 @@
+"""WS /v1/drivers/{driver_id}/ws: pings in; offers, assignment changes and ETAs out."""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import urlsplit
+
+import orjson
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from ingest.deps import Deps
+from ingest.routes_telemetry import accept_ping
+from ridepulse.errors import RidePulseError
+
+router = APIRouter(tags=["telemetry"])
+POLICY_VIOLATION = 1008
+MAX_MESSAGE_BYTES = 4096
+
+
+def origin_allowed(websocket: WebSocket) -> bool:
+    """Native apps send no Origin; a browser page may connect only from this same host."""
+    origin = websocket.headers.get("origin")
+    if origin is None:
+        return True
+    host = websocket.headers.get("host", "")
+    return urlsplit(origin).netloc == host
+
+
+@router.websocket("/v1/drivers/{driver_id}/ws")
+async def driver_socket(websocket: WebSocket, driver_id: str) -> None:
+    deps: Deps = websocket.app.state.deps
+    if not origin_allowed(websocket):
+        await websocket.close(POLICY_VIOLATION, "origin not allowed")
+        return
+    token = websocket.query_params.get("token")
+    header = websocket.headers.get("authorization") or (f"Bearer {token}" if token else None)
+    try:
+        who = deps.authenticate(header)
+        if (who.role == "driver" and who.subject != driver_id) or who.role not in ("driver", "ops"):
+            raise RidePulseError("a driver may only connect as itself")
+    except RidePulseError as exc:
+        await websocket.close(POLICY_VIOLATION, exc.detail[:120])
+        return
+    await websocket.accept()
+    queue = deps.notifier.subscribe(driver_id)
+    sender = asyncio.create_task(_send_loop(websocket, queue))
+    try:
+        while True:
+            raw = await websocket.receive_text()
+            if len(raw) > MAX_MESSAGE_BYTES:
+                await websocket.send_bytes(_error("message too large"))
+                continue
+            try:
+                await accept_ping(deps, driver_id, orjson.loads(raw))
+            except orjson.JSONDecodeError:
+                await websocket.send_text('{"type":"error","detail":"not JSON"}')
+            except RidePulseError as exc:
+                await websocket.send_bytes(_error(exc.detail, exc.field))
+    except WebSocketDisconnect:
+        pass
+    finally:
+        sender.cancel()
+        deps.notifier.unsubscribe(driver_id, queue)
+
+
+def _error(detail: str, field: str | None = None) -> bytes:
+    return orjson.dumps({"type": "error", "detail": detail, "field": field})
+
+
+async def _send_loop(websocket: WebSocket, queue: asyncio.Queue[bytes]) -> None:
+    while True:
+        message = await queue.get()
+        await websocket.send_text(message.decode())

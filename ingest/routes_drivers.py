@@ -1,0 +1,80 @@
+"""Driver status and the driver's own view (location, status, current offer and ride)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+
+from ingest.deps import Deps, get_deps, json_body, principal
+from ingest.responses import JSON
+from ingest.schemas import ERRORS, DriverStatusIn, body_schema
+from ingest.validation import check_id
+from ridepulse.auth import Principal
+from ridepulse.errors import Forbidden, InvalidInput, NotFound
+from ridepulse.markets import Market
+
+router = APIRouter(tags=["drivers"])
+Who = Annotated[Principal, Depends(principal)]
+
+
+def _self_or_ops(who: Principal, driver_id: str) -> None:
+    if who.role == "ops":
+        return
+    who.require("driver")
+    if who.subject != driver_id:
+        raise Forbidden("a driver may only act for itself")
+
+
+async def market_of_driver(deps: Deps, driver_id: str) -> Market:
+    """The market the driver last pinged from; the first market if it never pinged."""
+    for market in deps.markets.markets:
+        if await deps.redis.hexists(deps.keys(market.id).positions, driver_id):
+            return market
+    return deps.markets.default
+
+
+@router.put(
+    "/v1/drivers/{driver_id}/status", responses=ERRORS, openapi_extra=body_schema(DriverStatusIn),
+    summary="Go available or offline",
+)  # fmt: skip
+async def put_status(driver_id: str, request: Request, who: Who) -> JSON:
+    deps = get_deps(request)
+    check_id(driver_id, "driver_id")
+    _self_or_ops(who, driver_id)
+    body = await json_body(request, 1024)
+    status = body.get("status") if isinstance(body, dict) else None
+    if status not in ("available", "offline"):
+        raise InvalidInput("status must be 'available' or 'offline'", field="status")
+    market = await market_of_driver(deps, driver_id)
+    driver = await deps.stores[market.id].set_driver_status(driver_id, status)
+    return JSON(driver.to_public())
+
+
+@router.get("/v1/drivers/{driver_id}", responses=ERRORS, summary="Location, status, offer and ride")
+async def get_driver(driver_id: str, request: Request, who: Who) -> JSON:
+    deps = get_deps(request)
+    check_id(driver_id, "driver_id")
+    _self_or_ops(who, driver_id)
+    market = await market_of_driver(deps, driver_id)
+    store = deps.stores[market.id]
+    driver = await store.get_driver(driver_id)
+    raw_position: Any = await deps.redis.hget(deps.keys(market.id).positions, driver_id)
+    if driver is None and raw_position is None:
+        raise NotFound(f"driver {driver_id} not found")
+    view: dict[str, Any] = driver.to_public() if driver else {"driver_id": driver_id, "status": "offline", "ride_id": None}
+    view["market"] = market.id
+    view["offer"] = None
+    if driver is not None and driver.ride_id and driver.status == "offered":
+        ride = await store.get(driver.ride_id)
+        if ride is not None and ride.status == "offered" and ride.offer_driver_id == driver_id:
+            view["offer"] = {
+                "ride_id": ride.ride_id, "expires_at": ride.offer_expires_at,
+                "pickup": {"lat": ride.pickup.lat, "lon": ride.pickup.lon},
+                "dropoff": {"lat": ride.dropoff.lat, "lon": ride.dropoff.lon},
+                "pickup_eta_s": ride.pickup_eta_s,
+            }  # fmt: skip
+    if raw_position is not None:
+        lat, lon, ts, *_ = raw_position.decode().split(",")
+        view.update(lat=float(lat), lon=float(lon), ts=int(ts))
+    return JSON(view)

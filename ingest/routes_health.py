@@ -1,0 +1,51 @@
+"""Liveness, readiness (Redis reachable and the downstream groups declared) and metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ingest.deps import get_deps
+from ingest.responses import JSON
+
+router = APIRouter(tags=["operations"])
+# Rides progress only if matching reads them; eta and pricing enrich rides and are reported.
+REQUIRED_GROUPS = ("matching",)
+REPORTED_GROUPS = ("matching", "eta", "pricing")
+
+
+@router.get("/healthz", summary="The process is alive")
+async def healthz() -> JSON:
+    return JSON({"status": "ok"})
+
+
+@router.get("/readyz", summary="Redis answers and every consumer group exists")
+async def readyz(request: Request) -> JSON:
+    deps = get_deps(request)
+    try:
+        await deps.redis.ping()
+    except Exception as exc:
+        return JSON({"status": "unavailable", "redis": str(exc)}, status_code=503)
+    groups: dict[str, list[str]] = {}
+    missing: list[str] = []
+    for market in deps.markets.markets:
+        stream = deps.keys(market.id).rides
+        try:
+            info: Any = await deps.redis.xinfo_groups(stream)
+        except Exception:
+            info = []
+        names = [g["name"].decode() for g in info]
+        groups[stream] = names
+        missing += [f"{g}@{market.id}" for g in REPORTED_GROUPS if g not in names]
+    blocking = [m for m in missing if m.split("@")[0] in REQUIRED_GROUPS]
+    body = {"status": "ready" if not blocking else "waiting", "groups": groups, "missing": missing,
+            "shedding_telemetry": deps.shedding, "durable_writes": deps.durable_writes}  # fmt: skip
+    return JSON(body, status_code=200 if not blocking else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics")
+async def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,36 @@
+"""GET /v1/quote: fare, surge, pickup and trip ETA; the quote_id is honoured for 2 minutes."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from ingest.deps import get_deps, principal
+from ingest.quotes import make_quote
+from ingest.responses import JSON
+from ingest.schemas import ERRORS, QuoteOut
+from ridepulse.auth import Principal
+from ridepulse.errors import InvalidInput
+
+router = APIRouter(tags=["rides"])
+Lat = Annotated[float, Query(ge=-90, le=90)]
+Lon = Annotated[float, Query(ge=-180, le=180)]
+
+
+@router.get("/v1/quote", response_model=QuoteOut, responses=ERRORS, summary="Price and ETAs of a trip")
+async def quote(
+    request: Request,
+    who: Annotated[Principal, Depends(principal)],
+    pickup_lat: Lat,
+    pickup_lon: Lon,
+    dropoff_lat: Lat,
+    dropoff_lon: Lon,
+) -> JSON:
+    who.require("rider", "ops")
+    deps = get_deps(request)
+    if deps.markets.locate(dropoff_lat, dropoff_lon).id != deps.markets.locate(pickup_lat, pickup_lon).id:
+        raise InvalidInput("dropoff is in another market", field="dropoff_lat")
+    result = await make_quote(deps, who.subject, (pickup_lat, pickup_lon), (dropoff_lat, dropoff_lon))
+    return JSON({**asdict(result), "currency": "USD"})

@@ -1,0 +1,78 @@
+"""Fast validation of telemetry input. Pings are the hot path: plain checks on decoded JSON,
+no model instantiation per ping (the OpenAPI schema still documents them, see schemas.py)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ridepulse.errors import InvalidInput
+
+FUTURE_TOLERANCE_MS = 5_000  # device clocks drift; more than this is a bad clock or a forgery
+MAX_AGE_MS = 5 * 60_000  # older pings are useless for dispatch and would corrupt speed learning
+MAX_SPEED_MPS = 90.0
+MAX_ACCURACY_M = 10_000.0
+MAX_ID_LENGTH = 64
+
+
+def _number(body: dict[str, Any], name: str, low: float, high: float, *, required: bool) -> float | None:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise InvalidInput(f"{name} is required", field=name)
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidInput(f"{name} must be a number", field=name)
+    if not low <= value <= high:
+        raise InvalidInput(f"{name} must be between {low:g} and {high:g}", field=name)
+    return float(value)
+
+
+def check_id(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
+        raise InvalidInput(f"{name} must be a non-empty string of at most {MAX_ID_LENGTH} characters", field=name)
+    if not value.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise InvalidInput(f"{name} may contain only letters, digits, '-', '_' and '.'", field=name)
+    return value
+
+
+def check_ping(body: Any, driver_id: str, now_ms: int) -> dict[str, Any]:
+    """A validated ping as a compact dict (only the fields given), or InvalidInput."""
+    if not isinstance(body, dict):
+        raise InvalidInput("a ping must be a JSON object")
+    lat = _number(body, "lat", -90, 90, required=True)
+    lon = _number(body, "lon", -180, 180, required=True)
+    ts_raw = body.get("ts")
+    if ts_raw is None:
+        ts = now_ms
+    else:
+        if isinstance(ts_raw, bool) or not isinstance(ts_raw, int):
+            raise InvalidInput("ts must be an integer (epoch milliseconds)", field="ts")
+        if ts_raw > now_ms + FUTURE_TOLERANCE_MS:
+            raise InvalidInput("ts is in the future", field="ts")
+        if ts_raw < now_ms - MAX_AGE_MS:
+            raise InvalidInput("ts is more than 5 minutes old", field="ts")
+        ts = ts_raw
+    ping: dict[str, Any] = {"driver_id": driver_id, "lat": lat, "lon": lon, "ts": ts}
+    speed = _number(body, "speed_mps", 0, MAX_SPEED_MPS, required=False)
+    if speed is not None:
+        ping["speed_mps"] = speed
+    heading = _number(body, "heading", 0, 360, required=False)
+    if heading is not None:
+        ping["heading"] = heading
+    accuracy = _number(body, "accuracy_m", 0, MAX_ACCURACY_M, required=False)
+    if accuracy is not None:
+        ping["accuracy_m"] = accuracy
+    return ping
+
+
+def check_point(body: Any, name: str) -> tuple[float, float]:
+    if not isinstance(body, dict):
+        raise InvalidInput(f"{name} must be an object with lat and lon", field=name)
+    try:
+        lat = _number(body, "lat", -90, 90, required=True)
+        lon = _number(body, "lon", -180, 180, required=True)
+    except InvalidInput as exc:
+        raise InvalidInput(exc.detail, field=f"{name}.{exc.field}") from None
+    assert lat is not None and lon is not None
+    return lat, lon

@@ -1,0 +1,103 @@
+"""Matching's handlers: keep the geo index fresh, and offer each waiting ride to the best
+candidate. The offer itself (reserve driver + move ride + announce) is one atomic script in
+ridepulse.rides, so concurrent replicas and redeliveries can never double-assign a driver."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from matching.candidates import OFFER_ATTEMPTS_PER_PASS, SEARCH_RADII_M, rank_by_pickup_eta
+from matching.geo_index import nearby_available, update_positions
+from ridepulse.bus.handlers import HandlerTable, Outgoing
+from ridepulse.contracts.envelope import derived_event_id, now_ms
+from ridepulse.contracts.events import DriverLocationV1
+from ridepulse.contracts.registry import Event
+from ridepulse.keys import MarketKeys
+from ridepulse.rides.projection import Ride
+from ridepulse.rides.store import RideStore
+from ridepulse.settings import Settings
+from ridepulse.travel import SpeedCache
+
+
+@dataclass
+class MatchingDeps:
+    redis: aioredis.Redis
+    settings: Settings
+    stores: dict[str, RideStore]
+    speeds: dict[str, SpeedCache]
+    offers_made: int = 0
+    last_attempt_ms: dict[str, int] = field(default_factory=dict)
+
+    def keys(self, market: str) -> MarketKeys:
+        return MarketKeys(market, self.settings.key_prefix)
+
+
+def _market_of(ride_id: str) -> str:
+    return ride_id.partition("-")[0]
+
+
+async def on_locations(events: Sequence[Event], deps: MatchingDeps) -> Outgoing:
+    by_market: dict[str, list[Any]] = {}
+    for event in events:
+        assert isinstance(event.data, DriverLocationV1)
+        # ingest located every ping of an entry in the market of the stream it went to
+        by_market.setdefault(event.market, []).extend(event.data.pings)
+    for market, pings in by_market.items():
+        await update_positions(deps.redis, deps.keys(market), pings)
+    return None
+
+
+async def try_offer(deps: MatchingDeps, ride: Ride, cause_id: str) -> Ride | None:
+    """Offer the ride to the best available candidate; None when nobody could take it now."""
+    store = deps.stores[ride.market]
+    keys = deps.keys(ride.market)
+    deps.last_attempt_ms[ride.ride_id] = now_ms()
+    fresh_after = now_ms() - int(deps.settings.driver_stale_s * 1000)
+    speed = deps.speeds[ride.market]
+    for radius in SEARCH_RADII_M:
+        nearby = await nearby_available(
+            deps.redis, keys, ride.pickup.lat, ride.pickup.lon, radius_m=radius,
+            fresh_after_ms=fresh_after, exclude=ride.declined,
+        )  # fmt: skip
+        if not nearby:
+            continue
+        ranked = rank_by_pickup_eta(nearby, (ride.pickup.lat, ride.pickup.lon), speed.travel_time_s)
+        for candidate in ranked[:OFFER_ATTEMPTS_PER_PASS]:
+            offered = await store.offer(
+                ride_id=ride.ride_id, driver_id=candidate.driver_id,
+                pickup_eta_s=round(candidate.pickup_eta_s, 1),
+                offer_timeout_s=deps.settings.offer_timeout_s, expected_version=ride.version,
+                event_id=derived_event_id(cause_id, f"offer:{ride.attempt + 1}:{candidate.driver_id}"),
+            )  # fmt: skip
+            if offered is not None:
+                deps.offers_made += 1
+                deps.last_attempt_ms.pop(ride.ride_id, None)
+                return offered
+            current = await store.get(ride.ride_id)
+            if current is None or current.status != "requested" or current.version != ride.version:
+                return None  # someone else moved the ride: nothing left to do here
+        return None
+    return None
+
+
+async def on_ride_waiting(event: Event, deps: MatchingDeps) -> Outgoing:
+    """ride.requested and ride.unmatched both mean: this ride needs a driver now."""
+    ride_id: str = event.data.ride_id  # type: ignore[attr-defined]
+    store = deps.stores.get(_market_of(ride_id))
+    if store is None:
+        return None
+    ride = await store.get(ride_id)
+    if ride is None or ride.status != "requested":
+        return None  # stale or duplicate delivery: the ride has moved on
+    await try_offer(deps, ride, event.id)
+    return None
+
+
+HANDLERS = HandlerTable(
+    per_event={"ride.requested": on_ride_waiting, "ride.unmatched": on_ride_waiting},
+)
+GEO_HANDLERS = HandlerTable(batch={"driver.location": on_locations})

@@ -1,0 +1,69 @@
+"""`ridepulse run matching`: wiring of the matching handlers around the shared bus.
+
+Two consumer groups in one process: `matching` on the ride stream (latency-critical, never
+queued behind telemetry) and `matching.geo` on telemetry (high volume, batch handler)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import uvloop
+
+from matching.handlers import GEO_HANDLERS, HANDLERS, MatchingDeps
+from matching.sweeper import run_sweeper
+from ridepulse.bus.consumer import ConsumerRuntime, StreamSource
+from ridepulse.bus.worker import consumer_name, run_service
+from ridepulse.keys import MarketKeys
+from ridepulse.logs import configure_logging
+from ridepulse.markets import load_markets
+from ridepulse.redis_client import connect
+from ridepulse.rides.store import RideStore
+from ridepulse.settings import Settings
+from ridepulse.travel import SpeedCache
+
+SERVICE = "matching"
+
+
+def build(settings: Settings, *, burst: bool = False) -> tuple[MatchingDeps, list[ConsumerRuntime]]:
+    redis = connect(settings)
+    markets = load_markets(settings.markets_file).markets
+    consumer = consumer_name(settings, SERVICE)
+    keys = {m.id: MarketKeys(m.id, settings.key_prefix) for m in markets}
+    deps = MatchingDeps(
+        redis=redis, settings=settings,
+        stores={m: RideStore(redis, k, f"{SERVICE}/{consumer}") for m, k in keys.items()},
+        speeds={m: SpeedCache(redis, k.speeds, settings.h3_resolution) for m, k in keys.items()},
+    )  # fmt: skip
+    common = {"settings": settings, "service": SERVICE, "consumer": consumer, "deps": deps, "burst": burst}
+    rides = ConsumerRuntime(
+        redis, group="matching", sources=[StreamSource(k.rides, m) for m, k in keys.items()],
+        handlers=HANDLERS, **common,  # type: ignore[arg-type]
+    )  # fmt: skip
+    geo = ConsumerRuntime(
+        redis, group="matching.geo", sources=[StreamSource(k.telemetry, m) for m, k in keys.items()],
+        handlers=GEO_HANDLERS, **common,  # type: ignore[arg-type]
+    )  # fmt: skip
+    return deps, [rides, geo]
+
+
+async def serve(settings: Settings) -> None:
+    deps, runtimes = build(settings)
+
+    async def sweeper(stop: asyncio.Event) -> None:
+        await run_sweeper(deps, stop)
+
+    async def speeds(stop: asyncio.Event) -> None:
+        await asyncio.gather(*(cache.run(stop) for cache in deps.speeds.values()))
+
+    try:
+        await run_service(
+            deps.redis, settings, service=SERVICE, consumer=runtimes[0].consumer, runtimes=runtimes,
+            background=[sweeper, speeds],
+        )  # fmt: skip
+    finally:
+        await deps.redis.aclose()
+
+
+def main(settings: Settings) -> None:
+    configure_logging(SERVICE, settings.log_level)
+    uvloop.run(serve(settings))

@@ -1,0 +1,98 @@
+"""Time-driven transitions: offers that time out, rides past their deadline, waiting rides
+retried as drivers free up, and drivers gone silent dropped from the index.
+
+Every replica may run it: each step is an atomic, version-checked script, so two sweepers
+racing on the same ride make one transition and one no-op."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from matching.geo_index import drop_stale
+from matching.handlers import MatchingDeps, try_offer
+from ridepulse.contracts.envelope import derived_event_id, now_ms
+from ridepulse.errors import Conflict
+from ridepulse.logs import get_logger
+
+SWEEP_INTERVAL_S = 0.25
+RETRY_WAITING_EVERY_MS = 1000
+BATCH = 200
+
+
+async def time_out_offers(deps: MatchingDeps, market: str, now: int) -> int:
+    store, keys = deps.stores[market], deps.keys(market)
+    due: Any = await deps.redis.zrangebyscore(keys.offer_timeouts, "-inf", now, start=0, num=BATCH)
+    count = 0
+    for raw in due:
+        ride = await store.get(raw.decode())
+        if ride is None or ride.status != "offered" or ride.offer_driver_id is None:
+            await deps.redis.zrem(keys.offer_timeouts, raw)
+            continue
+        try:
+            await store.decline(
+                ride.ride_id, ride.offer_driver_id, reason="timeout",
+                event_id=derived_event_id(ride.ride_id, f"timeout:{ride.attempt}"),
+            )  # fmt: skip
+            count += 1
+        except Conflict:
+            pass  # accepted or declined meanwhile
+    return count
+
+
+async def expire_overdue(deps: MatchingDeps, market: str, now: int) -> int:
+    store, keys = deps.stores[market], deps.keys(market)
+    overdue: Any = await deps.redis.zrangebyscore(keys.open_rides, "-inf", now, start=0, num=BATCH)
+    count = 0
+    for raw in overdue:
+        ride_id = raw.decode()
+        if await store.expire(ride_id, event_id=derived_event_id(ride_id, "expire")) is not None:
+            count += 1
+    return count
+
+
+async def retry_waiting(deps: MatchingDeps, market: str, now: int) -> int:
+    """Rides still `requested` (nobody was free): try again as drivers become available."""
+    store, keys = deps.stores[market], deps.keys(market)
+    waiting: Any = await deps.redis.zrangebyscore(keys.open_rides, now, "+inf", start=0, num=BATCH)
+    offered = 0
+    for raw in waiting:
+        ride_id = raw.decode()
+        if now - deps.last_attempt_ms.get(ride_id, 0) < RETRY_WAITING_EVERY_MS:
+            continue
+        ride = await store.get(ride_id)
+        if ride is None or ride.status != "requested":
+            continue
+        cause = derived_event_id(ride_id, f"retry:{ride.version}:{now // RETRY_WAITING_EVERY_MS}")
+        if await try_offer(deps, ride, cause) is not None:
+            offered += 1
+    if len(deps.last_attempt_ms) > 50_000:
+        deps.last_attempt_ms.clear()
+    return offered
+
+
+async def sweep_once(deps: MatchingDeps) -> dict[str, int]:
+    now = now_ms()
+    totals = {"timed_out": 0, "expired": 0, "retried": 0, "stale": 0}
+    for market in deps.stores:
+        totals["timed_out"] += await time_out_offers(deps, market, now)
+        totals["expired"] += await expire_overdue(deps, market, now)
+        totals["retried"] += await retry_waiting(deps, market, now)
+        stale_before = now - int(deps.settings.driver_stale_s * 1000)
+        totals["stale"] += await drop_stale(deps.redis, deps.keys(market), stale_before)
+    return totals
+
+
+async def run_sweeper(deps: MatchingDeps, stop: asyncio.Event) -> None:
+    log = get_logger(component="sweeper")
+    while not stop.is_set():
+        try:
+            totals = await sweep_once(deps)
+            if any(totals.values()):
+                log.debug("matching.swept", **totals)
+        except (ConnectionError, TimeoutError, OSError) as exc:
+            log.warning("matching.sweep_failed", error=str(exc))
+        try:
+            await asyncio.wait_for(stop.wait(), SWEEP_INTERVAL_S)
+        except TimeoutError:
+            pass

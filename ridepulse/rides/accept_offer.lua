@@ -1,0 +1,14 @@
+-- accept_offer: the offered driver takes the ride; the offer's timeout stops counting.
+-- KEYS 9 the driver.
+local A = step_args()
+local DRIVER = KEYS[9]
+local ride = load_ride()
+local stop = guard(A, ride, 'conflict') or guard_driver(A, ride, DRIVER)
+if stop then return stop end
+
+local now = now_ms()
+local fields = {driver_id = A.driver_id, offer_driver_id = '', offer_expires_at = ''}
+local version = move_ride(A, ride, fields, {}, now)
+move_driver(A, DRIVER, now)
+emit(A, {driver_id = A.driver_id, pickup_eta_s = tonumber(ride.pickup_eta_s), version = version}, now)
+return reply('ok')

@@ -1,0 +1,125 @@
+-- Helpers shared by the ride step scripts; scripts.py prepends this file to each of them.
+-- No status name appears here: the step's row of the transition table (ridepulse/rides/state.py)
+-- arrives in ARGV, so the rules live in one place.
+--
+-- KEYS of every ride step: 1 ride hash, 2 rides stream, 3 applied event ids, 4 active rides,
+--   5 open rides, 6 offer timeouts, 7 ride counts, 8 driver statuses, 9.. step-specific.
+-- ARGV of every ride step: see ridepulse/rides/scripts.py step_argv (1..15), 16.. step-specific.
+--
+-- Replies: {code, detail, <HGETALL of the ride>...}; codes: ok, dup (the event id was applied
+-- before: no second event), conflict, skip, stale, forbidden, missing, retry, exists.
+
+local RIDE, STREAM, APPLIED = KEYS[1], KEYS[2], KEYS[3]
+local ACTIVE, OPEN, OFFERS, COUNTS, STATUSES = KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local APPLIED_TTL_S = 86400 -- far beyond any redelivery window (claim idle x max deliveries)
+
+local function step_args()
+  return {
+    event_id = ARGV[1], source = ARGV[2], event_type = ARGV[3], event_v = ARGV[4],
+    from = ARGV[5], to = ARGV[6], counter = ARGV[7], terminal = ARGV[8] == '1',
+    opens = ARGV[9] == '1', offers = ARGV[10] == '1', driver_from = ARGV[11],
+    driver_to = ARGV[12], driver_holds = ARGV[13] == '1', expected = ARGV[14],
+    ride_id = ARGV[15], driver_id = ARGV[16], traceparent = ARGV[17],
+  }
+end
+local X = 18 -- first step-specific ARGV
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Integers as plain digits (tostring would switch to exponent notation past 1e14).
+local function int(n)
+  return string.format('%d', n)
+end
+
+local function contains(csv, item)
+  for token in string.gmatch(csv, '[^,]+') do
+    if token == item then return true end
+  end
+  return false
+end
+
+local function load_ride()
+  local flat = redis.call('HGETALL', RIDE)
+  local ride = {}
+  for i = 1, #flat, 2 do ride[flat[i]] = flat[i + 1] end
+  return ride
+end
+
+local function reply(code, detail)
+  return {code, detail or '', unpack(redis.call('HGETALL', RIDE))}
+end
+
+-- Checks every ride step makes before writing, in this order: the ride exists, the event was
+-- not applied already (redelivery), the status allows the step, the caller's version still
+-- holds (a zombie consumer's late write is refused, DESIGN §11). Nil means go ahead.
+local function guard(A, ride, refused)
+  if not ride.status then return {'missing', ''} end
+  if redis.call('SISMEMBER', APPLIED, A.event_id) == 1 then return reply('dup') end
+  if not contains(A.from, ride.status) then return reply(refused, 'state') end
+  if A.expected ~= '' and A.expected ~= ride.version then return reply('stale', ride.version) end
+  return nil
+end
+
+-- The driver a ride is with: the assigned one, else the one it is offered to, else ''.
+local function ride_driver(ride)
+  if ride.driver_id and ride.driver_id ~= '' then return ride.driver_id end
+  return ride.offer_driver_id or ''
+end
+
+-- The acting driver must be the ride's, and its own hash must agree that it holds this ride.
+local function guard_driver(A, ride, driver_key)
+  if A.driver_id ~= ride_driver(ride) then return reply('conflict', 'driver') end
+  local d = redis.call('HMGET', driver_key, 'status', 'ride_id')
+  if not contains(A.driver_from, d[1] or '') or d[2] ~= A.ride_id then
+    return reply('conflict', 'driver_state')
+  end
+  return nil
+end
+
+-- Writes the new status, the fields of the step and the version; keeps the open/offer/active
+-- indexes, counts and the applied-event set in step. Returns the new version. `<status>_at` is
+-- stamped only when absent: a requeued ride keeps its requested_at (abandoned assignment
+-- timestamps are in `cleared`, so a re-offer stamps offered_at afresh).
+local function move_ride(A, ride, fields, cleared, now)
+  fields.status = A.to
+  if not ride[A.to .. '_at'] then fields[A.to .. '_at'] = int(now) end
+  local args = {}
+  for k, v in pairs(fields) do
+    args[#args + 1] = k
+    args[#args + 1] = v
+  end
+  redis.call('HSET', RIDE, unpack(args))
+  if #cleared > 0 then redis.call('HDEL', RIDE, unpack(cleared)) end
+  local version = redis.call('HINCRBY', RIDE, 'version', 1)
+  redis.call('ZREM', OPEN, A.ride_id)
+  redis.call('ZREM', OFFERS, A.ride_id)
+  if A.opens then redis.call('ZADD', OPEN, fields.deadline_at or ride.deadline_at, A.ride_id) end
+  if A.offers then redis.call('ZADD', OFFERS, fields.offer_expires_at, A.ride_id) end
+  if A.terminal then redis.call('ZREM', ACTIVE, A.ride_id) end
+  redis.call('HINCRBY', COUNTS, A.counter, 1)
+  redis.call('SADD', APPLIED, A.event_id)
+  redis.call('EXPIRE', APPLIED, APPLIED_TTL_S)
+  return version
+end
+
+-- Moves the step's driver to its new status, binding it to the ride or releasing it.
+local function move_driver(A, driver_key, now)
+  if A.driver_to == '' or A.driver_id == '' then return end
+  local ride_id = ''
+  if A.driver_holds then ride_id = A.ride_id end
+  redis.call('HSET', driver_key, 'driver_id', A.driver_id, 'status', A.driver_to,
+    'ride_id', ride_id, 'status_at', int(now))
+  redis.call('HINCRBY', driver_key, 'version', 1)
+  redis.call('HSET', STATUSES, A.driver_id, A.driver_to)
+end
+
+-- Appends the step's event with the envelope fields in contract order (contracts/envelope.py).
+local function emit(A, data, now)
+  data.ride_id = A.ride_id
+  redis.call('XADD', STREAM, '*', 'id', A.event_id, 'type', A.event_type, 'v', A.event_v,
+    'source', A.source, 'time', int(now), 'subject', 'ride/' .. A.ride_id,
+    'data', cjson.encode(data), 'traceparent', A.traceparent)
+end

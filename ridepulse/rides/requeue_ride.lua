@@ -1,0 +1,26 @@
+-- requeue_ride: the ride goes back to `requested` without its driver (offer declined or timed
+-- out, or the assigned driver cancelled); the driver is remembered in `declined` so matching
+-- skips it, and is free again.
+-- KEYS 9 the driver. ARGV X.. reason, renew deadline ('1': the rider gets a fresh wait window,
+--   as after a driver cancel the original deadline may long have passed).
+local A = step_args()
+local DRIVER = KEYS[9]
+local ride = load_ride()
+local stop = guard(A, ride, 'conflict') or guard_driver(A, ride, DRIVER)
+if stop then return stop end
+
+local now = now_ms()
+local declined = ride.declined or ''
+if not contains(declined, A.driver_id) then
+  if declined == '' then declined = A.driver_id else declined = declined .. ',' .. A.driver_id end
+end
+local fields = {driver_id = '', offer_driver_id = '', offer_expires_at = '', declined = declined}
+if ARGV[X + 1] == '1' then
+  fields.deadline_at = int(now + tonumber(ride.deadline_window_ms))
+end
+local cleared = {}
+for token in string.gmatch(ARGV[X + 2], '[^,]+') do cleared[#cleared + 1] = token end
+local version = move_ride(A, ride, fields, cleared, now)
+move_driver(A, DRIVER, now)
+emit(A, {driver_id = A.driver_id, reason = ARGV[X], version = version}, now)
+return reply('ok')

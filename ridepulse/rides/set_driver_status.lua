@@ -1,0 +1,24 @@
+-- set_driver_status: a driver goes available or offline (its own choice, never while it holds a
+-- ride or an offer). Setting the status it has already is a no-op: no version, no event.
+-- KEYS 1 driver hash, 2 driver statuses, 3 rides stream.
+-- ARGV 1 event id, 2 source, 3 driver id, 4 new status, 5 allowed from-statuses, 6 traceparent,
+--   7 event type, 8 its schema version.
+local DRIVER_KEY, DRIVER_STATUSES, RIDES = KEYS[1], KEYS[2], KEYS[3]
+local driver_id, to = ARGV[3], ARGV[4]
+local current = redis.call('HGET', DRIVER_KEY, 'status')
+local function driver_reply(code, detail)
+  return {code, detail or '', unpack(redis.call('HGETALL', DRIVER_KEY))}
+end
+if current == to then return driver_reply('dup') end
+if current and not contains(ARGV[5], current) then return driver_reply('conflict', current) end
+
+local now = now_ms()
+redis.call('HSET', DRIVER_KEY, 'driver_id', driver_id, 'status', to, 'ride_id', '',
+  'status_at', int(now))
+local version = redis.call('HINCRBY', DRIVER_KEY, 'version', 1)
+redis.call('HSET', DRIVER_STATUSES, driver_id, to)
+redis.call('XADD', RIDES, '*', 'id', ARGV[1], 'type', ARGV[7], 'v', ARGV[8],
+  'source', ARGV[2], 'time', int(now), 'subject', 'driver/' .. driver_id,
+  'data', cjson.encode({driver_id = driver_id, status = to, version = version}),
+  'traceparent', ARGV[6])
+return driver_reply('ok')

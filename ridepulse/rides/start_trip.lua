@@ -1,0 +1,13 @@
+-- start_trip: the rider is on board; from here only the driver (complete) or ops can end it.
+-- KEYS 9 the driver.
+local A = step_args()
+local DRIVER = KEYS[9]
+local ride = load_ride()
+local stop = guard(A, ride, 'conflict') or guard_driver(A, ride, DRIVER)
+if stop then return stop end
+
+local now = now_ms()
+local version = move_ride(A, ride, {}, {}, now)
+move_driver(A, DRIVER, now)
+emit(A, {driver_id = A.driver_id, version = version}, now)
+return reply('ok')

@@ -1,0 +1,342 @@
+"""RideStore: every move of a ride or driver, each one atomic step (a Lua script) that checks
+the state, writes the projections and appends the announcing event together."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+
+from ridepulse.contracts.envelope import new_event_id
+from ridepulse.contracts.events import Point
+from ridepulse.errors import InvalidInput, NotFound
+from ridepulse.keys import MarketKeys
+from ridepulse.rides import inputs
+from ridepulse.rides.outcome import Outcome, driver_result, refusal, ride_result
+from ridepulse.rides.projection import Driver, Ride, decode_hash
+from ridepulse.rides.scripts import Scripts, step_argv, step_keys
+from ridepulse.rides.state import (
+    ASSIGNMENT_TIMESTAMPS,
+    DRIVER_TRANSITIONS,
+    TRANSITIONS,
+    RideAction,
+)
+
+IDEMPOTENCY_TTL_S = 24 * 3600
+CANCEL_ATTEMPTS = 5  # re-reads when the ride changes driver between our read and our step
+
+
+class RideStore:
+    """The ride and driver state machine over Redis, shared by ingest and matching.
+
+    Steps that a consumer may re-run after redelivery take an `event_id` (derive it from the
+    cause with contracts.derived_event_id): a step already applied with that id returns the
+    current ride and appends nothing. `expected_version` fences out a caller that read a ride
+    which has moved since (DESIGN §11): its step is refused and returns None."""
+
+    def __init__(self, redis: aioredis.Redis, keys: MarketKeys, source: str) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.source = source
+        self.scripts = Scripts.register(redis)
+
+    async def _step(
+        self,
+        script: AsyncScript,
+        action: RideAction,
+        ride_id: str,
+        *,
+        driver_id: str = "",
+        event_id: str | None = None,
+        expected_version: int | None = None,
+        extra_keys: Sequence[str] = (),
+        extra_args: Sequence[str] = (),
+    ) -> Outcome:
+        argv = step_argv(
+            TRANSITIONS[action],
+            event_id=event_id or new_event_id(),
+            source=self.source,
+            ride_id=ride_id,
+            driver_id=driver_id,
+            expected_version=expected_version,
+        )
+        keys = [*step_keys(self.keys, ride_id), *extra_keys]
+        reply: list[bytes] = await script(keys=keys, args=[*argv, *extra_args])
+        return Outcome.from_reply(reply)
+
+    async def _driver_step(
+        self,
+        script: AsyncScript,
+        action: RideAction,
+        ride_id: str,
+        driver_id: str,
+        *,
+        event_id: str | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> Ride:
+        """A step the ride's own driver takes: the driver key joins the script's KEYS."""
+        inputs.checked_id("driver_id", driver_id)
+        outcome = await self._step(
+            script,
+            action,
+            ride_id,
+            driver_id=driver_id,
+            event_id=event_id,
+            extra_keys=[self.keys.driver(driver_id)],
+            extra_args=extra_args,
+        )
+        return self._ride(outcome, ride_id, action)
+
+    @staticmethod
+    def _ride(outcome: Outcome, ride_id: str, action: RideAction) -> Ride:
+        """The ride after a step that must apply: every refusal raises (naming the state)."""
+        verb = TRANSITIONS[action].verb
+        ride = ride_result(outcome, ride_id=ride_id, verb=verb)
+        if ride is None:
+            raise refusal(outcome, ride_id=ride_id, verb=verb)
+        return ride
+
+    # --- rider -------------------------------------------------------------------------
+
+    async def request_ride(
+        self,
+        *,
+        ride_id: str,
+        rider_id: str,
+        pickup: Point,
+        dropoff: Point,
+        deadline_s: float,
+        idempotency_key: str | None = None,
+        quote_id: str | None = None,
+        fare: float | None = None,
+        surge: float | None = None,
+        event_id: str | None = None,
+    ) -> tuple[Ride, bool]:
+        """Create a ride waiting for a driver until `deadline_s` from now. With an idempotency
+        key already used by this rider (24 h), return that ride and False instead."""
+        inputs.checked_id("ride_id", ride_id)
+        inputs.checked_id("rider_id", rider_id)
+        extra_keys = [self.keys.rider_rides(rider_id)]
+        if idempotency_key is not None:
+            if not 0 < len(idempotency_key) <= 255:
+                raise InvalidInput(
+                    "idempotency key must be 1-255 characters", field="idempotency_key"
+                )
+            extra_keys.append(self.keys.idempotency(rider_id, idempotency_key))
+        extra_args = [
+            rider_id,
+            self.keys.market,
+            *inputs.coordinates(pickup),
+            *inputs.coordinates(dropoff),
+            inputs.millis("deadline_s", deadline_s),
+            quote_id or "",
+            inputs.number("fare", fare, inputs.MONEY_DIGITS),
+            inputs.number("surge", surge, inputs.SURGE_DIGITS, strict=True),
+            str(IDEMPOTENCY_TTL_S),
+        ]
+        outcome = await self._step(
+            self.scripts.request_ride,
+            "request",
+            ride_id,
+            event_id=event_id,
+            extra_keys=extra_keys,
+            extra_args=extra_args,
+        )
+        if outcome.code == "exists":
+            existing = await self.get(outcome.detail)
+            if existing is None:
+                raise NotFound(f"ride {outcome.detail} of this idempotency key not found")
+            return existing, False
+        return self._ride(outcome, ride_id, "request"), outcome.code == "ok"
+
+    async def cancel(
+        self,
+        ride_id: str,
+        *,
+        by: Literal["rider", "driver", "ops"],
+        actor_id: str,
+        event_id: str | None = None,
+    ) -> Ride:
+        """Rider: its own ride, before the trip starts. Ops: any live ride. Both free the
+        driver. Driver: the assigned driver gives the ride back, which returns to `requested`
+        (ride.unmatched, reason driver_cancelled) with a fresh wait window."""
+        if by not in ("rider", "driver", "ops"):
+            raise InvalidInput("by must be rider, driver or ops", field="by")
+        if by == "driver":
+            return await self._requeue(
+                "cancel_by_driver", ride_id, actor_id, "driver_cancelled", event_id
+            )
+        action: RideAction = "cancel_by_rider" if by == "rider" else "cancel_by_ops"
+        event_id = event_id or new_event_id()  # the same id across re-reads
+        for _ in range(CANCEL_ATTEMPTS):
+            current = await self.get(ride_id)
+            if current is None:
+                raise NotFound(f"ride {ride_id} not found", field="ride_id")
+            driver_id = current.driver_id or current.offer_driver_id or ""
+            outcome = await self._step(
+                self.scripts.cancel_ride,
+                action,
+                ride_id,
+                driver_id=driver_id,
+                event_id=event_id,
+                extra_keys=[self.keys.driver(driver_id)] if driver_id else [],
+                extra_args=[by, actor_id],
+            )
+            if outcome.code != "retry":
+                return self._ride(outcome, ride_id, action)
+        raise refusal(outcome, ride_id=ride_id, verb=TRANSITIONS[action].verb)
+
+    # --- matching ----------------------------------------------------------------------
+
+    async def offer(
+        self,
+        *,
+        ride_id: str,
+        driver_id: str,
+        pickup_eta_s: float,
+        offer_timeout_s: float,
+        expected_version: int | None = None,
+        event_id: str | None = None,
+    ) -> Ride | None:
+        """Reserve an available driver for a waiting ride. None (no error, no event) when the
+        ride is no longer `requested`, is past `expected_version` (the caller's view is stale),
+        or the driver is not available: matching re-reads or tries its next candidate."""
+        inputs.checked_id("driver_id", driver_id)
+        outcome = await self._step(
+            self.scripts.offer_ride,
+            "offer",
+            ride_id,
+            driver_id=driver_id,
+            event_id=event_id,
+            expected_version=expected_version,
+            extra_keys=[self.keys.driver(driver_id)],
+            extra_args=[
+                inputs.number("pickup_eta_s", pickup_eta_s, inputs.SECONDS_DIGITS),
+                inputs.millis("offer_timeout_s", offer_timeout_s),
+            ],
+        )
+        return ride_result(outcome, ride_id=ride_id, verb="offer")
+
+    async def decline(
+        self,
+        ride_id: str,
+        driver_id: str,
+        *,
+        reason: Literal["declined", "timeout"] = "declined",
+        event_id: str | None = None,
+    ) -> Ride:
+        """The offered driver said no, or did not answer in time (reason "timeout", used by
+        matching): the ride waits again, the driver is free and skipped for this ride."""
+        if reason not in ("declined", "timeout"):
+            raise InvalidInput("reason must be declined or timeout", field="reason")
+        return await self._requeue("decline", ride_id, driver_id, reason, event_id)
+
+    async def _requeue(
+        self, action: RideAction, ride_id: str, driver_id: str, reason: str, event_id: str | None
+    ) -> Ride:
+        renew_deadline = "1" if action == "cancel_by_driver" else "0"
+        return await self._driver_step(
+            self.scripts.requeue_ride,
+            action,
+            ride_id,
+            driver_id,
+            event_id=event_id,
+            extra_args=[reason, renew_deadline, ",".join(ASSIGNMENT_TIMESTAMPS)],
+        )
+
+    async def expire(
+        self, ride_id: str, *, event_id: str | None = None, expected_version: int | None = None
+    ) -> Ride | None:
+        """A waiting ride past its deadline (server clock) expires. None when the ride is no
+        longer `requested`, is past `expected_version`, or is not due yet."""
+        outcome = await self._step(
+            self.scripts.expire_ride,
+            "expire",
+            ride_id,
+            event_id=event_id,
+            expected_version=expected_version,
+        )
+        return ride_result(outcome, ride_id=ride_id, verb="expire")
+
+    async def set_eta(
+        self, ride_id: str, pickup_eta_s: float | None = None, trip_eta_s: float | None = None
+    ) -> None:
+        """Refresh ETAs of a ride (unknown rides are ignored): no event, no version change."""
+        pairs: list[str] = []
+        for name, value in (("pickup_eta_s", pickup_eta_s), ("trip_eta_s", trip_eta_s)):
+            if value is not None:
+                pairs += [name, inputs.number(name, value, inputs.SECONDS_DIGITS)]
+        if pairs:
+            await self.scripts.set_eta(keys=[self.keys.ride(ride_id)], args=pairs)
+
+    # --- driver ------------------------------------------------------------------------
+
+    async def accept(self, ride_id: str, driver_id: str, *, event_id: str | None = None) -> Ride:
+        """The offered driver takes the ride (offered → matched)."""
+        return await self._driver_step(
+            self.scripts.accept_offer, "accept", ride_id, driver_id, event_id=event_id
+        )
+
+    async def arrived(self, ride_id: str, driver_id: str, *, event_id: str | None = None) -> Ride:
+        return await self._driver_step(
+            self.scripts.mark_arrived, "arrive", ride_id, driver_id, event_id=event_id
+        )
+
+    async def start(self, ride_id: str, driver_id: str, *, event_id: str | None = None) -> Ride:
+        return await self._driver_step(
+            self.scripts.start_trip, "start", ride_id, driver_id, event_id=event_id
+        )
+
+    async def complete(
+        self,
+        ride_id: str,
+        driver_id: str,
+        *,
+        fare: float | None = None,
+        event_id: str | None = None,
+    ) -> Ride:
+        """End the trip; `fare` (if given) replaces the quoted fare; the driver is free again."""
+        return await self._driver_step(
+            self.scripts.complete_trip,
+            "complete",
+            ride_id,
+            driver_id,
+            event_id=event_id,
+            extra_args=[inputs.number("fare", fare, inputs.MONEY_DIGITS)],
+        )
+
+    async def set_driver_status(
+        self, driver_id: str, status: Literal["available", "offline"]
+    ) -> Driver:
+        """A driver's own choice; Conflict while it holds a ride or an offer. A driver seen for
+        the first time is created. Setting the current status again changes nothing."""
+        inputs.checked_id("driver_id", driver_id)
+        row = DRIVER_TRANSITIONS.get(status)
+        if row is None:
+            raise InvalidInput("status must be available or offline", field="status")
+        reply: list[bytes] = await self.scripts.set_driver_status(
+            keys=[self.keys.driver(driver_id), self.keys.driver_statuses, self.keys.rides],
+            args=[
+                new_event_id(),
+                self.source,
+                driver_id,
+                row.to,
+                ",".join(sorted(row.from_states)),
+                "",
+                row.event_type,
+                str(row.event_version),
+            ],
+        )
+        return driver_result(Outcome.from_reply(reply), verb=row.verb)
+
+    # --- reads -------------------------------------------------------------------------
+
+    async def get(self, ride_id: str) -> Ride | None:
+        raw = await self.redis.hgetall(self.keys.ride(ride_id))
+        return Ride.from_hash(decode_hash(raw)) if raw else None
+
+    async def get_driver(self, driver_id: str) -> Driver | None:
+        raw = await self.redis.hgetall(self.keys.driver(driver_id))
+        return Driver.from_hash(decode_hash(raw)) if raw else None

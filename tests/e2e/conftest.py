@@ -1,0 +1,48 @@
+"""End-to-end fixtures: a whole platform (`ridepulse up --no-sim`) on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.api import City
+from tests.support.processes import Platform
+
+FAST_CLOCKS = {
+    "RIDEPULSE_OFFER_TIMEOUT_S": "2",
+    "RIDEPULSE_RIDE_DEADLINE_S": "8",
+    "RIDEPULSE_HEARTBEAT_INTERVAL_S": "1",
+}
+
+
+def start_city(data_dir: Path, **env: str) -> tuple[Platform, City]:
+    platform = Platform(data_dir, "--no-sim", env={**FAST_CLOCKS, **env})
+    try:
+        platform.wait_up()
+        city = City(platform)
+        city.wait_ready()
+    except BaseException:
+        platform.stop()
+        raise
+    return platform, city
+
+
+@pytest.fixture
+def city(tmp_path: Path) -> Iterator[City]:
+    """A fresh city per test: matching decisions of one test never see another's drivers."""
+    platform, client = start_city(tmp_path / "city")
+    yield client
+    client.close()
+    code = platform.stop()
+    assert code == 0, f"ridepulse up exited {code}:\n{platform.text()[-2000:]}"
+
+
+@pytest.fixture(scope="module")
+def shared_city(tmp_path_factory: pytest.TempPathFactory) -> Iterator[City]:
+    """One city for tests that do not depend on matching (auth, validation)."""
+    platform, client = start_city(tmp_path_factory.mktemp("shared"))
+    yield client
+    client.close()
+    platform.stop()
