@@ -8,6 +8,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 
 from ridepulse.errors import RidePulseError
@@ -40,6 +41,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: HTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(RedisError)
+    async def redis_down(request: Request, exc: RedisError) -> Response:
+        log.error("api.redis_error", path=request.url.path, error=f"{type(exc).__name__}: {exc}")
+        return error_response(503, "unavailable", "storage is unavailable; retry shortly")
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:

@@ -35,4 +35,9 @@ def connect(settings: Settings, url: str | None = None) -> aioredis.Redis:
     if target.startswith("redis+cluster://"):
         cluster = RedisCluster.from_url(target.replace("redis+cluster://", "redis://"), **options)
         return cluster  # type: ignore[return-value]
-    return aioredis.Redis.from_url(target, **options)
+    # A blocking pool queues callers when all connections are busy (backpressure) instead of
+    # failing them with "Too many connections" under bursts.
+    pool = aioredis.BlockingConnectionPool.from_url(
+        target, max_connections=settings.redis_max_connections, timeout=10, **options
+    )
+    return aioredis.Redis(connection_pool=pool)

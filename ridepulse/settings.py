@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     auth_enabled: bool = Field(True, description="require bearer tokens on the API and dashboard")
     consumer_name: str | None = Field(None, description="stable consumer name of this replica")
     log_level: str = Field("info", description="debug, info, warning, error")
+    redis_max_connections: int = Field(64, description="connection pool size per process")
     metrics_port: int = Field(0, description="Prometheus port for consumers without HTTP; 0 = off")
 
     read_count: int = Field(500, description="entries per XREADGROUP")

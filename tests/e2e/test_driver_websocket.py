@@ -1,0 +1,55 @@
+"""A driver's WebSocket: pings in, offers and assignment changes out."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from ridepulse.auth import mint_token
+from tests.support.api import DOWNTOWN, City, offset
+
+pytestmark = pytest.mark.e2e
+
+
+def _ws_url(city: City, driver: str, token: str) -> str:
+    return f"ws://127.0.0.1:{city.platform.api_port}/v1/drivers/{driver}/ws?token={token}"
+
+
+def test_driver_streams_pings_over_websocket_and_receives_its_offer(city: City) -> None:
+    token = mint_token(city.secret, "driver", "ws-driver")
+    with connect(_ws_url(city, "ws-driver", token), open_timeout=10) as ws:
+        spot = offset(DOWNTOWN, 200, 0)
+        ws.send(orjson.dumps({"lat": spot[0], "lon": spot[1], "ts": int(time.time() * 1000)}).decode())
+        response = city.http.put("/v1/drivers/ws-driver/status", json={"status": "available"},
+                                 headers=city.token("driver", "ws-driver"))  # fmt: skip
+        assert response.status_code == 200
+        deadline = time.monotonic() + 10
+        while city.http.get("/v1/drivers/ws-driver", headers=city.token("ops", "t")).json().get("lat") is None:
+            assert time.monotonic() < deadline, "ping sent over the socket never arrived"
+            time.sleep(0.05)
+        ride_id = city.request_ride("ws-rider", DOWNTOWN, offset(DOWNTOWN, -2000, 0)).json()["ride_id"]
+        message = orjson.loads(ws.recv(timeout=15))
+        assert message["type"] == "ride.offered" and message["ride_id"] == ride_id
+        assert city.act("ws-driver", ride_id, "accept").status_code == 200
+        matched = orjson.loads(ws.recv(timeout=10))
+        assert (matched["type"], matched["ride_id"]) == ("ride.matched", ride_id)
+        ws.send("not json")
+        assert orjson.loads(ws.recv(timeout=5))["type"] == "error"
+
+
+def test_websocket_refuses_another_drivers_token_and_foreign_origins(city: City) -> None:
+    token = mint_token(city.secret, "driver", "someone-else")
+    with pytest.raises(Exception) as refused:
+        with connect(_ws_url(city, "ws-victim", token), open_timeout=5) as ws:
+            ws.recv(timeout=5)
+    assert not isinstance(refused.value, TimeoutError)
+    own = mint_token(city.secret, "driver", "ws-victim")
+    with pytest.raises(Exception) as foreign:
+        with connect(_ws_url(city, "ws-victim", own), origin="http://evil.example", open_timeout=5) as ws:  # type: ignore[arg-type]
+            ws.recv(timeout=5)
+    assert not isinstance(foreign.value, TimeoutError)
+    _ = InvalidStatus
