@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     max_batch_pings: int = Field(5000, description="most pings in one POST /v1/telemetry")
     ping_rate_per_s: float = Field(5.0, description="sustained pings/s allowed per driver")
     ping_burst: float = Field(20.0, description="ping burst allowed per driver")
+    surge_window_s: float = Field(300.0, gt=0, description="surge demand and supply window")
+    surge_interval_s: float = Field(2.0, gt=0, description="how often pricing recomputes surge")
 
 
 def load_settings(**overrides: object) -> Settings:

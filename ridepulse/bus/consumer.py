@@ -307,7 +307,7 @@ class ConsumerRuntime:
         self.log.warning(
             "consumer.handler_failed", stream=item.stream.key, entry_id=item.entry_id.decode(),
             event_id=item.event.id, type=item.event.type, deliveries=item.deliveries,
-            error=f"{type(exc).__name__}: {exc}",
+            traceparent=item.event.envelope.traceparent or None, error=f"{type(exc).__name__}: {exc}",
         )  # fmt: skip
         if item.deliveries >= self.settings.max_deliveries:
             dead.append((item, f"failed {item.deliveries} deliveries: {type(exc).__name__}: {exc}"))

@@ -12,6 +12,7 @@
 local RIDE, STREAM, APPLIED = KEYS[1], KEYS[2], KEYS[3]
 local ACTIVE, OPEN, OFFERS, COUNTS, STATUSES = KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local APPLIED_TTL_S = 86400 -- far beyond any redelivery window (claim idle x max deliveries)
+local FINISHED_RIDE_TTL_S = 7 * 86400 -- finished rides stay readable for a week, then go
 
 local function step_args()
   return {
@@ -98,7 +99,10 @@ local function move_ride(A, ride, fields, cleared, now)
   redis.call('ZREM', OFFERS, A.ride_id)
   if A.opens then redis.call('ZADD', OPEN, fields.deadline_at or ride.deadline_at, A.ride_id) end
   if A.offers then redis.call('ZADD', OFFERS, fields.offer_expires_at, A.ride_id) end
-  if A.terminal then redis.call('ZREM', ACTIVE, A.ride_id) end
+  if A.terminal then
+    redis.call('ZREM', ACTIVE, A.ride_id)
+    redis.call('EXPIRE', RIDE, FINISHED_RIDE_TTL_S)
+  end
   redis.call('HINCRBY', COUNTS, A.counter, 1)
   redis.call('SADD', APPLIED, A.event_id)
   redis.call('EXPIRE', APPLIED, APPLIED_TTL_S)
