@@ -40,4 +40,4 @@ def connect(settings: Settings, url: str | None = None) -> aioredis.Redis:
     pool = aioredis.BlockingConnectionPool.from_url(
         target, max_connections=settings.redis_max_connections, timeout=10, **options
     )
-    return aioredis.Redis(connection_pool=pool)
+    return aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes both
