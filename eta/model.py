@@ -63,6 +63,7 @@ class SpeedModel:
         self._speed: dict[str, float] = {}
         self._samples: dict[str, int] = {}
         self._last: dict[str, tuple[int, float, float, int]] = {}
+        self._newest_ts = 0  # newest fix of any driver: the model's own clock, immune to lag
 
     def observe_batch(self, pings: Iterable[PingLike]) -> int:
         """Learn from pings (in any batch order; per driver, time order); returns samples used."""
@@ -75,6 +76,8 @@ class SpeedModel:
             prev = last.get(driver)  # (anchor ts, anchor lat, anchor lon, newest ts)
             if prev is not None and ts <= prev[3]:
                 continue  # duplicate or out of order: the newer fix already stands
+            if ts > self._newest_ts:
+                self._newest_ts = ts
             observed = ping.speed_mps
             cell = ""
             if observed is not None and 0.0 <= observed <= MAX_PLAUSIBLE_SPEED_MPS:
@@ -110,6 +113,16 @@ class SpeedModel:
     def forget_driver(self, driver_id: str) -> None:
         """Drop a driver's last fix (gone offline), so the memory follows the active fleet."""
         self._last.pop(driver_id, None)
+
+    def forget_idle(self) -> int:
+        """Drop drivers silent for MAX_PING_GAP_MS behind the newest fix seen (their anchor could
+        not make a sample any more), so memory follows the fleet even when nobody goes offline.
+        Measured on the pings' own clock, so a consumer catching up on a backlog keeps its anchors."""
+        cutoff = self._newest_ts - MAX_PING_GAP_MS
+        idle = [driver for driver, fix in self._last.items() if fix[3] < cutoff]
+        for driver in idle:
+            del self._last[driver]
+        return len(idle)
 
     def snapshot(self) -> dict[str, float]:
         """Per-cell speeds in m/s, to persist as a hash."""

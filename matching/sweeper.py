@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from matching.geo_index import drop_stale
 from matching.handlers import MatchingDeps, try_offer
 from ridepulse.contracts.envelope import derived_event_id, now_ms
@@ -90,7 +92,7 @@ async def run_sweeper(deps: MatchingDeps, stop: asyncio.Event) -> None:
             totals = await sweep_once(deps)
             if any(totals.values()):
                 log.debug("matching.swept", **totals)
-        except (ConnectionError, TimeoutError, OSError) as exc:
+        except (RedisError, OSError) as exc:
             log.warning("matching.sweep_failed", error=str(exc))
         try:
             await asyncio.wait_for(stop.wait(), SWEEP_INTERVAL_S)

@@ -32,18 +32,23 @@ class SurgeWindow:
         if window_ms <= 0:
             raise ValueError(f"window_ms must be positive, got {window_ms}")
         self.window_ms = window_ms
-        self._requests: deque[tuple[int, str]] = deque()
+        self._requests: deque[tuple[int, str, str]] = deque()  # (ts ms, cell, request id)
+        self._request_ids: set[str] = set()
         self._demand: Counter[str] = Counter()
         self._drivers: OrderedDict[str, tuple[int, str]] = OrderedDict()  # id -> (ts ms, cell)
         self._supply: Counter[str] = Counter()
         self._latest_ms = 0  # newest timestamp seen: entries older than a window are late
 
-    def add_request(self, cell: str, ts_ms: int) -> None:
-        """Count one ride request in ``cell``."""
-        if self._too_late(ts_ms):
-            return
-        self._requests.append((ts_ms, cell))
+    def add_request(self, cell: str, ts_ms: int, request_id: str = "") -> bool:
+        """Count one ride request in ``cell``; False if it was not counted (too late, or its
+        ``request_id`` is already in the window — a redelivered or replayed request counts once)."""
+        if self._too_late(ts_ms) or (request_id and request_id in self._request_ids):
+            return False
+        self._requests.append((ts_ms, cell, request_id))
         self._demand[cell] += 1
+        if request_id:
+            self._request_ids.add(request_id)
+        return True
 
     def add_driver(self, driver_id: str, cell: str, ts_ms: int) -> None:
         """Count an available driver in ``cell``, moving it there if it was counted elsewhere."""
@@ -69,7 +74,8 @@ class SurgeWindow:
         cutoff = now_ms - self.window_ms
         requests, demand = self._requests, self._demand
         while requests and requests[0][0] <= cutoff:
-            _, cell = requests.popleft()
+            _, cell, request_id = requests.popleft()
+            self._request_ids.discard(request_id)
             demand[cell] -= 1
             if not demand[cell]:
                 del demand[cell]

@@ -102,8 +102,10 @@ def simulation_spec(settings: Settings, secret: str) -> ChildSpec | None:
         f"http://{settings.host}:{settings.api_port}", "-u", "130", "-r", "20",
         "--only-summary", "--loglevel", "WARNING",
     ]  # fmt: skip
-    env = {"RIDEPULSE_SECRET": secret, "RIDEPULSE_SIM_SEED": "7"}
-    return ChildSpec("simulation", argv, env, None, Path(settings.data_dir) / "logs" / "simulation.log")
+    # time runs 2x so a demo ride completes in a few minutes; seeded so every demo is alike
+    env = {"RIDEPULSE_SECRET": secret, "RIDEPULSE_SIM_SEED": "7", "RIDEPULSE_SIM_TIME_SCALE": "2"}
+    log = Path(settings.data_dir) / "logs" / "simulation.log"
+    return ChildSpec("simulation", argv, env, None, log, drain_first=True)
 
 
 def run_platform(settings: Settings, *, simulate: bool) -> int:

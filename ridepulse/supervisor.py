@@ -19,6 +19,7 @@ from ridepulse.logs import get_logger
 ReadyProbe = Callable[[], bool]
 BACKOFF_MAX_S = 30.0
 STABLE_AFTER_S = 30.0  # a child up this long resets its backoff
+DRAIN_FIRST_TIMEOUT_S = 25.0
 
 
 @dataclass
@@ -28,6 +29,7 @@ class ChildSpec:
     env: dict[str, str]
     ready: ReadyProbe | None = None
     log_path: Path | None = None
+    drain_first: bool = False
 
 
 @dataclass
@@ -118,8 +120,21 @@ class Supervisor:
 
     # ---- stopping --------------------------------------------------------------------
     def stop_all(self, timeout_s: float = 15.0) -> None:
-        """SIGTERM every child's process group, wait for them to drain, SIGKILL stragglers."""
+        """SIGTERM every child's process group, wait for them to drain, SIGKILL stragglers.
+
+        Children marked `drain_first` (the simulated fleet) stop before the services, so they
+        can finish their users' rides against a still-running API."""
         self._stopping = True
+        first = [c for c in self.children.values() if c.spec.drain_first and c.alive()]
+        for child in first:
+            assert child.process is not None
+            _signal_group(child.process.pid, signal.SIGTERM)
+        for child in first:
+            assert child.process is not None
+            try:
+                child.process.wait(DRAIN_FIRST_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                _signal_group(child.process.pid, signal.SIGKILL)
         for child in reversed(list(self.children.values())):
             if child.alive() and child.process is not None:
                 _signal_group(child.process.pid, signal.SIGTERM)

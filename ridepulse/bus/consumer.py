@@ -242,7 +242,7 @@ class ConsumerRuntime:
         acks: list[_Item] = []
         dead: list[tuple[_Item, str]] = []
         outgoing: list[tuple[str, Envelope]] = []
-        by_batch_type: dict[str, list[_Item]] = {}
+        by_batch_type: dict[tuple[str, str], list[_Item]] = {}
         for item in items:
             if item.fields is None:  # body trimmed while pending
                 await self._count_lost(item.stream, [item.entry_id])
@@ -254,13 +254,14 @@ class ConsumerRuntime:
                 continue
             event_type = item.event.type
             if event_type in self.handlers.batch:
-                by_batch_type.setdefault(event_type, []).append(item)
+                # grouped per stream too: a batch's outputs go to that stream's market
+                by_batch_type.setdefault((event_type, item.stream.key), []).append(item)
             elif event_type in self.handlers.per_event:
                 if await self._run_one(item, outgoing, dead):
                     acks.append(item)
             else:
                 acks.append(item)  # a type this group does not care about
-        for event_type, group_items in by_batch_type.items():
+        for (event_type, _), group_items in by_batch_type.items():
             if await self._run_batch(event_type, group_items, outgoing, dead):
                 acks.extend(group_items)
         await self._commit(acks, dead, outgoing)

@@ -43,7 +43,10 @@ RECEIVES: dict[str, tuple[str, ...]] = {
         "ride.completed", "ride.cancelled", "ride.expired", "eta.updated",
     ),
     "matching": ("driver.location", "ride.requested", "ride.unmatched"),
-    "eta": ("driver.location", "ride.matched", "ride.started", "ride.completed", "ride.cancelled"),
+    "eta": (
+        "driver.location", "ride.matched", "ride.driver_arrived", "ride.started", "ride.completed",
+        "ride.cancelled", "ride.unmatched",
+    ),
     "pricing": ("driver.location", "driver.status", "ride.requested"),
     "dashboard": tuple(dict.fromkeys(t for t, _ in REGISTRY)),
 }  # fmt: skip

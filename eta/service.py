@@ -1,0 +1,87 @@
+"""`ridepulse run eta`: wiring of eta's handlers around the shared bus.
+
+Two consumer groups in one process: `eta` on the ride stream (phases of active rides) and
+`eta.speeds` on telemetry (batch handler: learn speeds, refresh ETAs), plus the task that
+persists the speeds. State is in memory and rebuilt at start (active rides from the ride
+projections, speeds from the read model); run one replica per market — a second replica
+would see only part of the telemetry and overwrite the speeds the first one learned."""
+
+from __future__ import annotations
+
+import asyncio
+
+import uvloop
+
+from eta.active import load_active
+from eta.deps import EtaDeps
+from eta.handlers import HANDLERS, TELEMETRY_HANDLERS
+from eta.model import SpeedModel
+from eta.speeds import restore_speeds, run_persister
+from ridepulse.bus.consumer import ConsumerRuntime, StreamSource
+from ridepulse.bus.handlers import HandlerTable
+from ridepulse.bus.worker import consumer_name, run_service
+from ridepulse.keys import MarketKeys
+from ridepulse.logs import configure_logging, get_logger
+from ridepulse.markets import load_markets
+from ridepulse.redis_client import connect
+from ridepulse.rides.store import RideStore
+from ridepulse.settings import Settings
+
+SERVICE = "eta"
+
+
+def build(settings: Settings, *, burst: bool = False) -> tuple[EtaDeps, list[ConsumerRuntime]]:
+    redis = connect(settings)
+    markets = load_markets(settings.markets_file).markets
+    consumer = consumer_name(settings, SERVICE)
+    keys = {m.id: MarketKeys(m.id, settings.key_prefix) for m in markets}
+    deps = EtaDeps(
+        redis=redis, settings=settings, source=f"{SERVICE}/{consumer}",
+        stores={m: RideStore(redis, k, f"{SERVICE}/{consumer}") for m, k in keys.items()},
+        models={m: SpeedModel(resolution=settings.h3_resolution) for m in keys},
+    )  # fmt: skip
+
+    def runtime(group: str, sources: list[StreamSource], handlers: HandlerTable) -> ConsumerRuntime:
+        return ConsumerRuntime(
+            redis, settings=settings, service=SERVICE, group=group, consumer=consumer,
+            sources=sources, handlers=handlers, deps=deps, burst=burst,
+        )  # fmt: skip
+
+    rides = runtime("eta", [StreamSource(k.rides, m) for m, k in keys.items()], HANDLERS)
+    # One telemetry runtime per market: the runtime routes a batch handler's output to the
+    # market of the batch's first entry, so a batch must never mix markets.
+    speeds = [
+        runtime("eta.speeds", [StreamSource(k.telemetry, m)], TELEMETRY_HANDLERS)
+        for m, k in keys.items()
+    ]
+    return deps, [rides, *speeds]
+
+
+async def warm_up(deps: EtaDeps) -> None:
+    """Resume where the last run stopped: learned speeds, and every ride now in a phase."""
+    await restore_speeds(deps)
+    for market in deps.stores:
+        for active in await load_active(deps.redis, deps.keys(market)):
+            deps.rides.track(active)
+
+
+async def serve(settings: Settings) -> None:
+    deps, runtimes = build(settings)
+
+    async def persister(stop: asyncio.Event) -> None:
+        await run_persister(deps, stop)
+
+    try:
+        await warm_up(deps)
+        get_logger().info("eta.warmed_up", active_rides=len(deps.rides))
+        await run_service(
+            deps.redis, settings, service=SERVICE, consumer=runtimes[0].consumer, runtimes=runtimes,
+            background=[persister],
+        )  # fmt: skip
+    finally:
+        await deps.redis.aclose()
+
+
+def main(settings: Settings) -> None:
+    configure_logging(SERVICE, settings.log_level)
+    uvloop.run(serve(settings))

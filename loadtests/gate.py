@@ -1,0 +1,158 @@
+"""The SLO gate of a headless run: the quitting hook sets locust's exit code.
+
+Pass needs all three: failure ratio of API calls (HTTP and WS, not the RIDE metrics) at most
+RIDEPULSE_SLO_FAIL_RATIO, p95 of HTTP calls at most RIDEPULSE_SLO_P95_MS, and every ride the
+simulated riders created in a terminal state. Rides are checked when the test stops, after every
+user's on_stop has cancelled or finished its ride; each ride still open after a short grace is
+recorded as a failed "RIDE stuck_ride" sample naming it, so the check also reaches the master of a
+distributed run through the ordinary stats stream.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from locust import events
+from locust.env import Environment
+from locust.event import EventHook
+from locust.runners import MasterRunner, WorkerRunner
+from locust.stats import RequestStats, StatsEntry
+
+from loadtests.behaviours.ledger import TERMINAL_STATUSES
+from loadtests.behaviours.slo import SloLimits, breaches
+from loadtests.runtime import runtime, sim_config
+from loadtests.users.samples import fire_sample
+from ridepulse.auth import mint_token
+
+HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
+CUSTOM_TYPE = "RIDE"
+STUCK_NAME = "stuck_ride"
+READ_TIMEOUT_S = 5.0
+RECHECK_EVERY_S = 0.5
+
+
+def api_entry(stats: RequestStats, methods: frozenset[str] | None = None) -> StatsEntry:
+    """All API samples merged into one entry (`methods` None = every type but the RIDE metrics)."""
+    merged = StatsEntry(stats, "API", "", use_response_times_cache=False)
+    for (_, method), entry in stats.entries.items():
+        if (method in methods) if methods is not None else method != CUSTOM_TYPE:
+            merged.extend(entry)
+    return merged
+
+
+def ride_status(host: str, ride_id: str, token: str) -> str | None:
+    request = urllib.request.Request(
+        f"{host.rstrip('/')}/v1/rides/{ride_id}", headers={"Authorization": f"Bearer {token}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=READ_TIMEOUT_S) as response:
+            body: Any = orjson.loads(response.read())
+    except (OSError, urllib.error.URLError, orjson.JSONDecodeError):
+        return None
+    status = body.get("status") if isinstance(body, dict) else None
+    return status if isinstance(status, str) else None
+
+
+def stuck_rides(host: str) -> dict[str, str | None]:
+    """Open rides still not terminal after the grace period, with their last seen status.
+
+    Gives up at once when no ride can be read at all (the API is down): waiting cannot help.
+    """
+    rt = runtime()
+    pending: dict[str, str | None] = dict.fromkeys(rt.ledger.open_ride_ids())
+    if not pending:
+        return {}
+    token = mint_token(rt.secret, "ops", "slo-gate")
+    deadline = time.monotonic() + rt.config.slo_grace_s
+    while True:
+        for ride_id in list(pending):
+            pending[ride_id] = ride_status(host, ride_id, token)
+            if pending[ride_id] in TERMINAL_STATUSES:
+                del pending[ride_id]
+                rt.ledger.closed(ride_id)
+        unreachable = all(status is None for status in pending.values())
+        if not pending or unreachable or time.monotonic() >= deadline:
+            return pending
+        time.sleep(RECHECK_EVERY_S)
+
+
+def _on_init(environment: Environment, **_: Any) -> None:
+    """Fail at start-up, once, on a bad knob or a missing secret, not in every user's on_start."""
+    if not isinstance(environment.runner, MasterRunner):
+        runtime()
+
+
+def _on_test_start(environment: Environment, **_: Any) -> None:
+    if not isinstance(environment.runner, MasterRunner):
+        runtime().ledger.reset()
+
+
+def _on_test_stop(environment: Environment, **_: Any) -> None:
+    if isinstance(environment.runner, MasterRunner) or not sim_config().slo_check_rides:
+        return
+    for ride_id, status in sorted(stuck_rides(environment.host or "").items()):
+        fire_sample(
+            environment,
+            CUSTOM_TYPE,
+            STUCK_NAME,
+            0,
+            exception=f"{ride_id} left in state {status or 'unknown'}",
+        )
+
+
+def _on_quitting(environment: Environment, **_: Any) -> None:
+    if environment.runner is None or environment.parsed_options is None:
+        return
+    if isinstance(environment.runner, WorkerRunner):
+        return  # the master judges the whole run from the stats every worker sent
+    if not getattr(environment.parsed_options, "headless", False):
+        return  # an interactive run is judged by its operator
+    config = sim_config()
+    stats = environment.runner.stats
+    everything, http = api_entry(stats), api_entry(stats, HTTP_METHODS)
+    p95_ms = http.get_response_time_percentile(0.95) if http.num_requests else 0
+    stuck = sorted(
+        str(e.error).split(" ", 1)[0]
+        for e in stats.errors.values()
+        if e.method == CUSTOM_TYPE and e.name == STUCK_NAME
+    )
+    reasons = breaches(
+        fail_ratio=everything.fail_ratio,
+        p95_ms=p95_ms,
+        requests=everything.num_requests,
+        stuck_ride_ids=stuck,
+        limits=SloLimits(max_fail_ratio=config.slo_fail_ratio, max_p95_ms=config.slo_p95_ms),
+    )
+    if reasons:
+        print("SLO gate: FAIL\n  - " + "\n  - ".join(reasons), flush=True)
+        environment.process_exit_code = 1
+    else:
+        local = (
+            ""
+            if isinstance(environment.runner, MasterRunner)
+            else f", {runtime().ledger.created} rides"
+        )
+        print(
+            f"SLO gate: pass ({everything.num_requests} API calls, failure ratio "
+            f"{everything.fail_ratio:.2%}, HTTP p95 {p95_ms} ms{local}, no ride left open)",
+            flush=True,
+        )
+        environment.process_exit_code = 0
+
+
+def _listen(hook: EventHook, listener: Callable[..., None]) -> None:
+    add: Callable[[Callable[..., None]], object] = hook.add_listener  # locust's hook is untyped
+    add(listener)
+
+
+def register() -> None:
+    """Attach the gate to locust's events; the locustfile calls this once."""
+    _listen(events.init, _on_init)
+    _listen(events.test_start, _on_test_start)
+    _listen(events.test_stop, _on_test_stop)
+    _listen(events.quitting, _on_quitting)

@@ -1,0 +1,106 @@
+"""One way to call the RidePulse API from a locust user, with the simulation's success rules.
+
+2xx is success. 409 is, where the caller says so, a normal race (the offer expired, the rider
+cancelled first) and is recorded as a success; 5xx and any other 4xx are failures, with the
+server's `{"error", "detail"}` in the failure message so the report says what went wrong.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from locust.contrib.fasthttp import FastHttpSession
+
+RACE_STATUS = 409
+RETRY_BACKOFF_S = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: int
+    body: dict[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def raced(self) -> bool:
+        return self.status == RACE_STATUS
+
+    @property
+    def transient(self) -> bool:
+        """No answer or a server error: worth retrying when giving up would strand a ride."""
+        return self.status == 0 or self.status >= 500
+
+
+def call(
+    client: FastHttpSession,
+    method: str,
+    path: str,
+    *,
+    name: str,
+    token: str,
+    json: Any = None,
+    headers: dict[str, str] | None = None,
+    race_ok: bool = False,
+    attempts: int = 1,
+) -> Reply:
+    """Send a request under `name` (ids stripped, so stats group by route) and judge it.
+
+    With `attempts` > 1 a transient failure is retried after a short backoff; every attempt is
+    still its own sample, so retries never hide a server error from the report.
+    """
+    reply = _once(client, method, path, name, token, json, headers, race_ok)
+    for attempt in range(1, attempts):
+        if not reply.transient:
+            break
+        time.sleep(RETRY_BACKOFF_S * attempt)  # gevent-patched: yields to the other users
+        reply = _once(client, method, path, name, token, json, headers, race_ok)
+    return reply
+
+
+def _once(
+    client: FastHttpSession,
+    method: str,
+    path: str,
+    name: str,
+    token: str,
+    json: Any,
+    headers: dict[str, str] | None,
+    race_ok: bool,
+) -> Reply:
+    all_headers = {"Authorization": f"Bearer {token}", **(headers or {})}
+    with client.request(
+        method, path, name=name, json=json, headers=all_headers, catch_response=True
+    ) as response:
+        status = int(response.status_code or 0)
+        body = parse_body(response.content)
+        if 200 <= status < 300 or (race_ok and status == RACE_STATUS):
+            response.success()
+        else:
+            response.failure(_describe(status, body, getattr(response, "error", None)))
+        return Reply(status, body)
+
+
+def parse_body(content: bytes | None) -> dict[str, Any]:
+    """A JSON object body, or {} for anything else (empty, not JSON, a list is wrapped)."""
+    if not content:
+        return {}
+    try:
+        value = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {"items": value}
+
+
+def _describe(status: int, body: dict[str, Any], error: object) -> str:
+    if status == 0:
+        return f"no response: {error or 'connection failed or timed out'}"
+    error, detail = body.get("error"), body.get("detail")
+    if error or detail:
+        return f"HTTP {status} {error}: {detail}"[:300]
+    return f"HTTP {status}"

@@ -1,0 +1,85 @@
+"""`ridepulse run pricing`: surge per H3 cell from demand (ride requests) and supply
+(available drivers), as complex event processing over a sliding window (pricing.surge).
+
+Two consumer groups in one process — `pricing` on the ride stream, `pricing.supply` on
+telemetry (batch handler) — and the publisher task. Fares and quotes are not served here:
+ingest answers GET /v1/quote from the read models pricing (keys.surge) and eta (keys.speeds)
+publish, with the shared ridepulse.fares, so a quote costs no extra hop and works while pricing
+restarts. The window is in memory and rebuilt at start (pricing.replay); run one replica per
+market — replicas of one group would each see only part of the demand."""
+
+from __future__ import annotations
+
+import asyncio
+
+import uvloop
+
+from pricing.deps import PricingDeps
+from pricing.handlers import HANDLERS, SUPPLY_HANDLERS
+from pricing.publisher import restore_published, run_publisher
+from pricing.replay import rebuild_supply, replay_demand
+from ridepulse.bus.consumer import ConsumerRuntime, StreamSource
+from ridepulse.bus.handlers import HandlerTable
+from ridepulse.bus.worker import consumer_name, run_service
+from ridepulse.contracts.envelope import now_ms
+from ridepulse.keys import MarketKeys
+from ridepulse.logs import configure_logging, get_logger
+from ridepulse.markets import load_markets
+from ridepulse.redis_client import connect
+from ridepulse.settings import Settings
+
+SERVICE = "pricing"
+
+
+def build(settings: Settings, *, burst: bool = False) -> tuple[PricingDeps, list[ConsumerRuntime]]:
+    redis = connect(settings)
+    markets = [m.id for m in load_markets(settings.markets_file).markets]
+    consumer = consumer_name(settings, SERVICE)
+    deps = PricingDeps.create(redis, settings, markets, f"{SERVICE}/{consumer}")
+    keys = {m: MarketKeys(m, settings.key_prefix) for m in markets}
+
+    def runtime(group: str, sources: list[StreamSource], handlers: HandlerTable) -> ConsumerRuntime:
+        return ConsumerRuntime(
+            redis, settings=settings, service=SERVICE, group=group, consumer=consumer,
+            sources=sources, handlers=handlers, deps=deps, burst=burst,
+        )  # fmt: skip
+
+    return deps, [
+        runtime("pricing", [StreamSource(k.rides, m) for m, k in keys.items()], HANDLERS),
+        runtime(
+            "pricing.supply",
+            [StreamSource(k.telemetry, m) for m, k in keys.items()],
+            SUPPLY_HANDLERS,
+        ),
+    ]
+
+
+async def warm_up(deps: PricingDeps) -> None:
+    """What was published, demand of the last window and drivers available now."""
+    await restore_published(deps)
+    now = now_ms()
+    for market in deps.markets:
+        demand = await replay_demand(deps, market, now)
+        supply = await rebuild_supply(deps, market)
+        get_logger().info("pricing.warmed_up", market=market, requests=demand, drivers=supply)
+
+
+async def serve(settings: Settings) -> None:
+    deps, runtimes = build(settings)
+
+    async def publisher(stop: asyncio.Event) -> None:
+        await run_publisher(deps, stop)
+
+    try:
+        await warm_up(deps)
+        await run_service(
+            deps.redis, settings, service=SERVICE, consumer=runtimes[0].consumer, runtimes=runtimes,
+            background=[publisher],
+        )  # fmt: skip
+    finally:
+        await deps.redis.aclose()
+
+
+def main(settings: Settings) -> None:
+    configure_logging(SERVICE, settings.log_level)
+    uvloop.run(serve(settings))
