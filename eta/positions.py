@@ -1,32 +1,13 @@
-"""Drivers' last positions as matching's geo index stores them (HASH driver → "lat,lon,ts,heading")."""
+"""Drivers' last positions, as eta needs them (fresh enough to base an ETA on)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from ridepulse.keys import MarketKeys
-
-
-@dataclass(frozen=True, slots=True)
-class Position:
-    lat: float
-    lon: float
-    ts: int
-
-
-def parse_position(raw: bytes | str | None) -> Position | None:
-    """A packed position, or None when absent or malformed (a reader never trusts a hash blindly)."""
-    if raw is None:
-        return None
-    text = raw.decode() if isinstance(raw, bytes) else raw
-    parts = text.split(",")
-    try:
-        return Position(float(parts[0]), float(parts[1]), int(parts[2]))
-    except (IndexError, ValueError):
-        return None
+from ridepulse.positions import Position, parse_position
 
 
 async def last_position(
@@ -36,3 +17,6 @@ async def last_position(
     raw: Any = await redis.hget(keys.positions, driver_id)
     position = parse_position(raw)
     return position if position is not None and position.ts >= not_before_ms else None
+
+
+__all__ = ["Position", "last_position", "parse_position"]

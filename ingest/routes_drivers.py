@@ -13,6 +13,7 @@ from ingest.validation import check_id
 from ridepulse.auth import Principal
 from ridepulse.errors import Forbidden, InvalidInput, NotFound
 from ridepulse.markets import Market
+from ridepulse.positions import parse_position
 
 router = APIRouter(tags=["drivers"])
 Who = Annotated[Principal, Depends(principal)]
@@ -74,7 +75,7 @@ async def get_driver(driver_id: str, request: Request, who: Who) -> JSON:
                 "dropoff": {"lat": ride.dropoff.lat, "lon": ride.dropoff.lon},
                 "pickup_eta_s": ride.pickup_eta_s,
             }  # fmt: skip
-    if raw_position is not None:
-        lat, lon, ts, *_ = raw_position.decode().split(",")
-        view.update(lat=float(lat), lon=float(lon), ts=int(ts))
+    position = parse_position(raw_position)
+    if position is not None:
+        view.update(lat=position.lat, lon=position.lon, ts=position.ts, heading=position.heading)
     return JSON(view)

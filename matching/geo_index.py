@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 
 from ridepulse.contracts.events import Ping
 from ridepulse.keys import MarketKeys
+from ridepulse.positions import pack_position
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +35,7 @@ def newest_per_driver(pings: Iterable[Ping]) -> dict[str, Ping]:
 
 
 def packed_position(ping: Ping) -> str:
-    heading = "" if ping.heading is None else f"{ping.heading:.0f}"
-    return f"{ping.lat:.6f},{ping.lon:.6f},{ping.ts},{heading}"
+    return pack_position(ping.lat, ping.lon, ping.ts, ping.heading)
 
 
 async def update_positions(redis: aioredis.Redis, keys: MarketKeys, pings: Iterable[Ping]) -> int:

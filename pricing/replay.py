@@ -14,6 +14,7 @@ from pricing.handlers import count_request
 from ridepulse.contracts.events import RideRequestedV1
 from ridepulse.contracts.registry import decode
 from ridepulse.errors import InvalidEvent
+from ridepulse.positions import parse_position
 
 CHUNK = 1000
 REQUESTED = b"ride.requested"
@@ -42,12 +43,8 @@ async def replay_demand(deps: PricingDeps, market: str, now_ms: int) -> int:
 
 
 def _position(packed: bytes) -> tuple[float, float, int] | None:
-    """matching's packed position "lat,lon,ts_ms,heading"; None when malformed."""
-    parts = packed.decode().split(",")
-    try:
-        return float(parts[0]), float(parts[1]), int(parts[2])
-    except (IndexError, ValueError):
-        return None
+    position = parse_position(packed)
+    return None if position is None else (position.lat, position.lon, position.ts)
 
 
 async def rebuild_supply(deps: PricingDeps, market: str) -> int:
