@@ -12,6 +12,7 @@ import uvloop
 
 from ridepulse.bus.trimming import trim_acknowledged
 from ridepulse.bus.worker import consumer_name, run_service
+from ridepulse.contracts.envelope import now_ms
 from ridepulse.keys import MarketKeys
 from ridepulse.logs import configure_logging, get_logger
 from ridepulse.markets import load_markets
@@ -25,7 +26,8 @@ async def trim_once(redis: aioredis.Redis, settings: Settings) -> int:
         keys = MarketKeys(market.id, settings.key_prefix)
         for stream in (keys.rides,):
             if await redis.exists(stream):
-                removed += await trim_acknowledged(redis, stream)
+                keep_after_ms = now_ms() - int(settings.ride_stream_retention_s * 1000)
+                removed += await trim_acknowledged(redis, stream, keep_after_ms=keep_after_ms)
     return removed
 
 

@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = Field(2.0, description="service heartbeat period")
     telemetry_maxlen: int = Field(100_000, description="approximate cap of a telemetry stream")
     ride_stream_trim_interval_s: float = Field(30.0, description="group-aware trim period")
+    ride_stream_retention_s: float = Field(3600.0, description="ride events kept at least this long")
 
     offer_timeout_s: float = Field(10.0, description="a driver's time to answer an offer")
     ride_deadline_s: float = Field(60.0, description="time to find a driver before expiry")

@@ -38,10 +38,13 @@ async def safe_trim_floor(redis: aioredis.Redis, stream: str) -> str | None:
     return format_id(floor) if floor is not None else None
 
 
-async def trim_acknowledged(redis: aioredis.Redis, stream: str) -> int:
-    """Trim entries every group has acknowledged; returns how many went."""
+async def trim_acknowledged(redis: aioredis.Redis, stream: str, *, keep_after_ms: int | None = None) -> int:
+    """Trim entries every group has acknowledged, keeping those newer than `keep_after_ms`
+    (history for readers without a group: the dashboard, replays); returns how many went."""
     floor = await safe_trim_floor(redis, stream)
     if floor is None or floor == "0-0":
         return 0
+    if keep_after_ms is not None and parse_id(floor) > (keep_after_ms, 0):
+        floor = format_id((keep_after_ms, 0))
     removed: int = await redis.xtrim(stream, minid=floor, approximate=True)
     return removed

@@ -65,3 +65,19 @@ async def test_trim_does_nothing_when_no_group_has_declared_itself(
     await fill(redis, keys.rides, expired_events(500))
     assert await trim_acknowledged(redis, keys.rides) == 0
     assert await redis.xlen(keys.rides) == 500
+
+
+async def test_trim_keeps_recent_history_even_when_every_group_acknowledged_it(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    keys = MarketKeys("sf", settings.key_prefix)
+    pipe = redis.pipeline(transaction=False)
+    for ms in range(1, 501):
+        pipe.xadd(keys.rides, {b"old": b"1"}, id=f"{ms}-0")
+    await pipe.execute()
+    await fill(redis, keys.rides, expired_events(200))
+    await redis.xgroup_create(keys.rides, "all", id="$")  # everything counts as delivered+acked
+    removed = await trim_acknowledged(redis, keys.rides, keep_after_ms=1_000_000)
+    assert removed > 0, "old acknowledged entries should go"
+    recent: Any = await redis.xrange(keys.rides, min="1000000-0")
+    assert len(recent) == 200, "entries inside the retention window must stay"
