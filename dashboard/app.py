@@ -1,0 +1,50 @@
+"""The dashboard app: wiring only. The Redis client and the feed are built in the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from fastapi.staticfiles import StaticFiles
+
+from dashboard import routes, ws
+from dashboard.config import FeedConfig
+from dashboard.feed import Feed
+from ridepulse.auth import resolve_secret
+from ridepulse.errors import RidePulseError
+from ridepulse.logs import get_logger
+from ridepulse.redis_client import connect
+from ridepulse.settings import Settings
+
+
+def create_app(settings: Settings, config: FeedConfig | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redis = connect(settings)
+        feed = Feed(redis, settings, config)
+        app.state.feed = feed
+        feed.start()
+        get_logger().info("dashboard.started", market=feed.market.id, port=settings.dashboard_port)
+        try:
+            yield
+        finally:
+            await feed.stop()
+            await redis.aclose()
+
+    app = FastAPI(title="RidePulse dashboard", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.settings = settings
+    app.state.secret = resolve_secret(settings) if settings.auth_enabled else ""
+
+    @app.exception_handler(RidePulseError)
+    async def project_error(request: Request, exc: RidePulseError) -> Response:
+        body: dict[str, str] = {"error": exc.code, "detail": exc.detail}
+        if exc.field:
+            body["field"] = exc.field
+        return routes.json_response(body, exc.status)
+
+    app.include_router(routes.router)
+    app.add_api_websocket_route("/ws", ws.feed_socket)
+    app.mount("/static", StaticFiles(directory=routes.STATIC), name="static")
+    return app

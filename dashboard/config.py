@@ -1,0 +1,22 @@
+"""Tunables of the feed. Defaults suit a laptop demo; tests shrink them to provoke edge cases."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class FeedConfig:
+    tick_s: float = 0.1  # at most 10 deltas per second (DESIGN §7)
+    driver_sample_s: float = 0.5  # positions are sampled at 2 Hz, never read per ping
+    metrics_sample_s: float = 1.0  # series points, services panel, KPIs over time windows
+    reconcile_s: float = 10.0  # re-read active rides and surge in case an event was missed
+    ring_size: int = 600  # deltas kept for resuming clients (one minute at 10 Hz)
+    client_queue_size: int = 32  # frames a client may fall behind before it is coalesced
+    max_resets: int = 50  # consecutive coalesces without a delivered frame: the client is dropped
+    event_log_size: int = 200
+    series_points: int = 300  # five minutes at one point per second
+    finished_ride_ttl_ms: int = 60_000  # a finished ride stays on the page this long
+    finished_ride_limit: int = 100
+    match_window_ms: int = 300_000  # time-to-match percentiles over the last five minutes
+    read_count: int = 500

@@ -1,0 +1,121 @@
+"""The feed of one dashboard process: state, reader, sampler and hub, and the tasks that
+drive them."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from dashboard.config import FeedConfig
+from dashboard.hub import Hub
+from dashboard.loops import REDIS_ERRORS, every, sleep_or_stop
+from dashboard.reader import FeedReader
+from dashboard.ride_view import ride_from_hash, text_hash
+from dashboard.sampler import Sampler
+from dashboard.state import CityState
+from ridepulse.contracts.envelope import now_ms
+from ridepulse.keys import GlobalKeys, MarketKeys
+from ridepulse.logs import get_logger
+from ridepulse.markets import Market, load_markets
+from ridepulse.settings import Settings
+
+RIDE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+
+
+def market_info(market: Market, settings: Settings) -> dict[str, Any]:
+    bbox = market.bbox
+    return {
+        "id": market.id,
+        "name": market.name,
+        "bbox": {
+            "min_lat": bbox.min_lat,
+            "min_lon": bbox.min_lon,
+            "max_lat": bbox.max_lat,
+            "max_lon": bbox.max_lon,
+        },
+        "center": {"lat": market.center.lat, "lon": market.center.lon},
+        "h3_resolution": settings.h3_resolution,
+        "heartbeat_interval_s": settings.heartbeat_interval_s,
+    }
+
+
+class Feed:
+    """Shows the first configured market (one market per dashboard process)."""
+
+    def __init__(
+        self, redis: aioredis.Redis, settings: Settings, config: FeedConfig | None = None
+    ) -> None:
+        self.redis = redis
+        self.config = config or FeedConfig()
+        self.market = load_markets(settings.markets_file).default
+        self.keys = MarketKeys(self.market.id, settings.key_prefix)
+        stale_after_ms = int(3 * settings.heartbeat_interval_s * 1000)
+        self.state = CityState(
+            market_info(self.market, settings), self.config, stale_after_ms=stale_after_ms
+        )
+        self.hub = Hub(self.state, self.config)
+        global_keys = GlobalKeys(settings.key_prefix)
+        self.reader = FeedReader(
+            redis, self.state, self.keys, global_keys, self.config, block_ms=settings.block_ms
+        )
+        self.sampler = Sampler(redis, self.state, self.keys, global_keys)
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.log = get_logger(component="feed")
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._read()), asyncio.create_task(self._tick())]
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _read(self) -> None:
+        await self._load()
+        config, reader, sampler, stop = self.config, self.reader, self.sampler, self._stop
+        await asyncio.gather(
+            every("streams", 0, reader.read_streams, stop),
+            every("drivers", config.driver_sample_s, sampler.drivers, stop),
+            every("metrics", config.metrics_sample_s, sampler.metrics, stop),
+            every("reconcile", config.reconcile_s, reader.reconcile, stop),
+        )
+
+    async def _load(self) -> None:
+        """The initial state, retried until Redis answers (clients meanwhile see an empty city)."""
+        pause_s = 0.2
+        while not self._stop.is_set():
+            try:
+                await self.reader.load()
+                await self.sampler.drivers()
+                await self.sampler.metrics()
+            except REDIS_ERRORS as exc:
+                self.log.warning("feed.load_failed", error=str(exc))
+                await sleep_or_stop(self._stop, pause_s)
+                pause_s = min(pause_s * 2, 5.0)
+                continue
+            state = self.state
+            self.log.info("feed.loaded", rides=len(state.rides), drivers=len(state.drivers))
+            return
+
+    async def _tick(self) -> None:
+        """At most one delta per tick, on a fixed cadence."""
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while not self._stop.is_set():
+            self.state.maybe_refresh(now_ms())
+            self.hub.tick()
+            next_at = max(next_at + self.config.tick_s, loop.time())
+            await sleep_or_stop(self._stop, next_at - loop.time())
+
+    async def ride(self, ride_id: str) -> dict[str, Any] | None:
+        """A ride's projection with its timeline, read now (any ride, not only the ones shown)."""
+        if not RIDE_ID.match(ride_id):
+            return None
+        fields = text_hash(await self.redis.hgetall(self.keys.ride(ride_id)))
+        ride = ride_from_hash(fields)
+        return None if ride is None else {**ride, "fields": fields}

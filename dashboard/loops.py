@@ -1,0 +1,42 @@
+"""The feed's background loops: a step repeated until stop, surviving Redis outages."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import redis.asyncio as aioredis
+
+from dashboard.metrics import READ_ERRORS
+from ridepulse.logs import get_logger
+
+REDIS_ERRORS = (aioredis.ConnectionError, aioredis.TimeoutError)
+FIRST_RETRY_S, LAST_RETRY_S = 0.2, 5.0
+
+
+async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=max(0.0, seconds))
+    except TimeoutError:
+        pass
+
+
+async def every(
+    name: str, period_s: float, step: Callable[[], Awaitable[None]], stop: asyncio.Event
+) -> None:
+    """Run `step` every `period_s` (back to back when 0: the blocking stream read) until `stop`.
+    A Redis error is counted, logged and retried after a growing pause; it is never fatal."""
+    log = get_logger(component="feed", loop=name)
+    pause_s = FIRST_RETRY_S
+    while not stop.is_set():
+        try:
+            await step()
+            pause_s = FIRST_RETRY_S
+        except REDIS_ERRORS as exc:
+            READ_ERRORS.labels(name).inc()
+            log.warning("feed.read_failed", error=str(exc))
+            await sleep_or_stop(stop, pause_s)
+            pause_s = min(pause_s * 2, LAST_RETRY_S)
+            continue
+        if period_s > 0:
+            await sleep_or_stop(stop, period_s)

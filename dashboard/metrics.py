@@ -1,0 +1,16 @@
+"""Prometheus metrics of the dashboard process (served on its /metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+CLIENTS = Gauge("rp_dashboard_clients", "WebSocket clients connected to this dashboard process")
+DROPPED_FRAMES = Counter(
+    "rp_dashboard_dropped_frames_total", "Frames discarded for clients too slow to read them"
+)
+CLIENTS_DROPPED = Counter(
+    "rp_dashboard_clients_dropped_total", "Clients disconnected after falling behind for too long"
+)
+DELTAS = Counter("rp_dashboard_deltas_total", "Deltas published to clients")
+SNAPSHOTS = Counter("rp_dashboard_snapshots_total", "Snapshots built for clients")
+READ_ERRORS = Counter("rp_dashboard_read_errors_total", "Failed Redis reads of the feed", ["loop"])

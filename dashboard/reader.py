@@ -1,0 +1,137 @@
+"""The one Redis reader of a dashboard process: XREAD (no group) on the ride, ETA, surge and
+health streams from the last id seen, re-reading the projections an event names. It only reads
+Redis and feeds the state; fixed-rate samples live in sampler.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from dashboard.config import FeedConfig
+from dashboard.event_log import Entry, log_entry
+from dashboard.ride_view import TERMINAL, ride_from_hash, text_hash
+from dashboard.state import CityState
+from ridepulse.contracts.envelope import Envelope, now_ms
+from ridepulse.errors import InvalidEvent
+from ridepulse.keys import GlobalKeys, MarketKeys
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _ride_id(envelope: Envelope) -> str | None:
+    ride_id = envelope.data.get("ride_id")
+    if isinstance(ride_id, str) and ride_id:
+        return ride_id
+    kind, _, rest = envelope.subject.partition("/")
+    return rest if kind == "ride" and rest else None
+
+
+class FeedReader:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        state: CityState,
+        keys: MarketKeys,
+        global_keys: GlobalKeys,
+        config: FeedConfig,
+        *,
+        block_ms: int,
+    ) -> None:
+        self.redis = redis
+        self.state = state
+        self.keys = keys
+        self.global_keys = global_keys
+        self.config = config
+        self.block_ms = block_ms
+        self.last_ids: dict[str, bytes] = {}
+
+    # --- start ------------------------------------------------------------------------------
+    async def load(self) -> None:
+        """Stream positions first, then the projections: what happens in between is read again
+        by XREAD, and re-reading a projection is harmless."""
+        tail: Any = await self.redis.xrevrange(self.keys.rides, count=self.config.event_log_size)
+        self.last_ids[self.keys.rides] = tail[0][0] if tail else b"0-0"
+        for key in (self.keys.surge_events, self.keys.eta_events, self.global_keys.health):
+            last: Any = await self.redis.xrevrange(key, count=1)
+            self.last_ids[key] = last[0][0] if last else b"0-0"
+        entries = [e for _, fields in reversed(tail) if (e := self._log_entry(fields)) is not None]
+        self.state.add_events(entries)
+        active_ids: Any = await self.redis.zrange(self.keys.active_rides, 0, -1)
+        active = [_text(r) for r in active_ids]
+        recent = [e["ride_id"] for e in entries if e["ride_id"]]
+        await self.reload(rides=[*active, *recent], surge=True)
+
+    async def reload(self, rides: Iterable[str] = (), *, surge: bool = False) -> None:
+        """Re-read the given ride hashes and the counts (and the surge hash) in one round trip."""
+        ride_ids = list(dict.fromkeys(rides))
+        pipe = self.redis.pipeline(transaction=False)
+        for ride_id in ride_ids:
+            pipe.hgetall(self.keys.ride(ride_id))
+        pipe.hgetall(self.keys.ride_counts)
+        if surge:
+            pipe.hgetall(self.keys.surge)
+        replies = await pipe.execute()
+        now = now_ms()
+        for ride_id, raw in zip(ride_ids, replies, strict=False):
+            self.state.set_ride(ride_id, ride_from_hash(text_hash(raw)), now)
+        counts = text_hash(replies[len(ride_ids)])
+        self.state.set_ride_counts(
+            {k: int(v) for k, v in counts.items() if v.lstrip("-").isdigit()}
+        )
+        if surge:
+            cells = text_hash(replies[-1])
+            self.state.set_surge({c: float(m) for c, m in cells.items() if _is_number(m)})
+
+    async def reconcile(self) -> None:
+        """Catch what an event could not tell us (a missed entry, a Redis restart)."""
+        active_ids: Any = await self.redis.zrange(self.keys.active_rides, 0, -1)
+        active = {_text(r) for r in active_ids}
+        tracked = {r for r, ride in self.state.rides.items() if ride["status"] not in TERMINAL}
+        await self.reload(rides=sorted(active | tracked), surge=True)
+
+    # --- streams ----------------------------------------------------------------------------
+    async def read_streams(self) -> None:
+        streams: dict[Any, Any] = dict(self.last_ids)
+        reply: Any = await self.redis.xread(
+            streams, count=self.config.read_count, block=self.block_ms
+        )
+        ride_ids: list[str] = []
+        entries: list[Entry] = []
+        surge_changed = False
+        for stream, messages in reply or []:
+            key = _text(stream)
+            for entry_id, fields in messages:
+                self.last_ids[key] = entry_id
+                try:
+                    envelope = Envelope.from_fields(fields)
+                except InvalidEvent:
+                    continue  # the consumers dead-letter it; the page has nothing to show
+                if key == self.global_keys.health:
+                    self.state.observe_heartbeat({**envelope.data, "time": envelope.time})
+                elif key == self.keys.surge_events:
+                    surge_changed = True
+                elif (ride_id := _ride_id(envelope)) is not None:
+                    ride_ids.append(ride_id)
+                if key == self.keys.rides:
+                    entries.append(log_entry(envelope))
+        self.state.add_events(entries)
+        if ride_ids or surge_changed:
+            await self.reload(ride_ids, surge=surge_changed)
+
+    def _log_entry(self, fields: dict[bytes, bytes]) -> Entry | None:
+        try:
+            return log_entry(Envelope.from_fields(fields))
+        except InvalidEvent:
+            return None
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,96 @@
+"""HTTP routes: the page and its assets, the base map, the snapshot and ride APIs, health."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import orjson
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import FileResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from dashboard.access import require_ops, token_from
+from dashboard.basemap import basemap_for
+from dashboard.feed import Feed
+from ridepulse.errors import NotFound, RedisUnavailable
+
+STATIC = Path(__file__).parent / "static"
+SNAPSHOT_WAIT_S = 5.0
+
+router = APIRouter()
+
+
+def json_response(body: object, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def _feed(request: Request) -> Feed:
+    feed: Feed = request.app.state.feed
+    return feed
+
+
+def _authorize(request: Request, token: str | None, authorization: str | None) -> None:
+    require_ops(
+        request.app.state.settings, request.app.state.secret, token_from(token, authorization)
+    )
+
+
+# Everything the page loads comes from this server; the one exception is the opt-in online map.
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: https://tile.openstreetmap.org; connect-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+
+
+@router.get("/", include_in_schema=False)
+async def page() -> FileResponse:
+    """The page needs no token to load; it reads one from its own URL for the feed."""
+    headers = {
+        "Cache-Control": "no-cache",
+        "Content-Security-Policy": PAGE_CSP,
+        "Referrer-Policy": "no-referrer",
+    }
+    return FileResponse(STATIC / "index.html", headers=headers)
+
+
+@router.get("/basemap.geojson", include_in_schema=False)
+async def basemap(request: Request) -> Response:
+    return Response(basemap_for(_feed(request).market), media_type="application/geo+json")
+
+
+@router.get("/healthz")
+async def healthz() -> Response:
+    return json_response({"status": "ok"})
+
+
+@router.get("/metrics")
+async def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/api/snapshot")
+async def snapshot(
+    request: Request, token: str | None = Query(None), authorization: str | None = Header(None)
+) -> Response:
+    _authorize(request, token, authorization)
+    try:
+        text = await asyncio.wait_for(_feed(request).hub.snapshot_text(), SNAPSHOT_WAIT_S)
+    except TimeoutError:
+        raise RedisUnavailable("the feed is not running") from None
+    return Response(text, media_type="application/json")
+
+
+@router.get("/api/rides/{ride_id}")
+async def ride(
+    request: Request,
+    ride_id: str,
+    token: str | None = Query(None),
+    authorization: str | None = Header(None),
+) -> Response:
+    _authorize(request, token, authorization)
+    found = await _feed(request).ride(ride_id)
+    if found is None:
+        raise NotFound(f"no ride {ride_id!r}", field="ride_id")
+    return json_response(found)

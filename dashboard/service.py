@@ -1,0 +1,44 @@
+"""`ridepulse run dashboard`: the page and its live feed under uvicorn; returns on SIGTERM."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from collections.abc import Iterator
+
+import uvicorn
+
+from dashboard.app import create_app
+from ridepulse.logs import configure_logging
+from ridepulse.settings import Settings
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+MAX_CLIENT_MESSAGE_BYTES = 64 * 1024  # the page sends nothing that matters; refuse big frames
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM after its graceful shutdown, so the process would die by the
+    signal; like the other services, `main` returns instead and the process exits 0."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def main(settings: Settings) -> None:
+    configure_logging("dashboard", settings.log_level)
+    config = uvicorn.Config(
+        create_app(settings), host=settings.host, port=settings.dashboard_port, loop="uvloop",
+        http="httptools", ws="websockets-sansio", access_log=False, log_level="warning",
+        timeout_graceful_shutdown=5, ws_max_size=MAX_CLIENT_MESSAGE_BYTES,
+    )  # fmt: skip
+    _Server(config).run()
+
+
+if __name__ == "__main__":
+    main(Settings())

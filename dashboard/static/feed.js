@@ -1,0 +1,153 @@
+// The live feed: the state model the page keeps, `applyDelta` (the mirror of
+// dashboard/protocol.py), and the WebSocket connection that resumes with last_seq.
+
+export class SequenceGap extends Error {}
+
+const KEYED = [["drivers", "id"], ["rides", "ride_id"], ["surge", "cell"]];
+const COLUMNS = ["t", "telemetry_per_s", "ride_events_per_s"];
+
+function copySeries(series) {
+  const out = { lag: {} };
+  for (const name of COLUMNS) out[name] = series[name].slice();
+  for (const [group, values] of Object.entries(series.lag)) out.lag[group] = values.slice();
+  return out;
+}
+
+// Same rule as dashboard/series.py append_point.
+export function appendPoint(series, point, limit) {
+  const lag = series.lag;
+  const pointLag = point.lag || {};
+  for (const group of Object.keys(pointLag)) {
+    if (!(group in lag)) lag[group] = new Array(series.t.length).fill(null);
+  }
+  for (const name of COLUMNS) series[name].push(point[name] ?? null);
+  for (const [group, values] of Object.entries(lag)) values.push(pointLag[group] ?? null);
+  const excess = series.t.length - limit;
+  if (excess > 0) {
+    for (const name of COLUMNS) series[name].splice(0, excess);
+    for (const values of Object.values(lag)) values.splice(0, excess);
+  }
+  for (const [group, values] of Object.entries(lag)) {
+    if (values.every((v) => v === null)) delete lag[group];
+  }
+}
+
+export function fromSnapshot(msg) {
+  const state = {
+    epoch: msg.epoch, seq: msg.seq, market: msg.market, limits: msg.limits,
+    kpis: msg.kpis, services: msg.services, events: msg.events.slice(), series: copySeries(msg.series),
+  };
+  for (const [name, key] of KEYED) state[name] = new Map(msg[name].map((item) => [item[key], item]));
+  return state;
+}
+
+// Applies one delta in place; returns which parts changed. Throws SequenceGap when the
+// delta does not follow the state (the caller then asks for a fresh snapshot).
+export function applyDelta(state, delta) {
+  if (delta.seq !== state.seq + 1) throw new SequenceGap(`delta ${delta.seq} after ${state.seq}`);
+  state.seq = delta.seq;
+  const changed = new Set();
+  for (const [name, key] of KEYED) {
+    const part = delta[name];
+    if (!part) continue;
+    const map = state[name];
+    for (const gone of part.remove || []) map.delete(gone);
+    for (const item of part.upsert || []) map.set(item[key], item);
+    changed.add(name);
+  }
+  for (const name of ["kpis", "services"]) {
+    if (name in delta) { state[name] = delta[name]; changed.add(name); }
+  }
+  if (delta.events && delta.events.length) {
+    state.events = state.events.concat(delta.events).slice(-state.limits.events);
+    changed.add("events");
+  }
+  if (delta.series_point) {
+    appendPoint(state.series, delta.series_point, state.limits.series);
+    changed.add("series");
+  }
+  return changed;
+}
+
+// The state as a snapshot message (sorted like the server's), for tests and debugging.
+export function toSnapshot(state) {
+  const msg = {
+    kind: "snapshot", epoch: state.epoch, seq: state.seq, market: state.market, limits: state.limits,
+    kpis: state.kpis, services: state.services, events: state.events, series: copySeries(state.series),
+  };
+  for (const [name] of KEYED) {
+    const map = state[name];
+    msg[name] = [...map.keys()].sort().map((k) => map.get(k));
+  }
+  return msg;
+}
+
+// One WebSocket with reconnect (exponential backoff with jitter) and resume by last_seq.
+export class FeedConnection {
+  constructor({ token, onSnapshot, onDelta, onStatus }) {
+    this.token = token;
+    this.onSnapshot = onSnapshot;
+    this.onDelta = onDelta;
+    this.onStatus = onStatus;
+    this.state = null;
+    this.attempt = 0;
+    this.socket = null;
+    this.lastMessageAt = 0;
+    this.status = "connecting";
+    this.closedReason = "";
+  }
+
+  url() {
+    const params = new URLSearchParams();
+    if (this.token) params.set("token", this.token);
+    if (this.state) { params.set("last_seq", String(this.state.seq)); params.set("epoch", this.state.epoch); }
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    return `${scheme}://${location.host}/ws?${params}`;
+  }
+
+  connect() {
+    const socket = new WebSocket(this.url());
+    this.socket = socket;
+    socket.onmessage = (event) => this.receive(event.data);
+    socket.onclose = (event) => {
+      if (this.socket !== socket) return;
+      this.closedReason = event.code === 1008 ? event.reason || "refused" : "";
+      this.setStatus(this.closedReason ? "unauthorized" : "reconnecting");
+      this.scheduleReconnect();
+    };
+  }
+
+  scheduleReconnect() {
+    const base = this.closedReason ? 5000 : Math.min(5000, 250 * 2 ** this.attempt);
+    this.attempt += 1;
+    setTimeout(() => this.connect(), base * (0.75 + Math.random() * 0.5));
+  }
+
+  receive(text) {
+    const msg = JSON.parse(text);
+    this.lastMessageAt = performance.now();
+    this.attempt = 0;
+    if (msg.kind === "snapshot") {
+      this.state = fromSnapshot(msg);
+      this.onSnapshot(this.state);
+    } else if (msg.kind === "delta" && this.state) {
+      try {
+        const changed = applyDelta(this.state, msg);
+        this.onDelta(this.state, changed, msg);
+      } catch (err) {
+        if (!(err instanceof SequenceGap)) throw err;
+        this.state = null; // resync: the next connection gets a snapshot
+        this.socket.close();
+      }
+    }
+    this.setStatus("live");
+  }
+
+  setStatus(status) {
+    if (status !== this.status) { this.status = status; this.onStatus(status); }
+  }
+
+  ageSeconds() {
+    return this.lastMessageAt ? (performance.now() - this.lastMessageAt) / 1000 : null;
+  }
+}

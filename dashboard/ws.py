@@ -1,0 +1,75 @@
+"""WS /ws: a snapshot (or the missed deltas) then deltas, from the client's bounded queue.
+
+Query: token (ops, when auth is on), last_seq and epoch (from the snapshot) to resume."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from fastapi import WebSocket
+
+from dashboard.access import origin_allowed, require_ops, token_from
+from dashboard.feed import Feed
+from dashboard.hub import Client
+from ridepulse.errors import RidePulseError
+
+POLICY_VIOLATION = 1008
+TRY_AGAIN_LATER = 1013
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+async def feed_socket(websocket: WebSocket) -> None:
+    app = websocket.app
+    if not origin_allowed(websocket.headers.get("origin"), websocket.headers.get("host")):
+        await websocket.accept()
+        await websocket.close(POLICY_VIOLATION, reason="origin not allowed")
+        return
+    try:
+        token = token_from(
+            websocket.query_params.get("token"), websocket.headers.get("authorization")
+        )
+        require_ops(app.state.settings, app.state.secret, token)
+    except RidePulseError as exc:
+        await websocket.accept()
+        await websocket.close(POLICY_VIOLATION, reason=exc.code)
+        return
+    await websocket.accept()
+    feed: Feed = app.state.feed
+    params = websocket.query_params
+    client = feed.hub.connect(_int(params.get("last_seq")), params.get("epoch"))
+    tasks = [
+        asyncio.create_task(_send(websocket, client)),
+        asyncio.create_task(_receive(websocket)),
+        asyncio.create_task(client.gone.wait()),
+    ]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        feed.hub.disconnect(client)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    if client.gone.is_set():
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(websocket.close(TRY_AGAIN_LATER, reason="too slow"), 1.0)
+
+
+async def _send(websocket: WebSocket, client: Client) -> None:
+    while True:
+        frame = await client.queue.get()
+        for text in frame:
+            await websocket.send_text(text)
+        client.took_frame()
+
+
+async def _receive(websocket: WebSocket) -> None:
+    """Messages from the page are ignored; this returns when the socket closes."""
+    while (await websocket.receive())["type"] != "websocket.disconnect":
+        pass

@@ -1,0 +1,353 @@
+"""The dashboard feed end to end without a browser: a real uvicorn on loopback, the session's
+embedded Valkey, real WebSocket clients. Events written to Redis must reach clients as deltas;
+a client that never reads must not delay one that does; the feed needs an ops token and the
+page's own origin."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import re
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import redis.asyncio as aioredis
+import uvicorn
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from dashboard.app import create_app
+from dashboard.config import FeedConfig
+from dashboard.protocol import apply_delta
+from ridepulse.auth import mint_token
+from ridepulse.keys import GlobalKeys, MarketKeys
+from ridepulse.settings import Settings
+from tests.support.dashboard_city import RideWriter, put_drivers, put_heartbeat
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+
+Message = dict[str, Any]
+
+
+@dataclass
+class Dashboard:
+    port: int
+    token: str
+    settings: Settings
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def ws(self, token: str | None = "", **params: Any) -> str:
+        query = {"token": self.token if token == "" else token, **params}
+        pairs = "&".join(f"{k}={v}" for k, v in query.items() if v is not None)
+        return f"ws://127.0.0.1:{self.port}/ws?{pairs}"
+
+
+SEND_BUFFER_BYTES = 32_768
+
+
+@pytest.fixture
+async def dashboard(settings: Settings) -> AsyncIterator[Dashboard]:
+    # Loopback autotunes send buffers to megabytes, which would hide a stalled reader for a
+    # long time; a fixed buffer (inherited by accepted sockets) behaves like a real link.
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    settings = settings.model_copy(update={"dashboard_port": port})
+    # A small queue so that a client that never reads is coalesced within a few frames.
+    config = FeedConfig(
+        client_queue_size=4, max_resets=10_000, driver_sample_s=0.2, metrics_sample_s=0.5
+    )
+    server = uvicorn.Server(uvicorn.Config(
+        create_app(settings, config), host="127.0.0.1", port=port, ws="websockets-sansio",
+        log_config=None, log_level="warning", timeout_graceful_shutdown=2, lifespan="on",
+    ))  # fmt: skip
+    task = asyncio.create_task(server.serve(sockets=[listener]))
+
+    async def started() -> bool:
+        return server.started
+
+    await wait_until(started, timeout_s=10, what="the dashboard to listen")
+    try:
+        yield Dashboard(port, mint_token(settings.secret or "", "ops", "test-ops"), settings)
+    finally:
+        server.should_exit = True
+        await task
+        listener.close()
+
+
+async def _next(ws: ClientConnection, match: Callable[[Message], bool], *, timeout_s: float = 5.0,
+                what: str = "a matching message") -> Message:  # fmt: skip
+    """The first message satisfying `match`, within the deadline."""
+    deadline = time.monotonic() + timeout_s
+    seen: list[str] = []
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            message: Message = orjson.loads(await asyncio.wait_for(ws.recv(), left))
+        except TimeoutError:
+            break
+        if match(message):
+            return message
+        seen.append(f"{message['kind']}#{message['seq']}:{sorted(set(message) - {'kind', 'seq'})}")
+    raise AssertionError(f"no {what} within {timeout_s}s; got {seen[-8:]}")
+
+
+class View:
+    """What a page sees: the snapshot with every delta applied (dashboard.protocol.apply_delta)."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.state: Message | None = None
+
+    async def until(
+        self, check: Callable[[Message], bool], *, timeout_s: float = 5.0, what: str = "a state"
+    ) -> Message:
+        deadline = time.monotonic() + timeout_s
+        while (left := deadline - time.monotonic()) > 0:
+            if self.state is not None and check(self.state):
+                return self.state
+            try:
+                message: Message = orjson.loads(await asyncio.wait_for(self.ws.recv(), left))
+            except TimeoutError:
+                break
+            self.state = (
+                message if message["kind"] == "snapshot" else apply_delta(self.state or {}, message)
+            )
+        raise AssertionError(f"the page never showed {what} within {timeout_s}s")
+
+
+def _ride_in(message: Message, ride_id: str) -> Message | None:
+    rides = (
+        message["rides"]
+        if message["kind"] == "snapshot"
+        else message.get("rides", {}).get("upsert", [])
+    )
+    return next((r for r in rides if r["ride_id"] == ride_id), None)
+
+
+def _metric(text: str, name: str) -> float:
+    found = re.search(rf"^{name} ([0-9.e+]+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+async def test_ride_events_reach_a_websocket_client_as_deltas(
+    dashboard: Dashboard, redis: aioredis.Redis
+) -> None:
+    keys = MarketKeys("sf", dashboard.settings.key_prefix)
+    async with connect(dashboard.ws()) as ws:
+        snapshot = await _next(ws, lambda m: m["kind"] == "snapshot", what="the snapshot")
+        assert snapshot["market"]["id"] == "sf" and snapshot["rides"] == []
+        ride = RideWriter(redis, keys, "ride-ws-1", (37.78, -122.41), (37.76, -122.43))
+        await ride.step("requested")
+        delta = await _next(
+            ws, lambda m: _ride_in(m, "ride-ws-1") is not None, what="the requested ride"
+        )
+        assert delta["kind"] == "delta" and delta["seq"] > snapshot["seq"]
+        assert _ride_in(delta, "ride-ws-1")["status"] == "requested"  # type: ignore[index]
+        assert [e["type"] for e in delta["events"]] == ["ride.requested"]
+        await ride.step("offered", driver_id="drv-1", pickup_eta_s=95)
+        await ride.step("matched", pickup_eta_s=90)
+        matched = await _next(
+            ws, lambda m: (_ride_in(m, "ride-ws-1") or {}).get("status") == "matched"
+        )
+        view = _ride_in(matched, "ride-ws-1")
+        assert view is not None and view["driver_id"] == "drv-1" and view["pickup_eta_s"] == 90.0
+        assert [s["status"] for s in view["timeline"]] == ["requested", "offered", "matched"]
+        await put_drivers(
+            redis,
+            keys,
+            {"drv-1": (37.77, -122.42, "en_route"), "drv-2": (37.75, -122.45, "available")},
+        )
+        drivers = await _next(
+            ws, lambda m: m["kind"] == "delta" and "drivers" in m, what="a driver sample"
+        )
+        assert {d["id"]: d["status"] for d in drivers["drivers"]["upsert"]} == {
+            "drv-1": "en_route",
+            "drv-2": "available",
+        }
+        if drivers.get("kpis", {}).get("drivers_online") != 2:  # same delta, or one of the next
+            drivers = await _next(
+                ws, lambda m: m.get("kpis", {}).get("drivers_online") == 2, what="driver KPIs"
+            )
+        assert drivers["kpis"]["drivers_available"] == 1 and drivers["kpis"]["open_requests"] == 0
+
+
+async def test_a_client_that_never_reads_does_not_delay_one_that_does(
+    dashboard: Dashboard, redis: aioredis.Redis
+) -> None:
+    keys = MarketKeys("sf", dashboard.settings.key_prefix)
+    # ~250 kB snapshots: enough to fill the slow client's socket buffers at once.
+    await put_drivers(redis, keys, {f"drv-{i:05d}": (37.72 + i % 97 / 1000, -122.50 + i % 89 / 1000, "available")
+                                    for i in range(3000)})  # fmt: skip
+    async with httpx.AsyncClient() as http:
+        dropped_before = _metric(
+            (await http.get(f"{dashboard.http}/metrics")).text, "rp_dashboard_dropped_frames_total"
+        )
+    slow = await _stalled_client(dashboard)
+    try:
+        async with connect(dashboard.ws(), max_size=None) as fast:
+            await _next(fast, lambda m: m["kind"] == "snapshot", what="the fast client's snapshot")
+            latencies = []
+            for i in range(25):
+                ride_id = f"ride-fast-{i}"
+                written = time.monotonic()
+                await RideWriter(redis, keys, ride_id, (37.77, -122.42), (37.78, -122.40)).step(
+                    "requested"
+                )
+                await _next(
+                    fast,
+                    lambda m, r=ride_id: _ride_in(m, r) is not None,
+                    timeout_s=2.0,
+                    what=ride_id,
+                )  # type: ignore[misc]
+                latencies.append(time.monotonic() - written)
+            async with httpx.AsyncClient() as http:
+                metrics = (await http.get(f"{dashboard.http}/metrics")).text
+    finally:
+        slow.close()
+    assert max(latencies) < 1.0, f"the fast client waited up to {max(latencies):.2f}s for a delta"
+    assert _metric(metrics, "rp_dashboard_dropped_frames_total") > dropped_before, (
+        "the slow client lost no frames?"
+    )
+    assert _metric(metrics, "rp_dashboard_clients") >= 2
+
+
+async def _stalled_client(dashboard: Dashboard) -> socket.socket:
+    """A WebSocket that completes the handshake and then never reads: a tiny receive buffer,
+    so the server's writes back up after a few kilobytes."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await loop.sock_connect(sock, ("127.0.0.1", dashboard.port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (f"GET /ws?token={dashboard.token} HTTP/1.1\r\nHost: 127.0.0.1:{dashboard.port}\r\n"
+               f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+               "Sec-WebSocket-Version: 13\r\n\r\n")  # fmt: skip
+    await loop.sock_sendall(sock, request.encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += await asyncio.wait_for(loop.sock_recv(sock, 1024), 5)
+    assert head.startswith(b"HTTP/1.1 101"), head[:200]
+    return sock
+
+
+async def test_a_reconnecting_client_gets_only_the_deltas_it_missed(
+    dashboard: Dashboard, redis: aioredis.Redis
+) -> None:
+    keys = MarketKeys("sf", dashboard.settings.key_prefix)
+    async with connect(dashboard.ws()) as ws:
+        snapshot = await _next(ws, lambda m: m["kind"] == "snapshot")
+        last = await _next(ws, lambda m: m["kind"] == "delta", what="a first delta")
+    await RideWriter(redis, keys, "ride-missed", (37.77, -122.42), (37.78, -122.40)).step(
+        "requested"
+    )
+    async with connect(dashboard.ws(last_seq=last["seq"], epoch=snapshot["epoch"])) as ws:
+        first = orjson.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert (first["kind"], first["seq"]) == ("delta", last["seq"] + 1), (
+            "resumed with the next delta"
+        )
+        if _ride_in(first, "ride-missed") is None:
+            await _next(
+                ws, lambda m: _ride_in(m, "ride-missed") is not None, what="the missed ride"
+            )
+    async with connect(dashboard.ws(last_seq=last["seq"], epoch="another-process")) as ws:
+        assert orjson.loads(await asyncio.wait_for(ws.recv(), 5))["kind"] == "snapshot"
+
+
+async def _close_code(uri: str, **options: Any) -> tuple[int | None, str]:
+    async with connect(uri, **options) as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 5)
+    frame = closed.value.rcvd
+    return (frame.code, frame.reason) if frame else (None, "")
+
+
+async def test_the_feed_refuses_clients_without_an_ops_token(dashboard: Dashboard) -> None:
+    rider = mint_token(dashboard.settings.secret or "", "rider", "rider-1")
+    assert await _close_code(dashboard.ws(token=None)) == (1008, "unauthorized")
+    assert await _close_code(dashboard.ws(token="not-a-token")) == (1008, "unauthorized")
+    assert await _close_code(dashboard.ws(token=rider)) == (1008, "forbidden")
+    bearer = {"Authorization": f"Bearer {dashboard.token}"}
+    async with connect(dashboard.ws(token=None), additional_headers=bearer) as ws:
+        assert orjson.loads(await asyncio.wait_for(ws.recv(), 5))["kind"] == "snapshot"
+    async with httpx.AsyncClient(base_url=dashboard.http) as http:
+        refused = await http.get("/api/snapshot")
+        assert refused.status_code == 401 and refused.json()["error"] == "unauthorized"
+        assert (
+            await http.get("/api/snapshot", headers={"Authorization": f"Bearer {rider}"})
+        ).status_code == 403
+        allowed = await http.get("/api/snapshot", headers=bearer)
+        assert allowed.status_code == 200 and allowed.json()["kind"] == "snapshot"
+        page = await http.get("/")
+        assert page.status_code == 200 and "conn-badge" in page.text, (
+            "the page itself loads without a token"
+        )
+
+
+async def test_the_feed_refuses_a_page_from_another_origin(dashboard: Dashboard) -> None:
+    assert await _close_code(dashboard.ws(), origin="http://evil.example") == (
+        1008,
+        "origin not allowed",
+    )
+    same = f"http://127.0.0.1:{dashboard.port}"
+    async with connect(dashboard.ws(), origin=same) as ws:  # type: ignore[arg-type]
+        assert orjson.loads(await asyncio.wait_for(ws.recv(), 5))["kind"] == "snapshot"
+
+
+async def test_ride_api_returns_the_timeline_or_a_json_404(
+    dashboard: Dashboard, redis: aioredis.Redis
+) -> None:
+    keys = MarketKeys("sf", dashboard.settings.key_prefix)
+    ride = RideWriter(redis, keys, "ride-api", (37.77, -122.42), (37.78, -122.40))
+    await ride.step("requested", at_ms=1_800_000_000_000)
+    await ride.step("expired", at_ms=1_800_000_060_000)
+    headers = {"Authorization": f"Bearer {dashboard.token}"}
+    async with httpx.AsyncClient(base_url=dashboard.http, headers=headers) as http:
+        found = (await http.get("/api/rides/ride-api")).json()
+        missing = await http.get("/api/rides/no-such-ride")
+    assert found["status"] == "expired"
+    assert found["timeline"] == [
+        {"status": "requested", "at": 1_800_000_000_000},
+        {"status": "expired", "at": 1_800_000_060_000},
+    ]
+    assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+
+
+async def test_heartbeats_dead_letters_and_consumer_lag_reach_the_feed(
+    dashboard: Dashboard, redis: aioredis.Redis
+) -> None:
+    prefix = dashboard.settings.key_prefix
+    keys, global_keys = MarketKeys("sf", prefix), GlobalKeys(prefix)
+    await redis.xgroup_create(keys.telemetry, "matching", id="$", mkstream=True)
+    for _ in range(7):
+        await redis.xadd(keys.telemetry, {"type": "driver.location"})
+    await redis.xadd(global_keys.dead_letters, {"reason": "test"})
+    await put_heartbeat(redis, prefix, "matching", processed=100, lag=7, ttl_s=30)
+    async with connect(dashboard.ws()) as ws:
+        view = View(ws)
+        state = await view.until(lambda s: s["series"]["lag"].get("matching · telemetry", [None])[-1] == 7,
+                                 what="the matching group's lag")  # fmt: skip
+        assert state["kpis"]["dead_letters"] == 1
+        await put_heartbeat(redis, prefix, "matching", processed=400, lag=0, ttl_s=30)
+        state = await view.until(
+            lambda s: [r["processed"] for r in s["services"]] == [400], what="the second beat"
+        )
+        (service,) = state["services"]
+        assert (service["service"], service["consumer"], service["stale"]) == (
+            "matching",
+            "matching-1",
+            False,
+        )
+        assert service["processed_per_s"] is not None and service["processed_per_s"] > 0
