@@ -6,18 +6,19 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
+from ridepulse.positions import parse_position
+
 Driver = dict[str, Any]
 
 
 def driver_dot(driver_id: str, packed: str, status: str) -> Driver | None:
-    """`packed` is "lat,lon,ts_ms,heading" (heading may be empty); None when malformed."""
-    parts = packed.split(",")
-    try:
-        lat, lon = round(float(parts[0]), 6), round(float(parts[1]), 6)
-        heading = round(float(parts[3])) if len(parts) > 3 and parts[3] else None
-    except (ValueError, IndexError):
+    """A dot for the map from matching's packed position; None when malformed."""
+    position = parse_position(packed)
+    if position is None:
         return None
-    return {"id": driver_id, "lat": lat, "lon": lon, "status": status, "heading": heading}
+    heading = None if position.heading is None else round(position.heading)
+    return {"id": driver_id, "lat": round(position.lat, 6), "lon": round(position.lon, 6),
+            "status": status, "heading": heading}  # fmt: skip
 
 
 def sample_drivers(
