@@ -100,8 +100,10 @@ def redis_only(
     except RedisUnavailable as exc:
         _fail(exc.detail)
     typer.echo(server.url)
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # sigwait needs them blocked
     try:
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        signal.sigwait(stop_signals)
     finally:
         server.stop()
         launcher.forget_running_redis(settings)

@@ -76,3 +76,25 @@ def test_run_with_unreachable_redis_is_a_one_line_error(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "cannot reach Redis at redis://127.0.0.1:1/0" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_redis_command_prints_a_working_url_and_stops_cleanly(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [RIDEPULSE, "redis", "--data-dir", str(tmp_path)], stdout=subprocess.PIPE, text=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        assert url.startswith("redis://:") and "@127.0.0.1:" in url, url
+        client = redis.Redis.from_url(url)
+        assert client.ping() is True
+        assert client.config_get("appendonly")["appendonly"] == "yes"
+        assert client.config_get("appendfsync")["appendfsync"] == "everysec"
+        client.close()
+        assert (tmp_path / "redis.url").read_text().strip() == url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(20)
+    assert code == 0
+    assert not (tmp_path / "redis.url").exists()
