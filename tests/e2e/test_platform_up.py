@@ -96,5 +96,7 @@ def test_redis_command_prints_a_working_url_and_stops_cleanly(tmp_path: Path) ->
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(20)
+        if proc.stdout is not None:
+            proc.stdout.close()
     assert code == 0
     assert not (tmp_path / "redis.url").exists()
