@@ -8,9 +8,7 @@ would see only part of the telemetry and overwrite the speeds the first one lear
 
 from __future__ import annotations
 
-import asyncio
-
-import uvloop
+from functools import partial
 
 from eta.active import load_active
 from eta.deps import EtaDeps
@@ -19,9 +17,9 @@ from eta.model import SpeedModel
 from eta.speeds import restore_speeds, run_persister
 from ridepulse.bus.consumer import ConsumerRuntime, StreamSource
 from ridepulse.bus.handlers import HandlerTable
-from ridepulse.bus.worker import consumer_name, run_service
+from ridepulse.bus.worker import consumer_name, run_consumer_service, start_service
 from ridepulse.keys import MarketKeys
-from ridepulse.logs import configure_logging, get_logger
+from ridepulse.logs import get_logger
 from ridepulse.markets import load_markets
 from ridepulse.redis_client import connect
 from ridepulse.rides.store import RideStore
@@ -68,20 +66,15 @@ async def warm_up(deps: EtaDeps) -> None:
 async def serve(settings: Settings) -> None:
     deps, runtimes = build(settings)
 
-    async def persister(stop: asyncio.Event) -> None:
-        await run_persister(deps, stop)
-
-    try:
+    async def warm() -> None:
         await warm_up(deps)
         get_logger().info("eta.warmed_up", active_rides=len(deps.rides))
-        await run_service(
-            deps.redis, settings, service=SERVICE, consumer=runtimes[0].consumer, runtimes=runtimes,
-            background=[persister],
-        )  # fmt: skip
-    finally:
-        await deps.redis.aclose()
+
+    await run_consumer_service(
+        deps.redis, settings, service=SERVICE, runtimes=runtimes,
+        background=[partial(run_persister, deps)], warm_up=warm,
+    )  # fmt: skip
 
 
 def main(settings: Settings) -> None:
-    configure_logging(SERVICE, settings.log_level)
-    uvloop.run(serve(settings))
+    start_service(SERVICE, settings, serve)

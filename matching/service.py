@@ -6,15 +6,13 @@ queued behind telemetry) and `matching.geo` on telemetry (high volume, batch han
 from __future__ import annotations
 
 import asyncio
-
-import uvloop
+from functools import partial
 
 from matching.handlers import GEO_HANDLERS, HANDLERS, MatchingDeps
 from matching.sweeper import run_sweeper
 from ridepulse.bus.consumer import ConsumerRuntime, StreamSource
-from ridepulse.bus.worker import consumer_name, run_service
+from ridepulse.bus.worker import consumer_name, run_consumer_service, start_service
 from ridepulse.keys import MarketKeys
-from ridepulse.logs import configure_logging
 from ridepulse.markets import load_markets
 from ridepulse.redis_client import connect
 from ridepulse.rides.store import RideStore
@@ -49,21 +47,14 @@ def build(settings: Settings, *, burst: bool = False) -> tuple[MatchingDeps, lis
 async def serve(settings: Settings) -> None:
     deps, runtimes = build(settings)
 
-    async def sweeper(stop: asyncio.Event) -> None:
-        await run_sweeper(deps, stop)
-
     async def speeds(stop: asyncio.Event) -> None:
         await asyncio.gather(*(cache.run(stop) for cache in deps.speeds.values()))
 
-    try:
-        await run_service(
-            deps.redis, settings, service=SERVICE, consumer=runtimes[0].consumer, runtimes=runtimes,
-            background=[sweeper, speeds],
-        )  # fmt: skip
-    finally:
-        await deps.redis.aclose()
+    await run_consumer_service(
+        deps.redis, settings, service=SERVICE, runtimes=runtimes,
+        background=[partial(run_sweeper, deps), speeds],
+    )  # fmt: skip
 
 
 def main(settings: Settings) -> None:
-    configure_logging(SERVICE, settings.log_level)
-    uvloop.run(serve(settings))
+    start_service(SERVICE, settings, serve)

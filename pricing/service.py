@@ -10,9 +10,7 @@ market — replicas of one group would each see only part of the demand."""
 
 from __future__ import annotations
 
-import asyncio
-
-import uvloop
+from functools import partial
 
 from pricing.deps import PricingDeps
 from pricing.handlers import HANDLERS, SUPPLY_HANDLERS
@@ -20,10 +18,10 @@ from pricing.publisher import restore_published, run_publisher
 from pricing.replay import rebuild_supply, replay_demand
 from ridepulse.bus.consumer import ConsumerRuntime, StreamSource
 from ridepulse.bus.handlers import HandlerTable
-from ridepulse.bus.worker import consumer_name, run_service
+from ridepulse.bus.worker import consumer_name, run_consumer_service, start_service
 from ridepulse.contracts.envelope import now_ms
 from ridepulse.keys import MarketKeys
-from ridepulse.logs import configure_logging, get_logger
+from ridepulse.logs import get_logger
 from ridepulse.markets import load_markets
 from ridepulse.redis_client import connect
 from ridepulse.settings import Settings
@@ -66,20 +64,11 @@ async def warm_up(deps: PricingDeps) -> None:
 
 async def serve(settings: Settings) -> None:
     deps, runtimes = build(settings)
-
-    async def publisher(stop: asyncio.Event) -> None:
-        await run_publisher(deps, stop)
-
-    try:
-        await warm_up(deps)
-        await run_service(
-            deps.redis, settings, service=SERVICE, consumer=runtimes[0].consumer, runtimes=runtimes,
-            background=[publisher],
-        )  # fmt: skip
-    finally:
-        await deps.redis.aclose()
+    await run_consumer_service(
+        deps.redis, settings, service=SERVICE, runtimes=runtimes,
+        background=[partial(run_publisher, deps)], warm_up=partial(warm_up, deps),
+    )  # fmt: skip
 
 
 def main(settings: Settings) -> None:
-    configure_logging(SERVICE, settings.log_level)
-    uvloop.run(serve(settings))
+    start_service(SERVICE, settings, serve)

@@ -8,13 +8,12 @@ from __future__ import annotations
 import asyncio
 
 import redis.asyncio as aioredis
-import uvloop
 
 from ridepulse.bus.trimming import trim_acknowledged
-from ridepulse.bus.worker import consumer_name, run_service
+from ridepulse.bus.worker import consumer_name, run_service, start_service
 from ridepulse.contracts.envelope import now_ms
 from ridepulse.keys import MarketKeys
-from ridepulse.logs import configure_logging, get_logger
+from ridepulse.logs import get_logger
 from ridepulse.markets import load_markets
 from ridepulse.redis_client import connect
 from ridepulse.settings import Settings
@@ -55,5 +54,4 @@ async def serve(settings: Settings) -> None:
 
 
 def main(settings: Settings) -> None:
-    configure_logging("janitor", settings.log_level)
-    uvloop.run(serve(settings))
+    start_service("janitor", settings, serve)

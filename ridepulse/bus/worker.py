@@ -12,11 +12,12 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+import uvloop
 from prometheus_client import start_http_server
 
 from ridepulse.bus.consumer import ConsumerRuntime
 from ridepulse.bus.heartbeat import Heartbeat
-from ridepulse.logs import get_logger
+from ridepulse.logs import configure_logging, get_logger
 from ridepulse.settings import Settings
 
 BackgroundTask = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
@@ -66,3 +67,30 @@ async def run_service(
     log.info("service.stopped")
     if failure is not None:
         raise failure.exception()  # type: ignore[misc]
+
+
+async def run_consumer_service(
+    redis: aioredis.Redis,
+    settings: Settings,
+    *,
+    service: str,
+    runtimes: Sequence[ConsumerRuntime],
+    background: Sequence[BackgroundTask] = (),
+    warm_up: Callable[[], Coroutine[Any, Any, None]] | None = None,
+) -> None:
+    """The whole life of a consumer service: warm up its state, run until SIGTERM, close."""
+    try:
+        if warm_up is not None:
+            await warm_up()
+        await run_service(
+            redis, settings, service=service, consumer=runtimes[0].consumer, runtimes=runtimes,
+            background=background,
+        )  # fmt: skip
+    finally:
+        await redis.aclose()
+
+
+def start_service(service: str, settings: Settings, serve: Callable[[Settings], Coroutine[Any, Any, None]]) -> None:
+    """Entry point of `ridepulse run <service>`: logging once, then the event loop (uvloop)."""
+    configure_logging(service, settings.log_level)
+    uvloop.run(serve(settings))
