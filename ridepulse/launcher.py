@@ -30,7 +30,7 @@ def _url_file(settings: Settings) -> Path:
 
 
 def start_embedded(settings: Settings) -> EmbeddedRedis:
-    server = EmbeddedRedis(Path(settings.data_dir) / "redis").start()
+    server = EmbeddedRedis(Path(settings.data_dir) / "redis", key_prefix=settings.key_prefix).start()
     _url_file(settings).write_text(server.url)
     _url_file(settings).chmod(0o600)
     return server
@@ -66,14 +66,17 @@ def _heartbeat_ready(client: redis.Redis, key: str) -> ReadyProbe:
     return lambda: bool(client.exists(key))
 
 
-def service_specs(settings: Settings, client: redis.Redis, secret: str) -> list[ChildSpec]:
+def service_specs(
+    settings: Settings, client: redis.Redis, secret: str, server: EmbeddedRedis | None = None
+) -> list[ChildSpec]:
+    """One child per built service; on the embedded server each connects as its own ACL user."""
     logs = Path(settings.data_dir) / "logs"
     ridepulse_bin = shutil.which("ridepulse") or str(Path(sys.executable).parent / "ridepulse")
     specs = []
     for name in built_services():
         consumer = f"{name}-1"
         env = {
-            "RIDEPULSE_REDIS_URL": settings.redis_url or "",
+            "RIDEPULSE_REDIS_URL": server.url_for(name) if server else settings.redis_url or "",
             "RIDEPULSE_SECRET": secret,
             "RIDEPULSE_DATA_DIR": str(Path(settings.data_dir).resolve()),
             "RIDEPULSE_HOST": settings.host,
@@ -119,7 +122,7 @@ def run_platform(settings: Settings, *, simulate: bool) -> int:
         log.info("redis.started", port=server.port, data_dir=str(server.data_dir))
     client = redis.Redis.from_url(settings.redis_url or "", socket_connect_timeout=3)
     secret = resolve_secret(settings)
-    specs = service_specs(settings, client, secret)
+    specs = service_specs(settings, client, secret, server)
     sim = simulation_spec(settings, secret) if simulate else None
     supervisor = Supervisor(specs + ([sim] if sim else []))
     stopping = False

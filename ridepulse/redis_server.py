@@ -10,11 +10,12 @@ import secrets
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
 
+from ridepulse.acl import acl_file_text, service_passwords, service_url
 from ridepulse.errors import RedisUnavailable
 
 
@@ -53,21 +54,32 @@ class EmbeddedRedis:
     data_dir: Path
     port: int = 0
     password: str = ""
+    key_prefix: str = "rp"
     process: subprocess.Popen[bytes] | None = None
+    service_passwords: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
+        """The operator's URL (the `default` user)."""
         return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+
+    def url_for(self, service: str) -> str:
+        """The URL a service connects with: its own ACL user."""
+        return service_url("127.0.0.1", self.port, service, self.service_passwords[service])
 
     def start(self, timeout_s: float = 10.0) -> EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.password = self.password or _password(self.data_dir)
         self.port = self.port or free_port()
+        self.service_passwords = service_passwords(self.data_dir)
+        acl = self.data_dir / "users.acl"
+        acl.write_text(acl_file_text(self.password, self.service_passwords, self.key_prefix))
+        acl.chmod(0o600)
         args = [
             str(server_binary()),
             "--bind", "127.0.0.1",
             "--port", str(self.port),
-            "--requirepass", self.password,
+            "--aclfile", str(acl.resolve()),
             "--protected-mode", "yes",
             "--appendonly", "yes",
             "--appendfsync", "everysec",
