@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck bench loadtest loadtest-ci asyncapi chromium clean
+.PHONY: demo test lint typecheck bench loadtest loadtest-ci asyncapi chromium screenshot clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ test: $(STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/mypy ridepulse ingest matching eta pricing dashboard
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The README screenshot: `ridepulse up` with its simulated fleet, shot in Chromium once the city
+# is busy (a few minutes); rewrites docs/img/dashboard.png.
+screenshot: $(STAMP) chromium
+	RIDEPULSE_SCREENSHOT=1 $(BIN)/python -m pytest tests/browser/test_dashboard_screenshot.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,0 +1,102 @@
+"""Figure 3: the telemetry consumer, pings/s in one process — matching's geo-index update
+(ConsumerRuntime, burst mode, batch handler) vs a per-message FastStream subscriber doing the
+same update. Each repetition runs in a fresh process on fresh keys; repetitions interleave."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from loadtests.bench.affinity import SERVER_CORES, pin, pin_profiled
+from loadtests.bench.measure import Measure
+from loadtests.bench.servers import tool
+from ridepulse.keys import MarketKeys
+
+
+@dataclass(frozen=True)
+class ConsumerPlan:
+    reps: int
+    ours_pings: int = 300_000  # ~5 s at the measured rate; one XREADGROUP COUNT 500 batch
+    peer_pings: int = 10_000  # ~5 s at the peer's rate
+    entry_pings: int = 1000
+
+
+def _child(argv: list[str], timeout_s: float, profile_to: Path | None = None) -> dict[str, float]:
+    if profile_to is not None:
+        argv = [tool("py-spy"), "record", "--rate", "250", "--format", "raw",
+                "--output", str(profile_to), "--", *argv]  # fmt: skip
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if profile_to is not None:
+        pin_profiled(process.pid)
+    else:
+        pin(process.pid, SERVER_CORES)  # Valkey has the other core
+    stdout, stderr = process.communicate(timeout=timeout_s)
+    lines = [x for x in stdout.splitlines() if x.startswith("{")]
+    if process.returncode or not lines:
+        raise RuntimeError(f"{argv[2:4]} failed ({process.returncode}): {stderr[-1500:]}")
+    result: dict[str, float] = json.loads(lines[-1])
+    return result
+
+
+def ours(url: str, prefix: str, plan: ConsumerPlan, pings: int | None = None,
+         profile_to: Path | None = None) -> dict[str, float]:  # fmt: skip
+    argv = [sys.executable, "-m", "loadtests.bench.consumers", "--url", url, "--prefix", prefix,
+            "--pings", str(pings or plan.ours_pings), "--entry-pings", str(plan.entry_pings)]  # fmt: skip
+    return _child(argv, 300, profile_to)
+
+
+def faststream(url: str, prefix: str, plan: ConsumerPlan) -> dict[str, float]:
+    argv = [sys.executable, "-m", "loadtests.bench.peers.faststream_geo", "--url", url, "--prefix", prefix,
+            "--pings", str(plan.peer_pings)]  # fmt: skip
+    return _child(argv, 300)
+
+
+def _server_cpu_s(admin: redis.Redis) -> float:
+    cpu: Any = admin.info("cpu")
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
+
+def _command_seconds(admin: redis.Redis) -> dict[str, float]:
+    """Seconds Valkey spent in each command of the geo update since the last CONFIG RESETSTAT."""
+    stats: Any = admin.info("commandstats")
+    wanted = ("geoadd", "hset", "zadd", "zmscore", "xreadgroup", "xack", "xadd")
+    return {f"valkey_{c}_s": round(stats[f"cmdstat_{c}"]["usec"] / 1e6, 3) for c in wanted if f"cmdstat_{c}" in stats}
+
+
+def drop_keys(admin: redis.Redis, prefix: str) -> None:
+    keys = MarketKeys("sf", prefix)
+    admin.delete(keys.telemetry, keys.drivers_geo, keys.drivers_seen, keys.positions, f"{prefix}:{{sf}}:fs-telemetry")
+
+
+def consumer_figure(url: str, key_prefix: str, admin: redis.Redis, plan: ConsumerPlan,
+                    say: Callable[[str], None]) -> tuple[Measure, Measure]:  # fmt: skip
+    mine = Measure("matching geo consumer", "pings/s")
+    peer = Measure("FastStream per-message subscriber", "pings/s")
+    for rep in range(plan.reps):
+        for contender in (("ours", "peer") if rep % 2 == 0 else ("peer", "ours")):
+            prefix = f"{key_prefix}:c{rep}{contender}"
+            if contender == "ours":
+                admin.config_resetstat()
+                cpu_before = _server_cpu_s(admin)
+                result = ours(url, prefix, plan)
+                result["valkey_cpu_s"] = round(_server_cpu_s(admin) - cpu_before, 3)
+                result.update(_command_seconds(admin))
+                measure, name = mine, "matching"
+            else:
+                result = faststream(url, prefix, plan)
+                measure, name = peer, "FastStream"
+            drop_keys(admin, prefix)
+            if result["indexed"] != result["pings"]:
+                raise RuntimeError(f"{name} indexed {result['indexed']:.0f} of {result['pings']:.0f} drivers")
+            rate = result["pings"] / result["seconds"]
+            measure.add(rate, **result)
+            say(f"  rep {rep + 1}/{plan.reps} {name:>10}: {rate:9.0f} pings/s "
+                f"({result['pings']:.0f} pings in {result['seconds']:.2f} s)")  # fmt: skip
+    return mine, peer

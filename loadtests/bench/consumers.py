@@ -1,0 +1,64 @@
+"""`python -m loadtests.bench.consumers --url U --prefix P --pings N`: matching's geo-index
+consumer, timed in its own process. Pre-fills the telemetry stream with N pings of N distinct
+drivers (entries of `--entry-pings`, as ingest writes them), then times ConsumerRuntime in burst
+mode with matching's GEO_HANDLERS until the stream is drained; prints one JSON line."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from typing import Any
+
+import orjson
+import uvloop
+
+from loadtests.bench.fleet import entry_fields, pings
+from matching.service import build
+from ridepulse.contracts.envelope import now_ms
+from ridepulse.keys import MarketKeys
+from ridepulse.logs import configure_logging
+from ridepulse.settings import Settings
+
+
+async def prefill(redis: Any, stream: str, count: int, entry_pings: int) -> None:
+    all_pings = pings(0, count, ts=now_ms())
+    pipe = redis.pipeline(transaction=False)
+    for start in range(0, count, entry_pings):
+        pipe.xadd(stream, entry_fields(all_pings[start : start + entry_pings]))
+        if len(pipe) >= 50:
+            await pipe.execute()
+    await pipe.execute()
+
+
+async def run(url: str, prefix: str, count: int, entry_pings: int) -> dict[str, float]:
+    settings = Settings(redis_url=url, key_prefix=prefix, data_dir=tempfile.gettempdir())
+    keys = MarketKeys("sf", prefix)
+    deps, runtimes = build(settings, burst=True)
+    geo = next(r for r in runtimes if r.group == "matching.geo")
+    try:
+        await prefill(deps.redis, keys.telemetry, count, entry_pings)
+        started = time.perf_counter()
+        await geo.run()
+        elapsed = time.perf_counter() - started
+        indexed = await deps.redis.zcard(keys.drivers_geo)
+    finally:
+        await deps.redis.aclose()
+    return {"pings": float(count), "seconds": elapsed, "indexed": float(indexed),
+            "entries": float(geo.stats.processed)}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--prefix", required=True)
+    parser.add_argument("--pings", type=int, default=500_000)
+    parser.add_argument("--entry-pings", type=int, default=1000)
+    args = parser.parse_args()
+    configure_logging("bench", "warning")
+    result = uvloop.run(run(args.url, args.prefix, args.pings, args.entry_pings))
+    print(orjson.dumps(result).decode(), flush=True)
+
+
+if __name__ == "__main__":
+    main()

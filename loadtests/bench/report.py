@@ -1,0 +1,130 @@
+"""docs/benchmarks.md and docs/benchmarks.json from one run's results (pure rendering)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from loadtests.bench.stats import ratio
+
+
+@dataclass(frozen=True)
+class Row:
+    figure: str
+    ours: str
+    peer: str
+    ratio: float | None
+    target: str
+    met: bool | None
+
+
+def fmt_number(value: float | None, unit: str = "") -> str:
+    """12345.6 → '12,346' (k-separated, no decimals above 100; two significant decimals below)."""
+    if value is None:
+        return "—"
+    text = f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+    return f"{text} {unit}".strip()
+
+
+def fmt_ratio(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}×"
+
+
+def fmt_met(value: bool | None) -> str:
+    return "—" if value is None else ("yes" if value else "**no**")
+
+
+def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def render_rows(rows: Sequence[Row]) -> str:
+    return render_table(
+        ("figure", "ours", "peer", "ratio", "target", "met?"),
+        [(r.figure, r.ours, r.peer, fmt_ratio(r.ratio), r.target, fmt_met(r.met)) for r in rows],
+    )
+
+
+def _m(figure: dict[str, Any], name: str) -> float:
+    return float(figure[name]["median"]) if name in figure else 0.0
+
+
+def headline_rows(figures: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    single = figures.get("single_ping")
+    if single:
+        ours, hello = _m(single, "ingest"), _m(single, "hello")
+        r = ratio(ours, hello)
+        rows.append(Row("1. single-ping ingest, req/s (1 worker) vs FastAPI hello world", fmt_number(ours),
+                        fmt_number(hello), r, "≥ 0.85× hello world", None if r is None else r >= 0.85))  # fmt: skip
+        for peer, label in (("naive", "naive FastAPI + pydantic + XADD"),
+                            ("naive-jwt", "naive + per-request JWT check")):  # fmt: skip
+            if peer in single:
+                naive = _m(single, peer)
+                rows.append(Row(f"1. single-ping ingest vs {label} (peer at {fmt_ratio(ratio(naive, hello))} "
+                                "hello world)", fmt_number(ours), fmt_number(naive), ratio(ours, naive), "—", None))  # fmt: skip
+    batch = figures.get("batch")
+    if batch:
+        ours, floor = _m(batch, "ingest"), _m(batch, "raw_xadd")
+        rows.append(Row("2. batch telemetry, pings/s (1000 pings/request) vs raw pipelined XADD", fmt_number(ours),
+                        fmt_number(floor), ratio(ours, floor), "≥ 200,000 pings/s", ours >= 200_000))  # fmt: skip
+    consumer = figures.get("consumer")
+    if consumer:
+        geo, per_message = _m(consumer, "matching"), _m(consumer, "faststream")
+        rows.append(Row("3. telemetry consumer (geo index), pings/s per process vs FastStream per message",
+                        fmt_number(geo), fmt_number(per_message), ratio(geo, per_message), "≥ 100,000 pings/s",
+                        geo >= 100_000))  # fmt: skip
+    for level in figures.get("e2e", []):
+        rows.extend(e2e_rows(level))
+    return rows
+
+
+def e2e_rows(level: dict[str, Any]) -> list[Row]:
+    cfg = level["config"]
+    tag = f"4. e2e @ {fmt_number(cfg['pings_per_s'])} pings/s + {cfg['rides_per_s']:g} rides/s"
+    tel, rides, offer = level["telemetry"], level["rides"], level["offer_ms"]
+    worst_lag = max((g["max_seconds"] for g in level["lag"].values()), default=0.0)
+    worst_group = max(level["lag"].items(), key=lambda kv: kv[1]["max_seconds"], default=("—", {}))[0]
+    p99 = offer["p99"]
+    at_target = cfg["pings_per_s"] >= 50_000 and cfg["rides_per_s"] >= 100
+    rows = [
+        Row(f"{tag}: telemetry accepted, pings/s", fmt_number(tel["accepted_per_s"]),
+            fmt_number(cfg["pings_per_s"]) + " offered", ratio(tel["accepted_per_s"], cfg["pings_per_s"]),
+            "50,000 pings/s" if at_target else "—", tel["accepted_per_s"] >= 50_000 if at_target else None),
+        Row(f"{tag}: ride requests accepted /s", fmt_number(rides["accepted_per_s"]),
+            f"{cfg['rides_per_s']:g} offered", ratio(rides["accepted_per_s"], cfg["rides_per_s"]),
+            "100 /s" if at_target else "—", rides["accepted_per_s"] >= 100 if at_target else None),
+        Row(f"{tag}: max consumer lag (worst group: {worst_group})", f"{worst_lag:.2f} s", "—", None, "< 1 s",
+            worst_lag < 1.0),
+        Row(f"{tag}: request→offered p50 / p99 ({offer['count']} offered, {offer['unoffered']} never)",
+            f"{fmt_number(offer['p50'])} / {fmt_number(p99)} ms", "—", None, "p99 < 100 ms",
+            None if p99 is None else p99 < 100 and offer["unoffered"] == 0),
+    ]  # fmt: skip
+    return rows
+
+
+def memory_rows(level: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for name, mb in level["rss_peak_mb"].items():
+        limit = name not in ("valkey",)
+        rows.append([name, f"{mb:.0f} MB", "< 200 MB" if limit else "—", fmt_met(mb < 200 if limit else None)])
+    return rows
+
+
+def stream_memory_rows(level: dict[str, Any]) -> list[list[str]]:
+    return [[f"{t:.0f} s", f"{b / 2**20:.1f} MB", f"{n:,}"] for t, b, n in level["telemetry_stream"]["series"]]
+
+
+def lag_rows(level: dict[str, Any]) -> list[list[str]]:
+    return [[group, f"{g['max_seconds']:.2f} s", f"{g['max_entries']:,}", f"{g['max_pending']:,}"]
+            for group, g in level["lag"].items()]  # fmt: skip
+
+
+def profile_lines(summary: dict[str, Any], top: int = 8) -> list[str]:
+    if not summary.get("samples"):
+        return ["(no samples)"]
+    own = ", ".join(f"`{f}` {s:.0%}" for f, s in summary["self"][:top])
+    return [f"{summary['samples']} samples. Top self time: {own}."]

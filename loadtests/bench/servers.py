@@ -1,0 +1,120 @@
+"""HTTP servers under test as subprocesses: ingest (`ridepulse run ingest`) and the peers, all on
+one uvicorn worker with the same settings (uvloop, httptools, no access log)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from loadtests.bench.affinity import SERVER_CORES, pin, pin_profiled
+from ridepulse.redis_server import free_port
+
+HOST = "127.0.0.1"
+READY_TIMEOUT_S = 60.0
+
+
+@dataclass
+class ServerProcess:
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+    profiled: bool = False
+
+    @property
+    def base(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def wait_ready(self, path: str, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Until `path` answers (any HTTP status counts: the server is listening and routing)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited {self.process.returncode}: {self.tail()}")
+            try:
+                with urllib.request.urlopen(self.base + path, timeout=1):
+                    return
+            except urllib.error.HTTPError:
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"{self.name} not ready in {timeout_s:.0f}s: {self.tail()}")
+
+    def tail(self, chars: int = 1500) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """SIGTERM; under py-spy the profiled child gets it, so py-spy sees it exit and writes."""
+        if self.process.poll() is None:
+            targets = psutil.Process(self.process.pid).children() if self.profiled else []
+            for child in targets or [psutil.Process(self.process.pid)]:
+                child.terminate()
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def tool(name: str) -> str:
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if found is None:
+        raise RuntimeError(f"{name} not found beside {sys.executable} or on PATH")
+    return found
+
+
+def _spawn(name: str, argv: list[str], env: dict[str, str], logs: Path, port: int,
+           profile_to: Path | None = None) -> ServerProcess:  # fmt: skip
+    if profile_to is not None:
+        argv = [tool("py-spy"), "record", "--rate", "250", "--format", "raw",
+                "--output", str(profile_to), "--", *argv]  # fmt: skip
+    logs.mkdir(parents=True, exist_ok=True)
+    log = logs / f"{name}.log"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("RIDEPULSE_")}
+    with log.open("wb") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env={**clean, **env})
+    return ServerProcess(name, port, process, log, profiled=profile_to is not None)
+
+
+def start_ingest(*, redis_url: str, secret: str, key_prefix: str, logs: Path,
+                 profile_to: Path | None = None, gc_tuned: bool = False) -> ServerProcess:  # fmt: skip
+    port = free_port()
+    env = {
+        "RIDEPULSE_REDIS_URL": redis_url,
+        "RIDEPULSE_SECRET": secret,
+        "RIDEPULSE_API_PORT": str(port),
+        "RIDEPULSE_KEY_PREFIX": key_prefix,
+        "RIDEPULSE_DATA_DIR": str(logs),
+        "RIDEPULSE_LOG_LEVEL": "warning",
+    }
+    if gc_tuned:
+        argv, name = [sys.executable, "-m", "loadtests.bench.ingest_gc_tuned"], "ingest-gc-tuned"
+    else:
+        argv, name = [tool("ridepulse"), "run", "ingest"], "ingest"
+    server = _spawn(name, argv, env, logs, port, profile_to)
+    if profile_to is not None:
+        pin_profiled(server.process.pid)
+    server.wait_ready("/readyz")
+    if profile_to is None:
+        pin(server.process.pid, SERVER_CORES)
+    return server
+
+
+def start_peer(peer: str, *, env: dict[str, str], logs: Path) -> ServerProcess:
+    """A peer app from loadtests.bench.peers under the same uvicorn settings as ingest."""
+    port = free_port()
+    argv = [sys.executable, "-m", "loadtests.bench.peers.serve", peer, "--port", str(port)]
+    server = _spawn(peer, argv, env, logs, port)
+    server.wait_ready("/openapi.json")
+    pin(server.process.pid, SERVER_CORES)
+    return server

@@ -1,0 +1,47 @@
+"""Pure statistics of repetitions: medians, percentiles, ratios to a peer."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+
+def median(values: Sequence[float]) -> float:
+    """The middle value (mean of the two middle ones for an even count)."""
+    if not values:
+        raise ValueError("median of no values")
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    if len(ordered) % 2:
+        return float(ordered[mid])
+    return (ordered[mid - 1] + ordered[mid]) / 2.0
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100) by linear interpolation between closest ranks."""
+    if not values:
+        raise ValueError("percentile of no values")
+    if not 0.0 <= q <= 100.0:
+        raise ValueError(f"percentile {q} outside 0..100")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100.0
+    low = math.floor(rank)
+    high = math.ceil(rank)
+    if low == high:
+        return float(ordered[low])
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def ratio(ours: float, peer: float) -> float | None:
+    """ours / peer, or None when the peer measured nothing (no meaningful ratio)."""
+    if peer <= 0:
+        return None
+    return ours / peer
+
+
+def spread(values: Sequence[float]) -> float:
+    """(max - min) / median: how noisy the repetitions were (0.05 = 5 %)."""
+    mid = median(values)
+    if mid == 0:
+        return 0.0
+    return (max(values) - min(values)) / mid

@@ -1,0 +1,71 @@
+"""wrk (Debian's package) as the load generator: closed loop, N keep-alive connections, one
+thread, pre-built requests from post.lua. Installed with apt-get when missing and possible."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from loadtests.bench.affinity import LOAD_CORES, taskset
+
+LUA = Path(__file__).with_name("post.lua")
+
+
+@dataclass(frozen=True)
+class Request:
+    path: str
+    token: str
+    body: bytes
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """One closed-loop run: completed requests and their latency (µs) as the client saw them."""
+
+    requests: int
+    errors: int  # non-2xx answers + socket errors + timeouts
+    seconds: float
+    p50_us: float
+    p99_us: float
+
+    @property
+    def ok_per_s(self) -> float:
+        return (self.requests - self.errors) / self.seconds if self.seconds else 0.0
+
+
+def find_or_install_wrk(*, install: bool = True) -> str | None:
+    found = shutil.which("wrk")
+    if found or not install or shutil.which("apt-get") is None:
+        return found
+    print("  wrk not found: installing Debian's package (apt-get install -y wrk)", flush=True)
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    if subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], env=env, check=False, **quiet).returncode:  # type: ignore[call-overload]
+        subprocess.run(["apt-get", "update", "-qq"], env=env, check=False, **quiet)  # type: ignore[call-overload]
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], env=env, check=False, **quiet)  # type: ignore[call-overload]
+    return shutil.which("wrk")
+
+
+def write_requests(path: Path, requests: list[Request]) -> Path:
+    with path.open("wb") as out:
+        for req in requests:
+            if b"\n" in req.body or b"\t" in req.body:
+                raise ValueError("request bodies must be one line without tabs")
+            out.write(f"{req.path}\t{req.token}\t".encode() + req.body + b"\n")
+    return path
+
+
+def run_wrk(binary: str, base_url: str, requests_file: Path, *, connections: int, seconds: float,
+            threads: int = 1) -> LoadResult:  # fmt: skip
+    argv = taskset([binary, "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s", "--timeout", "10s",
+            "-s", str(LUA), base_url, "--", str(requests_file)], LOAD_CORES)  # fmt: skip
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
+    line = next((x for x in out.stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk gave no result (exit {out.returncode}): {out.stdout[-800:]} {out.stderr[-800:]}")
+    raw = json.loads(line.removeprefix("BENCH_JSON "))
+    errors = raw["status_errors"] + raw["connect_errors"] + raw["read_errors"] + raw["write_errors"] + raw["timeouts"]
+    return LoadResult(raw["requests"], errors, raw["duration_us"] / 1e6, float(raw["p50_us"]), float(raw["p99_us"]))

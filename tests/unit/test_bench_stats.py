@@ -1,0 +1,100 @@
+"""The benchmark harness's pure helpers: statistics, the report table, profile summaries and the
+request→offered pairing (no timing here: `make bench` measures)."""
+
+from __future__ import annotations
+
+import pytest
+
+from loadtests.bench.profiles import function_of, summarize_collapsed
+from loadtests.bench.report import Row, fmt_number, fmt_ratio, render_rows, render_table
+from loadtests.bench.ride_latency import request_to_offer_ms
+from loadtests.bench.stats import median, percentile, ratio, spread
+
+
+def test_median_of_odd_count_is_the_middle_value() -> None:
+    assert median([5.0, 1.0, 3.0]) == 3.0
+
+
+def test_median_of_even_count_is_the_mean_of_the_two_middle_values() -> None:
+    assert median([4.0, 1.0, 3.0, 2.0]) == 2.5
+
+
+def test_median_of_nothing_is_an_error() -> None:
+    with pytest.raises(ValueError):
+        median([])
+
+
+def test_percentile_interpolates_between_closest_ranks() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 0) == 1.0
+    assert percentile(values, 100) == 100.0
+    assert percentile(values, 50) == pytest.approx(50.5)
+    assert percentile(values, 99) == pytest.approx(99.01)
+
+
+def test_percentile_outside_0_to_100_is_refused() -> None:
+    with pytest.raises(ValueError):
+        percentile([1.0], 101)
+
+
+def test_ratio_to_a_peer_that_measured_nothing_is_none() -> None:
+    assert ratio(10.0, 4.0) == 2.5
+    assert ratio(10.0, 0.0) is None
+
+
+def test_spread_is_range_over_median() -> None:
+    assert spread([90.0, 100.0, 110.0]) == pytest.approx(0.2)
+
+
+def test_numbers_are_thousands_separated_and_small_ones_keep_three_digits() -> None:
+    assert fmt_number(215099.4, "pings/s") == "215,099 pings/s"
+    assert fmt_number(0.4567) == "0.457"
+    assert fmt_number(None) == "—"
+    assert fmt_ratio(0.854) == "0.85×"
+
+
+def test_render_table_escapes_pipes_in_cells() -> None:
+    table = render_table(("a", "b"), [("x|y", "1")])
+    assert table.splitlines() == ["| a | b |", "|---|---|", "| x\\|y | 1 |"]
+
+
+def test_render_rows_marks_a_missed_target_in_bold() -> None:
+    rows = [Row("1. ping", "4,000", "9,000", 4000 / 9000, "≥ 0.85× hello world", False),
+            Row("2. batch", "230,000", "1,900,000", 0.12, "≥ 200,000 pings/s", True)]  # fmt: skip
+    lines = render_rows(rows).splitlines()
+    assert lines[0] == "| figure | ours | peer | ratio | target | met? |"
+    assert lines[2] == "| 1. ping | 4,000 | 9,000 | 0.44× | ≥ 0.85× hello world | **no** |"
+    assert lines[3].endswith("| yes |")
+
+
+def test_request_to_offer_pairs_each_ride_with_its_first_offer() -> None:
+    events = [
+        ("ride.requested", "r1", 1000), ("ride.offered", "r1", 1012), ("ride.offered", "r1", 11020),
+        ("ride.requested", "r2", 1005), ("ride.requested", "r3", 1010), ("ride.offered", "r3", 1110),
+    ]  # fmt: skip
+    gaps, unoffered = request_to_offer_ms(events)
+    assert sorted(gaps) == [12.0, 100.0]
+    assert unoffered == 1
+
+
+def test_offers_of_rides_requested_before_the_window_are_ignored() -> None:
+    gaps, unoffered = request_to_offer_ms([("ride.offered", "old", 5)])
+    assert (gaps, unoffered) == ([], 0)
+
+
+def test_function_of_drops_the_line_number() -> None:
+    assert function_of("check_ping (ingest/validation.py:42)") == "check_ping (ingest/validation.py)"
+
+
+def test_profile_summary_counts_self_and_inclusive_time_per_function() -> None:
+    lines = [
+        "run (a.py:1);handle (b.py:10);check (c.py:5) 6",
+        "run (a.py:1);handle (b.py:11);check (c.py:7) 2",
+        "run (a.py:1);handle (b.py:12) 2",
+        "import (d.py:1) 10",
+    ]
+    summary = summarize_collapsed(lines, within="run", watch=("handle",))
+    assert summary["samples"] == 10  # the import stack is outside `run`
+    assert summary["self"][0] == ("check (c.py)", 0.8)
+    assert ("handle (b.py)", 1.0) in summary["inclusive"]
+    assert summary["watched"] == {"handle": 1.0}
