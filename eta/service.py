@@ -39,17 +39,27 @@ def build(settings: Settings, *, burst: bool = False) -> tuple[EtaDeps, list[Con
         models={m: SpeedModel(resolution=settings.h3_resolution) for m in keys},
     )  # fmt: skip
 
-    def runtime(group: str, sources: list[StreamSource], handlers: HandlerTable) -> ConsumerRuntime:
+    def runtime(
+        group: str,
+        sources: list[StreamSource],
+        handlers: HandlerTable,
+        read_count: int | None = None,
+    ) -> ConsumerRuntime:
         return ConsumerRuntime(
             redis, settings=settings, service=SERVICE, group=group, consumer=consumer,
-            sources=sources, handlers=handlers, deps=deps, burst=burst,
+            sources=sources, handlers=handlers, deps=deps, burst=burst, read_count=read_count,
         )  # fmt: skip
 
     rides = runtime("eta", [StreamSource(k.rides, m) for m, k in keys.items()], HANDLERS)
     # One telemetry runtime per market: the runtime routes a batch handler's output to the
     # market of the batch's first entry, so a batch must never mix markets.
     speeds = [
-        runtime("eta.speeds", [StreamSource(k.telemetry, m)], TELEMETRY_HANDLERS)
+        runtime(
+            "eta.speeds",
+            [StreamSource(k.telemetry, m)],
+            TELEMETRY_HANDLERS,
+            settings.telemetry_read_count,
+        )
         for m, k in keys.items()
     ]
     return deps, [rides, *speeds]

@@ -1,8 +1,15 @@
 """The available-driver geo index, kept fresh from telemetry.
 
-Per batch: newest ping per driver (in memory), one ZMSCORE to drop pings older than what is
-stored (reordering and redelivery are harmless), then one pipeline of HSET/GEOADD/ZADD with
-every driver of the batch — three commands per batch, not per ping."""
+Per batch: newest ping per driver (in memory); one round trip reads what is stored (ZMSCORE
+to drop pings older than it, so reordering and redelivery are harmless; HMGET of statuses);
+then one pipeline of HSET/ZADD with every driver of the batch and GEOADD with the available
+ones — a few commands per batch, not per ping.
+
+The geo set holds available drivers only: the ride scripts move a driver in or out of it in the
+same atomic step that changes its status (ridepulse/rides/prelude.lua `index_driver`), so a
+GEOSEARCH … COUNT returns candidates instead of the nearest busy drivers. A status can change
+between this batch's read and its write; a driver indexed that way is still filtered by status
+in `nearby_available` and leaves the index at its next status change or when it goes stale."""
 
 from __future__ import annotations
 
@@ -44,19 +51,32 @@ async def update_positions(redis: aioredis.Redis, keys: MarketKeys, pings: Itera
     if not newest:
         return 0
     drivers = list(newest)
-    stored: Any = await redis.zmscore(keys.drivers_seen, drivers)
-    fresh = [newest[d] for d, ts in zip(drivers, stored, strict=True) if ts is None or newest[d].ts > ts]
-    if not fresh:
+    read = redis.pipeline(transaction=False)
+    read.zmscore(keys.drivers_seen, drivers)
+    read.hmget(keys.driver_statuses, drivers)
+    stored, statuses = await read.execute()
+    positions: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    geo: list[str] = []
+    for driver_id, seen_ts, status in zip(drivers, stored, statuses, strict=True):
+        ping = newest[driver_id]
+        if seen_ts is not None and ping.ts <= seen_ts:
+            continue
+        packed = positions[driver_id] = packed_position(ping)
+        seen[driver_id] = ping.ts
+        if status == b"available":
+            # the coordinates as already formatted: printing floats is most of packing GEOADD
+            lat, lon, _ = packed.split(",", 2)
+            geo += [lon, lat, driver_id]
+    if not positions:
         return 0
     pipe = redis.pipeline(transaction=False)
-    pipe.hset(keys.positions, mapping={p.driver_id: packed_position(p) for p in fresh})
-    geo: list[Any] = []
-    for p in fresh:
-        geo += [p.lon, p.lat, p.driver_id]
-    pipe.geoadd(keys.drivers_geo, geo)
-    pipe.zadd(keys.drivers_seen, {p.driver_id: p.ts for p in fresh})
+    pipe.hset(keys.positions, mapping=positions)  # type: ignore[arg-type]
+    if geo:
+        pipe.geoadd(keys.drivers_geo, geo)
+    pipe.zadd(keys.drivers_seen, seen)
     await pipe.execute()
-    return len(fresh)
+    return len(positions)
 
 
 async def nearby_available(
@@ -86,13 +106,18 @@ async def nearby_available(
     return [
         NearbyDriver(driver_id, float(coord[1]), float(coord[0]), float(dist))
         for driver_id, (_, dist, coord), status, ts in zip(ids, found, statuses, seen, strict=True)
-        if status == b"available" and ts is not None and ts >= fresh_after_ms and driver_id not in skip
+        if status == b"available"
+        and ts is not None
+        and ts >= fresh_after_ms
+        and driver_id not in skip
     ]
 
 
 async def drop_stale(redis: aioredis.Redis, keys: MarketKeys, stale_before_ms: int) -> int:
     """Remove drivers silent since `stale_before_ms` from the index (their last position stays)."""
-    stale: Any = await redis.zrangebyscore(keys.drivers_seen, "-inf", stale_before_ms, start=0, num=5000)
+    stale: Any = await redis.zrangebyscore(
+        keys.drivers_seen, "-inf", stale_before_ms, start=0, num=5000
+    )
     if not stale:
         return 0
     pipe = redis.pipeline(transaction=False)

@@ -32,14 +32,20 @@ def build(settings: Settings, *, burst: bool = False) -> tuple[MatchingDeps, lis
         stores={m: RideStore(redis, k, f"{SERVICE}/{consumer}") for m, k in keys.items()},
         speeds={m: SpeedCache(redis, k.speeds, settings.h3_resolution) for m, k in keys.items()},
     )  # fmt: skip
-    common = {"settings": settings, "service": SERVICE, "consumer": consumer, "deps": deps, "burst": burst}
+    common = {
+        "settings": settings,
+        "service": SERVICE,
+        "consumer": consumer,
+        "deps": deps,
+        "burst": burst,
+    }
     rides = ConsumerRuntime(
         redis, group="matching", sources=[StreamSource(k.rides, m) for m, k in keys.items()],
         handlers=HANDLERS, **common,  # type: ignore[arg-type]
     )  # fmt: skip
     geo = ConsumerRuntime(
         redis, group="matching.geo", sources=[StreamSource(k.telemetry, m) for m, k in keys.items()],
-        handlers=GEO_HANDLERS, **common,  # type: ignore[arg-type]
+        handlers=GEO_HANDLERS, read_count=settings.telemetry_read_count, **common,  # type: ignore[arg-type]
     )  # fmt: skip
     return deps, [rides, geo]
 

@@ -36,10 +36,15 @@ def build(settings: Settings, *, burst: bool = False) -> tuple[PricingDeps, list
     deps = PricingDeps.create(redis, settings, markets, f"{SERVICE}/{consumer}")
     keys = {m: MarketKeys(m, settings.key_prefix) for m in markets}
 
-    def runtime(group: str, sources: list[StreamSource], handlers: HandlerTable) -> ConsumerRuntime:
+    def runtime(
+        group: str,
+        sources: list[StreamSource],
+        handlers: HandlerTable,
+        read_count: int | None = None,
+    ) -> ConsumerRuntime:
         return ConsumerRuntime(
             redis, settings=settings, service=SERVICE, group=group, consumer=consumer,
-            sources=sources, handlers=handlers, deps=deps, burst=burst,
+            sources=sources, handlers=handlers, deps=deps, burst=burst, read_count=read_count,
         )  # fmt: skip
 
     return deps, [
@@ -48,6 +53,7 @@ def build(settings: Settings, *, burst: bool = False) -> tuple[PricingDeps, list
             "pricing.supply",
             [StreamSource(k.telemetry, m) for m, k in keys.items()],
             SUPPLY_HANDLERS,
+            settings.telemetry_read_count,
         ),
     ]
 

@@ -1,7 +1,12 @@
-"""The janitor: trims ride streams below what every group has acknowledged (DESIGN §6, §11).
+"""The janitor: trims ride streams below what every group has acknowledged (DESIGN §6, §11),
+and telemetry streams by age.
 
-Telemetry streams are capped on append; ride streams must never lose an unprocessed event,
-so they are trimmed here, only below every group's oldest pending and last-delivered id."""
+Ride streams must never lose an unprocessed event, so they are trimmed only below every
+group's oldest pending and last-delivered id. Telemetry is capped by entry count on append,
+but an entry holds from one to a thousand pings, so a count alone cannot bound memory: here it
+is also trimmed by time (MINID). A ping older than the retention is worthless to every reader
+(matching stops offering a driver after 30 s of silence); a consumer lagging that far loses
+those pings by design and counts them (ConsumerRuntime's `lost`)."""
 
 from __future__ import annotations
 
@@ -30,6 +35,19 @@ async def trim_once(redis: aioredis.Redis, settings: Settings) -> int:
     return removed
 
 
+async def trim_telemetry_once(redis: aioredis.Redis, settings: Settings) -> int:
+    oldest_kept = f"{now_ms() - int(settings.telemetry_retention_s * 1000)}-0"
+    removed = 0
+    for market in load_markets(settings.markets_file).markets:
+        trimmed: int = await redis.xtrim(
+            MarketKeys(market.id, settings.key_prefix).telemetry,
+            minid=oldest_kept,
+            approximate=True,
+        )
+        removed += trimmed
+    return removed
+
+
 async def serve(settings: Settings) -> None:
     redis = connect(settings)
     log = get_logger()
@@ -44,10 +62,20 @@ async def serve(settings: Settings) -> None:
             except TimeoutError:
                 pass
 
+    async def telemetry_loop(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            removed = await trim_telemetry_once(redis, settings)
+            if removed:
+                log.debug("janitor.telemetry_trimmed", entries=removed)
+            try:  # a tenth of the retention: the stream overshoots it by at most 10%
+                await asyncio.wait_for(stop.wait(), settings.telemetry_retention_s / 10)
+            except TimeoutError:
+                pass
+
     try:
         await run_service(
             redis, settings, service="janitor", consumer=consumer_name(settings, "janitor"),
-            runtimes=[], background=[trim_loop],
+            runtimes=[], background=[trim_loop, telemetry_loop],
         )  # fmt: skip
     finally:
         await redis.aclose()

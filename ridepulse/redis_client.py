@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import DataError
 
 from ridepulse.settings import Settings
 
@@ -15,6 +17,32 @@ RESP_PROTOCOL = 2  # pinned: reply shapes of stream commands differ between RESP
 def socket_timeout_s(settings: Settings) -> float:
     """Kept above XREADGROUP BLOCK, or blocked reads raise timeouts (DESIGN §11)."""
     return settings.block_ms / 1000 + 10.0
+
+
+class HiredisPackingConnection(aioredis.Connection):
+    """redis-py's asyncio connection packs commands in pure Python (its sync client already
+    uses hiredis): for a pipeline of GEOADD/HSET/ZADD over thousands of drivers that packing
+    was a third of the geo consumer's CPU. hiredis packs the same bytes in C."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        if isinstance(args[0], str):
+            args = (*args[0].encode().split(), *args[1:])  # "CONFIG GET" → two words
+        elif b" " in args[0]:
+            args = (*args[0].split(), *args[1:])
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError:
+            pass  # buffers hiredis does not take, or a value redis-py would refuse too
+        try:
+            converted = tuple(
+                bytes(a) if isinstance(a, (bytearray, memoryview)) else a for a in args
+            )
+            return [hiredis.pack_command(converted)]  # type: ignore[arg-type]
+        except TypeError as exc:  # the error type redis-py's own packer raises
+            raise DataError(f"invalid command argument: {exc}") from None
+
+    def pack_commands(self, commands: Any) -> list[bytes]:
+        return [b"".join(self.pack_command(*command)[0] for command in commands)]
 
 
 def connect(settings: Settings, url: str | None = None) -> aioredis.Redis:
@@ -37,6 +65,8 @@ def connect(settings: Settings, url: str | None = None) -> aioredis.Redis:
         return cluster  # type: ignore[return-value]
     # A blocking pool queues callers when all connections are busy (backpressure) instead of
     # failing them with "Too many connections" under bursts.
+    if target.startswith("redis://"):
+        options["connection_class"] = HiredisPackingConnection  # TLS and unix sockets keep theirs
     pool = aioredis.BlockingConnectionPool.from_url(
         target, max_connections=settings.redis_max_connections, timeout=10, **options
     )

@@ -28,14 +28,22 @@ class Settings(BaseSettings):
     metrics_port: int = Field(0, description="Prometheus port for consumers without HTTP; 0 = off")
 
     read_count: int = Field(500, description="entries per XREADGROUP")
+    telemetry_read_count: int = Field(
+        10, description="entries per XREADGROUP on telemetry (each up to 1000 pings)"
+    )
     block_ms: int = Field(1000, description="XREADGROUP BLOCK; kept below the socket timeout")
     claim_idle_ms: int = Field(15000, description="idle time before another consumer claims")
     retry_idle_ms: int = Field(500, description="idle time before a failed entry is retried")
     max_deliveries: int = Field(5, description="deliveries before an entry is dead-lettered")
     heartbeat_interval_s: float = Field(2.0, description="service heartbeat period")
     telemetry_maxlen: int = Field(100_000, description="approximate cap of a telemetry stream")
+    telemetry_retention_s: float = Field(
+        60.0, description="telemetry older than this is trimmed (a driver silent 30 s is stale)"
+    )
     ride_stream_trim_interval_s: float = Field(30.0, description="group-aware trim period")
-    ride_stream_retention_s: float = Field(3600.0, description="ride events kept at least this long")
+    ride_stream_retention_s: float = Field(
+        3600.0, description="ride events kept at least this long"
+    )
 
     offer_timeout_s: float = Field(10.0, description="a driver's time to answer an offer")
     ride_deadline_s: float = Field(60.0, description="time to find a driver before expiry")

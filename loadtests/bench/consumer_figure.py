@@ -67,12 +67,23 @@ def _command_seconds(admin: redis.Redis) -> dict[str, float]:
     """Seconds Valkey spent in each command of the geo update since the last CONFIG RESETSTAT."""
     stats: Any = admin.info("commandstats")
     wanted = ("geoadd", "hset", "zadd", "zmscore", "xreadgroup", "xack", "xadd")
-    return {f"valkey_{c}_s": round(stats[f"cmdstat_{c}"]["usec"] / 1e6, 3) for c in wanted if f"cmdstat_{c}" in stats}
+    return {
+        f"valkey_{c}_s": round(stats[f"cmdstat_{c}"]["usec"] / 1e6, 3)
+        for c in wanted
+        if f"cmdstat_{c}" in stats
+    }
 
 
 def drop_keys(admin: redis.Redis, prefix: str) -> None:
     keys = MarketKeys("sf", prefix)
-    admin.delete(keys.telemetry, keys.drivers_geo, keys.drivers_seen, keys.positions, f"{prefix}:{{sf}}:fs-telemetry")
+    admin.delete(
+        keys.telemetry,
+        keys.drivers_geo,
+        keys.drivers_seen,
+        keys.positions,
+        keys.driver_statuses,
+        f"{prefix}:{{sf}}:fs-telemetry",
+    )
 
 
 def consumer_figure(url: str, key_prefix: str, admin: redis.Redis, plan: ConsumerPlan,
@@ -80,7 +91,7 @@ def consumer_figure(url: str, key_prefix: str, admin: redis.Redis, plan: Consume
     mine = Measure("matching geo consumer", "pings/s")
     peer = Measure("FastStream per-message subscriber", "pings/s")
     for rep in range(plan.reps):
-        for contender in (("ours", "peer") if rep % 2 == 0 else ("peer", "ours")):
+        for contender in ("ours", "peer") if rep % 2 == 0 else ("peer", "ours"):
             prefix = f"{key_prefix}:c{rep}{contender}"
             if contender == "ours":
                 admin.config_resetstat()
@@ -94,7 +105,9 @@ def consumer_figure(url: str, key_prefix: str, admin: redis.Redis, plan: Consume
                 measure, name = peer, "FastStream"
             drop_keys(admin, prefix)
             if result["indexed"] != result["pings"]:
-                raise RuntimeError(f"{name} indexed {result['indexed']:.0f} of {result['pings']:.0f} drivers")
+                raise RuntimeError(
+                    f"{name} indexed {result['indexed']:.0f} of {result['pings']:.0f} drivers"
+                )
             rate = result["pings"] / result["seconds"]
             measure.add(rate, **result)
             say(f"  rep {rep + 1}/{plan.reps} {name:>10}: {rate:9.0f} pings/s "

@@ -71,6 +71,7 @@ class ConsumerRuntime:
         handlers: HandlerTable,
         deps: Any,
         burst: bool = False,
+        read_count: int | None = None,
     ) -> None:
         self.redis = redis
         self.settings = settings
@@ -82,6 +83,10 @@ class ConsumerRuntime:
         self.handlers = handlers
         self.deps = deps
         self.burst = burst
+        # Telemetry groups read few entries at a time: an entry holds up to 1000 pings, and a
+        # batch is CPU work without an await, so small batches keep the process's other groups
+        # (and its memory) responsive.
+        self.read_count = read_count or settings.read_count
         self.producer = Producer(
             redis, telemetry_maxlen=settings.telemetry_maxlen, prefix=settings.key_prefix
         )
@@ -130,7 +135,7 @@ class ConsumerRuntime:
                 self.group,
                 self.consumer,
                 {s.key: ">" for s in self.sources},
-                count=self.settings.read_count,
+                count=self.read_count,
                 block=block,
             )
         except ResponseError as exc:
@@ -160,14 +165,14 @@ class ConsumerRuntime:
             start = "-"
             while True:
                 pending: Any = await self.redis.xpending_range(
-                    source.key, self.group, min=start, max="+", count=self.settings.read_count,
+                    source.key, self.group, min=start, max="+", count=self.read_count,
                     consumername=self.consumer,
                 )  # fmt: skip
                 if not pending:
                     break
                 await self._claim_ids(source, pending, min_idle_ms=0)
                 start = "(" + pending[-1]["message_id"].decode()
-                if len(pending) < self.settings.read_count:
+                if len(pending) < self.read_count:
                     break
 
     async def _group_has_pending(self) -> bool:
@@ -188,7 +193,7 @@ class ConsumerRuntime:
         worked = False
         for source in self.sources:
             own = await self.redis.xpending_range(
-                source.key, self.group, min="-", max="+", count=self.settings.read_count,
+                source.key, self.group, min="-", max="+", count=self.read_count,
                 consumername=self.consumer, idle=self.settings.retry_idle_ms,
             )  # fmt: skip
             if own:
@@ -196,7 +201,9 @@ class ConsumerRuntime:
             worked = await self._autoclaim(source) or worked
         return worked
 
-    async def _claim_ids(self, source: StreamSource, pending: list[dict[str, Any]], min_idle_ms: int) -> bool:
+    async def _claim_ids(
+        self, source: StreamSource, pending: list[dict[str, Any]], min_idle_ms: int
+    ) -> bool:
         ids = [p["message_id"] for p in pending]
         deliveries = {p["message_id"]: int(p["times_delivered"]) + 1 for p in pending}
         entries: Any = await self.redis.xclaim(
@@ -213,7 +220,7 @@ class ConsumerRuntime:
     async def _autoclaim(self, source: StreamSource) -> bool:
         reply = await self.redis.xautoclaim(
             source.key, self.group, self.consumer, self.settings.claim_idle_ms, "0-0",
-            count=self.settings.read_count,
+            count=self.read_count,
         )  # fmt: skip
         entries: list[RawEntry] = reply[1]
         deleted: list[bytes] = reply[2] if len(reply) > 2 else []
@@ -277,7 +284,9 @@ class ConsumerRuntime:
         except Exception as exc:
             self._failed(item, exc, dead)
             return False
-        m.HANDLER_SECONDS.labels(self.service, item.event.type).observe(time.perf_counter() - started)
+        m.HANDLER_SECONDS.labels(self.service, item.event.type).observe(
+            time.perf_counter() - started
+        )
         outgoing.extend((self.producer.route(e, item.stream.market), e) for e in produced or ())
         return True
 
@@ -324,14 +333,16 @@ class ConsumerRuntime:
             return
         pipe = self.redis.pipeline(transaction=False)
         for stream, envelope in outgoing:
-            pipe.xadd(stream, envelope.to_fields(), maxlen=self.producer._maxlen(stream), approximate=True)  # type: ignore[arg-type]
+            fields = envelope.to_fields()
+            pipe.xadd(stream, fields, maxlen=self.producer._maxlen(stream), approximate=True)  # type: ignore[arg-type]
         for item, reason in dead:
-            fields = dead_letter_fields(
+            dead_fields = dead_letter_fields(
                 stream=item.stream.key, group=self.group, consumer=self.consumer,
                 entry_id=item.entry_id.decode(), fields=item.fields, reason=reason,
                 deliveries=item.deliveries,
             )  # fmt: skip
-            pipe.xadd(self.global_keys.dead_letters, fields, maxlen=DEAD_LETTER_MAXLEN, approximate=True)  # type: ignore[arg-type]
+            dead_key = self.global_keys.dead_letters
+            pipe.xadd(dead_key, dead_fields, maxlen=DEAD_LETTER_MAXLEN, approximate=True)  # type: ignore[arg-type]
         by_stream: dict[str, list[bytes]] = {}
         for item in acks + [d[0] for d in dead]:
             by_stream.setdefault(item.stream.key, []).append(item.entry_id)

@@ -17,6 +17,7 @@ from prometheus_client import start_http_server
 
 from ridepulse.bus.consumer import ConsumerRuntime
 from ridepulse.bus.heartbeat import Heartbeat
+from ridepulse.gc_tuning import tune_gc
 from ridepulse.logs import configure_logging, get_logger
 from ridepulse.settings import Settings
 
@@ -90,7 +91,10 @@ async def run_consumer_service(
         await redis.aclose()
 
 
-def start_service(service: str, settings: Settings, serve: Callable[[Settings], Coroutine[Any, Any, None]]) -> None:
+def start_service(
+    service: str, settings: Settings, serve: Callable[[Settings], Coroutine[Any, Any, None]]
+) -> None:
     """Entry point of `ridepulse run <service>`: logging once, then the event loop (uvloop)."""
     configure_logging(service, settings.log_level)
+    tune_gc()
     uvloop.run(serve(settings))

@@ -1,7 +1,7 @@
 -- accept_offer: the offered driver takes the ride; the offer's timeout stops counting.
--- KEYS 9 the driver.
+-- KEYS 11 the driver.
 local A = step_args()
-local DRIVER = KEYS[9]
+local DRIVER = KEYS[11]
 local ride = load_ride()
 local stop = guard(A, ride, 'conflict') or guard_driver(A, ride, DRIVER)
 if stop then return stop end

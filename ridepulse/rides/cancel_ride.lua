@@ -1,10 +1,10 @@
 -- cancel_ride: the rider (its own ride, before the trip starts) or ops (any live ride) cancels;
 -- the ride's driver, if any, is freed in the same step.
--- KEYS 9 the ride's driver as the caller read it (absent when none).
+-- KEYS 11 the ride's driver as the caller read it (absent when none).
 -- ARGV X.. cancelled by, actor id. The caller passes the driver it read (A.driver_id); if the
 -- ride has changed driver since, reply `retry` so it reads again (all keys must be in KEYS).
 local A = step_args()
-local DRIVER = KEYS[9]
+local DRIVER = KEYS[11]
 local ride = load_ride()
 local stop = guard(A, ride, 'conflict')
 if stop then return stop end

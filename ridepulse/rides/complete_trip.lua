@@ -1,7 +1,7 @@
 -- complete_trip: the trip ends, the final fare (if given) replaces the quoted one, and the
--- driver is free again. KEYS 9 the driver. ARGV X final fare ('' keeps the quoted fare).
+-- driver is free again. KEYS 11 the driver. ARGV X final fare ('' keeps the quoted fare).
 local A = step_args()
-local DRIVER = KEYS[9]
+local DRIVER = KEYS[11]
 local ride = load_ride()
 local stop = guard(A, ride, 'conflict') or guard_driver(A, ride, DRIVER)
 if stop then return stop end

@@ -1,10 +1,10 @@
 -- offer_ride: reserve an available driver for a waiting ride. Ride and driver change together,
 -- so a driver is never offered two rides, whatever the concurrency or redelivery.
--- KEYS 9 the driver. ARGV X.. pickup eta s, offer timeout ms.
+-- KEYS 11 the driver. ARGV X.. pickup eta s, offer timeout ms.
 -- Skips (no error) when the ride is no longer waiting or the driver is not free: matching
 -- then tries its next candidate.
 local A = step_args()
-local DRIVER = KEYS[9]
+local DRIVER = KEYS[11]
 local ride = load_ride()
 local stop = guard(A, ride, 'skip')
 if stop then return stop end

@@ -3,7 +3,8 @@
 -- arrives in ARGV, so the rules live in one place.
 --
 -- KEYS of every ride step: 1 ride hash, 2 rides stream, 3 applied event ids, 4 active rides,
---   5 open rides, 6 offer timeouts, 7 ride counts, 8 driver statuses, 9.. step-specific.
+--   5 open rides, 6 offer timeouts, 7 ride counts, 8 driver statuses, 9 available drivers' geo
+--   index, 10 driver positions, 11.. step-specific.
 -- ARGV of every ride step: see ridepulse/rides/scripts.py step_argv (1..15), 16.. step-specific.
 --
 -- Replies: {code, detail, <HGETALL of the ride>...}; codes: ok, dup (the event id was applied
@@ -11,6 +12,7 @@
 
 local RIDE, STREAM, APPLIED = KEYS[1], KEYS[2], KEYS[3]
 local ACTIVE, OPEN, OFFERS, COUNTS, STATUSES = KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local AVAILABLE_GEO, POSITIONS = KEYS[9], KEYS[10]
 local APPLIED_TTL_S = 86400 -- far beyond any redelivery window (claim idle x max deliveries)
 local FINISHED_RIDE_TTL_S = 7 * 86400 -- finished rides stay readable for a week, then go
 
@@ -109,6 +111,18 @@ local function move_ride(A, ride, fields, cleared, now)
   return version
 end
 
+-- Keeps matching's geo index holding available drivers only, in the same step as the status:
+-- GEOSEARCH then returns candidates, not a crowd of busy drivers to filter out. A driver with
+-- no position yet enters the index with its first ping (matching.geo_index.update_positions).
+local function index_driver(geo, positions, driver_id, status)
+  if status ~= 'available' then
+    redis.call('ZREM', geo, driver_id)
+    return
+  end
+  local lat, lon = string.match(redis.call('HGET', positions, driver_id) or '', '^([^,]+),([^,]+),')
+  if lat then redis.call('GEOADD', geo, lon, lat, driver_id) end
+end
+
 -- Moves the step's driver to its new status, binding it to the ride or releasing it.
 local function move_driver(A, driver_key, now)
   if A.driver_to == '' or A.driver_id == '' then return end
@@ -118,6 +132,7 @@ local function move_driver(A, driver_key, now)
     'ride_id', ride_id, 'status_at', int(now))
   redis.call('HINCRBY', driver_key, 'version', 1)
   redis.call('HSET', STATUSES, A.driver_id, A.driver_to)
+  index_driver(AVAILABLE_GEO, POSITIONS, A.driver_id, A.driver_to)
 end
 
 -- Appends the step's event with the envelope fields in contract order (contracts/envelope.py).

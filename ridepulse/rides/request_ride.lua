@@ -1,9 +1,9 @@
 -- request_ride: create a ride in `requested`, or name the ride its idempotency key maps to.
--- KEYS 9 the rider's ride set, 10 the idempotency key (optional).
+-- KEYS 11 the rider's ride set, 12 the idempotency key (optional).
 -- ARGV X.. rider_id, market, pickup lat, lon, dropoff lat, lon, wait window ms, quote_id,
 --   fare, surge, idempotency ttl s.
 local A = step_args()
-local RIDER_RIDES, IDEMPOTENCY = KEYS[9], KEYS[10]
+local RIDER_RIDES, IDEMPOTENCY = KEYS[11], KEYS[12]
 if IDEMPOTENCY then
   local existing = redis.call('GET', IDEMPOTENCY)
   if existing then return {'exists', existing} end

@@ -1,10 +1,10 @@
 -- requeue_ride: the ride goes back to `requested` without its driver (offer declined or timed
 -- out, or the assigned driver cancelled); the driver is remembered in `declined` so matching
 -- skips it, and is free again.
--- KEYS 9 the driver. ARGV X.. reason, renew deadline ('1': the rider gets a fresh wait window,
+-- KEYS 11 the driver. ARGV X.. reason, renew deadline ('1': the rider gets a fresh wait window,
 --   as after a driver cancel the original deadline may long have passed).
 local A = step_args()
-local DRIVER = KEYS[9]
+local DRIVER = KEYS[11]
 local ride = load_ride()
 local stop = guard(A, ride, 'conflict') or guard_driver(A, ride, DRIVER)
 if stop then return stop end

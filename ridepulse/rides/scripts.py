@@ -44,7 +44,7 @@ class Scripts:
 
 
 def step_keys(keys: MarketKeys, ride_id: str) -> list[str]:
-    """KEYS 1-8 of every ride step; step-specific keys follow."""
+    """KEYS 1-10 of every ride step; step-specific keys follow."""
     return [
         keys.ride(ride_id),
         keys.rides,
@@ -54,6 +54,8 @@ def step_keys(keys: MarketKeys, ride_id: str) -> list[str]:
         keys.offer_timeouts,
         keys.ride_counts,
         keys.driver_statuses,
+        keys.drivers_geo,
+        keys.positions,
     ]
 
 

@@ -317,7 +317,13 @@ class RideStore:
         if row is None:
             raise InvalidInput("status must be available or offline", field="status")
         reply: list[bytes] = await self.scripts.set_driver_status(
-            keys=[self.keys.driver(driver_id), self.keys.driver_statuses, self.keys.rides],
+            keys=[
+                self.keys.driver(driver_id),
+                self.keys.driver_statuses,
+                self.keys.rides,
+                self.keys.drivers_geo,
+                self.keys.positions,
+            ],
             args=[
                 new_event_id(),
                 self.source,

@@ -8,7 +8,9 @@ import redis.asyncio as aioredis
 
 from ridepulse.bus.producer import Producer
 from ridepulse.bus.trimming import parse_id, trim_acknowledged
+from ridepulse.contracts.envelope import now_ms
 from ridepulse.contracts.registry import make
+from ridepulse.janitor import trim_telemetry_once
 from ridepulse.keys import MarketKeys
 from ridepulse.settings import Settings
 from tests.support.bus import expired_events, fill
@@ -32,6 +34,28 @@ async def test_telemetry_stream_stays_near_its_cap_over_200k_appends(
     # Approximate MAXLEN trims whole listpack nodes (100 entries by default): allow one node.
     assert max(lengths) <= CAP + 200, f"stream grew to {max(lengths)} entries, cap {CAP}"
     assert lengths[-1] >= CAP
+
+
+async def test_janitor_trims_telemetry_older_than_the_retention(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    """A count cap cannot bound memory when an entry holds 1 to 1000 pings: age does."""
+    keys = MarketKeys("sf", settings.key_prefix)
+    retention_ms = int(settings.telemetry_retention_s * 1000)
+    event = make("driver.location", "driver/d1", {"pings": []}, "test")
+    now = now_ms()
+    pipe = redis.pipeline(transaction=False)
+    for i in range(2000):  # 1000 entries past the retention (by id time), then 1000 recent ones
+        at = now - retention_ms - 60_000 + i if i < 1000 else now - 5_000 + i
+        pipe.xadd(keys.telemetry, event.to_fields(), id=f"{at}-0")  # type: ignore[arg-type]
+    await pipe.execute()
+    removed = await trim_telemetry_once(redis, settings)
+    left: Any = await redis.xrange(keys.telemetry)
+    old_left = [e for e in left if parse_id(e[0])[0] < now - retention_ms]
+    assert removed == 2000 - len(left)
+    # Approximate MINID trims whole listpack nodes (100 entries): at most one node of old ones.
+    assert len(old_left) <= 100, f"{len(old_left)} entries past the retention survived"
+    assert len(left) - len(old_left) == 1000, "a recent entry was trimmed"
 
 
 async def test_ride_stream_trim_keeps_every_pending_and_undelivered_entry(

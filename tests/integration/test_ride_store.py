@@ -18,6 +18,7 @@ from ridepulse.contracts.events import Point
 from ridepulse.contracts.registry import Event, decode
 from ridepulse.errors import Conflict, Forbidden, InvalidInput, NotFound, RidePulseError
 from ridepulse.keys import MarketKeys
+from ridepulse.positions import pack_position
 from ridepulse.rides import Ride, RideStore
 from ridepulse.rides.projection import decode_hash
 from ridepulse.rides.state import (
@@ -146,6 +147,11 @@ async def assert_consistent(
                 f"{driver_id} is {driver.status} yet holds {driver.ride_id}"
             )
     assert len(set(held.values())) == len(held), f"a ride is held twice: {held}"
+    # matching's geo index holds exactly the available drivers that have a position
+    positioned = set((await hash_of(redis, keys.positions)).keys())
+    indexed = await members(redis, keys.drivers_geo)
+    expected_indexed = {d for d in drivers if statuses.get(d) == "available" and d in positioned}
+    assert indexed & set(drivers) == expected_indexed, "geo index disagrees with driver statuses"
     versions: dict[str, list[int]] = {}
     for event in await Stream(redis, keys).all():
         if event.type.startswith("ride."):
@@ -237,6 +243,40 @@ async def test_full_trip_writes_each_state_with_one_event_and_frees_the_driver(
         ["requested", "offered", "matched", "driver_arrived", "started", "completed"], 1
     )
     await assert_consistent(store, redis, keys, ["r1"], ["d1"])
+
+
+async def test_geo_index_holds_available_drivers_only_in_step_with_their_status(
+    store: RideStore, redis: aioredis.Redis, keys: MarketKeys
+) -> None:
+    """Matching's GEOSEARCH must return candidates: every status change moves the driver in or
+    out of the geo index in the same script, at its last known position."""
+    await redis.hset(keys.positions, "d1", pack_position(37.78, -122.41, 1))
+
+    async def indexed() -> dict[str, tuple[float, float]]:
+        found = cast(list[Any], await redis.geosearch(
+            keys.drivers_geo, longitude=-122.41, latitude=37.78, radius=1, unit="km", withcoord=True,
+        ))  # fmt: skip
+        return {m.decode(): (round(c[1], 4), round(c[0], 4)) for m, c in found}
+
+    assert await indexed() == {}
+    await store.set_driver_status("d1", "available")
+    assert await indexed() == {"d1": (37.78, -122.41)}
+    await request(store)
+    await store.offer(ride_id="r1", driver_id="d1", pickup_eta_s=60, offer_timeout_s=30)
+    assert await indexed() == {}, "an offered driver is no candidate"
+    await store.decline("r1", "d1")
+    assert await indexed() == {"d1": (37.78, -122.41)}, "declining frees the driver"
+    await store.offer(ride_id="r1", driver_id="d1", pickup_eta_s=60, offer_timeout_s=30)
+    for step in (store.accept, store.arrived, store.start):
+        await step("r1", "d1")
+        assert await indexed() == {}
+    await redis.hset(keys.positions, "d1", pack_position(37.781, -122.411, 2))  # drove the trip
+    await store.complete("r1", "d1")
+    assert await indexed() == {"d1": (37.781, -122.411)}, "back in the index where the trip ended"
+    await store.set_driver_status("d1", "offline")
+    assert await indexed() == {}
+    await store.set_driver_status("d2", "available")  # never pinged: no position to index
+    assert await indexed() == {}
 
 
 async def test_offer_records_offer_fields_and_timeout_index(
@@ -749,6 +789,8 @@ async def test_random_operation_sequences_keep_projections_consistent(
     rng = random.Random(7)
     rides: list[str] = []
     drivers = [f"d{j}" for j in range(4)]
+    for j, d in enumerate(drivers[:3]):  # the last driver never pinged: it has no position
+        await redis.hset(keys.positions, d, pack_position(PICKUP.lat + j * 0.001, PICKUP.lon, 1))
     for d in drivers:
         await store.set_driver_status(d, "available")
     await stream.new()

@@ -1,0 +1,88 @@
+"""Matching's geo index against the real server: batches of pings keep positions for every
+driver but index only available ones; stale pings never win; the search returns candidates."""
+
+from __future__ import annotations
+
+from typing import cast
+
+import pytest
+import redis.asyncio as aioredis
+
+from matching.geo_index import drop_stale, nearby_available, update_positions
+from ridepulse.contracts.events import Ping
+from ridepulse.keys import MarketKeys
+from ridepulse.positions import parse_position
+from ridepulse.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+PICKUP = (37.7749, -122.4194)
+
+
+@pytest.fixture
+def keys(settings: Settings) -> MarketKeys:
+    return MarketKeys("sf", settings.key_prefix)
+
+
+def ping(driver_id: str, north_m: float, ts: int) -> Ping:
+    return Ping(
+        driver_id=driver_id, lat=PICKUP[0] + north_m / 111_320, lon=PICKUP[1], ts=ts, heading=0
+    )
+
+
+async def indexed(redis: aioredis.Redis, keys: MarketKeys) -> set[str]:
+    return {m.decode() for m in cast(list[bytes], await redis.zrange(keys.drivers_geo, 0, -1))}
+
+
+async def test_only_available_drivers_enter_the_index_but_every_position_is_kept(
+    redis: aioredis.Redis, keys: MarketKeys
+) -> None:
+    await redis.hset(
+        keys.driver_statuses, mapping={"free": "available", "busy": "on_trip", "off": "offline"}
+    )
+    moved = await update_positions(
+        redis,
+        keys,
+        [ping("free", 100, 10), ping("busy", 50, 10), ping("off", 10, 10), ping("new", 5, 10)],
+    )
+    assert moved == 4
+    assert await indexed(redis, keys) == {"free"}
+    positions = await redis.hgetall(keys.positions)
+    assert {k.decode() for k in positions} == {"free", "busy", "off", "new"}
+    free = parse_position(positions[b"free"])
+    assert free is not None and free.ts == 10 and abs(free.lat - (PICKUP[0] + 100 / 111_320)) < 1e-6
+
+
+async def test_a_ping_older_than_the_stored_one_changes_nothing(
+    redis: aioredis.Redis, keys: MarketKeys
+) -> None:
+    await redis.hset(keys.driver_statuses, "d1", "available")
+    assert await update_positions(redis, keys, [ping("d1", 100, 20)]) == 1
+    # within a batch the newest wins; across batches an older (reordered, redelivered) one loses
+    assert await update_positions(redis, keys, [ping("d1", 500, 10), ping("d1", 900, 15)]) == 0
+    stored = parse_position(await redis.hget(keys.positions, "d1"))
+    assert stored is not None and stored.ts == 20
+    assert await update_positions(redis, keys, [ping("d1", 300, 25), ping("d1", 200, 30)]) == 1
+    stored = parse_position(await redis.hget(keys.positions, "d1"))
+    assert stored is not None and stored.ts == 30
+
+
+async def test_search_returns_fresh_available_drivers_nearest_first(
+    redis: aioredis.Redis, keys: MarketKeys
+) -> None:
+    drivers = {f"d{i}": i * 100.0 for i in range(1, 6)}  # 100 m .. 500 m north of the pickup
+    await redis.hset(keys.driver_statuses, mapping=dict.fromkeys(drivers, "available"))
+    await update_positions(redis, keys, [ping(d, north, 1_000) for d, north in drivers.items()])
+    await update_positions(
+        redis, keys, [ping("d2", 200, 5_000)]
+    )  # the only recent pinger besides d4
+    await update_positions(redis, keys, [ping("d4", 400, 5_000)])
+    found = await nearby_available(
+        redis, keys, *PICKUP, radius_m=1_000, fresh_after_ms=0, exclude=["d3"]
+    )
+    assert [d.driver_id for d in found] == ["d1", "d2", "d4", "d5"]
+    assert [round(d.distance_m, -1) for d in found] == [100, 200, 400, 500]
+    fresh = await nearby_available(redis, keys, *PICKUP, radius_m=1_000, fresh_after_ms=2_000)
+    assert [d.driver_id for d in fresh] == ["d2", "d4"]
+    assert await drop_stale(redis, keys, stale_before_ms=2_000) == 3
+    assert await indexed(redis, keys) == {"d2", "d4"}
