@@ -41,7 +41,7 @@ def build(settings: Settings, *, burst: bool = False) -> tuple[MatchingDeps, lis
     }
     rides = ConsumerRuntime(
         redis, group="matching", sources=[StreamSource(k.rides, m) for m, k in keys.items()],
-        handlers=HANDLERS, **common,  # type: ignore[arg-type]
+        handlers=HANDLERS, concurrency=settings.matching_concurrency, **common,  # type: ignore[arg-type]
     )  # fmt: skip
     geo = ConsumerRuntime(
         redis, group="matching.geo", sources=[StreamSource(k.telemetry, m) for m, k in keys.items()],

@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     )
 
     offer_timeout_s: float = Field(10.0, description="a driver's time to answer an offer")
+    matching_concurrency: int = Field(32, description="rides one matching process offers at once")
     ride_deadline_s: float = Field(60.0, description="time to find a driver before expiry")
     driver_stale_s: float = Field(30.0, description="silence after which a driver is not offered")
     h3_resolution: int = Field(8, description="H3 resolution of surge and speed cells")

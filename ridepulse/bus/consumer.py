@@ -72,6 +72,7 @@ class ConsumerRuntime:
         deps: Any,
         burst: bool = False,
         read_count: int | None = None,
+        concurrency: int = 1,
     ) -> None:
         self.redis = redis
         self.settings = settings
@@ -87,6 +88,9 @@ class ConsumerRuntime:
         # batch is CPU work without an await, so small batches keep the process's other groups
         # (and its memory) responsive.
         self.read_count = read_count or settings.read_count
+        # Handlers of different subjects may run at once only where they are written for it
+        # (matching's offers are atomic, version-checked scripts); the default is one by one.
+        self.concurrency = concurrency
         self.producer = Producer(
             redis, telemetry_maxlen=settings.telemetry_maxlen, prefix=settings.key_prefix
         )
@@ -250,6 +254,7 @@ class ConsumerRuntime:
         dead: list[tuple[_Item, str]] = []
         outgoing: list[tuple[str, Envelope]] = []
         by_batch_type: dict[tuple[str, str], list[_Item]] = {}
+        by_subject: dict[str, list[_Item]] = {}
         for item in items:
             if item.fields is None:  # body trimmed while pending
                 await self._count_lost(item.stream, [item.entry_id])
@@ -264,14 +269,33 @@ class ConsumerRuntime:
                 # grouped per stream too: a batch's outputs go to that stream's market
                 by_batch_type.setdefault((event_type, item.stream.key), []).append(item)
             elif event_type in self.handlers.per_event:
-                if await self._run_one(item, outgoing, dead):
-                    acks.append(item)
+                by_subject.setdefault(item.event.envelope.subject, []).append(item)
             else:
                 acks.append(item)  # a type this group does not care about
+        await self._run_subjects(list(by_subject.values()), acks, outgoing, dead)
         for (event_type, _), group_items in by_batch_type.items():
             if await self._run_batch(event_type, group_items, outgoing, dead):
                 acks.extend(group_items)
         await self._commit(acks, dead, outgoing)
+
+    async def _run_subjects(
+        self,
+        subjects: list[list[_Item]],
+        acks: list[_Item],
+        outgoing: list[tuple[str, Envelope]],
+        dead: list[tuple[_Item, str]],
+    ) -> None:
+        """Events of one subject (a ride, a driver) in stream order; up to `concurrency`
+        subjects at once, so one handler's round trips to Redis do not hold up the others."""
+        lanes = iter(subjects)
+
+        async def lane() -> None:
+            for subject_items in lanes:
+                for item in subject_items:
+                    if await self._run_one(item, outgoing, dead):
+                        acks.append(item)
+
+        await asyncio.gather(*(lane() for _ in range(min(self.concurrency, len(subjects)))))
 
     async def _run_one(
         self, item: _Item, outgoing: list[tuple[str, Envelope]], dead: list[tuple[_Item, str]]

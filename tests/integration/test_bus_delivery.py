@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 
 from ridepulse.bus.handlers import HandlerTable
 from ridepulse.bus.idempotency import apply_once
-from ridepulse.contracts.registry import Event
+from ridepulse.contracts.registry import Event, make
 from ridepulse.keys import MarketKeys
 from ridepulse.settings import Settings
 from tests.support.bus import expired_events, fill, runtime, start_consumer_process, wait_exit
@@ -91,3 +91,37 @@ async def test_sigterm_drains_in_flight_work_and_leaves_nothing_pending(
 async def _int(value: Any, threshold: int) -> bool:
     raw = await value
     return raw is not None and int(raw) >= threshold
+
+
+async def test_concurrent_handlers_keep_each_subjects_order_and_ack_everything(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    """With `concurrency`, subjects overlap (a handler awaiting Redis does not hold up the
+    others) while the events of one subject still run one after another, in stream order."""
+    keys = MarketKeys("sf", settings.key_prefix)
+    rides, per_ride = 50, 4
+    events = [
+        make("ride.expired", f"ride/r{i}", {"ride_id": f"r{i}", "version": v}, "test")
+        for v in range(1, per_ride + 1)
+        for i in range(rides)
+    ]
+    await fill(redis, keys.rides, events)
+    seen: dict[str, list[int]] = {}
+    in_flight = peak = 0
+
+    async def record(event: Event, deps: Any) -> None:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await redis.ping()  # a round trip: where other subjects get their turn
+        seen.setdefault(event.data.ride_id, []).append(event.data.version)  # type: ignore[attr-defined]
+        in_flight -= 1
+
+    consumer = runtime(redis, settings, HandlerTable(per_event={"ride.expired": record}), concurrency=8)
+    await consumer.run()
+    assert seen == {f"r{i}": list(range(1, per_ride + 1)) for i in range(rides)}
+    assert peak == 8, f"at most and at least `concurrency` subjects in flight, saw {peak}"
+    assert consumer.stats.processed == rides * per_ride
+    summary: Any = await redis.xpending(keys.rides, "g")
+    assert summary["pending"] == 0
+

@@ -43,11 +43,13 @@ def runtime(
     group: str = "g",
     burst: bool = True,
     deps: Any = None,
+    concurrency: int = 1,
 ) -> ConsumerRuntime:
     keys = MarketKeys("sf", settings.key_prefix)
     return ConsumerRuntime(
         redis, settings=settings, service="test", group=group, consumer=consumer,
         sources=[StreamSource(keys.rides, "sf")], handlers=handlers, deps=deps, burst=burst,
+        concurrency=concurrency,
     )  # fmt: skip
 
 
