@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = Field(2.0, description="service heartbeat period")
     telemetry_maxlen: int = Field(100_000, description="approximate cap of a telemetry stream")
     telemetry_retention_s: float = Field(
-        60.0, description="telemetry older than this is trimmed (a driver silent 30 s is stale)"
+        30.0, description="telemetry older than this is trimmed (as old as a stale driver)"
     )
     ride_stream_trim_interval_s: float = Field(30.0, description="group-aware trim period")
     ride_stream_retention_s: float = Field(

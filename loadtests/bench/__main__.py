@@ -20,7 +20,8 @@ def parse_plan(argv: list[str]) -> tuple[BenchPlan, Path]:
     parser = argparse.ArgumentParser(prog="python -m loadtests.bench", description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each repetition")
     parser.add_argument("--reps", type=int, default=3, help="repetitions per contender (median)")
-    parser.add_argument("--e2e-seconds", type=float, default=30.0, help="length of each end-to-end level")
+    parser.add_argument("--e2e-seconds", type=float, default=None,
+                        help="length of each end-to-end level (default: 60 s at the target rate, 30 s below)")
     parser.add_argument("--figures", default="1234", help="which figures: any of 1 2 3 4 (4 includes memory)")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profiles")
     parser.add_argument("--no-install", action="store_true", help="never apt-get install wrk")
@@ -36,7 +37,8 @@ def parse_plan(argv: list[str]) -> tuple[BenchPlan, Path]:
     e2e_seconds = args.e2e_seconds
     if args.quick:
         plan.seconds, plan.reps, plan.warmup_s, e2e_seconds = 2.0, 1, 1.0, 10.0
-    plan.e2e_levels = [E2EConfig(**{**level.__dict__, "seconds": e2e_seconds}) for level in plan.e2e_levels]
+    if e2e_seconds is not None:
+        plan.e2e_levels = [E2EConfig(**{**level.__dict__, "seconds": e2e_seconds}) for level in plan.e2e_levels]
     return plan, args.out
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from loadtests.bench import report
 from loadtests.bench.report import fmt_number, render_table
+from ridepulse.settings import Settings
 
 NOISY_CORES = 0.25  # other processes using more than this share of the machine: say so
 
@@ -219,15 +220,15 @@ def _bottlenecks(results: dict[str, Any]) -> list[str]:
         redis_s = sum(v for k, v in detail.items()
                       if k.startswith("valkey_") and k not in ("valkey_xadd_s", "valkey_cpu_s"))  # fmt: skip
         out.append(
-            f"- **Consumer:** the geo consumer's own Python, not Redis. In one repetition Valkey spent "
+            f"- **Consumer:** Python and Valkey take turns on each batch. In one repetition Valkey spent "
             f"{redis_s:.2f} s of the {detail.get('seconds', 0):.2f} s inside the update's commands (GEOADD, "
-            "ZADD, HSET, ZMSCORE, XREADGROUP, XACK); in the "
-            f"consumer, pydantic validation of each ping (`BaseModel.model_validate`) is "
-            f"{_share(p, 'BaseModel.model_validate')} of samples and redis-py's pure-Python command packing "
-            f"(`pack_commands`) {_share(p, 'AbstractConnection.pack_commands')}. One XREADGROUP COUNT 500 "
-            f"takes 500 entries × {consumer.get('entry_pings', 1000)} pings, so the whole backlog is one "
-            "batch: Python and Redis never work at the same time. The FastStream peer waits on two round "
-            "trips per message (the update, then its XACK)."
+            "ZADD, HSET, ZMSCORE, HMGET, XREADGROUP, XACK); the rest is the consumer's Python: pydantic "
+            f"validation of each ping (`BaseModel.model_validate`) {_share(p, 'BaseModel.model_validate')} of "
+            "samples, packing the pipeline (hiredis, `HiredisPackingConnection.pack_commands`) "
+            f"{_share(p, 'HiredisPackingConnection.pack_commands')}, formatting positions (`packed_position`) "
+            f"{_share(p, 'packed_position')}. Every driver is available here, the worst case: each ping also "
+            "goes into the geo index. The FastStream peer waits on two round trips per message (the update, "
+            "then its XACK)."
         )
     for level in figures.get("e2e", []):
         out.append(_e2e_bottleneck(level))
@@ -241,14 +242,18 @@ def _bottlenecks(results: dict[str, Any]) -> list[str]:
                 ((k, v) for k, v in level["rss_peak_mb"].items() if k != "valkey"),
                 key=lambda kv: kv[1],
             )
-            per_entry = final["final_bytes"] / max(final["final_entries"], 1)
+            retention_s = Settings.model_fields["telemetry_retention_s"].default
+            late = [(t, b) for t, b, *_ in series if t >= retention_s * 1.2]
+            levelled = len(late) >= 2 and abs(late[-1][1] - late[0][1]) <= 0.1 * late[0][1]
             out.append(
-                f"- **Memory:** the telemetry stream grew {growth:.1f} MB/s and did not level off: "
-                f"`telemetry_maxlen` caps entries (100,000), but an entry here held {per_entry / 1024:.0f} KB "
-                f"of pings, so the cap would only bite at ~{per_entry * 100_000 / 2**30:.0f} GB. The largest "
-                f"process was {worst[0]} at {worst[1]:.0f} MB peak RSS (a geo batch of up to 500 entries × "
-                "1000 pings is decoded into pydantic models at once); the rest are in the end-to-end sections."
-            )
+                f"- **Memory:** the telemetry stream grew {growth:.1f} MB/s at first; the janitor trims it by "
+                f"age (`telemetry_retention_s` = {retention_s:g} s, an entry counts by the pings it holds, not "
+                "one by one), "
+                + (f"so it levelled off at about {late[-1][1] / 2**20:.0f} MB after {retention_s:g} s. "
+                   if levelled else f"and it ended at {final['final_bytes'] / 2**20:.0f} MB. ")
+                + f"The largest service was {worst[0]} at {worst[1]:.0f} MB peak RSS; the rest are in the "
+                "end-to-end sections."
+            )  # fmt: skip
     return [*out, ""]
 
 
@@ -267,29 +272,25 @@ def _e2e_bottleneck(level: dict[str, Any]) -> str:
         text += " The machine is out of CPU."
     if geo > 1.0:
         text += (
-            " Matching runs both groups on one event loop, and a geo batch is CPU work without an await: "
-            "offers wait behind telemetry."
+            " Matching's geo consumer could not keep up with the CPU share it got: its process also serves "
+            "the ride group, and every other consumer decodes the same pings."
         )
     probe = level.get("candidates") or {}
     if probe.get("no_available_in_nearest"):
         text += (
             f" At {probe['no_available_in_nearest']} of {probe['points']} probed pickups none of the "
-            f"{probe['count']} nearest drivers was available ({probe['available_in_radius_but_not_in_nearest']} "
-            "of them had available drivers further away within the radius): GEOSEARCH … COUNT runs over every "
-            "pinging driver, so such a ride escalates to the wider radii, then waits for the sweeper's retry "
-            "every second, which sees the same nearest drivers."
+            f"{probe['count']} nearest indexed drivers was available: status changes raced a geo batch "
+            "(see docs/architecture.md)."
         )
     commands = level.get("valkey_commands") or []
-    if commands and commands[0]["command"] == "geosearch":
+    if commands and level["offer_ms"]["unoffered"] == 0 and rides < 1.0 and geo < 1.0:
+        text += " Nothing saturates at this rate."
+    elif commands:
         c = commands[0]
         text += (
-            f" Valkey's busiest command was GEOSEARCH: {c['calls']:,} calls, {c['seconds']:.1f} s, "
-            f"{c['usec_per_call']:,.0f} µs per call — it scans every driver in the radius's bounding box, "
-            "available or not, and Valkey serves nothing else meanwhile (ingest's XADDs and every consumer "
-            "wait behind it)."
+            f" Valkey's busiest command was {c['command'].upper()}: {c['calls']:,} calls, "
+            f"{c['seconds']:.1f} s, {c['usec_per_call']:,.0f} µs per call."
         )
-    elif level["offer_ms"]["unoffered"] == 0 and rides < 1.0:
-        text += " Nothing saturates at this rate."
     return text
 
 

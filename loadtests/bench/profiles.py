@@ -22,7 +22,7 @@ INGEST_WATCH = ("post_location", "post_telemetry", "Deps.authenticate", "json_bo
                 "TelemetryBatcher._flush", "TelemetryBatcher._append", "solve_dependencies",
                 "RequestResponseCycle.send", "HttpToolsProtocol.data_received", "NativeTelemetry.enabled")
 CONSUMER_WATCH = ("decode", "BaseModel.model_validate", "Envelope.from_fields", "update_positions",
-                  "AbstractConnection.pack_commands", "Pipeline.execute", "newest_per_driver", "packed_position",
+                  "HiredisPackingConnection.pack_commands", "Pipeline.execute", "newest_per_driver", "packed_position",
                   "ConsumerRuntime._read_new", "ConsumerRuntime._commit")
 
 
