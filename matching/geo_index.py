@@ -1,20 +1,22 @@
 """The available-driver geo index, kept fresh from telemetry.
 
-Per batch: newest ping per driver (in memory); one round trip reads what is stored (ZMSCORE
-to drop pings older than it, so reordering and redelivery are harmless; HMGET of statuses);
-then one pipeline of HSET/ZADD with every driver of the batch and GEOADD with the available
-ones — a few commands per batch, not per ping.
+Per batch: newest ping per driver (in memory), then one script (update_positions.lua) that
+drops pings not newer than the stored one (so reordering and redelivery are harmless), stores
+the positions and GEOADDs the drivers that are available — a few commands per batch, not per ping.
 
 The geo set holds available drivers only: the ride scripts move a driver in or out of it in the
 same atomic step that changes its status (ridepulse/rides/prelude.lua `index_driver`), so a
-GEOSEARCH … COUNT returns candidates instead of the nearest busy drivers. A status can change
-between this batch's read and its write; a driver indexed that way is still filtered by status
-in `nearby_available` and leaves the index at its next status change or when it goes stale."""
+GEOSEARCH … COUNT returns candidates instead of the nearest busy drivers. The batch is one
+script, not a read then a write, because a driver going available between the two would be
+left out of the index until its next ping (seen: a driver that pinged once, then went
+available, never offered a ride)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
+from importlib import resources
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -45,38 +47,30 @@ def packed_position(ping: Ping) -> str:
     return pack_position(ping.lat, ping.lon, ping.ts, ping.heading)
 
 
+# Lua's unpack() takes at most ~8000 values: GEOADD gets 3 per driver
+CHUNK_DRIVERS = 2000
+
+
+@cache
+def _update_source() -> str:
+    return resources.files("matching").joinpath("update_positions.lua").read_text()
+
+
 async def update_positions(redis: aioredis.Redis, keys: MarketKeys, pings: Iterable[Ping]) -> int:
     """Apply a batch of pings; returns how many drivers moved (stale pings are ignored)."""
     newest = newest_per_driver(pings)
     if not newest:
         return 0
-    drivers = list(newest)
-    read = redis.pipeline(transaction=False)
-    read.zmscore(keys.drivers_seen, drivers)
-    read.hmget(keys.driver_statuses, drivers)
-    stored, statuses = await read.execute()
-    positions: dict[str, str] = {}
-    seen: dict[str, int] = {}
-    geo: list[str] = []
-    for driver_id, seen_ts, status in zip(drivers, stored, statuses, strict=True):
-        ping = newest[driver_id]
-        if seen_ts is not None and ping.ts <= seen_ts:
-            continue
-        packed = positions[driver_id] = packed_position(ping)
-        seen[driver_id] = ping.ts
-        if status == b"available":
-            # the coordinates as already formatted: printing floats is most of packing GEOADD
-            lat, lon, _ = packed.split(",", 2)
-            geo += [lon, lat, driver_id]
-    if not positions:
-        return 0
-    pipe = redis.pipeline(transaction=False)
-    pipe.hset(keys.positions, mapping=positions)  # type: ignore[arg-type]
-    if geo:
-        pipe.geoadd(keys.drivers_geo, geo)
-    pipe.zadd(keys.drivers_seen, seen)
-    await pipe.execute()
-    return len(positions)
+    script = redis.register_script(_update_source())  # hashes the source; EVALSHA with NOSCRIPT fallback
+    index_keys = [keys.drivers_seen, keys.positions, keys.driver_statuses, keys.drivers_geo]
+    pings_in_order = list(newest.values())
+    moved = 0
+    for start in range(0, len(pings_in_order), CHUNK_DRIVERS):
+        args: list[str | int] = []
+        for ping in pings_in_order[start : start + CHUNK_DRIVERS]:
+            args += [ping.driver_id, ping.ts, packed_position(ping)]
+        moved += int(await script(keys=index_keys, args=args))
+    return moved
 
 
 async def nearby_available(

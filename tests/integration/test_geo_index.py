@@ -3,6 +3,7 @@ driver but index only available ones; stale pings never win; the search returns 
 
 from __future__ import annotations
 
+import asyncio
 from typing import cast
 
 import pytest
@@ -12,6 +13,7 @@ from matching.geo_index import drop_stale, nearby_available, update_positions
 from ridepulse.contracts.events import Ping
 from ridepulse.keys import MarketKeys
 from ridepulse.positions import parse_position
+from ridepulse.rides.store import RideStore
 from ridepulse.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -86,3 +88,32 @@ async def test_search_returns_fresh_available_drivers_nearest_first(
     assert [d.driver_id for d in fresh] == ["d2", "d4"]
     assert await drop_stale(redis, keys, stale_before_ms=2_000) == 3
     assert await indexed(redis, keys) == {"d2", "d4"}
+
+
+async def test_a_driver_going_available_while_its_first_ping_is_applied_is_indexed(
+    redis: aioredis.Redis, keys: MarketKeys
+) -> None:
+    """Each driver pings once and goes available at the same moment, on separate connections:
+    whichever lands first, the driver must end up in the geo set (a read-then-write batch
+    update left some out until their next ping)."""
+    store = RideStore(redis, keys, "test")
+    drivers = [f"race{i}" for i in range(200)]
+
+    async def ping_then_available(driver_id: str) -> None:
+        await asyncio.gather(
+            update_positions(redis, keys, [ping(driver_id, 100, 1_000)]),
+            store.set_driver_status(driver_id, "available"),
+        )
+
+    await asyncio.gather(*(ping_then_available(d) for d in drivers))
+    assert await indexed(redis, keys) == set(drivers)
+
+
+async def test_a_batch_larger_than_one_script_call_is_applied_whole(
+    redis: aioredis.Redis, keys: MarketKeys
+) -> None:
+    drivers = [f"bulk{i}" for i in range(5_000)]  # more than Lua's unpack() takes at once
+    await redis.hset(keys.driver_statuses, mapping=dict.fromkeys(drivers, "available"))
+    assert await update_positions(redis, keys, [ping(d, 50, 7) for d in drivers]) == len(drivers)
+    assert await indexed(redis, keys) == set(drivers)
+    assert await redis.zcard(keys.drivers_seen) == len(drivers)

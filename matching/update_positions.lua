@@ -1,0 +1,35 @@
+-- update_positions: apply a batch of pings to the matching index in one atomic step.
+-- KEYS 1 drivers_seen (zset: last ping ts), 2 positions (hash: packed "lat,lon,ts,heading"),
+--      3 driver_statuses (hash), 4 drivers_geo (available drivers only).
+-- ARGV triples: driver_id, ts, packed position — the newest ping per driver of the batch.
+-- Atomic with the ride scripts' `index_driver`: a driver that goes available between a read and a
+-- write is never left out of the geo set (the race a read-then-write pipeline has).
+-- Returns how many drivers moved (pings not newer than the stored one are ignored).
+local SEEN, POSITIONS, STATUSES, GEO = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local n = #ARGV / 3
+local ids = {}
+for i = 1, n do ids[i] = ARGV[3 * i - 2] end
+local stored = redis.call('ZMSCORE', SEEN, unpack(ids))
+local statuses = redis.call('HMGET', STATUSES, unpack(ids))
+local positions, seen, geo = {}, {}, {}
+for i = 1, n do
+  local ts, packed = ARGV[3 * i - 1], ARGV[3 * i]
+  local held = stored[i]
+  if not held or tonumber(ts) > tonumber(held) then
+    positions[#positions + 1] = ids[i]
+    positions[#positions + 1] = packed
+    seen[#seen + 1] = ts
+    seen[#seen + 1] = ids[i]
+    if statuses[i] == 'available' then
+      local lat, lon = string.match(packed, '^([^,]+),([^,]+),')
+      geo[#geo + 1] = lon
+      geo[#geo + 1] = lat
+      geo[#geo + 1] = ids[i]
+    end
+  end
+end
+if #positions == 0 then return 0 end
+redis.call('HSET', POSITIONS, unpack(positions))
+redis.call('ZADD', SEEN, unpack(seen))
+if #geo > 0 then redis.call('GEOADD', GEO, unpack(geo)) end
+return #positions / 2
