@@ -80,10 +80,13 @@ class Feed:
         config, reader, sampler, stop = self.config, self.reader, self.sampler, self._stop
         await asyncio.gather(
             every("streams", 0, reader.read_streams, stop),
-            every("drivers", config.driver_sample_s, sampler.drivers, stop),
+            every("drivers", self._driver_sample_s, sampler.drivers, stop, self.hub.watched),
             every("metrics", config.metrics_sample_s, sampler.metrics, stop),
             every("reconcile", config.reconcile_s, reader.reconcile, stop),
         )
+
+    def _driver_sample_s(self) -> float:
+        return self.config.driver_sample_s if self.hub.clients else self.config.idle_driver_sample_s
 
     async def _load(self) -> None:
         """The initial state, retried until Redis answers (clients meanwhile see an empty city)."""

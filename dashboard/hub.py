@@ -37,6 +37,7 @@ class Hub:
         self.ring: deque[tuple[int, str]] = deque(maxlen=config.ring_size)
         self.clients: set[Client] = set()
         self._snapshot_waiters: list[asyncio.Future[str]] = []
+        self.watched = asyncio.Event()  # set when someone wants the city: samplers wake at once
 
     def connect(self, last_seq: int | None = None, epoch: str | None = None) -> Client:
         """A new client: the deltas it missed when they are all still in the ring, else a
@@ -49,6 +50,7 @@ class Hub:
             client.queue.put_nowait(tuple(backlog))
         self.clients.add(client)
         CLIENTS.set(len(self.clients))
+        self.watched.set()
         return client
 
     def disconnect(self, client: Client) -> None:
@@ -68,6 +70,7 @@ class Hub:
         """The snapshot built at the next tick (where it is consistent with the deltas)."""
         waiter: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._snapshot_waiters.append(waiter)
+        self.watched.set()
         return await waiter
 
     def tick(self) -> None:

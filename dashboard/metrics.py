@@ -14,3 +14,6 @@ CLIENTS_DROPPED = Counter(
 DELTAS = Counter("rp_dashboard_deltas_total", "Deltas published to clients")
 SNAPSHOTS = Counter("rp_dashboard_snapshots_total", "Snapshots built for clients")
 READ_ERRORS = Counter("rp_dashboard_read_errors_total", "Failed Redis reads of the feed", ["loop"])
+DRIVER_SAMPLES = Counter(
+    "rp_dashboard_driver_samples_total", "Reads of every driver's position and status"
+)

@@ -1,5 +1,5 @@
-"""Fixed-rate samples, never per event: driver positions and statuses (2 Hz), and once a
-second the stream rates, consumer lag per group, heartbeats and the dead-letter count."""
+"""Fixed-rate samples, never per event: driver positions and statuses (2 Hz while someone
+watches, every few seconds otherwise), and once a second the stream rates, consumer lag per group, heartbeats and the dead-letter count."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
+from dashboard.metrics import DRIVER_SAMPLES
 from dashboard.ride_view import text_hash
 from dashboard.state import CityState
 from ridepulse.contracts.envelope import now_ms
@@ -37,6 +38,7 @@ class Sampler:
         pipe.hgetall(self.keys.driver_statuses)
         positions, statuses = await pipe.execute()
         self.state.set_drivers(text_hash(positions), text_hash(statuses))
+        DRIVER_SAMPLES.inc()
 
     async def metrics(self) -> None:
         streams = {"telemetry": self.keys.telemetry, "rides": self.keys.rides}

@@ -20,11 +20,13 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 import uvicorn
+from prometheus_client import REGISTRY
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from dashboard.app import create_app
 from dashboard.config import FeedConfig
+from dashboard.feed import Feed
 from dashboard.protocol import apply_delta
 from ridepulse.auth import mint_token
 from ridepulse.keys import GlobalKeys, MarketKeys
@@ -351,3 +353,37 @@ async def test_heartbeats_dead_letters_and_consumer_lag_reach_the_feed(
             False,
         )
         assert service["processed_per_s"] is not None and service["processed_per_s"] > 0
+
+
+async def test_an_unwatched_feed_reads_drivers_rarely_and_a_new_client_wakes_it(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    keys = MarketKeys("sf", settings.key_prefix)
+    feed = Feed(redis, settings, FeedConfig(driver_sample_s=0.05, idle_driver_sample_s=60))
+
+    def samples() -> float:
+        return REGISTRY.get_sample_value("rp_dashboard_driver_samples_total") or 0.0
+
+    async def shown(driver_id: str) -> bool:
+        return driver_id in feed.state.drivers
+
+    async def loaded() -> bool:  # the load samples once, then the idle loop once, then it pauses
+        return samples() - start >= 2
+
+    start = samples()
+    feed.start()
+    try:
+        await wait_until(loaded, timeout_s=10, what="the first samples")
+        await put_drivers(redis, keys, {"idle-1": (37.7749, -122.4194, "available")})
+        idle_from = samples()
+        await asyncio.sleep(0.5)  # ten sampling periods of a watched feed
+        assert samples() == idle_from, "an unwatched feed read the drivers again"
+        assert not await shown("idle-1")
+
+        client = feed.hub.connect()  # wakes the sampler: no waiting out the idle period
+        await wait_until(lambda: shown("idle-1"), timeout_s=5, what="a fresh sample on connect")
+        await put_drivers(redis, keys, {"watched-1": (37.7750, -122.4195, "available")})
+        await wait_until(lambda: shown("watched-1"), timeout_s=5, what="2 Hz sampling while watched")
+        feed.hub.disconnect(client)
+    finally:
+        await feed.stop()
