@@ -86,6 +86,7 @@ def create_app(settings: Settings) -> FastAPI:
         default_response_class=JSON,
     )  # fmt: skip
     install_error_handlers(app)
+    app.include_router(routes_telemetry.ping_router)
     for module in (routes_telemetry, routes_driver_ws, routes_drivers, routes_quotes, routes_rides, routes_health):
         app.include_router(module.router)
     return app

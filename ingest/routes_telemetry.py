@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ingest.deps import Deps, get_deps, json_body
+from ingest.lean_route import LeanRoute
 from ingest.schemas import ERRORS, PingIn, TelemetryAccepted, TelemetryBatchIn, body_schema
 from ingest.validation import check_id, check_ping
 from ridepulse.auth import Principal
@@ -18,6 +19,7 @@ from ridepulse.errors import Forbidden, InvalidInput, Overloaded, RidePulseError
 from ridepulse.keys import MarketKeys
 
 router = APIRouter(tags=["telemetry"])
+ping_router = APIRouter(tags=["telemetry"], route_class=LeanRoute)  # the hottest route
 ACCEPTED = Response(b'{"accepted":1}', status_code=202, media_type="application/json")
 PING_BODY_LIMIT = 4096
 
@@ -45,7 +47,7 @@ async def accept_ping(deps: Deps, driver_id: str, body: Any) -> None:
     await deps.batcher.submit(MarketKeys(market.id, deps.settings.key_prefix).telemetry, [ping])
 
 
-@router.post(
+@ping_router.post(
     "/v1/drivers/{driver_id}/location", status_code=202, responses=ERRORS,
     openapi_extra=body_schema(PingIn), summary="One location ping of one driver",
 )  # fmt: skip

@@ -101,18 +101,17 @@ def _embedded_figures(plan: BenchPlan, results: dict[str, Any], work: Path, wrk_
             say("starting ingest (`ridepulse run ingest`) and the peers, one uvicorn worker each")
             ingest = start_ingest(redis_url=server.url_for("ingest"), secret=secret, key_prefix=KEY_PREFIX,
                                   logs=work / "logs")  # fmt: skip
-            tuned = start_ingest(redis_url=server.url_for("ingest"), secret=secret, key_prefix=KEY_PREFIX,
-                                 logs=work / "logs", gc_tuned=True)  # fmt: skip
-            running += [ingest, tuned]
+            running.append(ingest)
             env = {"BENCH_REDIS_URL": server.url_for("ingest"), "BENCH_SECRET": secret,
                    "BENCH_STREAM": f"{KEY_PREFIX}:{{sf}}:naive"}  # fmt: skip
             peers = [start_peer("hello", env={}, logs=work / "logs"),
                      start_peer("naive", env=env, logs=work / "logs"),
-                     start_peer("naive-jwt", env=env, logs=work / "logs")]  # fmt: skip
+                     start_peer("naive-jwt", env=env, logs=work / "logs"),
+                     start_peer("hello", env={}, logs=work / "logs", gc_tuned=True)]  # fmt: skip
             running.extend(peers)
         if "1" in plan.figures:
             measures = _phase("1. single-ping HTTP ingest", results, lambda: http_figures.single_ping_figure(
-                [ingest, *peers, tuned], secret, load, work, wrk_binary, say))  # fmt: skip
+                [ingest, *peers], secret, load, work, wrk_binary, say))  # fmt: skip
             figures["single_ping"] = {m.label: m.to_json() for m in measures}
             admin.delete(telemetry, f"{KEY_PREFIX}:{{sf}}:naive")
         if "2" in plan.figures:

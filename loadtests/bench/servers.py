@@ -87,7 +87,7 @@ def _spawn(name: str, argv: list[str], env: dict[str, str], logs: Path, port: in
 
 
 def start_ingest(*, redis_url: str, secret: str, key_prefix: str, logs: Path,
-                 profile_to: Path | None = None, gc_tuned: bool = False) -> ServerProcess:  # fmt: skip
+                 profile_to: Path | None = None) -> ServerProcess:  # fmt: skip
     port = free_port()
     env = {
         "RIDEPULSE_REDIS_URL": redis_url,
@@ -97,11 +97,7 @@ def start_ingest(*, redis_url: str, secret: str, key_prefix: str, logs: Path,
         "RIDEPULSE_DATA_DIR": str(logs),
         "RIDEPULSE_LOG_LEVEL": "warning",
     }
-    if gc_tuned:
-        argv, name = [sys.executable, "-m", "loadtests.bench.ingest_gc_tuned"], "ingest-gc-tuned"
-    else:
-        argv, name = [tool("ridepulse"), "run", "ingest"], "ingest"
-    server = _spawn(name, argv, env, logs, port, profile_to)
+    server = _spawn("ingest", [tool("ridepulse"), "run", "ingest"], env, logs, port, profile_to)
     if profile_to is not None:
         pin_profiled(server.process.pid)
     server.wait_ready("/readyz")
@@ -110,11 +106,13 @@ def start_ingest(*, redis_url: str, secret: str, key_prefix: str, logs: Path,
     return server
 
 
-def start_peer(peer: str, *, env: dict[str, str], logs: Path) -> ServerProcess:
+def start_peer(peer: str, *, env: dict[str, str], logs: Path, gc_tuned: bool = False) -> ServerProcess:
     """A peer app from loadtests.bench.peers under the same uvicorn settings as ingest."""
     port = free_port()
     argv = [sys.executable, "-m", "loadtests.bench.peers.serve", peer, "--port", str(port)]
-    server = _spawn(peer, argv, env, logs, port)
+    if gc_tuned:
+        argv.append("--gc-tuned")
+    server = _spawn(f"{peer}-gc-tuned" if gc_tuned else peer, argv, env, logs, port)
     server.wait_ready("/openapi.json")
     pin(server.process.pid, SERVER_CORES)
     return server

@@ -1,5 +1,9 @@
-"""`python -m loadtests.bench.peers.serve <peer> --port N`: a peer under ingest's uvicorn settings
-(ingest/service.py: uvloop, httptools, no access log, one worker)."""
+"""`python -m loadtests.bench.peers.serve <peer> --port N [--gc-tuned]`: a peer under ingest's
+uvicorn settings (ingest/service.py: uvloop, httptools, no access log, one worker).
+
+`--gc-tuned` starts it with ingest's garbage-collector settings (ridepulse/gc_tuning.py): the
+peers run as a user would write them, with CPython's defaults, and the tuned hello world shows
+what the framework floor is under the settings ingest itself runs with."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from loadtests.bench.peers import hello, naive_ingest
+from ridepulse.gc_tuning import tune_gc
 
 APPS = {"hello": hello.create_app, "naive": naive_ingest.create_app, "naive-jwt": naive_ingest.create_app_with_jwt}
 
@@ -17,8 +22,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("peer", choices=sorted(APPS))
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--gc-tuned", action="store_true", help="ingest's GC settings")
     args = parser.parse_args()
     app: FastAPI = APPS[args.peer]()
+    if args.gc_tuned:
+        tune_gc()
     uvicorn.run(
         app, host="127.0.0.1", port=args.port, loop="uvloop", http="httptools", access_log=False,
         log_level="warning", timeout_graceful_shutdown=10,
