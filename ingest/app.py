@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from redis.exceptions import RedisError
 
 from ingest import (
     routes_driver_ws,
@@ -26,6 +28,8 @@ from ingest.ratelimit import PingRateLimiter
 from ingest.responses import JSON
 from ingest.shedding import watch_telemetry_lag
 from ridepulse.auth import resolve_secret
+from ridepulse.bus.heartbeat import Heartbeat
+from ridepulse.bus.worker import consumer_name
 from ridepulse.keys import MarketKeys
 from ridepulse.markets import load_markets
 from ridepulse.redis_client import connect
@@ -68,9 +72,17 @@ def create_app(settings: Settings) -> FastAPI:
         deps = build_deps(settings)
         app.state.deps = deps
         stop = asyncio.Event()
+        # ingest has no consumer group, but ops (status, the dashboard's services panel) must
+        # see it alive like every other service
+        heartbeat = Heartbeat(
+            deps.redis, prefix=settings.key_prefix, service="ingest",
+            consumer=consumer_name(settings, "ingest"), interval_s=settings.heartbeat_interval_s,
+            processed=lambda: deps.batcher.pings_appended,
+        )  # fmt: skip
         tasks = [
             asyncio.create_task(deps.notifier.run(stop)),
             asyncio.create_task(watch_telemetry_lag(deps, stop)),
+            asyncio.create_task(heartbeat.run(stop)),
         ]
         try:
             yield
@@ -79,6 +91,8 @@ def create_app(settings: Settings) -> FastAPI:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(RedisError, OSError):
+                await heartbeat.clear()  # stopped on purpose, not dead
             await deps.redis.aclose()
 
     app = FastAPI(

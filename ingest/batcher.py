@@ -32,6 +32,7 @@ class TelemetryBatcher:
         self.maxlen = maxlen
         self._pending: dict[str, _Pending] = {}
         self._flushing: set[str] = set()
+        self.pings_appended = 0  # this process's total, reported in its heartbeat
 
     async def submit(self, stream: str, pings: list[dict[str, Any]]) -> None:
         pending = self._pending.get(stream)
@@ -84,3 +85,4 @@ class TelemetryBatcher:
             pipe.xadd(stream, fields, maxlen=self.maxlen, approximate=True)
         results = await pipe.execute()
         EVENTS_PUBLISHED.labels(stream).inc(len(results))
+        self.pings_appended += len(pings)

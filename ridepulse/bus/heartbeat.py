@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -59,13 +59,17 @@ class Heartbeat:
         consumer: str,
         interval_s: float,
         runtimes: Sequence[ConsumerRuntime] = (),
+        processed: Callable[[], int] | None = None,
     ) -> None:
+        """`processed` counts the work of a service without consumer groups (ingest: pings
+        appended), added to what its runtimes processed."""
         self.redis = redis
         self.keys = GlobalKeys(prefix)
         self.service = service
         self.consumer = consumer
         self.interval_s = interval_s
         self.runtimes = list(runtimes)
+        self._processed = processed
         self.key = self.keys.heartbeat(service, consumer)
         self._process = psutil.Process(os.getpid())
         self.log = get_logger(consumer=consumer)
@@ -84,7 +88,8 @@ class Heartbeat:
         return {
             "service": self.service,
             "consumer": self.consumer,
-            "processed": sum(r.stats.processed for r in self.runtimes),
+            "processed": sum(r.stats.processed for r in self.runtimes)
+            + (self._processed() if self._processed else 0),
             "failed": sum(r.stats.failed for r in self.runtimes),
             "dead_lettered": sum(r.stats.dead_lettered for r in self.runtimes),
             "lag": lag,

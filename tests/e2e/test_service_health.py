@@ -1,0 +1,39 @@
+"""Every service of a running platform reports itself: `ridepulse status` lists ingest (no
+consumer group, but alive and counting the pings it appended) beside the consumer services."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.support.api import DOWNTOWN, City, offset
+from tests.support.processes import RIDEPULSE
+from tests.support.waiting import wait_until_sync
+
+pytestmark = pytest.mark.e2e
+SERVICES = {"ingest", "matching", "eta", "pricing", "janitor"}
+
+
+def _status(city: City) -> dict[str, Any]:
+    env = {**os.environ, "RIDEPULSE_REDIS_URL": city.platform.redis_url()}
+    result = subprocess.run([RIDEPULSE, "status", "--json"], capture_output=True, text=True, env=env, timeout=30)
+    report: dict[str, Any] = orjson.loads(result.stdout)
+    return report
+
+
+def test_status_shows_ingest_alive_with_the_pings_it_appended(shared_city: City) -> None:
+    for i in range(3):
+        assert shared_city.ping(f"hb{i}", *offset(DOWNTOWN, 100 * i, 0)).status_code == 202
+
+    def ingest_counted() -> dict[str, Any] | None:
+        report = _status(shared_city)
+        ingest = [s for s in report["services"] if s["service"] == "ingest"]
+        return report if ingest and ingest[0]["alive"] and ingest[0]["processed"] >= 3 else None
+
+    report = wait_until_sync(ingest_counted, timeout_s=15, what="ingest's heartbeat counting 3 pings")
+    assert SERVICES <= {s["service"] for s in report["services"] if s["alive"]}, report["services"]
+    assert report["healthy"], report["problems"]
