@@ -29,7 +29,7 @@ class Settings(BaseSettings):
 
     read_count: int = Field(500, description="entries per XREADGROUP")
     telemetry_read_count: int = Field(
-        10, description="entries per XREADGROUP on telemetry (each up to 1000 pings)"
+        3, description="entries per XREADGROUP on telemetry (each up to 1000 pings)"
     )
     block_ms: int = Field(1000, description="XREADGROUP BLOCK; kept below the socket timeout")
     claim_idle_ms: int = Field(15000, description="idle time before another consumer claims")

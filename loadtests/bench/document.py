@@ -277,11 +277,18 @@ def _e2e_bottleneck(level: dict[str, Any]) -> str:
             "the ride group, and every other consumer decodes the same pings."
         )
     probe = level.get("candidates") or {}
-    if probe.get("no_available_in_nearest"):
+    blind = probe.get("available_in_radius_but_not_in_nearest", 0)
+    empty = probe.get("no_available_in_nearest", 0) - blind
+    if blind:
         text += (
-            f" At {probe['no_available_in_nearest']} of {probe['points']} probed pickups none of the "
-            f"{probe['count']} nearest indexed drivers was available: status changes raced a geo batch "
-            "(see docs/architecture.md)."
+            f" At {blind} of {probe['points']} probed pickups none of the {probe['count']} nearest indexed "
+            "drivers was available although some further out were: the index held drivers that were no "
+            "longer available."
+        )
+    if empty > 0:
+        text += (
+            f" {empty} of {probe['points']} probed pickups had no available driver within "
+            f"{probe['radius_m']:.0f} m (the available fleet is spread over the whole market)."
         )
     commands = level.get("valkey_commands") or []
     if commands and level["offer_ms"]["unoffered"] == 0 and rides < 1.0 and geo < 1.0:
