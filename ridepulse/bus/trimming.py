@@ -32,7 +32,8 @@ async def safe_trim_floor(redis: aioredis.Redis, stream: str) -> str | None:
         candidates = [parse_id(group["last-delivered-id"])]
         if group["pending"]:
             summary = await redis.xpending(stream, group["name"])
-            candidates.append(parse_id(summary["min"]))
+            if summary["min"] is not None:  # acked between the two reads: nothing pending now
+                candidates.append(parse_id(summary["min"]))
         low = min(candidates)
         floor = low if floor is None else min(floor, low)
     return format_id(floor) if floor is not None else None
