@@ -60,7 +60,7 @@ def test_websocket_refuses_another_drivers_token_and_foreign_origins(city: City)
     assert not isinstance(refused.value, TimeoutError)
     own = mint_token(city.secret, "driver", "ws-victim")
     with pytest.raises(Exception) as foreign:
-        with connect(_ws_url(city, "ws-victim", own), origin="http://evil.example", open_timeout=5) as ws:  # type: ignore[arg-type]
+        with connect(_ws_url(city, "ws-victim", own), origin="http://evil.example", open_timeout=5) as ws:  # type: ignore[call-overload]
             ws.recv(timeout=5)
     assert not isinstance(foreign.value, TimeoutError)
     _ = InvalidStatus
