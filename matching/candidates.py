@@ -8,7 +8,10 @@ from dataclasses import dataclass
 from matching.geo_index import NearbyDriver
 
 SEARCH_RADII_M = (1_500.0, 4_000.0, 10_000.0)  # expanding: near drivers first, then wider
-OFFER_ATTEMPTS_PER_PASS = 5
+OFFER_ATTEMPTS_PER_PASS = 5  # candidates tried from one search before searching again
+# per ride and try, above matching_concurrency (32): a ride can lose one race to every ride
+# offered at the same time; past it the sweeper retries the ride
+MAX_OFFER_ATTEMPTS = 100
 
 
 @dataclass(frozen=True, slots=True)

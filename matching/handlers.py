@@ -10,7 +10,12 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from matching.candidates import OFFER_ATTEMPTS_PER_PASS, SEARCH_RADII_M, rank_by_pickup_eta
+from matching.candidates import (
+    MAX_OFFER_ATTEMPTS,
+    OFFER_ATTEMPTS_PER_PASS,
+    SEARCH_RADII_M,
+    rank_by_pickup_eta,
+)
 from matching.geo_index import nearby_available, update_positions
 from ridepulse.bus.handlers import HandlerTable, Outgoing
 from ridepulse.contracts.envelope import derived_event_id, now_ms
@@ -58,29 +63,38 @@ async def try_offer(deps: MatchingDeps, ride: Ride, cause_id: str) -> Ride | Non
     deps.last_attempt_ms[ride.ride_id] = now_ms()
     fresh_after = now_ms() - int(deps.settings.driver_stale_s * 1000)
     speed = deps.speeds[ride.market]
+    taken: set[str] = set()  # candidates another ride's offer got first
+    attempts = 0
     for radius in SEARCH_RADII_M:
-        nearby = await nearby_available(
-            deps.redis, keys, ride.pickup.lat, ride.pickup.lon, radius_m=radius,
-            fresh_after_ms=fresh_after, exclude=ride.declined,
-        )  # fmt: skip
-        if not nearby:
-            continue
-        ranked = rank_by_pickup_eta(nearby, (ride.pickup.lat, ride.pickup.lon), speed.travel_time_s)
-        for candidate in ranked[:OFFER_ATTEMPTS_PER_PASS]:
-            offered = await store.offer(
-                ride_id=ride.ride_id, driver_id=candidate.driver_id,
-                pickup_eta_s=round(candidate.pickup_eta_s, 1),
-                offer_timeout_s=deps.settings.offer_timeout_s, expected_version=ride.version,
-                event_id=derived_event_id(cause_id, f"offer:{ride.attempt + 1}:{candidate.driver_id}"),
+        # Rides offered at once near one pickup see the same nearest drivers; each loss means
+        # another ride took that driver, so search again (the taken have left the index) rather
+        # than leave this ride to the sweeper. Bounded: a ride never loops on its own.
+        while attempts < MAX_OFFER_ATTEMPTS:
+            nearby = await nearby_available(
+                deps.redis, keys, ride.pickup.lat, ride.pickup.lon, radius_m=radius,
+                fresh_after_ms=fresh_after, exclude=[*ride.declined, *taken],
             )  # fmt: skip
-            if offered is not None:
-                deps.offers_made += 1
-                deps.last_attempt_ms.pop(ride.ride_id, None)
-                return offered
-            current = await store.get(ride.ride_id)
-            if current is None or current.status != "requested" or current.version != ride.version:
-                return None  # someone else moved the ride: nothing left to do here
-        return None
+            if not nearby:
+                break  # nobody free within this radius: widen
+            ranked = rank_by_pickup_eta(nearby, (ride.pickup.lat, ride.pickup.lon), speed.travel_time_s)
+            for candidate in ranked[:OFFER_ATTEMPTS_PER_PASS]:
+                attempts += 1
+                offered = await store.offer(
+                    ride_id=ride.ride_id, driver_id=candidate.driver_id,
+                    pickup_eta_s=round(candidate.pickup_eta_s, 1),
+                    offer_timeout_s=deps.settings.offer_timeout_s, expected_version=ride.version,
+                    event_id=derived_event_id(cause_id, f"offer:{ride.attempt + 1}:{candidate.driver_id}"),
+                )  # fmt: skip
+                if offered is not None:
+                    deps.offers_made += 1
+                    deps.last_attempt_ms.pop(ride.ride_id, None)
+                    return offered
+                current = await store.get(ride.ride_id)
+                if current is None or current.status != "requested" or current.version != ride.version:
+                    return None  # someone else moved the ride: nothing left to do here
+                taken.add(candidate.driver_id)
+        else:
+            return None  # out of attempts: the sweeper retries as drivers free up
     return None
 
 
