@@ -1,14 +1,15 @@
 """`ridepulse run matching`: wiring of the matching handlers around the shared bus.
 
-Two consumer groups in one process: `matching` on the ride stream (latency-critical, never
-queued behind telemetry) and `matching.geo` on telemetry (high volume, batch handler)."""
+The `matching` group on the ride stream (latency-critical), the sweeper (offer timeouts,
+deadlines, retries, stale drivers) and the speed cache. The geo index it searches is kept by
+`matching-geo` (geo_service.py) in its own process, so offers never queue behind telemetry."""
 
 from __future__ import annotations
 
 import asyncio
 from functools import partial
 
-from matching.handlers import GEO_HANDLERS, HANDLERS, MatchingDeps
+from matching.handlers import HANDLERS, MatchingDeps
 from matching.sweeper import run_sweeper
 from ridepulse.bus.consumer import ConsumerRuntime, StreamSource
 from ridepulse.bus.worker import consumer_name, run_consumer_service, start_service
@@ -43,11 +44,7 @@ def build(settings: Settings, *, burst: bool = False) -> tuple[MatchingDeps, lis
         redis, group="matching", sources=[StreamSource(k.rides, m) for m, k in keys.items()],
         handlers=HANDLERS, concurrency=settings.matching_concurrency, **common,  # type: ignore[arg-type]
     )  # fmt: skip
-    geo = ConsumerRuntime(
-        redis, group="matching.geo", sources=[StreamSource(k.telemetry, m) for m, k in keys.items()],
-        handlers=GEO_HANDLERS, read_count=settings.telemetry_read_count, **common,  # type: ignore[arg-type]
-    )  # fmt: skip
-    return deps, [rides, geo]
+    return deps, [rides]
 
 
 async def serve(settings: Settings) -> None:

@@ -16,6 +16,7 @@ _WRITER = "+@all -@admin -@dangerous"
 SERVICE_RULES: dict[str, str] = {
     "ingest": _WRITER,
     "matching": _WRITER,
+    "matching-geo": _WRITER,
     "eta": _WRITER,
     "pricing": _WRITER,
     "janitor": _WRITER,

@@ -1,5 +1,5 @@
 """`python -m loadtests.bench.consumers --url U --prefix P --pings N`: matching's geo-index
-consumer, timed in its own process. Pre-fills the telemetry stream with N pings of N distinct
+consumer (`ridepulse run matching-geo`), timed in its own process. Pre-fills the telemetry stream with N pings of N distinct
 available drivers (entries of `--entry-pings`, as ingest writes them), then times ConsumerRuntime in burst
 mode with matching's GEO_HANDLERS until the stream is drained; prints one JSON line."""
 
@@ -14,7 +14,7 @@ import orjson
 import uvloop
 
 from loadtests.bench.fleet import entry_fields, pings
-from matching.service import build
+from matching.geo_service import build
 from ridepulse.contracts.envelope import now_ms
 from ridepulse.gc_tuning import tune_gc
 from ridepulse.keys import MarketKeys
@@ -41,8 +41,7 @@ async def prefill(redis: Any, keys: MarketKeys, count: int, entry_pings: int) ->
 async def run(url: str, prefix: str, count: int, entry_pings: int) -> dict[str, float]:
     settings = Settings(redis_url=url, key_prefix=prefix, data_dir=tempfile.gettempdir())
     keys = MarketKeys("sf", prefix)
-    deps, runtimes = build(settings, burst=True)
-    geo = next(r for r in runtimes if r.group == "matching.geo")
+    deps, geo = build(settings, burst=True)
     try:
         await prefill(deps.redis, keys, count, entry_pings)
         started = time.perf_counter()

@@ -15,7 +15,7 @@ from tests.support.processes import RIDEPULSE
 from tests.support.waiting import wait_until_sync
 
 pytestmark = pytest.mark.e2e
-SERVICES = {"ingest", "matching", "eta", "pricing", "janitor"}
+SERVICES = {"ingest", "matching", "matching-geo", "eta", "pricing", "janitor"}
 
 
 def _status(city: City) -> dict[str, Any]:
