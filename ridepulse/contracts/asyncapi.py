@@ -42,7 +42,8 @@ RECEIVES: dict[str, tuple[str, ...]] = {
         "ride.offered", "ride.matched", "ride.unmatched", "ride.driver_arrived", "ride.started",
         "ride.completed", "ride.cancelled", "ride.expired", "eta.updated",
     ),
-    "matching": ("driver.location", "ride.requested", "ride.unmatched"),
+    "matching": ("ride.requested", "ride.unmatched"),
+    "matching-geo": ("driver.location",),
     "eta": (
         "driver.location", "ride.matched", "ride.driver_arrived", "ride.started", "ride.completed",
         "ride.cancelled", "ride.unmatched",
@@ -53,7 +54,7 @@ RECEIVES: dict[str, tuple[str, ...]] = {
 # These read every event from the last id (XREAD, no group): each replica must see them all.
 BROADCAST_READERS = ("ingest", "dashboard")
 # Consumer-group services move poison entries to the dead-letter stream; every service heartbeats.
-DEAD_LETTERING = ("matching", "eta", "pricing")
+DEAD_LETTERING = ("matching", "matching-geo", "eta", "pricing")
 HEARTBEAT = "service.heartbeat"
 
 _MARKET_STREAMS = {
