@@ -270,9 +270,10 @@ def _e2e_bottleneck(level: dict[str, Any]) -> str:
             + f"; matching's telemetry group lagged up to {geo:.1f} s, its ride group {rides:.1f} s.")  # fmt: skip
     out_of_cpu = machine is not None and machine >= 1.8
     if out_of_cpu:
-        text += (" The machine is out of CPU: with every process wanting a core, an offer waits for its turn "
-                 "on the CPU as well as behind its process's telemetry work; that is the likely source of the "
-                 "request→offered tail (compare the lower rates, where the same code has room).")  # fmt: skip
+        text += (" The machine is out of CPU: with every process wanting a core, the ride matcher (its own "
+                 "process, idle between rides) and the Valkey calls of each offer wait for their turn on the "
+                 "CPU; that is the likely source of the request→offered tail (compare the lower rates, where "
+                 "the same code has room).")  # fmt: skip
     if geo > 1.0:
         text += (
             " Matching's geo consumer could not keep up with the CPU share it got: its process also serves "
