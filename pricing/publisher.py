@@ -14,6 +14,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from pricing.deps import PricingDeps
+from pricing.supply import sample_supply
 from pricing.surge import compute_surge
 from ridepulse.contracts.envelope import now_ms
 from ridepulse.contracts.events import SurgeCell, SurgeUpdatedV1
@@ -47,8 +48,10 @@ async def _write(deps: PricingDeps, market: str, changed: dict[str, float]) -> N
 
 
 async def publish_surge(deps: PricingDeps, market: str, at_ms: int) -> dict[str, float]:
-    """One tick for one market at `at_ms`; returns the cells whose multiplier changed."""
+    """One tick for one market at `at_ms`: supply read now, demand over the window; returns
+    the cells whose multiplier changed."""
     surge = deps.markets[market]
+    await sample_supply(deps, market, at_ms)
     demand, supply = surge.window.counts(at_ms)
     computed = compute_surge(demand, supply, cap=deps.settings.surge_cap)
     before = dict(surge.state.published)

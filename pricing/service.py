@@ -1,23 +1,27 @@
 """`ridepulse run pricing`: surge per H3 cell from demand (ride requests) and supply
 (available drivers), as complex event processing over a sliding window (pricing.surge).
 
-Two consumer groups in one process — `pricing` on the ride stream, `pricing.supply` on
-telemetry (batch handler) — and the publisher task. Fares and quotes are not served here:
-ingest answers GET /v1/quote from the read models pricing (keys.surge) and eta (keys.speeds)
-publish, with the shared ridepulse.fares, so a quote costs no extra hop and works while pricing
-restarts. The window is in memory and rebuilt at start (pricing.replay); run one replica per
-market — replicas of one group would each see only part of the demand."""
+One consumer group, `pricing` on the ride stream (demand), and the publisher task, which
+reads supply from matching's geo index on each tick (pricing/supply.py). Fares and quotes
+are not served here: ingest answers GET /v1/quote from the read models pricing (keys.surge)
+and eta (keys.speeds) publish, with the shared ridepulse.fares, so a quote costs no extra hop
+and works while pricing restarts. The window is in memory and rebuilt at start
+(pricing.replay); run one replica per market — replicas of one group would each see only part
+of the demand."""
 
 from __future__ import annotations
 
+import contextlib
 from functools import partial
 
+from redis.exceptions import ResponseError
+
 from pricing.deps import PricingDeps
-from pricing.handlers import HANDLERS, SUPPLY_HANDLERS
+from pricing.handlers import HANDLERS
 from pricing.publisher import restore_published, run_publisher
-from pricing.replay import rebuild_supply, replay_demand
+from pricing.replay import replay_demand
+from pricing.supply import sample_supply
 from ridepulse.bus.consumer import ConsumerRuntime, StreamSource
-from ridepulse.bus.handlers import HandlerTable
 from ridepulse.bus.worker import consumer_name, run_consumer_service, start_service
 from ridepulse.contracts.envelope import now_ms
 from ridepulse.keys import MarketKeys
@@ -27,6 +31,7 @@ from ridepulse.redis_client import connect
 from ridepulse.settings import Settings
 
 SERVICE = "pricing"
+RETIRED_SUPPLY_GROUP = "pricing.supply"
 
 
 def build(settings: Settings, *, burst: bool = False) -> tuple[PricingDeps, list[ConsumerRuntime]]:
@@ -36,26 +41,12 @@ def build(settings: Settings, *, burst: bool = False) -> tuple[PricingDeps, list
     deps = PricingDeps.create(redis, settings, markets, f"{SERVICE}/{consumer}")
     keys = {m: MarketKeys(m, settings.key_prefix) for m in markets}
 
-    def runtime(
-        group: str,
-        sources: list[StreamSource],
-        handlers: HandlerTable,
-        read_count: int | None = None,
-    ) -> ConsumerRuntime:
-        return ConsumerRuntime(
-            redis, settings=settings, service=SERVICE, group=group, consumer=consumer,
-            sources=sources, handlers=handlers, deps=deps, burst=burst, read_count=read_count,
-        )  # fmt: skip
-
-    return deps, [
-        runtime("pricing", [StreamSource(k.rides, m) for m, k in keys.items()], HANDLERS),
-        runtime(
-            "pricing.supply",
-            [StreamSource(k.telemetry, m) for m, k in keys.items()],
-            SUPPLY_HANDLERS,
-            settings.telemetry_read_count,
-        ),
-    ]
+    rides = ConsumerRuntime(
+        redis, settings=settings, service=SERVICE, group="pricing", consumer=consumer,
+        sources=[StreamSource(k.rides, m) for m, k in keys.items()], handlers=HANDLERS, deps=deps,
+        burst=burst,
+    )  # fmt: skip
+    return deps, [rides]
 
 
 async def warm_up(deps: PricingDeps) -> None:
@@ -63,9 +54,17 @@ async def warm_up(deps: PricingDeps) -> None:
     await restore_published(deps)
     now = now_ms()
     for market in deps.markets:
+        await _drop_retired_group(deps, market)
         demand = await replay_demand(deps, market, now)
-        supply = await rebuild_supply(deps, market)
+        supply = await sample_supply(deps, market, now)
         get_logger().info("pricing.warmed_up", market=market, requests=demand, drivers=supply)
+
+
+async def _drop_retired_group(deps: PricingDeps, market: str) -> None:
+    """Supply once came from telemetry through group `pricing.supply`; left in place on an
+    upgraded deployment it would lag forever and make `ridepulse status` report it."""
+    with contextlib.suppress(ResponseError):  # no such stream or group
+        await deps.redis.xgroup_destroy(deps.keys(market).telemetry, RETIRED_SUPPLY_GROUP)
 
 
 async def serve(settings: Settings) -> None:

@@ -63,6 +63,14 @@ class SurgeWindow:
         self._drivers.move_to_end(driver_id)
         self._supply[cell] += 1
 
+    def replace_supply(self, cells: Mapping[str, str], ts_ms: int) -> None:
+        """Supply becomes exactly these drivers (id → cell), seen at ``ts_ms``."""
+        self._drivers.clear()
+        self._supply.clear()
+        for driver_id, cell in cells.items():
+            self._drivers[driver_id] = (ts_ms, cell)
+            self._supply[cell] += 1
+
     def remove_driver(self, driver_id: str) -> None:
         """Stop counting a driver now (went offline or took a ride), before the window ends."""
         seen = self._drivers.pop(driver_id, None)

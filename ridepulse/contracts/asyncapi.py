@@ -48,7 +48,7 @@ RECEIVES: dict[str, tuple[str, ...]] = {
         "driver.location", "ride.matched", "ride.driver_arrived", "ride.started", "ride.completed",
         "ride.cancelled", "ride.unmatched",
     ),
-    "pricing": ("driver.location", "driver.status", "ride.requested"),
+    "pricing": ("ride.requested",),  # supply: matching's geo index, read per tick
     "dashboard": tuple(dict.fromkeys(t for t, _ in REGISTRY)),
 }  # fmt: skip
 # These read every event from the last id (XREAD, no group): each replica must see them all.

@@ -1,5 +1,6 @@
 """The pricing service on the real server: requests outnumbering drivers raise the surge of
-their cell in the read model and announce it; it clears after the window; a restart resumes."""
+their cell in the read model and announce it; it clears after the window; a restart resumes.
+Supply is read from matching's geo index, filled here through matching's own update."""
 
 from __future__ import annotations
 
@@ -9,14 +10,14 @@ from typing import Any, cast
 import pytest
 import redis.asyncio as aioredis
 
+from matching.geo_index import update_positions
 from pricing.publisher import publish_surge
 from pricing.replay import replay_demand
 from pricing.service import build, warm_up
 from ridepulse.bus.consumer import ConsumerRuntime
-from ridepulse.bus.producer import Producer
 from ridepulse.contracts.envelope import now_ms
-from ridepulse.contracts.events import Point, SurgeCell, SurgeUpdatedV1
-from ridepulse.contracts.registry import Event, decode, make
+from ridepulse.contracts.events import Ping, Point, SurgeCell, SurgeUpdatedV1
+from ridepulse.contracts.registry import Event, decode
 from ridepulse.geo import cell_of
 from ridepulse.keys import MarketKeys
 from ridepulse.rides import RideStore
@@ -37,7 +38,6 @@ class Pricing:
         self.deps, self.runtimes = build(settings, burst=True)
         self.keys = MarketKeys("sf", settings.key_prefix)
         self.store = RideStore(redis, self.keys, "test")
-        self.producer = Producer(redis, telemetry_maxlen=100_000, prefix=settings.key_prefix)
         self.redis = redis
 
     async def run(self) -> None:
@@ -52,15 +52,13 @@ class Pricing:
             )
 
     async def drivers_available(self, count: int, at: Point = HOT) -> None:
-        """Drivers that went available, then pinged where they wait."""
+        """Drivers that went available, then pinged where they wait: in matching's geo index,
+        where pricing reads supply."""
         pings = []
         for i in range(count):
             await self.store.set_driver_status(f"d{i}", "available")
-            pings.append(
-                {"driver_id": f"d{i}", "lat": at.lat, "lon": at.lon + i * 1e-5, "ts": now_ms()}
-            )
-        event = make("driver.location", "driver/batch", {"pings": pings}, "test")
-        await self.producer.publish(self.keys.telemetry, event)
+            pings.append(Ping(driver_id=f"d{i}", lat=at.lat, lon=at.lon + i * 1e-5, ts=now_ms()))
+        await update_positions(self.redis, self.keys, pings)
 
     async def surge_events(self) -> list[SurgeUpdatedV1]:
         entries = cast(list[tuple[bytes, Any]], await self.redis.xrange(self.keys.surge_events))
@@ -126,14 +124,6 @@ async def test_drivers_busy_or_offline_stop_counting_as_supply(pricing: Pricing)
 
     await pricing.store.set_driver_status("d0", "offline")
     await pricing.store.offer(ride_id="sf-r0", driver_id="d1", pickup_eta_s=60, offer_timeout_s=30)
-    busy = make(
-        "driver.location",
-        "driver/d1",
-        {"pings": [{"driver_id": "d1", "lat": HOT.lat, "lon": HOT.lon, "ts": now_ms()}]},
-        "test",
-    )
-    await pricing.producer.publish(pricing.keys.telemetry, busy)
-    await pricing.run()
 
     changed = await publish_surge(pricing.deps, "sf", now_ms())
     assert changed[HOT_CELL] == 2.0, "3 requests, 1 driver left: 1 + 0.5 x (3 - 1)"
@@ -145,11 +135,6 @@ async def test_a_restart_rebuilds_demand_and_supply_so_the_surge_holds(
     await pricing.drivers_available(2)
     await pricing.request(6)
     await pricing.run()
-    # matching's geo index keeps the last positions that a restarted pricing reads back
-    await redis.hset(
-        pricing.keys.positions,
-        mapping={f"d{i}": f"{HOT.lat},{HOT.lon},{now_ms()}," for i in range(2)},
-    )
     await publish_surge(pricing.deps, "sf", now_ms())
 
     restarted = Pricing(short_window, redis)
@@ -181,3 +166,15 @@ async def test_a_restart_clears_a_surge_whose_demand_is_gone(
         assert await restarted.published() == {}
     finally:
         await restarted.deps.redis.aclose()
+
+
+async def test_a_start_drops_the_retired_telemetry_group(
+    pricing: Pricing, redis: aioredis.Redis
+) -> None:
+    """Supply once came from telemetry (group pricing.supply): an upgraded deployment must not
+    keep a group nobody reads, lagging forever in `ridepulse status`."""
+    await redis.xgroup_create(pricing.keys.telemetry, "pricing.supply", id="0", mkstream=True)
+    await warm_up(pricing.deps)
+    groups = cast(list[dict[str, Any]], await redis.xinfo_groups(pricing.keys.telemetry))
+    assert [g["name"] for g in groups] == []
+    await warm_up(pricing.deps)  # and a start without it is fine
