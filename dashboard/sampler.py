@@ -1,5 +1,6 @@
 """Fixed-rate samples, never per event: driver positions and statuses (2 Hz while someone
-watches, every few seconds otherwise), and once a second the stream rates, consumer lag per group, heartbeats and the dead-letter count."""
+watches, every few seconds otherwise), and once a second the stream rates, consumer lag per
+group, heartbeats and the dead-letter count."""
 
 from __future__ import annotations
 
