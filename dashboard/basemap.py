@@ -46,9 +46,15 @@ def generate(market: Market) -> dict[str, Any]:
         [b.min_lon, b.max_lat],
     ]
     features = [
-        _feature("outline", {"type": "Polygon", "coordinates": [[[_r(x), _r(y)] for x, y in [*outline, outline[0]]]]},
-                 name=market.name),
-    ]  # fmt: skip
+        _feature(
+            "outline",
+            {
+                "type": "Polygon",
+                "coordinates": [[[_r(x), _r(y)] for x, y in [*outline, outline[0]]]],
+            },
+            name=market.name,
+        ),
+    ]
     for lat in _steps(b.min_lat, b.max_lat, deg_lat):
         kind = "arterial" if round(lat / deg_lat) % ARTERIAL_EVERY == 0 else "street"
         line = [[_r(b.min_lon), _r(lat)], [_r(b.max_lon), _r(lat)]]

@@ -17,8 +17,13 @@ def driver_dot(driver_id: str, packed: str, status: str) -> Driver | None:
     if position is None:
         return None
     heading = None if position.heading is None else round(position.heading)
-    return {"id": driver_id, "lat": round(position.lat, 6), "lon": round(position.lon, 6),
-            "status": status, "heading": heading}  # fmt: skip
+    return {
+        "id": driver_id,
+        "lat": round(position.lat, 6),
+        "lon": round(position.lon, 6),
+        "status": status,
+        "heading": heading,
+    }
 
 
 def sample_drivers(

@@ -7,8 +7,15 @@ from typing import Any
 
 # Lifecycle order: breaks ties between transitions that share a millisecond.
 LIFECYCLE = (
-    "requested", "offered", "matched", "driver_arrived", "started", "completed", "cancelled", "expired",
-)  # fmt: skip
+    "requested",
+    "offered",
+    "matched",
+    "driver_arrived",
+    "started",
+    "completed",
+    "cancelled",
+    "expired",
+)
 TERMINAL = frozenset({"completed", "cancelled", "expired"})
 OPEN = frozenset({"requested", "offered"})
 

@@ -33,10 +33,17 @@ class _Server(uvicorn.Server):
 def main(settings: Settings) -> None:
     configure_logging("dashboard", settings.log_level)
     config = uvicorn.Config(
-        create_app(settings), host=settings.host, port=settings.dashboard_port, loop="uvloop",
-        http="httptools", ws="websockets-sansio", access_log=False, log_level="warning",
-        timeout_graceful_shutdown=5, ws_max_size=MAX_CLIENT_MESSAGE_BYTES,
-    )  # fmt: skip
+        create_app(settings),
+        host=settings.host,
+        port=settings.dashboard_port,
+        loop="uvloop",
+        http="httptools",
+        ws="websockets-sansio",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=5,
+        ws_max_size=MAX_CLIENT_MESSAGE_BYTES,
+    )
     _Server(config).run()
 
 

@@ -161,9 +161,14 @@ class CityState:
     # --- what the hub takes out ---------------------------------------------------------
     def has_pending(self) -> bool:
         return bool(
-            self._drivers or self._rides or self._surge or self._events or self._points
-            or self._kpis_changed or self._services_changed
-        )  # fmt: skip
+            self._drivers
+            or self._rides
+            or self._surge
+            or self._events
+            or self._points
+            or self._kpis_changed
+            or self._services_changed
+        )
 
     def take_delta(self, seq: int) -> dict[str, Any] | None:
         """The changes since the last delta, as message `seq`; None when nothing changed.

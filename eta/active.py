@@ -38,11 +38,25 @@ class ActiveRide:
         if ride.driver_id is None:
             return None
         if ride.status == "matched":
-            return cls(ride.ride_id, ride.market, ride.driver_id, "pickup",
-                       ride.pickup.lat, ride.pickup.lon, last_eta_s=ride.pickup_eta_s)  # fmt: skip
+            return cls(
+                ride.ride_id,
+                ride.market,
+                ride.driver_id,
+                "pickup",
+                ride.pickup.lat,
+                ride.pickup.lon,
+                last_eta_s=ride.pickup_eta_s,
+            )
         if ride.status == "started":
-            return cls(ride.ride_id, ride.market, ride.driver_id, "trip",
-                       ride.dropoff.lat, ride.dropoff.lon, last_eta_s=ride.trip_eta_s)  # fmt: skip
+            return cls(
+                ride.ride_id,
+                ride.market,
+                ride.driver_id,
+                "trip",
+                ride.dropoff.lat,
+                ride.dropoff.lon,
+                last_eta_s=ride.trip_eta_s,
+            )
         return None
 
 

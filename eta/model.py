@@ -137,7 +137,9 @@ class SpeedModel:
                 self._speed[cell] = mps
                 self._samples[cell] = warm
 
-    def travel_time_s(self, from_lat: float, from_lon: float, to_lat: float, to_lon: float) -> float:
+    def travel_time_s(
+        self, from_lat: float, from_lon: float, to_lat: float, to_lon: float
+    ) -> float:
         return travel_time_s(from_lat, from_lon, to_lat, to_lon, self.speed_of, self.resolution)
 
 

@@ -34,10 +34,12 @@ def build(settings: Settings, *, burst: bool = False) -> tuple[EtaDeps, list[Con
     consumer = consumer_name(settings, SERVICE)
     keys = {m.id: MarketKeys(m.id, settings.key_prefix) for m in markets}
     deps = EtaDeps(
-        redis=redis, settings=settings, source=f"{SERVICE}/{consumer}",
+        redis=redis,
+        settings=settings,
+        source=f"{SERVICE}/{consumer}",
         stores={m: RideStore(redis, k, f"{SERVICE}/{consumer}") for m, k in keys.items()},
         models={m: SpeedModel(resolution=settings.h3_resolution) for m in keys},
-    )  # fmt: skip
+    )
 
     def runtime(
         group: str,
@@ -46,9 +48,17 @@ def build(settings: Settings, *, burst: bool = False) -> tuple[EtaDeps, list[Con
         read_count: int | None = None,
     ) -> ConsumerRuntime:
         return ConsumerRuntime(
-            redis, settings=settings, service=SERVICE, group=group, consumer=consumer,
-            sources=sources, handlers=handlers, deps=deps, burst=burst, read_count=read_count,
-        )  # fmt: skip
+            redis,
+            settings=settings,
+            service=SERVICE,
+            group=group,
+            consumer=consumer,
+            sources=sources,
+            handlers=handlers,
+            deps=deps,
+            burst=burst,
+            read_count=read_count,
+        )
 
     rides = runtime("eta", [StreamSource(k.rides, m) for m, k in keys.items()], HANDLERS)
     # One telemetry runtime per market: the runtime routes a batch handler's output to the
@@ -81,9 +91,13 @@ async def serve(settings: Settings) -> None:
         get_logger().info("eta.warmed_up", active_rides=len(deps.rides))
 
     await run_consumer_service(
-        deps.redis, settings, service=SERVICE, runtimes=runtimes,
-        background=[partial(run_persister, deps)], warm_up=warm,
-    )  # fmt: skip
+        deps.redis,
+        settings,
+        service=SERVICE,
+        runtimes=runtimes,
+        background=[partial(run_persister, deps)],
+        warm_up=warm,
+    )
 
 
 def main(settings: Settings) -> None:

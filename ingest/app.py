@@ -47,12 +47,18 @@ def build_deps(settings: Settings) -> Deps:
     markets = load_markets(settings.markets_file)
     source = f"ingest/{socket.gethostname()}/{os.getpid()}"
     deps = Deps(
-        settings=settings, redis=redis, markets=markets, secret=resolve_secret(settings),
+        settings=settings,
+        redis=redis,
+        markets=markets,
+        secret=resolve_secret(settings),
         batcher=TelemetryBatcher(redis, source=source, maxlen=settings.telemetry_maxlen),
         limiter=PingRateLimiter(settings.ping_rate_per_s, settings.ping_burst),
-        stores={m.id: RideStore(redis, MarketKeys(m.id, settings.key_prefix), source) for m in markets.markets},
+        stores={
+            m.id: RideStore(redis, MarketKeys(m.id, settings.key_prefix), source)
+            for m in markets.markets
+        },
         source=source,
-    )  # fmt: skip
+    )
 
     async def driver_of_ride(ride_id: str) -> str | None:
         try:
@@ -61,7 +67,9 @@ def build_deps(settings: Settings) -> Deps:
             return None
         return ride.driver_id or ride.offer_driver_id if ride else None
 
-    streams = [k for m in markets.markets for k in (deps.keys(m.id).rides, deps.keys(m.id).eta_events)]
+    streams = [
+        k for m in markets.markets for k in (deps.keys(m.id).rides, deps.keys(m.id).eta_events)
+    ]
     deps.notifier = DriverNotifier(redis, streams, driver_of_ride)
     return deps
 
@@ -75,10 +83,13 @@ def create_app(settings: Settings) -> FastAPI:
         # ingest has no consumer group, but ops (status, the dashboard's services panel) must
         # see it alive like every other service
         heartbeat = Heartbeat(
-            deps.redis, prefix=settings.key_prefix, service="ingest",
-            consumer=consumer_name(settings, "ingest"), interval_s=settings.heartbeat_interval_s,
+            deps.redis,
+            prefix=settings.key_prefix,
+            service="ingest",
+            consumer=consumer_name(settings, "ingest"),
+            interval_s=settings.heartbeat_interval_s,
             processed=lambda: deps.batcher.pings_appended,
-        )  # fmt: skip
+        )
         tasks = [
             asyncio.create_task(deps.notifier.run(stop)),
             asyncio.create_task(watch_telemetry_lag(deps, stop)),
@@ -96,12 +107,21 @@ def create_app(settings: Settings) -> FastAPI:
             await deps.redis.aclose()
 
     app = FastAPI(
-        title="RidePulse API", version="1.0", description=DESCRIPTION, lifespan=lifespan,
+        title="RidePulse API",
+        version="1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
         default_response_class=JSON,
-    )  # fmt: skip
+    )
     install_error_handlers(app)
     app.include_router(routes_telemetry.ping_router)
-    for module in (routes_telemetry, routes_driver_ws, routes_drivers, routes_quotes, routes_rides, routes_health):
+    for module in (
+        routes_telemetry,
+        routes_driver_ws,
+        routes_drivers,
+        routes_quotes,
+        routes_rides,
+        routes_health,
+    ):
         app.include_router(module.router)
     return app
-

@@ -27,4 +27,6 @@ async def make_durable(deps: Deps) -> None:
         await deps.redis.execute_command("WAITAOF", 1, 0, WAITAOF_TIMEOUT_MS)  # type: ignore[no-untyped-call]
     except ResponseError as exc:
         deps.durable_writes = False
-        get_logger().warning("ingest.waitaof_unavailable", error=str(exc), guarantee="in memory only")
+        get_logger().warning(
+            "ingest.waitaof_unavailable", error=str(exc), guarantee="in memory only"
+        )

@@ -15,13 +15,17 @@ from ridepulse.errors import RidePulseError
 from ridepulse.logs import get_logger
 
 
-def error_response(status: int, code: str, detail: str, field: str | None = None, **extra: Any) -> Response:
+def error_response(
+    status: int, code: str, detail: str, field: str | None = None, **extra: Any
+) -> Response:
     body: dict[str, Any] = {"error": code, "detail": detail}
     if field:
         body["field"] = field
     body.update(extra)
     headers = {"Retry-After": "1"} if status == 429 else None
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
+    return Response(
+        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -49,5 +53,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
-        log.error("api.unexpected_error", path=request.url.path, error=f"{type(exc).__name__}: {exc}")
+        log.error(
+            "api.unexpected_error", path=request.url.path, error=f"{type(exc).__name__}: {exc}"
+        )
         return error_response(500, "internal", "internal error; it has been logged")

@@ -15,9 +15,16 @@ from ridepulse.logs import get_logger
 
 QUEUE_SIZE = 64
 DRIVER_EVENTS = {
-    "ride.offered", "ride.matched", "ride.unmatched", "ride.cancelled", "ride.expired",
-    "ride.driver_arrived", "ride.started", "ride.completed", "eta.updated",
-}  # fmt: skip
+    "ride.offered",
+    "ride.matched",
+    "ride.unmatched",
+    "ride.cancelled",
+    "ride.expired",
+    "ride.driver_arrived",
+    "ride.started",
+    "ride.completed",
+    "eta.updated",
+}
 
 
 class DriverNotifier:

@@ -28,14 +28,24 @@ async def _speeds(deps: Deps, market_id: str, cells: list[str]) -> dict[str, flo
     return {c: float(v) for c, v in zip(cells, values, strict=True) if v is not None}
 
 
-async def _nearest_driver(deps: Deps, market_id: str, lat: float, lon: float) -> tuple[float, float] | None:
+async def _nearest_driver(
+    deps: Deps, market_id: str, lat: float, lon: float
+) -> tuple[float, float] | None:
     found: Any = await deps.redis.geosearch(
-        deps.keys(market_id).drivers_geo, longitude=lon, latitude=lat, radius=NEAREST_DRIVER_RADIUS_M,
-        unit="m", sort="ASC", count=5, withcoord=True,
-    )  # fmt: skip
+        deps.keys(market_id).drivers_geo,
+        longitude=lon,
+        latitude=lat,
+        radius=NEAREST_DRIVER_RADIUS_M,
+        unit="m",
+        sort="ASC",
+        count=5,
+        withcoord=True,
+    )
     if not found:
         return None
-    statuses: Any = await deps.redis.hmget(deps.keys(market_id).driver_statuses, [f[0] for f in found])
+    statuses: Any = await deps.redis.hmget(
+        deps.keys(market_id).driver_statuses, [f[0] for f in found]
+    )
     for (_name, (d_lon, d_lat)), status in zip(found, statuses, strict=True):
         if status == b"available":
             return float(d_lat), float(d_lon)
@@ -53,18 +63,27 @@ async def make_quote(
     speeds = await _speeds(deps, market.id, sorted(set(trip_cells) | set(pickup_cells)))
     speed_of = lambda cell: speeds.get(cell, DEFAULT_SPEED_MPS)  # noqa: E731
     trip_s = travel_time_s(pickup[0], pickup[1], dropoff[0], dropoff[1], speed_of, res)
-    pickup_s = travel_time_s(driver[0], driver[1], pickup[0], pickup[1], speed_of, res) if driver else None
-    raw_surge: Any = await deps.redis.hget(deps.keys(market.id).surge, cell_of(pickup[0], pickup[1], res))
+    pickup_s = (
+        travel_time_s(driver[0], driver[1], pickup[0], pickup[1], speed_of, res) if driver else None
+    )
+    raw_surge: Any = await deps.redis.hget(
+        deps.keys(market.id).surge, cell_of(pickup[0], pickup[1], res)
+    )
     surge = float(raw_surge) if raw_surge else 1.0
     distance_m = haversine_m(*pickup, *dropoff)
     quote = Quote(
-        quote_id=f"q-{new_event_id()}", fare=DEFAULT_FARES.fare(distance_m * DETOUR_FACTOR, trip_s, surge),
-        surge=surge, pickup_eta_s=None if pickup_s is None else round(pickup_s, 1),
-        trip_eta_s=round(trip_s, 1), distance_m=round(distance_m * DETOUR_FACTOR, 1),
+        quote_id=f"q-{new_event_id()}",
+        fare=DEFAULT_FARES.fare(distance_m * DETOUR_FACTOR, trip_s, surge),
+        surge=surge,
+        pickup_eta_s=None if pickup_s is None else round(pickup_s, 1),
+        trip_eta_s=round(trip_s, 1),
+        distance_m=round(distance_m * DETOUR_FACTOR, 1),
         expires_at=now_ms() + QUOTE_TTL_S * 1000,
-    )  # fmt: skip
+    )
     record = {**quote.to_dict(), "rider_id": rider_id}
-    await deps.redis.set(deps.keys(market.id).quote(quote.quote_id), orjson.dumps(record), ex=QUOTE_TTL_S)
+    await deps.redis.set(
+        deps.keys(market.id).quote(quote.quote_id), orjson.dumps(record), ex=QUOTE_TTL_S
+    )
     return quote
 
 

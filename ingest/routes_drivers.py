@@ -36,9 +36,11 @@ async def market_of_driver(deps: Deps, driver_id: str) -> Market:
 
 
 @router.put(
-    "/v1/drivers/{driver_id}/status", responses=ERRORS, openapi_extra=body_schema(DriverStatusIn),
+    "/v1/drivers/{driver_id}/status",
+    responses=ERRORS,
+    openapi_extra=body_schema(DriverStatusIn),
     summary="Go available or offline",
-)  # fmt: skip
+)
 async def put_status(driver_id: str, request: Request, who: Who) -> JSON:
     deps = get_deps(request)
     check_id(driver_id, "driver_id")
@@ -63,18 +65,23 @@ async def get_driver(driver_id: str, request: Request, who: Who) -> JSON:
     raw_position: Any = await deps.redis.hget(deps.keys(market.id).positions, driver_id)
     if driver is None and raw_position is None:
         raise NotFound(f"driver {driver_id} not found")
-    view: dict[str, Any] = driver.to_public() if driver else {"driver_id": driver_id, "status": "offline", "ride_id": None}
+    view: dict[str, Any] = (
+        driver.to_public()
+        if driver
+        else {"driver_id": driver_id, "status": "offline", "ride_id": None}
+    )
     view["market"] = market.id
     view["offer"] = None
     if driver is not None and driver.ride_id and driver.status == "offered":
         ride = await store.get(driver.ride_id)
         if ride is not None and ride.status == "offered" and ride.offer_driver_id == driver_id:
             view["offer"] = {
-                "ride_id": ride.ride_id, "expires_at": ride.offer_expires_at,
+                "ride_id": ride.ride_id,
+                "expires_at": ride.offer_expires_at,
                 "pickup": {"lat": ride.pickup.lat, "lon": ride.pickup.lon},
                 "dropoff": {"lat": ride.dropoff.lat, "lon": ride.dropoff.lon},
                 "pickup_eta_s": ride.pickup_eta_s,
-            }  # fmt: skip
+            }
     position = parse_position(raw_position)
     if position is not None:
         view.update(lat=position.lat, lon=position.lon, ts=position.ts, heading=position.heading)

@@ -41,8 +41,13 @@ async def readyz(request: Request) -> JSON:
         groups[stream] = names
         missing += [f"{g}@{market.id}" for g in REPORTED_GROUPS if g not in names]
     blocking = [m for m in missing if m.split("@")[0] in REQUIRED_GROUPS]
-    body = {"status": "ready" if not blocking else "waiting", "groups": groups, "missing": missing,
-            "shedding_telemetry": deps.shedding, "durable_writes": deps.durable_writes}  # fmt: skip
+    body = {
+        "status": "ready" if not blocking else "waiting",
+        "groups": groups,
+        "missing": missing,
+        "shedding_telemetry": deps.shedding,
+        "durable_writes": deps.durable_writes,
+    }
     return JSON(body, status_code=200 if not blocking else 503)
 
 

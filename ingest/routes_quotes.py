@@ -19,7 +19,9 @@ Lat = Annotated[float, Query(ge=-90, le=90)]
 Lon = Annotated[float, Query(ge=-180, le=180)]
 
 
-@router.get("/v1/quote", response_model=QuoteOut, responses=ERRORS, summary="Price and ETAs of a trip")
+@router.get(
+    "/v1/quote", response_model=QuoteOut, responses=ERRORS, summary="Price and ETAs of a trip"
+)
 async def quote(
     request: Request,
     who: Annotated[Principal, Depends(principal)],
@@ -30,7 +32,12 @@ async def quote(
 ) -> JSON:
     who.require("rider", "ops")
     deps = get_deps(request)
-    if deps.markets.locate(dropoff_lat, dropoff_lon).id != deps.markets.locate(pickup_lat, pickup_lon).id:
+    if (
+        deps.markets.locate(dropoff_lat, dropoff_lon).id
+        != deps.markets.locate(pickup_lat, pickup_lon).id
+    ):
         raise InvalidInput("dropoff is in another market", field="dropoff_lat")
-    result = await make_quote(deps, who.subject, (pickup_lat, pickup_lon), (dropoff_lat, dropoff_lon))
+    result = await make_quote(
+        deps, who.subject, (pickup_lat, pickup_lon), (dropoff_lat, dropoff_lon)
+    )
     return JSON({**asdict(result), "currency": "USD"})

@@ -44,10 +44,13 @@ def _may_read(who: Principal, ride: Ride) -> bool:
 
 
 @router.post(
-    "/v1/rides", status_code=202, response_model=RideAccepted, responses=ERRORS,
+    "/v1/rides",
+    status_code=202,
+    response_model=RideAccepted,
+    responses=ERRORS,
     openapi_extra=body_schema(RideRequestIn),
     summary="Request a ride; the same Idempotency-Key returns the same ride",
-)  # fmt: skip
+)
 async def request_ride(
     request: Request,
     who: Who,
@@ -78,11 +81,16 @@ async def request_ride(
         fare, surge = quote.fare, quote.surge
     store = deps.stores[market.id]
     ride, _created = await store.request_ride(
-        ride_id=f"{market.id}-{new_event_id()}", rider_id=who.subject,
-        pickup=Point(lat=pickup_lat, lon=pickup_lon), dropoff=Point(lat=dropoff_lat, lon=dropoff_lon),
-        deadline_s=deps.settings.ride_deadline_s, idempotency_key=idempotency_key,
-        quote_id=quote_id, fare=fare, surge=surge,
-    )  # fmt: skip
+        ride_id=f"{market.id}-{new_event_id()}",
+        rider_id=who.subject,
+        pickup=Point(lat=pickup_lat, lon=pickup_lon),
+        dropoff=Point(lat=dropoff_lat, lon=dropoff_lon),
+        deadline_s=deps.settings.ride_deadline_s,
+        idempotency_key=idempotency_key,
+        quote_id=quote_id,
+        fare=fare,
+        surge=surge,
+    )
     await make_durable(deps)
     return JSON({"ride_id": ride.ride_id, "status": ride.status}, status_code=202)
 
@@ -95,7 +103,11 @@ async def get_ride(ride_id: str, request: Request, who: Who) -> JSON:
     return JSON(ride.to_public())
 
 
-@router.post("/v1/rides/{ride_id}/cancel", responses=ERRORS, summary="Cancel (rider before start; driver after match)")
+@router.post(
+    "/v1/rides/{ride_id}/cancel",
+    responses=ERRORS,
+    summary="Cancel (rider before start; driver after match)",
+)
 async def cancel_ride(ride_id: str, request: Request, who: Who) -> JSON:
     deps = get_deps(request)
     ride = await _ride(deps, ride_id)
@@ -154,7 +166,9 @@ async def start(ride_id: str, request: Request, who: Who) -> JSON:
     return JSON((await deps.store_for_ride(ride_id).start(ride_id, who.subject)).to_public())
 
 
-@router.post("/v1/rides/{ride_id}/complete", responses=ERRORS, summary="The trip ends; the fare is set")
+@router.post(
+    "/v1/rides/{ride_id}/complete", responses=ERRORS, summary="The trip ends; the fare is set"
+)
 async def complete(ride_id: str, request: Request, who: Who) -> JSON:
     deps = get_deps(request)
     ride = await _ride(deps, ride_id)
@@ -168,6 +182,7 @@ def _trip_fare(ride: Ride) -> float:
     """Without a quote: distance as the crow flies × detour, duration from the timeline."""
     started = dict(ride.timeline).get("started")
     duration_s = (time.time() * 1000 - started) / 1000 if started else 0.0
-    distance_m = haversine_m(ride.pickup.lat, ride.pickup.lon, ride.dropoff.lat, ride.dropoff.lon) * 1.3
+    distance_m = (
+        haversine_m(ride.pickup.lat, ride.pickup.lon, ride.dropoff.lat, ride.dropoff.lon) * 1.3
+    )
     return DEFAULT_FARES.fare(distance_m, duration_s, ride.surge or 1.0)
-

@@ -48,9 +48,12 @@ async def accept_ping(deps: Deps, driver_id: str, body: Any) -> None:
 
 
 @ping_router.post(
-    "/v1/drivers/{driver_id}/location", status_code=202, responses=ERRORS,
-    openapi_extra=body_schema(PingIn), summary="One location ping of one driver",
-)  # fmt: skip
+    "/v1/drivers/{driver_id}/location",
+    status_code=202,
+    responses=ERRORS,
+    openapi_extra=body_schema(PingIn),
+    summary="One location ping of one driver",
+)
 async def post_location(driver_id: str, request: Request) -> Response:
     deps = get_deps(request)
     check_id(driver_id, "driver_id")
@@ -60,10 +63,13 @@ async def post_location(driver_id: str, request: Request) -> Response:
 
 
 @router.post(
-    "/v1/telemetry", status_code=202, response_model=TelemetryAccepted, responses=ERRORS,
+    "/v1/telemetry",
+    status_code=202,
+    response_model=TelemetryAccepted,
+    responses=ERRORS,
     openapi_extra=body_schema(TelemetryBatchIn),
     summary="A batch of pings for many drivers (fleet gateways and simulators)",
-)  # fmt: skip
+)
 async def post_telemetry(request: Request) -> Response:
     deps = get_deps(request)
     deps.authenticate(request.headers.get("authorization")).require("fleet", "ops")
@@ -74,19 +80,25 @@ async def post_telemetry(request: Request) -> Response:
     if not isinstance(pings_in, list):
         raise InvalidInput('body must be {"pings": [...]}', field="pings")
     if len(pings_in) > deps.settings.max_batch_pings:
-        raise InvalidInput(f"at most {deps.settings.max_batch_pings} pings per batch", field="pings")
+        raise InvalidInput(
+            f"at most {deps.settings.max_batch_pings} pings per batch", field="pings"
+        )
     now = now_ms()
     by_stream: dict[str, list[dict[str, Any]]] = {}
     errors: list[dict[str, Any]] = []
     for index, item in enumerate(pings_in):
         try:
-            driver_id = check_id(item.get("driver_id") if isinstance(item, dict) else None, "driver_id")
+            driver_id = check_id(
+                item.get("driver_id") if isinstance(item, dict) else None, "driver_id"
+            )
             ping = check_ping(item, driver_id, now)
             market = deps.markets.locate(ping["lat"], ping["lon"])
         except RidePulseError as exc:
             errors.append({"index": index, "field": exc.field, "reason": exc.detail})
             continue
-        by_stream.setdefault(MarketKeys(market.id, deps.settings.key_prefix).telemetry, []).append(ping)
+        by_stream.setdefault(MarketKeys(market.id, deps.settings.key_prefix).telemetry, []).append(
+            ping
+        )
     for stream, pings in by_stream.items():
         await deps.batcher.submit(stream, pings)
     accepted = len(pings_in) - len(errors)

@@ -20,7 +20,15 @@ class LatLonIn(BaseModel):
 
 class PingIn(BaseModel):
     model_config = ConfigDict(
-        json_schema_extra={"example": {"lat": 37.7793, "lon": -122.4193, "ts": 1795870000000, "speed_mps": 8.2, "heading": 90}}
+        json_schema_extra={
+            "example": {
+                "lat": 37.7793,
+                "lon": -122.4193,
+                "ts": 1795870000000,
+                "speed_mps": 8.2,
+                "heading": 90,
+            }
+        }
     )
     lat: float = Field(ge=-90, le=90)
     lon: float = Field(ge=-180, le=180)
@@ -45,7 +53,9 @@ class TelemetryAccepted(BaseModel):
 
 
 class DriverStatusIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"status": "available"}})
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"example": {"status": "available"}}
+    )
     status: Literal["available", "offline"]
 
 
@@ -53,7 +63,11 @@ class RideRequestIn(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "example": {"pickup": SF, "dropoff": {"lat": 37.7599, "lon": -122.4148}, "quote_id": None}
+            "example": {
+                "pickup": SF,
+                "dropoff": {"lat": 37.7599, "lon": -122.4148},
+                "quote_id": None,
+            }
         },
     )
     pickup: LatLonIn

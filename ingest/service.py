@@ -15,6 +15,12 @@ def main(settings: Settings) -> None:
     app = create_app(settings)
     tune_gc()
     uvicorn.run(
-        app, host=settings.host, port=settings.api_port, loop="uvloop",
-        http="httptools", access_log=False, log_level="warning", timeout_graceful_shutdown=10,
-    )  # fmt: skip
+        app,
+        host=settings.host,
+        port=settings.api_port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=10,
+    )

@@ -15,7 +15,9 @@ MAX_ACCURACY_M = 10_000.0
 MAX_ID_LENGTH = 64
 
 
-def _number(body: dict[str, Any], name: str, low: float, high: float, *, required: bool) -> float | None:
+def _number(
+    body: dict[str, Any], name: str, low: float, high: float, *, required: bool
+) -> float | None:
     value = body.get(name)
     if value is None:
         if required:
@@ -30,7 +32,9 @@ def _number(body: dict[str, Any], name: str, low: float, high: float, *, require
 
 def check_id(value: Any, name: str) -> str:
     if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
-        raise InvalidInput(f"{name} must be a non-empty string of at most {MAX_ID_LENGTH} characters", field=name)
+        raise InvalidInput(
+            f"{name} must be a non-empty string of at most {MAX_ID_LENGTH} characters", field=name
+        )
     if not value.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise InvalidInput(f"{name} may contain only letters, digits, '-', '_' and '.'", field=name)
     return value

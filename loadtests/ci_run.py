@@ -110,11 +110,26 @@ def run_time_s(text: str) -> float:
 
 def locust_command(api_url: str, args: argparse.Namespace) -> list[str]:
     return [
-        tool("locust"), "-f", str(REPO / "loadtests" / "locustfile.py"), "--headless",
-        "-u", str(args.drivers + args.riders), "-r", str(args.spawn_rate), "-t", args.run_time,
-        "--host", api_url, "--csv", str(REPORTS / "ci"), "--html", str(REPORTS / "ci.html"),
-        "--only-summary", "DriverUser", "RiderUser",
-    ]  # fmt: skip
+        tool("locust"),
+        "-f",
+        str(REPO / "loadtests" / "locustfile.py"),
+        "--headless",
+        "-u",
+        str(args.drivers + args.riders),
+        "-r",
+        str(args.spawn_rate),
+        "-t",
+        args.run_time,
+        "--host",
+        api_url,
+        "--csv",
+        str(REPORTS / "ci"),
+        "--html",
+        str(REPORTS / "ci.html"),
+        "--only-summary",
+        "DriverUser",
+        "RiderUser",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,9 +146,18 @@ def main(argv: list[str] | None = None) -> int:
     env.pop("RIDEPULSE_REDIS_URL", None)  # always the embedded server: CI owns its whole stack
     stack_log = REPORTS / "ci-stack.log"
     stack_cmd = [
-        tool("ridepulse"), "up", "--no-sim", "--host", HOST, "--api-port", str(api_port),
-        "--dashboard-port", str(dashboard_port), "--data-dir", str(data_dir),
-    ]  # fmt: skip
+        tool("ridepulse"),
+        "up",
+        "--no-sim",
+        "--host",
+        HOST,
+        "--api-port",
+        str(api_port),
+        "--dashboard-port",
+        str(dashboard_port),
+        "--data-dir",
+        str(data_dir),
+    ]
     print(f"ci_run: starting the stack on {api_url} (data dir {data_dir})", flush=True)
     with stack_log.open("wb") as log:
         stack = subprocess.Popen(

@@ -62,7 +62,9 @@ async def update_positions(redis: aioredis.Redis, keys: MarketKeys, pings: Itera
     newest = newest_per_driver(pings)
     if not newest:
         return 0
-    script = redis.register_script(_update_source())  # hashes the source; EVALSHA with NOSCRIPT fallback
+    script = redis.register_script(
+        _update_source()
+    )  # hashes the source; EVALSHA with NOSCRIPT fallback
     index_keys = [keys.drivers_seen, keys.positions, keys.driver_statuses, keys.drivers_geo]
     pings_in_order = list(newest.values())
     moved = 0
@@ -87,9 +89,16 @@ async def nearby_available(
 ) -> list[NearbyDriver]:
     """Drivers within `radius_m`, nearest first, that are available and pinged recently."""
     found: Any = await redis.geosearch(
-        keys.drivers_geo, longitude=lon, latitude=lat, radius=radius_m, unit="m", sort="ASC",
-        count=limit, withcoord=True, withdist=True,
-    )  # fmt: skip
+        keys.drivers_geo,
+        longitude=lon,
+        latitude=lat,
+        radius=radius_m,
+        unit="m",
+        sort="ASC",
+        count=limit,
+        withcoord=True,
+        withdist=True,
+    )
     if not found:
         return []
     ids = [f[0].decode() for f in found]

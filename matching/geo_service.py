@@ -26,10 +26,17 @@ def build(settings: Settings, *, burst: bool = False) -> tuple[MatchingDeps, Con
     keys = {m.id: MarketKeys(m.id, settings.key_prefix) for m in markets}
     deps = MatchingDeps(redis=redis, settings=settings, stores={}, speeds={})
     runtime = ConsumerRuntime(
-        redis, group=GROUP, sources=[StreamSource(k.telemetry, m) for m, k in keys.items()],
-        handlers=GEO_HANDLERS, read_count=settings.telemetry_read_count, settings=settings,
-        service=SERVICE, consumer=consumer_name(settings, SERVICE), deps=deps, burst=burst,
-    )  # fmt: skip
+        redis,
+        group=GROUP,
+        sources=[StreamSource(k.telemetry, m) for m, k in keys.items()],
+        handlers=GEO_HANDLERS,
+        read_count=settings.telemetry_read_count,
+        settings=settings,
+        service=SERVICE,
+        consumer=consumer_name(settings, SERVICE),
+        deps=deps,
+        burst=burst,
+    )
     return deps, runtime
 
 

@@ -71,26 +71,41 @@ async def try_offer(deps: MatchingDeps, ride: Ride, cause_id: str) -> Ride | Non
         # than leave this ride to the sweeper. Bounded: a ride never loops on its own.
         while attempts < MAX_OFFER_ATTEMPTS:
             nearby = await nearby_available(
-                deps.redis, keys, ride.pickup.lat, ride.pickup.lon, radius_m=radius,
-                fresh_after_ms=fresh_after, exclude=[*ride.declined, *taken],
-            )  # fmt: skip
+                deps.redis,
+                keys,
+                ride.pickup.lat,
+                ride.pickup.lon,
+                radius_m=radius,
+                fresh_after_ms=fresh_after,
+                exclude=[*ride.declined, *taken],
+            )
             if not nearby:
                 break  # nobody free within this radius: widen
-            ranked = rank_by_pickup_eta(nearby, (ride.pickup.lat, ride.pickup.lon), speed.travel_time_s)
+            ranked = rank_by_pickup_eta(
+                nearby, (ride.pickup.lat, ride.pickup.lon), speed.travel_time_s
+            )
             for candidate in ranked[:OFFER_ATTEMPTS_PER_PASS]:
                 attempts += 1
                 offered = await store.offer(
-                    ride_id=ride.ride_id, driver_id=candidate.driver_id,
+                    ride_id=ride.ride_id,
+                    driver_id=candidate.driver_id,
                     pickup_eta_s=round(candidate.pickup_eta_s, 1),
-                    offer_timeout_s=deps.settings.offer_timeout_s, expected_version=ride.version,
-                    event_id=derived_event_id(cause_id, f"offer:{ride.attempt + 1}:{candidate.driver_id}"),
-                )  # fmt: skip
+                    offer_timeout_s=deps.settings.offer_timeout_s,
+                    expected_version=ride.version,
+                    event_id=derived_event_id(
+                        cause_id, f"offer:{ride.attempt + 1}:{candidate.driver_id}"
+                    ),
+                )
                 if offered is not None:
                     deps.offers_made += 1
                     deps.last_attempt_ms.pop(ride.ride_id, None)
                     return offered
                 current = await store.get(ride.ride_id)
-                if current is None or current.status != "requested" or current.version != ride.version:
+                if (
+                    current is None
+                    or current.status != "requested"
+                    or current.version != ride.version
+                ):
                     return None  # someone else moved the ride: nothing left to do here
                 taken.add(candidate.driver_id)
         else:

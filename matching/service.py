@@ -29,10 +29,11 @@ def build(settings: Settings, *, burst: bool = False) -> tuple[MatchingDeps, lis
     consumer = consumer_name(settings, SERVICE)
     keys = {m.id: MarketKeys(m.id, settings.key_prefix) for m in markets}
     deps = MatchingDeps(
-        redis=redis, settings=settings,
+        redis=redis,
+        settings=settings,
         stores={m: RideStore(redis, k, f"{SERVICE}/{consumer}") for m, k in keys.items()},
         speeds={m: SpeedCache(redis, k.speeds, settings.h3_resolution) for m, k in keys.items()},
-    )  # fmt: skip
+    )
     common = {
         "settings": settings,
         "service": SERVICE,
@@ -41,9 +42,13 @@ def build(settings: Settings, *, burst: bool = False) -> tuple[MatchingDeps, lis
         "burst": burst,
     }
     rides = ConsumerRuntime(
-        redis, group="matching", sources=[StreamSource(k.rides, m) for m, k in keys.items()],
-        handlers=HANDLERS, concurrency=settings.matching_concurrency, **common,  # type: ignore[arg-type]
-    )  # fmt: skip
+        redis,
+        group="matching",
+        sources=[StreamSource(k.rides, m) for m, k in keys.items()],
+        handlers=HANDLERS,
+        concurrency=settings.matching_concurrency,
+        **common,  # type: ignore[arg-type]
+    )
     return deps, [rides]
 
 
@@ -54,9 +59,12 @@ async def serve(settings: Settings) -> None:
         await asyncio.gather(*(cache.run(stop) for cache in deps.speeds.values()))
 
     await run_consumer_service(
-        deps.redis, settings, service=SERVICE, runtimes=runtimes,
+        deps.redis,
+        settings,
+        service=SERVICE,
+        runtimes=runtimes,
         background=[partial(run_sweeper, deps), speeds],
-    )  # fmt: skip
+    )
 
 
 def main(settings: Settings) -> None:

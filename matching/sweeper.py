@@ -33,9 +33,11 @@ async def time_out_offers(deps: MatchingDeps, market: str, now: int) -> int:
             continue
         try:
             await store.decline(
-                ride.ride_id, ride.offer_driver_id, reason="timeout",
+                ride.ride_id,
+                ride.offer_driver_id,
+                reason="timeout",
                 event_id=derived_event_id(ride.ride_id, f"timeout:{ride.attempt}"),
-            )  # fmt: skip
+            )
             count += 1
         except Conflict:
             pass  # accepted or declined meanwhile

@@ -40,7 +40,11 @@ class PricingDeps:
     ) -> PricingDeps:
         window_ms = round(settings.surge_window_s * 1000)
         return cls(
-            redis=redis, settings=settings, source=source,
-            producer=Producer(redis, telemetry_maxlen=settings.telemetry_maxlen, prefix=settings.key_prefix),
+            redis=redis,
+            settings=settings,
+            source=source,
+            producer=Producer(
+                redis, telemetry_maxlen=settings.telemetry_maxlen, prefix=settings.key_prefix
+            ),
             markets={m: MarketSurge(SurgeWindow(window_ms)) for m in markets},
-        )  # fmt: skip
+        )

@@ -42,10 +42,16 @@ def build(settings: Settings, *, burst: bool = False) -> tuple[PricingDeps, list
     keys = {m: MarketKeys(m, settings.key_prefix) for m in markets}
 
     rides = ConsumerRuntime(
-        redis, settings=settings, service=SERVICE, group="pricing", consumer=consumer,
-        sources=[StreamSource(k.rides, m) for m, k in keys.items()], handlers=HANDLERS, deps=deps,
+        redis,
+        settings=settings,
+        service=SERVICE,
+        group="pricing",
+        consumer=consumer,
+        sources=[StreamSource(k.rides, m) for m, k in keys.items()],
+        handlers=HANDLERS,
+        deps=deps,
         burst=burst,
-    )  # fmt: skip
+    )
     return deps, [rides]
 
 
@@ -70,9 +76,13 @@ async def _drop_retired_group(deps: PricingDeps, market: str) -> None:
 async def serve(settings: Settings) -> None:
     deps, runtimes = build(settings)
     await run_consumer_service(
-        deps.redis, settings, service=SERVICE, runtimes=runtimes,
-        background=[partial(run_publisher, deps)], warm_up=partial(warm_up, deps),
-    )  # fmt: skip
+        deps.redis,
+        settings,
+        service=SERVICE,
+        runtimes=runtimes,
+        background=[partial(run_publisher, deps)],
+        warm_up=partial(warm_up, deps),
+    )
 
 
 def main(settings: Settings) -> None:

@@ -57,7 +57,11 @@ def verify_token(secret: str, token: str) -> Principal:
     """Decode and check signature, expiry and issuer; Unauthorized with the reason otherwise."""
     try:
         claims = jwt.decode(
-            token, secret, algorithms=[ALGORITHM], issuer=ISSUER, options={"require": ["exp", "sub"]}
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            issuer=ISSUER,
+            options={"require": ["exp", "sub"]},
         )
     except jwt.ExpiredSignatureError:
         raise Unauthorized("token expired") from None

@@ -22,7 +22,9 @@ from ridepulse.services import ENTRY_POINTS, SERVICE_NAMES
 from ridepulse.settings import Settings
 from ridepulse.status import collect_status, render
 
-app = typer.Typer(help="RidePulse: real-time ride-hailing telemetry on Redis Streams.", no_args_is_help=True)
+app = typer.Typer(
+    help="RidePulse: real-time ride-hailing telemetry on Redis Streams.", no_args_is_help=True
+)
 
 
 def _fail(message: str) -> None:
@@ -39,13 +41,23 @@ def up(
     host: Annotated[str, typer.Option(help="bind address of the HTTP services")] = "127.0.0.1",
     api_port: Annotated[int, typer.Option(help="ingest API port")] = 8000,
     dashboard_port: Annotated[int, typer.Option(help="dashboard port")] = 8080,
-    data_dir: Annotated[Path | None, typer.Option(help="embedded server data, logs, secret")] = None,
-    redis_url: Annotated[str | None, typer.Option(help="use this Redis instead of the embedded one")] = None,
-    no_sim: Annotated[bool, typer.Option("--no-sim", help="do not start the simulated fleet")] = False,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="embedded server data, logs, secret")
+    ] = None,
+    redis_url: Annotated[
+        str | None, typer.Option(help="use this Redis instead of the embedded one")
+    ] = None,
+    no_sim: Annotated[
+        bool, typer.Option("--no-sim", help="do not start the simulated fleet")
+    ] = False,
 ) -> None:
     """Start Redis (embedded unless --redis-url), every service and the simulated fleet."""
     settings = _settings(
-        host=host, api_port=api_port, dashboard_port=dashboard_port, data_dir=data_dir, redis_url=redis_url
+        host=host,
+        api_port=api_port,
+        dashboard_port=dashboard_port,
+        data_dir=data_dir,
+        redis_url=redis_url,
     )
     try:
         code = launcher.run_platform(settings, simulate=not no_sim)
@@ -55,13 +67,17 @@ def up(
 
 
 @app.command()
-def run(service: Annotated[str, typer.Argument(help=f"one of: {', '.join(SERVICE_NAMES)}")]) -> None:
+def run(
+    service: Annotated[str, typer.Argument(help=f"one of: {', '.join(SERVICE_NAMES)}")],
+) -> None:
     """Run one service in the foreground (what each docker-compose container runs)."""
     if service not in ENTRY_POINTS:
         _fail(f"unknown service {service!r}; choose one of: {', '.join(SERVICE_NAMES)}")
     settings = launcher.with_running_redis(Settings())
     if not settings.redis_url:
-        _fail("no Redis: set RIDEPULSE_REDIS_URL, or start one with `ridepulse redis` / `ridepulse up`")
+        _fail(
+            "no Redis: set RIDEPULSE_REDIS_URL, or start one with `ridepulse redis` / `ridepulse up`"
+        )
     module_name, _, func = ENTRY_POINTS[service].partition(":")
     if importlib.util.find_spec(module_name) is None:
         _fail(f"service {service!r} is not built in this version")
@@ -85,7 +101,11 @@ def status(
         report = collect_status(client, load_markets(settings.markets_file), settings.key_prefix)
     except redis.ConnectionError as exc:
         _fail(f"cannot reach Redis at {_redact(settings.redis_url)}: {exc}")
-    typer.echo(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode() if as_json else render(report))
+    typer.echo(
+        orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode()
+        if as_json
+        else render(report)
+    )
     raise typer.Exit(0 if report.healthy else 1)
 
 

@@ -74,9 +74,13 @@ async def serve(settings: Settings) -> None:
 
     try:
         await run_service(
-            redis, settings, service="janitor", consumer=consumer_name(settings, "janitor"),
-            runtimes=[], background=[trim_loop, telemetry_loop],
-        )  # fmt: skip
+            redis,
+            settings,
+            service="janitor",
+            consumer=consumer_name(settings, "janitor"),
+            runtimes=[],
+            background=[trim_loop, telemetry_loop],
+        )
     finally:
         await redis.aclose()
 

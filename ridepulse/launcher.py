@@ -30,7 +30,9 @@ def _url_file(settings: Settings) -> Path:
 
 
 def start_embedded(settings: Settings) -> EmbeddedRedis:
-    server = EmbeddedRedis(Path(settings.data_dir) / "redis", key_prefix=settings.key_prefix).start()
+    server = EmbeddedRedis(
+        Path(settings.data_dir) / "redis", key_prefix=settings.key_prefix
+    ).start()
     _url_file(settings).write_text(server.url)
     _url_file(settings).chmod(0o600)
     return server
@@ -90,8 +92,12 @@ def service_specs(
         elif name == "dashboard":
             ready = _http_ready(f"http://{settings.host}:{settings.dashboard_port}/healthz")
         else:
-            ready = _heartbeat_ready(client, GlobalKeys(settings.key_prefix).heartbeat(name, consumer))
-        specs.append(ChildSpec(name, [ridepulse_bin, "run", name], env, ready, logs / f"{name}.log"))
+            ready = _heartbeat_ready(
+                client, GlobalKeys(settings.key_prefix).heartbeat(name, consumer)
+            )
+        specs.append(
+            ChildSpec(name, [ridepulse_bin, "run", name], env, ready, logs / f"{name}.log")
+        )
     return specs
 
 
@@ -101,10 +107,20 @@ def simulation_spec(settings: Settings, secret: str) -> ChildSpec | None:
     if "ingest" not in built_services() or not locustfile.exists() or not locust_bin.exists():
         return None
     argv = [
-        str(locust_bin), "-f", str(locustfile), "--headless", "--host",
-        f"http://{settings.host}:{settings.api_port}", "-u", "130", "-r", "20",
-        "--only-summary", "--loglevel", "WARNING",
-    ]  # fmt: skip
+        str(locust_bin),
+        "-f",
+        str(locustfile),
+        "--headless",
+        "--host",
+        f"http://{settings.host}:{settings.api_port}",
+        "-u",
+        "130",
+        "-r",
+        "20",
+        "--only-summary",
+        "--loglevel",
+        "WARNING",
+    ]
     # time runs 2x so a demo ride completes in a few minutes; seeded so every demo is alike
     env = {"RIDEPULSE_SECRET": secret, "RIDEPULSE_SIM_SEED": "7", "RIDEPULSE_SIM_TIME_SCALE": "2"}
     log = Path(settings.data_dir) / "logs" / "simulation.log"
@@ -150,7 +166,11 @@ def run_platform(settings: Settings, *, simulate: bool) -> int:
 
 
 def print_banner(
-    settings: Settings, secret: str, services: list[str], simulating: bool, server: EmbeddedRedis | None
+    settings: Settings,
+    secret: str,
+    services: list[str],
+    simulating: bool,
+    server: EmbeddedRedis | None,
 ) -> None:
     ops = mint_token(secret, "ops", "dashboard")
     base = f"http://{settings.host}"

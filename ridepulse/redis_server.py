@@ -77,17 +77,27 @@ class EmbeddedRedis:
         acl.chmod(0o600)
         args = [
             str(server_binary()),
-            "--bind", "127.0.0.1",
-            "--port", str(self.port),
-            "--aclfile", str(acl.resolve()),
-            "--protected-mode", "yes",
-            "--appendonly", "yes",
-            "--appendfsync", "everysec",
-            "--save", "",
-            "--dir", str(self.data_dir.resolve()),
-            "--logfile", "valkey.log",
-            "--daemonize", "no",
-        ]  # fmt: skip
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--aclfile",
+            str(acl.resolve()),
+            "--protected-mode",
+            "yes",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--dir",
+            str(self.data_dir.resolve()),
+            "--logfile",
+            "valkey.log",
+            "--daemonize",
+            "no",
+        ]
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         self._wait_ready(timeout_s)
         return self

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 SERVICE_NAMES: tuple[str, ...] = (
-    "ingest", "matching", "matching-geo", "eta", "pricing", "dashboard", "janitor",
+    "ingest",
+    "matching",
+    "matching-geo",
+    "eta",
+    "pricing",
+    "dashboard",
+    "janitor",
 )
 
 # name → "module:function"; each function is `main(settings: Settings) -> None` and blocks

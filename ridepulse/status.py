@@ -88,7 +88,9 @@ def collect_status(client: redis.Redis, markets: MarketMap, prefix: str) -> Stat
         beat = orjson.loads(raw)
         age_s = (now_ms - beat.get("time", now_ms)) / 1000
         status.services.append(
-            ServiceStatus(service, consumer, beat["processed"], beat["lag"], beat["pending"], age_s, True)
+            ServiceStatus(
+                service, consumer, beat["processed"], beat["lag"], beat["pending"], age_s, True
+            )
         )
     alive = {s.service for s in status.services if s.alive}
     for svc in status.services:
@@ -99,7 +101,9 @@ def collect_status(client: redis.Redis, markets: MarketMap, prefix: str) -> Stat
 
 
 def render(status: Status) -> str:
-    lines = ["STREAM                                   LENGTH  GROUP              CONSUMERS  PENDING      LAG"]
+    lines = [
+        "STREAM                                   LENGTH  GROUP              CONSUMERS  PENDING      LAG"
+    ]
     for stream in status.streams:
         if not stream.groups:
             lines.append(f"{stream.key:<40} {stream.length:>6}  (no groups)")
@@ -112,7 +116,9 @@ def render(status: Status) -> str:
     lines.append("SERVICE      CONSUMER                    PROCESSED      LAG  PENDING  LAST SEEN")
     for s in status.services:
         seen = "dead" if s.age_s is None else f"{s.age_s:.1f}s ago"
-        lines.append(f"{s.service:<12} {s.consumer:<26} {s.processed:>10} {s.lag:>8} {s.pending:>8}  {seen}")
+        lines.append(
+            f"{s.service:<12} {s.consumer:<26} {s.processed:>10} {s.lag:>8} {s.pending:>8}  {seen}"
+        )
     lines.append("")
     lines.append(f"dead letters: {status.dead_letters}")
     lines.append("healthy" if status.healthy else "UNHEALTHY: " + "; ".join(status.problems))

@@ -64,9 +64,13 @@ class Supervisor:
                 child.log_file = spec.log_path.open("ab")
         out = child.log_file if child.log_file is not None else None
         child.process = subprocess.Popen(
-            spec.argv, env={**os.environ, **spec.env}, stdin=subprocess.DEVNULL,
-            stdout=out, stderr=subprocess.STDOUT if out else None, start_new_session=True,
-        )  # fmt: skip
+            spec.argv,
+            env={**os.environ, **spec.env},
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT if out else None,
+            start_new_session=True,
+        )
         child.started_at = time.monotonic()
         self.log.info("service.spawned", name=spec.name, pid=child.process.pid)
 
@@ -80,13 +84,17 @@ class Supervisor:
             for name in sorted(waiting):
                 child = self.children[name]
                 if not child.alive():
-                    raise RuntimeError(f"service {name} exited during start; see {child.spec.log_path}")
+                    raise RuntimeError(
+                        f"service {name} exited during start; see {child.spec.log_path}"
+                    )
                 assert child.spec.ready is not None
                 if child.spec.ready():
                     waiting.discard(name)
                     self.log.info("service.ready", name=name, pid=child.pid)
             if time.monotonic() > deadline:
-                raise RuntimeError(f"not ready after {ready_timeout_s:.0f}s: {', '.join(sorted(waiting))}")
+                raise RuntimeError(
+                    f"not ready after {ready_timeout_s:.0f}s: {', '.join(sorted(waiting))}"
+                )
             time.sleep(0.1)
 
     # ---- watching --------------------------------------------------------------------
@@ -104,9 +112,12 @@ class Supervisor:
                 backoff = min(BACKOFF_MAX_S, 0.5 * 2**child.restarts)
                 child.next_start_at = now + backoff
                 self.log.warning(
-                    "service.died", name=child.spec.name, exit_code=code, restart_in_s=backoff,
+                    "service.died",
+                    name=child.spec.name,
+                    exit_code=code,
+                    restart_in_s=backoff,
                     restarts=child.restarts,
-                )  # fmt: skip
+                )
             elif now >= child.next_start_at:
                 child.restarts += 1
                 child.next_start_at = 0.0

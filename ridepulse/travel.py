@@ -50,7 +50,9 @@ class SpeedCache:
     def speed_of(self, cell: str) -> float:
         return self.speeds.get(cell, DEFAULT_SPEED_MPS)
 
-    def travel_time_s(self, from_lat: float, from_lon: float, to_lat: float, to_lon: float) -> float:
+    def travel_time_s(
+        self, from_lat: float, from_lon: float, to_lat: float, to_lon: float
+    ) -> float:
         return travel_time_s(from_lat, from_lon, to_lat, to_lon, self.speed_of, self.resolution)
 
     async def refresh(self) -> None:

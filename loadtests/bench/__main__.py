@@ -20,25 +20,44 @@ def parse_plan(argv: list[str]) -> tuple[BenchPlan, Path]:
     parser = argparse.ArgumentParser(prog="python -m loadtests.bench", description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each repetition")
     parser.add_argument("--reps", type=int, default=3, help="repetitions per contender (median)")
-    parser.add_argument("--e2e-seconds", type=float, default=None,
-                        help="length of each end-to-end level (default: 60 s at the target rate, 30 s below)")
-    parser.add_argument("--figures", default="1234", help="which figures: any of 1 2 3 4 (4 includes memory)")
+    parser.add_argument(
+        "--e2e-seconds",
+        type=float,
+        default=None,
+        help="length of each end-to-end level (default: 60 s at the target rate, 30 s below)",
+    )
+    parser.add_argument(
+        "--figures", default="1234", help="which figures: any of 1 2 3 4 (4 includes memory)"
+    )
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profiles")
     parser.add_argument("--no-install", action="store_true", help="never apt-get install wrk")
-    parser.add_argument("--quick", action="store_true", help="1 rep of 2 s, 10 s end to end: a smoke run")
+    parser.add_argument(
+        "--quick", action="store_true", help="1 rep of 2 s, 10 s end to end: a smoke run"
+    )
     parser.add_argument("--out", type=Path, default=DOCS, help="where benchmarks.md/.json go")
-    parser.add_argument("--render", type=Path, help="only re-render benchmarks.md from this JSON file")
+    parser.add_argument(
+        "--render", type=Path, help="only re-render benchmarks.md from this JSON file"
+    )
     args = parser.parse_args(argv)
     if args.render:
-        (args.out / "benchmarks.md").write_text(render_document(orjson.loads(args.render.read_bytes())))
+        (args.out / "benchmarks.md").write_text(
+            render_document(orjson.loads(args.render.read_bytes()))
+        )
         raise SystemExit(0)
-    plan = BenchPlan(seconds=args.seconds, reps=args.reps, figures=frozenset(args.figures),
-                     profile=not args.no_profile, install_wrk=not args.no_install)  # fmt: skip
+    plan = BenchPlan(
+        seconds=args.seconds,
+        reps=args.reps,
+        figures=frozenset(args.figures),
+        profile=not args.no_profile,
+        install_wrk=not args.no_install,
+    )
     e2e_seconds = args.e2e_seconds
     if args.quick:
         plan.seconds, plan.reps, plan.warmup_s, e2e_seconds = 2.0, 1, 1.0, 10.0
     if e2e_seconds is not None:
-        plan.e2e_levels = [E2EConfig(**{**level.__dict__, "seconds": e2e_seconds}) for level in plan.e2e_levels]
+        plan.e2e_levels = [
+            E2EConfig(**{**level.__dict__, "seconds": e2e_seconds}) for level in plan.e2e_levels
+        ]
     return plan, args.out
 
 
@@ -46,11 +65,19 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     plan, out = parse_plan(argv)
     results = run(plan)
-    results["command"] = "make bench" if not argv else "python -m loadtests.bench " + shlex.join(argv)
+    results["command"] = (
+        "make bench" if not argv else "python -m loadtests.bench " + shlex.join(argv)
+    )
     out.mkdir(parents=True, exist_ok=True)
-    (out / "benchmarks.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS))
+    (out / "benchmarks.json").write_bytes(
+        orjson.dumps(
+            results, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+        )
+    )
     (out / "benchmarks.md").write_text(render_document(results))
-    say(f"wrote {out / 'benchmarks.md'} and {out / 'benchmarks.json'} in {results['duration_s']:.0f} s")
+    say(
+        f"wrote {out / 'benchmarks.md'} and {out / 'benchmarks.json'} in {results['duration_s']:.0f} s"
+    )
 
 
 if __name__ == "__main__":

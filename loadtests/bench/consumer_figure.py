@@ -30,8 +30,18 @@ class ConsumerPlan:
 
 def _child(argv: list[str], timeout_s: float, profile_to: Path | None = None) -> dict[str, float]:
     if profile_to is not None:
-        argv = [tool("py-spy"), "record", "--rate", "250", "--format", "raw",
-                "--output", str(profile_to), "--", *argv]  # fmt: skip
+        argv = [
+            tool("py-spy"),
+            "record",
+            "--rate",
+            "250",
+            "--format",
+            "raw",
+            "--output",
+            str(profile_to),
+            "--",
+            *argv,
+        ]
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if profile_to is not None:
         pin_profiled(process.pid)
@@ -45,16 +55,41 @@ def _child(argv: list[str], timeout_s: float, profile_to: Path | None = None) ->
     return result
 
 
-def ours(url: str, prefix: str, plan: ConsumerPlan, pings: int | None = None,
-         profile_to: Path | None = None) -> dict[str, float]:  # fmt: skip
-    argv = [sys.executable, "-m", "loadtests.bench.consumers", "--url", url, "--prefix", prefix,
-            "--pings", str(pings or plan.ours_pings), "--entry-pings", str(plan.entry_pings)]  # fmt: skip
+def ours(
+    url: str,
+    prefix: str,
+    plan: ConsumerPlan,
+    pings: int | None = None,
+    profile_to: Path | None = None,
+) -> dict[str, float]:
+    argv = [
+        sys.executable,
+        "-m",
+        "loadtests.bench.consumers",
+        "--url",
+        url,
+        "--prefix",
+        prefix,
+        "--pings",
+        str(pings or plan.ours_pings),
+        "--entry-pings",
+        str(plan.entry_pings),
+    ]
     return _child(argv, 300, profile_to)
 
 
 def faststream(url: str, prefix: str, plan: ConsumerPlan) -> dict[str, float]:
-    argv = [sys.executable, "-m", "loadtests.bench.peers.faststream_geo", "--url", url, "--prefix", prefix,
-            "--pings", str(plan.peer_pings)]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "loadtests.bench.peers.faststream_geo",
+        "--url",
+        url,
+        "--prefix",
+        prefix,
+        "--pings",
+        str(plan.peer_pings),
+    ]
     return _child(argv, 300)
 
 
@@ -87,8 +122,9 @@ def drop_keys(admin: redis.Redis, prefix: str) -> None:
     )
 
 
-def consumer_figure(url: str, key_prefix: str, admin: redis.Redis, plan: ConsumerPlan,
-                    say: Callable[[str], None]) -> tuple[Measure, Measure]:  # fmt: skip
+def consumer_figure(
+    url: str, key_prefix: str, admin: redis.Redis, plan: ConsumerPlan, say: Callable[[str], None]
+) -> tuple[Measure, Measure]:
     mine = Measure("matching geo consumer", "pings/s")
     peer = Measure("FastStream per-message subscriber", "pings/s")
     for rep in range(plan.reps):
@@ -111,6 +147,8 @@ def consumer_figure(url: str, key_prefix: str, admin: redis.Redis, plan: Consume
                 )
             rate = result["pings"] / result["seconds"]
             measure.add(rate, **result)
-            say(f"  rep {rep + 1}/{plan.reps} {name:>10}: {rate:9.0f} pings/s "
-                f"({result['pings']:.0f} pings in {result['seconds']:.2f} s)")  # fmt: skip
+            say(
+                f"  rep {rep + 1}/{plan.reps} {name:>10}: {rate:9.0f} pings/s "
+                f"({result['pings']:.0f} pings in {result['seconds']:.2f} s)"
+            )
     return mine, peer

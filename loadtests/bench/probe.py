@@ -16,15 +16,18 @@ RADIUS_M = 1500.0  # matching's first search radius (matching/candidates.py)
 COUNT = 30  # matching's GEOSEARCH COUNT (matching/geo_index.py nearby_available)
 
 
-async def probe_candidates(redis: aioredis.Redis, keys: MarketKeys, points: int = 100, seed: int = 11) -> dict[str, Any]:
+async def probe_candidates(
+    redis: aioredis.Redis, keys: MarketKeys, points: int = 100, seed: int = 11
+) -> dict[str, Any]:
     rng = random.Random(seed)
     blind = 0
     nearest_available: list[int] = []
     radius_available: list[int] = []
     for _ in range(points):
         lat, lon = random_point(rng)
-        found: Any = await redis.geosearch(keys.drivers_geo, longitude=lon, latitude=lat, radius=RADIUS_M,
-                                           unit="m", sort="ASC")  # fmt: skip
+        found: Any = await redis.geosearch(
+            keys.drivers_geo, longitude=lon, latitude=lat, radius=RADIUS_M, unit="m", sort="ASC"
+        )
         if not found:
             nearest_available.append(0)
             radius_available.append(0)
@@ -36,9 +39,11 @@ async def probe_candidates(redis: aioredis.Redis, keys: MarketKeys, points: int 
         if not any(flags[:COUNT]) and any(flags):
             blind += 1
     return {
-        "points": points, "radius_m": RADIUS_M, "count": COUNT,
+        "points": points,
+        "radius_m": RADIUS_M,
+        "count": COUNT,
         "no_available_in_nearest": sum(1 for n in nearest_available if n == 0),
         "available_in_radius_but_not_in_nearest": blind,
         "mean_available_in_nearest": sum(nearest_available) / points,
         "mean_available_in_radius": sum(radius_available) / points,
-    }  # fmt: skip
+    }

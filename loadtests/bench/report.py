@@ -58,30 +58,72 @@ def headline_rows(figures: dict[str, Any]) -> list[Row]:
     if single:
         ours, hello = _m(single, "ingest"), _m(single, "hello")
         r = ratio(ours, hello)
-        rows.append(Row("1. single-ping ingest, req/s (1 worker) vs FastAPI hello world", fmt_number(ours),
-                        fmt_number(hello), r, "≥ 0.85× hello world", None if r is None else r >= 0.85))  # fmt: skip
+        rows.append(
+            Row(
+                "1. single-ping ingest, req/s (1 worker) vs FastAPI hello world",
+                fmt_number(ours),
+                fmt_number(hello),
+                r,
+                "≥ 0.85× hello world",
+                None if r is None else r >= 0.85,
+            )
+        )
         if "hello-gc-tuned" in single:  # the floor under the GC settings ingest runs with
             tuned = _m(single, "hello-gc-tuned")
             rt = ratio(ours, tuned)
-            rows.append(Row("1. single-ping ingest vs the hello world with ingest's GC settings", fmt_number(ours),
-                            fmt_number(tuned), rt, "≥ 0.85× hello world", None if rt is None else rt >= 0.85))  # fmt: skip
-        for peer, label in (("naive", "naive FastAPI + pydantic + XADD"),
-                            ("naive-jwt", "naive + per-request JWT check")):  # fmt: skip
+            rows.append(
+                Row(
+                    "1. single-ping ingest vs the hello world with ingest's GC settings",
+                    fmt_number(ours),
+                    fmt_number(tuned),
+                    rt,
+                    "≥ 0.85× hello world",
+                    None if rt is None else rt >= 0.85,
+                )
+            )
+        for peer, label in (
+            ("naive", "naive FastAPI + pydantic + XADD"),
+            ("naive-jwt", "naive + per-request JWT check"),
+        ):
             if peer in single:
                 naive = _m(single, peer)
-                rows.append(Row(f"1. single-ping ingest vs {label} (peer at {fmt_ratio(ratio(naive, hello))} "
-                                "hello world)", fmt_number(ours), fmt_number(naive), ratio(ours, naive), "—", None))  # fmt: skip
+                rows.append(
+                    Row(
+                        f"1. single-ping ingest vs {label} (peer at {fmt_ratio(ratio(naive, hello))} "
+                        "hello world)",
+                        fmt_number(ours),
+                        fmt_number(naive),
+                        ratio(ours, naive),
+                        "—",
+                        None,
+                    )
+                )
     batch = figures.get("batch")
     if batch:
         ours, floor = _m(batch, "ingest"), _m(batch, "raw_xadd")
-        rows.append(Row("2. batch telemetry, pings/s (1000 pings/request) vs raw pipelined XADD", fmt_number(ours),
-                        fmt_number(floor), ratio(ours, floor), "≥ 200,000 pings/s", ours >= 200_000))  # fmt: skip
+        rows.append(
+            Row(
+                "2. batch telemetry, pings/s (1000 pings/request) vs raw pipelined XADD",
+                fmt_number(ours),
+                fmt_number(floor),
+                ratio(ours, floor),
+                "≥ 200,000 pings/s",
+                ours >= 200_000,
+            )
+        )
     consumer = figures.get("consumer")
     if consumer:
         geo, per_message = _m(consumer, "matching"), _m(consumer, "faststream")
-        rows.append(Row("3. telemetry consumer (geo index), pings/s per process vs FastStream per message",
-                        fmt_number(geo), fmt_number(per_message), ratio(geo, per_message), "≥ 100,000 pings/s",
-                        geo >= 100_000))  # fmt: skip
+        rows.append(
+            Row(
+                "3. telemetry consumer (geo index), pings/s per process vs FastStream per message",
+                fmt_number(geo),
+                fmt_number(per_message),
+                ratio(geo, per_message),
+                "≥ 100,000 pings/s",
+                geo >= 100_000,
+            )
+        )
     for level in figures.get("e2e", []):
         rows.extend(e2e_rows(level))
     return rows
@@ -92,22 +134,45 @@ def e2e_rows(level: dict[str, Any]) -> list[Row]:
     tag = f"4. e2e @ {fmt_number(cfg['pings_per_s'])} pings/s + {cfg['rides_per_s']:g} rides/s"
     tel, rides, offer = level["telemetry"], level["rides"], level["offer_ms"]
     worst_lag = max((g["max_seconds"] for g in level["lag"].values()), default=0.0)
-    worst_group = max(level["lag"].items(), key=lambda kv: kv[1]["max_seconds"], default=("—", {}))[0]
+    worst_group = max(level["lag"].items(), key=lambda kv: kv[1]["max_seconds"], default=("—", {}))[
+        0
+    ]
     p99 = offer["p99"]
     at_target = cfg["pings_per_s"] >= 50_000 and cfg["rides_per_s"] >= 100
     rows = [
-        Row(f"{tag}: telemetry accepted, pings/s", fmt_number(tel["accepted_per_s"]),
-            fmt_number(cfg["pings_per_s"]) + " offered", ratio(tel["accepted_per_s"], cfg["pings_per_s"]),
-            "50,000 pings/s" if at_target else "—", tel["accepted_per_s"] >= 50_000 if at_target else None),
-        Row(f"{tag}: ride requests accepted /s", fmt_number(rides["accepted_per_s"]),
-            f"{cfg['rides_per_s']:g} offered", ratio(rides["accepted_per_s"], cfg["rides_per_s"]),
-            "100 /s" if at_target else "—", rides["accepted_per_s"] >= 100 if at_target else None),
-        Row(f"{tag}: max consumer lag (worst group: {worst_group})", f"{worst_lag:.2f} s", "—", None, "< 1 s",
-            worst_lag < 1.0),
-        Row(f"{tag}: request→offered p50 / p99 ({offer['count']} offered, {offer['unoffered']} never)",
-            f"{fmt_number(offer['p50'])} / {fmt_number(p99)} ms", "—", None, "p99 < 100 ms",
-            None if p99 is None else p99 < 100 and offer["unoffered"] == 0),
-    ]  # fmt: skip
+        Row(
+            f"{tag}: telemetry accepted, pings/s",
+            fmt_number(tel["accepted_per_s"]),
+            fmt_number(cfg["pings_per_s"]) + " offered",
+            ratio(tel["accepted_per_s"], cfg["pings_per_s"]),
+            "50,000 pings/s" if at_target else "—",
+            tel["accepted_per_s"] >= 50_000 if at_target else None,
+        ),
+        Row(
+            f"{tag}: ride requests accepted /s",
+            fmt_number(rides["accepted_per_s"]),
+            f"{cfg['rides_per_s']:g} offered",
+            ratio(rides["accepted_per_s"], cfg["rides_per_s"]),
+            "100 /s" if at_target else "—",
+            rides["accepted_per_s"] >= 100 if at_target else None,
+        ),
+        Row(
+            f"{tag}: max consumer lag (worst group: {worst_group})",
+            f"{worst_lag:.2f} s",
+            "—",
+            None,
+            "< 1 s",
+            worst_lag < 1.0,
+        ),
+        Row(
+            f"{tag}: request→offered p50 / p99 ({offer['count']} offered, {offer['unoffered']} never)",
+            f"{fmt_number(offer['p50'])} / {fmt_number(p99)} ms",
+            "—",
+            None,
+            "p99 < 100 ms",
+            None if p99 is None else p99 < 100 and offer["unoffered"] == 0,
+        ),
+    ]
     return rows
 
 
@@ -115,17 +180,29 @@ def memory_rows(level: dict[str, Any]) -> list[list[str]]:
     rows = []
     for name, mb in level["rss_peak_mb"].items():
         limit = name not in ("valkey",)
-        rows.append([name, f"{mb:.0f} MB", "< 200 MB" if limit else "—", fmt_met(mb < 200 if limit else None)])
+        rows.append(
+            [
+                name,
+                f"{mb:.0f} MB",
+                "< 200 MB" if limit else "—",
+                fmt_met(mb < 200 if limit else None),
+            ]
+        )
     return rows
 
 
 def stream_memory_rows(level: dict[str, Any]) -> list[list[str]]:
-    return [[f"{t:.0f} s", f"{b / 2**20:.1f} MB", f"{n:,}"] for t, b, n in level["telemetry_stream"]["series"]]
+    return [
+        [f"{t:.0f} s", f"{b / 2**20:.1f} MB", f"{n:,}"]
+        for t, b, n in level["telemetry_stream"]["series"]
+    ]
 
 
 def lag_rows(level: dict[str, Any]) -> list[list[str]]:
-    return [[group, f"{g['max_seconds']:.2f} s", f"{g['max_entries']:,}", f"{g['max_pending']:,}"]
-            for group, g in level["lag"].items()]  # fmt: skip
+    return [
+        [group, f"{g['max_seconds']:.2f} s", f"{g['max_entries']:,}", f"{g['max_pending']:,}"]
+        for group, g in level["lag"].items()
+    ]
 
 
 def profile_lines(summary: dict[str, Any], top: int = 8) -> list[str]:

@@ -24,7 +24,9 @@ def request_to_offer_ms(events: Iterable[tuple[str, str, int]]) -> tuple[list[fl
     return gaps, sum(1 for r in requested if r not in offered)
 
 
-async def ride_events(redis: aioredis.Redis, stream: str, since_ms: int, chunk: int = 5000) -> list[tuple[str, str, int]]:
+async def ride_events(
+    redis: aioredis.Redis, stream: str, since_ms: int, chunk: int = 5000
+) -> list[tuple[str, str, int]]:
     """(type, ride_id, time_ms) of the ride stream from `since_ms` on."""
     out: list[tuple[str, str, int]] = []
     start = f"{since_ms}-0"

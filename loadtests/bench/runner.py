@@ -41,11 +41,31 @@ class BenchPlan:
     figures: frozenset[str] = frozenset({"1", "2", "3", "4"})
     profile: bool = True
     install_wrk: bool = True
-    e2e_levels: list[E2EConfig] = field(default_factory=lambda: [
-        E2EConfig(pings_per_s=50_000, rides_per_s=100, seconds=60, fleet_size=200_000, available_drivers=8_000),
-        E2EConfig(pings_per_s=10_000, rides_per_s=50, seconds=30, fleet_size=40_000, available_drivers=3_000),
-        E2EConfig(pings_per_s=2_000, rides_per_s=20, seconds=30, fleet_size=8_000, available_drivers=4_000),
-    ])  # fmt: skip
+    e2e_levels: list[E2EConfig] = field(
+        default_factory=lambda: [
+            E2EConfig(
+                pings_per_s=50_000,
+                rides_per_s=100,
+                seconds=60,
+                fleet_size=200_000,
+                available_drivers=8_000,
+            ),
+            E2EConfig(
+                pings_per_s=10_000,
+                rides_per_s=50,
+                seconds=30,
+                fleet_size=40_000,
+                available_drivers=3_000,
+            ),
+            E2EConfig(
+                pings_per_s=2_000,
+                rides_per_s=20,
+                seconds=30,
+                fleet_size=8_000,
+                available_drivers=4_000,
+            ),
+        ]
+    )
 
 
 def _phase(name: str, results: dict[str, Any], run: Callable[[], Any]) -> Any:
@@ -53,20 +73,35 @@ def _phase(name: str, results: dict[str, Any], run: Callable[[], Any]) -> Any:
     account = CpuAccount.start()
     started = time.monotonic()
     value = run()
-    results["noise"][name] = {"seconds": round(time.monotonic() - started, 1),
-                              "foreign_cores": round(account.foreign_cores(), 2),
-                              "our_cores": round(account.our_cores(), 2)}  # fmt: skip
-    say(f"   ({results['noise'][name]['seconds']} s; other processes used "
-        f"{results['noise'][name]['foreign_cores']:.2f} cores meanwhile)")  # fmt: skip
+    results["noise"][name] = {
+        "seconds": round(time.monotonic() - started, 1),
+        "foreign_cores": round(account.foreign_cores(), 2),
+        "our_cores": round(account.our_cores(), 2),
+    }
+    say(
+        f"   ({results['noise'][name]['seconds']} s; other processes used "
+        f"{results['noise'][name]['foreign_cores']:.2f} cores meanwhile)"
+    )
     return value
 
 
 def run(plan: BenchPlan) -> dict[str, Any]:
     wrk_binary = find_or_install_wrk(install=plan.install_wrk)
-    say(f"load generator: {'wrk (' + wrk_binary + ')' if wrk_binary else 'asyncio client (wrk not available)'}")
-    results: dict[str, Any] = {"machine": machine_info(wrk_binary), "figures": {}, "profiles": {}, "noise": {},
-                               "plan": {"seconds": plan.seconds, "reps": plan.reps, "warmup_s": plan.warmup_s,
-                                        "load_generator": "wrk" if wrk_binary else "asyncio"}}  # fmt: skip
+    say(
+        f"load generator: {'wrk (' + wrk_binary + ')' if wrk_binary else 'asyncio client (wrk not available)'}"
+    )
+    results: dict[str, Any] = {
+        "machine": machine_info(wrk_binary),
+        "figures": {},
+        "profiles": {},
+        "noise": {},
+        "plan": {
+            "seconds": plan.seconds,
+            "reps": plan.reps,
+            "warmup_s": plan.warmup_s,
+            "load_generator": "wrk" if wrk_binary else "asyncio",
+        },
+    }
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="ridepulse-bench-"))
     try:
@@ -77,16 +112,22 @@ def run(plan: BenchPlan) -> dict[str, Any]:
             for index, level in enumerate(plan.e2e_levels):
                 name = f"4/5. end to end + memory @ {level.pings_per_s} pings/s + {level.rides_per_s:g} rides/s"
                 level_dir = work / f"e2e{index}"
-                results["figures"]["e2e"].append(_phase(name, results, lambda d=level_dir, c=level: asyncio.run(run_e2e(c, d)))) # type: ignore[misc]
+                results["figures"]["e2e"].append(
+                    _phase(name, results, lambda d=level_dir, c=level: asyncio.run(run_e2e(c, d)))
+                )  # type: ignore[misc]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results["duration_s"] = round(time.monotonic() - started, 1)
     return results
 
 
-def _embedded_figures(plan: BenchPlan, results: dict[str, Any], work: Path, wrk_binary: str | None) -> None:
+def _embedded_figures(
+    plan: BenchPlan, results: dict[str, Any], work: Path, wrk_binary: str | None
+) -> None:
     os_cores = all_cores()
-    pin(os.getpid(), LOAD_CORES)  # the harness (and the asyncio client, if used) stays off the server's core
+    pin(
+        os.getpid(), LOAD_CORES
+    )  # the harness (and the asyncio client, if used) stays off the server's core
     server = EmbeddedRedis(work / "redis", key_prefix=KEY_PREFIX).start()
     if server.process is not None:
         pin(server.process.pid, LOAD_CORES)
@@ -99,40 +140,92 @@ def _embedded_figures(plan: BenchPlan, results: dict[str, Any], work: Path, wrk_
     try:
         if plan.figures & {"1", "2"}:
             say("starting ingest (`ridepulse run ingest`) and the peers, one uvicorn worker each")
-            ingest = start_ingest(redis_url=server.url_for("ingest"), secret=secret, key_prefix=KEY_PREFIX,
-                                  logs=work / "logs")  # fmt: skip
+            ingest = start_ingest(
+                redis_url=server.url_for("ingest"),
+                secret=secret,
+                key_prefix=KEY_PREFIX,
+                logs=work / "logs",
+            )
             running.append(ingest)
-            env = {"BENCH_REDIS_URL": server.url_for("ingest"), "BENCH_SECRET": secret,
-                   "BENCH_STREAM": f"{KEY_PREFIX}:{{sf}}:naive"}  # fmt: skip
-            peers = [start_peer("hello", env={}, logs=work / "logs"),
-                     start_peer("naive", env=env, logs=work / "logs"),
-                     start_peer("naive-jwt", env=env, logs=work / "logs"),
-                     start_peer("hello", env={}, logs=work / "logs", gc_tuned=True)]  # fmt: skip
+            env = {
+                "BENCH_REDIS_URL": server.url_for("ingest"),
+                "BENCH_SECRET": secret,
+                "BENCH_STREAM": f"{KEY_PREFIX}:{{sf}}:naive",
+            }
+            peers = [
+                start_peer("hello", env={}, logs=work / "logs"),
+                start_peer("naive", env=env, logs=work / "logs"),
+                start_peer("naive-jwt", env=env, logs=work / "logs"),
+                start_peer("hello", env={}, logs=work / "logs", gc_tuned=True),
+            ]
             running.extend(peers)
         if "1" in plan.figures:
-            measures = _phase("1. single-ping HTTP ingest", results, lambda: http_figures.single_ping_figure(
-                [ingest, *peers], secret, load, work, wrk_binary, say))  # fmt: skip
+            measures = _phase(
+                "1. single-ping HTTP ingest",
+                results,
+                lambda: http_figures.single_ping_figure(
+                    [ingest, *peers], secret, load, work, wrk_binary, say
+                ),
+            )
             figures["single_ping"] = {m.label: m.to_json() for m in measures}
             admin.delete(telemetry, f"{KEY_PREFIX}:{{sf}}:naive")
         if "2" in plan.figures:
-            ours, floor = _phase("2. batch telemetry", results, lambda: http_figures.batch_figure(
-                ingest, secret, admin, telemetry, server.url_for("ingest"), load, work, wrk_binary, say))  # fmt: skip
+            ours, floor = _phase(
+                "2. batch telemetry",
+                results,
+                lambda: http_figures.batch_figure(
+                    ingest,
+                    secret,
+                    admin,
+                    telemetry,
+                    server.url_for("ingest"),
+                    load,
+                    work,
+                    wrk_binary,
+                    say,
+                ),
+            )
             figures["batch"] = {"ingest": ours.to_json(), "raw_xadd": floor.to_json()}
         for process in running:
             process.stop()
         running.clear()
         if plan.profile and profiles.available() and plan.figures & {"1", "2"}:
-            results["profiles"]["ingest"] = _phase("profile: ingest under py-spy", results, lambda: profiles.profile_ingest(
-                server.url_for("ingest"), secret, KEY_PREFIX, admin, telemetry, work, wrk_binary, plan.seconds))  # fmt: skip
+            results["profiles"]["ingest"] = _phase(
+                "profile: ingest under py-spy",
+                results,
+                lambda: profiles.profile_ingest(
+                    server.url_for("ingest"),
+                    secret,
+                    KEY_PREFIX,
+                    admin,
+                    telemetry,
+                    work,
+                    wrk_binary,
+                    plan.seconds,
+                ),
+            )
         if "3" in plan.figures:
             cplan = consumer_figure.ConsumerPlan(reps=plan.reps)
-            mine, peer = _phase("3. telemetry consumer", results, lambda: consumer_figure.consumer_figure(
-                server.url_for("matching"), KEY_PREFIX, admin, cplan, say))  # fmt: skip
-            figures["consumer"] = {"matching": mine.to_json(), "faststream": peer.to_json(),
-                                   "entry_pings": cplan.entry_pings}  # fmt: skip
+            mine, peer = _phase(
+                "3. telemetry consumer",
+                results,
+                lambda: consumer_figure.consumer_figure(
+                    server.url_for("matching"), KEY_PREFIX, admin, cplan, say
+                ),
+            )
+            figures["consumer"] = {
+                "matching": mine.to_json(),
+                "faststream": peer.to_json(),
+                "entry_pings": cplan.entry_pings,
+            }
             if plan.profile and profiles.available():
-                results["profiles"]["consumer"] = _phase("profile: geo consumer under py-spy", results,
-                    lambda: profiles.profile_consumer(server.url_for("matching"), KEY_PREFIX, admin, work, cplan.ours_pings))  # fmt: skip
+                results["profiles"]["consumer"] = _phase(
+                    "profile: geo consumer under py-spy",
+                    results,
+                    lambda: profiles.profile_consumer(
+                        server.url_for("matching"), KEY_PREFIX, admin, work, cplan.ours_pings
+                    ),
+                )
     finally:
         for process in running:
             process.stop()

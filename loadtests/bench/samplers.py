@@ -47,8 +47,13 @@ async def group_lags(redis: aioredis.Redis, stream: str) -> dict[str, tuple[int,
     return out
 
 
-async def sample_lag(redis: aioredis.Redis, streams: dict[str, str], stop: asyncio.Event,
-                     lags: dict[str, GroupLag], interval_s: float = 0.5) -> None:  # fmt: skip
+async def sample_lag(
+    redis: aioredis.Redis,
+    streams: dict[str, str],
+    stop: asyncio.Event,
+    lags: dict[str, GroupLag],
+    interval_s: float = 0.5,
+) -> None:
     """Record the lag of every group of every stream until `stop` (keys: 'stream/group')."""
     started = time.monotonic()
     while not stop.is_set():
@@ -58,15 +63,21 @@ async def sample_lag(redis: aioredis.Redis, streams: dict[str, str], stop: async
                 lag.max_entries = max(lag.max_entries, entries)
                 lag.max_seconds = max(lag.max_seconds, seconds)
                 lag.max_pending = max(lag.max_pending, pending)
-                lag.samples.append((round(time.monotonic() - started, 2), entries, round(seconds, 3)))
+                lag.samples.append(
+                    (round(time.monotonic() - started, 2), entries, round(seconds, 3))
+                )
         try:
             await asyncio.wait_for(stop.wait(), interval_s)
         except TimeoutError:
             pass
 
 
-async def sample_rss(processes: Callable[[], dict[str, psutil.Process]], stop: asyncio.Event,
-                     peaks: dict[str, int], interval_s: float = 0.5) -> None:  # fmt: skip
+async def sample_rss(
+    processes: Callable[[], dict[str, psutil.Process]],
+    stop: asyncio.Event,
+    peaks: dict[str, int],
+    interval_s: float = 0.5,
+) -> None:
     """Peak resident set size (bytes) per service until `stop`."""
     while not stop.is_set():
         for name, proc in processes().items():
@@ -80,8 +91,13 @@ async def sample_rss(processes: Callable[[], dict[str, psutil.Process]], stop: a
             pass
 
 
-async def sample_stream_memory(redis: aioredis.Redis, stream: str, stop: asyncio.Event,
-                               series: list[tuple[float, int, int]], interval_s: float = 5.0) -> None:  # fmt: skip
+async def sample_stream_memory(
+    redis: aioredis.Redis,
+    stream: str,
+    stop: asyncio.Event,
+    series: list[tuple[float, int, int]],
+    interval_s: float = 5.0,
+) -> None:
     """(t, bytes, entries) of `stream` every `interval_s` until `stop`."""
     started = time.monotonic()
     while not stop.is_set():
@@ -109,6 +125,13 @@ def cpu_seconds(processes: dict[str, psutil.Process]) -> dict[str, float]:
 async def command_stats(redis: aioredis.Redis, top: int = 10) -> list[dict[str, Any]]:
     """The server's busiest commands since the last CONFIG RESETSTAT: calls and seconds."""
     stats: Any = await redis.info("commandstats")
-    rows = [{"command": k.removeprefix("cmdstat_"), "calls": int(v["calls"]), "seconds": round(v["usec"] / 1e6, 3),
-             "usec_per_call": round(float(v["usec_per_call"]), 1)} for k, v in stats.items()]  # fmt: skip
+    rows = [
+        {
+            "command": k.removeprefix("cmdstat_"),
+            "calls": int(v["calls"]),
+            "seconds": round(v["usec"] / 1e6, 3),
+            "usec_per_call": round(float(v["usec_per_call"]), 1),
+        }
+        for k, v in stats.items()
+    ]
     return sorted(rows, key=lambda r: -float(r["seconds"]))[:top]

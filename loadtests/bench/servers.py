@@ -73,11 +73,27 @@ def tool(name: str) -> str:
     return found
 
 
-def _spawn(name: str, argv: list[str], env: dict[str, str], logs: Path, port: int,
-           profile_to: Path | None = None) -> ServerProcess:  # fmt: skip
+def _spawn(
+    name: str,
+    argv: list[str],
+    env: dict[str, str],
+    logs: Path,
+    port: int,
+    profile_to: Path | None = None,
+) -> ServerProcess:
     if profile_to is not None:
-        argv = [tool("py-spy"), "record", "--rate", "250", "--format", "raw",
-                "--output", str(profile_to), "--", *argv]  # fmt: skip
+        argv = [
+            tool("py-spy"),
+            "record",
+            "--rate",
+            "250",
+            "--format",
+            "raw",
+            "--output",
+            str(profile_to),
+            "--",
+            *argv,
+        ]
     logs.mkdir(parents=True, exist_ok=True)
     log = logs / f"{name}.log"
     clean = {k: v for k, v in os.environ.items() if not k.startswith("RIDEPULSE_")}
@@ -86,8 +102,9 @@ def _spawn(name: str, argv: list[str], env: dict[str, str], logs: Path, port: in
     return ServerProcess(name, port, process, log, profiled=profile_to is not None)
 
 
-def start_ingest(*, redis_url: str, secret: str, key_prefix: str, logs: Path,
-                 profile_to: Path | None = None) -> ServerProcess:  # fmt: skip
+def start_ingest(
+    *, redis_url: str, secret: str, key_prefix: str, logs: Path, profile_to: Path | None = None
+) -> ServerProcess:
     port = free_port()
     env = {
         "RIDEPULSE_REDIS_URL": redis_url,
@@ -106,7 +123,9 @@ def start_ingest(*, redis_url: str, secret: str, key_prefix: str, logs: Path,
     return server
 
 
-def start_peer(peer: str, *, env: dict[str, str], logs: Path, gc_tuned: bool = False) -> ServerProcess:
+def start_peer(
+    peer: str, *, env: dict[str, str], logs: Path, gc_tuned: bool = False
+) -> ServerProcess:
     """A peer app from loadtests.bench.peers under the same uvicorn settings as ingest."""
     port = free_port()
     argv = [sys.executable, "-m", "loadtests.bench.peers.serve", peer, "--port", str(port)]

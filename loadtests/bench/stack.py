@@ -26,10 +26,21 @@ class Stack:
         clean = {k: v for k, v in os.environ.items() if not k.startswith("RIDEPULSE_")}
         with self.output.open("wb") as out:
             self.process = subprocess.Popen(
-                [tool("ridepulse"), "up", "--no-sim", "--data-dir", str(data_dir), "--api-port",
-                 str(self.api_port), "--dashboard-port", str(self.dashboard_port)],
-                stdout=out, stderr=subprocess.STDOUT, env=clean,
-            )  # fmt: skip
+                [
+                    tool("ridepulse"),
+                    "up",
+                    "--no-sim",
+                    "--data-dir",
+                    str(data_dir),
+                    "--api-port",
+                    str(self.api_port),
+                    "--dashboard-port",
+                    str(self.dashboard_port),
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=clean,
+            )
 
     def wait_up(self, timeout_s: float = 120.0) -> None:
         deadline = time.monotonic() + timeout_s

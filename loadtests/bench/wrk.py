@@ -43,7 +43,9 @@ def find_or_install_wrk(*, install: bool = True) -> str | None:
     print("  wrk not found: installing Debian's package (apt-get install -y wrk)", flush=True)
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-    if subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], env=env, check=False, **quiet).returncode:  # type: ignore[call-overload]
+    if subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "wrk"], env=env, check=False, **quiet
+    ).returncode:  # type: ignore[call-overload]
         subprocess.run(["apt-get", "update", "-qq"], env=env, check=False, **quiet)  # type: ignore[call-overload]
         subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], env=env, check=False, **quiet)  # type: ignore[call-overload]
     return shutil.which("wrk")
@@ -58,14 +60,52 @@ def write_requests(path: Path, requests: list[Request]) -> Path:
     return path
 
 
-def run_wrk(binary: str, base_url: str, requests_file: Path, *, connections: int, seconds: float,
-            threads: int = 1) -> LoadResult:  # fmt: skip
-    argv = taskset([binary, "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s", "--timeout", "10s",
-            "-s", str(LUA), base_url, "--", str(requests_file)], LOAD_CORES)  # fmt: skip
+def run_wrk(
+    binary: str,
+    base_url: str,
+    requests_file: Path,
+    *,
+    connections: int,
+    seconds: float,
+    threads: int = 1,
+) -> LoadResult:
+    argv = taskset(
+        [
+            binary,
+            "-t",
+            str(threads),
+            "-c",
+            str(connections),
+            "-d",
+            f"{seconds:g}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(LUA),
+            base_url,
+            "--",
+            str(requests_file),
+        ],
+        LOAD_CORES,
+    )
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
     line = next((x for x in out.stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
     if line is None:
-        raise RuntimeError(f"wrk gave no result (exit {out.returncode}): {out.stdout[-800:]} {out.stderr[-800:]}")
+        raise RuntimeError(
+            f"wrk gave no result (exit {out.returncode}): {out.stdout[-800:]} {out.stderr[-800:]}"
+        )
     raw = json.loads(line.removeprefix("BENCH_JSON "))
-    errors = raw["status_errors"] + raw["connect_errors"] + raw["read_errors"] + raw["write_errors"] + raw["timeouts"]
-    return LoadResult(raw["requests"], errors, raw["duration_us"] / 1e6, float(raw["p50_us"]), float(raw["p99_us"]))
+    errors = (
+        raw["status_errors"]
+        + raw["connect_errors"]
+        + raw["read_errors"]
+        + raw["write_errors"]
+        + raw["timeouts"]
+    )
+    return LoadResult(
+        raw["requests"],
+        errors,
+        raw["duration_us"] / 1e6,
+        float(raw["p50_us"]),
+        float(raw["p99_us"]),
+    )

@@ -220,9 +220,13 @@ class DriverUser(FastHttpUser):
             if self.socket.send(ws_ping):
                 return
         call(
-            self.client, "POST", f"/v1/drivers/{self.driver_id}/location",
-            name="/v1/drivers/[id]/location", token=self.token, json=ping,
-        )  # fmt: skip
+            self.client,
+            "POST",
+            f"/v1/drivers/{self.driver_id}/location",
+            name="/v1/drivers/[id]/location",
+            token=self.token,
+            json=ping,
+        )
 
     def _refresh_inbox(self) -> None:
         if self.socket is not None:
@@ -245,22 +249,36 @@ class DriverUser(FastHttpUser):
 
     def _get_ride(self, ride_id: str) -> Reply:
         return call(
-            self.client, "GET", f"/v1/rides/{ride_id}", name="/v1/rides/[id]", token=self.token,
+            self.client,
+            "GET",
+            f"/v1/rides/{ride_id}",
+            name="/v1/rides/[id]",
+            token=self.token,
             attempts=self.attempts,
-        )  # fmt: skip
+        )
 
     def _set_status(self, status: str) -> Reply:
         return call(
-            self.client, "PUT", f"/v1/drivers/{self.driver_id}/status",
-            name="/v1/drivers/[id]/status", token=self.token, json={"status": status}, race_ok=True,
+            self.client,
+            "PUT",
+            f"/v1/drivers/{self.driver_id}/status",
+            name="/v1/drivers/[id]/status",
+            token=self.token,
+            json={"status": status},
+            race_ok=True,
             attempts=self.attempts,
-        )  # fmt: skip
+        )
 
     def _ride_action(self, ride_id: str, action: str) -> Reply:
         return call(
-            self.client, "POST", f"/v1/rides/{ride_id}/{action}",
-            name=f"/v1/rides/[id]/{action}", token=self.token, race_ok=True, attempts=self.attempts,
-        )  # fmt: skip
+            self.client,
+            "POST",
+            f"/v1/rides/{ride_id}/{action}",
+            name=f"/v1/rides/[id]/{action}",
+            token=self.token,
+            race_ok=True,
+            attempts=self.attempts,
+        )
 
 
 def _point(value: Any) -> LatLon | None:

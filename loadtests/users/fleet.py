@@ -37,9 +37,12 @@ class FleetUser(FastHttpUser):
         n = rt.next_index("fleet")
         self.token = mint_token(rt.secret, "fleet", f"fleet-{rt.run_id}-{n}")
         self.fleet = Fleet(
-            rt.grid, rt.rng("fleet", n), rt.config.fleet_size, f"v-{rt.run_id}-{n}",
+            rt.grid,
+            rt.rng("fleet", n),
+            rt.config.fleet_size,
+            f"v-{rt.run_id}-{n}",
             start_hour=rt.config.start_hour,
-        )  # fmt: skip
+        )
         self.last_tick = time.monotonic()
 
     @task

@@ -89,11 +89,13 @@ class RiderUser(FastHttpUser):
         body: dict[str, Any] = {"pickup": _wire(pickup), "dropoff": _wire(dropoff)}
         if demand.wants_quote(self.rng):
             quote = call(
-                self.client, "GET",
+                self.client,
+                "GET",
                 f"/v1/quote?pickup_lat={body['pickup']['lat']}&pickup_lon={body['pickup']['lon']}"
                 f"&dropoff_lat={body['dropoff']['lat']}&dropoff_lon={body['dropoff']['lon']}",
-                name="/v1/quote", token=self.token,
-            )  # fmt: skip
+                name="/v1/quote",
+                token=self.token,
+            )
             if isinstance(quote.body.get("quote_id"), str):
                 body["quote_id"] = quote.body["quote_id"]
         self.pending_key, self.pending_body = str(uuid.uuid4()), body
@@ -104,9 +106,15 @@ class RiderUser(FastHttpUser):
     def _post_ride(self, key: str, body: dict[str, Any]) -> Reply:
         sent_ms = now_ms()
         reply = call(
-            self.client, "POST", "/v1/rides", name="/v1/rides", token=self.token, json=body,
-            headers={"Idempotency-Key": key}, attempts=self.attempts,
-        )  # fmt: skip
+            self.client,
+            "POST",
+            "/v1/rides",
+            name="/v1/rides",
+            token=self.token,
+            json=body,
+            headers={"Idempotency-Key": key},
+            attempts=self.attempts,
+        )
         ride_id = reply.body.get("ride_id")
         if reply.ok and isinstance(ride_id, str):
             runtime().ledger.opened(ride_id, self.rider_id)
@@ -135,15 +143,24 @@ class RiderUser(FastHttpUser):
 
     def _get_ride(self, ride_id: str) -> Reply:
         return call(
-            self.client, "GET", f"/v1/rides/{ride_id}", name="/v1/rides/[id]", token=self.token,
+            self.client,
+            "GET",
+            f"/v1/rides/{ride_id}",
+            name="/v1/rides/[id]",
+            token=self.token,
             attempts=self.attempts,
-        )  # fmt: skip
+        )
 
     def _cancel(self, ride_id: str) -> Reply:
         return call(
-            self.client, "POST", f"/v1/rides/{ride_id}/cancel", name="/v1/rides/[id]/cancel",
-            token=self.token, race_ok=True, attempts=self.attempts,
-        )  # fmt: skip
+            self.client,
+            "POST",
+            f"/v1/rides/{ride_id}/cancel",
+            name="/v1/rides/[id]/cancel",
+            token=self.token,
+            race_ok=True,
+            attempts=self.attempts,
+        )
 
 
 def _wire(point: LatLon) -> dict[str, float]:

@@ -169,9 +169,13 @@ class ConsumerRuntime:
             start = "-"
             while True:
                 pending: Any = await self.redis.xpending_range(
-                    source.key, self.group, min=start, max="+", count=self.read_count,
+                    source.key,
+                    self.group,
+                    min=start,
+                    max="+",
+                    count=self.read_count,
                     consumername=self.consumer,
-                )  # fmt: skip
+                )
                 if not pending:
                     break
                 await self._claim_ids(source, pending, min_idle_ms=0)
@@ -197,9 +201,14 @@ class ConsumerRuntime:
         worked = False
         for source in self.sources:
             own = await self.redis.xpending_range(
-                source.key, self.group, min="-", max="+", count=self.read_count,
-                consumername=self.consumer, idle=self.settings.retry_idle_ms,
-            )  # fmt: skip
+                source.key,
+                self.group,
+                min="-",
+                max="+",
+                count=self.read_count,
+                consumername=self.consumer,
+                idle=self.settings.retry_idle_ms,
+            )
             if own:
                 worked = await self._claim_ids(source, own, self.settings.retry_idle_ms) or worked
             worked = await self._autoclaim(source) or worked
@@ -223,9 +232,13 @@ class ConsumerRuntime:
 
     async def _autoclaim(self, source: StreamSource) -> bool:
         reply = await self.redis.xautoclaim(
-            source.key, self.group, self.consumer, self.settings.claim_idle_ms, "0-0",
+            source.key,
+            self.group,
+            self.consumer,
+            self.settings.claim_idle_ms,
+            "0-0",
             count=self.read_count,
-        )  # fmt: skip
+        )
         entries: list[RawEntry] = reply[1]
         deleted: list[bytes] = reply[2] if len(reply) > 2 else []
         if deleted:
@@ -233,9 +246,13 @@ class ConsumerRuntime:
         if not entries:
             return False
         counts = await self.redis.xpending_range(
-            source.key, self.group, min=entries[0][0], max=entries[-1][0], count=len(entries) * 2,
+            source.key,
+            self.group,
+            min=entries[0][0],
+            max=entries[-1][0],
+            count=len(entries) * 2,
             consumername=self.consumer,
-        )  # fmt: skip
+        )
         deliveries = {p["message_id"]: int(p["times_delivered"]) for p in counts}
         self.log.warning("consumer.claimed", stream=source.key, count=len(entries))
         await self._process([_Item(source, eid, f, deliveries.get(eid, 2)) for eid, f in entries])
@@ -339,10 +356,15 @@ class ConsumerRuntime:
         self.stats.failed += 1
         m.EVENTS_FAILED.labels(self.service, self.group, item.event.type).inc()
         self.log.warning(
-            "consumer.handler_failed", stream=item.stream.key, entry_id=item.entry_id.decode(),
-            event_id=item.event.id, type=item.event.type, deliveries=item.deliveries,
-            traceparent=item.event.envelope.traceparent or None, error=f"{type(exc).__name__}: {exc}",
-        )  # fmt: skip
+            "consumer.handler_failed",
+            stream=item.stream.key,
+            entry_id=item.entry_id.decode(),
+            event_id=item.event.id,
+            type=item.event.type,
+            deliveries=item.deliveries,
+            traceparent=item.event.envelope.traceparent or None,
+            error=f"{type(exc).__name__}: {exc}",
+        )
         if item.deliveries >= self.settings.max_deliveries:
             dead.append((item, f"failed {item.deliveries} deliveries: {type(exc).__name__}: {exc}"))
 
@@ -361,10 +383,14 @@ class ConsumerRuntime:
             pipe.xadd(stream, fields, maxlen=self.producer._maxlen(stream), approximate=True)  # type: ignore[arg-type]
         for item, reason in dead:
             dead_fields = dead_letter_fields(
-                stream=item.stream.key, group=self.group, consumer=self.consumer,
-                entry_id=item.entry_id.decode(), fields=item.fields, reason=reason,
+                stream=item.stream.key,
+                group=self.group,
+                consumer=self.consumer,
+                entry_id=item.entry_id.decode(),
+                fields=item.fields,
+                reason=reason,
                 deliveries=item.deliveries,
-            )  # fmt: skip
+            )
             dead_key = self.global_keys.dead_letters
             pipe.xadd(dead_key, dead_fields, maxlen=DEAD_LETTER_MAXLEN, approximate=True)  # type: ignore[arg-type]
         by_stream: dict[str, list[bytes]] = {}
@@ -377,9 +403,12 @@ class ConsumerRuntime:
             self.stats.dead_lettered += 1
             m.EVENTS_DEAD_LETTERED.labels(self.service, self.group, reason.split(":")[0]).inc()
             self.log.error(
-                "consumer.dead_lettered", stream=item.stream.key, entry_id=item.entry_id.decode(),
-                event_id=item.event.id if item.event else None, reason=reason,
-            )  # fmt: skip
+                "consumer.dead_lettered",
+                stream=item.stream.key,
+                entry_id=item.entry_id.decode(),
+                event_id=item.event.id if item.event else None,
+                reason=reason,
+            )
         self.stats.processed += len(acks)
         for item in acks:
             if item.event is not None:

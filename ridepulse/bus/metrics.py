@@ -27,5 +27,7 @@ HANDLER_SECONDS = Histogram(
     ["service", "type"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
-CONSUMER_LAG = Gauge("rp_consumer_lag", "Entries not yet delivered to the group", ["group", "stream"])
+CONSUMER_LAG = Gauge(
+    "rp_consumer_lag", "Entries not yet delivered to the group", ["group", "stream"]
+)
 EVENTS_PUBLISHED = Counter("rp_events_published_total", "Entries appended", ["stream"])

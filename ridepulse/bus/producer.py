@@ -18,7 +18,9 @@ def stream_for(envelope: Envelope, market: MarketKeys, global_keys: GlobalKeys) 
     channel = channel_of(envelope.type)
     if channel == "health":
         return global_keys.health
-    stream: str = getattr(market, {"surge": "surge_events", "eta": "eta_events"}.get(channel, channel))
+    stream: str = getattr(
+        market, {"surge": "surge_events", "eta": "eta_events"}.get(channel, channel)
+    )
     return stream
 
 
@@ -40,7 +42,10 @@ class Producer:
 
     async def publish(self, stream: str, envelope: Envelope) -> bytes:
         entry_id: Any = await self.redis.xadd(
-            stream, envelope.to_fields(), maxlen=self._maxlen(stream), approximate=True  # type: ignore[arg-type]
+            stream,
+            envelope.to_fields(),  # type: ignore[arg-type]
+            maxlen=self._maxlen(stream),
+            approximate=True,
         )
         EVENTS_PUBLISHED.labels(stream).inc()
         return bytes(entry_id)

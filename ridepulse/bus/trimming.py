@@ -39,7 +39,9 @@ async def safe_trim_floor(redis: aioredis.Redis, stream: str) -> str | None:
     return format_id(floor) if floor is not None else None
 
 
-async def trim_acknowledged(redis: aioredis.Redis, stream: str, *, keep_after_ms: int | None = None) -> int:
+async def trim_acknowledged(
+    redis: aioredis.Redis, stream: str, *, keep_after_ms: int | None = None
+) -> int:
     """Trim entries every group has acknowledged, keeping those newer than `keep_after_ms`
     (history for readers without a group: the dashboard, replays); returns how many went."""
     floor = await safe_trim_floor(redis, stream)

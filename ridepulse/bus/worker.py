@@ -47,9 +47,13 @@ async def run_service(
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr=settings.host)
     heartbeat = Heartbeat(
-        redis, prefix=settings.key_prefix, service=service, consumer=consumer,
-        interval_s=settings.heartbeat_interval_s, runtimes=runtimes,
-    )  # fmt: skip
+        redis,
+        prefix=settings.key_prefix,
+        service=service,
+        consumer=consumer,
+        interval_s=settings.heartbeat_interval_s,
+        runtimes=runtimes,
+    )
     for runtime in runtimes:
         await runtime.ensure_groups()
     await heartbeat.beat()  # the supervisor reads this as "ready"
@@ -84,9 +88,13 @@ async def run_consumer_service(
         if warm_up is not None:
             await warm_up()
         await run_service(
-            redis, settings, service=service, consumer=runtimes[0].consumer, runtimes=runtimes,
+            redis,
+            settings,
+            service=service,
+            consumer=runtimes[0].consumer,
+            runtimes=runtimes,
             background=background,
-        )  # fmt: skip
+        )
     finally:
         await redis.aclose()
 

@@ -30,27 +30,46 @@ DEAD_LETTERS = "deadLetters"
 # to the consumer services' handler tables; a group still reads (and acks) every entry.
 SENDS: dict[str, tuple[str, ...]] = {
     "ingest": (
-        "driver.location", "driver.status", "ride.requested", "ride.matched", "ride.unmatched",
-        "ride.driver_arrived", "ride.started", "ride.completed", "ride.cancelled",
+        "driver.location",
+        "driver.status",
+        "ride.requested",
+        "ride.matched",
+        "ride.unmatched",
+        "ride.driver_arrived",
+        "ride.started",
+        "ride.completed",
+        "ride.cancelled",
     ),
     "matching": ("ride.offered", "ride.unmatched", "ride.expired"),
     "eta": ("eta.updated",),
     "pricing": ("surge.updated",),
-}  # fmt: skip
+}
 RECEIVES: dict[str, tuple[str, ...]] = {
     "ingest": (  # pushed to the connected driver's app
-        "ride.offered", "ride.matched", "ride.unmatched", "ride.driver_arrived", "ride.started",
-        "ride.completed", "ride.cancelled", "ride.expired", "eta.updated",
+        "ride.offered",
+        "ride.matched",
+        "ride.unmatched",
+        "ride.driver_arrived",
+        "ride.started",
+        "ride.completed",
+        "ride.cancelled",
+        "ride.expired",
+        "eta.updated",
     ),
     "matching": ("ride.requested", "ride.unmatched"),
     "matching-geo": ("driver.location",),
     "eta": (
-        "driver.location", "ride.matched", "ride.driver_arrived", "ride.started", "ride.completed",
-        "ride.cancelled", "ride.unmatched",
+        "driver.location",
+        "ride.matched",
+        "ride.driver_arrived",
+        "ride.started",
+        "ride.completed",
+        "ride.cancelled",
+        "ride.unmatched",
     ),
     "pricing": ("ride.requested",),  # supply: matching's geo index, read per tick
     "dashboard": tuple(dict.fromkeys(t for t, _ in REGISTRY)),
-}  # fmt: skip
+}
 # These read every event from the last id (XREAD, no group): each replica must see them all.
 BROADCAST_READERS = ("ingest", "dashboard")
 # Consumer-group services move poison entries to the dead-letter stream; every service heartbeats.
@@ -85,27 +104,52 @@ ENVELOPE_SCHEMA: dict[str, Any] = {
     "their names in its listpack encoding.",
     "required": ["id", "type", "v", "source", "time", "subject"],
     "properties": {
-        "id": {"type": "string", "format": "uuid", "description": "Unique, time-ordered "
-               "(UUIDv7; UUIDv5 when derived from a cause event). The idempotency key: a stream "
-               "entry id is not, since a retried XADD can append the same event twice."},
+        "id": {
+            "type": "string",
+            "format": "uuid",
+            "description": "Unique, time-ordered "
+            "(UUIDv7; UUIDv5 when derived from a cause event). The idempotency key: a stream "
+            "entry id is not, since a retried XADD can append the same event twice.",
+        },
         "type": {"type": "string", "description": "Event type, e.g. `ride.requested`."},
-        "v": {"type": "integer", "minimum": 1, "description": "Schema version of `data` "
-              "(decimal digits in the stream field)."},
+        "v": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "Schema version of `data` (decimal digits in the stream field).",
+        },
         "source": {"type": "string", "description": "The producing service instance."},
-        "time": {"type": "integer", "description": "When it happened: epoch milliseconds, UTC "
-                 "(decimal digits in the stream field)."},
-        "subject": {"type": "string", "description": "The entity: `ride/<id>`, `driver/<id>`, "
-                    "`service/<name>`."},
-        "traceparent": {"type": "string", "description": "W3C trace context; empty when none.",
-                        "pattern": "^([0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2})?$"},
+        "time": {
+            "type": "integer",
+            "description": "When it happened: epoch milliseconds, UTC "
+            "(decimal digits in the stream field).",
+        },
+        "subject": {
+            "type": "string",
+            "description": "The entity: `ride/<id>`, `driver/<id>`, `service/<name>`.",
+        },
+        "traceparent": {
+            "type": "string",
+            "description": "W3C trace context; empty when none.",
+            "pattern": "^([0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2})?$",
+        },
     },
-}  # fmt: skip
+}
 
 DEAD_LETTER_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "A dead-letter entry is a flat map of stream fields, not an event envelope.",
-    "required": ["stream", "group", "consumer", "entry_id", "event_id", "type", "reason",
-                 "deliveries", "time", "original"],
+    "required": [
+        "stream",
+        "group",
+        "consumer",
+        "entry_id",
+        "event_id",
+        "type",
+        "reason",
+        "deliveries",
+        "time",
+        "original",
+    ],
     "properties": {
         "stream": {"type": "string", "description": "The stream the entry came from."},
         "group": {"type": "string", "description": "The consumer group that gave up on it."},
@@ -116,10 +160,13 @@ DEAD_LETTER_SCHEMA: dict[str, Any] = {
         "reason": {"type": "string", "description": "The validation error or the last failure."},
         "deliveries": {"type": "integer", "description": "Deliveries before it was moved."},
         "time": {"type": "integer", "description": "When it was moved, epoch ms."},
-        "original": {"type": "object", "additionalProperties": {"type": "string"},
-                     "description": "The original entry's fields, as JSON."},
+        "original": {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "The original entry's fields, as JSON.",
+        },
     },
-}  # fmt: skip
+}
 
 
 def _message_key(event_type: str, version: int) -> str:

@@ -16,10 +16,21 @@ Schema = Mapping[str, Any]
 # Keywords that restrict which values are valid; a change to any of them, either way, breaks a
 # reader on one side (tightened: old events rejected; loosened: old readers reject new events).
 CONSTRAINTS = (
-    "const", "enum", "format", "pattern", "minimum", "maximum", "exclusiveMinimum",
-    "exclusiveMaximum", "multipleOf", "minLength", "maxLength", "minItems", "maxItems",
+    "const",
+    "enum",
+    "format",
+    "pattern",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "multipleOf",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
     "uniqueItems",
-)  # fmt: skip
+)
 ANNOTATIONS = frozenset({"title", "description", "default", "examples", "$comment", "deprecated"})
 
 

@@ -121,29 +121,75 @@ TRANSITIONS: Final[dict[RideAction, Transition]] = {
     t.action: t
     for t in (
         _row("request", (), "requested", "ride.requested", "request"),
-        _row("offer", ("requested",), "offered", "ride.offered", "offer",
-             (("available",), "offered")),
-        _row("accept", ("offered",), "matched", "ride.matched", "accept",
-             (("offered",), "en_route")),
+        _row(
+            "offer", ("requested",), "offered", "ride.offered", "offer", (("available",), "offered")
+        ),
+        _row(
+            "accept", ("offered",), "matched", "ride.matched", "accept", (("offered",), "en_route")
+        ),
         # Declined or timed out: back to `requested` for a re-offer; counted as `unmatched`
         # so `requested` keeps counting ride requests.
-        _row("decline", ("offered",), "requested", "ride.unmatched", "decline",
-             (("offered",), "available"), count_as="unmatched"),
-        _row("arrive", ("matched",), "driver_arrived", "ride.driver_arrived", "mark arrived",
-             (("en_route",), None)),
-        _row("start", ("driver_arrived",), "started", "ride.started", "start",
-             (("en_route",), "on_trip")),
-        _row("complete", ("started",), "completed", "ride.completed", "complete",
-             (("on_trip",), "available")),
-        _row("cancel_by_rider", _BEFORE_START, "cancelled", "ride.cancelled", "cancel",
-             (("offered", "en_route"), "available")),
-        _row("cancel_by_driver", _ASSIGNED, "requested", "ride.unmatched", "cancel as driver",
-             (("en_route",), "available"), count_as="unmatched"),
-        _row("cancel_by_ops", (*_BEFORE_START, "started"), "cancelled", "ride.cancelled",
-             "cancel", (("offered", "en_route", "on_trip"), "available")),
+        _row(
+            "decline",
+            ("offered",),
+            "requested",
+            "ride.unmatched",
+            "decline",
+            (("offered",), "available"),
+            count_as="unmatched",
+        ),
+        _row(
+            "arrive",
+            ("matched",),
+            "driver_arrived",
+            "ride.driver_arrived",
+            "mark arrived",
+            (("en_route",), None),
+        ),
+        _row(
+            "start",
+            ("driver_arrived",),
+            "started",
+            "ride.started",
+            "start",
+            (("en_route",), "on_trip"),
+        ),
+        _row(
+            "complete",
+            ("started",),
+            "completed",
+            "ride.completed",
+            "complete",
+            (("on_trip",), "available"),
+        ),
+        _row(
+            "cancel_by_rider",
+            _BEFORE_START,
+            "cancelled",
+            "ride.cancelled",
+            "cancel",
+            (("offered", "en_route"), "available"),
+        ),
+        _row(
+            "cancel_by_driver",
+            _ASSIGNED,
+            "requested",
+            "ride.unmatched",
+            "cancel as driver",
+            (("en_route",), "available"),
+            count_as="unmatched",
+        ),
+        _row(
+            "cancel_by_ops",
+            (*_BEFORE_START, "started"),
+            "cancelled",
+            "ride.cancelled",
+            "cancel",
+            (("offered", "en_route", "on_trip"), "available"),
+        ),
         _row("expire", ("requested",), "expired", "ride.expired", "expire"),
     )
-}  # fmt: skip
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,8 +33,15 @@ from tests.support.waiting import wait_until
 from tests.unit.test_dashboard_state import RandomCity
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = [
@@ -52,10 +59,16 @@ class DashboardProcess:
         self.port = free_port()
         self.log_path = log_dir / "dashboard.log"
         clean = {k: v for k, v in os.environ.items() if not k.startswith("RIDEPULSE_")}
-        self.env = {**clean, "RIDEPULSE_REDIS_URL": settings.redis_url or "", "RIDEPULSE_KEY_PREFIX": settings.key_prefix,
-                    "RIDEPULSE_SECRET": settings.secret or "", "RIDEPULSE_DATA_DIR": str(log_dir),
-                    "RIDEPULSE_DASHBOARD_PORT": str(self.port), "RIDEPULSE_BLOCK_MS": "200",
-                    "RIDEPULSE_HEARTBEAT_INTERVAL_S": "1.0"}  # fmt: skip
+        self.env = {
+            **clean,
+            "RIDEPULSE_REDIS_URL": settings.redis_url or "",
+            "RIDEPULSE_KEY_PREFIX": settings.key_prefix,
+            "RIDEPULSE_SECRET": settings.secret or "",
+            "RIDEPULSE_DATA_DIR": str(log_dir),
+            "RIDEPULSE_DASHBOARD_PORT": str(self.port),
+            "RIDEPULSE_BLOCK_MS": "200",
+            "RIDEPULSE_HEARTBEAT_INTERVAL_S": "1.0",
+        }
         self.process: subprocess.Popen[bytes] | None = None
         self.token = mint_token(settings.secret or "", "ops", "browser-test")
 
@@ -167,8 +180,16 @@ async def test_page_loads_offline_and_follows_a_ride_to_completed(
     page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
     await page.goto(f"{dashboard.url}/?token={dashboard.token}")
     await expect(page.locator("#conn-badge")).to_contain_text("live", timeout=10_000)
-    await put_drivers(redis, keys, {"drv-a": (37.78, -122.42, "available"), "drv-b": (37.77, -122.41, "available"),
-                                    "drv-c": (37.76, -122.44, "en_route"), "drv-off": (37.75, -122.45, "offline")})  # fmt: skip
+    await put_drivers(
+        redis,
+        keys,
+        {
+            "drv-a": (37.78, -122.42, "available"),
+            "drv-b": (37.77, -122.41, "available"),
+            "drv-c": (37.76, -122.44, "en_route"),
+            "drv-off": (37.75, -122.45, "offline"),
+        },
+    )
     await expect(page.locator("#map")).to_have_attribute("data-drivers", "3", timeout=5000)
     await expect(page.locator('[data-legend="available"] .count')).to_have_text("2")
     await expect(page.locator('[data-legend="en_route"] .count')).to_have_text("1")
@@ -195,7 +216,13 @@ async def test_page_loads_offline_and_follows_a_ride_to_completed(
     steps = detail.locator(".timeline li[data-status]")
     await expect(steps).to_have_count(6)
     assert await steps.evaluate_all("els => els.map(e => e.dataset.status)") == [
-        "requested", "offered", "matched", "driver_arrived", "started", "completed"]  # fmt: skip
+        "requested",
+        "offered",
+        "matched",
+        "driver_arrived",
+        "started",
+        "completed",
+    ]
     await _kpi(page, "completed", "1")
     await _kpi(page, "cancelled", "0")
 
@@ -247,8 +274,13 @@ async def test_page_applies_deltas_exactly_like_the_server(
     page: Page, dashboard: DashboardProcess
 ) -> None:
     """app.js's applyDelta is a mirror of dashboard/protocol.py: same snapshots after any deltas."""
-    state = CityState({"id": "sf", "name": "San Francisco"}, FeedConfig(event_log_size=25, series_points=12,
-                      client_queue_size=10_000, finished_ride_ttl_ms=4000), stale_after_ms=1500)  # fmt: skip
+    state = CityState(
+        {"id": "sf", "name": "San Francisco"},
+        FeedConfig(
+            event_log_size=25, series_points=12, client_queue_size=10_000, finished_ride_ttl_ms=4000
+        ),
+        stale_after_ms=1500,
+    )
     hub = Hub(state, state.config)
     city = RandomCity(seed=99)
     client = hub.connect()

@@ -19,8 +19,15 @@ from tests.support.processes import Platform
 from tests.support.waiting import wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "dashboard.png"
 VIEWPORT: ViewportSize = {"width": 1600, "height": 1000}
 # `ridepulse up` fixes the simulation's size (locust -u 130) and clock (time scale 2, seed 7);
@@ -88,17 +95,24 @@ class CityOnPage:
         """Required: a live feed, a fleet on the map, rides under way, matches made, and a
         minute of chart history."""
         return (
-            self.badge == "live" and self.dots >= 80 and self.active >= 5
-            and self.matched_last_min + self.completed > 0 and self.chart_points >= 60
-        )  # fmt: skip
+            self.badge == "live"
+            and self.dots >= 80
+            and self.active >= 5
+            and self.matched_last_min + self.completed > 0
+            and self.chart_points >= 60
+        )
 
     def at_its_best(self) -> bool:
         """Also waited for until the deadline: trips finishing and new ones matched, people on
         board, and surge around the hotspots."""
         return (
-            self.living() and self.completed >= 2 and self.matched_last_min >= 1
-            and self.on_trip >= 5 and self.max_surge > 1.0 and self.surge_hexes >= 10
-        )  # fmt: skip
+            self.living()
+            and self.completed >= 2
+            and self.matched_last_min >= 1
+            and self.on_trip >= 5
+            and self.max_surge > 1.0
+            and self.surge_hexes >= 10
+        )
 
 
 @pytest.fixture

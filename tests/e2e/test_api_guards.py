@@ -31,8 +31,16 @@ def test_missing_forged_and_expired_tokens_get_401(shared_city: City) -> None:
 def test_a_driver_cannot_act_for_another_driver(shared_city: City) -> None:
     body = {"lat": DOWNTOWN[0], "lon": DOWNTOWN[1]}
     mallory = shared_city.token("driver", "mallory")
-    assert shared_city.http.post("/v1/drivers/alice/location", json=body, headers=mallory).status_code == 403
-    assert shared_city.http.put("/v1/drivers/alice/status", json={"status": "available"}, headers=mallory).status_code == 403
+    assert (
+        shared_city.http.post("/v1/drivers/alice/location", json=body, headers=mallory).status_code
+        == 403
+    )
+    assert (
+        shared_city.http.put(
+            "/v1/drivers/alice/status", json={"status": "available"}, headers=mallory
+        ).status_code
+        == 403
+    )
     assert shared_city.http.get("/v1/drivers/alice", headers=mallory).status_code == 403
 
 
@@ -43,22 +51,39 @@ def test_a_rider_cannot_read_or_cancel_another_riders_ride(shared_city: City) ->
     assert shared_city.http.post(f"/v1/rides/{ride_id}/cancel", headers=other).status_code == 403
     owner = shared_city.token("rider", "owner")
     assert shared_city.http.get(f"/v1/rides/{ride_id}", headers=owner).status_code == 200
-    assert shared_city.http.post(f"/v1/rides/{ride_id}/cancel", headers=owner).json()["status"] == "cancelled"
+    assert (
+        shared_city.http.post(f"/v1/rides/{ride_id}/cancel", headers=owner).json()["status"]
+        == "cancelled"
+    )
 
 
 def test_roles_are_enforced(shared_city: City) -> None:
     driver = shared_city.token("driver", "d-role")
-    body = {"pickup": {"lat": DOWNTOWN[0], "lon": DOWNTOWN[1]}, "dropoff": {"lat": DROPOFF[0], "lon": DROPOFF[1]}}
+    body = {
+        "pickup": {"lat": DOWNTOWN[0], "lon": DOWNTOWN[1]},
+        "dropoff": {"lat": DROPOFF[0], "lon": DROPOFF[1]},
+    }
     assert shared_city.http.post("/v1/rides", json=body, headers=driver).status_code == 403
     rider = shared_city.token("rider", "r-role")
-    batch = {"pings": [{"driver_id": "d1", "lat": DOWNTOWN[0], "lon": DOWNTOWN[1], "ts": int(time.time() * 1000)}]}
+    batch = {
+        "pings": [
+            {
+                "driver_id": "d1",
+                "lat": DOWNTOWN[0],
+                "lon": DOWNTOWN[1],
+                "ts": int(time.time() * 1000),
+            }
+        ]
+    }
     assert shared_city.http.post("/v1/telemetry", json=batch, headers=rider).status_code == 403
     ride_id = shared_city.request_ride("r-role", DOWNTOWN, DROPOFF).json()["ride_id"]
     assert shared_city.http.post(f"/v1/rides/{ride_id}/accept", headers=rider).status_code == 403
     assert shared_city.http.post(f"/v1/rides/{ride_id}/accept", headers=driver).status_code == 403
 
 
-def test_the_same_idempotency_key_sent_three_times_concurrently_makes_one_ride(shared_city: City) -> None:
+def test_the_same_idempotency_key_sent_three_times_concurrently_makes_one_ride(
+    shared_city: City,
+) -> None:
     import concurrent.futures
 
     def send(_: int) -> Any:
@@ -87,13 +112,17 @@ BAD_PINGS: list[tuple[str, Any, int, str | None]] = [
 ]
 
 
-@pytest.mark.parametrize(("case", "body", "status", "field"), BAD_PINGS, ids=[c[0] for c in BAD_PINGS])
+@pytest.mark.parametrize(
+    ("case", "body", "status", "field"), BAD_PINGS, ids=[c[0] for c in BAD_PINGS]
+)
 def test_malformed_ping_is_refused_with_its_reason(
     shared_city: City, case: str, body: Any, status: int, field: str | None
 ) -> None:
     headers = shared_city.token("driver", "d-bad")
     if isinstance(body, bytes):
-        response = shared_city.http.post("/v1/drivers/d-bad/location", content=body, headers=headers)
+        response = shared_city.http.post(
+            "/v1/drivers/d-bad/location", content=body, headers=headers
+        )
     else:
         response = shared_city.http.post("/v1/drivers/d-bad/location", json=body, headers=headers)
     assert response.status_code == status, f"{case}: {response.status_code} {response.text}"
@@ -107,15 +136,55 @@ def test_malformed_ping_is_refused_with_its_reason(
 
 BAD_RIDES: list[tuple[str, Any, dict[str, str], int, str | None]] = [
     ("missing pickup", {"dropoff": {"lat": 37.76, "lon": -122.41}}, {}, 422, "pickup"),
-    ("pickup lat text", {"pickup": {"lat": "x", "lon": -122.4}, "dropoff": {"lat": 37.76, "lon": -122.41}}, {}, 422, "pickup.lat"),
-    ("dropoff outside", {"pickup": {"lat": 37.77, "lon": -122.42}, "dropoff": {"lat": 34.05, "lon": -118.24}}, {}, 422, "dropoff"),
-    ("unknown field", {"pickup": {"lat": 37.77, "lon": -122.42}, "dropoff": {"lat": 37.76, "lon": -122.41}, "tip": 5}, {}, 422, "tip"),
-    ("unknown quote", {"pickup": {"lat": 37.77, "lon": -122.42}, "dropoff": {"lat": 37.76, "lon": -122.41}, "quote_id": "q-nope"}, {}, 422, "quote_id"),
-    ("idempotency key too long", {"pickup": {"lat": 37.77, "lon": -122.42}, "dropoff": {"lat": 37.76, "lon": -122.41}}, {"Idempotency-Key": "k" * 300}, 422, None),
+    (
+        "pickup lat text",
+        {"pickup": {"lat": "x", "lon": -122.4}, "dropoff": {"lat": 37.76, "lon": -122.41}},
+        {},
+        422,
+        "pickup.lat",
+    ),
+    (
+        "dropoff outside",
+        {"pickup": {"lat": 37.77, "lon": -122.42}, "dropoff": {"lat": 34.05, "lon": -118.24}},
+        {},
+        422,
+        "dropoff",
+    ),
+    (
+        "unknown field",
+        {
+            "pickup": {"lat": 37.77, "lon": -122.42},
+            "dropoff": {"lat": 37.76, "lon": -122.41},
+            "tip": 5,
+        },
+        {},
+        422,
+        "tip",
+    ),
+    (
+        "unknown quote",
+        {
+            "pickup": {"lat": 37.77, "lon": -122.42},
+            "dropoff": {"lat": 37.76, "lon": -122.41},
+            "quote_id": "q-nope",
+        },
+        {},
+        422,
+        "quote_id",
+    ),
+    (
+        "idempotency key too long",
+        {"pickup": {"lat": 37.77, "lon": -122.42}, "dropoff": {"lat": 37.76, "lon": -122.41}},
+        {"Idempotency-Key": "k" * 300},
+        422,
+        None,
+    ),
 ]
 
 
-@pytest.mark.parametrize(("case", "body", "extra", "status", "field"), BAD_RIDES, ids=[c[0] for c in BAD_RIDES])
+@pytest.mark.parametrize(
+    ("case", "body", "extra", "status", "field"), BAD_RIDES, ids=[c[0] for c in BAD_RIDES]
+)
 def test_malformed_ride_request_is_refused_with_its_reason(
     shared_city: City, case: str, body: Any, extra: dict[str, str], status: int, field: str | None
 ) -> None:
@@ -128,14 +197,18 @@ def test_malformed_ride_request_is_refused_with_its_reason(
 
 def test_bad_batches_and_reads_get_clear_4xx(shared_city: City) -> None:
     fleet = shared_city.token("fleet", "gateway")
-    too_many = {"pings": [{"driver_id": f"d{i}", "lat": 37.77, "lon": -122.42} for i in range(5001)]}
+    too_many = {
+        "pings": [{"driver_id": f"d{i}", "lat": 37.77, "lon": -122.42} for i in range(5001)]
+    }
     response = shared_city.http.post("/v1/telemetry", json=too_many, headers=fleet)
     assert response.status_code == 422 and response.json()["field"] == "pings"
-    mixed = {"pings": [
-        {"driver_id": "ok1", "lat": 37.77, "lon": -122.42},
-        {"driver_id": "bad", "lat": 99, "lon": -122.42},
-        {"lat": 37.77, "lon": -122.42},
-    ]}  # fmt: skip
+    mixed = {
+        "pings": [
+            {"driver_id": "ok1", "lat": 37.77, "lon": -122.42},
+            {"driver_id": "bad", "lat": 99, "lon": -122.42},
+            {"lat": 37.77, "lon": -122.42},
+        ]
+    }
     response = shared_city.http.post("/v1/telemetry", json=mixed, headers=fleet)
     assert response.status_code == 202
     assert (response.json()["accepted"], response.json()["rejected"]) == (1, 2)
@@ -144,11 +217,20 @@ def test_bad_batches_and_reads_get_clear_4xx(shared_city: City) -> None:
     assert shared_city.http.get("/v1/rides/sf-nope", headers=ops).status_code == 404
     assert shared_city.http.get("/v1/rides/garbage", headers=ops).status_code == 404
     assert shared_city.http.get("/v1/drivers/never-seen", headers=ops).status_code == 404
-    quote = shared_city.http.get("/v1/quote", params={"pickup_lat": 200, "pickup_lon": 0, "dropoff_lat": 0, "dropoff_lon": 0},
-                                 headers=shared_city.token("rider", "q"))  # fmt: skip
+    quote = shared_city.http.get(
+        "/v1/quote",
+        params={"pickup_lat": 200, "pickup_lon": 0, "dropoff_lat": 0, "dropoff_lon": 0},
+        headers=shared_city.token("rider", "q"),
+    )
     assert quote.status_code == 422
-    assert shared_city.http.put("/v1/drivers/d-s/status", json={"status": "asleep"},
-                                headers=shared_city.token("driver", "d-s")).status_code == 422  # fmt: skip
+    assert (
+        shared_city.http.put(
+            "/v1/drivers/d-s/status",
+            json={"status": "asleep"},
+            headers=shared_city.token("driver", "d-s"),
+        ).status_code
+        == 422
+    )
 
 
 def test_per_driver_ping_rate_limit_answers_429(shared_city: City) -> None:

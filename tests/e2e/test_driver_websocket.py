@@ -24,15 +24,25 @@ def test_driver_streams_pings_over_websocket_and_receives_its_offer(city: City) 
     token = mint_token(city.secret, "driver", "ws-driver")
     with connect(_ws_url(city, "ws-driver", token), open_timeout=10) as ws:
         spot = offset(DOWNTOWN, 200, 0)
-        ws.send(orjson.dumps({"lat": spot[0], "lon": spot[1], "ts": int(time.time() * 1000)}).decode())
-        response = city.http.put("/v1/drivers/ws-driver/status", json={"status": "available"},
-                                 headers=city.token("driver", "ws-driver"))  # fmt: skip
+        ws.send(
+            orjson.dumps({"lat": spot[0], "lon": spot[1], "ts": int(time.time() * 1000)}).decode()
+        )
+        response = city.http.put(
+            "/v1/drivers/ws-driver/status",
+            json={"status": "available"},
+            headers=city.token("driver", "ws-driver"),
+        )
         assert response.status_code == 200
         deadline = time.monotonic() + 10
-        while city.http.get("/v1/drivers/ws-driver", headers=city.token("ops", "t")).json().get("lat") is None:
+        while (
+            city.http.get("/v1/drivers/ws-driver", headers=city.token("ops", "t")).json().get("lat")
+            is None
+        ):
             assert time.monotonic() < deadline, "ping sent over the socket never arrived"
             time.sleep(0.05)
-        ride_id = city.request_ride("ws-rider", DOWNTOWN, offset(DOWNTOWN, -2000, 0)).json()["ride_id"]
+        ride_id = city.request_ride("ws-rider", DOWNTOWN, offset(DOWNTOWN, -2000, 0)).json()[
+            "ride_id"
+        ]
         message = _next_besides_eta(ws, timeout_s=15)
         assert message["type"] == "ride.offered" and message["ride_id"] == ride_id
         assert city.act("ws-driver", ride_id, "accept").status_code == 200
@@ -47,7 +57,9 @@ def _next_besides_eta(ws: ClientConnection, *, timeout_s: float) -> dict[str, An
     its own schedule, so one may arrive before the reply to what the driver just sent."""
     deadline = time.monotonic() + timeout_s
     while True:
-        message: dict[str, Any] = orjson.loads(ws.recv(timeout=max(0.0, deadline - time.monotonic())))
+        message: dict[str, Any] = orjson.loads(
+            ws.recv(timeout=max(0.0, deadline - time.monotonic()))
+        )
         if message["type"] != "eta.updated":
             return message
 
@@ -60,7 +72,9 @@ def test_websocket_refuses_another_drivers_token_and_foreign_origins(city: City)
     assert not isinstance(refused.value, TimeoutError)
     own = mint_token(city.secret, "driver", "ws-victim")
     with pytest.raises(Exception) as foreign:
-        with connect(_ws_url(city, "ws-victim", own), origin="http://evil.example", open_timeout=5) as ws:  # type: ignore[call-overload]
+        with connect(
+            _ws_url(city, "ws-victim", own), origin="http://evil.example", open_timeout=5
+        ) as ws:  # type: ignore[call-overload]
             ws.recv(timeout=5)
     assert not isinstance(foreign.value, TimeoutError)
     _ = InvalidStatus

@@ -36,7 +36,10 @@ def _accept_every_offer(city: City, stop: threading.Event) -> None:
                     if fields[b"type"] == b"ride.offered":
                         data = orjson.loads(fields[b"data"])
                         token = mint_token(city.secret, "driver", data["driver_id"])
-                        http.post(f"/v1/rides/{data['ride_id']}/accept", headers={"Authorization": f"Bearer {token}"})
+                        http.post(
+                            f"/v1/rides/{data['ride_id']}/accept",
+                            headers={"Authorization": f"Bearer {token}"},
+                        )
     finally:
         client.close()
         http.close()
@@ -44,9 +47,13 @@ def _accept_every_offer(city: City, stop: threading.Event) -> None:
 
 async def _request_all(city: City, rng: random.Random) -> list[str]:
     async with httpx.AsyncClient(base_url=city.platform.api, timeout=30) as http:
+
         async def one(i: int) -> str:
             pickup = offset(DOWNTOWN, rng.uniform(-1500, 1500), rng.uniform(-1500, 1500))
-            body = {"pickup": {"lat": pickup[0], "lon": pickup[1]}, "dropoff": {"lat": DOWNTOWN[0] - 0.02, "lon": DOWNTOWN[1]}}
+            body = {
+                "pickup": {"lat": pickup[0], "lon": pickup[1]},
+                "dropoff": {"lat": DOWNTOWN[0] - 0.02, "lon": DOWNTOWN[1]},
+            }
             response = await http.post("/v1/rides", json=body, headers=city.token("rider", f"r{i}"))
             assert response.status_code == 202, response.text
             ride_id: str = response.json()["ride_id"]
@@ -59,7 +66,9 @@ def test_300_concurrent_requests_on_100_drivers_never_double_book_a_driver(city:
     rng = random.Random(1234)
     drivers = [f"cd{i}" for i in range(DRIVERS)]
     for driver in drivers:
-        city.go_available(driver, *offset(DOWNTOWN, rng.uniform(-2000, 2000), rng.uniform(-2000, 2000)))
+        city.go_available(
+            driver, *offset(DOWNTOWN, rng.uniform(-2000, 2000), rng.uniform(-2000, 2000))
+        )
     stop = threading.Event()
     acceptor = threading.Thread(target=_accept_every_offer, args=(city, stop), daemon=True)
     acceptor.start()
@@ -96,10 +105,14 @@ def _assert_no_driver_held_two_rides(city: City) -> None:
         driver = data.get("driver_id")
         if kind == "ride.offered":
             offers += 1
-            assert driver not in holding, f"{driver} offered {data['ride_id']} while holding {holding[driver]}"
+            assert driver not in holding, (
+                f"{driver} offered {data['ride_id']} while holding {holding[driver]}"
+            )
             holding[driver] = data["ride_id"]
         elif kind == "ride.matched":
-            assert holding.get(driver) == data["ride_id"], f"{driver} matched a ride it was not offered"
+            assert holding.get(driver) == data["ride_id"], (
+                f"{driver} matched a ride it was not offered"
+            )
         elif kind in ("ride.unmatched", "ride.completed") or (kind == "ride.cancelled" and driver):
             holding.pop(driver, None)
     assert offers >= DRIVERS

@@ -31,16 +31,19 @@ def test_supervisor_restarts_a_killed_service_and_stop_leaves_no_process(tmp_pat
         tree |= {p.pid for p in platform.descendants()}
         client = redis.Redis.from_url(platform.redis_url())
         wait_until_sync(
-            lambda: client.exists("rp:heartbeat:janitor:janitor-1"), timeout_s=10,
+            lambda: client.exists("rp:heartbeat:janitor:janitor-1"),
+            timeout_s=10,
             what="the restarted janitor's heartbeat",
-        )  # fmt: skip
+        )
         client.close()
         assert replacement.is_running()
         assert "service.restarted" in (platform.text())
     finally:
         code = platform.stop()
     assert code == 0, f"ridepulse up exited {code} on SIGTERM:\n{platform.text()[-2000:]}"
-    survivors = [pid for pid in tree if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+    survivors = [
+        pid for pid in tree if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"
+    ]
     assert survivors == [], f"processes left behind: {survivors}"
     assert not (tmp_path / "city" / "redis.url").exists()
 
@@ -51,7 +54,9 @@ def _replacement(platform: Platform, old_pid: int) -> psutil.Process | None:
 
 
 def test_run_unknown_service_gives_one_line_error() -> None:
-    result = subprocess.run([RIDEPULSE, "run", "teleporter"], capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [RIDEPULSE, "run", "teleporter"], capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 1
     assert "unknown service 'teleporter'" in result.stderr
     assert "Traceback" not in result.stderr
@@ -59,9 +64,12 @@ def test_run_unknown_service_gives_one_line_error() -> None:
 
 def test_run_without_redis_says_what_to_do(tmp_path: Path) -> None:
     result = subprocess.run(
-        [RIDEPULSE, "run", "janitor"], capture_output=True, text=True, timeout=30,
+        [RIDEPULSE, "run", "janitor"],
+        capture_output=True,
+        text=True,
+        timeout=30,
         env={"PATH": "/usr/bin:/bin", "RIDEPULSE_DATA_DIR": str(tmp_path)},
-    )  # fmt: skip
+    )
     assert result.returncode == 1
     assert "RIDEPULSE_REDIS_URL" in result.stderr
     assert "Traceback" not in result.stderr
@@ -69,10 +77,16 @@ def test_run_without_redis_says_what_to_do(tmp_path: Path) -> None:
 
 def test_run_with_unreachable_redis_is_a_one_line_error(tmp_path: Path) -> None:
     result = subprocess.run(
-        [RIDEPULSE, "run", "janitor"], capture_output=True, text=True, timeout=60,
-        env={"PATH": "/usr/bin:/bin", "RIDEPULSE_DATA_DIR": str(tmp_path),
-             "RIDEPULSE_REDIS_URL": "redis://127.0.0.1:1/0"},
-    )  # fmt: skip
+        [RIDEPULSE, "run", "janitor"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "RIDEPULSE_DATA_DIR": str(tmp_path),
+            "RIDEPULSE_REDIS_URL": "redis://127.0.0.1:1/0",
+        },
+    )
     assert result.returncode == 1
     assert "cannot reach Redis at redis://127.0.0.1:1/0" in result.stderr
     assert "Traceback" not in result.stderr
@@ -80,9 +94,11 @@ def test_run_with_unreachable_redis_is_a_one_line_error(tmp_path: Path) -> None:
 
 def test_redis_command_prints_a_working_url_and_stops_cleanly(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [RIDEPULSE, "redis", "--data-dir", str(tmp_path)], stdout=subprocess.PIPE, text=True,
+        [RIDEPULSE, "redis", "--data-dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
         env={"PATH": "/usr/bin:/bin"},
-    )  # fmt: skip
+    )
     try:
         assert proc.stdout is not None
         url = proc.stdout.readline().strip()

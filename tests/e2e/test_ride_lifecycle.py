@@ -37,7 +37,9 @@ def _groups_caught_up(city: City) -> dict[str, Any] | None:
     finally:
         client.close()
     wanted = {"matching", "eta", "pricing"}
-    if wanted <= set(groups) and all(groups[g]["lag"] == 0 and groups[g]["pending"] == 0 for g in wanted):
+    if wanted <= set(groups) and all(
+        groups[g]["lag"] == 0 and groups[g]["pending"] == 0 for g in wanted
+    ):
         return groups
     return None
 
@@ -46,9 +48,15 @@ def test_full_ride_from_quote_to_completion_through_every_service(city: City) ->
     near, mid, far = place_drivers(city, [300, 1200, 2500])
     rider = city.token("rider", "rider-1")
     quote = city.http.get(
-        "/v1/quote", headers=rider,
-        params={"pickup_lat": DOWNTOWN[0], "pickup_lon": DOWNTOWN[1], "dropoff_lat": DROPOFF[0], "dropoff_lon": DROPOFF[1]},
-    )  # fmt: skip
+        "/v1/quote",
+        headers=rider,
+        params={
+            "pickup_lat": DOWNTOWN[0],
+            "pickup_lon": DOWNTOWN[1],
+            "dropoff_lat": DROPOFF[0],
+            "dropoff_lon": DROPOFF[1],
+        },
+    )
     assert quote.status_code == 200, quote.text
     assert quote.json()["fare"] > 0 and quote.json()["pickup_eta_s"] is not None
     response = city.request_ride("rider-1", DOWNTOWN, DROPOFF, quote_id=quote.json()["quote_id"])
@@ -56,31 +64,56 @@ def test_full_ride_from_quote_to_completion_through_every_service(city: City) ->
     ride_id = response.json()["ride_id"]
     city.wait_ride(ride_id, lambda r: r["status"] == "offered", what="an offer")
     driver_view = city.http.get(f"/v1/drivers/{near}", headers=city.token("driver", near)).json()
-    assert driver_view["offer"]["ride_id"] == ride_id, f"nearest driver should get the offer: {driver_view}"
-    for action, status in [("accept", "matched"), ("arrived", "driver_arrived"), ("start", "started"), ("complete", "completed")]:
+    assert driver_view["offer"]["ride_id"] == ride_id, (
+        f"nearest driver should get the offer: {driver_view}"
+    )
+    for action, status in [
+        ("accept", "matched"),
+        ("arrived", "driver_arrived"),
+        ("start", "started"),
+        ("complete", "completed"),
+    ]:
         result = city.act(near, ride_id, action)
         assert result.status_code == 200, f"{action}: {result.text}"
         assert result.json()["status"] == status
     final = city.ride(ride_id)
     assert final["fare"] == quote.json()["fare"], "the quoted fare is honoured"
     assert [t["status"] for t in final["timeline"]] == [
-        "requested", "offered", "matched", "driver_arrived", "started", "completed"
-    ]  # fmt: skip
+        "requested",
+        "offered",
+        "matched",
+        "driver_arrived",
+        "started",
+        "completed",
+    ]
     assert final["pickup_eta_s"] is not None
-    wait_until_sync(lambda: _groups_caught_up(city), timeout_s=15, what="every group to process the ride")
+    wait_until_sync(
+        lambda: _groups_caught_up(city), timeout_s=15, what="every group to process the ride"
+    )
     for other in (mid, far):
         view = city.http.get(f"/v1/drivers/{other}", headers=city.token("driver", other)).json()
         assert view["status"] == "available", f"{other} was never offered the ride: {view}"
 
 
-def test_declined_offer_goes_to_the_next_nearest_driver_and_timeout_to_the_one_after(city: City) -> None:
+def test_declined_offer_goes_to_the_next_nearest_driver_and_timeout_to_the_one_after(
+    city: City,
+) -> None:
     near, mid, far = place_drivers(city, [200, 1000, 2200])
     ride_id = city.request_ride("rider-2", DOWNTOWN, DROPOFF).json()["ride_id"]
     city.wait_ride(ride_id, lambda r: r["status"] == "offered", what="first offer")
     assert city.act(near, ride_id, "decline").status_code == 200
-    city.wait_ride(ride_id, lambda r: r["status"] == "offered" and _offered_to(city, ride_id) == mid, what="offer to mid")
+    city.wait_ride(
+        ride_id,
+        lambda r: r["status"] == "offered" and _offered_to(city, ride_id) == mid,
+        what="offer to mid",
+    )
     # mid ignores the offer: after the 2 s offer timeout it goes to the far driver
-    city.wait_ride(ride_id, lambda r: _offered_to(city, ride_id) == far, timeout_s=10, what="offer to far after timeout")
+    city.wait_ride(
+        ride_id,
+        lambda r: _offered_to(city, ride_id) == far,
+        timeout_s=10,
+        what="offer to far after timeout",
+    )
     assert city.act(far, ride_id, "accept").json()["status"] == "matched"
     assert city.act(near, ride_id, "accept").status_code == 403
 
@@ -97,7 +130,9 @@ def _offered_to(city: City, ride_id: str) -> str | None:
 
 def test_ride_with_no_driver_expires_after_its_deadline(city: City) -> None:
     ride_id = city.request_ride("rider-3", DOWNTOWN, DROPOFF).json()["ride_id"]
-    expired = city.wait_ride(ride_id, lambda r: r["status"] == "expired", timeout_s=20, what="expiry")
+    expired = city.wait_ride(
+        ride_id, lambda r: r["status"] == "expired", timeout_s=20, what="expiry"
+    )
     assert [t["status"] for t in expired["timeline"]] == ["requested", "expired"]
 
 
@@ -116,7 +151,9 @@ def test_rider_cancel_frees_the_driver_and_driver_cancel_reoffers_the_ride(city:
     assert city.act(first, ride_b, "accept").status_code == 200
     dropped = city.http.post(f"/v1/rides/{ride_b}/cancel", headers=city.token("driver", first))
     assert dropped.status_code == 200 and dropped.json()["status"] == "requested"
-    city.wait_ride(ride_b, lambda r: _offered_to(city, ride_b) == second, what="re-offer to the other driver")
+    city.wait_ride(
+        ride_b, lambda r: _offered_to(city, ride_b) == second, what="re-offer to the other driver"
+    )
 
 
 def test_transitions_not_allowed_now_are_refused_with_409_and_the_current_state(city: City) -> None:
@@ -130,5 +167,7 @@ def test_transitions_not_allowed_now_are_refused_with_409_and_the_current_state(
     assert city.act(driver, ride_id, "accept").status_code == 409
     assert city.act(driver, ride_id, "arrived").status_code == 200
     assert city.act(driver, ride_id, "start").status_code == 200
-    late_cancel = city.http.post(f"/v1/rides/{ride_id}/cancel", headers=city.token("rider", "rider-6"))
+    late_cancel = city.http.post(
+        f"/v1/rides/{ride_id}/cancel", headers=city.token("rider", "rider-6")
+    )
     assert late_cancel.status_code == 409 and "started" in late_cancel.json()["detail"]

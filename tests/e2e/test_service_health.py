@@ -20,7 +20,9 @@ SERVICES = {"ingest", "matching", "matching-geo", "eta", "pricing", "janitor"}
 
 def _status(city: City) -> dict[str, Any]:
     env = {**os.environ, "RIDEPULSE_REDIS_URL": city.platform.redis_url()}
-    result = subprocess.run([RIDEPULSE, "status", "--json"], capture_output=True, text=True, env=env, timeout=30)
+    result = subprocess.run(
+        [RIDEPULSE, "status", "--json"], capture_output=True, text=True, env=env, timeout=30
+    )
     report: dict[str, Any] = orjson.loads(result.stdout)
     return report
 
@@ -34,6 +36,8 @@ def test_status_shows_ingest_alive_with_the_pings_it_appended(shared_city: City)
         ingest = [s for s in report["services"] if s["service"] == "ingest"]
         return report if ingest and ingest[0]["alive"] and ingest[0]["processed"] >= 3 else None
 
-    report = wait_until_sync(ingest_counted, timeout_s=15, what="ingest's heartbeat counting 3 pings")
+    report = wait_until_sync(
+        ingest_counted, timeout_s=15, what="ingest's heartbeat counting 3 pings"
+    )
     assert SERVICES <= {s["service"] for s in report["services"] if s["alive"]}, report["services"]
     assert report["healthy"], report["problems"]

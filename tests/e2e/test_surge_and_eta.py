@@ -39,9 +39,15 @@ def quote(
     city: City, rider: str, pickup: tuple[float, float], dropoff: tuple[float, float]
 ) -> dict[str, Any]:
     response = city.http.get(
-        "/v1/quote", headers=city.token("rider", rider),
-        params={"pickup_lat": pickup[0], "pickup_lon": pickup[1], "dropoff_lat": dropoff[0], "dropoff_lon": dropoff[1]},
-    )  # fmt: skip
+        "/v1/quote",
+        headers=city.token("rider", rider),
+        params={
+            "pickup_lat": pickup[0],
+            "pickup_lon": pickup[1],
+            "dropoff_lat": dropoff[0],
+            "dropoff_lon": dropoff[1],
+        },
+    )
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
@@ -78,8 +84,9 @@ def test_surge_rises_where_riders_outnumber_drivers_is_honoured_and_falls_back(
 
     surging = wait_until_sync(
         lambda: (q := quote(city, "late-rider", DOWNTOWN, DROPOFF))["surge"] > 1.0 and q,
-        timeout_s=10, what="the quote to show surge where six riders wait for one driver",
-    )  # fmt: skip
+        timeout_s=10,
+        what="the quote to show surge where six riders wait for one driver",
+    )
     assert float(cast(str, db.hget(SURGE_CELLS, cell))) == surging["surge"]
     assert surging["surge"] in surge_announced(db, cell), "surge.updated announced the rise"
 
@@ -92,8 +99,9 @@ def test_surge_rises_where_riders_outnumber_drivers_is_honoured_and_falls_back(
 
     calm = wait_until_sync(
         lambda: (q := quote(city, "late-rider", DOWNTOWN, DROPOFF))["surge"] == 1.0 and q,
-        timeout_s=25, what="surge to fall back once the 8 s window has passed",
-    )  # fmt: skip
+        timeout_s=25,
+        what="surge to fall back once the 8 s window has passed",
+    )
     assert calm["fare"] < surging["fare"]
     assert not db.hexists(SURGE_CELLS, cell), "a calm cell leaves the surge read model"
     assert surge_announced(db, cell)[-1] == 1.0, "surge.updated announced the fall"
@@ -158,8 +166,14 @@ def circling_fleet(
             angle = phase + speed_mps * i * interval_ms / 1000 / radius_m
             north = radius_m * math.sin(angle) + rng.gauss(0, 3.0)
             east = radius_m * math.cos(angle) + rng.gauss(0, 3.0)
-            pings.append({"driver_id": f"probe-{d}", "lat": lat0 + north / M_PER_DEG_LAT,
-                          "lon": lon0 + east / m_per_deg_lon, "ts": start + i * interval_ms})  # fmt: skip
+            pings.append(
+                {
+                    "driver_id": f"probe-{d}",
+                    "lat": lat0 + north / M_PER_DEG_LAT,
+                    "lon": lon0 + east / m_per_deg_lon,
+                    "ts": start + i * interval_ms,
+                }
+            )
     return pings
 
 

@@ -28,7 +28,10 @@ def test_every_service_has_its_own_working_user(server: EmbeddedRedis) -> None:
     for service in SERVICE_RULES:
         client = _client(server, service)
         assert client.ping() is True
-        assert client.execute_command("CLIENT", "INFO").decode().split(" user=")[1].split()[0] == service
+        assert (
+            client.execute_command("CLIENT", "INFO").decode().split(" user=")[1].split()[0]
+            == service
+        )
         client.close()
 
 
@@ -42,7 +45,9 @@ def test_the_dashboard_user_can_read_but_not_write(server: EmbeddedRedis) -> Non
     viewer.close()
 
 
-def test_service_users_cannot_reach_other_prefixes_or_administer_the_server(server: EmbeddedRedis) -> None:
+def test_service_users_cannot_reach_other_prefixes_or_administer_the_server(
+    server: EmbeddedRedis,
+) -> None:
     client = _client(server, "matching")
     with pytest.raises(NoPermissionError):
         client.get("other-app:key")

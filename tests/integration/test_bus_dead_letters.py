@@ -37,7 +37,9 @@ async def test_poison_event_is_dead_lettered_after_exactly_max_deliveries(
             raise RuntimeError("cannot handle this one")
 
     await fill(redis, keys.rides, events)
-    consumer = runtime(redis, settings, HandlerTable(per_event={"ride.expired": handler}), burst=False)
+    consumer = runtime(
+        redis, settings, HandlerTable(per_event={"ride.expired": handler}), burst=False
+    )
     task = asyncio.create_task(consumer.run())
     try:
         letters = await wait_until(
@@ -76,12 +78,18 @@ INVALID_ENTRIES = [
     ("bad json", {**_valid(), b"id": b"x2", b"data": b"{not json"}, "data is not JSON"),
     ("unknown type", {**_valid(), b"id": b"x3", b"type": b"ride.teleported"}, "unknown event type"),
     ("unknown version", {**_valid(), b"id": b"x4", b"v": b"9"}, "unknown event type/version"),
-    ("schema invalid", {**_valid(), b"id": b"x5", b"data": orjson.dumps({"ride_id": 5})}, "ride_id: Input should be a valid string"),
+    (
+        "schema invalid",
+        {**_valid(), b"id": b"x5", b"data": orjson.dumps({"ride_id": 5})},
+        "ride_id: Input should be a valid string",
+    ),
     ("non-integer time", {**_valid(), b"id": b"x6", b"time": b"yesterday"}, "integers"),
 ]
 
 
-@pytest.mark.parametrize(("case", "fields", "reason"), INVALID_ENTRIES, ids=[c[0] for c in INVALID_ENTRIES])
+@pytest.mark.parametrize(
+    ("case", "fields", "reason"), INVALID_ENTRIES, ids=[c[0] for c in INVALID_ENTRIES]
+)
 async def test_invalid_entry_goes_to_dead_letters_with_its_reason(
     redis: aioredis.Redis, settings: Settings, case: str, fields: dict[bytes, bytes], reason: str
 ) -> None:

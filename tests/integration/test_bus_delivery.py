@@ -27,8 +27,9 @@ async def test_killed_consumer_work_is_claimed_and_every_effect_happens_once(
     try:
         await wait_until(
             lambda: _int(redis.get(keys.scratch("progress")), 3000),
-            timeout_s=60, what="victim to process 3000 events",
-        )  # fmt: skip
+            timeout_s=60,
+            what="victim to process 3000 events",
+        )
         victim.send_signal(signal.SIGKILL)
         await wait_exit(victim, 10)
     finally:
@@ -48,9 +49,12 @@ async def test_killed_consumer_work_is_claimed_and_every_effect_happens_once(
 
     rescuer_settings = settings.model_copy(update={"claim_idle_ms": 300, "read_count": 500})
     rescuer = runtime(
-        redis, rescuer_settings, HandlerTable(per_event={"ride.expired": count}),
-        consumer="rescuer", group="counter",
-    )  # fmt: skip
+        redis,
+        rescuer_settings,
+        HandlerTable(per_event={"ride.expired": count}),
+        consumer="rescuer",
+        group="counter",
+    )
     await rescuer.run()
 
     counts = [int(v) for v in (await redis.hgetall(effects)).values()]
@@ -70,9 +74,10 @@ async def test_sigterm_drains_in_flight_work_and_leaves_nothing_pending(
     proc = start_consumer_process(settings, "graceful", "--delay-ms", "1", "--read-count", "100")
     try:
         await wait_until(
-            lambda: _int(redis.get(keys.scratch("progress")), 150), timeout_s=30,
+            lambda: _int(redis.get(keys.scratch("progress")), 150),
+            timeout_s=30,
             what="consumer to be mid-stream",
-        )  # fmt: skip
+        )
         proc.send_signal(signal.SIGTERM)
         code = await wait_exit(proc, 20)
     finally:
@@ -117,11 +122,12 @@ async def test_concurrent_handlers_keep_each_subjects_order_and_ack_everything(
         seen.setdefault(event.data.ride_id, []).append(event.data.version)  # type: ignore[attr-defined]
         in_flight -= 1
 
-    consumer = runtime(redis, settings, HandlerTable(per_event={"ride.expired": record}), concurrency=8)
+    consumer = runtime(
+        redis, settings, HandlerTable(per_event={"ride.expired": record}), concurrency=8
+    )
     await consumer.run()
     assert seen == {f"r{i}": list(range(1, per_ride + 1)) for i in range(rides)}
     assert peak == 8, f"at most and at least `concurrency` subjects in flight, saw {peak}"
     assert consumer.stats.processed == rides * per_ride
     summary: Any = await redis.xpending(keys.rides, "g")
     assert summary["pending"] == 0
-

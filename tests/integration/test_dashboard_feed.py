@@ -71,10 +71,18 @@ async def dashboard(settings: Settings) -> AsyncIterator[Dashboard]:
     config = FeedConfig(
         client_queue_size=4, max_resets=10_000, driver_sample_s=0.2, metrics_sample_s=0.5
     )
-    server = uvicorn.Server(uvicorn.Config(
-        create_app(settings, config), host="127.0.0.1", port=port, ws="websockets-sansio",
-        log_config=None, log_level="warning", timeout_graceful_shutdown=2, lifespan="on",
-    ))  # fmt: skip
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, config),
+            host="127.0.0.1",
+            port=port,
+            ws="websockets-sansio",
+            log_config=None,
+            log_level="warning",
+            timeout_graceful_shutdown=2,
+            lifespan="on",
+        )
+    )
     task = asyncio.create_task(server.serve(sockets=[listener]))
 
     async def started() -> bool:
@@ -89,8 +97,13 @@ async def dashboard(settings: Settings) -> AsyncIterator[Dashboard]:
         listener.close()
 
 
-async def _next(ws: ClientConnection, match: Callable[[Message], bool], *, timeout_s: float = 5.0,
-                what: str = "a matching message") -> Message:  # fmt: skip
+async def _next(
+    ws: ClientConnection,
+    match: Callable[[Message], bool],
+    *,
+    timeout_s: float = 5.0,
+    what: str = "a matching message",
+) -> Message:
     """The first message satisfying `match`, within the deadline."""
     deadline = time.monotonic() + timeout_s
     seen: list[str] = []
@@ -190,8 +203,14 @@ async def test_a_client_that_never_reads_does_not_delay_one_that_does(
 ) -> None:
     keys = MarketKeys("sf", dashboard.settings.key_prefix)
     # ~250 kB snapshots: enough to fill the slow client's socket buffers at once.
-    await put_drivers(redis, keys, {f"drv-{i:05d}": (37.72 + i % 97 / 1000, -122.50 + i % 89 / 1000, "available")
-                                    for i in range(3000)})  # fmt: skip
+    await put_drivers(
+        redis,
+        keys,
+        {
+            f"drv-{i:05d}": (37.72 + i % 97 / 1000, -122.50 + i % 89 / 1000, "available")
+            for i in range(3000)
+        },
+    )
     async with httpx.AsyncClient() as http:
         dropped_before = _metric(
             (await http.get(f"{dashboard.http}/metrics")).text, "rp_dashboard_dropped_frames_total"
@@ -234,9 +253,11 @@ async def _stalled_client(dashboard: Dashboard) -> socket.socket:
     sock.setblocking(False)
     await loop.sock_connect(sock, ("127.0.0.1", dashboard.port))
     key = base64.b64encode(os.urandom(16)).decode()
-    request = (f"GET /ws?token={dashboard.token} HTTP/1.1\r\nHost: 127.0.0.1:{dashboard.port}\r\n"
-               f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-               "Sec-WebSocket-Version: 13\r\n\r\n")  # fmt: skip
+    request = (
+        f"GET /ws?token={dashboard.token} HTTP/1.1\r\nHost: 127.0.0.1:{dashboard.port}\r\n"
+        f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n"
+    )
     await loop.sock_sendall(sock, request.encode())
     head = b""
     while b"\r\n\r\n" not in head:
@@ -339,8 +360,10 @@ async def test_heartbeats_dead_letters_and_consumer_lag_reach_the_feed(
     await put_heartbeat(redis, prefix, "matching", processed=100, lag=7, ttl_s=30)
     async with connect(dashboard.ws()) as ws:
         view = View(ws)
-        state = await view.until(lambda s: s["series"]["lag"].get("matching · telemetry", [None])[-1] == 7,
-                                 what="the matching group's lag")  # fmt: skip
+        state = await view.until(
+            lambda s: s["series"]["lag"].get("matching · telemetry", [None])[-1] == 7,
+            what="the matching group's lag",
+        )
         assert state["kpis"]["dead_letters"] == 1
         await put_heartbeat(redis, prefix, "matching", processed=400, lag=0, ttl_s=30)
         state = await view.until(
@@ -383,7 +406,9 @@ async def test_an_unwatched_feed_reads_drivers_rarely_and_a_new_client_wakes_it(
         client = feed.hub.connect()  # wakes the sampler: no waiting out the idle period
         await wait_until(lambda: shown("idle-1"), timeout_s=5, what="a fresh sample on connect")
         await put_drivers(redis, keys, {"watched-1": (37.7750, -122.4195, "available")})
-        await wait_until(lambda: shown("watched-1"), timeout_s=5, what="2 Hz sampling while watched")
+        await wait_until(
+            lambda: shown("watched-1"), timeout_s=5, what="2 Hz sampling while watched"
+        )
         feed.hub.disconnect(client)
     finally:
         await feed.stop()

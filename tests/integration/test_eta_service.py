@@ -139,8 +139,14 @@ def circling(
             angle = phase + speed_mps * i * interval_ms / 1000 / radius_m
             north = radius_m * math.sin(angle) + rng.gauss(0, 3.0)
             east = radius_m * math.cos(angle) + rng.gauss(0, 3.0)
-            batch.append({"driver_id": f"m{d}", "lat": lat0 + north / M_PER_DEG_LAT,
-                          "lon": lon0 + east / m_per_deg_lon, "ts": t0 + i * interval_ms})  # fmt: skip
+            batch.append(
+                {
+                    "driver_id": f"m{d}",
+                    "lat": lat0 + north / M_PER_DEG_LAT,
+                    "lon": lon0 + east / m_per_deg_lon,
+                    "ts": t0 + i * interval_ms,
+                }
+            )
         batches.append(batch)
     return batches
 

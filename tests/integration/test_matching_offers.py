@@ -33,23 +33,38 @@ async def test_rides_racing_for_the_same_nearest_drivers_are_all_offered_at_once
     keys = MarketKeys("sf", settings.key_prefix)
     store = RideStore(redis, keys, "test")
     deps = MatchingDeps(
-        redis=redis, settings=settings, stores={"sf": store},
+        redis=redis,
+        settings=settings,
+        stores={"sf": store},
         speeds={"sf": SpeedCache(redis, keys.speeds, settings.h3_resolution)},
-    )  # fmt: skip
+    )
     drivers = [f"near{i}" for i in range(DRIVERS)]
-    await update_positions(redis, keys, [
-        Ping(driver_id=d, lat=PICKUP.lat + (i + 1) * 20 / 111_320, lon=PICKUP.lon, ts=now_ms())
-        for i, d in enumerate(drivers)
-    ])  # fmt: skip
+    await update_positions(
+        redis,
+        keys,
+        [
+            Ping(driver_id=d, lat=PICKUP.lat + (i + 1) * 20 / 111_320, lon=PICKUP.lon, ts=now_ms())
+            for i, d in enumerate(drivers)
+        ],
+    )
     for driver in drivers:
         await store.set_driver_status(driver, "available")
     rides = [
-        (await store.request_ride(ride_id=f"sf-race{i}", rider_id=f"u{i}", pickup=PICKUP,
-                                  dropoff=DROPOFF, deadline_s=60))[0]
+        (
+            await store.request_ride(
+                ride_id=f"sf-race{i}",
+                rider_id=f"u{i}",
+                pickup=PICKUP,
+                dropoff=DROPOFF,
+                deadline_s=60,
+            )
+        )[0]
         for i in range(RIDES)
-    ]  # fmt: skip
+    ]
 
-    offered = await asyncio.gather(*(try_offer(deps, ride, f"cause-{ride.ride_id}") for ride in rides))
+    offered = await asyncio.gather(
+        *(try_offer(deps, ride, f"cause-{ride.ride_id}") for ride in rides)
+    )
 
     missing = [ride.ride_id for ride, result in zip(rides, offered, strict=True) if result is None]
     assert not missing, f"{len(missing)} of {RIDES} rides left without an offer"

@@ -107,12 +107,17 @@ async def ride_at(
     ride = await request(store, ride_id)
     await store.set_driver_status(driver_id, "available")
     steps: list[tuple[str, Callable[[], Awaitable[Ride | None]]]] = [
-        ("offered", lambda: store.offer(ride_id=ride_id, driver_id=driver_id, pickup_eta_s=90, offer_timeout_s=30)),
+        (
+            "offered",
+            lambda: store.offer(
+                ride_id=ride_id, driver_id=driver_id, pickup_eta_s=90, offer_timeout_s=30
+            ),
+        ),
         ("matched", lambda: store.accept(ride_id, driver_id)),
         ("driver_arrived", lambda: store.arrived(ride_id, driver_id)),
         ("started", lambda: store.start(ride_id, driver_id)),
         ("completed", lambda: store.complete(ride_id, driver_id)),
-    ]  # fmt: skip
+    ]
     for reached, step in steps:
         if ride.status == status:
             break
@@ -196,11 +201,17 @@ async def test_request_writes_projection_indexes_and_one_requested_event(
     [event] = await stream.new()
     assert event.type == "ride.requested" and event.envelope.subject == "ride/r1"
     assert event.data.model_dump() == {
-        "ride_id": "r1", "rider_id": "u1", "pickup": PICKUP.model_dump(),
-        "dropoff": DROPOFF.model_dump(), "requested_at": ride.requested_at,
-        "deadline_at": ride.deadline_at, "quote_id": "q1", "fare": 12.35, "surge": 1.25,
+        "ride_id": "r1",
+        "rider_id": "u1",
+        "pickup": PICKUP.model_dump(),
+        "dropoff": DROPOFF.model_dump(),
+        "requested_at": ride.requested_at,
+        "deadline_at": ride.deadline_at,
+        "quote_id": "q1",
+        "fare": 12.35,
+        "surge": 1.25,
         "version": 1,
-    }  # fmt: skip
+    }
 
 
 async def test_full_trip_writes_each_state_with_one_event_and_frees_the_driver(
@@ -210,13 +221,19 @@ async def test_full_trip_writes_each_state_with_one_event_and_frees_the_driver(
     await store.set_driver_status("d1", "available")
     await stream.new()
     steps: list[tuple[Callable[[], Awaitable[Ride | None]], str, str, str]] = [
-        (lambda: store.offer(ride_id="r1", driver_id="d1", pickup_eta_s=95.25, offer_timeout_s=10),
-         "offered", "ride.offered", "offered"),
+        (
+            lambda: store.offer(
+                ride_id="r1", driver_id="d1", pickup_eta_s=95.25, offer_timeout_s=10
+            ),
+            "offered",
+            "ride.offered",
+            "offered",
+        ),
         (lambda: store.accept("r1", "d1"), "matched", "ride.matched", "en_route"),
         (lambda: store.arrived("r1", "d1"), "driver_arrived", "ride.driver_arrived", "en_route"),
         (lambda: store.start("r1", "d1"), "started", "ride.started", "on_trip"),
         (lambda: store.complete("r1", "d1", fare=14.2), "completed", "ride.completed", "available"),
-    ]  # fmt: skip
+    ]
     for step, status, event_type, driver_status in steps:
         ride = await step()
         assert ride is not None and ride.status == status
@@ -232,8 +249,13 @@ async def test_full_trip_writes_each_state_with_one_event_and_frees_the_driver(
     final = await store.get("r1")
     assert final is not None and final.fare == 14.2 and event.data.fare == 14.2  # type: ignore[attr-defined]
     assert [s for s, _ in final.timeline] == [
-        "requested", "offered", "matched", "driver_arrived", "started", "completed",
-    ]  # fmt: skip
+        "requested",
+        "offered",
+        "matched",
+        "driver_arrived",
+        "started",
+        "completed",
+    ]
     assert [at for _, at in final.timeline] == sorted(at for _, at in final.timeline)
     driver = await store.get_driver("d1")
     assert driver is not None and driver.ride_id is None
@@ -253,9 +275,17 @@ async def test_geo_index_holds_available_drivers_only_in_step_with_their_status(
     await redis.hset(keys.positions, "d1", pack_position(37.78, -122.41, 1))
 
     async def indexed() -> dict[str, tuple[float, float]]:
-        found = cast(list[Any], await redis.geosearch(
-            keys.drivers_geo, longitude=-122.41, latitude=37.78, radius=1, unit="km", withcoord=True,
-        ))  # fmt: skip
+        found = cast(
+            list[Any],
+            await redis.geosearch(
+                keys.drivers_geo,
+                longitude=-122.41,
+                latitude=37.78,
+                radius=1,
+                unit="km",
+                withcoord=True,
+            ),
+        )
         return {m.decode(): (round(c[1], 4), round(c[0], 4)) for m, c in found}
 
     assert await indexed() == {}
@@ -293,10 +323,16 @@ async def test_offer_records_offer_fields_and_timeout_index(
     assert await redis.zscore(keys.offer_timeouts, "r1") == ride.offer_expires_at
     assert await redis.zscore(keys.open_rides, "r1") is None
     offered = [e for e in await stream.all() if e.type == "ride.offered"]
-    assert [e.data.model_dump() for e in offered] == [{
-        "ride_id": "r1", "driver_id": "d1", "pickup_eta_s": 90.0,
-        "expires_at": ride.offer_expires_at, "attempt": 1, "version": 2,
-    }]  # fmt: skip
+    assert [e.data.model_dump() for e in offered] == [
+        {
+            "ride_id": "r1",
+            "driver_id": "d1",
+            "pickup_eta_s": 90.0,
+            "expires_at": ride.offer_expires_at,
+            "attempt": 1,
+            "version": 2,
+        }
+    ]
 
 
 async def test_every_entry_has_the_envelope_fields_in_contract_order(
@@ -377,9 +413,12 @@ async def test_stale_expected_version_is_refused(store: RideStore, stream: Strea
     await store.decline("r1", "d1")
     await stream.new()
     late = await store.offer(
-        ride_id="r1", driver_id="d2", pickup_eta_s=60, offer_timeout_s=30,
+        ride_id="r1",
+        driver_id="d2",
+        pickup_eta_s=60,
+        offer_timeout_s=30,
         expected_version=seen.version,
-    )  # fmt: skip
+    )
     assert late is None
     assert await stream.new() == []
     current = await store.get("r1")
@@ -450,13 +489,21 @@ async def test_idempotency_key_returns_the_same_ride(
     store: RideStore, redis: aioredis.Redis, keys: MarketKeys, stream: Stream
 ) -> None:
     first, created = await store.request_ride(
-        ride_id="r1", rider_id="u1", pickup=PICKUP, dropoff=DROPOFF, deadline_s=60,
+        ride_id="r1",
+        rider_id="u1",
+        pickup=PICKUP,
+        dropoff=DROPOFF,
+        deadline_s=60,
         idempotency_key="k-1",
-    )  # fmt: skip
+    )
     second, created_again = await store.request_ride(
-        ride_id="r2", rider_id="u1", pickup=PICKUP, dropoff=DROPOFF, deadline_s=60,
+        ride_id="r2",
+        rider_id="u1",
+        pickup=PICKUP,
+        dropoff=DROPOFF,
+        deadline_s=60,
         idempotency_key="k-1",
-    )  # fmt: skip
+    )
     assert created and not created_again and second == first
     assert await store.get("r2") is None
     assert len(await stream.all()) == 1
@@ -718,10 +765,13 @@ async def test_concurrent_offers_never_give_a_driver_two_rides(
             if ride is None or ride.status != "requested" or driver_id in ride.declined:
                 return
             offered = await store.offer(
-                ride_id=ride_id, driver_id=driver_id, pickup_eta_s=60, offer_timeout_s=30,
+                ride_id=ride_id,
+                driver_id=driver_id,
+                pickup_eta_s=60,
+                offer_timeout_s=30,
                 expected_version=ride.version,
                 event_id=derived_event_id(f"{ride_id}/{round_}", driver_id),
-            )  # fmt: skip
+            )
             if offered is not None:
                 return
 
@@ -765,19 +815,33 @@ async def operate(
 ) -> object:
     """One operation of the random walk, by table action name (or "driver" for a status)."""
     ops: dict[str, Callable[[], Awaitable[object]]] = {
-        "request": lambda: store.request_ride(ride_id=ride_id, rider_id="u", pickup=PICKUP, dropoff=DROPOFF, deadline_s=rng.choice([0.001, 60, 60])),
-        "offer": lambda: store.offer(ride_id=ride_id, driver_id=driver_id, pickup_eta_s=5, offer_timeout_s=5),
+        "request": lambda: store.request_ride(
+            ride_id=ride_id,
+            rider_id="u",
+            pickup=PICKUP,
+            dropoff=DROPOFF,
+            deadline_s=rng.choice([0.001, 60, 60]),
+        ),
+        "offer": lambda: store.offer(
+            ride_id=ride_id, driver_id=driver_id, pickup_eta_s=5, offer_timeout_s=5
+        ),
         "accept": lambda: store.accept(ride_id, driver_id),
-        "decline": lambda: store.decline(ride_id, driver_id, reason=rng.choice(["declined", "timeout"])),
+        "decline": lambda: store.decline(
+            ride_id, driver_id, reason=rng.choice(["declined", "timeout"])
+        ),
         "arrive": lambda: store.arrived(ride_id, driver_id),
         "start": lambda: store.start(ride_id, driver_id),
         "complete": lambda: store.complete(ride_id, driver_id),
-        "cancel_by_rider": lambda: store.cancel(ride_id, by="rider", actor_id=rng.choice(["u", "u", "x"])),
+        "cancel_by_rider": lambda: store.cancel(
+            ride_id, by="rider", actor_id=rng.choice(["u", "u", "x"])
+        ),
         "cancel_by_driver": lambda: store.cancel(ride_id, by="driver", actor_id=driver_id),
         "cancel_by_ops": lambda: store.cancel(ride_id, by="ops", actor_id="ops"),
         "expire": lambda: store.expire(ride_id),
-        "driver": lambda: store.set_driver_status(driver_id, rng.choice(["available", "available", "offline"])),
-    }  # fmt: skip
+        "driver": lambda: store.set_driver_status(
+            driver_id, rng.choice(["available", "available", "offline"])
+        ),
+    }
     return await ops[name]()
 
 
@@ -814,10 +878,12 @@ async def test_random_operation_sequences_keep_projections_consistent(
         likely = [a for a in likely if not a.startswith("cancel") or rng.random() < 0.1]
         roll = rng.random()
         name = (
-            "driver" if roll < 0.1
-            else rng.choice(likely or OPERATIONS) if roll < 0.85
+            "driver"
+            if roll < 0.1
+            else rng.choice(likely or OPERATIONS)
+            if roll < 0.85
             else rng.choice(OPERATIONS)
-        )  # fmt: skip
+        )
         before = await store.get(ride_id)
         driver_before = await store.get_driver(driver_id)
         try:

@@ -13,7 +13,10 @@ from tests.support.bus import expired_events, fill
 
 
 def _status(settings: Settings) -> tuple[int, dict[str, object]]:
-    env = {"RIDEPULSE_REDIS_URL": settings.redis_url or "", "RIDEPULSE_KEY_PREFIX": settings.key_prefix}
+    env = {
+        "RIDEPULSE_REDIS_URL": settings.redis_url or "",
+        "RIDEPULSE_KEY_PREFIX": settings.key_prefix,
+    }
     result = CliRunner().invoke(app, ["status", "--json"], env=env)
     return result.exit_code, orjson.loads(result.stdout)
 
@@ -31,7 +34,12 @@ async def test_status_reports_streams_groups_and_live_services(
     assert code == 0, report
     streams = {s["key"]: s for s in report["streams"]}  # type: ignore[index, union-attr]
     assert streams[keys.rides]["length"] == 10
-    assert streams[keys.rides]["groups"][0] == {"name": "matching", "consumers": 0, "pending": 0, "lag": 10}
+    assert streams[keys.rides]["groups"][0] == {
+        "name": "matching",
+        "consumers": 0,
+        "pending": 0,
+        "lag": 10,
+    }
     assert report["services"][0]["processed"] == 7  # type: ignore[index]
 
 

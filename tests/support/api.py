@@ -26,19 +26,26 @@ class City:
 
     def ping(self, driver: str, lat: float, lon: float, **extra: Any) -> httpx.Response:
         body = {"lat": lat, "lon": lon, "ts": int(time.time() * 1000), **extra}
-        return self.http.post(f"/v1/drivers/{driver}/location", json=body, headers=self.token("driver", driver))
+        return self.http.post(
+            f"/v1/drivers/{driver}/location", json=body, headers=self.token("driver", driver)
+        )
 
     def go_available(self, driver: str, lat: float, lon: float) -> None:
         assert self.ping(driver, lat, lon).status_code == 202
         response = self.http.put(
-            f"/v1/drivers/{driver}/status", json={"status": "available"}, headers=self.token("driver", driver)
+            f"/v1/drivers/{driver}/status",
+            json={"status": "available"},
+            headers=self.token("driver", driver),
         )
         assert response.status_code == 200, response.text
 
     def request_ride(
         self, rider: str, pickup: tuple[float, float], dropoff: tuple[float, float], **extra: Any
     ) -> httpx.Response:
-        body = {"pickup": {"lat": pickup[0], "lon": pickup[1]}, "dropoff": {"lat": dropoff[0], "lon": dropoff[1]}}
+        body = {
+            "pickup": {"lat": pickup[0], "lon": pickup[1]},
+            "dropoff": {"lat": dropoff[0], "lon": dropoff[1]},
+        }
         headers = self.token("rider", rider)
         if "idempotency_key" in extra:
             headers["Idempotency-Key"] = extra.pop("idempotency_key")
@@ -53,7 +60,9 @@ class City:
     def act(self, driver: str, ride_id: str, action: str) -> httpx.Response:
         return self.http.post(f"/v1/rides/{ride_id}/{action}", headers=self.token("driver", driver))
 
-    def wait_ride(self, ride_id: str, predicate: Any, timeout_s: float = 15, what: str = "") -> dict[str, Any]:
+    def wait_ride(
+        self, ride_id: str, predicate: Any, timeout_s: float = 15, what: str = ""
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
         last: dict[str, Any] = {}
         while time.monotonic() < deadline:

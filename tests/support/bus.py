@@ -28,7 +28,9 @@ def expired_events(count: int, start: int = 0) -> list[Envelope]:
     ]
 
 
-async def fill(redis: aioredis.Redis, stream: str, events: Sequence[Envelope], chunk: int = 1000) -> None:
+async def fill(
+    redis: aioredis.Redis, stream: str, events: Sequence[Envelope], chunk: int = 1000
+) -> None:
     producer = Producer(redis, telemetry_maxlen=1_000_000)
     for i in range(0, len(events), chunk):
         await producer.publish_many((stream, e) for e in events[i : i + chunk])
@@ -47,19 +49,38 @@ def runtime(
 ) -> ConsumerRuntime:
     keys = MarketKeys("sf", settings.key_prefix)
     return ConsumerRuntime(
-        redis, settings=settings, service="test", group=group, consumer=consumer,
-        sources=[StreamSource(keys.rides, "sf")], handlers=handlers, deps=deps, burst=burst,
+        redis,
+        settings=settings,
+        service="test",
+        group=group,
+        consumer=consumer,
+        sources=[StreamSource(keys.rides, "sf")],
+        handlers=handlers,
+        deps=deps,
+        burst=burst,
         concurrency=concurrency,
-    )  # fmt: skip
+    )
 
 
-def start_consumer_process(settings: Settings, consumer: str, *extra: str) -> subprocess.Popen[bytes]:
+def start_consumer_process(
+    settings: Settings, consumer: str, *extra: str
+) -> subprocess.Popen[bytes]:
     assert settings.redis_url
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.support.consumer_proc", "--redis-url", settings.redis_url,
-         "--prefix", settings.key_prefix, "--consumer", consumer, *extra],
+        [
+            sys.executable,
+            "-m",
+            "tests.support.consumer_proc",
+            "--redis-url",
+            settings.redis_url,
+            "--prefix",
+            settings.key_prefix,
+            "--consumer",
+            consumer,
+            *extra,
+        ],
         cwd=os.getcwd(),
-    )  # fmt: skip
+    )
 
 
 async def wait_exit(proc: subprocess.Popen[bytes], timeout_s: float) -> int:

@@ -34,9 +34,13 @@ def parse() -> argparse.Namespace:
 async def main() -> None:
     args = parse()
     settings = Settings(
-        redis_url=args.redis_url, key_prefix=args.prefix, block_ms=200,
-        read_count=args.read_count, claim_idle_ms=60_000, heartbeat_interval_s=0.5,
-    )  # fmt: skip
+        redis_url=args.redis_url,
+        key_prefix=args.prefix,
+        block_ms=200,
+        read_count=args.read_count,
+        claim_idle_ms=60_000,
+        heartbeat_interval_s=0.5,
+    )
     redis = connect(settings)
     keys = MarketKeys("sf", args.prefix)
     effects, progress = keys.scratch("effects"), keys.scratch("progress")
@@ -51,11 +55,18 @@ async def main() -> None:
             await asyncio.sleep(args.delay_ms / 1000)
 
     runtime = ConsumerRuntime(
-        redis, settings=settings, service="counter", group=args.group, consumer=args.consumer,
+        redis,
+        settings=settings,
+        service="counter",
+        group=args.group,
+        consumer=args.consumer,
         sources=[StreamSource(keys.rides, "sf")],
-        handlers=HandlerTable(per_event={"ride.expired": count}), deps=None,
-    )  # fmt: skip
-    await run_service(redis, settings, service="counter", consumer=args.consumer, runtimes=[runtime])
+        handlers=HandlerTable(per_event={"ride.expired": count}),
+        deps=None,
+    )
+    await run_service(
+        redis, settings, service="counter", consumer=args.consumer, runtimes=[runtime]
+    )
     await redis.aclose()
 
 

@@ -53,12 +53,20 @@ class RideWriter:
             self.driver_id = driver_id
         if status == "requested":
             self.fields = {
-                "ride_id": self.ride_id, "rider_id": self.rider_id, "market": self.keys.market,
-                "pickup_lat": str(self.pickup[0]), "pickup_lon": str(self.pickup[1]),
-                "dropoff_lat": str(self.dropoff[0]), "dropoff_lon": str(self.dropoff[1]),
-                "deadline_at": str(at + 60_000), "driver_id": "", "fare": "", "surge": "",
-                "pickup_eta_s": "", "trip_eta_s": "",
-            }  # fmt: skip
+                "ride_id": self.ride_id,
+                "rider_id": self.rider_id,
+                "market": self.keys.market,
+                "pickup_lat": str(self.pickup[0]),
+                "pickup_lon": str(self.pickup[1]),
+                "dropoff_lat": str(self.dropoff[0]),
+                "dropoff_lon": str(self.dropoff[1]),
+                "deadline_at": str(at + 60_000),
+                "driver_id": "",
+                "fare": "",
+                "surge": "",
+                "pickup_eta_s": "",
+                "trip_eta_s": "",
+            }
         self.fields.update(status=status, version=str(self.version), driver_id=self.driver_id)
         self.fields[f"{status}_at"] = str(at)
         for name, value in extra.items():
@@ -86,13 +94,19 @@ class RideWriter:
         data: dict[str, Any] = {"ride_id": self.ride_id, "version": self.version}
         if status == "requested":
             data.update(
-                rider_id=self.rider_id, requested_at=at, deadline_at=at + 60_000,
+                rider_id=self.rider_id,
+                requested_at=at,
+                deadline_at=at + 60_000,
                 pickup={"lat": self.pickup[0], "lon": self.pickup[1]},
                 dropoff={"lat": self.dropoff[0], "lon": self.dropoff[1]},
-            )  # fmt: skip
+            )
         elif status == "offered":
-            data.update(driver_id=self.driver_id, pickup_eta_s=extra.get("pickup_eta_s") or 120.0,
-                        expires_at=at + 10_000, attempt=1)  # fmt: skip
+            data.update(
+                driver_id=self.driver_id,
+                pickup_eta_s=extra.get("pickup_eta_s") or 120.0,
+                expires_at=at + 10_000,
+                attempt=1,
+            )
         elif status == "cancelled":
             data.update(by="rider")
         elif status != "expired":
@@ -117,21 +131,44 @@ async def put_drivers(
 
 
 async def put_surge(redis: aioredis.Redis, keys: MarketKeys, cells: dict[str, float]) -> None:
-    envelope = make("surge.updated", f"market/{keys.market}", {
-        "market": keys.market, "cells": [{"cell": c, "multiplier": m} for c, m in cells.items()],
-    }, "test/pricing")  # fmt: skip
+    envelope = make(
+        "surge.updated",
+        f"market/{keys.market}",
+        {
+            "market": keys.market,
+            "cells": [{"cell": c, "multiplier": m} for c, m in cells.items()],
+        },
+        "test/pricing",
+    )
     pipe = redis.pipeline(transaction=False)
     pipe.hset(keys.surge, mapping={c: str(m) for c, m in cells.items()})
     pipe.xadd(keys.surge_events, envelope.to_fields())  # type: ignore[arg-type]
     await pipe.execute()
 
 
-async def put_heartbeat(redis: aioredis.Redis, prefix: str, service: str, processed: int, *, lag: int = 0,
-                        pending: int = 0, ttl_s: int = 5) -> None:  # fmt: skip
+async def put_heartbeat(
+    redis: aioredis.Redis,
+    prefix: str,
+    service: str,
+    processed: int,
+    *,
+    lag: int = 0,
+    pending: int = 0,
+    ttl_s: int = 5,
+) -> None:
     gkeys = GlobalKeys(prefix)
     consumer = f"{service}-1"
-    data = {"service": service, "consumer": consumer, "processed": processed, "failed": 0,
-            "dead_lettered": 0, "lag": lag, "pending": pending, "pid": 4242, "rss_bytes": 60_000_000}  # fmt: skip
+    data = {
+        "service": service,
+        "consumer": consumer,
+        "processed": processed,
+        "failed": 0,
+        "dead_lettered": 0,
+        "lag": lag,
+        "pending": pending,
+        "pid": 4242,
+        "rss_bytes": 60_000_000,
+    }
     key = gkeys.heartbeat(service, consumer)
     pipe = redis.pipeline(transaction=False)
     pipe.set(key, orjson.dumps({**data, "time": now_ms()}), ex=ttl_s)
@@ -196,8 +233,14 @@ class CitySim:
             min(max(pickup[0] + self.rng.gauss(0, 0.014), 37.712), 37.808),
             min(max(pickup[1] + self.rng.gauss(0, 0.018), -122.51), -122.36),
         )
-        writer = RideWriter(self.redis, self.keys, f"ride-{self.serial:05d}", pickup, dropoff,
-                            rider_id=f"rider-{self.serial:05d}")  # fmt: skip
+        writer = RideWriter(
+            self.redis,
+            self.keys,
+            f"ride-{self.serial:05d}",
+            pickup,
+            dropoff,
+            rider_id=f"rider-{self.serial:05d}",
+        )
         start = now_ms() - (advance * 20_000 + self.rng.randint(0, 15_000) if advance else 0)
         await writer.step("requested", at_ms=start)
         for index in range(1, advance + 1):

@@ -27,10 +27,21 @@ class Platform:
         self._out = self.output.open("wb")
         clean_env = {k: v for k, v in os.environ.items() if not k.startswith("RIDEPULSE_")}
         self.process = subprocess.Popen(
-            [RIDEPULSE, "up", "--data-dir", str(data_dir), "--api-port", str(self.api_port),
-             "--dashboard-port", str(self.dashboard_port), *extra],
-            stdout=self._out, stderr=subprocess.STDOUT, env={**clean_env, **(env or {})},
-        )  # fmt: skip
+            [
+                RIDEPULSE,
+                "up",
+                "--data-dir",
+                str(data_dir),
+                "--api-port",
+                str(self.api_port),
+                "--dashboard-port",
+                str(self.dashboard_port),
+                *extra,
+            ],
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            env={**clean_env, **(env or {})},
+        )
 
     @property
     def api(self) -> str:
@@ -49,7 +60,9 @@ class Platform:
             if "RidePulse is up." in self.text():
                 return
             if self.process.poll() is not None:
-                raise AssertionError(f"ridepulse up exited {self.process.returncode}:\n{self.text()}")
+                raise AssertionError(
+                    f"ridepulse up exited {self.process.returncode}:\n{self.text()}"
+                )
             time.sleep(0.1)
         raise AssertionError(f"ridepulse up not ready in {timeout_s}s:\n{self.text()[-3000:]}")
 

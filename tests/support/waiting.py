@@ -29,7 +29,11 @@ async def wait_until(
 
 
 def wait_until_sync(
-    probe: Callable[[], T], *, timeout_s: float = 10.0, interval_s: float = 0.05, what: str = "condition"
+    probe: Callable[[], T],
+    *,
+    timeout_s: float = 10.0,
+    interval_s: float = 0.05,
+    what: str = "condition",
 ) -> T:
     deadline = time.monotonic() + timeout_s
     last: T | None = None

@@ -59,8 +59,10 @@ def test_render_table_escapes_pipes_in_cells() -> None:
 
 
 def test_render_rows_marks_a_missed_target_in_bold() -> None:
-    rows = [Row("1. ping", "4,000", "9,000", 4000 / 9000, "≥ 0.85× hello world", False),
-            Row("2. batch", "230,000", "1,900,000", 0.12, "≥ 200,000 pings/s", True)]  # fmt: skip
+    rows = [
+        Row("1. ping", "4,000", "9,000", 4000 / 9000, "≥ 0.85× hello world", False),
+        Row("2. batch", "230,000", "1,900,000", 0.12, "≥ 200,000 pings/s", True),
+    ]
     lines = render_rows(rows).splitlines()
     assert lines[0] == "| figure | ours | peer | ratio | target | met? |"
     assert lines[2] == "| 1. ping | 4,000 | 9,000 | 0.44× | ≥ 0.85× hello world | **no** |"
@@ -69,9 +71,13 @@ def test_render_rows_marks_a_missed_target_in_bold() -> None:
 
 def test_request_to_offer_pairs_each_ride_with_its_first_offer() -> None:
     events = [
-        ("ride.requested", "r1", 1000), ("ride.offered", "r1", 1012), ("ride.offered", "r1", 11020),
-        ("ride.requested", "r2", 1005), ("ride.requested", "r3", 1010), ("ride.offered", "r3", 1110),
-    ]  # fmt: skip
+        ("ride.requested", "r1", 1000),
+        ("ride.offered", "r1", 1012),
+        ("ride.offered", "r1", 11020),
+        ("ride.requested", "r2", 1005),
+        ("ride.requested", "r3", 1010),
+        ("ride.offered", "r3", 1110),
+    ]
     gaps, unoffered = request_to_offer_ms(events)
     assert sorted(gaps) == [12.0, 100.0]
     assert unoffered == 1
@@ -83,7 +89,9 @@ def test_offers_of_rides_requested_before_the_window_are_ignored() -> None:
 
 
 def test_function_of_drops_the_line_number() -> None:
-    assert function_of("check_ping (ingest/validation.py:42)") == "check_ping (ingest/validation.py)"
+    assert (
+        function_of("check_ping (ingest/validation.py:42)") == "check_ping (ingest/validation.py)"
+    )
 
 
 def test_profile_summary_counts_self_and_inclusive_time_per_function() -> None:

@@ -19,7 +19,13 @@ from ridepulse.services import SERVICE_NAMES
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
-CONSUMERS = ("matching", "matching-geo", "eta", "pricing", "janitor")  # no HTTP port: these scale with --scale
+CONSUMERS = (
+    "matching",
+    "matching-geo",
+    "eta",
+    "pricing",
+    "janitor",
+)  # no HTTP port: these scale with --scale
 
 
 def _offline_registry() -> referencing.Registry[Any]:

@@ -28,8 +28,17 @@ def test_point_outside_every_market_is_an_explicit_error() -> None:
 
 def test_every_market_key_carries_the_market_hash_tag() -> None:
     keys = MarketKeys("sf")
-    names = [keys.telemetry, keys.rides, keys.ride("r1"), keys.driver("d1"), keys.drivers_geo,
-             keys.done("g", "e"), keys.idempotency("u", "k"), keys.surge, keys.speeds]  # fmt: skip
+    names = [
+        keys.telemetry,
+        keys.rides,
+        keys.ride("r1"),
+        keys.driver("d1"),
+        keys.drivers_geo,
+        keys.done("g", "e"),
+        keys.idempotency("u", "k"),
+        keys.surge,
+        keys.speeds,
+    ]
     assert all(n.startswith("rp:{sf}:") for n in names), names
     assert GlobalKeys().dead_letters == "rp:dead-letters"
 

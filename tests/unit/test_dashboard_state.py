@@ -47,11 +47,18 @@ def _ride(ride_id: str, status: str, start: int, rng: random.Random) -> dict[str
         else ("requested", status)
     )
     fields = {
-        "ride_id": ride_id, "rider_id": "r1", "status": status, "version": str(len(reached)),
+        "ride_id": ride_id,
+        "rider_id": "r1",
+        "status": status,
+        "version": str(len(reached)),
         "driver_id": "" if status == "requested" else f"d{rng.randint(0, 9)}",
-        "pickup_lat": "37.77", "pickup_lon": "-122.42", "dropoff_lat": "37.78", "dropoff_lon": "-122.41",
-        "pickup_eta_s": str(rng.randint(30, 400)) if status != "requested" else "", "fare": "",
-    }  # fmt: skip
+        "pickup_lat": "37.77",
+        "pickup_lon": "-122.42",
+        "dropoff_lat": "37.78",
+        "dropoff_lon": "-122.41",
+        "pickup_eta_s": str(rng.randint(30, 400)) if status != "requested" else "",
+        "fare": "",
+    }
     for i, step in enumerate(reached):  # requested at `start`, one step a second after
         fields[f"{step}_at"] = str(start + i * 1000)
     return fields
@@ -74,8 +81,10 @@ class RandomCity:
         self.now += rng.randint(20, 900)
         kind = rng.randrange(9)
         if kind == 0:
-            drivers = {f"d{i}": f"{37.7 + rng.random() / 10:.6f},{-122.4 - rng.random() / 10:.6f},1,{rng.choice(['', '90'])}"
-                       for i in rng.sample(range(12), rng.randint(0, 12))}  # fmt: skip
+            drivers = {
+                f"d{i}": f"{37.7 + rng.random() / 10:.6f},{-122.4 - rng.random() / 10:.6f},1,{rng.choice(['', '90'])}"
+                for i in rng.sample(range(12), rng.randint(0, 12))
+            }
             statuses = {
                 d: rng.choice(["offline", "available", "offered", "en_route", "on_trip"])
                 for d in drivers
@@ -95,19 +104,40 @@ class RandomCity:
             cells = rng.sample(self.CELLS, rng.randint(0, len(self.CELLS)))
             state.set_surge({c: rng.choice([1.0, 1.2, 1.5, 2.0, 2.8]) for c in cells})
         elif kind == 4:
-            state.add_events({"id": f"e{self.now}-{i}", "type": "ride.requested", "time": self.now, "ride_id": "x",
-                              "driver_id": None, "detail": ""} for i in range(rng.randint(1, 30)))  # fmt: skip
+            state.add_events(
+                {
+                    "id": f"e{self.now}-{i}",
+                    "type": "ride.requested",
+                    "time": self.now,
+                    "ride_id": "x",
+                    "driver_id": None,
+                    "detail": "",
+                }
+                for i in range(rng.randint(1, 30))
+            )
         elif kind == 5:
             groups = {
                 g: rng.choice([None, rng.randint(0, 500)])
                 for g in rng.sample(["a", "b", "c"], rng.randint(0, 3))
             }
-            state.add_series_point({"t": self.now, "telemetry_per_s": rng.random() * 100,
-                                    "ride_events_per_s": None if rng.random() < 0.2 else 3.0, "lag": groups})  # fmt: skip
+            state.add_series_point(
+                {
+                    "t": self.now,
+                    "telemetry_per_s": rng.random() * 100,
+                    "ride_events_per_s": None if rng.random() < 0.2 else 3.0,
+                    "lag": groups,
+                }
+            )
         elif kind == 6:
             self.processed += rng.randint(0, 100)
-            beat = {"service": rng.choice(["matching", "eta"]), "consumer": "c1", "processed": self.processed,
-                    "lag": 3, "pending": 1, "time": self.now}  # fmt: skip
+            beat = {
+                "service": rng.choice(["matching", "eta"]),
+                "consumer": "c1",
+                "processed": self.processed,
+                "lag": 3,
+                "pending": 1,
+                "time": self.now,
+            }
             state.observe_heartbeat(beat)
         elif kind == 7:
             state.set_ride_counts({"completed": rng.randint(0, 50), "expired": rng.randint(0, 5)})
@@ -117,8 +147,14 @@ class RandomCity:
 
 @pytest.mark.parametrize("seed", range(12))
 def test_applying_the_deltas_to_the_first_snapshot_gives_a_fresh_snapshot(seed: int) -> None:
-    state = _state(event_log_size=25, series_points=12, finished_ride_ttl_ms=4000, finished_ride_limit=5,
-                   client_queue_size=100_000, ring_size=100_000)  # fmt: skip
+    state = _state(
+        event_log_size=25,
+        series_points=12,
+        finished_ride_ttl_ms=4000,
+        finished_ride_limit=5,
+        client_queue_size=100_000,
+        ring_size=100_000,
+    )
     hub = Hub(state, state.config)
     city = RandomCity(seed)
     watcher = hub.connect()
@@ -270,8 +306,11 @@ def test_percentile_interpolates_between_ranks() -> None:
 
 def test_kpis_count_drivers_requests_matches_and_surge() -> None:
     now = T0
-    matches = [Match("a", now - 70_000, now - 65_000, 300.0), Match("b", now - 30_000, now - 28_000, 100.0),
-               Match("c", now - 20_000, now - 11_000, None)]  # fmt: skip
+    matches = [
+        Match("a", now - 70_000, now - 65_000, 300.0),
+        Match("b", now - 30_000, now - 28_000, 100.0),
+        Match("c", now - 20_000, now - 11_000, None),
+    ]
     rides = [
         {"status": "requested"},
         {"status": "offered"},
@@ -279,15 +318,28 @@ def test_kpis_count_drivers_requests_matches_and_surge() -> None:
         {"status": "completed"},
     ]
     kpis = compute_kpis(
-        driver_statuses={"offline": 4, "available": 3, "offered": 1, "on_trip": 2}, rides=rides,
-        ride_counts={"completed": 12, "cancelled": 2}, matches=matches, surge=[1.0, 2.35, 1.4],
-        dead_letters=1, now_ms=now,
-    )  # fmt: skip
+        driver_statuses={"offline": 4, "available": 3, "offered": 1, "on_trip": 2},
+        rides=rides,
+        ride_counts={"completed": 12, "cancelled": 2},
+        matches=matches,
+        surge=[1.0, 2.35, 1.4],
+        dead_letters=1,
+        now_ms=now,
+    )
     assert kpis == {
-        "drivers_online": 6, "drivers_available": 3, "open_requests": 2, "matched_last_min": 2,
-        "ttm_p50_s": 5.0, "ttm_p95_s": 8.6, "pickup_eta_p50_s": 200.0,
-        "completed": 12, "cancelled": 2, "expired": 0, "max_surge": 2.35, "dead_letters": 1,
-    }  # fmt: skip
+        "drivers_online": 6,
+        "drivers_available": 3,
+        "open_requests": 2,
+        "matched_last_min": 2,
+        "ttm_p50_s": 5.0,
+        "ttm_p95_s": 8.6,
+        "pickup_eta_p50_s": 200.0,
+        "completed": 12,
+        "cancelled": 2,
+        "expired": 0,
+        "max_surge": 2.35,
+        "dead_letters": 1,
+    }
 
 
 def test_a_ride_counts_as_matched_once_and_leaves_after_its_finished_ttl() -> None:
@@ -308,10 +360,24 @@ def test_a_ride_counts_as_matched_once_and_leaves_after_its_finished_ttl() -> No
 
 
 def test_ride_hash_with_blank_fields_reads_as_absent_and_timeline_follows_time() -> None:
-    fields = {"ride_id": "r9", "rider_id": "u", "status": "started", "version": "4", "driver_id": "d1",
-              "pickup_lat": "37.7", "pickup_lon": "-122.4", "dropoff_lat": "", "dropoff_lon": "",
-              "requested_at": "1000", "matched_at": "3000", "started_at": "9000", "driver_arrived_at": "3000",
-              "offered_at": "", "fare": "", "pickup_eta_s": "61.5"}  # fmt: skip
+    fields = {
+        "ride_id": "r9",
+        "rider_id": "u",
+        "status": "started",
+        "version": "4",
+        "driver_id": "d1",
+        "pickup_lat": "37.7",
+        "pickup_lon": "-122.4",
+        "dropoff_lat": "",
+        "dropoff_lon": "",
+        "requested_at": "1000",
+        "matched_at": "3000",
+        "started_at": "9000",
+        "driver_arrived_at": "3000",
+        "offered_at": "",
+        "fare": "",
+        "pickup_eta_s": "61.5",
+    }
     ride = ride_from_hash(fields)
     assert ride is not None
     assert ride["dropoff_lat"] is None and ride["fare"] is None and ride["pickup_eta_s"] == 61.5

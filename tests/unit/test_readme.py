@@ -11,5 +11,9 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 def test_readme_documents_every_setting() -> None:
     text = README.read_text()
-    missing = [f"RIDEPULSE_{n.upper()}" for n in Settings.model_fields if f"`RIDEPULSE_{n.upper()}`" not in text]
+    missing = [
+        f"RIDEPULSE_{n.upper()}"
+        for n in Settings.model_fields
+        if f"`RIDEPULSE_{n.upper()}`" not in text
+    ]
     assert not missing, f"add these to the README settings table: {missing}"

@@ -42,11 +42,15 @@ async def run(url: str, prefix: str, count: int, max_records: int) -> dict[str, 
     done = asyncio.Event()
     handled = 0
 
-    @broker.subscriber(stream=StreamSub(stream, group=GROUP, consumer="geo-1", max_records=max_records))
+    @broker.subscriber(
+        stream=StreamSub(stream, group=GROUP, consumer="geo-1", max_records=max_records)
+    )
     async def on_ping(ping: Ping) -> None:
         nonlocal handled
         pipe = client.pipeline(transaction=False)
-        pipe.hset(keys.positions, ping.driver_id, pack_position(ping.lat, ping.lon, ping.ts, ping.heading))
+        pipe.hset(
+            keys.positions, ping.driver_id, pack_position(ping.lat, ping.lon, ping.ts, ping.heading)
+        )
         pipe.geoadd(keys.drivers_geo, [ping.lon, ping.lat, ping.driver_id])
         pipe.zadd(keys.drivers_seen, {ping.driver_id: ping.ts})
         await pipe.execute()

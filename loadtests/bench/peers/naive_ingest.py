@@ -41,7 +41,9 @@ class Caller(BaseModel):
 def caller(request: Request, authorization: Annotated[str, Header()]) -> Caller:
     _, _, token = authorization.partition(" ")
     try:
-        claims = jwt.decode(token, request.app.state.secret, algorithms=["HS256"], issuer="ridepulse")
+        claims = jwt.decode(
+            token, request.app.state.secret, algorithms=["HS256"], issuer="ridepulse"
+        )
     except jwt.InvalidTokenError as exc:
         raise HTTPException(401, str(exc)) from None
     return Caller(sub=claims["sub"], role=claims["role"])
@@ -49,12 +51,24 @@ def caller(request: Request, authorization: Annotated[str, Header()]) -> Caller:
 
 async def append(request: Request, driver_id: str, ping: PingIn) -> dict[str, int]:
     now = int(time.time() * 1000)
-    data = {"pings": [{"driver_id": driver_id, **ping.model_dump(exclude_none=True), "ts": ping.ts or now}]}
+    data = {
+        "pings": [
+            {"driver_id": driver_id, **ping.model_dump(exclude_none=True), "ts": ping.ts or now}
+        ]
+    }
     fields = {
-        "id": str(uuid.uuid4()), "type": "driver.location", "v": "1", "source": "naive",
-        "time": str(now), "subject": f"driver/{driver_id}", "data": orjson.dumps(data), "traceparent": "",
-    }  # fmt: skip
-    await request.app.state.redis.xadd(request.app.state.stream, fields, maxlen=100_000, approximate=True)
+        "id": str(uuid.uuid4()),
+        "type": "driver.location",
+        "v": "1",
+        "source": "naive",
+        "time": str(now),
+        "subject": f"driver/{driver_id}",
+        "data": orjson.dumps(data),
+        "traceparent": "",
+    }
+    await request.app.state.redis.xadd(
+        request.app.state.stream, fields, maxlen=100_000, approximate=True
+    )
     return {"accepted": 1}
 
 

@@ -19,8 +19,13 @@ from loadtests.bench.fleet import entry_fields, pings
 from ridepulse.contracts.envelope import now_ms
 
 
-async def _writer(redis: aioredis.Redis, stream: str, batches: list[list[dict[str, object]]],
-                  deadline: float, pipeline_entries: int) -> int:  # fmt: skip
+async def _writer(
+    redis: aioredis.Redis,
+    stream: str,
+    batches: list[list[dict[str, object]]],
+    deadline: float,
+    pipeline_entries: int,
+) -> int:
     sent = 0
     turn = 0
     while time.perf_counter() < deadline:
@@ -34,8 +39,15 @@ async def _writer(redis: aioredis.Redis, stream: str, batches: list[list[dict[st
     return sent
 
 
-async def run(url: str, stream: str, *, seconds: float, entry_pings: int, pipeline_entries: int,
-              connections: int) -> dict[str, float]:  # fmt: skip
+async def run(
+    url: str,
+    stream: str,
+    *,
+    seconds: float,
+    entry_pings: int,
+    pipeline_entries: int,
+    connections: int,
+) -> dict[str, float]:
     ts = now_ms()
     batches = [pings(i * entry_pings, entry_pings, ts=ts) for i in range(16)]
     redis = aioredis.from_url(url, max_connections=connections)
@@ -43,9 +55,12 @@ async def run(url: str, stream: str, *, seconds: float, entry_pings: int, pipeli
         await redis.ping()
         started = time.perf_counter()
         deadline = started + seconds
-        sent = await asyncio.gather(*(
-            _writer(redis, stream, batches, deadline, pipeline_entries) for _ in range(connections)
-        ))  # fmt: skip
+        sent = await asyncio.gather(
+            *(
+                _writer(redis, stream, batches, deadline, pipeline_entries)
+                for _ in range(connections)
+            )
+        )
         elapsed = time.perf_counter() - started
     finally:
         await redis.aclose()
@@ -61,8 +76,16 @@ def main() -> None:
     parser.add_argument("--pipeline-entries", type=int, default=4)
     parser.add_argument("--connections", type=int, default=4)
     args = parser.parse_args()
-    result = uvloop.run(run(args.url, args.stream, seconds=args.seconds, entry_pings=args.entry_pings,
-                            pipeline_entries=args.pipeline_entries, connections=args.connections))  # fmt: skip
+    result = uvloop.run(
+        run(
+            args.url,
+            args.stream,
+            seconds=args.seconds,
+            entry_pings=args.entry_pings,
+            pipeline_entries=args.pipeline_entries,
+            connections=args.connections,
+        )
+    )
     print(orjson.dumps(result).decode(), flush=True)
 
 

@@ -15,7 +15,11 @@ from fastapi import FastAPI
 from loadtests.bench.peers import hello, naive_ingest
 from ridepulse.gc_tuning import tune_gc
 
-APPS = {"hello": hello.create_app, "naive": naive_ingest.create_app, "naive-jwt": naive_ingest.create_app_with_jwt}
+APPS = {
+    "hello": hello.create_app,
+    "naive": naive_ingest.create_app,
+    "naive-jwt": naive_ingest.create_app_with_jwt,
+}
 
 
 def main() -> None:
@@ -28,9 +32,15 @@ def main() -> None:
     if args.gc_tuned:
         tune_gc()
     uvicorn.run(
-        app, host="127.0.0.1", port=args.port, loop="uvloop", http="httptools", access_log=False,
-        log_level="warning", timeout_graceful_shutdown=10,
-    )  # fmt: skip
+        app,
+        host="127.0.0.1",
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=10,
+    )
 
 
 if __name__ == "__main__":
