@@ -34,6 +34,7 @@ class Deps:
     source: str
     notifier: Any = None
     shedding: bool = False
+    shed_retry_after_s: int = 1
     durable_writes: bool = True
     _tokens: dict[str, tuple[Principal, float]] = field(default_factory=dict)
 

@@ -11,18 +11,26 @@ from fastapi.responses import Response
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 
-from ridepulse.errors import RidePulseError
+from ridepulse.errors import Overloaded, RidePulseError
 from ridepulse.logs import get_logger
 
 
 def error_response(
-    status: int, code: str, detail: str, field: str | None = None, **extra: Any
+    status: int,
+    code: str,
+    detail: str,
+    field: str | None = None,
+    *,
+    retry_after_s: int | None = None,
+    **extra: Any,
 ) -> Response:
     body: dict[str, Any] = {"error": code, "detail": detail}
     if field:
         body["field"] = field
     body.update(extra)
-    headers = {"Retry-After": "1"} if status == 429 else None
+    if retry_after_s is None and status == 429:
+        retry_after_s = 1
+    headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
     return Response(
         orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
     )
@@ -33,7 +41,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RidePulseError)
     async def platform_error(request: Request, exc: RidePulseError) -> Response:
-        return error_response(exc.status, exc.code, exc.detail, exc.field)
+        retry_after_s = exc.retry_after_s if isinstance(exc, Overloaded) else None
+        return error_response(
+            exc.status, exc.code, exc.detail, exc.field, retry_after_s=retry_after_s
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:

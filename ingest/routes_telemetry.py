@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from ingest.deps import Deps, get_deps, json_body
 from ingest.lean_route import LeanRoute
 from ingest.schemas import ERRORS, PingIn, TelemetryAccepted, TelemetryBatchIn, body_schema
+from ingest.shedding import refuse_if_shedding
 from ingest.validation import check_id, check_ping
 from ridepulse.auth import Principal
 from ridepulse.bus.metrics import EVENTS_PUBLISHED
@@ -38,8 +39,7 @@ def authorize_driver(deps: Deps, request: Request, driver_id: str) -> Principal:
 
 
 async def accept_ping(deps: Deps, driver_id: str, body: Any) -> None:
-    if deps.shedding:
-        raise Overloaded("telemetry is being shed: consumers are behind; retry shortly")
+    refuse_if_shedding(deps)
     ping = check_ping(body, driver_id, now_ms())
     market = deps.markets.locate(ping["lat"], ping["lon"])
     if not deps.limiter.allow(driver_id):
@@ -73,8 +73,7 @@ async def post_location(driver_id: str, request: Request) -> Response:
 async def post_telemetry(request: Request) -> Response:
     deps = get_deps(request)
     deps.authenticate(request.headers.get("authorization")).require("fleet", "ops")
-    if deps.shedding:
-        raise Overloaded("telemetry is being shed: consumers are behind; retry shortly")
+    refuse_if_shedding(deps)
     body = await json_body(request)
     pings_in = body.get("pings") if isinstance(body, dict) else None
     if not isinstance(pings_in, list):

@@ -1,36 +1,111 @@
-"""Load shedding: when the telemetry consumers fall behind, pings get 429 (never rides)."""
+"""Load shedding: when a group that dispatch depends on trails telemetry by more than
+`telemetry_shed_lag_s` seconds, pings get 429 with `Retry-After` (ride requests never do).
+
+Lag is measured in seconds, not entries: an entry holds 1 to 1,000 pings, so an entry count
+says nothing about time, and time is what makes matching's driver positions stale. Only the
+groups in `telemetry_shed_groups` count (matching's geo index by default): an eta outage must
+not 429 every ping and so starve matching of positions."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import TYPE_CHECKING, Any
 
+import redis.asyncio as aioredis
+from prometheus_client import Counter, Gauge
+from redis.exceptions import RedisError
+
+from ridepulse.errors import Overloaded
 from ridepulse.logs import get_logger
 
 if TYPE_CHECKING:
     from ingest.deps import Deps
 
 CHECK_INTERVAL_S = 1.0
+MAX_RETRY_AFTER_S = 30
+
+DISPATCH_LAG_SECONDS = Gauge(
+    "rp_ingest_dispatch_lag_seconds",
+    "Age of the oldest telemetry entry a shedding group has not yet read",
+    ["stream", "group"],
+)
+
+PINGS_SHED = Counter("rp_telemetry_requests_shed_total", "Telemetry requests answered 429: shed")
 
 
-async def max_telemetry_lag(deps: Deps) -> int:
-    worst = 0
+def refuse_if_shedding(deps: Deps) -> None:
+    if deps.shedding:
+        PINGS_SHED.inc()
+        raise Overloaded(
+            "telemetry is being shed: dispatch is behind; retry after Retry-After seconds",
+            retry_after_s=deps.shed_retry_after_s,
+        )
+
+
+async def server_now_ms(redis: aioredis.Redis) -> int:
+    """Stream ids carry the server's clock; compare them with the server's clock, not ours."""
+    seconds, micros = await redis.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+async def group_lag_s(
+    redis: aioredis.Redis, stream: str, group: dict[Any, Any], now_ms: int
+) -> float:
+    """Seconds since the oldest entry the group has not been delivered yet was appended; 0 when
+    it has read everything. XINFO's `lag` is an entry count (and nil after trimming), so the
+    age of the first unread entry is what is measured."""
+    last = group.get("last-delivered-id")
+    if last is None:
+        return 0.0
+    last_id = last.decode() if isinstance(last, bytes) else str(last)
+    unread: Any = await redis.xrange(stream, min=f"({last_id}", max="+", count=1)
+    if not unread:
+        return 0.0
+    appended_ms = int(unread[0][0].split(b"-")[0])
+    return max(0.0, (now_ms - appended_ms) / 1000)
+
+
+async def dispatch_lag_s(deps: Deps) -> float:
+    """The worst lag, in seconds, of the shedding groups over every market's telemetry."""
+    wanted = {g.strip() for g in deps.settings.telemetry_shed_groups.split(",") if g.strip()}
+    now_ms = await server_now_ms(deps.redis)
+    worst = 0.0
     for market in deps.markets.markets:
+        stream = deps.keys(market.id).telemetry
         try:
-            groups: Any = await deps.redis.xinfo_groups(deps.keys(market.id).telemetry)
-        except Exception:
-            continue
-        worst = max([worst, *[int(g.get("lag") or 0) for g in groups]])
+            groups: Any = await deps.redis.xinfo_groups(stream)
+        except RedisError:
+            continue  # no stream yet: nothing is behind
+        for group in groups:
+            name = group.get("name")
+            name = name.decode() if isinstance(name, bytes) else str(name)
+            if name in wanted:
+                lag_s = await group_lag_s(deps.redis, stream, group, now_ms)
+                DISPATCH_LAG_SECONDS.labels(stream, name).set(lag_s)
+                worst = max(worst, lag_s)
     return worst
+
+
+def retry_after_s(lag_s: float, threshold_s: float) -> int:
+    """Come back about when the backlog above the threshold should be gone, within bounds."""
+    return max(1, min(MAX_RETRY_AFTER_S, math.ceil(lag_s - threshold_s)))
 
 
 async def watch_telemetry_lag(deps: Deps, stop: asyncio.Event) -> None:
     log = get_logger(component="shedding")
+    threshold_s = deps.settings.telemetry_shed_lag_s
     while not stop.is_set():
-        lag = await max_telemetry_lag(deps)
-        shedding = lag > deps.settings.telemetry_shed_lag
+        try:
+            lag_s = await dispatch_lag_s(deps)
+        except RedisError:
+            lag_s = 0.0  # Redis away: pings fail on their own; shedding cannot help
+        shedding = lag_s > threshold_s
         if shedding != deps.shedding:
-            log.warning("ingest.shedding" if shedding else "ingest.shedding_stopped", lag=lag)
+            log.warning(
+                "ingest.shedding" if shedding else "ingest.shedding_stopped", lag_s=round(lag_s, 2)
+            )
+        deps.shed_retry_after_s = retry_after_s(lag_s, threshold_s)
         deps.shedding = shedding
         try:
             await asyncio.wait_for(stop.wait(), CHECK_INTERVAL_S)

@@ -40,7 +40,13 @@ class Forbidden(RidePulseError):
 
 
 class Overloaded(RidePulseError):
+    """Come back later: the answer carries `Retry-After` (whole seconds)."""
+
     code, status = "overloaded", 429
+
+    def __init__(self, detail: str, *, field: str | None = None, retry_after_s: int = 1) -> None:
+        super().__init__(detail, field=field)
+        self.retry_after_s = retry_after_s
 
 
 class InvalidEvent(RidePulseError):

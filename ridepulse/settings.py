@@ -51,7 +51,12 @@ class Settings(BaseSettings):
     driver_stale_s: float = Field(30.0, description="silence after which a driver is not offered")
     h3_resolution: int = Field(8, description="H3 resolution of surge and speed cells")
     surge_cap: float = Field(3.0, description="highest surge multiplier")
-    telemetry_shed_lag: int = Field(200_000, description="telemetry lag above which pings get 429")
+    telemetry_shed_lag_s: float = Field(
+        5.0, gt=0, description="seconds a dispatch group may trail telemetry before pings get 429"
+    )
+    telemetry_shed_groups: str = Field(
+        "matching.geo", description="comma-separated telemetry groups whose lag sheds pings"
+    )
     max_batch_pings: int = Field(5000, description="most pings in one POST /v1/telemetry")
     ping_rate_per_s: float = Field(5.0, description="sustained pings/s allowed per driver")
     ping_burst: float = Field(20.0, description="ping burst allowed per driver")

@@ -1,6 +1,7 @@
 """One way to call the RidePulse API from a locust user, with the simulation's success rules.
 
-2xx is success. 409 is, where the caller says so, a normal race (the offer expired, the rider
+2xx is success. A 429 with `Retry-After` on telemetry is, where the caller says so, the server
+shedding load as designed: recorded as a success, and the caller backs off for that long. 409 is, where the caller says so, a normal race (the offer expired, the rider
 cancelled first) and is recorded as a success; 5xx and any other 4xx are failures, with the
 server's `{"error", "detail"}` in the failure message so the report says what went wrong.
 """
@@ -15,6 +16,7 @@ import orjson
 from locust.contrib.fasthttp import FastHttpSession
 
 RACE_STATUS = 409
+SHED_STATUS = 429
 RETRY_BACKOFF_S = 0.5
 
 
@@ -22,10 +24,15 @@ RETRY_BACKOFF_S = 0.5
 class Reply:
     status: int
     body: dict[str, Any]
+    retry_after_s: float = 0.0
 
     @property
     def ok(self) -> bool:
         return 200 <= self.status < 300
+
+    @property
+    def shed(self) -> bool:
+        return self.status == SHED_STATUS and self.retry_after_s > 0
 
     @property
     def raced(self) -> bool:
@@ -47,6 +54,7 @@ def call(
     json: Any = None,
     headers: dict[str, str] | None = None,
     race_ok: bool = False,
+    shed_ok: bool = False,
     attempts: int = 1,
 ) -> Reply:
     """Send a request under `name` (ids stripped, so stats group by route) and judge it.
@@ -54,12 +62,12 @@ def call(
     With `attempts` > 1 a transient failure is retried after a short backoff; every attempt is
     still its own sample, so retries never hide a server error from the report.
     """
-    reply = _once(client, method, path, name, token, json, headers, race_ok)
+    reply = _once(client, method, path, name, token, json, headers, race_ok, shed_ok)
     for attempt in range(1, attempts):
         if not reply.transient:
             break
         time.sleep(RETRY_BACKOFF_S * attempt)  # gevent-patched: yields to the other users
-        reply = _once(client, method, path, name, token, json, headers, race_ok)
+        reply = _once(client, method, path, name, token, json, headers, race_ok, shed_ok)
     return reply
 
 
@@ -72,6 +80,7 @@ def _once(
     json: Any,
     headers: dict[str, str] | None,
     race_ok: bool,
+    shed_ok: bool,
 ) -> Reply:
     all_headers = {"Authorization": f"Bearer {token}", **(headers or {})}
     with client.request(
@@ -79,11 +88,20 @@ def _once(
     ) as response:
         status = int(response.status_code or 0)
         body = parse_body(response.content)
-        if 200 <= status < 300 or (race_ok and status == RACE_STATUS):
+        reply = Reply(status, body, retry_after(response.headers))
+        if reply.ok or (race_ok and reply.raced) or (shed_ok and reply.shed):
             response.success()
         else:
             response.failure(_describe(status, body, getattr(response, "error", None)))
-        return Reply(status, body)
+        return reply
+
+
+def retry_after(headers: Any) -> float:
+    """`Retry-After` in seconds (the API sends whole seconds), or 0 when absent or unreadable."""
+    try:
+        return max(0.0, float((headers or {}).get("Retry-After") or 0))
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def parse_body(content: bytes | None) -> dict[str, Any]:

@@ -55,6 +55,7 @@ class DriverUser(FastHttpUser):
         self.ticks = 0
         self.last_tick = time.monotonic()
         self.attempts = 1
+        self.pings_paused_until = 0.0  # the API shed our pings: honour its Retry-After
 
     def wait_time(self) -> float:
         return float(constant_pacing(runtime().config.ping_interval_s)(self))
@@ -215,18 +216,23 @@ class DriverUser(FastHttpUser):
     # -- channels -----------------------------------------------------------------------
 
     def _ping(self, ping: dict[str, Any]) -> None:
+        if time.monotonic() < self.pings_paused_until:
+            return
         if self.socket is not None:
             ws_ping = {k: ping[k] for k in ("lat", "lon", "ts", "speed_mps", "heading")}
             if self.socket.send(ws_ping):
                 return
-        call(
+        reply = call(
             self.client,
             "POST",
             f"/v1/drivers/{self.driver_id}/location",
             name="/v1/drivers/[id]/location",
             token=self.token,
             json=ping,
+            shed_ok=True,
         )
+        if reply.shed:
+            self.pings_paused_until = time.monotonic() + reply.retry_after_s
 
     def _refresh_inbox(self) -> None:
         if self.socket is not None:

@@ -1,44 +1,97 @@
-"""Under consumer lag, telemetry is shed with 429 — ride requests never are."""
+"""Telemetry is shed (429 + Retry-After) when matching's geo index trails it by seconds; a lag
+of a group dispatch does not depend on (eta) sheds nothing; ride requests are never shed."""
 
 from __future__ import annotations
 
+import itertools
+import signal
 import time
+from collections.abc import Callable
+from pathlib import Path
 
+import httpx
+import psutil
 import pytest
 import redis
 
+from ingest.shedding import CHECK_INTERVAL_S
 from tests.e2e.conftest import start_city
-from tests.support.api import DOWNTOWN, offset
+from tests.support.api import DOWNTOWN, City, offset
+from tests.support.processes import Platform
 
 pytestmark = pytest.mark.e2e
 
+SHED_LAG_S = 1.0
+_PING_COUNTER = itertools.count()
+TELEMETRY = "rp:{sf}:telemetry"
 
-def test_pings_get_429_while_telemetry_lags_but_rides_are_still_accepted(tmp_path: object) -> None:
-    from pathlib import Path
 
-    platform, city = start_city(Path(str(tmp_path)) / "city", RIDEPULSE_TELEMETRY_SHED_LAG="50")
+def group_lag_s(client: redis.Redis, group: str) -> float:
+    """Age of the oldest telemetry entry `group` has not been delivered, by the server's clock."""
+    info = next(g for g in client.xinfo_groups(TELEMETRY) if g["name"] == group.encode())
+    unread = client.xrange(TELEMETRY, min=b"(" + info["last-delivered-id"], count=1)
+    if not unread:
+        return 0.0
+    seconds, micros = client.time()
+    return seconds + micros / 1e6 - int(unread[0][0].split(b"-")[0]) / 1000
+
+
+def ping_until(
+    city: City, accept: Callable[[httpx.Response], bool], timeout_s: float
+) -> httpx.Response:
+    """Ping from a few drivers until a reply satisfies `accept`; the last reply either way."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        n = next(_PING_COUNTER)
+        response = city.ping(f"d-shed-{n % 4}", *offset(DOWNTOWN, n % 50, 0))
+        if accept(response) or time.monotonic() > deadline:
+            return response
+        time.sleep(0.1)
+
+
+def paused(platform: Platform, service: str) -> psutil.Process:
+    proc = platform.service_process(service)
+    assert proc is not None, f"no {service} process under ridepulse up"
+    proc.send_signal(signal.SIGSTOP)
+    return proc
+
+
+def test_pings_are_shed_on_matching_lag_in_seconds_not_on_eta_lag(tmp_path: Path) -> None:
+    platform, city = start_city(tmp_path / "city", RIDEPULSE_TELEMETRY_SHED_LAG_S=str(SHED_LAG_S))
+    client = redis.Redis.from_url(platform.redis_url())
     try:
-        client = redis.Redis.from_url(platform.redis_url())
-        pipe = client.pipeline(transaction=False)
-        for _ in range(200):
-            pipe.xadd("rp:{sf}:telemetry", {b"filler": b"1"})
-        pipe.execute()
-        client.xgroup_create("rp:{sf}:telemetry", "laggard", id="0")  # a group 200 entries behind
-        deadline = time.monotonic() + 10
-        response = city.ping("d-shed", *DOWNTOWN)
-        while response.status_code != 429 and time.monotonic() < deadline:
-            time.sleep(0.2)
-            response = city.ping("d-shed", *DOWNTOWN)
-        assert response.status_code == 429, f"expected shedding, got {response.status_code}"
-        assert response.json()["error"] == "overloaded" and response.headers["Retry-After"] == "1"
-        ride = city.request_ride("r-shed", DOWNTOWN, offset(DOWNTOWN, -1500, 0))
-        assert ride.status_code == 202, ride.text
-        client.xgroup_destroy("rp:{sf}:telemetry", "laggard")
-        deadline = time.monotonic() + 10
-        while city.ping("d-shed", *DOWNTOWN).status_code != 202:
-            assert time.monotonic() < deadline, "shedding should stop once the lag is gone"
-            time.sleep(0.2)
-        client.close()
+        # eta's telemetry group falls seconds behind: matching still has every ping, so no 429
+        eta = paused(platform, "eta")
+        try:
+            ping_until(city, lambda r: group_lag_s(client, "eta.speeds") > SHED_LAG_S, 20)
+            assert group_lag_s(client, "eta.speeds") > SHED_LAG_S, "eta's group never fell behind"
+            # over more than two periods of ingest's lag check, with eta still behind: all 202
+            window_end = time.monotonic() + 3 * CHECK_INTERVAL_S
+            while time.monotonic() < window_end:
+                reply = ping_until(city, lambda r: True, timeout_s=0)
+                assert reply.status_code == 202, f"an eta lag shed pings: {reply.text}"
+                time.sleep(0.1)  # pacing: four drivers stay under their 5 pings/s
+            assert group_lag_s(client, "eta.speeds") > SHED_LAG_S
+        finally:
+            eta.send_signal(signal.SIGCONT)
+
+        # matching's geo group falls behind: pings get 429 with Retry-After; rides still 202
+        geo = paused(platform, "matching-geo")
+        try:
+            reply = ping_until(city, lambda r: r.status_code == 429, timeout_s=20)
+            assert reply.status_code == 429, f"expected shedding, got {reply.status_code}"
+            assert reply.json()["error"] == "overloaded"
+            assert int(reply.headers["Retry-After"]) >= 1
+            assert group_lag_s(client, "matching.geo") > SHED_LAG_S
+            ride = city.request_ride("r-shed", DOWNTOWN, offset(DOWNTOWN, -1500, 0))
+            assert ride.status_code == 202, ride.text
+        finally:
+            geo.send_signal(signal.SIGCONT)
+        reply = ping_until(city, lambda r: r.status_code == 202, timeout_s=20)
+        assert reply.status_code == 202, (
+            f"shedding should stop once matching caught up: {reply.text}"
+        )
     finally:
+        client.close()
         city.close()
         platform.stop()
