@@ -57,6 +57,10 @@ class EmbeddedRedis:
     key_prefix: str = "rp"
     process: subprocess.Popen[bytes] | None = None
     service_passwords: dict[str, str] = field(default_factory=dict)
+    # Cluster nodes share one set of passwords (ACL users live per node: DESIGN §11) kept in
+    # the cluster's directory, and take cluster options.
+    secrets_dir: Path | None = None
+    extra_args: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -69,9 +73,10 @@ class EmbeddedRedis:
 
     def start(self, timeout_s: float = 10.0) -> EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.password = self.password or _password(self.data_dir)
+        secrets_dir = self.secrets_dir or self.data_dir
+        self.password = self.password or _password(secrets_dir)
         self.port = self.port or free_port()
-        self.service_passwords = service_passwords(self.data_dir)
+        self.service_passwords = service_passwords(secrets_dir)
         acl = self.data_dir / "users.acl"
         acl.write_text(acl_file_text(self.password, self.service_passwords, self.key_prefix))
         acl.chmod(0o600)
@@ -97,6 +102,7 @@ class EmbeddedRedis:
             "valkey.log",
             "--daemonize",
             "no",
+            *self.extra_args,
         ]
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         self._wait_ready(timeout_s)

@@ -1,0 +1,194 @@
+"""A local Valkey Cluster from the embedded binary: `ridepulse cluster up`.
+
+N primaries with R replicas each, every node on loopback with AOF and the same ACL file (ACL
+users live per node, DESIGN §11). The cluster is formed with plain commands (CLUSTER
+ADDSLOTSRANGE, MEET, REPLICATE), so no `valkey-cli` is needed. Slots are dealt so that each
+market's hash tag lands on its own primary while there are primaries to spare: markets spread
+over shards instead of meeting on one by the luck of CRC16. A data dir that already holds a
+formed cluster is restarted as it is (every node reloads its nodes.conf and its AOF)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+from redis.cluster import key_slot
+
+from ridepulse.errors import RedisUnavailable
+from ridepulse.redis_server import EmbeddedRedis, _password, free_port
+
+SLOTS = 16384
+# Short in development so a killed primary's replica is promoted within a few seconds; production
+# clusters keep Valkey's 15 s default.
+NODE_TIMEOUT_MS = 2000
+
+
+def market_slot(market_id: str) -> int:
+    """Every key of a market carries `{market}`: this is the slot all of them hash to."""
+    return key_slot(("{" + market_id + "}").encode())
+
+
+def deal_slots(primaries: int, markets: Sequence[str]) -> list[int]:
+    """The owner (primary index) of every slot: even contiguous ranges, then each market's slot
+    moved to a primary that holds no market yet, while one is left."""
+    owner = [slot * primaries // SLOTS for slot in range(SLOTS)]
+    holding: set[int] = set()
+    for market in markets:
+        slot = market_slot(market)
+        if owner[slot] in holding:
+            free = [p for p in range(primaries) if p not in holding]
+            if free:
+                owner[slot] = free[0]
+        holding.add(owner[slot])
+    return owner
+
+
+def slot_ranges(owner: list[int], primary: int) -> list[tuple[int, int]]:
+    """The slots of one primary as inclusive (start, end) runs, for CLUSTER ADDSLOTSRANGE."""
+    ranges: list[tuple[int, int]] = []
+    for slot, who in enumerate(owner):
+        if who != primary:
+            continue
+        if ranges and ranges[-1][1] == slot - 1:
+            ranges[-1] = (ranges[-1][0], slot)
+        else:
+            ranges.append((slot, slot))
+    return ranges
+
+
+@dataclass
+class LocalCluster:
+    data_dir: Path
+    primaries: int = 3
+    replicas: int = 0
+    markets: Sequence[str] = ("sf",)
+    key_prefix: str = "rp"
+    node_timeout_ms: int = NODE_TIMEOUT_MS
+    nodes: list[EmbeddedRedis] = field(default_factory=list)
+    bus_ports: list[int] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        """The operator's URL: any node seeds the cluster client."""
+        return f"redis+cluster://:{self.nodes[0].password}@127.0.0.1:{self.nodes[0].port}/0"
+
+    def start(self, timeout_s: float = 60.0) -> LocalCluster:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        formed = (self.data_dir / "node-0" / "nodes.conf").exists()
+        for index in range(self.primaries * (1 + self.replicas)):
+            self.nodes.append(self._start_node(index))
+        try:
+            if not formed:
+                self._form()
+            self.wait_ok(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_node(self, index: int) -> EmbeddedRedis:
+        node_dir = self.data_dir / f"node-{index}"
+        port_file = node_dir / "port"
+        # The cluster bus needs a port of its own; by default it is the port + 10,000, which a
+        # random free port above 55,535 does not have, so both are chosen and kept.
+        if port_file.exists():
+            port, bus_port = (int(p) for p in port_file.read_text().split())
+        else:
+            port, bus_port = free_port(), free_port()
+        password = _password(self.data_dir)
+        node = EmbeddedRedis(
+            node_dir,
+            port=port,
+            password=password,
+            key_prefix=self.key_prefix,
+            secrets_dir=self.data_dir,
+            extra_args=(
+                "--cluster-enabled",
+                "yes",
+                "--cluster-port",
+                str(bus_port),
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                str(self.node_timeout_ms),
+                # A replica may be promoted however long it was cut off: in development a
+                # fresh promotion beats a shard that stays down.
+                "--cluster-replica-validity-factor",
+                "0",
+                "--masterauth",  # a replica syncs from its primary as the operator
+                password,
+            ),
+        )
+        node_dir.mkdir(parents=True, exist_ok=True)
+        node.start()
+        port_file.write_text(f"{node.port} {bus_port}")
+        self.bus_ports.append(bus_port)
+        return node
+
+    def _client(self, node: EmbeddedRedis) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=node.port, password=node.password)
+
+    def _form(self) -> None:
+        owner = deal_slots(self.primaries, self.markets)
+        primaries, replicas = self.nodes[: self.primaries], self.nodes[self.primaries :]
+        for index, node in enumerate(primaries):
+            client = self._client(node)
+            for start, end in slot_ranges(owner, index):
+                client.execute_command("CLUSTER ADDSLOTSRANGE", start, end)
+            client.close()
+        seed = self._client(self.nodes[0])
+        for node, bus_port in zip(self.nodes[1:], self.bus_ports[1:], strict=True):
+            seed.execute_command("CLUSTER MEET", "127.0.0.1", node.port, bus_port)
+        seed.close()
+        self._wait_all_known(timeout_s=30.0)
+        for index, node in enumerate(replicas):
+            primary = primaries[index % self.primaries]
+            primary_client = self._client(primary)
+            primary_id = primary_client.execute_command("CLUSTER MYID")
+            primary_client.close()
+            client = self._client(node)
+            client.execute_command("CLUSTER REPLICATE", primary_id)
+            client.close()
+
+    def _wait_all_known(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            known = []
+            for node in self.nodes:
+                client = self._client(node)
+                peers: Any = client.cluster("NODES")
+                client.close()
+                known.append(sum(1 for p in peers.values() if "handshake" not in p["flags"]))
+            if min(known) == len(self.nodes):
+                return
+            time.sleep(0.1)
+        raise RedisUnavailable(f"cluster nodes did not meet within {timeout_s:.0f}s")
+
+    def wait_ok(self, timeout_s: float) -> None:
+        """Until every node says cluster_state:ok and every replica is linked to its primary."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if all(self._state_ok(node) for node in self.nodes):
+                return
+            time.sleep(0.1)
+        raise RedisUnavailable(f"cluster_state not ok within {timeout_s:.0f}s")
+
+    def _state_ok(self, node: EmbeddedRedis) -> bool:
+        client = self._client(node)
+        try:
+            info: Any = client.cluster("INFO")
+            replication: Any = client.info("replication")
+        except redis.ConnectionError:
+            return False
+        finally:
+            client.close()
+        linked = replication.get("role") != "slave" or replication.get("master_link_status") == "up"
+        return bool(info.get("cluster_state") == "ok" and linked)
+
+    def stop(self) -> None:
+        for node in reversed(self.nodes):
+            node.stop()
