@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from eta.active import ActiveRide, Phase
@@ -9,6 +10,7 @@ from eta.deps import EtaDeps
 from ridepulse.contracts.envelope import Envelope
 from ridepulse.contracts.events import EtaUpdatedV1
 from ridepulse.contracts.registry import make
+from ridepulse.redis_client import pipelines_take_scripts
 from ridepulse.rides import inputs
 
 ETA_FIELD: dict[Phase, str] = {"pickup": "pickup_eta_s", "trip": "trip_eta_s"}
@@ -38,11 +40,15 @@ async def write_etas(deps: EtaDeps, updates: Sequence[tuple[ActiveRide, float]])
         by_market.setdefault(ride.market, []).append((ride, eta_s))
     for market, items in by_market.items():
         store = deps.stores[market]
-        pipe = deps.redis.pipeline(transaction=False)
+        calls = []
         for ride, eta_s in items:
             name = ETA_FIELD[ride.phase]
             value = inputs.number(name, eta_s, inputs.SECONDS_DIGITS)
-            await store.scripts.set_eta(
-                keys=[store.keys.ride(ride.ride_id)], args=[name, value], client=pipe
-            )
+            calls.append(([store.keys.ride(ride.ride_id)], [name, value]))
+        if not pipelines_take_scripts(deps.redis):
+            await asyncio.gather(*(store.scripts.set_eta(keys=k, args=a) for k, a in calls))
+            continue
+        pipe = deps.redis.pipeline(transaction=False)
+        for keys, args in calls:
+            await store.scripts.set_eta(keys=keys, args=args, client=pipe)
         await pipe.execute()

@@ -16,8 +16,10 @@ import typer
 
 from ridepulse import launcher
 from ridepulse.auth import ROLES, mint_token, resolve_secret
+from ridepulse.cli_cluster import cluster_app
 from ridepulse.errors import RedisUnavailable
 from ridepulse.markets import load_markets
+from ridepulse.redis_client import connect_sync
 from ridepulse.services import ENTRY_POINTS, SERVICE_NAMES
 from ridepulse.settings import Settings
 from ridepulse.status import collect_status, render
@@ -96,7 +98,7 @@ def status(
     settings = launcher.with_running_redis(Settings())
     if not settings.redis_url:
         _fail("no Redis to inspect: set RIDEPULSE_REDIS_URL or run `ridepulse up` first")
-    client = redis.Redis.from_url(settings.redis_url or "", socket_connect_timeout=3)
+    client = connect_sync(settings.redis_url or "", socket_connect_timeout=3)
     try:
         report = collect_status(client, load_markets(settings.markets_file), settings.key_prefix)
     except redis.ConnectionError as exc:
@@ -156,6 +158,7 @@ def _add_events_app() -> None:
 
 
 _add_events_app()
+app.add_typer(cluster_app, name="cluster", help="A local Valkey Cluster to grow into.")
 
 
 def main() -> None:

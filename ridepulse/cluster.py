@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from redis.cluster import key_slot
+from redis.crc import key_slot
 
 from ridepulse.errors import RedisUnavailable
 from ridepulse.redis_server import EmbeddedRedis, _password, free_port
@@ -138,20 +138,20 @@ class LocalCluster:
         for index, node in enumerate(primaries):
             client = self._client(node)
             for start, end in slot_ranges(owner, index):
-                client.execute_command("CLUSTER ADDSLOTSRANGE", start, end)
+                client.cluster("ADDSLOTSRANGE", start, end)
             client.close()
         seed = self._client(self.nodes[0])
         for node, bus_port in zip(self.nodes[1:], self.bus_ports[1:], strict=True):
-            seed.execute_command("CLUSTER MEET", "127.0.0.1", node.port, bus_port)
+            seed.cluster("MEET", "127.0.0.1", node.port, bus_port)
         seed.close()
         self._wait_all_known(timeout_s=30.0)
         for index, node in enumerate(replicas):
             primary = primaries[index % self.primaries]
             primary_client = self._client(primary)
-            primary_id = primary_client.execute_command("CLUSTER MYID")
+            primary_id = primary_client.cluster("MYID")
             primary_client.close()
             client = self._client(node)
-            client.execute_command("CLUSTER REPLICATE", primary_id)
+            client.cluster("REPLICATE", primary_id)
             client.close()
 
     def _wait_all_known(self, timeout_s: float) -> None:
@@ -182,12 +182,19 @@ class LocalCluster:
         try:
             info: Any = client.cluster("INFO")
             replication: Any = client.info("replication")
+            peers: Any = client.cluster("NODES")
         except redis.ConnectionError:
             return False
         finally:
             client.close()
         linked = replication.get("role") != "slave" or replication.get("master_link_status") == "up"
-        return bool(info.get("cluster_state") == "ok" and linked)
+        # every node must see every replica, or a client seeded from it misses them
+        replicas_seen = sum(1 for p in peers.values() if "slave" in p["flags"])
+        return bool(
+            info.get("cluster_state") == "ok"
+            and linked
+            and replicas_seen == self.primaries * self.replicas
+        )
 
     def stop(self) -> None:
         for node in reversed(self.nodes):

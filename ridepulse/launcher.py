@@ -16,6 +16,7 @@ import redis
 from ridepulse.auth import mint_token, resolve_secret
 from ridepulse.keys import GlobalKeys
 from ridepulse.logs import configure_logging, get_logger
+from ridepulse.redis_client import connect_sync
 from ridepulse.redis_server import EmbeddedRedis
 from ridepulse.services import ENTRY_POINTS, SERVICE_NAMES
 from ridepulse.settings import Settings
@@ -136,7 +137,7 @@ def run_platform(settings: Settings, *, simulate: bool) -> int:
         server = start_embedded(settings)
         settings = settings.model_copy(update={"redis_url": server.url})
         log.info("redis.started", port=server.port, data_dir=str(server.data_dir))
-    client = redis.Redis.from_url(settings.redis_url or "", socket_connect_timeout=3)
+    client = connect_sync(settings.redis_url or "", socket_connect_timeout=3)
     secret = resolve_secret(settings)
     specs = service_specs(settings, client, secret, server)
     sim = simulation_spec(settings, secret) if simulate else None

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import hiredis
+import redis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import DataError
 
 from ridepulse.settings import Settings
 
+CLUSTER_MAX_CONNECTIONS_PER_NODE = 1024
 RESP_PROTOCOL = 2  # pinned: reply shapes of stream commands differ between RESP2 and RESP3
 
 
@@ -61,7 +63,14 @@ def connect(settings: Settings, url: str | None = None) -> aioredis.Redis:
         "decode_responses": False,
     }
     if target.startswith("redis+cluster://"):
-        cluster = RedisCluster.from_url(target.replace("redis+cluster://", "redis://"), **options)
+        # redis-py's asyncio cluster client has no blocking pool: past `max_connections` per node
+        # it raises instead of queuing. A burst of ride requests (300 at once in the e2e suite)
+        # must queue in the event loop, not fail, so the cap is wide.
+        cluster = RedisCluster.from_url(
+            target.replace("redis+cluster://", "redis://"),
+            max_connections=max(settings.redis_max_connections, CLUSTER_MAX_CONNECTIONS_PER_NODE),
+            **options,
+        )
         return cluster  # type: ignore[return-value]
     # A blocking pool queues callers when all connections are busy (backpressure) instead of
     # failing them with "Too many connections" under bursts.
@@ -71,3 +80,19 @@ def connect(settings: Settings, url: str | None = None) -> aioredis.Redis:
         target, max_connections=settings.redis_max_connections, timeout=10, **options
     )
     return aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes both
+
+
+def connect_sync(url: str, **options: Any) -> redis.Redis:
+    """A blocking client for the CLI and the launcher: a cluster client for `redis+cluster://`."""
+    if url.startswith("redis+cluster://"):
+        cluster = redis.RedisCluster.from_url(
+            url.replace("redis+cluster://", "redis://"), **options
+        )
+        return cluster  # type: ignore[return-value]
+    return redis.Redis.from_url(url, **options)
+
+
+def pipelines_take_scripts(client: aioredis.Redis) -> bool:
+    """redis-py's cluster pipeline refuses EVALSHA: on a cluster a batch of script calls runs
+    concurrently instead (still one slot per call, the market's)."""
+    return not isinstance(client, RedisCluster)

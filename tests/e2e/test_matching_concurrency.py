@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import redis
 
 from ridepulse.auth import mint_token
+from ridepulse.redis_client import connect_sync
 from tests.support.api import DOWNTOWN, City, offset
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -24,7 +24,7 @@ RIDES_STREAM = "rp:{sf}:rides"
 
 def _accept_every_offer(city: City, stop: threading.Event) -> None:
     """The fleet's phones: accept each offer as soon as it is announced on the stream."""
-    client = redis.Redis.from_url(city.platform.redis_url())
+    client = connect_sync(city.platform.redis_url())
     http = httpx.Client(base_url=city.platform.api, timeout=10)
     last = "0"
     try:
@@ -92,7 +92,7 @@ def test_300_concurrent_requests_on_100_drivers_never_double_book_a_driver(city:
 def _assert_no_driver_held_two_rides(city: City) -> None:
     """Replay the ride stream: a driver takes an offer only when free, and is freed by
     unmatched/cancelled/completed; holding two at once is the bug this test guards."""
-    client = redis.Redis.from_url(city.platform.redis_url())
+    client = connect_sync(city.platform.redis_url())
     try:
         entries: Any = client.xrange(RIDES_STREAM)
     finally:

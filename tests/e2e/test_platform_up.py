@@ -10,6 +10,7 @@ import psutil
 import pytest
 import redis
 
+from ridepulse.redis_client import connect_sync
 from tests.support.processes import RIDEPULSE, Platform
 from tests.support.waiting import wait_until_sync
 
@@ -29,7 +30,7 @@ def test_supervisor_restarts_a_killed_service_and_stop_leaves_no_process(tmp_pat
             lambda: _replacement(platform, victim.pid), timeout_s=20, what="janitor restarted"
         )
         tree |= {p.pid for p in platform.descendants()}
-        client = redis.Redis.from_url(platform.redis_url())
+        client = connect_sync(platform.redis_url())
         wait_until_sync(
             lambda: client.exists("rp:heartbeat:janitor:janitor-1"),
             timeout_s=10,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import redis
 
+from ridepulse.redis_client import connect_sync
 from tests.support.api import DOWNTOWN, City, offset
 from tests.support.waiting import wait_until_sync
 
@@ -23,7 +23,7 @@ def place_drivers(city: City, distances_m: list[float]) -> list[str]:
 
 
 def _indexed(city: City, drivers: list[str]) -> bool:
-    client = redis.Redis.from_url(city.platform.redis_url())
+    client = connect_sync(city.platform.redis_url())
     try:
         return int(client.zcard("rp:{sf}:drivers:geo")) >= len(drivers)
     finally:
@@ -31,7 +31,7 @@ def _indexed(city: City, drivers: list[str]) -> bool:
 
 
 def _groups_caught_up(city: City) -> dict[str, Any] | None:
-    client = redis.Redis.from_url(city.platform.redis_url(), decode_responses=True)
+    client = connect_sync(city.platform.redis_url(), decode_responses=True)
     try:
         groups = {g["name"]: g for g in client.xinfo_groups("rp:{sf}:rides")}
     finally:
@@ -119,7 +119,7 @@ def test_declined_offer_goes_to_the_next_nearest_driver_and_timeout_to_the_one_a
 
 
 def _offered_to(city: City, ride_id: str) -> str | None:
-    client = redis.Redis.from_url(city.platform.redis_url(), decode_responses=True)
+    client = connect_sync(city.platform.redis_url(), decode_responses=True)
     try:
         value = client.hget(f"rp:{{sf}}:ride:{ride_id}", "offer_driver_id")
         status = client.hget(f"rp:{{sf}}:ride:{ride_id}", "status")

@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from ingest.shedding import CHECK_INTERVAL_S
+from ridepulse.redis_client import connect_sync
 from tests.e2e.conftest import start_city
 from tests.support.api import DOWNTOWN, City, offset
 from tests.support.processes import Platform
@@ -58,7 +59,7 @@ def paused(platform: Platform, service: str) -> psutil.Process:
 
 def test_pings_are_shed_on_matching_lag_in_seconds_not_on_eta_lag(tmp_path: Path) -> None:
     platform, city = start_city(tmp_path / "city", RIDEPULSE_TELEMETRY_SHED_LAG_S=str(SHED_LAG_S))
-    client = redis.Redis.from_url(platform.redis_url())
+    client = connect_sync(platform.redis_url())
     try:
         # eta's telemetry group falls seconds behind: matching still has every ping, so no 429
         eta = paused(platform, "eta")

@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from ridepulse.geo import cell_center, cell_of, haversine_m
+from ridepulse.redis_client import connect_sync
 from tests.support.api import DOWNTOWN, City, offset
 from tests.support.waiting import wait_until_sync
 
@@ -30,7 +31,7 @@ M_PER_DEG_LAT = 111_195.0
 
 @pytest.fixture
 def db(city: City) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(city.platform.redis_url(), decode_responses=True)
+    client = connect_sync(city.platform.redis_url(), decode_responses=True)
     yield client
     client.close()
 

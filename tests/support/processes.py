@@ -9,8 +9,15 @@ import time
 from pathlib import Path
 
 import psutil
+import redis
 
+from ridepulse.cluster import LocalCluster
+from ridepulse.redis_client import connect_sync
 from ridepulse.redis_server import free_port
+
+# `RIDEPULSE_TEST_CLUSTER=1` runs every platform of the suite on its own 3-primary Valkey
+# Cluster (`make test-cluster`) instead of the embedded single server.
+ON_CLUSTER = os.environ.get("RIDEPULSE_TEST_CLUSTER") == "1"
 
 RIDEPULSE = str(Path(sys.executable).parent / "ridepulse")
 
@@ -26,6 +33,10 @@ class Platform:
         data_dir.mkdir(parents=True, exist_ok=True)
         self._out = self.output.open("wb")
         clean_env = {k: v for k, v in os.environ.items() if not k.startswith("RIDEPULSE_")}
+        self.cluster: LocalCluster | None = None
+        if ON_CLUSTER and "--redis-url" not in extra:
+            self.cluster = LocalCluster(data_dir / "cluster", primaries=3).start()
+            extra = (*extra, "--redis-url", self.cluster.url)
         self.process = subprocess.Popen(
             [
                 RIDEPULSE,
@@ -83,7 +94,13 @@ class Platform:
         return None
 
     def redis_url(self) -> str:
+        if self.cluster is not None:
+            return self.cluster.url
         return (self.data_dir / "redis.url").read_text().strip()
+
+    def redis_client(self) -> redis.Redis:
+        """The operator's client of this platform's server or cluster."""
+        return connect_sync(self.redis_url())
 
     def stop(self, timeout_s: float = 30.0) -> int:
         if self.process.poll() is None:
@@ -97,4 +114,6 @@ class Platform:
             raise
         finally:
             self._out.close()
+            if self.cluster is not None:
+                self.cluster.stop()
         return code

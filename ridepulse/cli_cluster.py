@@ -1,0 +1,48 @@
+"""`ridepulse cluster up`: a local Valkey Cluster to grow into, from the embedded binary."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ridepulse.cluster import LocalCluster
+from ridepulse.errors import RedisUnavailable
+from ridepulse.markets import load_markets
+from ridepulse.settings import Settings
+
+cluster_app = typer.Typer(help="A local Valkey Cluster (primaries, replicas, failover).")
+
+
+@cluster_app.command("up")
+def cluster_up(
+    primaries: Annotated[int, typer.Option(min=1, help="shards")] = 3,
+    replicas: Annotated[int, typer.Option(min=0, help="replicas per primary")] = 1,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="node data (AOF, nodes.conf); default <data dir>/cluster")
+    ] = None,
+) -> None:
+    """Start (or restart) the cluster, wait for cluster_state:ok, print its URL; Ctrl-C stops it."""
+    settings = Settings()
+    markets = [m.id for m in load_markets(settings.markets_file).markets]
+    cluster = LocalCluster(
+        data_dir or Path(settings.data_dir) / "cluster",
+        primaries=primaries,
+        replicas=replicas,
+        markets=markets,
+        key_prefix=settings.key_prefix,
+    )
+    try:
+        cluster.start()
+    except RedisUnavailable as exc:
+        typer.secho(f"error: {exc.detail}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(cluster.url, color=False)
+    stop_signals = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # sigwait needs them blocked
+    try:
+        signal.sigwait(stop_signals)
+    finally:
+        cluster.stop()

@@ -1,0 +1,125 @@
+"""`ridepulse cluster up`: a real Valkey Cluster from the embedded binary, restartable, and a
+replica that takes over when its primary is SIGKILLed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import redis
+
+from ridepulse.cluster import LocalCluster, market_slot
+from ridepulse.redis_client import connect_sync
+from tests.support.waiting import wait_until_sync
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+RIDEPULSE = str(Path(sys.executable).parent / "ridepulse")
+
+
+def cluster_up(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RIDEPULSE_")}
+    proc = subprocess.Popen(
+        [
+            RIDEPULSE,
+            "cluster",
+            "up",
+            "--primaries",
+            "3",
+            "--replicas",
+            "1",
+            "--data-dir",
+            str(data_dir),
+        ],
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdout is not None
+    url = proc.stdout.readline().decode().strip()  # printed once cluster_state:ok
+    assert url.startswith("redis+cluster://"), f"no URL printed, got {url!r}"
+    return proc, url
+
+
+def cluster_client(url: str) -> Any:
+    """redis-py's cluster client is largely untyped (get_node_from_key, execute_command)."""
+    client = connect_sync(url)
+    assert isinstance(client, redis.RedisCluster)
+    return client
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    nodes = psutil.Process(proc.pid).children(recursive=True)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    if proc.stdout is not None:
+        proc.stdout.close()
+    _, alive = psutil.wait_procs(nodes, timeout=15)
+    assert not alive, f"nodes left running after stop: {alive}"
+
+
+def test_cluster_up_serves_the_market_and_keeps_its_data_across_a_restart(tmp_path: Path) -> None:
+    proc, url = cluster_up(tmp_path / "cluster")
+    try:
+        client = cluster_client(url)
+        info = client.cluster_info()
+        assert info["cluster_state"] == "ok"
+        roles = [p["flags"] for p in client.cluster_nodes().values()]
+        assert sum("master" in f for f in roles) == 3 and sum("slave" in f for f in roles) == 3
+        client.xadd("rp:{sf}:rides", {"k": "v"})
+        client.execute_command(
+            "WAITAOF", 1, 0, 2000, target_nodes=client.get_node_from_key("rp:{sf}:rides")
+        )
+        client.close()
+    finally:
+        stop(proc)
+    proc, url_again = cluster_up(tmp_path / "cluster")
+    try:
+        assert url_again == url, "a restarted cluster keeps its ports and password"
+        client = cluster_client(url_again)
+        assert client.xlen("rp:{sf}:rides") == 1, "the AOF of the market's shard was replayed"
+        client.close()
+    finally:
+        stop(proc)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
+    local = LocalCluster(tmp_path / "cluster", primaries=3, replicas=1).start()
+    yield local
+    local.stop()
+
+
+def test_a_replica_takes_over_when_the_markets_primary_is_killed(cluster: LocalCluster) -> None:
+    client = cluster_client(cluster.url)
+    key = "rp:{sf}:rides"
+    client.xadd(key, {"k": "acknowledged"})
+    primary = client.get_node_from_key(key)
+    # acknowledged by a replica: what a ride request with WAIT 1 is promised
+    assert client.execute_command("WAIT", 1, 2000, target_nodes=primary) == 1
+    victim = next(n for n in cluster.nodes if n.port == primary.port)
+    assert victim.process is not None
+    victim.process.send_signal(signal.SIGKILL)
+    victim.process.wait()
+
+    survivor = next(n for n in cluster.nodes if n is not victim)
+    seed_url = f"redis+cluster://:{survivor.password}@127.0.0.1:{survivor.port}/0"
+
+    def promoted() -> bool:
+        try:
+            fresh = cluster_client(seed_url)
+            node = fresh.get_node_from_key(key)
+            ok = bool(node.port != victim.port and fresh.xlen(key) == 1)
+            fresh.close()
+            return ok
+        except (redis.ConnectionError, redis.ResponseError, redis.exceptions.RedisClusterException):
+            return False
+
+    wait_until_sync(promoted, timeout_s=30, what=f"a replica to serve slot {market_slot('sf')}")
+    client.close()
