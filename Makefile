@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck bench loadtest loadtest-ci asyncapi chromium screenshot clean
+.PHONY: demo test test-cluster lint typecheck bench loadtest loadtest-ci asyncapi chromium screenshot clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: $(STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/mypy ridepulse ingest matching eta pricing dashboard
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The end-to-end suite again, every platform on its own 3-primary Valkey Cluster (ridepulse.cluster).
+test-cluster: $(STAMP)
+	RIDEPULSE_TEST_CLUSTER=1 $(BIN)/python -m pytest tests/e2e -m e2e $(PYTEST_ARGS)
 
 # The README screenshot: `ridepulse up` with its simulated fleet, shot in Chromium once the city
 # is busy (a few minutes); rewrites docs/img/dashboard.png.
