@@ -19,7 +19,9 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 def parse_plan(argv: list[str]) -> tuple[BenchPlan, Path]:
     parser = argparse.ArgumentParser(prog="python -m loadtests.bench", description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each repetition")
-    parser.add_argument("--reps", type=int, default=3, help="repetitions per contender (median)")
+    parser.add_argument(
+        "--reps", type=int, default=5, help="repetitions per contender: the pairs behind each ratio"
+    )
     parser.add_argument(
         "--e2e-seconds",
         type=float,

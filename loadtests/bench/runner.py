@@ -36,7 +36,7 @@ def say(message: str) -> None:
 @dataclass
 class BenchPlan:
     seconds: float = 5.0
-    reps: int = 3
+    reps: int = 5  # pairs per ratio: its median and spread are what a page may publish
     warmup_s: float = 2.0
     figures: frozenset[str] = frozenset({"1", "2", "3", "4"})
     profile: bool = True

@@ -1,9 +1,10 @@
-"""Pure statistics of repetitions: medians, percentiles, ratios to a peer."""
+"""Pure statistics of repetitions: medians, percentiles, ratios to a peer, paired ratios."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 
 def median(values: Sequence[float]) -> float:
@@ -45,3 +46,39 @@ def spread(values: Sequence[float]) -> float:
     if mid == 0:
         return 0.0
     return (max(values) - min(values)) / mid
+
+
+@dataclass(frozen=True)
+class PairedRatio:
+    """ours/peer per repetition, each pair measured side by side in the same rep: the machine's
+    drift between reps cancels out of each pair, and the spread of the pairs says how far one
+    run's ratio can be trusted."""
+
+    pairs: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return median(self.pairs)
+
+    @property
+    def low(self) -> float:
+        return min(self.pairs)
+
+    @property
+    def high(self) -> float:
+        return max(self.pairs)
+
+    def verdict(self, target: float) -> bool | None:
+        """Met when every pair is at or above the target, missed when every pair is below;
+        None when the pairs straddle it (the run cannot tell)."""
+        if self.low >= target:
+            return True
+        if self.high < target:
+            return False
+        return None
+
+
+def paired_ratio(ours: Sequence[float], peer: Sequence[float]) -> PairedRatio | None:
+    """Per-rep ratios of two contenders measured in the same reps (None without a valid pair)."""
+    pairs = tuple(o / p for o, p in zip(ours, peer, strict=False) if p > 0)
+    return PairedRatio(pairs) if pairs else None

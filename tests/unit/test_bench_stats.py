@@ -6,9 +6,16 @@ from __future__ import annotations
 import pytest
 
 from loadtests.bench.profiles import function_of, summarize_collapsed
-from loadtests.bench.report import Row, fmt_number, fmt_ratio, render_rows, render_table
+from loadtests.bench.report import (
+    Row,
+    fmt_number,
+    fmt_ratio,
+    hello_world_row,
+    render_rows,
+    render_table,
+)
 from loadtests.bench.ride_latency import request_to_offer_ms
-from loadtests.bench.stats import median, percentile, ratio, spread
+from loadtests.bench.stats import PairedRatio, median, paired_ratio, percentile, ratio, spread
 
 
 def test_median_of_odd_count_is_the_middle_value() -> None:
@@ -106,3 +113,32 @@ def test_profile_summary_counts_self_and_inclusive_time_per_function() -> None:
     assert summary["self"][0] == ("check (c.py)", 0.8)
     assert ("handle (b.py)", 1.0) in summary["inclusive"]
     assert summary["watched"] == {"handle": 1.0}
+
+
+def test_paired_ratios_are_taken_rep_by_rep_and_skip_a_peer_that_measured_nothing() -> None:
+    pairs = paired_ratio([100.0, 90.0, 120.0], [100.0, 0.0, 100.0])
+    assert pairs is not None
+    assert pairs.pairs == (1.0, 1.2)
+    assert paired_ratio([1.0], [0.0]) is None
+
+
+def test_a_paired_ratio_is_met_only_when_every_pair_meets_the_target() -> None:
+    assert PairedRatio((0.9, 0.95, 0.88)).verdict(0.85) is True
+    assert PairedRatio((0.7, 0.8, 0.84)).verdict(0.85) is False
+    assert PairedRatio((0.82, 0.9, 1.1)).verdict(0.85) is None
+
+
+def test_the_hello_world_row_publishes_the_median_pair_with_its_spread() -> None:
+    single = {
+        "ingest": {"median": 9.0, "reps": [9.0, 8.0, 10.0, 9.0, 9.5]},
+        "hello": {"median": 10.0, "reps": [10.0, 10.0, 10.0, 11.0, 9.0]},
+    }
+    row = hello_world_row("single ping", single, "hello")
+    assert row.pairs is not None and row.ratio == row.pairs.median
+    assert (
+        render_rows([row])
+        .splitlines()[2]
+        .endswith(
+            "| 0.90× (0.80–1.06 over 5 pairs) | ≥ 0.85× hello world | **spread crosses the target** |"
+        )
+    )
