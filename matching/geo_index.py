@@ -3,6 +3,8 @@
 Per batch: newest ping per driver (in memory), then one script (update_positions.lua) that
 drops pings not newer than the stored one (so reordering and redelivery are harmless), stores
 the positions and GEOADDs the drivers that are available — a few commands per batch, not per ping.
+Freshness is the server's receive time (Redis TIME in the script), never the phone's `ts`: a phone
+whose clock runs slow would otherwise look stale and never be offered a ride.
 
 The geo set holds available drivers only: the ride scripts move a driver in or out of it in the
 same atomic step that changes its status (ridepulse/rides/prelude.lua `index_driver`), so a
@@ -76,6 +78,12 @@ async def update_positions(redis: aioredis.Redis, keys: MarketKeys, pings: Itera
     return moved
 
 
+async def server_time_ms(redis: aioredis.Redis) -> int:
+    """The server's clock: freshness is judged against the time pings were stored, not ours."""
+    seconds, micros = await redis.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
 async def nearby_available(
     redis: aioredis.Redis,
     keys: MarketKeys,
@@ -83,11 +91,12 @@ async def nearby_available(
     lon: float,
     *,
     radius_m: float,
-    fresh_after_ms: int,
+    fresh_within_ms: int,
     exclude: Sequence[str] = (),
     limit: int = 30,
 ) -> list[NearbyDriver]:
-    """Drivers within `radius_m`, nearest first, that are available and pinged recently."""
+    """Drivers within `radius_m`, nearest first, that are available and whose last ping
+    reached the server within `fresh_within_ms` (server clock at both ends)."""
     found: Any = await redis.geosearch(
         keys.drivers_geo,
         longitude=lon,
@@ -105,7 +114,9 @@ async def nearby_available(
     pipe = redis.pipeline(transaction=False)
     pipe.hmget(keys.driver_statuses, ids)
     pipe.zmscore(keys.drivers_seen, ids)
-    statuses, seen = await pipe.execute()
+    pipe.time()
+    statuses, seen, (seconds, micros) = await pipe.execute()
+    fresh_after_ms = int(seconds) * 1000 + int(micros) // 1000 - fresh_within_ms
     skip = set(exclude)
     return [
         NearbyDriver(driver_id, float(coord[1]), float(coord[0]), float(dist))
@@ -117,15 +128,24 @@ async def nearby_available(
     ]
 
 
-async def drop_stale(redis: aioredis.Redis, keys: MarketKeys, stale_before_ms: int) -> int:
-    """Remove drivers silent since `stale_before_ms` from the index (their last position stays)."""
-    stale: Any = await redis.zrangebyscore(
-        keys.drivers_seen, "-inf", stale_before_ms, start=0, num=5000
-    )
-    if not stale:
-        return 0
-    pipe = redis.pipeline(transaction=False)
-    pipe.zrem(keys.drivers_geo, *stale)
-    pipe.zrem(keys.drivers_seen, *stale)
-    await pipe.execute()
-    return len(stale)
+STALE_CHUNK = 5_000  # drivers per ZRANGEBYSCORE page while dropping stale ones from the index
+
+
+async def drop_stale(
+    redis: aioredis.Redis, keys: MarketKeys, stale_before_ms: int, *, since_ms: int | None = None
+) -> int:
+    """Remove drivers whose last ping reached the server in (`since_ms`, `stale_before_ms`]
+    from the geo index; returns how many left it. `drivers_seen` keeps them (the janitor reads
+    it to evict drivers silent for good), so a sweeper passes the cutoff of its previous sweep
+    as `since_ms` and reads only the drivers that went stale since."""
+    low: str = "-inf" if since_ms is None else f"({since_ms}"
+    removed = offset = 0
+    while True:  # pages by offset: a batch of pings stores many drivers under one score
+        stale: Any = await redis.zrangebyscore(
+            keys.drivers_seen, low, stale_before_ms, start=offset, num=STALE_CHUNK
+        )
+        if stale:
+            removed += int(await redis.zrem(keys.drivers_geo, *stale))
+        if len(stale) < STALE_CHUNK:
+            return removed
+        offset += STALE_CHUNK

@@ -61,7 +61,6 @@ async def try_offer(deps: MatchingDeps, ride: Ride, cause_id: str) -> Ride | Non
     store = deps.stores[ride.market]
     keys = deps.keys(ride.market)
     deps.last_attempt_ms[ride.ride_id] = now_ms()
-    fresh_after = now_ms() - int(deps.settings.driver_stale_s * 1000)
     speed = deps.speeds[ride.market]
     taken: set[str] = set()  # candidates another ride's offer got first
     attempts = 0
@@ -76,7 +75,7 @@ async def try_offer(deps: MatchingDeps, ride: Ride, cause_id: str) -> Ride | Non
                 ride.pickup.lat,
                 ride.pickup.lon,
                 radius_m=radius,
-                fresh_after_ms=fresh_after,
+                fresh_within_ms=int(deps.settings.driver_stale_s * 1000),
                 exclude=[*ride.declined, *taken],
             )
             if not nearby:

@@ -11,15 +11,19 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from matching.geo_index import drop_stale
+from matching.geo_index import drop_stale, server_time_ms
 from matching.handlers import MatchingDeps, try_offer
-from ridepulse.contracts.envelope import derived_event_id, now_ms
+from ridepulse.contracts.envelope import derived_event_id
 from ridepulse.errors import Conflict
 from ridepulse.logs import get_logger
 
 SWEEP_INTERVAL_S = 0.25
 RETRY_WAITING_EVERY_MS = 1000
 BATCH = 200
+# Drivers that went stale since the last sweep leave the geo index; every so often a full pass
+# also catches those a ride step put back (a silent driver released by its ride re-enters the
+# index from its last position; the search skips it, but it would crowd out fresh candidates).
+FULL_STALE_PASS_EVERY_MS = 30_000
 
 
 async def time_out_offers(deps: MatchingDeps, market: str, now: int) -> int:
@@ -75,23 +79,38 @@ async def retry_waiting(deps: MatchingDeps, market: str, now: int) -> int:
     return offered
 
 
-async def sweep_once(deps: MatchingDeps) -> dict[str, int]:
-    now = now_ms()
+async def sweep_once(
+    deps: MatchingDeps, stale_marks: dict[str, int] | None = None
+) -> dict[str, int]:
+    """One pass over every market, on the server's clock (offers and deadlines were stamped
+    with it). `stale_marks` (market → the stale cutoff of the previous pass) lets the stale
+    drop read only the drivers gone silent since; absent or old, the pass is a full one."""
+    now = await server_time_ms(deps.redis)
+    marks = {} if stale_marks is None else stale_marks
     totals = {"timed_out": 0, "expired": 0, "retried": 0, "stale": 0}
     for market in deps.stores:
         totals["timed_out"] += await time_out_offers(deps, market, now)
         totals["expired"] += await expire_overdue(deps, market, now)
         totals["retried"] += await retry_waiting(deps, market, now)
         stale_before = now - int(deps.settings.driver_stale_s * 1000)
-        totals["stale"] += await drop_stale(deps.redis, deps.keys(market), stale_before)
+        since = marks.get(market)
+        if since is not None and (since // FULL_STALE_PASS_EVERY_MS) != (
+            stale_before // FULL_STALE_PASS_EVERY_MS
+        ):
+            since = None
+        totals["stale"] += await drop_stale(
+            deps.redis, deps.keys(market), stale_before, since_ms=since
+        )
+        marks[market] = stale_before
     return totals
 
 
 async def run_sweeper(deps: MatchingDeps, stop: asyncio.Event) -> None:
     log = get_logger(component="sweeper")
+    stale_marks: dict[str, int] = {}
     while not stop.is_set():
         try:
-            totals = await sweep_once(deps)
+            totals = await sweep_once(deps, stale_marks)
             if any(totals.values()):
                 log.debug("matching.swept", **totals)
         except (RedisError, OSError) as exc:

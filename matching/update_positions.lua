@@ -1,24 +1,31 @@
 -- update_positions: apply a batch of pings to the matching index in one atomic step.
--- KEYS 1 drivers_seen (zset: last ping ts), 2 positions (hash: packed "lat,lon,ts,heading"),
---      3 driver_statuses (hash), 4 drivers_geo (available drivers only).
+-- KEYS 1 drivers_seen (zset: server time of the last accepted ping, ms), 2 positions (hash:
+--      packed "lat,lon,ts,heading", ts being the phone's), 3 driver_statuses (hash),
+--      4 drivers_geo (available drivers only).
 -- ARGV triples: driver_id, ts, packed position — the newest ping per driver of the batch.
+-- Two clocks, each for what it can answer: the phone's ts orders one driver's pings (a ping not
+-- newer than the stored one is a redelivery or arrived out of order, and is ignored); the
+-- server's TIME says how fresh the driver is, so a phone whose clock runs 31 s slow is as fresh
+-- as any other (seen: every ping accepted, never offered a ride).
 -- Atomic with the ride scripts' `index_driver`: a driver that goes available between a read and a
 -- write is never left out of the geo set (the race a read-then-write pipeline has).
--- Returns how many drivers moved (pings not newer than the stored one are ignored).
+-- Returns how many drivers moved.
 local SEEN, POSITIONS, STATUSES, GEO = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local n = #ARGV / 3
 local ids = {}
 for i = 1, n do ids[i] = ARGV[3 * i - 2] end
-local stored = redis.call('ZMSCORE', SEEN, unpack(ids))
+local stored = redis.call('HMGET', POSITIONS, unpack(ids))
 local statuses = redis.call('HMGET', STATUSES, unpack(ids))
+local t = redis.call('TIME')
+local now = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 local positions, seen, geo = {}, {}, {}
 for i = 1, n do
   local ts, packed = ARGV[3 * i - 1], ARGV[3 * i]
-  local held = stored[i]
+  local held = stored[i] and string.match(stored[i], '^[^,]*,[^,]*,([^,]+)')
   if not held or tonumber(ts) > tonumber(held) then
     positions[#positions + 1] = ids[i]
     positions[#positions + 1] = packed
-    seen[#seen + 1] = ts
+    seen[#seen + 1] = now
     seen[#seen + 1] = ids[i]
     if statuses[i] == 'available' then
       local lat, lon = string.match(packed, '^([^,]+),([^,]+),')

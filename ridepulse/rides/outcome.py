@@ -52,6 +52,10 @@ def refusal(outcome: Outcome, *, ride_id: str, verb: str) -> Exception:
         return Conflict(f"ride is {status} with another driver; cannot {verb}")
     if outcome.code == "conflict" and outcome.detail == "driver_state":
         return Conflict(f"ride is {status} but its driver does not hold it; cannot {verb}")
+    if outcome.code == "conflict" and outcome.detail == "expired":
+        return Conflict(f"the offer of ride {ride_id} has expired; cannot {verb}")
+    if outcome.code == "skip" and outcome.detail == "not_due":
+        return Conflict(f"the offer of ride {ride_id} has not expired yet; cannot {verb}")
     if outcome.code == "conflict" and outcome.detail == "exists":
         return Conflict(f"ride {ride_id} already exists", field="ride_id")
     if outcome.code == "conflict":

@@ -2,7 +2,9 @@
 -- out, or the assigned driver cancelled); the driver is remembered in `declined` so matching
 -- skips it, and is free again.
 -- KEYS 11 the driver. ARGV X.. reason, renew deadline ('1': the rider gets a fresh wait window,
---   as after a driver cancel the original deadline may long have passed).
+--   as after a driver cancel the original deadline may long have passed), assignment timestamps
+--   to clear. A 'timeout' re-checks the offer's expiry on the server clock and skips
+--   ('not_due') when it has not passed: a sweeper whose clock runs ahead never cuts an offer short.
 local A = step_args()
 local DRIVER = KEYS[11]
 local ride = load_ride()
@@ -10,6 +12,10 @@ local stop = guard(A, ride, 'conflict') or guard_driver(A, ride, DRIVER)
 if stop then return stop end
 
 local now = now_ms()
+local expires_at = tonumber(ride.offer_expires_at or '')
+if ARGV[X] == 'timeout' and expires_at and now < expires_at then
+  return reply('skip', 'not_due')
+end
 local declined = ride.declined or ''
 if not contains(declined, A.driver_id) then
   if declined == '' then declined = A.driver_id else declined = declined .. ',' .. A.driver_id end

@@ -9,7 +9,7 @@ from typing import cast
 import pytest
 import redis.asyncio as aioredis
 
-from matching.geo_index import drop_stale, nearby_available, update_positions
+from matching.geo_index import drop_stale, nearby_available, server_time_ms, update_positions
 from ridepulse.contracts.events import Ping
 from ridepulse.keys import MarketKeys
 from ridepulse.positions import parse_position
@@ -75,19 +75,22 @@ async def test_search_returns_fresh_available_drivers_nearest_first(
     drivers = {f"d{i}": i * 100.0 for i in range(1, 6)}  # 100 m .. 500 m north of the pickup
     await redis.hset(keys.driver_statuses, mapping=dict.fromkeys(drivers, "available"))
     await update_positions(redis, keys, [ping(d, north, 1_000) for d, north in drivers.items()])
-    await update_positions(
-        redis, keys, [ping("d2", 200, 5_000)]
-    )  # the only recent pinger besides d4
-    await update_positions(redis, keys, [ping("d4", 400, 5_000)])
+    # freshness is the server's receive time: age every driver but d2 and d4 by a minute
+    now = await server_time_ms(redis)
+    await redis.zadd(keys.drivers_seen, {d: now - 60_000 for d in ("d1", "d3", "d5")})
     found = await nearby_available(
-        redis, keys, *PICKUP, radius_m=1_000, fresh_after_ms=0, exclude=["d3"]
+        redis, keys, *PICKUP, radius_m=1_000, fresh_within_ms=3_600_000, exclude=["d3"]
     )
     assert [d.driver_id for d in found] == ["d1", "d2", "d4", "d5"]
     assert [round(d.distance_m, -1) for d in found] == [100, 200, 400, 500]
-    fresh = await nearby_available(redis, keys, *PICKUP, radius_m=1_000, fresh_after_ms=2_000)
+    fresh = await nearby_available(redis, keys, *PICKUP, radius_m=1_000, fresh_within_ms=30_000)
     assert [d.driver_id for d in fresh] == ["d2", "d4"]
-    assert await drop_stale(redis, keys, stale_before_ms=2_000) == 3
+    assert await drop_stale(redis, keys, stale_before_ms=now - 30_000) == 3
     assert await indexed(redis, keys) == {"d2", "d4"}
+    # a later sweep reads only drivers gone stale since its previous cutoff
+    await redis.zadd(keys.drivers_seen, {"d2": now - 40_000})
+    assert await drop_stale(redis, keys, now - 30_000, since_ms=now - 50_000) == 1
+    assert await indexed(redis, keys) == {"d4"}
 
 
 async def test_a_driver_going_available_while_its_first_ping_is_applied_is_indexed(
