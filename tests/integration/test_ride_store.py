@@ -65,6 +65,17 @@ async def redis_now_ms(store: RideStore) -> int:
     return int(seconds) * 1000 + int(micros) // 1000
 
 
+async def past_offer_expiry(store: RideStore, ride: Ride) -> None:
+    """Wait until the server clock passes the ride's offer expiry (a timeout applies only then)."""
+    expires_at = ride.offer_expires_at
+    assert expires_at is not None
+
+    async def expired() -> bool:
+        return await redis_now_ms(store) > expires_at
+
+    await wait_until(expired, timeout_s=10, what="the offer to expire")
+
+
 async def members(redis: aioredis.Redis, key: str) -> set[str]:
     return {m.decode() for m in cast(list[bytes], await redis.zrange(key, 0, -1))}
 
@@ -101,7 +112,11 @@ async def request(store: RideStore, ride_id: str = "r1", rider_id: str = "u1", *
 
 
 async def ride_at(
-    store: RideStore, status: str, ride_id: str = "r1", driver_id: str = "d1"
+    store: RideStore,
+    status: str,
+    ride_id: str = "r1",
+    driver_id: str = "d1",
+    offer_timeout_s: float = 30,
 ) -> Ride:
     """A ride walked through the lifecycle up to `status`, with `driver_id` online."""
     ride = await request(store, ride_id)
@@ -110,7 +125,10 @@ async def ride_at(
         (
             "offered",
             lambda: store.offer(
-                ride_id=ride_id, driver_id=driver_id, pickup_eta_s=90, offer_timeout_s=30
+                ride_id=ride_id,
+                driver_id=driver_id,
+                pickup_eta_s=90,
+                offer_timeout_s=offer_timeout_s,
             ),
         ),
         ("matched", lambda: store.accept(ride_id, driver_id)),
@@ -474,7 +492,11 @@ async def test_redelivered_offer_with_same_event_id_appends_no_second_event(
 async def test_redelivered_timeout_after_a_reoffer_is_a_no_op(
     store: RideStore, stream: Stream
 ) -> None:
-    await ride_at(store, "offered")
+    await request(store, "r1")
+    await store.set_driver_status("d1", "available")
+    offered = await store.offer(ride_id="r1", driver_id="d1", pickup_eta_s=60, offer_timeout_s=0.05)
+    assert offered is not None
+    await past_offer_expiry(store, offered)
     await store.set_driver_status("d2", "available")
     timeout_id = derived_event_id("offer-entry", "timeout")
     await store.decline("r1", "d1", reason="timeout", event_id=timeout_id)
@@ -551,7 +573,9 @@ async def test_offer_returns_none_for_busy_driver_or_taken_ride(
 async def test_decline_returns_driver_to_available_and_ride_to_requested(
     store: RideStore, redis: aioredis.Redis, keys: MarketKeys, stream: Stream, reason: str
 ) -> None:
-    offered = await ride_at(store, "offered")
+    offered = await ride_at(store, "offered", offer_timeout_s=0.05 if reason == "timeout" else 30)
+    if reason == "timeout":
+        await past_offer_expiry(store, offered)
     await stream.new()
     ride = await store.decline("r1", "d1", reason=reason)  # type: ignore[arg-type]
     assert (ride.status, ride.offer_driver_id, ride.declined, ride.attempt) == (
