@@ -78,12 +78,6 @@ async def update_positions(redis: aioredis.Redis, keys: MarketKeys, pings: Itera
     return moved
 
 
-async def server_time_ms(redis: aioredis.Redis) -> int:
-    """The server's clock: freshness is judged against the time pings were stored, not ours."""
-    seconds, micros = await redis.time()
-    return int(seconds) * 1000 + int(micros) // 1000
-
-
 async def nearby_available(
     redis: aioredis.Redis,
     keys: MarketKeys,

@@ -11,11 +11,12 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from matching.geo_index import drop_stale, server_time_ms
+from matching.geo_index import drop_stale
 from matching.handlers import MatchingDeps, try_offer
 from ridepulse.contracts.envelope import derived_event_id
 from ridepulse.errors import Conflict
 from ridepulse.logs import get_logger
+from ridepulse.rides.clock import server_time_ms
 
 SWEEP_INTERVAL_S = 0.25
 RETRY_WAITING_EVERY_MS = 1000

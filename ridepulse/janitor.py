@@ -6,22 +6,35 @@ group's oldest pending and last-delivered id. Telemetry is capped by entry count
 but an entry holds from one to a thousand pings, so a count alone cannot bound memory: here it
 is also trimmed by time (MINID). A ping older than the retention is worthless to every reader
 (matching stops offering a driver after 30 s of silence); a consumer lagging that far loses
-those pings by design and counts them (ConsumerRuntime's `lost`)."""
+those pings by design and counts them (ConsumerRuntime's `lost`).
+
+It also keeps the projections bounded as drivers and riders come and go: rides are taken back
+from drivers silent past `driver_lost_s` and drivers silent past `driver_evict_s` are forgotten
+(ridepulse/silent_drivers.py), riders' ride sets and the heartbeat set are trimmed
+(ridepulse/retention.py). Every replica may run it: each step re-checks inside its script."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from ridepulse.bus.trimming import trim_acknowledged
 from ridepulse.bus.worker import consumer_name, run_service, start_service
 from ridepulse.contracts.envelope import now_ms
-from ridepulse.keys import MarketKeys
+from ridepulse.keys import GlobalKeys, MarketKeys
 from ridepulse.logs import get_logger
 from ridepulse.markets import load_markets
 from ridepulse.redis_client import connect
+from ridepulse.retention import prune_heartbeats, trim_rider_rides
+from ridepulse.rides.clock import server_time_ms
+from ridepulse.rides.store import RideStore
 from ridepulse.settings import Settings
+from ridepulse.silent_drivers import evict_departed, release_lost_rides
 
 
 async def trim_once(redis: aioredis.Redis, settings: Settings) -> int:
@@ -48,6 +61,60 @@ async def trim_telemetry_once(redis: aioredis.Redis, settings: Settings) -> int:
     return removed
 
 
+async def sweep_drivers_once(
+    redis: aioredis.Redis, settings: Settings, source: str = "janitor"
+) -> dict[str, int]:
+    """Rides of lost drivers first, then departed drivers: a driver released from its ride
+    this pass can be evicted in the same pass once silent past `driver_evict_s`."""
+    now = await server_time_ms(redis)
+    totals = {"rides_released": 0, "drivers_evicted": 0}
+    for market in load_markets(settings.markets_file).markets:
+        store = RideStore(redis, MarketKeys(market.id, settings.key_prefix), source)
+        totals["rides_released"] += await release_lost_rides(store, now, settings.driver_lost_s)
+        totals["drivers_evicted"] += await evict_departed(store, now, settings.driver_evict_s)
+    return totals
+
+
+async def retain_once(
+    redis: aioredis.Redis, settings: Settings, absent_since: dict[bytes, float]
+) -> dict[str, int]:
+    trimmed = 0
+    for market in load_markets(settings.markets_file).markets:
+        keys = MarketKeys(market.id, settings.key_prefix)
+        trimmed += await trim_rider_rides(redis, keys, settings.rider_rides_kept)
+    pruned = await prune_heartbeats(
+        redis,
+        GlobalKeys(settings.key_prefix),
+        absent_since,
+        time.monotonic(),
+        settings.heartbeat_interval_s * settings.heartbeat_prune_intervals,
+    )
+    return {"rider_rides_trimmed": trimmed, "heartbeats_pruned": pruned}
+
+
+def _every(
+    interval_s: float, name: str, step: Callable[[], Awaitable[dict[str, int]]]
+) -> Callable[[asyncio.Event], Coroutine[Any, Any, None]]:
+    """A background loop running `step` every `interval_s`; a Redis error is logged and the
+    loop carries on (the next pass redoes whatever this one missed)."""
+    log = get_logger()
+
+    async def loop(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                totals = await step()
+                if any(totals.values()):
+                    log.info(f"janitor.{name}", **totals)
+            except (RedisError, OSError) as exc:
+                log.warning(f"janitor.{name}_failed", error=str(exc))
+            try:
+                await asyncio.wait_for(stop.wait(), interval_s)
+            except TimeoutError:
+                pass
+
+    return loop
+
+
 async def serve(settings: Settings) -> None:
     redis = connect(settings)
     log = get_logger()
@@ -72,14 +139,26 @@ async def serve(settings: Settings) -> None:
             except TimeoutError:
                 pass
 
+    consumer = consumer_name(settings, "janitor")
+    absent_since: dict[bytes, float] = {}
+    drivers_loop = _every(
+        settings.driver_sweep_interval_s,
+        "drivers_swept",
+        lambda: sweep_drivers_once(redis, settings, consumer),
+    )
+    retention_loop = _every(
+        settings.retention_interval_s,
+        "retained",
+        lambda: retain_once(redis, settings, absent_since),
+    )
     try:
         await run_service(
             redis,
             settings,
             service="janitor",
-            consumer=consumer_name(settings, "janitor"),
+            consumer=consumer,
             runtimes=[],
-            background=[trim_loop, telemetry_loop],
+            background=[trim_loop, telemetry_loop, drivers_loop, retention_loop],
         )
     finally:
         await redis.aclose()

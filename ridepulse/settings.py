@@ -49,6 +49,27 @@ class Settings(BaseSettings):
     matching_concurrency: int = Field(32, description="rides one matching process offers at once")
     ride_deadline_s: float = Field(60.0, description="time to find a driver before expiry")
     driver_stale_s: float = Field(30.0, description="silence after which a driver is not offered")
+    driver_lost_s: float = Field(
+        120.0,
+        gt=0,
+        description="silence after which a driver's ride is re-offered (before pickup) or "
+        "cancelled (on trip) and the driver set offline",
+    )
+    driver_evict_s: float = Field(
+        600.0, gt=0, description="silence after which a driver is forgotten (hash, position)"
+    )
+    driver_sweep_interval_s: float = Field(
+        5.0, gt=0, description="how often the janitor looks for lost and departed drivers"
+    )
+    rider_rides_kept: int = Field(
+        50, ge=1, description="finished rides kept in a rider's ride set (open ones always)"
+    )
+    heartbeat_prune_intervals: int = Field(
+        30, ge=3, description="heartbeat periods a gone consumer stays listed before removal"
+    )
+    retention_interval_s: float = Field(
+        60.0, gt=0, description="how often rider ride sets and the heartbeat set are trimmed"
+    )
     h3_resolution: int = Field(8, description="H3 resolution of surge and speed cells")
     surge_cap: float = Field(3.0, description="highest surge multiplier")
     telemetry_shed_lag_s: float = Field(

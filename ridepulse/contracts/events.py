@@ -77,6 +77,8 @@ class RideUnmatchedV1(Payload):
     driver_id: str
     reason: Literal["declined", "timeout", "driver_cancelled"]
     version: int
+    # "driver_lost" (with reason timeout): the assigned driver fell silent before pickup
+    cause: str | None = None
 
 
 class RideDriverArrivedV1(Payload):
@@ -103,6 +105,7 @@ class RideCancelledV1(Payload):
     by: Literal["rider", "driver", "ops"]
     version: int
     driver_id: str | None = None  # the driver freed by the cancel, so its app hears of it
+    cause: str | None = None  # "driver_lost" (by ops): the driver fell silent during the trip
 
 
 class RideExpiredV1(Payload):

@@ -37,6 +37,8 @@ class Scripts:
     expire_ride: AsyncScript
     set_driver_status: AsyncScript
     set_eta: AsyncScript
+    lose_driver: AsyncScript
+    evict_drivers: AsyncScript
 
     @classmethod
     def register(cls, redis: aioredis.Redis) -> Scripts:

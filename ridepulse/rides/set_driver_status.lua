@@ -1,7 +1,7 @@
 -- set_driver_status: a driver goes available or offline (its own choice, never while it holds a
 -- ride or an offer). Setting the status it has already is a no-op: no version, no event.
 -- KEYS 1 driver hash, 2 driver statuses, 3 rides stream, 4 available drivers' geo index,
---   5 driver positions.
+--   5 driver positions, 6 drivers_seen (server time of the last ping; optional).
 -- ARGV 1 event id, 2 source, 3 driver id, 4 new status, 5 allowed from-statuses, 6 traceparent,
 --   7 event type, 8 its schema version.
 local DRIVER_KEY, DRIVER_STATUSES, RIDES = KEYS[1], KEYS[2], KEYS[3]
@@ -20,6 +20,9 @@ redis.call('HSET', DRIVER_KEY, 'driver_id', driver_id, 'status', to, 'ride_id', 
 local version = redis.call('HINCRBY', DRIVER_KEY, 'version', 1)
 redis.call('HSET', DRIVER_STATUSES, driver_id, to)
 index_driver(DRIVER_GEO, DRIVER_POSITIONS, driver_id, to)
+-- A driver that never pinged still gets a last-seen time (NX: a ping's is never moved), so the
+-- janitor can forget it once it stays silent; with no position it is never offered a ride.
+if KEYS[6] then redis.call('ZADD', KEYS[6], 'NX', now, driver_id) end
 redis.call('XADD', RIDES, '*', 'id', ARGV[1], 'type', ARGV[7], 'v', ARGV[8],
   'source', ARGV[2], 'time', int(now), 'subject', 'driver/' .. driver_id,
   'data', cjson.encode({driver_id = driver_id, status = to, version = version}),

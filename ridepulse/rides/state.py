@@ -33,6 +33,8 @@ RideAction = Literal[
     "cancel_by_driver",
     "cancel_by_ops",
     "expire",
+    "lose_driver",
+    "lose_driver_on_trip",
 ]
 
 # Lifecycle order: the order of a ride's timeline.
@@ -188,6 +190,26 @@ TRANSITIONS: Final[dict[RideAction, Transition]] = {
             (("offered", "en_route", "on_trip"), "available"),
         ),
         _row("expire", ("requested",), "expired", "ride.expired", "expire"),
+        # The assigned driver has been silent past `driver_lost_s` (server clock): before pickup
+        # the ride waits for another driver (fresh wait window); during the trip it is
+        # cancelled. Either way the silent driver goes offline, not back to available.
+        _row(
+            "lose_driver",
+            _ASSIGNED,
+            "requested",
+            "ride.unmatched",
+            "requeue from a lost driver",
+            (("en_route",), "offline"),
+            count_as="unmatched",
+        ),
+        _row(
+            "lose_driver_on_trip",
+            ("started",),
+            "cancelled",
+            "ride.cancelled",
+            "cancel for a lost driver",
+            (("on_trip",), "offline"),
+        ),
     )
 }
 

@@ -271,6 +271,54 @@ class RideStore:
         if pairs:
             await self.scripts.set_eta(keys=[self.keys.ride(ride_id)], args=pairs)
 
+    # --- janitor -----------------------------------------------------------------------
+
+    async def lose_driver(
+        self, ride_id: str, driver_id: str, *, silence_s: float, event_id: str | None = None
+    ) -> Ride | None:
+        """The ride's assigned driver has been silent for `silence_s` (server clock): before
+        pickup the ride waits for another driver, during the trip it is cancelled; the driver
+        goes offline. None when the ride has moved on or the driver pinged meanwhile."""
+        ride = await self.get(ride_id)
+        if ride is None:
+            return None
+        action: RideAction = "lose_driver_on_trip" if ride.status == "started" else "lose_driver"
+        outcome = await self._step(
+            self.scripts.lose_driver,
+            action,
+            ride_id,
+            driver_id=driver_id,
+            event_id=event_id,
+            expected_version=ride.version,
+            extra_keys=[self.keys.driver(driver_id), self.keys.drivers_seen],
+            extra_args=[inputs.millis("silence_s", silence_s), ",".join(ASSIGNMENT_TIMESTAMPS)],
+        )
+        if outcome.code == "conflict":
+            return None  # the driver no longer holds this ride
+        return ride_result(outcome, ride_id=ride_id, verb=TRANSITIONS[action].verb)
+
+    async def evict_drivers(self, driver_ids: Sequence[str], *, silence_s: float) -> list[str]:
+        """Forget drivers silent for `silence_s` (server clock) that hold no ride or offer:
+        hash, status, position and index entries; returns the ids evicted."""
+        if not driver_ids:
+            return []
+        keys = self.keys
+        args: list[str] = [inputs.millis("silence_s", silence_s), self.source]
+        for driver_id in driver_ids:
+            args += [driver_id, new_event_id()]
+        evicted: list[bytes] = await self.scripts.evict_drivers(
+            keys=[
+                keys.drivers_seen,
+                keys.positions,
+                keys.driver_statuses,
+                keys.drivers_geo,
+                keys.rides,
+                *(keys.driver(d) for d in driver_ids),
+            ],
+            args=args,
+        )
+        return [e.decode() for e in evicted]
+
     # --- driver ------------------------------------------------------------------------
 
     async def accept(self, ride_id: str, driver_id: str, *, event_id: str | None = None) -> Ride:
@@ -323,6 +371,7 @@ class RideStore:
                 self.keys.rides,
                 self.keys.drivers_geo,
                 self.keys.positions,
+                self.keys.drivers_seen,
             ],
             args=[
                 new_event_id(),

@@ -9,10 +9,11 @@ from typing import cast
 import pytest
 import redis.asyncio as aioredis
 
-from matching.geo_index import drop_stale, nearby_available, server_time_ms, update_positions
+from matching.geo_index import drop_stale, nearby_available, update_positions
 from ridepulse.contracts.events import Ping
 from ridepulse.keys import MarketKeys
 from ridepulse.positions import parse_position
+from ridepulse.rides.clock import server_time_ms
 from ridepulse.rides.store import RideStore
 from ridepulse.settings import Settings
 

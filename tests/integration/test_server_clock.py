@@ -7,12 +7,13 @@ from __future__ import annotations
 import pytest
 import redis.asyncio as aioredis
 
-from matching.geo_index import server_time_ms, update_positions
+from matching.geo_index import update_positions
 from matching.handlers import MatchingDeps, try_offer
 from ridepulse.contracts.events import Ping, Point
 from ridepulse.errors import Conflict
 from ridepulse.keys import MarketKeys
 from ridepulse.rides import RideStore
+from ridepulse.rides.clock import server_time_ms
 from ridepulse.settings import Settings
 from ridepulse.travel import SpeedCache
 from tests.support.waiting import wait_until

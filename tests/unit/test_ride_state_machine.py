@@ -47,6 +47,8 @@ EXPECTED_TABLE: dict[RideAction, tuple[set[str], str]] = {
         "cancelled",
     ),
     "expire": ({"requested"}, "expired"),
+    "lose_driver": ({"matched", "driver_arrived"}, "requested"),
+    "lose_driver_on_trip": ({"started"}, "cancelled"),
 }
 
 
@@ -110,12 +112,14 @@ def test_driver_statuses_in_the_table_match_the_ride_statuses(action: RideAction
     else:
         assert row.driver_from == implied_before
     after = row.driver_to or next(iter(row.driver_from))
-    assert after == DRIVER_STATUS_OF_RIDE.get(row.to, "available")
+    # a released driver is free again, except a lost one (silent): it goes offline
+    released = "offline" if action.startswith("lose_driver") else "available"
+    assert after == DRIVER_STATUS_OF_RIDE.get(row.to, released)
 
 
 def test_counts_keep_requested_for_new_requests_only() -> None:
     requeues = {a for a, row in TRANSITIONS.items() if row.to == "requested" and a != "request"}
-    assert requeues == {"decline", "cancel_by_driver"}
+    assert requeues == {"decline", "cancel_by_driver", "lose_driver"}
     assert {TRANSITIONS[a].counter for a in requeues} == {"unmatched"}
     assert TRANSITIONS["request"].counter == "requested"
 

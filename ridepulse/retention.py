@@ -1,0 +1,86 @@
+"""Sets that only ever grew, trimmed: each rider's ride set and the heartbeat set.
+
+- A rider's ride set (`rider_rides`, written by request_ride.lua) keeps every open ride and
+  the newest `keep` finished ones; rides whose hash has expired (a week after they finished)
+  leave it. Found by SCAN: request_ride.lua owns no index of riders to read instead.
+- The heartbeat set lists heartbeat keys so status finds them without SCAN; a key expires
+  three periods after its consumer dies, but the set kept its name for ever. A name whose key
+  has been gone for `prune_after_s` (as seen by this janitor) leaves the set; a consumer that
+  comes back re-adds itself with its next beat."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from ridepulse.keys import GlobalKeys, MarketKeys
+from ridepulse.rides.state import TERMINAL
+
+SCAN_COUNT = 1000
+_TERMINAL = {s.encode() for s in TERMINAL}
+
+
+async def trim_rider_rides(redis: aioredis.Redis, keys: MarketKeys, keep: int) -> int:
+    """Trim every rider's ride set of one market; returns how many ride ids were removed."""
+    removed = 0
+    async for set_key in redis.scan_iter(match=keys.rider_rides("*"), count=SCAN_COUNT):
+        removed += await _trim_one(redis, keys, set_key, keep)
+    return removed
+
+
+async def _trim_one(redis: aioredis.Redis, keys: MarketKeys, set_key: bytes, keep: int) -> int:
+    ride_ids: Any = await redis.smembers(set_key)
+    if not ride_ids:
+        return 0
+    ids = sorted(ride_ids)
+    pipe = redis.pipeline(transaction=False)
+    for ride_id in ids:
+        pipe.hmget(keys.ride(ride_id.decode()), "status", "requested_at")
+    rows = await pipe.execute()
+    gone = [r for r, (status, _) in zip(ids, rows, strict=True) if status is None]
+    finished = sorted(
+        (
+            (int(at or 0), r)
+            for r, (status, at) in zip(ids, rows, strict=True)
+            if status in _TERMINAL
+        ),
+        reverse=True,
+    )
+    drop = gone + [r for _, r in finished[keep:]]
+    if not drop:
+        return 0
+    return int(await redis.srem(set_key, *drop))
+
+
+async def prune_heartbeats(
+    redis: aioredis.Redis,
+    keys: GlobalKeys,
+    absent_since: dict[bytes, float],
+    now_s: float,
+    prune_after_s: float,
+) -> int:
+    """Remove heartbeat names whose key has been absent for `prune_after_s`. `absent_since`
+    (name → when this janitor first saw its key missing) persists between calls."""
+    names: Any = await redis.smembers(keys.heartbeats)
+    if not names:
+        absent_since.clear()
+        return 0
+    names = sorted(names)
+    pipe = redis.pipeline(transaction=False)
+    for name in names:
+        pipe.exists(name)
+    alive = await pipe.execute()
+    expired = []
+    for name, exists in zip(names, alive, strict=True):
+        if exists:
+            absent_since.pop(name, None)
+        elif now_s - absent_since.setdefault(name, now_s) >= prune_after_s:
+            expired.append(name)
+    for name in set(absent_since) - set(names):
+        del absent_since[name]
+    if not expired:
+        return 0
+    for name in expired:
+        absent_since.pop(name, None)
+    return int(await redis.srem(keys.heartbeats, *expired))

@@ -1,0 +1,254 @@
+"""The janitor keeps memory level as drivers and riders come and go, against the real server:
+rides are taken back from drivers gone silent (through the table's lose_driver rows), departed
+drivers are forgotten (never while they hold a ride), riders' ride sets and the heartbeat set
+are trimmed."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import Any, cast
+
+import pytest
+import redis.asyncio as aioredis
+
+from matching.geo_index import update_positions
+from ridepulse.contracts.events import Ping, Point
+from ridepulse.contracts.registry import Event, decode
+from ridepulse.janitor import retain_once, sweep_drivers_once
+from ridepulse.keys import GlobalKeys, MarketKeys
+from ridepulse.retention import prune_heartbeats, trim_rider_rides
+from ridepulse.rides import Ride, RideStore
+from ridepulse.rides.clock import server_time_ms
+from ridepulse.settings import Settings
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+
+PICKUP = Point(lat=37.7749, lon=-122.4194)
+DROPOFF = Point(lat=37.7549, lon=-122.4194)
+
+
+@pytest.fixture
+def keys(settings: Settings) -> MarketKeys:
+    return MarketKeys("sf", settings.key_prefix)
+
+
+@pytest.fixture
+def store(redis: aioredis.Redis, keys: MarketKeys) -> RideStore:
+    return RideStore(redis, keys, "test")
+
+
+async def ping(redis: aioredis.Redis, keys: MarketKeys, driver_id: str) -> None:
+    now = await server_time_ms(redis)
+    await update_positions(
+        redis, keys, [Ping(driver_id=driver_id, lat=PICKUP.lat + 0.001, lon=PICKUP.lon, ts=now)]
+    )
+
+
+async def ride_with_driver(
+    redis: aioredis.Redis, store: RideStore, status: str, ride_id: str = "sf-r1", driver: str = "d1"
+) -> Ride:
+    await ping(redis, store.keys, driver)
+    await store.set_driver_status(driver, "available")
+    await store.request_ride(
+        ride_id=ride_id, rider_id="u1", pickup=PICKUP, dropoff=DROPOFF, deadline_s=60
+    )
+    ride = await store.offer(ride_id=ride_id, driver_id=driver, pickup_eta_s=60, offer_timeout_s=60)
+    assert ride is not None
+    ride = await store.accept(ride_id, driver)
+    if status in ("driver_arrived", "started"):
+        ride = await store.arrived(ride_id, driver)
+    if status == "started":
+        ride = await store.start(ride_id, driver)
+    assert ride.status == status
+    return ride
+
+
+async def events(redis: aioredis.Redis, keys: MarketKeys, type_: str) -> list[Event]:
+    raw = cast(list[tuple[bytes, dict[bytes, bytes]]], await redis.xrange(keys.rides))
+    return [e for e in (decode(f) for _, f in raw) if e.type == type_]
+
+
+def tuned(settings: Settings, **update: Any) -> Settings:
+    return settings.model_copy(update=update)
+
+
+@pytest.mark.parametrize("status", ["matched", "driver_arrived"])
+async def test_a_ride_whose_driver_went_silent_before_pickup_waits_for_another_driver(
+    redis: aioredis.Redis, settings: Settings, keys: MarketKeys, store: RideStore, status: str
+) -> None:
+    await ride_with_driver(redis, store, status)
+    quick = tuned(settings, driver_lost_s=0.3, driver_evict_s=3600)
+
+    async def released() -> int:
+        return (await sweep_drivers_once(redis, quick))["rides_released"]
+
+    await wait_until(released, timeout_s=10, what="the lost driver's ride to be released")
+    ride = await store.get("sf-r1")
+    assert ride is not None
+    assert (ride.status, ride.driver_id, ride.declined) == ("requested", None, ("d1",))
+    assert await redis.zscore(keys.open_rides, "sf-r1") is not None
+    driver = await store.get_driver("d1")
+    assert driver is not None and (driver.status, driver.ride_id) == ("offline", None)
+    unmatched = await events(redis, keys, "ride.unmatched")
+    assert [(e.data.cause, e.data.driver_id) for e in unmatched] == [("driver_lost", "d1")]  # type: ignore[attr-defined]
+
+
+async def test_a_ride_whose_driver_went_silent_during_the_trip_is_cancelled_with_the_reason(
+    redis: aioredis.Redis, settings: Settings, keys: MarketKeys, store: RideStore
+) -> None:
+    await ride_with_driver(redis, store, "started")
+    quick = tuned(settings, driver_lost_s=0.3, driver_evict_s=3600)
+
+    async def released() -> int:
+        return (await sweep_drivers_once(redis, quick))["rides_released"]
+
+    await wait_until(released, timeout_s=10, what="the lost driver's ride to be cancelled")
+    ride = await store.get("sf-r1")
+    assert ride is not None and (ride.status, ride.cancelled_by) == ("cancelled", "ops")
+    assert await redis.zscore(keys.active_rides, "sf-r1") is None
+    cancelled = await events(redis, keys, "ride.cancelled")
+    assert [(e.data.by, e.data.cause) for e in cancelled] == [("ops", "driver_lost")]  # type: ignore[attr-defined]
+
+
+async def test_a_driver_that_keeps_pinging_keeps_its_ride(
+    redis: aioredis.Redis, settings: Settings, store: RideStore
+) -> None:
+    await ride_with_driver(redis, store, "started")
+    quick = tuned(settings, driver_lost_s=1.0, driver_evict_s=1.0)
+    deadline = time.monotonic() + 2.5  # past both times, pinging every 0.2 s
+    while time.monotonic() < deadline:
+        await ping(redis, store.keys, "d1")
+        assert await sweep_drivers_once(redis, quick) == {"rides_released": 0, "drivers_evicted": 0}
+        await asyncio.sleep(0.2)
+    ride = await store.get("sf-r1")
+    assert ride is not None and ride.status == "started"
+
+
+async def test_a_departed_driver_is_forgotten_and_its_leaving_announced(
+    redis: aioredis.Redis, settings: Settings, keys: MarketKeys, store: RideStore
+) -> None:
+    await ping(redis, keys, "gone")
+    await store.set_driver_status("gone", "available")
+    await store.set_driver_status("never-pinged", "available")
+    assert await redis.zscore(keys.drivers_geo, "gone") is not None
+    quick = tuned(settings, driver_lost_s=0.2, driver_evict_s=0.3)
+
+    async def evicted() -> int:
+        return (await sweep_drivers_once(redis, quick))["drivers_evicted"]
+
+    assert await wait_until(evicted, timeout_s=10, what="eviction") == 2
+    for driver in ("gone", "never-pinged"):
+        assert not await redis.exists(keys.driver(driver))
+        assert await redis.hget(keys.driver_statuses, driver) is None
+        assert await redis.hget(keys.positions, driver) is None
+        assert await redis.zscore(keys.drivers_seen, driver) is None
+        assert await redis.zscore(keys.drivers_geo, driver) is None
+    left = await events(redis, keys, "driver.status")
+    offline = sorted(e.data.driver_id for e in left if e.data.status == "offline")  # type: ignore[attr-defined]
+    assert offline == ["gone", "never-pinged"]
+
+
+async def test_a_silent_driver_on_a_ride_is_not_evicted_until_its_ride_is_resolved(
+    redis: aioredis.Redis, settings: Settings, keys: MarketKeys, store: RideStore
+) -> None:
+    await ride_with_driver(redis, store, "matched")
+    patient = tuned(settings, driver_lost_s=3600, driver_evict_s=0.2)
+    await asyncio.sleep(0.5)  # past the eviction time; nothing to wait on but the clock
+    assert await sweep_drivers_once(redis, patient) == {"rides_released": 0, "drivers_evicted": 0}
+    assert await redis.exists(keys.driver("d1"))
+    ride = await store.get("sf-r1")
+    assert ride is not None and ride.status == "matched"
+    # with the ride taken back first, the same pass forgets the driver
+    resolved = tuned(settings, driver_lost_s=0.2, driver_evict_s=0.2)
+    assert await sweep_drivers_once(redis, resolved) == {"rides_released": 1, "drivers_evicted": 1}
+    assert not await redis.exists(keys.driver("d1"))
+
+
+async def test_a_riders_ride_set_keeps_open_rides_and_the_newest_finished_ones(
+    redis: aioredis.Redis, settings: Settings, keys: MarketKeys, store: RideStore
+) -> None:
+    for i in range(6):
+        await store.request_ride(
+            ride_id=f"sf-u{i}", rider_id="u1", pickup=PICKUP, dropoff=DROPOFF, deadline_s=60
+        )
+    for i in range(5):  # sf-u5 stays open
+        await store.cancel(f"sf-u{i}", by="rider", actor_id="u1")
+    await redis.sadd(keys.rider_rides("u1"), "sf-long-gone")  # its hash has expired
+    await store.request_ride(
+        ride_id="sf-other", rider_id="u2", pickup=PICKUP, dropoff=DROPOFF, deadline_s=60
+    )
+    assert await trim_rider_rides(redis, keys, keep=2) == 4
+    kept = {m.decode() for m in cast(set[bytes], await redis.smembers(keys.rider_rides("u1")))}
+    assert kept == {"sf-u5", "sf-u4", "sf-u3"}
+    assert await redis.smembers(keys.rider_rides("u2")) == {b"sf-other"}
+    assert await trim_rider_rides(redis, keys, keep=2) == 0
+
+
+async def test_heartbeat_names_of_consumers_gone_for_long_leave_the_set(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    gk = GlobalKeys(settings.key_prefix)
+    alive, dead = gk.heartbeat("matching", "alive"), gk.heartbeat("matching", "dead")
+    await redis.set(alive, "{}", ex=60)
+    await redis.sadd(gk.heartbeats, alive, dead)
+    absent: dict[bytes, float] = {}
+    assert await prune_heartbeats(redis, gk, absent, 100.0, prune_after_s=5) == 0
+    assert await prune_heartbeats(redis, gk, absent, 104.0, prune_after_s=5) == 0
+    assert await prune_heartbeats(redis, gk, absent, 105.0, prune_after_s=5) == 1
+    assert await redis.smembers(gk.heartbeats) == {alive.encode()}
+    # retain_once prunes on its own clock: a name gone since the first pass leaves once the
+    # setting's intervals have passed
+    await redis.sadd(gk.heartbeats, dead)
+    quick = tuned(settings, heartbeat_interval_s=0.1, heartbeat_prune_intervals=3)
+    state: dict[bytes, float] = {}
+
+    async def pruned() -> int:
+        return (await retain_once(redis, quick, state))["heartbeats_pruned"]
+
+    await wait_until(pruned, timeout_s=10, what="the dead consumer's name to be pruned")
+    assert await redis.smembers(gk.heartbeats) == {alive.encode()}
+
+
+async def test_churning_driver_ids_leave_no_trace_and_keys_stay_bounded(
+    redis: aioredis.Redis, settings: Settings, keys: MarketKeys, store: RideStore
+) -> None:
+    """A short version of `make soak`: waves of new driver ids join, ping, go available and
+    leave; departed drivers' keys go, and the market's key count stays bounded."""
+    rng = random.Random(7)
+    quick = tuned(settings, driver_lost_s=0.5, driver_evict_s=1.0)
+    wave_size, waves = 200, 12
+    counts = []
+    departed: list[str] = []
+    for wave in range(waves):
+        ids = [f"w{wave}-{i}" for i in range(wave_size)]
+        now = await server_time_ms(redis)
+        pings = [
+            Ping(
+                driver_id=d,
+                lat=PICKUP.lat + rng.uniform(-0.02, 0.02),
+                lon=PICKUP.lon + rng.uniform(-0.02, 0.02),
+                ts=now,
+            )
+            for d in ids
+        ]
+        await update_positions(redis, keys, pings)
+        for d in ids[: wave_size // 2]:
+            await store.set_driver_status(d, "available")
+        departed += ids
+        await asyncio.sleep(0.5)
+        await sweep_drivers_once(redis, quick)
+        counts.append(await _market_keys(redis, settings.key_prefix))
+    silent_long = departed[: wave_size * (waves - 3)]  # silent for at least 1.5 s now
+    seen = cast(list[Any], await redis.zmscore(keys.drivers_seen, silent_long))
+    assert all(s is None for s in seen), "departed drivers are still in drivers_seen"
+    hashes = [await redis.exists(keys.driver(d)) for d in silent_long]
+    assert sum(hashes) == 0, f"{sum(hashes)} departed drivers still have a hash"
+    assert await redis.hlen(keys.positions) <= wave_size * 3
+    assert max(counts[3:]) <= wave_size * 3 + 20, f"key count grew: {counts}"
+
+
+async def _market_keys(redis: aioredis.Redis, prefix: str) -> int:
+    return sum([1 async for _ in redis.scan_iter(match=f"{prefix}:*", count=1000)])
