@@ -14,10 +14,11 @@ import orjson
 import redis
 import typer
 
+from ridepulse import deadletters as dead_letters
 from ridepulse import launcher
 from ridepulse.auth import ROLES, mint_token, resolve_secret
 from ridepulse.cli_cluster import cluster_app
-from ridepulse.errors import RedisUnavailable
+from ridepulse.errors import RedisUnavailable, RidePulseError
 from ridepulse.markets import load_markets
 from ridepulse.redis_client import connect_sync
 from ridepulse.services import ENTRY_POINTS, SERVICE_NAMES
@@ -109,6 +110,74 @@ def status(
         else render(report)
     )
     raise typer.Exit(0 if report.healthy else 1)
+
+
+deadletters_app = typer.Typer(
+    help="Dead letters: list them (no subcommand), replay one or all to their stream.",
+    invoke_without_command=True,
+)
+app.add_typer(deadletters_app, name="deadletters")
+
+
+def _redis_client() -> redis.Redis:
+    settings = launcher.with_running_redis(Settings())
+    if not settings.redis_url:
+        _fail("no Redis to inspect: set RIDEPULSE_REDIS_URL or run `ridepulse up` first")
+    return redis.Redis.from_url(settings.redis_url or "", socket_connect_timeout=3)
+
+
+@deadletters_app.callback()
+def deadletters(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(help="show at most this many, oldest first")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="every field, original included")] = False,
+) -> None:
+    """List dead letters: id, deliveries, stream / group, event, reason."""
+    if ctx.invoked_subcommand is not None:
+        return
+    prefix = Settings().key_prefix
+    try:
+        letters = dead_letters.list_dead_letters(_redis_client(), prefix, limit)
+    except redis.ConnectionError as exc:
+        _fail(f"cannot reach Redis: {exc}")
+    if as_json:
+        typer.echo(orjson.dumps([d.to_dict() for d in letters], option=orjson.OPT_INDENT_2))
+    else:
+        typer.echo(dead_letters.render(letters))
+
+
+@deadletters_app.command("replay")
+def deadletters_replay(
+    dead_letter_id: Annotated[
+        str | None, typer.Argument(help="the dead letter's id (first column of the listing)")
+    ] = None,
+    replay_all: Annotated[bool, typer.Option("--all", help="replay every dead letter")] = False,
+) -> None:
+    """Append the original event to its stream again, then delete the dead letter."""
+    if (dead_letter_id is None) == (not replay_all):
+        _fail("give one dead letter id or --all")
+    prefix = Settings().key_prefix
+    client = _redis_client()
+    done: list[tuple[dead_letters.DeadLetter, str]] = []
+    refused: list[tuple[dead_letters.DeadLetter, str]] = []
+    try:
+        if replay_all:
+            done, refused = dead_letters.replay_all(client, prefix)
+        else:
+            one = dead_letters.get_dead_letter(client, prefix, dead_letter_id or "")
+            done = [(one, dead_letters.replay(client, prefix, one))]
+    except RidePulseError as exc:
+        _fail(exc.detail)
+    except redis.ConnectionError as exc:
+        _fail(f"cannot reach Redis: {exc}")
+    for letter, new_id in done:
+        typer.echo(
+            f"replayed {letter.id} -> {letter.stream} {new_id} ({letter.type} {letter.event_id})"
+        )
+    for letter, why in refused:
+        typer.secho(f"kept {letter.id}: {why}", fg="yellow", err=True)
+    typer.echo(f"{len(done)} replayed" + (f", {len(refused)} kept" if refused else ""))
+    raise typer.Exit(1 if refused else 0)
 
 
 @app.command(name="redis")

@@ -1,0 +1,152 @@
+"""`ridepulse deadletters` against the real server, in a subprocess as an operator runs it: an
+event a handler kept failing is listed with its reason, stream, group and deliveries, then
+replayed to its stream, where the (now fixed) consumer processes it; the dead letter is gone."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections import Counter
+from typing import Any
+
+import orjson
+import pytest
+import redis.asyncio as aioredis
+
+from ridepulse.bus.handlers import HandlerTable
+from ridepulse.contracts.registry import Event
+from ridepulse.keys import GlobalKeys, MarketKeys
+from ridepulse.settings import Settings
+from tests.support.bus import expired_events, fill, runtime
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "RIDEPULSE_REDIS_URL": settings.redis_url or "",
+        "RIDEPULSE_KEY_PREFIX": settings.key_prefix,
+        "RIDEPULSE_DATA_DIR": str(settings.data_dir),
+    }
+    return subprocess.run(
+        [sys.executable, "-c", "from ridepulse.cli import main; main()", "deadletters", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(cli, settings, *args)
+
+
+async def dead_letter_count(redis: aioredis.Redis, settings: Settings) -> int:
+    return int(await redis.xlen(GlobalKeys(settings.key_prefix).dead_letters))
+
+
+async def test_a_dead_letter_is_listed_replayed_and_then_processed(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    keys = MarketKeys("sf", settings.key_prefix)
+    events = expired_events(3)
+    poison = {events[1].id}
+    handled: Counter[str] = Counter()
+
+    async def handler(event: Event, deps: Any) -> None:
+        if event.id in poison:
+            raise RuntimeError("pricing table missing")
+        handled[event.id] += 1
+
+    await fill(redis, keys.rides, events)
+    consumer = runtime(
+        redis, settings, HandlerTable(per_event={"ride.expired": handler}), burst=False
+    )
+    task = asyncio.create_task(consumer.run())
+    try:
+        await wait_until(
+            lambda: dead_letter_count(redis, settings), timeout_s=20, what="the dead letter"
+        )
+        listing = await run_cli(settings)
+        assert listing.returncode == 0, listing.stderr
+        (line,) = [row for row in listing.stdout.splitlines() if events[1].id in row]
+        for expected in ("ride.expired", f"{keys.rides} / g", "pricing table missing"):
+            assert expected in line, f"{expected!r} not in {line!r}"
+        assert line.split()[1] == str(settings.max_deliveries), line
+        as_json = await run_cli(settings, "--json")
+        (letter,) = orjson.loads(as_json.stdout)
+        assert (letter["stream"], letter["group"], letter["event_id"]) == (
+            keys.rides,
+            "g",
+            events[1].id,
+        )
+        assert letter["deliveries"] == settings.max_deliveries
+        assert letter["original"]["type"] == "ride.expired"
+
+        poison.clear()  # the operator fixed the cause
+        replayed = await run_cli(settings, "replay", letter["id"])
+        assert replayed.returncode == 0, replayed.stderr
+        assert "1 replayed" in replayed.stdout
+        await wait_until(
+            lambda: _handled(handled, events[1].id), timeout_s=20, what="the replayed event"
+        )
+        assert await dead_letter_count(redis, settings) == 0
+        assert (await run_cli(settings)).stdout.strip() == "no dead letters"
+        assert handled[events[0].id] == handled[events[2].id] == 1
+    finally:
+        consumer.stop()
+        await asyncio.wait_for(task, 10)
+
+
+async def test_replay_all_replays_every_dead_letter_and_an_unknown_id_fails(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    keys = MarketKeys("sf", settings.key_prefix)
+    events = expired_events(4)
+    failing = {events[0].id, events[3].id}
+    handled: Counter[str] = Counter()
+
+    async def handler(event: Event, deps: Any) -> None:
+        if event.id in failing:
+            raise RuntimeError("downstream down")
+        handled[event.id] += 1
+
+    await fill(redis, keys.rides, events)
+    consumer = runtime(
+        redis, settings, HandlerTable(per_event={"ride.expired": handler}), burst=False
+    )
+    task = asyncio.create_task(consumer.run())
+    try:
+
+        async def both_dead() -> bool:
+            return await dead_letter_count(redis, settings) == 2
+
+        await wait_until(both_dead, timeout_s=30, what="two dead letters")
+        missing = await run_cli(settings, "replay", "1-1")
+        assert missing.returncode == 1 and "no dead letter 1-1" in missing.stderr
+        neither = await run_cli(settings, "replay")
+        assert neither.returncode == 1
+        failing.clear()
+        replayed = await run_cli(settings, "replay", "--all")
+        assert replayed.returncode == 0 and "2 replayed" in replayed.stdout, replayed
+        await wait_until(
+            lambda: _all_handled(handled, [e.id for e in events]),
+            timeout_s=20,
+            what="every replayed event",
+        )
+        assert await dead_letter_count(redis, settings) == 0
+    finally:
+        consumer.stop()
+        await asyncio.wait_for(task, 10)
+
+
+async def _handled(handled: Counter[str], event_id: str) -> bool:
+    return handled[event_id] == 1
+
+
+async def _all_handled(handled: Counter[str], ids: list[str]) -> bool:
+    return all(handled[i] == 1 for i in ids)
