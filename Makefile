@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-cluster lint typecheck bench loadtest loadtest-ci asyncapi chromium screenshot clean
+.PHONY: demo test test-cluster lint typecheck bench loadtest loadtest-ci asyncapi chromium screenshot clean soak
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,12 @@ loadtest: $(STAMP)
 
 loadtest-ci: $(STAMP)
 	$(BIN)/python -m loadtests.ci_run
+
+# Churns driver ids through a running stack for minutes and fails if Valkey used_memory, the key
+# count or a service's RSS keeps growing (not in CI; docs/reliability.md "Memory" has a run).
+SOAK_ARGS ?=
+soak: $(STAMP)
+	$(BIN)/python -m tests.soak.memory_soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .ridepulse .pytest_cache .mypy_cache .ruff_cache
