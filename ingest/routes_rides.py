@@ -16,7 +16,7 @@ from ingest.validation import check_point
 from ridepulse.auth import Principal
 from ridepulse.contracts.envelope import new_event_id
 from ridepulse.contracts.events import Point
-from ridepulse.errors import Forbidden, InvalidInput, NotFound
+from ridepulse.errors import Conflict, Forbidden, InvalidInput, NotFound
 from ridepulse.fares import DEFAULT_FARES
 from ridepulse.geo import haversine_m
 from ridepulse.rides.projection import Ride
@@ -129,6 +129,8 @@ async def cancel_ride(ride_id: str, request: Request, who: Who) -> JSON:
 def _driver_of_offer(who: Principal, ride: Ride) -> None:
     who.require("driver")
     if ride.offer_driver_id != who.subject and ride.driver_id != who.subject:
+        if who.subject in ride.declined:  # offered to it once; timed out (server clock) or declined
+            raise Conflict("your offer of this ride has expired or was declined")
         raise Forbidden("this ride is not offered to you")
 
 
