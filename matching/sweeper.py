@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 
 from matching.geo_index import drop_stale
 from matching.handlers import MatchingDeps, try_offer
-from ridepulse.contracts.envelope import derived_event_id
+from ridepulse.contracts.envelope import derived_event_id, now_ms
 from ridepulse.errors import Conflict
 from ridepulse.logs import get_logger
 from ridepulse.rides.clock import server_time_ms
@@ -65,9 +65,10 @@ async def retry_waiting(deps: MatchingDeps, market: str, now: int) -> int:
     store, keys = deps.stores[market], deps.keys(market)
     waiting: Any = await deps.redis.zrangebyscore(keys.open_rides, now, "+inf", start=0, num=BATCH)
     offered = 0
+    local_now = now_ms()  # the throttle compares with try_offer's stamps, taken on this host
     for raw in waiting:
         ride_id = raw.decode()
-        if now - deps.last_attempt_ms.get(ride_id, 0) < RETRY_WAITING_EVERY_MS:
+        if local_now - deps.last_attempt_ms.get(ride_id, 0) < RETRY_WAITING_EVERY_MS:
             continue
         ride = await store.get(ride_id)
         if ride is None or ride.status != "requested":

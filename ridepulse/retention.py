@@ -38,19 +38,23 @@ async def _trim_one(redis: aioredis.Redis, keys: MarketKeys, set_key: bytes, kee
     for ride_id in ids:
         pipe.hmget(keys.ride(ride_id.decode()), "status", "requested_at")
     rows = await pipe.execute()
-    gone = [r for r, (status, _) in zip(ids, rows, strict=True) if status is None]
-    finished = sorted(
-        (
-            (int(at or 0), r)
-            for r, (status, at) in zip(ids, rows, strict=True)
-            if status in _TERMINAL
-        ),
-        reverse=True,
-    )
-    drop = gone + [r for _, r in finished[keep:]]
+    drop = rides_to_drop(list(zip(ids, rows, strict=True)), keep)
     if not drop:
         return 0
     return int(await redis.srem(set_key, *drop))
+
+
+def rides_to_drop(
+    rides: list[tuple[bytes, tuple[bytes | None, bytes | None]]], keep: int
+) -> list[bytes]:
+    """Of (ride id, (status, requested_at)): the ids whose hash is gone, and the finished ones
+    past the newest `keep`; open rides always stay."""
+    gone = [ride_id for ride_id, (status, _) in rides if status is None]
+    finished = sorted(
+        ((int(at or 0), ride_id) for ride_id, (status, at) in rides if status in _TERMINAL),
+        reverse=True,
+    )
+    return gone + [ride_id for _, ride_id in finished[keep:]]
 
 
 async def prune_heartbeats(
