@@ -115,7 +115,11 @@ def test_declined_offer_goes_to_the_next_nearest_driver_and_timeout_to_the_one_a
         what="offer to far after timeout",
     )
     assert city.act(far, ride_id, "accept").json()["status"] == "matched"
-    assert city.act(near, ride_id, "accept").status_code == 403
+    # a driver whose offer of this ride is gone (declined, or expired on the server clock) is
+    # told so (409); a driver never offered it is not allowed at all (403)
+    assert city.act(near, ride_id, "accept").status_code == 409
+    assert city.act(mid, ride_id, "accept").status_code == 409
+    assert city.act("stranger", ride_id, "accept").status_code == 403
 
 
 def _offered_to(city: City, ride_id: str) -> str | None:
