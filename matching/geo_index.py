@@ -55,8 +55,8 @@ CHUNK_DRIVERS = 500
 
 
 @cache
-def _update_source() -> str:
-    return resources.files("matching").joinpath("update_positions.lua").read_text()
+def _source(name: str) -> str:
+    return resources.files("matching").joinpath(name).read_text()
 
 
 async def update_positions(redis: aioredis.Redis, keys: MarketKeys, pings: Iterable[Ping]) -> int:
@@ -65,7 +65,7 @@ async def update_positions(redis: aioredis.Redis, keys: MarketKeys, pings: Itera
     if not newest:
         return 0
     script = redis.register_script(
-        _update_source()
+        _source("update_positions.lua")
     )  # hashes the source; EVALSHA with NOSCRIPT fallback
     index_keys = [keys.drivers_seen, keys.positions, keys.driver_statuses, keys.drivers_geo]
     pings_in_order = list(newest.values())
@@ -105,20 +105,15 @@ async def nearby_available(
     if not found:
         return []
     ids = [f[0].decode() for f in found]
-    pipe = redis.pipeline(transaction=False)
-    pipe.hmget(keys.driver_statuses, ids)
-    pipe.zmscore(keys.drivers_seen, ids)
-    pipe.time()
-    statuses, seen, (seconds, micros) = await pipe.execute()
-    fresh_after_ms = int(seconds) * 1000 + int(micros) // 1000 - fresh_within_ms
+    script = redis.register_script(_source("fresh_candidates.lua"))
+    flags: Any = await script(
+        keys=[keys.driver_statuses, keys.drivers_seen], args=[fresh_within_ms, *ids]
+    )
     skip = set(exclude)
     return [
         NearbyDriver(driver_id, float(coord[1]), float(coord[0]), float(dist))
-        for driver_id, (_, dist, coord), status, ts in zip(ids, found, statuses, seen, strict=True)
-        if status == b"available"
-        and ts is not None
-        and ts >= fresh_after_ms
-        and driver_id not in skip
+        for driver_id, (_, dist, coord), fresh in zip(ids, found, flags, strict=True)
+        if fresh and driver_id not in skip
     ]
 
 

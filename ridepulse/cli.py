@@ -123,7 +123,7 @@ def _redis_client() -> redis.Redis:
     settings = launcher.with_running_redis(Settings())
     if not settings.redis_url:
         _fail("no Redis to inspect: set RIDEPULSE_REDIS_URL or run `ridepulse up` first")
-    return redis.Redis.from_url(settings.redis_url or "", socket_connect_timeout=3)
+    return connect_sync(settings.redis_url or "", socket_connect_timeout=3)
 
 
 @deadletters_app.callback()
