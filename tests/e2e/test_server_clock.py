@@ -7,8 +7,8 @@ from __future__ import annotations
 import time
 
 import pytest
-import redis
 
+from ridepulse.redis_client import connect_sync
 from tests.support.api import DOWNTOWN, City, offset
 from tests.support.waiting import wait_until_sync
 
@@ -18,7 +18,7 @@ SLOW_MS = 31_000  # beyond the 30 s after which a driver is stale
 
 
 def _indexed(city: City, driver: str) -> bool:
-    client = redis.Redis.from_url(city.platform.redis_url())
+    client = connect_sync(city.platform.redis_url())
     try:
         return client.zscore("rp:{sf}:drivers:geo", driver) is not None
     finally:
