@@ -110,10 +110,6 @@ class SpeedModel:
         """Learned speed of a cell in m/s, or the default where nothing was observed."""
         return self._speed.get(cell, self.default_speed_mps)
 
-    def forget_driver(self, driver_id: str) -> None:
-        """Drop a driver's last fix (gone offline), so the memory follows the active fleet."""
-        self._last.pop(driver_id, None)
-
     def forget_idle(self) -> int:
         """Drop drivers silent for MAX_PING_GAP_MS behind the newest fix seen (their anchor could
         not make a sample any more), so memory follows the fleet even when nobody goes offline.

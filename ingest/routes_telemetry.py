@@ -14,7 +14,6 @@ from ingest.schemas import ERRORS, PingIn, TelemetryAccepted, TelemetryBatchIn, 
 from ingest.shedding import refuse_if_shedding
 from ingest.validation import check_id, check_ping
 from ridepulse.auth import Principal
-from ridepulse.bus.metrics import EVENTS_PUBLISHED
 from ridepulse.contracts.envelope import now_ms
 from ridepulse.errors import Forbidden, InvalidInput, Overloaded, RidePulseError
 from ridepulse.keys import MarketKeys
@@ -23,8 +22,6 @@ router = APIRouter(tags=["telemetry"])
 ping_router = APIRouter(tags=["telemetry"], route_class=LeanRoute)  # the hottest route
 ACCEPTED = Response(b'{"accepted":1}', status_code=202, media_type="application/json")
 PING_BODY_LIMIT = 4096
-
-_ = EVENTS_PUBLISHED  # metrics of appends live with the batcher
 
 
 def authorize_driver(deps: Deps, request: Request, driver_id: str) -> Principal:

@@ -11,10 +11,7 @@ of the demand."""
 
 from __future__ import annotations
 
-import contextlib
 from functools import partial
-
-from redis.exceptions import ResponseError
 
 from pricing.deps import PricingDeps
 from pricing.handlers import HANDLERS
@@ -31,7 +28,6 @@ from ridepulse.redis_client import connect
 from ridepulse.settings import Settings
 
 SERVICE = "pricing"
-RETIRED_SUPPLY_GROUP = "pricing.supply"
 
 
 def build(settings: Settings, *, burst: bool = False) -> tuple[PricingDeps, list[ConsumerRuntime]]:
@@ -60,17 +56,9 @@ async def warm_up(deps: PricingDeps) -> None:
     await restore_published(deps)
     now = now_ms()
     for market in deps.markets:
-        await _drop_retired_group(deps, market)
         demand = await replay_demand(deps, market, now)
         supply = await sample_supply(deps, market, now)
         get_logger().info("pricing.warmed_up", market=market, requests=demand, drivers=supply)
-
-
-async def _drop_retired_group(deps: PricingDeps, market: str) -> None:
-    """Supply once came from telemetry through group `pricing.supply`; left in place on an
-    upgraded deployment it would lag forever and make `ridepulse status` report it."""
-    with contextlib.suppress(ResponseError):  # no such stream or group
-        await deps.redis.xgroup_destroy(deps.keys(market).telemetry, RETIRED_SUPPLY_GROUP)
 
 
 async def serve(settings: Settings) -> None:

@@ -26,5 +26,5 @@ async def sample_supply(deps: PricingDeps, market: str, at_ms: int) -> int:
             if position is not None:  # left the index between the two reads
                 lon, lat = position
                 cells[member.decode()] = deps.cell_of(lat, lon)
-    deps.markets[market].window.replace_supply(cells, at_ms)
+    deps.markets[market].window.replace_supply(cells)
     return len(cells)

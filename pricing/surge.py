@@ -5,7 +5,7 @@ with hysteresis. Pure: every function takes ``now_ms``, so tests replay time exa
 from __future__ import annotations
 
 import math
-from collections import Counter, OrderedDict, deque
+from collections import Counter, deque
 from collections.abc import Mapping
 
 from ridepulse.geo import ring
@@ -21,11 +21,10 @@ MIN_PUBLISHED_CHANGE = 0.2
 
 
 class SurgeWindow:
-    """Ride requests and available drivers seen in the last ``window_ms``.
+    """Ride requests seen in the last ``window_ms``, and the available drivers now.
 
-    Requests expire from a deque in time order. A driver counts once, in its latest cell:
-    drivers sit in an OrderedDict moved to the end on every sighting, so the oldest sighting is
-    always first and eviction is O(1) — memory follows the fleet, not the ping rate.
+    Requests expire from a deque in time order. Supply is not windowed: each surge tick
+    replaces it with the drivers matching's geo index holds (pricing/supply.py).
     """
 
     def __init__(self, window_ms: int = DEFAULT_WINDOW_MS) -> None:
@@ -35,7 +34,6 @@ class SurgeWindow:
         self._requests: deque[tuple[int, str, str]] = deque()  # (ts ms, cell, request id)
         self._request_ids: set[str] = set()
         self._demand: Counter[str] = Counter()
-        self._drivers: OrderedDict[str, tuple[int, str]] = OrderedDict()  # id -> (ts ms, cell)
         self._supply: Counter[str] = Counter()
         self._latest_ms = 0  # newest timestamp seen: entries older than a window are late
 
@@ -50,32 +48,9 @@ class SurgeWindow:
             self._request_ids.add(request_id)
         return True
 
-    def add_driver(self, driver_id: str, cell: str, ts_ms: int) -> None:
-        """Count an available driver in ``cell``, moving it there if it was counted elsewhere."""
-        if self._too_late(ts_ms):
-            return
-        seen = self._drivers.get(driver_id)
-        if seen is not None:
-            if ts_ms < seen[0]:
-                return  # an older sighting must not move the driver back
-            self._uncount_driver(seen[1])
-        self._drivers[driver_id] = (ts_ms, cell)
-        self._drivers.move_to_end(driver_id)
-        self._supply[cell] += 1
-
-    def replace_supply(self, cells: Mapping[str, str], ts_ms: int) -> None:
-        """Supply becomes exactly these drivers (id → cell), seen at ``ts_ms``."""
-        self._drivers.clear()
-        self._supply.clear()
-        for driver_id, cell in cells.items():
-            self._drivers[driver_id] = (ts_ms, cell)
-            self._supply[cell] += 1
-
-    def remove_driver(self, driver_id: str) -> None:
-        """Stop counting a driver now (went offline or took a ride), before the window ends."""
-        seen = self._drivers.pop(driver_id, None)
-        if seen is not None:
-            self._uncount_driver(seen[1])
+    def replace_supply(self, cells: Mapping[str, str]) -> None:
+        """Supply becomes exactly these drivers (id → cell)."""
+        self._supply = Counter(cells.values())
 
     def evict(self, now_ms: int) -> None:
         """Forget everything at or before ``now_ms - window_ms``."""
@@ -87,13 +62,6 @@ class SurgeWindow:
             demand[cell] -= 1
             if not demand[cell]:
                 del demand[cell]
-        drivers = self._drivers
-        while drivers:
-            driver_id, (ts_ms, cell) = next(iter(drivers.items()))
-            if ts_ms > cutoff:
-                break
-            del drivers[driver_id]
-            self._uncount_driver(cell)
 
     def counts(self, now_ms: int) -> tuple[dict[str, int], dict[str, int]]:
         """(demand by cell, supply by cell) in the window ending at ``now_ms``."""
@@ -103,11 +71,6 @@ class SurgeWindow:
     def _too_late(self, ts_ms: int) -> bool:
         self._latest_ms = max(self._latest_ms, ts_ms)
         return ts_ms <= self._latest_ms - self.window_ms
-
-    def _uncount_driver(self, cell: str) -> None:
-        self._supply[cell] -= 1
-        if not self._supply[cell]:
-            del self._supply[cell]
 
 
 def _smooth(counts: Mapping[str, float], k_ring: int, weight: float) -> dict[str, float]:

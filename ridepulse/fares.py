@@ -64,9 +64,6 @@ class Quote:
     distance_m: float
     expires_at: int
 
-    def is_expired(self, now_ms: int) -> bool:
-        return now_ms >= self.expires_at
-
     def to_dict(self) -> dict[str, str]:
         """Every field as a string — the mapping HSET takes and HGETALL gives back; None is left out."""
         return {name: str(value) for name, value in asdict(self).items() if value is not None}

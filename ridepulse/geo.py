@@ -19,7 +19,6 @@ from functools import cache
 import h3
 
 DEFAULT_RESOLUTION = 8
-EARTH_RADIUS_M = 6_371_008.8  # mean radius; the one h3 uses for great_circle_distance
 
 LatLng = tuple[float, float]
 

@@ -104,9 +104,6 @@ class MarketKeys:
     def quote(self, quote_id: str) -> str:
         return f"{self._base}:quote:{quote_id}"
 
-    def rate(self, driver_id: str, window: int) -> str:
-        return f"{self._base}:rate:{driver_id}:{window}"
-
     def scratch(self, name: str) -> str:
         """A key a service owns for its own state (e.g. pricing windows)."""
         return f"{self._base}:x:{name}"

@@ -3,7 +3,6 @@ process under the supervisor, the simulated fleet, and the URLs to open."""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import signal
 import sys
@@ -18,11 +17,10 @@ from ridepulse.keys import GlobalKeys
 from ridepulse.logs import configure_logging, get_logger
 from ridepulse.redis_client import connect_sync
 from ridepulse.redis_server import EmbeddedRedis
-from ridepulse.services import ENTRY_POINTS, SERVICE_NAMES
+from ridepulse.services import SERVICE_NAMES
 from ridepulse.settings import Settings
 from ridepulse.supervisor import ChildSpec, ReadyProbe, Supervisor
 
-HTTP_SERVICES = {"ingest", "dashboard"}
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -50,10 +48,6 @@ def with_running_redis(settings: Settings) -> Settings:
     return settings.model_copy(update={"redis_url": _url_file(settings).read_text().strip()})
 
 
-def built_services() -> list[str]:
-    return [n for n in SERVICE_NAMES if importlib.util.find_spec(ENTRY_POINTS[n].split(":")[0])]
-
-
 def _http_ready(url: str) -> ReadyProbe:
     def probe() -> bool:
         try:
@@ -72,11 +66,11 @@ def _heartbeat_ready(client: redis.Redis, key: str) -> ReadyProbe:
 def service_specs(
     settings: Settings, client: redis.Redis, secret: str, server: EmbeddedRedis | None = None
 ) -> list[ChildSpec]:
-    """One child per built service; on the embedded server each connects as its own ACL user."""
+    """One child per service; on the embedded server each connects as its own ACL user."""
     logs = Path(settings.data_dir) / "logs"
     ridepulse_bin = shutil.which("ridepulse") or str(Path(sys.executable).parent / "ridepulse")
     specs = []
-    for name in built_services():
+    for name in SERVICE_NAMES:
         consumer = f"{name}-1"
         env = {
             "RIDEPULSE_REDIS_URL": server.url_for(name) if server else settings.redis_url or "",
@@ -105,7 +99,7 @@ def service_specs(
 def simulation_spec(settings: Settings, secret: str) -> ChildSpec | None:
     locustfile = REPO_ROOT / "loadtests" / "locustfile.py"
     locust_bin = Path(sys.executable).parent / "locust"
-    if "ingest" not in built_services() or not locustfile.exists() or not locust_bin.exists():
+    if not locustfile.exists() or not locust_bin.exists():
         return None
     argv = [
         str(locust_bin),
@@ -178,7 +172,7 @@ def print_banner(
     lines = ["", "RidePulse is up."]
     if server is not None:
         lines.append(f"  Redis (embedded): 127.0.0.1:{server.port}  data: {server.data_dir}")
-    lines.append(f"  services:  {', '.join(services) or '(none built yet)'}")
+    lines.append(f"  services:  {', '.join(services)}")
     if "ingest" in services:
         lines.append(f"  API:       {base}:{settings.api_port}/docs")
     if "dashboard" in services:

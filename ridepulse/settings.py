@@ -83,8 +83,3 @@ class Settings(BaseSettings):
     ping_burst: float = Field(20.0, description="ping burst allowed per driver")
     surge_window_s: float = Field(300.0, gt=0, description="surge demand and supply window")
     surge_interval_s: float = Field(2.0, gt=0, description="how often pricing recomputes surge")
-
-
-def load_settings(**overrides: object) -> Settings:
-    """Build settings from the environment, with explicit overrides winning."""
-    return Settings(**overrides)  # type: ignore[arg-type]

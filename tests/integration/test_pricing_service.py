@@ -166,15 +166,3 @@ async def test_a_restart_clears_a_surge_whose_demand_is_gone(
         assert await restarted.published() == {}
     finally:
         await restarted.deps.redis.aclose()
-
-
-async def test_a_start_drops_the_retired_telemetry_group(
-    pricing: Pricing, redis: aioredis.Redis
-) -> None:
-    """Supply once came from telemetry (group pricing.supply): an upgraded deployment must not
-    keep a group nobody reads, lagging forever in `ridepulse status`."""
-    await redis.xgroup_create(pricing.keys.telemetry, "pricing.supply", id="0", mkstream=True)
-    await warm_up(pricing.deps)
-    groups = cast(list[dict[str, Any]], await redis.xinfo_groups(pricing.keys.telemetry))
-    assert [g["name"] for g in groups] == []
-    await warm_up(pricing.deps)  # and a start without it is fine

@@ -95,8 +95,3 @@ def test_quote_with_a_missing_field_is_an_explicit_error() -> None:
     del stored["surge"]
     with pytest.raises(ValueError, match="missing surge"):
         Quote.from_dict(stored)
-
-
-def test_quote_expires_at_its_deadline() -> None:
-    assert not QUOTE.is_expired(QUOTE.expires_at - 1)
-    assert QUOTE.is_expired(QUOTE.expires_at)

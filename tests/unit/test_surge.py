@@ -20,8 +20,7 @@ def window_with(requests: int, drivers: int, cell: str = HOT, ts_ms: int = T0) -
     window = SurgeWindow()
     for i in range(requests):
         window.add_request(cell, ts_ms + i)
-    for i in range(drivers):
-        window.add_driver(f"d{i}", cell, ts_ms + i)
+    window.replace_supply({f"d{i}": cell for i in range(drivers)})
     return window
 
 
@@ -105,29 +104,12 @@ def test_window_length_is_configurable() -> None:
     assert window.counts(T0 + MINUTE_MS)[0] == {}
 
 
-def test_a_driver_counts_once_in_its_latest_cell() -> None:
-    window = SurgeWindow()
-    for i in range(10):
-        window.add_driver("d1", HOT, T0 + i * 1_000)
-    window.add_driver("d1", FAR, T0 + 20_000)
-    window.add_driver("d1", HOT, T0 + 15_000)  # late, older sighting: ignored
-    assert window.counts(T0 + 30_000)[1] == {FAR: 1}
-
-
-def test_a_driver_leaves_supply_when_its_last_sighting_leaves_the_window() -> None:
-    window = SurgeWindow(window_ms=MINUTE_MS)
-    window.add_driver("d1", HOT, T0)
-    window.add_driver("d2", HOT, T0 + 30_000)
-    window.add_driver("d1", HOT, T0 + 40_000)
-    assert window.counts(T0 + MINUTE_MS + 35_000)[1] == {HOT: 1}
-    assert window.counts(T0 + MINUTE_MS + 45_000)[1] == {}
-
-
-def test_a_removed_driver_stops_counting_at_once() -> None:
-    window = window_with(requests=0, drivers=2)
-    window.remove_driver("d0")
-    window.remove_driver("never-seen")
-    assert window.counts(T0)[1] == {HOT: 1}
+def test_each_supply_sample_replaces_the_last() -> None:
+    window = window_with(requests=0, drivers=3)
+    window.replace_supply({"d1": FAR, "d2": HOT})
+    assert window.counts(T0)[1] == {FAR: 1, HOT: 1}
+    window.replace_supply({})
+    assert window.counts(T0)[1] == {}
 
 
 def test_requests_older_than_a_window_behind_the_newest_are_ignored() -> None:
