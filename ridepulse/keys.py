@@ -87,10 +87,6 @@ class MarketKeys:
     def rider_rides(self, rider_id: str) -> str:
         return f"{self._base}:rider:{rider_id}:rides"
 
-    def done(self, group: str, event_id: str) -> str:
-        """Guard of a handler's non-idempotent effect for one event id."""
-        return f"{self._base}:done:{group}:{event_id}"
-
     @property
     def surge(self) -> str:
         """HASH H3 cell → surge multiplier (pricing's read model)."""
@@ -103,10 +99,6 @@ class MarketKeys:
 
     def quote(self, quote_id: str) -> str:
         return f"{self._base}:quote:{quote_id}"
-
-    def scratch(self, name: str) -> str:
-        """A key a service owns for its own state (e.g. pricing windows)."""
-        return f"{self._base}:x:{name}"
 
     def ride_applied(self, ride_id: str) -> str:
         """SET of event ids already applied to a ride (24 h TTL): a redelivered step is a no-op."""

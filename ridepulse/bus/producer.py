@@ -1,8 +1,8 @@
-"""Appends: single, and many per pipeline round trip. Telemetry appends trim approximately."""
+"""Appends of single events (ingest batches its own). Telemetry and notification streams trim
+approximately."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -49,20 +49,6 @@ class Producer:
         )
         EVENTS_PUBLISHED.labels(stream).inc()
         return bytes(entry_id)
-
-    async def publish_many(self, items: Iterable[tuple[str, Envelope]]) -> list[bytes]:
-        """One pipeline for all appends; order within a stream is preserved."""
-        pipe = self.redis.pipeline(transaction=False)
-        count: dict[str, int] = {}
-        for stream, envelope in items:
-            pipe.xadd(stream, envelope.to_fields(), maxlen=self._maxlen(stream), approximate=True)  # type: ignore[arg-type]
-            count[stream] = count.get(stream, 0) + 1
-        if not count:
-            return []
-        ids: list[bytes] = await pipe.execute()
-        for stream, n in count.items():
-            EVENTS_PUBLISHED.labels(stream).inc(n)
-        return ids
 
     def route(self, envelope: Envelope, market: str) -> str:
         return stream_for(envelope, MarketKeys(market, self.prefix), self.global_keys)

@@ -8,11 +8,11 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from ridepulse.bus.handlers import HandlerTable
-from ridepulse.bus.idempotency import apply_once
 from ridepulse.contracts.registry import Event, make
 from ridepulse.keys import MarketKeys
 from ridepulse.settings import Settings
 from tests.support.bus import expired_events, fill, runtime, start_consumer_process, wait_exit
+from tests.support.idempotency import apply_once, guard_key, scratch_key
 from tests.support.waiting import wait_until
 
 EVENTS = 10_000
@@ -26,7 +26,7 @@ async def test_killed_consumer_work_is_claimed_and_every_effect_happens_once(
     victim = start_consumer_process(settings, "victim", "--delay-ms", "0.3", "--read-count", "500")
     try:
         await wait_until(
-            lambda: _int(redis.get(keys.scratch("progress")), 3000),
+            lambda: _int(redis.get(scratch_key(keys, "progress")), 3000),
             timeout_s=60,
             what="victim to process 3000 events",
         )
@@ -38,14 +38,14 @@ async def test_killed_consumer_work_is_claimed_and_every_effect_happens_once(
     summary: Any = await redis.xpending(keys.rides, "counter")
     assert summary["pending"] > 0, "the kill should land mid-batch, leaving unacked entries"
 
-    effects, progress = keys.scratch("effects"), keys.scratch("progress")
+    effects, progress = scratch_key(keys, "effects"), scratch_key(keys, "progress")
 
     async def count(event: Event, deps: Any) -> None:
         def effect(pipe: Any) -> None:
             pipe.hincrby(effects, event.id, 1)
             pipe.incr(progress)
 
-        await apply_once(redis, keys.done("counter", event.id), effect)
+        await apply_once(redis, guard_key(keys, "counter", event.id), effect)
 
     rescuer_settings = settings.model_copy(update={"claim_idle_ms": 300, "read_count": 500})
     rescuer = runtime(
@@ -74,7 +74,7 @@ async def test_sigterm_drains_in_flight_work_and_leaves_nothing_pending(
     proc = start_consumer_process(settings, "graceful", "--delay-ms", "1", "--read-count", "100")
     try:
         await wait_until(
-            lambda: _int(redis.get(keys.scratch("progress")), 150),
+            lambda: _int(redis.get(scratch_key(keys, "progress")), 150),
             timeout_s=30,
             what="consumer to be mid-stream",
         )
@@ -88,7 +88,7 @@ async def test_sigterm_drains_in_flight_work_and_leaves_nothing_pending(
         keys.rides, "counter", min="-", max="+", count=10, consumername="graceful"
     )
     assert pending == [], f"entries left pending after SIGTERM: {pending}"
-    done = int(await redis.get(keys.scratch("progress")) or 0)
+    done = int(await redis.get(scratch_key(keys, "progress")) or 0)
     assert 150 <= done < 3000, f"expected a partial drain, processed {done}"
     assert not await redis.exists(f"{settings.key_prefix}:heartbeat:counter:graceful")
 

@@ -13,7 +13,7 @@ from ridepulse.contracts.registry import make
 from ridepulse.janitor import trim_telemetry_once
 from ridepulse.keys import MarketKeys
 from ridepulse.settings import Settings
-from tests.support.bus import expired_events, fill
+from tests.support.bus import expired_events, fill, publish_many
 
 CAP = 10_000
 
@@ -27,7 +27,7 @@ async def test_telemetry_stream_stays_near_its_cap_over_200k_appends(
     event = make("driver.location", "driver/d1", ping, "test")
     lengths = []
     for _ in range(200):
-        await producer.publish_many((keys.telemetry, event) for _ in range(1000))
+        await publish_many(producer, ((keys.telemetry, event) for _ in range(1000)))
         lengths.append(await redis.xlen(keys.telemetry))
     info: Any = await redis.xinfo_stream(keys.telemetry)
     assert info["entries-added"] == 200_000

@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -28,12 +28,21 @@ def expired_events(count: int, start: int = 0) -> list[Envelope]:
     ]
 
 
+async def publish_many(producer: Producer, items: Iterable[tuple[str, Envelope]]) -> None:
+    """Many appends in one pipeline, trimmed as the producer trims each stream."""
+    pipe = producer.redis.pipeline(transaction=False)
+    for stream, envelope in items:
+        fields: Any = envelope.to_fields()
+        pipe.xadd(stream, fields, maxlen=producer._maxlen(stream), approximate=True)
+    await pipe.execute()
+
+
 async def fill(
     redis: aioredis.Redis, stream: str, events: Sequence[Envelope], chunk: int = 1000
 ) -> None:
     producer = Producer(redis, telemetry_maxlen=1_000_000)
     for i in range(0, len(events), chunk):
-        await producer.publish_many((stream, e) for e in events[i : i + chunk])
+        await publish_many(producer, ((stream, e) for e in events[i : i + chunk]))
 
 
 def runtime(

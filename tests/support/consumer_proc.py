@@ -11,13 +11,13 @@ from typing import Any
 
 from ridepulse.bus.consumer import ConsumerRuntime, StreamSource
 from ridepulse.bus.handlers import HandlerTable
-from ridepulse.bus.idempotency import apply_once
 from ridepulse.bus.worker import run_service
 from ridepulse.contracts.registry import Event
 from ridepulse.keys import MarketKeys
 from ridepulse.logs import configure_logging
 from ridepulse.redis_client import connect
 from ridepulse.settings import Settings
+from tests.support.idempotency import apply_once, guard_key, scratch_key
 
 
 def parse() -> argparse.Namespace:
@@ -43,14 +43,14 @@ async def main() -> None:
     )
     redis = connect(settings)
     keys = MarketKeys("sf", args.prefix)
-    effects, progress = keys.scratch("effects"), keys.scratch("progress")
+    effects, progress = scratch_key(keys, "effects"), scratch_key(keys, "progress")
 
     async def count(event: Event, deps: Any) -> None:
         def effect(pipe: Any) -> None:
             pipe.hincrby(effects, event.id, 1)
             pipe.incr(progress)
 
-        await apply_once(redis, keys.done(args.group, event.id), effect)
+        await apply_once(redis, guard_key(keys, args.group, event.id), effect)
         if args.delay_ms:
             await asyncio.sleep(args.delay_ms / 1000)
 

@@ -14,8 +14,8 @@ from typing import Any, Literal
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from ridepulse.contracts.compat import breaking_changes
 from ridepulse.contracts.registry import REGISTRY, json_schemas
+from tests.support.contract_compat import breaking_changes
 
 SNAPSHOT = Path(__file__).with_name("contracts_snapshot.json")
 UPDATE_ENV = "RIDEPULSE_UPDATE_CONTRACT_SNAPSHOT"

@@ -34,7 +34,6 @@ def test_every_market_key_carries_the_market_hash_tag() -> None:
         keys.ride("r1"),
         keys.driver("d1"),
         keys.drivers_geo,
-        keys.done("g", "e"),
         keys.idempotency("u", "k"),
         keys.surge,
         keys.speeds,

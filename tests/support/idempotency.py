@@ -2,7 +2,10 @@
 
 The guard key and the effect commit in one MULTI/EXEC under WATCH: either both happen or
 neither, so a crash between them cannot double-apply nor lose the effect. The guard must share
-the market hash tag with the effect's keys (use `MarketKeys.done`)."""
+the market hash tag with the effect's keys (use `guard_key`). No product handler needs it today
+(their effects are version-checked Lua steps or idempotent writes): the crash tests use it to
+count that every effect happened exactly once, and a handler with such an effect would take it
+into ridepulse/bus/ again."""
 
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
+
+from ridepulse.keys import MarketKeys
 
 GUARD_TTL_S = 7 * 24 * 3600  # longer than any redelivery window (claim idle × max deliveries)
 
@@ -37,3 +42,13 @@ async def apply_once(
             except WatchError:
                 # Another consumer set the guard between WATCH and EXEC: re-check, it has run.
                 continue
+
+
+def guard_key(keys: MarketKeys, group: str, event_id: str) -> str:
+    """Guard of a group's non-idempotent effect for one event id, in the market's hash slot."""
+    return f"{keys.prefix}:{{{keys.market}}}:done:{group}:{event_id}"
+
+
+def scratch_key(keys: MarketKeys, name: str) -> str:
+    """A key a test owns for the effects it counts, in the market's hash slot."""
+    return f"{keys.prefix}:{{{keys.market}}}:x:{name}"
