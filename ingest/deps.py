@@ -15,6 +15,7 @@ from ridepulse.auth import Principal, bearer, verify_token
 from ridepulse.errors import InvalidInput, NotFound, PayloadTooLarge
 from ridepulse.keys import MarketKeys
 from ridepulse.markets import Market, MarketMap
+from ridepulse.rides.ids import market_of_ride
 from ridepulse.rides.store import RideStore
 from ridepulse.settings import Settings
 
@@ -42,9 +43,9 @@ class Deps:
         return MarketKeys(market_id, self.settings.key_prefix)
 
     def market_of_ride(self, ride_id: str) -> Market:
-        """Ride ids carry their market (`sf-<uuid7>`), so a read needs no global index."""
-        market_id, _, rest = ride_id.partition("-")
-        if not rest or market_id not in self.markets.by_id:
+        """Ride ids carry their market (ridepulse.rides.ids), so a read needs no global index."""
+        market_id = market_of_ride(ride_id)
+        if market_id is None or market_id not in self.markets.by_id:
             raise NotFound(f"ride {ride_id} not found")
         return self.markets.get(market_id)
 

@@ -14,11 +14,11 @@ from ingest.responses import JSON
 from ingest.schemas import ERRORS, RideAccepted, RideRequestIn, body_schema
 from ingest.validation import check_point
 from ridepulse.auth import Principal
-from ridepulse.contracts.envelope import new_event_id
 from ridepulse.contracts.events import Point
 from ridepulse.errors import Conflict, Forbidden, InvalidInput, NotFound
-from ridepulse.fares import DEFAULT_FARES
+from ridepulse.fares import trip_fare
 from ridepulse.geo import haversine_m
+from ridepulse.rides.ids import new_ride_id
 from ridepulse.rides.projection import Ride
 
 router = APIRouter(tags=["rides"])
@@ -81,7 +81,7 @@ async def request_ride(
         fare, surge = quote.fare, quote.surge
     store = deps.stores[market.id]
     ride, _created = await store.request_ride(
-        ride_id=f"{market.id}-{new_event_id()}",
+        ride_id=new_ride_id(market.id),
         rider_id=who.subject,
         pickup=Point(lat=pickup_lat, lon=pickup_lon),
         dropoff=Point(lat=dropoff_lat, lon=dropoff_lon),
@@ -184,7 +184,4 @@ def _trip_fare(ride: Ride) -> float:
     """Without a quote: distance as the crow flies × detour, duration from the timeline."""
     started = dict(ride.timeline).get("started")
     duration_s = (time.time() * 1000 - started) / 1000 if started else 0.0
-    distance_m = (
-        haversine_m(ride.pickup.lat, ride.pickup.lon, ride.dropoff.lat, ride.dropoff.lon) * 1.3
-    )
-    return DEFAULT_FARES.fare(distance_m, duration_s, ride.surge or 1.0)
+    return trip_fare(ride.pickup, ride.dropoff, duration_s, ride.surge or 1.0)

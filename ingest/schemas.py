@@ -9,13 +9,23 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ingest.validation import (
+    FUTURE_TOLERANCE_MS,
+    LAT_RANGE,
+    LON_RANGE,
+    MAX_ACCURACY_M,
+    MAX_AGE_MS,
+    MAX_HEADING_DEG,
+    MAX_SPEED_MPS,
+)
+
 SF: dict[str, Any] = {"lat": 37.7793, "lon": -122.4193}
 
 
 class LatLonIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": SF})
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
+    lat: float = Field(ge=LAT_RANGE[0], le=LAT_RANGE[1])
+    lon: float = Field(ge=LON_RANGE[0], le=LON_RANGE[1])
 
 
 class PingIn(BaseModel):
@@ -30,12 +40,16 @@ class PingIn(BaseModel):
             }
         }
     )
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
-    ts: int | None = Field(None, description="epoch ms; at most 5 s ahead, at most 5 min old")
-    speed_mps: float | None = Field(None, ge=0, le=90)
-    heading: float | None = Field(None, ge=0, le=360)
-    accuracy_m: float | None = Field(None, ge=0, le=10_000)
+    lat: float = Field(ge=LAT_RANGE[0], le=LAT_RANGE[1])
+    lon: float = Field(ge=LON_RANGE[0], le=LON_RANGE[1])
+    ts: int | None = Field(
+        None,
+        description=f"epoch ms; at most {FUTURE_TOLERANCE_MS // 1000} s ahead, "
+        f"at most {MAX_AGE_MS // 60_000} min old",
+    )
+    speed_mps: float | None = Field(None, ge=0, le=MAX_SPEED_MPS)
+    heading: float | None = Field(None, ge=0, le=MAX_HEADING_DEG)
+    accuracy_m: float | None = Field(None, ge=0, le=MAX_ACCURACY_M)
 
 
 class FleetPingIn(PingIn):

@@ -1,5 +1,6 @@
 """Fast validation of telemetry input. Pings are the hot path: plain checks on decoded JSON,
-no model instantiation per ping (the OpenAPI schema still documents them, see schemas.py)."""
+no model instantiation per ping (the OpenAPI schema still documents them: schemas.py takes
+its limits from here)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from ridepulse.errors import InvalidInput
 
 FUTURE_TOLERANCE_MS = 5_000  # device clocks drift; more than this is a bad clock or a forgery
 MAX_AGE_MS = 5 * 60_000  # older pings are useless for dispatch and would corrupt speed learning
+LAT_RANGE = (-90.0, 90.0)
+LON_RANGE = (-180.0, 180.0)
 MAX_SPEED_MPS = 90.0
+MAX_HEADING_DEG = 360.0
 MAX_ACCURACY_M = 10_000.0
 MAX_ID_LENGTH = 64
 
@@ -44,8 +48,8 @@ def check_ping(body: Any, driver_id: str, now_ms: int) -> dict[str, Any]:
     """A validated ping as a compact dict (only the fields given), or InvalidInput."""
     if not isinstance(body, dict):
         raise InvalidInput("a ping must be a JSON object")
-    lat = _number(body, "lat", -90, 90, required=True)
-    lon = _number(body, "lon", -180, 180, required=True)
+    lat = _number(body, "lat", *LAT_RANGE, required=True)
+    lon = _number(body, "lon", *LON_RANGE, required=True)
     ts_raw = body.get("ts")
     if ts_raw is None:
         ts = now_ms
@@ -55,13 +59,13 @@ def check_ping(body: Any, driver_id: str, now_ms: int) -> dict[str, Any]:
         if ts_raw > now_ms + FUTURE_TOLERANCE_MS:
             raise InvalidInput("ts is in the future", field="ts")
         if ts_raw < now_ms - MAX_AGE_MS:
-            raise InvalidInput("ts is more than 5 minutes old", field="ts")
+            raise InvalidInput(f"ts is more than {MAX_AGE_MS // 60_000} minutes old", field="ts")
         ts = ts_raw
     ping: dict[str, Any] = {"driver_id": driver_id, "lat": lat, "lon": lon, "ts": ts}
     speed = _number(body, "speed_mps", 0, MAX_SPEED_MPS, required=False)
     if speed is not None:
         ping["speed_mps"] = speed
-    heading = _number(body, "heading", 0, 360, required=False)
+    heading = _number(body, "heading", 0, MAX_HEADING_DEG, required=False)
     if heading is not None:
         ping["heading"] = heading
     accuracy = _number(body, "accuracy_m", 0, MAX_ACCURACY_M, required=False)
@@ -74,8 +78,8 @@ def check_point(body: Any, name: str) -> tuple[float, float]:
     if not isinstance(body, dict):
         raise InvalidInput(f"{name} must be an object with lat and lon", field=name)
     try:
-        lat = _number(body, "lat", -90, 90, required=True)
-        lon = _number(body, "lon", -180, 180, required=True)
+        lat = _number(body, "lat", *LAT_RANGE, required=True)
+        lon = _number(body, "lon", *LON_RANGE, required=True)
     except InvalidInput as exc:
         raise InvalidInput(exc.detail, field=f"{name}.{exc.field}") from None
     assert lat is not None and lon is not None

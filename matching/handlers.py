@@ -22,6 +22,7 @@ from ridepulse.contracts.envelope import derived_event_id, now_ms
 from ridepulse.contracts.events import DriverLocationV1
 from ridepulse.contracts.registry import Event
 from ridepulse.keys import MarketKeys
+from ridepulse.rides.ids import market_of_ride
 from ridepulse.rides.projection import Ride
 from ridepulse.rides.store import RideStore
 from ridepulse.settings import Settings
@@ -39,10 +40,6 @@ class MatchingDeps:
 
     def keys(self, market: str) -> MarketKeys:
         return MarketKeys(market, self.settings.key_prefix)
-
-
-def _market_of(ride_id: str) -> str:
-    return ride_id.partition("-")[0]
 
 
 async def on_locations(events: Sequence[Event], deps: MatchingDeps) -> Outgoing:
@@ -115,7 +112,7 @@ async def try_offer(deps: MatchingDeps, ride: Ride, cause_id: str) -> Ride | Non
 async def on_ride_waiting(event: Event, deps: MatchingDeps) -> Outgoing:
     """ride.requested and ride.unmatched both mean: this ride needs a driver now."""
     ride_id: str = event.data.ride_id  # type: ignore[attr-defined]
-    store = deps.stores.get(_market_of(ride_id))
+    store = deps.stores.get(market_of_ride(ride_id) or "")
     if store is None:
         return None
     ride = await store.get(ride_id)

@@ -8,6 +8,10 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from decimal import ROUND_HALF_UP, Decimal
 
+from ridepulse.contracts.events import Point
+from ridepulse.geo import haversine_m
+from ridepulse.travel import DETOUR_FACTOR
+
 
 @dataclass(frozen=True, slots=True)
 class FareTable:
@@ -46,6 +50,15 @@ def fare(
     distance_m: float, duration_s: float, surge: float, table: FareTable = DEFAULT_FARES
 ) -> float:
     """``table.fare(...)``, with the default rate card unless told otherwise."""
+    return table.fare(distance_m, duration_s, surge)
+
+
+def trip_fare(
+    pickup: Point, dropoff: Point, duration_s: float, surge: float, table: FareTable = DEFAULT_FARES
+) -> float:
+    """A trip's fare without a quote: the straight line × DETOUR_FACTOR (as quotes and ETAs
+    estimate the road), and the trip's measured duration."""
+    distance_m = haversine_m(pickup.lat, pickup.lon, dropoff.lat, dropoff.lon) * DETOUR_FACTOR
     return table.fare(distance_m, duration_s, surge)
 
 

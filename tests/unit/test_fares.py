@@ -6,7 +6,10 @@ import dataclasses
 
 import pytest
 
-from ridepulse.fares import DEFAULT_FARES, FareTable, Quote, fare
+from ridepulse.contracts.events import Point
+from ridepulse.fares import DEFAULT_FARES, FareTable, Quote, fare, trip_fare
+from ridepulse.geo import haversine_m
+from ridepulse.travel import DETOUR_FACTOR
 
 TABLE = FareTable(
     base_usd=2.0, per_km_usd=1.0, per_min_usd=0.5, minimum_usd=6.0, booking_fee_usd=3.0
@@ -95,3 +98,10 @@ def test_quote_with_a_missing_field_is_an_explicit_error() -> None:
     del stored["surge"]
     with pytest.raises(ValueError, match="missing surge"):
         Quote.from_dict(stored)
+
+
+def test_a_trip_without_a_quote_pays_the_straight_line_times_the_detour_factor() -> None:
+    pickup, dropoff = Point(lat=37.7793, lon=-122.4193), Point(lat=37.7599, lon=-122.4148)
+    road_m = haversine_m(pickup.lat, pickup.lon, dropoff.lat, dropoff.lon) * DETOUR_FACTOR
+    assert trip_fare(pickup, dropoff, 600, 1.2, TABLE) == fare(road_m, 600, 1.2, TABLE)
+    assert trip_fare(pickup, dropoff, 600, 1.0) > trip_fare(pickup, pickup, 600, 1.0)
