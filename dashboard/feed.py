@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 
 from dashboard.config import FeedConfig
 from dashboard.hub import Hub
-from dashboard.loops import REDIS_ERRORS, every, sleep_or_stop
+from dashboard.loops import REDIS_ERRORS, every
 from dashboard.reader import FeedReader
 from dashboard.ride_view import ride_from_hash, text_hash
 from dashboard.sampler import Sampler
@@ -20,6 +20,7 @@ from ridepulse.contracts.envelope import now_ms
 from ridepulse.keys import GlobalKeys, MarketKeys
 from ridepulse.logs import get_logger
 from ridepulse.markets import Market, load_markets
+from ridepulse.pause import sleep_or_stop
 from ridepulse.settings import Settings
 
 RIDE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")

@@ -9,16 +9,10 @@ import redis.asyncio as aioredis
 
 from dashboard.metrics import READ_ERRORS
 from ridepulse.logs import get_logger
+from ridepulse.pause import sleep_or_stop
 
 REDIS_ERRORS = (aioredis.ConnectionError, aioredis.TimeoutError)
 FIRST_RETRY_S, LAST_RETRY_S = 0.2, 5.0
-
-
-async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=max(0.0, seconds))
-    except TimeoutError:
-        pass
 
 
 async def sleep_or_wake(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:

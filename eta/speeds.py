@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 from eta.deps import EtaDeps
 from eta.model import SpeedModel
 from ridepulse.logs import get_logger
+from ridepulse.pause import sleep_or_stop
 
 PERSIST_INTERVAL_S = 2.0  # readers refresh every 5 s (ridepulse.travel); twice as often suffices
 
@@ -39,10 +40,7 @@ async def persist_speeds(deps: EtaDeps) -> int:
 async def run_persister(deps: EtaDeps, stop: asyncio.Event) -> None:
     log = get_logger(component="speeds")
     while not stop.is_set():
-        try:
-            await asyncio.wait_for(stop.wait(), PERSIST_INTERVAL_S)
-        except TimeoutError:
-            pass
+        await sleep_or_stop(stop, PERSIST_INTERVAL_S)
         try:
             await persist_speeds(deps)  # once more after stop: what was learned is kept
         except (RedisError, OSError) as exc:

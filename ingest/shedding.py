@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 
 from ridepulse.errors import Overloaded
 from ridepulse.logs import get_logger
+from ridepulse.pause import sleep_or_stop
 
 if TYPE_CHECKING:
     from ingest.deps import Deps
@@ -107,7 +108,4 @@ async def watch_telemetry_lag(deps: Deps, stop: asyncio.Event) -> None:
             )
         deps.shed_retry_after_s = retry_after_s(lag_s, threshold_s)
         deps.shedding = shedding
-        try:
-            await asyncio.wait_for(stop.wait(), CHECK_INTERVAL_S)
-        except TimeoutError:
-            pass
+        await sleep_or_stop(stop, CHECK_INTERVAL_S)

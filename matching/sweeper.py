@@ -16,6 +16,7 @@ from matching.handlers import MatchingDeps, try_offer
 from ridepulse.contracts.envelope import derived_event_id, now_ms
 from ridepulse.errors import Conflict
 from ridepulse.logs import get_logger
+from ridepulse.pause import sleep_or_stop
 from ridepulse.rides.clock import server_time_ms
 
 SWEEP_INTERVAL_S = 0.25
@@ -117,7 +118,4 @@ async def run_sweeper(deps: MatchingDeps, stop: asyncio.Event) -> None:
                 log.debug("matching.swept", **totals)
         except (RedisError, OSError) as exc:
             log.warning("matching.sweep_failed", error=str(exc))
-        try:
-            await asyncio.wait_for(stop.wait(), SWEEP_INTERVAL_S)
-        except TimeoutError:
-            pass
+        await sleep_or_stop(stop, SWEEP_INTERVAL_S)

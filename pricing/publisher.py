@@ -20,6 +20,7 @@ from ridepulse.contracts.envelope import now_ms
 from ridepulse.contracts.events import SurgeCell, SurgeUpdatedV1
 from ridepulse.contracts.registry import make
 from ridepulse.logs import get_logger
+from ridepulse.pause import sleep_or_stop
 
 
 async def restore_published(deps: PricingDeps) -> None:
@@ -81,7 +82,4 @@ async def run_publisher(deps: PricingDeps, stop: asyncio.Event) -> None:
                     )
             except (RedisError, OSError) as exc:
                 log.warning("surge.publish_failed", market=market, error=str(exc))
-        try:
-            await asyncio.wait_for(stop.wait(), deps.settings.surge_interval_s)
-        except TimeoutError:
-            pass
+        await sleep_or_stop(stop, deps.settings.surge_interval_s)

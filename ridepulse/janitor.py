@@ -29,6 +29,7 @@ from ridepulse.contracts.envelope import now_ms
 from ridepulse.keys import GlobalKeys, MarketKeys
 from ridepulse.logs import get_logger
 from ridepulse.markets import load_markets
+from ridepulse.pause import sleep_or_stop
 from ridepulse.redis_client import connect
 from ridepulse.retention import prune_heartbeats, trim_rider_rides
 from ridepulse.rides.clock import server_time_ms
@@ -124,20 +125,15 @@ async def serve(settings: Settings) -> None:
             removed = await trim_once(redis, settings)
             if removed:
                 log.info("janitor.trimmed", entries=removed)
-            try:
-                await asyncio.wait_for(stop.wait(), settings.ride_stream_trim_interval_s)
-            except TimeoutError:
-                pass
+            await sleep_or_stop(stop, settings.ride_stream_trim_interval_s)
 
     async def telemetry_loop(stop: asyncio.Event) -> None:
         while not stop.is_set():
             removed = await trim_telemetry_once(redis, settings)
             if removed:
                 log.debug("janitor.telemetry_trimmed", entries=removed)
-            try:  # a tenth of the retention: the stream overshoots it by at most 10%
-                await asyncio.wait_for(stop.wait(), settings.telemetry_retention_s / 10)
-            except TimeoutError:
-                pass
+            # a tenth of the retention: the stream overshoots it by at most 10%
+            await sleep_or_stop(stop, settings.telemetry_retention_s / 10)
 
     consumer = consumer_name(settings, "janitor")
     absent_since: dict[bytes, float] = {}

@@ -13,6 +13,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from ridepulse.geo import cells_along, haversine_m
+from ridepulse.pause import sleep_or_stop
 
 DEFAULT_SPEED_MPS = 8.0  # ~29 km/h: urban average when a cell has no observations yet
 DETOUR_FACTOR = 1.3  # road / great-circle distance in gridded cities (1.4–1.5 around water, hills)
@@ -65,7 +66,4 @@ class SpeedCache:
                 await self.refresh()
             except (aioredis.ConnectionError, aioredis.TimeoutError):
                 pass
-            try:
-                await asyncio.wait_for(stop.wait(), REFRESH_INTERVAL_S)
-            except TimeoutError:
-                pass
+            await sleep_or_stop(stop, REFRESH_INTERVAL_S)

@@ -19,6 +19,7 @@ from ridepulse.contracts.envelope import now_ms
 from ridepulse.contracts.registry import make
 from ridepulse.keys import GlobalKeys
 from ridepulse.logs import get_logger
+from ridepulse.pause import sleep_or_stop
 
 HEALTH_MAXLEN = 10_000
 
@@ -126,10 +127,7 @@ class Heartbeat:
                 await self.beat()
             except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
                 self.log.warning("heartbeat.failed", error=str(exc))
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=self.interval_s)
-            except TimeoutError:
-                pass
+            await sleep_or_stop(stop, self.interval_s)
 
     async def clear(self) -> None:
         """On clean exit: the service is gone on purpose, not dead."""
