@@ -12,6 +12,8 @@ from redis.exceptions import NoPermissionError
 from ridepulse.acl import SERVICE_RULES
 from ridepulse.redis_server import EmbeddedRedis
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:

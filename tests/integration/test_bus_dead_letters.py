@@ -17,6 +17,8 @@ from ridepulse.settings import Settings
 from tests.support.bus import expired_events, fill, runtime
 from tests.support.waiting import wait_until
 
+pytestmark = pytest.mark.integration
+
 
 async def dead_letters(redis: aioredis.Redis, settings: Settings) -> list[dict[bytes, bytes]]:
     entries = await redis.xrange(GlobalKeys(settings.key_prefix).dead_letters)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 from typing import Any
 
+import pytest
 import redis.asyncio as aioredis
 
 from ridepulse.bus.handlers import HandlerTable
@@ -14,6 +15,8 @@ from ridepulse.settings import Settings
 from tests.support.bus import expired_events, fill, runtime, start_consumer_process, wait_exit
 from tests.support.idempotency import apply_once, guard_key, scratch_key
 from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.integration
 
 EVENTS = 10_000
 

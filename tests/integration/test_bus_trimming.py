@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import redis.asyncio as aioredis
 
 from ridepulse.bus.producer import Producer
@@ -14,6 +15,8 @@ from ridepulse.janitor import trim_telemetry_once
 from ridepulse.keys import MarketKeys
 from ridepulse.settings import Settings
 from tests.support.bus import expired_events, fill, publish_many
+
+pytestmark = pytest.mark.integration
 
 CAP = 10_000
 

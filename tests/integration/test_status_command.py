@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 import redis.asyncio as aioredis
 from typer.testing import CliRunner
 
@@ -10,6 +11,8 @@ from ridepulse.cli import app
 from ridepulse.keys import GlobalKeys, MarketKeys
 from ridepulse.settings import Settings
 from tests.support.bus import expired_events, fill
+
+pytestmark = pytest.mark.integration
 
 
 def _status(settings: Settings) -> tuple[int, dict[str, object]]:
