@@ -1,0 +1,240 @@
+"""Ingest in process: the FastAPI app over httpx's ASGI transport (no uvicorn, no subprocess),
+its lifespan run as uvicorn would, against the real embedded server. Validation, the
+batcher's group commit, the per-driver rate limit and authentication, each seen from the
+client and checked in Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import redis.asyncio as aioredis
+
+from ingest.app import create_app
+from ingest.batcher import TelemetryBatcher
+from ingest.deps import Deps
+from ridepulse.auth import mint_token
+from ridepulse.keys import MarketKeys
+from ridepulse.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+DOWNTOWN = {"lat": 37.7793, "lon": -122.4193}
+
+
+@dataclass
+class Ingest:
+    http: httpx.AsyncClient
+    deps: Deps
+    settings: Settings
+
+    def auth(self, role: str, subject: str) -> dict[str, str]:
+        token = mint_token(self.settings.secret or "", role, subject)
+        return {"Authorization": f"Bearer {token}"}
+
+    async def ping(self, driver: str, body: Any, role: str = "driver") -> httpx.Response:
+        return await self.http.post(
+            f"/v1/drivers/{driver}/location", json=body, headers=self.auth(role, driver)
+        )
+
+
+@asynccontextmanager
+async def start(settings: Settings) -> AsyncIterator[Ingest]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as http:
+            yield Ingest(http, app.state.deps, settings)
+
+
+@pytest.fixture
+async def ingest(settings: Settings) -> AsyncIterator[Ingest]:
+    async with start(settings) as running:
+        yield running
+
+
+async def pings_in(redis: aioredis.Redis, stream: str) -> list[dict[str, Any]]:
+    entries: Any = await redis.xrange(stream)
+    return [p for _, fields in entries for p in orjson.loads(fields[b"data"])["pings"]]
+
+
+def telemetry(settings: Settings) -> str:
+    return MarketKeys("sf", settings.key_prefix).telemetry
+
+
+# validation
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"lat": 200, "lon": -122.4}, "lat"),
+        ({"lat": 37.77}, "lon"),
+        ({"lat": "north", "lon": -122.4}, "lat"),
+        ({**DOWNTOWN, "speed_mps": 500}, "speed_mps"),
+        ({**DOWNTOWN, "ts": int(time.time() * 1000) + 60_000}, "ts"),
+        ({**DOWNTOWN, "ts": True}, "ts"),
+    ],
+)
+async def test_an_invalid_ping_is_a_422_naming_its_field_and_nothing_is_written(
+    ingest: Ingest, redis: aioredis.Redis, body: dict[str, Any], field: str
+) -> None:
+    response = await ingest.ping("d1", body)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "invalid_input"
+    assert response.json()["field"] == field
+    assert await redis.exists(telemetry(ingest.settings)) == 0
+
+
+async def test_a_body_that_is_not_json_is_a_422_not_a_500(ingest: Ingest) -> None:
+    response = await ingest.http.post(
+        "/v1/drivers/d1/location", content=b"{nope", headers=ingest.auth("driver", "d1")
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"] == "body is not valid JSON"
+
+
+async def test_a_ping_outside_every_market_is_refused(ingest: Ingest) -> None:
+    response = await ingest.ping("d1", {"lat": 51.5, "lon": -0.12})
+    assert response.status_code == 422
+    assert "outside every service area" in response.json()["detail"]
+
+
+async def test_a_valid_ping_is_in_the_stream_when_the_202_arrives(
+    ingest: Ingest, redis: aioredis.Redis
+) -> None:
+    response = await ingest.ping("d1", {**DOWNTOWN, "speed_mps": 8.5})
+    assert response.status_code == 202
+    [ping] = await pings_in(redis, telemetry(ingest.settings))
+    assert ping["driver_id"] == "d1" and ping["speed_mps"] == 8.5
+    assert (ping["lat"], ping["lon"]) == (DOWNTOWN["lat"], DOWNTOWN["lon"])
+
+
+async def test_a_batch_keeps_its_valid_pings_and_reports_each_invalid_one(
+    ingest: Ingest, redis: aioredis.Redis
+) -> None:
+    pings = [
+        {"driver_id": "d1", **DOWNTOWN},
+        {"driver_id": "d2", "lat": 95, "lon": 0},
+        {"driver_id": "bad id!", **DOWNTOWN},
+        {"driver_id": "d3", **DOWNTOWN},
+    ]
+    response = await ingest.http.post(
+        "/v1/telemetry", json={"pings": pings}, headers=ingest.auth("fleet", "f1")
+    )
+    assert response.status_code == 202
+    body = response.json()
+    assert (body["accepted"], body["rejected"]) == (2, 2)
+    assert [(e["index"], e["field"]) for e in body["errors"]] == [(1, "lat"), (2, "driver_id")]
+    written = await pings_in(redis, telemetry(ingest.settings))
+    assert sorted(p["driver_id"] for p in written) == ["d1", "d3"]
+
+
+async def test_a_batch_larger_than_the_limit_is_refused_whole(
+    settings: Settings, redis: aioredis.Redis
+) -> None:
+    async with start(settings.model_copy(update={"max_batch_pings": 3})) as ingest:
+        pings = [{"driver_id": f"d{i}", **DOWNTOWN} for i in range(4)]
+        response = await ingest.http.post(
+            "/v1/telemetry", json={"pings": pings}, headers=ingest.auth("fleet", "f1")
+        )
+        assert response.status_code == 422 and response.json()["field"] == "pings"
+    assert await redis.exists(telemetry(settings)) == 0
+
+
+# the batcher's group commit
+
+
+async def test_concurrent_pings_share_appends_and_every_one_is_written(
+    ingest: Ingest, redis: aioredis.Redis
+) -> None:
+    drivers = [f"d{i}" for i in range(200)]
+    responses = await asyncio.gather(*(ingest.ping(d, DOWNTOWN) for d in drivers))
+    assert {r.status_code for r in responses} == {202}
+    stream = telemetry(ingest.settings)
+    assert sorted(p["driver_id"] for p in await pings_in(redis, stream)) == sorted(drivers)
+    entries = await redis.xlen(stream)
+    # one append in flight gathers the next requests' pings: far fewer entries than requests
+    assert entries <= len(drivers) // 4, f"{entries} entries for {len(drivers)} pings"
+    assert ingest.deps.batcher.pings_appended == len(drivers)
+
+
+async def test_submissions_made_while_no_append_has_started_go_out_as_one_entry(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    batcher = TelemetryBatcher(redis, source="test", maxlen=10_000)
+    stream = telemetry(settings)
+    pings = [{"driver_id": f"d{i}", "lat": 37.77, "lon": -122.42, "ts": i} for i in range(50)]
+    await asyncio.gather(*(batcher.submit(stream, [p]) for p in pings))
+    assert await redis.xlen(stream) == 1
+    assert await pings_in(redis, stream) == pings
+
+
+async def test_a_failed_append_fails_every_request_it_carried_then_recovers(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    batcher = TelemetryBatcher(redis, source="test", maxlen=10_000)
+    wrong_type = f"{settings.key_prefix}:not-a-stream"
+    await redis.set(wrong_type, "x")  # XADD on a string: WRONGTYPE
+    ping = {"driver_id": "d1", "lat": 37.77, "lon": -122.42, "ts": 1}
+    results = await asyncio.gather(
+        *(batcher.submit(wrong_type, [ping]) for _ in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(r, Exception) and "WRONGTYPE" in str(r) for r in results), results
+    await batcher.submit(telemetry(settings), [ping])
+    assert await pings_in(redis, telemetry(settings)) == [ping]
+
+
+# the rate limiter
+
+
+async def test_a_driver_past_its_burst_gets_429_while_others_are_unaffected(
+    settings: Settings, redis: aioredis.Redis
+) -> None:
+    slow = settings.model_copy(update={"ping_burst": 3.0, "ping_rate_per_s": 0.001})
+    async with start(slow) as ingest:
+        codes = [(await ingest.ping("d1", DOWNTOWN)).status_code for _ in range(5)]
+        assert codes == [202, 202, 202, 429, 429]
+        refused = await ingest.ping("d1", DOWNTOWN)
+        assert refused.json()["error"] == "overloaded" and "Retry-After" in refused.headers
+        assert (await ingest.ping("d2", DOWNTOWN)).status_code == 202
+    drivers = [p["driver_id"] for p in await pings_in(redis, telemetry(settings))]
+    assert sorted(drivers) == ["d1", "d1", "d1", "d2"]
+
+
+# authentication
+
+
+async def test_a_ping_without_a_token_or_with_a_forged_one_is_401(ingest: Ingest) -> None:
+    missing = await ingest.http.post("/v1/drivers/d1/location", json=DOWNTOWN)
+    assert missing.status_code == 401 and missing.json()["error"] == "unauthorized"
+    forged = mint_token("another-secret-0123456789abcdef0123456789", "driver", "d1")
+    response = await ingest.http.post(
+        "/v1/drivers/d1/location", json=DOWNTOWN, headers={"Authorization": f"Bearer {forged}"}
+    )
+    assert response.status_code == 401
+
+
+async def test_a_driver_may_ping_only_for_itself_and_fleet_for_anyone(ingest: Ingest) -> None:
+    as_other = await ingest.http.post(
+        "/v1/drivers/d2/location", json=DOWNTOWN, headers=ingest.auth("driver", "d1")
+    )
+    assert as_other.status_code == 403 and as_other.json()["error"] == "forbidden"
+    assert (await ingest.ping("d2", DOWNTOWN, role="fleet")).status_code == 202
+    assert (await ingest.ping("d2", DOWNTOWN, role="rider")).status_code == 403
+
+
+async def test_a_batch_needs_a_fleet_or_ops_token(ingest: Ingest) -> None:
+    batch = {"pings": [{"driver_id": "d1", **DOWNTOWN}]}
+    for role, status in (("driver", 403), ("rider", 403), ("fleet", 202), ("ops", 202)):
+        response = await ingest.http.post(
+            "/v1/telemetry", json=batch, headers=ingest.auth(role, "x1")
+        )
+        assert response.status_code == status, (role, response.text)
