@@ -10,13 +10,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from matching.candidates import (
-    MAX_OFFER_ATTEMPTS,
-    OFFER_ATTEMPTS_PER_PASS,
-    SEARCH_RADII_M,
-    rank_by_pickup_eta,
-)
 from matching.geo_index import nearby_available, update_positions
+from matching.planner import OfferPlan
 from ridepulse.bus.handlers import HandlerTable, Outgoing
 from ridepulse.contracts.envelope import derived_event_id, now_ms
 from ridepulse.contracts.events import DriverLocationV1
@@ -54,59 +49,43 @@ async def on_locations(events: Sequence[Event], deps: MatchingDeps) -> Outgoing:
 
 
 async def try_offer(deps: MatchingDeps, ride: Ride, cause_id: str) -> Ride | None:
-    """Offer the ride to the best available candidate; None when nobody could take it now."""
+    """Offer the ride to the best available candidate; None when nobody could take it now.
+    The decisions are matching.planner's; this loop only searches and offers."""
     store = deps.stores[ride.market]
     keys = deps.keys(ride.market)
     deps.last_attempt_ms[ride.ride_id] = now_ms()
     speed = deps.speeds[ride.market]
-    taken: set[str] = set()  # candidates another ride's offer got first
-    attempts = 0
-    for radius in SEARCH_RADII_M:
-        # Rides offered at once near one pickup see the same nearest drivers; each loss means
-        # another ride took that driver, so search again (the taken have left the index) rather
-        # than leave this ride to the sweeper. Bounded: a ride never loops on its own.
-        while attempts < MAX_OFFER_ATTEMPTS:
-            nearby = await nearby_available(
-                deps.redis,
-                keys,
-                ride.pickup.lat,
-                ride.pickup.lon,
-                radius_m=radius,
-                fresh_within_ms=int(deps.settings.driver_stale_s * 1000),
-                exclude=[*ride.declined, *taken],
+    plan = OfferPlan.of((ride.pickup.lat, ride.pickup.lon), ride.declined)
+    while (radius_m := plan.next_radius_m()) is not None:
+        nearby = await nearby_available(
+            deps.redis,
+            keys,
+            ride.pickup.lat,
+            ride.pickup.lon,
+            radius_m=radius_m,
+            fresh_within_ms=int(deps.settings.driver_stale_s * 1000),
+            exclude=plan.excluded,
+        )
+        for candidate in plan.candidates(nearby, speed.travel_time_s):
+            offered = await store.offer(
+                ride_id=ride.ride_id,
+                driver_id=candidate.driver_id,
+                pickup_eta_s=round(candidate.pickup_eta_s, 1),
+                offer_timeout_s=deps.settings.offer_timeout_s,
+                expected_version=ride.version,
+                event_id=derived_event_id(
+                    cause_id, f"offer:{ride.attempt + 1}:{candidate.driver_id}"
+                ),
             )
-            if not nearby:
-                break  # nobody free within this radius: widen
-            ranked = rank_by_pickup_eta(
-                nearby, (ride.pickup.lat, ride.pickup.lon), speed.travel_time_s
-            )
-            for candidate in ranked[:OFFER_ATTEMPTS_PER_PASS]:
-                attempts += 1
-                offered = await store.offer(
-                    ride_id=ride.ride_id,
-                    driver_id=candidate.driver_id,
-                    pickup_eta_s=round(candidate.pickup_eta_s, 1),
-                    offer_timeout_s=deps.settings.offer_timeout_s,
-                    expected_version=ride.version,
-                    event_id=derived_event_id(
-                        cause_id, f"offer:{ride.attempt + 1}:{candidate.driver_id}"
-                    ),
-                )
-                if offered is not None:
-                    deps.offers_made += 1
-                    deps.last_attempt_ms.pop(ride.ride_id, None)
-                    return offered
-                current = await store.get(ride.ride_id)
-                if (
-                    current is None
-                    or current.status != "requested"
-                    or current.version != ride.version
-                ):
-                    return None  # someone else moved the ride: nothing left to do here
-                taken.add(candidate.driver_id)
-        else:
-            return None  # out of attempts: the sweeper retries as drivers free up
-    return None
+            if offered is not None:
+                deps.offers_made += 1
+                deps.last_attempt_ms.pop(ride.ride_id, None)
+                return offered
+            current = await store.get(ride.ride_id)
+            if current is None or current.status != "requested" or current.version != ride.version:
+                return None  # someone else moved the ride: nothing left to do here
+            plan.lost(candidate.driver_id)
+    return None  # out of attempts or of drivers: the sweeper retries as drivers free up
 
 
 async def on_ride_waiting(event: Event, deps: MatchingDeps) -> Outgoing:

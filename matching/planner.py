@@ -1,0 +1,71 @@
+"""The offer policy of one try to match a ride, as pure state: search nearest first, widen the
+radius when nobody is free, try the best few candidates of each search, search again after a
+lost race, and give up past the attempt budget (the sweeper tries the ride again later).
+
+The handler (matching/handlers.py try_offer) does the I/O the plan asks for; every decision is
+here, so the policy is unit-tested without Redis (tests/unit/test_offer_planner.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+
+from matching.candidates import (
+    MAX_OFFER_ATTEMPTS,
+    OFFER_ATTEMPTS_PER_PASS,
+    SEARCH_RADII_M,
+    Candidate,
+    rank_by_pickup_eta,
+)
+from matching.geo_index import NearbyDriver
+
+TravelTime = Callable[[float, float, float, float], float]
+
+
+@dataclass
+class OfferPlan:
+    """Where one try stands: the radius searched, the offers lost, the drivers to skip."""
+
+    pickup: tuple[float, float]
+    declined: frozenset[str] = frozenset()
+    radii_m: Sequence[float] = SEARCH_RADII_M
+    max_attempts: int = MAX_OFFER_ATTEMPTS
+    per_pass: int = OFFER_ATTEMPTS_PER_PASS
+    radius_index: int = 0
+    attempts: int = 0
+    taken: set[str] = field(default_factory=set)  # candidates another ride's offer got first
+
+    @classmethod
+    def of(cls, pickup: tuple[float, float], declined: Collection[str]) -> OfferPlan:
+        return cls(pickup, frozenset(declined))
+
+    @property
+    def excluded(self) -> list[str]:
+        """Drivers no search should return: those who declined this ride, and the taken."""
+        return [*self.declined, *self.taken]
+
+    def next_radius_m(self) -> float | None:
+        """The radius to search next, or None: give up (budget spent or every radius empty)."""
+        if self.attempts >= self.max_attempts or self.radius_index >= len(self.radii_m):
+            return None
+        return self.radii_m[self.radius_index]
+
+    def candidates(
+        self, nearby: Sequence[NearbyDriver], travel_time_s: TravelTime
+    ) -> list[Candidate]:
+        """From one search at `next_radius_m()`: the candidates to offer the ride to, in order
+        (fastest to the pickup first, within the budget left); none means widen the radius."""
+        skip = self.declined | self.taken
+        free = [d for d in nearby if d.driver_id not in skip]
+        if not free:
+            self.radius_index += 1
+            return []
+        ranked = rank_by_pickup_eta(free, self.pickup, travel_time_s)
+        return ranked[: min(self.per_pass, self.max_attempts - self.attempts)]
+
+    def lost(self, driver_id: str) -> None:
+        """Another ride's offer got this candidate first: count the attempt, skip the driver.
+        Rides offered at once near one pickup see the same nearest drivers, so the next search
+        at the same radius finds the ones still free rather than leaving the ride to the sweeper."""
+        self.attempts += 1
+        self.taken.add(driver_id)
