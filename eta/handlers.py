@@ -17,17 +17,28 @@ from eta.model import eta_should_update
 from eta.positions import last_position
 from ridepulse.bus.handlers import HandlerTable, Outgoing
 from ridepulse.contracts.envelope import derived_event_id
-from ridepulse.contracts.events import DriverLocationV1, Ping, RideMatchedV1, RideStartedV1
+from ridepulse.contracts.events import (
+    DriverLocationV1,
+    Ping,
+    RideCancelledV1,
+    RideCompletedV1,
+    RideDriverArrivedV1,
+    RideMatchedV1,
+    RideStartedV1,
+    RideUnmatchedV1,
+)
 from ridepulse.contracts.registry import Event
 from ridepulse.rides.state import RideStatus
+
+RideEnding = RideDriverArrivedV1 | RideCompletedV1 | RideCancelledV1 | RideUnmatchedV1
 
 
 async def _begin(
     event: Event, deps: EtaDeps, status: RideStatus, fallback_eta_s: float | None
 ) -> Outgoing:
     """Track the ride from now on and announce its first ETA of the phase."""
-    ride_id: str = event.data.ride_id  # type: ignore[attr-defined]
-    driver_id: str = event.data.driver_id  # type: ignore[attr-defined]
+    begun = event.payload(RideMatchedV1, RideStartedV1)
+    ride_id, driver_id = begun.ride_id, begun.driver_id
     store = deps.stores.get(event.market)
     if store is None:
         return None
@@ -54,21 +65,21 @@ async def _begin(
 
 
 async def on_matched(event: Event, deps: EtaDeps) -> Outgoing:
-    assert isinstance(event.data, RideMatchedV1)
-    return await _begin(event, deps, "matched", event.data.pickup_eta_s)
+    return await _begin(event, deps, "matched", event.payload(RideMatchedV1).pickup_eta_s)
 
 
 async def on_started(event: Event, deps: EtaDeps) -> Outgoing:
-    assert isinstance(event.data, RideStartedV1)
     return await _begin(event, deps, "started", None)
 
 
-def _ending(phase: Phase | None) -> Callable[[Event, EtaDeps], Awaitable[Outgoing]]:
-    """A handler that stops tracking a ride, if it is (still) in `phase` (None: any phase) —
-    so a late driver_arrived never ends a trip that has already started."""
+def _ending(
+    phase: Phase | None, model: type[RideEnding]
+) -> Callable[[Event, EtaDeps], Awaitable[Outgoing]]:
+    """A handler of `model` events that stops tracking a ride, if it is (still) in `phase`
+    (None: any phase) — so a late driver_arrived never ends a trip that has already started."""
 
     async def forget(event: Event, deps: EtaDeps) -> Outgoing:
-        ride_id: str = event.data.ride_id  # type: ignore[attr-defined]
+        ride_id = event.payload(model).ride_id
         active = deps.rides.of_ride(ride_id)
         if active is not None and (phase is None or active.phase == phase):
             deps.rides.forget_ride(ride_id)
@@ -81,13 +92,13 @@ def _newest_tracked(events: Sequence[Event], deps: EtaDeps) -> dict[str, tuple[P
     """Learn from every ping; keep the newest ping (and its event id) of each tracked driver."""
     newest: dict[str, tuple[Ping, str]] = {}
     for event in events:
-        assert isinstance(event.data, DriverLocationV1)
+        pings = event.payload(DriverLocationV1).pings
         model = deps.models.get(event.market)
         if model is None:
             continue
-        if model.observe_batch(event.data.pings):
+        if model.observe_batch(pings):
             deps.learned.add(event.market)
-        for ping in event.data.pings:
+        for ping in pings:
             if deps.rides.of_driver(ping.driver_id) is None:
                 continue
             held = newest.get(ping.driver_id)
@@ -120,11 +131,11 @@ async def on_locations(events: Sequence[Event], deps: EtaDeps) -> Outgoing:
 HANDLERS = HandlerTable(
     per_event={
         "ride.matched": on_matched,
-        "ride.driver_arrived": _ending("pickup"),
+        "ride.driver_arrived": _ending("pickup", RideDriverArrivedV1),
         "ride.started": on_started,
-        "ride.completed": _ending("trip"),
-        "ride.cancelled": _ending(None),
-        "ride.unmatched": _ending(None),
+        "ride.completed": _ending("trip", RideCompletedV1),
+        "ride.cancelled": _ending(None, RideCancelledV1),
+        "ride.unmatched": _ending(None, RideUnmatchedV1),
     },
 )
 TELEMETRY_HANDLERS = HandlerTable(batch={"driver.location": on_locations})

@@ -28,7 +28,9 @@ from ridepulse.settings import Settings
 SERVICE = "eta"
 
 
-def build(settings: Settings, *, burst: bool = False) -> tuple[EtaDeps, list[ConsumerRuntime]]:
+def build(
+    settings: Settings, *, burst: bool = False
+) -> tuple[EtaDeps, list[ConsumerRuntime[EtaDeps]]]:
     redis = connect(settings)
     markets = load_markets(settings.markets_file).markets
     consumer = consumer_name(settings, SERVICE)
@@ -44,9 +46,9 @@ def build(settings: Settings, *, burst: bool = False) -> tuple[EtaDeps, list[Con
     def runtime(
         group: str,
         sources: list[StreamSource],
-        handlers: HandlerTable,
+        handlers: HandlerTable[EtaDeps],
         read_count: int | None = None,
-    ) -> ConsumerRuntime:
+    ) -> ConsumerRuntime[EtaDeps]:
         return ConsumerRuntime(
             redis,
             settings=settings,

@@ -20,7 +20,9 @@ SERVICE = "matching-geo"
 GROUP = "matching.geo"
 
 
-def build(settings: Settings, *, burst: bool = False) -> tuple[MatchingDeps, ConsumerRuntime]:
+def build(
+    settings: Settings, *, burst: bool = False
+) -> tuple[MatchingDeps, ConsumerRuntime[MatchingDeps]]:
     redis = connect(settings)
     markets = load_markets(settings.markets_file).markets
     keys = {m.id: MarketKeys(m.id, settings.key_prefix) for m in markets}

@@ -14,7 +14,7 @@ from matching.geo_index import nearby_available, update_positions
 from matching.planner import OfferPlan
 from ridepulse.bus.handlers import HandlerTable, Outgoing
 from ridepulse.contracts.envelope import derived_event_id, now_ms
-from ridepulse.contracts.events import DriverLocationV1
+from ridepulse.contracts.events import DriverLocationV1, RideRequestedV1, RideUnmatchedV1
 from ridepulse.contracts.registry import Event
 from ridepulse.keys import MarketKeys
 from ridepulse.rides.ids import market_of_ride
@@ -40,9 +40,8 @@ class MatchingDeps:
 async def on_locations(events: Sequence[Event], deps: MatchingDeps) -> Outgoing:
     by_market: dict[str, list[Any]] = {}
     for event in events:
-        assert isinstance(event.data, DriverLocationV1)
         # ingest located every ping of an entry in the market of the stream it went to
-        by_market.setdefault(event.market, []).extend(event.data.pings)
+        by_market.setdefault(event.market, []).extend(event.payload(DriverLocationV1).pings)
     for market, pings in by_market.items():
         await update_positions(deps.redis, deps.keys(market), pings)
     return None
@@ -90,7 +89,7 @@ async def try_offer(deps: MatchingDeps, ride: Ride, cause_id: str) -> Ride | Non
 
 async def on_ride_waiting(event: Event, deps: MatchingDeps) -> Outgoing:
     """ride.requested and ride.unmatched both mean: this ride needs a driver now."""
-    ride_id: str = event.data.ride_id  # type: ignore[attr-defined]
+    ride_id = event.payload(RideRequestedV1, RideUnmatchedV1).ride_id
     store = deps.stores.get(market_of_ride(ride_id) or "")
     if store is None:
         return None

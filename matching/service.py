@@ -23,7 +23,9 @@ from ridepulse.travel import SpeedCache
 SERVICE = "matching"
 
 
-def build(settings: Settings, *, burst: bool = False) -> tuple[MatchingDeps, list[ConsumerRuntime]]:
+def build(
+    settings: Settings, *, burst: bool = False
+) -> tuple[MatchingDeps, list[ConsumerRuntime[MatchingDeps]]]:
     redis = connect(settings)
     markets = load_markets(settings.markets_file).markets
     consumer = consumer_name(settings, SERVICE)
@@ -34,20 +36,17 @@ def build(settings: Settings, *, burst: bool = False) -> tuple[MatchingDeps, lis
         stores={m: RideStore(redis, k, f"{SERVICE}/{consumer}") for m, k in keys.items()},
         speeds={m: SpeedCache(redis, k.speeds, settings.h3_resolution) for m, k in keys.items()},
     )
-    common = {
-        "settings": settings,
-        "service": SERVICE,
-        "consumer": consumer,
-        "deps": deps,
-        "burst": burst,
-    }
     rides = ConsumerRuntime(
         redis,
+        settings=settings,
+        service=SERVICE,
         group="matching",
+        consumer=consumer,
         sources=[StreamSource(k.rides, m) for m, k in keys.items()],
         handlers=HANDLERS,
+        deps=deps,
+        burst=burst,
         concurrency=settings.matching_concurrency,
-        **common,  # type: ignore[arg-type]
     )
     return deps, [rides]
 

@@ -21,8 +21,7 @@ def count_request(deps: PricingDeps, market: str, request: RideRequestedV1) -> b
 
 
 async def on_ride_requested(event: Event, deps: PricingDeps) -> Outgoing:
-    assert isinstance(event.data, RideRequestedV1)
-    count_request(deps, event.market, event.data)
+    count_request(deps, event.market, event.payload(RideRequestedV1))
     return None
 
 

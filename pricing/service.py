@@ -30,7 +30,9 @@ from ridepulse.settings import Settings
 SERVICE = "pricing"
 
 
-def build(settings: Settings, *, burst: bool = False) -> tuple[PricingDeps, list[ConsumerRuntime]]:
+def build(
+    settings: Settings, *, burst: bool = False
+) -> tuple[PricingDeps, list[ConsumerRuntime[PricingDeps]]]:
     redis = connect(settings)
     markets = [m.id for m in load_markets(settings.markets_file).markets]
     consumer = consumer_name(settings, SERVICE)

@@ -11,14 +11,14 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from ridepulse.bus import metrics as m
 from ridepulse.bus.deadletter import DEAD_LETTER_MAXLEN, dead_letter_fields
-from ridepulse.bus.handlers import HandlerTable
+from ridepulse.bus.handlers import DepsT, HandlerTable
 from ridepulse.bus.producer import Producer
 from ridepulse.contracts.envelope import Envelope
 from ridepulse.contracts.registry import Event, decode
@@ -55,7 +55,7 @@ class _Item:
     event: Event | None = None
 
 
-class ConsumerRuntime:
+class ConsumerRuntime(Generic[DepsT]):
     """One consumer of one group over one or more streams. `burst=True` returns once nothing
     is left to read or retry, so tests drive a consumer to completion deterministically."""
 
@@ -68,8 +68,8 @@ class ConsumerRuntime:
         group: str,
         consumer: str,
         sources: Sequence[StreamSource],
-        handlers: HandlerTable,
-        deps: Any,
+        handlers: HandlerTable[DepsT],
+        deps: DepsT,
         burst: bool = False,
         read_count: int | None = None,
         concurrency: int = 1,

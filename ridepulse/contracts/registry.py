@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from pydantic import ValidationError
 
 from ridepulse.contracts import events as ev
 from ridepulse.contracts.envelope import Envelope
 from ridepulse.errors import InvalidEvent
+
+P = TypeVar("P", bound=ev.Payload)
+Q = TypeVar("Q", bound=ev.Payload)
 
 REGISTRY: dict[tuple[str, int], type[ev.Payload]] = {
     ("driver.location", 1): ev.DriverLocationV1,
@@ -57,6 +61,19 @@ class Event:
     @property
     def type(self) -> str:
         return self.envelope.type
+
+    @overload
+    def payload(self, model: builtins.type[P], /) -> P: ...
+    @overload
+    def payload(self, model: builtins.type[P], other: builtins.type[Q], /) -> P | Q: ...
+    def payload(self, *models: builtins.type[ev.Payload]) -> ev.Payload:
+        """The payload, typed as the model (or one of the two) a handler is written for;
+        InvalidEvent when it is another (a handler wired to the wrong type or version)."""
+        if isinstance(self.data, models):
+            return self.data
+        expected = " or ".join(m.__name__ for m in models)
+        got = builtins.type(self.data).__name__
+        raise InvalidEvent(f"{self.type}: payload is {got}, not {expected}")
 
 
 def model_for(event_type: str, version: int) -> type[ev.Payload]:

@@ -9,6 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from ridepulse.bus.handlers import HandlerTable
+from ridepulse.contracts.events import RideExpiredV1
 from ridepulse.contracts.registry import Event, make
 from ridepulse.keys import MarketKeys
 from ridepulse.settings import Settings
@@ -122,7 +123,8 @@ async def test_concurrent_handlers_keep_each_subjects_order_and_ack_everything(
         in_flight += 1
         peak = max(peak, in_flight)
         await redis.ping()  # a round trip: where other subjects get their turn
-        seen.setdefault(event.data.ride_id, []).append(event.data.version)  # type: ignore[attr-defined]
+        expired = event.payload(RideExpiredV1)
+        seen.setdefault(expired.ride_id, []).append(expired.version)
         in_flight -= 1
 
     consumer = runtime(

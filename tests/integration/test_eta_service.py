@@ -92,7 +92,11 @@ class Eta:
     async def ride_event_id(self, event_type: str, ride_id: str) -> str:
         entries = cast(list[tuple[bytes, Any]], await self.redis.xrange(self.keys.rides))
         events = [decode(f) for _, f in entries]
-        return next(e.id for e in events if e.type == event_type and e.data.ride_id == ride_id)  # type: ignore[attr-defined]
+        return next(
+            e.id
+            for e in events
+            if e.type == event_type and e.data.model_dump().get("ride_id") == ride_id
+        )
 
 
 @pytest.fixture

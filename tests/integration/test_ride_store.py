@@ -14,7 +14,14 @@ import pytest
 import redis.asyncio as aioredis
 
 from ridepulse.contracts.envelope import FIELDS, derived_event_id
-from ridepulse.contracts.events import Point
+from ridepulse.contracts.events import (
+    Point,
+    RideCancelledV1,
+    RideCompletedV1,
+    RideExpiredV1,
+    RideOfferedV1,
+    RideUnmatchedV1,
+)
 from ridepulse.contracts.registry import Event, decode
 from ridepulse.errors import Conflict, Forbidden, InvalidInput, NotFound, RidePulseError
 from ridepulse.keys import MarketKeys
@@ -179,7 +186,7 @@ async def assert_consistent(
     for event in await Stream(redis, keys).all():
         if event.type.startswith("ride."):
             versions.setdefault(event.envelope.subject.removeprefix("ride/"), []).append(
-                event.data.version  # type: ignore[attr-defined]
+                event.data.model_dump()["version"]
             )
     for ride_id in rides:
         ride = await store.get(ride_id)
@@ -265,7 +272,8 @@ async def test_full_trip_writes_each_state_with_one_event_and_frees_the_driver(
         assert await redis.hget(keys.driver_statuses, "d1") == driver_status.encode()
 
     final = await store.get("r1")
-    assert final is not None and final.fare == 14.2 and event.data.fare == 14.2  # type: ignore[attr-defined]
+    assert final is not None and final.fare == 14.2
+    assert event.payload(RideCompletedV1).fare == 14.2
     assert [s for s, _ in final.timeline] == [
         "requested",
         "offered",
@@ -504,7 +512,7 @@ async def test_redelivered_timeout_after_a_reoffer_is_a_no_op(
     again = await store.decline("r1", "d1", reason="timeout", event_id=timeout_id)
     assert again.status == "offered" and again.offer_driver_id == "d2"
     unmatched = [e for e in await stream.all() if e.type == "ride.unmatched"]
-    assert len(unmatched) == 1 and unmatched[0].data.reason == "timeout"  # type: ignore[attr-defined]
+    assert len(unmatched) == 1 and unmatched[0].payload(RideUnmatchedV1).reason == "timeout"
 
 
 async def test_idempotency_key_returns_the_same_ride(
@@ -643,8 +651,9 @@ async def test_rider_cancel_frees_the_driver(
     driver = await store.get_driver("d1")
     assert driver is not None and (driver.status, driver.ride_id) == ("available", None)
     [event] = await stream.new()
-    assert event.type == "ride.cancelled" and event.data.by == "rider"  # type: ignore[attr-defined]
-    assert event.data.driver_id == (None if status == "requested" else "d1")  # type: ignore[attr-defined]
+    cancelled = event.payload(RideCancelledV1)
+    assert cancelled.by == "rider"
+    assert cancelled.driver_id == (None if status == "requested" else "d1")
     await assert_consistent(store, redis, keys, ["r1"], ["d1"])
 
 
@@ -679,7 +688,7 @@ async def test_driver_cancel_returns_ride_to_requested(
     driver = await store.get_driver("d1")
     assert driver is not None and (driver.status, driver.ride_id) == ("available", None)
     [event] = await stream.new()
-    assert event.type == "ride.unmatched" and event.data.reason == "driver_cancelled"  # type: ignore[attr-defined]
+    assert event.payload(RideUnmatchedV1).reason == "driver_cancelled"
     assert await redis.zscore(keys.open_rides, "r1") == ride.deadline_at
     await assert_consistent(store, redis, keys, ["r1"], ["d1"])
 
@@ -707,7 +716,7 @@ async def test_expire_waits_for_the_deadline_then_ends_the_ride(
     assert ride is not None and ride.status == "expired" and ride.timeline[-1][0] == "expired"
     assert await store.expire("r1") is None, "no longer requested"
     [event] = await stream.new()
-    assert event.type == "ride.expired" and event.data.version == 2  # type: ignore[attr-defined]
+    assert event.payload(RideExpiredV1).version == 2
     for index in (keys.open_rides, keys.active_rides):
         assert await redis.zscore(index, "r1") is None
 
@@ -810,8 +819,8 @@ async def test_concurrent_offers_never_give_a_driver_two_rides(
 
     await match_all(1)
     offers = [e for e in await stream.new() if e.type == "ride.offered"]
-    per_driver = Counter(e.data.driver_id for e in offers)  # type: ignore[attr-defined]
-    per_ride = Counter(e.data.ride_id for e in offers)  # type: ignore[attr-defined]
+    per_driver = Counter(e.payload(RideOfferedV1).driver_id for e in offers)
+    per_ride = Counter(e.payload(RideOfferedV1).ride_id for e in offers)
     assert sorted(per_driver) == sorted(drivers) and set(per_driver.values()) == {1}, per_driver
     assert set(per_ride.values()) == {1} and len(per_ride) == 20
     await assert_consistent(store, redis, keys, rides, drivers)
@@ -827,8 +836,9 @@ async def test_concurrent_offers_never_give_a_driver_two_rides(
     offers = [e for e in await stream.new() if e.type == "ride.offered"]
     assert len(offers) == 10, "only the 10 drivers who declined are free again"
     for event in offers:
-        ride = await store.get(event.data.ride_id)  # type: ignore[attr-defined]
-        assert ride is not None and event.data.driver_id not in ride.declined  # type: ignore[attr-defined]
+        offer = event.payload(RideOfferedV1)
+        ride = await store.get(offer.ride_id)
+        assert ride is not None and offer.driver_id not in ride.declined
     await assert_consistent(store, redis, keys, rides, drivers)
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from ridepulse.auth import mint_token, verify_token
 from ridepulse.contracts.envelope import FIELDS, Envelope, derived_event_id, new_event_id
+from ridepulse.contracts.events import RideExpiredV1, RideRequestedV1
 from ridepulse.contracts.registry import decode, make
 from ridepulse.errors import Forbidden, InvalidEvent, OutsideServiceArea, Unauthorized
 from ridepulse.keys import GlobalKeys, MarketKeys
@@ -79,3 +80,12 @@ def test_forged_and_expired_tokens_are_refused() -> None:
     with pytest.raises(Unauthorized, match="expired"):
         verify_token(SECRET, expired)
     assert time.time() > 0
+
+
+def test_a_handler_reads_the_payload_as_the_model_it_is_written_for() -> None:
+    fields = make("ride.expired", "ride/r1", {"ride_id": "r1", "version": 2}, "t").to_fields()
+    event = decode(fields)
+    assert event.payload(RideExpiredV1).version == 2
+    assert event.payload(RideRequestedV1, RideExpiredV1).ride_id == "r1"
+    with pytest.raises(InvalidEvent, match="payload is RideExpiredV1, not RideRequestedV1"):
+        event.payload(RideRequestedV1)
