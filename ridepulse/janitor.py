@@ -108,10 +108,7 @@ def _every(
                     log.info(f"janitor.{name}", **totals)
             except (RedisError, OSError) as exc:
                 log.warning(f"janitor.{name}_failed", error=str(exc))
-            try:
-                await asyncio.wait_for(stop.wait(), interval_s)
-            except TimeoutError:
-                pass
+            await sleep_or_stop(stop, interval_s)
 
     return loop
 

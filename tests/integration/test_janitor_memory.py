@@ -14,7 +14,13 @@ import pytest
 import redis.asyncio as aioredis
 
 from matching.geo_index import update_positions
-from ridepulse.contracts.events import Ping, Point
+from ridepulse.contracts.events import (
+    DriverStatusV1,
+    Ping,
+    Point,
+    RideCancelledV1,
+    RideUnmatchedV1,
+)
 from ridepulse.contracts.registry import Event, decode
 from ridepulse.janitor import retain_once, sweep_drivers_once
 from ridepulse.keys import GlobalKeys, MarketKeys
@@ -93,7 +99,8 @@ async def test_a_ride_whose_driver_went_silent_before_pickup_waits_for_another_d
     driver = await store.get_driver("d1")
     assert driver is not None and (driver.status, driver.ride_id) == ("offline", None)
     unmatched = await events(redis, keys, "ride.unmatched")
-    assert [(e.data.cause, e.data.driver_id) for e in unmatched] == [("driver_lost", "d1")]  # type: ignore[attr-defined]
+    data = [e.payload(RideUnmatchedV1) for e in unmatched]
+    assert [(d.cause, d.driver_id) for d in data] == [("driver_lost", "d1")]
 
 
 async def test_a_ride_whose_driver_went_silent_during_the_trip_is_cancelled_with_the_reason(
@@ -110,7 +117,8 @@ async def test_a_ride_whose_driver_went_silent_during_the_trip_is_cancelled_with
     assert ride is not None and (ride.status, ride.cancelled_by) == ("cancelled", "ops")
     assert await redis.zscore(keys.active_rides, "sf-r1") is None
     cancelled = await events(redis, keys, "ride.cancelled")
-    assert [(e.data.by, e.data.cause) for e in cancelled] == [("ops", "driver_lost")]  # type: ignore[attr-defined]
+    data = [e.payload(RideCancelledV1) for e in cancelled]
+    assert [(d.by, d.cause) for d in data] == [("ops", "driver_lost")]
 
 
 async def test_a_driver_that_keeps_pinging_keeps_its_ride(
@@ -147,7 +155,8 @@ async def test_a_departed_driver_is_forgotten_and_its_leaving_announced(
         assert await redis.zscore(keys.drivers_seen, driver) is None
         assert await redis.zscore(keys.drivers_geo, driver) is None
     left = await events(redis, keys, "driver.status")
-    offline = sorted(e.data.driver_id for e in left if e.data.status == "offline")  # type: ignore[attr-defined]
+    statuses = [e.payload(DriverStatusV1) for e in left]
+    offline = sorted(s.driver_id for s in statuses if s.status == "offline")
     assert offline == ["gone", "never-pinged"]
 
 
