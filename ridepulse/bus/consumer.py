@@ -397,7 +397,9 @@ class ConsumerRuntime:
                 name = _text(info["name"])
                 if name == self.consumer or int(info["pending"]) or info["idle"] < reap_idle_ms:
                     continue
-                removed: Any = await self._reap(keys=[source.key], args=[self.group, name, reap_idle_ms])
+                removed: Any = await self._reap(
+                    keys=[source.key], args=[self.group, name, reap_idle_ms]
+                )
                 if removed:
                     self.log.info("consumer.reaped", stream=source.key, consumer=name)
 

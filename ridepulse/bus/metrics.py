@@ -41,3 +41,8 @@ WRITES_REFUSED = Counter(
     "Outputs or dead letters the server refused (the entry stays pending)",
     ["service", "group", "error"],
 )
+SKIPPED_ENTRIES = Counter(
+    "rp_stream_entries_skipped_total",
+    "Entries a group-less stream reader (notifier, dashboard) could not read and skipped",
+    ["reader"],
+)
