@@ -9,17 +9,38 @@ from __future__ import annotations
 import asyncio
 import random
 
+from redis.exceptions import (
+    ClusterDownError,
+    MasterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-# Error replies that say "the server cannot do this now", by their first word.
+# redis-py maps these replies to their own classes (and strips the word from the message);
+# BusyLoadingError (LOADING) is a ConnectionError.
+TRANSIENT_CLASSES = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    TimeoutError,
+    ConnectionError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    TryAgainError,
+    ClusterDownError,
+    MasterDownError,
+)
+
+# Other replies that say "the server cannot do this now", by their first word.
 TRANSIENT_REPLIES = ("OOM", "LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "BUSY")
 
 
 def is_transient(exc: BaseException) -> bool:
     """A connection, timeout or server-state error: retry later, the event is not to blame."""
-    if isinstance(exc, (RedisConnectionError, RedisTimeoutError, TimeoutError, ConnectionError)):
+    if isinstance(exc, TRANSIENT_CLASSES):
         return True
     if isinstance(exc, ResponseError):
         return str(exc).split(" ", 1)[0] in TRANSIENT_REPLIES
