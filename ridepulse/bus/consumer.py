@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
+from redis.exceptions import NoPermissionError, ResponseError
 
 from ridepulse.bus import metrics as m
 from ridepulse.bus.deadletter import DEAD_LETTER_MAXLEN, dead_letter_fields
@@ -391,6 +391,13 @@ class ConsumerRuntime:
         if not self.burst and now - self._last_reap < min(60.0, reap_idle_ms / 4000):
             return
         self._last_reap = now
+        try:
+            await self._reap_idle(reap_idle_ms)
+        except NoPermissionError as exc:  # housekeeping, not the runtime's job: never fatal
+            self._last_reap = float("inf")
+            self.log.error("consumer.reap_refused", error=str(exc))
+
+    async def _reap_idle(self, reap_idle_ms: int) -> None:
         for source in self.sources:
             consumers: Any = await self.redis.xinfo_consumers(source.key, self.group)
             for info in consumers:
