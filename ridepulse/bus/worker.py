@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 import socket
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
@@ -35,18 +36,28 @@ def consumer_name(settings: Settings, service: str) -> str:
     return settings.consumer_name or f"{service}@{socket.gethostname()}-{os.getpid()}"
 
 
+# How long a starting service waits for Redis (a restart, an AOF replay) before it gives up
+# with a one-line error: a wrong URL must not look like a hang.
+START_PATIENCE_S = 15.0
+
+
 async def until_redis_answers(
-    step: Callable[[], Coroutine[Any, Any, None]], stop: asyncio.Event, what: str
+    step: Callable[[], Coroutine[Any, Any, None]],
+    stop: asyncio.Event,
+    what: str,
+    patience_s: float = START_PATIENCE_S,
 ) -> bool:
-    """Run `step`, retrying with backoff while Redis is away; False if stopped meanwhile."""
+    """Run `step`, retrying with backoff while Redis is away (up to `patience_s`, then the
+    error is raised); False if stopped meanwhile."""
     log = get_logger()
     backoff = Backoff()
+    deadline = time.monotonic() + patience_s
     while not stop.is_set():
         try:
             await step()
             return True
         except Exception as exc:
-            if not is_transient(exc):
+            if not is_transient(exc) or time.monotonic() >= deadline:
                 raise
             pause_s = backoff.next_s()
             log.warning(f"{what}.redis_unavailable", error=str(exc), retry_in_s=round(pause_s, 2))
