@@ -11,7 +11,7 @@ from dashboard.metrics import READ_ERRORS
 from ridepulse.logs import get_logger
 from ridepulse.pause import sleep_or_stop
 
-REDIS_ERRORS = (aioredis.ConnectionError, aioredis.TimeoutError)
+REDIS_ERRORS = (aioredis.RedisError, OSError)  # any reply error too: OOM, NOPERM, LOADING
 FIRST_RETRY_S, LAST_RETRY_S = 0.2, 5.0
 
 
@@ -35,16 +35,17 @@ async def every(
 ) -> None:
     """Run `step` every `period_s` (back to back when 0: the blocking stream read) until `stop`;
     `period_s` may be a function, asked after each step, and `wake` cuts a pause short.
-    A Redis error is counted, logged and retried after a growing pause; it is never fatal."""
+    Any error (Redis away, an entry it cannot read) is counted, logged and retried after a
+    growing pause; it is never fatal."""
     log = get_logger(component="feed", loop=name)
     pause_s = FIRST_RETRY_S
     while not stop.is_set():
         try:
             await step()
             pause_s = FIRST_RETRY_S
-        except REDIS_ERRORS as exc:
+        except Exception as exc:  # Redis away, or a bug: counted and logged, never fatal
             READ_ERRORS.labels(name).inc()
-            log.warning("feed.read_failed", error=str(exc))
+            log.warning("feed.read_failed", error=f"{type(exc).__name__}: {exc}")
             await sleep_or_stop(stop, pause_s)
             pause_s = min(pause_s * 2, LAST_RETRY_S)
             continue

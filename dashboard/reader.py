@@ -13,13 +13,14 @@ from dashboard.config import FeedConfig
 from dashboard.event_log import Entry, log_entry
 from dashboard.ride_view import TERMINAL, ride_from_hash, text_hash
 from dashboard.state import CityState
+from ridepulse.bus.metrics import SKIPPED_ENTRIES
 from ridepulse.contracts.envelope import Envelope, now_ms
-from ridepulse.errors import InvalidEvent
 from ridepulse.keys import GlobalKeys, MarketKeys
+from ridepulse.logs import get_logger
 
 
 def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
 def _ride_id(envelope: Envelope) -> str | None:
@@ -48,6 +49,8 @@ class FeedReader:
         self.config = config
         self.block_ms = block_ms
         self.last_ids: dict[str, bytes] = {}
+        self.skipped = 0
+        self.log = get_logger(component="feed")
 
     # --- start ------------------------------------------------------------------------------
     async def load(self) -> None:
@@ -105,19 +108,19 @@ class FeedReader:
         for stream, messages in reply or []:
             key = _text(stream)
             for entry_id, fields in messages:
-                self.last_ids[key] = entry_id
+                self.last_ids[key] = entry_id  # past it even if it is poison: never stuck on one
                 try:
                     envelope = Envelope.from_fields(fields)
-                except InvalidEvent:
-                    continue  # the consumers dead-letter it; the page has nothing to show
-                if key == self.global_keys.health:
-                    self.state.observe_heartbeat({**envelope.data, "time": envelope.time})
-                elif key == self.keys.surge_events:
-                    surge_changed = True
-                elif (ride_id := _ride_id(envelope)) is not None:
-                    ride_ids.append(ride_id)
-                if key == self.keys.rides:
-                    entries.append(log_entry(envelope))
+                    if key == self.global_keys.health:
+                        self.state.observe_heartbeat({**envelope.data, "time": envelope.time})
+                    elif key == self.keys.surge_events:
+                        surge_changed = True
+                    elif (ride_id := _ride_id(envelope)) is not None:
+                        ride_ids.append(ride_id)
+                    if key == self.keys.rides:
+                        entries.append(log_entry(envelope))
+                except Exception as exc:  # bad bytes, bad JSON, bad payload: skip, count, say so
+                    self._skip(key, entry_id, exc)
         self.state.add_events(entries)
         if ride_ids or surge_changed:
             await self.reload(ride_ids, surge=surge_changed)
@@ -125,8 +128,19 @@ class FeedReader:
     def _log_entry(self, fields: dict[bytes, bytes]) -> Entry | None:
         try:
             return log_entry(Envelope.from_fields(fields))
-        except InvalidEvent:
+        except Exception:  # an entry the consumers dead-letter; the page has nothing to show
             return None
+
+    def _skip(self, stream: str, entry_id: bytes, exc: Exception) -> None:
+        """The consumers dead-letter such an entry; the page skips it and carries on."""
+        self.skipped += 1
+        SKIPPED_ENTRIES.labels("dashboard").inc()
+        self.log.warning(
+            "feed.entry_skipped",
+            stream=stream,
+            entry_id=_text(entry_id),
+            error=f"{type(exc).__name__}: {exc}",
+        )
 
 
 def _is_number(value: str) -> bool:

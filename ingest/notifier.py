@@ -10,7 +10,10 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
+from ridepulse.bus.faults import Backoff, sleep_or_stop
+from ridepulse.bus.metrics import SKIPPED_ENTRIES
 from ridepulse.logs import get_logger
 
 QUEUE_SIZE = 64
@@ -34,6 +37,8 @@ class DriverNotifier:
         self.lookup = ride_driver_lookup  # async (ride_id) -> driver_id | None
         self.queues: dict[str, set[asyncio.Queue[bytes]]] = defaultdict(set)
         self.dropped = 0
+        self.skipped = 0
+        self.failure: str | None = None
         self.log = get_logger(component="notifier")
 
     def subscribe(self, driver_id: str) -> asyncio.Queue[bytes]:
@@ -54,28 +59,51 @@ class DriverNotifier:
             queue.put_nowait(message)
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Until stopped: Redis errors back off and retry, a bad entry is skipped and counted.
+        Should the loop still end by surprise, `failure` says why and /readyz answers 503."""
+        try:
+            await self._read_loop(stop)
+        except Exception as exc:
+            self.failure = f"{type(exc).__name__}: {exc}"
+            self.log.error("notifier.stopped", error=self.failure)
+            raise
+
+    async def _read_loop(self, stop: asyncio.Event) -> None:
         last = {s: "$" for s in self.streams}
+        backoff = Backoff(cap_s=2.0)
         while not stop.is_set():
             try:
                 reply: Any = await self.redis.xread(last, count=500, block=1000)  # type: ignore[arg-type]
-            except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
-                self.log.warning("notifier.read_failed", error=str(exc))
-                await asyncio.sleep(1)
+            except (RedisError, OSError) as exc:
+                pause_s = backoff.next_s()
+                self.log.warning("notifier.read_failed", error=str(exc), retry_in_s=pause_s)
+                await sleep_or_stop(stop, pause_s)
                 continue
+            backoff.reset()
             for stream, entries in reply or []:
                 last[stream.decode()] = entries[-1][0].decode()
                 if self.queues:
-                    for _, fields in entries:
-                        await self._route(fields)
+                    for entry_id, fields in entries:
+                        await self._route_safely(stream, entry_id, fields)
+
+    async def _route_safely(self, stream: bytes, entry_id: bytes, fields: Any) -> None:
+        try:
+            await self._route(fields)
+        except Exception as exc:  # bad bytes or payload: the consumers dead-letter it
+            self.skipped += 1
+            SKIPPED_ENTRIES.labels("notifier").inc()
+            self.log.warning(
+                "notifier.entry_skipped",
+                stream=stream.decode(errors="replace"),
+                entry_id=entry_id.decode(errors="replace"),
+                error=f"{type(exc).__name__}: {exc}",
+            )
 
     async def _route(self, fields: dict[bytes, bytes]) -> None:
         event_type = fields.get(b"type", b"").decode()
         if event_type not in DRIVER_EVENTS:
             return
-        try:
-            data = orjson.loads(fields[b"data"])
-        except (KeyError, orjson.JSONDecodeError):
-            return
+        data = orjson.loads(fields[b"data"])
         driver_id = data.get("driver_id")
         if driver_id is None and "ride_id" in data:
             driver_id = await self.lookup(data["ride_id"])

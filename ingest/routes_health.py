@@ -41,6 +41,9 @@ async def readyz(request: Request) -> JSON:
         groups[stream] = names
         missing += [f"{g}@{market.id}" for g in REPORTED_GROUPS if g not in names]
     blocking = [m for m in missing if m.split("@")[0] in REQUIRED_GROUPS]
+    notifier_failure = getattr(deps.notifier, "failure", None)
+    if notifier_failure:  # offers would no longer reach drivers' WebSockets
+        blocking.append(f"notifier: {notifier_failure}")
     body = {
         "status": "ready" if not blocking else "waiting",
         "groups": groups,

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     claim_idle_ms: int = Field(15000, description="idle time before another consumer claims")
     retry_idle_ms: int = Field(500, description="idle time before a failed entry is retried")
     max_deliveries: int = Field(5, description="deliveries before an entry is dead-lettered")
+    consumer_reap_idle_ms: int = Field(
+        3_600_000, description="idle time after which a consumer with nothing pending is removed"
+    )
     heartbeat_interval_s: float = Field(2.0, description="service heartbeat period")
     telemetry_maxlen: int = Field(100_000, description="approximate cap of a telemetry stream")
     telemetry_retention_s: float = Field(

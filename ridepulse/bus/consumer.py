@@ -1,25 +1,32 @@
 """The consumer-group runtime: read, dispatch, publish, acknowledge, claim, dead-letter.
 
-Order of a batch: decode → handle → publish what the handlers returned → XACK (one pipeline).
-An entry is acked only after its effects and its follow-up events are written (at-least-once);
-a failed entry stays pending and is retried by this consumer after `retry_idle_ms`, or claimed
-by another after `claim_idle_ms`; on its `max_deliveries`-th failure it is dead-lettered."""
+Order of a batch: decode → handle → publish what the handlers returned and dead-letter (one
+pipeline, every reply checked) → XACK only the entries whose writes all went in (at-least-once).
+An entry that cannot be decoded is dead-lettered at once with the reason. A failed entry stays
+pending and is retried by this consumer after `retry_idle_ms`, doubling per delivery, or
+claimed by another after `claim_idle_ms`; on its `max_deliveries`-th failure it is
+dead-lettered, and an entry delivered more often than that (its handler never finished: the
+process died) is dead-lettered before its handler runs again. Transient Redis errors
+(connection, timeout, OOM) stop the batch and back off, and are refunded from the delivery
+count (XCLAIM RETRYCOUNT on the retry), so a Redis blip never dead-letters a healthy event."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic
 
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
+from redis.exceptions import NoPermissionError, ResponseError
 
 from ridepulse.bus import metrics as m
 from ridepulse.bus.deadletter import DEAD_LETTER_MAXLEN, dead_letter_fields
+from ridepulse.bus.faults import Backoff, is_nogroup, is_transient, sleep_or_stop
 from ridepulse.bus.handlers import DepsT, HandlerTable
 from ridepulse.bus.producer import Producer
+from ridepulse.bus.trimming import parse_id
 from ridepulse.contracts.envelope import Envelope
 from ridepulse.contracts.registry import Event, decode
 from ridepulse.errors import InvalidEvent
@@ -44,6 +51,27 @@ class ConsumerStats:
     failed: int = 0
     dead_lettered: int = 0
     lost: int = 0
+    transient_errors: int = 0
+
+
+# Removes a consumer only if, at that instant, it holds nothing and has been idle long enough:
+# XGROUP DELCONSUMER drops a consumer's pending entries for good (DESIGN §11), so the check
+# and the delete must be one atomic step.
+REAP_SCRIPT = """
+local consumers = redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
+for _, c in ipairs(consumers) do
+  local f = {}
+  for i = 1, #c, 2 do f[c[i]] = c[i + 1] end
+  if f['name'] == ARGV[2] then
+    if tonumber(f['pending']) == 0 and tonumber(f['idle']) >= tonumber(ARGV[3]) then
+      redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+      return 1
+    end
+    return 0
+  end
+end
+return 0
+"""
 
 
 @dataclass(slots=True)
@@ -53,6 +81,17 @@ class _Item:
     fields: dict[bytes, bytes] | None
     deliveries: int
     event: Event | None = None
+    written: bool = True  # False once one of its outputs or its dead letter was refused
+    failed: bool = False  # this delivery counts against the budget (the handler failed)
+    acked: bool = False
+
+
+@dataclass
+class _Batch:
+    acks: list[_Item] = field(default_factory=list)
+    dead: list[tuple[_Item, str]] = field(default_factory=list)
+    outgoing: list[tuple[str, Envelope, list[_Item]]] = field(default_factory=list)
+    transient: BaseException | None = None  # the first connection/timeout/OOM error met
 
 
 class ConsumerRuntime(Generic[DepsT]):
@@ -98,6 +137,10 @@ class ConsumerRuntime(Generic[DepsT]):
         self.stats = ConsumerStats()
         self._stopping = asyncio.Event()
         self._last_claim = 0.0
+        self._last_reap = 0.0
+        # Deliveries spent on transient errors, per (stream, entry id): given back on the retry.
+        self._refunds: dict[tuple[str, bytes], int] = {}
+        self._reap = redis.register_script(REAP_SCRIPT)
         self.log = get_logger(group=group, consumer=consumer)
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -120,33 +163,62 @@ class ConsumerRuntime(Generic[DepsT]):
                     raise
 
     async def run(self) -> None:
-        await self.ensure_groups()
-        await self._drain_own_pending()
+        """Until stopped: a Redis blip (restart, failover, OOM) backs off and reconnects; a
+        missing group is recreated and reported; neither ends the process."""
+        backoff = Backoff()
+        started = False
         while not self.stopping:
-            worked = await self._claim_cycle()
-            worked = await self._read_new() or worked
+            try:
+                if not started:
+                    await self.ensure_groups()
+                    await self._drain_own_pending()
+                    started = True
+                worked = await self._claim_cycle()
+                worked = await self._read_new() or worked
+                backoff.reset()
+            except Exception as exc:
+                if is_nogroup(exc):
+                    self._report_lost_group(exc)
+                    started = False
+                    continue
+                if not is_transient(exc):
+                    raise
+                self.stats.transient_errors += 1
+                m.TRANSIENT_ERRORS.labels(self.service, self.group).inc()
+                pause_s = backoff.next_s()
+                self.log.warning(
+                    "consumer.redis_unavailable",
+                    error=f"{type(exc).__name__}: {exc}",
+                    retry_in_s=round(pause_s, 2),
+                )
+                await sleep_or_stop(self._stopping, pause_s)
+                continue
             if self.burst and not worked:
                 if not await self._group_has_pending():
                     break
                 await asyncio.sleep(0.05)  # entries held elsewhere: wait until claimable
         self.log.info("consumer.stopped", **self.stats.__dict__)
 
+    def _report_lost_group(self, exc: BaseException) -> None:
+        """The server restarted without its data: the group is recreated from the stream's start
+        on the next turn; what it had delivered or pending is gone, so say so loudly."""
+        m.GROUPS_RECREATED.labels(self.group).inc()
+        self.log.error(
+            "consumer.group_missing",
+            detail="the server lost the group (data loss); recreating it",
+            error=str(exc),
+        )
+
     # ---- reading ---------------------------------------------------------------------
     async def _read_new(self) -> bool:
         block = None if self.burst else self.settings.block_ms
-        try:
-            reply: Any = await self.redis.xreadgroup(
-                self.group,
-                self.consumer,
-                {s.key: ">" for s in self.sources},
-                count=self.read_count,
-                block=block,
-            )
-        except ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise
-            await self._recover_lost_group()
-            return True
+        reply: Any = await self.redis.xreadgroup(
+            self.group,
+            self.consumer,
+            {s.key: ">" for s in self.sources},
+            count=self.read_count,
+            block=block,
+        )
         if not reply:
             return False
         items = [
@@ -156,12 +228,6 @@ class ConsumerRuntime(Generic[DepsT]):
         ]
         await self._process(items)
         return True
-
-    async def _recover_lost_group(self) -> None:
-        """The server restarted without its data: recreate from the start and say so loudly."""
-        m.GROUPS_RECREATED.labels(self.group).inc()
-        self.log.error("consumer.group_missing", detail="server lost its data; group recreated")
-        await self.ensure_groups(start_id="0")
 
     async def _drain_own_pending(self) -> None:
         """After a restart, finish what this consumer name had in hand before taking new work."""
@@ -192,7 +258,8 @@ class ConsumerRuntime(Generic[DepsT]):
 
     # ---- claiming --------------------------------------------------------------------
     async def _claim_cycle(self) -> bool:
-        """Retry own failed entries, and take over entries idle on dead consumers."""
+        """Retry own failed entries when their backoff is over, and take over entries idle on
+        dead consumers; now and then, remove consumers that are long gone and hold nothing."""
         interval_s = min(self.settings.retry_idle_ms, self.settings.claim_idle_ms) / 1000
         now = time.monotonic()
         if not self.burst and now - self._last_claim < interval_s:
@@ -200,7 +267,7 @@ class ConsumerRuntime(Generic[DepsT]):
         self._last_claim = now
         worked = False
         for source in self.sources:
-            own = await self.redis.xpending_range(
+            own: Any = await self.redis.xpending_range(
                 source.key,
                 self.group,
                 min="-",
@@ -209,26 +276,73 @@ class ConsumerRuntime(Generic[DepsT]):
                 consumername=self.consumer,
                 idle=self.settings.retry_idle_ms,
             )
-            if own:
-                worked = await self._claim_ids(source, own, self.settings.retry_idle_ms) or worked
+            due = [p for p in own if self._retry_due(source, p)]
+            if due:
+                worked = await self._claim_ids(source, due, self.settings.retry_idle_ms) or worked
             worked = await self._autoclaim(source) or worked
+        await self._maybe_reap(now)
         return worked
+
+    def _retry_due(self, source: StreamSource, pending: dict[str, Any]) -> bool:
+        """Retries back off: retry_idle_ms after the first delivery, doubling after each
+        (capped at claim_idle_ms), so a 3–5 s outage in a handler's dependency is ridden out
+        before the delivery budget is spent."""
+        spent = int(pending["times_delivered"]) - self._refunds.get(
+            (source.key, pending["message_id"]), 0
+        )
+        wait_ms: int = self.settings.retry_idle_ms * 2 ** max(spent - 1, 0)
+        idle_ms = int(pending["time_since_delivered"])
+        return idle_ms >= min(wait_ms, self.settings.claim_idle_ms)
 
     async def _claim_ids(
         self, source: StreamSource, pending: list[dict[str, Any]], min_idle_ms: int
     ) -> bool:
-        ids = [p["message_id"] for p in pending]
-        deliveries = {p["message_id"]: int(p["times_delivered"]) + 1 for p in pending}
-        entries: Any = await self.redis.xclaim(
-            source.key, self.group, self.consumer, min_idle_time=min_idle_ms, message_ids=ids
-        )
+        """XCLAIM this consumer's pending ids. An id XCLAIM does not return was either just
+        claimed by another consumer (idle reset: leave it alone, it is theirs now) or deleted
+        from the stream: only ids confirmed absent count as lost."""
+        by_retrycount: dict[int | None, list[Any]] = {}
+        deliveries: dict[bytes, int] = {}
+        for p in pending:
+            entry_id: bytes = p["message_id"]
+            times = int(p["times_delivered"])
+            refund = self._refunds.get((source.key, entry_id), 0)
+            # XCLAIM adds one delivery; with RETRYCOUNT it sets the count instead, which gives
+            # back the deliveries that transient errors spent.
+            deliveries[entry_id] = max(times - refund, 0) + 1
+            by_retrycount.setdefault(deliveries[entry_id] if refund else None, []).append(entry_id)
+        entries: list[RawEntry] = []
+        for retrycount, ids in by_retrycount.items():
+            claimed: Any = await self.redis.xclaim(
+                source.key,
+                self.group,
+                self.consumer,
+                min_idle_time=min_idle_ms,
+                message_ids=ids,
+                retrycount=retrycount,
+            )
+            entries.extend(claimed)
+        entries.sort(key=lambda e: parse_id(e[0]))  # stream order, whatever the grouping
         present = {e[0] for e in entries}
-        gone = [i for i in ids if i not in present]
-        if gone:
-            await self._count_lost(source, gone)
+        for entry_id in present:
+            self._refunds.pop((source.key, entry_id), None)
+        missing = [i for i in deliveries if i not in present]
+        if missing:
+            await self._count_absent(source, missing)
         items = [_Item(source, eid, f, deliveries.get(eid, 1)) for eid, f in entries]
         await self._process(items)
         return bool(entries)
+
+    async def _count_absent(self, source: StreamSource, ids: list[bytes]) -> None:
+        """Of ids XCLAIM did not return, count as lost only those no longer in the stream."""
+        pipe = self.redis.pipeline(transaction=False)
+        for entry_id in ids:
+            pipe.xrange(source.key, min=entry_id, max=entry_id, count=1)
+        found = await pipe.execute()
+        absent = [i for i, rows in zip(ids, found, strict=True) if not rows]
+        for entry_id in ids:
+            self._refunds.pop((source.key, entry_id), None)
+        if absent:
+            await self._count_lost(source, absent)
 
     async def _autoclaim(self, source: StreamSource) -> bool:
         reply = await self.redis.xautoclaim(
@@ -254,32 +368,66 @@ class ConsumerRuntime(Generic[DepsT]):
             consumername=self.consumer,
         )
         deliveries = {p["message_id"]: int(p["times_delivered"]) for p in counts}
+        for eid, _ in entries:  # own entries whose retry waited past claim_idle_ms
+            refund = self._refunds.pop((source.key, eid), 0)
+            if refund and eid in deliveries:
+                deliveries[eid] = max(deliveries[eid] - refund, 1)
         self.log.warning("consumer.claimed", stream=source.key, count=len(entries))
         await self._process([_Item(source, eid, f, deliveries.get(eid, 2)) for eid, f in entries])
         return True
 
     async def _count_lost(self, source: StreamSource, ids: list[bytes]) -> None:
-        """Pending ids whose bodies were trimmed away: acknowledged, counted, logged."""
+        """Pending ids whose bodies were trimmed away: acknowledged, counted, logged. Nobody
+        can be working on an entry that no longer exists, so the XACK takes nothing away."""
         self.stats.lost += len(ids)
         m.ENTRIES_LOST.labels(self.service, self.group, source.key).inc(len(ids))
         self.log.error("consumer.entries_lost", stream=source.key, count=len(ids))
         await self.redis.xack(source.key, self.group, *ids)
 
+    async def _maybe_reap(self, now: float) -> None:
+        """Remove this group's consumers that hold nothing and have been idle past
+        `consumer_reap_idle_ms`: with a name per process the table stays bounded (DESIGN §11)."""
+        reap_idle_ms = self.settings.consumer_reap_idle_ms
+        if not self.burst and now - self._last_reap < min(60.0, reap_idle_ms / 4000):
+            return
+        self._last_reap = now
+        try:
+            await self._reap_idle(reap_idle_ms)
+        except NoPermissionError as exc:  # housekeeping, not the runtime's job: never fatal
+            self._last_reap = float("inf")
+            self.log.error("consumer.reap_refused", error=str(exc))
+
+    async def _reap_idle(self, reap_idle_ms: int) -> None:
+        for source in self.sources:
+            consumers: Any = await self.redis.xinfo_consumers(source.key, self.group)
+            for info in consumers:
+                name = _text(info["name"])
+                if name == self.consumer or int(info["pending"]) or info["idle"] < reap_idle_ms:
+                    continue
+                removed: Any = await self._reap(
+                    keys=[source.key], args=[self.group, name, reap_idle_ms]
+                )
+                if removed:
+                    self.log.info("consumer.reaped", stream=source.key, consumer=name)
+
     # ---- processing ------------------------------------------------------------------
     async def _process(self, items: list[_Item]) -> None:
-        acks: list[_Item] = []
-        dead: list[tuple[_Item, str]] = []
-        outgoing: list[tuple[str, Envelope]] = []
+        batch = _Batch()
         by_batch_type: dict[tuple[str, str], list[_Item]] = {}
         by_subject: dict[str, list[_Item]] = {}
         for item in items:
             if item.fields is None:  # body trimmed while pending
                 await self._count_lost(item.stream, [item.entry_id])
+                item.acked = True
                 continue
-            try:
-                item.event = decode(item.fields, item.stream.market)
-            except InvalidEvent as exc:
-                dead.append((item, exc.detail))
+            if item.deliveries > self.settings.max_deliveries:
+                # Its handler never finished (the process died in it): do not run it again.
+                reason = f"delivery cap: delivered {item.deliveries} times, never acknowledged"
+                batch.dead.append((item, reason))
+                continue
+            problem = self._decode(item)
+            if problem is not None or item.event is None:
+                batch.dead.append((item, problem or "undecodable"))
                 continue
             event_type = item.event.type
             if event_type in self.handlers.batch:
@@ -288,20 +436,37 @@ class ConsumerRuntime(Generic[DepsT]):
             elif event_type in self.handlers.per_event:
                 by_subject.setdefault(item.event.envelope.subject, []).append(item)
             else:
-                acks.append(item)  # a type this group does not care about
-        await self._run_subjects(list(by_subject.values()), acks, outgoing, dead)
+                batch.acks.append(item)  # a type this group does not care about
+        await self._run_subjects(list(by_subject.values()), batch)
         for (event_type, _), group_items in by_batch_type.items():
-            if await self._run_batch(event_type, group_items, outgoing, dead):
-                acks.extend(group_items)
-        await self._commit(acks, dead, outgoing)
+            if batch.transient is None and await self._run_batch(event_type, group_items, batch):
+                batch.acks.extend(group_items)
+        try:
+            await self._commit(batch)
+        finally:
+            # A delivery that ended for a reason not its own (a transient error here or in
+            # another entry of the batch) is given back before the retry.
+            for item in items:
+                if not (item.acked or item.failed):
+                    key = (item.stream.key, item.entry_id)
+                    self._refunds[key] = self._refunds.get(key, 0) + 1
+            if len(self._refunds) > 100_000:  # ids acked by a reply that was lost
+                self._refunds.clear()
+        if batch.transient is not None:
+            raise batch.transient
 
-    async def _run_subjects(
-        self,
-        subjects: list[list[_Item]],
-        acks: list[_Item],
-        outgoing: list[tuple[str, Envelope]],
-        dead: list[tuple[_Item, str]],
-    ) -> None:
+    def _decode(self, item: _Item) -> str | None:
+        """Decode and validate; the reason it cannot be, or None."""
+        assert item.fields is not None
+        try:
+            item.event = decode(item.fields, item.stream.market)
+        except InvalidEvent as exc:
+            return exc.detail
+        except Exception as exc:  # bytes that are not UTF-8, or anything else a decoder meets
+            return f"undecodable: {type(exc).__name__}: {exc}"
+        return None
+
+    async def _run_subjects(self, subjects: list[list[_Item]], batch: _Batch) -> None:
         """Events of one subject (a ride, a driver) in stream order; up to `concurrency`
         subjects at once, so one handler's round trips to Redis do not hold up the others."""
         lanes = iter(subjects)
@@ -309,52 +474,52 @@ class ConsumerRuntime(Generic[DepsT]):
         async def lane() -> None:
             for subject_items in lanes:
                 for item in subject_items:
-                    if await self._run_one(item, outgoing, dead):
-                        acks.append(item)
+                    if batch.transient is not None:
+                        return  # Redis is away: leave the rest pending, unspent
+                    if await self._run_one(item, batch):
+                        batch.acks.append(item)
 
         await asyncio.gather(*(lane() for _ in range(min(self.concurrency, len(subjects)))))
 
-    async def _run_one(
-        self, item: _Item, outgoing: list[tuple[str, Envelope]], dead: list[tuple[_Item, str]]
-    ) -> bool:
+    async def _run_one(self, item: _Item, batch: _Batch) -> bool:
         assert item.event is not None
         handler = self.handlers.per_event[item.event.type]
         started = time.perf_counter()
         try:
             produced = await handler(item.event, self.deps)
         except Exception as exc:
-            self._failed(item, exc, dead)
+            self._failed(item, exc, batch)
             return False
         m.HANDLER_SECONDS.labels(self.service, item.event.type).observe(
             time.perf_counter() - started
         )
-        outgoing.extend((self.producer.route(e, item.stream.market), e) for e in produced or ())
+        route = self.producer.route
+        batch.outgoing.extend((route(e, item.stream.market), e, [item]) for e in produced or ())
         return True
 
-    async def _run_batch(
-        self,
-        event_type: str,
-        items: list[_Item],
-        outgoing: list[tuple[str, Envelope]],
-        dead: list[tuple[_Item, str]],
-    ) -> bool:
+    async def _run_batch(self, event_type: str, items: list[_Item], batch: _Batch) -> bool:
         handler = self.handlers.batch[event_type]
         started = time.perf_counter()
         try:
             produced = await handler([i.event for i in items if i.event is not None], self.deps)
         except Exception as exc:
             for item in items:
-                self._failed(item, exc, dead)
+                self._failed(item, exc, batch)
             return False
         m.HANDLER_SECONDS.labels(self.service, event_type).observe(time.perf_counter() - started)
         market = items[0].stream.market
-        outgoing.extend((self.producer.route(e, market), e) for e in produced or ())
+        batch.outgoing.extend((self.producer.route(e, market), e, items) for e in produced or ())
         return True
 
-    def _failed(self, item: _Item, exc: Exception, dead: list[tuple[_Item, str]]) -> None:
+    def _failed(self, item: _Item, exc: Exception, batch: _Batch) -> None:
         assert item.event is not None
-        self.stats.failed += 1
-        m.EVENTS_FAILED.labels(self.service, self.group, item.event.type).inc()
+        transient = is_transient(exc)
+        if transient:
+            batch.transient = batch.transient or exc
+        else:
+            item.failed = True
+            self.stats.failed += 1
+            m.EVENTS_FAILED.labels(self.service, self.group, item.event.type).inc()
         self.log.warning(
             "consumer.handler_failed",
             stream=item.stream.key,
@@ -362,54 +527,98 @@ class ConsumerRuntime(Generic[DepsT]):
             event_id=item.event.id,
             type=item.event.type,
             deliveries=item.deliveries,
+            transient=transient,
             traceparent=item.event.envelope.traceparent or None,
             error=f"{type(exc).__name__}: {exc}",
         )
-        if item.deliveries >= self.settings.max_deliveries:
-            dead.append((item, f"failed {item.deliveries} deliveries: {type(exc).__name__}: {exc}"))
+        if item.failed and item.deliveries >= self.settings.max_deliveries:
+            reason = f"failed {item.deliveries} deliveries: {type(exc).__name__}: {exc}"
+            batch.dead.append((item, reason))
 
-    async def _commit(
-        self,
-        acks: list[_Item],
-        dead: list[tuple[_Item, str]],
-        outgoing: list[tuple[str, Envelope]],
-    ) -> None:
-        """Publish follow-ups, dead-letter, then acknowledge — in one pipeline, in that order."""
-        if not (acks or dead or outgoing):
+    async def _commit(self, batch: _Batch) -> None:
+        """Publish follow-ups and dead letters (one pipeline, every reply checked), then XACK
+        only the entries all of whose writes went in. A refused XADD (OOM, NOPERM, WRONGTYPE)
+        leaves its entry pending for a retry: never an ack without the effect."""
+        if not (batch.acks or batch.dead or batch.outgoing):
             return
-        pipe = self.redis.pipeline(transaction=False)
-        for stream, envelope in outgoing:
-            fields = envelope.to_fields()
-            pipe.xadd(stream, fields, maxlen=self.producer._maxlen(stream), approximate=True)  # type: ignore[arg-type]
-        for item, reason in dead:
+        writes: list[tuple[str, dict[bytes, bytes], int | None, list[_Item]]] = [
+            (stream, env.to_fields(), self.producer._maxlen(stream), owners)
+            for stream, env, owners in batch.outgoing
+        ]
+        for item, reason in batch.dead:
             dead_fields = dead_letter_fields(
                 stream=item.stream.key,
                 group=self.group,
                 consumer=self.consumer,
-                entry_id=item.entry_id.decode(),
+                entry_id=item.entry_id.decode(errors="replace"),
                 fields=item.fields,
                 reason=reason,
                 deliveries=item.deliveries,
             )
-            dead_key = self.global_keys.dead_letters
-            pipe.xadd(dead_key, dead_fields, maxlen=DEAD_LETTER_MAXLEN, approximate=True)  # type: ignore[arg-type]
-        by_stream: dict[str, list[bytes]] = {}
-        for item in acks + [d[0] for d in dead]:
-            by_stream.setdefault(item.stream.key, []).append(item.entry_id)
-        for stream, ids in by_stream.items():
-            pipe.xack(stream, self.group, *ids)
-        await pipe.execute()
-        for item, reason in dead:
+            writes.append((self.global_keys.dead_letters, dead_fields, DEAD_LETTER_MAXLEN, [item]))
+        if writes:
+            pipe = self.redis.pipeline(transaction=False)
+            for stream, fields, maxlen, _ in writes:
+                pipe.xadd(stream, fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
+            replies = await pipe.execute(raise_on_error=False)
+            for (stream, _, _, owners), reply in zip(writes, replies, strict=True):
+                if isinstance(reply, Exception):
+                    self._write_refused(stream, owners, reply, batch)
+        done = [i for i in batch.acks + [d[0] for d in batch.dead] if i.written]
+        by_stream: dict[str, list[_Item]] = {}
+        for item in done:
+            by_stream.setdefault(item.stream.key, []).append(item)
+        if by_stream:
+            pipe = self.redis.pipeline(transaction=False)
+            for stream, stream_items in by_stream.items():
+                pipe.xack(stream, self.group, *(i.entry_id for i in stream_items))
+            acks = await pipe.execute(raise_on_error=False)
+            for stream_items, reply in zip(by_stream.values(), acks, strict=True):
+                if isinstance(reply, Exception):
+                    raise reply  # NOGROUP or a blip: the run loop handles it
+                for item in stream_items:
+                    item.acked = True
+        self._count_committed(batch)
+
+    def _write_refused(
+        self, stream: str, owners: list[_Item], error: Exception, batch: _Batch
+    ) -> None:
+        transient = is_transient(error)
+        if transient:
+            batch.transient = batch.transient or error
+        for item in owners:
+            item.written = False
+            if not transient and not item.failed:
+                item.failed = True  # e.g. WRONGTYPE, NOPERM: spends a delivery like a bug would
+                self.stats.failed += 1
+        m.WRITES_REFUSED.labels(self.service, self.group, str(error).split(" ", 1)[0]).inc()
+        self.log.error(
+            "consumer.write_refused",
+            stream=stream,
+            entries=[i.entry_id.decode(errors="replace") for i in owners],
+            transient=transient,
+            error=f"{type(error).__name__}: {error}",
+        )
+
+    def _count_committed(self, batch: _Batch) -> None:
+        for item, reason in batch.dead:
+            if not item.acked:
+                continue
             self.stats.dead_lettered += 1
             m.EVENTS_DEAD_LETTERED.labels(self.service, self.group, reason.split(":")[0]).inc()
             self.log.error(
                 "consumer.dead_lettered",
                 stream=item.stream.key,
-                entry_id=item.entry_id.decode(),
+                entry_id=item.entry_id.decode(errors="replace"),
                 event_id=item.event.id if item.event else None,
                 reason=reason,
             )
-        self.stats.processed += len(acks)
-        for item in acks:
-            if item.event is not None:
-                m.EVENTS_PROCESSED.labels(self.service, self.group, item.event.type).inc()
+        for item in batch.acks:
+            if item.acked:
+                self.stats.processed += 1
+                if item.event is not None:
+                    m.EVENTS_PROCESSED.labels(self.service, self.group, item.event.type).inc()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value

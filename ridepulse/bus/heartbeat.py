@@ -125,7 +125,7 @@ class Heartbeat:
         while not stop.is_set():
             try:
                 await self.beat()
-            except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+            except aioredis.RedisError as exc:  # a blip, OOM, a lost group: beat again later
                 self.log.warning("heartbeat.failed", error=str(exc))
             await sleep_or_stop(stop, self.interval_s)
 

@@ -31,3 +31,18 @@ CONSUMER_LAG = Gauge(
     "rp_consumer_lag", "Entries not yet delivered to the group", ["group", "stream"]
 )
 EVENTS_PUBLISHED = Counter("rp_events_published_total", "Entries appended", ["stream"])
+TRANSIENT_ERRORS = Counter(
+    "rp_transient_errors_total",
+    "Connection, timeout and OOM errors ridden out with backoff (not counted as failures)",
+    ["service", "group"],
+)
+WRITES_REFUSED = Counter(
+    "rp_writes_refused_total",
+    "Outputs or dead letters the server refused (the entry stays pending)",
+    ["service", "group", "error"],
+)
+SKIPPED_ENTRIES = Counter(
+    "rp_stream_entries_skipped_total",
+    "Entries a group-less stream reader (notifier, dashboard) could not read and skipped",
+    ["reader"],
+)

@@ -6,16 +6,21 @@ heartbeat key is removed; then the process exits 0."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
 import socket
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
 import uvloop
 from prometheus_client import start_http_server
+from redis.exceptions import RedisError
 
 from ridepulse.bus.consumer import ConsumerRuntime
+from ridepulse.bus.faults import Backoff, is_transient, sleep_or_stop
 from ridepulse.bus.heartbeat import Heartbeat
 from ridepulse.gc_tuning import tune_gc
 from ridepulse.logs import configure_logging, get_logger
@@ -25,9 +30,58 @@ BackgroundTask = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 
 def consumer_name(settings: Settings, service: str) -> str:
-    """Stable per replica (hostname in a container, the supervisor's name locally), never
-    random per start, or the group's consumer table grows without bound (DESIGN §11)."""
-    return settings.consumer_name or f"{service}@{socket.gethostname()}"
+    """The configured name (the supervisor gives each replica a stable one), else one unique to
+    this process: two processes sharing a consumer would ack each other's work. Names of dead
+    processes are removed by the runtime once they hold nothing (DESIGN §11)."""
+    return settings.consumer_name or f"{service}@{socket.gethostname()}-{os.getpid()}"
+
+
+# How long a starting service waits for Redis (a restart, an AOF replay) before it gives up
+# with a one-line error: a wrong URL must not look like a hang.
+START_PATIENCE_S = 15.0
+
+
+async def until_redis_answers(
+    step: Callable[[], Coroutine[Any, Any, None]],
+    stop: asyncio.Event,
+    what: str,
+    patience_s: float = START_PATIENCE_S,
+) -> bool:
+    """Run `step`, retrying with backoff while Redis is away (up to `patience_s`, then the
+    error is raised); False if stopped meanwhile."""
+    log = get_logger()
+    backoff = Backoff()
+    deadline = time.monotonic() + patience_s
+    while not stop.is_set():
+        try:
+            await step()
+            return True
+        except Exception as exc:
+            if not is_transient(exc) or time.monotonic() >= deadline:
+                raise
+            pause_s = backoff.next_s()
+            log.warning(f"{what}.redis_unavailable", error=str(exc), retry_in_s=round(pause_s, 2))
+            await sleep_or_stop(stop, pause_s)
+    return False
+
+
+async def _restarting(task: BackgroundTask, stop: asyncio.Event) -> None:
+    """A background loop that a Redis blip ended is started again after a backoff; any other
+    error still ends the service (a bug the supervisor should see)."""
+    backoff = Backoff()
+    name = getattr(task, "__name__", None) or getattr(getattr(task, "func", None), "__name__", "")
+    while not stop.is_set():
+        try:
+            await task(stop)
+            return
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            pause_s = backoff.next_s()
+            get_logger().warning(
+                "service.background_restarted", task=name, error=str(exc), retry_in_s=pause_s
+            )
+            await sleep_or_stop(stop, pause_s)
 
 
 async def run_service(
@@ -54,12 +108,17 @@ async def run_service(
         interval_s=settings.heartbeat_interval_s,
         runtimes=runtimes,
     )
-    for runtime in runtimes:
-        await runtime.ensure_groups()
-    await heartbeat.beat()  # the supervisor reads this as "ready"
+
+    async def start() -> None:
+        for runtime in runtimes:
+            await runtime.ensure_groups()
+        await heartbeat.beat()  # the supervisor reads this as "ready"
+
+    if not await until_redis_answers(start, stop, "service.start"):
+        return
     log.info("service.started", runtimes=[r.group for r in runtimes])
     tasks = [asyncio.create_task(r.run(), name=f"runtime:{r.group}") for r in runtimes]
-    tasks += [asyncio.create_task(b(stop)) for b in background]
+    tasks += [asyncio.create_task(_restarting(b, stop)) for b in background]
     tasks.append(asyncio.create_task(heartbeat.run(stop)))
     waiter = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([*tasks, waiter], return_when=asyncio.FIRST_COMPLETED)
@@ -68,7 +127,8 @@ async def run_service(
     for runtime in runtimes:
         runtime.stop()
     await asyncio.gather(*tasks, return_exceptions=True)
-    await heartbeat.clear()
+    with contextlib.suppress(RedisError, OSError):
+        await heartbeat.clear()  # Redis may be away; the key's TTL ends it then
     log.info("service.stopped")
     if failure is not None:
         raise failure.exception()  # type: ignore[misc]
@@ -85,8 +145,8 @@ async def run_consumer_service(
 ) -> None:
     """The whole life of a consumer service: warm up its state, run until SIGTERM, close."""
     try:
-        if warm_up is not None:
-            await warm_up()
+        if warm_up is not None:  # before any signal handler: SIGTERM simply ends it
+            await until_redis_answers(warm_up, asyncio.Event(), "service.warm_up")
         await run_service(
             redis,
             settings,

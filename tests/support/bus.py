@@ -72,9 +72,12 @@ def runtime(
 
 
 def start_consumer_process(
-    settings: Settings, consumer: str, *extra: str
+    settings: Settings, consumer: str | None, *extra: str
 ) -> subprocess.Popen[bytes]:
+    """A tests.support.consumer_proc process; `consumer=None` leaves the name to the default."""
     assert settings.redis_url
+    named = ["--consumer", consumer] if consumer else []
+    env = {k: v for k, v in os.environ.items() if k != "RIDEPULSE_CONSUMER_NAME"}
     return subprocess.Popen(
         [
             sys.executable,
@@ -84,11 +87,11 @@ def start_consumer_process(
             settings.redis_url,
             "--prefix",
             settings.key_prefix,
-            "--consumer",
-            consumer,
+            *named,
             *extra,
         ],
         cwd=os.getcwd(),
+        env=env,
     )
 
 

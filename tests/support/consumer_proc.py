@@ -11,7 +11,7 @@ from typing import Any
 
 from ridepulse.bus.consumer import ConsumerRuntime, StreamSource
 from ridepulse.bus.handlers import HandlerTable
-from ridepulse.bus.worker import run_service
+from ridepulse.bus.worker import consumer_name, run_service
 from ridepulse.contracts.registry import Event
 from ridepulse.keys import MarketKeys
 from ridepulse.logs import configure_logging
@@ -25,7 +25,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--redis-url", required=True)
     parser.add_argument("--prefix", required=True)
     parser.add_argument("--group", default="counter")
-    parser.add_argument("--consumer", required=True)
+    parser.add_argument("--consumer", default=None, help="unset: the default per-process name")
     parser.add_argument("--delay-ms", type=float, default=0.0)
     parser.add_argument("--read-count", type=int, default=200)
     return parser.parse_args()
@@ -42,6 +42,7 @@ async def main() -> None:
         heartbeat_interval_s=0.5,
     )
     redis = connect(settings)
+    consumer = args.consumer or consumer_name(settings, "counter")
     keys = MarketKeys("sf", args.prefix)
     effects, progress = scratch_key(keys, "effects"), scratch_key(keys, "progress")
 
@@ -59,14 +60,12 @@ async def main() -> None:
         settings=settings,
         service="counter",
         group=args.group,
-        consumer=args.consumer,
+        consumer=consumer,
         sources=[StreamSource(keys.rides, "sf")],
         handlers=HandlerTable(per_event={"ride.expired": count}),
         deps=None,
     )
-    await run_service(
-        redis, settings, service="counter", consumer=args.consumer, runtimes=[runtime]
-    )
+    await run_service(redis, settings, service="counter", consumer=consumer, runtimes=[runtime])
     await redis.aclose()
 
 

@@ -1,0 +1,79 @@
+"""Which Redis errors are the server's passing trouble, not the event's fault, and how to wait.
+
+A transient error (the connection dropped, a timeout, the server loading its AOF, out of memory,
+a failover in progress) is retried with backoff and never counts against an event's delivery
+budget; anything else a handler raises is the event's failure (DESIGN §9b)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from redis.exceptions import (
+    ClusterDownError,
+    MasterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+# redis-py maps these replies to their own classes (and strips the word from the message);
+# BusyLoadingError (LOADING) is a ConnectionError.
+TRANSIENT_CLASSES = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    TimeoutError,
+    ConnectionError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    TryAgainError,
+    ClusterDownError,
+    MasterDownError,
+)
+
+# Other replies that say "the server cannot do this now", by their first word.
+TRANSIENT_REPLIES = ("OOM", "LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "BUSY")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A connection, timeout or server-state error: retry later, the event is not to blame."""
+    if isinstance(exc, TRANSIENT_CLASSES):
+        return True
+    if isinstance(exc, ResponseError):
+        return str(exc).split(" ", 1)[0] in TRANSIENT_REPLIES
+    return False
+
+
+def is_nogroup(exc: BaseException) -> bool:
+    """The group (or its stream) is gone: the server lost its data (DESIGN §11)."""
+    return isinstance(exc, ResponseError) and str(exc).startswith("NOGROUP")
+
+
+class Backoff:
+    """Exponential backoff with full jitter: 0.1 s doubling up to `cap_s` while errors last."""
+
+    def __init__(self, first_s: float = 0.1, cap_s: float = 5.0, seed: int | None = None) -> None:
+        self.first_s = first_s
+        self.cap_s = cap_s
+        self.attempts = 0
+        self._random = random.Random(seed)
+
+    def reset(self) -> None:
+        self.attempts = 0
+
+    def next_s(self) -> float:
+        ceiling: float = min(self.cap_s, self.first_s * 2**self.attempts)
+        self.attempts += 1
+        jitter: float = self._random.uniform(0, ceiling / 2)
+        return ceiling / 2 + jitter
+
+
+async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep, but wake at once when `stop` is set."""
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        pass

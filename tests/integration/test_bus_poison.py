@@ -1,0 +1,217 @@
+"""Poison entries, the delivery cap, XCLAIM races and refused writes, against the real server:
+nothing a stream carries stops a consumer, and nothing is acked without its effect."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from ridepulse.bus.handlers import HandlerTable
+from ridepulse.contracts.envelope import Envelope
+from ridepulse.contracts.registry import Event, make
+from ridepulse.keys import GlobalKeys, MarketKeys
+from ridepulse.settings import Settings
+from tests.support.bus import expired_events, fill, runtime
+from tests.support.waiting import wait_until
+
+
+def _good(ride: str = "r1") -> dict[bytes, bytes]:
+    return expired_events(1)[0].to_fields() | {b"subject": f"ride/{ride}".encode()}
+
+
+async def _dead_letters(redis: aioredis.Redis, settings: Settings) -> list[dict[bytes, bytes]]:
+    rows: Any = await redis.xrange(GlobalKeys(settings.key_prefix).dead_letters)
+    return [fields for _, fields in rows]
+
+
+async def test_undecodable_entries_are_dead_lettered_with_the_reason_and_the_next_is_handled(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    keys = MarketKeys("sf", settings.key_prefix)
+    bad_utf8 = _good() | {b"type": b"ride.\xff\xfeexpired", b"subject": b"ride/\xc3\x28"}
+    bad_json = _good() | {b"data": b"{not json"}
+    missing = {b"id": b"x", b"type": b"ride.expired"}
+    unknown_version = _good() | {b"v": b"99"}
+    for fields in (bad_utf8, bad_json, missing, unknown_version):
+        await redis.xadd(keys.rides, fields)  # type: ignore[arg-type]
+    await fill(redis, keys.rides, expired_events(3))
+    handled: list[str] = []
+
+    async def record(event: Event, deps: Any) -> None:
+        handled.append(event.id)
+
+    consumer = runtime(redis, settings, HandlerTable(per_event={"ride.expired": record}))
+    await consumer.run()
+
+    assert len(handled) == 3, "the good entries after the poison ones must still be handled"
+    dead = await _dead_letters(redis, settings)
+    reasons = [d[b"reason"].decode() for d in dead]
+    assert len(dead) == 4, reasons
+    assert reasons[0].startswith("undecodable: UnicodeDecodeError"), reasons[0]
+    assert "not JSON" in reasons[1], reasons[1]
+    assert "missing fields" in reasons[2], reasons[2]
+    assert "unknown event type/version" in reasons[3], reasons[3]
+    summary: Any = await redis.xpending(keys.rides, "g")
+    assert summary["pending"] == 0, "dead-lettered entries are acknowledged"
+    assert consumer.stats.dead_lettered == 4
+
+
+async def test_an_entry_past_the_delivery_cap_is_dead_lettered_without_running_its_handler(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    """An entry whose handler kills the process (never acked, never failed) stops after
+    max_deliveries instead of being claimed and crashing one replica after another."""
+    keys = MarketKeys("sf", settings.key_prefix)
+    await fill(redis, keys.rides, expired_events(2))
+    await redis.xgroup_create(keys.rides, "g", id="0")
+    delivered: Any = await redis.xreadgroup("g", "crashed", {keys.rides: ">"}, count=1)
+    killer_id = delivered[0][1][0][0]
+    # as if five processes in a row had died in its handler
+    await redis.xclaim(
+        keys.rides, "g", "crashed", 0, [killer_id], retrycount=settings.max_deliveries
+    )
+    calls: list[str] = []
+
+    async def record(event: Event, deps: Any) -> None:
+        calls.append(event.envelope.subject)
+
+    claimer = runtime(
+        redis,
+        settings.model_copy(update={"claim_idle_ms": 0}),
+        HandlerTable(per_event={"ride.expired": record}),
+    )
+    await claimer.run()
+
+    assert calls == ["ride/r1"], "only the other entry's handler runs"
+    dead = await _dead_letters(redis, settings)
+    assert [d[b"entry_id"] for d in dead] == [killer_id]
+    assert dead[0][b"reason"].startswith(b"delivery cap"), dead[0][b"reason"]
+    assert int(dead[0][b"deliveries"]) == settings.max_deliveries + 1
+    summary: Any = await redis.xpending(keys.rides, "g")
+    assert summary["pending"] == 0
+
+
+async def test_an_entry_another_consumer_just_claimed_is_neither_acked_nor_counted_lost(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    keys = MarketKeys("sf", settings.key_prefix)
+    await fill(redis, keys.rides, expired_events(1))
+    calls: list[str] = []
+
+    async def record(event: Event, deps: Any) -> None:
+        calls.append(event.id)
+
+    slow = runtime(redis, settings, HandlerTable(per_event={"ride.expired": record}), consumer="a")
+    await slow.ensure_groups()
+    await redis.xreadgroup("g", "a", {keys.rides: ">"}, count=1)
+    stale: Any = await wait_until(
+        lambda: redis.xpending_range(
+            keys.rides, "g", min="-", max="+", count=1, idle=settings.retry_idle_ms
+        ),
+        what="the entry to be idle on consumer a",
+    )
+    # consumer b takes it over between a's XPENDING and a's XCLAIM
+    await redis.xclaim(keys.rides, "g", "b", settings.retry_idle_ms, [stale[0]["message_id"]])
+    claimed = await slow._claim_ids(slow.sources[0], stale, settings.retry_idle_ms)
+
+    assert not claimed and calls == []
+    assert slow.stats.lost == 0, "an entry still in the stream is not lost"
+    pending: Any = await redis.xpending_range(keys.rides, "g", min="-", max="+", count=10)
+    assert [(p["message_id"], p["consumer"]) for p in pending] == [(stale[0]["message_id"], b"b")]
+
+
+async def test_a_refused_output_write_leaves_the_entry_pending_until_it_can_be_written(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    """WRONGTYPE on the output stream: no ack without the effect; once the key is fixed the
+    retry publishes the output and acks."""
+    keys = MarketKeys("sf", settings.key_prefix)
+    await fill(redis, keys.rides, expired_events(1))
+    await redis.set(keys.eta_events, "not a stream")
+
+    async def announce(event: Event, deps: Any) -> list[Envelope]:
+        data = {"ride_id": "r0", "driver_id": "d1", "phase": "pickup", "eta_s": 60.0}
+        return [make("eta.updated", "ride/r0", data, "test", event_id=f"{event.id}-eta")]
+
+    consumer = runtime(
+        redis,
+        settings.model_copy(update={"max_deliveries": 1000}),
+        HandlerTable(per_event={"ride.expired": announce}),
+        burst=False,
+    )
+    task = asyncio.create_task(consumer.run())
+    try:
+        await wait_until(
+            lambda: _value(consumer.stats.failed >= 2), what="the write to be refused twice"
+        )
+        summary: Any = await redis.xpending(keys.rides, "g")
+        assert summary["pending"] == 1, "the entry must stay pending while its output is refused"
+        assert consumer.stats.processed == 0
+        await redis.delete(keys.eta_events)
+        await wait_until(lambda: redis.xlen(keys.eta_events), timeout_s=30, what="the output")
+        await wait_until(
+            lambda: _value(consumer.stats.processed == 1), timeout_s=30, what="the ack"
+        )
+    finally:
+        consumer.stop()
+        await asyncio.wait_for(task, 30)
+    summary = await redis.xpending(keys.rides, "g")
+    assert summary["pending"] == 0
+    assert await _dead_letters(redis, settings) == []
+
+
+async def test_transient_errors_do_not_spend_the_delivery_budget(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    """A handler hitting connection errors more times than max_deliveries: the entry is
+    retried with backoff and handled, never dead-lettered."""
+    keys = MarketKeys("sf", settings.key_prefix)
+    await fill(redis, keys.rides, expired_events(2))
+    blips = 0
+
+    async def flaky(event: Event, deps: Any) -> None:
+        nonlocal blips
+        if blips < 4:
+            blips += 1
+            raise aioredis.ConnectionError("Connection reset by peer")
+
+    tight = settings.model_copy(update={"max_deliveries": 2})
+    consumer = runtime(redis, tight, HandlerTable(per_event={"ride.expired": flaky}))
+    await asyncio.wait_for(consumer.run(), 60)
+
+    assert blips == 4
+    assert consumer.stats.processed == 2 and consumer.stats.failed == 0
+    assert consumer.stats.transient_errors == 4
+    assert await _dead_letters(redis, settings) == []
+
+
+async def test_failed_deliveries_are_retried_with_growing_pauses(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    keys = MarketKeys("sf", settings.key_prefix)
+    await fill(redis, keys.rides, expired_events(1))
+    loop = asyncio.get_running_loop()
+    attempts: list[float] = []
+
+    async def broken(event: Event, deps: Any) -> None:
+        attempts.append(loop.time())
+        raise ValueError("a bug in the handler")
+
+    spaced = settings.model_copy(update={"retry_idle_ms": 100, "max_deliveries": 4})
+    consumer = runtime(redis, spaced, HandlerTable(per_event={"ride.expired": broken}))
+    await asyncio.wait_for(consumer.run(), 60)
+
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
+    assert len(attempts) == 4, attempts
+    assert gaps[0] >= 0.1 and gaps[1] >= 0.2 and gaps[2] >= 0.4, gaps
+    dead = await _dead_letters(redis, settings)
+    assert len(dead) == 1 and dead[0][b"reason"].startswith(b"failed 4 deliveries")
+    assert orjson.loads(dead[0][b"original"])["type"] == "ride.expired"
+
+
+async def _value(value: bool) -> bool:
+    return value
