@@ -15,7 +15,7 @@ from ingest.durability import make_durable, pinned, run_script
 from ingest.quotes import checked_quote_id, trip_cells
 from ingest.ratelimit import limit_rider
 from ingest.responses import JSON
-from ingest.schemas import ERRORS, RideAccepted, RideRequestIn, body_schema
+from ingest.schemas import ERRORS, ErrorOut, RideAccepted, RideRequestIn, body_schema
 from ingest.validation import check_point
 from ridepulse.auth import Principal
 from ridepulse.contracts.envelope import new_event_id
@@ -59,7 +59,10 @@ def _may_read(who: Principal, ride: Ride) -> bool:
     "/v1/rides",
     status_code=202,
     response_model=RideAccepted,
-    responses=ERRORS,
+    responses={
+        **ERRORS,
+        503: {"model": ErrorOut, "description": "not fsynced in time: retry, same Idempotency-Key"},
+    },
     openapi_extra=body_schema(RideRequestIn),
     summary="Request a ride; the same Idempotency-Key returns the same ride",
 )
