@@ -24,7 +24,7 @@ from redis.asyncio.connection import Connection
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, ResponseError
 
-from ridepulse.errors import NotDurable
+from ridepulse.errors import NotDurable, RidePulseError
 from ridepulse.logs import get_logger
 
 if TYPE_CHECKING:
@@ -71,10 +71,13 @@ class _NodePin:
 async def pinned(redis: aioredis.Redis, key: str) -> AsyncIterator[Pinned]:
     """A connection checked out for the block: to the server, or to the primary of `key`."""
     if isinstance(redis, RedisCluster):
+        await redis.initialize()  # a no-op once the slots are known; needed before the first call
         node: ClusterNode = redis.get_node_from_key(key)
         connection = node.acquire_connection()
         try:
             yield _NodePin(connection)
+        except (RidePulseError, ResponseError):
+            raise  # a refusal or an error reply: the reply was read in full, keep the connection
         except BaseException:
             await connection.disconnect()  # a reply may be left unread: never reuse it
             raise
