@@ -31,11 +31,15 @@ Who = Annotated[Principal, Depends(principal)]
 MAX_IDEMPOTENCY_KEY = 128
 
 
-async def _ride(deps: Deps, ride_id: str, who: Principal) -> Ride:
+async def _ride(deps: Deps, ride_id: str, who: Principal, *, offered_once: bool = False) -> Ride:
     """The ride, if `who` may see it; NotFound for a missing ride AND for someone else's, so
-    the answer never tells a stranger that a ride id exists."""
+    the answer never tells a stranger that a ride id exists. With `offered_once` (accept,
+    decline) a driver the ride was offered to before also gets through, to be told 409."""
     ride = await deps.store_for_ride(ride_id).get(ride_id)
-    if ride is None or not _may_read(who, ride):
+    if ride is None:
+        raise NotFound(f"ride {ride_id} not found")
+    knew = offered_once and who.role == "driver" and who.subject in ride.declined
+    if not (_may_read(who, ride) or knew):
         raise NotFound(f"ride {ride_id} not found")
     return ride
 
@@ -202,14 +206,14 @@ def _assigned_driver(who: Principal, ride: Ride) -> None:
 @router.post("/v1/rides/{ride_id}/accept", responses=ERRORS, summary="The offered driver accepts")
 async def accept(ride_id: str, request: Request, who: Who) -> JSON:
     deps = get_deps(request)
-    _driver_of_offer(who, await _ride(deps, ride_id, who))
+    _driver_of_offer(who, await _ride(deps, ride_id, who, offered_once=True))
     return JSON((await deps.store_for_ride(ride_id).accept(ride_id, who.subject)).to_public())
 
 
 @router.post("/v1/rides/{ride_id}/decline", responses=ERRORS, summary="The offered driver declines")
 async def decline(ride_id: str, request: Request, who: Who) -> JSON:
     deps = get_deps(request)
-    _driver_of_offer(who, await _ride(deps, ride_id, who))
+    _driver_of_offer(who, await _ride(deps, ride_id, who, offered_once=True))
     return JSON((await deps.store_for_ride(ride_id).decline(ride_id, who.subject)).to_public())
 
 
