@@ -36,8 +36,12 @@ class Deps:
     notifier: Any = None
     shedding: bool = False
     shed_retry_after_s: int = 1
-    durable_writes: bool = True
     _tokens: dict[str, tuple[Principal, float]] = field(default_factory=dict)
+
+    @property
+    def durable_writes(self) -> bool:
+        """A 202 on a ride request waits for the AOF fsync (ingest.durability)."""
+        return self.settings.durable_writes
 
     def keys(self, market_id: str) -> MarketKeys:
         return MarketKeys(market_id, self.settings.key_prefix)

@@ -1,5 +1,11 @@
 """Quotes, answered by ingest from the read models pricing and eta publish in Redis.
 
+A quote is bound to its trip: it remembers the rider, the market (its key carries the market's
+hash tag), the H3 cells (resolution QUOTE_CELL_RESOLUTION) of its pickup and dropoff, its fare
+and its surge. The ride request honours it only for this rider, with a pickup and a dropoff
+within one grid step of those cells (about 200-500 m at resolution 9), once: the ride request
+script uses it up atomically (ridepulse/rides/request_ride.lua).
+
 Why not a synchronous call to pricing: a quote then needs no extra hop, and works (with the
 last published surge and speeds) while pricing or eta restart; the fare function is shared
 code in ridepulse.fares, so both sides compute fares the same way."""
@@ -8,16 +14,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from ingest.deps import Deps
 from ridepulse.contracts.envelope import new_event_id, now_ms
 from ridepulse.errors import InvalidInput
 from ridepulse.fares import DEFAULT_FARES, Quote
-from ridepulse.geo import cell_of, cells_along, haversine_m
+from ridepulse.geo import cell_of, cells_along, haversine_m, neighbours
 from ridepulse.travel import DEFAULT_SPEED_MPS, DETOUR_FACTOR, travel_time_s
 
 QUOTE_TTL_S = 120
+QUOTE_CELL_RESOLUTION = 9  # H3 cells of ~0.1 km²: a quote fits its own street corner
+QUOTE_CELL_TOLERANCE = 1  # grid steps: GPS drift between quote and request crosses a border
+MAX_QUOTE_ID = 64
 NEAREST_DRIVER_RADIUS_M = 5000
 
 
@@ -80,20 +87,31 @@ async def make_quote(
         distance_m=round(distance_m * DETOUR_FACTOR, 1),
         expires_at=now_ms() + QUOTE_TTL_S * 1000,
     )
-    record = {**quote.to_dict(), "rider_id": rider_id}
-    await deps.redis.set(
-        deps.keys(market.id).quote(quote.quote_id), orjson.dumps(record), ex=QUOTE_TTL_S
-    )
+    record: dict[Any, Any] = {
+        **quote.to_dict(),
+        "rider_id": rider_id,
+        "pickup_cell": cell_of(*pickup, QUOTE_CELL_RESOLUTION),
+        "dropoff_cell": cell_of(*dropoff, QUOTE_CELL_RESOLUTION),
+    }
+    key = deps.keys(market.id).quote(quote.quote_id)
+    pipe = deps.redis.pipeline(transaction=False)  # one slot; no MULTI (cluster pipelines)
+    pipe.hset(key, mapping=record)
+    pipe.expire(key, QUOTE_TTL_S)
+    await pipe.execute()
     return quote
 
 
-async def load_quote(deps: Deps, market_id: str, quote_id: Any, rider_id: str) -> Quote:
-    if not isinstance(quote_id, str) or len(quote_id) > 64:
-        raise InvalidInput("quote_id must be a string", field="quote_id")
-    raw: Any = await deps.redis.get(deps.keys(market_id).quote(quote_id))
-    if raw is None:
-        raise InvalidInput("quote expired or unknown; ask for a new quote", field="quote_id")
-    record = orjson.loads(raw)
-    if record.pop("rider_id", None) != rider_id:
-        raise InvalidInput("quote belongs to another rider", field="quote_id")
-    return Quote.from_dict(record)
+def checked_quote_id(quote_id: Any) -> str | None:
+    """The body's quote_id, shape-checked only: the ride request script judges the quote."""
+    if quote_id is None:
+        return None
+    if not isinstance(quote_id, str) or not 0 < len(quote_id) <= MAX_QUOTE_ID:
+        raise InvalidInput(
+            f"quote_id must be a string of 1-{MAX_QUOTE_ID} characters", field="quote_id"
+        )
+    return quote_id
+
+
+def trip_cells(lat: float, lon: float) -> list[str]:
+    """The cells a quote's pickup (or dropoff) cell may be in to match this point."""
+    return sorted(neighbours(cell_of(lat, lon, QUOTE_CELL_RESOLUTION), QUOTE_CELL_TOLERANCE))

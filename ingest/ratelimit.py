@@ -1,11 +1,19 @@
-"""Per-driver ping rate limit: a token bucket per driver, in this process's memory.
+"""Rate limits: per-driver pings, per-rider requests, per-token WebSocket connections.
 
-In memory because it sits on the hot path (a Redis round trip per ping would halve ingest
-throughput); with N ingest replicas behind a balancer the effective limit is at most N×."""
+Pings: a token bucket per driver, in this process's memory, because it sits on the hot path (a
+Redis round trip per ping would halve ingest throughput); with N ingest replicas behind a
+balancer the effective limit is at most N×. Rider limits are counted in Redis (exact across
+replicas); WebSocket caps per process, like the sockets themselves."""
 
 from __future__ import annotations
 
+import math
 import time
+
+import redis.asyncio as aioredis
+
+from ridepulse.errors import RateLimited
+from ridepulse.keys import GlobalKeys
 
 MAX_TRACKED_DRIVERS = 200_000
 
@@ -27,3 +35,48 @@ class PingRateLimiter:
             self._buckets.clear()  # bounded memory; a reset only ever grants a fresh burst
         self._buckets[driver_id] = (tokens - cost, at)
         return True
+
+
+async def limit_rider(
+    redis: aioredis.Redis, keys: GlobalKeys, rider_id: str, action: str, per_min: int
+) -> None:
+    """A fixed one-minute window per rider and action, counted in Redis so the limit holds
+    across ingest replicas (unlike the ping bucket, these routes are not the hot path).
+    RateLimited (429, Retry-After = the rest of the window) past `per_min`; 0 = no limit."""
+    if per_min <= 0:
+        return
+    now = time.time()
+    window = int(now // 60)
+    key = keys.rider_rate(rider_id, action, window)
+    pipe = redis.pipeline(transaction=False)
+    pipe.incr(key)
+    pipe.expire(key, 120)  # outlives its window; a key per minute, gone two minutes later
+    count, _ = await pipe.execute()
+    if int(count) > per_min:
+        retry_after_s = max(1, math.ceil((window + 1) * 60 - now))
+        raise RateLimited(
+            f"at most {per_min} {action} per minute; retry in {retry_after_s} s",
+            retry_after_s=retry_after_s,
+        )
+
+
+class ConnectionCap:
+    """At most `limit` WebSockets open at once per token, in this process (0 = no cap)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open: dict[str, int] = {}
+
+    def acquire(self, token: str) -> bool:
+        count = self._open.get(token, 0)
+        if self.limit > 0 and count >= self.limit:
+            return False
+        self._open[token] = count + 1
+        return True
+
+    def release(self, token: str) -> None:
+        count = self._open.get(token, 0) - 1
+        if count > 0:
+            self._open[token] = count
+        else:
+            self._open.pop(token, None)

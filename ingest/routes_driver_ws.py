@@ -6,15 +6,35 @@ import asyncio
 from urllib.parse import urlsplit
 
 import orjson
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, FastAPI, WebSocket, WebSocketDisconnect
 
 from ingest.deps import Deps
+from ingest.errors import error_response
+from ingest.ratelimit import ConnectionCap
 from ingest.routes_telemetry import accept_ping
 from ridepulse.errors import RidePulseError
 
 router = APIRouter(tags=["telemetry"])
 POLICY_VIOLATION = 1008
 MAX_MESSAGE_BYTES = 4096
+CAP_RETRY_AFTER_S = 5
+
+
+def _connection_cap(app: FastAPI, deps: Deps) -> ConnectionCap:
+    cap: ConnectionCap | None = getattr(app.state, "driver_ws_cap", None)
+    if cap is None:
+        cap = app.state.driver_ws_cap = ConnectionCap(deps.settings.driver_ws_per_token)
+    return cap
+
+
+async def _refuse_over_cap(websocket: WebSocket, limit: int) -> None:
+    """429 with Retry-After on the handshake where the server can send one, else close 1008."""
+    detail = f"at most {limit} open WebSocket(s) per token"
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        response = error_response(429, "rate_limited", detail, retry_after_s=CAP_RETRY_AFTER_S)
+        await websocket.send_denial_response(response)
+    else:
+        await websocket.close(POLICY_VIOLATION, detail)
 
 
 def origin_allowed(websocket: WebSocket) -> bool:
@@ -41,7 +61,18 @@ async def driver_socket(websocket: WebSocket, driver_id: str) -> None:
     except RidePulseError as exc:
         await websocket.close(POLICY_VIOLATION, exc.detail[:120])
         return
-    await websocket.accept()
+    cap = _connection_cap(websocket.app, deps)
+    if not cap.acquire(header or ""):
+        await _refuse_over_cap(websocket, cap.limit)
+        return
+    try:
+        await websocket.accept()
+        await _serve(websocket, deps, driver_id)
+    finally:
+        cap.release(header or "")
+
+
+async def _serve(websocket: WebSocket, deps: Deps, driver_id: str) -> None:
     queue = deps.notifier.subscribe(driver_id)
     sender = asyncio.create_task(_send_loop(websocket, queue))
     try:

@@ -1,23 +1,28 @@
-"""Rides: request (durable before 202, idempotent), read, and the rider/driver actions."""
+"""Rides: request (durable before 202, idempotent, quote-bound, limited), read, and the
+rider/driver actions. A ride the caller may not see answers 404, like a missing one."""
 
 from __future__ import annotations
 
+import hashlib
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Header, Request
 
 from ingest.deps import Deps, get_deps, json_body, principal
-from ingest.durability import make_durable
-from ingest.quotes import load_quote
+from ingest.durability import make_durable, pinned, run_script
+from ingest.quotes import checked_quote_id, trip_cells
+from ingest.ratelimit import limit_rider
 from ingest.responses import JSON
-from ingest.schemas import ERRORS, RideAccepted, RideRequestIn, body_schema
+from ingest.schemas import ERRORS, ErrorOut, RideAccepted, RideRequestIn, body_schema
 from ingest.validation import check_point
 from ridepulse.auth import Principal
 from ridepulse.contracts.events import Point
 from ridepulse.errors import Conflict, Forbidden, InvalidInput, NotFound
 from ridepulse.fares import trip_fare
 from ridepulse.geo import haversine_m
+from ridepulse.keys import GlobalKeys
 from ridepulse.rides.ids import new_ride_id
 from ridepulse.rides.projection import Ride
 
@@ -26,11 +31,22 @@ Who = Annotated[Principal, Depends(principal)]
 MAX_IDEMPOTENCY_KEY = 128
 
 
-async def _ride(deps: Deps, ride_id: str) -> Ride:
+async def _ride(deps: Deps, ride_id: str, who: Principal, *, offered_once: bool = False) -> Ride:
+    """The ride, if `who` may see it; NotFound for a missing ride AND for someone else's, so
+    the answer never tells a stranger that a ride id exists. With `offered_once` (accept,
+    decline) a driver the ride was offered to before also gets through, to be told 409."""
     ride = await deps.store_for_ride(ride_id).get(ride_id)
     if ride is None:
         raise NotFound(f"ride {ride_id} not found")
+    knew = offered_once and who.role == "driver" and who.subject in ride.declined
+    if not (_may_read(who, ride) or knew):
+        raise NotFound(f"ride {ride_id} not found")
     return ride
+
+
+def body_hash(body: dict[str, Any]) -> str:
+    """The request as the idempotency record remembers it: canonical JSON, hashed."""
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def _may_read(who: Principal, ride: Ride) -> bool:
@@ -47,7 +63,10 @@ def _may_read(who: Principal, ride: Ride) -> bool:
     "/v1/rides",
     status_code=202,
     response_model=RideAccepted,
-    responses=ERRORS,
+    responses={
+        **ERRORS,
+        503: {"model": ErrorOut, "description": "not fsynced in time: retry, same Idempotency-Key"},
+    },
     openapi_extra=body_schema(RideRequestIn),
     summary="Request a ride; the same Idempotency-Key returns the same ride",
 )
@@ -58,6 +77,13 @@ async def request_ride(
 ) -> JSON:
     deps = get_deps(request)
     who.require("rider")
+    await limit_rider(
+        deps.redis,
+        GlobalKeys(deps.settings.key_prefix),
+        who.subject,
+        "ride requests",
+        deps.settings.rider_ride_requests_per_min,
+    )
     body = await json_body(request, 8192)
     if not isinstance(body, dict):
         raise InvalidInput("body must be a JSON object")
@@ -74,33 +100,64 @@ async def request_ride(
         raise InvalidInput(exc.detail, field="dropoff") from None
     if haversine_m(pickup_lat, pickup_lon, dropoff_lat, dropoff_lon) < 50:
         raise InvalidInput("pickup and dropoff are the same place", field="dropoff")
-    fare = surge = None
-    quote_id = body.get("quote_id")
-    if quote_id is not None:
-        quote = await load_quote(deps, market.id, quote_id, who.subject)
-        fare, surge = quote.fare, quote.surge
+    quote_id = checked_quote_id(body.get("quote_id"))
+    digest = body_hash(body)
+    if idempotency_key is not None:
+        replay = await _replay_from_other_market(
+            deps, market.id, who.subject, idempotency_key, digest
+        )
+        if replay is not None:
+            return JSON({"ride_id": replay, "status": "requested"}, status_code=202)
     store = deps.stores[market.id]
-    ride, _created = await store.request_ride(
-        ride_id=new_ride_id(market.id),
-        rider_id=who.subject,
-        pickup=Point(lat=pickup_lat, lon=pickup_lon),
-        dropoff=Point(lat=dropoff_lat, lon=dropoff_lon),
-        deadline_s=deps.settings.ride_deadline_s,
-        idempotency_key=idempotency_key,
-        quote_id=quote_id,
-        fare=fare,
-        surge=surge,
-    )
-    await make_durable(deps)
-    return JSON({"ride_id": ride.ride_id, "status": ride.status}, status_code=202)
+    ride_id = new_ride_id(market.id)
+    # The script and WAITAOF share one connection: WAITAOF only covers that connection's writes.
+    async with pinned(deps.redis, store.keys.ride(ride_id)) as pin:
+        ride, created = await store.request_ride(
+            ride_id=ride_id,
+            rider_id=who.subject,
+            pickup=Point(lat=pickup_lat, lon=pickup_lon),
+            dropoff=Point(lat=dropoff_lat, lon=dropoff_lon),
+            deadline_s=deps.settings.ride_deadline_s,
+            idempotency_key=idempotency_key,
+            body_hash=digest,
+            quote_id=quote_id,
+            pickup_cells=trip_cells(pickup_lat, pickup_lon) if quote_id else (),
+            dropoff_cells=trip_cells(dropoff_lat, dropoff_lon) if quote_id else (),
+            open_rides_limit=deps.settings.rider_open_rides,
+            run=lambda script, keys, args: run_script(pin, script, keys, args),
+        )
+        await make_durable(deps, pin)
+    # A replay answers what the first request was answered: the ride id, `requested`.
+    status = ride.status if created else "requested"
+    return JSON({"ride_id": ride.ride_id, "status": status}, status_code=202)
+
+
+async def _replay_from_other_market(
+    deps: Deps, market_id: str, rider_id: str, key: str, digest: str
+) -> str | None:
+    """Keys are the rider's, whatever the market: one used for a ride in another market (the
+    record lives in that market's slot) is replayed, or refused for another body. The request's
+    own market is checked inside the ride script, atomically. With one market: no round trip."""
+    for other in deps.markets.by_id:
+        if other == market_id:
+            continue
+        stored: Any = await deps.redis.hmget(
+            deps.keys(other).idempotency(rider_id, key), ["ride_id", "body"]
+        )
+        if stored[0] is not None:
+            if stored[1] is None or stored[1].decode() != digest:
+                raise InvalidInput(
+                    "this Idempotency-Key was used with another request body",
+                    field="idempotency_key",
+                )
+            ride_id: str = stored[0].decode()
+            return ride_id
+    return None
 
 
 @router.get("/v1/rides/{ride_id}", responses=ERRORS, summary="A ride's state and timeline")
 async def get_ride(ride_id: str, request: Request, who: Who) -> JSON:
-    ride = await _ride(get_deps(request), ride_id)
-    if not _may_read(who, ride):
-        raise Forbidden("not your ride")
-    return JSON(ride.to_public())
+    return JSON((await _ride(get_deps(request), ride_id, who)).to_public())
 
 
 @router.post(
@@ -110,10 +167,16 @@ async def get_ride(ride_id: str, request: Request, who: Who) -> JSON:
 )
 async def cancel_ride(ride_id: str, request: Request, who: Who) -> JSON:
     deps = get_deps(request)
-    ride = await _ride(deps, ride_id)
     if who.role == "rider":
-        if ride.rider_id != who.subject:
-            raise Forbidden("not your ride")
+        await limit_rider(
+            deps.redis,
+            GlobalKeys(deps.settings.key_prefix),
+            who.subject,
+            "cancels",
+            deps.settings.rider_cancels_per_min,
+        )
+    ride = await _ride(deps, ride_id, who)
+    if who.role == "rider":
         by = "rider"
     elif who.role == "driver":
         if ride.driver_id != who.subject:
@@ -143,28 +206,28 @@ def _assigned_driver(who: Principal, ride: Ride) -> None:
 @router.post("/v1/rides/{ride_id}/accept", responses=ERRORS, summary="The offered driver accepts")
 async def accept(ride_id: str, request: Request, who: Who) -> JSON:
     deps = get_deps(request)
-    _driver_of_offer(who, await _ride(deps, ride_id))
+    _driver_of_offer(who, await _ride(deps, ride_id, who, offered_once=True))
     return JSON((await deps.store_for_ride(ride_id).accept(ride_id, who.subject)).to_public())
 
 
 @router.post("/v1/rides/{ride_id}/decline", responses=ERRORS, summary="The offered driver declines")
 async def decline(ride_id: str, request: Request, who: Who) -> JSON:
     deps = get_deps(request)
-    _driver_of_offer(who, await _ride(deps, ride_id))
+    _driver_of_offer(who, await _ride(deps, ride_id, who, offered_once=True))
     return JSON((await deps.store_for_ride(ride_id).decline(ride_id, who.subject)).to_public())
 
 
 @router.post("/v1/rides/{ride_id}/arrived", responses=ERRORS, summary="The driver is at the pickup")
 async def arrived(ride_id: str, request: Request, who: Who) -> JSON:
     deps = get_deps(request)
-    _assigned_driver(who, await _ride(deps, ride_id))
+    _assigned_driver(who, await _ride(deps, ride_id, who))
     return JSON((await deps.store_for_ride(ride_id).arrived(ride_id, who.subject)).to_public())
 
 
 @router.post("/v1/rides/{ride_id}/start", responses=ERRORS, summary="The trip starts")
 async def start(ride_id: str, request: Request, who: Who) -> JSON:
     deps = get_deps(request)
-    _assigned_driver(who, await _ride(deps, ride_id))
+    _assigned_driver(who, await _ride(deps, ride_id, who))
     return JSON((await deps.store_for_ride(ride_id).start(ride_id, who.subject)).to_public())
 
 
@@ -173,7 +236,7 @@ async def start(ride_id: str, request: Request, who: Who) -> JSON:
 )
 async def complete(ride_id: str, request: Request, who: Who) -> JSON:
     deps = get_deps(request)
-    ride = await _ride(deps, ride_id)
+    ride = await _ride(deps, ride_id, who)
     _assigned_driver(who, ride)
     fare = ride.fare if ride.quote_id and ride.fare is not None else _trip_fare(ride)
     done = await deps.store_for_ride(ride_id).complete(ride_id, who.subject, fare=fare)

@@ -49,6 +49,23 @@ class Overloaded(RidePulseError):
         self.retry_after_s = retry_after_s
 
 
+class RateLimited(Overloaded):
+    """This caller has used its allowance (per-rider limits): 429 with `Retry-After`."""
+
+    code = "rate_limited"
+
+
+class NotDurable(RidePulseError):
+    """The write is in memory but no fsync confirmed it in time: retry (with the same
+    Idempotency-Key) after `Retry-After` seconds."""
+
+    code, status = "not_durable", 503
+
+    def __init__(self, detail: str, *, field: str | None = None, retry_after_s: int = 1) -> None:
+        super().__init__(detail, field=field)
+        self.retry_after_s = retry_after_s
+
+
 class InvalidEvent(RidePulseError):
     """A stream entry that cannot be decoded or fails its contract: it goes to dead letters."""
 

@@ -87,6 +87,11 @@ class MarketKeys:
     def rider_rides(self, rider_id: str) -> str:
         return f"{self._base}:rider:{rider_id}:rides"
 
+    def rider_open_rides(self, rider_id: str) -> str:
+        """SET of the rider's rides not yet terminal in this market, pruned by each request
+        (the open-rides limit counts it)."""
+        return f"{self._base}:rider:{rider_id}:open"
+
     @property
     def surge(self) -> str:
         """HASH H3 cell → surge multiplier (pricing's read model)."""
@@ -122,6 +127,10 @@ class GlobalKeys:
 
     def heartbeat(self, service: str, consumer: str) -> str:
         return f"{self.prefix}:heartbeat:{service}:{consumer}"
+
+    def rider_rate(self, rider_id: str, action: str, window: int) -> str:
+        """Per-rider fixed-window request counter (one key per minute, expires with it)."""
+        return f"{self.prefix}:rate:rider:{rider_id}:{action}:{window}"
 
     @property
     def heartbeats(self) -> str:

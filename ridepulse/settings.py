@@ -84,5 +84,24 @@ class Settings(BaseSettings):
     max_batch_pings: int = Field(5000, description="most pings in one POST /v1/telemetry")
     ping_rate_per_s: float = Field(5.0, description="sustained pings/s allowed per driver")
     ping_burst: float = Field(20.0, description="ping burst allowed per driver")
+    durable_writes: bool = Field(
+        True, description="a ride's 202 waits for its AOF fsync (WAITAOF); false = memory only"
+    )
+    durable_timeout_ms: int = Field(
+        2000, gt=0, description="longest wait for that fsync before a 503 with Retry-After"
+    )
+    rider_ride_requests_per_min: int = Field(
+        10, ge=0, description="ride requests per rider per minute; 0 = off"
+    )
+    rider_quotes_per_min: int = Field(30, ge=0, description="quotes per rider per minute; 0 = off")
+    rider_cancels_per_min: int = Field(
+        10, ge=0, description="cancels per rider per minute; 0 = off"
+    )
+    rider_open_rides: int = Field(
+        1, ge=0, description="rides a rider may have open at once; 0 = off"
+    )
+    driver_ws_per_token: int = Field(
+        2, ge=0, description="driver WebSockets open at once per token, per ingest process; 0 = off"
+    )
     surge_window_s: float = Field(300.0, gt=0, description="surge demand and supply window")
     surge_interval_s: float = Field(2.0, gt=0, description="how often pricing recomputes surge")

@@ -84,6 +84,11 @@ class RiderUser(FastHttpUser):
             runtime().ledger.closed(self.watch.ride_id)
 
     def _request(self) -> None:
+        if self.pending_key is not None and self.pending_body is not None:
+            # the last attempt got no answer or a 5xx (e.g. 503 not durable): the same key
+            # replays the ride it may have made, or makes it now
+            self._after(self._post_ride(self.pending_key, self.pending_body))
+            return
         demand = runtime().demand
         pickup, dropoff = demand.next_trip(self.rng)
         body: dict[str, Any] = {"pickup": _wire(pickup), "dropoff": _wire(dropoff)}
@@ -95,13 +100,19 @@ class RiderUser(FastHttpUser):
                 f"&dropoff_lat={body['dropoff']['lat']}&dropoff_lon={body['dropoff']['lon']}",
                 name="/v1/quote",
                 token=self.token,
+                shed_ok=True,  # 429: the per-rider quote limit; ride on without a quote
             )
             if isinstance(quote.body.get("quote_id"), str):
                 body["quote_id"] = quote.body["quote_id"]
         self.pending_key, self.pending_body = str(uuid.uuid4()), body
-        reply = self._post_ride(self.pending_key, body)
-        if not reply.ok:
-            self.next_request_ms = now_ms() + int(runtime().demand.think_time_s(self.rng) * 1000)
+        self._after(self._post_ride(self.pending_key, body))
+
+    def _after(self, reply: Reply) -> None:
+        """Schedule the next attempt: Retry-After when the API gave one, else a think time."""
+        if reply.ok:
+            return
+        wait_s = reply.retry_after_s or runtime().demand.think_time_s(self.rng)
+        self.next_request_ms = now_ms() + int(wait_s * 1000)
 
     def _post_ride(self, key: str, body: dict[str, Any]) -> Reply:
         sent_ms = now_ms()
@@ -114,6 +125,7 @@ class RiderUser(FastHttpUser):
             json=body,
             headers={"Idempotency-Key": key},
             attempts=self.attempts,
+            shed_ok=True,  # 429 + Retry-After: a per-rider limit, honoured by waiting
         )
         ride_id = reply.body.get("ride_id")
         if reply.ok and isinstance(ride_id, str):
@@ -121,7 +133,7 @@ class RiderUser(FastHttpUser):
             patience = runtime().demand.cancel_after_s(self.rng)
             cancel_at = None if patience is None else sent_ms + int(patience * 1000)
             self.watch = RideWatch(ride_id, sent_ms, cancel_at)
-        if reply.status != 0:  # the server answered: nothing left to replay
+        if not reply.transient:  # answered for good: nothing left to replay
             self.pending_key = self.pending_body = None
         return reply
 

@@ -3,15 +3,15 @@ the state, writes the projections and appends the announcing event together."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Literal
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
 from ridepulse.contracts.envelope import new_event_id
 from ridepulse.contracts.events import Point
-from ridepulse.errors import InvalidInput, NotFound
+from ridepulse.errors import InvalidInput, NotFound, RateLimited
 from ridepulse.keys import MarketKeys
 from ridepulse.rides import inputs
 from ridepulse.rides.outcome import Outcome, driver_result, refusal, ride_result
@@ -25,6 +25,18 @@ from ridepulse.rides.state import (
 )
 
 IDEMPOTENCY_TTL_S = 24 * 3600
+OPEN_RIDES_RETRY_AFTER_S = 10  # a waiting ride finds a driver or expires within a minute
+QUOTE_REFUSALS = {
+    "unknown": ("quote_id", "quote expired or unknown; ask for a new quote"),
+    "rider": ("quote_id", "quote belongs to another rider"),
+    "used": ("quote_id", "quote already used for another ride; ask for a new quote"),
+    "pickup": ("pickup", "pickup is not where the quote was for; ask for a new quote"),
+    "dropoff": ("dropoff", "dropoff is not where the quote was for; ask for a new quote"),
+}
+
+# Runs a registered script (keys, args) somewhere specific, e.g. on one pinned connection so
+# that a WAITAOF after it covers its write (ingest.durability).
+ScriptRunner = Callable[[AsyncScript, list[str], list[str]], Awaitable[Any]]
 CANCEL_ATTEMPTS = 5  # re-reads when the ride changes driver between our read and our step
 
 
@@ -53,6 +65,7 @@ class RideStore:
         expected_version: int | None = None,
         extra_keys: Sequence[str] = (),
         extra_args: Sequence[str] = (),
+        run: ScriptRunner | None = None,
     ) -> Outcome:
         argv = step_argv(
             TRANSITIONS[action],
@@ -63,7 +76,10 @@ class RideStore:
             expected_version=expected_version,
         )
         keys = [*step_keys(self.keys, ride_id), *extra_keys]
-        reply: list[bytes] = await script(keys=keys, args=[*argv, *extra_args])
+        args = [*argv, *extra_args]
+        reply: list[bytes] = await (
+            run(script, keys, args) if run else script(keys=keys, args=args)
+        )
         return Outcome.from_reply(reply)
 
     async def _driver_step(
@@ -109,22 +125,34 @@ class RideStore:
         dropoff: Point,
         deadline_s: float,
         idempotency_key: str | None = None,
+        body_hash: str = "",
         quote_id: str | None = None,
+        pickup_cells: Sequence[str] = (),
+        dropoff_cells: Sequence[str] = (),
         fare: float | None = None,
         surge: float | None = None,
+        open_rides_limit: int = 0,
         event_id: str | None = None,
+        run: ScriptRunner | None = None,
     ) -> tuple[Ride, bool]:
-        """Create a ride waiting for a driver until `deadline_s` from now. With an idempotency
-        key already used by this rider (24 h), return that ride and False instead."""
+        """Create a ride waiting for a driver until `deadline_s` from now, and False instead
+        when this rider's `idempotency_key` (24 h) already made one: that ride is returned.
+
+        Checked atomically, in this order: the idempotency key (the same key with another
+        `body_hash` → InvalidInput on idempotency_key), the rider's open rides (at most
+        `open_rides_limit`, 0 = no limit → RateLimited), the quote (this rider's, unused, its
+        pickup/dropoff cells among `pickup_cells`/`dropoff_cells` → InvalidInput naming the
+        field). A quoted ride takes fare and surge from the quote and uses it up."""
         inputs.checked_id("ride_id", ride_id)
         inputs.checked_id("rider_id", rider_id)
-        extra_keys = [self.keys.rider_rides(rider_id)]
-        if idempotency_key is not None:
-            if not 0 < len(idempotency_key) <= 255:
-                raise InvalidInput(
-                    "idempotency key must be 1-255 characters", field="idempotency_key"
-                )
-            extra_keys.append(self.keys.idempotency(rider_id, idempotency_key))
+        if idempotency_key is not None and not 0 < len(idempotency_key) <= 255:
+            raise InvalidInput("idempotency key must be 1-255 characters", field="idempotency_key")
+        extra_keys = [
+            self.keys.rider_rides(rider_id),
+            self.keys.rider_open_rides(rider_id),
+            self.keys.idempotency(rider_id, idempotency_key or ""),
+            self.keys.quote(quote_id or ""),
+        ]
         extra_args = [
             rider_id,
             self.keys.market,
@@ -135,6 +163,11 @@ class RideStore:
             inputs.number("fare", fare, inputs.MONEY_DIGITS),
             inputs.number("surge", surge, inputs.SURGE_DIGITS, strict=True),
             str(IDEMPOTENCY_TTL_S),
+            "1" if idempotency_key is not None else "0",
+            body_hash,
+            str(open_rides_limit),
+            ",".join(pickup_cells),
+            ",".join(dropoff_cells),
         ]
         outcome = await self._step(
             self.scripts.request_ride,
@@ -143,12 +176,25 @@ class RideStore:
             event_id=event_id,
             extra_keys=extra_keys,
             extra_args=extra_args,
+            run=run,
         )
         if outcome.code == "exists":
             existing = await self.get(outcome.detail)
             if existing is None:
                 raise NotFound(f"ride {outcome.detail} of this idempotency key not found")
             return existing, False
+        if outcome.code == "idempotency":
+            raise InvalidInput(
+                "this Idempotency-Key was used with another request body", field="idempotency_key"
+            )
+        if outcome.code == "limit":
+            raise RateLimited(
+                f"{outcome.detail} open ride(s) already; at most {open_rides_limit} at once",
+                retry_after_s=OPEN_RIDES_RETRY_AFTER_S,
+            )
+        if outcome.code == "quote":
+            field, detail = QUOTE_REFUSALS.get(outcome.detail, ("quote_id", "quote refused"))
+            raise InvalidInput(detail, field=field)
         return self._ride(outcome, ride_id, "request"), outcome.code == "ok"
 
     async def cancel(

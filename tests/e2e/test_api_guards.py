@@ -47,8 +47,9 @@ def test_a_driver_cannot_act_for_another_driver(shared_city: City) -> None:
 def test_a_rider_cannot_read_or_cancel_another_riders_ride(shared_city: City) -> None:
     ride_id = shared_city.request_ride("owner", DOWNTOWN, DROPOFF).json()["ride_id"]
     other = shared_city.token("rider", "intruder")
-    assert shared_city.http.get(f"/v1/rides/{ride_id}", headers=other).status_code == 403
-    assert shared_city.http.post(f"/v1/rides/{ride_id}/cancel", headers=other).status_code == 403
+    # 404, not 403: a stranger learns nothing about whether the ride exists (issue 11.7)
+    assert shared_city.http.get(f"/v1/rides/{ride_id}", headers=other).status_code == 404
+    assert shared_city.http.post(f"/v1/rides/{ride_id}/cancel", headers=other).status_code == 404
     owner = shared_city.token("rider", "owner")
     assert shared_city.http.get(f"/v1/rides/{ride_id}", headers=owner).status_code == 200
     assert (
@@ -78,7 +79,8 @@ def test_roles_are_enforced(shared_city: City) -> None:
     assert shared_city.http.post("/v1/telemetry", json=batch, headers=rider).status_code == 403
     ride_id = shared_city.request_ride("r-role", DOWNTOWN, DROPOFF).json()["ride_id"]
     assert shared_city.http.post(f"/v1/rides/{ride_id}/accept", headers=rider).status_code == 403
-    assert shared_city.http.post(f"/v1/rides/{ride_id}/accept", headers=driver).status_code == 403
+    # a driver the ride was never offered to cannot see it: 404 like a missing ride
+    assert shared_city.http.post(f"/v1/rides/{ride_id}/accept", headers=driver).status_code == 404
 
 
 def test_the_same_idempotency_key_sent_three_times_concurrently_makes_one_ride(

@@ -54,7 +54,13 @@ async def _request_all(city: City, rng: random.Random) -> list[str]:
                 "pickup": {"lat": pickup[0], "lon": pickup[1]},
                 "dropoff": {"lat": DOWNTOWN[0] - 0.02, "lon": DOWNTOWN[1]},
             }
-            response = await http.post("/v1/rides", json=body, headers=city.token("rider", f"r{i}"))
+            headers = {**city.token("rider", f"r{i}"), "Idempotency-Key": f"burst-{i}"}
+            response = await http.post("/v1/rides", json=body, headers=headers)
+            for _ in range(5):  # a 503 (fsync not confirmed in time on a busy host): retry
+                if response.status_code != 503:
+                    break
+                await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+                response = await http.post("/v1/rides", json=body, headers=headers)
             assert response.status_code == 202, response.text
             ride_id: str = response.json()["ride_id"]
             return ride_id

@@ -211,7 +211,13 @@ async def assert_consistent(
 async def test_request_writes_projection_indexes_and_one_requested_event(
     store: RideStore, redis: aioredis.Redis, keys: MarketKeys, stream: Stream
 ) -> None:
-    ride = await request(store, fare=12.345, surge=1.25, quote_id="q1", deadline_s=45)
+    # A quoted ride takes fare and surge from the quote record, which must fit the trip.
+    quote = {"rider_id": "u1", "pickup_cell": "p", "dropoff_cell": "d", "fare": "12.35"}
+    await redis.hset(keys.quote("q1"), mapping={**quote, "surge": "1.25"})
+    ride = await request(
+        store, quote_id="q1", pickup_cells=["p"], dropoff_cells=["d"], deadline_s=45
+    )
+    assert await redis.hget(keys.quote("q1"), "ride_id") == b"r1", "the quote is used up"
 
     raw = await hash_of(redis, keys.ride("r1"))
     assert raw["status"] == "requested" and raw["version"] == "1" and raw["driver_id"] == ""

@@ -1,0 +1,290 @@
+"""The rider's request path keeps its promises, from outside (HTTP and WebSocket with real
+tokens against `ridepulse up`): a 202 means fsynced, a quote serves one ride along its own
+trip, an Idempotency-Key replays or refuses, limits answer 429 with Retry-After, and someone
+else's ride is a 404 (issues 9.2 and 11.2, 11.3, 11.4, 11.7)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+import time
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from ridepulse.auth import mint_token
+from ridepulse.keys import MarketKeys
+from tests.support.api import DOWNTOWN, City, offset
+
+pytestmark = pytest.mark.e2e
+DROPOFF = offset(DOWNTOWN, -2000, 500)
+SF = MarketKeys("sf")
+
+
+def _ride_body(pickup: tuple[float, float], dropoff: tuple[float, float], **extra: Any) -> Any:
+    return {
+        "pickup": {"lat": pickup[0], "lon": pickup[1]},
+        "dropoff": {"lat": dropoff[0], "lon": dropoff[1]},
+        **extra,
+    }
+
+
+def _post_ride(city: City, rider: str, body: Any, key: str | None = None) -> httpx.Response:
+    headers = city.token("rider", rider)
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    return city.http.post("/v1/rides", json=body, headers=headers, timeout=30)
+
+
+def _quote(
+    city: City, rider: str, pickup: tuple[float, float], dropoff: tuple[float, float]
+) -> dict[str, Any]:
+    response = city.http.get(
+        "/v1/quote",
+        headers=city.token("rider", rider),
+        params={
+            "pickup_lat": pickup[0],
+            "pickup_lon": pickup[1],
+            "dropoff_lat": dropoff[0],
+            "dropoff_lon": dropoff[1],
+        },
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _config_set(client: redis.Redis, name: str, value: str) -> None:
+    if isinstance(client, redis.RedisCluster):
+        client.config_set(name, value, target_nodes=redis.RedisCluster.ALL_NODES)  # type: ignore[call-arg]
+    else:
+        client.config_set(name, value)
+
+
+def _cancel(city: City, rider: str, ride_id: str) -> httpx.Response:
+    return city.http.post(f"/v1/rides/{ride_id}/cancel", headers=city.token("rider", rider))
+
+
+# --- 9.2: durable before the 202 ------------------------------------------------------------
+
+
+def test_a_202_waits_for_the_fsync_of_its_own_write_and_is_a_503_with_retry_after_without(
+    city: City,
+) -> None:
+    db = city.platform.redis_client()
+    try:
+        # With appendfsync no the server never fsyncs: WAITAOF on the ride's own connection
+        # cannot be satisfied, so no 202 may go out. (The old code sent WAITAOF on another
+        # pooled connection and ignored its reply: it answered 202 at once.)
+        _config_set(db, "appendfsync", "no")
+        body = _ride_body(DOWNTOWN, DROPOFF)
+        started = time.monotonic()
+        refused = _post_ride(city, "durable-rider", body, key="trip-1")
+        waited_s = time.monotonic() - started
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"] == "not_durable"
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert waited_s >= 1.5, f"the 503 came after {waited_s:.2f}s: WAITAOF did not wait"
+
+        # fsync back on: the retry with the same key gets the ride the first attempt wrote
+        _config_set(db, "appendfsync", "everysec")
+        accepted = _post_ride(city, "durable-rider", body, key="trip-1")
+        assert accepted.status_code == 202, accepted.text
+        assert db.smembers(SF.rider_rides("durable-rider")) == {
+            accepted.json()["ride_id"].encode()
+        }, "the retry replayed the first attempt's ride: one ride per key"
+
+        # a server that refuses WAITAOF (appendonly off) gets no silent downgrade either
+        _config_set(db, "appendonly", "no")
+        refused = _post_ride(city, "durable-rider-2", body, key="trip-2")
+        assert refused.status_code == 503, refused.text
+        assert int(refused.headers["Retry-After"]) >= 1
+    finally:
+        _config_set(db, "appendonly", "yes")
+        db.close()
+
+
+def test_the_ride_script_and_its_waitaof_run_on_one_connection(shared_city: City) -> None:
+    """WAITAOF covers the writes of the connection it is sent on: under concurrent requests,
+    MONITOR shows each ride script followed, on its own client connection, by WAITAOF.
+    A structural guard: the old code often passed it too (a LIFO pool tends to hand the
+    script's connection back for the WAITAOF); the 503 test above is the one it failed."""
+    db = shared_city.platform.redis_client()
+    if isinstance(db, redis.RedisCluster):
+        pytest.skip("MONITOR is per node; the single-server run checks this")
+    riders = [f"monitored-{i}" for i in range(12)]
+    seen: list[dict[str, Any]] = []
+    listening, done = threading.Event(), threading.Event()
+
+    def watch() -> None:
+        with db.monitor() as monitor:
+            listening.set()
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not done.is_set():
+                seen.append(monitor.next_command())
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    assert listening.wait(10)
+    with concurrent.futures.ThreadPoolExecutor(len(riders)) as pool:
+        body = _ride_body(DOWNTOWN, DROPOFF)
+        responses = list(pool.map(lambda r: _post_ride(shared_city, r, body), riders))
+    assert [r.status_code for r in responses] == [202] * len(riders)
+    _post_ride(shared_city, "monitored-last", {})  # one more command to wake the watcher
+    done.set()
+    watcher.join(30)
+    for rider in riders:
+        at = max(  # the last attempt: an EVALSHA refused with NOSCRIPT is followed by EVAL
+            i
+            for i, c in enumerate(seen)
+            if c["command"].startswith("EVAL") and f" {rider} " in f" {c['command']} "
+        )
+        where = (seen[at]["client_address"], seen[at]["client_port"])
+        following = next(
+            c for c in seen[at + 1 :] if (c["client_address"], c["client_port"]) == where
+        )
+        assert following["command"].startswith("WAITAOF 1 0"), (rider, following)
+    for rider, response in zip(riders, responses, strict=True):
+        assert _cancel(shared_city, rider, response.json()["ride_id"]).status_code == 200
+    db.close()
+
+
+# --- 11.2: a quote is bound to its trip and used once -----------------------------------------
+
+
+def test_a_quote_serves_one_ride_of_its_rider_along_its_own_trip(shared_city: City) -> None:
+    hop = offset(DOWNTOWN, 110, 0)
+    quote = _quote(shared_city, "q-rider", DOWNTOWN, hop)
+    quoted = {"quote_id": quote["quote_id"]}
+
+    far = _post_ride(
+        shared_city, "q-rider", _ride_body(DOWNTOWN, offset(DOWNTOWN, 3000, 0), **quoted)
+    )
+    assert (far.status_code, far.json().get("field")) == (422, "dropoff"), far.text
+    moved = offset(DOWNTOWN, -1500, 0)
+    elsewhere = _post_ride(shared_city, "q-rider", _ride_body(moved, hop, **quoted))
+    assert (elsewhere.status_code, elsewhere.json().get("field")) == (422, "pickup"), elsewhere.text
+    stolen = _post_ride(shared_city, "q-thief", _ride_body(DOWNTOWN, hop, **quoted))
+    assert (stolen.status_code, stolen.json().get("field")) == (422, "quote_id"), stolen.text
+
+    # GPS drift of a few metres still fits the quote's cells
+    ok = _post_ride(shared_city, "q-rider", _ride_body(offset(DOWNTOWN, 5, 5), hop, **quoted))
+    assert ok.status_code == 202, ok.text
+    ride_id = ok.json()["ride_id"]
+    ride = shared_city.ride(ride_id)
+    assert (ride["fare"], ride["surge"]) == (quote["fare"], quote["surge"]), "the quote is charged"
+
+    assert _cancel(shared_city, "q-rider", ride_id).status_code == 200
+    again = _post_ride(shared_city, "q-rider", _ride_body(DOWNTOWN, hop, **quoted))
+    assert (again.status_code, again.json().get("field")) == (422, "quote_id"), again.text
+    assert "used" in again.json()["detail"]
+
+
+# --- 11.3: Idempotency-Key ----------------------------------------------------------------------
+
+
+def test_an_idempotency_key_replays_its_answer_and_refuses_another_body(
+    shared_city: City,
+) -> None:
+    hop = offset(DOWNTOWN, 400, 0)
+    quote = _quote(shared_city, "idem-a", DOWNTOWN, hop)
+    body = _ride_body(DOWNTOWN, hop, quote_id=quote["quote_id"])
+    first = _post_ride(shared_city, "idem-a", body, key="k-1")
+    assert first.status_code == 202, first.text
+
+    # the quote is used up now, yet the retry is answered from the key, not refused for it
+    retry = _post_ride(shared_city, "idem-a", body, key="k-1")
+    assert retry.status_code == 202, retry.text
+    assert retry.json() == first.json()
+
+    other = _post_ride(shared_city, "idem-a", _ride_body(DOWNTOWN, DROPOFF), key="k-1")
+    assert (other.status_code, other.json().get("field")) == (422, "idempotency_key"), other.text
+
+    # keys are the rider's: another rider's identical key is a different request
+    stranger = _post_ride(shared_city, "idem-b", _ride_body(DOWNTOWN, DROPOFF), key="k-1")
+    assert stranger.status_code == 202, stranger.text
+    assert stranger.json()["ride_id"] != first.json()["ride_id"]
+    for rider, ride_id in (("idem-a", first), ("idem-b", stranger)):
+        assert _cancel(shared_city, rider, ride_id.json()["ride_id"]).status_code == 200
+
+
+# --- 11.4: limits ---------------------------------------------------------------------------------
+
+
+def _fresh_minute_window(seconds_needed: float = 20) -> None:
+    """The per-minute counters are fixed windows: start where this test's calls fit in one."""
+    left = 60 - time.time() % 60
+    if left < seconds_needed:
+        time.sleep(left + 0.2)
+
+
+def test_rider_limits_answer_429_with_retry_after(shared_city: City) -> None:
+    _fresh_minute_window()
+    first = _post_ride(shared_city, "busy", _ride_body(DOWNTOWN, DROPOFF))
+    assert first.status_code == 202, first.text
+    second = _post_ride(shared_city, "busy", _ride_body(DOWNTOWN, DROPOFF))
+    assert second.status_code == 429, "one open ride at a time (RIDEPULSE_RIDER_OPEN_RIDES=1)"
+    assert second.json()["error"] == "rate_limited" and int(second.headers["Retry-After"]) >= 1
+    assert _cancel(shared_city, "busy", first.json()["ride_id"]).status_code == 200
+    third = _post_ride(shared_city, "busy", _ride_body(DOWNTOWN, DROPOFF))
+    assert third.status_code == 202, "a finished ride frees the rider's slot"
+
+    # ride requests per minute (10 by default): every attempt counts, refused ones too
+    codes = [_post_ride(shared_city, "busy", _ride_body(DOWNTOWN, DROPOFF)) for _ in range(9)]
+    assert "per minute" in codes[-1].json()["detail"], codes[-1].text
+    assert codes[-1].status_code == 429 and int(codes[-1].headers["Retry-After"]) >= 1
+
+    params = {
+        "pickup_lat": DOWNTOWN[0],
+        "pickup_lon": DOWNTOWN[1],
+        "dropoff_lat": DROPOFF[0],
+        "dropoff_lon": DROPOFF[1],
+    }
+    rider = shared_city.token("rider", "quoter")
+    _fresh_minute_window()
+    quotes = [shared_city.http.get("/v1/quote", params=params, headers=rider) for _ in range(31)]
+    assert [q.status_code for q in quotes[:30]] == [200] * 30
+    assert quotes[30].status_code == 429 and int(quotes[30].headers["Retry-After"]) >= 1
+
+
+def test_driver_websockets_are_capped_per_token(shared_city: City) -> None:
+    token = mint_token(shared_city.secret, "driver", "ws-capped")
+    url = f"ws://127.0.0.1:{shared_city.platform.api_port}/v1/drivers/ws-capped/ws?token={token}"
+    with connect(url, open_timeout=10), connect(url, open_timeout=10):
+        with pytest.raises(InvalidStatus) as refused:
+            connect(url, open_timeout=10)
+        assert refused.value.response.status_code == 429
+        assert int(refused.value.response.headers["Retry-After"]) >= 1
+    # closing frees the slots (the server notices the close asynchronously)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with connect(url, open_timeout=10):
+                break
+        except InvalidStatus:
+            assert time.monotonic() < deadline, "closed sockets never freed their slots"
+            time.sleep(0.1)
+
+
+# --- 11.7: someone else's ride is a 404 --------------------------------------------------------------
+
+
+def test_someone_elses_ride_answers_exactly_like_a_missing_one(shared_city: City) -> None:
+    ride_id = _post_ride(shared_city, "owner-404", _ride_body(DOWNTOWN, DROPOFF)).json()["ride_id"]
+    missing_id = ride_id[:-4] + "0000"
+    for role, subject in (("rider", "stranger-404"), ("driver", "stranger-driver")):
+        headers = shared_city.token(role, subject)
+        theirs = shared_city.http.get(f"/v1/rides/{ride_id}", headers=headers)
+        missing = shared_city.http.get(f"/v1/rides/{missing_id}", headers=headers)
+        assert theirs.status_code == missing.status_code == 404
+        assert theirs.json()["error"] == missing.json()["error"] == "not_found"
+        assert theirs.json()["detail"].replace(ride_id, "X") == missing.json()["detail"].replace(
+            missing_id, "X"
+        )
+    cancel = _cancel(shared_city, "stranger-404", ride_id)
+    assert cancel.status_code == 404
+    assert _cancel(shared_city, "owner-404", ride_id).status_code == 200
