@@ -11,6 +11,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from ingest.deps import Deps
 from ingest.routes_telemetry import accept_ping
 from ridepulse.errors import RidePulseError
+from ridepulse.ws_expiry import close_at_expiry
 
 router = APIRouter(tags=["telemetry"])
 POLICY_VIOLATION = 1008
@@ -44,6 +45,7 @@ async def driver_socket(websocket: WebSocket, driver_id: str) -> None:
     await websocket.accept()
     queue = deps.notifier.subscribe(driver_id)
     sender = asyncio.create_task(_send_loop(websocket, queue))
+    expiry = asyncio.create_task(close_at_expiry(websocket, who.expires_at))
     try:
         while True:
             raw = await websocket.receive_text()
@@ -56,10 +58,11 @@ async def driver_socket(websocket: WebSocket, driver_id: str) -> None:
                 await websocket.send_text('{"type":"error","detail":"not JSON"}')
             except RidePulseError as exc:
                 await websocket.send_bytes(_error(exc.detail, exc.field))
-    except WebSocketDisconnect:
+    except (WebSocketDisconnect, RuntimeError):  # RuntimeError: closed by the expiry task
         pass
     finally:
         sender.cancel()
+        expiry.cancel()
         deps.notifier.unsubscribe(driver_id, queue)
 
 

@@ -11,10 +11,10 @@ of the demand."""
 
 from __future__ import annotations
 
-import contextlib
 from functools import partial
+from typing import Any
 
-from redis.exceptions import ResponseError
+from redis.exceptions import NoPermissionError, ResponseError
 
 from pricing.deps import PricingDeps
 from pricing.handlers import HANDLERS
@@ -69,8 +69,30 @@ async def warm_up(deps: PricingDeps) -> None:
 async def _drop_retired_group(deps: PricingDeps, market: str) -> None:
     """Supply once came from telemetry through group `pricing.supply`; left in place on an
     upgraded deployment it would lag forever and make `ridepulse status` report it."""
-    with contextlib.suppress(ResponseError):  # no such stream or group
-        await deps.redis.xgroup_destroy(deps.keys(market).telemetry, RETIRED_SUPPLY_GROUP)
+    stream = deps.keys(market).telemetry
+    try:
+        groups = await deps.redis.xinfo_groups(stream)
+    except ResponseError:  # no such stream
+        return
+    if not any(_name(g) == RETIRED_SUPPLY_GROUP for g in groups):
+        return  # looked first: a fresh deployment never attempts what its user may not do
+    try:
+        await deps.redis.xgroup_destroy(stream, RETIRED_SUPPLY_GROUP)
+        return
+    except NoPermissionError:
+        pass
+    # pricing's own Redis user may not destroy groups (docs/security.md): the operator does
+    get_logger().warning(
+        "pricing.retired_group_left",
+        stream=stream,
+        group=RETIRED_SUPPLY_GROUP,
+        fix=f"XGROUP DESTROY {stream} {RETIRED_SUPPLY_GROUP} (as the operator)",
+    )
+
+
+def _name(group: dict[Any, Any]) -> str:
+    name = group.get("name", group.get(b"name", b""))
+    return name.decode() if isinstance(name, bytes) else str(name)
 
 
 async def serve(settings: Settings) -> None:

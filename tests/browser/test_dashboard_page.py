@@ -24,7 +24,7 @@ from dashboard.config import FeedConfig
 from dashboard.hub import Hub
 from dashboard.protocol import apply_delta
 from dashboard.state import CityState
-from ridepulse.auth import mint_token
+from ridepulse.auth import mint_dashboard_link
 from ridepulse.keys import MarketKeys
 from ridepulse.redis_server import free_port
 from ridepulse.settings import Settings
@@ -70,7 +70,7 @@ class DashboardProcess:
             "RIDEPULSE_HEARTBEAT_INTERVAL_S": "1.0",
         }
         self.process: subprocess.Popen[bytes] | None = None
-        self.token = mint_token(settings.secret or "", "ops", "browser-test")
+        self.token = mint_dashboard_link(settings.secret or "", "browser-test")
 
     @property
     def url(self) -> str:
@@ -267,7 +267,7 @@ async def test_page_without_a_token_says_how_to_get_one(
     await expect(page.locator("#conn-badge")).to_have_attribute(
         "data-state", "unauthorized", timeout=10_000
     )
-    await expect(page.locator("#notice")).to_contain_text("ops token")
+    await expect(page.locator("#notice")).to_contain_text("dashboard token")
 
 
 async def test_page_applies_deltas_exactly_like_the_server(
