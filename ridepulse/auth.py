@@ -55,7 +55,7 @@ class Principal:
 def write_private(path: Path, text: str) -> None:
     """Create `path` readable by its owner only from the first byte (no write-then-chmod
     window in which another local user could read a secret)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # a new dir is private too
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, SECRET_FILE_MODE)
     with os.fdopen(fd, "w") as handle:
         os.fchmod(handle.fileno(), SECRET_FILE_MODE)  # an older file may have had a wider mode

@@ -180,6 +180,11 @@ async def test_page_loads_offline_and_follows_a_ride_to_completed(
     page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
     await page.goto(f"{dashboard.url}/?token={dashboard.token}")
     await expect(page.locator("#conn-badge")).to_contain_text("live", timeout=10_000)
+    # The link's token left the address bar; the feed runs on a cookie scripts cannot read.
+    assert page.url == f"{dashboard.url}/"
+    assert "rp_dashboard" not in await page.evaluate("document.cookie")
+    cookies = {c["name"]: c for c in await page.context.cookies()}
+    assert cookies["rp_dashboard"]["httpOnly"] and cookies["rp_dashboard"]["sameSite"] == "Strict"
     await put_drivers(
         redis,
         keys,

@@ -289,7 +289,11 @@ def test_the_dashboard_user_can_read_but_not_write(server: EmbeddedRedis) -> Non
     viewer.close()
 
 
-def test_a_service_user_really_gets_noperm_not_just_in_dryrun(server: EmbeddedRedis) -> None:
+def test_a_service_user_really_gets_noperm_not_just_in_dryrun(
+    server: EmbeddedRedis, operator: redis.Redis
+) -> None:
+    """And the server's ACL LOG records it: the e2e suite fails on any entry there."""
+    operator.acl_log_reset()
     client = _client(server, "matching")
     with pytest.raises(NoPermissionError):
         client.delete(f"{SF}:rides")
@@ -298,6 +302,8 @@ def test_a_service_user_really_gets_noperm_not_just_in_dryrun(server: EmbeddedRe
     with pytest.raises(NoPermissionError):
         client.flushall()
     client.close()
+    logged = {(e["username"], e["object"]) for e in operator.acl_log()}
+    assert {("matching", f"{SF}:rides"), ("matching", "flushall")} <= logged, logged
 
 
 def test_the_acl_file_holds_password_hashes_only(server: EmbeddedRedis) -> None:
