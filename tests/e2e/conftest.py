@@ -39,7 +39,9 @@ def city(tmp_path: Path) -> Iterator[City]:
     client.close()
     denied = platform.acl_denials()
     code = platform.stop()
-    assert not denied, f"services were refused by their Redis users (ridepulse/acl.py): {denied}"
+    assert not denied, (
+        f"services were refused by their Redis users (ridepulse/acl_grants.py): {denied}"
+    )
     assert code == 0, f"ridepulse up exited {code}:\n{platform.text()[-2000:]}"
 
 
@@ -51,4 +53,6 @@ def shared_city(tmp_path_factory: pytest.TempPathFactory) -> Iterator[City]:
     client.close()
     denied = platform.acl_denials()
     platform.stop()
-    assert not denied, f"services were refused by their Redis users (ridepulse/acl.py): {denied}"
+    assert not denied, (
+        f"services were refused by their Redis users (ridepulse/acl_grants.py): {denied}"
+    )

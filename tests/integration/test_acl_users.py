@@ -1,7 +1,7 @@
 """Each service connects as its own ACL user with only what it needs (DESIGN §9,
 docs/security.md): an allow-list of commands and the key patterns it owns.
 
-Two tables drive the checks, so a new command is one line here and one in ridepulse/acl.py:
+Two tables drive the checks, so a new command is one line here and one in ridepulse/acl_grants.py:
 `MUST_NOT` — what every (or one) service user must be refused (NOPERM), and `MUST` — samples
 of what each service really sends, which must stay allowed. Both are checked with ACL DRYRUN
 against the real server; tests/e2e additionally fails on any NOPERM the services meet."""

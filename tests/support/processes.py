@@ -104,7 +104,7 @@ class Platform:
 
     def acl_denials(self) -> list[str]:
         """What the server's ACL LOG holds: each NOPERM a service user met (a command or key
-        missing from its grant in ridepulse/acl.py), or a failed AUTH. Empty on a cluster,
+        missing from its grant in ridepulse/acl_grants.py), or a failed AUTH. Empty on a cluster,
         where the services connect as the operator."""
         if self.cluster is not None or not (self.data_dir / "redis.url").exists():
             return []

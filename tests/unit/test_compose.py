@@ -146,7 +146,7 @@ def test_each_service_connects_as_its_own_redis_user(services: dict[str, dict[st
             rf"^redis://{re.escape(name)}:\$\{{{password_env(name)}:\?[^}}]+\}}@redis:6379/0$"
         )
         assert re.match(expected, url), f"{name} connects with {url}"
-        assert name in SERVICE_GRANTS, f"{name} has no ACL user in ridepulse/acl.py"
+        assert name in SERVICE_GRANTS, f"{name} has no ACL user in ridepulse/acl_grants.py"
 
 
 def test_no_secret_has_a_default(compose: dict[str, Any]) -> None:
