@@ -182,7 +182,7 @@ SERVICE_GRANTS: dict[str, Grant] = {
             HEARTBEAT,
             BUS_CONSUMER,
             SCRIPTS,
-            ("zmscore", "hmget", "hset", "zadd", "geoadd", "zrangebyscore", "zrem"),
+            ("zmscore", "hmget", "hset", "zadd", "geoadd", "zrangebyscore", "zrem", "time"),
         ),
         # update_positions.lua takes seen, pos, status and geo as KEYS: a key handed to a
         # script needs read and write access, whatever the script does with it.
@@ -263,11 +263,30 @@ SERVICE_GRANTS: dict[str, Grant] = {
     ),
     # Group-aware trimming of ride streams and age trimming of telemetry.
     "janitor": Grant(
-        commands=_unique(CONNECTION, HEARTBEAT, ("exists", "xtrim", "xinfo|groups", "xpending")),
-        reads=("{*}:rides", "{*}:telemetry"),
-        writes=_unique(("{*}:rides", "{*}:telemetry"), _heartbeat_keys("janitor")),
-        appends=("health",),
-        scoped=_own_heartbeat("janitor"),
+        commands=_unique(
+            CONNECTION,
+            HEARTBEAT,
+            SCRIPTS,
+            RIDE_STEP_COMMANDS,  # lose_driver.lua, evict_drivers.lua
+            ("exists", "xtrim", "xinfo|groups", "xpending", "time", "zrangebyscore", "zscore"),
+            ("smembers", "srem"),  # riders' ride sets, the heartbeat set
+            # Riders' ride sets are found by SCAN (ridepulse/retention.py). SCAN names no key,
+            # so key patterns cannot narrow it: the janitor sees key names, never values.
+            ("scan",),
+        ),
+        reads=_unique(
+            RIDE_STEP_KEYS,
+            ("{*}:telemetry", "{*}:drivers:seen", "{*}:rider:*"),
+            ("heartbeats", "heartbeat:*"),  # EXISTS of every consumer's heartbeat key
+        ),
+        writes=_unique(
+            RIDE_STEP_KEYS,
+            ("{*}:telemetry", "{*}:drivers:seen", "{*}:rider:*"),
+            _heartbeat_keys("janitor"),
+        ),
+        appends=("{*}:rides", "health"),
+        # evict_drivers.lua deletes a departed driver's hash; nothing else is deleted.
+        scoped=(("del", ("heartbeat:janitor:*", "{*}:driver:*")),),
     ),
     # The dashboard only looks: reads of the deployment's keys, nothing else.
     "dashboard": Grant(

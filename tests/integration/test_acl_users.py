@@ -35,7 +35,6 @@ EVERY_SERVICE_MUST_NOT: list[tuple[str, ...]] = [
     ("CLIENT", "PAUSE", "100"),
     ("CLIENT", "LIST"),
     ("KEYS", "*"),
-    ("SCAN", "0"),
     ("SCRIPT", "FLUSH"),
     ("EVAL", "return 1", "0"),
     ("FUNCTION", "FLUSH"),
@@ -88,8 +87,11 @@ MUST_NOT: dict[str, list[tuple[str, ...]]] = {
         ("XGROUP", "DESTROY", f"{SF}:telemetry", "matching.geo"),
     ],
     "janitor": [
-        ("XADD", f"{SF}:rides", "*", "k", "v"),
-        ("HSET", f"{SF}:ride:r1", "status", "x"),
+        ("XADD", f"{SF}:telemetry", "*", "k", "v"),
+        ("HSET", f"{SF}:surge:cells", "c", "9"),
+        ("HSET", f"{SF}:eta:speeds", "c", "99"),
+        ("DEL", f"{SF}:ride:r1"),
+        ("SET", f"{SF}:idem:r1:k1", "x"),
         ("XREADGROUP", "GROUP", "g", "c", "STREAMS", f"{SF}:rides", ">"),
     ],
     "dashboard": [
@@ -156,6 +158,7 @@ MUST: dict[str, list[tuple[str, ...]]] = {
         ("HMGET", f"{SF}:drivers:status", "d1"),
     ],
     "matching-geo": [
+        ("TIME",),
         ("HSET", f"{SF}:drivers:pos", "d1", "x"),
         ("ZADD", f"{SF}:drivers:seen", "1", "d1"),
         ("GEOADD", f"{SF}:drivers:geo", "-122.4", "37.7", "d1"),
@@ -180,6 +183,15 @@ MUST: dict[str, list[tuple[str, ...]]] = {
         ("XINFO", "GROUPS", f"{SF}:telemetry"),
     ],
     "janitor": [
+        *RIDE_STEP_SAMPLES,
+        ("TIME",),
+        ("SCAN", "0", "MATCH", f"{SF}:rider:*:rides", "COUNT", "1000"),
+        ("SMEMBERS", f"{SF}:rider:r1:rides"),
+        ("SREM", f"{SF}:rider:r1:rides", "x"),
+        ("ZSCORE", f"{SF}:drivers:seen", "d1"),
+        ("DEL", f"{SF}:driver:d1"),
+        ("EXISTS", "rp:heartbeat:matching:matching-1"),
+        ("SREM", "rp:heartbeats", "rp:heartbeat:matching:matching-1"),
         ("EXISTS", f"{SF}:rides"),
         ("XINFO", "GROUPS", f"{SF}:rides"),
         ("XPENDING", f"{SF}:rides", "matching"),
@@ -207,6 +219,10 @@ GROUPS: dict[str, list[tuple[str, str]]] = {
     "pricing": [("pricing", f"{SF}:rides")],
 }
 HEARTBEATING = ("ingest", "matching", "matching-geo", "eta", "pricing", "janitor")
+# Only the janitor scans (riders' ride sets): SCAN names no key, so no pattern narrows it.
+for _service, _refused in MUST_NOT.items():
+    if _service != "janitor":
+        _refused.append(("SCAN", "0"))
 
 
 def _dryrun(operator: redis.Redis, user: str, command: tuple[str, ...]) -> str:
