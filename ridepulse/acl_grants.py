@@ -144,11 +144,12 @@ SERVICE_GRANTS: dict[str, Grant] = {
                 "{*}:quote:*",
                 "{*}:idem:*",
                 "{*}:rider:*",
+                "{*}:drivers:seen",  # accept checks freshness on the server clock
             ),
         ),
         writes=_unique(
             RIDE_STEP_KEYS,
-            ("{*}:telemetry", "{*}:quote:*", "{*}:idem:*", "{*}:rider:*"),
+            ("{*}:telemetry", "{*}:quote:*", "{*}:idem:*", "{*}:rider:*", "{*}:drivers:seen"),
             _heartbeat_keys("ingest"),
         ),
         appends=("{*}:telemetry", "{*}:rides", "health"),
