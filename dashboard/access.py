@@ -1,27 +1,71 @@
-"""Who may read the feed: an ops token (when auth is on), and for WebSockets a same-origin page."""
+"""Who may read the feed: a `dashboard`-audience token (never an API token), and for
+WebSockets a same-origin page.
+
+A dashboard link carries a short-lived token; opening it swaps that for a longer-lived session
+token in an HttpOnly, SameSite=Strict cookie, so the link can be shared without sharing power
+and page scripts never see the session (docs/security.md)."""
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from ridepulse.auth import Principal, bearer, verify_token
+from fastapi.responses import Response
+
+from ridepulse.auth import (
+    DASHBOARD_SESSION_TTL_S,
+    Principal,
+    bearer,
+    mint_token,
+    verify_token,
+)
 from ridepulse.errors import Unauthorized
 from ridepulse.settings import Settings
 
+SESSION_COOKIE = "rp_dashboard"
 
-def token_from(query_token: str | None, authorization: str | None) -> str | None:
+
+def token_from(
+    query_token: str | None, authorization: str | None, cookie: str | None = None
+) -> str | None:
+    """An explicit token (query, then header) wins over the session cookie."""
     if query_token:
         return query_token
-    return bearer(authorization) if authorization else None
+    if authorization:
+        return bearer(authorization)
+    return cookie or None
 
 
-def require_ops(settings: Settings, secret: str, token: str | None) -> Principal | None:
-    """The ops principal; None when auth is off. Unauthorized / Forbidden otherwise."""
+def require_viewer(settings: Settings, secret: str, token: str | None) -> Principal | None:
+    """The dashboard principal; None when auth is off. Unauthorized otherwise (API tokens too:
+    they are for another audience)."""
     if not settings.auth_enabled:
         return None
     if not token:
-        raise Unauthorized("an ops token is required: ?token=… or Authorization: Bearer …")
-    return verify_token(secret, token).require("ops")
+        raise Unauthorized(
+            "a dashboard token is required: open the link `ridepulse up` prints, "
+            "or ?token=… / Authorization: Bearer … (`ridepulse token --dashboard`)"
+        )
+    return verify_token(secret, token, audience="dashboard").require("viewer")
+
+
+def start_session(response: Response, secret: str, link: Principal, secure: bool) -> None:
+    """Swap a verified link token for a session cookie the page's scripts cannot read."""
+    session = mint_token(
+        secret,
+        "viewer",
+        link.subject,
+        ttl_s=DASHBOARD_SESSION_TTL_S,
+        audience="dashboard",
+    )
+    response.set_cookie(
+        SESSION_COOKIE,
+        session,
+        max_age=DASHBOARD_SESSION_TTL_S,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=secure,
+    )
 
 
 def origin_allowed(origin: str | None, host: str | None) -> bool:

@@ -6,14 +6,14 @@ import asyncio
 from pathlib import Path
 
 import orjson
-from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import FileResponse, Response
+from fastapi import APIRouter, Cookie, Header, Query, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from dashboard.access import require_ops, token_from
+from dashboard.access import SESSION_COOKIE, require_viewer, start_session, token_from
 from dashboard.basemap import basemap_for
 from dashboard.feed import Feed
-from ridepulse.errors import NotFound, RedisUnavailable
+from ridepulse.errors import NotFound, RedisUnavailable, RidePulseError
 
 STATIC = Path(__file__).parent / "static"
 SNAPSHOT_WAIT_S = 5.0
@@ -30,9 +30,13 @@ def _feed(request: Request) -> Feed:
     return feed
 
 
-def _authorize(request: Request, token: str | None, authorization: str | None) -> None:
-    require_ops(
-        request.app.state.settings, request.app.state.secret, token_from(token, authorization)
+def _authorize(
+    request: Request, token: str | None, authorization: str | None, session: str | None
+) -> None:
+    require_viewer(
+        request.app.state.settings,
+        request.app.state.secret,
+        token_from(token, authorization, session),
     )
 
 
@@ -45,8 +49,20 @@ PAGE_CSP = (
 
 
 @router.get("/", include_in_schema=False)
-async def page() -> FileResponse:
-    """The page needs no token to load; it reads one from its own URL for the feed."""
+async def page(request: Request, token: str | None = Query(None)) -> Response:
+    """The page needs no token to load. A link's `?token=` is swapped for the session cookie
+    and dropped from the address bar (303 to `/`); a bad or expired one sets no cookie and
+    the page says how to get a fresh link."""
+    if token is not None:
+        redirect = RedirectResponse("/", status_code=303, headers={"Cache-Control": "no-store"})
+        settings, secret = request.app.state.settings, request.app.state.secret
+        try:
+            link = require_viewer(settings, secret, token)
+        except RidePulseError:
+            return redirect
+        if link is not None:
+            start_session(redirect, secret, link, secure=request.url.scheme == "https")
+        return redirect
     headers = {
         "Cache-Control": "no-cache",
         "Content-Security-Policy": PAGE_CSP,
@@ -72,9 +88,12 @@ async def metrics() -> Response:
 
 @router.get("/api/snapshot")
 async def snapshot(
-    request: Request, token: str | None = Query(None), authorization: str | None = Header(None)
+    request: Request,
+    token: str | None = Query(None),
+    authorization: str | None = Header(None),
+    session: str | None = Cookie(None, alias=SESSION_COOKIE),
 ) -> Response:
-    _authorize(request, token, authorization)
+    _authorize(request, token, authorization, session)
     try:
         text = await asyncio.wait_for(_feed(request).hub.snapshot_text(), SNAPSHOT_WAIT_S)
     except TimeoutError:
@@ -88,8 +107,9 @@ async def ride(
     ride_id: str,
     token: str | None = Query(None),
     authorization: str | None = Header(None),
+    session: str | None = Cookie(None, alias=SESSION_COOKIE),
 ) -> Response:
-    _authorize(request, token, authorization)
+    _authorize(request, token, authorization, session)
     found = await _feed(request).ride(ride_id)
     if found is None:
         raise NotFound(f"no ride {ride_id!r}", field="ride_id")

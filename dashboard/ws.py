@@ -1,6 +1,8 @@
 """WS /ws: a snapshot (or the missed deltas) then deltas, from the client's bounded queue.
 
-Query: token (ops, when auth is on), last_seq and epoch (from the snapshot) to resume."""
+Auth (when on): the session cookie the page got from its link, or a `dashboard`-audience token
+in ?token= / Authorization. The socket closes with 4401 when that token expires.
+Query: last_seq and epoch (from the snapshot) to resume."""
 
 from __future__ import annotations
 
@@ -9,10 +11,11 @@ import contextlib
 
 from fastapi import WebSocket
 
-from dashboard.access import origin_allowed, require_ops, token_from
+from dashboard.access import SESSION_COOKIE, origin_allowed, require_viewer, token_from
 from dashboard.feed import Feed
 from dashboard.hub import Client
 from ridepulse.errors import RidePulseError
+from ridepulse.ws_expiry import close_at_expiry
 
 POLICY_VIOLATION = 1008
 TRY_AGAIN_LATER = 1013
@@ -33,9 +36,11 @@ async def feed_socket(websocket: WebSocket) -> None:
         return
     try:
         token = token_from(
-            websocket.query_params.get("token"), websocket.headers.get("authorization")
+            websocket.query_params.get("token"),
+            websocket.headers.get("authorization"),
+            websocket.cookies.get(SESSION_COOKIE),
         )
-        require_ops(app.state.settings, app.state.secret, token)
+        viewer = require_viewer(app.state.settings, app.state.secret, token)
     except RidePulseError as exc:
         await websocket.accept()
         await websocket.close(POLICY_VIOLATION, reason=exc.code)
@@ -49,6 +54,8 @@ async def feed_socket(websocket: WebSocket) -> None:
         asyncio.create_task(_receive(websocket)),
         asyncio.create_task(client.gone.wait()),
     ]
+    if viewer is not None:
+        tasks.append(asyncio.create_task(close_at_expiry(websocket, viewer.expires_at)))
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,31 +58,17 @@ class Deps:
         return self.stores[self.market_of_ride(ride_id).id]
 
     def authenticate(self, header: str | None) -> Principal:
-        """Verify a bearer token; verified tokens are cached (HS256 verify is on the hot path)."""
+        """Verify an `api`-audience bearer token (dashboard tokens get 401); verified tokens
+        are cached until they expire (HS256 verify is on the hot path)."""
         token = bearer(header)
         cached = self._tokens.get(token)
-        now = _monotonic_wall()
-        if cached is not None and cached[1] > now:
+        if cached is not None and cached[1] > time.time():
             return cached[0]
-        principal = verify_token(self.secret, token)
+        principal = verify_token(self.secret, token, audience="api")
         if len(self._tokens) >= TOKEN_CACHE_SIZE:
             self._tokens.clear()
-        claims_exp = _token_exp(token)
-        self._tokens[token] = (principal, claims_exp)
+        self._tokens[token] = (principal, principal.expires_at)
         return principal
-
-
-def _monotonic_wall() -> float:
-    import time
-
-    return time.time()
-
-
-def _token_exp(token: str) -> float:
-    import jwt
-
-    exp: Any = jwt.decode(token, options={"verify_signature": False}).get("exp", 0)
-    return float(exp)
 
 
 def get_deps(request: Request) -> Deps:

@@ -13,6 +13,7 @@ from ingest.errors import error_response
 from ingest.ratelimit import ConnectionCap
 from ingest.routes_telemetry import accept_ping
 from ridepulse.errors import RidePulseError
+from ridepulse.ws_expiry import close_at_expiry
 
 router = APIRouter(tags=["telemetry"])
 POLICY_VIOLATION = 1008
@@ -67,14 +68,15 @@ async def driver_socket(websocket: WebSocket, driver_id: str) -> None:
         return
     try:
         await websocket.accept()
-        await _serve(websocket, deps, driver_id)
+        await _serve(websocket, deps, driver_id, who.expires_at)
     finally:
         cap.release(header or "")
 
 
-async def _serve(websocket: WebSocket, deps: Deps, driver_id: str) -> None:
+async def _serve(websocket: WebSocket, deps: Deps, driver_id: str, expires_at: float) -> None:
     queue = deps.notifier.subscribe(driver_id)
     sender = asyncio.create_task(_send_loop(websocket, queue))
+    expiry = asyncio.create_task(close_at_expiry(websocket, expires_at))
     try:
         while True:
             raw = await websocket.receive_text()
@@ -87,10 +89,11 @@ async def _serve(websocket: WebSocket, deps: Deps, driver_id: str) -> None:
                 await websocket.send_text('{"type":"error","detail":"not JSON"}')
             except RidePulseError as exc:
                 await websocket.send_bytes(_error(exc.detail, exc.field))
-    except WebSocketDisconnect:
+    except (WebSocketDisconnect, RuntimeError):  # RuntimeError: closed by the expiry task
         pass
     finally:
         sender.cancel()
+        expiry.cancel()
         deps.notifier.unsubscribe(driver_id, queue)
 
 

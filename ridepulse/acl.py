@@ -1,28 +1,40 @@
-"""Redis ACL users: each service connects as its own user with only what it needs (DESIGN §9).
+"""Redis ACL users: each service connects as its own user with an allow-list of the commands
+it sends and the keys it owns (DESIGN §9, docs/security.md). The grants themselves are data in
+ridepulse/acl_grants.py; this module renders them into an ACL file and keeps the passwords.
 
-The embedded server loads these from an ACL file in its data dir; on a cluster, load the same
-file on every node (ACL users live per node). Key patterns use the key prefix, so one server
-can host several isolated deployments."""
+Passwords live in the ACL file only as SHA-256 hashes (`#<hex>`); the plaintext of each
+service's password is in `acl.passwords` (0600) in the data dir, for the launcher to hand to
+that service. On a cluster, load the same ACL file on every node (users live per node)."""
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from pathlib import Path
 from urllib.parse import quote
 
-# Consumers and ingest write streams, projections and run the ride scripts; nobody but the
-# operator may reconfigure, flush or shut the server down (-@admin -@dangerous).
-_WRITER = "+@all -@admin -@dangerous"
-SERVICE_RULES: dict[str, str] = {
-    "ingest": _WRITER,
-    "matching": _WRITER,
-    "matching-geo": _WRITER,
-    "eta": _WRITER,
-    "pricing": _WRITER,
-    "janitor": _WRITER,
-    # The dashboard only looks: reads, stream reads and connection commands.
-    "dashboard": "+@read +@connection",
-}
+from ridepulse.acl_grants import SERVICE_GRANTS, Grant
+from ridepulse.auth import write_private
+
+__all__ = ["SERVICE_GRANTS", "Grant", "acl_file_text", "service_passwords", "service_url"]
+
+
+def grant_rules(grant: Grant, prefix: str) -> str:
+    """One user's rules in ACL syntax, on keys under `prefix`."""
+    rules = ["resetchannels", "-@all", *(f"+{c}" for c in grant.commands)]
+    rules += [f"%R~{prefix}:{pattern}" for pattern in grant.reads]
+    rules += [f"%W~{prefix}:{pattern}" for pattern in grant.writes]
+    if grant.appends:
+        streams = " ".join(f"%W~{prefix}:{p}" for p in grant.appends)
+        rules.append(f"(+xadd {streams})")
+    for command, patterns in grant.scoped:
+        keys = " ".join(f"%RW~{prefix}:{p}" for p in patterns)
+        rules.append(f"(+{command} {keys})")
+    return " ".join(rules)
+
+
+def password_hash(password: str) -> str:
+    return hashlib.sha256(password.encode()).hexdigest()
 
 
 def _load_passwords(path: Path) -> dict[str, str]:
@@ -33,26 +45,34 @@ def _load_passwords(path: Path) -> dict[str, str]:
 
 
 def service_passwords(data_dir: Path) -> dict[str, str]:
-    """One password per service user, generated once and kept (0600) in the data dir."""
+    """One password per service user, generated once and kept (0600 from creation)."""
     path = data_dir / "acl.passwords"
     known = _load_passwords(path)
     changed = False
-    for user in SERVICE_RULES:
+    for user in SERVICE_GRANTS:
         if user not in known:
             known[user] = secrets.token_urlsafe(24)
             changed = True
     if changed:
-        path.write_text("".join(f"{u}={p}\n" for u, p in known.items()))
-        path.chmod(0o600)
+        write_private(path, "".join(f"{u}={p}\n" for u, p in known.items()))
     return known
 
 
 def acl_file_text(default_password: str, passwords: dict[str, str], prefix: str = "rp") -> str:
-    """The server's ACL file: the operator (`default`) and one user per service."""
-    lines = [f"user default on >{default_password} ~* &* +@all"]
-    for user, rules in SERVICE_RULES.items():
-        lines.append(f"user {user} on >{passwords[user]} ~{prefix}:* &* {rules}")
+    """The server's ACL file: the operator (`default`) and one user per service, passwords
+    stored as SHA-256 hashes only."""
+    lines = [f"user default on #{password_hash(default_password)} ~* &* +@all"]
+    for user, grant in SERVICE_GRANTS.items():
+        lines.append(
+            f"user {user} on #{password_hash(passwords[user])} {grant_rules(grant, prefix)}"
+        )
     return "\n".join(lines) + "\n"
+
+
+def write_acl_file(
+    path: Path, default_password: str, passwords: dict[str, str], prefix: str
+) -> None:
+    write_private(path, acl_file_text(default_password, passwords, prefix))
 
 
 def service_url(host: str, port: int, user: str, password: str) -> str:

@@ -1,7 +1,13 @@
-"""Signed bearer tokens (JWT, HS256) and roles. The CLI mints them for development."""
+"""Signed bearer tokens (JWT, HS256), their audiences and roles. The CLI mints them.
+
+Every token names the one surface it is good for (`aud`): `api` tokens (driver, rider, fleet,
+ops) open the ingest API and the driver WebSocket; `dashboard` tokens (role `viewer`) only look
+at the dashboard. Each surface refuses the other's tokens, so a shared dashboard link carries no
+power over rides or drivers (docs/security.md)."""
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -13,22 +19,54 @@ import jwt
 from ridepulse.errors import Forbidden, Unauthorized
 from ridepulse.settings import Settings
 
-Role = Literal["driver", "rider", "fleet", "ops"]
+Role = Literal["driver", "rider", "fleet", "ops", "viewer"]
 ROLES: tuple[str, ...] = get_args(Role)
+Audience = Literal["api", "dashboard"]
+AUDIENCES: tuple[str, ...] = get_args(Audience)
+# Which roles a token of each audience may carry: the dashboard only ever looks.
+AUDIENCE_ROLES: dict[str, tuple[str, ...]] = {
+    "api": ("driver", "rider", "fleet", "ops"),
+    "dashboard": ("viewer",),
+}
+API_ROLES = AUDIENCE_ROLES["api"]
 ALGORITHM = "HS256"
 ISSUER = "ridepulse"
 DEFAULT_TTL_S = 12 * 3600
+# A dashboard link sits in scrollback and screen shares: it is only good for a few minutes,
+# long enough to open it once; opening it swaps it for a session cookie.
+DASHBOARD_LINK_TTL_S = 10 * 60
+DASHBOARD_SESSION_TTL_S = 12 * 3600
+SECRET_FILE_MODE = 0o600
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
     role: str
     subject: str
+    audience: str = "api"
+    expires_at: float = 0.0  # epoch seconds; open WebSockets close then
 
     def require(self, *roles: str) -> Principal:
         if self.role not in roles:
             raise Forbidden(f"role {self.role!r} may not do this (needs {' or '.join(roles)})")
         return self
+
+
+def write_private(path: Path, text: str) -> None:
+    """Create `path` readable by its owner only from the first byte (no write-then-chmod
+    window in which another local user could read a secret)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # a new dir is private too
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, SECRET_FILE_MODE)
+    with os.fdopen(fd, "w") as handle:
+        os.fchmod(handle.fileno(), SECRET_FILE_MODE)  # an older file may have had a wider mode
+        handle.write(text)
+
+
+def private_dir(path: Path) -> Path:
+    """A directory only its owner may list or enter (0700), made so from the start."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)  # mkdir's mode is masked by the umask, and an existing dir keeps its own
+    return path
 
 
 def resolve_secret(settings: Settings) -> str:
@@ -38,39 +76,68 @@ def resolve_secret(settings: Settings) -> str:
     path = Path(settings.data_dir) / "secret"
     if path.exists():
         return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(Path(settings.data_dir))
     value = secrets.token_urlsafe(48)
-    path.write_text(value)
-    path.chmod(0o600)
+    write_private(path, value)
     return value
 
 
-def mint_token(secret: str, role: str, subject: str, *, ttl_s: int = DEFAULT_TTL_S) -> str:
-    if role not in ROLES:
-        raise ValueError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
+def mint_token(
+    secret: str,
+    role: str,
+    subject: str,
+    *,
+    ttl_s: int = DEFAULT_TTL_S,
+    audience: str = "api",
+) -> str:
+    if audience not in AUDIENCES:
+        raise ValueError(f"unknown audience {audience!r}; audiences: {', '.join(AUDIENCES)}")
+    if role not in AUDIENCE_ROLES[audience]:
+        allowed = ", ".join(AUDIENCE_ROLES[audience])
+        raise ValueError(f"role {role!r} is not for the {audience} audience; roles: {allowed}")
     now = int(time.time())
-    claims = {"iss": ISSUER, "sub": subject, "role": role, "iat": now, "exp": now + ttl_s}
+    claims = {
+        "iss": ISSUER,
+        "aud": audience,
+        "sub": subject,
+        "role": role,
+        "iat": now,
+        "exp": now + ttl_s,
+    }
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def verify_token(secret: str, token: str) -> Principal:
-    """Decode and check signature, expiry and issuer; Unauthorized with the reason otherwise."""
+def mint_dashboard_link(secret: str, subject: str, ttl_s: int = DASHBOARD_LINK_TTL_S) -> str:
+    """The short-lived token a dashboard URL carries."""
+    return mint_token(secret, "viewer", subject, ttl_s=ttl_s, audience="dashboard")
+
+
+def verify_token(secret: str, token: str, audience: str = "api") -> Principal:
+    """Decode and check signature, expiry, issuer and audience; Unauthorized otherwise."""
     try:
         claims = jwt.decode(
             token,
             secret,
             algorithms=[ALGORITHM],
             issuer=ISSUER,
-            options={"require": ["exp", "sub"]},
+            audience=audience,
+            options={"require": ["exp", "sub", "aud"]},
         )
     except jwt.ExpiredSignatureError:
         raise Unauthorized("token expired") from None
+    except jwt.InvalidAudienceError:
+        raise Unauthorized(f"token is not for the {audience} (wrong audience)") from None
     except jwt.InvalidTokenError as exc:
         raise Unauthorized(f"invalid token: {exc}") from None
     role = claims.get("role")
-    if role not in ROLES:
+    if role not in AUDIENCE_ROLES[audience]:
         raise Unauthorized("token has no valid role")
-    return Principal(role=str(role), subject=str(claims["sub"]))
+    return Principal(
+        role=str(role),
+        subject=str(claims["sub"]),
+        audience=audience,
+        expires_at=float(claims["exp"]),
+    )
 
 
 def bearer(header: str | None) -> str:

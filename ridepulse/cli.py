@@ -16,7 +16,14 @@ import typer
 
 from ridepulse import deadletters as dead_letters
 from ridepulse import launcher
-from ridepulse.auth import ROLES, mint_token, resolve_secret
+from ridepulse.auth import (
+    API_ROLES,
+    DASHBOARD_LINK_TTL_S,
+    DEFAULT_TTL_S,
+    mint_dashboard_link,
+    mint_token,
+    resolve_secret,
+)
 from ridepulse.cli_cluster import cluster_app
 from ridepulse.errors import RedisUnavailable, RidePulseError
 from ridepulse.markets import load_markets
@@ -202,14 +209,37 @@ def redis_only(
 
 @app.command()
 def token(
-    role: Annotated[str, typer.Argument(help=f"one of: {', '.join(ROLES)}")],
-    subject: Annotated[str, typer.Argument(help="driver id, rider id, or a name for fleet/ops")],
-    ttl_s: Annotated[int, typer.Option(help="lifetime in seconds")] = 12 * 3600,
+    role: Annotated[
+        str | None, typer.Argument(help=f"API role, one of: {', '.join(API_ROLES)}")
+    ] = None,
+    subject: Annotated[
+        str | None, typer.Argument(help="driver id, rider id, or a name for fleet/ops/viewer")
+    ] = None,
+    ttl_s: Annotated[
+        int | None,
+        typer.Option(help="lifetime in seconds [default: 12 h; 10 min with --dashboard]"),
+    ] = None,
+    dashboard: Annotated[
+        bool,
+        typer.Option(
+            "--dashboard", help="a short-lived read-only dashboard link token instead of an API one"
+        ),
+    ] = False,
 ) -> None:
-    """Print a signed bearer token for development and simulation."""
-    if role not in ROLES:
-        _fail(f"unknown role {role!r}; choose one of: {', '.join(ROLES)}")
-    typer.echo(mint_token(resolve_secret(Settings()), role, subject, ttl_s=ttl_s))
+    """Print a signed bearer token: `api` audience by default, `dashboard` with --dashboard."""
+    secret = resolve_secret(Settings())
+    if dashboard:
+        if role not in (None, "viewer"):
+            _fail(
+                "a dashboard token has the role 'viewer' only: ridepulse token --dashboard [viewer NAME]"
+            )
+        ttl = DASHBOARD_LINK_TTL_S if ttl_s is None else ttl_s
+        typer.echo(mint_dashboard_link(secret, subject or "dashboard", ttl_s=ttl))
+        return
+    if role not in API_ROLES or not subject:
+        _fail(f"usage: ridepulse token ROLE SUBJECT, ROLE one of: {', '.join(API_ROLES)}")
+    ttl = DEFAULT_TTL_S if ttl_s is None else ttl_s
+    typer.echo(mint_token(secret, role or "", subject or "", ttl_s=ttl))
 
 
 def _redact(url: str | None) -> str:

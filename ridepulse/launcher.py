@@ -12,7 +12,13 @@ from types import FrameType
 
 import redis
 
-from ridepulse.auth import mint_token, resolve_secret
+from ridepulse.auth import (
+    DASHBOARD_LINK_TTL_S,
+    mint_dashboard_link,
+    private_dir,
+    resolve_secret,
+    write_private,
+)
 from ridepulse.keys import GlobalKeys
 from ridepulse.logs import configure_logging, get_logger
 from ridepulse.redis_client import connect_sync
@@ -32,8 +38,7 @@ def start_embedded(settings: Settings) -> EmbeddedRedis:
     server = EmbeddedRedis(
         Path(settings.data_dir) / "redis", key_prefix=settings.key_prefix
     ).start()
-    _url_file(settings).write_text(server.url)
-    _url_file(settings).chmod(0o600)
+    write_private(_url_file(settings), server.url)  # holds the operator's password
     return server
 
 
@@ -123,7 +128,7 @@ def simulation_spec(settings: Settings, secret: str) -> ChildSpec | None:
 
 
 def run_platform(settings: Settings, *, simulate: bool) -> int:
-    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    private_dir(Path(settings.data_dir))  # secret, passwords, logs: the owner's only
     configure_logging("supervisor", settings.log_level)
     log = get_logger()
     server = None
@@ -167,7 +172,8 @@ def print_banner(
     simulating: bool,
     server: EmbeddedRedis | None,
 ) -> None:
-    ops = mint_token(secret, "ops", "dashboard")
+    # A read-only link good for minutes (docs/security.md); opening it sets a session cookie.
+    link = mint_dashboard_link(secret, "dashboard")
     base = f"http://{settings.host}"
     lines = ["", "RidePulse is up."]
     if server is not None:
@@ -176,7 +182,11 @@ def print_banner(
     if "ingest" in services:
         lines.append(f"  API:       {base}:{settings.api_port}/docs")
     if "dashboard" in services:
-        lines.append(f"  Dashboard: {base}:{settings.dashboard_port}/?token={ops}")
+        lines.append(f"  Dashboard: {base}:{settings.dashboard_port}/?token={link}")
+        lines.append(
+            f"             (read-only, valid {DASHBOARD_LINK_TTL_S // 60} min; "
+            "a new one: ridepulse token --dashboard)"
+        )
     lines.append(f"  simulation: {'running (locust, headless)' if simulating else 'off'}")
     lines.append(f"  logs:      {Path(settings.data_dir) / 'logs'}")
     lines.append("  status:    ridepulse status    tokens: ridepulse token <role> <id>")

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import redis
 
-from ridepulse.acl import acl_file_text, service_passwords, service_url
+from ridepulse.acl import service_passwords, service_url, write_acl_file
+from ridepulse.auth import private_dir, write_private
 from ridepulse.errors import RedisUnavailable
 
 
@@ -42,8 +43,7 @@ def _password(data_dir: Path) -> str:
     if path.exists():
         return path.read_text().strip()
     password = secrets.token_urlsafe(24)
-    path.write_text(password)
-    path.chmod(0o600)
+    write_private(path, password)  # 0600 from creation: no window with a wider mode
     return password
 
 
@@ -72,14 +72,13 @@ class EmbeddedRedis:
         return service_url("127.0.0.1", self.port, service, self.service_passwords[service])
 
     def start(self, timeout_s: float = 10.0) -> EmbeddedRedis:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.data_dir)  # AOF and ACL file: the owner's only (0700)
         secrets_dir = self.secrets_dir or self.data_dir
         self.password = self.password or _password(secrets_dir)
         self.port = self.port or free_port()
         self.service_passwords = service_passwords(secrets_dir)
         acl = self.data_dir / "users.acl"
-        acl.write_text(acl_file_text(self.password, self.service_passwords, self.key_prefix))
-        acl.chmod(0o600)
+        write_acl_file(acl, self.password, self.service_passwords, self.key_prefix)
         args = [
             str(server_binary()),
             "--bind",

@@ -89,7 +89,7 @@ function updateBadge() {
   const notice = $("notice");
   notice.hidden = status !== "unauthorized";
   if (!notice.hidden) {
-    notice.textContent = `The feed refused this page (${connection.closedReason}): open the dashboard URL printed by \`ridepulse up\`, which carries an ops token.`;
+    notice.textContent = `The feed refused this page (${connection.closedReason}): open a fresh dashboard link (printed by \`ridepulse up\`, or \`ridepulse token --dashboard\`): it carries a dashboard token that is good for a few minutes.`;
   }
 }
 

@@ -245,7 +245,9 @@ class Stack:
 
     @property
     def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws?token={mint_token(SECRET, 'ops', 'bench')}"
+        # the feed takes dashboard-audience tokens only (docs/security.md)
+        token = mint_token(SECRET, "viewer", "bench", audience="dashboard", ttl_s=3600)
+        return f"ws://127.0.0.1:{self.port}/ws?token={token}"
 
     async def metrics(self) -> dict[str, float]:
         async with httpx.AsyncClient() as http:

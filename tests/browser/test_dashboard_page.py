@@ -24,7 +24,7 @@ from dashboard.config import FeedConfig
 from dashboard.hub import Hub
 from dashboard.protocol import apply_delta
 from dashboard.state import CityState
-from ridepulse.auth import mint_token
+from ridepulse.auth import mint_dashboard_link
 from ridepulse.keys import MarketKeys
 from ridepulse.redis_server import free_port
 from ridepulse.settings import Settings
@@ -70,7 +70,7 @@ class DashboardProcess:
             "RIDEPULSE_HEARTBEAT_INTERVAL_S": "1.0",
         }
         self.process: subprocess.Popen[bytes] | None = None
-        self.token = mint_token(settings.secret or "", "ops", "browser-test")
+        self.token = mint_dashboard_link(settings.secret or "", "browser-test")
 
     @property
     def url(self) -> str:
@@ -180,6 +180,11 @@ async def test_page_loads_offline_and_follows_a_ride_to_completed(
     page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
     await page.goto(f"{dashboard.url}/?token={dashboard.token}")
     await expect(page.locator("#conn-badge")).to_contain_text("live", timeout=10_000)
+    # The link's token left the address bar; the feed runs on a cookie scripts cannot read.
+    assert page.url == f"{dashboard.url}/"
+    assert "rp_dashboard" not in await page.evaluate("document.cookie")
+    cookies = {c["name"]: c for c in await page.context.cookies()}
+    assert cookies["rp_dashboard"]["httpOnly"] and cookies["rp_dashboard"]["sameSite"] == "Strict"
     await put_drivers(
         redis,
         keys,
@@ -267,7 +272,7 @@ async def test_page_without_a_token_says_how_to_get_one(
     await expect(page.locator("#conn-badge")).to_have_attribute(
         "data-state", "unauthorized", timeout=10_000
     )
-    await expect(page.locator("#notice")).to_contain_text("ops token")
+    await expect(page.locator("#notice")).to_contain_text("dashboard token")
 
 
 async def test_page_applies_deltas_exactly_like_the_server(

@@ -37,7 +37,11 @@ def city(tmp_path: Path) -> Iterator[City]:
     platform, client = start_city(tmp_path / "city")
     yield client
     client.close()
+    denied = platform.acl_denials()
     code = platform.stop()
+    assert not denied, (
+        f"services were refused by their Redis users (ridepulse/acl_grants.py): {denied}"
+    )
     assert code == 0, f"ridepulse up exited {code}:\n{platform.text()[-2000:]}"
 
 
@@ -47,4 +51,8 @@ def shared_city(tmp_path_factory: pytest.TempPathFactory) -> Iterator[City]:
     platform, client = start_city(tmp_path_factory.mktemp("shared"))
     yield client
     client.close()
+    denied = platform.acl_denials()
     platform.stop()
+    assert not denied, (
+        f"services were refused by their Redis users (ridepulse/acl_grants.py): {denied}"
+    )

@@ -24,13 +24,15 @@ from prometheus_client import REGISTRY
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from dashboard.access import SESSION_COOKIE
 from dashboard.app import create_app
 from dashboard.config import FeedConfig
 from dashboard.feed import Feed
 from dashboard.protocol import apply_delta
-from ridepulse.auth import mint_token
+from ridepulse.auth import DASHBOARD_LINK_TTL_S, mint_dashboard_link, mint_token, verify_token
 from ridepulse.keys import GlobalKeys, MarketKeys
 from ridepulse.settings import Settings
+from ridepulse.ws_expiry import TOKEN_EXPIRED
 from tests.support.dashboard_city import RideWriter, put_drivers, put_heartbeat
 from tests.support.waiting import wait_until
 
@@ -90,7 +92,7 @@ async def dashboard(settings: Settings) -> AsyncIterator[Dashboard]:
 
     await wait_until(started, timeout_s=10, what="the dashboard to listen")
     try:
-        yield Dashboard(port, mint_token(settings.secret or "", "ops", "test-ops"), settings)
+        yield Dashboard(port, mint_dashboard_link(settings.secret or "", "test-viewer"), settings)
     finally:
         server.should_exit = True
         await task
@@ -297,20 +299,23 @@ async def _close_code(uri: str, **options: Any) -> tuple[int | None, str]:
     return (frame.code, frame.reason) if frame else (None, "")
 
 
-async def test_the_feed_refuses_clients_without_an_ops_token(dashboard: Dashboard) -> None:
+async def test_the_feed_refuses_clients_without_a_dashboard_token(dashboard: Dashboard) -> None:
     rider = mint_token(dashboard.settings.secret or "", "rider", "rider-1")
+    ops = mint_token(dashboard.settings.secret or "", "ops", "ops-1")  # API audience
     assert await _close_code(dashboard.ws(token=None)) == (1008, "unauthorized")
     assert await _close_code(dashboard.ws(token="not-a-token")) == (1008, "unauthorized")
-    assert await _close_code(dashboard.ws(token=rider)) == (1008, "forbidden")
+    assert await _close_code(dashboard.ws(token=rider)) == (1008, "unauthorized")
+    assert await _close_code(dashboard.ws(token=ops)) == (1008, "unauthorized")
     bearer = {"Authorization": f"Bearer {dashboard.token}"}
     async with connect(dashboard.ws(token=None), additional_headers=bearer) as ws:
         assert orjson.loads(await asyncio.wait_for(ws.recv(), 5))["kind"] == "snapshot"
     async with httpx.AsyncClient(base_url=dashboard.http) as http:
         refused = await http.get("/api/snapshot")
         assert refused.status_code == 401 and refused.json()["error"] == "unauthorized"
-        assert (
-            await http.get("/api/snapshot", headers={"Authorization": f"Bearer {rider}"})
-        ).status_code == 403
+        for api_token in (rider, ops):
+            assert (
+                await http.get("/api/snapshot", headers={"Authorization": f"Bearer {api_token}"})
+            ).status_code == 401
         allowed = await http.get("/api/snapshot", headers=bearer)
         assert allowed.status_code == 200 and allowed.json()["kind"] == "snapshot"
         page = await http.get("/")
@@ -412,3 +417,49 @@ async def test_an_unwatched_feed_reads_drivers_rarely_and_a_new_client_wakes_it(
         feed.hub.disconnect(client)
     finally:
         await feed.stop()
+
+
+async def test_a_dashboard_link_becomes_an_httponly_strict_cookie_and_leaves_the_url(
+    dashboard: Dashboard,
+) -> None:
+    async with httpx.AsyncClient(base_url=dashboard.http) as http:
+        opened = await http.get(f"/?token={dashboard.token}")
+        assert opened.status_code == 303 and opened.headers["location"] == "/"
+        cookie = opened.headers["set-cookie"]
+        assert cookie.startswith(f"{SESSION_COOKIE}=")
+        attributes = {part.strip().lower() for part in cookie.split(";")[1:]}
+        assert {"httponly", "samesite=strict", "path=/"} <= attributes
+        session = opened.cookies[SESSION_COOKIE]
+        assert session != dashboard.token, "the link itself must not become the session"
+        viewer = verify_token(dashboard.settings.secret or "", session, audience="dashboard")
+        assert viewer.expires_at - time.time() > DASHBOARD_LINK_TTL_S, "session outlives link"
+        # the cookie alone opens the snapshot and the feed
+        snap = await http.get("/api/snapshot")
+        assert snap.status_code == 200 and snap.json()["kind"] == "snapshot"
+    headers = {"Cookie": f"{SESSION_COOKIE}={session}"}
+    async with connect(dashboard.ws(token=None), additional_headers=headers) as ws:
+        assert orjson.loads(await asyncio.wait_for(ws.recv(), 5))["kind"] == "snapshot"
+
+
+async def test_an_expired_or_api_link_sets_no_cookie(dashboard: Dashboard) -> None:
+    secret = dashboard.settings.secret or ""
+    expired = mint_dashboard_link(secret, "late", ttl_s=-5)
+    ops = mint_token(secret, "ops", "ops-1")
+    async with httpx.AsyncClient(base_url=dashboard.http) as http:
+        for link in (expired, ops, "garbage"):
+            opened = await http.get(f"/?token={link}")
+            assert opened.status_code == 303 and opened.headers["location"] == "/"
+            assert "set-cookie" not in opened.headers
+        assert (await http.get("/api/snapshot")).status_code == 401
+
+
+async def test_an_open_feed_closes_with_4401_when_its_token_expires(
+    dashboard: Dashboard,
+) -> None:
+    short = mint_dashboard_link(dashboard.settings.secret or "", "brief", ttl_s=2)
+    async with connect(dashboard.ws(token=short)) as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:  # snapshot and deltas, until the server closes
+                await asyncio.wait_for(ws.recv(), 10)
+    frame = closed.value.rcvd
+    assert frame is not None and (frame.code, frame.reason) == (TOKEN_EXPIRED, "token expired")

@@ -102,6 +102,23 @@ class Platform:
         """The operator's client of this platform's server or cluster."""
         return connect_sync(self.redis_url())
 
+    def acl_denials(self) -> list[str]:
+        """What the server's ACL LOG holds: each NOPERM a service user met (a command or key
+        missing from its grant in ridepulse/acl_grants.py), or a failed AUTH. Empty on a cluster,
+        where the services connect as the operator."""
+        if self.cluster is not None or not (self.data_dir / "redis.url").exists():
+            return []
+        client = self.redis_client()
+        try:
+            entries: list[dict[str, object]] = client.acl_log(count=200)
+        finally:
+            client.close()
+        return [
+            f"{e.get('username')}: {e.get('reason')} {e.get('context')} {e.get('object')}"
+            f" (x{e.get('count')})"
+            for e in entries
+        ]
+
     def stop(self, timeout_s: float = 30.0) -> int:
         if self.process.poll() is None:
             self.process.terminate()

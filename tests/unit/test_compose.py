@@ -1,10 +1,12 @@
 """docker-compose.yml: valid Compose, every RidePulse service on one image, consumers scalable,
-nothing starting before Redis is healthy."""
+nothing starting before Redis is healthy; no default secret, ports on loopback, and Valkey
+with the ACL file and one user per service (docs/security.md)."""
 
 from __future__ import annotations
 
 import json
 import re
+import stat
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,9 @@ import pytest
 import referencing
 import yaml
 
+from ridepulse import compose_acl
+from ridepulse.acl import SERVICE_GRANTS, acl_file_text
+from ridepulse.compose_acl import OPERATOR_PASSWORD_ENV, fresh_env, password_env
 from ridepulse.services import SERVICE_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,7 +66,7 @@ def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _is_ridepulse(name: str) -> bool:
-    return name != "redis" and not name.startswith("locust")
+    return name not in ("redis", "redis-acl") and not name.startswith("locust")
 
 
 def test_compose_file_matches_the_compose_spec(compose: dict[str, Any]) -> None:
@@ -106,24 +111,115 @@ def test_consumers_can_be_scaled(services: dict[str, dict[str, Any]]) -> None:
 def test_every_service_waits_for_a_healthy_redis(services: dict[str, dict[str, Any]]) -> None:
     assert "healthcheck" in services["redis"], "redis has no healthcheck to wait on"
     for name, service in services.items():
-        if name == "redis":
+        if name in ("redis", "redis-acl"):  # redis-acl writes the ACL file redis starts with
             continue
         condition = service.get("depends_on", {}).get("redis", {}).get("condition")
         assert condition == "service_healthy", f"{name} starts without waiting for redis"
 
 
-def test_redis_is_durable_and_password_protected(services: dict[str, dict[str, Any]]) -> None:
-    redis = services["redis"]
+def test_redis_is_durable_and_runs_with_the_acl_file(services: dict[str, dict[str, Any]]) -> None:
+    redis, writer = services["redis"], services["redis-acl"]
     command = redis["command"]
-    password = command[command.index("--requirepass") + 1]
+    assert "--requirepass" not in command, "one shared password instead of per-service users"
+    acl_path = command[command.index("--aclfile") + 1]
     assert command[command.index("--appendonly") + 1] == "yes"
     assert command[command.index("--appendfsync") + 1] == "everysec"
     assert any(v.endswith(":/data") for v in redis["volumes"]), "valkey data is not on a volume"
+    assert "ports" not in redis, "Valkey must not be published on the host"
+    assert redis["depends_on"]["redis-acl"]["condition"] == "service_completed_successfully"
+    assert writer["entrypoint"] == ["python", "-m", "ridepulse.compose_acl"]
+    assert writer["command"][:2] == ["write", acl_path]
+    shared = {v.split(":")[0] for v in writer["volumes"]} & {
+        v.split(":")[0] for v in redis["volumes"]
+    }
+    assert shared, "redis does not mount the volume redis-acl writes the ACL file to"
+    needed = {OPERATOR_PASSWORD_ENV, *(password_env(s) for s in SERVICE_GRANTS)}
+    assert needed <= set(writer["environment"]), "redis-acl lacks some users' passwords"
+
+
+def test_each_service_connects_as_its_own_redis_user(services: dict[str, dict[str, Any]]) -> None:
     for name, service in services.items():
-        if _is_ridepulse(name):
-            url = service["environment"]["RIDEPULSE_REDIS_URL"]
-            assert url == f"redis://:{password}@redis:6379/0", f"{name} connects with {url}"
-            assert service["environment"].get("RIDEPULSE_SECRET"), f"{name} has no secret"
+        if not _is_ridepulse(name):
+            continue
+        url = service["environment"]["RIDEPULSE_REDIS_URL"]
+        expected = (
+            rf"^redis://{re.escape(name)}:\$\{{{password_env(name)}:\?[^}}]+\}}@redis:6379/0$"
+        )
+        assert re.match(expected, url), f"{name} connects with {url}"
+        assert name in SERVICE_GRANTS, f"{name} has no ACL user in ridepulse/acl_grants.py"
+
+
+def test_no_secret_has_a_default(compose: dict[str, Any]) -> None:
+    text = COMPOSE.read_text(encoding="utf-8")
+    for variable in ("RIDEPULSE_SECRET", "RIDEPULSE_REDIS_PASSWORD"):
+        uses = re.findall(rf"\$\{{{variable}(\w*)(:?[-?])", text)
+        assert uses, f"{variable} is not used"
+        defaulted = [v + op for v, op in uses if op != ":?"]
+        assert not defaulted, f"{variable}… has a default or is optional: {defaulted}"
+
+
+def test_compose_refuses_to_start_without_the_secrets(compose: dict[str, Any]) -> None:
+    missing = _interpolation_errors(COMPOSE.read_text(encoding="utf-8"), {})
+    required = {"RIDEPULSE_SECRET", OPERATOR_PASSWORD_ENV, *map(password_env, SERVICE_GRANTS)}
+    assert required <= missing
+    env = dict(line.split("=", 1) for line in fresh_env().splitlines())
+    assert _interpolation_errors(COMPOSE.read_text(encoding="utf-8"), env) == set()
+
+
+def test_ports_are_published_on_loopback_unless_told_otherwise() -> None:
+    env = dict(line.split("=", 1) for line in fresh_env().splitlines())
+    published = _published(env)
+    assert published, "nothing is published?"
+    assert all(p.startswith("127.0.0.1:") for p in published), published
+    exposed = _published({**env, "RIDEPULSE_PUBLISH_ADDR": "0.0.0.0"})
+    assert {p.split(":", 1)[1] for p in exposed} == {p.split(":", 1)[1] for p in published}
+    assert all(p.startswith("0.0.0.0:") for p in exposed)
+
+
+def test_the_acl_writer_makes_a_private_file_of_hashes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = dict(line.split("=", 1) for line in fresh_env().splitlines())
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    target = tmp_path / "users.acl"
+    compose_acl.main(["write", str(target)])
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    text = target.read_text()
+    passwords = {s: env[password_env(s)] for s in SERVICE_GRANTS}
+    assert text == acl_file_text(env[OPERATOR_PASSWORD_ENV], passwords, "rp")
+    assert not any(p in text for p in env.values()), "a password or the secret in the clear"
+
+
+_VARIABLE = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
+
+
+def _interpolate(text: str, env: dict[str, str], errors: set[str]) -> str:
+    """Compose's `${VAR}`, `${VAR:-default}` and `${VAR:?error}` (enough for this file)."""
+
+    def value(match: re.Match[str]) -> str:
+        name, op, arg = match.group(1), match.group(2), match.group(3)
+        if env.get(name):
+            return env[name]
+        if op in (":?", "?"):
+            errors.add(name)
+            return ""
+        return arg if op in (":-", "-") else ""
+
+    return _VARIABLE.sub(value, text)
+
+
+def _interpolation_errors(text: str, env: dict[str, str]) -> set[str]:
+    errors: set[str] = set()
+    _interpolate(text, env, errors)
+    return errors
+
+
+def _published(env: dict[str, str]) -> list[str]:
+    errors: set[str] = set()
+    loaded = yaml.safe_load(_interpolate(COMPOSE.read_text(encoding="utf-8"), env, errors))
+    assert not errors
+    return [p for s in loaded["services"].values() for p in s.get("ports", [])]
 
 
 def test_http_services_have_health_checks(services: dict[str, dict[str, Any]]) -> None:

@@ -1,0 +1,315 @@
+"""What each Redis ACL user may run, and on which keys: one `Grant` per service user in
+`SERVICE_GRANTS` (docs/security.md has the same table in prose).
+
+To let a service send a new command, add it to that service's `commands` (or to a shared tuple
+such as `BUS_CONSUMER`), then add a sample to `MUST` in tests/integration/test_acl_users.py
+(and, if it is one no service may run, take it out of `EVERY_SERVICE_MUST_NOT`). A command on
+some keys only is a `scoped` entry, e.g. `("del", ("{*}:driver:*",))` lets a user delete driver
+hashes and nothing else. Key patterns are written after the key prefix (`rp:`): `{*}:rides`
+is every market's ride stream."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What one service user may run, and on which keys (patterns after `<prefix>:`)."""
+
+    commands: tuple[str, ...]  # lower case; `xgroup|create` allows one subcommand only
+    reads: tuple[str, ...] = ()  # %R~ patterns
+    writes: tuple[str, ...] = ()  # %W~ patterns; a read-modify-write key is in both
+    # Streams it may XADD to. Consuming a stream needs write access to it (XREADGROUP, XACK
+    # move the group), so XADD is granted apart: a consumer of telemetry cannot forge pings.
+    appends: tuple[str, ...] = ()
+    # A command allowed only on these keys, on top of the above: e.g. DEL of the service's
+    # own heartbeat key, never of a stream.
+    scoped: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+
+# What every client library sends on connect (redis-py: HELLO/AUTH, CLIENT SETINFO), its
+# health check (PING), and what a cluster client needs to find the slots.
+CONNECTION = (
+    "auth",
+    "hello",
+    "ping",
+    "client|setinfo",
+    "client|setname",
+    "client|getname",
+    "client|id",
+    "cluster|slots",
+    "cluster|shards",
+    "cluster|nodes",
+    "command",
+    "asking",
+    "readonly",
+)
+# The service heartbeat (ridepulse/bus/heartbeat.py): its key, the set of heartbeat keys, the
+# health stream, and the lag of the groups it reports.
+HEARTBEAT = ("set", "sadd", "srem", "xinfo|groups", "xinfo|stream", "xpending")
+# The consumer-group runtime (ridepulse/bus/consumer.py, idempotency.py, deadletter.py).
+BUS_CONSUMER = (
+    "xreadgroup",
+    "xack",
+    "xgroup|create",
+    "xpending",
+    "xclaim",
+    "xautoclaim",
+    "xinfo|groups",
+    "xinfo|stream",
+    "watch",
+    "unwatch",
+    "multi",
+    "exec",
+    "discard",
+    "exists",
+    "set",
+)
+# redis-py runs scripts as EVALSHA with a SCRIPT LOAD fallback (SCRIPT EXISTS in pipelines).
+# A user may load any script, but every command inside runs under that user's own grant.
+SCRIPTS = ("evalsha", "script|load", "script|exists")
+# The commands inside the ride step scripts (ridepulse/rides/*.lua).
+RIDE_STEP_COMMANDS = (
+    "exists",
+    "expire",
+    "geoadd",
+    "get",
+    "hdel",
+    "hget",
+    "hgetall",
+    "hincrby",
+    "hmget",
+    "hset",
+    "sadd",
+    "set",
+    "sismember",
+    "time",
+    "zadd",
+    "zrem",
+)
+# The keys the ride step scripts change: projections, the ride stream, the indexes they keep.
+RIDE_STEP_KEYS = (
+    "{*}:rides",
+    "{*}:ride:*",
+    "{*}:applied:ride:*",
+    "{*}:rides:active",
+    "{*}:rides:open",
+    "{*}:offers:due",
+    "{*}:rides:counts",
+    "{*}:drivers:status",
+    "{*}:drivers:geo",
+    "{*}:drivers:pos",
+    "{*}:driver:*",
+)
+DEAD_LETTERS = ("dead-letters",)
+
+
+def _heartbeat_keys(service: str) -> tuple[str, ...]:
+    return (f"heartbeat:{service}:*", "heartbeats")
+
+
+def _own_heartbeat(service: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """A stopping service deletes its heartbeat key: DEL there, and nowhere else."""
+    return (("del", (f"heartbeat:{service}:*",)),)
+
+
+def _done(group: str) -> tuple[str, ...]:
+    """The idempotency guards of one consumer group."""
+    return (f"{{*}}:done:{group}:*",)
+
+
+def _unique(*parts: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(item for part in parts for item in part))
+
+
+SERVICE_GRANTS: dict[str, Grant] = {
+    # The public API: appends telemetry, runs rider and driver steps, answers reads and quotes.
+    "ingest": Grant(
+        commands=_unique(
+            CONNECTION,
+            HEARTBEAT,
+            SCRIPTS,
+            RIDE_STEP_COMMANDS,
+            ("xread", "xrange", "xinfo|groups", "hexists", "geosearch", "time"),
+            ("waitaof",),  # ride requests are durable before the 202
+        ),
+        reads=_unique(
+            RIDE_STEP_KEYS,
+            (
+                "{*}:telemetry",
+                "{*}:eta",
+                "{*}:eta:speeds",
+                "{*}:surge:cells",
+                "{*}:quote:*",
+                "{*}:idem:*",
+                "{*}:rider:*",
+                "{*}:drivers:seen",  # accept checks freshness on the server clock
+            ),
+        ),
+        writes=_unique(
+            RIDE_STEP_KEYS,
+            ("{*}:telemetry", "{*}:quote:*", "{*}:idem:*", "{*}:rider:*", "{*}:drivers:seen"),
+            _heartbeat_keys("ingest"),
+        ),
+        appends=("{*}:telemetry", "{*}:rides", "health"),
+        scoped=_own_heartbeat("ingest"),
+    ),
+    # Offers, re-offers and expiry of ride requests (group `matching` on the ride streams).
+    "matching": Grant(
+        commands=_unique(
+            CONNECTION,
+            HEARTBEAT,
+            BUS_CONSUMER,
+            SCRIPTS,
+            RIDE_STEP_COMMANDS,
+            ("zrangebyscore", "zmscore", "geosearch"),
+        ),
+        reads=_unique(RIDE_STEP_KEYS, ("{*}:drivers:seen", "{*}:eta:speeds"), _done("matching")),
+        writes=_unique(
+            RIDE_STEP_KEYS,
+            ("{*}:drivers:seen",),
+            _done("matching"),
+            DEAD_LETTERS,
+            _heartbeat_keys("matching"),
+        ),
+        appends=("{*}:rides", *DEAD_LETTERS, "health"),
+        scoped=_own_heartbeat("matching"),
+    ),
+    # The available-driver geo index from telemetry (group `matching.geo`).
+    "matching-geo": Grant(
+        commands=_unique(
+            CONNECTION,
+            HEARTBEAT,
+            BUS_CONSUMER,
+            SCRIPTS,
+            ("zmscore", "hmget", "hset", "zadd", "geoadd", "zrangebyscore", "zrem", "time"),
+        ),
+        # update_positions.lua takes seen, pos, status and geo as KEYS: a key handed to a
+        # script needs read and write access, whatever the script does with it.
+        reads=(
+            "{*}:telemetry",
+            "{*}:drivers:seen",
+            "{*}:drivers:pos",
+            "{*}:drivers:status",
+            "{*}:drivers:geo",
+            *_done("matching.geo"),
+        ),
+        writes=_unique(
+            (
+                "{*}:telemetry",
+                "{*}:drivers:seen",
+                "{*}:drivers:pos",
+                "{*}:drivers:status",
+                "{*}:drivers:geo",
+            ),
+            _done("matching.geo"),
+            DEAD_LETTERS,
+            _heartbeat_keys("matching-geo"),
+        ),
+        appends=(*DEAD_LETTERS, "health"),
+        scoped=_own_heartbeat("matching-geo"),
+    ),
+    # Speeds from telemetry, ETAs of active rides (groups `eta` and `eta.speeds`).
+    "eta": Grant(
+        commands=_unique(
+            CONNECTION,
+            HEARTBEAT,
+            BUS_CONSUMER,
+            SCRIPTS,
+            ("exists", "hset", "hget", "hgetall", "zrange"),
+        ),
+        reads=(
+            "{*}:rides",
+            "{*}:telemetry",
+            "{*}:ride:*",
+            "{*}:rides:active",
+            "{*}:drivers:pos",
+            "{*}:eta:speeds",
+            "{*}:done:eta*",
+        ),
+        writes=_unique(
+            ("{*}:rides", "{*}:telemetry", "{*}:ride:*", "{*}:eta", "{*}:eta:speeds"),
+            ("{*}:done:eta*",),
+            DEAD_LETTERS,
+            _heartbeat_keys("eta"),
+        ),
+        appends=("{*}:eta", *DEAD_LETTERS, "health"),
+        scoped=_own_heartbeat("eta"),
+    ),
+    # Surge per H3 cell from demand (ride stream, group `pricing`) and supply (the geo index).
+    "pricing": Grant(
+        commands=_unique(
+            CONNECTION,
+            HEARTBEAT,
+            BUS_CONSUMER,
+            ("hgetall", "hset", "hdel", "xrange", "zrange", "geopos"),
+        ),
+        reads=(
+            "{*}:rides",
+            "{*}:telemetry",  # XINFO GROUPS: is the retired `pricing.supply` group still there?
+            "{*}:drivers:geo",
+            "{*}:surge:cells",
+            "{*}:x:pricing*",
+            *_done("pricing"),
+        ),
+        writes=_unique(
+            ("{*}:rides", "{*}:surge", "{*}:surge:cells", "{*}:x:pricing*"),
+            _done("pricing"),
+            DEAD_LETTERS,
+            _heartbeat_keys("pricing"),
+        ),
+        appends=("{*}:surge", *DEAD_LETTERS, "health"),
+        scoped=_own_heartbeat("pricing"),
+    ),
+    # Group-aware trimming of ride streams and age trimming of telemetry.
+    "janitor": Grant(
+        commands=_unique(
+            CONNECTION,
+            HEARTBEAT,
+            SCRIPTS,
+            RIDE_STEP_COMMANDS,  # lose_driver.lua, evict_drivers.lua
+            ("exists", "xtrim", "xinfo|groups", "xpending", "time", "zrangebyscore", "zscore"),
+            ("smembers", "srem"),  # riders' ride sets, the heartbeat set
+            # Riders' ride sets are found by SCAN (ridepulse/retention.py). SCAN names no key,
+            # so key patterns cannot narrow it: the janitor sees key names, never values.
+            ("scan",),
+        ),
+        reads=_unique(
+            RIDE_STEP_KEYS,
+            ("{*}:telemetry", "{*}:drivers:seen", "{*}:rider:*"),
+            ("heartbeats", "heartbeat:*"),  # EXISTS of every consumer's heartbeat key
+        ),
+        writes=_unique(
+            RIDE_STEP_KEYS,
+            ("{*}:telemetry", "{*}:drivers:seen", "{*}:rider:*"),
+            _heartbeat_keys("janitor"),
+        ),
+        appends=("{*}:rides", "health"),
+        # evict_drivers.lua deletes a departed driver's hash; nothing else is deleted.
+        scoped=(("del", ("heartbeat:janitor:*", "{*}:driver:*")),),
+    ),
+    # The dashboard only looks: reads of the deployment's keys, nothing else.
+    "dashboard": Grant(
+        commands=_unique(
+            CONNECTION,
+            (
+                "xread",
+                "xrevrange",
+                "xrange",
+                "xlen",
+                "xinfo|stream",
+                "xinfo|groups",
+                "get",
+                "mget",
+                "exists",
+                "hget",
+                "hmget",
+                "hgetall",
+                "zrange",
+                "smembers",
+            ),
+        ),
+        reads=("*",),
+    ),
+}

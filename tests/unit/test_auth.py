@@ -1,0 +1,118 @@
+"""Token audiences and roles, the `ridepulse token` command, and secret files that are private
+from their first byte (docs/security.md)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import jwt
+import pytest
+from typer.testing import CliRunner
+
+from ridepulse.auth import (
+    DASHBOARD_LINK_TTL_S,
+    mint_dashboard_link,
+    mint_token,
+    resolve_secret,
+    verify_token,
+    write_private,
+)
+from ridepulse.cli import app
+from ridepulse.errors import Unauthorized
+from ridepulse.settings import Settings
+
+SECRET = "unit-test-secret-0123456789abcdef0123456789abcdef"
+
+
+def test_each_surface_refuses_the_other_surfaces_tokens() -> None:
+    api = mint_token(SECRET, "ops", "ops-1")
+    link = mint_dashboard_link(SECRET, "viewer-1")
+    assert verify_token(SECRET, api, audience="api").role == "ops"
+    assert verify_token(SECRET, link, audience="dashboard").role == "viewer"
+    with pytest.raises(Unauthorized, match="audience"):
+        verify_token(SECRET, link, audience="api")
+    with pytest.raises(Unauthorized, match="audience"):
+        verify_token(SECRET, api, audience="dashboard")
+
+
+def test_a_token_without_an_audience_is_refused() -> None:
+    legacy = jwt.encode(
+        {"iss": "ridepulse", "sub": "o", "role": "ops", "exp": 2_000_000_000}, SECRET, "HS256"
+    )
+    with pytest.raises(Unauthorized):
+        verify_token(SECRET, legacy)
+
+
+def test_roles_belong_to_one_audience() -> None:
+    with pytest.raises(ValueError, match="not for the dashboard"):
+        mint_token(SECRET, "ops", "x", audience="dashboard")
+    with pytest.raises(ValueError, match="not for the api"):
+        mint_token(SECRET, "viewer", "x")
+    forged_role = jwt.encode(
+        {"iss": "ridepulse", "aud": "dashboard", "sub": "o", "role": "ops", "exp": 2_000_000_000},
+        SECRET,
+        "HS256",
+    )
+    with pytest.raises(Unauthorized, match="role"):
+        verify_token(SECRET, forged_role, audience="dashboard")
+
+
+def test_a_dashboard_link_lives_minutes_and_carries_its_expiry() -> None:
+    viewer = verify_token(SECRET, mint_dashboard_link(SECRET, "v"), audience="dashboard")
+    claims = jwt.decode(mint_dashboard_link(SECRET, "v"), options={"verify_signature": False})
+    assert claims["exp"] - claims["iat"] == DASHBOARD_LINK_TTL_S == 600
+    assert viewer.expires_at == pytest.approx(claims["exp"], abs=2)
+
+
+def test_the_token_command_mints_api_tokens_unless_asked_for_a_dashboard_link(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RIDEPULSE_SECRET", SECRET)
+    runner = CliRunner()
+    api = runner.invoke(app, ["token", "driver", "d-1"])
+    assert api.exit_code == 0, api.output
+    assert verify_token(SECRET, api.output.strip()).subject == "d-1"
+    link = runner.invoke(app, ["token", "--dashboard"])
+    assert link.exit_code == 0, link.output
+    viewer = verify_token(SECRET, link.output.strip(), audience="dashboard")
+    assert viewer.role == "viewer"
+    assert runner.invoke(app, ["token", "viewer", "v"]).exit_code == 1
+    assert runner.invoke(app, ["token", "--dashboard", "ops", "o"]).exit_code == 1
+
+
+def test_the_generated_secret_is_0600_in_a_0700_dir_from_creation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "data"
+    # A permissive umask must not widen the files: they are born private.
+    old = os.umask(0)
+    try:
+        secret = resolve_secret(Settings(data_dir=data, secret=None))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((data / "secret").stat().st_mode) == 0o600
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert resolve_secret(Settings(data_dir=data, secret=None)) == secret
+
+
+def test_write_private_never_opens_a_wider_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file is created with mode 0600 in the open() call itself, and an old file with a
+    wider mode is narrowed before the new content is written."""
+    modes: list[int] = []
+    real_open = os.open
+
+    def spy(path: str, flags: int, mode: int = 0o777) -> int:
+        modes.append(mode)
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(os, "open", spy)
+    target = tmp_path / "pw"
+    write_private(target, "one")
+    assert modes == [0o600]
+    target.chmod(0o644)
+    write_private(target, "two")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600 and target.read_text() == "two"

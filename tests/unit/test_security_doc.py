@@ -1,0 +1,47 @@
+"""docs/security.md matches the code where it states numbers, names and users."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from dashboard.access import SESSION_COOKIE
+from ridepulse.acl import SERVICE_GRANTS
+from ridepulse.auth import DASHBOARD_LINK_TTL_S, DASHBOARD_SESSION_TTL_S, DEFAULT_TTL_S
+from ridepulse.ws_expiry import TOKEN_EXPIRED
+
+ROOT = Path(__file__).resolve().parents[2]
+DOC = (ROOT / "docs" / "security.md").read_text()
+
+
+def _section(title: str) -> str:
+    return DOC.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
+
+
+def test_lifetimes_cookie_and_close_code_are_the_codes_own() -> None:
+    lifetimes = _section("Token audiences and lifetimes")
+    assert f"**{DASHBOARD_LINK_TTL_S // 60} minutes**" in lifetimes
+    assert f"| {DASHBOARD_SESSION_TTL_S // 3600} hours |" in lifetimes
+    assert f"{DEFAULT_TTL_S // 3600} hours by default" in lifetimes
+    assert f"`{SESSION_COOKIE}`" in lifetimes
+    assert f"**{TOKEN_EXPIRED}**" in lifetimes
+
+
+def test_every_redis_user_has_a_row_and_no_row_is_stale() -> None:
+    rows = re.findall(r"^\| `([\w-]+)` \|", _section("Redis users"), re.M)
+    assert set(rows) == {*SERVICE_GRANTS, "default"}
+
+
+def test_every_row_lists_the_streams_that_user_may_append_to() -> None:
+    section = _section("Redis users")
+    for user, grant in SERVICE_GRANTS.items():
+        row = next(line for line in section.splitlines() if line.startswith(f"| `{user}` |"))
+        appends = row.rsplit("|", 2)[-2]
+        for stream in grant.appends:
+            assert f"`{stream}`" in appends, f"{user}: {stream} missing from its row"
+
+
+def test_the_compose_knobs_it_names_exist() -> None:
+    compose = (ROOT / "docker-compose.yml").read_text()
+    for name in ("RIDEPULSE_PUBLISH_ADDR", "RIDEPULSE_VALKEY_UID", "RIDEPULSE_REDIS_PASSWORD"):
+        assert name in _section("Docker Compose") and f"${{{name}" in compose
