@@ -1,7 +1,9 @@
 """Request and response models for the OpenAPI document (with examples).
 
 Hot-path routes validate with ingest.validation instead of instantiating these per request;
-these models are what `/docs` shows and what the slower routes parse with."""
+these models are what `/docs` shows and what clients are generated from, so each one states
+what the server really accepts or answers. Request bodies that a route reads itself are
+declared with `body_schema` and land in `components/schemas` (ingest.openapi)."""
 
 from __future__ import annotations
 
@@ -9,11 +11,18 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ridepulse.rides.state import DriverStatus, RideStatus
+
 SF: dict[str, Any] = {"lat": 37.7793, "lon": -122.4193}
+SCHEMA_REF = "#/components/schemas/{model}"
+
+
+# ---- requests ---------------------------------------------------------------------------------
 
 
 class LatLonIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": SF})
+    # extra keys are ignored by the server (ingest.validation.check_point), so they are allowed
+    model_config = ConfigDict(json_schema_extra={"example": SF})
     lat: float = Field(ge=-90, le=90)
     lon: float = Field(ge=-180, le=180)
 
@@ -32,30 +41,31 @@ class PingIn(BaseModel):
     )
     lat: float = Field(ge=-90, le=90)
     lon: float = Field(ge=-180, le=180)
-    ts: int | None = Field(None, description="epoch ms; at most 5 s ahead, at most 5 min old")
+    ts: int | None = Field(
+        None, description="epoch ms; at most 5 s ahead, at most 5 min old (else 422); now if absent"
+    )
     speed_mps: float | None = Field(None, ge=0, le=90)
     heading: float | None = Field(None, ge=0, le=360)
     accuracy_m: float | None = Field(None, ge=0, le=10_000)
 
 
 class FleetPingIn(PingIn):
-    driver_id: str
+    driver_id: str = Field(
+        min_length=1,
+        max_length=64,
+        description="letters, digits, '-', '_' and '.'; an item that fails is rejected alone",
+    )
 
 
 class TelemetryBatchIn(BaseModel):
-    pings: list[FleetPingIn]
-
-
-class TelemetryAccepted(BaseModel):
-    accepted: int
-    rejected: int
-    errors: list[dict[str, Any]] = Field(description="per rejected item: index, field, reason")
+    pings: list[FleetPingIn] = Field(
+        description="at most RIDEPULSE_MAX_BATCH_PINGS items (else 422); invalid items are "
+        "counted in `rejected` and listed in `errors`, the others are accepted"
+    )
 
 
 class DriverStatusIn(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"example": {"status": "available"}}
-    )
+    model_config = ConfigDict(json_schema_extra={"example": {"status": "available"}})
     status: Literal["available", "offline"]
 
 
@@ -71,13 +81,93 @@ class RideRequestIn(BaseModel):
         },
     )
     pickup: LatLonIn
-    dropoff: LatLonIn
-    quote_id: str | None = None
+    dropoff: LatLonIn = Field(description="in the pickup's market, at least 50 m away")
+    quote_id: str | None = Field(
+        None, description="from GET /v1/quote: binds the fare; used up by this ride"
+    )
+
+
+# ---- responses --------------------------------------------------------------------------------
+
+
+class LatLon(BaseModel):
+    lat: float
+    lon: float
+
+
+class TimelineEntry(BaseModel):
+    status: RideStatus
+    at: int = Field(description="epoch ms")
+
+
+class RideOut(BaseModel):
+    ride_id: str
+    rider_id: str
+    market: str
+    status: RideStatus
+    version: int
+    driver_id: str | None
+    pickup: LatLon
+    dropoff: LatLon
+    fare: float | None
+    surge: float | None
+    quote_id: str | None
+    pickup_eta_s: float | None
+    trip_eta_s: float | None
+    deadline_at: int = Field(description="epoch ms; unmatched by then, the ride expires")
+    cancelled_by: str | None
+    timeline: list[TimelineEntry]
 
 
 class RideAccepted(BaseModel):
     ride_id: str
-    status: str
+    status: RideStatus
+
+
+class DriverOut(BaseModel):
+    driver_id: str
+    status: DriverStatus
+    version: int
+    ride_id: str | None
+
+
+class OfferOut(BaseModel):
+    ride_id: str
+    expires_at: int | None = Field(description="epoch ms")
+    pickup: LatLon
+    dropoff: LatLon
+    pickup_eta_s: float | None
+
+
+class DriverView(BaseModel):
+    """The driver's status, plus its market, current offer and last position (if it pinged)."""
+
+    driver_id: str
+    status: DriverStatus
+    version: int | None = Field(None, description="absent when the driver never set a status")
+    ride_id: str | None
+    market: str
+    offer: OfferOut | None
+    lat: float | None = None
+    lon: float | None = None
+    ts: int | None = Field(None, description="epoch ms of the last ping")
+    heading: float | None = None
+
+
+class PingAccepted(BaseModel):
+    accepted: Literal[1]
+
+
+class TelemetryItemError(BaseModel):
+    index: int
+    field: str | None
+    reason: str
+
+
+class TelemetryAccepted(BaseModel):
+    accepted: int
+    rejected: int
+    errors: list[TelemetryItemError] = Field(description="the first 100 rejected items")
 
 
 class QuoteOut(BaseModel):
@@ -91,22 +181,90 @@ class QuoteOut(BaseModel):
     expires_at: int
 
 
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyOut(BaseModel):
+    status: Literal["ready", "waiting", "unavailable"]
+    groups: dict[str, list[str]] | None = Field(None, description="consumer groups per stream")
+    missing: list[str] | None = Field(None, description="group@market not declared yet")
+    shedding_telemetry: bool | None = None
+    durable_writes: bool | None = None
+    redis: str | None = Field(None, description="why Redis did not answer (503 only)")
+
+
 class ErrorOut(BaseModel):
-    error: str
+    """Every 4xx and 5xx body (ingest.errors); some errors add context fields."""
+
+    model_config = ConfigDict(extra="allow")
+    error: str = Field(description="machine-readable code, e.g. invalid_input, not_found")
     detail: str
-    field: str | None = None
+    field: str | None = Field(None, description="the input at fault, dotted (pickup.lat)")
 
 
-def body_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """openapi_extra for a route that reads its body itself (hot path)."""
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema()}},
-        }
+# ---- declarations used by the routes ----------------------------------------------------------
+
+BODY_MODELS: dict[str, type[BaseModel]] = {}
+"""Models that routes read themselves; ingest.openapi puts them in components/schemas."""
+
+
+def body_schema(model: type[BaseModel], description: str | None = None) -> dict[str, Any]:
+    """openapi_extra for a route that reads its body itself (hot path): a components ref."""
+    BODY_MODELS[model.__name__] = model
+    body: dict[str, Any] = {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": SCHEMA_REF.format(model=model.__name__)}}
+        },
     }
+    if description:
+        body["description"] = description
+    return {"requestBody": body}
 
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"model": ErrorOut} for s in (401, 403, 404, 409, 413, 422, 429)
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "whole seconds to wait before retrying",
+        "schema": {"type": "integer", "minimum": 0},
+    }
+}
+_DESCRIPTIONS: dict[int, str] = {
+    400: "Malformed request",
+    401: "Missing, invalid or expired bearer token",
+    403: "The token's role or subject may not do this",
+    404: "No such resource (or not yours)",
+    409: "The resource is not in a state that allows this",
+    413: "Body too large",
+    422: "Invalid input; `field` names it",
+    429: "Too many requests; retry after `Retry-After` seconds",
+    503: "Storage unavailable or the write could not be made durable; retry",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` entries with the error body, and Retry-After where the server sends it."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        entry: dict[str, Any] = {"model": ErrorOut, "description": _DESCRIPTIONS[status]}
+        if status in (429, 503):
+            entry["headers"] = RETRY_AFTER
+        out[status] = entry
+    return out
+
+
+# Every authenticated route may answer these; routes add what is specific to them.
+ERRORS = error_responses(401, 403, 404, 409, 413, 422, 429, 503)
+
+RIDE_LINKS: dict[str, Any] = {
+    "GetRide": {
+        "operationId": "get_ride",
+        "parameters": {"ride_id": "$response.body#/ride_id"},
+        "description": "The ride just requested",
+    },
+    "CancelRide": {
+        "operationId": "cancel_ride",
+        "parameters": {"ride_id": "$response.body#/ride_id"},
+        "description": "Cancel the ride just requested",
+    },
 }
