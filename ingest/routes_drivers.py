@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 
 from ingest.deps import Deps, get_deps, json_body, principal
 from ingest.responses import JSON
-from ingest.schemas import ERRORS, DriverOut, DriverStatusIn, DriverView, body_schema
+from ingest.schemas import ERRORS, DriverId, DriverOut, DriverStatusIn, DriverView, body_schema
 from ingest.validation import check_id
 from ridepulse.auth import Principal
 from ridepulse.errors import Forbidden, InvalidInput, NotFound
@@ -42,7 +42,7 @@ async def market_of_driver(deps: Deps, driver_id: str) -> Market:
     openapi_extra=body_schema(DriverStatusIn),
     summary="Go available or offline",
 )
-async def put_status(driver_id: str, request: Request, who: Who) -> JSON:
+async def put_status(driver_id: DriverId, request: Request, who: Who) -> JSON:
     deps = get_deps(request)
     check_id(driver_id, "driver_id")
     _self_or_ops(who, driver_id)
@@ -61,7 +61,7 @@ async def put_status(driver_id: str, request: Request, who: Who) -> JSON:
     responses=ERRORS,
     summary="Location, status, offer and ride",
 )
-async def get_driver(driver_id: str, request: Request, who: Who) -> JSON:
+async def get_driver(driver_id: DriverId, request: Request, who: Who) -> JSON:
     deps = get_deps(request)
     check_id(driver_id, "driver_id")
     _self_or_ops(who, driver_id)

@@ -11,7 +11,15 @@ from ingest.deps import Deps, get_deps, json_body, principal
 from ingest.durability import make_durable
 from ingest.quotes import load_quote
 from ingest.responses import JSON
-from ingest.schemas import ERRORS, RIDE_LINKS, RideAccepted, RideOut, RideRequestIn, body_schema
+from ingest.schemas import (
+    ERRORS,
+    RIDE_ACTION_LINKS,
+    RIDE_LINKS,
+    RideAccepted,
+    RideOut,
+    RideRequestIn,
+    body_schema,
+)
 from ingest.validation import check_point
 from ridepulse.auth import Principal
 from ridepulse.contracts.envelope import new_event_id
@@ -98,7 +106,7 @@ async def request_ride(
 @router.get(
     "/v1/rides/{ride_id}",
     response_model=RideOut,
-    responses=ERRORS,
+    responses={200: {"links": RIDE_ACTION_LINKS}, **ERRORS},
     summary="A ride's state and timeline",
 )
 async def get_ride(ride_id: str, request: Request, who: Who) -> JSON:

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from ingest.deps import Deps, get_deps, json_body
 from ingest.lean_route import LeanRoute
 from ingest.schemas import (
+    DriverId,
     PingAccepted,
     PingIn,
     TelemetryAccepted,
@@ -62,7 +63,7 @@ async def accept_ping(deps: Deps, driver_id: str, body: Any) -> None:
     openapi_extra=body_schema(PingIn),
     summary="One location ping of one driver",
 )
-async def post_location(driver_id: str, request: Request) -> Response:
+async def post_location(driver_id: DriverId, request: Request) -> Response:
     deps = get_deps(request)
     check_id(driver_id, "driver_id")
     authorize_driver(deps, request, driver_id)

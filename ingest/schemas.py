@@ -7,14 +7,27 @@ declared with `body_schema` and land in `components/schemas` (ingest.openapi).""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from ridepulse.rides.state import DriverStatus, RideStatus
 
 SF: dict[str, Any] = {"lat": 37.7793, "lon": -122.4193}
 SCHEMA_REF = "#/components/schemas/{model}"
+DRIVER_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+
+# Documented, not enforced by FastAPI: the routes check ids themselves (ingest.validation.check_id,
+# 422 naming driver_id), the hot ping route skips FastAPI's parameter validation altogether.
+DriverId = Annotated[
+    str,
+    Path(
+        description="1-64 letters, digits, '-', '_' and '.'",
+        examples=["drv-42"],
+        json_schema_extra={"pattern": DRIVER_ID_PATTERN, "minLength": 1, "maxLength": 64},
+    ),
+]
 
 
 # ---- requests ---------------------------------------------------------------------------------
@@ -51,9 +64,8 @@ class PingIn(BaseModel):
 
 class FleetPingIn(PingIn):
     driver_id: str = Field(
-        min_length=1,
-        max_length=64,
-        description="letters, digits, '-', '_' and '.'; an item that fails is rejected alone",
+        description="1-64 letters, digits, '-', '_' and '.'; an item that fails is rejected alone",
+        json_schema_extra={"pattern": DRIVER_ID_PATTERN, "minLength": 1, "maxLength": 64},
     )
 
 
@@ -256,15 +268,26 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 # Every authenticated route may answer these; routes add what is specific to them.
 ERRORS = error_responses(401, 403, 404, 409, 413, 422, 429, 503)
 
+
+def _ride_link(operation_id: str, description: str) -> dict[str, Any]:
+    return {
+        "operationId": operation_id,
+        "parameters": {"ride_id": "$response.body#/ride_id"},
+        "description": description,
+    }
+
+
+# The lifecycle as links, so clients and stateful fuzzers (schemathesis) can walk it.
 RIDE_LINKS: dict[str, Any] = {
-    "GetRide": {
-        "operationId": "get_ride",
-        "parameters": {"ride_id": "$response.body#/ride_id"},
-        "description": "The ride just requested",
-    },
-    "CancelRide": {
-        "operationId": "cancel_ride",
-        "parameters": {"ride_id": "$response.body#/ride_id"},
-        "description": "Cancel the ride just requested",
-    },
+    "GetRide": _ride_link("get_ride", "The ride just requested"),
+    "CancelRide": _ride_link("cancel_ride", "Cancel the ride just requested"),
+}
+
+RIDE_ACTION_LINKS: dict[str, Any] = {
+    "CancelRide": _ride_link("cancel_ride", "The rider (before start) or its driver cancels"),
+    "AcceptRide": _ride_link("accept", "The offered driver accepts"),
+    "DeclineRide": _ride_link("decline", "The offered driver declines"),
+    "ArrivedAtPickup": _ride_link("arrived", "The assigned driver is at the pickup"),
+    "StartTrip": _ride_link("start", "The assigned driver starts the trip"),
+    "CompleteTrip": _ride_link("complete", "The assigned driver ends the trip"),
 }

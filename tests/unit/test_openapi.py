@@ -13,12 +13,15 @@ import httpx
 import jsonschema
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from openapi_spec_validator import validate
 
 import ingest.openapi
 from ingest.app import create_app
 from ingest.errors import error_response
-from ingest.validation import check_ping, check_point
+from ingest.schemas import DRIVER_ID_PATTERN
+from ingest.validation import check_id, check_ping, check_point
 from ridepulse.settings import Settings
 
 JsonDoc = dict[str, Any]
@@ -176,3 +179,17 @@ def test_vendored_swagger_files_match_their_checksums() -> None:
         assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest, name
     present = {p.name for p in folder.iterdir()} - {"CHECKSUMS.sha256", "README.md"}
     assert present == set(listed), "every vendored file is listed in CHECKSUMS.sha256"
+
+
+@given(st.from_regex(DRIVER_ID_PATTERN, fullmatch=True))
+def test_every_documented_driver_id_is_accepted_by_the_server(driver_id: str) -> None:
+    assert check_id(driver_id, "driver_id") == driver_id
+
+
+def test_driver_id_rules_are_documented_on_every_driver_path(doc: JsonDoc) -> None:
+    for path, method, op in _operations(doc):
+        for parameter in op.get("parameters", []):
+            if parameter["name"] == "driver_id":
+                assert parameter["schema"]["pattern"] == DRIVER_ID_PATTERN, f"{method} {path}"
+    fleet_ping = doc["components"]["schemas"]["FleetPingIn"]["properties"]["driver_id"]
+    assert fleet_ping["pattern"] == DRIVER_ID_PATTERN
