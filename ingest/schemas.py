@@ -16,14 +16,15 @@ from ridepulse.rides.state import DriverStatus, RideStatus
 
 SF: dict[str, Any] = {"lat": 37.7793, "lon": -122.4193}
 SCHEMA_REF = "#/components/schemas/{model}"
-DRIVER_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+# at least one letter or digit ("." or "--" alone is refused); the length is in maxLength
+DRIVER_ID_PATTERN = r"^[A-Za-z0-9._-]*[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 # Documented, not enforced by FastAPI: the routes check ids themselves (ingest.validation.check_id,
 # 422 naming driver_id), the hot ping route skips FastAPI's parameter validation altogether.
 DriverId = Annotated[
     str,
     Path(
-        description="1-64 letters, digits, '-', '_' and '.'",
+        description="1-64 letters, digits, '-', '_' and '.', at least one letter or digit",
         examples=["drv-42"],
         json_schema_extra={"pattern": DRIVER_ID_PATTERN, "minLength": 1, "maxLength": 64},
     ),
@@ -64,7 +65,7 @@ class PingIn(BaseModel):
 
 class FleetPingIn(PingIn):
     driver_id: str = Field(
-        description="1-64 letters, digits, '-', '_' and '.'; an item that fails is rejected alone",
+        description="as the driver_id path parameter; an item that fails is rejected alone",
         json_schema_extra={"pattern": DRIVER_ID_PATTERN, "minLength": 1, "maxLength": 64},
     )
 

@@ -22,6 +22,7 @@ from ingest.app import create_app
 from ingest.errors import error_response
 from ingest.schemas import DRIVER_ID_PATTERN
 from ingest.validation import check_id, check_ping, check_point
+from ridepulse.errors import InvalidInput
 from ridepulse.settings import Settings
 
 JsonDoc = dict[str, Any]
@@ -181,9 +182,16 @@ def test_vendored_swagger_files_match_their_checksums() -> None:
     assert present == set(listed), "every vendored file is listed in CHECKSUMS.sha256"
 
 
-@given(st.from_regex(DRIVER_ID_PATTERN, fullmatch=True))
+@given(st.from_regex(DRIVER_ID_PATTERN, fullmatch=True).filter(lambda s: len(s) <= 64))
 def test_every_documented_driver_id_is_accepted_by_the_server(driver_id: str) -> None:
     assert check_id(driver_id, "driver_id") == driver_id
+
+
+@given(st.text(alphabet="._-", min_size=1, max_size=64))
+def test_ids_of_punctuation_alone_are_outside_the_documented_pattern(driver_id: str) -> None:
+    assert re.fullmatch(DRIVER_ID_PATTERN, driver_id) is None
+    with pytest.raises(InvalidInput):
+        check_id(driver_id, "driver_id")
 
 
 def test_driver_id_rules_are_documented_on_every_driver_path(doc: JsonDoc) -> None:
