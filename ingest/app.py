@@ -24,6 +24,7 @@ from ingest.batcher import TelemetryBatcher
 from ingest.deps import Deps
 from ingest.errors import install_error_handlers
 from ingest.notifier import DriverNotifier
+from ingest.openapi import install_docs, operation_id
 from ingest.ratelimit import PingRateLimiter
 from ingest.responses import JSON
 from ingest.shedding import watch_telemetry_lag
@@ -39,7 +40,7 @@ from ridepulse.settings import Settings
 DESCRIPTION = """Driver telemetry and ride requests in; ride state out.
 
 Authenticate with `Authorization: Bearer <token>` (`ridepulse token <role> <id>` mints one).
-Errors are JSON `{"error", "detail", "field"}`."""
+Errors are JSON `{"error", "detail", "field"}`; 429 and 503 carry `Retry-After`."""
 
 
 def build_deps(settings: Settings) -> Deps:
@@ -112,6 +113,10 @@ def create_app(settings: Settings) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         default_response_class=JSON,
+        generate_unique_id_function=operation_id,
+        # /docs is installed below with local assets; ReDoc would load its script from a CDN
+        docs_url=None,
+        redoc_url=None,
     )
     install_error_handlers(app)
     app.include_router(routes_telemetry.ping_router)
@@ -124,4 +129,5 @@ def create_app(settings: Settings) -> FastAPI:
         routes_health,
     ):
         app.include_router(module.router)
+    install_docs(app)
     return app

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 
 from ingest.deps import Deps, get_deps, json_body, principal
 from ingest.responses import JSON
-from ingest.schemas import ERRORS, DriverStatusIn, body_schema
+from ingest.schemas import ERRORS, DriverId, DriverOut, DriverStatusIn, DriverView, body_schema
 from ingest.validation import check_id
 from ridepulse.auth import Principal
 from ridepulse.errors import Forbidden, InvalidInput, NotFound
@@ -37,11 +37,12 @@ async def market_of_driver(deps: Deps, driver_id: str) -> Market:
 
 @router.put(
     "/v1/drivers/{driver_id}/status",
+    response_model=DriverOut,
     responses=ERRORS,
     openapi_extra=body_schema(DriverStatusIn),
     summary="Go available or offline",
 )
-async def put_status(driver_id: str, request: Request, who: Who) -> JSON:
+async def put_status(driver_id: DriverId, request: Request, who: Who) -> JSON:
     deps = get_deps(request)
     check_id(driver_id, "driver_id")
     _self_or_ops(who, driver_id)
@@ -54,8 +55,13 @@ async def put_status(driver_id: str, request: Request, who: Who) -> JSON:
     return JSON(driver.to_public())
 
 
-@router.get("/v1/drivers/{driver_id}", responses=ERRORS, summary="Location, status, offer and ride")
-async def get_driver(driver_id: str, request: Request, who: Who) -> JSON:
+@router.get(
+    "/v1/drivers/{driver_id}",
+    response_model=DriverView,
+    responses=ERRORS,
+    summary="Location, status, offer and ride",
+)
+async def get_driver(driver_id: DriverId, request: Request, who: Who) -> JSON:
     deps = get_deps(request)
     check_id(driver_id, "driver_id")
     _self_or_ops(who, driver_id)

@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ingest.deps import get_deps
 from ingest.responses import JSON
+from ingest.schemas import HealthOut, ReadyOut
 
 router = APIRouter(tags=["operations"])
 # Rides progress only if matching reads them; eta and pricing enrich rides and are reported.
@@ -17,12 +18,17 @@ REQUIRED_GROUPS = ("matching",)
 REPORTED_GROUPS = ("matching", "eta", "pricing")
 
 
-@router.get("/healthz", summary="The process is alive")
+@router.get("/healthz", response_model=HealthOut, summary="The process is alive")
 async def healthz() -> JSON:
     return JSON({"status": "ok"})
 
 
-@router.get("/readyz", summary="Redis answers and every consumer group exists")
+@router.get(
+    "/readyz",
+    response_model=ReadyOut,
+    responses={503: {"model": ReadyOut, "description": "Redis down or a required group missing"}},
+    summary="Redis answers and every consumer group exists",
+)
 async def readyz(request: Request) -> JSON:
     deps = get_deps(request)
     try:
@@ -54,6 +60,17 @@ async def readyz(request: Request) -> JSON:
     return JSON(body, status_code=200 if not blocking else 503)
 
 
-@router.get("/metrics", summary="Prometheus metrics")
+@router.get(
+    "/metrics",
+    # a plain Response has no media type, so FastAPI adds no application/json content
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text exposition format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+    summary="Prometheus metrics",
+)
 async def metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

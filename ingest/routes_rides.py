@@ -15,7 +15,15 @@ from ingest.durability import make_durable, pinned, run_script
 from ingest.quotes import checked_quote_id, trip_cells
 from ingest.ratelimit import limit_rider
 from ingest.responses import JSON
-from ingest.schemas import ERRORS, ErrorOut, RideAccepted, RideRequestIn, body_schema
+from ingest.schemas import (
+    ERRORS,
+    RIDE_ACTION_LINKS,
+    RIDE_LINKS,
+    RideAccepted,
+    RideOut,
+    RideRequestIn,
+    body_schema,
+)
 from ingest.validation import check_point
 from ridepulse.auth import Principal
 from ridepulse.contracts.events import Point
@@ -63,10 +71,7 @@ def _may_read(who: Principal, ride: Ride) -> bool:
     "/v1/rides",
     status_code=202,
     response_model=RideAccepted,
-    responses={
-        **ERRORS,
-        503: {"model": ErrorOut, "description": "not fsynced in time: retry, same Idempotency-Key"},
-    },
+    responses={202: {"links": RIDE_LINKS}, **ERRORS},
     openapi_extra=body_schema(RideRequestIn),
     summary="Request a ride; the same Idempotency-Key returns the same ride",
 )
@@ -155,13 +160,19 @@ async def _replay_from_other_market(
     return None
 
 
-@router.get("/v1/rides/{ride_id}", responses=ERRORS, summary="A ride's state and timeline")
+@router.get(
+    "/v1/rides/{ride_id}",
+    response_model=RideOut,
+    responses={200: {"links": RIDE_ACTION_LINKS}, **ERRORS},
+    summary="A ride's state and timeline",
+)
 async def get_ride(ride_id: str, request: Request, who: Who) -> JSON:
     return JSON((await _ride(get_deps(request), ride_id, who)).to_public())
 
 
 @router.post(
     "/v1/rides/{ride_id}/cancel",
+    response_model=RideOut,
     responses=ERRORS,
     summary="Cancel (rider before start; driver after match)",
 )
@@ -203,28 +214,45 @@ def _assigned_driver(who: Principal, ride: Ride) -> None:
         raise Forbidden("you are not this ride's driver")
 
 
-@router.post("/v1/rides/{ride_id}/accept", responses=ERRORS, summary="The offered driver accepts")
+@router.post(
+    "/v1/rides/{ride_id}/accept",
+    response_model=RideOut,
+    responses=ERRORS,
+    summary="The offered driver accepts",
+)
 async def accept(ride_id: str, request: Request, who: Who) -> JSON:
     deps = get_deps(request)
     _driver_of_offer(who, await _ride(deps, ride_id, who, offered_once=True))
     return JSON((await deps.store_for_ride(ride_id).accept(ride_id, who.subject)).to_public())
 
 
-@router.post("/v1/rides/{ride_id}/decline", responses=ERRORS, summary="The offered driver declines")
+@router.post(
+    "/v1/rides/{ride_id}/decline",
+    response_model=RideOut,
+    responses=ERRORS,
+    summary="The offered driver declines",
+)
 async def decline(ride_id: str, request: Request, who: Who) -> JSON:
     deps = get_deps(request)
     _driver_of_offer(who, await _ride(deps, ride_id, who, offered_once=True))
     return JSON((await deps.store_for_ride(ride_id).decline(ride_id, who.subject)).to_public())
 
 
-@router.post("/v1/rides/{ride_id}/arrived", responses=ERRORS, summary="The driver is at the pickup")
+@router.post(
+    "/v1/rides/{ride_id}/arrived",
+    response_model=RideOut,
+    responses=ERRORS,
+    summary="The driver is at the pickup",
+)
 async def arrived(ride_id: str, request: Request, who: Who) -> JSON:
     deps = get_deps(request)
     _assigned_driver(who, await _ride(deps, ride_id, who))
     return JSON((await deps.store_for_ride(ride_id).arrived(ride_id, who.subject)).to_public())
 
 
-@router.post("/v1/rides/{ride_id}/start", responses=ERRORS, summary="The trip starts")
+@router.post(
+    "/v1/rides/{ride_id}/start", response_model=RideOut, responses=ERRORS, summary="The trip starts"
+)
 async def start(ride_id: str, request: Request, who: Who) -> JSON:
     deps = get_deps(request)
     _assigned_driver(who, await _ride(deps, ride_id, who))
@@ -232,7 +260,10 @@ async def start(ride_id: str, request: Request, who: Who) -> JSON:
 
 
 @router.post(
-    "/v1/rides/{ride_id}/complete", responses=ERRORS, summary="The trip ends; the fare is set"
+    "/v1/rides/{ride_id}/complete",
+    response_model=RideOut,
+    responses=ERRORS,
+    summary="The trip ends; the fare is set",
 )
 async def complete(ride_id: str, request: Request, who: Who) -> JSON:
     deps = get_deps(request)

@@ -10,7 +10,15 @@ from fastapi.responses import Response
 
 from ingest.deps import Deps, get_deps, json_body
 from ingest.lean_route import LeanRoute
-from ingest.schemas import ERRORS, PingIn, TelemetryAccepted, TelemetryBatchIn, body_schema
+from ingest.schemas import (
+    DriverId,
+    PingAccepted,
+    PingIn,
+    TelemetryAccepted,
+    TelemetryBatchIn,
+    body_schema,
+    error_responses,
+)
 from ingest.shedding import refuse_if_shedding
 from ingest.validation import check_id, check_ping
 from ridepulse.auth import Principal
@@ -47,11 +55,12 @@ async def accept_ping(deps: Deps, driver_id: str, body: Any) -> None:
 @ping_router.post(
     "/v1/drivers/{driver_id}/location",
     status_code=202,
-    responses=ERRORS,
+    response_model=PingAccepted,
+    responses=error_responses(401, 403, 413, 422, 429, 503),
     openapi_extra=body_schema(PingIn),
     summary="One location ping of one driver",
 )
-async def post_location(driver_id: str, request: Request) -> Response:
+async def post_location(driver_id: DriverId, request: Request) -> Response:
     deps = get_deps(request)
     check_id(driver_id, "driver_id")
     authorize_driver(deps, request, driver_id)
@@ -63,7 +72,7 @@ async def post_location(driver_id: str, request: Request) -> Response:
     "/v1/telemetry",
     status_code=202,
     response_model=TelemetryAccepted,
-    responses=ERRORS,
+    responses=error_responses(401, 403, 413, 422, 429, 503),
     openapi_extra=body_schema(TelemetryBatchIn),
     summary="A batch of pings for many drivers (fleet gateways and simulators)",
 )

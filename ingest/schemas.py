@@ -1,12 +1,15 @@
 """Request and response models for the OpenAPI document (with examples).
 
 Hot-path routes validate with ingest.validation instead of instantiating these per request;
-these models are what `/docs` shows and what the slower routes parse with."""
+these models are what `/docs` shows and what clients are generated from, so each one states
+what the server really accepts or answers. Request bodies that a route reads itself are
+declared with `body_schema` and land in `components/schemas` (ingest.openapi)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from ingest.validation import (
@@ -18,12 +21,31 @@ from ingest.validation import (
     MAX_HEADING_DEG,
     MAX_SPEED_MPS,
 )
+from ridepulse.rides.state import DriverStatus, RideStatus
 
 SF: dict[str, Any] = {"lat": 37.7793, "lon": -122.4193}
+SCHEMA_REF = "#/components/schemas/{model}"
+# at least one letter or digit ("." or "--" alone is refused); the length is in maxLength
+DRIVER_ID_PATTERN = r"^[A-Za-z0-9._-]*[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+# Documented, not enforced by FastAPI: the routes check ids themselves (ingest.validation.check_id,
+# 422 naming driver_id), the hot ping route skips FastAPI's parameter validation altogether.
+DriverId = Annotated[
+    str,
+    Path(
+        description="1-64 letters, digits, '-', '_' and '.', at least one letter or digit",
+        examples=["drv-42"],
+        json_schema_extra={"pattern": DRIVER_ID_PATTERN, "minLength": 1, "maxLength": 64},
+    ),
+]
+
+
+# ---- requests ---------------------------------------------------------------------------------
 
 
 class LatLonIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": SF})
+    # extra keys are ignored by the server (ingest.validation.check_point), so they are allowed
+    model_config = ConfigDict(json_schema_extra={"example": SF})
     lat: float = Field(ge=LAT_RANGE[0], le=LAT_RANGE[1])
     lon: float = Field(ge=LON_RANGE[0], le=LON_RANGE[1])
 
@@ -45,7 +67,7 @@ class PingIn(BaseModel):
     ts: int | None = Field(
         None,
         description=f"epoch ms; at most {FUTURE_TOLERANCE_MS // 1000} s ahead, "
-        f"at most {MAX_AGE_MS // 60_000} min old",
+        f"at most {MAX_AGE_MS // 60_000} min old (else 422); now if absent",
     )
     speed_mps: float | None = Field(None, ge=0, le=MAX_SPEED_MPS)
     heading: float | None = Field(None, ge=0, le=MAX_HEADING_DEG)
@@ -53,23 +75,21 @@ class PingIn(BaseModel):
 
 
 class FleetPingIn(PingIn):
-    driver_id: str
+    driver_id: str = Field(
+        description="as the driver_id path parameter; an item that fails is rejected alone",
+        json_schema_extra={"pattern": DRIVER_ID_PATTERN, "minLength": 1, "maxLength": 64},
+    )
 
 
 class TelemetryBatchIn(BaseModel):
-    pings: list[FleetPingIn]
-
-
-class TelemetryAccepted(BaseModel):
-    accepted: int
-    rejected: int
-    errors: list[dict[str, Any]] = Field(description="per rejected item: index, field, reason")
+    pings: list[FleetPingIn] = Field(
+        description="at most RIDEPULSE_MAX_BATCH_PINGS items (else 422); invalid items are "
+        "counted in `rejected` and listed in `errors`, the others are accepted"
+    )
 
 
 class DriverStatusIn(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", json_schema_extra={"example": {"status": "available"}}
-    )
+    model_config = ConfigDict(json_schema_extra={"example": {"status": "available"}})
     status: Literal["available", "offline"]
 
 
@@ -85,13 +105,93 @@ class RideRequestIn(BaseModel):
         },
     )
     pickup: LatLonIn
-    dropoff: LatLonIn
-    quote_id: str | None = None
+    dropoff: LatLonIn = Field(description="in the pickup's market, at least 50 m away")
+    quote_id: str | None = Field(
+        None, description="from GET /v1/quote: binds the fare; used up by this ride"
+    )
+
+
+# ---- responses --------------------------------------------------------------------------------
+
+
+class LatLon(BaseModel):
+    lat: float
+    lon: float
+
+
+class TimelineEntry(BaseModel):
+    status: RideStatus
+    at: int = Field(description="epoch ms")
+
+
+class RideOut(BaseModel):
+    ride_id: str
+    rider_id: str
+    market: str
+    status: RideStatus
+    version: int
+    driver_id: str | None
+    pickup: LatLon
+    dropoff: LatLon
+    fare: float | None
+    surge: float | None
+    quote_id: str | None
+    pickup_eta_s: float | None
+    trip_eta_s: float | None
+    deadline_at: int = Field(description="epoch ms; unmatched by then, the ride expires")
+    cancelled_by: str | None
+    timeline: list[TimelineEntry]
 
 
 class RideAccepted(BaseModel):
     ride_id: str
-    status: str
+    status: RideStatus
+
+
+class DriverOut(BaseModel):
+    driver_id: str
+    status: DriverStatus
+    version: int
+    ride_id: str | None
+
+
+class OfferOut(BaseModel):
+    ride_id: str
+    expires_at: int | None = Field(description="epoch ms")
+    pickup: LatLon
+    dropoff: LatLon
+    pickup_eta_s: float | None
+
+
+class DriverView(BaseModel):
+    """The driver's status, plus its market, current offer and last position (if it pinged)."""
+
+    driver_id: str
+    status: DriverStatus
+    version: int | None = Field(None, description="absent when the driver never set a status")
+    ride_id: str | None
+    market: str
+    offer: OfferOut | None
+    lat: float | None = None
+    lon: float | None = None
+    ts: int | None = Field(None, description="epoch ms of the last ping")
+    heading: float | None = None
+
+
+class PingAccepted(BaseModel):
+    accepted: Literal[1]
+
+
+class TelemetryItemError(BaseModel):
+    index: int
+    field: str | None
+    reason: str
+
+
+class TelemetryAccepted(BaseModel):
+    accepted: int
+    rejected: int
+    errors: list[TelemetryItemError] = Field(description="the first 100 rejected items")
 
 
 class QuoteOut(BaseModel):
@@ -105,22 +205,101 @@ class QuoteOut(BaseModel):
     expires_at: int
 
 
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyOut(BaseModel):
+    status: Literal["ready", "waiting", "unavailable"]
+    groups: dict[str, list[str]] | None = Field(None, description="consumer groups per stream")
+    missing: list[str] | None = Field(None, description="group@market not declared yet")
+    shedding_telemetry: bool | None = None
+    durable_writes: bool | None = None
+    redis: str | None = Field(None, description="why Redis did not answer (503 only)")
+
+
 class ErrorOut(BaseModel):
-    error: str
+    """Every 4xx and 5xx body (ingest.errors); some errors add context fields."""
+
+    model_config = ConfigDict(extra="allow")
+    error: str = Field(description="machine-readable code, e.g. invalid_input, not_found")
     detail: str
-    field: str | None = None
+    field: str | None = Field(None, description="the input at fault, dotted (pickup.lat)")
 
 
-def body_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """openapi_extra for a route that reads its body itself (hot path)."""
+# ---- declarations used by the routes ----------------------------------------------------------
+
+BODY_MODELS: dict[str, type[BaseModel]] = {}
+"""Models that routes read themselves; ingest.openapi puts them in components/schemas."""
+
+
+def body_schema(model: type[BaseModel], description: str | None = None) -> dict[str, Any]:
+    """openapi_extra for a route that reads its body itself (hot path): a components ref."""
+    BODY_MODELS[model.__name__] = model
+    body: dict[str, Any] = {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": SCHEMA_REF.format(model=model.__name__)}}
+        },
+    }
+    if description:
+        body["description"] = description
+    return {"requestBody": body}
+
+
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "whole seconds to wait before retrying",
+        "schema": {"type": "integer", "minimum": 0},
+    }
+}
+_DESCRIPTIONS: dict[int, str] = {
+    400: "Malformed request",
+    401: "Missing, invalid or expired bearer token",
+    403: "The token's role or subject may not do this",
+    404: "No such resource (or not yours)",
+    409: "The resource is not in a state that allows this",
+    413: "Body too large",
+    422: "Invalid input; `field` names it",
+    429: "Too many requests; retry after `Retry-After` seconds",
+    503: "Storage unavailable or the write could not be made durable; retry",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` entries with the error body, and Retry-After where the server sends it."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        entry: dict[str, Any] = {"model": ErrorOut, "description": _DESCRIPTIONS[status]}
+        if status in (429, 503):
+            entry["headers"] = RETRY_AFTER
+        out[status] = entry
+    return out
+
+
+# Every authenticated route may answer these; routes add what is specific to them.
+ERRORS = error_responses(401, 403, 404, 409, 413, 422, 429, 503)
+
+
+def _ride_link(operation_id: str, description: str) -> dict[str, Any]:
     return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema()}},
-        }
+        "operationId": operation_id,
+        "parameters": {"ride_id": "$response.body#/ride_id"},
+        "description": description,
     }
 
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"model": ErrorOut} for s in (401, 403, 404, 409, 413, 422, 429)
+# The lifecycle as links, so clients and stateful fuzzers (schemathesis) can walk it.
+RIDE_LINKS: dict[str, Any] = {
+    "GetRide": _ride_link("get_ride", "The ride just requested"),
+    "CancelRide": _ride_link("cancel_ride", "Cancel the ride just requested"),
+}
+
+RIDE_ACTION_LINKS: dict[str, Any] = {
+    "CancelRide": _ride_link("cancel_ride", "The rider (before start) or its driver cancels"),
+    "AcceptRide": _ride_link("accept", "The offered driver accepts"),
+    "DeclineRide": _ride_link("decline", "The offered driver declines"),
+    "ArrivedAtPickup": _ride_link("arrived", "The assigned driver is at the pickup"),
+    "StartTrip": _ride_link("start", "The assigned driver starts the trip"),
+    "CompleteTrip": _ride_link("complete", "The assigned driver ends the trip"),
 }
