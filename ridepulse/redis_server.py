@@ -71,7 +71,8 @@ class EmbeddedRedis:
         """The URL a service connects with: its own ACL user."""
         return service_url("127.0.0.1", self.port, service, self.service_passwords[service])
 
-    def start(self, timeout_s: float = 10.0) -> EmbeddedRedis:
+    def prepare(self) -> EmbeddedRedis:
+        """Choose the port (kept across restarts), password and ACL file; start nothing."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         secrets_dir = self.secrets_dir or self.data_dir
         self.password = self.password or _password(secrets_dir)
@@ -80,14 +81,19 @@ class EmbeddedRedis:
         acl = self.data_dir / "users.acl"
         acl.write_text(acl_file_text(self.password, self.service_passwords, self.key_prefix))
         acl.chmod(0o600)
-        args = [
+        return self
+
+    def command(self) -> list[str]:
+        """The server's argv: the same port, data dir and AOF on every (re)start, so a
+        restarted server replays the AOF and clients reconnect to the address they know."""
+        return [
             str(server_binary()),
             "--bind",
             "127.0.0.1",
             "--port",
             str(self.port),
             "--aclfile",
-            str(acl.resolve()),
+            str((self.data_dir / "users.acl").resolve()),
             "--protected-mode",
             "yes",
             "--appendonly",
@@ -104,7 +110,24 @@ class EmbeddedRedis:
             "no",
             *self.extra_args,
         ]
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+
+    def answers(self) -> bool:
+        """PING with the operator's password succeeds (not while the AOF is still loading)."""
+        client = redis.Redis(
+            host="127.0.0.1", port=self.port, password=self.password, socket_timeout=2
+        )
+        try:
+            return bool(client.ping())
+        except redis.exceptions.RedisError:
+            return False
+        finally:
+            client.close()
+
+    def start(self, timeout_s: float = 10.0) -> EmbeddedRedis:
+        self.prepare()
+        self.process = subprocess.Popen(
+            self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+        )
         self._wait_ready(timeout_s)
         return self
 
