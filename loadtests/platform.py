@@ -66,8 +66,14 @@ class Platform:
             *extra,
         ]
         with self.output.open("wb") as out:
+            # its own session, like a shell's job: a test can send the whole group a terminal's
+            # Ctrl-C or hangup without reaching the test runner
             self.process = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, env=clean_env(**(env or {}))
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=clean_env(**(env or {})),
+                start_new_session=True,
             )
 
     # ---- addresses and files ---------------------------------------------------------
