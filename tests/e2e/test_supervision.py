@@ -186,3 +186,16 @@ def test_a_service_killed_after_ready_restarts_at_once(tmp_path: Path) -> None:
     finally:
         code = platform.stop()
     assert code == 0, platform.tail()
+
+
+def test_children_stop_when_the_launcher_itself_is_killed(tmp_path: Path) -> None:
+    platform = Platform(tmp_path / "city", "--no-sim")
+    platform.wait_up()
+    tree = platform.descendants()
+    platform.process.kill()  # no handler runs: the kernel's parent-death signal must do it
+    platform.process.wait(10)
+    wait_until_sync(
+        lambda: all(_gone(p) for p in tree),
+        timeout_s=60,
+        what=f"every child to exit after the launcher's SIGKILL: {[p.pid for p in tree]}",
+    )
