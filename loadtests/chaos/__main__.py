@@ -25,6 +25,12 @@ def parse_args(argv: list[str] | None) -> Config:
     )
     parser.add_argument("--min-completed", type=float, default=defaults.min_completed)
     parser.add_argument("--max-outage-s", type=float, default=None)
+    parser.add_argument(
+        "--ride-deadline-s",
+        type=float,
+        default=defaults.ride_deadline_s,
+        help="RIDEPULSE_RIDE_DEADLINE_S of the platform under test",
+    )
     parser.add_argument("--report", type=Path, default=defaults.report)
     parser.add_argument("--keep-data", action="store_true", help="keep the data dir on success")
     a = parser.parse_args(argv)
@@ -37,6 +43,7 @@ def parse_args(argv: list[str] | None) -> Config:
         valkey_kill=a.valkey_kill,
         min_completed=a.min_completed,
         max_outage_s=a.max_outage_s,
+        ride_deadline_s=a.ride_deadline_s,
         report=a.report,
         keep_data=a.keep_data,
     )

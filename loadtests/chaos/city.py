@@ -114,20 +114,22 @@ class Api:
 
 
 class Driver:
-    """Pings, looks at its own state, and acts on it after a short 'driving' delay."""
+    """Pings, takes offers and drives each ride through its steps after short 'driving' pauses.
+
+    While it holds a ride it follows its own taps' answers; when idle, or when an answer says
+    something else happened (409: a race, a reply lost to a killed process), it looks at what
+    the server says its state is (GET /v1/drivers/{id}) and carries on from there."""
 
     def __init__(self, api: Api, driver_id: str, rng: random.Random) -> None:
         self.api, self.id, self.rng = api, driver_id, rng
         self.position = spot(rng)
-        self.seen: dict[tuple[str, str], float] = {}  # (ride, state) → first seen
         self.headers = api.auth("driver", driver_id)
         self.last_ping = 0.0
 
     async def ping(self) -> None:
         body = {"lat": self.position[0], "lon": self.position[1], "ts": int(time.time() * 1000)}
-        await self.api.call(
-            "POST", f"/v1/drivers/{self.id}/location", json=body, headers=self.headers
-        )
+        url = f"/v1/drivers/{self.id}/location"
+        await self.api.call("POST", url, json=body, headers=self.headers)
         self.last_ping = time.monotonic()
 
     async def tap(self, method: str, url: str, **kwargs: Any) -> httpx.Response | None:
@@ -136,9 +138,13 @@ class Driver:
             self.api.ledger.taps_unanswered += 1
         return response
 
-    def due(self, ride_id: str, state: str, after_s: float) -> bool:
-        first = self.seen.setdefault((ride_id, state), time.monotonic())
-        return time.monotonic() - first >= after_s
+    async def pause(self, seconds: float) -> None:
+        """Drive for a while, pinging on schedule."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            if time.monotonic() - self.last_ping >= PING_EVERY_S:
+                await self.ping()
+            await asyncio.sleep(min(left, PING_EVERY_S))
 
     async def run(self, stop: asyncio.Event) -> None:
         await asyncio.sleep(self.rng.uniform(0, LOOK_EVERY_S))
@@ -162,24 +168,33 @@ class Driver:
         if status == "offline":
             await self.tap("PUT", f"/v1/drivers/{self.id}/status", json={"status": "available"})
         elif status == "offered" and offer:
-            await self.tap("POST", f"/v1/rides/{offer['ride_id']}/accept")
-        elif status == "en_route" and ride_id:
+            accepted = await self.tap("POST", f"/v1/rides/{offer['ride_id']}/accept")
+            if accepted is not None and accepted.status_code == 200:
+                await self.drive(accepted.json())
+        elif status in ("en_route", "on_trip") and ride_id:
             ride = await self.api.call("GET", f"/v1/rides/{ride_id}", headers=self.headers)
-            if ride is None or ride.status_code != 200:
+            if ride is not None and ride.status_code == 200:
+                await self.drive(ride.json())
+
+    async def drive(self, ride: dict[str, Any]) -> None:
+        """From the ride's current status to completed, one tap per step; any surprise (a 409,
+        no answer) hands back to the look loop, which reads the truth and resumes."""
+        steps = {
+            "matched": ("arrived", ARRIVE_AFTER_S),
+            "driver_arrived": ("start", START_AFTER_S),
+            "started": ("complete", COMPLETE_AFTER_S),
+        }
+        while ride.get("status") in steps:
+            action, after_s = steps[ride["status"]]
+            await self.pause(after_s)
+            answer = await self.tap("POST", f"/v1/rides/{ride['ride_id']}/{action}")
+            if answer is None or answer.status_code != 200:
                 return
-            state = ride.json()["status"]
-            if state == "matched" and self.due(ride_id, state, ARRIVE_AFTER_S):
-                self.position = (ride.json()["pickup"]["lat"], ride.json()["pickup"]["lon"])
-                await self.tap("POST", f"/v1/rides/{ride_id}/arrived")
-            elif state == "driver_arrived" and self.due(ride_id, state, START_AFTER_S):
-                await self.tap("POST", f"/v1/rides/{ride_id}/start")
-        elif status == "on_trip" and ride_id and self.due(ride_id, "started", COMPLETE_AFTER_S):
-            done = await self.tap("POST", f"/v1/rides/{ride_id}/complete")
-            if done is not None and done.status_code == 200:
-                dropoff = done.json()["dropoff"]
-                self.position = (dropoff["lat"], dropoff["lon"])
-                self.api.ledger.completed_by_drivers += 1
-                await self.ping()
+            ride = answer.json()
+        if ride.get("status") == "completed":
+            self.position = (ride["dropoff"]["lat"], ride["dropoff"]["lon"])
+            self.api.ledger.completed_by_drivers += 1
+            await self.ping()
 
 
 async def request_ride(api: Api, seq: int, run_id: str, rng: random.Random) -> None:
