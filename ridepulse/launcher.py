@@ -162,7 +162,8 @@ def run_platform(settings: Settings, *, simulate: bool) -> int:
         ).prepare()
         specs.append(server_spec(server, settings))
         settings = settings.model_copy(update={"redis_url": server.url})
-    client = connect_sync(settings.redis_url or "", socket_connect_timeout=3)
+    # timeouts on every call: a probe must never hang the watch loop on a stalled server
+    client = connect_sync(settings.redis_url or "", socket_connect_timeout=3, socket_timeout=3)
     secret = resolve_secret(settings)
     services = service_specs(settings, client, secret, server)
     sim = simulation_spec(settings, secret) if simulate else None
