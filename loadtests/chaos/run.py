@@ -110,6 +110,18 @@ class Monkey:
             await asyncio.sleep(0.1)
 
 
+async def progress(ledger: Ledger, monkey: Monkey, stop: asyncio.Event) -> None:
+    """A line every 30 s, so a CI log shows the run moving."""
+    while not stop.is_set():
+        await _sleep_or_stop(stop, 30.0)
+        elapsed = time.monotonic() - monkey.started
+        print(
+            f"chaos: {elapsed:4.0f}s  rides acknowledged {len(ledger.acknowledged)}"
+            f"  completed by drivers {ledger.completed_by_drivers}  faults {len(monkey.faults)}",
+            flush=True,
+        )
+
+
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
     try:
         await asyncio.wait_for(stop.wait(), timeout=seconds)
@@ -198,12 +210,13 @@ async def load_and_break(platform: Platform, cfg: Config) -> dict[str, Any]:
     monkey = Monkey(platform, random.Random(rng.random()), started)
     chaos = asyncio.create_task(monkey.run(cfg, stop_chaos))
     recovery = asyncio.create_task(monkey.measure_recovery(stop_chaos))
+    ticker = asyncio.create_task(progress(ledger, monkey, stop_chaos))
     run_id = f"{cfg.seed}-{int(time.time())}"
     print(f"chaos: load for {cfg.duration_s:.0f}s with faults", flush=True)
     await riders(api, cfg.rate_per_s, cfg.duration_s, run_id, random.Random(rng.random()))
     stop_chaos.set()
     load_end = time.monotonic()
-    await chaos
+    await asyncio.gather(chaos, ticker)
     outage_s, outage_at = longest_gap(ledger.answered_at, started, load_end)
     rides = {r for ids in ledger.acknowledged.values() for r in ids}
     print(f"chaos: {len(rides)} rides acknowledged; draining", flush=True)
