@@ -31,6 +31,12 @@ def parse_args(argv: list[str] | None) -> Config:
         default=defaults.ride_deadline_s,
         help="RIDEPULSE_RIDE_DEADLINE_S of the platform under test",
     )
+    parser.add_argument(
+        "--offer-timeout-s",
+        type=float,
+        default=defaults.offer_timeout_s,
+        help="RIDEPULSE_OFFER_TIMEOUT_S of the platform under test",
+    )
     parser.add_argument("--report", type=Path, default=defaults.report)
     parser.add_argument("--keep-data", action="store_true", help="keep the data dir on success")
     a = parser.parse_args(argv)
@@ -44,6 +50,7 @@ def parse_args(argv: list[str] | None) -> Config:
         min_completed=a.min_completed,
         max_outage_s=a.max_outage_s,
         ride_deadline_s=a.ride_deadline_s,
+        offer_timeout_s=a.offer_timeout_s,
         report=a.report,
         keep_data=a.keep_data,
     )

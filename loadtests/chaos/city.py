@@ -23,9 +23,9 @@ from ridepulse.auth import mint_token
 DOWNTOWN = (37.7793, -122.4193)
 AREA_M = 1500.0  # drivers and trips stay within this distance of downtown
 MIN_TRIP_M = 600.0
-PING_EVERY_S = 3.0
+PING_EVERY_S = 5.0  # well inside the 30 s after which matching stops offering a silent driver
 LOOK_EVERY_S = 1.0
-ARRIVE_AFTER_S, START_AFTER_S, COMPLETE_AFTER_S = 1.0, 0.5, 1.5
+ARRIVE_AFTER_S, START_AFTER_S, COMPLETE_AFTER_S = 0.5, 0.2, 1.0
 RETRY_EVERY_S = 0.3
 ANSWER_DEADLINE_S = 60.0  # a request or tap not answered in this long is reported unanswered
 TRANSIENT = frozenset({429, 500, 502, 503, 504})

@@ -48,6 +48,9 @@ class Config:
     # the completion share measures service lost to faults, not how slow a shared CI machine
     # starts a Python process (a killed ingest is back in well under a second, ready in 1-10 s).
     ride_deadline_s: float = 180.0
+    # A driver's time to answer an offer: the chaos drivers poll for offers, and on a loaded
+    # machine a poll can take seconds; an offer that times out only wastes a driver's time.
+    offer_timeout_s: float = 30.0
     max_outage_s: float | None = None
     report: Path = Path("loadtests/reports/chaos.json")
     keep_data: bool = False
@@ -239,7 +242,10 @@ async def load_and_break(platform: Platform, cfg: Config) -> dict[str, Any]:
 
 def run(cfg: Config) -> int:
     work = Path(tempfile.mkdtemp(prefix="ridepulse-chaos-"))
-    env = {"RIDEPULSE_RIDE_DEADLINE_S": str(cfg.ride_deadline_s)}
+    env = {
+        "RIDEPULSE_RIDE_DEADLINE_S": str(cfg.ride_deadline_s),
+        "RIDEPULSE_OFFER_TIMEOUT_S": str(cfg.offer_timeout_s),
+    }
     platform = Platform(work / "city", "--no-sim", env=env)
     print(f"chaos: seed {cfg.seed}, data dir {work}", flush=True)
     verdicts: list[Verdict] = []
