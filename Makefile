@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-cluster lint typecheck bench loadtest loadtest-ci asyncapi chromium screenshot clean soak
+.PHONY: demo test test-cluster lint typecheck bench loadtest loadtest-ci chaos chaos-ci asyncapi chromium screenshot clean soak
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,17 @@ loadtest-ci: $(STAMP)
 SOAK_ARGS ?=
 soak: $(STAMP)
 	$(BIN)/python -m tests.soak.memory_soak $(SOAK_ARGS)
+
+# The chaos suite (loadtests/chaos, docs/reliability.md): a city under load while a random
+# service is SIGKILLed every few seconds and, once, the Valkey server; then every guarantee is
+# checked. CHAOS_ARGS passes options, e.g. CHAOS_ARGS=--no-valkey-kill or --seed 3.
+CHAOS_ARGS ?=
+chaos: $(STAMP)
+	$(BIN)/python -m loadtests.chaos --duration-s 600 $(CHAOS_ARGS)
+
+# The short run CI does after `make test` (about 2 minutes of faults, then the drain and checks).
+chaos-ci: $(STAMP)
+	$(BIN)/python -m loadtests.chaos --duration-s 120 --report loadtests/reports/chaos-ci.json $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) .ridepulse .pytest_cache .mypy_cache .ruff_cache

@@ -3,6 +3,7 @@ process under the supervisor, the simulated fleet, and the URLs to open."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import sys
@@ -10,6 +11,7 @@ import urllib.request
 from pathlib import Path
 from types import FrameType
 
+import orjson
 import redis
 
 from ridepulse.auth import (
@@ -25,7 +27,7 @@ from ridepulse.redis_client import connect_sync
 from ridepulse.redis_server import EmbeddedRedis
 from ridepulse.services import SERVICE_NAMES
 from ridepulse.settings import Settings
-from ridepulse.supervisor import ChildSpec, ReadyProbe, Supervisor
+from ridepulse.supervisor import TIER_LOAD, TIER_SERVER, ChildSpec, ReadyProbe, Supervisor
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,7 +56,7 @@ def with_running_redis(settings: Settings) -> Settings:
 
 
 def _http_ready(url: str) -> ReadyProbe:
-    def probe() -> bool:
+    def probe(pid: int) -> bool:
         try:
             with urllib.request.urlopen(url, timeout=1) as response:
                 return bool(response.status == 200)
@@ -65,7 +67,27 @@ def _http_ready(url: str) -> ReadyProbe:
 
 
 def _heartbeat_ready(client: redis.Redis, key: str) -> ReadyProbe:
-    return lambda: bool(client.exists(key))
+    """Ready once the heartbeat of *this* process is written: a killed predecessor's key
+    lives on for its TTL, so the pid inside it must match."""
+
+    def probe(pid: int) -> bool:
+        raw = client.get(key)
+        return raw is not None and orjson.loads(raw).get("pid") == pid
+
+    return probe
+
+
+def server_spec(server: EmbeddedRedis, settings: Settings) -> ChildSpec:
+    """The embedded server as a supervised child: first up, last down, restarted on the same
+    port and data dir (its AOF replays) when it dies."""
+    return ChildSpec(
+        "valkey",
+        server.command(),
+        {},
+        lambda pid: server.answers(),
+        Path(settings.data_dir) / "logs" / "valkey.out",
+        tier=TIER_SERVER,
+    )
 
 
 def service_specs(
@@ -124,7 +146,7 @@ def simulation_spec(settings: Settings, secret: str) -> ChildSpec | None:
     # time runs 2x so a demo ride completes in a few minutes; seeded so every demo is alike
     env = {"RIDEPULSE_SECRET": secret, "RIDEPULSE_SIM_SEED": "7", "RIDEPULSE_SIM_TIME_SCALE": "2"}
     log = Path(settings.data_dir) / "logs" / "simulation.log"
-    return ChildSpec("simulation", argv, env, None, log, drain_first=True)
+    return ChildSpec("simulation", argv, env, None, log, tier=TIER_LOAD, stop_timeout_s=25.0)
 
 
 def run_platform(settings: Settings, *, simulate: bool) -> int:
@@ -132,26 +154,36 @@ def run_platform(settings: Settings, *, simulate: bool) -> int:
     configure_logging("supervisor", settings.log_level)
     log = get_logger()
     server = None
+    specs: list[ChildSpec] = []
     if not settings.redis_url:
-        server = start_embedded(settings)
+        server = EmbeddedRedis(
+            Path(settings.data_dir) / "redis", key_prefix=settings.key_prefix
+        ).prepare()
+        specs.append(server_spec(server, settings))
         settings = settings.model_copy(update={"redis_url": server.url})
-        log.info("redis.started", port=server.port, data_dir=str(server.data_dir))
-    client = connect_sync(settings.redis_url or "", socket_connect_timeout=3)
+    # timeouts on every call: a probe must never hang the watch loop on a stalled server
+    client = connect_sync(settings.redis_url or "", socket_connect_timeout=3, socket_timeout=3)
     secret = resolve_secret(settings)
-    specs = service_specs(settings, client, secret, server)
+    services = service_specs(settings, client, secret, server)
     sim = simulation_spec(settings, secret) if simulate else None
-    supervisor = Supervisor(specs + ([sim] if sim else []))
+    supervisor = Supervisor(specs + services + ([sim] if sim else []))
     stopping = False
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
         nonlocal stopping
+        if signum == signal.SIGHUP and not stopping:
+            _detach_from_terminal(settings)
         stopping = True
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, request_stop)
     try:
         supervisor.start_all()
-        print_banner(settings, secret, [s.name for s in specs], sim is not None, server)
+        if server is not None:
+            _url_file(settings).write_text(server.url)
+            _url_file(settings).chmod(0o600)
+            log.info("redis.started", port=server.port, data_dir=str(server.data_dir))
+        print_banner(settings, secret, [s.name for s in services], sim is not None, server)
         supervisor.watch(lambda: stopping)
         return 0
     except RuntimeError as exc:
@@ -161,8 +193,18 @@ def run_platform(settings: Settings, *, simulate: bool) -> int:
         supervisor.stop_all()
         client.close()
         if server is not None:
-            server.stop()
             forget_running_redis(settings)
+
+
+def _detach_from_terminal(settings: Settings) -> None:
+    """The terminal is gone (SIGHUP): writing to it would fail mid-stop, so the launcher's own
+    lines go to logs/supervisor.log from here on."""
+    path = Path(settings.data_dir) / "logs" / "supervisor.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
 
 
 def print_banner(

@@ -71,7 +71,8 @@ class EmbeddedRedis:
         """The URL a service connects with: its own ACL user."""
         return service_url("127.0.0.1", self.port, service, self.service_passwords[service])
 
-    def start(self, timeout_s: float = 10.0) -> EmbeddedRedis:
+    def prepare(self) -> EmbeddedRedis:
+        """Choose the port (kept across restarts), password and ACL file; start nothing."""
         private_dir(self.data_dir)  # AOF and ACL file: the owner's only (0700)
         secrets_dir = self.secrets_dir or self.data_dir
         self.password = self.password or _password(secrets_dir)
@@ -79,14 +80,19 @@ class EmbeddedRedis:
         self.service_passwords = service_passwords(secrets_dir)
         acl = self.data_dir / "users.acl"
         write_acl_file(acl, self.password, self.service_passwords, self.key_prefix)
-        args = [
+        return self
+
+    def command(self) -> list[str]:
+        """The server's argv: the same port, data dir and AOF on every (re)start, so a
+        restarted server replays the AOF and clients reconnect to the address they know."""
+        return [
             str(server_binary()),
             "--bind",
             "127.0.0.1",
             "--port",
             str(self.port),
             "--aclfile",
-            str(acl.resolve()),
+            str((self.data_dir / "users.acl").resolve()),
             "--protected-mode",
             "yes",
             "--appendonly",
@@ -103,7 +109,24 @@ class EmbeddedRedis:
             "no",
             *self.extra_args,
         ]
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+
+    def answers(self) -> bool:
+        """PING with the operator's password succeeds (not while the AOF is still loading)."""
+        client = redis.Redis(
+            host="127.0.0.1", port=self.port, password=self.password, socket_timeout=2
+        )
+        try:
+            return bool(client.ping())
+        except redis.exceptions.RedisError:
+            return False
+        finally:
+            client.close()
+
+    def start(self, timeout_s: float = 10.0) -> EmbeddedRedis:
+        self.prepare()
+        self.process = subprocess.Popen(
+            self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+        )
         self._wait_ready(timeout_s)
         return self
 

@@ -1,10 +1,15 @@
-"""Starts, watches and stops service processes.
+"""Starts, watches and stops the platform's processes, the embedded server included.
 
-Each child runs in its own session (process group) so a stop reaches its whole tree; a child
-that dies is restarted with exponential backoff; stop sends SIGTERM, waits, then SIGKILLs."""
+Each child runs in its own session (process group), so a stop reaches its whole tree and a
+terminal's Ctrl-C or hangup reaches only the launcher, which then stops the children in order.
+Children start and stop by tier: the server (tier 0) first up and last down, then the services,
+then the simulated fleet (first down, so it can finish its rides against a running API).
+A child that had become ready and then died is restarted at once; one that dies before it is
+ready (a crash loop) waits a backoff that doubles on every such death."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -16,10 +21,13 @@ from typing import IO
 
 from ridepulse.logs import get_logger
 
-ReadyProbe = Callable[[], bool]
+ReadyProbe = Callable[[int], bool]  # given the child's pid: is this process ready?
+BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
-STABLE_AFTER_S = 30.0  # a child up this long resets its backoff
-DRAIN_FIRST_TIMEOUT_S = 25.0
+READY_WITHOUT_PROBE_S = 5.0  # a child without a probe counts as ready once up this long
+PROBE_EVERY_S = 0.3  # how often a started child's readiness is checked until it is ready
+TIER_SERVER, TIER_SERVICE, TIER_LOAD = 0, 1, 2
+_PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -29,7 +37,8 @@ class ChildSpec:
     env: dict[str, str]
     ready: ReadyProbe | None = None
     log_path: Path | None = None
-    drain_first: bool = False
+    tier: int = TIER_SERVICE
+    stop_timeout_s: float = 15.0
 
 
 @dataclass
@@ -37,7 +46,9 @@ class Child:
     spec: ChildSpec
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
-    restarts: int = 0
+    ready: bool = False
+    probed_at: float = 0.0
+    restarts: int = 0  # deaths before ready in a row: the backoff exponent
     next_start_at: float = 0.0
     log_file: IO[bytes] | None = field(default=None, repr=False)
 
@@ -49,11 +60,24 @@ class Child:
         return self.process is not None and self.process.poll() is None
 
 
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM it if the launcher itself dies (even SIGKILLed),
+    so no service or server outlives `ridepulse up` holding its ports."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the stop path still reaps every child
+        pass
+
+
 class Supervisor:
     def __init__(self, specs: list[ChildSpec]) -> None:
         self.children = {s.name: Child(s) for s in specs}
         self.log = get_logger(component="supervisor")
         self._stopping = False
+
+    def tiers(self) -> list[list[Child]]:
+        levels = sorted({c.spec.tier for c in self.children.values()})
+        return [[c for c in self.children.values() if c.spec.tier == t] for t in levels]
 
     # ---- starting --------------------------------------------------------------------
     def _spawn(self, child: Child) -> None:
@@ -62,107 +86,130 @@ class Supervisor:
             spec.log_path.parent.mkdir(parents=True, exist_ok=True)
             if child.log_file is None:
                 child.log_file = spec.log_path.open("ab")
-        out = child.log_file if child.log_file is not None else None
+        out = child.log_file if child.log_file is not None else subprocess.DEVNULL
         child.process = subprocess.Popen(
             spec.argv,
             env={**os.environ, **spec.env},
             stdin=subprocess.DEVNULL,
             stdout=out,
-            stderr=subprocess.STDOUT if out else None,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,  # only a prctl, before exec: no lock is taken
         )
         child.started_at = time.monotonic()
+        child.ready = False
         self.log.info("service.spawned", name=spec.name, pid=child.process.pid)
 
+    def _check_ready(self, child: Child) -> bool:
+        """Whether the current process of `child` is ready; remembered once true."""
+        if child.ready:
+            return True
+        if not child.alive() or child.pid is None:
+            return False
+        now = time.monotonic()
+        if child.spec.ready is None:
+            child.ready = now - child.started_at >= READY_WITHOUT_PROBE_S
+        elif now - child.probed_at >= PROBE_EVERY_S:
+            child.probed_at = now
+            child.ready = _safe_probe(child.spec.ready, child.pid)
+        if child.ready:
+            child.restarts = 0
+            self.log.info("service.ready", name=child.spec.name, pid=child.pid)
+        return child.ready
+
     def start_all(self, ready_timeout_s: float = 60.0) -> None:
-        """Start every child, then wait until each reports ready (or fail with its name)."""
-        for child in self.children.values():
-            self._spawn(child)
-        deadline = time.monotonic() + ready_timeout_s
-        waiting = {n for n, c in self.children.items() if c.spec.ready is not None}
-        while waiting:
-            for name in sorted(waiting):
-                child = self.children[name]
-                if not child.alive():
-                    raise RuntimeError(
-                        f"service {name} exited during start; see {child.spec.log_path}"
-                    )
-                assert child.spec.ready is not None
-                if child.spec.ready():
-                    waiting.discard(name)
-                    self.log.info("service.ready", name=name, pid=child.pid)
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"not ready after {ready_timeout_s:.0f}s: {', '.join(sorted(waiting))}"
-                )
-            time.sleep(0.1)
+        """Start each tier and wait until its children report ready (or fail with a name)."""
+        for tier in self.tiers():
+            for child in tier:
+                self._spawn(child)
+            deadline = time.monotonic() + ready_timeout_s
+            waiting = [c for c in tier if c.spec.ready is not None]
+            while waiting:
+                for child in list(waiting):
+                    if not child.alive():
+                        raise RuntimeError(
+                            f"service {child.spec.name} exited during start; "
+                            f"see {child.spec.log_path}"
+                        )
+                    if self._check_ready(child):
+                        waiting.remove(child)
+                if time.monotonic() > deadline:
+                    names = ", ".join(sorted(c.spec.name for c in waiting))
+                    raise RuntimeError(f"not ready after {ready_timeout_s:.0f}s: {names}")
+                time.sleep(0.05)
 
     # ---- watching --------------------------------------------------------------------
     def poll_once(self) -> None:
-        """Restart children that died, each after its backoff."""
+        """Restart children that died: at once if they had been ready, else after a backoff."""
         now = time.monotonic()
         for child in self.children.values():
-            if self._stopping or child.alive():
+            if self._stopping:
+                return
+            if child.alive():
+                self._check_ready(child)
                 continue
             if child.next_start_at == 0.0:
-                code = child.process.returncode if child.process else None
-                uptime = now - child.started_at
-                if uptime > STABLE_AFTER_S:
-                    child.restarts = 0
-                backoff = min(BACKOFF_MAX_S, 0.5 * 2**child.restarts)
-                child.next_start_at = now + backoff
-                self.log.warning(
-                    "service.died",
-                    name=child.spec.name,
-                    exit_code=code,
-                    restart_in_s=backoff,
-                    restarts=child.restarts,
-                )
-            elif now >= child.next_start_at:
-                child.restarts += 1
+                self._schedule_restart(child, now)
+            if now >= child.next_start_at:
                 child.next_start_at = 0.0
                 self._spawn(child)
                 self.log.info("service.restarted", name=child.spec.name, pid=child.pid)
 
-    def watch(self, should_stop: Callable[[], bool], interval_s: float = 0.2) -> None:
+    def _schedule_restart(self, child: Child, now: float) -> None:
+        if child.ready:
+            backoff = 0.0  # it worked until something killed it: bring it back now
+        else:
+            backoff = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2**child.restarts)
+            child.restarts += 1
+        child.next_start_at = now + backoff
+        self.log.warning(
+            "service.died",
+            name=child.spec.name,
+            exit_code=child.process.returncode if child.process else None,
+            was_ready=child.ready,
+            uptime_s=round(now - child.started_at, 2),
+            restart_in_s=backoff,
+        )
+
+    def watch(self, should_stop: Callable[[], bool], interval_s: float = 0.1) -> None:
         while not should_stop():
             self.poll_once()
             time.sleep(interval_s)
 
     # ---- stopping --------------------------------------------------------------------
-    def stop_all(self, timeout_s: float = 15.0) -> None:
-        """SIGTERM every child's process group, wait for them to drain, SIGKILL stragglers.
-
-        Children marked `drain_first` (the simulated fleet) stop before the services, so they
-        can finish their users' rides against a still-running API."""
+    def stop_all(self) -> None:
+        """Stop tier by tier, last started first: SIGTERM the tier's process groups, wait for
+        them to drain, SIGKILL stragglers; only then the next tier (the server comes last)."""
         self._stopping = True
-        first = [c for c in self.children.values() if c.spec.drain_first and c.alive()]
-        for child in first:
-            assert child.process is not None
-            _signal_group(child.process.pid, signal.SIGTERM)
-        for child in first:
-            assert child.process is not None
-            try:
-                child.process.wait(DRAIN_FIRST_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                _signal_group(child.process.pid, signal.SIGKILL)
-        for child in reversed(list(self.children.values())):
-            if child.alive() and child.process is not None:
+        for tier in reversed(self.tiers()):
+            running = [c for c in tier if c.alive()]
+            for child in running:
+                assert child.process is not None
                 _signal_group(child.process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        for child in self.children.values():
-            if child.process is None:
-                continue
+            for child in tier:
+                self._reap(child)
+        self.log.info("supervisor.stopped")
+
+    def _reap(self, child: Child) -> None:
+        if child.process is not None:
             try:
-                child.process.wait(max(0.1, deadline - time.monotonic()))
+                child.process.wait(child.spec.stop_timeout_s)
             except subprocess.TimeoutExpired:
                 self.log.warning("service.killed", name=child.spec.name, pid=child.pid)
                 _signal_group(child.process.pid, signal.SIGKILL)
                 child.process.wait()
             _signal_group(child.process.pid, signal.SIGKILL)  # grandchildren left behind
-            if child.log_file is not None:
-                child.log_file.close()
-        self.log.info("supervisor.stopped")
+            self.log.info("service.stopped", name=child.spec.name, pid=child.pid)
+        if child.log_file is not None:
+            child.log_file.close()
+            child.log_file = None
+
+
+def _safe_probe(probe: ReadyProbe, pid: int) -> bool:
+    try:
+        return probe(pid)
+    except Exception:  # a probe that cannot reach its target means "not ready yet"
+        return False
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

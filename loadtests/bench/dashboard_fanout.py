@@ -43,6 +43,7 @@ import psutil
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from loadtests.platform import clean_env, tool
 from matching.geo_index import update_positions
 from ridepulse.auth import mint_token
 from ridepulse.contracts.events import Ping, Point
@@ -53,7 +54,6 @@ from ridepulse.redis_server import EmbeddedRedis, free_port
 from ridepulse.rides.store import RideStore
 from ridepulse.settings import Settings
 
-BIN = Path(sys.executable).parent
 PREFIX = "rp"
 SECRET = "bench-dashboard-fanout-0123456789abcdef"
 BATCH_PERIOD_S = 0.1  # matching applies telemetry per batch; a batch every 100 ms
@@ -265,7 +265,7 @@ def stack(
 ) -> Iterator[Stack]:
     server = EmbeddedRedis(workdir / "redis", key_prefix=PREFIX).start()
     port = free_port()
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("RIDEPULSE_")}
+    clean = clean_env()
     env = {
         **clean,
         "RIDEPULSE_REDIS_URL": server.url_for("dashboard"),
@@ -291,7 +291,7 @@ def stack(
     ]
     with (workdir / "dashboard.log").open("ab") as log:
         dashboard = subprocess.Popen(
-            [str(BIN / "ridepulse"), "run", "dashboard"], env=env, stdout=log, stderr=log
+            [tool("ridepulse"), "run", "dashboard"], env=env, stdout=log, stderr=log
         )
     city = subprocess.Popen(city_argv, env=clean, stdout=subprocess.PIPE)
     try:

@@ -145,7 +145,7 @@ async def run_e2e(cfg: E2EConfig, work_dir: Path) -> dict[str, Any]:
 
 async def _measure(cfg: E2EConfig, stack: Stack) -> dict[str, Any]:
     secret = stack.secret
-    redis = connect(Settings(), stack.redis_url)
+    redis = connect(Settings(), stack.redis_url())
     keys = MarketKeys("sf")
     fleet_token = mint_token(secret, "fleet", "bench-fleet")
     ops_token = mint_token(secret, "ops", "bench")

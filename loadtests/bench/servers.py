@@ -3,8 +3,6 @@ one uvicorn worker with the same settings (uvloop, httptools, no access log)."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 import time
@@ -16,6 +14,7 @@ from pathlib import Path
 import psutil
 
 from loadtests.bench.affinity import SERVER_CORES, pin, pin_profiled
+from loadtests.platform import clean_env, tool
 from ridepulse.redis_server import free_port
 
 HOST = "127.0.0.1"
@@ -65,14 +64,6 @@ class ServerProcess:
                 self.process.wait()
 
 
-def tool(name: str) -> str:
-    beside = Path(sys.executable).parent / name
-    found = str(beside) if beside.exists() else shutil.which(name)
-    if found is None:
-        raise RuntimeError(f"{name} not found beside {sys.executable} or on PATH")
-    return found
-
-
 def _spawn(
     name: str,
     argv: list[str],
@@ -96,9 +87,8 @@ def _spawn(
         ]
     logs.mkdir(parents=True, exist_ok=True)
     log = logs / f"{name}.log"
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("RIDEPULSE_")}
     with log.open("wb") as out:
-        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env={**clean, **env})
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=clean_env(**env))
     return ServerProcess(name, port, process, log, profiled=profile_to is not None)
 
 

@@ -1,0 +1,201 @@
+"""`ridepulse up` supervises the embedded server like every service, stops in order, and leaves
+nothing behind on a hangup (issue 9.6)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import psutil
+import pytest
+
+from tests.e2e.conftest import start_city
+from tests.support.api import DOWNTOWN, offset
+from tests.support.processes import ON_CLUSTER, Platform
+from tests.support.waiting import wait_until_sync
+
+pytestmark = pytest.mark.e2e
+embedded_only = pytest.mark.skipif(ON_CLUSTER, reason="the cluster is not the embedded server")
+
+
+def _answered(call: Any, ok: tuple[int, ...], what: str, timeout_s: float = 60) -> httpx.Response:
+    """Retry a call while the platform recovers (connection errors, 5xx) until it answers."""
+
+    def attempt() -> httpx.Response | None:
+        try:
+            response: httpx.Response = call()
+        except httpx.HTTPError:
+            return None
+        return response if response.status_code in ok else None
+
+    return wait_until_sync(attempt, timeout_s=timeout_s, interval_s=0.2, what=what)
+
+
+def _redis_port(platform: Platform) -> int:
+    return int(platform.redis_url().rsplit(":", 1)[1].split("/")[0])
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _gone(proc: psutil.Process) -> bool:
+    try:
+        return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _log_events(platform: Platform, event: str) -> list[dict[str, Any]]:
+    found = []
+    for line in platform.text().splitlines():
+        if line.startswith("{") and f'"{event}"' in line:
+            record = orjson.loads(line)
+            if record.get("event") == event:
+                found.append(record)
+    return found
+
+
+@embedded_only
+def test_killed_valkey_restarts_on_its_port_and_rides_survive(tmp_path: Path) -> None:
+    platform, city = start_city(tmp_path / "city")
+    try:
+        rider_a = city.request_ride("rider-a", DOWNTOWN, offset(DOWNTOWN, 1500, 0))
+        assert rider_a.status_code == 202, rider_a.text
+        ride_a = rider_a.json()["ride_id"]
+        port = _redis_port(platform)
+        old = platform.service_process("valkey")
+        assert old is not None
+        old.send_signal(signal.SIGKILL)
+        new = wait_until_sync(
+            lambda: (p := platform.service_process("valkey")) and p.pid != old.pid and p,
+            timeout_s=20,
+            what="a new valkey process",
+        )
+        assert str(port) in " ".join(new.cmdline())  # argv, or the title valkey sets later
+        assert _redis_port(platform) == port
+        read = _answered(
+            lambda: city.http.get(f"/v1/rides/{ride_a}", headers=city.token("ops", "t")),
+            (200,),
+            "the ride requested before the kill",
+        )
+        assert read.json()["ride_id"] == ride_a
+        driver, where = "driver-after-kill", offset(DOWNTOWN, 100, 0)
+        _answered(lambda: city.ping(driver, *where), (202,), "a ping after the kill")
+        _answered(
+            lambda: city.http.put(
+                f"/v1/drivers/{driver}/status",
+                json={"status": "available"},
+                headers=city.token("driver", driver),
+            ),
+            (200,),
+            "the driver going available",
+        )
+        ride_b = _answered(
+            lambda: city.request_ride(
+                "rider-b", DOWNTOWN, offset(DOWNTOWN, 0, 1500), idempotency_key="after-kill"
+            ),
+            (202,),
+            "a ride request after the kill",
+        ).json()["ride_id"]
+        city.wait_ride(
+            ride_b,
+            lambda r: r["status"] in ("offered", "matched"),
+            timeout_s=60,
+            what="the new ride offered to the driver",
+        )
+    finally:
+        city.close()
+        code = platform.stop()
+    assert code == 0, platform.tail()
+
+
+def test_hangup_stops_everything_and_frees_the_ports(tmp_path: Path) -> None:
+    platform = Platform(tmp_path / "city", "--no-sim")
+    platform.wait_up()
+    tree = platform.descendants()
+    ports = [platform.api_port, platform.dashboard_port]
+    if not ON_CLUSTER:
+        ports.append(_redis_port(platform))
+    os.killpg(platform.process.pid, signal.SIGHUP)  # what a closed terminal sends its job
+    code = platform.process.wait(60)
+    assert code == 0, platform.tail()
+    left = [p.pid for p in tree if not _gone(p)]
+    assert left == [], f"processes left behind after SIGHUP: {left}"
+    busy = [port for port in ports if not _port_free(port)]
+    assert busy == [], f"ports still held after SIGHUP: {busy}"
+    log = (tmp_path / "city" / "logs" / "supervisor.log").read_text()
+    assert "supervisor.stopped" in log, log[-2000:]
+
+
+@embedded_only
+def test_ctrl_c_stops_every_service_before_the_server(tmp_path: Path) -> None:
+    platform = Platform(tmp_path / "city", "--no-sim")
+    platform.wait_up()
+    procs = platform.processes()
+    server = procs.pop("valkey")
+    assert procs, "no service found"
+    os.killpg(platform.process.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the group
+    gone_at: dict[str, float] = {}
+    deadline = time.monotonic() + 60
+    while len(gone_at) < len(procs) + 1 and time.monotonic() < deadline:
+        for name, proc in [*procs.items(), ("valkey", server)]:
+            if name not in gone_at and _gone(proc):
+                gone_at[name] = time.monotonic()
+        time.sleep(0.01)
+    assert platform.process.wait(30) == 0, platform.tail()
+    assert len(gone_at) == len(procs) + 1, f"still running: {set(procs) - set(gone_at)}"
+    late = [name for name in procs if gone_at[name] >= gone_at["valkey"]]
+    assert late == [], f"the server stopped before {late}: {gone_at}"
+
+
+def test_a_service_killed_after_ready_restarts_at_once(tmp_path: Path) -> None:
+    platform = Platform(tmp_path / "city", "--no-sim")
+    try:
+        platform.wait_up()
+        victim = platform.service_process("pricing")
+        assert victim is not None
+        killed_at = time.monotonic()
+        victim.send_signal(signal.SIGKILL)
+        wait_until_sync(
+            lambda: (p := platform.service_process("pricing")) and p.pid != victim.pid,
+            timeout_s=10,
+            interval_s=0.02,
+            what="a new pricing process",
+        )
+        took_s = time.monotonic() - killed_at
+        deaths = wait_until_sync(
+            lambda: [d for d in _log_events(platform, "service.died") if d["name"] == "pricing"],
+            timeout_s=10,
+            what="the supervisor's service.died line",
+        )
+        assert deaths[0]["was_ready"] is True and deaths[0]["restart_in_s"] == 0.0, deaths
+        assert took_s < 2.0, f"pricing came back {took_s:.2f}s after SIGKILL (want ~1 s)"
+    finally:
+        code = platform.stop()
+    assert code == 0, platform.tail()
+
+
+def test_children_stop_when_the_launcher_itself_is_killed(tmp_path: Path) -> None:
+    platform = Platform(tmp_path / "city", "--no-sim")
+    platform.wait_up()
+    tree = platform.descendants()
+    platform.process.kill()  # no handler runs: the kernel's parent-death signal must do it
+    platform.process.wait(10)
+    wait_until_sync(
+        lambda: all(_gone(p) for p in tree),
+        timeout_s=60,
+        what=f"every child to exit after the launcher's SIGKILL: {[p.pid for p in tree]}",
+    )

@@ -1,0 +1,52 @@
+"""The supervisor's restart policy with tiny real processes: at once after ready, doubling
+backoff only for a crash loop."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from ridepulse.supervisor import ChildSpec, Supervisor
+
+
+def _delays(supervisor: Supervisor, name: str, deaths: int) -> list[float]:
+    """Run the watch loop until `name` died `deaths` times; the backoff chosen after each."""
+    child = supervisor.children[name]
+    seen: list[float] = []
+    deadline = time.monotonic() + 30
+    while len(seen) < deaths and time.monotonic() < deadline:
+        before = child.next_start_at
+        supervisor.poll_once()
+        if child.next_start_at and child.next_start_at != before:
+            seen.append(round(child.next_start_at - time.monotonic(), 1))
+        time.sleep(0.01)
+    return seen
+
+
+def test_a_crash_loop_backs_off_doubling() -> None:
+    # no probe: start_all does not wait for it, and it dies long before it would count as ready
+    spec = ChildSpec("crasher", [sys.executable, "-c", "raise SystemExit(3)"], {})
+    supervisor = Supervisor([spec])
+    try:
+        supervisor.start_all()
+        assert _delays(supervisor, "crasher", 3) == [0.5, 1.0, 2.0]
+    finally:
+        supervisor.stop_all()
+
+
+def test_a_child_killed_after_ready_is_restarted_at_once() -> None:
+    spec = ChildSpec(
+        "sleeper", [sys.executable, "-c", "import time; time.sleep(60)"], {}, lambda pid: True
+    )
+    supervisor = Supervisor([spec])
+    try:
+        supervisor.start_all()
+        child = supervisor.children["sleeper"]
+        first = child.pid
+        assert child.process is not None
+        child.process.kill()
+        child.process.wait()
+        supervisor.poll_once()
+        assert child.pid != first and child.alive(), "not respawned in the same poll"
+    finally:
+        supervisor.stop_all()
