@@ -79,7 +79,8 @@ def run(
     settings = launcher.with_running_redis(Settings())
     if not settings.redis_url:
         _fail(
-            "no Redis: set RIDEPULSE_REDIS_URL, or start one with `ridepulse redis` / `ridepulse up`"
+            "no Redis: set RIDEPULSE_REDIS_URL, "
+            "or start one with `ridepulse redis` / `ridepulse up`"
         )
     module_name, _, func = ENTRY_POINTS[service].partition(":")
     if importlib.util.find_spec(module_name) is None:

@@ -77,7 +77,10 @@ class DashboardProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        code = "from dashboard.service import main; from ridepulse.settings import Settings; main(Settings())"
+        code = (
+            "from dashboard.service import main; from ridepulse.settings import Settings; "
+            "main(Settings())"
+        )
         with self.log_path.open("ab") as log:
             return subprocess.Popen(
                 [sys.executable, "-c", code], env=self.env, cwd=REPO, stdout=log, stderr=log

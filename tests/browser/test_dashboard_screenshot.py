@@ -60,8 +60,10 @@ pytestmark = [
 
 # What the page shows, read from its KPI tiles, legend and map (not from the feed's state).
 READ_PAGE = """() => {
-  const kpi = (name) => document.querySelector(`[data-kpi="${name}"] .kpi-value`)?.dataset.value || "0";
-  const legend = (name) => document.querySelector(`[data-legend="${name}"] .count`)?.textContent || "0";
+  const kpi = (name) =>
+    document.querySelector(`[data-kpi="${name}"] .kpi-value`)?.dataset.value || "0";
+  const legend = (name) =>
+    document.querySelector(`[data-legend="${name}"] .count`)?.textContent || "0";
   const number = (text) => Number(String(text).replace(/[^0-9.]/g, "")) || 0;
   return {
     badge: document.querySelector("#conn-badge")?.dataset.state || "",

@@ -119,7 +119,7 @@ class RideWriter:
 async def put_drivers(
     redis: aioredis.Redis, keys: MarketKeys, drivers: dict[str, tuple[float, float, str]]
 ) -> None:
-    """driver → (lat, lon, status): the positions and statuses hashes, as the consumers keep them."""
+    """driver → (lat, lon, status): the positions and statuses hashes the consumers keep."""
     ts = now_ms()
     pipe = redis.pipeline(transaction=False)
     pipe.hset(

@@ -82,7 +82,10 @@ class RandomCity:
         kind = rng.randrange(9)
         if kind == 0:
             drivers = {
-                f"d{i}": f"{37.7 + rng.random() / 10:.6f},{-122.4 - rng.random() / 10:.6f},1,{rng.choice(['', '90'])}"
+                f"d{i}": (
+                    f"{37.7 + rng.random() / 10:.6f},{-122.4 - rng.random() / 10:.6f},"
+                    f"1,{rng.choice(['', '90'])}"
+                )
                 for i in rng.sample(range(12), rng.randint(0, 12))
             }
             statuses = {
