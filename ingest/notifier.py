@@ -54,7 +54,7 @@ class DriverNotifier:
             queue.put_nowait(message)
 
     async def run(self, stop: asyncio.Event) -> None:
-        last = {s: "$" for s in self.streams}
+        last = dict.fromkeys(self.streams, "$")
         while not stop.is_set():
             try:
                 reply: Any = await self.redis.xread(last, count=500, block=1000)  # type: ignore[arg-type]
