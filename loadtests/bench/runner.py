@@ -116,9 +116,11 @@ def run(plan: BenchPlan) -> dict[str, Any]:
                     f" + {level.rides_per_s:g} rides/s"
                 )
                 level_dir = work / f"e2e{index}"
-                results["figures"]["e2e"].append(
-                    _phase(name, results, lambda d=level_dir, c=level: asyncio.run(run_e2e(c, d)))
-                )  # type: ignore[misc]
+
+                def run_level(c: E2EConfig = level, d: Path = level_dir) -> dict[str, Any]:
+                    return asyncio.run(run_e2e(c, d))
+
+                results["figures"]["e2e"].append(_phase(name, results, run_level))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results["duration_s"] = round(time.monotonic() - started, 1)

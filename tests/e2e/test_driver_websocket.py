@@ -9,6 +9,7 @@ import orjson
 import pytest
 from websockets.exceptions import WebSocketException
 from websockets.sync.client import ClientConnection, connect
+from websockets.typing import Origin
 
 from ridepulse.auth import mint_token
 from tests.support.api import DOWNTOWN, City, offset
@@ -77,7 +78,7 @@ def test_websocket_refuses_another_drivers_token_and_foreign_origins(city: City)
         pytest.raises(WebSocketException),
         connect(
             _ws_url(city, "ws-victim", own),
-            origin="http://evil.example",  # type: ignore[arg-type]
+            origin=Origin("http://evil.example"),
             open_timeout=5,
         ) as ws,
     ):

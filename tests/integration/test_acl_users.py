@@ -28,10 +28,7 @@ def test_every_service_has_its_own_working_user(server: EmbeddedRedis) -> None:
     for service in SERVICE_RULES:
         client = _client(server, service)
         assert client.ping() is True
-        assert (
-            client.execute_command("CLIENT", "INFO").decode().split(" user=")[1].split()[0]
-            == service
-        )
+        assert client.client_info()["user"] == service
         client.close()
 
 

@@ -226,12 +226,11 @@ async def test_a_client_that_never_reads_does_not_delay_one_that_does(
                 await RideWriter(redis, keys, ride_id, (37.77, -122.42), (37.78, -122.40)).step(
                     "requested"
                 )
-                await _next(
-                    fast,
-                    lambda m, r=ride_id: _ride_in(m, r) is not None,
-                    timeout_s=2.0,
-                    what=ride_id,
-                )  # type: ignore[misc]
+
+                def carries_ride(m: Message, r: str = ride_id) -> bool:
+                    return _ride_in(m, r) is not None
+
+                await _next(fast, carries_ride, timeout_s=2.0, what=ride_id)
                 latencies.append(time.monotonic() - written)
             async with httpx.AsyncClient() as http:
                 metrics = (await http.get(f"{dashboard.http}/metrics")).text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import redis.asyncio as aioredis
 from typer.testing import CliRunner
@@ -12,7 +14,7 @@ from ridepulse.settings import Settings
 from tests.support.bus import expired_events, fill
 
 
-def _status(settings: Settings) -> tuple[int, dict[str, object]]:
+def _status(settings: Settings) -> tuple[int, dict[str, Any]]:
     env = {
         "RIDEPULSE_REDIS_URL": settings.redis_url or "",
         "RIDEPULSE_KEY_PREFIX": settings.key_prefix,
@@ -32,7 +34,7 @@ async def test_status_reports_streams_groups_and_live_services(
     await redis.sadd(global_keys.heartbeats, global_keys.heartbeat("matching", "m-1"))
     code, report = _status(settings)
     assert code == 0, report
-    streams = {s["key"]: s for s in report["streams"]}  # type: ignore[index, union-attr]
+    streams = {s["key"]: s for s in report["streams"]}
     assert streams[keys.rides]["length"] == 10
     assert streams[keys.rides]["groups"][0] == {
         "name": "matching",
@@ -40,7 +42,7 @@ async def test_status_reports_streams_groups_and_live_services(
         "pending": 0,
         "lag": 10,
     }
-    assert report["services"][0]["processed"] == 7  # type: ignore[index]
+    assert report["services"][0]["processed"] == 7
 
 
 async def test_status_exits_1_when_a_service_heartbeat_is_gone(
@@ -51,4 +53,4 @@ async def test_status_exits_1_when_a_service_heartbeat_is_gone(
     code, report = _status(settings)
     assert code == 1
     assert report["healthy"] is False
-    assert "service eta (eta-1) has no live heartbeat" in report["problems"]  # type: ignore[operator]
+    assert "service eta (eta-1) has no live heartbeat" in report["problems"]

@@ -79,7 +79,10 @@ class Platform:
 
     def descendants(self) -> list[psutil.Process]:
         try:
-            return psutil.Process(self.process.pid).children(recursive=True)
+            children: list[psutil.Process] = psutil.Process(self.process.pid).children(
+                recursive=True
+            )
+            return children
         except psutil.NoSuchProcess:
             return []
 

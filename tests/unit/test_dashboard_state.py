@@ -34,7 +34,7 @@ def _state(**config: Any) -> CityState:
 
 
 def _frames(client: Client) -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
     while not client.queue.empty():
         out.extend(orjson.loads(text) for text in client.queue.get_nowait())
     return out
@@ -179,14 +179,16 @@ def test_applying_the_deltas_to_the_first_snapshot_gives_a_fresh_snapshot(seed: 
             newcomer = hub.connect()
             hub.tick()
             fresh = _frames(newcomer)[-1]
+            assert view is not None
             for message in _frames(watcher):
                 view = apply_delta(view, message) if message["kind"] == "delta" else view
             assert fresh["kind"] == "snapshot" and fresh == view
             hub.disconnect(newcomer)
     final = hub.connect()
     hub.tick()
+    assert view is not None
     for message in _frames(watcher):
-        view = apply_delta(view, message)  # type: ignore[arg-type]
+        view = apply_delta(view, message)
     assert deltas > 100
     assert _frames(final) == [view]
 
