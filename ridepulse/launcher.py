@@ -130,7 +130,7 @@ def simulation_spec(settings: Settings, secret: str) -> ChildSpec | None:
 
 def run_platform(settings: Settings, *, simulate: bool) -> int:
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-    configure_logging("supervisor", settings.log_level)
+    configure_logging("supervisor", settings.log_level, settings.log_format)
     log = get_logger()
     server = None
     if not settings.redis_url:
