@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
@@ -15,10 +16,8 @@ FIRST_RETRY_S, LAST_RETRY_S = 0.2, 5.0
 
 
 async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=max(0.0, seconds))
-    except TimeoutError:
-        pass
 
 
 async def sleep_or_wake(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:

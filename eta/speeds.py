@@ -5,6 +5,7 @@ ping; read back at start so a restart keeps what the fleet taught."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -39,10 +40,8 @@ async def persist_speeds(deps: EtaDeps) -> int:
 async def run_persister(deps: EtaDeps, stop: asyncio.Event) -> None:
     log = get_logger(component="speeds")
     while not stop.is_set():
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), PERSIST_INTERVAL_S)
-        except TimeoutError:
-            pass
         try:
             await persist_speeds(deps)  # once more after stop: what was learned is kept
         except (RedisError, OSError) as exc:

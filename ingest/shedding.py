@@ -9,6 +9,7 @@ not 429 every ping and so starve matching of positions."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -107,7 +108,5 @@ async def watch_telemetry_lag(deps: Deps, stop: asyncio.Event) -> None:
             )
         deps.shed_retry_after_s = retry_after_s(lag_s, threshold_s)
         deps.shedding = shedding
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), CHECK_INTERVAL_S)
-        except TimeoutError:
-            pass

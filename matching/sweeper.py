@@ -7,6 +7,7 @@ racing on the same ride make one transition and one no-op."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -117,7 +118,5 @@ async def run_sweeper(deps: MatchingDeps, stop: asyncio.Event) -> None:
                 log.debug("matching.swept", **totals)
         except (RedisError, OSError) as exc:
             log.warning("matching.sweep_failed", error=str(exc))
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), SWEEP_INTERVAL_S)
-        except TimeoutError:
-            pass

@@ -9,6 +9,7 @@ unannounced (a retried event may repeat one; its cells carry absolute values, so
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -81,7 +82,5 @@ async def run_publisher(deps: PricingDeps, stop: asyncio.Event) -> None:
                     )
             except (RedisError, OSError) as exc:
                 log.warning("surge.publish_failed", market=market, error=str(exc))
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), deps.settings.surge_interval_s)
-        except TimeoutError:
-            pass

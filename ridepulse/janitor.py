@@ -16,6 +16,7 @@ from drivers silent past `driver_lost_s` and drivers silent past `driver_evict_s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -124,20 +125,17 @@ async def serve(settings: Settings) -> None:
             removed = await trim_once(redis, settings)
             if removed:
                 log.info("janitor.trimmed", entries=removed)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), settings.ride_stream_trim_interval_s)
-            except TimeoutError:
-                pass
 
     async def telemetry_loop(stop: asyncio.Event) -> None:
         while not stop.is_set():
             removed = await trim_telemetry_once(redis, settings)
             if removed:
                 log.debug("janitor.telemetry_trimmed", entries=removed)
-            try:  # a tenth of the retention: the stream overshoots it by at most 10%
+            # A tenth of the retention: the stream overshoots it by at most 10%.
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), settings.telemetry_retention_s / 10)
-            except TimeoutError:
-                pass
 
     consumer = consumer_name(settings, "janitor")
     absent_since: dict[bytes, float] = {}

@@ -4,6 +4,7 @@ supervisor read the TTL'd key (present = alive); the health stream keeps a short
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -126,10 +127,8 @@ class Heartbeat:
                 await self.beat()
             except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
                 self.log.warning("heartbeat.failed", error=str(exc))
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.interval_s)
-            except TimeoutError:
-                pass
 
     async def clear(self) -> None:
         """On clean exit: the service is gone on purpose, not dead."""
