@@ -47,7 +47,8 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium (make chromium)"
+        not CHROMIUM.exists(),
+        reason="needs Debian's Chromium at /usr/bin/chromium (make deps installs it)",
     ),
 ]
 

@@ -55,7 +55,8 @@ pytestmark = [
         "set RIDEPULSE_SCREENSHOT=1 (make screenshot)",
     ),
     pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium (make chromium)"
+        not CHROMIUM.exists(),
+        reason="needs Debian's Chromium at /usr/bin/chromium (make deps installs it)",
     ),
 ]
 
