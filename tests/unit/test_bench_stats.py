@@ -135,10 +135,7 @@ def test_the_hello_world_row_publishes_the_median_pair_with_its_spread() -> None
     }
     row = hello_world_row("single ping", single, "hello")
     assert row.pairs is not None and row.ratio == row.pairs.median
-    assert (
-        render_rows([row])
-        .splitlines()[2]
-        .endswith(
-            "| 0.90× (0.80–1.06 over 5 pairs) | ≥ 0.85× hello world | **spread crosses the target** |"
-        )
+    expected = (
+        "| 0.90× (0.80–1.06 over 5 pairs) | ≥ 0.85× hello world | **spread crosses the target** |"
     )
+    assert render_rows([row]).splitlines()[2].endswith(expected)
