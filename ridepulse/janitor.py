@@ -108,10 +108,8 @@ def _every(
                     log.info(f"janitor.{name}", **totals)
             except (RedisError, OSError) as exc:
                 log.warning(f"janitor.{name}_failed", error=str(exc))
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval_s)
-            except TimeoutError:
-                pass
 
     return loop
 

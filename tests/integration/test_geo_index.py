@@ -78,7 +78,7 @@ async def test_search_returns_fresh_available_drivers_nearest_first(
     await update_positions(redis, keys, [ping(d, north, 1_000) for d, north in drivers.items()])
     # freshness is the server's receive time: age every driver but d2 and d4 by a minute
     now = await server_time_ms(redis)
-    await redis.zadd(keys.drivers_seen, {d: now - 60_000 for d in ("d1", "d3", "d5")})
+    await redis.zadd(keys.drivers_seen, dict.fromkeys(("d1", "d3", "d5"), now - 60000))
     found = await nearby_available(
         redis, keys, *PICKUP, radius_m=1_000, fresh_within_ms=3_600_000, exclude=["d3"]
     )

@@ -937,7 +937,7 @@ async def test_random_operation_sequences_keep_projections_consistent(
             if name.startswith("lose_driver"):
                 name = "lose_driver_on_trip" if before and before.status == "started" else name
                 name = "lose_driver" if before and before.status != "started" else name
-            expected = next_status(name, before.status if before else None)  # type: ignore[arg-type]
+            expected = next_status(name, before.status if before else None)
             assert after.status == expected, f"{name} took {before} to {after.status}"
         elif result is None:
             assert after == before
