@@ -1,11 +1,22 @@
-# Everything runs from .venv; the first target to need it builds it.
+# Everything runs from .venv; the first target to need it builds it. `make help` lists the targets.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# The whole tree is formatted, linted and type-checked strictly (pyproject.toml has the rules).
+TYPED := ridepulse ingest matching eta pricing dashboard loadtests tests
+# apt-get needs root: sudo when not already root.
+SUDO := $(shell test "$$(id -u)" = 0 || echo sudo)
+
+.DEFAULT_GOAL := help
 
 .PHONY: demo test test-cluster lint typecheck bench loadtest loadtest-ci chaos chaos-ci asyncapi chromium screenshot clean soak
+.PHONY: help fmt ci deps
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_.-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*## "} {printf "  %-14s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,66 +24,78 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,load]'
 	@touch $(STAMP)
 
-.venv: $(STAMP)
+.venv: $(STAMP) ## create the virtualenv with the test and load extras (every target does it)
 
-demo: $(STAMP)
+clean: ## remove the venv, the demo's data dir and the tool caches
+
+demo: $(STAMP) ## the whole platform with a simulated city (ridepulse up)
 	$(BIN)/ridepulse up
 
-# The browser tests need Debian's Chromium; install it once when missing (never `playwright install`).
-chromium:
-	@test -x /usr/bin/chromium || (command -v apt-get >/dev/null && \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-		|| echo "chromium not installed: browser tests will be skipped")
+# What CI runs (.ci/run): fails on unformatted code, lint, type errors and failing tests.
+ci: lint typecheck test chaos-ci test-cluster loadtest-ci ## everything CI checks, in CI's order
 
-test: $(STAMP) chromium
-	$(BIN)/ruff check .
-	$(BIN)/mypy ridepulse ingest matching eta pricing dashboard
+# System packages: only this target installs them (the browser tests need Debian's Chromium;
+# never `playwright install`).
+deps: ## install the system packages (Debian's chromium, via apt-get; sudo if not root)
+	@if test -x /usr/bin/chromium; then echo "chromium: already installed"; else \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; fi
+
+chromium: ## check for /usr/bin/chromium and say how to install it (installs nothing)
+	@test -x /usr/bin/chromium || echo "note: /usr/bin/chromium is missing, so the browser" \
+		"tests will be skipped; 'make deps' installs Debian's chromium package."
+
+test: $(STAMP) chromium ## the test suite (creates the venv; browser tests skip without Chromium)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The end-to-end suite again, every platform on its own 3-primary Valkey Cluster (ridepulse.cluster).
-test-cluster: $(STAMP)
+test-cluster: $(STAMP) ## the e2e suite on a local 3-primary Valkey Cluster
 	RIDEPULSE_TEST_CLUSTER=1 $(BIN)/python -m pytest tests/e2e -m e2e $(PYTEST_ARGS)
 
 # The README screenshot: `ridepulse up` with its simulated fleet, shot in Chromium once the city
 # is busy (a few minutes); rewrites docs/img/dashboard.png.
-screenshot: $(STAMP) chromium
+screenshot: $(STAMP) chromium ## rewrite docs/img/dashboard.png from a busy simulated city
 	RIDEPULSE_SCREENSHOT=1 $(BIN)/python -m pytest tests/browser/test_dashboard_screenshot.py
 
-lint: $(STAMP)
-	$(BIN)/ruff check .
+fmt: $(STAMP) ## format the tree and apply ruff's safe fixes
+	$(BIN)/ruff check --fix --exit-zero .
+	$(BIN)/ruff format .
+
+lint: $(STAMP) ## fail on unformatted code or a ruff finding (make fmt fixes most)
 	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
 
-typecheck: $(STAMP)
-	$(BIN)/mypy ridepulse ingest matching eta pricing dashboard
+typecheck: $(STAMP) ## mypy --strict over the whole tree, tests and load tests included
+	$(BIN)/mypy $(TYPED)
 
-asyncapi: $(STAMP)
+asyncapi: $(STAMP) ## regenerate docs/asyncapi.yaml from the event contracts
 	$(BIN)/ridepulse events asyncapi
 
-bench: $(STAMP)
+bench: $(STAMP) ## measure against peers; rewrites docs/benchmarks.md (long; needs a quiet machine)
 	$(BIN)/python -m pip install --quiet -e '.[test,load,bench]'
 	$(BIN)/python -m loadtests.bench
 
-loadtest: $(STAMP)
+loadtest: $(STAMP) ## locust's web UI on 127.0.0.1:8089 against a running stack
 	$(BIN)/locust -f loadtests/locustfile.py --web-host 127.0.0.1 --web-port 8089
 
-loadtest-ci: $(STAMP)
+loadtest-ci: $(STAMP) ## a short headless load on a fresh stack, gated on its SLOs
 	$(BIN)/python -m loadtests.ci_run
 
 # Churns driver ids through a running stack for minutes and fails if Valkey used_memory, the key
 # count or a service's RSS keeps growing (not in CI; docs/reliability.md "Memory" has a run).
 SOAK_ARGS ?=
-soak: $(STAMP)
+soak: $(STAMP) ## churn driver ids through a stack; fail if memory keeps growing (not in CI)
 	$(BIN)/python -m tests.soak.memory_soak $(SOAK_ARGS)
 
 # The chaos suite (loadtests/chaos, docs/reliability.md): a city under load while a random
 # service is SIGKILLed every few seconds and, once, the Valkey server; then every guarantee is
 # checked. CHAOS_ARGS passes options, e.g. CHAOS_ARGS=--no-valkey-kill or --seed 3.
 CHAOS_ARGS ?=
-chaos: $(STAMP)
+chaos: $(STAMP) ## the chaos suite, 10 minutes (services and Valkey SIGKILLed under load)
 	$(BIN)/python -m loadtests.chaos --duration-s 600 $(CHAOS_ARGS)
 
 # The short run CI does after `make test` (about 2 minutes of faults, then the drain and checks).
-chaos-ci: $(STAMP)
+chaos-ci: $(STAMP) ## the 2-minute chaos run CI does
 	$(BIN)/python -m loadtests.chaos --duration-s 120 --report loadtests/reports/chaos-ci.json $(CHAOS_ARGS)
 
 clean:

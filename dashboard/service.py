@@ -31,7 +31,7 @@ class _Server(uvicorn.Server):
 
 
 def main(settings: Settings) -> None:
-    configure_logging("dashboard", settings.log_level)
+    configure_logging("dashboard", settings.log_level, settings.log_format)
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,

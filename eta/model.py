@@ -113,7 +113,8 @@ class SpeedModel:
     def forget_idle(self) -> int:
         """Drop drivers silent for MAX_PING_GAP_MS behind the newest fix seen (their anchor could
         not make a sample any more), so memory follows the fleet even when nobody goes offline.
-        Measured on the pings' own clock, so a consumer catching up on a backlog keeps its anchors."""
+        Measured on the pings' own clock, so a consumer catching up on a backlog keeps its
+        anchors."""
         cutoff = self._newest_ts - MAX_PING_GAP_MS
         idle = [driver for driver, fix in self._last.items() if fix[3] < cutoff]
         for driver in idle:
@@ -125,7 +126,7 @@ class SpeedModel:
         return dict(self._speed)
 
     def restore(self, speeds: Mapping[str, float]) -> None:
-        """Load persisted speeds; each counts as a warmed-up mean so it is not erased by one sample."""
+        """Load persisted speeds, each counted as a warmed-up mean (one sample cannot erase it)."""
         warm = math.ceil(1.0 / self.alpha)
         for cell, value in speeds.items():
             mps = float(value)

@@ -69,7 +69,7 @@ class DriverNotifier:
             raise
 
     async def _read_loop(self, stop: asyncio.Event) -> None:
-        last = {s: "$" for s in self.streams}
+        last = dict.fromkeys(self.streams, "$")
         backoff = Backoff(cap_s=2.0)
         while not stop.is_set():
             try:

@@ -11,7 +11,7 @@ from ridepulse.settings import Settings
 
 
 def main(settings: Settings) -> None:
-    configure_logging("ingest", settings.log_level)
+    configure_logging("ingest", settings.log_level, settings.log_format)
     app = create_app(settings)
     tune_gc()
     uvicorn.run(

@@ -1,4 +1,4 @@
-"""Process-wide simulation state shared by the locust users: config, market, streets, demand, ledger.
+"""Process-wide simulation state the locust users share: config, market, streets, demand, ledger.
 
 Built once, on first use (not at import), from the environment. Plain Python: no locust import, so
 the SLO gate and the users share one ledger of open rides without a global in the locustfile.
@@ -31,7 +31,8 @@ class Runtime:
     traits: DriverTraits
     ledger: RideLedger = field(default_factory=RideLedger)
     # Per-process run id in every simulated id: a restarted simulation never inherits the rides,
-    # offers or idempotency keys of the previous one, and workers of a distributed run never collide.
+    # offers or idempotency keys of the previous one, and workers of a distributed run never
+    # collide.
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
     _counters: dict[str, Iterator[int]] = field(default_factory=dict)
 
@@ -39,7 +40,7 @@ class Runtime:
         return next(self._counters.setdefault(kind, itertools.count()))
 
     def rng(self, kind: str, index: int) -> random.Random:
-        """Seeded per simulated actor, so one actor's draws don't depend on how many others exist."""
+        """Seeded per simulated actor: one actor's draws don't depend on how many others exist."""
         if self.config.seed is None:
             return random.Random()
         return random.Random(f"{self.config.seed}/{kind}/{index}")

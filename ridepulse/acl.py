@@ -41,7 +41,7 @@ def _load_passwords(path: Path) -> dict[str, str]:
     if not path.exists():
         return {}
     pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {user: password for user, password in pairs}
+    return dict(pairs)
 
 
 def service_passwords(data_dir: Path) -> dict[str, str]:

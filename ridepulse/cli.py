@@ -26,6 +26,7 @@ from ridepulse.auth import (
 )
 from ridepulse.cli_cluster import cluster_app
 from ridepulse.errors import RedisUnavailable, RidePulseError
+from ridepulse.logs import LogFormat
 from ridepulse.markets import load_markets
 from ridepulse.redis_client import connect_sync
 from ridepulse.services import ENTRY_POINTS, SERVICE_NAMES
@@ -40,6 +41,13 @@ app = typer.Typer(
 def _fail(message: str) -> None:
     typer.secho(f"error: {message}", fg="red", err=True)
     raise typer.Exit(1)
+
+
+# One flag for the RIDEPULSE_LOG_FORMAT setting: `json` keeps machine lines on a terminal too.
+LogFormatOption = Annotated[
+    LogFormat | None,
+    typer.Option(help="auto: readable on a terminal, JSON elsewhere (RIDEPULSE_LOG_FORMAT)"),
+]
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -60,6 +68,7 @@ def up(
     no_sim: Annotated[
         bool, typer.Option("--no-sim", help="do not start the simulated fleet")
     ] = False,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Start Redis (embedded unless --redis-url), every service and the simulated fleet."""
     settings = _settings(
@@ -68,6 +77,7 @@ def up(
         dashboard_port=dashboard_port,
         data_dir=data_dir,
         redis_url=redis_url,
+        log_format=log_format,
     )
     try:
         code = launcher.run_platform(settings, simulate=not no_sim)
@@ -79,14 +89,16 @@ def up(
 @app.command()
 def run(
     service: Annotated[str, typer.Argument(help=f"one of: {', '.join(SERVICE_NAMES)}")],
+    log_format: LogFormatOption = None,
 ) -> None:
     """Run one service in the foreground (what each docker-compose container runs)."""
     if service not in ENTRY_POINTS:
         _fail(f"unknown service {service!r}; choose one of: {', '.join(SERVICE_NAMES)}")
-    settings = launcher.with_running_redis(Settings())
+    settings = launcher.with_running_redis(_settings(log_format=log_format))
     if not settings.redis_url:
         _fail(
-            "no Redis: set RIDEPULSE_REDIS_URL, or start one with `ridepulse redis` / `ridepulse up`"
+            "no Redis: set RIDEPULSE_REDIS_URL, "
+            "or start one with `ridepulse redis` / `ridepulse up`"
         )
     module_name, _, func = ENTRY_POINTS[service].partition(":")
     if importlib.util.find_spec(module_name) is None:
@@ -231,7 +243,8 @@ def token(
     if dashboard:
         if role not in (None, "viewer"):
             _fail(
-                "a dashboard token has the role 'viewer' only: ridepulse token --dashboard [viewer NAME]"
+                "a dashboard token has the role 'viewer' only: "
+                "ridepulse token --dashboard [viewer NAME]"
             )
         ttl = DASHBOARD_LINK_TTL_S if ttl_s is None else ttl_s
         typer.echo(mint_dashboard_link(secret, subject or "dashboard", ttl_s=ttl))

@@ -24,7 +24,8 @@ class FareTable:
     booking_fee_usd: float = 2.75
 
     def fare(self, distance_m: float, duration_s: float, surge: float) -> float:
-        """The rider's price in USD for a trip of ``distance_m`` by road, rounded half-up to the cent.
+        """The rider's price in USD for a trip of ``distance_m`` by road, rounded half-up to the
+        cent.
 
         Surge multiplies the metered part (base, distance, time — never less than the minimum);
         the booking fee is flat because it pays for costs that do not grow with demand.
@@ -78,7 +79,8 @@ class Quote:
     expires_at: int
 
     def to_dict(self) -> dict[str, str]:
-        """Every field as a string — the mapping HSET takes and HGETALL gives back; None is left out."""
+        """Every field as a string — the mapping HSET takes and HGETALL gives back; None is left
+        out."""
         return {name: str(value) for name, value in asdict(self).items() if value is not None}
 
     @classmethod

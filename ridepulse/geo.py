@@ -1,11 +1,11 @@
 """H3 cells and distances: the spatial vocabulary of surge, speeds and the dashboard.
 
-Cells are H3 v4 string ids. The default resolution is 8: an average hexagon covers 0.737 km²
-with a 531 m edge (``h3.average_hexagon_area(8, "km^2")``, ``h3.average_hexagon_edge_length(8, "m")``)
-— a few city blocks. That is fine enough for a jammed downtown grid and a free-flowing arterial
-to land in different cells, and coarse enough for a cell to gather enough pings and ride
-requests within a five-minute window to say something. Resolution 7 (5.16 km²) blurs a whole
-neighbourhood; resolution 9 (0.105 km²) leaves most cells empty.
+Cells are H3 v4 string ids. The default resolution is 8: an average hexagon covers 0.737 km² with a
+531 m edge (``h3.average_hexagon_area(8, "km^2")``, ``h3.average_hexagon_edge_length(8, "m")``) — a
+few city blocks. That is fine enough for a jammed downtown grid and a free-flowing arterial to land
+in different cells, and coarse enough for a cell to gather enough pings and ride requests within a
+five-minute window to say something. Resolution 7 (5.16 km²) blurs a whole neighbourhood;
+resolution 9 (0.105 km²) leaves most cells empty.
 
 Lines are sampled in plain latitude/longitude, which is accurate at city scale (a market is
 a few tens of kilometres) and not meant to cross the antimeridian or the poles.
@@ -55,7 +55,8 @@ def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 
 
 def bearing_deg(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Initial bearing from the first point to the second, degrees clockwise from north in [0, 360)."""
+    """Initial bearing from the first point to the second: degrees clockwise from north, in
+    [0, 360)."""
     phi1, phi2 = math.radians(lat1), math.radians(lat2)
     dlon = math.radians(lon2 - lon1)
     x = math.sin(dlon) * math.cos(phi2)

@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ridepulse.logs import LogFormat
+
 
 class Settings(BaseSettings):
     """Defaults work on a laptop: no Redis URL means the embedded server."""
@@ -24,6 +26,9 @@ class Settings(BaseSettings):
     auth_enabled: bool = Field(True, description="require bearer tokens on the API and dashboard")
     consumer_name: str | None = Field(None, description="stable consumer name of this replica")
     log_level: str = Field("info", description="debug, info, warning, error")
+    log_format: LogFormat = Field(
+        "auto", description="auto (console on a terminal, else JSON), json, console"
+    )
     redis_max_connections: int = Field(64, description="connection pool size per process")
     metrics_port: int = Field(0, description="Prometheus port for consumers without HTTP; 0 = off")
 

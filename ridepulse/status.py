@@ -102,7 +102,7 @@ def collect_status(client: redis.Redis, markets: MarketMap, prefix: str) -> Stat
 
 def render(status: Status) -> str:
     lines = [
-        "STREAM                                   LENGTH  GROUP              CONSUMERS  PENDING      LAG"
+        f"{'STREAM':<40} {'LENGTH':>6}  {'GROUP':<18} {'CONSUMERS':>9} {'PENDING':>8} {'LAG':>8}"
     ]
     for stream in status.streams:
         if not stream.groups:
@@ -110,7 +110,8 @@ def render(status: Status) -> str:
         for g in stream.groups:
             lag = "?" if g.lag is None else str(g.lag)
             lines.append(
-                f"{stream.key:<40} {stream.length:>6}  {g.name:<18} {g.consumers:>9} {g.pending:>8} {lag:>8}"
+                f"{stream.key:<40} {stream.length:>6}  {g.name:<18} "
+                f"{g.consumers:>9} {g.pending:>8} {lag:>8}"
             )
     lines.append("")
     lines.append("SERVICE      CONSUMER                    PROCESSED      LAG  PENDING  LAST SEEN")

@@ -9,6 +9,7 @@ ready (a crash loop) waits a backoff that doubles on every such death."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -63,10 +64,9 @@ class Child:
 def _die_with_parent() -> None:
     """Runs in the child before exec: SIGTERM it if the launcher itself dies (even SIGKILLed),
     so no service or server outlives `ridepulse up` holding its ports."""
-    try:
+    # not Linux: the stop path still reaps every child
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):  # not Linux: the stop path still reaps every child
-        pass
 
 
 class Supervisor:
@@ -213,7 +213,5 @@ def _safe_probe(probe: ReadyProbe, pid: int) -> bool:
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass

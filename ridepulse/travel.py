@@ -7,6 +7,7 @@ the line crosses (harmonic, because time adds up per distance, not speed per cel
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -62,8 +63,6 @@ class SpeedCache:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            try:
+            with contextlib.suppress(aioredis.ConnectionError, aioredis.TimeoutError):
                 await self.refresh()
-            except (aioredis.ConnectionError, aioredis.TimeoutError):
-                pass
             await sleep_or_stop(stop, REFRESH_INTERVAL_S)

@@ -115,7 +115,8 @@ class SimConfig:
             raise ValueError(f"RIDEPULSE_SIM_SHAPE must be 'rush' or empty, got {self.shape!r}")
 
     def resolve_secret(self) -> str:
-        """RIDEPULSE_SECRET, else the secret `ridepulse up` wrote into the data dir; never invent one."""
+        """RIDEPULSE_SECRET, else the secret `ridepulse up` wrote into the data dir; never invent
+        one."""
         if self.secret:
             return self.secret
         path = self.data_dir / "secret"

@@ -1,7 +1,7 @@
 """One simulated driver: where it is, where it is going, what its phone reports, what it decides.
 
-The model owns all of a driver's randomness (an injected `random.Random`), so a seed replays the same
-city; the locust DriverUser only turns its state changes into API calls.
+The model owns all of a driver's randomness (an injected `random.Random`), so a seed replays the
+same city; the locust DriverUser only turns its state changes into API calls.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ class DriverModel:
         return base * self.temperament * self.rng.uniform(0.92, 1.08)
 
     def decide_offer(self) -> bool:
-        """Accept with the configured probability; a real driver declines some for no stated reason."""
+        """Accept with the configured probability (real drivers decline some for no reason)."""
         return self.rng.random() < self.traits.accept_probability
 
     def start_pickup(self, pickup: LatLon) -> None:

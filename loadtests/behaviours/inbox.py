@@ -32,7 +32,8 @@ class DriverInbox:
         self._finished: list[str] = []
 
     def apply_snapshot(self, body: dict[str, Any]) -> None:
-        """The driver resource: {driver_id, status, ride_id, offer: {ride_id, expires_at} | null, ...}."""
+        """The driver resource:
+        {driver_id, status, ride_id, offer: {ride_id, expires_at} | null, ...}."""
         self.status = body.get("status") if isinstance(body.get("status"), str) else self.status
         ride_id = body.get("ride_id")
         assigned = self.status in ASSIGNED_STATUSES and isinstance(ride_id, str) and ride_id
@@ -45,7 +46,8 @@ class DriverInbox:
             self.offer = None
 
     def apply_message(self, message: dict[str, Any]) -> None:
-        """A pushed event: {"type": "ride.offered" | "ride.matched" | "ride.cancelled" | ..., ...}."""
+        """A pushed event:
+        {"type": "ride.offered" | "ride.matched" | "ride.cancelled" | ..., ...}."""
         kind, ride_id = message.get("type"), message.get("ride_id")
         if not isinstance(ride_id, str):
             return

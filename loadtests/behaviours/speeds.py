@@ -30,7 +30,8 @@ def time_of_day_factor(hour: float) -> float:
 
 
 def area_factor(grid: StreetGrid, p: XY) -> float:
-    """Downtown is the inner 12 % of the market's smaller side around its centre; outskirts beyond 40 %."""
+    """Downtown is the inner 12 % of the market's smaller side around its centre; outskirts are
+    beyond 40 %."""
     side = min(grid.frame.width_m, grid.frame.height_m)
     d = math.dist(p, grid.center)
     if d < 0.12 * side:

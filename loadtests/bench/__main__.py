@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     (out / "benchmarks.md").write_text(render_document(results))
     say(
-        f"wrote {out / 'benchmarks.md'} and {out / 'benchmarks.json'} in {results['duration_s']:.0f} s"
+        f"wrote {out / 'benchmarks.md'} and {out / 'benchmarks.json'} "
+        f"in {results['duration_s']:.0f} s"
     )
 
 

@@ -16,7 +16,7 @@ import redis
 
 from loadtests.bench.affinity import SERVER_CORES, pin, pin_profiled
 from loadtests.bench.measure import Measure
-from loadtests.bench.servers import tool
+from loadtests.platform import tool
 from ridepulse.keys import MarketKeys
 
 

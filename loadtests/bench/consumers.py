@@ -1,7 +1,8 @@
 """`python -m loadtests.bench.consumers --url U --prefix P --pings N`: matching's geo-index
-consumer (`ridepulse run matching-geo`), timed in its own process. Pre-fills the telemetry stream with N pings of N distinct
-available drivers (entries of `--entry-pings`, as ingest writes them), then times ConsumerRuntime in burst
-mode with matching's GEO_HANDLERS until the stream is drained; prints one JSON line."""
+consumer (`ridepulse run matching-geo`), timed in its own process. Pre-fills the telemetry
+stream with N pings of N distinct available drivers (entries of `--entry-pings`, as ingest writes
+them), then times ConsumerRuntime in burst mode with matching's GEO_HANDLERS until the stream is
+drained; prints one JSON line."""
 
 from __future__ import annotations
 

@@ -586,6 +586,9 @@ def report(args: argparse.Namespace, runs: Sequence[Figures], discarded: int, pr
         for i, r in enumerate(runs)
         if r.other_cpu_percent > BUSY_MACHINE_CPU
     ]
+    compression = (
+        "no compression" if args.no_deflate else "permessage-deflate as browsers negotiate it"
+    )
     lines = [
         "# Dashboard fan-out",
         "",
@@ -595,10 +598,11 @@ def report(args: argparse.Namespace, runs: Sequence[Figures], discarded: int, pr
         " ".join(["python -m loadtests.bench.dashboard_fanout", *sys.argv[1:]]),
         "```",
         "",
-        f"One dashboard process; {args.drivers} drivers each pinging every {args.ping_interval:g} s "
+        f"One dashboard process; {args.drivers} drivers each pinging every "
+        f"{args.ping_interval:g} s "
         f"(applied per 100 ms batch by matching's `update_positions`); ~{args.ride_events:g} ride "
         f"events/s from `RideStore`'s Lua steps; {args.clients} WebSocket clients (asyncio "
-        f"`websockets`, {'no compression' if args.no_deflate else 'permessage-deflate as browsers negotiate it'}) in one process on the same "
+        f"`websockets`, {compression}) in one process on the same "
         f"machine. Latency = client receive time − the event's Redis write time, for every event "
         f"written in a {args.seconds} s window, at every client. {len(runs)} repetitions, each on "
         f"a fresh stack; the median row is the median of each column. CPU % is of one core.",
@@ -609,7 +613,8 @@ def report(args: argparse.Namespace, runs: Sequence[Figures], discarded: int, pr
         "",
         *(
             [
-                f"**Not a clean run**: other processes used more than {BUSY_MACHINE_CPU:.0f} % of a "
+                "**Not a clean run**: other processes used more than "
+                f"{BUSY_MACHINE_CPU:.0f} % of a "
                 f"core during {', '.join(busy)}.",
                 "",
             ]

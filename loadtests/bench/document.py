@@ -19,11 +19,12 @@ def _machine(results: dict[str, Any]) -> list[str]:
     return [
         f"- **Date:** {m['date']} · **command:** `{results.get('command', 'make bench')}` · "
         f"total run time {results['duration_s']:.0f} s",
-        f"- **Machine:** {m['cores']} cores, {m['cpu_model']}, {m['ram_gb']} GB RAM, Linux {m['kernel']}",
+        f"- **Machine:** {m['cores']} cores, {m['cpu_model']}, {m['ram_gb']} GB RAM, Linux "
+        f"{m['kernel']}",
         f"- **Versions:** Python {m['python']}, Valkey {m['valkey']} (embedded, AOF everysec), "
-        f"redis-py {p['redis']} + hiredis {p['hiredis']}, FastAPI {p['fastapi']}, Starlette {p['starlette']}, "
-        f"uvicorn {p['uvicorn']} (uvloop {p['uvloop']}, httptools {p['httptools']}), pydantic {p['pydantic']}, "
-        f"FastStream {p['faststream']}",
+        f"redis-py {p['redis']} + hiredis {p['hiredis']}, FastAPI {p['fastapi']}, Starlette "
+        f"{p['starlette']}, uvicorn {p['uvicorn']} (uvloop {p['uvloop']}, httptools "
+        f"{p['httptools']}), pydantic {p['pydantic']}, FastStream {p['faststream']}",
         f"- **Load generator:** {m['wrk'] or 'the asyncio client in loadtests/bench/loadgen.py'}; "
         f"{plan['reps']} repetitions × {plan['seconds']:g} s per contender, interleaved, after a "
         f"{plan['warmup_s']:g} s warm-up; figures are medians",
@@ -38,11 +39,13 @@ def _noise(results: dict[str, Any]) -> list[str]:
         for phase, n in noise.items()
     ]
     verdict = (
-        f"**The run was noisy:** other processes (other engineers' test runs on this shared machine) used up to "
-        f"{worst:.2f} of the {results['machine']['cores']} cores during a phase. Absolute figures are lower than on a "
-        "quiet machine; the ratios hold better, because each peer ran interleaved with ours under the same conditions."
+        "**The run was noisy:** other processes (other engineers' test runs on this shared "
+        f"machine) used up to {worst:.2f} of the {results['machine']['cores']} cores during a "
+        "phase. Absolute figures are lower than on a quiet machine; the ratios hold better, "
+        "because each peer ran interleaved with ours under the same conditions."
         if worst > NOISY_CORES
-        else f"The machine was quiet: other processes used at most {worst:.2f} cores during any phase."
+        else f"The machine was quiet: other processes used at most {worst:.2f} cores during any "
+        "phase."
     )
     return [
         verdict,
@@ -56,9 +59,9 @@ def render_document(results: dict[str, Any]) -> str:
     out = [
         "# Benchmarks",
         "",
-        "Measured by `make bench` (`python -m loadtests.bench`, source in `loadtests/bench/`): every figure "
-        "against a peer measured in the same run. Raw repetitions and machine details: "
-        "[benchmarks.json](benchmarks.json).",
+        "Measured by `make bench` (`python -m loadtests.bench`, source in `loadtests/bench/`): "
+        "every figure against a peer measured in the same run. Raw repetitions and machine "
+        "details: [benchmarks.json](benchmarks.json).",
         "",
     ]
     out += [
@@ -119,23 +122,28 @@ def _e2e(levels: list[dict[str, Any]]) -> list[str]:
         cfg = level["config"]
         interval = cfg["fleet_size"] / cfg["pings_per_s"]
         out += [
-            f"## End to end @ {fmt_number(cfg['pings_per_s'])} pings/s + {cfg['rides_per_s']:g} rides/s",
+            f"## End to end @ {fmt_number(cfg['pings_per_s'])} pings/s + {cfg['rides_per_s']:g} "
+            "rides/s",
             "",
-            f"`ridepulse up --no-sim` (every service, embedded Valkey). For {cfg['seconds']:g} s a fleet "
-            f"gateway posts batches of {cfg['batch_pings']} pings ({cfg['fleet_size']:,} drivers, each every "
-            f"{interval:g} s) and riders post `POST /v1/rides` at a paced rate; {cfg['available_drivers']:,} "
-            "of the drivers are available for offers. Lag is sampled every 0.5 s with XINFO GROUPS (seconds = "
-            "age of the oldest entry not yet delivered to the group). Request→offered comes from the "
-            "ride.requested and ride.offered events of the ride stream (both stamped with the server clock).",
+            f"`ridepulse up --no-sim` (every service, embedded Valkey). For {cfg['seconds']:g} s "
+            f"a fleet gateway posts batches of {cfg['batch_pings']} pings ({cfg['fleet_size']:,} "
+            f"drivers, each every {interval:g} s) and riders post `POST /v1/rides` at a paced "
+            f"rate; {cfg['available_drivers']:,} of the drivers are available for offers. Lag is "
+            "sampled every 0.5 s with XINFO GROUPS (seconds = age of the oldest entry not yet "
+            "delivered to the group). Request→offered comes from the ride.requested and "
+            "ride.offered events of the ride stream (both stamped with the server clock).",
             "",
-            f"- telemetry: {level['telemetry']['statuses']} (HTTP status → requests); client latency p50 "
-            f"{level['telemetry']['latency_ms_p50']:.0f} ms, p99 {level['telemetry']['latency_ms_p99']:.0f} ms",
+            f"- telemetry: {level['telemetry']['statuses']} (HTTP status → requests); client "
+            f"latency p50 {level['telemetry']['latency_ms_p50']:.0f} ms, p99 "
+            f"{level['telemetry']['latency_ms_p99']:.0f} ms",
             f"- rides: {level['rides']['statuses']}; `POST /v1/rides` latency p50 "
-            f"{level['rides']['latency_ms_p50']:.0f} ms, p99 {level['rides']['latency_ms_p99']:.0f} ms "
-            "(includes WAITAOF: the 202 waits for the AOF fsync)",
+            f"{level['rides']['latency_ms_p50']:.0f} ms, p99 "
+            f"{level['rides']['latency_ms_p99']:.0f} ms (includes WAITAOF: the 202 waits for the "
+            "AOF fsync)",
             f"- request→offered: p50 {fmt_number(level['offer_ms']['p50'])} ms, p99 "
-            f"{fmt_number(level['offer_ms']['p99'])} ms, max {fmt_number(level['offer_ms']['max'])} ms; "
-            f"{level['offer_ms']['count']} rides offered, {level['offer_ms']['unoffered']} never offered",
+            f"{fmt_number(level['offer_ms']['p99'])} ms, max "
+            f"{fmt_number(level['offer_ms']['max'])} ms; {level['offer_ms']['count']} rides "
+            f"offered, {level['offer_ms']['unoffered']} never offered",
             *_probe_line(level.get("candidates")),
             "",
             render_table(
@@ -216,19 +224,24 @@ def _method() -> list[str]:
     return [
         "## How it is measured",
         "",
-        "- Every server is one uvicorn worker with ingest's settings (uvloop, httptools, no access log); the "
-        "peers are in `loadtests/bench/peers/`. The single-ping load sends the very same requests to every "
-        "server (8,192 drivers, each with its own driver token; the hello world ignores body and token).",
-        "- wrk runs one thread with 64 connections (single ping) or 4 connections (batch), closed loop, "
-        "keep-alive, no pipelining, on 127.0.0.1. Figures 1-3 pin the process under test (server, raw-XADD "
-        "client, consumer) to core 1 and wrk, Valkey and the harness to core 0: per worker means per core.",
-        "- Ingest starts with its garbage collector tuned (`ridepulse/gc_tuning.py`: start-up objects frozen "
-        "out of the cyclic GC, a larger young generation), as every RidePulse service does. The peers run as a "
-        "user would write them, with CPython's defaults; `hello-gc-tuned` is the hello world started with "
-        "ingest's GC settings, so the framework floor is shown under both.",
-        "- The consumer figure pre-fills a stream with N pings of N distinct drivers (entries of 1000 pings, "
-        "as ingest writes them) and times the consumer in its own process until the stream is drained.",
-        "- The end-to-end load is open loop (paced): latency counts from each request's scheduled time.",
+        "- Every server is one uvicorn worker with ingest's settings (uvloop, httptools, no "
+        "access log); the peers are in `loadtests/bench/peers/`. The single-ping load sends the "
+        "very same requests to every server (8,192 drivers, each with its own driver token; the "
+        "hello world ignores body and token).",
+        "- wrk runs one thread with 64 connections (single ping) or 4 connections (batch), "
+        "closed loop, keep-alive, no pipelining, on 127.0.0.1. Figures 1-3 pin the process under "
+        "test (server, raw-XADD client, consumer) to core 1 and wrk, Valkey and the harness to "
+        "core 0: per worker means per core.",
+        "- Ingest starts with its garbage collector tuned (`ridepulse/gc_tuning.py`: start-up "
+        "objects frozen out of the cyclic GC, a larger young generation), as every RidePulse "
+        "service does. The peers run as a user would write them, with CPython's defaults; "
+        "`hello-gc-tuned` is the hello world started with ingest's GC settings, so the framework "
+        "floor is shown under both.",
+        "- The consumer figure pre-fills a stream with N pings of N distinct drivers (entries of "
+        "1000 pings, as ingest writes them) and times the consumer in its own process until the "
+        "stream is drained.",
+        "- The end-to-end load is open loop (paced): latency counts from each request's "
+        "scheduled time.",
         "",
     ]
 
@@ -237,12 +250,13 @@ def _probe_line(probe: dict[str, Any] | None) -> list[str]:
     if not probe:
         return []
     return [
-        f"- candidates after the run, {probe['points']} random pickups: available drivers among the "
-        f"{probe['count']} nearest within {probe['radius_m']:.0f} m (what matching's GEOSEARCH sees) "
-        f"{probe['mean_available_in_nearest']:.1f} on average, none at {probe['no_available_in_nearest']} pickups; "
-        f"available within the radius {probe['mean_available_in_radius']:.1f} on average "
-        f"({probe['available_in_radius_but_not_in_nearest']} pickups had some, all beyond the nearest "
-        f"{probe['count']})"
+        f"- candidates after the run, {probe['points']} random pickups: available drivers among "
+        f"the {probe['count']} nearest within {probe['radius_m']:.0f} m (what matching's "
+        f"GEOSEARCH sees) {probe['mean_available_in_nearest']:.1f} on average, none at "
+        f"{probe['no_available_in_nearest']} pickups; available within the radius "
+        f"{probe['mean_available_in_radius']:.1f} on average "
+        f"({probe['available_in_radius_but_not_in_nearest']} pickups had some, all beyond the "
+        f"nearest {probe['count']})"
     ]
 
 
@@ -262,10 +276,11 @@ def _bottlenecks(results: dict[str, Any]) -> list[str]:
     if batch:
         p = ingest_prof.get("batch", {})
         out.append(
-            f"- **Batch:** per-ping validation in Python: `check_ping` is {_share(p, 'check_ping')} of the "
-            f"worker's samples, JSON parsing of the body (`json_body`) {_share(p, 'json_body')}, the append "
-            f"(`TelemetryBatcher._append`: orjson + XADD) {_share(p, 'TelemetryBatcher._append')}. Redis is "
-            f"far from the limit: the raw client appends the same entries "
+            "- **Batch:** per-ping validation in Python: `check_ping` is "
+            f"{_share(p, 'check_ping')} of the worker's samples, JSON parsing of the body "
+            f"(`json_body`) {_share(p, 'json_body')}, the append (`TelemetryBatcher._append`: "
+            f"orjson + XADD) {_share(p, 'TelemetryBatcher._append')}. Redis is far from the "
+            "limit: the raw client appends the same entries "
             f"{batch['raw_xadd']['median'] / max(batch['ingest']['median'], 1):.0f}× faster."
         )
     consumer = figures.get("consumer")
@@ -275,14 +290,15 @@ def _bottlenecks(results: dict[str, Any]) -> list[str]:
         # the script's own commands are also counted inside EVALSHA: count the script once
         redis_s = sum(detail.get(f"valkey_{c}_s", 0.0) for c in ("evalsha", "xreadgroup", "xack"))
         out.append(
-            f"- **Consumer:** Python and Valkey take turns on each batch. In one repetition Valkey spent "
-            f"{redis_s:.2f} s of the {detail.get('seconds', 0):.2f} s in the update script (EVALSHA of "
-            "matching/update_positions.lua: ZMSCORE, HMGET, HSET, ZADD, GEOADD) and XREADGROUP/XACK; the rest "
-            "is the consumer's Python: pydantic validation of each ping (`BaseModel.model_validate`) "
-            f"{_share(p, 'BaseModel.model_validate')} of samples, formatting positions (`packed_position`) "
-            f"{_share(p, 'packed_position')}. Every driver is available here, the worst case: each ping also "
-            "goes into the geo index. The FastStream peer waits on two round trips per message (the update, "
-            "then its XACK)."
+            "- **Consumer:** Python and Valkey take turns on each batch. In one repetition "
+            f"Valkey spent {redis_s:.2f} s of the {detail.get('seconds', 0):.2f} s in the update "
+            "script (EVALSHA of matching/update_positions.lua: ZMSCORE, HMGET, HSET, ZADD, "
+            "GEOADD) and XREADGROUP/XACK; the rest is the consumer's Python: pydantic validation "
+            f"of each ping (`BaseModel.model_validate`) {_share(p, 'BaseModel.model_validate')} "
+            "of samples, formatting positions (`packed_position`) "
+            f"{_share(p, 'packed_position')}. Every driver is available here, the worst case: "
+            "each ping also goes into the geo index. The FastStream peer waits on two round "
+            "trips per message (the update, then its XACK)."
         )
     for level in figures.get("e2e", []):
         out.append(_e2e_bottleneck(level))
@@ -300,16 +316,17 @@ def _bottlenecks(results: dict[str, Any]) -> list[str]:
             late = [(t, b) for t, b, *_ in series if t >= retention_s * 1.2]
             levelled = len(late) >= 2 and abs(late[-1][1] - late[0][1]) <= 0.1 * late[0][1]
             out.append(
-                f"- **Memory:** the telemetry stream grew {growth:.1f} MB/s at first; the janitor trims it by "
-                f"age (`telemetry_retention_s` = {retention_s:g} s, an entry counts by the pings it holds, not "
-                "one by one), "
+                f"- **Memory:** the telemetry stream grew {growth:.1f} MB/s at first; the janitor "
+                f"trims it by age (`telemetry_retention_s` = {retention_s:g} s, an entry counts "
+                "by the pings it holds, not one by one), "
                 + (
-                    f"so it levelled off at about {late[-1][1] / 2**20:.0f} MB after {retention_s:g} s. "
+                    f"so it levelled off at about {late[-1][1] / 2**20:.0f} MB after "
+                    f"{retention_s:g} s. "
                     if levelled
                     else f"and it ended at {final['final_bytes'] / 2**20:.0f} MB. "
                 )
-                + f"The largest service was {worst[0]} at {worst[1]:.0f} MB peak RSS; the rest are in the "
-                "end-to-end sections."
+                + f"The largest service was {worst[0]} at {worst[1]:.0f} MB peak RSS; the rest "
+                "are in the end-to-end sections."
             )
     return [*out, ""]
 
@@ -322,32 +339,32 @@ def _e2e_bottleneck(level: dict[str, Any]) -> str:
     busiest = sorted(cores.items(), key=lambda kv: -kv[1])[:3]
     machine = level.get("cpu_totals", {}).get("machine")
     text = (
-        f"- **End to end @ {fmt_number(cfg['pings_per_s'])} pings/s + {cfg['rides_per_s']:g} rides/s:** "
-        f"busiest processes {', '.join(f'{k} {v:.2f}' for k, v in busiest)} cores"
+        f"- **End to end @ {fmt_number(cfg['pings_per_s'])} pings/s + {cfg['rides_per_s']:g} "
+        f"rides/s:** busiest processes {', '.join(f'{k} {v:.2f}' for k, v in busiest)} cores"
         + (f" (whole machine {machine:.2f} of 2)" if machine is not None else "")
         + f"; matching's telemetry group lagged up to {geo:.1f} s, its ride group {rides:.1f} s."
     )
     out_of_cpu = machine is not None and machine >= 1.8
     if out_of_cpu:
         text += (
-            " The machine is out of CPU: with every process wanting a core, the ride matcher (its own "
-            "process, idle between rides) and the Valkey calls of each offer wait for their turn on the "
-            "CPU; that is the likely source of the request→offered tail (compare the lower rates, where "
-            "the same code has room)."
+            " The machine is out of CPU: with every process wanting a core, the ride matcher "
+            "(its own process, idle between rides) and the Valkey calls of each offer wait for "
+            "their turn on the CPU; that is the likely source of the request→offered tail "
+            "(compare the lower rates, where the same code has room)."
         )
     if geo > 1.0:
         text += (
-            " Matching's geo consumer could not keep up with the CPU share it got: its process also serves "
-            "the ride group, and every other consumer decodes the same pings."
+            " Matching's geo consumer could not keep up with the CPU share it got: its process "
+            "also serves the ride group, and every other consumer decodes the same pings."
         )
     probe = level.get("candidates") or {}
     blind = probe.get("available_in_radius_but_not_in_nearest", 0)
     empty = probe.get("no_available_in_nearest", 0) - blind
     if blind:
         text += (
-            f" At {blind} of {probe['points']} probed pickups none of the {probe['count']} nearest indexed "
-            "drivers was available although some further out were: the index held drivers that were no "
-            "longer available."
+            f" At {blind} of {probe['points']} probed pickups none of the {probe['count']} "
+            "nearest indexed drivers was available although some further out were: the index "
+            "held drivers that were no longer available."
         )
     if empty > 0:
         text += (
@@ -374,16 +391,18 @@ def _e2e_bottleneck(level: dict[str, Any]) -> str:
 
 def _single_ping_bottleneck(single: dict[str, Any], p: dict[str, Any]) -> str:
     text = (
-        "- **Single ping:** per-request Python on one core. Of the worker's samples, uvicorn's send path "
-        f"(`RequestResponseCycle.send`, paid by the hello world too) is {_share(p, 'RequestResponseCycle.send')}, "
-        f"reading the body (`json_body`, Starlette's `Request.body`; the hello world never reads it) "
-        f"{_share(p, 'json_body')}, authentication {_share(p, 'Deps.authenticate')} (mostly the warm-up's first "
-        f"verification of 8,192 tokens; then a cache hit), validation and the batcher (`accept_ping`) "
-        f"{_share(p, 'accept_ping')}, the append (`TelemetryBatcher._flush`) {_share(p, 'TelemetryBatcher._flush')}. "
-        "Ingest is above the hello world because its ping route skips FastAPI's per-request dependency solving "
-        f"(`LeanRoute`, ingest/lean_route.py; {_share(p, 'solve_dependencies')} of ingest's samples), which the "
-        "hello world, written as a user would, pays on every request; the route is still documented in the "
-        "OpenAPI schema and validates its own input."
+        "- **Single ping:** per-request Python on one core. Of the worker's samples, uvicorn's "
+        "send path (`RequestResponseCycle.send`, paid by the hello world too) is "
+        f"{_share(p, 'RequestResponseCycle.send')}, reading the body (`json_body`, Starlette's "
+        f"`Request.body`; the hello world never reads it) {_share(p, 'json_body')}, "
+        f"authentication {_share(p, 'Deps.authenticate')} (mostly the warm-up's first "
+        "verification of 8,192 tokens; then a cache hit), validation and the batcher "
+        f"(`accept_ping`) {_share(p, 'accept_ping')}, the append (`TelemetryBatcher._flush`) "
+        f"{_share(p, 'TelemetryBatcher._flush')}. Ingest is above the hello world because its "
+        "ping route skips FastAPI's per-request dependency solving (`LeanRoute`, "
+        f"ingest/lean_route.py; {_share(p, 'solve_dependencies')} of ingest's samples), which the "
+        "hello world, written as a user would, pays on every request; the route is still "
+        "documented in the OpenAPI schema and validates its own input."
     )
     tuned, hello = single.get("hello-gc-tuned"), single.get("hello")
     if tuned and hello:

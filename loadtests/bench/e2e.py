@@ -151,7 +151,8 @@ async def _measure(cfg: E2EConfig, stack: Stack) -> dict[str, Any]:
     ops_token = mint_token(secret, "ops", "bench")
     try:
         print(
-            f"  stack up; fleet of {cfg.fleet_size} drivers pings once, {cfg.available_drivers} go available",
+            f"  stack up; fleet of {cfg.fleet_size} drivers pings once, "
+            f"{cfg.available_drivers} go available",
             flush=True,
         )
         prepared = await _prepare_fleet(cfg, stack, fleet_token, ops_token)

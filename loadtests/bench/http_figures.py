@@ -130,7 +130,8 @@ def single_ping_figure(
             )
             say(
                 f"  rep {rep + 1}/{plan.reps} {server.name:>10}: {result.ok_per_s:8.0f} req/s "
-                f"(p50 {result.p50_us / 1000:.1f} ms, p99 {result.p99_us / 1000:.1f} ms, errors {result.errors})"
+                f"(p50 {result.p50_us / 1000:.1f} ms, p99 {result.p99_us / 1000:.1f} ms, "
+                f"errors {result.errors})"
             )
     return list(measures.values())
 
@@ -203,7 +204,8 @@ def batch_figure(
                 )
                 say(
                     f"  rep {rep + 1}/{plan.reps}     ingest: {rate:10.0f} pings/s "
-                    f"({result.ok_per_s:.0f} req/s, p99 {result.p99_us / 1000:.1f} ms, errors {result.errors})"
+                    f"({result.ok_per_s:.0f} req/s, p99 {result.p99_us / 1000:.1f} ms, "
+                    f"errors {result.errors})"
                 )
             else:
                 raw = raw_xadd(peer_url, stream, plan.seconds)

@@ -13,8 +13,9 @@ from typing import Any
 import redis
 
 from loadtests.bench import consumer_figure, http_figures
-from loadtests.bench.servers import start_ingest, tool
+from loadtests.bench.servers import start_ingest
 from loadtests.bench.wrk import write_requests
+from loadtests.platform import tool
 
 _LINE = re.compile(r":\d+\)$")
 # functions whose inclusive share the report quotes (ours, and the framework layers around them)

@@ -113,7 +113,8 @@ def headline_rows(figures: dict[str, Any]) -> list[Row]:
                 naive = _m(single, peer)
                 rows.append(
                     Row(
-                        f"1. single-ping ingest vs {label} (peer at {fmt_ratio(ratio(naive, hello))} "
+                        f"1. single-ping ingest vs {label} "
+                        f"(peer at {fmt_ratio(ratio(naive, hello))} "
                         "hello world)",
                         fmt_number(ours),
                         fmt_number(naive),
@@ -190,7 +191,8 @@ def e2e_rows(level: dict[str, Any]) -> list[Row]:
             worst_lag < 1.0,
         ),
         Row(
-            f"{tag}: request→offered p50 / p99 ({offer['count']} offered, {offer['unoffered']} never)",
+            f"{tag}: request→offered p50 / p99 "
+            f"({offer['count']} offered, {offer['unoffered']} never)",
             f"{fmt_number(offer['p50'])} / {fmt_number(p99)} ms",
             "—",
             None,

@@ -88,7 +88,8 @@ def _phase(name: str, results: dict[str, Any], run: Callable[[], Any]) -> Any:
 def run(plan: BenchPlan) -> dict[str, Any]:
     wrk_binary = find_or_install_wrk(install=plan.install_wrk)
     say(
-        f"load generator: {'wrk (' + wrk_binary + ')' if wrk_binary else 'asyncio client (wrk not available)'}"
+        "load generator: "
+        + (f"wrk ({wrk_binary})" if wrk_binary else "asyncio client (wrk not available)")
     )
     results: dict[str, Any] = {
         "machine": machine_info(wrk_binary),
@@ -110,11 +111,16 @@ def run(plan: BenchPlan) -> dict[str, Any]:
         if "4" in plan.figures:
             results["figures"]["e2e"] = []
             for index, level in enumerate(plan.e2e_levels):
-                name = f"4/5. end to end + memory @ {level.pings_per_s} pings/s + {level.rides_per_s:g} rides/s"
+                name = (
+                    f"4/5. end to end + memory @ {level.pings_per_s} pings/s"
+                    f" + {level.rides_per_s:g} rides/s"
+                )
                 level_dir = work / f"e2e{index}"
-                results["figures"]["e2e"].append(
-                    _phase(name, results, lambda d=level_dir, c=level: asyncio.run(run_e2e(c, d)))
-                )  # type: ignore[misc]
+
+                def run_level(c: E2EConfig = level, d: Path = level_dir) -> dict[str, Any]:
+                    return asyncio.run(run_e2e(c, d))
+
+                results["figures"]["e2e"].append(_phase(name, results, run_level))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results["duration_s"] = round(time.monotonic() - started, 1)

@@ -4,6 +4,7 @@ the oldest undelivered entry), RSS per service process, and the telemetry stream
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,10 +67,8 @@ async def sample_lag(
                 lag.samples.append(
                     (round(time.monotonic() - started, 2), entries, round(seconds, 3))
                 )
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval_s)
-        except TimeoutError:
-            pass
 
 
 async def sample_rss(
@@ -81,14 +80,10 @@ async def sample_rss(
     """Peak resident set size (bytes) per service until `stop`."""
     while not stop.is_set():
         for name, proc in processes().items():
-            try:
+            with contextlib.suppress(psutil.Error):
                 peaks[name] = max(peaks.get(name, 0), proc.memory_info().rss)
-            except psutil.Error:
-                pass
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval_s)
-        except TimeoutError:
-            pass
 
 
 async def sample_stream_memory(
@@ -104,10 +99,8 @@ async def sample_stream_memory(
         used: Any = await redis.memory_usage(stream)
         length: Any = await redis.xlen(stream)
         series.append((round(time.monotonic() - started, 1), int(used or 0), int(length)))
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval_s)
-        except TimeoutError:
-            pass
 
 
 def cpu_seconds(processes: dict[str, psutil.Process]) -> dict[str, float]:

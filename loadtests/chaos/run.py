@@ -10,6 +10,7 @@ the API and the ride stream â†’ `ridepulse status` must be healthy within 30 s â
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import shutil
@@ -126,10 +127,8 @@ async def progress(ledger: Ledger, monkey: Monkey, stop: asyncio.Event) -> None:
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        pass
 
 
 def read_ride_stream(platform: Platform) -> list[RideEvent]:

@@ -1,8 +1,9 @@
 """One way to call the RidePulse API from a locust user, with the simulation's success rules.
 
 2xx is success. A 429 with `Retry-After` on telemetry is, where the caller says so, the server
-shedding load as designed: recorded as a success, and the caller backs off for that long. 409 is, where the caller says so, a normal race (the offer expired, the rider
-cancelled first) and is recorded as a success; 5xx and any other 4xx are failures, with the
+shedding load as designed: recorded as a success, and the caller backs off for that long. 409
+is, where the caller says so, a normal race (the offer expired, the rider cancelled first) and is
+recorded as a success; 5xx and any other 4xx are failures, with the
 server's `{"error", "detail"}` in the failure message so the report says what went wrong.
 """
 

@@ -181,7 +181,7 @@ class DriverUser(FastHttpUser):
             self._drop_leg()
 
     def _resync(self, leg: Leg) -> str | None:
-        """After a 409: the ride's status if it is still ours, else None (and the leg is dropped)."""
+        """After a 409: the ride's status if it is still ours, else None (the leg is dropped)."""
         ride = self._get_ride(leg.ride_id).body
         status = ride.get("status")
         if (

@@ -9,6 +9,7 @@ reopened on the next tick.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -76,10 +77,8 @@ class DriverSocket:
 
     def close(self) -> None:
         if self.connection is not None:
-            try:
+            with contextlib.suppress(WebSocketException, OSError):
                 self.connection.close()
-            except (WebSocketException, OSError):
-                pass
             self.connection = None
 
     def _connect(self) -> bool:

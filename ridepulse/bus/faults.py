@@ -7,6 +7,7 @@ budget; anything else a handler raises is the event's failure (DESIGN §9b)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 
 from redis.exceptions import (
@@ -73,7 +74,5 @@ class Backoff:
 
 async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
     """Sleep, but wake at once when `stop` is set."""
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        pass

@@ -163,6 +163,6 @@ def start_service(
     service: str, settings: Settings, serve: Callable[[Settings], Coroutine[Any, Any, None]]
 ) -> None:
     """Entry point of `ridepulse run <service>`: logging once, then the event loop (uvloop)."""
-    configure_logging(service, settings.log_level)
+    configure_logging(service, settings.log_level, settings.log_format)
     tune_gc()
     uvloop.run(serve(settings))

@@ -47,7 +47,8 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium (make chromium)"
+        not CHROMIUM.exists(),
+        reason="needs Debian's Chromium at /usr/bin/chromium (make deps installs it)",
     ),
 ]
 
@@ -77,7 +78,10 @@ class DashboardProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        code = "from dashboard.service import main; from ridepulse.settings import Settings; main(Settings())"
+        code = (
+            "from dashboard.service import main; from ridepulse.settings import Settings; "
+            "main(Settings())"
+        )
         with self.log_path.open("ab") as log:
             return subprocess.Popen(
                 [sys.executable, "-c", code], env=self.env, cwd=REPO, stdout=log, stderr=log

@@ -6,6 +6,7 @@ when asked: `make screenshot` (RIDEPULSE_SCREENSHOT=1)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import AsyncIterator, Iterator
@@ -54,14 +55,17 @@ pytestmark = [
         "set RIDEPULSE_SCREENSHOT=1 (make screenshot)",
     ),
     pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="needs Debian's Chromium at /usr/bin/chromium (make chromium)"
+        not CHROMIUM.exists(),
+        reason="needs Debian's Chromium at /usr/bin/chromium (make deps installs it)",
     ),
 ]
 
 # What the page shows, read from its KPI tiles, legend and map (not from the feed's state).
 READ_PAGE = """() => {
-  const kpi = (name) => document.querySelector(`[data-kpi="${name}"] .kpi-value`)?.dataset.value || "0";
-  const legend = (name) => document.querySelector(`[data-legend="${name}"] .count`)?.textContent || "0";
+  const kpi = (name) =>
+    document.querySelector(`[data-kpi="${name}"] .kpi-value`)?.dataset.value || "0";
+  const legend = (name) =>
+    document.querySelector(`[data-legend="${name}"] .count`)?.textContent || "0";
   const number = (text) => Number(String(text).replace(/[^0-9.]/g, "")) || 0;
   return {
     badge: document.querySelector("#conn-badge")?.dataset.state || "",
@@ -163,10 +167,9 @@ async def test_screenshot_of_a_busy_simulated_city(platform: Platform, browser: 
             seen = await read_city(page)
             return seen if seen.at_its_best() else None
 
-        try:
+        # No surge or no finished trip yet: a living city is still worth the picture.
+        with contextlib.suppress(AssertionError):
             await wait_until(at_its_best, timeout_s=DEADLINE_S, interval_s=2.0, what="a busy city")
-        except AssertionError:
-            pass  # no surge or no finished trip yet: a living city is still worth the picture
         seen = await read_city(page)
         assert seen.living(), (
             f"the city never came alive in {DEADLINE_S:.0f}s; the page showed {seen}"

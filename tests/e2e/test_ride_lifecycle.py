@@ -129,7 +129,7 @@ def _offered_to(city: City, ride_id: str) -> str | None:
         status = client.hget(f"rp:{{sf}}:ride:{ride_id}", "status")
     finally:
         client.close()
-    return value if status == "offered" else None
+    return value if status == "offered" and isinstance(value, str) else None
 
 
 def test_ride_with_no_driver_expires_after_its_deadline(city: City) -> None:

@@ -60,7 +60,7 @@ def _quote(
 
 def _config_set(client: redis.Redis, name: str, value: str) -> None:
     if isinstance(client, redis.RedisCluster):
-        client.config_set(name, value, target_nodes=redis.RedisCluster.ALL_NODES)  # type: ignore[call-arg]
+        client.config_set(name, value, target_nodes=redis.RedisCluster.ALL_NODES)
     else:
         client.config_set(name, value)
 
@@ -121,7 +121,7 @@ def test_the_ride_script_and_its_waitaof_run_on_one_connection(shared_city: City
     listening, done = threading.Event(), threading.Event()
 
     def watch() -> None:
-        with db.monitor() as monitor:
+        with db.monitor() as monitor:  # type: ignore[no-untyped-call]
             listening.set()
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and not done.is_set():
@@ -270,7 +270,7 @@ def test_driver_websockets_are_capped_per_token(shared_city: City) -> None:
             time.sleep(0.1)
 
 
-# --- 11.7: someone else's ride is a 404 --------------------------------------------------------------
+# --- 11.7: someone else's ride is a 404 ---------------------------------------------------
 
 
 def test_someone_elses_ride_answers_exactly_like_a_missing_one(shared_city: City) -> None:

@@ -34,7 +34,9 @@ def group_lag_s(client: redis.Redis, group: str) -> float:
     if not unread:
         return 0.0
     seconds, micros = client.time()
-    return seconds + micros / 1e6 - int(unread[0][0].split(b"-")[0]) / 1000
+    entry_id = unread[0][0]
+    assert isinstance(entry_id, bytes), entry_id
+    return seconds + micros / 1e6 - int(entry_id.split(b"-")[0]) / 1000
 
 
 def ping_until(

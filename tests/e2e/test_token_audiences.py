@@ -53,9 +53,9 @@ def test_the_printed_dashboard_link_is_short_lived_and_powerless_on_the_api(
     assert "audience" in refused[0].json()["detail"]
     assert shared_city.ride(ride_id)["status"] != "cancelled"
     url = f"ws://127.0.0.1:{shared_city.platform.api_port}/v1/drivers/{driver}/ws?token={link}"
-    with pytest.raises(InvalidStatus) as refused, connect(url, open_timeout=10) as ws:
+    with pytest.raises(InvalidStatus) as handshake, connect(url, open_timeout=10) as ws:
         ws.recv(timeout=10)
-    assert refused.value.response.status_code == 403  # refused at the handshake
+    assert handshake.value.response.status_code == 403  # refused at the handshake
 
 
 def test_the_dashboard_takes_its_link_not_an_api_token(shared_city: City) -> None:
@@ -74,7 +74,8 @@ def test_a_driver_socket_closes_when_its_token_expires(shared_city: City) -> Non
     token = mint_token(shared_city.secret, "driver", driver, ttl_s=3)
     url = f"ws://127.0.0.1:{shared_city.platform.api_port}/v1/drivers/{driver}/ws?token={token}"
     started = time.monotonic()
-    with pytest.raises(ConnectionClosed) as closed, connect(url, open_timeout=10) as ws:
+    # the loop is the point: read until the server closes the socket at the token's expiry
+    with pytest.raises(ConnectionClosed) as closed, connect(url, open_timeout=10) as ws:  # noqa: PT012
         while True:
             ws.recv(timeout=30)
     assert closed.value.rcvd is not None

@@ -226,7 +226,7 @@ for _service, _refused in MUST_NOT.items():
 
 
 def _dryrun(operator: redis.Redis, user: str, command: tuple[str, ...]) -> str:
-    reply = operator.execute_command("ACL", "DRYRUN", user, *command)
+    reply = operator.execute_command("ACL", "DRYRUN", user, *command)  # type: ignore[no-untyped-call]
     return reply.decode() if isinstance(reply, bytes) else str(reply)
 
 
@@ -300,7 +300,7 @@ def test_the_dashboard_user_can_read_but_not_write(server: EmbeddedRedis) -> Non
     with pytest.raises(NoPermissionError):
         viewer.set(f"{SF}:x:forged", "1")
     with pytest.raises(NoPermissionError):
-        viewer.execute_command("CLIENT", "KILL", "ID", "1")
+        viewer.execute_command("CLIENT", "KILL", "ID", "1")  # type: ignore[no-untyped-call]
     writer.close()
     viewer.close()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -21,7 +21,10 @@ pytestmark = pytest.mark.integration
 
 
 async def dead_letters(redis: aioredis.Redis, settings: Settings) -> list[dict[bytes, bytes]]:
-    entries = await redis.xrange(GlobalKeys(settings.key_prefix).dead_letters)
+    entries = cast(
+        list[tuple[bytes, dict[bytes, bytes]]],
+        await redis.xrange(GlobalKeys(settings.key_prefix).dead_letters),
+    )
     return [fields for _, fields in entries]
 
 

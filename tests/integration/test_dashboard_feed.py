@@ -228,12 +228,11 @@ async def test_a_client_that_never_reads_does_not_delay_one_that_does(
                 await RideWriter(redis, keys, ride_id, (37.77, -122.42), (37.78, -122.40)).step(
                     "requested"
                 )
-                await _next(
-                    fast,
-                    lambda m, r=ride_id: _ride_in(m, r) is not None,
-                    timeout_s=2.0,
-                    what=ride_id,
-                )  # type: ignore[misc]
+
+                def carries_ride(m: Message, r: str = ride_id) -> bool:
+                    return _ride_in(m, r) is not None
+
+                await _next(fast, carries_ride, timeout_s=2.0, what=ride_id)
                 latencies.append(time.monotonic() - written)
             async with httpx.AsyncClient() as http:
                 metrics = (await http.get(f"{dashboard.http}/metrics")).text
@@ -458,7 +457,7 @@ async def test_an_open_feed_closes_with_4401_when_its_token_expires(
 ) -> None:
     short = mint_dashboard_link(dashboard.settings.secret or "", "brief", ttl_s=2)
     async with connect(dashboard.ws(token=short)) as ws:
-        with pytest.raises(ConnectionClosed) as closed:
+        with pytest.raises(ConnectionClosed) as closed:  # noqa: PT012 (read until closed)
             while True:  # snapshot and deltas, until the server closes
                 await asyncio.wait_for(ws.recv(), 10)
     frame = closed.value.rcvd

@@ -106,7 +106,7 @@ async def test_a_quote_that_does_not_fit_the_request_is_refused_naming_the_field
 ) -> None:
     if quote is not None:
         record = {"rider_id": "u1", "pickup_cell": "p", "dropoff_cell": "d", "fare": "9"}
-        await redis.hset(keys.quote("q1"), mapping={**record, "surge": "1", **quote})
+        await redis.hset(keys.quote("q1"), mapping={**record, "surge": "1", **quote})  # type: ignore[dict-item]
     args: dict[str, Any] = {"quote_id": "q1", "pickup_cells": ["p"], "dropoff_cells": ["d"], **kw}
     with pytest.raises(InvalidInput) as refused:
         await request(store, "r1", **args)

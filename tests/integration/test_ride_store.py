@@ -213,7 +213,7 @@ async def test_request_writes_projection_indexes_and_one_requested_event(
 ) -> None:
     # A quoted ride takes fare and surge from the quote record, which must fit the trip.
     quote = {"rider_id": "u1", "pickup_cell": "p", "dropoff_cell": "d", "fare": "12.35"}
-    await redis.hset(keys.quote("q1"), mapping={**quote, "surge": "1.25"})
+    await redis.hset(keys.quote("q1"), mapping={**quote, "surge": "1.25"})  # type: ignore[dict-item]
     ride = await request(
         store, quote_id="q1", pickup_cells=["p"], dropoff_cells=["d"], deadline_s=45
     )
@@ -953,7 +953,7 @@ async def test_random_operation_sequences_keep_projections_consistent(
             if name.startswith("lose_driver"):
                 name = "lose_driver_on_trip" if before and before.status == "started" else name
                 name = "lose_driver" if before and before.status != "started" else name
-            expected = next_status(name, before.status if before else None)  # type: ignore[arg-type]
+            expected = next_status(name, before.status if before else None)
             assert after.status == expected, f"{name} took {before} to {after.status}"
         elif result is None:
             assert after == before

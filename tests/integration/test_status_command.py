@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
 import redis.asyncio as aioredis
@@ -15,7 +17,7 @@ from tests.support.bus import expired_events, fill
 pytestmark = pytest.mark.integration
 
 
-def _status(settings: Settings) -> tuple[int, dict[str, object]]:
+def _status(settings: Settings) -> tuple[int, dict[str, Any]]:
     env = {
         "RIDEPULSE_REDIS_URL": settings.redis_url or "",
         "RIDEPULSE_KEY_PREFIX": settings.key_prefix,
@@ -35,7 +37,7 @@ async def test_status_reports_streams_groups_and_live_services(
     await redis.sadd(global_keys.heartbeats, global_keys.heartbeat("matching", "m-1"))
     code, report = _status(settings)
     assert code == 0, report
-    streams = {s["key"]: s for s in report["streams"]}  # type: ignore[index, union-attr]
+    streams = {s["key"]: s for s in report["streams"]}
     assert streams[keys.rides]["length"] == 10
     assert streams[keys.rides]["groups"][0] == {
         "name": "matching",
@@ -43,7 +45,7 @@ async def test_status_reports_streams_groups_and_live_services(
         "pending": 0,
         "lag": 10,
     }
-    assert report["services"][0]["processed"] == 7  # type: ignore[index]
+    assert report["services"][0]["processed"] == 7
 
 
 async def test_status_exits_1_when_a_service_heartbeat_is_gone(
@@ -54,4 +56,4 @@ async def test_status_exits_1_when_a_service_heartbeat_is_gone(
     code, report = _status(settings)
     assert code == 1
     assert report["healthy"] is False
-    assert "service eta (eta-1) has no live heartbeat" in report["problems"]  # type: ignore[operator]
+    assert "service eta (eta-1) has no live heartbeat" in report["problems"]

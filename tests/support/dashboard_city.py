@@ -119,7 +119,7 @@ class RideWriter:
 async def put_drivers(
     redis: aioredis.Redis, keys: MarketKeys, drivers: dict[str, tuple[float, float, str]]
 ) -> None:
-    """driver → (lat, lon, status): the positions and statuses hashes, as the consumers keep them."""
+    """driver → (lat, lon, status): the positions and statuses hashes the consumers keep."""
     ts = now_ms()
     pipe = redis.pipeline(transaction=False)
     pipe.hset(
@@ -173,9 +173,8 @@ async def put_heartbeat(
     pipe = redis.pipeline(transaction=False)
     pipe.set(key, orjson.dumps({**data, "time": now_ms()}), ex=ttl_s)
     pipe.sadd(gkeys.heartbeats, key)
-    pipe.xadd(
-        gkeys.health, make("service.heartbeat", f"service/{service}", data, consumer).to_fields()
-    )  # type: ignore[arg-type]
+    fields = make("service.heartbeat", f"service/{service}", data, consumer).to_fields()
+    pipe.xadd(gkeys.health, fields)  # type: ignore[arg-type]
     await pipe.execute()
 
 

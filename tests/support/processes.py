@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -48,7 +49,7 @@ class Platform(SharedPlatform):
             return []
         client = self.redis_client()
         try:
-            entries: list[dict[str, object]] = client.acl_log(count=200)
+            entries: list[dict[str, Any]] = client.acl_log(count=200)
         finally:
             client.close()
         return [

@@ -11,13 +11,14 @@ T = TypeVar("T")
 
 
 async def wait_until(
-    probe: Callable[[], Awaitable[T]],
+    probe: Callable[[], Awaitable[T | None]],
     *,
     timeout_s: float = 10.0,
     interval_s: float = 0.05,
     what: str = "condition",
 ) -> T:
-    """Poll `probe` until it returns a truthy value; fail with the last value seen."""
+    """Poll `probe` until it returns a truthy value (so never None); fail with the last value
+    seen."""
     deadline = time.monotonic() + timeout_s
     last: T | None = None
     while time.monotonic() < deadline:
@@ -29,7 +30,7 @@ async def wait_until(
 
 
 def wait_until_sync(
-    probe: Callable[[], T],
+    probe: Callable[[], T | None],
     *,
     timeout_s: float = 10.0,
     interval_s: float = 0.05,

@@ -1,4 +1,4 @@
-"""The simulated driver: stays in the market, drives at plausible speeds, reports honest headings."""
+"""The simulated driver stays in the market, drives at plausible speeds, reports honest headings."""
 
 from __future__ import annotations
 

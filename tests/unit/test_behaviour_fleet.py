@@ -57,5 +57,5 @@ def test_batches_split_pings_without_losing_any() -> None:
     parts = batches(pings, 500)  # type: ignore[arg-type]
     assert [len(p) for p in parts] == [500, 500, 234]
     assert [p for part in parts for p in part] == pings
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="batch size must be at least 1"):
         batches([], 0)

@@ -34,7 +34,7 @@ def _state(**config: Any) -> CityState:
 
 
 def _frames(client: Client) -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
     while not client.queue.empty():
         out.extend(orjson.loads(text) for text in client.queue.get_nowait())
     return out
@@ -82,7 +82,10 @@ class RandomCity:
         kind = rng.randrange(9)
         if kind == 0:
             drivers = {
-                f"d{i}": f"{37.7 + rng.random() / 10:.6f},{-122.4 - rng.random() / 10:.6f},1,{rng.choice(['', '90'])}"
+                f"d{i}": (
+                    f"{37.7 + rng.random() / 10:.6f},{-122.4 - rng.random() / 10:.6f},"
+                    f"1,{rng.choice(['', '90'])}"
+                )
                 for i in rng.sample(range(12), rng.randint(0, 12))
             }
             statuses = {
@@ -176,14 +179,16 @@ def test_applying_the_deltas_to_the_first_snapshot_gives_a_fresh_snapshot(seed: 
             newcomer = hub.connect()
             hub.tick()
             fresh = _frames(newcomer)[-1]
+            assert view is not None
             for message in _frames(watcher):
                 view = apply_delta(view, message) if message["kind"] == "delta" else view
             assert fresh["kind"] == "snapshot" and fresh == view
             hub.disconnect(newcomer)
     final = hub.connect()
     hub.tick()
+    assert view is not None
     for message in _frames(watcher):
-        view = apply_delta(view, message)  # type: ignore[arg-type]
+        view = apply_delta(view, message)
     assert deltas > 100
     assert _frames(final) == [view]
 

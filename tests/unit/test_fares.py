@@ -55,7 +55,7 @@ def test_fare_grows_with_distance_time_and_surge() -> None:
     [(-1, 0, 1.0), (0, -1, 1.0), (0, 0, 0.9), (float("nan"), 0, 1.0)],
 )
 def test_fare_rejects_impossible_inputs(distance_m: float, duration_s: float, surge: float) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"must be (a )?finite"):
         fare(distance_m, duration_s, surge)
 
 

@@ -7,14 +7,10 @@ import random
 
 import pytest
 
-from eta.model import (
-    DEFAULT_SPEED_MPS,
-    SpeedModel,
-    eta_should_update,
-    travel_time_s,
-)
+from eta.model import SpeedModel, eta_should_update
 from ridepulse.contracts.events import Ping
 from ridepulse.geo import cell_center, cell_of, haversine_m
+from ridepulse.travel import DEFAULT_SPEED_MPS, travel_time_s
 
 M_PER_DEG_LAT = 111_195.0
 MISSION = cell_of(37.7599, -122.4148)

@@ -150,5 +150,5 @@ def test_a_cell_back_at_one_is_cleared_even_from_a_small_multiplier() -> None:
 
 @pytest.mark.parametrize("window_ms", [0, -1])
 def test_window_must_be_positive(window_ms: int) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="window_ms must be positive"):
         SurgeWindow(window_ms=window_ms)

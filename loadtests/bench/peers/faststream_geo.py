@@ -4,7 +4,8 @@ consumer group and acks left to the library, HSET/GEOADD/ZADD in one pipeline pe
 (Generous to the peer: per-message logging is off, and it skips the stale-ping check.)
 
 `python -m loadtests.bench.peers.faststream_geo --url U --prefix P --pings N` publishes N pings
-through FastStream, then times the subscriber until it has handled them all; prints one JSON line."""
+through FastStream, then times the subscriber until it has handled them all; prints one JSON
+line."""
 
 from __future__ import annotations
 
