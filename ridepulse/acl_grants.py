@@ -58,6 +58,14 @@ BUS_CONSUMER = (
     "xautoclaim",
     "xinfo|groups",
     "xinfo|stream",
+    # the runtime: XRANGE confirms a claimed id is gone before counting it lost; the reap script
+    # (EVALSHA) removes consumers with nothing pending, checked and deleted atomically
+    "xrange",
+    "xinfo|consumers",
+    "xgroup|delconsumer",
+    "evalsha",
+    "script|load",
+    "script|exists",
     "watch",
     "unwatch",
     "multi",

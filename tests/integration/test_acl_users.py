@@ -44,7 +44,6 @@ EVERY_SERVICE_MUST_NOT: list[tuple[str, ...]] = [
     ("UNLINK", f"{SF}:rides"),
     ("RENAME", f"{SF}:rides", f"{SF}:gone"),
     ("XGROUP", "DESTROY", f"{SF}:rides", "matching"),
-    ("XGROUP", "DELCONSUMER", f"{SF}:rides", "matching", "matching-1"),
     ("XGROUP", "SETID", f"{SF}:rides", "matching", "$"),
     ("XDEL", f"{SF}:rides", "1-0"),
     ("DEL", "rp:dead-letters"),
