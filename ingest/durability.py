@@ -40,11 +40,13 @@ class Pinned(Protocol):
 
 
 async def run_script(pin: Pinned, script: AsyncScript, keys: list[str], args: list[str]) -> Any:
-    """EVALSHA on the pinned connection, EVAL when the server does not know the script yet."""
+    """EVALSHA on the pinned connection; SCRIPT LOAD first when the server does not know the
+    script yet (service users may not EVAL arbitrary source: docs/security.md)."""
     try:
         return await pin.execute("EVALSHA", script.sha, len(keys), *keys, *args)
     except NoScriptError:
-        return await pin.execute("EVAL", script.script, len(keys), *keys, *args)
+        await pin.execute("SCRIPT", "LOAD", script.script)
+        return await pin.execute("EVALSHA", script.sha, len(keys), *keys, *args)
 
 
 class _ClientPin:

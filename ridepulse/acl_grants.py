@@ -141,6 +141,7 @@ SERVICE_GRANTS: dict[str, Grant] = {
             RIDE_STEP_COMMANDS,
             ("xread", "xrange", "xinfo|groups", "hexists", "geosearch", "time"),
             ("waitaof",),  # ride requests are durable before the 202
+            ("incrby", "expire", "hmget"),  # per-rider minute counters; idempotency records
         ),
         reads=_unique(
             RIDE_STEP_KEYS,
@@ -153,11 +154,13 @@ SERVICE_GRANTS: dict[str, Grant] = {
                 "{*}:idem:*",
                 "{*}:rider:*",
                 "{*}:drivers:seen",  # accept checks freshness on the server clock
+                "rate:rider:*",
             ),
         ),
         writes=_unique(
             RIDE_STEP_KEYS,
             ("{*}:telemetry", "{*}:quote:*", "{*}:idem:*", "{*}:rider:*", "{*}:drivers:seen"),
+            ("rate:rider:*",),
             _heartbeat_keys("ingest"),
         ),
         appends=("{*}:telemetry", "{*}:rides", "health"),
