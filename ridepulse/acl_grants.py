@@ -92,9 +92,12 @@ RIDE_STEP_COMMANDS = (
     "sadd",
     "set",
     "sismember",
+    "smembers",  # the request step prunes the rider's open rides
+    "srem",
     "time",
     "zadd",
     "zrem",
+    "zscore",
 )
 # The keys the ride step scripts change: projections, the ride stream, the indexes they keep.
 RIDE_STEP_KEYS = (
