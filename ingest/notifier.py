@@ -12,9 +12,10 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from ridepulse.bus.faults import Backoff, sleep_or_stop
+from ridepulse.bus.faults import Backoff
 from ridepulse.bus.metrics import SKIPPED_ENTRIES
 from ridepulse.logs import get_logger
+from ridepulse.pause import sleep_or_stop
 
 QUEUE_SIZE = 64
 DRIVER_EVENTS = {

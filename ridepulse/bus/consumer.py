@@ -23,7 +23,7 @@ from redis.exceptions import NoPermissionError, ResponseError
 
 from ridepulse.bus import metrics as m
 from ridepulse.bus.deadletter import DEAD_LETTER_MAXLEN, dead_letter_fields
-from ridepulse.bus.faults import Backoff, is_nogroup, is_transient, sleep_or_stop
+from ridepulse.bus.faults import Backoff, is_nogroup, is_transient
 from ridepulse.bus.handlers import DepsT, HandlerTable
 from ridepulse.bus.producer import Producer
 from ridepulse.bus.trimming import parse_id
@@ -32,6 +32,7 @@ from ridepulse.contracts.registry import Event, decode
 from ridepulse.errors import InvalidEvent
 from ridepulse.keys import GlobalKeys
 from ridepulse.logs import get_logger
+from ridepulse.pause import sleep_or_stop
 from ridepulse.settings import Settings
 
 RawEntry = tuple[bytes, dict[bytes, bytes] | None]

@@ -6,8 +6,6 @@ budget; anything else a handler raises is the event's failure (DESIGN §9b)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import random
 
 from redis.exceptions import (
@@ -70,9 +68,3 @@ class Backoff:
         self.attempts += 1
         jitter: float = self._random.uniform(0, ceiling / 2)
         return ceiling / 2 + jitter
-
-
-async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    """Sleep, but wake at once when `stop` is set."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)

@@ -20,10 +20,11 @@ from prometheus_client import start_http_server
 from redis.exceptions import RedisError
 
 from ridepulse.bus.consumer import ConsumerRuntime
-from ridepulse.bus.faults import Backoff, is_transient, sleep_or_stop
+from ridepulse.bus.faults import Backoff, is_transient
 from ridepulse.bus.heartbeat import Heartbeat
 from ridepulse.gc_tuning import tune_gc
 from ridepulse.logs import configure_logging, get_logger
+from ridepulse.pause import sleep_or_stop
 from ridepulse.settings import Settings
 
 BackgroundTask = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
