@@ -16,7 +16,7 @@ import redis
 
 from loadtests.bench.affinity import SERVER_CORES, pin, pin_profiled
 from loadtests.bench.measure import Measure
-from loadtests.platform import tool
+from loadtests.bench.servers import under_py_spy
 from ridepulse.keys import MarketKeys
 
 
@@ -29,19 +29,7 @@ class ConsumerPlan:
 
 
 def _child(argv: list[str], timeout_s: float, profile_to: Path | None = None) -> dict[str, float]:
-    if profile_to is not None:
-        argv = [
-            tool("py-spy"),
-            "record",
-            "--rate",
-            "250",
-            "--format",
-            "raw",
-            "--output",
-            str(profile_to),
-            "--",
-            *argv,
-        ]
+    argv = under_py_spy(argv, profile_to)
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if profile_to is not None:
         pin_profiled(process.pid)

@@ -72,19 +72,7 @@ def _spawn(
     port: int,
     profile_to: Path | None = None,
 ) -> ServerProcess:
-    if profile_to is not None:
-        argv = [
-            tool("py-spy"),
-            "record",
-            "--rate",
-            "250",
-            "--format",
-            "raw",
-            "--output",
-            str(profile_to),
-            "--",
-            *argv,
-        ]
+    argv = under_py_spy(argv, profile_to)
     logs.mkdir(parents=True, exist_ok=True)
     log = logs / f"{name}.log"
     with log.open("wb") as out:
@@ -125,3 +113,21 @@ def start_peer(
     server.wait_ready("/openapi.json")
     pin(server.process.pid, SERVER_CORES)
     return server
+
+
+def under_py_spy(argv: list[str], profile_to: Path | None) -> list[str]:
+    """`argv` run under py-spy's sampler writing raw stacks to `profile_to`, or as is."""
+    if profile_to is None:
+        return argv
+    return [
+        tool("py-spy"),
+        "record",
+        "--rate",
+        "250",
+        "--format",
+        "raw",
+        "--output",
+        str(profile_to),
+        "--",
+        *argv,
+    ]
