@@ -20,21 +20,11 @@ from typing import Any
 import orjson
 import redis
 
+from ridepulse.bus.deadletter import DEAD_LETTER_FIELDS
 from ridepulse.errors import InvalidInput, NotFound
 from ridepulse.keys import GlobalKeys
 
-_KNOWN = (
-    "stream",
-    "group",
-    "consumer",
-    "entry_id",
-    "event_id",
-    "type",
-    "reason",
-    "deliveries",
-    "time",
-    "original",
-)
+_KNOWN = DEAD_LETTER_FIELDS
 PAGE = 500
 
 

@@ -8,7 +8,20 @@ import orjson
 
 from ridepulse.contracts.envelope import now_ms
 
-DEAD_LETTER_MAXLEN = 100_000  # dead letters are for inspection, not an archive
+DEAD_LETTER_MAXLEN = 100_000
+# The fields of every dead-letter entry, in the order dead_letter_fields writes them.
+DEAD_LETTER_FIELDS = (
+    "stream",
+    "group",
+    "consumer",
+    "entry_id",
+    "event_id",
+    "type",
+    "reason",
+    "deliveries",
+    "time",
+    "original",
+)  # dead letters are for inspection, not an archive
 
 
 def dead_letter_fields(

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from pydantic.json_schema import models_json_schema
 
+from ridepulse.bus.deadletter import DEAD_LETTER_FIELDS
 from ridepulse.contracts.envelope import FIELDS
 from ridepulse.contracts.registry import REGISTRY, channel_of
 from ridepulse.keys import GlobalKeys, MarketKeys
@@ -138,18 +139,7 @@ ENVELOPE_SCHEMA: dict[str, Any] = {
 DEAD_LETTER_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "A dead-letter entry is a flat map of stream fields, not an event envelope.",
-    "required": [
-        "stream",
-        "group",
-        "consumer",
-        "entry_id",
-        "event_id",
-        "type",
-        "reason",
-        "deliveries",
-        "time",
-        "original",
-    ],
+    "required": list(DEAD_LETTER_FIELDS),
     "properties": {
         "stream": {"type": "string", "description": "The stream the entry came from."},
         "group": {"type": "string", "description": "The consumer group that gave up on it."},
