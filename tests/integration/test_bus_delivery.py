@@ -27,12 +27,16 @@ async def test_killed_consumer_work_is_claimed_and_every_effect_happens_once(
 ) -> None:
     keys = MarketKeys("sf", settings.key_prefix)
     await fill(redis, keys.rides, expired_events(EVENTS))
-    victim = start_consumer_process(settings, "victim", "--delay-ms", "0.3", "--read-count", "500")
+    # The victim hangs inside its 3,100th handler call, so the kill lands mid-batch however
+    # slow the machine is (a timed kill could land between batches or after the last one).
+    victim = start_consumer_process(
+        settings, "victim", "--read-count", "500", "--stall-after", "3100"
+    )
     try:
         await wait_until(
-            lambda: _int(redis.get(scratch_key(keys, "progress")), 3000),
+            lambda: _int(redis.get(scratch_key(keys, "progress")), 3100),
             timeout_s=60,
-            what="victim to process 3000 events",
+            what="victim to process 3100 events",
         )
         victim.send_signal(signal.SIGKILL)
         await wait_exit(victim, 10)

@@ -28,6 +28,12 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--consumer", default=None, help="unset: the default per-process name")
     parser.add_argument("--delay-ms", type=float, default=0.0)
     parser.add_argument("--read-count", type=int, default=200)
+    parser.add_argument(
+        "--stall-after",
+        type=int,
+        default=0,
+        help="hang inside the handler after this many effects, so a kill lands mid-batch",
+    )
     return parser.parse_args()
 
 
@@ -45,6 +51,7 @@ async def main() -> None:
     consumer = args.consumer or consumer_name(settings, "counter")
     keys = MarketKeys("sf", args.prefix)
     effects, progress = scratch_key(keys, "effects"), scratch_key(keys, "progress")
+    handled = 0
 
     async def count(event: Event, deps: Any) -> None:
         def effect(pipe: Any) -> None:
@@ -52,6 +59,10 @@ async def main() -> None:
             pipe.incr(progress)
 
         await apply_once(redis, guard_key(keys, args.group, event.id), effect)
+        nonlocal handled
+        handled += 1
+        if handled == args.stall_after:
+            await asyncio.Event().wait()
         if args.delay_ms:
             await asyncio.sleep(args.delay_ms / 1000)
 
