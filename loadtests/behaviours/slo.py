@@ -23,7 +23,7 @@ def breaches(
     if fail_ratio > limits.max_fail_ratio:
         reasons.append(f"failure ratio {fail_ratio:.2%} > {limits.max_fail_ratio:.2%}")
     if p95_ms > limits.max_p95_ms:
-        reasons.append(f"p95 of API calls {p95_ms:.0f} ms > {limits.max_p95_ms:.0f} ms")
+        reasons.append(f"p95 of HTTP calls under load {p95_ms:.0f} ms > {limits.max_p95_ms:.0f} ms")
     if stuck_ride_ids:
         shown = ", ".join(stuck_ride_ids[:MAX_LISTED_RIDES])
         more = len(stuck_ride_ids) - MAX_LISTED_RIDES
