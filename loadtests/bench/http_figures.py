@@ -68,6 +68,10 @@ def batch_requests(secret: str) -> list[Request]:
     ]
 
 
+# Timeouts at the end of a closed-loop run are fine; anything more is a contender that is broken.
+MAX_ERROR_SHARE = 0.001
+
+
 def drive(
     wrk_binary: str | None,
     server: ServerProcess,
@@ -77,18 +81,30 @@ def drive(
     connections: int,
     seconds: float,
 ) -> LoadResult:
-    """One closed-loop run against `server`: wrk when present, else the asyncio client."""
+    """One closed-loop run against `server`: wrk when present, else the asyncio client.
+
+    A contender that answers errors is broken, not slow: its figure would be a rate of failures,
+    so the run stops and names the server's log instead of publishing it."""
     if wrk_binary is not None:
-        return run_wrk(
+        result = run_wrk(
             wrk_binary, server.base, requests_file, connections=connections, seconds=seconds
         )
-    raw = [
-        loadgen.build_request("POST", r.path, token=r.token or None, body=r.body, port=server.port)
-        for r in requests
-    ]
-    return asyncio.run(
-        loadgen.closed_loop(server.port, raw, connections=connections, seconds=seconds)
-    )
+    else:
+        raw = [
+            loadgen.build_request(
+                "POST", r.path, token=r.token or None, body=r.body, port=server.port
+            )
+            for r in requests
+        ]
+        result = asyncio.run(
+            loadgen.closed_loop(server.port, raw, connections=connections, seconds=seconds)
+        )
+    if result.errors > MAX_ERROR_SHARE * max(result.requests, 1):
+        raise RuntimeError(
+            f"{server.name} answered {result.errors} errors in {result.requests} requests: "
+            f"{server.tail()}"
+        )
+    return result
 
 
 def single_ping_figure(

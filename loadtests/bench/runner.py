@@ -156,7 +156,8 @@ def _embedded_figures(
             env = {
                 "BENCH_REDIS_URL": server.url_for("ingest"),
                 "BENCH_SECRET": secret,
-                "BENCH_STREAM": f"{KEY_PREFIX}:{{sf}}:naive",
+                # a telemetry stream of its own market: the ingest ACL user may append to it
+                "BENCH_STREAM": MarketKeys("naive", KEY_PREFIX).telemetry,
             }
             peers = [
                 start_peer("hello", env={}, logs=work / "logs"),

@@ -42,7 +42,11 @@ def caller(request: Request, authorization: Annotated[str, Header()]) -> Caller:
     _, _, token = authorization.partition(" ")
     try:
         claims = jwt.decode(
-            token, request.app.state.secret, algorithms=["HS256"], issuer="ridepulse"
+            token,
+            request.app.state.secret,
+            algorithms=["HS256"],
+            issuer="ridepulse",
+            audience="api",
         )
     except jwt.InvalidTokenError as exc:
         raise HTTPException(401, str(exc)) from None
