@@ -6,12 +6,14 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 import orjson
 
-from loadtests.bench.document import render_document
+from loadtests.bench.document import SWEEP_PNG, render_document
 from loadtests.bench.e2e import E2EConfig
 from loadtests.bench.runner import BenchPlan, run, say
+from loadtests.bench.sweep import FULL_RATES, SweepPlan, plot
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -29,12 +31,30 @@ def parse_plan(argv: list[str]) -> tuple[BenchPlan, Path]:
         help="length of each end-to-end level (default: 60 s at the target rate, 30 s below)",
     )
     parser.add_argument(
-        "--figures", default="1234", help="which figures: any of 1 2 3 4 (4 includes memory)"
+        "--figures",
+        default="1234S",
+        help="which figures: any of 1 2 3 4 (4 includes memory) and S (the capacity sweep)",
+    )
+    parser.add_argument(
+        "--sweep-rates",
+        default=",".join(str(r) for r in FULL_RATES),
+        help="telemetry rates of the sweep, pings/s, comma-separated",
+    )
+    parser.add_argument("--sweep-seconds", type=float, default=30.0, help="length of each step")
+    parser.add_argument(
+        "--sweep-reps", type=int, default=5, help="whole sweeps: the pairs behind the knee ratio"
+    )
+    parser.add_argument(
+        "--previous",
+        default="v0.1.0",
+        help="git tag of the release swept side by side ('' for the current tree alone)",
     )
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profiles")
     parser.add_argument("--no-install", action="store_true", help="never apt-get install wrk")
     parser.add_argument(
-        "--quick", action="store_true", help="1 rep of 2 s, 10 s end to end: a smoke run"
+        "--quick",
+        action="store_true",
+        help="1 rep of 2 s, 10 s end to end, a one-sweep 2-step sweep of 20 s: a smoke run",
     )
     parser.add_argument("--out", type=Path, default=DOCS, help="where benchmarks.md/.json go")
     parser.add_argument(
@@ -42,9 +62,7 @@ def parse_plan(argv: list[str]) -> tuple[BenchPlan, Path]:
     )
     args = parser.parse_args(argv)
     if args.render:
-        (args.out / "benchmarks.md").write_text(
-            render_document(orjson.loads(args.render.read_bytes()))
-        )
+        write_page(orjson.loads(args.render.read_bytes()), args.out)
         raise SystemExit(0)
     plan = BenchPlan(
         seconds=args.seconds,
@@ -52,15 +70,36 @@ def parse_plan(argv: list[str]) -> tuple[BenchPlan, Path]:
         figures=frozenset(args.figures),
         profile=not args.no_profile,
         install_wrk=not args.no_install,
+        sweep=SweepPlan(
+            rates=tuple(int(r) for r in args.sweep_rates.split(",")),
+            seconds=args.sweep_seconds,
+            reps=args.sweep_reps,
+            previous=args.previous or None,
+        ),
     )
     e2e_seconds = args.e2e_seconds
     if args.quick:
         plan.seconds, plan.reps, plan.warmup_s, e2e_seconds = 2.0, 1, 1.0, 10.0
+        plan.sweep = SweepPlan(
+            rates=plan.sweep.rates[:2],
+            seconds=20.0,
+            reps=1,
+            previous=plan.sweep.previous,
+            calibration_s=2.0,
+        )
     if e2e_seconds is not None:
         plan.e2e_levels = [
             E2EConfig(**{**level.__dict__, "seconds": e2e_seconds}) for level in plan.e2e_levels
         ]
     return plan, args.out
+
+
+def write_page(results: dict[str, Any], out: Path) -> None:
+    """benchmarks.md (keeping its hand-written blocks) and, with a sweep, its plot."""
+    page = out / "benchmarks.md"
+    if "sweep" in results["figures"]:
+        plot(results["figures"]["sweep"], out / SWEEP_PNG)
+    page.write_text(render_document(results, page.read_text() if page.exists() else ""))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -76,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
             results, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
         )
     )
-    (out / "benchmarks.md").write_text(render_document(results))
+    write_page(results, out)
     say(
         f"wrote {out / 'benchmarks.md'} and {out / 'benchmarks.json'} "
         f"in {results['duration_s']:.0f} s"

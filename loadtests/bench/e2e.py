@@ -32,7 +32,7 @@ from loadtests.bench.stack import Stack
 from loadtests.bench.stats import percentile
 from ridepulse.auth import mint_token
 from ridepulse.contracts.envelope import now_ms
-from ridepulse.keys import MarketKeys
+from ridepulse.keys import GlobalKeys, MarketKeys
 from ridepulse.redis_client import connect
 from ridepulse.settings import Settings
 
@@ -113,6 +113,18 @@ async def _wait_drained(redis: Any, stream: str, timeout_s: float) -> float:
     return time.monotonic() - started
 
 
+async def conflated_total(redis: Any, keys: MarketKeys) -> int | None:
+    """Pings the consumers skipped as superseded (`conflated` in their heartbeats), summed over
+    services; None when no heartbeat carries the field (a release without conflation)."""
+    members: Any = await redis.smembers(GlobalKeys(keys.prefix).heartbeats)
+    found: list[int] = []
+    for key in members:
+        raw: Any = await redis.get(key)
+        if raw and "conflated" in (beat := orjson.loads(raw)):
+            found.append(int(beat["conflated"]))
+    return sum(found) if found else None
+
+
 def _own_cpu_s() -> float:
     t = os.times()
     return t.user + t.system
@@ -133,8 +145,11 @@ def _paced_summary(
     }
 
 
-async def run_e2e(cfg: E2EConfig, work_dir: Path) -> dict[str, Any]:
-    stack = Stack(work_dir / "stack")
+async def run_e2e(
+    cfg: E2EConfig, work_dir: Path, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """One level on a fresh platform; `env` selects the code it runs (PYTHONPATH of a release)."""
+    stack = Stack(work_dir / "stack", env)
     try:
         await asyncio.to_thread(stack.wait_up)
         return await _measure(cfg, stack)
@@ -206,11 +221,13 @@ async def _measure(cfg: E2EConfig, stack: Stack) -> dict[str, Any]:
         probe = await probe_candidates(redis, keys)
         final_bytes: Any = await redis.memory_usage(keys.telemetry, samples=0)
         final_len: Any = await redis.xlen(keys.telemetry)
+        conflated = await conflated_total(redis, keys)
     finally:
         await redis.aclose()
     return {
         "config": asdict(cfg),
         "telemetry": _paced_summary(telemetry, cfg.seconds, cfg.batch_pings),
+        "conflated": conflated,
         "rides": _paced_summary(rides, cfg.seconds),
         "offer_ms": {
             "count": len(gaps),

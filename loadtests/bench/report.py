@@ -39,8 +39,20 @@ def fmt_met(value: bool | None) -> str:
 def fmt_row_ratio(row: Row) -> str:
     if row.pairs is None:
         return fmt_ratio(row.ratio)
-    p = row.pairs
-    return f"{p.median:.2f}× ({p.low:.2f}–{p.high:.2f} over {len(p.pairs)} pairs)"
+    return fmt_pairs(row.pairs)
+
+
+MIN_PAIRS = 5  # fewer pairs than this and a ratio is a look, not a published figure
+
+
+def fmt_pairs(p: PairedRatio) -> str:
+    few = "; too few pairs to publish" if len(p.pairs) < MIN_PAIRS else ""
+    return f"{p.median:.2f}× ({p.low:.2f}–{p.high:.2f} over {len(p.pairs)} pairs{few})"
+
+
+def reps_verdict(reps: Sequence[float], target: float) -> bool | None:
+    """An absolute target over the repetitions: met by all, missed by all, or undecided."""
+    return PairedRatio(tuple(r / target for r in reps)).verdict(1.0) if reps else None
 
 
 def fmt_row_met(row: Row) -> str:
@@ -87,11 +99,16 @@ def hello_world_row(figure: str, single: dict[str, Any], peer: str) -> Row:
     )
 
 
+def _fmt_pairs_of(figure: dict[str, Any], ours: str, peer: str) -> str:
+    pairs = _pairs(figure, ours, peer)
+    return fmt_pairs(pairs) if pairs else fmt_ratio(ratio(_m(figure, ours), _m(figure, peer)))
+
+
 def headline_rows(figures: dict[str, Any]) -> list[Row]:
     rows: list[Row] = []
     single = figures.get("single_ping")
     if single:
-        ours, hello = _m(single, "ingest"), _m(single, "hello")
+        ours = _m(single, "ingest")
         rows.append(
             hello_world_row(
                 "1. single-ping ingest, req/s (1 worker) vs FastAPI hello world", single, "hello"
@@ -114,8 +131,7 @@ def headline_rows(figures: dict[str, Any]) -> list[Row]:
                 rows.append(
                     Row(
                         f"1. single-ping ingest vs {label} "
-                        f"(peer at {fmt_ratio(ratio(naive, hello))} "
-                        "hello world)",
+                        f"(peer at {_fmt_pairs_of(single, peer, 'hello')} hello world)",
                         fmt_number(ours),
                         fmt_number(naive),
                         ratio(ours, naive),
@@ -134,7 +150,8 @@ def headline_rows(figures: dict[str, Any]) -> list[Row]:
                 fmt_number(floor),
                 ratio(ours, floor),
                 "≥ 200,000 pings/s",
-                ours >= 200_000,
+                reps_verdict(batch["ingest"]["reps"], 200_000),
+                _pairs(batch, "ingest", "raw_xadd"),
             )
         )
     consumer = figures.get("consumer")
@@ -147,7 +164,8 @@ def headline_rows(figures: dict[str, Any]) -> list[Row]:
                 fmt_number(per_message),
                 ratio(geo, per_message),
                 "≥ 100,000 pings/s",
-                geo >= 100_000,
+                reps_verdict(consumer["matching"]["reps"], 100_000),
+                _pairs(consumer, "matching", "faststream"),
             )
         )
     for level in figures.get("e2e", []):

@@ -22,6 +22,7 @@ from loadtests.bench.e2e import E2EConfig, run_e2e
 from loadtests.bench.machine import machine_info
 from loadtests.bench.noise import CpuAccount
 from loadtests.bench.servers import ServerProcess, start_ingest, start_peer
+from loadtests.bench.sweep import SweepPlan, run_sweep
 from loadtests.bench.wrk import find_or_install_wrk
 from ridepulse.keys import MarketKeys
 from ridepulse.redis_server import EmbeddedRedis
@@ -38,7 +39,8 @@ class BenchPlan:
     seconds: float = 5.0
     reps: int = 5  # pairs per ratio: its median and spread are what a page may publish
     warmup_s: float = 2.0
-    figures: frozenset[str] = frozenset({"1", "2", "3", "4"})
+    figures: frozenset[str] = frozenset({"1", "2", "3", "4", "S"})
+    sweep: SweepPlan = field(default_factory=SweepPlan)
     profile: bool = True
     install_wrk: bool = True
     e2e_levels: list[E2EConfig] = field(
@@ -121,6 +123,10 @@ def run(plan: BenchPlan) -> dict[str, Any]:
                     return asyncio.run(run_e2e(c, d))
 
                 results["figures"]["e2e"].append(_phase(name, results, run_level))
+        if "S" in plan.figures:
+            results["figures"]["sweep"] = _phase(
+                "6. capacity sweep", results, lambda: run_sweep(plan.sweep, work, say)
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results["duration_s"] = round(time.monotonic() - started, 1)

@@ -11,8 +11,8 @@ from loadtests.platform import Platform
 
 
 class Stack(Platform):
-    def __init__(self, data_dir: Path) -> None:
-        super().__init__(data_dir, "--no-sim")
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+        super().__init__(data_dir, "--no-sim", env=env)
 
     def services(self) -> dict[str, psutil.Process]:
         """Service name → process (`ridepulse run <name>` children, and the Valkey server)."""

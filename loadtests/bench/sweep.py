@@ -1,0 +1,181 @@
+"""The capacity sweep (issue 10): the whole platform at rising telemetry rates with 100 rides/s,
+the current tree and the previous release alternating step by step (ABAB), a calibration of the
+machine in the same run, and the knee plotted.
+
+The previous release runs from a `git worktree` of its tag, put first on PYTHONPATH of the same
+venv (its pinned dependencies are the current ones), so both contenders share one interpreter."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from loadtests.bench import loadgen
+from loadtests.bench.e2e import E2EConfig, run_e2e
+from loadtests.bench.http_figures import raw_xadd, single_ping_requests
+from loadtests.bench.knee import Step, knee, step_from_e2e
+from loadtests.bench.servers import start_peer
+from loadtests.bench.stats import paired_ratio
+from ridepulse.keys import MarketKeys
+from ridepulse.redis_server import EmbeddedRedis
+
+REPO = Path(__file__).resolve().parents[2]
+CURRENT = "current"
+FULL_RATES = (10_000, 20_000, 40_000, 60_000, 80_000, 100_000, 150_000)
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    rates: tuple[int, ...] = FULL_RATES
+    rides_per_s: float = 100.0
+    seconds: float = 30.0
+    reps: int = 1  # whole ABAB sweeps; the knee ratio's pairs (5 for a published ratio)
+    previous: str | None = "v0.1.0"  # a git tag, or None for the current tree alone
+    calibration_s: float = 5.0
+
+
+def step_config(rate: int, plan: SweepPlan) -> E2EConfig:
+    """Each driver pings every 4 s (fleet capped at 200k); enough available drivers for every
+    ride of the step to hold one."""
+    return E2EConfig(
+        pings_per_s=rate,
+        rides_per_s=plan.rides_per_s,
+        seconds=plan.seconds,
+        fleet_size=min(max(rate * 4, 8_000), 200_000),
+        available_drivers=int(plan.rides_per_s * plan.seconds * 1.3) + 1_000,
+    )
+
+
+@contextlib.contextmanager
+def release_tree(tag: str) -> Iterator[Path]:
+    """A detached worktree of `tag` in a temp dir, removed afterwards."""
+    where = Path(tempfile.mkdtemp(prefix=f"ridepulse-{tag}-")) / "tree"
+    git = ["git", "-C", str(REPO)]
+    subprocess.run([*git, "worktree", "add", "--detach", str(where), tag], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run([*git, "worktree", "remove", "--force", str(where)], check=False)
+
+
+def calibrate(work: Path, seconds: float) -> dict[str, float]:
+    """The machine's speed now: a FastAPI hello world's req/s (64 connections, asyncio client)
+    and pipelined XADD pings/s from one Python client to the embedded server."""
+    server = EmbeddedRedis(work / "calibration-redis", key_prefix="bench").start()
+    hello = start_peer("hello", env={}, logs=work / "logs")
+    try:
+        requests = [
+            loadgen.build_request("POST", r.path, token=r.token, body=r.body, port=hello.port)
+            for r in single_ping_requests("calibration")[:256]
+        ]
+        floor = asyncio.run(
+            loadgen.closed_loop(hello.port, requests, connections=64, seconds=seconds)
+        )
+        stream = MarketKeys("sf", "bench").telemetry
+        raw = raw_xadd(server.url_for("ingest"), stream, seconds)
+        redis.Redis.from_url(server.url).delete(stream)
+    finally:
+        hello.stop()
+        server.stop()
+    return {
+        "hello_req_per_s": round(floor.ok_per_s, 1),
+        "raw_xadd_pings_per_s": round(raw["pings"] / raw["seconds"], 1),
+    }
+
+
+def run_sweep(plan: SweepPlan, work: Path, say: Callable[[str], None]) -> dict[str, Any]:
+    say(f"== sweep: calibration ({plan.calibration_s:g} s each)")
+    calibration = calibrate(work, plan.calibration_s)
+    say(f"   {calibration}")
+    with contextlib.ExitStack() as stack:
+        envs: dict[str, dict[str, str] | None] = {CURRENT: None}
+        if plan.previous:
+            tree = stack.enter_context(release_tree(plan.previous))
+            envs[plan.previous] = {"PYTHONPATH": str(tree)}
+        levels: dict[str, list[list[dict[str, Any]]]] = {name: [] for name in envs}
+        for rep in range(plan.reps):
+            for runs in levels.values():
+                runs.append([])
+            for index, rate in enumerate(plan.rates):
+                order = list(envs) if (rep + index) % 2 == 0 else list(reversed(envs))
+                for name in order:
+                    say(f"== sweep rep {rep + 1}/{plan.reps}: {name} @ {rate} pings/s")
+                    level = asyncio.run(
+                        run_e2e(step_config(rate, plan), work / f"{name}-{rep}-{rate}", envs[name])
+                    )
+                    level.pop("telemetry_stream", None)  # the sweep table does not use it
+                    levels[name][rep].append(level)
+                    say(f"   {asdict(step_from_e2e(level))}")
+    return summarise(plan, calibration, levels)
+
+
+def summarise(
+    plan: SweepPlan, calibration: dict[str, float], levels: dict[str, list[list[dict[str, Any]]]]
+) -> dict[str, Any]:
+    """The sweep's JSON: steps per contender and rep, knees, and the paired knee ratio."""
+    knees = {
+        name: [knee([step_from_e2e(level) for level in run]) for run in runs]
+        for name, runs in levels.items()
+    }
+    out: dict[str, Any] = {
+        "plan": {**asdict(plan), "rates": list(plan.rates)},
+        "calibration": calibration,
+        "levels": levels,
+        "knees": knees,
+        "knee_ratio": None,
+    }
+    if plan.previous and plan.previous in knees:
+        pairs = paired_ratio(
+            [float(k or 0) for k in knees[CURRENT]], [float(k or 0) for k in knees[plan.previous]]
+        )
+        if pairs is not None:
+            out["knee_ratio"] = {
+                "pairs": list(pairs.pairs),
+                "median": pairs.median,
+                "low": pairs.low,
+                "high": pairs.high,
+                "met_2x": pairs.verdict(2.0),
+            }
+    return out
+
+
+def steps_of(sweep: dict[str, Any], name: str, rep: int = 0) -> list[Step]:
+    return [step_from_e2e(level) for level in sweep["levels"][name][rep]]
+
+
+def plot(sweep: dict[str, Any], path: Path) -> None:
+    """Request→offered p99 and worst lag against the offered rate, one line per contender, the
+    thresholds dashed and each knee marked (first rep)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (p99_ax, lag_ax) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    for name in sweep["levels"]:
+        steps = steps_of(sweep, name)
+        rates = [s.offered_pings_per_s / 1000 for s in steps]
+        p99_ax.plot(rates, [s.offer_p99_ms or float("nan") for s in steps], "o-", label=name)
+        lag_ax.plot(rates, [max(s.lag_s, 0.01) for s in steps], "o-", label=name)
+        found = knee(steps)
+        if found is not None:
+            for ax in (p99_ax, lag_ax):
+                ax.axvline(found / 1000, linestyle=":", color=ax.lines[-1].get_color())
+    for ax, limit, label in ((p99_ax, 100, "request→offered p99 (ms)"), (lag_ax, 1, "lag (s)")):
+        ax.axhline(limit, linestyle="--", color="grey")
+        ax.set_yscale("log")
+        ax.set_xlabel("offered telemetry (k pings/s), 100 rides/s")
+        ax.set_ylabel(label)
+        ax.legend()
+    fig.suptitle("Capacity sweep: the knee (dotted) is the last rate under both limits")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
