@@ -100,8 +100,9 @@ def hello_world_row(figure: str, single: dict[str, Any], peer: str) -> Row:
 
 
 def _fmt_pairs_of(figure: dict[str, Any], ours: str, peer: str) -> str:
+    """The median of per-pair ratios (short: the row's own ratio carries the spread)."""
     pairs = _pairs(figure, ours, peer)
-    return fmt_pairs(pairs) if pairs else fmt_ratio(ratio(_m(figure, ours), _m(figure, peer)))
+    return fmt_ratio(pairs.median if pairs else ratio(_m(figure, ours), _m(figure, peer)))
 
 
 def headline_rows(figures: dict[str, Any]) -> list[Row]:

@@ -125,7 +125,7 @@ def run(plan: BenchPlan) -> dict[str, Any]:
                 results["figures"]["e2e"].append(_phase(name, results, run_level))
         if "S" in plan.figures:
             results["figures"]["sweep"] = _phase(
-                "6. capacity sweep", results, lambda: run_sweep(plan.sweep, work, say)
+                "6. capacity sweep", results, lambda: run_sweep(plan.sweep, work, wrk_binary, say)
             )
     finally:
         shutil.rmtree(work, ignore_errors=True)

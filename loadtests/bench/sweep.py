@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
@@ -18,12 +19,12 @@ from typing import Any
 
 import redis
 
-from loadtests.bench import loadgen
 from loadtests.bench.e2e import E2EConfig, run_e2e
-from loadtests.bench.http_figures import raw_xadd, single_ping_requests
+from loadtests.bench.http_figures import drive, raw_xadd, single_ping_requests
 from loadtests.bench.knee import Step, knee, step_from_e2e
 from loadtests.bench.servers import start_peer
 from loadtests.bench.stats import paired_ratio
+from loadtests.bench.wrk import write_requests
 from ridepulse.keys import MarketKeys
 from ridepulse.redis_server import EmbeddedRedis
 
@@ -66,18 +67,20 @@ def release_tree(tag: str) -> Iterator[Path]:
         subprocess.run([*git, "worktree", "remove", "--force", str(where)], check=False)
 
 
-def calibrate(work: Path, seconds: float) -> dict[str, float]:
-    """The machine's speed now: a FastAPI hello world's req/s (64 connections, asyncio client)
-    and pipelined XADD pings/s from one Python client to the embedded server."""
+def calibrate(work: Path, seconds: float, wrk_binary: str | None) -> dict[str, float]:
+    """The machine's speed now: a FastAPI hello world's req/s (the single-ping load, 64
+    connections) and pipelined XADD pings/s from one Python client to the embedded server."""
     server = EmbeddedRedis(work / "calibration-redis", key_prefix="bench").start()
     hello = start_peer("hello", env={}, logs=work / "logs")
     try:
-        requests = [
-            loadgen.build_request("POST", r.path, token=r.token, body=r.body, port=hello.port)
-            for r in single_ping_requests("calibration")[:256]
-        ]
-        floor = asyncio.run(
-            loadgen.closed_loop(hello.port, requests, connections=64, seconds=seconds)
+        requests = single_ping_requests(secrets.token_urlsafe(32))[:256]
+        floor = drive(
+            wrk_binary,
+            hello,
+            write_requests(work / "calibration.txt", requests),
+            requests,
+            connections=64,
+            seconds=seconds,
         )
         stream = MarketKeys("sf", "bench").telemetry
         raw = raw_xadd(server.url_for("ingest"), stream, seconds)
@@ -91,9 +94,11 @@ def calibrate(work: Path, seconds: float) -> dict[str, float]:
     }
 
 
-def run_sweep(plan: SweepPlan, work: Path, say: Callable[[str], None]) -> dict[str, Any]:
+def run_sweep(
+    plan: SweepPlan, work: Path, wrk_binary: str | None, say: Callable[[str], None]
+) -> dict[str, Any]:
     say(f"== sweep: calibration ({plan.calibration_s:g} s each)")
-    calibration = calibrate(work, plan.calibration_s)
+    calibration = calibrate(work, plan.calibration_s, wrk_binary)
     say(f"   {calibration}")
     with contextlib.ExitStack() as stack:
         envs: dict[str, dict[str, str] | None] = {CURRENT: None}

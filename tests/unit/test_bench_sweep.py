@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from loadtests.bench import report
 from loadtests.bench.document import SWEEP_PNG, hand_blocks, render_document
 from loadtests.bench.knee import knee, step_from_e2e
 from loadtests.bench.sweep import SweepPlan, plot, summarise
@@ -137,3 +138,27 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
     path = tmp_path / "sweep.png"
     plot(sweep_results([(10_000, 10_000)]), path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def measure(reps: list[float]) -> dict[str, Any]:
+    return {"median": sorted(reps)[len(reps) // 2], "reps": reps}
+
+
+def test_every_peer_ratio_is_paired_and_an_absolute_target_can_be_undecided() -> None:
+    figures = {
+        "single_ping": {n: measure([10.0, 11, 12, 11, 10]) for n in ("ingest", "hello", "naive")},
+        "batch": {
+            "ingest": measure([190_000.0, 210_000, 205_000, 220_000, 215_000]),
+            "raw_xadd": measure([2e6] * 5),
+        },
+        "consumer": {
+            "matching": measure([120_000.0] * 5),
+            "faststream": measure([2_000.0] * 5),
+        },
+    }
+    rows = report.headline_rows(figures)
+    assert rows and all(row.pairs is not None and len(row.pairs.pairs) == 5 for row in rows)
+    batch, consumer = rows[-2], rows[-1]
+    assert batch.met is None  # one rep of five under 200,000: the run cannot tell
+    assert report.fmt_row_met(batch) == "**spread crosses the target**"
+    assert consumer.met is True
