@@ -28,8 +28,8 @@ from loadtests.bench.samplers import (
     sample_rss,
     sample_stream_memory,
 )
-from loadtests.bench.stack import Stack
 from loadtests.bench.stats import percentile
+from loadtests.platform import Platform
 from ridepulse.auth import mint_token
 from ridepulse.contracts.envelope import now_ms
 from ridepulse.keys import GlobalKeys, MarketKeys
@@ -76,7 +76,7 @@ def _ride_request(secret: str, port: int) -> Any:
 
 
 async def _prepare_fleet(
-    cfg: E2EConfig, stack: Stack, fleet_token: str, ops_token: str
+    cfg: E2EConfig, stack: Platform, fleet_token: str, ops_token: str
 ) -> dict[str, Any]:
     """Every driver pings once; the first `available_drivers` go available."""
     port = stack.api_port
@@ -149,7 +149,7 @@ async def run_e2e(
     cfg: E2EConfig, work_dir: Path, env: dict[str, str] | None = None
 ) -> dict[str, Any]:
     """One level on a fresh platform; `env` selects the code it runs (PYTHONPATH of a release)."""
-    stack = Stack(work_dir / "stack", env)
+    stack = Platform(work_dir / "stack", "--no-sim", env=env)
     try:
         await asyncio.to_thread(stack.wait_up)
         return await _measure(cfg, stack)
@@ -158,7 +158,7 @@ async def run_e2e(
         print(f"  stack stopped (exit {code})", flush=True)
 
 
-async def _measure(cfg: E2EConfig, stack: Stack) -> dict[str, Any]:
+async def _measure(cfg: E2EConfig, stack: Platform) -> dict[str, Any]:
     secret = stack.secret
     redis = connect(Settings(), stack.redis_url())
     keys = MarketKeys("sf")
@@ -185,11 +185,11 @@ async def _measure(cfg: E2EConfig, stack: Stack) -> dict[str, Any]:
             asyncio.create_task(
                 sample_lag(redis, {"telemetry": keys.telemetry, "rides": keys.rides}, stop, lags)
             ),
-            asyncio.create_task(sample_rss(stack.services, stop, peaks)),
+            asyncio.create_task(sample_rss(stack.processes, stop, peaks)),
             asyncio.create_task(sample_stream_memory(redis, keys.telemetry, stop, memory)),
         ]
         await redis.config_resetstat()
-        cpu_before, wall_before = cpu_seconds(stack.services()), time.monotonic()
+        cpu_before, wall_before = cpu_seconds(stack.processes()), time.monotonic()
         busy_before, harness_before = machine_busy_s(), _own_cpu_s()
         since = now_ms()
         telemetry, rides = await asyncio.gather(
@@ -209,7 +209,7 @@ async def _measure(cfg: E2EConfig, stack: Stack) -> dict[str, Any]:
             ),
         )
         stop.set()
-        cpu_after, wall = cpu_seconds(stack.services()), time.monotonic() - wall_before
+        cpu_after, wall = cpu_seconds(stack.processes()), time.monotonic() - wall_before
         busy = {
             "machine": round((machine_busy_s() - busy_before) / wall, 2),
             "load generator (this process)": round((_own_cpu_s() - harness_before) / wall, 2),
