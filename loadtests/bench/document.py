@@ -15,7 +15,7 @@ from loadtests.bench.report import fmt_number, render_table
 from loadtests.bench.stats import PairedRatio
 
 HAND = re.compile(r"<!-- hand:([\w-]+) -->\n(.*?)<!-- /hand -->", re.S)
-UNWRITTEN = "_Not written yet: read the tables above and say what limits the figures._\n"
+UNWRITTEN = "_Not written yet: a person reads the tables and says what they mean._\n"
 SWEEP_PNG = "img/bench-sweep.png"
 
 
@@ -146,8 +146,8 @@ def _sweep(sweep: dict[str, Any]) -> list[str]:
         [
             name,
             ", ".join(fmt_number(k) if k else "below the lowest step" for k in found),
-            f"{(found[0] or 0) / cal['hello_req_per_s']:.2f}",
-            f"{(found[0] or 0) / cal['raw_xadd_pings_per_s']:.3f}",
+            f"{found[0] / cal['hello_req_per_s']:.2f}" if found[0] else "—",
+            f"{found[0] / cal['raw_xadd_pings_per_s']:.3f}" if found[0] else "—",
         ]
         for name, found in knees.items()
     ]
@@ -195,10 +195,10 @@ def render_document(results: dict[str, Any], page: str = "") -> str:
         *_machine(results),
         "## Figures",
         "",
-        report.render_rows(report.headline_rows(figures)),
-        "",
-        *_hand("figures", blocks),
     ]
+    if rows := report.headline_rows(figures):
+        out += [report.render_rows(rows), ""]
+    out += _hand("figures", blocks)
     if "sweep" in figures:
         out += [*_sweep(figures["sweep"]), *_hand("sweep", blocks)]
     out += ["## Bottlenecks", "", *_hand("bottlenecks", blocks), "## Repetitions", ""]
