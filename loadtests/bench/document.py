@@ -82,10 +82,9 @@ def _e2e(level: dict[str, Any]) -> list[str]:
             report.lag_rows(level),
         ),
         "",
-        render_table(
-            ("process", "cores", "peak RSS"),
-            [[k, f"{v:.2f}", f"{level['rss_peak_mb'].get(k, 0):.0f} MB"] for k, v in cpu.items()],
-        ),
+        render_table(("process", "cores"), [[k, f"{v:.2f}"] for k, v in cpu.items()]),
+        "",
+        render_table(("process", "peak RSS", "target", "met?"), report.memory_rows(level)),
         "",
         render_table(
             ("Valkey command", "calls", "seconds", "µs per call"),

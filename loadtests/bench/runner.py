@@ -45,27 +45,9 @@ class BenchPlan:
     install_wrk: bool = True
     e2e_levels: list[E2EConfig] = field(
         default_factory=lambda: [
-            E2EConfig(
-                pings_per_s=50_000,
-                rides_per_s=100,
-                seconds=60,
-                fleet_size=200_000,
-                available_drivers=8_000,
-            ),
-            E2EConfig(
-                pings_per_s=10_000,
-                rides_per_s=50,
-                seconds=30,
-                fleet_size=40_000,
-                available_drivers=3_000,
-            ),
-            E2EConfig(
-                pings_per_s=2_000,
-                rides_per_s=20,
-                seconds=30,
-                fleet_size=8_000,
-                available_drivers=4_000,
-            ),
+            E2EConfig(50_000, 100, 60, fleet_size=200_000, available_drivers=8_000),
+            E2EConfig(10_000, 50, 30, fleet_size=40_000, available_drivers=3_000),
+            E2EConfig(2_000, 20, 30, fleet_size=8_000, available_drivers=4_000),
         ]
     )
 
