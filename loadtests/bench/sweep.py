@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
@@ -65,6 +66,7 @@ def release_tree(tag: str) -> Iterator[Path]:
         yield where
     finally:
         subprocess.run([*git, "worktree", "remove", "--force", str(where)], check=False)
+        shutil.rmtree(where.parent, ignore_errors=True)
 
 
 def calibrate(work: Path, seconds: float, wrk_binary: str | None) -> dict[str, float]:
