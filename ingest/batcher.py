@@ -8,20 +8,29 @@ the ping is in Redis."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
+import msgspec
 
+from ingest.fast_batch import FleetPing
 from ridepulse.bus.metrics import EVENTS_PUBLISHED
 from ridepulse.contracts.envelope import new_event_id, now_ms
 
 MAX_PINGS_PER_ENTRY = 2_000  # keeps one entry well under a few hundred KB
+# a single ping arrives as check_ping's dict, a batch as decoded structs; both encode alike
+Ping = dict[str, Any] | FleetPing
+_encode = msgspec.json.Encoder().encode
+
+
+def _driver_of(ping: Ping) -> str:
+    return ping.driver_id if isinstance(ping, FleetPing) else str(ping["driver_id"])
 
 
 @dataclass
 class _Pending:
-    pings: list[dict[str, Any]] = field(default_factory=list)
+    pings: list[Ping] = field(default_factory=list)
     future: asyncio.Future[None] | None = None
 
 
@@ -34,7 +43,7 @@ class TelemetryBatcher:
         self._flushing: set[str] = set()
         self.pings_appended = 0  # this process's total, reported in its heartbeat
 
-    async def submit(self, stream: str, pings: list[dict[str, Any]]) -> None:
+    async def submit(self, stream: str, pings: Sequence[Ping]) -> None:
         pending = self._pending.get(stream)
         if pending is None:
             pending = self._pending[stream] = _Pending()
@@ -66,12 +75,13 @@ class TelemetryBatcher:
         finally:
             self._flushing.discard(stream)
 
-    async def _append(self, stream: str, pings: list[dict[str, Any]]) -> None:
+    async def _append(self, stream: str, pings: list[Ping]) -> None:
         pipe = self.redis.pipeline(transaction=False)
         for i in range(0, len(pings), MAX_PINGS_PER_ENTRY):
             chunk = pings[i : i + MAX_PINGS_PER_ENTRY]
-            drivers = {p["driver_id"] for p in chunk}
-            subject = f"driver/{chunk[0]['driver_id']}" if len(drivers) == 1 else "fleet/batch"
+            first = _driver_of(chunk[0])
+            alone = all(_driver_of(p) == first for p in chunk)
+            subject = f"driver/{first}" if alone else "fleet/batch"
             fields = {
                 b"id": new_event_id().encode(),
                 b"type": b"driver.location",
@@ -79,7 +89,7 @@ class TelemetryBatcher:
                 b"source": self.source,
                 b"time": str(now_ms()).encode(),
                 b"subject": subject.encode(),
-                b"data": orjson.dumps({"pings": chunk}),
+                b"data": _encode({"pings": chunk}),
                 b"traceparent": b"",
             }
             pipe.xadd(stream, fields, maxlen=self.maxlen, approximate=True)

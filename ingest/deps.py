@@ -80,14 +80,22 @@ def principal(request: Request) -> Principal:
     return get_deps(request).authenticate(request.headers.get("authorization"))
 
 
-async def json_body(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
+async def body_bytes(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"body larger than {limit} bytes")
     raw = await request.body()
     if len(raw) > limit:
         raise PayloadTooLarge(f"body larger than {limit} bytes")
+    return raw
+
+
+def parse_json(raw: bytes) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise InvalidInput("body is not valid JSON") from None
+
+
+async def json_body(request: Request, limit: int = MAX_BODY_BYTES) -> Any:
+    return parse_json(await body_bytes(request, limit))

@@ -14,19 +14,20 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ingest.validation import (
     FUTURE_TOLERANCE_MS,
+    ID_PATTERN,
     LAT_RANGE,
     LON_RANGE,
     MAX_ACCURACY_M,
     MAX_AGE_MS,
     MAX_HEADING_DEG,
+    MAX_ID_LENGTH,
     MAX_SPEED_MPS,
 )
 from ridepulse.rides.state import DriverStatus, RideStatus
 
 SF: dict[str, Any] = {"lat": 37.7793, "lon": -122.4193}
 SCHEMA_REF = "#/components/schemas/{model}"
-# at least one letter or digit ("." or "--" alone is refused); the length is in maxLength
-DRIVER_ID_PATTERN = r"^[A-Za-z0-9._-]*[A-Za-z0-9][A-Za-z0-9._-]*$"
+DRIVER_ID_PATTERN = ID_PATTERN  # the length is in maxLength
 
 # Documented, not enforced by FastAPI: the routes check ids themselves (ingest.validation.check_id,
 # 422 naming driver_id), the hot ping route skips FastAPI's parameter validation altogether.
@@ -35,7 +36,11 @@ DriverId = Annotated[
     Path(
         description="1-64 letters, digits, '-', '_' and '.', at least one letter or digit",
         examples=["drv-42"],
-        json_schema_extra={"pattern": DRIVER_ID_PATTERN, "minLength": 1, "maxLength": 64},
+        json_schema_extra={
+            "pattern": DRIVER_ID_PATTERN,
+            "minLength": 1,
+            "maxLength": MAX_ID_LENGTH,
+        },
     ),
 ]
 
@@ -77,7 +82,11 @@ class PingIn(BaseModel):
 class FleetPingIn(PingIn):
     driver_id: str = Field(
         description="as the driver_id path parameter; an item that fails is rejected alone",
-        json_schema_extra={"pattern": DRIVER_ID_PATTERN, "minLength": 1, "maxLength": 64},
+        json_schema_extra={
+            "pattern": DRIVER_ID_PATTERN,
+            "minLength": 1,
+            "maxLength": MAX_ID_LENGTH,
+        },
     )
 
 
