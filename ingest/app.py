@@ -43,8 +43,16 @@ Authenticate with `Authorization: Bearer <token>` (`ridepulse token <role> <id>`
 Errors are JSON `{"error", "detail", "field"}`; 429 and 503 carry `Retry-After`."""
 
 
+TELEMETRY_CONNECTIONS = 8  # the batcher holds one per market stream while an append is in flight
+
+
 def build_deps(settings: Settings) -> Deps:
-    redis = connect(settings)
+    redis = connect(settings)  # rides, quotes, cancels, driver actions: never wait on telemetry
+    # telemetry's group commit gets a pool of its own, so a slow or large append never holds a
+    # connection a ride request is waiting for (issue 10, rides first)
+    telemetry_redis = connect(
+        settings.model_copy(update={"redis_max_connections": TELEMETRY_CONNECTIONS})
+    )
     markets = load_markets(settings.markets_file)
     source = f"ingest/{socket.gethostname()}/{os.getpid()}"
     deps = Deps(
@@ -52,7 +60,7 @@ def build_deps(settings: Settings) -> Deps:
         redis=redis,
         markets=markets,
         secret=resolve_secret(settings),
-        batcher=TelemetryBatcher(redis, source=source, maxlen=settings.telemetry_maxlen),
+        batcher=TelemetryBatcher(telemetry_redis, source=source, maxlen=settings.telemetry_maxlen),
         limiter=PingRateLimiter(settings.ping_rate_per_s, settings.ping_burst),
         stores={
             m.id: RideStore(redis, MarketKeys(m.id, settings.key_prefix), source)
@@ -105,6 +113,7 @@ def create_app(settings: Settings) -> FastAPI:
             await asyncio.gather(*tasks, return_exceptions=True)
             with contextlib.suppress(RedisError, OSError):
                 await heartbeat.clear()  # stopped on purpose, not dead
+            await deps.batcher.redis.aclose()
             await deps.redis.aclose()
 
     app = FastAPI(
