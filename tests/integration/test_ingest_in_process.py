@@ -239,3 +239,28 @@ async def test_a_batch_needs_a_fleet_or_ops_token(ingest: Ingest) -> None:
             "/v1/telemetry", json=batch, headers=ingest.auth(role, "x1")
         )
         assert response.status_code == status, (role, response.text)
+
+
+async def test_a_valid_batch_is_written_as_the_per_item_path_would_write_it(
+    ingest: Ingest, redis: aioredis.Redis
+) -> None:
+    pings = [
+        {"driver_id": "d1", "lat": 37.78, "lon": -122.42, "speed_mps": 3},
+        {"driver_id": "d2", **DOWNTOWN, "heading": 90.5, "unknown": "ignored"},
+    ]
+    response = await ingest.http.post(
+        "/v1/telemetry", json={"pings": pings}, headers=ingest.auth("fleet", "f1")
+    )
+    assert response.status_code == 202
+    assert response.json() == {"accepted": 2, "rejected": 0, "errors": []}
+    first, second = await pings_in(redis, telemetry(ingest.settings))
+    assert set(first) == {"driver_id", "lat", "lon", "ts", "speed_mps"}
+    assert (first["driver_id"], first["speed_mps"], isinstance(first["ts"], int)) == ("d1", 3, True)
+    assert second["heading"] == 90.5 and "unknown" not in second
+
+
+async def test_rides_and_telemetry_use_separate_redis_pools(ingest: Ingest) -> None:
+    """Telemetry's group commit never holds a connection a ride request waits for."""
+    rides_pool = ingest.deps.redis.connection_pool
+    assert ingest.deps.batcher.redis.connection_pool is not rides_pool
+    assert all(store.redis is ingest.deps.redis for store in ingest.deps.stores.values())
