@@ -12,12 +12,14 @@ one implementation). Bad batches are rare and pay the old price; good ones take 
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 import msgspec
 
 from ingest.validation import (
     FUTURE_TOLERANCE_MS,
+    ID_CHARS,
     LAT_RANGE,
     LON_RANGE,
     MAX_ACCURACY_M,
@@ -25,14 +27,14 @@ from ingest.validation import (
     MAX_HEADING_DEG,
     MAX_ID_LENGTH,
     MAX_SPEED_MPS,
-    STRICT_ID_PATTERN,
 )
 from ridepulse.errors import OutsideServiceArea
 from ridepulse.markets import MarketMap
 
-DriverIdField = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH, pattern=STRICT_ID_PATTERN)
-]
+# The id's characters are checked for the whole batch by one regex over the ids joined with
+# "\n" (never inside an id): a per-string `pattern` in the decoder was 2/3 of its time.
+DriverIdField = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
+_IDS = re.compile(f"(?:{ID_CHARS})(?:\n(?:{ID_CHARS}))*")
 Lat = Annotated[float, msgspec.Meta(ge=LAT_RANGE[0], le=LAT_RANGE[1])]
 Lon = Annotated[float, msgspec.Meta(ge=LON_RANGE[0], le=LON_RANGE[1])]
 Speed = Annotated[float, msgspec.Meta(ge=0, le=MAX_SPEED_MPS)]
@@ -60,26 +62,39 @@ _DECODER = msgspec.json.Decoder(_Batch)
 
 
 def decode_batch(raw: bytes, now: int, markets: MarketMap) -> dict[str, list[FleetPing]] | None:
-    """Valid pings grouped by market id, or None if any item (or the body) is invalid."""
+    """Valid pings grouped by market id, or None if any item (or the body) is invalid.
+
+    Checks run over whole columns in C (join + one regex, min/max), not one ping at a time."""
     try:
         pings = _DECODER.decode(raw).pings
     except msgspec.DecodeError:  # ValidationError included
         return None
-    low, high = now - MAX_AGE_MS, now + FUTURE_TOLERANCE_MS
+    if not pings:
+        return {}
+    ids = "\n".join([ping.driver_id for ping in pings])
+    if ids.count("\n") != len(pings) - 1 or _IDS.fullmatch(ids) is None:
+        return None  # (an id with a "\n" inside would otherwise pass as two)
+    given = [ping.ts for ping in pings]
+    stamps = [ts for ts in given if ts is not None]
+    if len(stamps) < len(given):  # an absent ts is "now" (check_ping)
+        for ping in pings:
+            if ping.ts is None:
+                ping.ts = now
+    if stamps and (min(stamps) < now - MAX_AGE_MS or max(stamps) > now + FUTURE_TOLERANCE_MS):
+        return None
+    lats = [ping.lat for ping in pings]
+    lons = [ping.lon for ping in pings]
+    first = markets.markets[0].bbox
+    if first.contains(min(lats), min(lons)) and first.contains(max(lats), max(lons)):
+        return {markets.markets[0].id: pings}  # the batch's box is in the first market
+    return _by_market(pings, markets)
+
+
+def _by_market(pings: list[FleetPing], markets: MarketMap) -> dict[str, list[FleetPing]] | None:
     by_market: dict[str, list[FleetPing]] = {}
-    locate = markets.locate
     try:
         for ping in pings:
-            ts = ping.ts
-            if ts is None:
-                ping.ts = now
-            elif ts < low or ts > high:
-                return None
-            market_id = locate(ping.lat, ping.lon).id
-            group = by_market.get(market_id)
-            if group is None:
-                group = by_market[market_id] = []
-            group.append(ping)
+            by_market.setdefault(markets.locate(ping.lat, ping.lon).id, []).append(ping)
     except OutsideServiceArea:
         return None
     return by_market

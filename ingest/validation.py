@@ -19,9 +19,8 @@ MAX_ACCURACY_M = 10_000.0
 MAX_ID_LENGTH = 64
 # check_id's rule as a regex (documented in the OpenAPI; ASCII only, where check_id also takes
 # other Unicode letters): at least one letter or digit, "." or "--" alone is refused
-ID_PATTERN = r"^[A-Za-z0-9._-]*[A-Za-z0-9][A-Za-z0-9._-]*$"
-# the same for re.search-based validators (msgspec): "$" would also match before a final "\n"
-STRICT_ID_PATTERN = r"\A[A-Za-z0-9._-]*[A-Za-z0-9][A-Za-z0-9._-]*\Z"
+ID_CHARS = r"[A-Za-z0-9._-]*[A-Za-z0-9][A-Za-z0-9._-]*"
+ID_PATTERN = f"^{ID_CHARS}$"
 
 
 def _number(

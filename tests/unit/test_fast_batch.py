@@ -13,7 +13,7 @@ import pytest
 from ingest.fast_batch import decode_batch
 from ingest.validation import check_id, check_ping
 from ridepulse.errors import RidePulseError
-from ridepulse.markets import load_markets
+from ridepulse.markets import BBox, LatLon, Market, MarketMap, load_markets
 
 NOW = 1_795_870_000_000
 MARKETS = load_markets()
@@ -51,6 +51,8 @@ CASES: list[dict[str, Any]] = [
     {"driver_id": "d1", "lat": True, "lon": -122.4},
     {"driver_id": "d1", "lat": "37.7", "lon": -122.4},
     {"driver_id": "d1\n", **DOWNTOWN},  # "$" would let a trailing newline through
+    {"driver_id": "a\nb", **DOWNTOWN},  # ids are checked joined by "\n"
+    {"driver_id": "\nb", **DOWNTOWN},
     {"driver_id": "..", **DOWNTOWN},
     {"driver_id": "", **DOWNTOWN},
     {"driver_id": "x" * 65, **DOWNTOWN},
@@ -75,7 +77,7 @@ def test_random_pings_agree_between_the_two_paths() -> None:
     rng = random.Random(10)
     for _ in range(2_000):
         item: dict[str, Any] = {
-            "driver_id": rng.choice(["d1", "a-b", "..", "é", "x y", "d\n"]),
+            "driver_id": rng.choice(["d1", "a-b", "..", "é", "x y", "d\n", "a\nb", "-_."]),
             "lat": rng.choice([37.75, 37, 91, -91.0, "n", None, 37.7793]),
             "lon": rng.choice([-122.4, -122.4193, 181, None, False]),
         }
@@ -101,3 +103,25 @@ def test_a_batch_with_one_bad_item_is_left_to_the_per_item_path() -> None:
     assert decode_batch(raw, NOW, MARKETS) is None
     assert decode_batch(b"{nope", NOW, MARKETS) is None
     assert decode_batch(b'{"pings": {}}', NOW, MARKETS) is None
+
+
+def test_a_batch_across_markets_is_grouped_as_locate_would_group_it() -> None:
+    sf = MARKETS.markets[0]
+    east = Market(
+        id="east",
+        name="East",
+        bbox=BBox(min_lat=37.70, min_lon=-122.30, max_lat=37.90, max_lon=-122.10),
+        center=LatLon(lat=37.8, lon=-122.2),
+    )
+    markets = MarketMap([sf, east])
+    items = [
+        {"driver_id": "a", **DOWNTOWN},
+        {"driver_id": "b", "lat": 37.8, "lon": -122.2},
+        {"driver_id": "c", "lat": 37.75, "lon": -122.45},
+    ]
+    by_market = decode_batch(orjson.dumps({"pings": items}), NOW, markets)
+    assert by_market is not None
+    assert {m: [p.driver_id for p in group] for m, group in by_market.items()} == {
+        "sf": ["a", "c"],
+        "east": ["b"],
+    }
