@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,9 @@ class Deps:
     notifier: Any = None
     shedding: bool = False
     shed_retry_after_s: int = 1
+    # batches validated and appended at once: one decoding while another awaits its XADD. More
+    # would only queue CPU work in front of ride requests within one event-loop turn.
+    batch_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
     _tokens: dict[str, tuple[Principal, float]] = field(default_factory=dict)
 
     @property

@@ -85,6 +85,11 @@ async def post_telemetry(request: Request) -> Response:
     deps.authenticate(request.headers.get("authorization")).require("fleet", "ops")
     refuse_if_shedding(deps)
     raw = await body_bytes(request)
+    async with deps.batch_slots:  # bounded telemetry work in flight: rides are served between
+        return await _accept_batch(deps, raw)
+
+
+async def _accept_batch(deps: Deps, raw: bytes) -> Response:
     now = now_ms()
     fast = decode_batch(raw, now, deps.markets)
     if fast is not None:  # every item valid: decoded and checked without a dict per ping
