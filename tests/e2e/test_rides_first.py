@@ -32,9 +32,10 @@ MAX_BATCHES_PER_FLOODER = 400  # bounded: the flood also stops after FLOOD_MAX_S
 FLOOD_MAX_S = 60.0
 RIDES = 20
 TELEMETRY_CONSUMERS = ("matching-geo", "eta", "dashboard")
-# Ride request p90 under the flood. Before issue 10 (orjson + check_ping per ping, one shared
-# pool) it was 0.4-0.6 s on the project's 2-core machine; after, under 0.2 s.
-RIDE_P90_BOUND_S = 0.25
+# Ride request p90 under the flood, on the project's shared 2-core machine (quiet: ~20-35 ms).
+# v0.1.0's ingest (orjson + check_ping per ping, every batch at once, one pool): 544 and
+# 572 ms in two runs. This ingest: 140 and 241 ms. The bound sits between, with room for noise.
+RIDE_P90_BOUND_S = 0.35
 
 
 @pytest.fixture
