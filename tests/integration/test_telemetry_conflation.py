@@ -30,7 +30,7 @@ pytestmark = pytest.mark.integration
 CENTRE = (37.7749, -122.4194)
 
 
-def location_fields(pings: list[dict[str, Any]]) -> dict[bytes, bytes]:
+def location_fields(pings: list[dict[str, Any]]) -> dict[Any, Any]:
     return make("driver.location", "fleet", {"pings": pings}, "test").to_fields()
 
 
