@@ -64,7 +64,7 @@ async def drain(base: Settings, service: str, new: bool, behind: bool) -> float:
         "key_prefix": f"m{uuid.uuid4().hex[:8]}",
         "telemetry_conflate": new,
         "eta_learn_interval_ms": 6_000 if new else 0,
-        "telemetry_catch_up_lag_s": 1.0 if behind else 1e9,
+        "telemetry_catch_up_lag_s": base.telemetry_catch_up_lag_s if behind else 1e9,
     }
     settings = base.model_copy(update=update)
     runtime: ConsumerRuntime[Any]

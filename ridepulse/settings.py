@@ -40,7 +40,7 @@ class Settings(BaseSettings):
         True, description="telemetry consumers skip pings superseded within a read (latest wins)"
     )
     telemetry_catch_up_lag_s: float = Field(
-        1.0, ge=0, description="lag in seconds past which a telemetry consumer reads bigger slices"
+        0.5, ge=0, description="lag in seconds past which a telemetry consumer reads bigger slices"
     )
     telemetry_catch_up_read_count: int = Field(
         50, ge=1, description="entries per XREADGROUP on telemetry while catching up"

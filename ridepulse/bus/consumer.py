@@ -139,7 +139,7 @@ class ConsumerRuntime(Generic[DepsT]):
         # A position feed (telemetry): superseded pings are skipped, and a consumer behind by
         # more than `catch_up_lag_s` reads bigger slices, so it catches up in seconds.
         self.conflation = conflation
-        self.lag_s = 0.0  # age of the newest entry read, by its id's ms (the server's clock)
+        self.lag_s = 0.0  # age of the oldest entry of the last read, by its id's ms (server clock)
         self.producer = Producer(
             redis, telemetry_maxlen=settings.telemetry_maxlen, prefix=settings.key_prefix
         )
@@ -233,8 +233,10 @@ class ConsumerRuntime(Generic[DepsT]):
             self.lag_s = 0.0
             return False
         if self.conflation is not None:
-            newest_ms = max(parse_id(entries[-1][0])[0] for _, entries in reply if entries)
-            self.lag_s = max(time.time() - newest_ms / 1000, 0.0)
+            # how far behind this read started: a catch-up read ends near the head, but what
+            # it holds is a backlog, so it is conflated as one
+            oldest_ms = min(parse_id(entries[0][0])[0] for _, entries in reply if entries)
+            self.lag_s = max(time.time() - oldest_ms / 1000, 0.0)
         items = [
             _Item(self.by_key[key.decode()], entry_id, fields, 1)
             for key, entries in reply
@@ -478,8 +480,10 @@ class ConsumerRuntime(Generic[DepsT]):
             raise batch.transient
 
     def _conflate(self, items: list[_Item]) -> None:
-        """Drop pings superseded within this read (per stream: one market each)."""
-        if self.conflation is None:
+        """When behind, drop pings superseded within this read (per stream: one market each).
+        At pace a read is a few entries with little to drop, and the pass would cost more than
+        it saves."""
+        if self.conflation is None or self.lag_s <= self.settings.telemetry_catch_up_lag_s:
             return
         by_stream: dict[str, list[_Item]] = {}
         for item in items:
