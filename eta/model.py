@@ -54,12 +54,16 @@ class SpeedModel:
         resolution: int = DEFAULT_RESOLUTION,
         alpha: float = DEFAULT_ALPHA,
         default_speed_mps: float = DEFAULT_SPEED_MPS,
+        learn_interval_ms: int = 0,
     ) -> None:
         if not 0 < alpha <= 1:
             raise ValueError(f"alpha must be in (0, 1], got {alpha}")
         self.resolution = resolution
         self.alpha = alpha
         self.default_speed_mps = default_speed_mps
+        # Learning is eta's main CPU cost (43% at fleet scale): a driver's pings a second or two
+        # apart tell the same speed, so a sample every few seconds per driver is enough.
+        self.learn_interval_ms = learn_interval_ms
         self._speed: dict[str, float] = {}
         self._samples: dict[str, int] = {}
         self._last: dict[str, tuple[int, float, float, int]] = {}
@@ -71,11 +75,15 @@ class SpeedModel:
         alpha, warm = self.alpha, 1.0 / self.alpha
         to_cell, distance = h3.latlng_to_cell, haversine_m
         used = 0
+        interval = self.learn_interval_ms
         for ping in pings:
-            driver, ts, lat, lon = ping.driver_id, ping.ts, ping.lat, ping.lon
+            driver, ts = ping.driver_id, ping.ts
             prev = last.get(driver)  # (anchor ts, anchor lat, anchor lon, newest ts)
             if prev is not None and ts <= prev[3]:
                 continue  # duplicate or out of order: the newer fix already stands
+            if interval and prev is not None and ts - prev[3] < interval:
+                continue  # sampled out: too soon after the last fix this driver taught
+            lat, lon = ping.lat, ping.lon
             if ts > self._newest_ts:
                 self._newest_ts = ts
             observed = ping.speed_mps

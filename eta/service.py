@@ -15,6 +15,7 @@ from eta.deps import EtaDeps
 from eta.handlers import HANDLERS, TELEMETRY_HANDLERS
 from eta.model import SpeedModel
 from eta.speeds import restore_speeds, run_persister
+from ridepulse.bus.conflation import Conflation
 from ridepulse.bus.consumer import ConsumerRuntime, StreamSource
 from ridepulse.bus.handlers import HandlerTable
 from ridepulse.bus.worker import consumer_name, run_consumer_service, start_service
@@ -40,7 +41,12 @@ def build(
         settings=settings,
         source=f"{SERVICE}/{consumer}",
         stores={m: RideStore(redis, k, f"{SERVICE}/{consumer}") for m, k in keys.items()},
-        models={m: SpeedModel(resolution=settings.h3_resolution) for m in keys},
+        models={
+            m: SpeedModel(
+                resolution=settings.h3_resolution, learn_interval_ms=settings.eta_learn_interval_ms
+            )
+            for m in keys
+        },
     )
 
     def runtime(
@@ -48,6 +54,7 @@ def build(
         sources: list[StreamSource],
         handlers: HandlerTable[EtaDeps],
         read_count: int | None = None,
+        conflation: Conflation | None = None,
     ) -> ConsumerRuntime[EtaDeps]:
         return ConsumerRuntime(
             redis,
@@ -60,6 +67,7 @@ def build(
             deps=deps,
             burst=burst,
             read_count=read_count,
+            conflation=conflation,
         )
 
     rides = runtime("eta", [StreamSource(k.rides, m) for m, k in keys.items()], HANDLERS)
@@ -71,6 +79,7 @@ def build(
             [StreamSource(k.telemetry, m)],
             TELEMETRY_HANDLERS,
             settings.telemetry_read_count,
+            Conflation(settings.eta_conflation_window_ms) if settings.telemetry_conflate else None,
         )
         for m, k in keys.items()
     ]

@@ -9,6 +9,7 @@ busy telemetry consumer. Measured at 50,000 pings/s + 100 rides/s: see docs/benc
 from __future__ import annotations
 
 from matching.handlers import GEO_HANDLERS, MatchingDeps
+from ridepulse.bus.conflation import Conflation
 from ridepulse.bus.consumer import ConsumerRuntime, StreamSource
 from ridepulse.bus.worker import consumer_name, run_consumer_service, start_service
 from ridepulse.keys import MarketKeys
@@ -38,6 +39,8 @@ def build(
         consumer=consumer_name(settings, SERVICE),
         deps=deps,
         burst=burst,
+        # the index keeps one position per driver: only the newest ping of a read matters
+        conflation=Conflation(window_ms=0) if settings.telemetry_conflate else None,
     )
     return deps, runtime
 

@@ -90,6 +90,12 @@ def server_spec(server: EmbeddedRedis, settings: Settings) -> ChildSpec:
     )
 
 
+# Services whose work is (almost all) telemetry: on a CPU too short for the offered load they
+# yield to ingest, matching and pricing, which carry the rides. eta's ride group shares the
+# process with its telemetry group; its ride events only refresh ETAs, never dispatch.
+TELEMETRY_SERVICES = frozenset({"matching-geo", "eta"})
+
+
 def service_specs(
     settings: Settings, client: redis.Redis, secret: str, server: EmbeddedRedis | None = None
 ) -> list[ChildSpec]:
@@ -118,7 +124,14 @@ def service_specs(
                 client, GlobalKeys(settings.key_prefix).heartbeat(name, consumer)
             )
         specs.append(
-            ChildSpec(name, [ridepulse_bin, "run", name], env, ready, logs / f"{name}.log")
+            ChildSpec(
+                name,
+                [ridepulse_bin, "run", name],
+                env,
+                ready,
+                logs / f"{name}.log",
+                nice=settings.telemetry_nice if name in TELEMETRY_SERVICES else 0,
+            )
         )
     return specs
 

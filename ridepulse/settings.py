@@ -36,6 +36,24 @@ class Settings(BaseSettings):
     telemetry_read_count: int = Field(
         3, description="entries per XREADGROUP on telemetry (each up to 1000 pings)"
     )
+    telemetry_conflate: bool = Field(
+        True, description="telemetry consumers skip pings superseded within a read (latest wins)"
+    )
+    telemetry_catch_up_lag_s: float = Field(
+        0.5, ge=0, description="lag in seconds past which a telemetry consumer reads bigger slices"
+    )
+    telemetry_catch_up_read_count: int = Field(
+        50, ge=1, description="entries per XREADGROUP on telemetry while catching up"
+    )
+    eta_conflation_window_ms: int = Field(
+        15_000, ge=0, description="per driver, eta keeps the pings this close to its newest one"
+    )
+    eta_learn_interval_ms: int = Field(
+        0, ge=0, description="eta learns from at most one ping per driver per this long; 0 = all"
+    )
+    telemetry_nice: int = Field(
+        10, ge=0, le=19, description="niceness of telemetry-only processes under `up`; 0 = off"
+    )
     block_ms: int = Field(1000, description="XREADGROUP BLOCK; kept below the socket timeout")
     claim_idle_ms: int = Field(15000, description="idle time before another consumer claims")
     retry_idle_ms: int = Field(500, description="idle time before a failed entry is retried")

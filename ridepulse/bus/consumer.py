@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoPermissionError, ResponseError
 
 from ridepulse.bus import metrics as m
+from ridepulse.bus.conflation import Conflation, conflate
 from ridepulse.bus.deadletter import DEAD_LETTER_MAXLEN, dead_letter_fields
 from ridepulse.bus.faults import Backoff, is_nogroup, is_transient
 from ridepulse.bus.handlers import DepsT, HandlerTable
@@ -53,6 +54,7 @@ class ConsumerStats:
     dead_lettered: int = 0
     lost: int = 0
     transient_errors: int = 0
+    conflated: int = 0  # pings skipped because a newer one of the same driver was read too
 
 
 # Removes a consumer only if, at that instant, it holds nothing and has been idle long enough:
@@ -85,6 +87,8 @@ class _Item:
     written: bool = True  # False once one of its outputs or its dead letter was refused
     failed: bool = False  # this delivery counts against the budget (the handler failed)
     acked: bool = False
+    body: dict[bytes, bytes] | None = None  # what is decoded: `fields` less conflated pings
+    conflated: int = 0
 
 
 @dataclass
@@ -113,6 +117,7 @@ class ConsumerRuntime(Generic[DepsT]):
         burst: bool = False,
         read_count: int | None = None,
         concurrency: int = 1,
+        conflation: Conflation | None = None,
     ) -> None:
         self.redis = redis
         self.settings = settings
@@ -131,6 +136,10 @@ class ConsumerRuntime(Generic[DepsT]):
         # Handlers of different subjects may run at once only where they are written for it
         # (matching's offers are atomic, version-checked scripts); the default is one by one.
         self.concurrency = concurrency
+        # A position feed (telemetry): superseded pings are skipped, and a consumer behind by
+        # more than `catch_up_lag_s` reads bigger slices, so it catches up in seconds.
+        self.conflation = conflation
+        self.lag_s = 0.0  # age of the oldest entry of the last read, by its id's ms (server clock)
         self.producer = Producer(
             redis, telemetry_maxlen=settings.telemetry_maxlen, prefix=settings.key_prefix
         )
@@ -217,11 +226,17 @@ class ConsumerRuntime(Generic[DepsT]):
             self.group,
             self.consumer,
             {s.key: ">" for s in self.sources},
-            count=self.read_count,
+            count=self._read_size(),
             block=block,
         )
         if not reply:
+            self.lag_s = 0.0
             return False
+        if self.conflation is not None:
+            # how far behind this read started: a catch-up read ends near the head, but what
+            # it holds is a backlog, so it is conflated as one
+            oldest_ms = min(parse_id(entries[0][0])[0] for _, entries in reply if entries)
+            self.lag_s = max(time.time() - oldest_ms / 1000, 0.0)
         items = [
             _Item(self.by_key[key.decode()], entry_id, fields, 1)
             for key, entries in reply
@@ -229,6 +244,13 @@ class ConsumerRuntime(Generic[DepsT]):
         ]
         await self._process(items)
         return True
+
+    def _read_size(self) -> int:
+        """Entries to read: more when a conflating consumer is behind, since the cost of a read
+        then follows the drivers in it rather than the pings."""
+        if self.conflation is not None and self.lag_s > self.settings.telemetry_catch_up_lag_s:
+            return max(self.read_count, self.settings.telemetry_catch_up_read_count)
+        return self.read_count
 
     async def _drain_own_pending(self) -> None:
         """After a restart, finish what this consumer name had in hand before taking new work."""
@@ -416,6 +438,7 @@ class ConsumerRuntime(Generic[DepsT]):
         batch = _Batch()
         by_batch_type: dict[tuple[str, str], list[_Item]] = {}
         by_subject: dict[str, list[_Item]] = {}
+        self._conflate(items)
         for item in items:
             if item.fields is None:  # body trimmed while pending
                 await self._count_lost(item.stream, [item.entry_id])
@@ -456,11 +479,26 @@ class ConsumerRuntime(Generic[DepsT]):
         if batch.transient is not None:
             raise batch.transient
 
+    def _conflate(self, items: list[_Item]) -> None:
+        """When behind, drop pings superseded within this read (per stream: one market each).
+        At pace a read is a few entries with little to drop, and the pass would cost more than
+        it saves."""
+        if self.conflation is None or self.lag_s <= self.settings.telemetry_catch_up_lag_s:
+            return
+        by_stream: dict[str, list[_Item]] = {}
+        for item in items:
+            by_stream.setdefault(item.stream.key, []).append(item)
+        for stream_items in by_stream.values():
+            bodies, dropped = conflate([i.fields for i in stream_items], self.conflation)
+            for item, body, count in zip(stream_items, bodies, dropped, strict=True):
+                item.body, item.conflated = body, count
+
     def _decode(self, item: _Item) -> str | None:
         """Decode and validate; the reason it cannot be, or None."""
-        assert item.fields is not None
+        fields = item.body if item.body is not None else item.fields
+        assert fields is not None
         try:
-            item.event = decode(item.fields, item.stream.market)
+            item.event = decode(fields, item.stream.market)
         except InvalidEvent as exc:
             return exc.detail
         except Exception as exc:  # bytes that are not UTF-8, or anything else a decoder meets
@@ -614,11 +652,16 @@ class ConsumerRuntime(Generic[DepsT]):
                 event_id=item.event.id if item.event else None,
                 reason=reason,
             )
+        conflated = 0
         for item in batch.acks:
             if item.acked:
+                conflated += item.conflated
                 self.stats.processed += 1
                 if item.event is not None:
                     m.EVENTS_PROCESSED.labels(self.service, self.group, item.event.type).inc()
+        if conflated:
+            self.stats.conflated += conflated
+            m.PINGS_CONFLATED.labels(self.service, self.group).inc(conflated)
 
 
 def _text(value: bytes | str) -> str:

@@ -93,6 +93,7 @@ class Heartbeat:
             + (self._processed() if self._processed else 0),
             "failed": sum(r.stats.failed for r in self.runtimes),
             "dead_lettered": sum(r.stats.dead_lettered for r in self.runtimes),
+            "conflated": sum(r.stats.conflated for r in self.runtimes),
             "lag": lag,
             "pending": pending,
             "pid": os.getpid(),

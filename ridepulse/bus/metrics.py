@@ -30,6 +30,11 @@ HANDLER_SECONDS = Histogram(
 CONSUMER_LAG = Gauge(
     "rp_consumer_lag", "Entries not yet delivered to the group", ["group", "stream"]
 )
+PINGS_CONFLATED = Counter(
+    "rp_pings_conflated_total",
+    "Pings skipped because a newer ping of the same driver was read in the same batch (not lost)",
+    ["service", "group"],
+)
 EVENTS_PUBLISHED = Counter("rp_events_published_total", "Entries appended", ["stream"])
 TRANSIENT_ERRORS = Counter(
     "rp_transient_errors_total",

@@ -137,6 +137,7 @@ class ServiceHeartbeatV1(Payload):
     processed: int
     failed: int
     dead_lettered: int
+    conflated: int = 0  # pings skipped as superseded by a newer one (telemetry consumers)
     lag: int
     pending: int
     pid: int

@@ -41,3 +41,15 @@ def test_status_shows_ingest_alive_with_the_pings_it_appended(shared_city: City)
     )
     assert {s["service"] for s in report["services"] if s["alive"]} >= SERVICES, report["services"]
     assert report["healthy"], report["problems"]
+
+
+def test_telemetry_only_services_run_niced_below_the_ride_path(shared_city: City) -> None:
+    """Rides first, in CPU: `up` starts matching-geo and eta at `telemetry_nice` (10) above
+    ingest, matching and pricing, so a CPU short of time runs the ride path first."""
+    processes = shared_city.platform.processes()
+    launcher = os.getpriority(os.PRIO_PROCESS, shared_city.platform.process.pid)
+    niceness = {name: processes[name].nice() for name in SERVICES}
+    expected = min(launcher + 10, 19)
+    assert niceness["matching-geo"] == niceness["eta"] == expected, niceness
+    for name in ("ingest", "matching", "pricing"):
+        assert niceness[name] == launcher, niceness

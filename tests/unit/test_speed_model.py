@@ -195,3 +195,13 @@ def test_eta_is_resent_after_five_seconds_when_it_moved_ten_percent_or_fifteen_s
 def test_small_eta_changes_are_not_resent_however_long_ago_the_last_was() -> None:
     assert not eta_should_update(100.0, 95.0, last_sent_ms=0, now_ms=60_000)
     assert not eta_should_update(0.0, 0.0, last_sent_ms=0, now_ms=60_000)
+
+
+def test_learning_from_one_ping_per_driver_every_six_seconds_still_converges() -> None:
+    """eta_learn_interval_ms: a third of the 2 s pings are used, the speed is as good."""
+    pings = drive_in_cell(MISSION, 9.0, random.Random(5), interval_ms=2_000, report_speed=True)
+    every = SpeedModel()
+    sampled = SpeedModel(learn_interval_ms=6_000)
+    used_all, used_sampled = every.observe_batch(pings), sampled.observe_batch(pings)
+    assert used_sampled <= used_all / 3 + 5  # 1 in 3, plus each driver's first ping
+    assert sampled.speed_of(MISSION) == pytest.approx(9.0, rel=0.10)

@@ -3,6 +3,7 @@ backoff only for a crash loop."""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -48,5 +49,22 @@ def test_a_child_killed_after_ready_is_restarted_at_once() -> None:
         child.process.wait()
         supervisor.poll_once()
         assert child.pid != first and child.alive(), "not respawned in the same poll"
+    finally:
+        supervisor.stop_all()
+
+
+def test_a_child_spec_with_nice_runs_at_a_lower_priority_than_the_launcher() -> None:
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    ready = lambda pid: True  # noqa: E731
+    supervisor = Supervisor(
+        [ChildSpec("plain", sleeper, {}, ready), ChildSpec("telemetry", sleeper, {}, ready, nice=5)]
+    )
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    try:
+        supervisor.start_all()
+        plain, telemetry = supervisor.children["plain"].pid, supervisor.children["telemetry"].pid
+        assert plain is not None and telemetry is not None
+        assert os.getpriority(os.PRIO_PROCESS, plain) == base
+        assert os.getpriority(os.PRIO_PROCESS, telemetry) == min(base + 5, 19)
     finally:
         supervisor.stop_all()

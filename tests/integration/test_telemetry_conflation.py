@@ -1,0 +1,193 @@
+"""Latest position wins, against the real server: a telemetry consumer that falls behind (a
+backlog written before it starts, or a flood faster than its handler) conflates superseded
+pings, catches up to a lag of seconds, and leaves every driver's newest position indexed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from matching import geo_service
+from matching.handlers import MatchingDeps, on_locations
+from ridepulse.bus.consumer import ConsumerRuntime
+from ridepulse.bus.handlers import HandlerTable, Outgoing
+from ridepulse.contracts.events import DriverLocationV1
+from ridepulse.contracts.registry import Event, make
+from ridepulse.keys import MarketKeys
+from ridepulse.positions import parse_position
+from ridepulse.settings import Settings
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+
+CENTRE = (37.7749, -122.4194)
+
+
+def location_fields(pings: list[dict[str, Any]]) -> dict[Any, Any]:
+    return make("driver.location", "fleet", {"pings": pings}, "test").to_fields()
+
+
+def ping(rng: random.Random, driver: int, ts: int) -> dict[str, Any]:
+    return {
+        "driver_id": f"d{driver}",
+        "lat": CENTRE[0] + rng.uniform(-0.02, 0.02),
+        "lon": CENTRE[1] + rng.uniform(-0.02, 0.02),
+        "ts": ts,
+        "heading": 0.0,
+    }
+
+
+async def newest_positions(redis: aioredis.Redis, keys: MarketKeys) -> dict[str, int]:
+    raw: Any = await redis.hgetall(keys.positions)
+    out: dict[str, int] = {}
+    for driver, packed in raw.items():
+        position = parse_position(packed)
+        assert position is not None
+        out[driver.decode()] = position.ts
+    return out
+
+
+async def caught_up(redis: aioredis.Redis, stream: str, group: str) -> bool:
+    groups: Any = await redis.xinfo_groups(stream)
+    info = next((g for g in groups if g["name"].decode() == group), None)
+    if info is None:
+        return False  # the consumer has not created its group yet
+    return int(info["lag"] or 0) == 0 and int(info["pending"]) == 0
+
+
+async def test_a_backlog_of_pings_is_conflated_and_every_driver_keeps_its_newest_position(
+    settings: Settings, redis: aioredis.Redis
+) -> None:
+    """20 s of pings written before the consumer starts: it reads them in catch-up slices,
+    skips the superseded ones, and each driver's newest ping wins."""
+    rng = random.Random(7)
+    deps, runtime = geo_service.build(settings)
+    keys = deps.keys(runtime.sources[0].market)
+    stream = runtime.sources[0].key
+    drivers = 300
+    await redis.hset(keys.driver_statuses, mapping={f"d{d}": "available" for d in range(drivers)})
+    start_ms = int(time.time() * 1000) - 20_000
+    newest: dict[str, int] = {}
+    pipe = redis.pipeline(transaction=False)
+    for second in range(20):  # every driver pings twice a second, 100 pings an entry
+        for half in range(2):
+            ts = start_ms + second * 1000 + half * 500
+            batch = [ping(rng, d, ts) for d in range(drivers)]
+            for seq, start in enumerate(range(0, drivers, 100)):
+                pipe.xadd(stream, location_fields(batch[start : start + 100]), id=f"{ts}-{seq}")
+            newest.update({p["driver_id"]: ts for p in batch})
+    await pipe.execute()
+
+    task = asyncio.create_task(runtime.run())
+    try:
+        await wait_until(
+            lambda: caught_up(redis, stream, geo_service.GROUP),
+            timeout_s=60,
+            what="the group to read the whole backlog",
+        )
+    finally:
+        runtime.stop()
+        await task
+        await deps.redis.aclose()
+
+    assert await newest_positions(redis, keys) == newest
+    indexed: Any = await redis.zrange(keys.drivers_geo, 0, -1)
+    assert {m.decode() for m in indexed} == set(newest)
+    total = 20 * 2 * drivers
+    assert runtime.stats.conflated > total // 2  # most of a 20 s backlog is superseded
+    assert runtime.stats.processed == 20 * 2 * (drivers // 100)  # every entry acknowledged
+
+
+def slowed(per_ping_s: float, seen: list[int]) -> HandlerTable[MatchingDeps]:
+    """matching-geo's handler made to cost `per_ping_s` of wall time per ping it is handed:
+    a stand-in for a machine too slow for the offered load."""
+
+    async def handler(events: Sequence[Event], deps: MatchingDeps) -> Outgoing:
+        pings = sum(len(e.payload(DriverLocationV1).pings) for e in events)
+        seen.append(pings)
+        await asyncio.sleep(pings * per_ping_s)
+        return await on_locations(events, deps)
+
+    return HandlerTable(batch={"driver.location": handler})
+
+
+async def flood(
+    settings: Settings, redis: aioredis.Redis, *, conflate: bool, seconds: float
+) -> tuple[ConsumerRuntime[MatchingDeps], list[float], dict[str, int], MarketKeys]:
+    """Offer 3x what the slowed handler can take for `seconds`; sample the consumer's lag in
+    seconds once a second; then wait for it to finish (or stop it, when it cannot)."""
+    rng = random.Random(11)
+    run_settings = settings.model_copy(update={"telemetry_conflate": conflate})
+    deps, runtime = geo_service.build(run_settings)
+    runtime.handlers = slowed(per_ping_s=0.001, seen=[])  # capacity: 1,000 pings/s
+    keys = deps.keys(runtime.sources[0].market)
+    stream = runtime.sources[0].key
+    drivers, per_entry, entries_per_s = 300, 100, 30  # offered: 3,000 pings/s
+    await redis.hset(keys.driver_statuses, mapping={f"d{d}": "available" for d in range(drivers)})
+    newest: dict[str, int] = {}
+    lags: list[float] = []
+    task = asyncio.create_task(runtime.run())
+    began = time.monotonic()
+    sent = 0
+    next_driver = 0
+    try:
+        while time.monotonic() - began < seconds:
+            ts = int(time.time() * 1000)
+            batch = [ping(rng, (next_driver + i) % drivers, ts) for i in range(per_entry)]
+            next_driver = (next_driver + per_entry) % drivers
+            await redis.xadd(stream, location_fields(batch))
+            newest.update({p["driver_id"]: ts for p in batch})
+            sent += 1
+            if sent % entries_per_s == 0:
+                lags.append(await group_lag_s(redis, stream))
+            # pace by the clock, so a slow machine offers the same load (never a fixed sleep)
+            await asyncio.sleep(max(began + sent / entries_per_s - time.monotonic(), 0))
+        if conflate:
+            await wait_until(
+                lambda: caught_up(redis, stream, geo_service.GROUP),
+                timeout_s=60,
+                what="the consumer to catch up after the flood",
+            )
+    finally:
+        runtime.stop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, timeout=30)
+        await deps.redis.aclose()
+    return runtime, lags, newest, keys
+
+
+async def group_lag_s(redis: aioredis.Redis, stream: str) -> float:
+    """Seconds between the newest entry and the group's last delivered one (entry ids are
+    the server's ms)."""
+    groups: Any = await redis.xinfo_groups(stream)
+    info = next(g for g in groups if g["name"].decode() == geo_service.GROUP)
+    last: Any = await redis.xrevrange(stream, count=1)
+    newest_ms = int(last[0][0].split(b"-")[0])
+    delivered_ms = int(info["last-delivered-id"].split(b"-")[0])
+    return max(newest_ms - delivered_ms, 0) / 1000
+
+
+async def test_a_flood_three_times_the_handlers_capacity_keeps_lag_under_two_seconds(
+    settings: Settings, redis: aioredis.Redis
+) -> None:
+    runtime, lags, newest, keys = await flood(settings, redis, conflate=True, seconds=10)
+    settled = lags[3:]  # the first seconds fill the pipeline
+    assert settled and max(settled) < 2.0, lags
+    assert runtime.stats.conflated > 0
+    assert await newest_positions(redis, keys) == newest
+
+
+async def test_without_conflation_the_same_flood_leaves_the_consumer_ever_further_behind(
+    settings: Settings, redis: aioredis.Redis
+) -> None:
+    """The control: what the test above would see if conflation did nothing."""
+    runtime, lags, _, _ = await flood(settings, redis, conflate=False, seconds=8)
+    assert lags[-1] > 2.0 and lags[-1] > lags[2], lags
+    assert runtime.stats.conflated == 0
