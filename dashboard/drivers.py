@@ -9,6 +9,7 @@ from typing import Any
 from ridepulse.positions import parse_position
 
 Driver = dict[str, Any]
+COORD_DECIMALS = 5
 
 
 def driver_dot(driver_id: str, packed: str, status: str) -> Driver | None:
@@ -19,8 +20,9 @@ def driver_dot(driver_id: str, packed: str, status: str) -> Driver | None:
     heading = None if position.heading is None else round(position.heading)
     return {
         "id": driver_id,
-        "lat": round(position.lat, 6),
-        "lon": round(position.lon, 6),
+        # 5 decimals are about a metre: finer only lengthens every frame
+        "lat": round(position.lat, COORD_DECIMALS),
+        "lon": round(position.lon, COORD_DECIMALS),
         "status": status,
         "heading": heading,
     }

@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import signal
 from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 
 from dashboard.app import create_app
 from ridepulse.logs import configure_logging
@@ -32,19 +34,29 @@ class _Server(uvicorn.Server):
 
 def main(settings: Settings) -> None:
     configure_logging("dashboard", settings.log_level, settings.log_format)
-    config = uvicorn.Config(
-        create_app(settings),
-        host=settings.host,
-        port=settings.dashboard_port,
-        loop="uvloop",
-        http="httptools",
-        ws="websockets-sansio",
-        access_log=False,
-        log_level="warning",
-        timeout_graceful_shutdown=5,
-        ws_max_size=MAX_CLIENT_MESSAGE_BYTES,
-    )
-    _Server(config).run()
+    _Server(uvicorn_config(create_app(settings), settings)).run()
+
+
+def uvicorn_config(app: FastAPI, settings: Settings, **overrides: Any) -> uvicorn.Config:
+    """How the dashboard serves; tests override only logging and shutdown.
+
+    permessage-deflate is off: every frame is the same text for all clients, so compressing it
+    per client (each socket keeps its own deflate context) was the dashboard's largest cost per
+    client (docs/benchmarks-dashboard.md). On loopback or a LAN the bytes are cheap; behind a
+    slow link, put a compressing proxy in front."""
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.dashboard_port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "ws": "websockets-sansio",
+        "ws_per_message_deflate": False,
+        "access_log": False,
+        "log_level": "warning",
+        "timeout_graceful_shutdown": 5,
+        "ws_max_size": MAX_CLIENT_MESSAGE_BYTES,
+    }
+    return uvicorn.Config(app, **{**options, **overrides})
 
 
 if __name__ == "__main__":

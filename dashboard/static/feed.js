@@ -32,6 +32,22 @@ export function appendPoint(series, point, limit) {
   }
 }
 
+// A frame's text → the message applyDelta works with: drivers travel as rows
+// [id, lat, lon, status, heading] (dashboard/protocol.py DRIVER_FIELDS) and become objects here.
+const DRIVER_FIELDS = ["id", "lat", "lon", "status", "heading"];
+
+function driverObjects(rows) {
+  return rows.map((row) => Object.fromEntries(DRIVER_FIELDS.map((name, i) => [name, row[i]])));
+}
+
+export function decode(text) {
+  const msg = JSON.parse(text);
+  const drivers = msg.drivers;
+  if (Array.isArray(drivers)) msg.drivers = driverObjects(drivers);
+  else if (drivers && drivers.upsert) drivers.upsert = driverObjects(drivers.upsert);
+  return msg;
+}
+
 export function fromSnapshot(msg) {
   const state = {
     epoch: msg.epoch, seq: msg.seq, market: msg.market, limits: msg.limits,
@@ -124,7 +140,7 @@ export class FeedConnection {
   }
 
   receive(text) {
-    const msg = JSON.parse(text);
+    const msg = decode(text);
     this.lastMessageAt = performance.now();
     this.attempt = 0;
     if (msg.kind === "snapshot") {

@@ -12,17 +12,15 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
-import orjson
 import pytest
 import redis.asyncio as aioredis
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from dashboard.config import FeedConfig
 from dashboard.hub import Hub
-from dashboard.protocol import apply_delta
+from dashboard.protocol import apply_delta, decode
 from dashboard.state import CityState
 from ridepulse.auth import mint_dashboard_link
 from ridepulse.keys import MarketKeys
@@ -282,7 +280,8 @@ async def test_page_without_a_token_says_how_to_get_one(
 async def test_page_applies_deltas_exactly_like_the_server(
     page: Page, dashboard: DashboardProcess
 ) -> None:
-    """app.js's applyDelta is a mirror of dashboard/protocol.py: same snapshots after any deltas."""
+    """feed.js decode and applyDelta mirror dashboard/protocol.py: the frames as sent give the
+    same snapshots after any deltas."""
     state = CityState(
         {"id": "sf", "name": "San Francisco"},
         FeedConfig(
@@ -293,23 +292,23 @@ async def test_page_applies_deltas_exactly_like_the_server(
     hub = Hub(state, state.config)
     city = RandomCity(seed=99)
     client = hub.connect()
-    messages: list[dict[str, Any]] = []
+    texts: list[str] = []  # the frames as sent: the page decodes them itself
     for _ in range(300):
         for _ in range(city.rng.randint(0, 4)):
             city.step(state)
         hub.tick()
         while not client.queue.empty():
-            messages.extend(orjson.loads(text) for text in client.queue.get_nowait())
-    first, deltas = messages[0], messages[1:]
-    expected = first
+            texts.extend(client.queue.get_nowait())
+    first, deltas = texts[0], texts[1:]
+    expected = decode(first)
     for delta in deltas:
-        expected = apply_delta(expected, delta)
+        expected = apply_delta(expected, decode(delta))
     await page.goto(f"{dashboard.url}/static/index.html?token={dashboard.token}")
     result = await page.evaluate(
         """async ([first, deltas]) => {
              const feed = await import('/static/feed.js');
-             const state = feed.fromSnapshot(first);
-             for (const delta of deltas) feed.applyDelta(state, delta);
+             const state = feed.fromSnapshot(feed.decode(first));
+             for (const delta of deltas) feed.applyDelta(state, feed.decode(delta));
              return feed.toSnapshot(state);
            }""",
         [first, deltas],

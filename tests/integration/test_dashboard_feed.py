@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 import redis.asyncio as aioredis
 import uvicorn
@@ -28,7 +27,8 @@ from dashboard.access import SESSION_COOKIE
 from dashboard.app import create_app
 from dashboard.config import FeedConfig
 from dashboard.feed import Feed
-from dashboard.protocol import apply_delta
+from dashboard.protocol import apply_delta, decode
+from dashboard.service import uvicorn_config
 from ridepulse.auth import DASHBOARD_LINK_TTL_S, mint_dashboard_link, mint_token, verify_token
 from ridepulse.keys import GlobalKeys, MarketKeys
 from ridepulse.settings import Settings
@@ -74,13 +74,11 @@ async def dashboard(settings: Settings) -> AsyncIterator[Dashboard]:
         client_queue_size=4, max_resets=10_000, driver_sample_s=0.2, metrics_sample_s=0.5
     )
     server = uvicorn.Server(
-        uvicorn.Config(
+        uvicorn_config(
             create_app(settings, config),
+            settings,
             host="127.0.0.1",
-            port=port,
-            ws="websockets-sansio",
             log_config=None,
-            log_level="warning",
             timeout_graceful_shutdown=2,
             lifespan="on",
         )
@@ -111,7 +109,7 @@ async def _next(
     seen: list[str] = []
     while (left := deadline - time.monotonic()) > 0:
         try:
-            message: Message = orjson.loads(await asyncio.wait_for(ws.recv(), left))
+            message: Message = decode(await asyncio.wait_for(ws.recv(), left))
         except TimeoutError:
             break
         if match(message):
@@ -135,7 +133,7 @@ class View:
             if self.state is not None and check(self.state):
                 return self.state
             try:
-                message: Message = orjson.loads(await asyncio.wait_for(self.ws.recv(), left))
+                message: Message = decode(await asyncio.wait_for(self.ws.recv(), left))
             except TimeoutError:
                 break
             self.state = (
@@ -267,6 +265,27 @@ async def _stalled_client(dashboard: Dashboard) -> socket.socket:
     return sock
 
 
+async def test_the_feed_declines_permessage_deflate_that_a_browser_offers(
+    dashboard: Dashboard,
+) -> None:
+    """Every client gets the same frame; compressing it once per socket cost more CPU than
+    anything else per client (docs/benchmarks-dashboard.md)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", dashboard.port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        (
+            f"GET /ws?token={dashboard.token} HTTP/1.1\r\nHost: 127.0.0.1:{dashboard.port}\r\n"
+            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n"
+            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
+        ).encode()
+    )
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    writer.close()
+    assert head.startswith(b"HTTP/1.1 101"), head[:200]
+    assert b"permessage-deflate" not in head.lower(), head
+
+
 async def test_a_reconnecting_client_gets_only_the_deltas_it_missed(
     dashboard: Dashboard, redis: aioredis.Redis
 ) -> None:
@@ -278,7 +297,7 @@ async def test_a_reconnecting_client_gets_only_the_deltas_it_missed(
         "requested"
     )
     async with connect(dashboard.ws(last_seq=last["seq"], epoch=snapshot["epoch"])) as ws:
-        first = orjson.loads(await asyncio.wait_for(ws.recv(), 5))
+        first = decode(await asyncio.wait_for(ws.recv(), 5))
         assert (first["kind"], first["seq"]) == ("delta", last["seq"] + 1), (
             "resumed with the next delta"
         )
@@ -287,7 +306,7 @@ async def test_a_reconnecting_client_gets_only_the_deltas_it_missed(
                 ws, lambda m: _ride_in(m, "ride-missed") is not None, what="the missed ride"
             )
     async with connect(dashboard.ws(last_seq=last["seq"], epoch="another-process")) as ws:
-        assert orjson.loads(await asyncio.wait_for(ws.recv(), 5))["kind"] == "snapshot"
+        assert decode(await asyncio.wait_for(ws.recv(), 5))["kind"] == "snapshot"
 
 
 async def _close_code(uri: str, **options: Any) -> tuple[int | None, str]:
@@ -307,7 +326,7 @@ async def test_the_feed_refuses_clients_without_a_dashboard_token(dashboard: Das
     assert await _close_code(dashboard.ws(token=ops)) == (1008, "unauthorized")
     bearer = {"Authorization": f"Bearer {dashboard.token}"}
     async with connect(dashboard.ws(token=None), additional_headers=bearer) as ws:
-        assert orjson.loads(await asyncio.wait_for(ws.recv(), 5))["kind"] == "snapshot"
+        assert decode(await asyncio.wait_for(ws.recv(), 5))["kind"] == "snapshot"
     async with httpx.AsyncClient(base_url=dashboard.http) as http:
         refused = await http.get("/api/snapshot")
         assert refused.status_code == 401 and refused.json()["error"] == "unauthorized"
@@ -330,7 +349,7 @@ async def test_the_feed_refuses_a_page_from_another_origin(dashboard: Dashboard)
     )
     same = f"http://127.0.0.1:{dashboard.port}"
     async with connect(dashboard.ws(), origin=same) as ws:  # type: ignore[arg-type]
-        assert orjson.loads(await asyncio.wait_for(ws.recv(), 5))["kind"] == "snapshot"
+        assert decode(await asyncio.wait_for(ws.recv(), 5))["kind"] == "snapshot"
 
 
 async def test_ride_api_returns_the_timeline_or_a_json_404(
@@ -437,7 +456,7 @@ async def test_a_dashboard_link_becomes_an_httponly_strict_cookie_and_leaves_the
         assert snap.status_code == 200 and snap.json()["kind"] == "snapshot"
     headers = {"Cookie": f"{SESSION_COOKIE}={session}"}
     async with connect(dashboard.ws(token=None), additional_headers=headers) as ws:
-        assert orjson.loads(await asyncio.wait_for(ws.recv(), 5))["kind"] == "snapshot"
+        assert decode(await asyncio.wait_for(ws.recv(), 5))["kind"] == "snapshot"
 
 
 async def test_an_expired_or_api_link_sets_no_cookie(dashboard: Dashboard) -> None:
