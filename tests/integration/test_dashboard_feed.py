@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import re
 import socket
@@ -62,6 +63,13 @@ SEND_BUFFER_BYTES = 32_768
 
 @pytest.fixture
 async def dashboard(settings: Settings) -> AsyncIterator[Dashboard]:
+    async with _serve(settings) as served:
+        yield served
+
+
+@contextlib.asynccontextmanager
+async def _serve(settings: Settings) -> AsyncIterator[Dashboard]:
+    """One dashboard (app, feed and uvicorn) on its own port, in this process."""
     # Loopback autotunes send buffers to megabytes, which would hide a stalled reader for a
     # long time; a fixed buffer (inherited by accepted sockets) behaves like a real link.
     listener = socket.socket()
@@ -263,6 +271,26 @@ async def _stalled_client(dashboard: Dashboard) -> socket.socket:
         head += await asyncio.wait_for(loop.sock_recv(sock, 1024), 5)
     assert head.startswith(b"HTTP/1.1 101"), head[:200]
     return sock
+
+
+async def test_two_dashboards_on_one_city_each_read_the_streams_and_serve_their_clients(
+    dashboard: Dashboard, redis: aioredis.Redis
+) -> None:
+    """N dashboard processes share the browsers (docs/operations.md): each has its own feed."""
+    keys = MarketKeys("sf", dashboard.settings.key_prefix)
+    async with (
+        _serve(dashboard.settings) as second,
+        connect(dashboard.ws()) as one,
+        connect(second.ws()) as two,
+    ):
+        assert second.port != dashboard.port
+        snapshots = [await _next(ws, lambda m: m["kind"] == "snapshot") for ws in (one, two)]
+        assert snapshots[0]["epoch"] != snapshots[1]["epoch"], "each process numbers its own"
+        await RideWriter(redis, keys, "ride-two", (37.77, -122.42), (37.78, -122.40)).step(
+            "requested"
+        )
+        for ws in (one, two):
+            await _next(ws, lambda m: _ride_in(m, "ride-two") is not None, what="the ride")
 
 
 async def test_the_feed_declines_permessage_deflate_that_a_browser_offers(
