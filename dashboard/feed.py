@@ -107,13 +107,13 @@ class Feed:
             return
 
     async def _tick(self) -> None:
-        """At most one delta per tick, on a fixed cadence."""
+        """At most one delta per tick, on a fixed cadence (slower with many clients)."""
         loop = asyncio.get_running_loop()
         next_at = loop.time()
         while not self._stop.is_set():
             self.state.maybe_refresh(now_ms())
             self.hub.tick()
-            next_at = max(next_at + self.config.tick_s, loop.time())
+            next_at = max(next_at + self.hub.tick_interval_s(), loop.time())
             await sleep_or_stop(self._stop, next_at - loop.time())
 
     async def ride(self, ride_id: str) -> dict[str, Any] | None:

@@ -73,6 +73,10 @@ class Hub:
         self.watched.set()
         return await waiter
 
+    def tick_interval_s(self) -> float:
+        """Seconds until the next tick: longer with more clients (FeedConfig.tick_s_per_client)."""
+        return max(self.config.tick_s, len(self.clients) * self.config.tick_s_per_client)
+
     def tick(self) -> None:
         delta = self.state.take_delta(self.seq + 1)
         if delta is not None:

@@ -509,3 +509,13 @@ def test_drivers_travel_as_rows_and_decode_back_to_the_same_message() -> None:
 def test_a_driver_dot_rounds_coordinates_to_about_a_metre() -> None:
     dot = driver_dot("d1", pack_position(37.7712345678, -122.4123456789, 0, 90.4), "available")
     assert dot is not None and (dot["lat"], dot["lon"]) == (37.77123, -122.41235)
+
+
+def test_the_hub_ticks_less_often_with_many_clients() -> None:
+    hub = Hub(_state(), FeedConfig(tick_s=0.1, tick_s_per_client=0.0002))
+    for _ in range(500):
+        hub.connect()
+    assert hub.tick_interval_s() == pytest.approx(0.1)
+    for _ in range(1500):
+        hub.connect()
+    assert hub.tick_interval_s() == pytest.approx(0.4)
