@@ -51,7 +51,7 @@ class Feed:
     ) -> None:
         self.redis = redis
         self.config = config or FeedConfig()
-        self.market = load_markets(settings.markets_file).default
+        self.market = load_markets(settings.markets_file, settings.markets).default
         self.keys = MarketKeys(self.market.id, settings.key_prefix)
         stale_after_ms = int(3 * settings.heartbeat_interval_s * 1000)
         self.state = CityState(

@@ -53,7 +53,7 @@ def build_deps(settings: Settings) -> Deps:
     telemetry_redis = connect(
         settings.model_copy(update={"redis_max_connections": TELEMETRY_CONNECTIONS})
     )
-    markets = load_markets(settings.markets_file)
+    markets = load_markets(settings.markets_file, settings.markets)
     source = f"ingest/{socket.gethostname()}/{os.getpid()}"
     deps = Deps(
         settings=settings,

@@ -17,7 +17,7 @@ from typing import Any
 from ingest.deps import Deps
 from ridepulse.contracts.envelope import new_event_id, now_ms
 from ridepulse.errors import InvalidInput
-from ridepulse.fares import DEFAULT_FARES, Quote
+from ridepulse.fares import Quote
 from ridepulse.geo import cell_of, cells_along, haversine_m, neighbours
 from ridepulse.travel import DEFAULT_SPEED_MPS, DETOUR_FACTOR, travel_time_s
 
@@ -80,7 +80,7 @@ async def make_quote(
     distance_m = haversine_m(*pickup, *dropoff)
     quote = Quote(
         quote_id=f"q-{new_event_id()}",
-        fare=DEFAULT_FARES.fare(distance_m * DETOUR_FACTOR, trip_s, surge),
+        fare=market.fares.fare(distance_m * DETOUR_FACTOR, trip_s, surge),
         surge=surge,
         pickup_eta_s=None if pickup_s is None else round(pickup_s, 1),
         trip_eta_s=round(trip_s, 1),

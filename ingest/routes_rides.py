@@ -269,13 +269,15 @@ async def complete(ride_id: str, request: Request, who: Who) -> JSON:
     deps = get_deps(request)
     ride = await _ride(deps, ride_id, who)
     _assigned_driver(who, ride)
-    fare = ride.fare if ride.quote_id and ride.fare is not None else _trip_fare(ride)
+    fare = ride.fare if ride.quote_id and ride.fare is not None else _trip_fare(deps, ride)
     done = await deps.store_for_ride(ride_id).complete(ride_id, who.subject, fare=fare)
     return JSON(done.to_public())
 
 
-def _trip_fare(ride: Ride) -> float:
-    """Without a quote: distance as the crow flies × detour, duration from the timeline."""
+def _trip_fare(deps: Deps, ride: Ride) -> float:
+    """Without a quote: distance as the crow flies × detour, duration from the timeline, at the
+    rate card of the pickup's market."""
     started = dict(ride.timeline).get("started")
     duration_s = (time.time() * 1000 - started) / 1000 if started else 0.0
-    return trip_fare(ride.pickup, ride.dropoff, duration_s, ride.surge or 1.0)
+    table = deps.markets.locate(ride.pickup.lat, ride.pickup.lon).fares
+    return trip_fare(ride.pickup, ride.dropoff, duration_s, ride.surge or 1.0, table)

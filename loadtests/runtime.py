@@ -47,7 +47,8 @@ class Runtime:
 
 
 def build_runtime(config: SimConfig) -> Runtime:
-    markets = load_markets(config.markets_file)
+    # every market of the file: RIDEPULSE_SIM_MARKET picks one, unset = the first
+    markets = load_markets(config.markets_file, "all")
     if config.market and config.market not in markets.by_id:
         known = ", ".join(markets.by_id)
         raise ValueError(

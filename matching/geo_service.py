@@ -25,7 +25,7 @@ def build(
     settings: Settings, *, burst: bool = False
 ) -> tuple[MatchingDeps, ConsumerRuntime[MatchingDeps]]:
     redis = connect(settings)
-    markets = load_markets(settings.markets_file).markets
+    markets = load_markets(settings.markets_file, settings.markets).markets
     keys = {m.id: MarketKeys(m.id, settings.key_prefix) for m in markets}
     deps = MatchingDeps(redis=redis, settings=settings, stores={}, speeds={})
     runtime = ConsumerRuntime(

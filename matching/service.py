@@ -27,7 +27,7 @@ def build(
     settings: Settings, *, burst: bool = False
 ) -> tuple[MatchingDeps, list[ConsumerRuntime[MatchingDeps]]]:
     redis = connect(settings)
-    markets = load_markets(settings.markets_file).markets
+    markets = load_markets(settings.markets_file, settings.markets).markets
     consumer = consumer_name(settings, SERVICE)
     keys = {m.id: MarketKeys(m.id, settings.key_prefix) for m in markets}
     deps = MatchingDeps(

@@ -34,7 +34,7 @@ def build(
     settings: Settings, *, burst: bool = False
 ) -> tuple[PricingDeps, list[ConsumerRuntime[PricingDeps]]]:
     redis = connect(settings)
-    markets = [m.id for m in load_markets(settings.markets_file).markets]
+    markets = [m.id for m in load_markets(settings.markets_file, settings.markets).markets]
     consumer = consumer_name(settings, SERVICE)
     deps = PricingDeps.create(redis, settings, markets, f"{SERVICE}/{consumer}")
     keys = {m: MarketKeys(m, settings.key_prefix) for m in markets}

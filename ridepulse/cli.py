@@ -68,10 +68,15 @@ def up(
     no_sim: Annotated[
         bool, typer.Option("--no-sim", help="do not start the simulated fleet")
     ] = False,
+    markets: Annotated[
+        str | None,
+        typer.Option(help="markets to run: unset = the first (sf), 'all', or e.g. 'sf,nyc'"),
+    ] = None,
     log_format: LogFormatOption = None,
 ) -> None:
     """Start Redis (embedded unless --redis-url), every service and the simulated fleet."""
     settings = _settings(
+        markets=markets,
         host=host,
         api_port=api_port,
         dashboard_port=dashboard_port,
@@ -120,7 +125,9 @@ def status(
         _fail("no Redis to inspect: set RIDEPULSE_REDIS_URL or run `ridepulse up` first")
     client = connect_sync(settings.redis_url or "", socket_connect_timeout=3)
     try:
-        report = collect_status(client, load_markets(settings.markets_file), settings.key_prefix)
+        report = collect_status(
+            client, load_markets(settings.markets_file, settings.markets), settings.key_prefix
+        )
     except redis.ConnectionError as exc:
         _fail(f"cannot reach Redis at {_redact(settings.redis_url)}: {exc}")
     typer.echo(

@@ -26,7 +26,7 @@ def cluster_up(
 ) -> None:
     """Start (or restart) the cluster, wait for cluster_state:ok, print its URL; Ctrl-C stops it."""
     settings = Settings()
-    markets = [m.id for m in load_markets(settings.markets_file).markets]
+    markets = [m.id for m in load_markets(settings.markets_file, "all").markets]
     cluster = LocalCluster(
         data_dir or Path(settings.data_dir) / "cluster",
         primaries=primaries,

@@ -65,7 +65,7 @@ class LocalCluster:
     data_dir: Path
     primaries: int = 3
     replicas: int = 0
-    markets: Sequence[str] = ("sf",)
+    markets: Sequence[str] = ("sf", "nyc")
     key_prefix: str = "rp"
     node_timeout_ms: int = NODE_TIMEOUT_MS
     nodes: list[EmbeddedRedis] = field(default_factory=list)

@@ -40,7 +40,7 @@ from ridepulse.silent_drivers import evict_departed, release_lost_rides
 
 async def trim_once(redis: aioredis.Redis, settings: Settings) -> int:
     removed = 0
-    for market in load_markets(settings.markets_file).markets:
+    for market in load_markets(settings.markets_file, settings.markets).markets:
         keys = MarketKeys(market.id, settings.key_prefix)
         for stream in (keys.rides,):
             if await redis.exists(stream):
@@ -52,7 +52,7 @@ async def trim_once(redis: aioredis.Redis, settings: Settings) -> int:
 async def trim_telemetry_once(redis: aioredis.Redis, settings: Settings) -> int:
     oldest_kept = f"{now_ms() - int(settings.telemetry_retention_s * 1000)}-0"
     removed = 0
-    for market in load_markets(settings.markets_file).markets:
+    for market in load_markets(settings.markets_file, settings.markets).markets:
         trimmed: int = await redis.xtrim(
             MarketKeys(market.id, settings.key_prefix).telemetry,
             minid=oldest_kept,
@@ -69,7 +69,7 @@ async def sweep_drivers_once(
     this pass can be evicted in the same pass once silent past `driver_evict_s`."""
     now = await server_time_ms(redis)
     totals = {"rides_released": 0, "drivers_evicted": 0}
-    for market in load_markets(settings.markets_file).markets:
+    for market in load_markets(settings.markets_file, settings.markets).markets:
         store = RideStore(redis, MarketKeys(market.id, settings.key_prefix), source)
         totals["rides_released"] += await release_lost_rides(store, now, settings.driver_lost_s)
         totals["drivers_evicted"] += await evict_departed(store, now, settings.driver_evict_s)
@@ -80,7 +80,7 @@ async def retain_once(
     redis: aioredis.Redis, settings: Settings, absent_since: dict[bytes, float]
 ) -> dict[str, int]:
     trimmed = 0
-    for market in load_markets(settings.markets_file).markets:
+    for market in load_markets(settings.markets_file, settings.markets).markets:
         keys = MarketKeys(market.id, settings.key_prefix)
         trimmed += await trim_rider_rides(redis, keys, settings.rider_rides_kept)
     pruned = await prune_heartbeats(

@@ -23,6 +23,7 @@ from ridepulse.auth import (
 )
 from ridepulse.keys import GlobalKeys
 from ridepulse.logs import configure_logging, get_logger
+from ridepulse.markets import load_markets
 from ridepulse.redis_client import connect_sync
 from ridepulse.redis_server import EmbeddedRedis
 from ridepulse.services import SERVICE_NAMES
@@ -115,6 +116,8 @@ def service_specs(
             "RIDEPULSE_KEY_PREFIX": settings.key_prefix,
             "RIDEPULSE_CONSUMER_NAME": consumer,
         }
+        if settings.markets:
+            env["RIDEPULSE_MARKETS"] = settings.markets
         if name == "ingest":
             ready = _http_ready(f"http://{settings.host}:{settings.api_port}/readyz")
         elif name == "dashboard":
@@ -136,30 +139,44 @@ def service_specs(
     return specs
 
 
-def simulation_spec(settings: Settings, secret: str) -> ChildSpec | None:
+def simulation_specs(settings: Settings, secret: str) -> list[ChildSpec]:
+    """One locust child per running market (each simulates one city: RIDEPULSE_SIM_MARKET); the
+    130 simulated users of the one-city demo are shared among the markets so two cities cost the
+    2-core laptop no more than one."""
     locustfile = REPO_ROOT / "loadtests" / "locustfile.py"
     locust_bin = Path(sys.executable).parent / "locust"
     if not locustfile.exists() or not locust_bin.exists():
-        return None
-    argv = [
-        str(locust_bin),
-        "-f",
-        str(locustfile),
-        "--headless",
-        "--host",
-        f"http://{settings.host}:{settings.api_port}",
-        "-u",
-        "130",
-        "-r",
-        "20",
-        "--only-summary",
-        "--loglevel",
-        "WARNING",
-    ]
-    # time runs 2x so a demo ride completes in a few minutes; seeded so every demo is alike
-    env = {"RIDEPULSE_SECRET": secret, "RIDEPULSE_SIM_SEED": "7", "RIDEPULSE_SIM_TIME_SCALE": "2"}
-    log = Path(settings.data_dir) / "logs" / "simulation.log"
-    return ChildSpec("simulation", argv, env, None, log, tier=TIER_LOAD, stop_timeout_s=25.0)
+        return []
+    market_ids = list(load_markets(settings.markets_file, settings.markets).by_id)
+    users = max(40, 130 // len(market_ids))
+    specs = []
+    for market_id in market_ids:
+        argv = [
+            str(locust_bin),
+            "-f",
+            str(locustfile),
+            "--headless",
+            "--host",
+            f"http://{settings.host}:{settings.api_port}",
+            "-u",
+            str(users),
+            "-r",
+            "20",
+            "--only-summary",
+            "--loglevel",
+            "WARNING",
+        ]
+        # time runs 2x so a demo ride completes in a few minutes; seeded so every demo is alike
+        env = {
+            "RIDEPULSE_SECRET": secret,
+            "RIDEPULSE_SIM_SEED": "7",
+            "RIDEPULSE_SIM_TIME_SCALE": "2",
+            "RIDEPULSE_SIM_MARKET": market_id,
+        }
+        name = "simulation" if len(market_ids) == 1 else f"simulation-{market_id}"
+        log = Path(settings.data_dir) / "logs" / f"{name}.log"
+        specs.append(ChildSpec(name, argv, env, None, log, tier=TIER_LOAD, stop_timeout_s=25.0))
+    return specs
 
 
 def run_platform(settings: Settings, *, simulate: bool) -> int:
@@ -178,8 +195,8 @@ def run_platform(settings: Settings, *, simulate: bool) -> int:
     client = connect_sync(settings.redis_url or "", socket_connect_timeout=3, socket_timeout=3)
     secret = resolve_secret(settings)
     services = service_specs(settings, client, secret, server)
-    sim = simulation_spec(settings, secret) if simulate else None
-    supervisor = Supervisor(specs + services + ([sim] if sim else []))
+    sims = simulation_specs(settings, secret) if simulate else []
+    supervisor = Supervisor(specs + services + sims)
     stopping = False
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -196,7 +213,7 @@ def run_platform(settings: Settings, *, simulate: bool) -> int:
             _url_file(settings).write_text(server.url)
             _url_file(settings).chmod(0o600)
             log.info("redis.started", port=server.port, data_dir=str(server.data_dir))
-        print_banner(settings, secret, [s.name for s in services], sim is not None, server)
+        print_banner(settings, secret, [s.name for s in services], bool(sims), server)
         supervisor.watch(lambda: stopping)
         return 0
     except RuntimeError as exc:

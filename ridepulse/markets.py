@@ -8,6 +8,7 @@ from importlib import resources
 from pathlib import Path
 
 from ridepulse.errors import OutsideServiceArea
+from ridepulse.fares import DEFAULT_FARES, FareTable
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,8 @@ class Market:
     name: str
     bbox: BBox
     center: LatLon
+    # Each city has its own rate card; a market without one in the file uses the default card.
+    fares: FareTable = DEFAULT_FARES
 
 
 class MarketMap:
@@ -68,16 +71,34 @@ def _parse(doc: dict[str, object]) -> MarketMap:
                 name=m["name"],
                 bbox=BBox(**m["bbox"]),
                 center=LatLon(**m["center"]),
+                fares=FareTable(**m["fares"]) if "fares" in m else DEFAULT_FARES,
             )
             for m in raw
         ]
     )
 
 
-def load_markets(path: Path | None = None) -> MarketMap:
-    """Markets from a JSON file, or the built-in San Francisco market."""
+def select(markets: MarketMap, only: str | None) -> MarketMap:
+    """The markets this deployment runs: ``None``/empty = the first one only (one city keeps the
+    default demo responsive on a 2-core laptop: every market adds its own simulated fleet, streams
+    and readers), ``"all"`` = every market of the file, else a comma-separated list of ids."""
+    if not only:
+        return MarketMap(markets.markets[:1])
+    if only.strip() == "all":
+        return markets
+    wanted = [part.strip() for part in only.split(",") if part.strip()]
+    unknown = [m for m in wanted if m not in markets.by_id]
+    if unknown or not wanted:
+        known = ", ".join(markets.by_id)
+        raise ValueError(f"unknown market(s) {', '.join(unknown) or only!r}; known: {known}")
+    return MarketMap([markets.by_id[m] for m in dict.fromkeys(wanted)])
+
+
+def load_markets(path: Path | None = None, only: str | None = None) -> MarketMap:
+    """Markets from a JSON file, or the built-in ones (San Francisco, New York), narrowed to
+    ``only`` (see `select`; services pass ``settings.markets``)."""
     if path is None:
         text = resources.files("ridepulse").joinpath("markets.json").read_text()
     else:
         text = path.read_text()
-    return _parse(json.loads(text))
+    return select(_parse(json.loads(text)), only)

@@ -18,7 +18,12 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(None, description="Redis/Valkey URL; unset = embedded server")
     data_dir: Path = Field(Path(".ridepulse"), description="embedded server data, secret, logs")
     key_prefix: str = Field("rp", description="prefix of every Redis key (tests use their own)")
-    markets_file: Path | None = Field(None, description="JSON file of markets; unset = built-in SF")
+    markets_file: Path | None = Field(
+        None, description="JSON file of markets; unset = built-in (sf, nyc)"
+    )
+    markets: str | None = Field(
+        None, description="markets this deployment runs: unset = the first (sf), all, or sf,nyc"
+    )
     host: str = Field("127.0.0.1", description="address the HTTP services bind")
     api_port: int = Field(8000, description="ingest API port")
     dashboard_port: int = Field(8080, description="dashboard port")
