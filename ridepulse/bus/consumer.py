@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, Generic
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
 from redis.exceptions import NoPermissionError, ResponseError
 
 from ridepulse.bus import metrics as m
@@ -126,6 +128,10 @@ class ConsumerRuntime(Generic[DepsT]):
         self.consumer = consumer
         self.sources = list(sources)
         self.by_key = {s.key: s for s in self.sources}
+        # One XREADGROUP may name streams of one slot only on a cluster: there the sources are
+        # read per slot, each read in flight on its own (see _read_new); one server: one read.
+        self._slot_groups = _slot_groups(self.sources, on_cluster=isinstance(redis, RedisCluster))
+        self._reads: dict[int, asyncio.Task[Any]] = {}
         self.handlers = handlers
         self.deps = deps
         self.burst = burst
@@ -207,6 +213,11 @@ class ConsumerRuntime(Generic[DepsT]):
                 if not await self._group_has_pending():
                     break
                 await asyncio.sleep(0.05)  # entries held elsewhere: wait until claimable
+        for task in self._reads.values():
+            # A read cancelled in flight may have been served: its entries stay pending under
+            # this consumer name and are drained at its next start or claimed by another.
+            task.cancel()
+        self._reads.clear()
         self.log.info("consumer.stopped", **self.stats.__dict__)
 
     def _report_lost_group(self, exc: BaseException) -> None:
@@ -220,15 +231,21 @@ class ConsumerRuntime(Generic[DepsT]):
         )
 
     # ---- reading ---------------------------------------------------------------------
-    async def _read_new(self) -> bool:
+    def _xreadgroup(self, sources: Sequence[StreamSource]) -> Any:
         block = None if self.burst else self.settings.block_ms
-        reply: Any = await self.redis.xreadgroup(
+        return self.redis.xreadgroup(
             self.group,
             self.consumer,
-            {s.key: ">" for s in self.sources},
+            {s.key: ">" for s in sources},
             count=self._read_size(),
             block=block,
         )
+
+    async def _read_new(self) -> bool:
+        if len(self._slot_groups) == 1:
+            reply: Any = await self._xreadgroup(self._slot_groups[0])
+        else:
+            reply = await self._read_per_slot()
         if not reply:
             self.lag_s = 0.0
             return False
@@ -251,6 +268,28 @@ class ConsumerRuntime(Generic[DepsT]):
         if self.conflation is not None and self.lag_s > self.settings.telemetry_catch_up_lag_s:
             return max(self.read_count, self.settings.telemetry_catch_up_read_count)
         return self.read_count
+
+    async def _read_per_slot(self) -> list[Any]:
+        """One blocking read per slot, all in flight at once; returns what the first to answer
+        brought (a quiet market's read stays in flight for the next turn rather than holding a
+        busy market's entries back until its BLOCK times out)."""
+        for index, sources in enumerate(self._slot_groups):
+            if index not in self._reads:
+                self._reads[index] = asyncio.ensure_future(self._xreadgroup(sources))
+        done, _ = await asyncio.wait(self._reads.values(), return_when=asyncio.FIRST_COMPLETED)
+        reply: list[Any] = []
+        failure: BaseException | None = None
+        for index, task in list(self._reads.items()):
+            if task not in done:
+                continue
+            del self._reads[index]
+            if task.exception() is not None:
+                failure = task.exception()
+            else:
+                reply += task.result() or []
+        if failure is not None and not reply:
+            raise failure
+        return reply
 
     async def _drain_own_pending(self) -> None:
         """After a restart, finish what this consumer name had in hand before taking new work."""
@@ -666,3 +705,14 @@ class ConsumerRuntime(Generic[DepsT]):
 
 def _text(value: bytes | str) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+def _slot_groups(sources: Sequence[StreamSource], *, on_cluster: bool) -> list[list[StreamSource]]:
+    """The sources in groups that one XREADGROUP may name: all of them on one server, one group
+    per hash slot on a cluster."""
+    if not on_cluster or not sources:
+        return [list(sources)]
+    groups: dict[int, list[StreamSource]] = {}
+    for source in sources:
+        groups.setdefault(key_slot(source.key.encode()), []).append(source)
+    return list(groups.values())

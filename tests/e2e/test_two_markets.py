@@ -1,0 +1,75 @@
+"""Two built-in markets side by side on one platform (`RIDEPULSE_MARKETS=sf,nyc`): rides in both
+at once, each matched in its own market, each priced at its own rate card."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import start_city
+from tests.support.api import DOWNTOWN, City, offset
+
+pytestmark = pytest.mark.e2e
+
+MIDTOWN = (40.7580, -73.9855)
+
+
+@pytest.fixture
+def two_cities(tmp_path: Path) -> Iterator[City]:
+    platform, client = start_city(tmp_path / "city", RIDEPULSE_MARKETS="sf,nyc")
+    yield client
+    client.close()
+    denied = platform.acl_denials()
+    code = platform.stop()
+    assert not denied, f"services were refused by their Redis users: {denied}"
+    assert code == 0, f"ridepulse up exited {code}:\n{platform.text()[-2000:]}"
+
+
+def _quote(city: City, rider: str, pickup: tuple[float, float], north_m: float) -> dict[str, float]:
+    dropoff = offset(pickup, north_m, 0)
+    response = city.http.get(
+        "/v1/quote",
+        headers=city.token("rider", rider),
+        params={
+            "pickup_lat": pickup[0],
+            "pickup_lon": pickup[1],
+            "dropoff_lat": dropoff[0],
+            "dropoff_lon": dropoff[1],
+        },
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, float] = response.json()
+    return body
+
+
+def test_rides_in_both_markets_at_once_are_matched_and_priced_in_their_own_market(
+    two_cities: City,
+) -> None:
+    city = two_cities
+    city.go_available("sf-driver", *offset(DOWNTOWN, 300, 0))
+    city.go_available("nyc-driver", *offset(MIDTOWN, 300, 0))
+    sf_quote = _quote(city, "sf-rider", DOWNTOWN, -3000)
+    nyc_quote = _quote(city, "nyc-rider", MIDTOWN, -3000)
+    # the same trip shape costs more at New York's rate card (no surge: no demand yet)
+    assert sf_quote["surge"] == nyc_quote["surge"] == 1.0
+    assert nyc_quote["fare"] > sf_quote["fare"]
+    sf_ride = city.request_ride(
+        "sf-rider", DOWNTOWN, offset(DOWNTOWN, -3000, 0), quote_id=sf_quote["quote_id"]
+    )
+    nyc_ride = city.request_ride(
+        "nyc-rider", MIDTOWN, offset(MIDTOWN, -3000, 0), quote_id=nyc_quote["quote_id"]
+    )
+    assert sf_ride.status_code == 202 and nyc_ride.status_code == 202, (sf_ride, nyc_ride)
+    rides = {"sf-driver": sf_ride.json()["ride_id"], "nyc-driver": nyc_ride.json()["ride_id"]}
+    for driver, ride_id in rides.items():
+        city.wait_ride(ride_id, lambda r: r["status"] == "offered", timeout_s=30, what="an offer")
+        view = city.http.get(f"/v1/drivers/{driver}", headers=city.token("driver", driver)).json()
+        assert view["offer"]["ride_id"] == ride_id, view
+    for action in ("accept", "arrived", "start", "complete"):
+        for driver, ride_id in rides.items():
+            result = city.act(driver, ride_id, action)
+            assert result.status_code == 200, f"{driver} {action}: {result.text}"
+    assert city.ride(rides["sf-driver"])["fare"] == sf_quote["fare"]
+    assert city.ride(rides["nyc-driver"])["fare"] == nyc_quote["fare"]
