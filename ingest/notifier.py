@@ -10,6 +10,8 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
 from redis.exceptions import RedisError
 
 from ridepulse.bus.faults import Backoff
@@ -62,15 +64,20 @@ class DriverNotifier:
     async def run(self, stop: asyncio.Event) -> None:
         """Until stopped: Redis errors back off and retry, a bad entry is skipped and counted.
         Should the loop still end by surprise, `failure` says why and /readyz answers 503."""
+        # XREAD may name streams of one slot only on a cluster: one read loop per slot there.
+        on_cluster = isinstance(self.redis, RedisCluster)
+        groups: dict[int, list[str]] = {}
+        for stream in self.streams:
+            groups.setdefault(key_slot(stream.encode()) if on_cluster else 0, []).append(stream)
         try:
-            await self._read_loop(stop)
+            await asyncio.gather(*(self._read_loop(stop, streams) for streams in groups.values()))
         except Exception as exc:
             self.failure = f"{type(exc).__name__}: {exc}"
             self.log.error("notifier.stopped", error=self.failure)
             raise
 
-    async def _read_loop(self, stop: asyncio.Event) -> None:
-        last = dict.fromkeys(self.streams, "$")
+    async def _read_loop(self, stop: asyncio.Event, streams: list[str]) -> None:
+        last = dict.fromkeys(streams, "$")
         backoff = Backoff(cap_s=2.0)
         while not stop.is_set():
             try:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from ridepulse.redis_client import connect_sync
 from tests.e2e.conftest import start_city
 from tests.support.api import DOWNTOWN, City, offset
 
@@ -73,3 +75,11 @@ def test_rides_in_both_markets_at_once_are_matched_and_priced_in_their_own_marke
             assert result.status_code == 200, f"{driver} {action}: {result.text}"
     assert city.ride(rides["sf-driver"])["fare"] == sf_quote["fare"]
     assert city.ride(rides["nyc-driver"])["fare"] == nyc_quote["fare"]
+    if city.platform.cluster is not None:  # RIDEPULSE_TEST_CLUSTER=1: a 3-primary cluster
+        client: Any = connect_sync(city.platform.cluster.url)
+        try:
+            sf_node = client.get_node_from_key("rp:{sf}:rides")
+            nyc_node = client.get_node_from_key("rp:{nyc}:rides")
+            assert sf_node.name != nyc_node.name, "the two markets share a primary"
+        finally:
+            client.close()
