@@ -14,7 +14,12 @@ const KPI_HELP = {
   cancelled: "rides cancelled (all time)",
   expired: "rides that found no driver in time (all time)",
   max_surge: "highest surge multiplier in the market now",
+  trip_eta_mae_s: "trip ETA error: mean |quoted trip ETA − actual trip time| over recently completed rides",
+  pickup_mean_s: "mean time from match to driver arrival over recent rides",
+  fulfilment_rate: "completed share of finished rides (completed, cancelled, expired; all time)",
 };
+
+const percent = (v) => (v == null ? "—" : `${(v * 100).toFixed(1)}%`);
 
 export const KPIS = [
   ["drivers_online", "Drivers online", fmt.int, "#38bdf8"],
@@ -28,6 +33,9 @@ export const KPIS = [
   ["cancelled", "Cancelled", fmt.int, "#94a3b8"],
   ["expired", "Expired", fmt.int, "#f97316"],
   ["max_surge", "Max surge", fmt.surge, "#ec4899"],
+  ["trip_eta_mae_s", "Trip ETA MAE", fmt.duration, "#c084fc"],
+  ["pickup_mean_s", "Pickup mean", fmt.duration, "#818cf8"],
+  ["fulfilment_rate", "Fulfilment", percent, "#4ade80"],
 ];
 
 const EVENT_FILTERS = [

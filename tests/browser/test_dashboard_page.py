@@ -23,6 +23,7 @@ from dashboard.hub import Hub
 from dashboard.protocol import apply_delta, decode
 from dashboard.state import CityState
 from ridepulse.auth import mint_dashboard_link
+from ridepulse.contracts.envelope import now_ms
 from ridepulse.keys import MarketKeys
 from ridepulse.redis_server import free_port
 from ridepulse.settings import Settings
@@ -209,15 +210,18 @@ async def test_page_loads_offline_and_follows_a_ride_to_completed(
     await _kpi(page, "open_requests", "1")
     await ride.step("offered", driver_id="drv-a", pickup_eta_s=140)
     await _status(page, "ride-b1", "offered")
-    await ride.step("matched", pickup_eta_s=130)
+    # Explicit step times so the quality KPIs are known: pickup 90 s, trip 300 s quoted 330 s.
+    matched_at = now_ms()
+    await ride.step("matched", at_ms=matched_at, pickup_eta_s=130, trip_eta_s=330)
     await _status(page, "ride-b1", "matched")
     await _kpi(page, "open_requests", "0")
     await _kpi(page, "matched_last_min", "1")
     await page.locator('#rides tr[data-ride-id="ride-b1"]').click()
     detail = page.locator("#ride-detail")
     await expect(detail).to_have_attribute("data-ride-id", "ride-b1")
-    for status in ("driver_arrived", "started", "completed"):
-        await ride.step(status, fare=23.5 if status == "completed" else None)
+    for status, after_s in (("driver_arrived", 90), ("started", 95), ("completed", 395)):
+        fare = 23.5 if status == "completed" else None
+        await ride.step(status, at_ms=matched_at + after_s * 1000, fare=fare)
         await _status(page, "ride-b1", status)
     await expect(detail).to_have_attribute("data-status", "completed")
     steps = detail.locator(".timeline li[data-status]")
@@ -232,6 +236,11 @@ async def test_page_loads_offline_and_follows_a_ride_to_completed(
     ]
     await _kpi(page, "completed", "1")
     await _kpi(page, "cancelled", "0")
+    await _kpi(page, "pickup_mean_s", "90")
+    await _kpi(page, "trip_eta_mae_s", "30")
+    await _kpi(page, "fulfilment_rate", "1")
+    await expect(page.locator('[data-kpi="fulfilment_rate"] .kpi-value')).to_have_text("100.0%")
+    await expect(page.locator('[data-kpi="trip_eta_mae_s"] .kpi-value')).to_have_text("30s")
 
     await page.locator('[data-filter="ride.completed"]').click()
     await expect(page.locator("#events li[data-type]")).to_have_count(1)

@@ -346,6 +346,9 @@ def test_kpis_count_drivers_requests_matches_and_surge() -> None:
         "expired": 0,
         "max_surge": 2.35,
         "dead_letters": 1,
+        "trip_eta_mae_s": None,
+        "pickup_mean_s": None,
+        "fulfilment_rate": round(12 / 14, 3),
     }
 
 
@@ -519,3 +522,40 @@ def test_the_hub_ticks_less_often_with_many_clients() -> None:
     for _ in range(1500):
         hub.connect()
     assert hub.tick_interval_s() == pytest.approx(0.4)
+
+
+def test_quality_kpis_measure_trip_eta_error_pickup_time_and_fulfilment() -> None:
+    def ride(status: str, steps: dict[str, int], trip_eta_s: float | None) -> dict[str, object]:
+        timeline = [{"status": s, "at": at} for s, at in steps.items()]
+        return {"status": status, "timeline": timeline, "trip_eta_s": trip_eta_s}
+
+    rides = [
+        # pickup 120 s, trip 300 s quoted 330 s → error 30 s
+        ride(
+            "completed",
+            {"matched": 0, "driver_arrived": 120_000, "started": 130_000, "completed": 430_000},
+            330.0,
+        ),
+        # pickup 60 s, trip 200 s quoted 150 s → error 50 s
+        ride(
+            "completed",
+            {"matched": 0, "driver_arrived": 60_000, "started": 60_000, "completed": 260_000},
+            150.0,
+        ),
+        # on the way: counts for pickup time (90 s), not for ETA error
+        ride("started", {"matched": 0, "driver_arrived": 90_000, "started": 95_000}, 500.0),
+        ride("requested", {}, None),
+    ]
+    kpis = compute_kpis(
+        driver_statuses={},
+        rides=rides,
+        ride_counts={"completed": 3, "cancelled": 0, "expired": 1},
+        matches=[],
+        surge=[],
+        dead_letters=0,
+        now_ms=1_000_000,
+    )
+    assert kpis["trip_eta_mae_s"] == 40.0
+    assert kpis["pickup_mean_s"] == 90.0
+    assert kpis["fulfilment_rate"] == 0.75
+    assert kpis["open_requests"] == 1
