@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from functools import partial
 
+from matching.batcher import run_batcher
 from matching.handlers import HANDLERS, MatchingDeps
 from matching.sweeper import run_sweeper
 from ridepulse.bus.consumer import ConsumerRuntime, StreamSource
@@ -62,7 +63,8 @@ async def serve(settings: Settings) -> None:
         settings,
         service=SERVICE,
         runtimes=runtimes,
-        background=[partial(run_sweeper, deps), speeds],
+        background=[partial(run_sweeper, deps), speeds]
+        + ([partial(run_batcher, deps)] if settings.match_batch_window_s > 0 else []),
     )
 
 
