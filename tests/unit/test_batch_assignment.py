@@ -59,9 +59,12 @@ def test_optimum_on_random_batches_is_never_worse_than_greedy() -> None:
     for _ in range(200):
         rides, drivers = rng.integers(1, 8), rng.integers(8, 12)
         eta = rng.uniform(30, 900, size=(rides, drivers))
-        total = sum(p.pickup_eta_s for p in assign_min_total_eta(
-            [f"r{i}" for i in range(rides)], [f"d{j}" for j in range(drivers)], eta
-        ))
+        total = sum(
+            p.pickup_eta_s
+            for p in assign_min_total_eta(
+                [f"r{i}" for i in range(rides)], [f"d{j}" for j in range(drivers)], eta
+            )
+        )
         greedy = greedy_total(eta)
         assert total <= greedy + 1e-9
         better += total < greedy - 1e-9
