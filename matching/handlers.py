@@ -89,6 +89,8 @@ async def try_offer(deps: MatchingDeps, ride: Ride, cause_id: str) -> Ride | Non
 
 async def on_ride_waiting(event: Event, deps: MatchingDeps) -> Outgoing:
     """ride.requested and ride.unmatched both mean: this ride needs a driver now."""
+    if deps.settings.match_batch_window_s > 0:
+        return None  # batch mode: the batcher offers every waiting ride at its next window
     ride_id = event.payload(RideRequestedV1, RideUnmatchedV1).ride_id
     store = deps.stores.get(market_of_ride(ride_id) or "")
     if store is None:

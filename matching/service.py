@@ -7,8 +7,11 @@ deadlines, retries, stale drivers) and the speed cache. The geo index it searche
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
 from functools import partial
+from typing import Any
 
+from matching.batcher import run_batcher
 from matching.handlers import HANDLERS, MatchingDeps
 from matching.sweeper import run_sweeper
 from ridepulse.bus.consumer import ConsumerRuntime, StreamSource
@@ -57,12 +60,18 @@ async def serve(settings: Settings) -> None:
     async def speeds(stop: asyncio.Event) -> None:
         await asyncio.gather(*(cache.run(stop) for cache in deps.speeds.values()))
 
+    background: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = [
+        partial(run_sweeper, deps),
+        speeds,
+    ]
+    if settings.match_batch_window_s > 0:
+        background.append(partial(run_batcher, deps))
     await run_consumer_service(
         deps.redis,
         settings,
         service=SERVICE,
         runtimes=runtimes,
-        background=[partial(run_sweeper, deps), speeds],
+        background=background,
     )
 
 

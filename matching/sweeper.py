@@ -94,7 +94,8 @@ async def sweep_once(
     for market in deps.stores:
         totals["timed_out"] += await time_out_offers(deps, market, now)
         totals["expired"] += await expire_overdue(deps, market, now)
-        totals["retried"] += await retry_waiting(deps, market, now)
+        if deps.settings.match_batch_window_s == 0:  # in batch mode the batcher retries them
+            totals["retried"] += await retry_waiting(deps, market, now)
         stale_before = now - int(deps.settings.driver_stale_s * 1000)
         since = marks.get(market)
         if since is not None and (since // FULL_STALE_PASS_EVERY_MS) != (

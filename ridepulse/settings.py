@@ -78,6 +78,13 @@ class Settings(BaseSettings):
 
     offer_timeout_s: float = Field(10.0, description="a driver's time to answer an offer")
     matching_concurrency: int = Field(32, description="rides one matching process offers at once")
+    match_batch_window_s: float = Field(
+        0.0,
+        ge=0.0,
+        le=10.0,
+        description="batch matching: collect waiting rides this long, then offer the "
+        "min-total-pickup-ETA assignment; 0 offers each ride greedily as it arrives",
+    )
     ride_deadline_s: float = Field(60.0, description="time to find a driver before expiry")
     driver_stale_s: float = Field(30.0, description="silence after which a driver is not offered")
     driver_lost_s: float = Field(
