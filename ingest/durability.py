@@ -8,7 +8,10 @@ answer is 503 with Retry-After: the ride may exist in memory, and the rider's re
 same Idempotency-Key gets that ride (its replay step writes, so the new WAITAOF covers it).
 
 A 202 then survives a Redis process crash and an OS crash of the Redis host. Replicas are not
-awaited (numreplicas 0): asynchronous failover can still lose an acknowledged ride (DESIGN §11).
+awaited by default: asynchronous failover can still lose an acknowledged ride (DESIGN §11).
+RIDEPULSE_RIDE_REPLICA_ACKS=1 sends `WAIT 1 timeout` on the same pinned connection after
+WAITAOF (in a cluster: the connection to the market's primary), and answers 503 + Retry-After
+when no replica acknowledged the write in time.
 RIDEPULSE_DURABLE_WRITES=false skips WAITAOF, for a server run deliberately without AOF: a 202
 then means "in Redis memory" only, and /readyz reports `durable_writes: false`."""
 
@@ -108,5 +111,23 @@ async def make_durable(deps: Deps, pin: Pinned) -> None:
         get_logger().warning("ingest.waitaof_timeout", reply=list(reply or []), ms=timeout_ms)
         raise NotDurable(
             f"the ride was not fsynced within {timeout_ms} ms; retry with the same Idempotency-Key",
+            retry_after_s=NOT_DURABLE_RETRY_AFTER_S,
+        )
+    await wait_for_replicas(deps.settings.ride_replica_acks, timeout_ms, pin)
+
+
+async def wait_for_replicas(acks: int, timeout_ms: int, pin: Pinned) -> None:
+    """WAIT for `acks` replicas to have the writes made on `pin`; NotDurable (503) otherwise.
+
+    WAIT, like WAITAOF, counts the replication offset of this connection's last write, so it
+    must run on the pinned connection. acks=0 skips it (one server, or async replication)."""
+    if acks <= 0:
+        return
+    acked = int(await pin.execute("WAIT", acks, timeout_ms))
+    if acked < acks:
+        get_logger().warning("ingest.wait_replicas_timeout", acked=acked, wanted=acks)
+        raise NotDurable(
+            f"the ride reached {acked} of {acks} replicas within {timeout_ms} ms; retry with the "
+            "same Idempotency-Key",
             retry_after_s=NOT_DURABLE_RETRY_AFTER_S,
         )

@@ -143,7 +143,10 @@ SERVICE_GRANTS: dict[str, Grant] = {
             SCRIPTS,
             RIDE_STEP_COMMANDS,
             ("xread", "xrange", "xinfo|groups", "hexists", "geosearch", "time"),
-            ("waitaof",),  # ride requests are durable before the 202
+            (
+                "waitaof",
+                "wait",
+            ),  # ride requests are durable (and replicated if asked) before the 202
             ("incrby", "expire", "hmget"),  # per-rider minute counters; idempotency records
         ),
         reads=_unique(

@@ -125,6 +125,12 @@ class Settings(BaseSettings):
     durable_timeout_ms: int = Field(
         2000, gt=0, description="longest wait for that fsync before a 503 with Retry-After"
     )
+    ride_replica_acks: int = Field(
+        0,
+        ge=0,
+        le=1,
+        description="1 = a ride's 202 also waits for a replica (WAIT 1): survives a failover",
+    )
     rider_ride_requests_per_min: int = Field(
         10, ge=0, description="ride requests per rider per minute; 0 = off"
     )
