@@ -2,7 +2,7 @@
 a dict each, orjson encode) against the new one (msgspec decode into structs, msgspec
 encode), alternated in the same process (ABAB...), median of per-pair ratios with spread.
 
-    .venv/bin/python -m loadtests.ingest_validation_bench [--pairs 7] [--batch 1000]
+    .venv/bin/python -m loadtests.bench.ingest_validation [--pairs 7] [--batch 1000]
 
 No Redis, no HTTP: only the CPU that the batch route spends per ping before its XADD."""
 

@@ -2,7 +2,7 @@
 settings (no conflation, eta learning from every ping) against new, alternated in one run on
 one embedded server, so a machine whose speed drifts moves both sides alike.
 
-    .venv/bin/python -m loadtests.micro_consumer [--pairs 3]
+    .venv/bin/python -m loadtests.bench.micro_consumer [--pairs 3]
 
 Two situations: `at pace` (reads of `telemetry_read_count` entries, as when nothing is
 behind) and `behind` (the same entries as a backlog 12 s old: catch-up reads). The backlog is
