@@ -68,13 +68,24 @@ def up(
     no_sim: Annotated[
         bool, typer.Option("--no-sim", help="do not start the simulated fleet")
     ] = False,
+    cluster: Annotated[
+        bool,
+        typer.Option(
+            "--cluster", help="run on a local Valkey Cluster (<data dir>/cluster), not one server"
+        ),
+    ] = False,
+    primaries: Annotated[int, typer.Option(min=1, help="with --cluster: shards")] = 3,
+    replicas: Annotated[int, typer.Option(min=0, help="with --cluster: replicas per primary")] = 1,
     markets: Annotated[
         str | None,
         typer.Option(help="markets to run: unset = the first (sf), 'all', or e.g. 'sf,nyc'"),
     ] = None,
     log_format: LogFormatOption = None,
 ) -> None:
-    """Start Redis (embedded unless --redis-url), every service and the simulated fleet."""
+    """Start Redis (embedded unless --redis-url; a local cluster with --cluster), every service
+    and the simulated fleet."""
+    if cluster and redis_url:
+        _fail("--cluster starts its own cluster: leave out --redis-url (or --cluster)")
     settings = _settings(
         markets=markets,
         host=host,
@@ -85,7 +96,8 @@ def up(
         log_format=log_format,
     )
     try:
-        code = launcher.run_platform(settings, simulate=not no_sim)
+        plan = launcher.ClusterPlan(primaries, replicas) if cluster else None
+        code = launcher.run_platform(settings, simulate=not no_sim, cluster_plan=plan)
     except RedisUnavailable as exc:
         _fail(exc.detail)
     raise typer.Exit(code)

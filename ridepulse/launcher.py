@@ -8,6 +8,7 @@ import shutil
 import signal
 import sys
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -21,6 +22,7 @@ from ridepulse.auth import (
     resolve_secret,
     write_private,
 )
+from ridepulse.cluster import LocalCluster
 from ridepulse.keys import GlobalKeys
 from ridepulse.logs import configure_logging, get_logger
 from ridepulse.markets import load_markets
@@ -179,13 +181,44 @@ def simulation_specs(settings: Settings, secret: str) -> list[ChildSpec]:
     return specs
 
 
-def run_platform(settings: Settings, *, simulate: bool) -> int:
+@dataclass(frozen=True)
+class ClusterPlan:
+    """`ridepulse up --cluster`: a local Valkey Cluster in <data dir>/cluster instead of one
+    embedded server."""
+
+    primaries: int = 3
+    replicas: int = 1
+
+
+def start_cluster(settings: Settings, plan: ClusterPlan) -> LocalCluster:
+    """Start (or restart, same ports and data) the local cluster, every market's slot dealt."""
+    markets = [m.id for m in load_markets(settings.markets_file, "all").markets]
+    return LocalCluster(
+        Path(settings.data_dir) / "cluster",
+        primaries=plan.primaries,
+        replicas=plan.replicas,
+        markets=markets,
+        key_prefix=settings.key_prefix,
+    ).start()
+
+
+def run_platform(
+    settings: Settings, *, simulate: bool, cluster_plan: ClusterPlan | None = None
+) -> int:
     private_dir(Path(settings.data_dir))  # secret, passwords, logs: the owner's only
     configure_logging("supervisor", settings.log_level)
     log = get_logger()
     server = None
+    cluster = None
     specs: list[ChildSpec] = []
-    if not settings.redis_url:
+    if cluster_plan is not None:
+        # The nodes are not the supervisor's children: a node that dies is replaced by its
+        # replica's promotion (cluster failover), not restarted (docs/scaling.md).
+        cluster = start_cluster(settings, cluster_plan)
+        settings = settings.model_copy(update={"redis_url": cluster.url})
+        write_private(_url_file(settings), cluster.url)
+        log.info("cluster.started", url_port=cluster.nodes[0].port, nodes=len(cluster.nodes))
+    elif not settings.redis_url:
         server = EmbeddedRedis(
             Path(settings.data_dir) / "redis", key_prefix=settings.key_prefix
         ).prepare()
@@ -213,7 +246,7 @@ def run_platform(settings: Settings, *, simulate: bool) -> int:
             _url_file(settings).write_text(server.url)
             _url_file(settings).chmod(0o600)
             log.info("redis.started", port=server.port, data_dir=str(server.data_dir))
-        print_banner(settings, secret, [s.name for s in services], bool(sims), server)
+        print_banner(settings, secret, [s.name for s in services], bool(sims), server, cluster)
         supervisor.watch(lambda: stopping)
         return 0
     except RuntimeError as exc:
@@ -222,7 +255,9 @@ def run_platform(settings: Settings, *, simulate: bool) -> int:
     finally:
         supervisor.stop_all()
         client.close()
-        if server is not None:
+        if cluster is not None:
+            cluster.stop()
+        if server is not None or cluster is not None:
             forget_running_redis(settings)
 
 
@@ -243,6 +278,7 @@ def print_banner(
     services: list[str],
     simulating: bool,
     server: EmbeddedRedis | None,
+    cluster: LocalCluster | None = None,
 ) -> None:
     # A read-only link good for minutes (docs/security.md); opening it sets a session cookie.
     link = mint_dashboard_link(secret, "dashboard")
@@ -250,6 +286,12 @@ def print_banner(
     lines = ["", "RidePulse is up."]
     if server is not None:
         lines.append(f"  Redis (embedded): 127.0.0.1:{server.port}  data: {server.data_dir}")
+    if cluster is not None:
+        ports = ",".join(str(node.port) for node in cluster.nodes)
+        lines.append(
+            f"  Redis Cluster (local): {cluster.primaries} primaries x {cluster.replicas} "
+            f"replicas on 127.0.0.1:{ports}  data: {cluster.data_dir}"
+        )
     lines.append(f"  services:  {', '.join(services)}")
     if "ingest" in services:
         lines.append(f"  API:       {base}:{settings.api_port}/docs")

@@ -27,7 +27,7 @@ class Platform(SharedPlatform):
 
     def __init__(self, data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> None:
         self.cluster: LocalCluster | None = None
-        if ON_CLUSTER and "--redis-url" not in extra:
+        if ON_CLUSTER and "--redis-url" not in extra and "--cluster" not in extra:
             self.cluster = LocalCluster(data_dir / "cluster", primaries=3).start()
             extra = (*extra, "--redis-url", self.cluster.url)
         super().__init__(data_dir, *extra, env=env)
