@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 
+from ridepulse.bus.faults import is_transient
 from ridepulse.errors import NotDurable, Overloaded, RidePulseError
 from ridepulse.logs import get_logger
 
@@ -64,6 +65,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
+        if is_transient(exc):  # the client's connection torn down under it (a node failing)
+            log.error(
+                "api.redis_error", path=request.url.path, error=f"{type(exc).__name__}: {exc}"
+            )
+            return error_response(
+                503, "unavailable", "storage is unavailable; retry shortly", retry_after_s=1
+            )
         log.error(
             "api.unexpected_error", path=request.url.path, error=f"{type(exc).__name__}: {exc}"
         )

@@ -14,7 +14,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import RedisError
 
-from ridepulse.bus.faults import Backoff
+from ridepulse.bus.faults import Backoff, is_transient
 from ridepulse.bus.metrics import SKIPPED_ENTRIES
 from ridepulse.logs import get_logger
 from ridepulse.pause import sleep_or_stop
@@ -82,7 +82,9 @@ class DriverNotifier:
         while not stop.is_set():
             try:
                 reply: Any = await self.redis.xread(last, count=500, block=1000)  # type: ignore[arg-type]
-            except (RedisError, OSError) as exc:
+            except Exception as exc:
+                if not isinstance(exc, RedisError | OSError) and not is_transient(exc):
+                    raise
                 pause_s = backoff.next_s()
                 self.log.warning("notifier.read_failed", error=str(exc), retry_in_s=pause_s)
                 await sleep_or_stop(stop, pause_s)

@@ -70,6 +70,7 @@ class LocalCluster:
     node_timeout_ms: int = NODE_TIMEOUT_MS
     nodes: list[EmbeddedRedis] = field(default_factory=list)
     bus_ports: list[int] = field(default_factory=list)
+    _dead_since: dict[int, float] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -195,6 +196,25 @@ class LocalCluster:
             and linked
             and replicas_seen == self.primaries * self.replicas
         )
+
+    def revive_dead_nodes(self, after_s: float) -> list[int]:
+        """Restart every node that has been dead for `after_s`, on its own port and data dir,
+        and return their indexes. A primary that died rejoins as a replica of the node promoted
+        in its place, so the shard has a replica again (what WAIT 1 needs). The delay lets the
+        cluster fail over first, as it must when a machine is gone for longer than the node
+        timeout; restarted at once, the node would simply resume as the primary."""
+        revived: list[int] = []
+        now = time.monotonic()
+        for index, node in enumerate(self.nodes):
+            if node.process is None or node.process.poll() is None:
+                self._dead_since.pop(index, None)
+                continue
+            died = self._dead_since.setdefault(index, now)
+            if now - died >= after_s:
+                node.start()
+                del self._dead_since[index]
+                revived.append(index)
+        return revived
 
     def stop(self) -> None:
         for node in reversed(self.nodes):

@@ -190,6 +190,11 @@ class ClusterPlan:
     replicas: int = 1
 
 
+def cluster_revive_after_s(cluster: LocalCluster) -> float:
+    """A dead node is restarted after twice the node timeout: its replica is promoted first."""
+    return 2 * cluster.node_timeout_ms / 1000
+
+
 def start_cluster(settings: Settings, plan: ClusterPlan) -> LocalCluster:
     """Start (or restart, same ports and data) the local cluster, every market's slot dealt."""
     markets = [m.id for m in load_markets(settings.markets_file, "all").markets]
@@ -247,7 +252,14 @@ def run_platform(
             _url_file(settings).chmod(0o600)
             log.info("redis.started", port=server.port, data_dir=str(server.data_dir))
         print_banner(settings, secret, [s.name for s in services], bool(sims), server, cluster)
-        supervisor.watch(lambda: stopping)
+
+        def should_stop() -> bool:
+            if cluster is not None and not stopping:
+                for index in cluster.revive_dead_nodes(after_s=cluster_revive_after_s(cluster)):
+                    log.warning("cluster.node_revived", node=index)
+            return stopping
+
+        supervisor.watch(should_stop)
         return 0
     except RuntimeError as exc:
         log.error("platform.start_failed", error=str(exc))
