@@ -90,7 +90,7 @@ def test_the_setting_reads_ridepulse_log_format_and_refuses_other_values(
 def test_up_passes_the_log_format_flag_to_the_platform(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[Settings] = []
 
-    def run_platform(settings: Settings, *, simulate: bool) -> int:
+    def run_platform(settings: Settings, *, simulate: bool, cluster_plan: object = None) -> int:
         seen.append(settings)
         return 0
 
