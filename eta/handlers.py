@@ -19,7 +19,6 @@ from ridepulse.bus.handlers import HandlerTable, Outgoing
 from ridepulse.contracts.envelope import derived_event_id
 from ridepulse.contracts.events import (
     DriverLocationV1,
-    Ping,
     RideCancelledV1,
     RideCompletedV1,
     RideDriverArrivedV1,
@@ -28,6 +27,7 @@ from ridepulse.contracts.events import (
     RideUnmatchedV1,
 )
 from ridepulse.contracts.registry import Event
+from ridepulse.contracts.telemetry_decode import PingLike
 from ridepulse.rides.state import RideStatus
 
 RideEnding = RideDriverArrivedV1 | RideCompletedV1 | RideCancelledV1 | RideUnmatchedV1
@@ -88,9 +88,9 @@ def _ending(
     return forget
 
 
-def _newest_tracked(events: Sequence[Event], deps: EtaDeps) -> dict[str, tuple[Ping, str]]:
+def _newest_tracked(events: Sequence[Event], deps: EtaDeps) -> dict[str, tuple[PingLike, str]]:
     """Learn from every ping; keep the newest ping (and its event id) of each tracked driver."""
-    newest: dict[str, tuple[Ping, str]] = {}
+    newest: dict[str, tuple[PingLike, str]] = {}
     for event in events:
         pings = event.payload(DriverLocationV1).pings
         model = deps.models.get(event.market)

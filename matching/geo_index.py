@@ -23,7 +23,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from ridepulse.contracts.events import Ping
+from ridepulse.contracts.telemetry_decode import PingLike
 from ridepulse.keys import MarketKeys
 from ridepulse.positions import pack_position
 
@@ -36,8 +36,8 @@ class NearbyDriver:
     distance_m: float
 
 
-def newest_per_driver(pings: Iterable[Ping]) -> dict[str, Ping]:
-    newest: dict[str, Ping] = {}
+def newest_per_driver(pings: Iterable[PingLike]) -> dict[str, PingLike]:
+    newest: dict[str, PingLike] = {}
     for ping in pings:
         held = newest.get(ping.driver_id)
         if held is None or ping.ts > held.ts:
@@ -45,7 +45,7 @@ def newest_per_driver(pings: Iterable[Ping]) -> dict[str, Ping]:
     return newest
 
 
-def packed_position(ping: Ping) -> str:
+def packed_position(ping: PingLike) -> str:
     return pack_position(ping.lat, ping.lon, ping.ts, ping.heading)
 
 
@@ -59,7 +59,9 @@ def _source(name: str) -> str:
     return resources.files("matching").joinpath(name).read_text()
 
 
-async def update_positions(redis: aioredis.Redis, keys: MarketKeys, pings: Iterable[Ping]) -> int:
+async def update_positions(
+    redis: aioredis.Redis, keys: MarketKeys, pings: Iterable[PingLike]
+) -> int:
     """Apply a batch of pings; returns how many drivers moved (stale pings are ignored)."""
     newest = newest_per_driver(pings)
     if not newest:

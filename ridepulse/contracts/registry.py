@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from ridepulse.contracts import events as ev
 from ridepulse.contracts.envelope import Envelope
+from ridepulse.contracts.telemetry_decode import decode_locations
 from ridepulse.errors import InvalidEvent
 
 P = TypeVar("P", bound=ev.Payload)
@@ -87,6 +88,8 @@ def decode(fields: dict[bytes, bytes], market: str = "") -> Event:
     """Stream fields → validated Event; InvalidEvent (with reason) otherwise."""
     envelope = Envelope.from_fields(fields)
     model = model_for(envelope.type, envelope.v)
+    if model is ev.DriverLocationV1:  # the high-volume type: no pydantic object per ping
+        return Event(envelope, decode_locations(envelope.data), market)
     try:
         data = model.model_validate(envelope.data)
     except ValidationError as exc:

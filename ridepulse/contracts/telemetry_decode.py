@@ -1,0 +1,59 @@
+"""driver.location v1 decoded without a pydantic object per ping.
+
+Telemetry is the one high-volume type: a consumer reads thousands of pings a second, and
+validating each into a pydantic `Ping` cost 3.4–3.7 µs per ping against 0.4–1.0 µs for msgspec
+(measured 2026-12-04, 1,000-ping entries). The rules are the contract's (`events.Ping`: the same
+fields, types and coordinate ranges; unknown fields ignored as `Payload` allows); the pings come
+out as `PingRow` structs with the same attribute names, held in a `DriverLocationV1` built without
+re-validation. tests/unit/test_telemetry_decode.py holds the two decoders to the same answers."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Protocol
+
+import msgspec
+
+from ridepulse.contracts.events import DriverLocationV1
+from ridepulse.errors import InvalidEvent
+
+
+class PingLike(Protocol):
+    """What the telemetry handlers read from a ping: `events.Ping` and `PingRow` both fit."""
+
+    @property
+    def driver_id(self) -> str: ...
+    @property
+    def lat(self) -> float: ...
+    @property
+    def lon(self) -> float: ...
+    @property
+    def ts(self) -> int: ...
+    @property
+    def speed_mps(self) -> float | None: ...
+    @property
+    def heading(self) -> float | None: ...
+
+
+class PingRow(msgspec.Struct, frozen=True):
+    driver_id: str
+    lat: Annotated[float, msgspec.Meta(ge=-90, le=90)]
+    lon: Annotated[float, msgspec.Meta(ge=-180, le=180)]
+    ts: int
+    speed_mps: float | None = None
+    heading: float | None = None
+    accuracy_m: float | None = None
+
+
+class _Locations(msgspec.Struct):
+    pings: list[PingRow]
+
+
+def decode_locations(data: dict[str, Any]) -> DriverLocationV1:
+    """The payload of a driver.location v1 entry; InvalidEvent naming the bad field otherwise."""
+    try:
+        rows = msgspec.convert(data, _Locations, strict=False).pings
+    except msgspec.ValidationError as exc:
+        raise InvalidEvent(f"driver.location v1: {exc}") from None
+    # model_construct skips validation: msgspec has just done it, by the same rules. The rows
+    # stand in for `Ping` (same read-only attributes); handlers read them as `PingLike`.
+    return DriverLocationV1.model_construct(pings=rows)  # type: ignore[arg-type]
