@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import Protocol
 
 import h3
 
+from ridepulse.contracts.telemetry_decode import PingLike
 from ridepulse.geo import DEFAULT_RESOLUTION, haversine_m
 from ridepulse.travel import DEFAULT_SPEED_MPS, travel_time_s
 
@@ -24,21 +24,6 @@ MIN_BASELINE_MS = 10_000
 # several cars and a car's own stop-and-go through a light, yet a busy cell (a handful of
 # drivers pinging every 2 s) re-learns a change in traffic within a minute or two.
 DEFAULT_ALPHA = 0.02
-
-
-class PingLike(Protocol):
-    """What the model reads from a ping: ``ridepulse.contracts.events.Ping`` fits."""
-
-    @property
-    def driver_id(self) -> str: ...
-    @property
-    def lat(self) -> float: ...
-    @property
-    def lon(self) -> float: ...
-    @property
-    def ts(self) -> int: ...
-    @property
-    def speed_mps(self) -> float | None: ...
 
 
 class SpeedModel:
