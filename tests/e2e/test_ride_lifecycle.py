@@ -46,17 +46,7 @@ def _groups_caught_up(city: City) -> dict[str, Any] | None:
 
 def test_full_ride_from_quote_to_completion_through_every_service(city: City) -> None:
     near, mid, far = place_drivers(city, [300, 1200, 2500])
-    rider = city.token("rider", "rider-1")
-    quote = city.http.get(
-        "/v1/quote",
-        headers=rider,
-        params={
-            "pickup_lat": DOWNTOWN[0],
-            "pickup_lon": DOWNTOWN[1],
-            "dropoff_lat": DROPOFF[0],
-            "dropoff_lon": DROPOFF[1],
-        },
-    )
+    quote = city.quote_response("rider-1", DOWNTOWN, DROPOFF)
     assert quote.status_code == 200, quote.text
     assert quote.json()["fare"] > 0 and quote.json()["pickup_eta_s"] is not None
     response = city.request_ride("rider-1", DOWNTOWN, DROPOFF, quote_id=quote.json()["quote_id"])

@@ -40,24 +40,6 @@ def _post_ride(city: City, rider: str, body: Any, key: str | None = None) -> htt
     return city.http.post("/v1/rides", json=body, headers=headers, timeout=30)
 
 
-def _quote(
-    city: City, rider: str, pickup: tuple[float, float], dropoff: tuple[float, float]
-) -> dict[str, Any]:
-    response = city.http.get(
-        "/v1/quote",
-        headers=city.token("rider", rider),
-        params={
-            "pickup_lat": pickup[0],
-            "pickup_lon": pickup[1],
-            "dropoff_lat": dropoff[0],
-            "dropoff_lon": dropoff[1],
-        },
-    )
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
 def _config_set(client: redis.Redis, name: str, value: str) -> None:
     if isinstance(client, redis.RedisCluster):
         client.config_set(name, value, target_nodes=redis.RedisCluster.ALL_NODES)
@@ -158,7 +140,7 @@ def test_the_ride_script_and_its_waitaof_run_on_one_connection(shared_city: City
 
 def test_a_quote_serves_one_ride_of_its_rider_along_its_own_trip(shared_city: City) -> None:
     hop = offset(DOWNTOWN, 110, 0)
-    quote = _quote(shared_city, "q-rider", DOWNTOWN, hop)
+    quote = shared_city.quote("q-rider", DOWNTOWN, hop)
     quoted = {"quote_id": quote["quote_id"]}
 
     far = _post_ride(
@@ -191,7 +173,7 @@ def test_an_idempotency_key_replays_its_answer_and_refuses_another_body(
     shared_city: City,
 ) -> None:
     hop = offset(DOWNTOWN, 400, 0)
-    quote = _quote(shared_city, "idem-a", DOWNTOWN, hop)
+    quote = shared_city.quote("idem-a", DOWNTOWN, hop)
     body = _ride_body(DOWNTOWN, hop, quote_id=quote["quote_id"])
     first = _post_ride(shared_city, "idem-a", body, key="k-1")
     assert first.status_code == 202, first.text

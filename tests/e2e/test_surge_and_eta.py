@@ -36,30 +36,6 @@ def db(city: City) -> Iterator[redis.Redis]:
     client.close()
 
 
-def quote(
-    city: City,
-    rider: str,
-    pickup: tuple[float, float],
-    dropoff: tuple[float, float],
-    role: str = "rider",
-) -> dict[str, Any]:
-    """A quote; polling loops ask as ops, whose quotes are not limited per minute like a
-    rider's (RIDEPULSE_RIDER_QUOTES_PER_MIN)."""
-    response = city.http.get(
-        "/v1/quote",
-        headers=city.token(role, rider),
-        params={
-            "pickup_lat": pickup[0],
-            "pickup_lon": pickup[1],
-            "dropoff_lat": dropoff[0],
-            "dropoff_lon": dropoff[1],
-        },
-    )
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
 def events(db: redis.Redis, stream: str) -> list[dict[str, Any]]:
     """Every event of a stream as {type, id, data}."""
     entries = cast(list[tuple[str, dict[str, str]]], db.xrange(stream))
@@ -90,11 +66,11 @@ def test_surge_rises_where_riders_outnumber_drivers_is_honoured_and_falls_back(
         assert response.status_code == 202, response.text
 
     wait_until_sync(
-        lambda: quote(city, "watch", DOWNTOWN, DROPOFF, role="ops")["surge"] > 1.0,
+        lambda: city.quote("watch", DOWNTOWN, DROPOFF, role="ops")["surge"] > 1.0,
         timeout_s=10,
         what="the quote to show surge where six riders wait for one driver",
     )
-    surging = quote(city, "late-rider", DOWNTOWN, DROPOFF)
+    surging = city.quote("late-rider", DOWNTOWN, DROPOFF)
     assert surging["surge"] > 1.0
     assert float(cast(str, db.hget(SURGE_CELLS, cell))) == surging["surge"]
     assert surging["surge"] in surge_announced(db, cell), "surge.updated announced the rise"
@@ -107,7 +83,7 @@ def test_surge_rises_where_riders_outnumber_drivers_is_honoured_and_falls_back(
     )
 
     calm = wait_until_sync(
-        lambda: (q := quote(city, "watch", DOWNTOWN, DROPOFF, role="ops"))["surge"] == 1.0 and q,
+        lambda: (q := city.quote("watch", DOWNTOWN, DROPOFF, role="ops"))["surge"] == 1.0 and q,
         timeout_s=25,
         what="surge to fall back once the 8 s window has passed",
     )
@@ -134,7 +110,7 @@ def test_a_quoted_ride_gets_pickup_and_trip_etas_and_is_charged_the_quote(
         timeout_s=10,
         what="driver indexed",
     )
-    quoted = quote(city, "eta-rider", DOWNTOWN, DROPOFF)
+    quoted = city.quote("eta-rider", DOWNTOWN, DROPOFF)
     ride_id = city.request_ride("eta-rider", DOWNTOWN, DROPOFF, quote_id=quoted["quote_id"]).json()[
         "ride_id"
     ]
@@ -216,6 +192,6 @@ def test_learned_speed_in_a_cell_converges_within_ten_percent_and_prices_trips(
 
     centre = cell_center(mission)
     inside = offset(centre, 300, 0)  # a trip that stays inside the cell
-    trip_s = quote(city, "speed-rider", centre, inside)["trip_eta_s"]
+    trip_s = city.quote("speed-rider", centre, inside)["trip_eta_s"]
     expected_s = haversine_m(*centre, *inside) * 1.3 / speed
     assert trip_s == pytest.approx(expected_s, rel=0.05), "quotes price trips at the learned speed"

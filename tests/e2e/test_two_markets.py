@@ -29,31 +29,14 @@ def two_cities(tmp_path: Path) -> Iterator[City]:
     assert code == 0, f"ridepulse up exited {code}:\n{platform.text()[-2000:]}"
 
 
-def _quote(city: City, rider: str, pickup: tuple[float, float], north_m: float) -> dict[str, float]:
-    dropoff = offset(pickup, north_m, 0)
-    response = city.http.get(
-        "/v1/quote",
-        headers=city.token("rider", rider),
-        params={
-            "pickup_lat": pickup[0],
-            "pickup_lon": pickup[1],
-            "dropoff_lat": dropoff[0],
-            "dropoff_lon": dropoff[1],
-        },
-    )
-    assert response.status_code == 200, response.text
-    body: dict[str, float] = response.json()
-    return body
-
-
 def test_rides_in_both_markets_at_once_are_matched_and_priced_in_their_own_market(
     two_cities: City,
 ) -> None:
     city = two_cities
     city.go_available("sf-driver", *offset(DOWNTOWN, 300, 0))
     city.go_available("nyc-driver", *offset(MIDTOWN, 300, 0))
-    sf_quote = _quote(city, "sf-rider", DOWNTOWN, -3000)
-    nyc_quote = _quote(city, "nyc-rider", MIDTOWN, -3000)
+    sf_quote = city.quote("sf-rider", DOWNTOWN, offset(DOWNTOWN, -3000, 0))
+    nyc_quote = city.quote("nyc-rider", MIDTOWN, offset(MIDTOWN, -3000, 0))
     # the same trip shape costs more at New York's rate card (no surge: no demand yet)
     assert sf_quote["surge"] == nyc_quote["surge"] == 1.0
     assert nyc_quote["fare"] > sf_quote["fare"]

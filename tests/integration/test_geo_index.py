@@ -15,16 +15,10 @@ from ridepulse.keys import MarketKeys
 from ridepulse.positions import parse_position
 from ridepulse.rides.clock import server_time_ms
 from ridepulse.rides.store import RideStore
-from ridepulse.settings import Settings
 
 pytestmark = pytest.mark.integration
 
 PICKUP = (37.7749, -122.4194)
-
-
-@pytest.fixture
-def keys(settings: Settings) -> MarketKeys:
-    return MarketKeys("sf", settings.key_prefix)
 
 
 def ping(driver_id: str, north_m: float, ts: int) -> Ping:

@@ -36,16 +36,6 @@ PICKUP = Point(lat=37.7749, lon=-122.4194)
 DROPOFF = Point(lat=37.7549, lon=-122.4194)
 
 
-@pytest.fixture
-def keys(settings: Settings) -> MarketKeys:
-    return MarketKeys("sf", settings.key_prefix)
-
-
-@pytest.fixture
-def store(redis: aioredis.Redis, keys: MarketKeys) -> RideStore:
-    return RideStore(redis, keys, "test")
-
-
 async def ping(redis: aioredis.Redis, keys: MarketKeys, driver_id: str) -> None:
     now = await server_time_ms(redis)
     await update_positions(

@@ -28,16 +28,6 @@ PICKUP = Point(lat=37.7749295, lon=-122.4194155)
 DROPOFF = Point(lat=37.8024, lon=-122.4058)
 
 
-@pytest.fixture
-def keys(settings: Settings) -> MarketKeys:
-    return MarketKeys("sf", settings.key_prefix)
-
-
-@pytest.fixture
-def store(redis: aioredis.Redis, keys: MarketKeys) -> RideStore:
-    return RideStore(redis, keys, "test")
-
-
 async def request(store: RideStore, ride_id: str, rider_id: str = "u1", **kw: Any) -> Any:
     return await store.request_ride(
         ride_id=ride_id, rider_id=rider_id, pickup=PICKUP, dropoff=DROPOFF, deadline_s=60, **kw

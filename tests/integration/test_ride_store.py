@@ -36,23 +36,12 @@ from ridepulse.rides.state import (
     allowed_actions,
     next_status,
 )
-from ridepulse.settings import Settings
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
 PICKUP = Point(lat=37.7749295, lon=-122.4194155)
 DROPOFF = Point(lat=37.8024, lon=-122.4058)
-
-
-@pytest.fixture
-def keys(settings: Settings) -> MarketKeys:
-    return MarketKeys("sf", settings.key_prefix)
-
-
-@pytest.fixture
-def store(redis: aioredis.Redis, keys: MarketKeys) -> RideStore:
-    return RideStore(redis, keys, "test")
 
 
 Entries = list[tuple[bytes, dict[bytes, bytes]]]

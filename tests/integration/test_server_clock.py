@@ -24,16 +24,6 @@ PICKUP = Point(lat=37.7749, lon=-122.4194)
 DROPOFF = Point(lat=37.7549, lon=-122.4194)
 
 
-@pytest.fixture
-def keys(settings: Settings) -> MarketKeys:
-    return MarketKeys("sf", settings.key_prefix)
-
-
-@pytest.fixture
-def store(redis: aioredis.Redis, keys: MarketKeys) -> RideStore:
-    return RideStore(redis, keys, "test")
-
-
 async def offered_ride(store: RideStore, offer_timeout_s: float) -> str:
     await store.set_driver_status("d1", "available")
     await store.request_ride(

@@ -51,6 +51,35 @@ class City:
             headers["Idempotency-Key"] = extra.pop("idempotency_key")
         return self.http.post("/v1/rides", json={**body, **extra}, headers=headers)
 
+    def quote_response(
+        self,
+        rider: str,
+        pickup: tuple[float, float],
+        dropoff: tuple[float, float],
+        role: str = "rider",
+    ) -> httpx.Response:
+        params = {
+            "pickup_lat": pickup[0],
+            "pickup_lon": pickup[1],
+            "dropoff_lat": dropoff[0],
+            "dropoff_lon": dropoff[1],
+        }
+        return self.http.get("/v1/quote", headers=self.token(role, rider), params=params)
+
+    def quote(
+        self,
+        rider: str,
+        pickup: tuple[float, float],
+        dropoff: tuple[float, float],
+        role: str = "rider",
+    ) -> dict[str, Any]:
+        """A quote that must be given (200). Polling loops ask as ops, whose quotes are not
+        limited per minute like a rider's (RIDEPULSE_RIDER_QUOTES_PER_MIN)."""
+        response = self.quote_response(rider, pickup, dropoff, role)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
     def ride(self, ride_id: str) -> dict[str, Any]:
         response = self.http.get(f"/v1/rides/{ride_id}", headers=self.token("ops", "tests"))
         assert response.status_code == 200, response.text
