@@ -10,12 +10,10 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from ingest.deps import get_deps, principal
 from ingest.quotes import make_quote
-from ingest.ratelimit import limit_rider
 from ingest.responses import JSON
 from ingest.schemas import ERRORS, QuoteOut
 from ridepulse.auth import Principal
 from ridepulse.errors import InvalidInput
-from ridepulse.keys import GlobalKeys
 
 router = APIRouter(tags=["rides"])
 Lat = Annotated[float, Query(ge=-90, le=90)]
@@ -35,14 +33,7 @@ async def quote(
 ) -> JSON:
     who.require("rider", "ops")
     deps = get_deps(request)
-    if who.role == "rider":
-        await limit_rider(
-            deps.redis,
-            GlobalKeys(deps.settings.key_prefix),
-            who.subject,
-            "quotes",
-            deps.settings.rider_quotes_per_min,
-        )
+    await deps.limit_rider(who, "quotes", deps.settings.rider_quotes_per_min)
     if (
         deps.markets.locate(dropoff_lat, dropoff_lon).id
         != deps.markets.locate(pickup_lat, pickup_lon).id

@@ -13,7 +13,6 @@ from fastapi import APIRouter, Depends, Header, Request
 from ingest.deps import Deps, get_deps, json_body, principal
 from ingest.durability import make_durable, pinned, run_script
 from ingest.quotes import checked_quote_id, trip_cells
-from ingest.ratelimit import limit_rider
 from ingest.responses import JSON
 from ingest.schemas import (
     ERRORS,
@@ -30,7 +29,6 @@ from ridepulse.contracts.events import Point
 from ridepulse.errors import Conflict, Forbidden, InvalidInput, NotFound
 from ridepulse.fares import trip_fare
 from ridepulse.geo import haversine_m
-from ridepulse.keys import GlobalKeys
 from ridepulse.rides.ids import new_ride_id
 from ridepulse.rides.projection import Ride
 
@@ -82,13 +80,7 @@ async def request_ride(
 ) -> JSON:
     deps = get_deps(request)
     who.require("rider")
-    await limit_rider(
-        deps.redis,
-        GlobalKeys(deps.settings.key_prefix),
-        who.subject,
-        "ride requests",
-        deps.settings.rider_ride_requests_per_min,
-    )
+    await deps.limit_rider(who, "ride requests", deps.settings.rider_ride_requests_per_min)
     body = await json_body(request, 8192)
     if not isinstance(body, dict):
         raise InvalidInput("body must be a JSON object")
@@ -178,14 +170,7 @@ async def get_ride(ride_id: str, request: Request, who: Who) -> JSON:
 )
 async def cancel_ride(ride_id: str, request: Request, who: Who) -> JSON:
     deps = get_deps(request)
-    if who.role == "rider":
-        await limit_rider(
-            deps.redis,
-            GlobalKeys(deps.settings.key_prefix),
-            who.subject,
-            "cancels",
-            deps.settings.rider_cancels_per_min,
-        )
+    await deps.limit_rider(who, "cancels", deps.settings.rider_cancels_per_min)
     ride = await _ride(deps, ride_id, who)
     if who.role == "rider":
         by = "rider"
