@@ -72,6 +72,12 @@ def call(
     return reply
 
 
+def get_ride(client: FastHttpSession, ride_id: str, token: str, attempts: int) -> Reply:
+    """A ride's state, as riders and drivers both poll it (one stats row for every ride)."""
+    path = f"/v1/rides/{ride_id}"
+    return call(client, "GET", path, name="/v1/rides/[id]", token=token, attempts=attempts)
+
+
 def _once(
     client: FastHttpSession,
     method: str,

@@ -21,7 +21,7 @@ from loadtests.behaviours.driving import DriverModel, DriverState
 from loadtests.behaviours.inbox import DriverInbox, Offer
 from loadtests.behaviours.ledger import TERMINAL_STATUSES
 from loadtests.runtime import runtime
-from loadtests.users.api import Reply, call
+from loadtests.users.api import Reply, call, get_ride
 from loadtests.users.driver_socket import DriverSocket
 from ridepulse.auth import mint_token
 from ridepulse.markets import LatLon
@@ -254,14 +254,7 @@ class DriverUser(FastHttpUser):
         )
 
     def _get_ride(self, ride_id: str) -> Reply:
-        return call(
-            self.client,
-            "GET",
-            f"/v1/rides/{ride_id}",
-            name="/v1/rides/[id]",
-            token=self.token,
-            attempts=self.attempts,
-        )
+        return get_ride(self.client, ride_id, self.token, self.attempts)
 
     def _set_status(self, status: str) -> Reply:
         return call(

@@ -21,7 +21,7 @@ from locust.env import Environment
 from loadtests.behaviours.ledger import TERMINAL_STATUSES
 from loadtests.behaviours.rider import RideMetric, RideWatch
 from loadtests.runtime import runtime
-from loadtests.users.api import Reply, call
+from loadtests.users.api import Reply, call, get_ride
 from loadtests.users.samples import fire_sample
 from ridepulse.auth import mint_token
 from ridepulse.markets import LatLon
@@ -154,14 +154,7 @@ class RiderUser(FastHttpUser):
             fire_sample(self.environment, "RIDE", metric.name, metric.ms)
 
     def _get_ride(self, ride_id: str) -> Reply:
-        return call(
-            self.client,
-            "GET",
-            f"/v1/rides/{ride_id}",
-            name="/v1/rides/[id]",
-            token=self.token,
-            attempts=self.attempts,
-        )
+        return get_ride(self.client, ride_id, self.token, self.attempts)
 
     def _cancel(self, ride_id: str) -> Reply:
         return call(
