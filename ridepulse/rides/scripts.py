@@ -30,8 +30,7 @@ class Scripts:
     offer_ride: AsyncScript
     accept_offer: AsyncScript
     requeue_ride: AsyncScript
-    mark_arrived: AsyncScript
-    start_trip: AsyncScript
+    move_trip: AsyncScript
     complete_trip: AsyncScript
     cancel_ride: AsyncScript
     expire_ride: AsyncScript

@@ -375,12 +375,12 @@ class RideStore:
 
     async def arrived(self, ride_id: str, driver_id: str, *, event_id: str | None = None) -> Ride:
         return await self._driver_step(
-            self.scripts.mark_arrived, "arrive", ride_id, driver_id, event_id=event_id
+            self.scripts.move_trip, "arrive", ride_id, driver_id, event_id=event_id
         )
 
     async def start(self, ride_id: str, driver_id: str, *, event_id: str | None = None) -> Ride:
         return await self._driver_step(
-            self.scripts.start_trip, "start", ride_id, driver_id, event_id=event_id
+            self.scripts.move_trip, "start", ride_id, driver_id, event_id=event_id
         )
 
     async def complete(

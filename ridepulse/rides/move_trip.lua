@@ -1,4 +1,6 @@
--- start_trip: the rider is on board; from here only the driver (complete) or ops can end it.
+-- move_trip: the assigned driver moves its ride one step along the table's row (arrive: at the
+-- pickup, still en route; start: the rider is on board, from here only the driver (complete) or
+-- ops can end it). The row's statuses come in ARGV, so both steps are this one script.
 -- KEYS 11 the driver.
 local A = step_args()
 local DRIVER = KEYS[11]
