@@ -60,6 +60,96 @@ def slot_ranges(owner: list[int], primary: int) -> list[tuple[int, int]]:
     return ranges
 
 
+@dataclass(frozen=True, slots=True)
+class NodeAddress:
+    host: str
+    port: int
+    bus_port: int
+
+
+def _connect(node: NodeAddress, password: str) -> redis.Redis:
+    return redis.Redis(host=node.host, port=node.port, password=password, socket_timeout=5)
+
+
+def form_cluster(
+    nodes: Sequence[NodeAddress], password: str, primaries: int, markets: Sequence[str]
+) -> None:
+    """Make one cluster of empty nodes with plain commands (no `valkey-cli`): the first
+    `primaries` nodes get the slots dealt by `deal_slots`, the rest replicate them in turn."""
+    owner = deal_slots(primaries, markets)
+    for index, node in enumerate(nodes[:primaries]):
+        client = _connect(node, password)
+        for start, end in slot_ranges(owner, index):
+            client.cluster("ADDSLOTSRANGE", start, end)
+        client.close()
+    seed = _connect(nodes[0], password)
+    for node in nodes[1:]:
+        seed.cluster("MEET", node.host, node.port, node.bus_port)
+    seed.close()
+    _wait_all_known(nodes, password, timeout_s=30.0)
+    for index, node in enumerate(nodes[primaries:]):
+        primary = _connect(nodes[index % primaries], password)
+        primary_id = primary.cluster("MYID")
+        primary.close()
+        client = _connect(node, password)
+        client.cluster("REPLICATE", primary_id)
+        client.close()
+
+
+def _wait_all_known(nodes: Sequence[NodeAddress], password: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        known = []
+        for node in nodes:
+            client = _connect(node, password)
+            peers: Any = client.cluster("NODES")
+            client.close()
+            known.append(sum(1 for p in peers.values() if "handshake" not in p["flags"]))
+        if min(known) == len(nodes):
+            return
+        time.sleep(0.1)
+    raise RedisUnavailable(f"cluster nodes did not meet within {timeout_s:.0f}s")
+
+
+def cluster_formed(node: NodeAddress, password: str, size: int) -> bool:
+    """Whether this node already knows a cluster of `size` nodes (a restart, not a first start)."""
+    client = _connect(node, password)
+    try:
+        info: Any = client.cluster("INFO")
+    finally:
+        client.close()
+    return int(info.get("cluster_known_nodes", 0)) >= size
+
+
+def wait_cluster_ok(
+    nodes: Sequence[NodeAddress], password: str, replicas: int, timeout_s: float
+) -> None:
+    """Until every node says cluster_state:ok, sees every replica, and every replica is linked
+    to its primary."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if all(_state_ok(node, password, replicas) for node in nodes):
+            return
+        time.sleep(0.1)
+    raise RedisUnavailable(f"cluster_state not ok within {timeout_s:.0f}s")
+
+
+def _state_ok(node: NodeAddress, password: str, replicas: int) -> bool:
+    client = _connect(node, password)
+    try:
+        info: Any = client.cluster("INFO")
+        replication: Any = client.info("replication")
+        peers: Any = client.cluster("NODES")
+    except redis.ConnectionError:
+        return False
+    finally:
+        client.close()
+    linked = replication.get("role") != "slave" or replication.get("master_link_status") == "up"
+    # every node must see every replica, or a client seeded from it misses them
+    replicas_seen = sum(1 for p in peers.values() if "slave" in p["flags"])
+    return bool(info.get("cluster_state") == "ok" and linked and replicas_seen == replicas)
+
+
 @dataclass
 class LocalCluster:
     data_dir: Path
@@ -130,71 +220,19 @@ class LocalCluster:
         self.bus_ports.append(bus_port)
         return node
 
-    def _client(self, node: EmbeddedRedis) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=node.port, password=node.password)
+    def _addresses(self) -> list[NodeAddress]:
+        return [
+            NodeAddress("127.0.0.1", node.port, bus_port)
+            for node, bus_port in zip(self.nodes, self.bus_ports, strict=True)
+        ]
 
     def _form(self) -> None:
-        owner = deal_slots(self.primaries, self.markets)
-        primaries, replicas = self.nodes[: self.primaries], self.nodes[self.primaries :]
-        for index, node in enumerate(primaries):
-            client = self._client(node)
-            for start, end in slot_ranges(owner, index):
-                client.cluster("ADDSLOTSRANGE", start, end)
-            client.close()
-        seed = self._client(self.nodes[0])
-        for node, bus_port in zip(self.nodes[1:], self.bus_ports[1:], strict=True):
-            seed.cluster("MEET", "127.0.0.1", node.port, bus_port)
-        seed.close()
-        self._wait_all_known(timeout_s=30.0)
-        for index, node in enumerate(replicas):
-            primary = primaries[index % self.primaries]
-            primary_client = self._client(primary)
-            primary_id = primary_client.cluster("MYID")
-            primary_client.close()
-            client = self._client(node)
-            client.cluster("REPLICATE", primary_id)
-            client.close()
-
-    def _wait_all_known(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            known = []
-            for node in self.nodes:
-                client = self._client(node)
-                peers: Any = client.cluster("NODES")
-                client.close()
-                known.append(sum(1 for p in peers.values() if "handshake" not in p["flags"]))
-            if min(known) == len(self.nodes):
-                return
-            time.sleep(0.1)
-        raise RedisUnavailable(f"cluster nodes did not meet within {timeout_s:.0f}s")
+        form_cluster(self._addresses(), self.nodes[0].password, self.primaries, self.markets)
 
     def wait_ok(self, timeout_s: float) -> None:
         """Until every node says cluster_state:ok and every replica is linked to its primary."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if all(self._state_ok(node) for node in self.nodes):
-                return
-            time.sleep(0.1)
-        raise RedisUnavailable(f"cluster_state not ok within {timeout_s:.0f}s")
-
-    def _state_ok(self, node: EmbeddedRedis) -> bool:
-        client = self._client(node)
-        try:
-            info: Any = client.cluster("INFO")
-            replication: Any = client.info("replication")
-            peers: Any = client.cluster("NODES")
-        except redis.ConnectionError:
-            return False
-        finally:
-            client.close()
-        linked = replication.get("role") != "slave" or replication.get("master_link_status") == "up"
-        # every node must see every replica, or a client seeded from it misses them
-        replicas_seen = sum(1 for p in peers.values() if "slave" in p["flags"])
-        return bool(
-            info.get("cluster_state") == "ok"
-            and linked
-            and replicas_seen == self.primaries * self.replicas
+        wait_cluster_ok(
+            self._addresses(), self.nodes[0].password, self.primaries * self.replicas, timeout_s
         )
 
     def revive_dead_nodes(self, after_s: float) -> list[int]:

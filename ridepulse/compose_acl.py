@@ -1,6 +1,7 @@
 """The ACL file for docker-compose's Valkey, and the `.env` of fresh secrets it reads.
 
     python -m ridepulse.compose_acl env > .env        # once: secret and one password per user
+    python -m ridepulse.compose_acl env --cluster > .env   # the same, services on the cluster
     python -m ridepulse.compose_acl write /acl/users.acl --owner 999:999   # compose's redis-acl
 
 Passwords come from the environment: `RIDEPULSE_REDIS_PASSWORD` (the operator, user `default`)
@@ -26,13 +27,24 @@ def password_env(service: str) -> str:
     return f"{OPERATOR_PASSWORD_ENV}_{service.upper().replace('-', '_')}"
 
 
-def fresh_env() -> str:
+# What `--cluster` adds: the profile, and every service's URL pointed at the cluster (any node
+# seeds the client; docker-compose.yml builds each URL from these two and the user's password).
+CLUSTER_ENV = {
+    "COMPOSE_PROFILES": "cluster",
+    "RIDEPULSE_REDIS_SCHEME": "redis+cluster",
+    "RIDEPULSE_REDIS_ADDRESS": "valkey-1:6379",
+}
+
+
+def fresh_env(cluster: bool = False) -> str:
     """Lines of a `.env` with a new signing secret and new passwords (URL-safe)."""
     lines = [
         f"RIDEPULSE_SECRET={secrets.token_urlsafe(48)}",
         f"{OPERATOR_PASSWORD_ENV}={secrets.token_urlsafe(24)}",
     ]
     lines += [f"{password_env(s)}={secrets.token_urlsafe(24)}" for s in SERVICE_GRANTS]
+    if cluster:
+        lines += [f"{name}={value}" for name, value in CLUSTER_ENV.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -54,13 +66,14 @@ def write(path: Path, owner: tuple[int, int] | None, prefix: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m ridepulse.compose_acl")
     sub = parser.add_subparsers(dest="action", required=True)
-    sub.add_parser("env", help="print a .env with a fresh secret and passwords")
+    env = sub.add_parser("env", help="print a .env with a fresh secret and passwords")
+    env.add_argument("--cluster", action="store_true", help="run on the cluster profile")
     writer = sub.add_parser("write", help="write the ACL file from the environment")
     writer.add_argument("path", type=Path)
     writer.add_argument("--owner", help="uid:gid that will own the file (the server's)")
     args = parser.parse_args(argv)
     if args.action == "env":
-        sys.stdout.write(fresh_env())
+        sys.stdout.write(fresh_env(cluster=args.cluster))
         return
     owner = tuple(int(part) for part in args.owner.split(":")) if args.owner else None
     prefix = os.environ.get("RIDEPULSE_KEY_PREFIX", "rp")

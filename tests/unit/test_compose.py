@@ -18,7 +18,9 @@ import yaml
 
 from ridepulse import compose_acl
 from ridepulse.acl import SERVICE_GRANTS, acl_file_text
+from ridepulse.cluster import deal_slots, market_slot
 from ridepulse.compose_acl import OPERATOR_PASSWORD_ENV, fresh_env, password_env
+from ridepulse.markets import load_markets
 from ridepulse.services import SERVICE_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,7 +68,11 @@ def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _is_ridepulse(name: str) -> bool:
-    return name not in ("redis", "redis-acl") and not name.startswith("locust")
+    """A platform service (not a Valkey node, the ACL writer, the cluster's init or locust)."""
+    return name not in ("redis", "redis-acl") and not name.startswith(("locust", "valkey-"))
+
+
+CLUSTER_NODES = [f"valkey-{i}" for i in range(1, 7)]
 
 
 def test_compose_file_matches_the_compose_spec(compose: dict[str, Any]) -> None:
@@ -111,7 +117,8 @@ def test_consumers_can_be_scaled(services: dict[str, dict[str, Any]]) -> None:
 def test_every_service_waits_for_a_healthy_redis(services: dict[str, dict[str, Any]]) -> None:
     assert "healthcheck" in services["redis"], "redis has no healthcheck to wait on"
     for name, service in services.items():
-        if name in ("redis", "redis-acl"):  # redis-acl writes the ACL file redis starts with
+        # redis-acl writes the ACL file redis starts with; the cluster profile has its own nodes
+        if name in ("redis", "redis-acl") or name.startswith("valkey-"):
             continue
         condition = service.get("depends_on", {}).get("redis", {}).get("condition")
         assert condition == "service_healthy", f"{name} starts without waiting for redis"
@@ -143,7 +150,9 @@ def test_each_service_connects_as_its_own_redis_user(services: dict[str, dict[st
             continue
         url = service["environment"]["RIDEPULSE_REDIS_URL"]
         expected = (
-            rf"^redis://{re.escape(name)}:\$\{{{password_env(name)}:\?[^}}]+\}}@redis:6379/0$"
+            r"^\$\{RIDEPULSE_REDIS_SCHEME:-redis\}://"
+            rf"{re.escape(name)}:\$\{{{password_env(name)}:\?[^}}]+\}}"
+            r"@\$\{RIDEPULSE_REDIS_ADDRESS:-redis:6379\}/0$"
         )
         assert re.match(expected, url), f"{name} connects with {url}"
         assert name in SERVICE_GRANTS, f"{name} has no ACL user in ridepulse/acl_grants.py"
@@ -236,3 +245,94 @@ def test_locust_runs_only_under_the_load_profile(services: dict[str, dict[str, A
         assert service["command"][:2] == ["-f", "loadtests/locustfile.py"]
     assert "--master" in services["locust"]["command"]
     assert "--worker" in services["locust-worker"]["command"]
+
+
+# --- the `cluster` profile -----------------------------------------------------------------
+
+
+def test_the_cluster_profile_runs_six_durable_nodes_with_the_acl_file(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    writer_volume = services["redis-acl"]["volumes"][0].split(":")[0]
+    data_volumes = set()
+    for name in CLUSTER_NODES:
+        node = services[name]
+        assert node["profiles"] == ["cluster"], f"{name} would start with every `up`"
+        assert node["hostname"] == name  # what it announces, so redirects name resolvable hosts
+        command = node["command"][0]
+        for option in (
+            "--aclfile /acl/users.acl",
+            "--appendonly yes",
+            "--appendfsync everysec",
+            "--cluster-enabled yes",
+            "--cluster-preferred-endpoint-type hostname",
+        ):
+            assert option in command, f"{name} lacks {option}"
+        assert "--requirepass" not in command and "--masterauth" not in command  # not in argv
+        assert "ports" not in node, f"{name} must not be published on the host"
+        assert f"{writer_volume}:/acl:ro" in node["volumes"]
+        assert node["depends_on"]["redis-acl"]["condition"] == "service_completed_successfully"
+        assert "valkey-cli ping | grep -q PONG" in " ".join(node["healthcheck"]["test"])
+        data_volumes |= {v.split(":")[0] for v in node["volumes"] if v.endswith(":/data")}
+    assert len(data_volumes) == 6, "every node needs its own data volume"
+
+
+def test_the_cluster_is_formed_once_every_node_is_healthy(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    init = services["valkey-cluster-init"]
+    assert init["profiles"] == ["cluster"]
+    assert init["entrypoint"] == ["python", "-m", "ridepulse.compose_cluster"]
+    nodes = [arg for arg in init["command"] if not arg.startswith("--") and ":" in arg]
+    assert nodes == [f"{n}:6379" for n in CLUSTER_NODES]
+    assert init["command"][init["command"].index("--replicas") + 1] == "1"
+    assert {n: d["condition"] for n, d in init["depends_on"].items()} == dict.fromkeys(
+        CLUSTER_NODES, "service_healthy"
+    )
+    assert OPERATOR_PASSWORD_ENV in init["environment"]
+
+
+def test_services_wait_for_the_cluster_only_under_its_profile(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name, service in services.items():
+        if not _is_ridepulse(name):
+            continue
+        wait = service["depends_on"]["valkey-cluster-init"]
+        assert wait == {"condition": "service_completed_successfully", "required": False}, name
+
+
+def _urls(env: dict[str, str]) -> dict[str, str]:
+    errors: set[str] = set()
+    loaded = yaml.safe_load(_interpolate(COMPOSE.read_text(encoding="utf-8"), env, errors))
+    assert not errors
+    return {
+        name: s["environment"]["RIDEPULSE_REDIS_URL"]
+        for name, s in loaded["services"].items()
+        if _is_ridepulse(name)
+    }
+
+
+def test_the_cluster_env_points_every_service_at_the_cluster() -> None:
+    single = dict(line.split("=", 1) for line in fresh_env().splitlines())
+    cluster = dict(line.split("=", 1) for line in fresh_env(cluster=True).splitlines())
+    assert cluster["COMPOSE_PROFILES"] == "cluster"
+    for name, url in _urls(single).items():
+        assert url == f"redis://{name}:{single[password_env(name)]}@redis:6379/0"
+    for name, url in _urls(cluster).items():
+        assert url == f"redis+cluster://{name}:{cluster[password_env(name)]}@valkey-1:6379/0"
+
+
+def test_valkey_cli_finds_the_password_in_the_variable_it_reads(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """valkey-cli reads REDISCLI_AUTH (the name its source kept); without it every health
+    check would get NOAUTH and nothing would start."""
+    for name in ("redis", *CLUSTER_NODES):
+        env = services[name]["environment"]
+        assert env["REDISCLI_AUTH"].startswith("${RIDEPULSE_REDIS_PASSWORD:?"), name
+
+
+def test_each_market_is_on_its_own_primary_of_the_compose_cluster() -> None:
+    owner = deal_slots(3, list(load_markets(only="all").by_id))
+    assert owner[market_slot("sf")] != owner[market_slot("nyc")]
