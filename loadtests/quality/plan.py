@@ -1,0 +1,61 @@
+"""The scenarios `make quality` plays, in order, as stages (scenarios in one stage play at once,
+one per market). Sized for the whole run to fit in about 12 minutes on 2 shared cores: small
+cities (a disc of 1.1 km radius), short trips (250-650 m as the crow flies), demand for about a
+minute, a 30 s ride deadline so unserved requests resolve quickly.
+
+To add scenarios (the surge on/off pair, say), append stages to `STAGES`, or build your own
+list and pass it to `loadtests.quality.runner.run_stages`."""
+
+from __future__ import annotations
+
+from loadtests.quality.runner import Stage
+from loadtests.quality.scenario import Scenario, rush, spike, steady
+
+SEED = 13
+DEADLINE = {"RIDEPULSE_RIDE_DEADLINE_S": "30"}
+WINDOW = "RIDEPULSE_MATCH_BATCH_WINDOW_S"
+SWEEP_WINDOWS = ("0", "0.5", "1", "2", "4")
+DEMAND_S = 60.0
+SWEEP_DEMAND_S = 35.0
+
+STEADY = Scenario("steady", 40, steady(0.3, DEMAND_S), SEED, "sf", 13.0, DEADLINE, drain_s=75)
+RUSH = Scenario("rush", 40, rush(0.15, 0.45, DEMAND_S), SEED, "nyc", 8.0, DEADLINE, drain_s=75)
+SPIKE = Scenario(
+    "spike", 40, spike(0.12, 0.9, DEMAND_S, 20.0, 12.0), SEED, "sf", 22.5, DEADLINE, drain_s=75
+)
+
+
+def sweep_stage(window: str) -> Stage:
+    """A busy city (sf: more requests than drivers can serve at once) and a quiet one (nyc)
+    played at once with one batching window."""
+    env = {**DEADLINE, WINDOW: window}
+    busy = Scenario(
+        f"sweep-busy-w{window}",
+        30,
+        steady(0.8, SWEEP_DEMAND_S),
+        SEED,
+        "sf",
+        13.0,
+        env,
+        drain_s=30,
+        wait_for="arrived",
+    )
+    quiet = Scenario(
+        f"sweep-quiet-w{window}",
+        30,
+        steady(0.15, SWEEP_DEMAND_S),
+        SEED,
+        "nyc",
+        13.0,
+        env,
+        drain_s=30,
+        wait_for="arrived",
+    )
+    return (busy, quiet)
+
+
+STAGES: list[Stage] = [
+    (STEADY, RUSH),
+    (SPIKE,),
+    *(sweep_stage(w) for w in SWEEP_WINDOWS),
+]
