@@ -184,7 +184,7 @@ class Scenario:
     reposition_every_s: float = 5.0
 
     def grid(self) -> StreetGrid:
-        market = load_markets().get(self.market)
+        market = load_markets(only="all").get(self.market)
         return StreetGrid(market.bbox, market.center)
 
     def env_key(self) -> tuple[tuple[str, str], ...]:
