@@ -318,11 +318,12 @@ async def play(scenario: Scenario, api: Api, redis_url: str, progress: bool = Tr
     online_s = ended - city.started
     busy_s = sum(min(d.busy_until(ended), online_s) for d in drivers)
     stop.set()
-    # a driver mid-trip is cut off here: its busy time counts up to now
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=15.0)
-    for t in tasks:
+    # idle drivers go offline within a look; one still driving is cut off (en route or on a
+    # trip, so no later scenario on this platform is offered it) and its busy time counts to now
+    _done, cut_off = await asyncio.wait(tasks, timeout=2 * LOOK_EVERY_S + 1)
+    for t in cut_off:
         t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
     city.result.records = await city.collect()
     city.result.driver_busy_s = busy_s
     city.result.driver_online_s = online_s * len(drivers)

@@ -16,12 +16,12 @@ DEADLINE = {"RIDEPULSE_RIDE_DEADLINE_S": "30"}
 WINDOW = "RIDEPULSE_MATCH_BATCH_WINDOW_S"
 SWEEP_WINDOWS = ("0", "0.5", "1", "2", "4")
 DEMAND_S = 60.0
-SWEEP_DEMAND_S = 35.0
+SWEEP_DEMAND_S = 30.0
 
-STEADY = Scenario("steady", 40, steady(0.3, DEMAND_S), SEED, "sf", 13.0, DEADLINE, drain_s=75)
-RUSH = Scenario("rush", 40, rush(0.15, 0.45, DEMAND_S), SEED, "nyc", 8.0, DEADLINE, drain_s=75)
+STEADY = Scenario("steady", 40, steady(0.3, DEMAND_S), SEED, "sf", 13.0, DEADLINE, drain_s=60)
+RUSH = Scenario("rush", 40, rush(0.15, 0.45, DEMAND_S), SEED, "nyc", 8.0, DEADLINE, drain_s=60)
 SPIKE = Scenario(
-    "spike", 40, spike(0.12, 0.9, DEMAND_S, 20.0, 12.0), SEED, "sf", 22.5, DEADLINE, drain_s=75
+    "spike", 40, spike(0.12, 0.9, DEMAND_S, 20.0, 12.0), SEED, "sf", 22.5, DEADLINE, drain_s=60
 )
 
 
@@ -31,24 +31,24 @@ def sweep_stage(window: str) -> Stage:
     env = {**DEADLINE, WINDOW: window}
     busy = Scenario(
         f"sweep-busy-w{window}",
-        30,
+        20,
         steady(0.8, SWEEP_DEMAND_S),
         SEED,
         "sf",
         13.0,
         env,
-        drain_s=30,
+        drain_s=25,
         wait_for="arrived",
     )
     quiet = Scenario(
         f"sweep-quiet-w{window}",
         30,
-        steady(0.15, SWEEP_DEMAND_S),
+        steady(0.25, SWEEP_DEMAND_S),
         SEED,
         "nyc",
         13.0,
         env,
-        drain_s=30,
+        drain_s=25,
         wait_for="arrived",
     )
     return (busy, quiet)
