@@ -63,7 +63,7 @@ def group_stages(stages: Sequence[Stage]) -> list[tuple[dict[str, str], list[Sta
     return groups
 
 
-async def _play_stage(stage: Stage, platform: Platform) -> list[CityResult]:
+async def play_stage(stage: Stage, platform: Platform) -> list[CityResult]:
     api = Api(platform.api, platform.secret, Ledger())
     try:
         return list(await asyncio.gather(*(play(s, api, platform.redis_url()) for s in stage)))
@@ -93,7 +93,7 @@ def run_stages(stages: Sequence[Stage], out: Path, keep_data: bool = False) -> d
                 print(f"quality:   playing {names}", flush=True)
                 stage_began = time.monotonic()
                 load = os.getloadavg()[0]
-                results = uvloop.run(_play_stage(stage, platform))
+                results = uvloop.run(play_stage(stage, platform))
                 for scenario, result in zip(stage, results, strict=True):
                     write_csv(out / f"{scenario.name}.csv", result.records)
                     facts[scenario.name] = _facts(
