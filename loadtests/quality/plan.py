@@ -1,6 +1,6 @@
 """The scenarios `make quality` plays, in order, as stages (scenarios in one stage play at once,
 one per market). Sized for the whole run to fit in about 12 minutes on 2 shared cores: small
-cities (a disc of 1.1 km radius), short trips (250-650 m as the crow flies), demand for about a
+cities (a disc of 700 m radius), short trips (150-350 m as the crow flies), demand for about a
 minute, a 30 s ride deadline so unserved requests resolve quickly.
 
 To add scenarios (the surge on/off pair, say), append stages to `STAGES`, or build your own
@@ -18,10 +18,10 @@ SWEEP_WINDOWS = ("0", "0.5", "1", "2", "4")
 DEMAND_S = 60.0
 SWEEP_DEMAND_S = 30.0
 
-STEADY = Scenario("steady", 40, steady(0.3, DEMAND_S), SEED, "sf", 13.0, DEADLINE, drain_s=60)
-RUSH = Scenario("rush", 40, rush(0.15, 0.45, DEMAND_S), SEED, "nyc", 8.0, DEADLINE, drain_s=60)
+STEADY = Scenario("steady", 40, steady(0.3, DEMAND_S), SEED, "sf", 13.0, DEADLINE, drain_s=70)
+RUSH = Scenario("rush", 40, rush(0.15, 0.45, DEMAND_S), SEED, "nyc", 8.0, DEADLINE, drain_s=70)
 SPIKE = Scenario(
-    "spike", 40, spike(0.12, 0.9, DEMAND_S, 20.0, 12.0), SEED, "sf", 22.5, DEADLINE, drain_s=60
+    "spike", 40, spike(0.12, 0.9, DEMAND_S, 20.0, 12.0), SEED, "sf", 22.5, DEADLINE, drain_s=70
 )
 
 

@@ -128,10 +128,10 @@ class Area:
     straddles the slow downtown core and the faster streets around it (speeds with structure
     for the ETA model to learn)."""
 
-    radius_m: float = 900.0
-    offset_m: float = 2000.0
-    min_trip_m: float = 200.0
-    max_trip_m: float = 450.0
+    radius_m: float = 700.0
+    offset_m: float = 1700.0
+    min_trip_m: float = 150.0
+    max_trip_m: float = 350.0
 
 
 @dataclass
