@@ -9,7 +9,7 @@ list and pass it to `loadtests.quality.runner.run_stages`."""
 from __future__ import annotations
 
 from loadtests.quality.runner import Stage
-from loadtests.quality.scenario import Scenario, rush, spike, steady
+from loadtests.quality.scenario import Hotspot, Scenario, rush, spike, steady
 
 SEED = 13
 DEADLINE = {"RIDEPULSE_RIDE_DEADLINE_S": "30"}
@@ -20,8 +20,18 @@ SWEEP_DEMAND_S = 30.0
 
 STEADY = Scenario("steady", 40, steady(0.3, DEMAND_S), SEED, "sf", 13.0, DEADLINE, drain_s=70)
 RUSH = Scenario("rush", 40, rush(0.15, 0.45, DEMAND_S), SEED, "nyc", 8.0, DEADLINE, drain_s=70)
+# A stadium letting out: 12 s at 2 requests/s, every pickup within 120 m of one corner of the
+# area, on top of a light base demand; fewer drivers than the spike's requests.
 SPIKE = Scenario(
-    "spike", 40, spike(0.12, 0.9, DEMAND_S, 20.0, 12.0), SEED, "sf", 22.5, DEADLINE, drain_s=70
+    "spike",
+    25,
+    spike(0.12, 2.0, DEMAND_S, 20.0, 12.0),
+    SEED,
+    "sf",
+    22.5,
+    DEADLINE,
+    drain_s=70,
+    hotspot=Hotspot(from_s=20.0, until_s=34.0, east_m=350.0, north_m=250.0),
 )
 
 

@@ -134,6 +134,19 @@ class Area:
     max_trip_m: float = 350.0
 
 
+@dataclass(frozen=True, slots=True)
+class Hotspot:
+    """Where the requests of a time window start: a stadium letting out. Trips requested between
+    `from_s` and `until_s` have their pickup within `radius_m` of a point `east_m`/`north_m`
+    from the area's centre (drop-offs stay spread over the area)."""
+
+    from_s: float
+    until_s: float
+    east_m: float = 0.0
+    north_m: float = 0.0
+    radius_m: float = 120.0
+
+
 @dataclass
 class CityContext:
     """What a hook may look at. `api` is the run's HTTP client (loadtests.chaos.city.Api)."""
@@ -182,6 +195,7 @@ class Scenario:
     drain_s: float = 45.0
     wait_for: Literal["completed", "arrived"] = "completed"
     reposition_every_s: float = 5.0
+    hotspot: Hotspot | None = None
 
     def grid(self) -> StreetGrid:
         market = load_markets(only="all").get(self.market)
@@ -219,8 +233,16 @@ def draw_trips(scenario: Scenario, grid: StreetGrid) -> list[Trip]:
     """The scenario's requests: times from its demand, trips inside its area, seeded."""
     rng = random.Random(f"{scenario.seed}:trips:{scenario.market}")
     trips: list[Trip] = []
+    spot = scenario.hotspot
     for at in scenario.demand.arrivals(rng):
-        pickup = point_in(scenario.area, grid, rng)
+        if spot is not None and spot.from_s <= at <= spot.until_s:
+            cx, cy = area_centre(grid, scenario.area)
+            r, a = spot.radius_m * math.sqrt(rng.random()), rng.uniform(0, 2 * math.pi)
+            pickup = grid.frame.clamp(
+                cx + spot.east_m + r * math.cos(a), cy + spot.north_m + r * math.sin(a)
+            )
+        else:
+            pickup = point_in(scenario.area, grid, rng)
         while True:
             dropoff = point_in(scenario.area, grid, rng)
             if scenario.area.min_trip_m <= math.dist(pickup, dropoff) <= scenario.area.max_trip_m:

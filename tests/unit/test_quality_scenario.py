@@ -11,6 +11,7 @@ from loadtests.quality import plan
 from loadtests.quality.runner import group_stages, platform_env, select
 from loadtests.quality.scenario import (
     Demand,
+    Hotspot,
     Scenario,
     area_centre,
     draw_fleet,
@@ -111,3 +112,16 @@ def test_the_plan_sweeps_every_window_in_a_busy_and_a_quiet_city() -> None:
     assert {"steady", "rush", "spike"} <= names
     for env, _stages in group_stages(plan.STAGES):
         assert env["RIDEPULSE_RIDE_DEADLINE_S"] == "30"
+
+
+def test_a_hotspot_gathers_the_pickups_of_its_window_and_only_those() -> None:
+    spot = Hotspot(from_s=20, until_s=34, east_m=300, north_m=-200, radius_m=100)
+    s = Scenario("spike", 10, spike(0.2, 3.0, 60, 20, 12), seed=4, hotspot=spot)
+    grid = s.grid()
+    cx, cy = area_centre(grid, s.area)
+    trips = draw_trips(s, grid)
+    inside = [t for t in trips if 20 <= t.at_s <= 34]
+    outside = [t for t in trips if not 20 <= t.at_s <= 34]
+    assert len(inside) > 20
+    assert all(math.dist(t.pickup, (cx + 300, cy - 200)) <= 100 + 1e-6 for t in inside)
+    assert sum(math.dist(t.pickup, (cx + 300, cy - 200)) > 100 for t in outside) >= 1
