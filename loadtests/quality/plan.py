@@ -41,8 +41,8 @@ def sweep_stage(window: str) -> Stage:
     env = {**DEADLINE, WINDOW: window}
     busy = Scenario(
         f"sweep-busy-w{window}",
-        20,
-        steady(0.8, SWEEP_DEMAND_S),
+        30,
+        steady(1.5, SWEEP_DEMAND_S),
         SEED,
         "sf",
         13.0,

@@ -257,7 +257,8 @@ def sweep_verdict(found: dict[str, dict[str, ServiceSummary]], windows: Sequence
         ok_offer = s.offered_p99_ms is not None and s.offered_p99_ms <= float(w) * 1000 + 100
         met = cut >= PICKUP_GOAL and fulfil > 0 and ok_offer
         lines.append(
-            f"window {w} s: mean pickup {100 * cut:+.0f} % shorter than greedy "
+            f"window {w} s: mean pickup {100 * abs(cut):.0f} % "
+            f"{'shorter' if cut >= 0 else 'longer'} than greedy "
             f"(goal ≥ {100 * PICKUP_GOAL:.0f} %), fulfilment {100 * fulfil:+.0f} points, "
             f"request→offered p99 {'within' if ok_offer else 'over'} window + 100 ms "
             f"→ {'goal met' if met else 'goal missed'}"
