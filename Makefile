@@ -12,7 +12,7 @@ SUDO := $(shell test "$$(id -u)" = 0 || echo sudo)
 .DEFAULT_GOAL := help
 
 .PHONY: demo test test-cluster lint typecheck bench loadtest loadtest-ci chaos chaos-ci asyncapi chromium screenshot clean soak
-.PHONY: help fmt ci deps
+.PHONY: help fmt ci deps quality
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_.-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -74,6 +74,11 @@ asyncapi: $(STAMP) ## regenerate docs/asyncapi.yaml from the event contracts
 bench: $(STAMP) ## measure against peers; rewrites docs/benchmarks.md (long; needs a quiet machine)
 	$(BIN)/python -m pip install --quiet -e '.[test,load,bench]'
 	$(BIN)/python -m loadtests.bench
+
+# Dispatch quality (issue 13): seeded cities through the real platform; rewrites
+# docs/dispatch-quality.md, docs/quality-runs/*.csv and docs/img/quality-*.png (~12 min on 2 cores).
+quality: $(STAMP) ## play the quality scenarios and rewrite docs/dispatch-quality.md
+	$(BIN)/python -m loadtests.quality
 
 loadtest: $(STAMP) ## locust's web UI on 127.0.0.1:8089 against a running stack
 	$(BIN)/locust -f loadtests/locustfile.py --web-host 127.0.0.1 --web-port 8089

@@ -1,4 +1,6 @@
-"""Dispatch quality (issue 13): per-ride records and the pure metrics over them.
+"""Dispatch quality (issue 13): a seeded ground-truth city played through the real platform.
 
-Only the record format and the metric maths exist so far; the scenario runner that fills the
-records from a real platform run (`make quality`) is not built yet."""
+scenario.py (what to play: `Scenario`, demand shapes, behaviour hooks), city.py (the simulated
+drivers and riders), runner.py (platforms and output), plan.py (what `make quality` plays),
+records.py / metrics.py (the per-ride record and the maths), report.py (the page). See
+loadtests/quality/README.md."""

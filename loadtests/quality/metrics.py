@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from loadtests.quality.records import RideRecord
 from ridepulse.geo import haversine_m
 
 # The baseline every learned ETA must beat: straight line at one constant urban speed, no
@@ -81,3 +82,45 @@ def mae_by_minute(
 def fulfilment_rate(fulfilled: Iterable[bool]) -> float | None:
     flags = list(fulfilled)
     return sum(flags) / len(flags) if flags else None
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSummary:
+    """How dispatch served one run's rides."""
+
+    rides: int
+    mean_pickup_s: float | None  # matched → driver at pickup, over rides that got there
+    p90_pickup_s: float | None
+    fulfilment: float | None  # share of rides a driver accepted before the deadline
+    offered_p50_ms: float | None  # request → first offer, over rides that were offered
+    offered_p99_ms: float | None
+
+
+def service_summary(records: Sequence[RideRecord]) -> ServiceSummary:
+    pickups = [r.pickup_actual_s for r in records if r.pickup_actual_s is not None]
+    offered = [float(r.offered_ms - r.requested_ms) for r in records if r.offered_ms is not None]
+    return ServiceSummary(
+        rides=len(records),
+        mean_pickup_s=sum(pickups) / len(pickups) if pickups else None,
+        p90_pickup_s=percentile(pickups, 0.9) if pickups else None,
+        fulfilment=fulfilment_rate(r.fulfilled for r in records),
+        offered_p50_ms=percentile(offered, 0.5) if offered else None,
+        offered_p99_ms=percentile(offered, 0.99) if offered else None,
+    )
+
+
+def eta_pairs(
+    records: Iterable[RideRecord], phase: str, estimator: str
+) -> list[tuple[float, float]]:
+    """(predicted, actual) for `phase` ("pickup" or "trip") by `estimator` ("model" or
+    "baseline"), over the rides that have both."""
+    out: list[tuple[float, float]] = []
+    for r in records:
+        actual = r.pickup_actual_s if phase == "pickup" else r.trip_actual_s
+        if phase == "pickup":
+            predicted = r.pickup_pred_s if estimator == "model" else r.pickup_base_s
+        else:
+            predicted = r.trip_pred_s if estimator == "model" else r.trip_base_s
+        if actual is not None and predicted is not None:
+            out.append((predicted, actual))
+    return out

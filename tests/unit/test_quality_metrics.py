@@ -80,7 +80,8 @@ def test_actual_durations_and_fulfilment_come_from_the_step_times() -> None:
     assert ride.trip_actual_s == 300
     assert ride.fulfilled
     assert not _ride(matched_ms=70_000, arrived_ms=190_000, completed_ms=490_000).fulfilled
-    assert not _ride(arrived_ms=None, completed_ms=None).fulfilled
+    assert _ride(arrived_ms=None, completed_ms=None).fulfilled  # served; the run ended first
+    assert not _ride(offered_ms=None, matched_ms=None, arrived_ms=None, completed_ms=None).fulfilled
     assert _ride(arrived_ms=None, completed_ms=None).pickup_actual_s is None
     assert fulfilment_rate([True, False, True, True]) == 0.75
     assert fulfilment_rate([]) is None
