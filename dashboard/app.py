@@ -11,7 +11,7 @@ from fastapi.staticfiles import StaticFiles
 
 from dashboard import routes, ws
 from dashboard.config import FeedConfig
-from dashboard.feed import Feed
+from dashboard.feed import Feed, served_markets
 from ridepulse.auth import resolve_secret
 from ridepulse.errors import RidePulseError
 from ridepulse.logs import get_logger
@@ -23,14 +23,18 @@ def create_app(settings: Settings, config: FeedConfig | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = connect(settings)
-        feed = Feed(redis, settings, config)
-        app.state.feed = feed
-        feed.start()
-        get_logger().info("dashboard.started", market=feed.market.id, port=settings.dashboard_port)
+        served = served_markets(settings)
+        feeds = {m.id: Feed(redis, settings, config, market=m, served=served) for m in served}
+        app.state.feeds = feeds
+        app.state.feed = feeds[served[0].id]  # the default market's: what `?market=` omits
+        for feed in feeds.values():
+            feed.start()
+        get_logger().info("dashboard.started", markets=list(feeds), port=settings.dashboard_port)
         try:
             yield
         finally:
-            await feed.stop()
+            for feed in feeds.values():
+                await feed.stop()
             await redis.aclose()
 
     app = FastAPI(title="RidePulse dashboard", lifespan=lifespan, docs_url=None, redoc_url=None)

@@ -17,6 +17,7 @@ from dashboard.ride_view import ride_from_hash, text_hash
 from dashboard.sampler import Sampler
 from dashboard.state import CityState
 from ridepulse.contracts.envelope import now_ms
+from ridepulse.errors import NotFound
 from ridepulse.keys import GlobalKeys, MarketKeys
 from ridepulse.logs import get_logger
 from ridepulse.markets import Market, load_markets
@@ -26,11 +27,16 @@ from ridepulse.settings import Settings
 RIDE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 
 
-def market_info(market: Market, settings: Settings) -> dict[str, Any]:
+def market_info(
+    market: Market, settings: Settings, served: list[Market] | None = None
+) -> dict[str, Any]:
+    """What the page needs of its market, and the markets this dashboard serves (the page's
+    market switch)."""
     bbox = market.bbox
     return {
         "id": market.id,
         "name": market.name,
+        "markets": [{"id": m.id, "name": m.name} for m in (served or [market])],
         "bbox": {
             "min_lat": bbox.min_lat,
             "min_lon": bbox.min_lon,
@@ -43,19 +49,43 @@ def market_info(market: Market, settings: Settings) -> dict[str, Any]:
     }
 
 
+def served_markets(settings: Settings) -> list[Market]:
+    """The markets of this deployment (RIDEPULSE_MARKETS), the default first."""
+    markets = load_markets(settings.markets_file, settings.markets)
+    return [markets.default, *(m for m in markets.by_id.values() if m is not markets.default)]
+
+
+def pick_feed(app_state: Any, market_id: str | None) -> Feed:
+    """The feed of `market_id` (`?market=`), or the default market's when none is named;
+    NotFound (404, field `market`) for a market this dashboard does not serve."""
+    if not market_id:
+        feed: Feed = app_state.feed
+        return feed
+    feeds: dict[str, Feed] = app_state.feeds
+    if market_id not in feeds:
+        raise NotFound(f"this dashboard serves no market {market_id!r}", field="market")
+    return feeds[market_id]
+
+
 class Feed:
-    """Shows the first configured market (one market per dashboard process)."""
+    """One market's live city: its own state, stream reader, sampler and hub. A dashboard
+    process runs one per market it serves; a browser follows one at a time (`?market=`)."""
 
     def __init__(
-        self, redis: aioredis.Redis, settings: Settings, config: FeedConfig | None = None
+        self,
+        redis: aioredis.Redis,
+        settings: Settings,
+        config: FeedConfig | None = None,
+        market: Market | None = None,
+        served: list[Market] | None = None,
     ) -> None:
         self.redis = redis
         self.config = config or FeedConfig()
-        self.market = load_markets(settings.markets_file, settings.markets).default
+        self.market = market or load_markets(settings.markets_file, settings.markets).default
         self.keys = MarketKeys(self.market.id, settings.key_prefix)
         stale_after_ms = int(3 * settings.heartbeat_interval_s * 1000)
         self.state = CityState(
-            market_info(self.market, settings), self.config, stale_after_ms=stale_after_ms
+            market_info(self.market, settings, served), self.config, stale_after_ms=stale_after_ms
         )
         self.hub = Hub(self.state, self.config)
         global_keys = GlobalKeys(settings.key_prefix)

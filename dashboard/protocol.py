@@ -7,6 +7,8 @@ Messages (JSON text frames):
              {"upsert":[...],"remove":[ids]}, "kpis", "services", "events":[new...],
              "series_point":{"t","telemetry_per_s","ride_events_per_s","lag":{group: n}}}
 Applying every delta after a snapshot, in seq order, gives the snapshot of that later seq.
+A socket follows one market (`/ws?market=`); the snapshot's "market" says which, and its
+"markets" lists every market this dashboard serves (the page's market switch).
 
 On the wire a driver is a row, not an object: [id, lat, lon, status, heading] (DRIVER_FIELDS),
 in the snapshot's "drivers" list and a delta's drivers "upsert". Drivers are most of every

@@ -12,8 +12,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from dashboard.access import SESSION_COOKIE, require_viewer, start_session, token_from
 from dashboard.basemap import basemap_for
-from dashboard.feed import Feed
+from dashboard.feed import Feed, pick_feed
 from ridepulse.errors import NotFound, RedisUnavailable, RidePulseError
+from ridepulse.rides.ids import market_of_ride
 
 STATIC = Path(__file__).parent / "static"
 SNAPSHOT_WAIT_S = 5.0
@@ -25,9 +26,8 @@ def json_response(body: object, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
-def _feed(request: Request) -> Feed:
-    feed: Feed = request.app.state.feed
-    return feed
+def _feed(request: Request, market: str | None = None) -> Feed:
+    return pick_feed(request.app.state, market)
 
 
 def _authorize(
@@ -72,8 +72,9 @@ async def page(request: Request, token: str | None = Query(None)) -> Response:
 
 
 @router.get("/basemap.geojson", include_in_schema=False)
-async def basemap(request: Request) -> Response:
-    return Response(basemap_for(_feed(request).market), media_type="application/geo+json")
+async def basemap(request: Request, market: str | None = Query(None)) -> Response:
+    feed = _feed(request, market)
+    return Response(basemap_for(feed.market), media_type="application/geo+json")
 
 
 @router.get("/healthz")
@@ -89,13 +90,15 @@ async def metrics() -> Response:
 @router.get("/api/snapshot")
 async def snapshot(
     request: Request,
+    market: str | None = Query(None),
     token: str | None = Query(None),
     authorization: str | None = Header(None),
     session: str | None = Cookie(None, alias=SESSION_COOKIE),
 ) -> Response:
     _authorize(request, token, authorization, session)
     try:
-        text = await asyncio.wait_for(_feed(request).hub.snapshot_text(), SNAPSHOT_WAIT_S)
+        feed = _feed(request, market)
+        text = await asyncio.wait_for(feed.hub.snapshot_text(), SNAPSHOT_WAIT_S)
     except TimeoutError:
         raise RedisUnavailable("the feed is not running") from None
     return Response(text, media_type="application/json")
@@ -110,7 +113,9 @@ async def ride(
     session: str | None = Cookie(None, alias=SESSION_COOKIE),
 ) -> Response:
     _authorize(request, token, authorization, session)
-    found = await _feed(request).ride(ride_id)
+    feeds: dict[str, Feed] = request.app.state.feeds
+    # a ride id carries its market (ridepulse/rides/ids.py): read it from that market's keys
+    found = await feeds.get(market_of_ride(ride_id) or "", _feed(request)).ride(ride_id)
     if found is None:
         raise NotFound(f"no ride {ride_id!r}", field="ride_id")
     return json_response(found)

@@ -2,7 +2,8 @@
 
 Auth (when on): the session cookie the page got from its link, or a `dashboard`-audience token
 in ?token= / Authorization. The socket closes with 4401 when that token expires.
-Query: last_seq and epoch (from the snapshot) to resume."""
+Query: market (one this dashboard serves; the default market when absent), and last_seq and
+epoch (from the snapshot) to resume."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import contextlib
 from fastapi import WebSocket
 
 from dashboard.access import SESSION_COOKIE, origin_allowed, require_viewer, token_from
-from dashboard.feed import Feed
+from dashboard.feed import Feed, pick_feed
 from dashboard.hub import Client
 from ridepulse.errors import RidePulseError
 from ridepulse.ws_expiry import close_at_expiry
@@ -45,9 +46,14 @@ async def feed_socket(websocket: WebSocket) -> None:
         await websocket.accept()
         await websocket.close(POLICY_VIOLATION, reason=exc.code)
         return
-    await websocket.accept()
-    feed: Feed = app.state.feed
     params = websocket.query_params
+    try:
+        feed: Feed = pick_feed(app.state, params.get("market"))
+    except RidePulseError as exc:
+        await websocket.accept()
+        await websocket.close(POLICY_VIOLATION, reason=exc.detail[:120])
+        return
+    await websocket.accept()
     client = feed.hub.connect(_int(params.get("last_seq")), params.get("epoch"))
     tasks = [
         asyncio.create_task(_send(websocket, client)),

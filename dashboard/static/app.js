@@ -60,10 +60,26 @@ function render() {
   dirty.clear();
 }
 
+const marketSelect = $("market-select");
+
+// The markets this dashboard serves, from the snapshot; the switch shows only with two or more.
+function showMarkets(market) {
+  const choices = market.markets || [];
+  $("market-switch").hidden = choices.length < 2;
+  const ids = choices.map((m) => m.id).join(",");
+  if (marketSelect.dataset.ids !== ids) {
+    marketSelect.replaceChildren(...choices.map((m) => new Option(m.name, m.id)));
+    marketSelect.dataset.ids = ids;
+  }
+  marketSelect.value = market.id;
+}
+
 const connection = new FeedConnection({
   token,
+  market: new URLSearchParams(location.search).get("market") || "",
   onSnapshot(snapshot) {
     state = snapshot;
+    showMarkets(snapshot.market);
     $("market-name").textContent = snapshot.market.name;
     document.title = `RidePulse · ${snapshot.market.name}`;
     map.setMarket(snapshot.market);
@@ -99,6 +115,11 @@ function tickClock() {
 }
 
 $("online-tiles").addEventListener("change", (e) => map.setOnlineTiles(e.target.checked));
+marketSelect.addEventListener("change", () => {
+  select(null);
+  state = null;
+  connection.switchMarket(marketSelect.value);
+});
 setInterval(updateBadge, 250);
 setInterval(tickClock, 1000);
 tickClock();

@@ -100,8 +100,9 @@ export function toSnapshot(state) {
 
 // One WebSocket with reconnect (exponential backoff with jitter) and resume by last_seq.
 export class FeedConnection {
-  constructor({ token, onSnapshot, onDelta, onStatus }) {
+  constructor({ token, market, onSnapshot, onDelta, onStatus }) {
     this.token = token;
+    this.market = market || ""; // "" = the dashboard's default market
     this.onSnapshot = onSnapshot;
     this.onDelta = onDelta;
     this.onStatus = onStatus;
@@ -116,6 +117,7 @@ export class FeedConnection {
   url() {
     const params = new URLSearchParams();
     if (this.token) params.set("token", this.token);
+    if (this.market) params.set("market", this.market);
     if (this.state) { params.set("last_seq", String(this.state.seq)); params.set("epoch", this.state.epoch); }
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     return `${scheme}://${location.host}/ws?${params}`;
@@ -131,6 +133,19 @@ export class FeedConnection {
       this.setStatus(this.closedReason ? "unauthorized" : "reconnecting");
       this.scheduleReconnect();
     };
+  }
+
+  // Follow another market: drop this socket (and its state) and open one for that market now.
+  switchMarket(market) {
+    if (market === this.market) return;
+    this.market = market;
+    this.state = null;
+    const old = this.socket;
+    this.socket = null; // its close must not schedule a reconnect
+    if (old) old.close();
+    this.attempt = 0;
+    this.setStatus("connecting");
+    this.connect();
   }
 
   scheduleReconnect() {

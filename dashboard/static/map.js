@@ -159,7 +159,8 @@ export class CityMap {
     this.surgeLayers = new Map();
     this.rideLayers = new Map();
     this.selected = null;
-    this.fitted = false;
+    this.marketId = null; // the market the view is fitted to
+    this.baseLayers = []; // its outline and sector labels (streets live in this.streets)
     this.streets = L.layerGroup().addTo(this.map);
     this.osm = null;
   }
@@ -167,6 +168,10 @@ export class CityMap {
   async loadBasemap(url) {
     const response = await fetch(url);
     const geojson = await response.json();
+    for (const layer of this.baseLayers || []) this.map.removeLayer(layer);
+    this.streets.clearLayers();
+    const added = [];
+    this.baseLayers = added;
     const streets = [];
     L.geoJSON(geojson, {
       pane: "basemap",
@@ -174,24 +179,26 @@ export class CityMap {
       filter: (f) => f.properties.kind !== "sector",
       style: (f) => BASE_STYLE[f.properties.kind] || BASE_STYLE.street,
       onEachFeature: (f, layer) => { if (f.properties.kind !== "outline") streets.push(layer); },
-    }).eachLayer((layer) => (streets.includes(layer) ? this.streets.addLayer(layer) : layer.addTo(this.map)));
+    }).eachLayer((layer) => (streets.includes(layer) ? this.streets.addLayer(layer) : added.push(layer.addTo(this.map))));
     for (const f of geojson.features.filter((f) => f.properties.kind === "sector")) {
       const [lon, lat] = f.geometry.coordinates;
-      L.marker([lat, lon], {
+      added.push(L.marker([lat, lon], {
         pane: "labels", interactive: false, keyboard: false,
         icon: L.divIcon({ className: "sector-label", html: escapeHtml(f.properties.name), iconSize: [40, 14] }),
-      }).addTo(this.map);
+      }).addTo(this.map));
     }
   }
 
+  // Fits the map to the market once; a switch to another market re-fits and swaps the base map.
   setMarket(market) {
-    if (this.fitted) return;
+    if (this.marketId === market.id) return;
+    this.marketId = market.id;
     const b = market.bbox;
     const bounds = L.latLngBounds([b.min_lat, b.min_lon], [b.max_lat, b.max_lon]);
+    this.map.setMaxBounds(null);
     this.map.fitBounds(bounds, { padding: [12, 12] });
     this.map.setMaxBounds(bounds.pad(0.6));
-    this.fitted = true;
-    this.loadBasemap("/basemap.geojson");
+    this.loadBasemap(`/basemap.geojson?market=${encodeURIComponent(market.id)}`);
   }
 
   setOnlineTiles(on) {

@@ -252,6 +252,53 @@ async def test_page_loads_offline_and_follows_a_ride_to_completed(
     assert console_errors == []
 
 
+async def test_the_market_switch_follows_another_markets_city(
+    page: Page, settings: Settings, redis: aioredis.Redis, tmp_path: Path
+) -> None:
+    dashboard = DashboardProcess(settings, tmp_path)
+    dashboard.env["RIDEPULSE_MARKETS"] = "sf,nyc"
+    await dashboard.start()
+    try:
+        sf, nyc = (MarketKeys(m, settings.key_prefix) for m in ("sf", "nyc"))
+        await put_drivers(
+            redis, sf, {"sf-a": (37.78, -122.42, "available"), "sf-b": (37.77, -122.41, "busy")}
+        )
+        await put_drivers(
+            redis,
+            nyc,
+            {
+                "nyc-a": (40.75, -73.99, "available"),
+                "nyc-b": (40.76, -73.98, "available"),
+                "nyc-c": (40.74, -73.99, "en_route"),
+            },
+        )
+        await RideWriter(redis, nyc, "nyc-r1", (40.75, -73.99), (40.77, -73.97)).step("requested")
+        await page.goto(f"{dashboard.url}/?token={dashboard.token}")
+        await expect(page.locator("#conn-badge")).to_contain_text("live", timeout=10_000)
+        await expect(page.locator("#market-switch")).to_be_visible()
+        options = page.locator("#market-select option")
+        assert await options.evaluate_all("els => els.map(e => e.value)") == ["sf", "nyc"]
+        await expect(page.locator("#market-name")).to_have_text("San Francisco")
+        await expect(page.locator("#map")).to_have_attribute("data-drivers", "2", timeout=5000)
+        await expect(page.locator('#rides tr[data-ride-id="nyc-r1"]')).to_have_count(0)
+
+        await page.select_option("#market-select", "nyc")
+        await expect(page.locator("#market-name")).to_have_text("New York", timeout=10_000)
+        await expect(page.locator("#map")).to_have_attribute("data-drivers", "3", timeout=5000)
+        await _status(page, "nyc-r1", "requested")
+        centre = await page.evaluate(
+            "(() => { const c = window.ridepulse.map.map.getCenter(); return [c.lat, c.lng]; })()"
+        )
+        assert 40.7 < centre[0] < 40.82 and -74.02 < centre[1] < -73.93, centre
+
+        await page.select_option("#market-select", "sf")
+        await expect(page.locator("#market-name")).to_have_text("San Francisco", timeout=10_000)
+        await expect(page.locator("#map")).to_have_attribute("data-drivers", "2", timeout=5000)
+        await expect(page.locator('#rides tr[data-ride-id="nyc-r1"]')).to_have_count(0)
+    finally:
+        assert dashboard.stop() == 0
+
+
 async def test_badge_shows_reconnecting_then_live_after_a_dashboard_restart(
     page: Page, dashboard: DashboardProcess, redis: aioredis.Redis, settings: Settings
 ) -> None:

@@ -3,15 +3,22 @@ at once, each matched in its own market, each priced at its own rate card."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
+from dashboard.protocol import decode
+from ridepulse.auth import mint_dashboard_link
 from ridepulse.redis_client import connect_sync
 from tests.e2e.conftest import start_city
 from tests.support.api import DOWNTOWN, City, offset
+from tests.support.waiting import wait_until_sync
 
 pytestmark = pytest.mark.e2e
 
@@ -58,6 +65,7 @@ def test_rides_in_both_markets_at_once_are_matched_and_priced_in_their_own_marke
             assert result.status_code == 200, f"{driver} {action}: {result.text}"
     assert city.ride(rides["sf-driver"])["fare"] == sf_quote["fare"]
     assert city.ride(rides["nyc-driver"])["fare"] == nyc_quote["fare"]
+    _dashboard_follows_each_market(city, rides)
     if city.platform.cluster is not None:  # RIDEPULSE_TEST_CLUSTER=1: a 3-primary cluster
         client: Any = connect_sync(city.platform.cluster.url)
         try:
@@ -66,3 +74,39 @@ def test_rides_in_both_markets_at_once_are_matched_and_priced_in_their_own_marke
             assert sf_node.name != nyc_node.name, "the two markets share a primary"
         finally:
             client.close()
+
+
+def _dashboard_follows_each_market(city: City, rides: dict[str, str]) -> None:
+    """The dashboard serves both markets: each feed holds its own market's ride (over the
+    snapshot API and over the WebSocket), and names both for the page's switch."""
+    link = mint_dashboard_link(city.secret, "two-markets")
+    sf_ride, nyc_ride = rides["sf-driver"], rides["nyc-driver"]
+    with httpx.Client(base_url=city.platform.dashboard, timeout=10) as http:
+        for market, own, other in (("sf", sf_ride, nyc_ride), ("nyc", nyc_ride, sf_ride)):
+            snapshot = wait_until_sync(
+                functools.partial(_snapshot_with, http, link, market, own),
+                timeout_s=20,
+                what=f"the {market} feed showing its ride",
+            )
+            assert snapshot["market"]["id"] == market
+            assert [m["id"] for m in snapshot["market"]["markets"]] == ["sf", "nyc"]
+            assert other not in {r["ride_id"] for r in snapshot["rides"]}
+        unknown = http.get("/api/snapshot", params={"market": "paris", "token": link})
+        assert unknown.status_code == 404 and unknown.json()["field"] == "market"
+    ws_url = f"{city.platform.dashboard.replace('http', 'ws', 1)}/ws?market=nyc&token={link}"
+    with connect(ws_url, open_timeout=10) as socket:
+        first = decode(str(socket.recv(timeout=10)))
+        assert first["kind"] == "snapshot" and first["market"]["id"] == "nyc"
+    with connect(ws_url.replace("market=nyc", "market=paris"), open_timeout=10) as socket:
+        with pytest.raises(ConnectionClosed) as closed:
+            socket.recv(timeout=10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+
+
+def _snapshot_with(
+    http: httpx.Client, link: str, market: str, ride_id: str
+) -> dict[str, Any] | None:
+    response = http.get("/api/snapshot", params={"market": market, "token": link})
+    assert response.status_code == 200, response.text
+    snapshot: dict[str, Any] = decode(response.text)
+    return snapshot if ride_id in {r["ride_id"] for r in snapshot["rides"]} else None
