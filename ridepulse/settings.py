@@ -109,7 +109,7 @@ class Settings(BaseSettings):
         60.0, gt=0, description="how often rider ride sets and the heartbeat set are trimmed"
     )
     h3_resolution: int = Field(8, description="H3 resolution of surge and speed cells")
-    surge_cap: float = Field(3.0, description="highest surge multiplier")
+    surge_cap: float = Field(3.0, ge=1.0, description="highest surge multiplier; 1 turns surge off")
     telemetry_shed_lag_s: float = Field(
         5.0, gt=0, description="seconds a dispatch group may trail telemetry before pings get 429"
     )

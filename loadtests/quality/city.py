@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis.asyncio as aioredis
+
 from loadtests.behaviours.speeds import street_speed_mps
 from loadtests.behaviours.streets import XY, StreetGrid, bearing_deg
 from loadtests.chaos.city import Api
@@ -35,12 +37,15 @@ from loadtests.quality.scenario import (
     draw_fleet,
     draw_trips,
 )
+from ridepulse.keys import MarketKeys
 
 PING_EVERY_S = 2.0
 IDLE_PING_EVERY_S = 5.0  # well inside the 30 s after which matching skips a silent driver
 LOOK_EVERY_S = 1.0
 STEP_S = 0.5  # how often a moving car's position is advanced (by the wall time that passed)
 TERMINAL = frozenset({"completed", "cancelled", "expired"})
+SURGE_SAMPLE_S = 2.0  # pricing recomputes surge every 2 s (RIDEPULSE_SURGE_INTERVAL_S)
+KEY_PREFIX = "rp"  # the quality platforms run with the default key prefix
 
 
 @dataclass
@@ -63,6 +68,8 @@ class CityResult:
     unanswered: int = 0
     driver_busy_s: float = 0.0  # summed over drivers: matched → completed
     driver_online_s: float = 0.0
+    # (seconds since start, highest multiplier of the market) every SURGE_SAMPLE_S
+    surge_samples: list[tuple[float, float]] = field(default_factory=list)
 
     @property
     def utilisation(self) -> float | None:
@@ -306,6 +313,7 @@ async def play(scenario: Scenario, api: Api, redis_url: str, progress: bool = Tr
     city.started = time.monotonic()
     city.result.started_ms = int(time.time() * 1000)
     ticker = asyncio.create_task(_progress(city, scenario.demand.duration_s))
+    sampler = asyncio.create_task(_sample_surge(city, redis_url))
     await city.riders()
     drain_end = time.monotonic() + scenario.drain_s
     while time.monotonic() < drain_end:
@@ -314,6 +322,8 @@ async def play(scenario: Scenario, api: Api, redis_url: str, progress: bool = Tr
             break
         await asyncio.sleep(2.0)
     ticker.cancel()
+    sampler.cancel()
+    await asyncio.gather(sampler, return_exceptions=True)
     ended = time.monotonic()
     online_s = ended - city.started
     busy_s = sum(min(d.busy_until(ended), online_s) for d in drivers)
@@ -328,6 +338,20 @@ async def play(scenario: Scenario, api: Api, redis_url: str, progress: bool = Tr
     city.result.driver_busy_s = busy_s
     city.result.driver_online_s = online_s * len(drivers)
     return city.result
+
+
+async def _sample_surge(city: City, redis_url: str) -> None:
+    """The market's highest surge multiplier over the run (pricing's read model)."""
+    client = aioredis.from_url(redis_url)
+    key = MarketKeys(city.scenario.market, KEY_PREFIX).surge
+    try:
+        while True:
+            raw: Any = await client.hvals(key)
+            peak = max((float(v) for v in raw), default=1.0)
+            city.result.surge_samples.append((round(city.elapsed(), 1), peak))
+            await asyncio.sleep(SURGE_SAMPLE_S)
+    finally:
+        await client.aclose()
 
 
 async def _progress(city: City, duration_s: float) -> None:

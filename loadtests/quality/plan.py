@@ -8,8 +8,11 @@ list and pass it to `loadtests.quality.runner.run_stages`."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from loadtests.quality.runner import Stage
 from loadtests.quality.scenario import Hotspot, Scenario, rush, spike, steady
+from loadtests.quality.surge_response import SURGE_RESPONSE
 
 SEED = 13
 DEADLINE = {"RIDEPULSE_RIDE_DEADLINE_S": "30"}
@@ -21,7 +24,11 @@ SWEEP_DEMAND_S = 30.0
 STEADY = Scenario("steady", 40, steady(0.3, DEMAND_S), SEED, "sf", 13.0, DEADLINE, drain_s=70)
 RUSH = Scenario("rush", 40, rush(0.15, 0.45, DEMAND_S), SEED, "nyc", 8.0, DEADLINE, drain_s=70)
 # A stadium letting out: 12 s at 2 requests/s, every pickup within 120 m of one corner of the
-# area, on top of a light base demand; fewer drivers than the spike's requests.
+# area, on top of a light base demand; fewer drivers than the spike's requests. Riders answer
+# the price and half the drivers chase surge (surge_response.py); the same city is played again
+# with surge off (cap 1). The city compresses a let-out into a minute, so the surge window is
+# scaled down with it (60 s, not the 300 s a real city's pricing uses) in both runs.
+SPIKE_ENV = {**DEADLINE, "RIDEPULSE_SURGE_WINDOW_S": "60"}
 SPIKE = Scenario(
     "spike",
     25,
@@ -29,9 +36,13 @@ SPIKE = Scenario(
     SEED,
     "sf",
     22.5,
-    DEADLINE,
+    SPIKE_ENV,
+    hooks=SURGE_RESPONSE,
     drain_s=70,
     hotspot=Hotspot(from_s=20.0, until_s=34.0, east_m=350.0, north_m=250.0),
+)
+SPIKE_SURGE_OFF = replace(
+    SPIKE, name="spike-surge-off", env={**SPIKE_ENV, "RIDEPULSE_SURGE_CAP": "1"}
 )
 
 
@@ -67,5 +78,6 @@ def sweep_stage(window: str) -> Stage:
 STAGES: list[Stage] = [
     (STEADY, RUSH),
     (SPIKE,),
+    (SPIKE_SURGE_OFF,),
     *(sweep_stage(w) for w in SWEEP_WINDOWS),
 ]

@@ -19,8 +19,20 @@ from loadtests.quality.metrics import (
     mae_by_minute,
     service_summary,
 )
+from loadtests.quality.plan import SPIKE
 from loadtests.quality.records import RideRecord, read_csv
 from loadtests.quality.runner import RUNS_JSON
+from loadtests.quality.surge_report import (
+    OFF,
+    ON,
+    SURGE_HEADER,
+    SURGE_PNG,
+    SurgeRun,
+    plot_surge,
+    surge_rows,
+    surge_run,
+    surge_verdict,
+)
 
 UNWRITTEN = "_Not written yet: a person reads the tables and says what they mean._\n"
 ETA_SCENARIOS = ("steady", "rush", "spike")
@@ -346,6 +358,15 @@ def facts_rows(facts: dict[str, Any]) -> list[list[str]]:
     ]
 
 
+def surge_runs(facts: dict[str, Any], records: dict[str, list[RideRecord]]) -> dict[str, SurgeRun]:
+    assert SPIKE.hotspot is not None
+    return {
+        name: surge_run(facts[name], records[name], SPIKE.hotspot.until_s)
+        for name in (ON, OFF)
+        if name in facts and name in records
+    }
+
+
 def render(
     facts: dict[str, Any],
     records: dict[str, list[RideRecord]],
@@ -353,6 +374,7 @@ def render(
     blocks: dict[str, str],
 ) -> str:
     sweep_rows, found = sweep_table(records, windows)
+    surge = surge_runs(facts, records)
     out = [
         "# Dispatch quality",
         "",
@@ -416,6 +438,21 @@ def render(
         f"![Batching window sweep]({SWEEP_PNG})",
         "",
         *_hand("batching", blocks),
+        "## Surge on and off: the stadium let-out",
+        "",
+        "The spike city (25 drivers; a let-out of 2 requests/s for 12 s near one corner) played",
+        "twice on the same seed: with surge, where riders answer the price (a quote at m is",
+        "taken with probability 1/m) and half the drivers head for the highest surging cell",
+        "within 1.5 km (loadtests/quality/surge_response.py), and with surge off",
+        "(`RIDEPULSE_SURGE_CAP=1`), where the same riders and drivers see 1.0x throughout.",
+        "",
+        table(SURGE_HEADER, surge_rows(surge)),
+        "",
+        surge_verdict(surge),
+        "",
+        f"![The market's highest multiplier over the spike runs]({SURGE_PNG})",
+        "",
+        *_hand("surge", blocks),
         "## The runs",
         "",
         table(
@@ -434,4 +471,6 @@ def render_page(out: Path, page: Path, windows: Sequence[str]) -> None:
     plot_warmup(facts, records, img / WARMUP_PNG)
     _, found = sweep_table(records, windows)
     plot_sweep(found, windows, img / SWEEP_PNG)
+    assert SPIKE.hotspot is not None
+    plot_surge(facts, img / SURGE_PNG, SPIKE.hotspot.until_s, SPIKE.hotspot.from_s)
     page.write_text(render(facts, records, windows, blocks))

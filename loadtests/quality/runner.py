@@ -135,6 +135,7 @@ def _facts(
         "unanswered": result.unanswered,
         "rides": len(result.records),
         "utilisation": None if result.utilisation is None else round(result.utilisation, 4),
+        "surge_samples": [list(sample) for sample in result.surge_samples],
         "platform_started_ms": platform_started_ms,
         "started_ms": result.started_ms,
         "wall_s": round(wall_s, 1),

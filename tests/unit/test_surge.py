@@ -66,6 +66,12 @@ def test_surge_is_capped() -> None:
     assert max(compute_surge(demand, supply, cap=2.2).values()) == 2.2
 
 
+def test_a_cap_of_one_turns_surge_off() -> None:
+    """RIDEPULSE_SURGE_CAP=1 is the documented off switch (the quality runs' surge-off city)."""
+    demand, supply = window_with(requests=200, drivers=1).counts(T0)
+    assert set(compute_surge(demand, supply, cap=1.0).values()) <= {1.0}
+
+
 def test_every_multiplier_is_a_multiple_of_the_step() -> None:
     rng = random.Random(23)
     cells = [HOT, *NEAR, FAR]
