@@ -23,23 +23,25 @@ SWEEP_DEMAND_S = 30.0
 
 STEADY = Scenario("steady", 40, steady(0.3, DEMAND_S), SEED, "sf", 13.0, DEADLINE, drain_s=70)
 RUSH = Scenario("rush", 40, rush(0.15, 0.45, DEMAND_S), SEED, "nyc", 8.0, DEADLINE, drain_s=70)
-# A stadium letting out: 12 s at 2 requests/s, every pickup within 120 m of one corner of the
-# area, on top of a light base demand; fewer drivers than the spike's requests. Riders answer
+# A stadium letting out: 30 s at 1.5 requests/s, every pickup within 120 m of one corner of
+# the area, on top of a light base demand; 15 drivers, far fewer than the let-out's requests
+# (the first try, 12 s at 2/s for 25 drivers, was over before surge reacted: 16 rides, all
+# served, with surge and without). Riders answer
 # the price and half the drivers chase surge (surge_response.py); the same city is played again
 # with surge off (cap 1). The city compresses a let-out into a minute, so the surge window is
 # scaled down with it (60 s, not the 300 s a real city's pricing uses) in both runs.
 SPIKE_ENV = {**DEADLINE, "RIDEPULSE_SURGE_WINDOW_S": "60"}
 SPIKE = Scenario(
     "spike",
-    25,
-    spike(0.12, 2.0, DEMAND_S, 20.0, 12.0),
+    15,
+    spike(0.12, 1.5, DEMAND_S, 15.0, 30.0),
     SEED,
     "sf",
     22.5,
     SPIKE_ENV,
     hooks=SURGE_RESPONSE,
     drain_s=70,
-    hotspot=Hotspot(from_s=20.0, until_s=34.0, east_m=350.0, north_m=250.0),
+    hotspot=Hotspot(from_s=15.0, until_s=47.0, east_m=350.0, north_m=250.0),
 )
 SPIKE_SURGE_OFF = replace(
     SPIKE, name="spike-surge-off", env={**SPIKE_ENV, "RIDEPULSE_SURGE_CAP": "1"}

@@ -440,7 +440,7 @@ def render(
         *_hand("batching", blocks),
         "## Surge on and off: the stadium let-out",
         "",
-        "The spike city (25 drivers; a let-out of 2 requests/s for 12 s near one corner) played",
+        "The spike city (15 drivers; a let-out of 1.5 requests/s for 30 s near one corner) played",
         "twice on the same seed: with surge, where riders answer the price (a quote at m is",
         "taken with probability 1/m) and half the drivers head for the highest surging cell",
         "within 1.5 km (loadtests/quality/surge_response.py), and with surge off",
