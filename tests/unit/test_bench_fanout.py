@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import fields
+from typing import Any
 
 from loadtests.bench import fleet
 from loadtests.bench.dashboard_fanout import (
@@ -18,7 +19,7 @@ from loadtests.bench.dashboard_fanout import (
 
 
 def _figures(p99_ms: float, clients_dropped: int) -> Figures:
-    values = {f.name: (0 if f.type == "int" else 1.0) for f in fields(Figures)}
+    values: dict[str, Any] = {f.name: (0 if f.type == "int" else 1.0) for f in fields(Figures)}
     return Figures(**{**values, "p99_ms": p99_ms, "clients_dropped": clients_dropped})
 
 
