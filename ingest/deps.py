@@ -22,6 +22,7 @@ from ridepulse.rides.store import RideStore
 from ridepulse.settings import Settings
 
 TOKEN_CACHE_SIZE = 50_000
+TOKEN_SWEEP_EVERY_S = 30.0
 MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
@@ -42,6 +43,7 @@ class Deps:
     # would only queue CPU work in front of ride requests within one event-loop turn.
     batch_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
     _tokens: dict[str, tuple[Principal, float]] = field(default_factory=dict)
+    _next_token_sweep: float = 0.0
 
     @property
     def durable_writes(self) -> bool:
@@ -72,10 +74,14 @@ class Deps:
         """Verify an `api`-audience bearer token (dashboard tokens get 401); verified tokens
         are cached until they expire (HS256 verify is on the hot path)."""
         token = bearer(header)
+        now = time.time()
         cached = self._tokens.get(token)
-        if cached is not None and cached[1] > time.time():
+        if cached is not None and cached[1] > now:
             return cached[0]
         principal = verify_token(self.secret, token, audience="api")
+        if now >= self._next_token_sweep:  # expired tokens go: the cache holds live ones only
+            self._tokens = {t: entry for t, entry in self._tokens.items() if entry[1] > now}
+            self._next_token_sweep = now + TOKEN_SWEEP_EVERY_S
         if len(self._tokens) >= TOKEN_CACHE_SIZE:
             self._tokens.clear()
         self._tokens[token] = (principal, principal.expires_at)

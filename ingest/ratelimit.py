@@ -16,16 +16,37 @@ from ridepulse.errors import RateLimited
 from ridepulse.keys import GlobalKeys
 
 MAX_TRACKED_DRIVERS = 200_000
+SWEEP_EVERY_S = 30.0
 
 
 class PingRateLimiter:
+    """A token bucket per driver. A bucket that has refilled to its burst is the same as no
+    bucket, so every SWEEP_EVERY_S the full ones are dropped: with driver ids coming and going,
+    the table holds the recently active drivers, not every id ever seen (docs/reliability.md)."""
+
     def __init__(self, rate_per_s: float, burst: float) -> None:
         self.rate_per_s = rate_per_s
         self.burst = burst
         self._buckets: dict[str, tuple[float, float]] = {}
+        self._next_sweep = 0.0
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def sweep(self, now: float) -> None:
+        """Drop the buckets that are full again at `now`."""
+        rate, burst = self.rate_per_s, self.burst
+        self._buckets = {
+            driver: (tokens, last)
+            for driver, (tokens, last) in self._buckets.items()
+            if tokens + (now - last) * rate < burst
+        }
+        self._next_sweep = now + SWEEP_EVERY_S
 
     def allow(self, driver_id: str, cost: float = 1.0, now: float | None = None) -> bool:
         at = time.monotonic() if now is None else now
+        if at >= self._next_sweep:
+            self.sweep(at)
         tokens, last = self._buckets.get(driver_id, (self.burst, at))
         tokens = min(self.burst, tokens + (at - last) * self.rate_per_s)
         if tokens < cost:

@@ -1,0 +1,68 @@
+"""The per-driver ping bucket: the limit itself, and a table that holds the recently active
+drivers only, so ingest's memory levels off while driver ids come and go (docs/reliability.md)."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from ingest.deps import Deps
+from ingest.ratelimit import SWEEP_EVERY_S, PingRateLimiter
+from ridepulse.auth import mint_token
+from ridepulse.settings import Settings
+
+
+def test_a_driver_gets_its_burst_then_the_rate() -> None:
+    limiter = PingRateLimiter(rate_per_s=1.0, burst=3.0)
+    assert [limiter.allow("d", now=100.0) for _ in range(4)] == [True, True, True, False]
+    assert limiter.allow("d", now=101.0)  # one token back after a second
+    assert not limiter.allow("d", now=101.1)
+
+
+def test_refilled_buckets_are_dropped_and_active_ones_kept() -> None:
+    limiter = PingRateLimiter(rate_per_s=1.0, burst=5.0)
+    t = 1000.0
+    for i in range(10_000):  # churn: every id pings once and leaves
+        assert limiter.allow(f"gone-{i}", now=t)
+    for _ in range(5):
+        limiter.allow("busy", now=t)  # empties its bucket
+    assert len(limiter) == 10_001
+    later = t + SWEEP_EVERY_S + 1  # long enough for every bucket but a drained one to refill
+    assert limiter.allow("new", now=later)
+    # the departed drivers' full buckets are gone; the new one is in
+    assert len(limiter) <= 2
+    # forgetting a full bucket grants nothing extra: a departed driver's burst is the same
+    assert [limiter.allow("gone-1", now=later) for _ in range(6)] == [True] * 5 + [False]
+
+
+def test_a_drained_bucket_survives_the_sweep() -> None:
+    limiter = PingRateLimiter(rate_per_s=0.01, burst=2.0)  # refills in 200 s
+    assert limiter.allow("slow", now=0.0) and limiter.allow("slow", now=0.0)
+    assert not limiter.allow("slow", now=SWEEP_EVERY_S + 1)  # swept now, still empty: refused
+    assert len(limiter) == 1
+
+
+def test_the_token_cache_keeps_live_tokens_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Verified tokens are cached until they expire; expired ones are swept out, so a stream of
+    new drivers' tokens does not pile up until the size cap."""
+    deps = Deps(  # only what authenticate() reads
+        settings=Settings(),
+        redis=None,  # type: ignore[arg-type]
+        markets=None,  # type: ignore[arg-type]
+        secret="s" * 32,
+        batcher=None,  # type: ignore[arg-type]
+        limiter=PingRateLimiter(1.0, 1.0),
+        stores={},
+        source="test",
+    )
+    now = time.time()
+    for i in range(100):
+        deps.authenticate(f"Bearer {mint_token(deps.secret, 'driver', f'd-{i}', ttl_s=60)}")
+    assert len(deps._tokens) == 100
+    later = SimpleNamespace(time=lambda: now + 120)  # ingest's clock only: they have expired
+    monkeypatch.setattr("ingest.deps.time", later)
+    fresh = mint_token(deps.secret, "driver", "d-new", ttl_s=3600)
+    assert deps.authenticate(f"Bearer {fresh}").subject == "d-new"
+    assert list(deps._tokens) == [fresh]
