@@ -111,6 +111,7 @@ class Feed:
         config, reader, sampler, stop = self.config, self.reader, self.sampler, self._stop
         await asyncio.gather(
             every("streams", 0, reader.read_streams, stop),
+            every("health", 0, reader.read_health, stop),
             every("drivers", self._driver_sample_s, sampler.drivers, stop, self.hub.watched),
             every("metrics", config.metrics_sample_s, sampler.metrics, stop),
             every("reconcile", config.reconcile_s, reader.reconcile, stop),

@@ -98,7 +98,17 @@ class FeedReader:
 
     # --- streams ----------------------------------------------------------------------------
     async def read_streams(self) -> None:
-        streams: dict[Any, Any] = dict(self.last_ids)
+        """The market's streams in one XREAD: they share the `{market}` hash tag (one slot)."""
+        health = self.global_keys.health
+        await self._read({k: v for k, v in self.last_ids.items() if k != health})
+
+    async def read_health(self) -> None:
+        """The global health stream has a slot of its own, so it gets a read of its own (one
+        multi-key read across slots fails on a cluster)."""
+        health = self.global_keys.health
+        await self._read({health: self.last_ids[health]})
+
+    async def _read(self, streams: dict[Any, Any]) -> None:
         reply: Any = await self.redis.xread(
             streams, count=self.config.read_count, block=self.block_ms
         )

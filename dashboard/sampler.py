@@ -60,7 +60,7 @@ class Sampler:
             for group in groups if isinstance(groups, list) else []:
                 lag[f"{_text(group['name'])} · {name}"] = group.get("lag")
         members = sorted(_text(m) for m in replies[4])
-        values: Any = await self.redis.mget(members) if members else []
+        values: Any = await self._get_each(members)
         self.state.sync_heartbeats(
             dict(_heartbeat(m, v) for m, v in zip(members, values, strict=True))
         )
@@ -71,6 +71,16 @@ class Sampler:
             "ride_events_per_s": rates["rides"],
         }
         self.state.add_series_point({**point, "lag": lag})
+
+    async def _get_each(self, keys: list[str]) -> list[Any]:
+        """GET per key in one pipeline: the heartbeat keys hash to many slots, and one MGET
+        across slots fails on a cluster (the cluster client splits a pipeline by node)."""
+        if not keys:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.get(key)
+        return list(await pipe.execute())
 
     def _rate(self, key: str, info: Any, now: int) -> float | None:
         """Entries appended per second since the previous sample (XINFO STREAM entries-added);
