@@ -318,7 +318,6 @@ SERVICE_GRANTS: dict[str, Grant] = {
                 "xinfo|stream",
                 "xinfo|groups",
                 "get",
-                "mget",
                 "exists",
                 "hget",
                 "hmget",

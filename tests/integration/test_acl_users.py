@@ -207,7 +207,7 @@ MUST: dict[str, list[tuple[str, ...]]] = {
         ("HGETALL", f"{SF}:drivers:pos"),
         ("ZRANGE", f"{SF}:rides:active", "0", "-1"),
         ("SMEMBERS", "rp:heartbeats"),
-        ("MGET", "rp:heartbeat:matching:matching-1"),
+        ("GET", "rp:heartbeat:matching:matching-1"),
     ],
 }
 # The groups (and the stream each reads) of the consumer services, for BUS_SAMPLES.
