@@ -36,6 +36,9 @@ class Settings(BaseSettings):
         "them; off = one replica owns every market",
     )
     lease_ttl_ms: int = Field(5000, gt=0, description="how long a market lease lasts unrenewed")
+    scale: str | None = Field(
+        None, description="ridepulse up: replicas per service, e.g. pricing=2,matching=2"
+    )
     log_level: str = Field("info", description="debug, info, warning, error")
     log_format: LogFormat = Field(
         "auto", description="auto (console on a terminal, else JSON), json, console"

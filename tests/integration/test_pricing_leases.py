@@ -40,7 +40,7 @@ DROPOFF = {"sf": Point(lat=37.7568, lon=-122.4120), "nyc": Point(lat=40.7306, lo
 
 def _start(settings: Settings, markets: str) -> subprocess.Popen[bytes]:
     assert settings.redis_url
-    env = dict(
+    env: dict[str, str] = dict(
         os.environ,
         RIDEPULSE_REDIS_URL=settings.redis_url,
         RIDEPULSE_KEY_PREFIX=settings.key_prefix,
@@ -51,7 +51,7 @@ def _start(settings: Settings, markets: str) -> subprocess.Popen[bytes]:
         RIDEPULSE_SURGE_INTERVAL_S="0.2",
         RIDEPULSE_BLOCK_MS="200",
         RIDEPULSE_CLAIM_IDLE_MS="1000",
-        RIDEPULSE_SECRET=settings.secret,
+        RIDEPULSE_SECRET=settings.secret or "",
     )
     return subprocess.Popen(
         [str(Path(sys.executable).with_name("ridepulse")), "run", "pricing"],
