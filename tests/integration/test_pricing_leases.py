@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from pricing.publisher import publish_surge, take_over
+from pricing.publisher import catch_up, publish_surge, take_over
 from pricing.service import build
 from ridepulse.contracts.envelope import now_ms
 from ridepulse.contracts.events import Point
@@ -160,8 +160,6 @@ async def test_a_replica_that_lost_its_lease_is_refused_and_announces_nothing(
 
     # resumed, the old owner still believes it owns sf and has a change to write: refused
     fresh = await _request(redis, settings, "sf", 1, 6)
-    from pricing.publisher import catch_up
-
     await catch_up(old, "sf")
     assert await publish_surge(old, "sf", now_ms()) == {}
     assert "sf" not in old.leases.held, "the refusal tells it the market is gone"
