@@ -4,7 +4,14 @@ surge.updated event per market.
 
 The hash is written before the event, and if either write fails the published state is put
 back, so the next tick writes both again: the read model converges and no change goes
-unannounced (a retried event may repeat one; its cells carry absolute values, so it is harmless)."""
+unannounced (a retried event may repeat one; its cells carry absolute values, so it is harmless).
+
+Leased mode (``settings.leases``, docs/scaling.md): `run_leases` keeps this replica's market
+leases; only owned markets are published, the hash write goes through `fenced_hset` (a replica
+paused past its lease is refused and announces nothing), and a market just taken over is rebuilt
+as at start — published state from the hash, demand of the last window from the ride stream.
+Each tick the owner also reads the ride stream from its cursor (`catch_up`), because the shared
+consumer group hands part of every market's requests to the other replicas."""
 
 from __future__ import annotations
 
@@ -14,11 +21,14 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from pricing.deps import PricingDeps
+from pricing.handlers import count_request
 from pricing.supply import sample_supply
 from pricing.surge import compute_surge
 from ridepulse.contracts.envelope import now_ms
-from ridepulse.contracts.events import SurgeCell, SurgeUpdatedV1
-from ridepulse.contracts.registry import make
+from ridepulse.contracts.events import RideRequestedV1, SurgeCell, SurgeUpdatedV1
+from ridepulse.contracts.registry import decode, make
+from ridepulse.errors import InvalidEvent
+from ridepulse.leases import fenced_hset, lease_key
 from ridepulse.logs import get_logger
 from ridepulse.pause import sleep_or_stop
 
@@ -26,21 +36,101 @@ from ridepulse.pause import sleep_or_stop
 async def restore_published(deps: PricingDeps) -> None:
     """Start from what the read model shows, so a cell surging before a restart is cleared
     (HDEL + event) when its demand is gone, instead of staying stuck in the hash."""
-    for market, surge in deps.markets.items():
-        raw: Any = await deps.redis.hgetall(deps.keys(market).surge)
-        surge.state.published = {k.decode(): float(v) for k, v in raw.items() if float(v) > 1.0}
+    for market in deps.markets:
+        await restore_market(deps, market)
+
+
+CATCH_UP_CHUNK = 1000
+REQUESTED = b"ride.requested"
+
+
+async def restore_market(deps: PricingDeps, market: str) -> None:
+    raw: Any = await deps.redis.hgetall(deps.keys(market).surge)
+    surge = deps.markets[market]
+    surge.state.published = {k.decode(): float(v) for k, v in raw.items() if float(v) > 1.0}
+
+
+async def catch_up(deps: PricingDeps, market: str) -> int:
+    """Count the ride requests added to the stream since the market's cursor; returns how many
+    were new to the window (it counts a ride id once, so what the group also delivered is not
+    counted twice)."""
+    surge = deps.markets[market]
+    stream = deps.keys(market).rides
+    counted = 0
+    while True:
+        entries: Any = await deps.redis.xrange(
+            stream, min="(" + surge.cursor, max="+", count=CATCH_UP_CHUNK
+        )
+        for entry_id, fields in entries:
+            surge.cursor = entry_id.decode()
+            if fields.get(b"type") != REQUESTED:
+                continue
+            try:
+                event = decode(fields, market)
+            except InvalidEvent:
+                continue  # the consumer group dead-letters it; here it is simply not demand
+            if isinstance(event.data, RideRequestedV1) and count_request(deps, market, event.data):
+                counted += 1
+        if len(entries) < CATCH_UP_CHUNK:
+            return counted
+
+
+async def take_over(deps: PricingDeps, market: str, at_ms: int) -> int:
+    """A market this replica just got: rebuilt from scratch as at start; returns the demand."""
+    surge = deps.fresh_market(market)
+    await restore_market(deps, market)
+    # the cursor is exclusive: one ms before the window's start keeps its first entries
+    surge.cursor = f"{max(0, at_ms - surge.window.window_ms - 1)}-0"
+    return await catch_up(deps, market)
+
+
+async def run_leases(deps: PricingDeps, stop: asyncio.Event) -> None:
+    """Renew, give back and take market leases every third of the lease time; a gained market
+    is rebuilt before it is published."""
+    keeper = deps.leases
+    if keeper is None:
+        return
+    log = get_logger(component="leases")
+    try:
+        while not stop.is_set():
+            gained, lost = await keeper.tick(now_ms())
+            for market in sorted(gained):
+                demand = await take_over(deps, market, now_ms())
+                log.info(
+                    "lease.gained", market=market, token=keeper.held.get(market), requests=demand
+                )
+            for market in sorted(lost):
+                log.info("lease.lost", market=market)
+            await sleep_or_stop(stop, keeper.ttl_ms / 3000)
+    finally:
+        await keeper.release_all()
+
+
+class LeaseLost(Exception):
+    """The fence refused a write: another replica owns the market now."""
 
 
 async def _write(deps: PricingDeps, market: str, changed: dict[str, float]) -> None:
     keys = deps.keys(market)
     raised = {cell: m for cell, m in changed.items() if m > 1.0}
     cleared = [cell for cell, m in changed.items() if m <= 1.0]
-    pipe = deps.redis.pipeline(transaction=False)
-    if raised:
-        pipe.hset(keys.surge, mapping=raised)  # type: ignore[arg-type]
-    if cleared:
-        pipe.hdel(keys.surge, *cleared)
-    await pipe.execute()
+    if deps.leases is not None:
+        if market not in deps.leases.held:
+            raise LeaseLost(market)
+        written = await fenced_hset(
+            deps.redis,
+            lease_key(deps.settings.key_prefix, "pricing", market),
+            deps.leases.fence(market),
+            keys.surge,
+            {cell: str(m) for cell, m in raised.items()},
+            cleared,
+        )
+        if not written:
+            # paused past the lease: the new owner's state stands, and nothing is announced
+            deps.leases.held.pop(market, None)
+            raise LeaseLost(market)
+    else:
+        await _write_unfenced(deps, keys.surge, raised, cleared)
     cells = [SurgeCell(cell=cell, multiplier=m) for cell, m in sorted(changed.items())]
     data = SurgeUpdatedV1(market=market, cells=cells)
     await deps.producer.publish(
@@ -48,10 +138,23 @@ async def _write(deps: PricingDeps, market: str, changed: dict[str, float]) -> N
     )
 
 
+async def _write_unfenced(
+    deps: PricingDeps, key: str, raised: dict[str, float], cleared: list[str]
+) -> None:
+    pipe = deps.redis.pipeline(transaction=False)
+    if raised:
+        pipe.hset(key, mapping=raised)  # type: ignore[arg-type]
+    if cleared:
+        pipe.hdel(key, *cleared)
+    await pipe.execute()
+
+
 async def publish_surge(deps: PricingDeps, market: str, at_ms: int) -> dict[str, float]:
     """One tick for one market at `at_ms`: supply read now, demand over the window; returns
     the cells whose multiplier changed."""
     surge = deps.markets[market]
+    if deps.leases is not None:
+        await catch_up(deps, market)
     await sample_supply(deps, market, at_ms)
     demand, supply = surge.window.counts(at_ms)
     computed = compute_surge(demand, supply, cap=deps.settings.surge_cap)
@@ -61,6 +164,9 @@ async def publish_surge(deps: PricingDeps, market: str, at_ms: int) -> dict[str,
         return {}
     try:
         await _write(deps, market, changed)
+    except LeaseLost:
+        surge.state.published = before
+        return {}
     except BaseException:
         surge.state.published = before
         raise
@@ -70,7 +176,9 @@ async def publish_surge(deps: PricingDeps, market: str, at_ms: int) -> dict[str,
 async def run_publisher(deps: PricingDeps, stop: asyncio.Event) -> None:
     log = get_logger(component="surge")
     while not stop.is_set():
-        for market in deps.markets:
+        for market in list(deps.markets):
+            if not deps.owns(market):
+                continue  # another replica's market (leased mode)
             try:
                 changed = await publish_surge(deps, market, now_ms())
                 if changed:

@@ -6,8 +6,9 @@ reads supply from matching's geo index on each tick (pricing/supply.py). Fares a
 are not served here: ingest answers GET /v1/quote from the read models pricing (keys.surge)
 and eta (keys.speeds) publish, with the shared ridepulse.fares, so a quote costs no extra hop
 and works while pricing restarts. The window is in memory and rebuilt at start
-(pricing.replay); run one replica per market — replicas of one group would each see only part
-of the demand."""
+(pricing.replay). Without leases run one replica per market — replicas of one group would each
+see only part of the demand; with ``RIDEPULSE_LEASES=1`` N replicas split the markets by lease
+and each owner reads its markets' whole demand (pricing.publisher, docs/scaling.md)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from functools import partial
 
 from pricing.deps import PricingDeps
 from pricing.handlers import HANDLERS
-from pricing.publisher import restore_published, run_publisher
+from pricing.publisher import restore_published, run_leases, run_publisher
 from pricing.replay import replay_demand
 from pricing.supply import sample_supply
 from ridepulse.bus.consumer import ConsumerRuntime, StreamSource
@@ -36,7 +37,7 @@ def build(
     redis = connect(settings)
     markets = [m.id for m in load_markets(settings.markets_file, settings.markets).markets]
     consumer = consumer_name(settings, SERVICE)
-    deps = PricingDeps.create(redis, settings, markets, f"{SERVICE}/{consumer}")
+    deps = PricingDeps.create(redis, settings, markets, f"{SERVICE}/{consumer}", owner=consumer)
     keys = {m: MarketKeys(m, settings.key_prefix) for m in markets}
 
     rides = ConsumerRuntime(
@@ -54,7 +55,10 @@ def build(
 
 
 async def warm_up(deps: PricingDeps) -> None:
-    """What was published, demand of the last window and drivers available now."""
+    """What was published, demand of the last window and drivers available now. Leased: nothing
+    here — each market is rebuilt when its lease is taken (pricing.publisher.take_over)."""
+    if deps.leases is not None:
+        return
     await restore_published(deps)
     now = now_ms()
     for market in deps.markets:
@@ -70,7 +74,7 @@ async def serve(settings: Settings) -> None:
         settings,
         service=SERVICE,
         runtimes=runtimes,
-        background=[partial(run_publisher, deps)],
+        background=[partial(run_publisher, deps), partial(run_leases, deps)],
         warm_up=partial(warm_up, deps),
     )
 

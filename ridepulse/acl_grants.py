@@ -125,6 +125,30 @@ def _own_heartbeat(service: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
     return (("del", (f"heartbeat:{service}:*",)),)
 
 
+# Market leases (ridepulse.leases, RIDEPULSE_LEASES=1): the acquire/release/fenced-write
+# scripts run by EVALSHA (the commands inside them are checked against the same user), so the
+# lease keys are in the user's patterns, and the commands the scripts and the keeper run are
+# each allowed on the lease keys only: SET on the surge hash stays refused, DEL reaches the
+# lease but never its fence counter (which must only grow).
+def _lease_keys(service: str) -> tuple[str, ...]:
+    return (f"{{*}}:lease:{service}", f"{{*}}:lease:{service}:fence", f"lease-members:{service}")
+
+
+def _lease_scoped(service: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    lease, fence, members = _lease_keys(service)
+    return (
+        ("get", (lease,)),
+        ("set", (lease,)),
+        ("pexpire", (lease,)),
+        ("del", (lease,)),
+        ("incr", (fence,)),
+        ("zadd", (members,)),
+        ("zremrangebyscore", (members,)),
+        ("zcard", (members,)),
+        ("zrem", (members,)),
+    )
+
+
 def _done(group: str) -> tuple[str, ...]:
     """The idempotency guards of one consumer group."""
     return (f"{{*}}:done:{group}:*",)
@@ -261,8 +285,10 @@ SERVICE_GRANTS: dict[str, Grant] = {
             HEARTBEAT,
             BUS_CONSUMER,
             ("hgetall", "hset", "hdel", "xrange", "zrange", "geopos"),
+            SCRIPTS,
         ),
         reads=(
+            *_lease_keys("pricing"),
             "{*}:rides",
             "{*}:telemetry",  # XINFO GROUPS: is the retired `pricing.supply` group still there?
             "{*}:drivers:geo",
@@ -275,9 +301,10 @@ SERVICE_GRANTS: dict[str, Grant] = {
             _done("pricing"),
             DEAD_LETTERS,
             _heartbeat_keys("pricing"),
+            _lease_keys("pricing"),
         ),
         appends=("{*}:surge", *DEAD_LETTERS, "health"),
-        scoped=_own_heartbeat("pricing"),
+        scoped=(*_own_heartbeat("pricing"), *_lease_scoped("pricing")),
     ),
     # Group-aware trimming of ride streams and age trimming of telemetry.
     "janitor": Grant(

@@ -80,12 +80,20 @@ def up(
         str | None,
         typer.Option(help="markets to run: unset = the first (sf), 'all', or e.g. 'sf,nyc'"),
     ] = None,
+    scale: Annotated[
+        str | None,
+        typer.Option(help="replicas per service, e.g. 'pricing=2,matching=2' (docs/scaling.md)"),
+    ] = None,
     log_format: LogFormatOption = None,
 ) -> None:
     """Start Redis (embedded unless --redis-url; a local cluster with --cluster), every service
     and the simulated fleet."""
     if cluster and redis_url:
         _fail("--cluster starts its own cluster: leave out --redis-url (or --cluster)")
+    try:
+        launcher.parse_scale(scale)
+    except ValueError as exc:
+        _fail(str(exc))
     settings = _settings(
         markets=markets,
         host=host,
@@ -94,6 +102,7 @@ def up(
         data_dir=data_dir,
         redis_url=redis_url,
         log_format=log_format,
+        scale=scale,
     )
     try:
         plan = launcher.ClusterPlan(primaries, replicas) if cluster else None

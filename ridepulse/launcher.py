@@ -99,15 +99,45 @@ def server_spec(server: EmbeddedRedis, settings: Settings) -> ChildSpec:
 TELEMETRY_SERVICES = frozenset({"matching-geo", "eta"})
 
 
+# Services `ridepulse up --scale` may start as N replicas: matching shares its groups as it is;
+# pricing splits the markets by lease (RIDEPULSE_LEASES=1, docs/scaling.md). ingest and the
+# dashboard bind one port each; eta is not wired to the leases yet.
+SCALABLE = ("matching", "pricing")
+MAX_REPLICAS = 8
+
+
+def parse_scale(text: str | None) -> dict[str, int]:
+    """``"pricing=2,matching=3"`` → replicas per service; ValueError names what is wrong."""
+    counts: dict[str, int] = {}
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        name, sep, count = part.strip().partition("=")
+        if not sep or not count.strip().isdigit():
+            raise ValueError(f"--scale takes service=count pairs, got {part.strip()!r}")
+        if name not in SCALABLE:
+            raise ValueError(
+                f"--scale: {name!r} cannot run as replicas (only {', '.join(SCALABLE)})"
+            )
+        replicas = int(count)
+        if not 1 <= replicas <= MAX_REPLICAS:
+            raise ValueError(f"--scale: {name} needs 1 to {MAX_REPLICAS} replicas, got {replicas}")
+        counts[name] = replicas
+    return counts
+
+
 def service_specs(
     settings: Settings, client: redis.Redis, secret: str, server: EmbeddedRedis | None = None
 ) -> list[ChildSpec]:
-    """One child per service; on the embedded server each connects as its own ACL user."""
+    """One child per service (``settings.scale``: N of some); on the embedded server each
+    connects as its own ACL user."""
     logs = Path(settings.data_dir) / "logs"
     ridepulse_bin = shutil.which("ridepulse") or str(Path(sys.executable).parent / "ridepulse")
+    scale = parse_scale(settings.scale)
     specs = []
-    for name in SERVICE_NAMES:
-        consumer = f"{name}-1"
+    for name, index in [(n, i) for n in SERVICE_NAMES for i in range(1, scale.get(n, 1) + 1)]:
+        consumer = f"{name}-{index}"
+        child = name if scale.get(name, 1) == 1 else consumer
         env = {
             "RIDEPULSE_REDIS_URL": server.url_for(name) if server else settings.redis_url or "",
             "RIDEPULSE_SECRET": secret,
@@ -120,6 +150,8 @@ def service_specs(
         }
         if settings.markets:
             env["RIDEPULSE_MARKETS"] = settings.markets
+        if name == "pricing" and scale.get(name, 1) > 1:
+            env["RIDEPULSE_LEASES"] = "1"  # one owner per market: the replicas split them
         if name == "ingest":
             ready = _http_ready(f"http://{settings.host}:{settings.api_port}/readyz")
         elif name == "dashboard":
@@ -130,11 +162,11 @@ def service_specs(
             )
         specs.append(
             ChildSpec(
-                name,
+                child,
                 [ridepulse_bin, "run", name],
                 env,
                 ready,
-                logs / f"{name}.log",
+                logs / f"{child}.log",
                 nice=settings.telemetry_nice if name in TELEMETRY_SERVICES else 0,
             )
         )

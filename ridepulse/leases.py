@@ -8,7 +8,8 @@ any before it. A write that matters goes through `fenced_hset`: a script that co
 with the writer's ``<token>:<owner>`` and writes in the same atomic step, so an owner that was
 paused (GC, SIGSTOP, a slow disk) past its expiry is refused instead of overwriting the new
 owner's state. Both keys carry the market's hash tag, so the check and the write share one slot
-on a cluster.
+on a cluster. The scripts run by EVALSHA (loaded on first use), the way every other script in
+the project runs, so the service users need no EVAL grant.
 
 Replicas split the markets evenly: each counts the live replicas of its service (a ZSET of
 member → last beat, its entries older than the lease time dropped) and owns at most
@@ -138,8 +139,8 @@ class LeaseKeeper:
             lease_key(self.prefix, self.service, market),
             fence_key(self.prefix, self.service, market),
         ]
-        got: Any = await self.redis.eval(
-            _ACQUIRE, 2, *keys, self.owner, self.ttl_ms, "" if token is None else token
+        got: Any = await self.redis.register_script(_ACQUIRE)(
+            keys=keys, args=[self.owner, self.ttl_ms, "" if token is None else token]
         )
         return int(got)
 
@@ -180,7 +181,9 @@ class LeaseKeeper:
             return
         value = self.fence(market)
         del self.held[market]
-        await self.redis.eval(_RELEASE, 1, lease_key(self.prefix, self.service, market), value)
+        await self.redis.register_script(_RELEASE)(
+            keys=[lease_key(self.prefix, self.service, market)], args=[value]
+        )
 
     async def release_all(self) -> None:
         for market in list(self.held):
@@ -212,5 +215,5 @@ async def fenced_hset(
         args += [name, value]
     if delete:
         args += ["--", *delete]
-    written: Any = await redis.eval(_FENCED_HSET, 2, lease, key, *args)
+    written: Any = await redis.register_script(_FENCED_HSET)(keys=[lease, key], args=args)
     return bool(written)

@@ -30,6 +30,15 @@ class Settings(BaseSettings):
     secret: str | None = Field(None, description="HS256 signing secret; unset = read from data dir")
     auth_enabled: bool = Field(True, description="require bearer tokens on the API and dashboard")
     consumer_name: str | None = Field(None, description="stable consumer name of this replica")
+    leases: bool = Field(
+        False,
+        description="pricing: own markets by lease (ridepulse.leases) so N replicas split "
+        "them; off = one replica owns every market",
+    )
+    lease_ttl_ms: int = Field(5000, gt=0, description="how long a market lease lasts unrenewed")
+    scale: str | None = Field(
+        None, description="ridepulse up: replicas per service, e.g. pricing=2,matching=2"
+    )
     log_level: str = Field("info", description="debug, info, warning, error")
     log_format: LogFormat = Field(
         "auto", description="auto (console on a terminal, else JSON), json, console"

@@ -84,6 +84,9 @@ MUST_NOT: dict[str, list[tuple[str, ...]]] = {
         ("HSET", f"{SF}:ride:r1", "fare", "0"),
         ("HSET", f"{SF}:eta:speeds", "c", "99"),
         ("XGROUP", "DESTROY", f"{SF}:telemetry", "matching.geo"),
+        ("DEL", f"{SF}:lease:eta"),  # another service's lease
+        ("DEL", f"{SF}:lease:pricing:fence"),  # the fence counter only grows
+        ("INCR", f"{SF}:surge:cells"),
     ],
     "janitor": [
         ("XADD", f"{SF}:telemetry", "*", "k", "v"),
@@ -180,6 +183,18 @@ MUST: dict[str, list[tuple[str, ...]]] = {
         ("GEOPOS", f"{SF}:drivers:geo", "d1"),
         ("XADD", f"{SF}:surge", "*", "k", "v"),
         ("XINFO", "GROUPS", f"{SF}:telemetry"),
+        # market leases (RIDEPULSE_LEASES=1): the scripts of ridepulse.leases and what they run
+        ("EVALSHA", "0" * 40, "2", f"{SF}:lease:pricing", f"{SF}:surge:cells"),
+        ("SCRIPT", "LOAD", "return 1"),
+        ("GET", f"{SF}:lease:pricing"),
+        ("SET", f"{SF}:lease:pricing", "1:p", "PX", "5000"),
+        ("INCR", f"{SF}:lease:pricing:fence"),
+        ("PEXPIRE", f"{SF}:lease:pricing", "5000"),
+        ("DEL", f"{SF}:lease:pricing"),
+        ("ZADD", "rp:lease-members:pricing", "1", "p"),
+        ("ZREMRANGEBYSCORE", "rp:lease-members:pricing", "-inf", "1"),
+        ("ZCARD", "rp:lease-members:pricing"),
+        ("ZREM", "rp:lease-members:pricing", "p"),
     ],
     "janitor": [
         *RIDE_STEP_SAMPLES,

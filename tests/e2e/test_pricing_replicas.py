@@ -1,0 +1,62 @@
+"""`ridepulse up --scale pricing=2` (RIDEPULSE_SCALE) with two markets: the two pricing replicas
+split sf and nyc by lease, each market still surges, and no service user is refused a command
+(the lease grants in ridepulse/acl_grants.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import start_city
+from tests.support.api import DOWNTOWN, City, offset
+from tests.support.waiting import wait_until_sync
+
+pytestmark = pytest.mark.e2e
+
+MIDTOWN = (40.7580, -73.9855)
+
+
+@pytest.fixture
+def scaled(tmp_path: Path) -> Iterator[City]:
+    platform, client = start_city(
+        tmp_path / "city", RIDEPULSE_MARKETS="sf,nyc", RIDEPULSE_SCALE="pricing=2"
+    )
+    yield client
+    client.close()
+    denied = platform.acl_denials()
+    code = platform.stop()
+    assert not denied, f"services were refused by their Redis users: {denied}"
+    assert code == 0, f"ridepulse up exited {code}:\n{platform.text()[-2000:]}"
+
+
+def test_two_pricing_replicas_split_the_markets_and_both_surge(scaled: City) -> None:
+    city = scaled
+    redis = city.platform.redis_client()
+    try:
+
+        def owners() -> dict[str, str] | None:
+            got: dict[str, Any] = {m: redis.get(f"rp:{{{m}}}:lease:pricing") for m in ("sf", "nyc")}
+            if None in got.values():
+                return None
+            named = {m: v.decode().split(":", 1)[1] for m, v in got.items()}
+            return named if len(set(named.values())) == 2 else None
+
+        split = wait_until_sync(owners, timeout_s=60, what="one market per pricing replica")
+        assert set(split.values()) == {"pricing-1", "pricing-2"}, split
+        for market, spot in (("sf", DOWNTOWN), ("nyc", MIDTOWN)):
+            for i in range(5):  # no drivers: demand alone raises the surge
+                response = city.request_ride(f"{market}-rider-{i}", spot, offset(spot, -3000, 0))
+                assert response.status_code == 202, response.text
+            wait_until_sync(
+                lambda s=spot, m=market: (
+                    city.quote(f"{m}-q", s, offset(s, -3000, 0))["surge"]  # type: ignore[misc]
+                    > 1.0
+                ),
+                timeout_s=60,
+                what=f"{market} to surge under its own replica",
+            )
+    finally:
+        redis.close()
