@@ -57,7 +57,13 @@ class Settings(BaseSettings):
         0.5, ge=0, description="lag in seconds past which a telemetry consumer reads bigger slices"
     )
     telemetry_catch_up_read_count: int = Field(
-        50, ge=1, description="entries per XREADGROUP on telemetry while catching up"
+        50, ge=1, description="fewest entries per XREADGROUP on telemetry while catching up"
+    )
+    telemetry_catch_up_max_read_count: int = Field(
+        400,
+        ge=1,
+        description="most entries per XREADGROUP on telemetry while catching up (the read spans "
+        "the backlog up to this, so a driver's superseded pings meet its newest)",
     )
     eta_conflation_window_ms: int = Field(
         15_000, ge=0, description="per driver, eta keeps the pings this close to its newest one"
