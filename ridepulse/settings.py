@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     )
     ride_deadline_s: float = Field(60.0, description="time to find a driver before expiry")
     driver_stale_s: float = Field(30.0, description="silence after which a driver is not offered")
+    geo_min_move_m: float = Field(
+        20.0,
+        ge=0,
+        description="matching-geo writes a driver's ping only if it moved this far since the "
+        "last one written, or a third of driver_stale_s passed; 0 writes every ping",
+    )
     driver_lost_s: float = Field(
         120.0,
         gt=0,
