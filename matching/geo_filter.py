@@ -34,14 +34,11 @@ from dataclasses import dataclass, field
 from ridepulse.contracts.telemetry_decode import PingLike
 
 _M_PER_DEG = 111_320.0
+_RAD = math.pi / 180
 
 
-@dataclass(slots=True)
-class _Written:
-    lat: float
-    lon: float
-    ts: int
-    at_ms: int  # this process's monotonic clock when written
+# per driver written: lat, lon, the phone's ts, and this process's monotonic ms when written
+_Written = tuple[float, float, int, int]
 
 
 @dataclass
@@ -57,29 +54,33 @@ class PositionFilter:
         """Of each driver's newest ping of a batch, those that must be written."""
         now = self.clock_ms()
         self._prune(now)
+        due = now - self.refresh_ms
+        min_sq = self.min_move_m * self.min_move_m
+        written = self._written
         out: list[PingLike] = []
         for ping in newest:
-            held = self._written.get((market, ping.driver_id))
-            if held is None or now - held.at_ms >= self.refresh_ms or self._moved(held, ping):
+            held = written.get((market, ping.driver_id))
+            if held is None or held[3] <= due:
                 out.append(ping)
-            else:
-                self.skipped += 1
+                continue
+            lat, lon, ts, _ = held
+            if ping.ts > ts:  # an older ping than the one written: the script would ignore it
+                # equirectangular: exact enough at tens of metres
+                dy = (ping.lat - lat) * _M_PER_DEG
+                dx = (ping.lon - lon) * _M_PER_DEG * math.cos(lat * _RAD)
+                if dx * dx + dy * dy >= min_sq:
+                    out.append(ping)
+                    continue
+            self.skipped += 1
         return out
 
     def wrote(self, market: str, pings: Iterable[PingLike]) -> None:
         """Remember what was sent (the script may have kept a newer stored ping; then the
         stored one is newer still, which only makes skipping safer)."""
         now = self.clock_ms()
+        written = self._written
         for ping in pings:
-            self._written[(market, ping.driver_id)] = _Written(ping.lat, ping.lon, ping.ts, now)
-
-    def _moved(self, held: _Written, ping: PingLike) -> bool:
-        if ping.ts <= held.ts:
-            return False  # not newer than what was written: the script would ignore it
-        # equirectangular: exact enough at tens of metres, and no trigonometry per ping but one
-        dy = (ping.lat - held.lat) * _M_PER_DEG
-        dx = (ping.lon - held.lon) * _M_PER_DEG * math.cos(math.radians(held.lat))
-        return dx * dx + dy * dy >= self.min_move_m * self.min_move_m
+            written[(market, ping.driver_id)] = (ping.lat, ping.lon, ping.ts, now)
 
     def _prune(self, now: int) -> None:
         """Forget drivers not written for `refresh_ms`: their next ping is written anyway, so
@@ -88,4 +89,4 @@ class PositionFilter:
             return
         self._pruned_at_ms = now
         cutoff = now - self.refresh_ms
-        self._written = {k: v for k, v in self._written.items() if v.at_ms > cutoff}
+        self._written = {k: v for k, v in self._written.items() if v[3] > cutoff}

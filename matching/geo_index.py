@@ -69,15 +69,15 @@ async def update_positions(
     """Apply a batch of pings; returns how many drivers moved (stale pings are ignored).
     With `only`, the drivers whose ping would change nothing matching reads are skipped."""
     newest = newest_per_driver(pings)
+    pings_in_order = list(newest.values())
     if only is not None:
-        newest = {p.driver_id: p for p in only.select(keys.market, newest.values())}
-    if not newest:
+        pings_in_order = only.select(keys.market, pings_in_order)
+    if not pings_in_order:
         return 0
     script = redis.register_script(
         _source("update_positions.lua")
     )  # hashes the source; EVALSHA with NOSCRIPT fallback
     index_keys = [keys.drivers_seen, keys.positions, keys.driver_statuses, keys.drivers_geo]
-    pings_in_order = list(newest.values())
     moved = 0
     for start in range(0, len(pings_in_order), CHUNK_DRIVERS):
         args: list[str | int] = []
