@@ -60,7 +60,7 @@ class Settings(BaseSettings):
         50, ge=1, description="fewest entries per XREADGROUP on telemetry while catching up"
     )
     telemetry_catch_up_max_read_count: int = Field(
-        400,
+        200,
         ge=1,
         description="most entries per XREADGROUP on telemetry while catching up (the read spans "
         "the backlog up to this, so a driver's superseded pings meet its newest)",
