@@ -23,6 +23,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from matching.geo_filter import PositionFilter
 from ridepulse.contracts.telemetry_decode import PingLike
 from ridepulse.keys import MarketKeys
 from ridepulse.positions import pack_position
@@ -60,23 +61,31 @@ def _source(name: str) -> str:
 
 
 async def update_positions(
-    redis: aioredis.Redis, keys: MarketKeys, pings: Iterable[PingLike]
+    redis: aioredis.Redis,
+    keys: MarketKeys,
+    pings: Iterable[PingLike],
+    only: PositionFilter | None = None,
 ) -> int:
-    """Apply a batch of pings; returns how many drivers moved (stale pings are ignored)."""
+    """Apply a batch of pings; returns how many drivers moved (stale pings are ignored).
+    With `only`, the drivers whose ping would change nothing matching reads are skipped."""
     newest = newest_per_driver(pings)
-    if not newest:
+    pings_in_order = list(newest.values())
+    if only is not None:
+        pings_in_order = only.select(keys.market, pings_in_order)
+    if not pings_in_order:
         return 0
     script = redis.register_script(
         _source("update_positions.lua")
     )  # hashes the source; EVALSHA with NOSCRIPT fallback
     index_keys = [keys.drivers_seen, keys.positions, keys.driver_statuses, keys.drivers_geo]
-    pings_in_order = list(newest.values())
     moved = 0
     for start in range(0, len(pings_in_order), CHUNK_DRIVERS):
         args: list[str | int] = []
         for ping in pings_in_order[start : start + CHUNK_DRIVERS]:
             args += [ping.driver_id, ping.ts, packed_position(ping)]
         moved += int(await script(keys=index_keys, args=args))
+        if only is not None:
+            only.wrote(keys.market, pings_in_order[start : start + CHUNK_DRIVERS])
     return moved
 
 

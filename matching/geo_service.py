@@ -8,6 +8,7 @@ busy telemetry consumer. Measured at 50,000 pings/s + 100 rides/s: see docs/benc
 
 from __future__ import annotations
 
+from matching.geo_filter import PositionFilter
 from matching.handlers import GEO_HANDLERS, MatchingDeps
 from ridepulse.bus.conflation import Conflation
 from ridepulse.bus.consumer import ConsumerRuntime, StreamSource
@@ -27,7 +28,9 @@ def build(
     redis = connect(settings)
     markets = load_markets(settings.markets_file, settings.markets).markets
     keys = {m.id: MarketKeys(m.id, settings.key_prefix) for m in markets}
-    deps = MatchingDeps(redis=redis, settings=settings, stores={}, speeds={})
+    deps = MatchingDeps(
+        redis=redis, settings=settings, stores={}, speeds={}, geo_filter=geo_filter(settings)
+    )
     runtime = ConsumerRuntime(
         redis,
         group=GROUP,
@@ -43,6 +46,17 @@ def build(
         conflation=Conflation(window_ms=0) if settings.telemetry_conflate else None,
     )
     return deps, runtime
+
+
+def geo_filter(settings: Settings) -> PositionFilter | None:
+    """Skip pings that change nothing matching reads (matching/geo_filter.py); None writes
+    every ping. Freshness is kept to a third of the stale limit, so a driver is written at
+    least three times before it could go stale."""
+    if settings.geo_min_move_m <= 0:
+        return None
+    return PositionFilter(
+        min_move_m=settings.geo_min_move_m, refresh_ms=int(settings.driver_stale_s * 1000 / 3)
+    )
 
 
 async def serve(settings: Settings) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from matching.geo_filter import PositionFilter
 from matching.geo_index import nearby_available, update_positions
 from matching.planner import OfferPlan
 from ridepulse.bus.handlers import HandlerTable, Outgoing
@@ -32,6 +33,7 @@ class MatchingDeps:
     speeds: dict[str, SpeedCache]
     offers_made: int = 0
     last_attempt_ms: dict[str, int] = field(default_factory=dict)
+    geo_filter: PositionFilter | None = None  # matching-geo: pings that change nothing skipped
 
     def keys(self, market: str) -> MarketKeys:
         return MarketKeys(market, self.settings.key_prefix)
@@ -43,7 +45,7 @@ async def on_locations(events: Sequence[Event], deps: MatchingDeps) -> Outgoing:
         # ingest located every ping of an entry in the market of the stream it went to
         by_market.setdefault(event.market, []).extend(event.payload(DriverLocationV1).pings)
     for market, pings in by_market.items():
-        await update_positions(deps.redis, deps.keys(market), pings)
+        await update_positions(deps.redis, deps.keys(market), pings, deps.geo_filter)
     return None
 
 

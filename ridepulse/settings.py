@@ -57,7 +57,13 @@ class Settings(BaseSettings):
         0.5, ge=0, description="lag in seconds past which a telemetry consumer reads bigger slices"
     )
     telemetry_catch_up_read_count: int = Field(
-        50, ge=1, description="entries per XREADGROUP on telemetry while catching up"
+        50, ge=1, description="fewest entries per XREADGROUP on telemetry while catching up"
+    )
+    telemetry_catch_up_max_read_count: int = Field(
+        200,
+        ge=1,
+        description="most entries per XREADGROUP on telemetry while catching up (the read spans "
+        "the backlog up to this, so a driver's superseded pings meet its newest)",
     )
     eta_conflation_window_ms: int = Field(
         15_000, ge=0, description="per driver, eta keeps the pings this close to its newest one"
@@ -96,6 +102,12 @@ class Settings(BaseSettings):
     )
     ride_deadline_s: float = Field(60.0, description="time to find a driver before expiry")
     driver_stale_s: float = Field(30.0, description="silence after which a driver is not offered")
+    geo_min_move_m: float = Field(
+        20.0,
+        ge=0,
+        description="matching-geo writes a driver's ping only if it moved this far since the "
+        "last one written, or a third of driver_stale_s passed; 0 writes every ping",
+    )
     driver_lost_s: float = Field(
         120.0,
         gt=0,

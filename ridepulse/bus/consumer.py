@@ -24,7 +24,7 @@ from redis.crc import key_slot
 from redis.exceptions import NoPermissionError, ResponseError
 
 from ridepulse.bus import metrics as m
-from ridepulse.bus.conflation import Conflation, conflate
+from ridepulse.bus.conflation import Conflation, catch_up_read_size, conflate
 from ridepulse.bus.deadletter import DEAD_LETTER_MAXLEN, dead_letter_fields
 from ridepulse.bus.faults import Backoff, is_nogroup, is_transient
 from ridepulse.bus.handlers import DepsT, HandlerTable
@@ -146,6 +146,8 @@ class ConsumerRuntime(Generic[DepsT]):
         # more than `catch_up_lag_s` reads bigger slices, so it catches up in seconds.
         self.conflation = conflation
         self.lag_s = 0.0  # age of the oldest entry of the last read, by its id's ms (server clock)
+        # entries of the next read when behind: the backlog, so a driver's pings meet in it
+        self._catch_up_count = settings.telemetry_catch_up_read_count
         self.producer = Producer(
             redis, telemetry_maxlen=settings.telemetry_maxlen, prefix=settings.key_prefix
         )
@@ -253,7 +255,16 @@ class ConsumerRuntime(Generic[DepsT]):
             # how far behind this read started: a catch-up read ends near the head, but what
             # it holds is a backlog, so it is conflated as one
             oldest_ms = min(parse_id(entries[0][0])[0] for _, entries in reply if entries)
+            newest_ms = max(parse_id(entries[-1][0])[0] for _, entries in reply if entries)
             self.lag_s = max(time.time() - oldest_ms / 1000, 0.0)
+            self._catch_up_count = catch_up_read_size(
+                oldest_ms,
+                newest_ms,
+                sum(len(entries) for _, entries in reply),
+                int(time.time() * 1000),
+                floor=self.settings.telemetry_catch_up_read_count,
+                cap=self.settings.telemetry_catch_up_max_read_count,
+            )
         items = [
             _Item(self.by_key[key.decode()], entry_id, fields, 1)
             for key, entries in reply
@@ -266,7 +277,7 @@ class ConsumerRuntime(Generic[DepsT]):
         """Entries to read: more when a conflating consumer is behind, since the cost of a read
         then follows the drivers in it rather than the pings."""
         if self.conflation is not None and self.lag_s > self.settings.telemetry_catch_up_lag_s:
-            return max(self.read_count, self.settings.telemetry_catch_up_read_count)
+            return max(self.read_count, self._catch_up_count)
         return self.read_count
 
     async def _read_per_slot(self) -> list[Any]:

@@ -9,6 +9,7 @@ from typing import cast
 import pytest
 import redis.asyncio as aioredis
 
+from matching.geo_filter import PositionFilter
 from matching.geo_index import drop_stale, nearby_available, update_positions
 from ridepulse.contracts.events import Ping
 from ridepulse.keys import MarketKeys
@@ -115,3 +116,42 @@ async def test_a_batch_larger_than_one_script_call_is_applied_whole(
     assert await update_positions(redis, keys, [ping(d, 50, 7) for d in drivers]) == len(drivers)
     assert await indexed(redis, keys) == set(drivers)
     assert await redis.zcard(keys.drivers_seen) == len(drivers)
+
+
+async def test_a_parked_driver_is_written_only_when_its_freshness_is_due_and_stays_offerable(
+    redis: aioredis.Redis, keys: MarketKeys
+) -> None:
+    """With the filter, pings within 20 m of the last written position cost Valkey nothing,
+    yet the driver never goes stale: it is written again once its freshness is due."""
+    clock = [0]
+    only = PositionFilter(min_move_m=20, refresh_ms=10_000, clock_ms=lambda: clock[0])
+    await redis.hset(keys.driver_statuses, "parked", "available")
+    assert await update_positions(redis, keys, [ping("parked", 100, 1)], only) == 1
+    seen_first = await redis.zscore(keys.drivers_seen, "parked")
+    for ts in range(2, 5):  # GPS jitter every 3 s
+        clock[0] += 3_000
+        assert await update_positions(redis, keys, [ping("parked", 100 + ts, ts)], only) == 0
+    stored = parse_position(cast(bytes, await redis.hget(keys.positions, "parked")))
+    assert stored is not None and stored.ts == 1 and only.skipped == 3
+    clock[0] += 3_000  # 12 s since the write: due
+    await asyncio.sleep(0.01)  # the server clock moves too
+    assert await update_positions(redis, keys, [ping("parked", 101, 5)], only) == 1
+    assert cast(float, await redis.zscore(keys.drivers_seen, "parked")) > cast(float, seen_first)
+    found = await nearby_available(redis, keys, *PICKUP, radius_m=1_000, fresh_within_ms=30_000)
+    assert [d.driver_id for d in found] == ["parked"]
+
+
+async def test_a_driver_whose_pings_were_skipped_is_indexed_when_it_goes_available(
+    redis: aioredis.Redis, keys: MarketKeys
+) -> None:
+    """Skipping never leaves a driver out of the index: the ride scripts' index_driver puts a
+    driver going available in the geo set at its last written position, atomically."""
+    store = RideStore(redis, keys, "test")
+    only = PositionFilter(min_move_m=20, refresh_ms=10_000, clock_ms=lambda: 0)
+    await store.set_driver_status("d1", "offline")
+    assert await update_positions(redis, keys, [ping("d1", 200, 1)], only) == 1
+    assert await update_positions(redis, keys, [ping("d1", 210, 2)], only) == 0  # skipped
+    assert await indexed(redis, keys) == set()
+    await store.set_driver_status("d1", "available")
+    found = await nearby_available(redis, keys, *PICKUP, radius_m=1_000, fresh_within_ms=30_000)
+    assert [(d.driver_id, round(d.distance_m, -1)) for d in found] == [("d1", 200)]

@@ -191,3 +191,45 @@ async def test_without_conflation_the_same_flood_leaves_the_consumer_ever_furthe
     runtime, lags, _, _ = await flood(settings, redis, conflate=False, seconds=8)
     assert lags[-1] > 2.0 and lags[-1] > lags[2], lags
     assert runtime.stats.conflated == 0
+
+
+async def test_a_backlog_of_drivers_pinging_less_often_than_a_read_spans_is_still_conflated(
+    settings: Settings, redis: aioredis.Redis
+) -> None:
+    """The fleet of the capacity sweep: each driver pings every 4 s, and a 4 s slice of the
+    stream is more entries than a fixed catch-up read (50). Reads of a fixed size then hold no
+    driver twice, so nothing is conflated however far behind the consumer is (seen: 40k pings/s,
+    matching.geo 4.7 s behind, `conflated` 0). A catch-up read must span the backlog."""
+    rng = random.Random(5)
+    deps, runtime = geo_service.build(settings)
+    keys = deps.keys(runtime.sources[0].market)
+    stream = runtime.sources[0].key
+    drivers, per_entry, period_ms, periods = 6_000, 100, 4_000, 5  # 60 entries a period
+    await redis.hset(keys.driver_statuses, mapping={f"d{d}": "available" for d in range(drivers)})
+    start_ms = int(time.time() * 1000) - periods * period_ms
+    newest: dict[str, int] = {}
+    pipe = redis.pipeline(transaction=False)
+    entries = drivers // per_entry
+    for period in range(periods):
+        for seq in range(entries):  # entries spread evenly over the period, as a fleet sends
+            ts = start_ms + period * period_ms + seq * period_ms // entries
+            batch = [ping(rng, d, ts) for d in range(seq * per_entry, (seq + 1) * per_entry)]
+            pipe.xadd(stream, location_fields(batch), id=f"{ts}-0")
+            newest.update({p["driver_id"]: ts for p in batch})
+    await pipe.execute()
+
+    task = asyncio.create_task(runtime.run())
+    try:
+        await wait_until(
+            lambda: caught_up(redis, stream, geo_service.GROUP),
+            timeout_s=90,
+            what="the group to read the whole backlog",
+        )
+    finally:
+        runtime.stop()
+        await task
+        await deps.redis.aclose()
+
+    assert await newest_positions(redis, keys) == newest
+    total = periods * drivers
+    assert runtime.stats.conflated > total // 2, runtime.stats  # most of 5 periods superseded

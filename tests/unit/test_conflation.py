@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from ridepulse.bus.conflation import Conflation, conflate
+from ridepulse.bus.conflation import Conflation, catch_up_read_size, conflate
 
 
 def entry(*pings: tuple[str, int]) -> dict[bytes, bytes]:
@@ -52,3 +52,16 @@ def test_entries_that_are_not_well_formed_locations_pass_unchanged() -> None:
     ]
     bodies, dropped = conflate([*odd, entry(("a", 1))], Conflation())
     assert bodies[:4] == odd and dropped == [0, 0, 0, 0, 0]
+
+
+def test_a_catch_up_read_spans_the_backlog_left_behind_the_last_read() -> None:
+    # 50 entries over 1.25 s (40 a second), 5 s more behind: 200 more entries
+    assert catch_up_read_size(0, 1_225, 50, 6_225, floor=50, cap=400) == 250
+
+
+def test_a_catch_up_read_stays_between_its_floor_and_its_cap() -> None:
+    assert catch_up_read_size(0, 1_225, 50, 1_000_000, floor=50, cap=400) == 400
+    assert catch_up_read_size(0, 10_000, 3, 10_100, floor=50, cap=400) == 50
+    # one entry, or all in one ms: no rate to go by
+    assert catch_up_read_size(5, 5, 1, 9_000, floor=50, cap=400) == 50
+    assert catch_up_read_size(5, 5, 30, 9_000, floor=50, cap=400) == 50

@@ -1,0 +1,149 @@
+"""Micro-measurement of matching-geo's index update in Valkey: Valkey CPU per 1,000 pings with
+every ping written (old) against pings that change nothing skipped (new, matching/geo_filter.py),
+alternated old/new pair by pair on one embedded server, so a machine whose speed drifts moves
+both sides alike; the median of per-pair ratios with its range.
+
+    .venv/bin/python -m loadtests.bench.micro_geo [--pairs 5]
+
+Two fleets, each 10,000 drivers, a third of them available, 60 s of pings applied as
+matching-geo applies them (newest per driver of each 1,000-ping entry, on a simulated clock):
+- `city`: a phone's pace, a ping every 2 s; 40% parked (GPS jitter of up to 5 m), 60% driving
+  at 8.5 m/s (17 m a ping);
+- `sweep`: the capacity sweep's fleet (loadtests/bench/fleet.py), a ping every 4 s, every driver
+  moving ~28 m a ping: nothing to skip, the filter's cost with no gain."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import random
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from matching.geo_filter import PositionFilter
+from matching.geo_index import update_positions
+from ridepulse.contracts.events import Ping
+from ridepulse.keys import MarketKeys
+from ridepulse.redis_server import EmbeddedRedis
+
+DRIVERS, PER_ENTRY, SECONDS = 10_000, 1_000, 60
+CENTRE = (37.7749, -122.4194)
+M_PER_DEG = 111_320.0
+
+
+def city(period_ms: int = 2_000) -> Iterator[list[Ping]]:
+    rng = random.Random(1)
+    home = [
+        (CENTRE[0] + rng.uniform(-0.04, 0.04), CENTRE[1] + rng.uniform(-0.04, 0.04))
+        for _ in range(DRIVERS)
+    ]
+    bearing = [rng.uniform(0, 2 * math.pi) for _ in range(DRIVERS)]
+    step_m = 8.5 * period_ms / 1000
+    for tick in range(SECONDS * 1000 // period_ms):
+        pings: list[Ping] = []
+        for d in range(DRIVERS):
+            lat, lon = home[d]
+            if d % 5 < 2:  # parked: jitter only
+                north, east = rng.uniform(-5, 5), rng.uniform(-5, 5)
+            else:
+                north = tick * step_m * math.cos(bearing[d])
+                east = tick * step_m * math.sin(bearing[d])
+            pings.append(
+                Ping(
+                    driver_id=f"d{d}",
+                    lat=lat + north / M_PER_DEG,
+                    lon=lon + east / (M_PER_DEG * math.cos(math.radians(lat))),
+                    ts=tick * period_ms + d * period_ms // DRIVERS + 1,
+                    heading=0,
+                )
+            )
+        yield from (pings[i : i + PER_ENTRY] for i in range(0, DRIVERS, PER_ENTRY))
+
+
+def sweep_fleet(period_ms: int = 4_000) -> Iterator[list[Ping]]:
+    from loadtests.bench.fleet import pings as fleet_pings
+
+    for tick in range(SECONDS * 1000 // period_ms):
+        for first in range(0, DRIVERS, PER_ENTRY):
+            ts = tick * period_ms + first * period_ms // DRIVERS + 1
+            rows = fleet_pings(first, PER_ENTRY, ts=ts, step=tick + 1)
+            yield [Ping(**row) for row in rows]
+
+
+async def valkey_cpu_s(redis: aioredis.Redis) -> float:
+    cpu: Any = await redis.info("cpu")
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
+
+async def apply(url: str, fleet: str, new: bool) -> tuple[float, float, float]:
+    """(Valkey CPU µs per 1,000 pings, this process's CPU µs per 1,000 pings, share of the
+    pings written)."""
+    redis = aioredis.Redis.from_url(url)
+    keys = MarketKeys("sf", f"g{uuid.uuid4().hex[:8]}")
+    await redis.hset(
+        keys.driver_statuses,
+        mapping={f"d{d}": "available" if d % 3 == 0 else "on_trip" for d in range(DRIVERS)},
+    )
+    entries = list(city() if fleet == "city" else sweep_fleet())
+    clock = [0]
+    only = PositionFilter(20, 10_000, clock_ms=lambda: clock[0]) if new else None
+    pings = sum(len(e) for e in entries)
+    valkey_before, own_before = await valkey_cpu_s(redis), time.process_time()
+    for entry in entries:
+        clock[0] = entry[-1].ts  # the filter's clock follows the fleet's
+        await update_positions(redis, keys, entry, only)
+    valkey, own = await valkey_cpu_s(redis) - valkey_before, time.process_time() - own_before
+    await redis.delete(keys.drivers_seen, keys.positions, keys.driver_statuses, keys.drivers_geo)
+    await redis.aclose()
+    written = pings - (only.skipped if only else 0)
+    return valkey * 1e9 / pings, own * 1e9 / pings, written / pings
+
+
+async def measure(url: str, pairs: int) -> None:
+    for fleet in ("city", "sweep"):
+        ratios: list[float] = []
+        own_ratios: list[float] = []
+        old_us: list[float] = []
+        new_us: list[float] = []
+        for index in range(pairs):  # ABAB, the order flipped every pair
+            first_new = index % 2 == 1
+            runs: dict[bool, tuple[float, float, float]] = {}
+            for new in (first_new, not first_new):
+                runs[new] = await apply(url, fleet, new)
+            old_us.append(runs[False][0])
+            new_us.append(runs[True][0])
+            ratios.append(runs[False][0] / runs[True][0])
+            own_ratios.append(runs[False][1] / runs[True][1])
+            written = runs[True][2]
+        print(
+            f"{fleet:<6} Valkey CPU per 1,000 pings: old {statistics.median(old_us):,.0f} µs"
+            f"  new {statistics.median(new_us):,.0f} µs  old/new median"
+            f" {statistics.median(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f},"
+            f" {pairs} pairs); new writes {written:.0%} of pings; matching-geo's own CPU"
+            f" old/new median {statistics.median(own_ratios):.2f}",
+            flush=True,
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pairs", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        server = EmbeddedRedis(Path(tmp)).start()
+        try:
+            asyncio.run(measure(server.url, args.pairs))
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()

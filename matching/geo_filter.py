@@ -1,0 +1,92 @@
+"""Pings that would not change what matching knows are not sent to Valkey at all.
+
+The geo index answers "who is available near here, nearest first, and pinged lately". A ping
+changes that answer only if the driver moved far enough to matter, or if the driver's
+freshness (`drivers_seen`) is getting old. Every other ping costs Valkey the whole index update
+(two HMGETs, an HSET, a ZADD and a GEOADD of one driver, inside the script that holds the
+server) for nothing. Valkey is one thread shared with every ride command, so the cheapest
+update is the one not made.
+
+A driver's ping is written when any of these holds:
+- this process has not written the driver within `refresh_ms` (the freshness it keeps is that
+  coarse: a third of `driver_stale_s` by default, 10 s of 30 s);
+- the driver moved `min_move_m` or more from the position last written (20 m by default, the
+  size of a phone's GPS error in a city; 0 writes every ping);
+- the driver was never written by this process (a new driver, or a restart).
+
+What is skipped is only ever a ping whose driver this process wrote recently and nearby, so:
+- a driver is never stale because of the filter (written at least every `refresh_ms`);
+- a driver going available is indexed at the position last written (within `min_move_m`), by
+  the ride scripts' `index_driver`, atomically as before;
+- several matching-geo processes each keep their own memory; each writes at least what it
+  would alone, so sharing the stream can only write more, never less.
+
+The positions hash (which eta, the dashboard and `GET /v1/drivers/{id}` read) is then up to
+`min_move_m` and `refresh_ms` behind the newest ping."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from ridepulse.contracts.telemetry_decode import PingLike
+
+_M_PER_DEG = 111_320.0
+_RAD = math.pi / 180
+
+
+# per driver written: lat, lon, the phone's ts, and this process's monotonic ms when written
+_Written = tuple[float, float, int, int]
+
+
+@dataclass
+class PositionFilter:
+    min_move_m: float
+    refresh_ms: int
+    clock_ms: Callable[[], int] = lambda: int(time.monotonic() * 1000)
+    skipped: int = 0  # pings not written since start (a counter, like `conflated`)
+    _written: dict[tuple[str, str], _Written] = field(default_factory=dict)
+    _pruned_at_ms: int = 0
+
+    def select(self, market: str, newest: Iterable[PingLike]) -> list[PingLike]:
+        """Of each driver's newest ping of a batch, those that must be written."""
+        now = self.clock_ms()
+        self._prune(now)
+        due = now - self.refresh_ms
+        min_sq = self.min_move_m * self.min_move_m
+        written = self._written
+        out: list[PingLike] = []
+        for ping in newest:
+            held = written.get((market, ping.driver_id))
+            if held is None or held[3] <= due:
+                out.append(ping)
+                continue
+            lat, lon, ts, _ = held
+            if ping.ts > ts:  # an older ping than the one written: the script would ignore it
+                # equirectangular: exact enough at tens of metres
+                dy = (ping.lat - lat) * _M_PER_DEG
+                dx = (ping.lon - lon) * _M_PER_DEG * math.cos(lat * _RAD)
+                if dx * dx + dy * dy >= min_sq:
+                    out.append(ping)
+                    continue
+            self.skipped += 1
+        return out
+
+    def wrote(self, market: str, pings: Iterable[PingLike]) -> None:
+        """Remember what was sent (the script may have kept a newer stored ping; then the
+        stored one is newer still, which only makes skipping safer)."""
+        now = self.clock_ms()
+        written = self._written
+        for ping in pings:
+            written[(market, ping.driver_id)] = (ping.lat, ping.lon, ping.ts, now)
+
+    def _prune(self, now: int) -> None:
+        """Forget drivers not written for `refresh_ms`: their next ping is written anyway, so
+        memory follows the active fleet, not every driver ever seen."""
+        if now - self._pruned_at_ms < self.refresh_ms:
+            return
+        self._pruned_at_ms = now
+        cutoff = now - self.refresh_ms
+        self._written = {k: v for k, v in self._written.items() if v[3] > cutoff}

@@ -1,0 +1,229 @@
+"""Rides first under overload, end to end: while a telemetry flood keeps the platform past what
+it sustains, every ride request is offered a driver (or, with nobody near, told so by expiring)
+within its deadline, and matching's geo index trails telemetry by under 2 s (9 samples in 10;
+the lag is a sawtooth: it rises while a catch-up read is handled, then falls to 0).
+
+Real `ridepulse up` (uvicorn ingest, embedded Valkey, every service). Four processes post
+batches of 5,000 moving drivers back to back, as fast as ingest answers, honouring 429's
+Retry-After as the simulated fleet does, at the lowest CPU priority (they stand for phones,
+not for work of this machine); ingest sheds on matching.geo's lag past 0.5 s. That the
+flood is past what the machine sustains is read from the platform's own signals: pings shed
+with 429, or pings matching-geo skipped as superseded (`conflated` in its heartbeat), both
+zero while it keeps up; the test needs matching-geo to have indexed at most a third of the
+pings offered (the rest were shed or skipped as superseded). Meanwhile riders request rides
+one a second near available drivers, and a few far from every driver."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from ridepulse.keys import GlobalKeys
+from ridepulse.redis_client import connect_sync
+from tests.e2e.conftest import FAST_CLOCKS, start_city
+from tests.e2e.test_shedding import group_lag_s
+from tests.support.api import DOWNTOWN, City, offset
+
+pytestmark = pytest.mark.e2e
+
+FLOODERS = 4
+BATCH_PINGS = 5_000
+BODIES = 8  # each flooder's drivers move ~100 m per body, so no ping repeats the last one
+FLOOD_S = 30.0
+SETTLE_S = 8.0  # lag samples before this are the flood filling the pipeline
+SHED_LAG_S = 0.5
+LAG_BOUND_S = 2.0
+NEAR_RIDES, FAR_RIDES = 16, 3
+DEADLINE_S = float(FAST_CLOCKS["RIDEPULSE_RIDE_DEADLINE_S"])
+# Farther than the widest search (10 km) from every driver of the test, inside the market.
+FAR = (37.7100, -122.5130)
+
+
+@pytest.fixture
+def shedding_city(tmp_path: Path) -> Iterator[City]:
+    # Offers outlive the test: each ride keeps the driver it was first offered (an offer timing
+    # out would send the ride to the next driver, another ride's), so its timeline keeps `offered`.
+    platform, client = start_city(
+        tmp_path / "city",
+        RIDEPULSE_TELEMETRY_SHED_LAG_S=str(SHED_LAG_S),
+        RIDEPULSE_OFFER_TIMEOUT_S="60",
+    )
+    yield client
+    client.close()
+    denied = platform.acl_denials()
+    platform.stop()
+    assert not denied, f"services were refused by their Redis users: {denied}"
+
+
+def bodies(seed: int) -> list[bytes]:
+    rng = random.Random(seed)
+    homes = [
+        (37.72 + rng.random() * 0.08, -122.50 + rng.random() * 0.12) for _ in range(BATCH_PINGS)
+    ]
+    return [
+        orjson.dumps(
+            {
+                "pings": [
+                    {
+                        "driver_id": f"flood-{seed}-{i}",
+                        "lat": round(lat + step * 0.0009, 6),
+                        "lon": round(lon, 6),
+                        "speed_mps": 8.5,
+                    }
+                    for i, (lat, lon) in enumerate(homes)
+                ]
+            }
+        )
+        for step in range(BODIES)
+    ]
+
+
+def flood(api: str, headers: dict[str, str], seed: int, stop: Any, counts: Any) -> None:
+    """One flooding client in a process of its own (a thread would take the GIL from the test's
+    timings). counts: [pings accepted, pings shed, 429s]."""
+    # The load generator stands for phones elsewhere, not for work of this machine: it yields
+    # the CPU to every service (telemetry ones included) so what is measured is the platform.
+    os.nice(19 - os.nice(0))
+    payloads = bodies(seed)
+    deadline = time.monotonic() + FLOOD_S
+    sent = 0
+    with httpx.Client(base_url=api, timeout=30) as http:
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                response = http.post(
+                    "/v1/telemetry", content=payloads[sent % BODIES], headers=headers
+                )
+            except httpx.HTTPError:
+                continue  # a timeout under load: try again, the flood must not die
+            sent += 1
+            with counts.get_lock():
+                if response.status_code == 202:
+                    counts[0] += int(response.json()["accepted"])
+                elif response.status_code == 429:
+                    counts[1] += BATCH_PINGS
+                    counts[2] += 1
+            if response.status_code == 429:  # as the simulated fleet does
+                time.sleep(min(float(response.headers.get("Retry-After", "1")), 2.0))
+
+
+def conflated_by_matching_geo(client: Any) -> int:
+    total = 0
+    for key in client.smembers(GlobalKeys("rp").heartbeats):
+        raw = client.get(key)
+        if raw and (beat := orjson.loads(raw)).get("service") == "matching-geo":
+            total += int(beat.get("conflated", 0))
+    return total
+
+
+def offered_or_expired(ride: dict[str, Any]) -> bool:
+    return ride["status"] == "expired" or any(s["status"] == "offered" for s in ride["timeline"])
+
+
+def step_at(ride: dict[str, Any], status: str) -> int:
+    return next(int(s["at"]) for s in ride["timeline"] if s["status"] == status)
+
+
+def test_rides_are_offered_within_their_deadline_while_telemetry_floods_past_capacity(
+    shedding_city: City,
+) -> None:
+    city = shedding_city
+    client = connect_sync(city.platform.redis_url())
+    # one available driver per near pickup, 400 m apart, NE of downtown (far from FAR)
+    pickups = [offset(DOWNTOWN, 400 * (i // 4), 400 * (i % 4)) for i in range(NEAR_RIDES)]
+    for i, point in enumerate(pickups):
+        city.go_available(f"near-{i}", *offset(point, 50, 0))
+    deadline = time.monotonic() + 30
+    while group_lag_s(client, "matching.geo") > 0 and time.monotonic() < deadline:
+        time.sleep(0.1)  # their pings are in the index before the flood starts
+
+    spawn = multiprocessing.get_context("spawn")
+    stop = spawn.Event()
+    counts = spawn.Array("q", 3)
+    headers = {**city.token("fleet", "flood"), "Content-Type": "application/json"}
+    flooders = [
+        spawn.Process(target=flood, args=(city.platform.api, headers, seed, stop, counts))
+        for seed in range(FLOODERS)
+    ]
+    conflated_before = conflated_by_matching_geo(client)
+    for process in flooders:
+        process.start()
+    rides: list[tuple[str, bool]] = []  # (ride id, near a driver)
+    lags: list[tuple[float, float]] = []
+    try:
+        wait_until = time.monotonic() + 60
+        while counts[0] + counts[1] < 2 * BATCH_PINGS * FLOODERS:  # the flood is on
+            assert time.monotonic() < wait_until, "the telemetry flood never got going"
+            time.sleep(0.05)
+        began = time.monotonic()
+        plan = [True] * NEAR_RIDES + [False] * FAR_RIDES
+        random.Random(3).shuffle(plan)
+        next_ride = began
+        while time.monotonic() - began < FLOOD_S - 4 or plan:
+            now = time.monotonic()
+            if plan and now >= next_ride:
+                near = plan.pop()
+                n = len(rides)
+                pickup = pickups[sum(1 for _, was in rides if was)] if near else FAR
+                response = city.request_ride(f"rider-{n}", pickup, offset(pickup, 1500, 0))
+                assert response.status_code == 202, response.text
+                rides.append((response.json()["ride_id"], near))
+                next_ride = now + 1.0
+            lags.append((now - began, group_lag_s(client, "matching.geo")))
+            time.sleep(0.25)
+    finally:
+        stop.set()
+        for process in flooders:
+            process.join(timeout=60)
+            if process.is_alive():
+                process.kill()
+
+    accepted, shed, refused = counts[0], counts[1], counts[2]
+    conflated = conflated_by_matching_geo(client) - conflated_before
+    settled = [lag for at, lag in lags if at >= SETTLE_S]
+    outcomes = {
+        ride_id: city.wait_ride(
+            ride_id, offered_or_expired, timeout_s=DEADLINE_S + 15, what="an offer or expiry"
+        )
+        for ride_id, _ in rides
+    }
+    offer_s = [
+        (step_at(outcomes[r], "offered") - step_at(outcomes[r], "requested")) / 1000
+        for r, near in rides
+        if near
+    ]
+    summary = (
+        f"flood: {accepted:,} pings accepted, {shed:,} shed ({refused} 429s), {conflated:,} "
+        f"conflated by matching-geo; matching.geo lag after {SETTLE_S:g} s: p90 "
+        f"{sorted(settled)[int(0.9 * len(settled))] if settled else 0:.2f} s, max "
+        f"{max(settled, default=0):.2f} s over {len(settled)} samples; request->offered: "
+        f"max {max(offer_s):.2f} s over {len(offer_s)} near rides; "
+        f"far rides: {[outcomes[r]['status'] for r, near in rides if not near]}"
+    )
+    print(summary)  # the figure the docs quote (pytest -s)
+    # past capacity: matching-geo indexed (rather than skipped as superseded) at most a third
+    # of the pings offered; it conflates only while behind, so at pace the ratio is 1
+    indexed = accepted - conflated
+    assert accepted + shed >= 3 * indexed, f"the flood never reached 3x capacity: {summary}"
+    assert all(offered_or_expired(outcomes[r]) for r, _ in rides), summary
+    assert all(outcomes[r]["status"] != "expired" for r, near in rides if near), summary
+    assert max(offer_s) < DEADLINE_S, summary
+    for ride_id, near in rides:
+        if not near:  # nobody within 10 km: told so by expiry, at its deadline, not later
+            ride = outcomes[ride_id]
+            assert ride["status"] == "expired", summary
+            took_s = (step_at(ride, "expired") - step_at(ride, "requested")) / 1000
+            assert took_s < DEADLINE_S + 5, summary
+    # bounded: the lag rises while one catch-up read is handled and falls to 0 when it is
+    # done (a sawtooth); 9 samples in 10 under 2 s, and never twice that
+    settled.sort()
+    assert settled and settled[int(0.9 * len(settled))] < LAG_BOUND_S, summary
+    assert settled[-1] < 2 * LAG_BOUND_S, summary

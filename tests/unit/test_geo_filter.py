@@ -1,0 +1,81 @@
+"""matching-geo's filter of pings that change nothing: a driver is written when new, when it
+moved far enough, or when its freshness is due; everything else is skipped and counted."""
+
+from __future__ import annotations
+
+from matching.geo_filter import PositionFilter
+from ridepulse.contracts.events import Ping
+
+ORIGIN = (37.7749, -122.4194)
+
+
+def ping(driver_id: str, north_m: float, ts: int, east_m: float = 0.0) -> Ping:
+    return Ping(
+        driver_id=driver_id,
+        lat=ORIGIN[0] + north_m / 111_320,
+        lon=ORIGIN[1] + east_m / 88_000,  # ~111,320 x cos(37.77°)
+        ts=ts,
+        heading=0,
+    )
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.ms = 1_000
+
+    def __call__(self) -> int:
+        return self.ms
+
+
+def ids(pings: list[object]) -> list[str]:
+    return [p.driver_id for p in pings]  # type: ignore[attr-defined]
+
+
+def written(f: PositionFilter, market: str, *pings: Ping) -> list[str]:
+    chosen = f.select(market, pings)
+    f.wrote(market, chosen)
+    return ids(list(chosen))
+
+
+def test_a_new_driver_is_written_and_a_parked_one_is_skipped_until_its_freshness_is_due() -> None:
+    clock = Clock()
+    f = PositionFilter(min_move_m=20, refresh_ms=10_000, clock_ms=clock)
+    assert written(f, "sf", ping("d1", 0, 1)) == ["d1"]
+    clock.ms += 4_000
+    assert written(f, "sf", ping("d1", 5, 2)) == []  # GPS jitter, 4 s later
+    clock.ms += 4_000
+    assert written(f, "sf", ping("d1", -5, 3)) == []
+    clock.ms += 2_000  # 10 s since the write: freshness due
+    assert written(f, "sf", ping("d1", 0, 4)) == ["d1"]
+    assert f.skipped == 2
+
+
+def test_a_driver_is_written_once_it_moved_the_minimum_from_the_last_written_position() -> None:
+    clock = Clock()
+    f = PositionFilter(min_move_m=20, refresh_ms=10_000, clock_ms=clock)
+    written(f, "sf", ping("d1", 0, 1))
+    # 12 m then 24 m from the last *written* position: slow drift adds up
+    assert written(f, "sf", ping("d1", 12, 2)) == []
+    assert written(f, "sf", ping("d1", 24, 3)) == ["d1"]
+    assert written(f, "sf", ping("d1", 24, 4, east_m=21)) == ["d1"]  # east counts too
+
+
+def test_a_ping_not_newer_than_the_written_one_is_skipped_even_far_away() -> None:
+    f = PositionFilter(min_move_m=20, refresh_ms=10_000, clock_ms=Clock())
+    written(f, "sf", ping("d1", 0, 10))
+    assert written(f, "sf", ping("d1", 500, 9)) == []
+
+
+def test_markets_are_remembered_apart() -> None:
+    f = PositionFilter(min_move_m=20, refresh_ms=10_000, clock_ms=Clock())
+    written(f, "sf", ping("d1", 0, 1))
+    assert written(f, "nyc", ping("d1", 0, 2)) == ["d1"]
+
+
+def test_drivers_not_written_for_the_refresh_interval_are_forgotten() -> None:
+    clock = Clock()
+    f = PositionFilter(min_move_m=20, refresh_ms=10_000, clock_ms=clock)
+    written(f, "sf", *(ping(f"d{i}", 0, 1) for i in range(100)))
+    clock.ms += 10_001
+    assert written(f, "sf", ping("d0", 0, 2)) == ["d0"]
+    assert len(f._written) == 1  # the 99 silent drivers no longer take memory
