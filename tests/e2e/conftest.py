@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,18 +32,35 @@ def start_city(data_dir: Path, **env: str) -> tuple[Platform, City]:
     return platform, city
 
 
-@pytest.fixture
-def city(tmp_path: Path) -> Iterator[City]:
-    """A fresh city per test: matching decisions of one test never see another's drivers."""
-    platform, client = start_city(tmp_path / "city")
-    yield client
-    client.close()
-    denied = platform.acl_denials()
-    code = platform.stop()
+@contextlib.contextmanager
+def running_city(data_dir: Path, **env: str) -> Iterator[City]:
+    """A city for one test; afterwards no service may have been refused by its Redis user and
+    `ridepulse up` must exit cleanly."""
+    platform, client = start_city(data_dir, **env)
+    try:
+        yield client
+    finally:
+        client.close()
+        denied = platform.acl_denials()
+        code = platform.stop()
     assert not denied, (
         f"services were refused by their Redis users (ridepulse/acl_grants.py): {denied}"
     )
     assert code == 0, f"ridepulse up exited {code}:\n{platform.text()[-2000:]}"
+
+
+@pytest.fixture
+def city(tmp_path: Path) -> Iterator[City]:
+    """A fresh city per test: matching decisions of one test never see another's drivers."""
+    with running_city(tmp_path / "city") as client:
+        yield client
+
+
+@pytest.fixture
+def two_cities(tmp_path: Path) -> Iterator[City]:
+    """Both built-in markets on one platform (`RIDEPULSE_MARKETS=sf,nyc`)."""
+    with running_city(tmp_path / "city", RIDEPULSE_MARKETS="sf,nyc") as client:
+        yield client
 
 
 @pytest.fixture(scope="module")

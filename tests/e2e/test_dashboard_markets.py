@@ -6,8 +6,6 @@ socket follows San Francisco's, and both see the services' heartbeats."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,24 +13,12 @@ from websockets.sync.client import ClientConnection, connect
 
 from dashboard.protocol import apply_delta, decode
 from ridepulse.auth import mint_dashboard_link
-from tests.e2e.conftest import start_city
 from tests.support.api import DOWNTOWN, City, offset
 
 pytestmark = pytest.mark.e2e
 
 MIDTOWN = (40.7580, -73.9855)
 State = dict[str, Any]
-
-
-@pytest.fixture
-def two_cities(tmp_path: Path) -> Iterator[City]:
-    platform, client = start_city(tmp_path / "city", RIDEPULSE_MARKETS="sf,nyc")
-    yield client
-    client.close()
-    denied = platform.acl_denials()
-    code = platform.stop()
-    assert not denied, f"services were refused by their Redis users: {denied}"
-    assert code == 0, f"ridepulse up exited {code}:\n{platform.text()[-2000:]}"
 
 
 def _until(ws: ClientConnection, check: Any, what: str, timeout_s: float = 45.0) -> State:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import start_city
+from tests.e2e.conftest import running_city
 from tests.support.api import DOWNTOWN, City, offset
 from tests.support.waiting import wait_until_sync
 
@@ -21,15 +21,9 @@ MIDTOWN = (40.7580, -73.9855)
 
 @pytest.fixture
 def scaled(tmp_path: Path) -> Iterator[City]:
-    platform, client = start_city(
-        tmp_path / "city", RIDEPULSE_MARKETS="sf,nyc", RIDEPULSE_SCALE="pricing=2"
-    )
-    yield client
-    client.close()
-    denied = platform.acl_denials()
-    code = platform.stop()
-    assert not denied, f"services were refused by their Redis users: {denied}"
-    assert code == 0, f"ridepulse up exited {code}:\n{platform.text()[-2000:]}"
+    env = {"RIDEPULSE_MARKETS": "sf,nyc", "RIDEPULSE_SCALE": "pricing=2"}
+    with running_city(tmp_path / "city", **env) as client:
+        yield client
 
 
 def test_two_pricing_replicas_split_the_markets_and_both_surge(scaled: City) -> None:

@@ -4,8 +4,6 @@ at once, each matched in its own market, each priced at its own rate card."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,24 +14,12 @@ from websockets.sync.client import connect
 from dashboard.protocol import decode
 from ridepulse.auth import mint_dashboard_link
 from ridepulse.redis_client import connect_sync
-from tests.e2e.conftest import start_city
 from tests.support.api import DOWNTOWN, City, offset
 from tests.support.waiting import wait_until_sync
 
 pytestmark = pytest.mark.e2e
 
 MIDTOWN = (40.7580, -73.9855)
-
-
-@pytest.fixture
-def two_cities(tmp_path: Path) -> Iterator[City]:
-    platform, client = start_city(tmp_path / "city", RIDEPULSE_MARKETS="sf,nyc")
-    yield client
-    client.close()
-    denied = platform.acl_denials()
-    code = platform.stop()
-    assert not denied, f"services were refused by their Redis users: {denied}"
-    assert code == 0, f"ridepulse up exited {code}:\n{platform.text()[-2000:]}"
 
 
 def test_rides_in_both_markets_at_once_are_matched_and_priced_in_their_own_market(
