@@ -21,13 +21,12 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from pricing.deps import PricingDeps
-from pricing.handlers import count_request
+from pricing.replay import count_requests_in
 from pricing.supply import sample_supply
 from pricing.surge import compute_surge
 from ridepulse.contracts.envelope import now_ms
-from ridepulse.contracts.events import RideRequestedV1, SurgeCell, SurgeUpdatedV1
-from ridepulse.contracts.registry import decode, make
-from ridepulse.errors import InvalidEvent
+from ridepulse.contracts.events import SurgeCell, SurgeUpdatedV1
+from ridepulse.contracts.registry import make
 from ridepulse.leases import fenced_hset, lease_key
 from ridepulse.logs import get_logger
 from ridepulse.pause import sleep_or_stop
@@ -41,7 +40,6 @@ async def restore_published(deps: PricingDeps) -> None:
 
 
 CATCH_UP_CHUNK = 1000
-REQUESTED = b"ride.requested"
 
 
 async def restore_market(deps: PricingDeps, market: str) -> None:
@@ -61,16 +59,9 @@ async def catch_up(deps: PricingDeps, market: str) -> int:
         entries: Any = await deps.redis.xrange(
             stream, min="(" + surge.cursor, max="+", count=CATCH_UP_CHUNK
         )
-        for entry_id, fields in entries:
-            surge.cursor = entry_id.decode()
-            if fields.get(b"type") != REQUESTED:
-                continue
-            try:
-                event = decode(fields, market)
-            except InvalidEvent:
-                continue  # the consumer group dead-letters it; here it is simply not demand
-            if isinstance(event.data, RideRequestedV1) and count_request(deps, market, event.data):
-                counted += 1
+        counted += count_requests_in(deps, market, entries)
+        if entries:
+            surge.cursor = entries[-1][0].decode()
         if len(entries) < CATCH_UP_CHUNK:
             return counted
 

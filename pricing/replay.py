@@ -19,6 +19,22 @@ CHUNK = 1000
 REQUESTED = b"ride.requested"
 
 
+def count_requests_in(deps: PricingDeps, market: str, entries: Any) -> int:
+    """Count the ride.requested entries among `entries` (XRANGE's reply) as demand; returns how
+    many were new to the window."""
+    counted = 0
+    for _, fields in entries:
+        if fields.get(b"type") != REQUESTED:
+            continue
+        try:
+            event = decode(fields, market)
+        except InvalidEvent:
+            continue  # the consumer group dead-letters it; here it is simply not demand
+        if isinstance(event.data, RideRequestedV1) and count_request(deps, market, event.data):
+            counted += 1
+    return counted
+
+
 async def replay_demand(deps: PricingDeps, market: str, now_ms: int) -> int:
     """Count every ride requested in the window ending `now_ms`; returns how many were new."""
     window = deps.markets[market].window
@@ -27,15 +43,7 @@ async def replay_demand(deps: PricingDeps, market: str, now_ms: int) -> int:
     counted = 0
     while True:
         entries: Any = await deps.redis.xrange(stream, min=start, max="+", count=CHUNK)
-        for _, fields in entries:
-            if fields.get(b"type") != REQUESTED:
-                continue
-            try:
-                event = decode(fields, market)
-            except InvalidEvent:
-                continue  # the consumer group dead-letters it; here it is simply not demand
-            if isinstance(event.data, RideRequestedV1) and count_request(deps, market, event.data):
-                counted += 1
+        counted += count_requests_in(deps, market, entries)
         if len(entries) < CHUNK:
             return counted
         start = "(" + entries[-1][0].decode()
