@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtests.bench.document import hand_blocks
+from loadtests.quality.figures import finish, pyplot, save
 from loadtests.quality.metrics import (
     ErrorSummary,
     ServiceSummary,
@@ -143,11 +144,7 @@ def warmup_series(
 
 
 def plot_warmup(facts: dict[str, Any], records: dict[str, list[RideRecord]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6), sharex=True)
     # Later buckets hold only the rides that finished before the run ended (shorter ones), so
     # both MAEs fall with time; their ratio, over the same rides, is what shows learning.
@@ -162,9 +159,7 @@ def plot_warmup(facts: dict[str, Any], records: dict[str, list[RideRecord]], pat
     axes[2].axhline(1.0, color="grey", linestyle=":")
     axes[2].set_title("RidePulse MAE ÷ baseline MAE, same rides")
     axes[2].set_xlabel("minutes since the platform started")
-    axes[2].grid(alpha=0.3)
-    if axes[2].get_legend_handles_labels()[0]:
-        axes[2].legend()
+    finish(axes[2])
     for ax, phase in zip(axes[:2], ("pickup", "trip"), strict=True):
         for estimator, style in (("model", "o-"), ("baseline", "s--")):
             series = warmup_series(facts, records, phase, estimator)
@@ -178,13 +173,8 @@ def plot_warmup(facts: dict[str, Any], records: dict[str, list[RideRecord]], pat
         ax.set_title(f"{phase} ETA: MAE by half-minute of request")
         ax.set_xlabel("minutes since the platform started")
         ax.set_ylabel("mean absolute error (s)")
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:  # no data, no legend (matplotlib would warn)
-            ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+        finish(ax)
+    save(fig, path)
 
 
 # ---- service and the batching sweep ----------------------------------------------------------
@@ -307,11 +297,7 @@ def sweep_verdict(found: dict[str, dict[str, ServiceSummary]], windows: Sequence
 def plot_sweep(
     found: dict[str, dict[str, ServiceSummary]], windows: Sequence[str], path: Path
 ) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
     for city, style in (("busy", "o-"), ("quiet", "s--")):
         series = found.get(city, {})
@@ -332,13 +318,8 @@ def plot_sweep(
         ax.set_title(title)
         ax.set_xlabel("batching window (s)")
         ax.set_ylabel(unit)
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+        finish(ax)
+    save(fig, path)
 
 
 # ---- the page ------------------------------------------------------------------------------

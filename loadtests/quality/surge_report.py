@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loadtests.quality.figures import finish, pyplot, save
 from loadtests.quality.records import RideRecord
 
 ON, OFF = "spike", "spike-surge-off"
@@ -144,11 +145,7 @@ def surge_verdict(runs: dict[str, SurgeRun]) -> str:
 
 
 def plot_surge(facts: dict[str, Any], path: Path, ends_s: float, starts_s: float) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 3))
     for name, label, style in ((ON, "surge on", "-"), (OFF, "surge off (cap 1)", "--")):
         samples = facts.get(name, {}).get("surge_samples", [])
@@ -157,10 +154,5 @@ def plot_surge(facts: dict[str, Any], path: Path, ends_s: float, starts_s: float
     ax.axvspan(starts_s, ends_s, color="orange", alpha=0.15, label="let-out")
     ax.set_xlabel("seconds since the first request")
     ax.set_ylabel("highest multiplier")
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    finish(ax)
+    save(fig, path)
