@@ -69,12 +69,16 @@ async def warm_up(deps: PricingDeps) -> None:
 
 async def serve(settings: Settings) -> None:
     deps, runtimes = build(settings)
+    background = [partial(run_publisher, deps)]
+    if deps.leases is not None:
+        # only with leases: a background task that returns ends the service (bus/worker.py)
+        background.append(partial(run_leases, deps))
     await run_consumer_service(
         deps.redis,
         settings,
         service=SERVICE,
         runtimes=runtimes,
-        background=[partial(run_publisher, deps), partial(run_leases, deps)],
+        background=background,
         warm_up=partial(warm_up, deps),
     )
 

@@ -34,8 +34,8 @@ def start_city(data_dir: Path, **env: str) -> tuple[Platform, City]:
 
 @contextlib.contextmanager
 def running_city(data_dir: Path, **env: str) -> Iterator[City]:
-    """A city for one test; afterwards no service may have been refused by its Redis user and
-    `ridepulse up` must exit cleanly."""
+    """A city for one test; afterwards no service may have died or been refused by its Redis
+    user, and `ridepulse up` must exit cleanly."""
     platform, client = start_city(data_dir, **env)
     try:
         yield client
@@ -43,6 +43,9 @@ def running_city(data_dir: Path, **env: str) -> Iterator[City]:
         client.close()
         denied = platform.acl_denials()
         code = platform.stop()
+    # nothing here kills a service, so none may have died (a restart loop hides behind retries)
+    died = [line for line in platform.text().splitlines() if '"service.died"' in line]
+    assert not died, f"services died during the test: {died[:3]}"
     assert not denied, (
         f"services were refused by their Redis users (ridepulse/acl_grants.py): {denied}"
     )
