@@ -10,7 +10,7 @@ formed cluster is restarted as it is (every node reloads its nodes.conf and its 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,18 +97,30 @@ def form_cluster(
 
 
 def _wait_all_known(nodes: Sequence[NodeAddress], password: str, timeout_s: float) -> None:
+
+    def all_met() -> bool:
+        return all(_known_peers(node, password) == len(nodes) for node in nodes)
+
+    _poll(all_met, timeout_s, "cluster nodes did not meet")
+
+
+def _known_peers(node: NodeAddress, password: str) -> int:
+    client = _connect(node, password)
+    try:
+        peers: Any = client.cluster("NODES")
+    finally:
+        client.close()
+    return sum(1 for p in peers.values() if "handshake" not in p["flags"])
+
+
+def _poll(done: Callable[[], bool], timeout_s: float, failure: str) -> None:
+    """Until `done()`, asked every 0.1 s; RedisUnavailable("<failure> within Ns") after."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        known = []
-        for node in nodes:
-            client = _connect(node, password)
-            peers: Any = client.cluster("NODES")
-            client.close()
-            known.append(sum(1 for p in peers.values() if "handshake" not in p["flags"]))
-        if min(known) == len(nodes):
+        if done():
             return
         time.sleep(0.1)
-    raise RedisUnavailable(f"cluster nodes did not meet within {timeout_s:.0f}s")
+    raise RedisUnavailable(f"{failure} within {timeout_s:.0f}s")
 
 
 def cluster_formed(node: NodeAddress, password: str, size: int) -> bool:
@@ -126,12 +138,11 @@ def wait_cluster_ok(
 ) -> None:
     """Until every node says cluster_state:ok, sees every replica, and every replica is linked
     to its primary."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if all(_state_ok(node, password, replicas) for node in nodes):
-            return
-        time.sleep(0.1)
-    raise RedisUnavailable(f"cluster_state not ok within {timeout_s:.0f}s")
+    _poll(
+        lambda: all(_state_ok(node, password, replicas) for node in nodes),
+        timeout_s,
+        "cluster_state not ok",
+    )
 
 
 def _state_ok(node: NodeAddress, password: str, replicas: int) -> bool:
