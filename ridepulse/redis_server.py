@@ -6,6 +6,7 @@ loopback only, a password, AOF with `appendfsync everysec`, data in a directory 
 
 from __future__ import annotations
 
+import random
 import secrets
 import socket
 import subprocess
@@ -30,11 +31,37 @@ def server_binary() -> Path:
     return Path(get_binary_path())
 
 
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_handed_out: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
+    """A free port below the kernel's ephemeral range, for a server that binds it a moment later.
+
+    bind(0) hands out an ephemeral port, which in that moment may become the local end of any
+    process's next outgoing connection (a cluster node's, a client's), and the server then
+    fails with EADDRINUSE; a port below the range is taken only by a bind that names it.
+    Ports already handed out by this process are not handed out again."""
+    try:
+        low = int(EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rng = random.SystemRandom()
+    for _ in range(100):
+        port = rng.randrange(max(1024, low - 16384), low)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))  # no SO_REUSEADDR: a port in TIME_WAIT is skipped too
+            except OSError:
+                continue
+        _handed_out.add(port)
         return port
+    with socket.socket() as sock:  # a crowded range below: any free port beats failing
+        sock.bind((host, 0))
+        chosen: int = sock.getsockname()[1]
+        return chosen
 
 
 def _password(data_dir: Path) -> str:

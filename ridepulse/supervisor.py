@@ -32,6 +32,17 @@ TIER_SERVER, TIER_SERVICE, TIER_LOAD = 0, 1, 2
 _PR_SET_PDEATHSIG = 1
 
 
+def last_log_line(path: Path | None) -> str:
+    """The line a dying service wrote last (its error, as a rule), so the start failure says
+    why without a trip to a log file that a test's temporary directory may not keep."""
+    if path is None or not path.exists():
+        return "no log"
+    with path.open("rb") as log:
+        log.seek(max(0, log.seek(0, 2) - 4096))
+        lines = log.read().decode("utf-8", "replace").strip().splitlines()
+    return lines[-1][:500] if lines else "empty log"
+
+
 @dataclass
 class ChildSpec:
     name: str
@@ -140,8 +151,8 @@ class Supervisor:
                 for child in list(waiting):
                     if not child.alive():
                         raise RuntimeError(
-                            f"service {child.spec.name} exited during start; "
-                            f"see {child.spec.log_path}"
+                            f"service {child.spec.name} exited during start: "
+                            f"{last_log_line(child.spec.log_path)} (see {child.spec.log_path})"
                         )
                     if self._check_ready(child):
                         waiting.remove(child)

@@ -6,6 +6,9 @@ from __future__ import annotations
 import os
 import sys
 import time
+from pathlib import Path
+
+import pytest
 
 from ridepulse.supervisor import ChildSpec, Supervisor
 
@@ -66,5 +69,22 @@ def test_a_child_spec_with_nice_runs_at_a_lower_priority_than_the_launcher() -> 
         assert plain is not None and telemetry is not None
         assert os.getpriority(os.PRIO_PROCESS, plain) == base
         assert os.getpriority(os.PRIO_PROCESS, telemetry) == min(base + 5, 19)
+    finally:
+        supervisor.stop_all()
+
+
+def test_a_service_dying_during_start_names_its_last_log_line(tmp_path: Path) -> None:
+    code = "import sys; print('starting'); print('OSError: address already in use'); sys.exit(1)"
+    spec = ChildSpec(
+        "dier",
+        [sys.executable, "-c", code],
+        {},
+        lambda pid: False,
+        log_path=tmp_path / "dier.log",
+    )
+    supervisor = Supervisor([spec])
+    try:
+        with pytest.raises(RuntimeError, match="dier exited during start: OSError: address"):
+            supervisor.start_all(ready_timeout_s=20)
     finally:
         supervisor.stop_all()
