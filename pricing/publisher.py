@@ -24,10 +24,12 @@ from pricing.deps import PricingDeps
 from pricing.replay import count_requests_in
 from pricing.supply import sample_supply
 from pricing.surge import compute_surge
+from ridepulse.bus.metrics import EVENTS_PUBLISHED
+from ridepulse.bus.producer import NOTIFICATION_MAXLEN
 from ridepulse.contracts.envelope import now_ms
 from ridepulse.contracts.events import SurgeCell, SurgeUpdatedV1
 from ridepulse.contracts.registry import make
-from ridepulse.leases import fenced_hset, lease_key
+from ridepulse.leases import Announcement, fenced_hset, lease_key
 from ridepulse.logs import get_logger
 from ridepulse.pause import sleep_or_stop
 
@@ -105,28 +107,31 @@ async def _write(deps: PricingDeps, market: str, changed: dict[str, float]) -> N
     keys = deps.keys(market)
     raised = {cell: m for cell, m in changed.items() if m > 1.0}
     cleared = [cell for cell, m in changed.items() if m <= 1.0]
-    if deps.leases is not None:
-        if market not in deps.leases.held:
-            raise LeaseLost(market)
-        written = await fenced_hset(
-            deps.redis,
-            lease_key(deps.settings.key_prefix, "pricing", market),
-            deps.leases.fence(market),
-            keys.surge,
-            {cell: str(m) for cell, m in raised.items()},
-            cleared,
-        )
-        if not written:
-            # paused past the lease: the new owner's state stands, and nothing is announced
-            deps.leases.held.pop(market, None)
-            raise LeaseLost(market)
-    else:
-        await _write_unfenced(deps, keys.surge, raised, cleared)
     cells = [SurgeCell(cell=cell, multiplier=m) for cell, m in sorted(changed.items())]
-    data = SurgeUpdatedV1(market=market, cells=cells)
-    await deps.producer.publish(
-        keys.surge_events, make("surge.updated", f"market/{market}", data, deps.source)
+    event = make(
+        "surge.updated", f"market/{market}", SurgeUpdatedV1(market=market, cells=cells), deps.source
     )
+    if deps.leases is None:
+        await _write_unfenced(deps, keys.surge, raised, cleared)
+        await deps.producer.publish(keys.surge_events, event)
+        return
+    if market not in deps.leases.held:
+        raise LeaseLost(market)
+    # the hash and the event in one fenced step: a replica paused past its lease neither
+    # overwrites the new owner's cells nor announces its stale ones after the new owner's
+    written = await fenced_hset(
+        deps.redis,
+        lease_key(deps.settings.key_prefix, "pricing", market),
+        deps.leases.fence(market),
+        keys.surge,
+        {cell: str(m) for cell, m in raised.items()},
+        cleared,
+        Announcement(keys.surge_events, event.to_fields(), NOTIFICATION_MAXLEN),
+    )
+    if not written:
+        deps.leases.held.pop(market, None)
+        raise LeaseLost(market)
+    EVENTS_PUBLISHED.labels(keys.surge_events).inc()
 
 
 async def _write_unfenced(

@@ -75,5 +75,5 @@ def write_acl_file(
     write_private(path, acl_file_text(default_password, passwords, prefix))
 
 
-def service_url(host: str, port: int, user: str, password: str) -> str:
-    return f"redis://{quote(user)}:{quote(password)}@{host}:{port}/0"
+def service_url(host: str, port: int, user: str, password: str, scheme: str = "redis") -> str:
+    return f"{scheme}://{quote(user)}:{quote(password)}@{host}:{port}/0"

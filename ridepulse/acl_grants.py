@@ -293,6 +293,7 @@ SERVICE_GRANTS: dict[str, Grant] = {
             "{*}:telemetry",  # XINFO GROUPS: is the retired `pricing.supply` group still there?
             "{*}:drivers:geo",
             "{*}:surge:cells",
+            "{*}:surge",  # a key named to EVALSHA (the fenced write + event) must be read-write
             "{*}:x:pricing*",
             *_done("pricing"),
         ),

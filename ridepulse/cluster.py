@@ -18,6 +18,7 @@ from typing import Any
 import redis
 from redis.crc import key_slot
 
+from ridepulse.acl import service_url
 from ridepulse.errors import RedisUnavailable
 from ridepulse.redis_server import EmbeddedRedis, _password, free_port
 
@@ -178,6 +179,14 @@ class LocalCluster:
         """The operator's URL: any node seeds the cluster client."""
         return f"redis+cluster://:{self.nodes[0].password}@127.0.0.1:{self.nodes[0].port}/0"
 
+    def url_for(self, service: str) -> str:
+        """The URL a service connects with: its own ACL user, which every node's ACL file holds
+        (the nodes share the data dir's passwords)."""
+        first = self.nodes[0]
+        return service_url(
+            "127.0.0.1", first.port, service, first.service_passwords[service], "redis+cluster"
+        )
+
     def start(self, timeout_s: float = 60.0) -> LocalCluster:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         formed = (self.data_dir / "node-0" / "nodes.conf").exists()
@@ -208,6 +217,7 @@ class LocalCluster:
             password=password,
             key_prefix=self.key_prefix,
             secrets_dir=self.data_dir,
+            dies_with_parent=True,
             extra_args=(
                 "--cluster-enabled",
                 "yes",

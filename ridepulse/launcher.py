@@ -127,10 +127,13 @@ def parse_scale(text: str | None) -> dict[str, int]:
 
 
 def service_specs(
-    settings: Settings, client: redis.Redis, secret: str, server: EmbeddedRedis | None = None
+    settings: Settings,
+    client: redis.Redis,
+    secret: str,
+    server: EmbeddedRedis | LocalCluster | None = None,
 ) -> list[ChildSpec]:
-    """One child per service (``settings.scale``: N of some); on the embedded server each
-    connects as its own ACL user."""
+    """One child per service (``settings.scale``: N of some); on the embedded server or the
+    local cluster each connects as its own ACL user (an external URL is used as given)."""
     logs = Path(settings.data_dir) / "logs"
     ridepulse_bin = shutil.which("ridepulse") or str(Path(sys.executable).parent / "ridepulse")
     scale = parse_scale(settings.scale)
@@ -264,7 +267,7 @@ def run_platform(
     # timeouts on every call: a probe must never hang the watch loop on a stalled server
     client = connect_sync(settings.redis_url or "", socket_connect_timeout=3, socket_timeout=3)
     secret = resolve_secret(settings)
-    services = service_specs(settings, client, secret, server)
+    services = service_specs(settings, client, secret, server or cluster)
     sims = simulation_specs(settings, secret) if simulate else []
     supervisor = Supervisor(specs + services + sims)
     stopping = False

@@ -55,24 +55,27 @@ end
 return 0
 """
 
-# KEYS: lease, hash. ARGV: "<token>:<owner>", then field, value pairs (HSET) and after a "--"
-# the fields to HDEL. Returns 1 when written, 0 when the fence refused the write.
+# KEYS: lease, hash[, stream]. ARGV: "<token>:<owner>", the number of HSET arguments and them
+# (field, value pairs), the number of fields to HDEL and them, then with a stream: its MAXLEN
+# (approximate) and the entry's field, value pairs. Returns the entry id (or 1 without a
+# stream) when written, nil when the fence refused the write.
 _FENCED_HSET = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return 0
+  return nil
 end
-local sets = {}
 local i = 2
-while i <= #ARGV and ARGV[i] ~= '--' do
-  sets[#sets + 1] = ARGV[i]
-  sets[#sets + 1] = ARGV[i + 1]
-  i = i + 2
+local sets = tonumber(ARGV[i])
+if sets > 0 then
+  redis.call('HSET', KEYS[2], unpack(ARGV, i + 1, i + sets))
 end
-if #sets > 0 then
-  redis.call('HSET', KEYS[2], unpack(sets))
+i = i + sets + 1
+local deletes = tonumber(ARGV[i])
+if deletes > 0 then
+  redis.call('HDEL', KEYS[2], unpack(ARGV, i + 1, i + deletes))
 end
-if i < #ARGV then
-  redis.call('HDEL', KEYS[2], unpack(ARGV, i + 1))
+i = i + deletes + 1
+if KEYS[3] then
+  return redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[i], '*', unpack(ARGV, i + 1))
 end
 return 1
 """
@@ -200,6 +203,15 @@ class LeaseKeeper:
             await self.release_all()
 
 
+@dataclass(frozen=True, slots=True)
+class Announcement:
+    """A stream entry written in the same fenced step as the state it announces."""
+
+    stream: str
+    fields: dict[bytes, bytes]
+    maxlen: int
+
+
 async def fenced_hset(
     redis: Redis,
     lease: str,
@@ -207,13 +219,16 @@ async def fenced_hset(
     key: str,
     mapping: dict[str, str] | None = None,
     delete: Sequence[str] = (),
+    announce: Announcement | None = None,
 ) -> bool:
-    """HSET ``mapping`` and HDEL ``delete`` on ``key`` only while ``lease`` holds ``fence``, in one
-    atomic step; False when the fence refused (this replica no longer owns the market)."""
-    args: list[str] = [fence]
-    for name, value in (mapping or {}).items():
-        args += [name, value]
-    if delete:
-        args += ["--", *delete]
-    written: Any = await redis.register_script(_FENCED_HSET)(keys=[lease, key], args=args)
-    return bool(written)
+    """HSET ``mapping`` and HDEL ``delete`` on ``key`` only while ``lease`` holds ``fence``, and
+    with ``announce`` XADD its entry, all in one atomic step: a replica that lost the market
+    neither writes the state nor announces it. False when the fence refused."""
+    sets = [part for name, value in (mapping or {}).items() for part in (name, value)]
+    args: list[str | bytes | int] = [fence, len(sets), *sets, len(delete), *delete]
+    keys = [lease, key]
+    if announce is not None:
+        keys.append(announce.stream)
+        args += [announce.maxlen, *(p for f, v in announce.fields.items() for p in (f, v))]
+    written: Any = await redis.register_script(_FENCED_HSET)(keys=keys, args=args)
+    return written is not None

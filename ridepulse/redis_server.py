@@ -19,6 +19,7 @@ import redis
 from ridepulse.acl import service_passwords, service_url, write_acl_file
 from ridepulse.auth import private_dir, write_private
 from ridepulse.errors import RedisUnavailable
+from ridepulse.supervisor import die_with_parent
 
 
 def server_binary() -> Path:
@@ -88,6 +89,10 @@ class EmbeddedRedis:
     # the cluster's directory, and take cluster options.
     secrets_dir: Path | None = None
     extra_args: tuple[str, ...] = ()
+    # SIGTERMed when the thread that started it ends (the kernel's parent-death signal): a
+    # cluster node of `ridepulse up --cluster` must not outlive a SIGKILLed launcher holding
+    # its port, as no supervised child does. Off for servers a test restarts from a thread.
+    dies_with_parent: bool = False
 
     @property
     def url(self) -> str:
@@ -152,7 +157,10 @@ class EmbeddedRedis:
     def start(self, timeout_s: float = 10.0) -> EmbeddedRedis:
         self.prepare()
         self.process = subprocess.Popen(
-            self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+            self.command(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            preexec_fn=die_with_parent if self.dies_with_parent else None,
         )
         self._wait_ready(timeout_s)
         return self

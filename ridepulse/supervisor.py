@@ -74,7 +74,7 @@ class Child:
         return self.process is not None and self.process.poll() is None
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Runs in the child before exec: SIGTERM it if the launcher itself dies (even SIGKILLed),
     so no service or server outlives `ridepulse up` holding its ports."""
     # not Linux: the stop path still reaps every child
@@ -86,7 +86,7 @@ def _prepare_child(nice: int) -> None:
     """Runs in the child before exec (only system calls: no lock is taken): die with the
     launcher, and lower its own priority by `nice` so the scheduler runs it after its siblings
     when the CPU is short (telemetry after rides, DESIGN: rides first)."""
-    _die_with_parent()
+    die_with_parent()
     if nice > 0:
         with contextlib.suppress(OSError):
             os.nice(nice)

@@ -24,6 +24,10 @@ def stream_for(envelope: Envelope, market: MarketKeys, global_keys: GlobalKeys) 
     return stream
 
 
+# notifications (health, surge, eta): their consumers keep their own state, so a short history
+NOTIFICATION_MAXLEN = 10_000
+
+
 class Producer:
     """Appends events; `telemetry_maxlen` caps telemetry streams (approximate MAXLEN)."""
 
@@ -37,7 +41,7 @@ class Producer:
         if stream.endswith(":telemetry"):
             return self.telemetry_maxlen
         if stream == self.global_keys.health or stream.endswith((":surge", ":eta")):
-            return 10_000  # notifications: their consumers keep their own state
+            return NOTIFICATION_MAXLEN
         return None  # ride streams: trimmed only by trim_acknowledged
 
     async def publish(self, stream: str, envelope: Envelope) -> bytes:

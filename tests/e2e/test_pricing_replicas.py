@@ -46,7 +46,7 @@ def test_two_pricing_replicas_split_the_markets_and_both_surge(scaled: City) -> 
                 assert response.status_code == 202, response.text
             wait_until_sync(
                 lambda s=spot, m=market: (
-                    city.quote(f"{m}-q", s, offset(s, -3000, 0))["surge"]  # type: ignore[misc]
+                    city.quote(f"{m}-q", s, offset(s, -3000, 0), "ops")["surge"]  # type: ignore[misc]
                     > 1.0
                 ),
                 timeout_s=60,

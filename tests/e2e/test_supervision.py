@@ -127,12 +127,6 @@ def test_killed_valkey_restarts_on_its_port_and_rides_survive(tmp_path: Path) ->
     assert code == 0, platform.tail()
 
 
-def _stop_cluster(platform: Platform) -> None:
-    """On the cluster suite the test owns the cluster the launcher ran on (not its child)."""
-    if platform.cluster is not None:
-        platform.cluster.stop()
-
-
 def test_hangup_stops_everything_and_frees_the_ports(tmp_path: Path) -> None:
     platform = Platform(tmp_path / "city", "--no-sim")
     platform.wait_up()
@@ -141,10 +135,7 @@ def test_hangup_stops_everything_and_frees_the_ports(tmp_path: Path) -> None:
     if not ON_CLUSTER:
         ports.append(_redis_port(platform))
     os.killpg(platform.process.pid, signal.SIGHUP)  # what a closed terminal sends its job
-    try:
-        code = platform.process.wait(60)
-    finally:
-        _stop_cluster(platform)
+    code = platform.process.wait(60)
     assert code == 0, platform.tail()
     left = [p.pid for p in tree if not _gone(p)]
     assert left == [], f"processes left behind after SIGHUP: {left}"
@@ -208,11 +199,8 @@ def test_children_stop_when_the_launcher_itself_is_killed(tmp_path: Path) -> Non
     tree = platform.descendants()
     platform.process.kill()  # no handler runs: the kernel's parent-death signal must do it
     platform.process.wait(10)
-    try:
-        wait_until_sync(
-            lambda: all(_gone(p) for p in tree),
-            timeout_s=60,
-            what=f"every child to exit after the launcher's SIGKILL: {[p.pid for p in tree]}",
-        )
-    finally:
-        _stop_cluster(platform)
+    wait_until_sync(
+        lambda: all(_gone(p) for p in tree),
+        timeout_s=60,
+        what=f"every child to exit after the launcher's SIGKILL: {[p.pid for p in tree]}",
+    )

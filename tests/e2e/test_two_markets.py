@@ -52,8 +52,8 @@ def test_rides_in_both_markets_at_once_are_matched_and_priced_in_their_own_marke
     assert city.ride(rides["sf-driver"])["fare"] == sf_quote["fare"]
     assert city.ride(rides["nyc-driver"])["fare"] == nyc_quote["fare"]
     _dashboard_follows_each_market(city, rides)
-    if city.platform.cluster is not None:  # RIDEPULSE_TEST_CLUSTER=1: a 3-primary cluster
-        client: Any = connect_sync(city.platform.cluster.url)
+    if city.platform.on_cluster:  # RIDEPULSE_TEST_CLUSTER=1: a 3-primary cluster
+        client: Any = connect_sync(city.platform.redis_url())
         try:
             sf_node = client.get_node_from_key("rp:{sf}:rides")
             nyc_node = client.get_node_from_key("rp:{nyc}:rides")

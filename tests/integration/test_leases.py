@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from ridepulse.leases import LeaseKeeper, fenced_hset, lease_key
+from ridepulse.leases import Announcement, LeaseKeeper, fenced_hset, lease_key
 from ridepulse.settings import Settings
 from tests.support.bus import wait_exit
 from tests.support.lease_proc import scratch_hash
@@ -60,6 +60,25 @@ async def test_fenced_hset_deletes_fields_only_while_the_lease_is_held(
     assert await redis.hgetall(state) == {b"b": b"2"}
     await keeper.release_all()
     assert await redis.exists(lease) == 0
+
+
+async def test_the_announcement_is_written_with_the_state_or_not_at_all(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    prefix = settings.key_prefix
+    keeper = LeaseKeeper(redis, prefix, "pricing", "pricing@a-1", ["sf"], ttl_ms=5000)
+    await keeper.tick(int(time.time() * 1000))
+    lease, state = lease_key(prefix, "pricing", "sf"), scratch_hash(prefix, "sf")
+    stream = f"{prefix}:{{sf}}:scratch-events"
+    event = Announcement(stream, {b"type": b"surge.updated", b"data": b'{"cell":"2.0"}'}, 100)
+    held = keeper.fence("sf")
+    assert await fenced_hset(redis, lease, held, state, {"cell": "2.0"}, ["gone"], event)
+    entries: Any = await redis.xrange(stream)
+    assert [fields for _, fields in entries] == [event.fields]
+    await keeper.release_all()  # the market is no longer this replica's
+    assert not await fenced_hset(redis, lease, held, state, {"cell": "9.9"}, announce=event)
+    assert await redis.xlen(stream) == 1  # refused: no stale announcement
+    assert await redis.hgetall(state) == {b"cell": b"2.0"}
 
 
 async def test_two_replicas_split_two_markets_and_a_killed_ones_market_is_taken_over(

@@ -4,15 +4,14 @@ of `make test-cluster` and an operator's Redis client."""
 from __future__ import annotations
 
 import os
-import signal
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import redis
 
 from loadtests.platform import Platform as SharedPlatform
 from loadtests.platform import tool
-from ridepulse.cluster import LocalCluster
 from ridepulse.redis_client import connect_sync
 
 # `RIDEPULSE_TEST_CLUSTER=1` runs every platform of the suite on its own 3-primary Valkey
@@ -26,41 +25,45 @@ class Platform(SharedPlatform):
     """`ridepulse up` on free loopback ports with its own data dir; output goes to a file."""
 
     def __init__(self, data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> None:
-        self.cluster: LocalCluster | None = None
-        if ON_CLUSTER and "--redis-url" not in extra and "--cluster" not in extra:
-            self.cluster = LocalCluster(data_dir / "cluster", primaries=3).start()
-            extra = (*extra, "--redis-url", self.cluster.url)
+        # RIDEPULSE_TEST_CLUSTER=1: the platform on its own local 3-primary cluster, each
+        # service as its own ACL user there, as `ridepulse up --cluster` runs it for a user
+        self.on_cluster = "--cluster" in extra
+        if ON_CLUSTER and "--redis-url" not in extra and not self.on_cluster:
+            extra = (*extra, "--cluster", "--primaries", "3", "--replicas", "0")
+            self.on_cluster = True
         super().__init__(data_dir, *extra, env=env)
-
-    def redis_url(self) -> str:
-        if self.cluster is not None:
-            return self.cluster.url
-        return super().redis_url()
 
     def redis_client(self) -> redis.Redis:
         """The operator's client of this platform's server or cluster."""
         return connect_sync(self.redis_url())
 
     def acl_denials(self) -> list[str]:
-        """What the server's ACL LOG holds: each NOPERM a service user met (a command or key
-        missing from its grant in ridepulse/acl_grants.py), or a failed AUTH. Empty on a cluster,
-        where the services connect as the operator."""
-        if self.cluster is not None or not (self.data_dir / "redis.url").exists():
+        """What the server's ACL LOG holds (every node's, on a cluster): each NOPERM a service
+        user met (a command or key missing from its grant in ridepulse/acl_grants.py), or a
+        failed AUTH."""
+        if not (self.data_dir / "redis.url").exists():
             return []
-        client = self.redis_client()
-        try:
-            entries: list[dict[str, Any]] = client.acl_log(count=200)
-        finally:
-            client.close()
+        entries: list[dict[str, Any]] = []
+        for client in self._node_clients():
+            try:
+                entries += client.acl_log(count=200)
+            finally:
+                client.close()
         return [
             f"{e.get('username')}: {e.get('reason')} {e.get('context')} {e.get('object')}"
             f" (x{e.get('count')})"
             for e in entries
         ]
 
-    def stop(self, timeout_s: float = 60.0, sig: signal.Signals = signal.SIGTERM) -> int:
+    def _node_clients(self) -> list[redis.Redis]:
+        """The operator's plain client of each server: one, or every node of the cluster."""
+        url = self.redis_url()
+        if not url.startswith("redis+cluster://"):
+            return [connect_sync(url)]
+        password = unquote(urlsplit(url).password or "")
+        cluster: Any = connect_sync(url)
         try:
-            return super().stop(timeout_s, sig)
+            nodes = [(node.host, node.port) for node in cluster.get_nodes()]
         finally:
-            if self.cluster is not None:
-                self.cluster.stop()
+            cluster.close()
+        return [redis.Redis(host=host, port=port, password=password) for host, port in nodes]
