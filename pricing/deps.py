@@ -27,6 +27,12 @@ class MarketSurge:
     cursor: str = "0-0"
 
 
+def market_surge(settings: Settings) -> MarketSurge:
+    """An empty window and published state, sized and damped by the settings."""
+    window = SurgeWindow(round(settings.surge_window_s * 1000))
+    return MarketSurge(window, SurgeState(settings.surge_min_change))
+
+
 @dataclass
 class PricingDeps:
     redis: aioredis.Redis
@@ -48,8 +54,7 @@ class PricingDeps:
 
     def fresh_market(self, market: str) -> MarketSurge:
         """An empty window and state for ``market`` (a market just taken over is rebuilt)."""
-        window_ms = round(self.settings.surge_window_s * 1000)
-        self.markets[market] = MarketSurge(SurgeWindow(window_ms))
+        self.markets[market] = market_surge(self.settings)
         return self.markets[market]
 
     @classmethod
@@ -61,7 +66,6 @@ class PricingDeps:
         source: str,
         owner: str | None = None,
     ) -> PricingDeps:
-        window_ms = round(settings.surge_window_s * 1000)
         leases = None
         if settings.leases:
             leases = LeaseKeeper(
@@ -79,6 +83,6 @@ class PricingDeps:
             producer=Producer(
                 redis, telemetry_maxlen=settings.telemetry_maxlen, prefix=settings.key_prefix
             ),
-            markets={m: MarketSurge(SurgeWindow(window_ms)) for m in markets},
+            markets={m: market_surge(settings) for m in markets},
             leases=leases,
         )

@@ -32,6 +32,7 @@ from ridepulse.contracts.registry import make
 from ridepulse.leases import Announcement, fenced_hset, lease_key
 from ridepulse.logs import get_logger
 from ridepulse.pause import sleep_or_stop
+from ridepulse.settings import Settings
 
 
 async def restore_published(deps: PricingDeps) -> None:
@@ -145,6 +146,15 @@ async def _write_unfenced(
     await pipe.execute()
 
 
+def surge_for(
+    settings: Settings, demand: dict[str, int], supply: dict[str, int]
+) -> dict[str, float]:
+    """compute_surge with the deployment's cap and smoothing."""
+    return compute_surge(
+        demand, supply, cap=settings.surge_cap, neighbour_weight=settings.surge_neighbour_weight
+    )
+
+
 async def publish_surge(deps: PricingDeps, market: str, at_ms: int) -> dict[str, float]:
     """One tick for one market at `at_ms`: supply read now, demand over the window; returns
     the cells whose multiplier changed."""
@@ -153,7 +163,7 @@ async def publish_surge(deps: PricingDeps, market: str, at_ms: int) -> dict[str,
         await catch_up(deps, market)
     await sample_supply(deps, market, at_ms)
     demand, supply = surge.window.counts(at_ms)
-    computed = compute_surge(demand, supply, cap=deps.settings.surge_cap)
+    computed = surge_for(deps.settings, demand, supply)
     before = dict(surge.state.published)
     changed = surge.state.update(computed)
     if not changed:

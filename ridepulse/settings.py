@@ -131,6 +131,12 @@ class Settings(BaseSettings):
     )
     h3_resolution: int = Field(8, description="H3 resolution of surge and speed cells")
     surge_cap: float = Field(3.0, ge=1.0, description="highest surge multiplier; 1 turns surge off")
+    surge_neighbour_weight: float = Field(
+        0.5, ge=0.0, le=1.0, description="share of a cell's demand and supply its neighbours count"
+    )
+    surge_min_change: float = Field(
+        0.2, gt=0.0, description="smallest change of a published multiplier (hysteresis)"
+    )
     telemetry_shed_lag_s: float = Field(
         5.0, gt=0, description="seconds a dispatch group may trail telemetry before pings get 429"
     )

@@ -6,8 +6,11 @@ import random
 
 import pytest
 
+from pricing.deps import market_surge
+from pricing.publisher import surge_for
 from pricing.surge import SurgeState, SurgeWindow, compute_surge, quantise
 from ridepulse.geo import cell_of, ring
+from ridepulse.settings import Settings
 
 HOT = cell_of(37.7749, -122.4194)
 NEAR = sorted(ring(HOT, 1))
@@ -158,3 +161,16 @@ def test_a_cell_back_at_one_is_cleared_even_from_a_small_multiplier() -> None:
 def test_window_must_be_positive(window_ms: int) -> None:
     with pytest.raises(ValueError, match="window_ms must be positive"):
         SurgeWindow(window_ms=window_ms)
+
+
+def test_the_smoothing_and_hysteresis_settings_reach_pricing() -> None:
+    hot = cell_of(37.7793, -122.4193, 8)
+    demand = {hot: 6}  # six requests, no drivers: the hot cell and, smoothed, its ring
+    smoothed = surge_for(Settings(surge_neighbour_weight=0.5), demand, {})
+    alone = surge_for(Settings(surge_neighbour_weight=0.0), demand, {})
+    assert set(alone) == {hot} and len(smoothed) == 7
+    assert surge_for(Settings(surge_cap=2.0), demand, {})[hot] == 2.0
+    damped, default = (market_surge(s).state for s in (Settings(surge_min_change=0.5), Settings()))
+    assert damped.update({hot: 1.6}) == default.update({hot: 1.6}) == {hot: 1.6}
+    assert damped.update({hot: 1.9}) == {}  # a 0.3 step is under the 0.5 hysteresis
+    assert default.update({hot: 1.9}) == {hot: 1.9}
