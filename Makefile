@@ -12,7 +12,7 @@ SUDO := $(shell test "$$(id -u)" = 0 || echo sudo)
 .DEFAULT_GOAL := help
 
 .PHONY: demo test test-cluster lint typecheck bench loadtest loadtest-ci chaos chaos-ci asyncapi chromium screenshot clean soak
-.PHONY: help fmt ci deps quality quality-surge-tuning
+.PHONY: help fmt ci deps quality quality-surge-tuning quality-warmup
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_.-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -79,6 +79,10 @@ bench: $(STAMP) ## measure against peers; rewrites docs/benchmarks.md (long; nee
 # docs/dispatch-quality.md, docs/quality-runs/*.csv and docs/img/quality-*.png (~12 min on 2 cores).
 quality: $(STAMP) ## play the quality scenarios and rewrite docs/dispatch-quality.md
 	$(BIN)/python -m loadtests.quality
+
+# The ETA warm-up curve: nine minutes of one steady city (~12 min); rewrites docs/eta-warmup.md.
+quality-warmup: $(STAMP) ## the ETA error against minutes since start, from one long run
+	$(BIN)/python -m loadtests.quality.warmup
 
 # Surge variants on four seeds each (~25 min on 2 cores); rewrites docs/surge-tuning.md's tables.
 quality-surge-tuning: $(STAMP) ## tune surge's cap, smoothing and hysteresis from runs
