@@ -86,6 +86,11 @@ class ActiveRides:
         driver_id = self._driver_of.get(ride_id)
         return None if driver_id is None else self._by_driver.get(driver_id)
 
+    def forget_market(self, market: str) -> None:
+        """Drop every ride of ``market`` (its lease went to another replica, or is retaken)."""
+        for ride in [r for r in self._by_driver.values() if r.market == market]:
+            self.forget_ride(ride.ride_id)
+
     def forget_ride(self, ride_id: str) -> None:
         driver_id = self._driver_of.pop(ride_id, None)
         if driver_id is not None:

@@ -34,21 +34,29 @@ def announce(deps: EtaDeps, ride: ActiveRide, eta_s: float, event_id: str) -> En
 
 async def write_etas(deps: EtaDeps, updates: Sequence[tuple[ActiveRide, float]]) -> None:
     """Each ride's new ETA into its hash: RideStore's set_eta script, one pipeline per market
-    instead of a round trip per ride (a telemetry batch can move hundreds of rides)."""
+    instead of a round trip per ride (a telemetry batch can move hundreds of rides). Leased,
+    each call carries the market's lease and this replica's fence (one slot: both keys hold
+    the market's tag); a refusal raises LeaseLost, so nothing of the batch is announced."""
     by_market: dict[str, list[tuple[ActiveRide, float]]] = {}
     for ride, eta_s in updates:
         by_market.setdefault(ride.market, []).append((ride, eta_s))
     for market, items in by_market.items():
         store = deps.stores[market]
+        lease, fence = deps.fence(market)
         calls = []
         for ride, eta_s in items:
             name = ETA_FIELD[ride.phase]
             value = inputs.number(name, eta_s, inputs.SECONDS_DIGITS)
-            calls.append(([store.keys.ride(ride.ride_id)], [name, value]))
+            keys = [store.keys.ride(ride.ride_id)] + ([lease] if lease else [])
+            calls.append((keys, [fence, name, value]))
         if not pipelines_take_scripts(deps.redis):
-            await asyncio.gather(*(store.scripts.set_eta(keys=k, args=a) for k, a in calls))
-            continue
-        pipe = deps.redis.pipeline(transaction=False)
-        for keys, args in calls:
-            await store.scripts.set_eta(keys=keys, args=args, client=pipe)
-        await pipe.execute()
+            replies = await asyncio.gather(
+                *(store.scripts.set_eta(keys=k, args=a) for k, a in calls)
+            )
+        else:
+            pipe = deps.redis.pipeline(transaction=False)
+            for keys, args in calls:
+                await store.scripts.set_eta(keys=keys, args=args, client=pipe)
+            replies = await pipe.execute()
+        if any(int(reply) < 0 for reply in replies):
+            raise deps.refused(market)

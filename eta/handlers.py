@@ -37,6 +37,7 @@ async def _begin(
     event: Event, deps: EtaDeps, status: RideStatus, fallback_eta_s: float | None
 ) -> Outgoing:
     """Track the ride from now on and announce its first ETA of the phase."""
+    deps.require(event.market)  # leased: another replica's market stays pending for it
     begun = event.payload(RideMatchedV1, RideStartedV1)
     ride_id, driver_id = begun.ride_id, begun.driver_id
     store = deps.stores.get(event.market)
@@ -79,6 +80,7 @@ def _ending(
     (None: any phase) — so a late driver_arrived never ends a trip that has already started."""
 
     async def forget(event: Event, deps: EtaDeps) -> Outgoing:
+        deps.require(event.market)
         ride_id = event.payload(model).ride_id
         active = deps.rides.of_ride(ride_id)
         if active is not None and (phase is None or active.phase == phase):
@@ -92,6 +94,7 @@ def _newest_tracked(events: Sequence[Event], deps: EtaDeps) -> dict[str, tuple[P
     """Learn from every ping; keep the newest ping (and its event id) of each tracked driver."""
     newest: dict[str, tuple[PingLike, str]] = {}
     for event in events:
+        deps.require(event.market)
         pings = event.payload(DriverLocationV1).pings
         model = deps.models.get(event.market)
         if model is None:

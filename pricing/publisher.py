@@ -29,7 +29,7 @@ from ridepulse.bus.producer import NOTIFICATION_MAXLEN
 from ridepulse.contracts.envelope import now_ms
 from ridepulse.contracts.events import SurgeCell, SurgeUpdatedV1
 from ridepulse.contracts.registry import make
-from ridepulse.leases import Announcement, fenced_hset, lease_key
+from ridepulse.leases import Announcement, LeaseLost, fenced_hset, lease_key
 from ridepulse.logs import get_logger
 from ridepulse.pause import sleep_or_stop
 from ridepulse.settings import Settings
@@ -79,29 +79,21 @@ async def take_over(deps: PricingDeps, market: str, at_ms: int) -> int:
 
 
 async def run_leases(deps: PricingDeps, stop: asyncio.Event) -> None:
-    """Renew, give back and take market leases every third of the lease time; a gained market
-    is rebuilt before it is published."""
+    """Keep this replica's market leases (ridepulse.leases); a gained market is rebuilt before
+    it is published."""
     keeper = deps.leases
     if keeper is None:
         return
     log = get_logger(component="leases")
-    try:
-        while not stop.is_set():
-            gained, lost = await keeper.tick(now_ms())
-            for market in sorted(gained):
-                demand = await take_over(deps, market, now_ms())
-                log.info(
-                    "lease.gained", market=market, token=keeper.held.get(market), requests=demand
-                )
-            for market in sorted(lost):
-                log.info("lease.lost", market=market)
-            await sleep_or_stop(stop, keeper.ttl_ms / 3000)
-    finally:
-        await keeper.release_all()
 
+    async def gained(market: str) -> None:
+        demand = await take_over(deps, market, now_ms())
+        log.info("lease.gained", market=market, token=keeper.held.get(market), requests=demand)
 
-class LeaseLost(Exception):
-    """The fence refused a write: another replica owns the market now."""
+    async def lost(market: str) -> None:
+        log.info("lease.lost", market=market)
+
+    await keeper.run(stop, now_ms, on_gained=gained, on_lost=lost)
 
 
 async def _write(deps: PricingDeps, market: str, changed: dict[str, float]) -> None:
@@ -130,7 +122,7 @@ async def _write(deps: PricingDeps, market: str, changed: dict[str, float]) -> N
         Announcement(keys.surge_events, event.to_fields(), NOTIFICATION_MAXLEN),
     )
     if not written:
-        deps.leases.held.pop(market, None)
+        deps.leases.drop(market)
         raise LeaseLost(market)
     EVENTS_PUBLISHED.labels(keys.surge_events).inc()
 

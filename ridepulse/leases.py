@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import math
 import zlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +79,14 @@ if KEYS[3] then
 end
 return 1
 """
+
+
+class LeaseLost(Exception):
+    """The fence refused a write, or the market is not held: another replica owns it now. Not
+    the event's fault — a consumer leaves its entry pending, unspent, for the owner to claim."""
+
+
+MarketHook = Callable[[str], Awaitable[None]]
 
 
 def lease_key(prefix: str, service: str, market: str) -> str:
@@ -193,12 +201,35 @@ class LeaseKeeper:
             await self.release(market)
         await self.redis.zrem(members_key(self.prefix, self.service), self.owner)
 
-    async def run(self, stop: asyncio.Event, now_ms: Any) -> None:
-        """Tick every third of the lease time until ``stop``, then give every market back."""
+    def drop(self, market: str) -> None:
+        """The fence refused this replica's write: the market is someone else's now (no release:
+        the lease is not ours to delete)."""
+        self.held.pop(market, None)
+
+    async def run(
+        self,
+        stop: asyncio.Event,
+        now_ms: Callable[[], int],
+        *,
+        on_gained: MarketHook | None = None,
+        on_lost: MarketHook | None = None,
+        on_stop: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Tick every third of the lease time until ``stop``, then give every market back. Each
+        round tells ``on_lost`` first, then ``on_gained`` (a market lost and taken again in one
+        round is rebuilt); ``on_stop`` runs while the markets are still held (a last write)."""
         try:
             while not stop.is_set():
-                await self.tick(now_ms())
+                gained, lost = await self.tick(now_ms())
+                for market in sorted(lost):
+                    if on_lost is not None:
+                        await on_lost(market)
+                for market in sorted(gained):
+                    if on_gained is not None:
+                        await on_gained(market)
                 await sleep_or_stop(stop, self.ttl_ms / 3000)
+            if on_stop is not None:
+                await on_stop()
         finally:
             await self.release_all()
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic
 
@@ -34,10 +34,12 @@ from ridepulse.contracts.envelope import Envelope
 from ridepulse.contracts.registry import Event, decode
 from ridepulse.errors import InvalidEvent
 from ridepulse.keys import GlobalKeys
+from ridepulse.leases import LeaseLost
 from ridepulse.logs import get_logger
 from ridepulse.pause import sleep_or_stop
 from ridepulse.settings import Settings
 
+GATE_POLL_S = 0.2  # how soon a closed gate (a market not held) notices it has opened
 RawEntry = tuple[bytes, dict[bytes, bytes] | None]
 
 
@@ -120,6 +122,7 @@ class ConsumerRuntime(Generic[DepsT]):
         read_count: int | None = None,
         concurrency: int = 1,
         conflation: Conflation | None = None,
+        gate: Callable[[], bool] | None = None,
     ) -> None:
         self.redis = redis
         self.settings = settings
@@ -145,6 +148,10 @@ class ConsumerRuntime(Generic[DepsT]):
         # A position feed (telemetry): superseded pings are skipped, and a consumer behind by
         # more than `catch_up_lag_s` reads bigger slices, so it catches up in seconds.
         self.conflation = conflation
+        # Leased markets (ridepulse.leases): the runtime reads and claims only while `gate()`
+        # says this replica owns its market; closed, it holds nothing new and the owner's
+        # runtime of the same group claims what it left pending.
+        self.gate = gate
         self.lag_s = 0.0  # age of the oldest entry of the last read, by its id's ms (server clock)
         # entries of the next read when behind: the backlog, so a driver's pings meet in it
         self._catch_up_count = settings.telemetry_catch_up_read_count
@@ -186,6 +193,13 @@ class ConsumerRuntime(Generic[DepsT]):
         backoff = Backoff()
         started = False
         while not self.stopping:
+            if self.gate is not None and not self.gate():
+                if self.burst:
+                    break
+                self._cancel_reads()
+                started = False  # reopened: first finish what this name still holds
+                await sleep_or_stop(self._stopping, GATE_POLL_S)
+                continue
             try:
                 if not started:
                     await self.ensure_groups()
@@ -194,6 +208,10 @@ class ConsumerRuntime(Generic[DepsT]):
                 worked = await self._claim_cycle()
                 worked = await self._read_new() or worked
                 backoff.reset()
+            except LeaseLost as exc:
+                # the market went to another replica mid-batch: what is left stays pending
+                self.log.info("consumer.lease_lost", market=str(exc))
+                continue
             except Exception as exc:
                 if is_nogroup(exc):
                     self._report_lost_group(exc)
@@ -215,12 +233,15 @@ class ConsumerRuntime(Generic[DepsT]):
                 if not await self._group_has_pending():
                     break
                 await asyncio.sleep(0.05)  # entries held elsewhere: wait until claimable
+        self._cancel_reads()
+        self.log.info("consumer.stopped", **self.stats.__dict__)
+
+    def _cancel_reads(self) -> None:
         for task in self._reads.values():
             # A read cancelled in flight may have been served: its entries stay pending under
             # this consumer name and are drained at its next start or claimed by another.
             task.cancel()
         self._reads.clear()
-        self.log.info("consumer.stopped", **self.stats.__dict__)
 
     def _report_lost_group(self, exc: BaseException) -> None:
         """The server restarted without its data: the group is recreated from the stream's start
@@ -602,7 +623,8 @@ class ConsumerRuntime(Generic[DepsT]):
 
     def _failed(self, item: _Item, exc: Exception, batch: _Batch) -> None:
         assert item.event is not None
-        transient = is_transient(exc)
+        # a lost lease is no more the event's fault than a Redis blip: the delivery is unspent
+        transient = is_transient(exc) or isinstance(exc, LeaseLost)
         if transient:
             batch.transient = batch.transient or exc
         else:

@@ -56,8 +56,8 @@ class Eta:
 
     def __init__(self, settings: Settings, redis: aioredis.Redis) -> None:
         self.deps, runtimes = build(settings, burst=True)
-        self.rides_runtime: ConsumerRuntime = runtimes[0]
-        self.telemetry_runtimes = runtimes[1:]
+        self.rides_runtimes: list[ConsumerRuntime] = [r for r in runtimes if r.group == "eta"]
+        self.telemetry_runtimes = [r for r in runtimes if r.group == "eta.speeds"]
         self.clock = Clock()
         self.deps.clock = self.clock
         self.keys = MarketKeys("sf", settings.key_prefix)
@@ -67,8 +67,7 @@ class Eta:
         self._seen = b"-"
 
     async def run(self) -> None:
-        await self.rides_runtime.run()
-        for runtime in self.telemetry_runtimes:
+        for runtime in [*self.rides_runtimes, *self.telemetry_runtimes]:
             await runtime.run()
 
     async def pings(self, *pings: dict[str, Any]) -> None:
