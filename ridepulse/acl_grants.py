@@ -261,6 +261,7 @@ SERVICE_GRANTS: dict[str, Grant] = {
             ("exists", "hset", "hget", "hgetall", "zrange"),
         ),
         reads=(
+            *_lease_keys("eta"),
             "{*}:rides",
             "{*}:telemetry",
             "{*}:ride:*",
@@ -274,9 +275,10 @@ SERVICE_GRANTS: dict[str, Grant] = {
             ("{*}:done:eta*",),
             DEAD_LETTERS,
             _heartbeat_keys("eta"),
+            _lease_keys("eta"),
         ),
         appends=("{*}:eta", *DEAD_LETTERS, "health"),
-        scoped=_own_heartbeat("eta"),
+        scoped=(*_own_heartbeat("eta"), *_lease_scoped("eta")),
     ),
     # Surge per H3 cell from demand (ride stream, group `pricing`) and supply (the geo index).
     "pricing": Grant(

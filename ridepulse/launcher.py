@@ -100,9 +100,10 @@ TELEMETRY_SERVICES = frozenset({"matching-geo", "eta"})
 
 
 # Services `ridepulse up --scale` may start as N replicas: matching shares its groups as it is;
-# pricing splits the markets by lease (RIDEPULSE_LEASES=1, docs/scaling.md). ingest and the
-# dashboard bind one port each; eta is not wired to the leases yet.
-SCALABLE = ("matching", "pricing")
+# pricing and eta split the markets by lease (RIDEPULSE_LEASES=1, docs/scaling.md). ingest and
+# the dashboard bind one port each.
+SCALABLE = ("matching", "pricing", "eta")
+LEASED = frozenset({"pricing", "eta"})
 MAX_REPLICAS = 8
 
 
@@ -153,7 +154,7 @@ def service_specs(
         }
         if settings.markets:
             env["RIDEPULSE_MARKETS"] = settings.markets
-        if name == "pricing" and scale.get(name, 1) > 1:
+        if name in LEASED and scale.get(name, 1) > 1:
             env["RIDEPULSE_LEASES"] = "1"  # one owner per market: the replicas split them
         if name == "ingest":
             ready = _http_ready(f"http://{settings.host}:{settings.api_port}/readyz")

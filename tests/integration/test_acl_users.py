@@ -78,6 +78,9 @@ MUST_NOT: dict[str, list[tuple[str, ...]]] = {
         ("XADD", f"{SF}:telemetry", "*", "k", "v"),
         ("HSET", f"{SF}:driver:d1", "status", "available"),
         ("HSET", f"{SF}:surge:cells", "c", "9"),
+        ("DEL", f"{SF}:lease:pricing"),  # another service's lease
+        ("DEL", f"{SF}:lease:eta:fence"),  # the fence counter only grows
+        ("INCR", f"{SF}:eta:speeds"),
     ],
     "pricing": [
         ("XADD", f"{SF}:telemetry", "*", "k", "v"),
@@ -174,6 +177,18 @@ MUST: dict[str, list[tuple[str, ...]]] = {
         ("HGETALL", f"{SF}:ride:r1"),
         ("HSET", f"{SF}:ride:r1", "pickup_eta_s", "60"),
         ("XADD", f"{SF}:eta", "*", "k", "v"),
+        # market leases (RIDEPULSE_LEASES=1): the fenced set_eta and speeds writes, the keeper
+        ("EVALSHA", "0" * 40, "2", f"{SF}:ride:r1", f"{SF}:lease:eta"),
+        ("EVALSHA", "0" * 40, "2", f"{SF}:lease:eta", f"{SF}:eta:speeds"),
+        ("GET", f"{SF}:lease:eta"),
+        ("SET", f"{SF}:lease:eta", "1:e", "PX", "5000"),
+        ("INCR", f"{SF}:lease:eta:fence"),
+        ("PEXPIRE", f"{SF}:lease:eta", "5000"),
+        ("DEL", f"{SF}:lease:eta"),
+        ("ZADD", "rp:lease-members:eta", "1", "e"),
+        ("ZREMRANGEBYSCORE", "rp:lease-members:eta", "-inf", "1"),
+        ("ZCARD", "rp:lease-members:eta"),
+        ("ZREM", "rp:lease-members:eta", "e"),
     ],
     "pricing": [
         ("HSET", f"{SF}:surge:cells", "c1", "1.5"),
