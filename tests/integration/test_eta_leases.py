@@ -1,0 +1,203 @@
+"""eta as N replicas by market lease (RIDEPULSE_LEASES=1, docs/scaling.md), on the real server:
+two real `ridepulse run eta` processes split sf and nyc and each announces ETAs in its market;
+SIGKILL one and the other owns both within the lease time, announces ETAs there, and claims
+what the dead replica held pending; a replica that lost its lease is refused by the fence,
+writes nothing and leaves the market's entries to the new owner."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from eta.active import ActiveRide
+from eta.announce import write_etas
+from eta.service import build
+from eta.speeds import persist_speeds
+from eta.takeover import take_over
+from ridepulse.contracts.envelope import now_ms
+from ridepulse.contracts.events import Point
+from ridepulse.contracts.registry import decode
+from ridepulse.keys import MarketKeys
+from ridepulse.leases import LeaseLost, lease_key
+from ridepulse.rides import RideStore
+from ridepulse.settings import Settings
+from tests.support.bus import wait_exit
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+
+TTL_MS = 1500
+PICKUP = {"sf": Point(lat=37.7793, lon=-122.4193), "nyc": Point(lat=40.7580, lon=-73.9855)}
+DROPOFF = {"sf": Point(lat=37.7568, lon=-122.4120), "nyc": Point(lat=40.7306, lon=-73.9866)}
+
+
+def _start(settings: Settings, markets: str) -> subprocess.Popen[bytes]:
+    assert settings.redis_url
+    env: dict[str, str] = dict(
+        os.environ,
+        RIDEPULSE_REDIS_URL=settings.redis_url,
+        RIDEPULSE_KEY_PREFIX=settings.key_prefix,
+        RIDEPULSE_DATA_DIR=str(settings.data_dir),
+        RIDEPULSE_MARKETS=markets,
+        RIDEPULSE_LEASES="1",
+        RIDEPULSE_LEASE_TTL_MS=str(TTL_MS),
+        RIDEPULSE_BLOCK_MS="200",
+        RIDEPULSE_CLAIM_IDLE_MS="1000",
+        RIDEPULSE_SECRET=settings.secret or "",
+    )
+    return subprocess.Popen(
+        [str(Path(sys.executable).with_name("ridepulse")), "run", "eta"], cwd=os.getcwd(), env=env
+    )
+
+
+async def _owner_pid(redis: aioredis.Redis, prefix: str, market: str) -> int | None:
+    raw: Any = await redis.get(lease_key(prefix, "eta", market))
+    return int(raw.decode().rsplit("-", 1)[1]) if raw else None
+
+
+async def _matched(redis: aioredis.Redis, settings: Settings, market: str, ride_id: str) -> None:
+    """A ride requested and accepted (ride.matched on the market's ride stream)."""
+    store = RideStore(redis, MarketKeys(market, settings.key_prefix), "test")
+    await store.request_ride(
+        ride_id=ride_id,
+        rider_id=f"u-{ride_id}",
+        pickup=PICKUP[market],
+        dropoff=DROPOFF[market],
+        deadline_s=60,
+    )
+    driver_id = f"d-{ride_id}"
+    await store.set_driver_status(driver_id, "available")
+    await store.offer(ride_id=ride_id, driver_id=driver_id, pickup_eta_s=300, offer_timeout_s=30)
+    await store.accept(ride_id, driver_id)
+
+
+async def _announced(
+    redis: aioredis.Redis, settings: Settings, market: str, ride_id: str
+) -> list[str]:
+    """Sources of the eta.updated events announced for ``ride_id``."""
+    entries: Any = await redis.xrange(MarketKeys(market, settings.key_prefix).eta_events)
+    events = [decode(fields) for _, fields in entries]
+    return [e.envelope.source for e in events if e.envelope.subject == f"ride/{ride_id}"]
+
+
+async def test_two_replicas_split_the_markets_and_a_killed_ones_rides_still_get_etas(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    prefix = settings.key_prefix
+    a, b = _start(settings, "sf,nyc"), _start(settings, "sf,nyc")
+    try:
+
+        async def split() -> dict[str, int] | None:
+            owners = {m: await _owner_pid(redis, prefix, m) for m in PICKUP}
+            if None in owners.values() or len(set(owners.values())) != 2:
+                return None
+            return {m: o for m, o in owners.items() if o}
+
+        owners = await wait_until(split, timeout_s=60, what="one market each")
+        assert set(owners.values()) == {a.pid, b.pid}
+        for market in PICKUP:
+            await _matched(redis, settings, market, f"{market}-r1")
+            sources = await wait_until(
+                lambda m=market: _announced(redis, settings, m, f"{m}-r1"),  # type: ignore[misc]
+                timeout_s=60,
+                what=f"an ETA in {market}",
+            )
+            # announced by the market's owner only
+            assert {s.rsplit("-", 1)[1] for s in sources} == {str(owners[market])}, sources
+        victim, survivor = (a, b) if owners["sf"] == a.pid else (b, a)
+
+        # the victim freezes holding sf: a ride matched now is read by nobody but the dead
+        # replica's name (its blocked read may take it; else a read under its name does)
+        victim.send_signal(signal.SIGSTOP)
+        await _matched(redis, settings, "sf", "sf-r2")
+        victim_name: Any = (await redis.get(lease_key(prefix, "eta", "sf"))).decode()
+        await redis.xreadgroup(
+            "eta", victim_name.split(":", 1)[1], {MarketKeys("sf", prefix).rides: ">"}
+        )
+        pending: Any = await redis.xpending(MarketKeys("sf", prefix).rides, "eta")
+        assert pending["pending"] >= 1, "the dead replica holds sf-r2's events pending"
+        victim.send_signal(signal.SIGKILL)
+        await wait_exit(victim, 10)
+        killed_at = time.monotonic()
+
+        async def survivor_owns_both() -> bool:
+            return all([await _owner_pid(redis, prefix, m) == survivor.pid for m in PICKUP])
+
+        await wait_until(survivor_owns_both, timeout_s=60, what="the survivor to own sf too")
+        took_s = time.monotonic() - killed_at
+        # lease time + a renewal period + the member list's expiry, with slack for a loaded box
+        assert took_s < 3 * TTL_MS / 1000 + 10, took_s
+        # the ride the dead replica held pending is claimed and gets its ETA from the survivor
+        sources = await wait_until(
+            lambda: _announced(redis, settings, "sf", "sf-r2"), timeout_s=60, what="sf-r2's ETA"
+        )
+        assert all(s.endswith(f"-{survivor.pid}") for s in sources), sources
+        # and a ride matched after the takeover gets one too
+        await _matched(redis, settings, "sf", "sf-r3")
+        await wait_until(
+            lambda: _announced(redis, settings, "sf", "sf-r3"), timeout_s=60, what="sf-r3's ETA"
+        )
+        assert survivor.poll() is None
+    finally:
+        for proc in (a, b):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+async def test_a_replica_that_lost_its_lease_is_refused_writes_nothing_and_leaves_the_market(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    leased = settings.model_copy(update={"leases": True, "lease_ttl_ms": 300, "markets": "sf"})
+    old, old_runtimes = build(leased.model_copy(update={"consumer_name": "eta@old-1"}), burst=True)
+    assert old.leases is not None
+    await old.leases.tick(now_ms())
+    assert "sf" in old.leases.held
+    await take_over(old, "sf")
+    keys = MarketKeys("sf", settings.key_prefix)
+    await _matched(redis, settings, "sf", "sf-r1")
+    ride_before = await redis.hgetall(keys.ride("sf-r1"))
+
+    # the old owner is paused past its lease; a new replica takes sf
+    lease = lease_key(settings.key_prefix, "eta", "sf")
+    await wait_until(lambda: _gone(redis, lease), timeout_s=10, what="the lease to expire")
+    new, new_runtimes = build(leased.model_copy(update={"consumer_name": "eta@new-2"}), burst=True)
+    assert new.leases is not None
+    await new.leases.tick(now_ms())
+    assert new.leases.held["sf"] > old.leases.held["sf"]
+    await take_over(new, "sf")
+
+    # resumed, the old owner still believes it owns sf: its ETA write is refused...
+    ride = ActiveRide("sf-r1", "sf", "d-sf-r1", "pickup", 37.7793, -122.4193)
+    with pytest.raises(LeaseLost):
+        await write_etas(old, [(ride, 1.0)])
+    assert "sf" not in old.leases.held, "the refusal tells it the market is gone"
+    assert await redis.hgetall(keys.ride("sf-r1")) == ride_before
+    # ...its speeds write too (what it learned does not overwrite the new owner's)
+    await redis.hset(keys.speeds, "cell-of-new-owner", "7.5")
+    old.models["sf"].restore({"cell-of-old-owner": 3.0})
+    old.learned.add("sf")
+    await persist_speeds(old)
+    assert await redis.hgetall(keys.speeds) == {b"cell-of-new-owner": b"7.5"}
+    # ...and its runtimes read nothing more of sf: the entries wait for the new owner
+    for runtime in old_runtimes:
+        await runtime.run()
+    assert sum(r.stats.processed for r in old_runtimes) == 0
+    assert await _announced(redis, settings, "sf", "sf-r1") == []
+    for runtime in new_runtimes:
+        await runtime.run()
+    assert await _announced(redis, settings, "sf", "sf-r1") == ["eta/eta@new-2"]
+    for deps in (old, new):
+        await deps.redis.aclose()
+
+
+async def _gone(redis: aioredis.Redis, key: str) -> bool:
+    return not await redis.exists(key)
