@@ -118,10 +118,9 @@ async def test_two_replicas_split_the_markets_and_a_killed_ones_rides_still_get_
         # replica's name (its blocked read may take it; else a read under its name does)
         victim.send_signal(signal.SIGSTOP)
         await _matched(redis, settings, "sf", "sf-r2")
-        victim_name: Any = (await redis.get(lease_key(prefix, "eta", "sf"))).decode()
-        await redis.xreadgroup(
-            "eta", victim_name.split(":", 1)[1], {MarketKeys("sf", prefix).rides: ">"}
-        )
+        held: Any = await redis.get(lease_key(prefix, "eta", "sf"))
+        victim_name = held.decode().split(":", 1)[1]
+        await redis.xreadgroup("eta", victim_name, {MarketKeys("sf", prefix).rides: ">"})
         pending: Any = await redis.xpending(MarketKeys("sf", prefix).rides, "eta")
         assert pending["pending"] >= 1, "the dead replica holds sf-r2's events pending"
         victim.send_signal(signal.SIGKILL)
