@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     consumer_name: str | None = Field(None, description="stable consumer name of this replica")
     leases: bool = Field(
         False,
-        description="pricing: own markets by lease (ridepulse.leases) so N replicas split "
+        description="pricing and eta: own markets by lease (ridepulse.leases) so N replicas split "
         "them; off = one replica owns every market",
     )
     lease_ttl_ms: int = Field(5000, gt=0, description="how long a market lease lasts unrenewed")
