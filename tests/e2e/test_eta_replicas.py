@@ -13,6 +13,7 @@ import pytest
 from ridepulse.contracts.registry import decode
 from tests.e2e.conftest import running_city
 from tests.support.api import DOWNTOWN, City, offset
+from tests.support.lease_replicas import split_owners
 from tests.support.waiting import wait_until_sync
 
 pytestmark = pytest.mark.e2e
@@ -31,15 +32,11 @@ def test_two_eta_replicas_split_the_markets_and_rides_in_both_get_etas(scaled: C
     city = scaled
     redis = city.platform.redis_client()
     try:
-
-        def owners() -> dict[str, str] | None:
-            got: dict[str, Any] = {m: redis.get(f"rp:{{{m}}}:lease:eta") for m in ("sf", "nyc")}
-            if None in got.values():
-                return None
-            named = {m: v.decode().split(":", 1)[1] for m, v in got.items()}
-            return named if len(set(named.values())) == 2 else None
-
-        split = wait_until_sync(owners, timeout_s=60, what="one market per eta replica")
+        split = wait_until_sync(
+            lambda: split_owners(redis, "eta", ("sf", "nyc")),
+            timeout_s=60,
+            what="one market per eta replica",
+        )
         assert set(split.values()) == {"eta-1", "eta-2"}, split
         for market, spot in (("sf", DOWNTOWN), ("nyc", MIDTOWN)):
             driver = f"{market}-driver"

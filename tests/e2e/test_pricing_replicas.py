@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.e2e.conftest import running_city
 from tests.support.api import DOWNTOWN, City, offset
+from tests.support.lease_replicas import split_owners
 from tests.support.waiting import wait_until_sync
 
 pytestmark = pytest.mark.e2e
@@ -30,15 +30,11 @@ def test_two_pricing_replicas_split_the_markets_and_both_surge(scaled: City) -> 
     city = scaled
     redis = city.platform.redis_client()
     try:
-
-        def owners() -> dict[str, str] | None:
-            got: dict[str, Any] = {m: redis.get(f"rp:{{{m}}}:lease:pricing") for m in ("sf", "nyc")}
-            if None in got.values():
-                return None
-            named = {m: v.decode().split(":", 1)[1] for m, v in got.items()}
-            return named if len(set(named.values())) == 2 else None
-
-        split = wait_until_sync(owners, timeout_s=60, what="one market per pricing replica")
+        split = wait_until_sync(
+            lambda: split_owners(redis, "pricing", ("sf", "nyc")),
+            timeout_s=60,
+            what="one market per pricing replica",
+        )
         assert set(split.values()) == {"pricing-1", "pricing-2"}, split
         for market, spot in (("sf", DOWNTOWN), ("nyc", MIDTOWN)):
             for i in range(5):  # no drivers: demand alone raises the surge

@@ -140,6 +140,24 @@ RIDE_STEP_SAMPLES: list[tuple[str, ...]] = [
     ("HSET", f"{SF}:driver:d1", "status", "available"),
     ("GEOADD", f"{SF}:drivers:geo", "-122.4", "37.7", "d1"),
 ]
+
+
+def _lease_samples(service: str) -> list[tuple[str, ...]]:
+    """What the lease keeper (ridepulse.leases) runs, on the service's own lease keys."""
+    lease, members = f"{SF}:lease:{service}", f"rp:lease-members:{service}"
+    return [
+        ("GET", lease),
+        ("SET", lease, "1:x", "PX", "5000"),
+        ("INCR", f"{lease}:fence"),
+        ("PEXPIRE", lease, "5000"),
+        ("DEL", lease),
+        ("ZADD", members, "1", "x"),
+        ("ZREMRANGEBYSCORE", members, "-inf", "1"),
+        ("ZCARD", members),
+        ("ZREM", members, "x"),
+    ]
+
+
 MUST: dict[str, list[tuple[str, ...]]] = {
     "ingest": [
         *RIDE_STEP_SAMPLES,
@@ -180,15 +198,7 @@ MUST: dict[str, list[tuple[str, ...]]] = {
         # market leases (RIDEPULSE_LEASES=1): the fenced set_eta and speeds writes, the keeper
         ("EVALSHA", "0" * 40, "2", f"{SF}:ride:r1", f"{SF}:lease:eta"),
         ("EVALSHA", "0" * 40, "2", f"{SF}:lease:eta", f"{SF}:eta:speeds"),
-        ("GET", f"{SF}:lease:eta"),
-        ("SET", f"{SF}:lease:eta", "1:e", "PX", "5000"),
-        ("INCR", f"{SF}:lease:eta:fence"),
-        ("PEXPIRE", f"{SF}:lease:eta", "5000"),
-        ("DEL", f"{SF}:lease:eta"),
-        ("ZADD", "rp:lease-members:eta", "1", "e"),
-        ("ZREMRANGEBYSCORE", "rp:lease-members:eta", "-inf", "1"),
-        ("ZCARD", "rp:lease-members:eta"),
-        ("ZREM", "rp:lease-members:eta", "e"),
+        *_lease_samples("eta"),
     ],
     "pricing": [
         ("HSET", f"{SF}:surge:cells", "c1", "1.5"),
@@ -201,15 +211,7 @@ MUST: dict[str, list[tuple[str, ...]]] = {
         # market leases (RIDEPULSE_LEASES=1): the scripts of ridepulse.leases and what they run
         ("EVALSHA", "0" * 40, "2", f"{SF}:lease:pricing", f"{SF}:surge:cells"),
         ("SCRIPT", "LOAD", "return 1"),
-        ("GET", f"{SF}:lease:pricing"),
-        ("SET", f"{SF}:lease:pricing", "1:p", "PX", "5000"),
-        ("INCR", f"{SF}:lease:pricing:fence"),
-        ("PEXPIRE", f"{SF}:lease:pricing", "5000"),
-        ("DEL", f"{SF}:lease:pricing"),
-        ("ZADD", "rp:lease-members:pricing", "1", "p"),
-        ("ZREMRANGEBYSCORE", "rp:lease-members:pricing", "-inf", "1"),
-        ("ZCARD", "rp:lease-members:pricing"),
-        ("ZREM", "rp:lease-members:pricing", "p"),
+        *_lease_samples("pricing"),
     ],
     "janitor": [
         *RIDE_STEP_SAMPLES,

@@ -28,20 +28,26 @@ def test_scale_refuses_what_cannot_run_as_replicas(text: str) -> None:
         parse_scale(text)
 
 
-def test_pricing_replicas_get_their_own_consumer_names_logs_and_the_leases(
-    tmp_path: Path,
+@pytest.mark.parametrize(("service", "other"), [("pricing", "eta"), ("eta", "pricing")])
+def test_leased_replicas_get_their_own_consumer_names_logs_and_the_leases(
+    tmp_path: Path, service: str, other: str
 ) -> None:
-    settings = Settings(data_dir=tmp_path, redis_url="redis://127.0.0.1:1", scale="pricing=2")
+    settings = Settings(data_dir=tmp_path, redis_url="redis://127.0.0.1:1", scale=f"{service}=2")
     client = redis.Redis(host="127.0.0.1", port=1)  # never connected: the probes are lazy
     specs = {s.name: s for s in service_specs(settings, client, "secret")}
-    assert "pricing" not in specs
-    first, second = specs["pricing-1"], specs["pricing-2"]
-    assert first.argv[-2:] == ["run", "pricing"] and second.argv[-2:] == ["run", "pricing"]
-    assert first.env["RIDEPULSE_CONSUMER_NAME"] != second.env["RIDEPULSE_CONSUMER_NAME"]
+    assert service not in specs
+    first, second = specs[f"{service}-1"], specs[f"{service}-2"]
+    assert first.argv[-2:] == ["run", service] and second.argv[-2:] == ["run", service]
+    assert (first.env["RIDEPULSE_CONSUMER_NAME"], second.env["RIDEPULSE_CONSUMER_NAME"]) == (
+        f"{service}-1",
+        f"{service}-2",
+    )
     assert first.log_path != second.log_path
     assert first.env["RIDEPULSE_LEASES"] == second.env["RIDEPULSE_LEASES"] == "1"
+    telemetry_nice = settings.telemetry_nice if service == "eta" else 0  # eta stays niced
+    assert first.nice == second.nice == telemetry_nice
     # the others run once, unleased
-    assert "RIDEPULSE_LEASES" not in specs["eta"].env
+    assert "RIDEPULSE_LEASES" not in specs[other].env
     assert specs["matching"].env["RIDEPULSE_CONSUMER_NAME"] == "matching-1"
 
 
@@ -49,20 +55,3 @@ def test_up_refuses_a_bad_scale_before_starting_anything() -> None:
     result = CliRunner().invoke(app, ["up", "--scale", "ingest=2"])
     assert result.exit_code == 1
     assert "cannot run as replicas" in result.output
-
-
-def test_eta_replicas_get_their_own_consumer_names_logs_and_the_leases(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, redis_url="redis://127.0.0.1:1", scale="eta=2")
-    client = redis.Redis(host="127.0.0.1", port=1)  # never connected: the probes are lazy
-    specs = {s.name: s for s in service_specs(settings, client, "secret")}
-    assert "eta" not in specs
-    first, second = specs["eta-1"], specs["eta-2"]
-    assert first.argv[-2:] == ["run", "eta"] and second.argv[-2:] == ["run", "eta"]
-    assert (first.env["RIDEPULSE_CONSUMER_NAME"], second.env["RIDEPULSE_CONSUMER_NAME"]) == (
-        "eta-1",
-        "eta-2",
-    )
-    assert first.log_path != second.log_path
-    assert first.env["RIDEPULSE_LEASES"] == second.env["RIDEPULSE_LEASES"] == "1"
-    assert first.nice == second.nice == settings.telemetry_nice  # still a telemetry service
-    assert "RIDEPULSE_LEASES" not in specs["pricing"].env
