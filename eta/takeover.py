@@ -41,8 +41,10 @@ async def run_leases(deps: EtaDeps, stop: asyncio.Event) -> None:
     async def gained(market: str) -> None:
         # the gate opens only now: while rebuilding, the market is not yet in `held`
         token = keeper.held.pop(market)
-        rides = await take_over(deps, market)
-        keeper.held[market] = token
+        try:
+            rides = await take_over(deps, market)
+        finally:
+            keeper.held[market] = token  # held again even on error, so the keeper releases it
         log.info("lease.gained", market=market, token=token, active_rides=rides)
 
     async def lost(market: str) -> None:
