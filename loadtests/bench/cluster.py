@@ -184,7 +184,7 @@ class FailoverRun:
         while not stop.is_set():
             try:
                 reply: Any = await redis.xread({stream: last}, count=500, block=500)
-            except Exception:  # noqa: BLE001 - any error during failover: retry shortly
+            except Exception:  # any error while the primary is down: retry shortly
                 await asyncio.sleep(0.2)
                 continue
             for _name, entries in reply or []:
@@ -228,7 +228,8 @@ class FailoverRun:
             os.kill(pid_listening_on(victim), signal.SIGKILL)
             kill = time.time()
             say(
-                f"SIGKILLed the primary of {{sf}} (port {victim}); acks {'on' if self.acks else 'off'}"
+                f"SIGKILLed the primary of {{sf}} (port {victim}); "
+                f"acks {'on' if self.acks else 'off'}"
             )
 
             while time.time() - kill < cfg.outage_limit_s:
@@ -240,7 +241,9 @@ class FailoverRun:
             await asyncio.gather(steady, *burst)
             # the offers of rides sent after the kill
             deadline = time.time() + 30
-            while time.time() < deadline and not any(t > kill for t in self.offers):
+            while time.time() < deadline:
+                if any(t > kill for t in self.offers):
+                    break
                 await asyncio.sleep(0.2)
             stop_all.set()
             await asyncio.gather(tail, pinger)
