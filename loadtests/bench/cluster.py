@@ -308,11 +308,11 @@ async def failover_figure(cfg: FailoverConfig, pairs: int, work_dir: Path) -> di
 
 @dataclass(frozen=True)
 class ClusterE2EConfig:
-    pings_per_s: int = 1000  # per market
-    rides_per_s: float = 3.0  # per market
+    pings_per_s: int = 2500  # per market
+    rides_per_s: float = 5.0  # per market
     seconds: float = 15.0
-    fleet_per_market: int = 1000
-    available_per_market: int = 300
+    fleet_per_market: int = 2000
+    available_per_market: int = 600
     batch_pings: int = 100
 
 
@@ -410,6 +410,14 @@ async def _prepare(cfg: ClusterE2EConfig, c: Contender) -> None:
         say(f"  {c.name}/{market}: {statuses}")
 
 
+def _status_counts(results: list[loadgen.PacedResult]) -> dict[str, int]:
+    counts: Counter[int] = Counter()
+    for r in results:
+        counts.update(r.statuses)
+        counts[0] += r.failures  # connection errors
+    return {str(k): v for k, v in sorted(counts.items()) if v}
+
+
 async def e2e_step(cfg: ClusterE2EConfig, c: Contender) -> dict[str, Any]:
     secret = c.platform.secret
     fleet = mint_token(secret, "fleet", "cb-fleet")
@@ -462,8 +470,8 @@ async def e2e_step(cfg: ClusterE2EConfig, c: Contender) -> dict[str, Any]:
         "pings_per_s": sum(r.accepted for r in telemetry) * cfg.batch_pings / cfg.seconds,
         "rides_per_s": sum(r.accepted for r in rides) / cfg.seconds,
         "statuses": {
-            "telemetry": dict(sum((Counter(r.statuses) for r in telemetry), Counter())),
-            "rides": dict(sum((Counter(r.statuses) for r in rides), Counter())),
+            "telemetry": _status_counts(telemetry),
+            "rides": _status_counts(rides),
         },
         "offer_p50_ms": percentile(gaps, 50) if gaps else None,
         "offer_p99_ms": percentile(gaps, 99) if gaps else None,
