@@ -11,7 +11,7 @@ SUDO := $(shell test "$$(id -u)" = 0 || echo sudo)
 
 .DEFAULT_GOAL := help
 
-.PHONY: demo test test-cluster lint typecheck bench loadtest loadtest-ci chaos chaos-ci asyncapi chromium screenshot clean soak
+.PHONY: demo test test-cluster lint typecheck bench bench-cluster loadtest loadtest-ci chaos chaos-ci asyncapi chromium screenshot clean soak
 .PHONY: help fmt ci deps quality quality-surge-tuning quality-warmup
 
 help: ## list the targets
@@ -74,6 +74,9 @@ asyncapi: $(STAMP) ## regenerate docs/asyncapi.yaml from the event contracts
 bench: $(STAMP) ## measure against peers; rewrites docs/benchmarks.md (long; needs a quiet machine)
 	$(BIN)/python -m pip install --quiet -e '.[test,load,bench]'
 	$(BIN)/python -m loadtests.bench
+
+bench-cluster: $(STAMP) ## the cluster figures only (failover, cluster vs one server; ~8 min): docs/scaling.md
+	$(BIN)/python -m loadtests.bench.cluster all
 
 # Dispatch quality (issue 13): seeded cities through the real platform; rewrites
 # docs/dispatch-quality.md, docs/quality-runs/*.csv and docs/img/quality-*.png (~12 min on 2 cores).

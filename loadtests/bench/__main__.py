@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from loadtests.bench import cluster
 from loadtests.bench.document import SWEEP_PNG, render_document
 from loadtests.bench.e2e import E2EConfig
 from loadtests.bench.runner import BenchPlan, run, say
@@ -32,8 +33,9 @@ def parse_plan(argv: list[str]) -> tuple[BenchPlan, Path]:
     )
     parser.add_argument(
         "--figures",
-        default="1234S",
-        help="which figures: any of 1 2 3 4 (4 includes memory) and S (the capacity sweep)",
+        default="1234SC",
+        help="which figures: any of 1 2 3 4 (4 includes memory), S (the capacity sweep) and C "
+        "(the cluster figures: failover and cluster end to end, loadtests/bench/cluster.py)",
     )
     parser.add_argument(
         "--sweep-rates",
@@ -105,6 +107,12 @@ def write_page(results: dict[str, Any], out: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     plan, out = parse_plan(argv)
+    if "C" in plan.figures:
+        # the cluster figures keep their own JSON and page (docs/cluster-bench.json, scaling.md)
+        cluster.main(["all", "--out", str(out)] + (["--quick"] if "--quick" in argv else []))
+        plan.figures = plan.figures - {"C"}
+        if not plan.figures:
+            return
     results = run(plan)
     results["command"] = (
         "make bench" if not argv else "python -m loadtests.bench " + shlex.join(argv)

@@ -1,0 +1,572 @@
+"""The cluster figures (issue 12): failover on a 3-primary cluster with and without replica
+acknowledgement, and the end-to-end load on a cluster next to one server.
+
+    python -m loadtests.bench.cluster failover|e2e|all [--pairs 3] [--out docs]
+
+Results go to docs/cluster-bench.json and the tables between the generated markers of
+docs/scaling.md (prose outside them is written by hand). Pure accounting is in cluster_stats."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import platform as host
+import shlex
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import psutil
+
+from loadtests.bench import loadgen
+from loadtests.bench.cluster_stats import (
+    Attempt,
+    account_losses,
+    no_202_s,
+    offer_silence_s,
+    render_into,
+)
+from loadtests.bench.fleet import home_point
+from loadtests.bench.ride_latency import request_to_offer_ms, ride_events
+from loadtests.bench.samplers import GroupLag, sample_lag
+from loadtests.bench.stats import percentile
+from loadtests.platform import Platform
+from ridepulse.auth import mint_token
+from ridepulse.contracts.envelope import now_ms
+from ridepulse.keys import MarketKeys
+from ridepulse.markets import BBox, load_markets
+from ridepulse.redis_client import connect, connect_sync
+from ridepulse.settings import Settings
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+MARKETS = ("sf", "nyc")
+# the e2e suite's fast clocks (tests/e2e/conftest.py): offers time out in 2 s, so open rides
+# are re-offered continuously and an outage shows as a gap in `ride.offered`
+FAST_CLOCKS = {
+    "RIDEPULSE_OFFER_TIMEOUT_S": "2",
+    "RIDEPULSE_RIDE_DEADLINE_S": "30",
+    "RIDEPULSE_HEARTBEAT_INTERVAL_S": "1",
+}
+CLUSTER_ARGS = ("--cluster", "--primaries", "3", "--replicas", "1")
+
+
+def say(text: str) -> None:
+    print(f"[cluster-bench {time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def market_box(market: str, margin: float = 0.01) -> BBox:
+    box = load_markets(only="all").get(market).bbox
+    return BBox(
+        box.min_lat + margin, box.min_lon + margin, box.max_lat - margin, box.max_lon - margin
+    )
+
+
+async def _start(platform: Platform) -> Platform:
+    try:
+        await asyncio.to_thread(platform.wait_up, 300.0)
+    except BaseException:
+        await asyncio.to_thread(platform.stop)
+        raise
+    return platform
+
+
+# ---- failover ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FailoverConfig:
+    drivers: int = 40
+    rides_per_s: float = 3.0
+    before_kill_s: float = 8.0  # steady load before the kill
+    after_first_202_s: float = 8.0  # steady load once requests are acknowledged again
+    outage_limit_s: float = 90.0
+    burst: int = 40  # concurrent requests sent right at the kill
+    burst_lead_s: float = 0.02  # the kill follows the burst's send by this much
+
+
+def primary_port_of(url: str, market: str) -> int:
+    client: Any = connect_sync(url)
+    try:
+        return int(client.get_node_from_key("{" + market + "}").port)
+    finally:
+        client.close()
+
+
+def pid_listening_on(port: int) -> int:
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port and conn.pid:
+            return int(conn.pid)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+class FailoverRun:
+    """One run: a fresh cluster platform, steady rides in sf, a burst and a SIGKILL."""
+
+    def __init__(self, cfg: FailoverConfig, acks: bool, work_dir: Path) -> None:
+        self.cfg, self.acks = cfg, acks
+        env = {**FAST_CLOCKS, "RIDEPULSE_RIDE_REPLICA_ACKS": "1" if acks else "0"}
+        self.platform = Platform(
+            work_dir, "--no-sim", "--markets", ",".join(MARKETS), *CLUSTER_ARGS, env=env
+        )
+        self.attempts: list[Attempt] = []
+        self.offers: list[float] = []  # server time (s) of every ride.offered seen live
+        self.rider = 0
+
+    def _headers(self, role: str, subject: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {mint_token(self.secret, role, subject)}"}
+
+    async def _request(self, http: httpx.AsyncClient, burst: bool = False) -> None:
+        self.rider += 1
+        lat, lon = home_point(10_000 + self.rider, market_box("sf"))
+        body = {
+            "pickup": {"lat": lat, "lon": lon},
+            "dropoff": {"lat": round(lat + 0.01, 6), "lon": round(lon + 0.01, 6)},
+        }
+        headers = {
+            **self._headers("rider", f"fo-rider-{self.rider}"),
+            "Idempotency-Key": str(uuid.uuid4()),
+        }
+        sent = time.time()
+        status, ride_id = 0, None
+        try:
+            response = await http.post("/v1/rides", json=body, headers=headers)
+            status = response.status_code
+            if status == 202:
+                ride_id = response.json().get("ride_id")
+        except httpx.HTTPError:
+            pass  # the API may time out while its Redis fails over: status 0
+        self.attempts.append(Attempt(sent, time.time(), status, ride_id, burst))
+
+    async def _steady(self, http: httpx.AsyncClient, stop: asyncio.Event) -> None:
+        tasks: set[asyncio.Task[None]] = set()
+        while not stop.is_set():
+            task = asyncio.create_task(self._request(http))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1 / self.cfg.rides_per_s)
+        await asyncio.gather(*tasks)
+
+    async def _pings(self, http: httpx.AsyncClient, stop: asyncio.Event) -> None:
+        """Every driver pings every 5 s, so none goes stale while the run lasts."""
+        while not stop.is_set():
+            await asyncio.gather(*(self._ping(http, i) for i in range(self.cfg.drivers)))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 5.0)
+
+    async def _ping(self, http: httpx.AsyncClient, i: int) -> int:
+        lat, lon = home_point(i, market_box("sf"))
+        body = {"lat": lat, "lon": lon, "ts": now_ms()}
+        try:
+            response = await http.post(
+                f"/v1/drivers/fo-d{i}/location",
+                json=body,
+                headers=self._headers("driver", f"fo-d{i}"),
+            )
+            return response.status_code
+        except httpx.HTTPError:
+            return 0
+
+    async def _tail_offers(self, redis: Any, stop: asyncio.Event) -> None:
+        """XREAD the sf ride stream live and note every offer's server time; errors while the
+        primary is down are retried (the cluster client refreshes its slot map)."""
+        stream, last = MarketKeys("sf").rides, "$"
+        while not stop.is_set():
+            try:
+                reply: Any = await redis.xread({stream: last}, count=500, block=500)
+            except Exception:  # any error while the primary is down: retry shortly
+                await asyncio.sleep(0.2)
+                continue
+            for _name, entries in reply or []:
+                for entry_id, fields in entries:
+                    last = entry_id
+                    if fields.get(b"type") == b"ride.offered":
+                        self.offers.append(int(fields[b"time"]) / 1000)
+
+    async def run(self) -> dict[str, Any]:
+        await _start(self.platform)
+        try:
+            return await self._measure()
+        finally:
+            await asyncio.to_thread(self.platform.stop)
+
+    async def _measure(self) -> dict[str, Any]:
+        cfg, stack = self.cfg, self.platform
+        self.secret = stack.secret
+        url = stack.redis_url()
+        redis = connect(Settings(), url)
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+        http = httpx.AsyncClient(base_url=stack.api, timeout=15, limits=limits)
+        stop_load, stop_all = asyncio.Event(), asyncio.Event()
+        try:
+            for i in range(cfg.drivers):
+                assert await self._ping(http, i) == 202
+                response = await http.put(
+                    f"/v1/drivers/fo-d{i}/status",
+                    json={"status": "available"},
+                    headers=self._headers("driver", f"fo-d{i}"),
+                )
+                assert response.status_code == 200, response.text
+            tail = asyncio.create_task(self._tail_offers(redis, stop_all))
+            pinger = asyncio.create_task(self._pings(http, stop_all))
+            steady = asyncio.create_task(self._steady(http, stop_load))
+            await asyncio.sleep(cfg.before_kill_s)
+
+            victim = primary_port_of(url, "sf")
+            burst = [asyncio.create_task(self._request(http, burst=True)) for _ in range(cfg.burst)]
+            await asyncio.sleep(cfg.burst_lead_s)
+            os.kill(pid_listening_on(victim), signal.SIGKILL)
+            kill = time.time()
+            say(
+                f"SIGKILLed the primary of {{sf}} (port {victim}); "
+                f"acks {'on' if self.acks else 'off'}"
+            )
+
+            while time.time() - kill < cfg.outage_limit_s:
+                if any(a.status == 202 and a.sent > kill for a in self.attempts):
+                    break
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(cfg.after_first_202_s)
+            stop_load.set()
+            await asyncio.gather(steady, *burst)
+            # the offers of rides sent after the kill
+            deadline = time.time() + 30
+            while time.time() < deadline:
+                if any(t > kill for t in self.offers):
+                    break
+                await asyncio.sleep(0.2)
+            stop_all.set()
+            await asyncio.gather(tail, pinger)
+            return await self._account(http, redis, url, victim, kill)
+        finally:
+            stop_load.set()
+            stop_all.set()
+            await http.aclose()
+            await redis.aclose()
+
+    async def _account(
+        self, http: httpx.AsyncClient, redis: Any, url: str, victim: int, kill: float
+    ) -> dict[str, Any]:
+        acked = [a.ride_id for a in self.attempts if a.status == 202 and a.ride_id]
+        ops = self._headers("ops", "cluster-bench")
+        statuses: dict[str, int] = {}
+        for ride_id in acked:
+            for _ in range(5):  # a 5xx or a timeout is asked again, a 404 is an answer
+                try:
+                    code = (await http.get(f"/v1/rides/{ride_id}", headers=ops)).status_code
+                except httpx.HTTPError:
+                    code = 0
+                statuses[ride_id] = code
+                if code in (200, 404):
+                    break
+                await asyncio.sleep(1.0)
+        first = min(a.sent for a in self.attempts)
+        events = await ride_events(redis, MarketKeys("sf").rides, int(first * 1000) - 1000)
+        in_stream = {ride for kind, ride, _ in events if kind == "ride.requested"}
+        burst = [a for a in self.attempts if a.burst]
+        return {
+            "acks": self.acks,
+            "kill_at": kill,
+            "no_offer_s": offer_silence_s(self.offers, kill),
+            "no_202_s": no_202_s(self.attempts, kill),
+            "burst": len(burst),
+            "burst_acked": sum(1 for a in burst if a.status == 202),
+            "statuses": {str(k): v for k, v in Counter(a.status for a in self.attempts).items()},
+            "loss": account_losses(acked, statuses, in_stream),
+            "promoted": primary_port_of(url, "sf") != victim,
+            "offers_seen": len(self.offers),
+        }
+
+
+async def failover_figure(cfg: FailoverConfig, pairs: int, work_dir: Path) -> dict[str, Any]:
+    runs = []
+    for pair in range(pairs):
+        for acks in (False, True):
+            say(f"failover pair {pair + 1}/{pairs}, acks {'on' if acks else 'off'}")
+            run = FailoverRun(cfg, acks, work_dir / f"failover-{pair}-{int(acks)}")
+            result = await run.run()
+            say(
+                f"  no offers {result['no_offer_s']}, no 202 {result['no_202_s']}, "
+                f"lost {len(result['loss']['lost'])} of {result['loss']['acknowledged']}"
+            )
+            runs.append(result)
+    return {"config": asdict(cfg), "runs": runs}
+
+
+# ---- end to end: a cluster next to one server ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClusterE2EConfig:
+    pings_per_s: int = 2500  # per market
+    rides_per_s: float = 5.0  # per market
+    seconds: float = 15.0
+    fleet_per_market: int = 2000
+    available_per_market: int = 600
+    batch_pings: int = 100
+
+
+def _driver(market: str, i: int) -> str:
+    return f"{market}-bd{i:06d}"
+
+
+def _batch(cfg: ClusterE2EConfig, market: str, block: int, step: int) -> bytes:
+    box = market_box(market)
+    drift = (step % 8) * 0.0002
+    first = block * cfg.batch_pings
+    pings = []
+    for i in range(first, first + cfg.batch_pings):
+        lat, lon = home_point(i, box)
+        pings.append(
+            {
+                "driver_id": _driver(market, i),
+                "lat": round(lat + drift, 6),
+                "lon": round(lon + drift, 6),
+                "ts": now_ms(),
+                "speed_mps": 8.5,
+                "heading": 45.0,
+            }
+        )
+    return orjson.dumps({"pings": pings})
+
+
+class Contender:
+    def __init__(self, name: str, platform: Platform) -> None:
+        self.name, self.platform = name, platform
+        self.step = 0
+
+    @property
+    def port(self) -> int:
+        return self.platform.api_port
+
+    def telemetry(self, cfg: ClusterE2EConfig, market: str, token: str) -> Any:
+        blocks = cfg.fleet_per_market // cfg.batch_pings
+        self.step += 1
+        step = self.step
+
+        def make(index: int) -> bytes:
+            body = _batch(cfg, market, index % blocks, step + index // blocks)
+            return loadgen.build_request(
+                "POST", "/v1/telemetry", token=token, body=body, port=self.port
+            )
+
+        return make
+
+    def rides(self, market: str, secret: str) -> Any:
+        box, offset = market_box(market, 0.03), self.step * 100_000
+
+        def make(index: int) -> bytes:
+            lat, lon = home_point(7 + index * 13, box)
+            body = orjson.dumps(
+                {
+                    "pickup": {"lat": lat, "lon": lon},
+                    "dropoff": {"lat": round(lat + 0.01, 6), "lon": round(lon + 0.01, 6)},
+                }
+            )
+            token = mint_token(secret, "rider", f"cb-{market}-{offset + index}")
+            return loadgen.build_request(
+                "POST", "/v1/rides", token=token, body=body, port=self.port
+            )
+
+        return make
+
+
+async def _prepare(cfg: ClusterE2EConfig, c: Contender) -> None:
+    secret = c.platform.secret
+    fleet, ops = mint_token(secret, "fleet", "cb-fleet"), mint_token(secret, "ops", "cb")
+    for market in MARKETS:
+        blocks = [
+            loadgen.build_request(
+                "POST",
+                "/v1/telemetry",
+                token=fleet,
+                port=c.port,
+                body=_batch(cfg, market, b, 0),
+            )
+            for b in range(cfg.fleet_per_market // cfg.batch_pings)
+        ]
+        await loadgen.send_all(c.port, blocks, connections=4)
+        puts = [
+            loadgen.build_request(
+                "PUT",
+                f"/v1/drivers/{_driver(market, i)}/status",
+                token=ops,
+                body=b'{"status":"available"}',
+                port=c.port,
+            )
+            for i in range(cfg.available_per_market)
+        ]
+        statuses = await loadgen.send_all(c.port, puts, connections=16)
+        say(f"  {c.name}/{market}: {statuses}")
+
+
+def _status_counts(results: list[loadgen.PacedResult]) -> dict[str, int]:
+    counts: Counter[int] = Counter()
+    for r in results:
+        counts.update(r.statuses)
+        counts[0] += r.failures  # connection errors
+    return {str(k): v for k, v in sorted(counts.items()) if v}
+
+
+async def e2e_step(cfg: ClusterE2EConfig, c: Contender) -> dict[str, Any]:
+    secret = c.platform.secret
+    fleet = mint_token(secret, "fleet", "cb-fleet")
+    redis = connect(Settings(), c.platform.redis_url())
+    try:
+        stop = asyncio.Event()
+        lags: dict[str, GroupLag] = {}
+        streams = {
+            f"{m}/{kind}": getattr(MarketKeys(m), kind)
+            for m in MARKETS
+            for kind in ("telemetry", "rides")
+        }
+        sampler = asyncio.create_task(sample_lag(redis, streams, stop, lags))
+        since = now_ms()
+        senders = []
+        for market in MARKETS:
+            senders += [
+                loadgen.paced(
+                    c.port,
+                    c.telemetry(cfg, market, fleet),
+                    rate_per_s=cfg.pings_per_s / cfg.batch_pings,
+                    seconds=cfg.seconds,
+                    max_connections=16,
+                ),
+                loadgen.paced(
+                    c.port,
+                    c.rides(market, secret),
+                    rate_per_s=cfg.rides_per_s,
+                    seconds=cfg.seconds,
+                    max_connections=64,
+                ),
+            ]
+        results = await asyncio.gather(*senders)
+        stop.set()
+        await sampler
+        await asyncio.sleep(2.0)  # the offers of the last requests
+        gaps: list[float] = []
+        unoffered = 0
+        for market in MARKETS:
+            found, missed = request_to_offer_ms(
+                await ride_events(redis, MarketKeys(market).rides, since)
+            )
+            gaps += found
+            unoffered += missed
+    finally:
+        await redis.aclose()
+    telemetry, rides = results[0::2], results[1::2]
+    return {
+        "contender": c.name,
+        "pings_per_s": sum(r.accepted for r in telemetry) * cfg.batch_pings / cfg.seconds,
+        "rides_per_s": sum(r.accepted for r in rides) / cfg.seconds,
+        "statuses": {
+            "telemetry": _status_counts(telemetry),
+            "rides": _status_counts(rides),
+        },
+        "offer_p50_ms": percentile(gaps, 50) if gaps else None,
+        "offer_p99_ms": percentile(gaps, 99) if gaps else None,
+        "offered": len(gaps),
+        "unoffered": unoffered,
+        "lag_s": max((v.max_seconds for v in lags.values()), default=0.0),
+        "lag": {k: round(v.max_seconds, 3) for k, v in sorted(lags.items())},
+    }
+
+
+async def e2e_figure(cfg: ClusterE2EConfig, pairs: int, work_dir: Path) -> dict[str, Any]:
+    """Both platforms up at once; steps alternate between them (one server first each pair)."""
+    markets = ("--markets", ",".join(MARKETS))
+    single = Platform(work_dir / "single", "--no-sim", *markets)
+    cluster = Platform(work_dir / "cluster", "--no-sim", *markets, *CLUSTER_ARGS)
+    try:
+        await asyncio.gather(_start(single), _start(cluster))
+        contenders = [Contender("one server", single), Contender("cluster", cluster)]
+        for c in contenders:
+            await _prepare(cfg, c)
+        await asyncio.sleep(3.0)  # consumers catch up on the fleet's first pings
+        steps = []
+        for pair in range(pairs):
+            for c in contenders:
+                step = await e2e_step(cfg, c)
+                say(
+                    f"e2e pair {pair + 1}/{pairs} {c.name}: {step['pings_per_s']:.0f} pings/s, "
+                    f"{step['rides_per_s']:.1f} rides/s, offer p99 {step['offer_p99_ms']}, "
+                    f"lag {step['lag_s']:.2f}s"
+                )
+                steps.append(step)
+        return {"config": asdict(cfg), "steps": steps}
+    finally:
+        await asyncio.gather(
+            asyncio.to_thread(single.stop), asyncio.to_thread(cluster.stop), return_exceptions=True
+        )
+
+
+# ---- command line --------------------------------------------------------------------------
+
+
+def machine() -> str:
+    cores = os.cpu_count()
+    ram = psutil.virtual_memory().total / 2**30
+    return f"{cores} cores, {ram:.0f} GB RAM, Linux {host.release()}"
+
+
+async def measure(which: str, pairs: int, quick: bool) -> dict[str, Any]:
+    results: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": machine(),
+        "load_avg_at_start": ", ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+    with tempfile.TemporaryDirectory(prefix="cluster-bench-") as tmp:
+        if which in ("failover", "all"):
+            cfg = (
+                FailoverConfig(before_kill_s=4.0, after_first_202_s=4.0)
+                if quick
+                else FailoverConfig()
+            )
+            results["failover"] = await failover_figure(cfg, pairs, Path(tmp))
+        if which in ("e2e", "all"):
+            e2e_cfg = ClusterE2EConfig(seconds=5.0) if quick else ClusterE2EConfig()
+            results["e2e"] = await e2e_figure(e2e_cfg, pairs, Path(tmp))
+    return results
+
+
+def write(results: dict[str, Any], out: Path) -> None:
+    """Merge into cluster-bench.json (a figure not rerun keeps its last result) and render."""
+    path = out / "cluster-bench.json"
+    merged = orjson.loads(path.read_bytes()) if path.exists() else {}
+    merged.update(results)
+    path.write_bytes(orjson.dumps(merged, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    page = out / "scaling.md"
+    page.write_text(render_into(page.read_text() if page.exists() else "", merged))
+    say(f"wrote {path} and {page}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="python -m loadtests.bench.cluster", description=__doc__)
+    parser.add_argument("figure", choices=("failover", "e2e", "all"), nargs="?", default="all")
+    parser.add_argument("--pairs", type=int, default=3, help="off/on (or server/cluster) pairs")
+    parser.add_argument("--quick", action="store_true", help="short steps: a smoke run")
+    parser.add_argument("--out", type=Path, default=DOCS)
+    parser.add_argument("--render", action="store_true", help="only re-render from the JSON")
+    args = parser.parse_args(argv)
+    if args.render:
+        write({}, args.out)
+        return
+    results = asyncio.run(measure(args.figure, args.pairs, args.quick))
+    results["command"] = "python -m loadtests.bench.cluster " + shlex.join(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write(results, args.out)
+
+
+if __name__ == "__main__":
+    main()
