@@ -161,13 +161,24 @@ export class CityMap {
     this.selected = null;
     this.marketId = null; // the market the view is fitted to
     this.baseLayers = []; // its outline and sector labels (streets live in this.streets)
+    this.basemapFor = null; // the market whose base map is drawn
     this.streets = L.layerGroup().addTo(this.map);
     this.osm = null;
   }
 
-  async loadBasemap(url) {
-    const response = await fetch(url);
-    const geojson = await response.json();
+  // A failed load (the dashboard restarting) leaves basemapFor unset, so the snapshot that
+  // follows the reconnect tries again; it never surfaces as an unhandled rejection.
+  async loadBasemap(marketId) {
+    let geojson;
+    try {
+      const response = await fetch(`/basemap.geojson?market=${encodeURIComponent(marketId)}`);
+      if (!response.ok) return;
+      geojson = await response.json();
+    } catch {
+      return;
+    }
+    if (this.marketId !== marketId) return; // switched while loading
+    this.basemapFor = marketId;
     for (const layer of this.baseLayers || []) this.map.removeLayer(layer);
     this.streets.clearLayers();
     const added = [];
@@ -191,14 +202,17 @@ export class CityMap {
 
   // Fits the map to the market once; a switch to another market re-fits and swaps the base map.
   setMarket(market) {
-    if (this.marketId === market.id) return;
+    if (this.marketId === market.id) {
+      if (this.basemapFor !== market.id) this.loadBasemap(market.id);
+      return;
+    }
     this.marketId = market.id;
     const b = market.bbox;
     const bounds = L.latLngBounds([b.min_lat, b.min_lon], [b.max_lat, b.max_lon]);
     this.map.setMaxBounds(null);
     this.map.fitBounds(bounds, { padding: [12, 12] });
     this.map.setMaxBounds(bounds.pad(0.6));
-    this.loadBasemap(`/basemap.geojson?market=${encodeURIComponent(market.id)}`);
+    this.loadBasemap(market.id);
   }
 
   setOnlineTiles(on) {

@@ -216,9 +216,15 @@ export class RideDetail {
     this.render(ride);
     if (!ride) {
       const headers = this.token ? { Authorization: `Bearer ${this.token}` } : {};
-      const response = await fetch(`/api/rides/${encodeURIComponent(rideId)}`, { headers });
+      let fetched = { ride_id: rideId, status: "unknown", timeline: [] };
+      try {
+        const response = await fetch(`/api/rides/${encodeURIComponent(rideId)}`, { headers });
+        if (response.ok) fetched = await response.json();
+      } catch {
+        // the dashboard is restarting: shown as unknown, like a ride the API does not know
+      }
       if (this.rideId !== rideId) return;
-      this.fetched = response.ok ? await response.json() : { ride_id: rideId, status: "unknown", timeline: [] };
+      this.fetched = fetched;
       this.render(this.fetched);
     }
   }

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, Route, async_playwright, expect
 
 from dashboard.config import FeedConfig
 from dashboard.hub import Hub
@@ -321,6 +321,34 @@ async def test_badge_shows_reconnecting_then_live_after_a_dashboard_restart(
     )  # the new process's snapshot replaced the old state
     assert dashboard.stop() == 0, "SIGTERM with a browser connected: a clean exit"
     await expect(badge).to_contain_text("reconnecting", timeout=5000)
+
+
+async def test_a_basemap_that_failed_to_load_comes_with_the_next_connection(
+    page: Page, dashboard: DashboardProcess
+) -> None:
+    """A base map request that fails (the dashboard going away mid-load) throws nothing on the
+    page (the fixture fails on any page error) and is asked again after the reconnect."""
+    failed: list[str] = []
+
+    async def fail_the_first(route: Route) -> None:
+        if failed:
+            await route.continue_()
+        else:
+            failed.append(route.request.url)
+            await route.abort("connectionfailed")
+
+    await page.route("**/basemap.geojson*", fail_the_first)
+    await page.goto(f"{dashboard.url}/?token={dashboard.token}")
+    badge = page.locator("#conn-badge")
+    await expect(badge).to_contain_text("live", timeout=10_000)
+    await expect(page.locator(".sector-label")).to_have_count(0)
+    assert failed, "the first base map request was not seen"
+    dashboard.kill()
+    await expect(badge).to_contain_text("reconnecting", timeout=5000)
+    await dashboard.start()
+    await expect(badge).to_contain_text("live", timeout=15_000)
+    await expect(page.locator(".sector-label").first).to_be_attached(timeout=10_000)
+    assert dashboard.stop() == 0
 
 
 async def test_page_without_a_token_says_how_to_get_one(
