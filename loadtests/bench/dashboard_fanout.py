@@ -37,6 +37,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -342,29 +343,39 @@ async def loop_lag_ms(stop: asyncio.Event, out: list[float]) -> None:
 
 
 # --- one repetition -------------------------------------------------------------------------
+HEADLINE, DETAILS = "headline", "details"  # the report's two tables
+
+
+def column(table: str, heading: str, fmt: str) -> Any:
+    """A Figures field shown in `table` under `heading`, formatted by `fmt`."""
+    return field(metadata={"table": table, "heading": heading, "fmt": fmt})
+
+
 @dataclass
 class Figures:
-    clients: int
-    drivers: int
-    pings_per_s: float
-    ride_events_per_s: float
-    samples: int
-    coverage: float  # deliveries seen / (events in window × clients)
-    p50_ms: float
-    p99_ms: float
-    max_ms: float
-    cpu_percent: float  # of one core
-    rss_mib: float
-    dropped_frames: int
-    clients_dropped: int
-    kib_per_client_s: float
-    frames_per_client_s: float
-    bench_cpu_percent: float
-    redis_cpu_percent: float
-    city_cpu_percent: float
-    other_cpu_percent: float  # everything else on the machine: should be ~0 for a fair figure
-    loop_lag_p99_ms: float
-    connect_s: float
+    clients: int = column(HEADLINE, "clients", "{:d}")
+    drivers: int = column(HEADLINE, "drivers", "{:d}")
+    p50_ms: float = column(HEADLINE, "p50 ms", "{:.0f}")
+    p99_ms: float = column(HEADLINE, "p99 ms", "{:.0f}")
+    max_ms: float = column(HEADLINE, "max ms", "{:.0f}")
+    cpu_percent: float = column(HEADLINE, "dashboard CPU %", "{:.0f}")  # CPU %: of one core
+    rss_mib: float = column(HEADLINE, "dashboard RSS MiB", "{:.0f}")
+    connect_s: float = column(HEADLINE, "all connected s", "{:.1f}")
+    dropped_frames: int = column(HEADLINE, "dropped frames", "{:d}")
+    clients_dropped: int = column(HEADLINE, "clients dropped", "{:d}")
+    pings_per_s: float = column(DETAILS, "pings/s", "{:.0f}")
+    ride_events_per_s: float = column(DETAILS, "ride events/s", "{:.1f}")
+    # deliveries seen / (events in window × measured clients)
+    coverage: float = column(DETAILS, "events delivered", "{:.1%}")
+    frames_per_client_s: float = column(DETAILS, "frames/client/s", "{:.1f}")
+    kib_per_client_s: float = column(DETAILS, "JSON KiB/client/s", "{:.0f}")
+    bench_cpu_percent: float = column(DETAILS, "clients CPU %", "{:.0f}")
+    loop_lag_p99_ms: float = column(DETAILS, "clients loop lag p99 ms", "{:.0f}")
+    redis_cpu_percent: float = column(DETAILS, "Valkey CPU %", "{:.0f}")
+    city_cpu_percent: float = column(DETAILS, "city CPU %", "{:.0f}")
+    # everything else on the machine: should be ~0 for a fair figure
+    other_cpu_percent: float = column(DETAILS, "other processes CPU %", "{:.0f}")
+    samples: int = 0
 
 
 def quantile_or_nan(values: Sequence[float], q: float) -> float:
@@ -446,31 +457,6 @@ async def _events_between(city: Stack, start_ms: float, end_ms: float) -> int:
 
 # --- the report -----------------------------------------------------------------------------
 NOTES_MARK = "<!-- analysis below is written by hand and kept when the figures are re-run -->"
-Column = tuple[str, str, str]  # Figures field, heading, format
-HEADLINE: tuple[Column, ...] = (
-    ("clients", "clients", "{:d}"),
-    ("drivers", "drivers", "{:d}"),
-    ("p50_ms", "p50 ms", "{:.0f}"),
-    ("p99_ms", "p99 ms", "{:.0f}"),
-    ("max_ms", "max ms", "{:.0f}"),
-    ("cpu_percent", "dashboard CPU %", "{:.0f}"),
-    ("rss_mib", "dashboard RSS MiB", "{:.0f}"),
-    ("connect_s", "all connected s", "{:.1f}"),
-    ("dropped_frames", "dropped frames", "{:d}"),
-    ("clients_dropped", "clients dropped", "{:d}"),
-)
-DETAILS: tuple[Column, ...] = (
-    ("pings_per_s", "pings/s", "{:.0f}"),
-    ("ride_events_per_s", "ride events/s", "{:.1f}"),
-    ("coverage", "events delivered", "{:.1%}"),
-    ("frames_per_client_s", "frames/client/s", "{:.1f}"),
-    ("kib_per_client_s", "JSON KiB/client/s", "{:.0f}"),
-    ("bench_cpu_percent", "clients CPU %", "{:.0f}"),
-    ("loop_lag_p99_ms", "clients loop lag p99 ms", "{:.0f}"),
-    ("redis_cpu_percent", "Valkey CPU %", "{:.0f}"),
-    ("city_cpu_percent", "city CPU %", "{:.0f}"),
-    ("other_cpu_percent", "other processes CPU %", "{:.0f}"),
-)
 BUSY_MACHINE_CPU = 15.0  # % of a core used by unrelated processes: the run is not clean
 
 
@@ -485,13 +471,18 @@ def median_figures(runs: Sequence[Figures]) -> Figures:
     )
 
 
-def table(columns: Sequence[Column], runs: Sequence[Figures]) -> str:
-    """One row per run, then the median of each column."""
-    rows = [(f"run {i + 1}", asdict(r)) for i, r in enumerate(runs)]
-    rows.append(("**median**", asdict(median_figures(runs))))
+def table(name: str, runs: Sequence[Figures]) -> str:
+    """The columns of table `name`: one row per run, then the median of each column."""
+    columns = [f for f in fields(Figures) if f.metadata.get("table") == name]
+    rows = [(f"run {i + 1}", r) for i, r in enumerate(runs)] + [
+        ("**median**", median_figures(runs))
+    ]
     return render_table(
-        ["", *(title for _, title, _ in columns)],
-        [[label, *(fmt.format(data[name]) for name, _, fmt in columns)] for label, data in rows],
+        ["", *(f.metadata["heading"] for f in columns)],
+        [
+            [label, *(f.metadata["fmt"].format(getattr(r, f.name)) for f in columns)]
+            for label, r in rows
+        ],
     )
 
 
