@@ -4,9 +4,6 @@ same update. Each repetition runs in a fresh process on fresh keys; repetitions 
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,9 +11,8 @@ from typing import Any
 
 import redis
 
-from loadtests.bench.affinity import SERVER_CORES, pin, pin_profiled
 from loadtests.bench.measure import Measure
-from loadtests.bench.servers import under_py_spy
+from loadtests.bench.servers import module_argv, run_json_child
 from ridepulse.keys import MarketKeys
 
 
@@ -28,21 +24,6 @@ class ConsumerPlan:
     entry_pings: int = 1000
 
 
-def _child(argv: list[str], timeout_s: float, profile_to: Path | None = None) -> dict[str, float]:
-    argv = under_py_spy(argv, profile_to)
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    if profile_to is not None:
-        pin_profiled(process.pid)
-    else:
-        pin(process.pid, SERVER_CORES)  # Valkey has the other core
-    stdout, stderr = process.communicate(timeout=timeout_s)
-    lines = [x for x in stdout.splitlines() if x.startswith("{")]
-    if process.returncode or not lines:
-        raise RuntimeError(f"{argv[2:4]} failed ({process.returncode}): {stderr[-1500:]}")
-    result: dict[str, float] = json.loads(lines[-1])
-    return result
-
-
 def ours(
     url: str,
     prefix: str,
@@ -50,35 +31,21 @@ def ours(
     pings: int | None = None,
     profile_to: Path | None = None,
 ) -> dict[str, float]:
-    argv = [
-        sys.executable,
-        "-m",
+    argv = module_argv(
         "loadtests.bench.consumers",
-        "--url",
-        url,
-        "--prefix",
-        prefix,
-        "--pings",
-        str(pings or plan.ours_pings),
-        "--entry-pings",
-        str(plan.entry_pings),
-    ]
-    return _child(argv, 300, profile_to)
+        url=url,
+        prefix=prefix,
+        pings=pings or plan.ours_pings,
+        entry_pings=plan.entry_pings,
+    )
+    return run_json_child(argv, 300, profile_to)
 
 
 def faststream(url: str, prefix: str, plan: ConsumerPlan) -> dict[str, float]:
-    argv = [
-        sys.executable,
-        "-m",
-        "loadtests.bench.peers.faststream_geo",
-        "--url",
-        url,
-        "--prefix",
-        prefix,
-        "--pings",
-        str(plan.peer_pings),
-    ]
-    return _child(argv, 300)
+    argv = module_argv(
+        "loadtests.bench.peers.faststream_geo", url=url, prefix=prefix, pings=plan.peer_pings
+    )
+    return run_json_child(argv, 300)
 
 
 def _server_cpu_s(admin: redis.Redis) -> float:

@@ -8,9 +8,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +16,9 @@ import orjson
 import redis
 
 from loadtests.bench import loadgen
-from loadtests.bench.affinity import SERVER_CORES, pin
 from loadtests.bench.fleet import driver_id, pings
 from loadtests.bench.measure import Measure
-from loadtests.bench.servers import ServerProcess
+from loadtests.bench.servers import ServerProcess, module_argv, run_json_child
 from loadtests.bench.wrk import LoadResult, Request, run_wrk, write_requests
 from ridepulse.auth import mint_token
 from ridepulse.contracts.envelope import now_ms
@@ -107,6 +103,17 @@ def drive(
     return result
 
 
+def record(measure: Measure, rate: float, result: LoadResult) -> None:
+    """One repetition's rate, with wrk's counts and latencies beside it."""
+    measure.add(
+        rate,
+        errors=result.errors,
+        requests=result.requests,
+        p50_ms=result.p50_us / 1000,
+        p99_ms=result.p99_us / 1000,
+    )
+
+
 def single_ping_figure(
     servers: list[ServerProcess],
     secret: str,
@@ -137,13 +144,7 @@ def single_ping_figure(
                 connections=plan.single_connections,
                 seconds=plan.seconds,
             )
-            measures[server.name].add(
-                result.ok_per_s,
-                errors=result.errors,
-                requests=result.requests,
-                p50_ms=result.p50_us / 1000,
-                p99_ms=result.p99_us / 1000,
-            )
+            record(measures[server.name], result.ok_per_s, result)
             say(
                 f"  rep {rep + 1}/{plan.reps} {server.name:>10}: {result.ok_per_s:8.0f} req/s "
                 f"(p50 {result.p50_us / 1000:.1f} ms, p99 {result.p99_us / 1000:.1f} ms, "
@@ -153,26 +154,14 @@ def single_ping_figure(
 
 
 def raw_xadd(url: str, stream: str, seconds: float) -> dict[str, float]:
-    argv = [
-        sys.executable,
-        "-m",
+    argv = module_argv(
         "loadtests.bench.peers.raw_xadd",
-        "--url",
-        url,
-        "--stream",
-        stream,
-        "--seconds",
-        str(seconds),
-        "--entry-pings",
-        str(BATCH_PINGS),
-    ]
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
-    pin(process.pid, SERVER_CORES)  # the client under test; Valkey has the other core
-    stdout, _ = process.communicate(timeout=seconds + 120)
-    if process.returncode:
-        raise RuntimeError(f"raw_xadd exited {process.returncode}")
-    result: dict[str, float] = json.loads(stdout.strip().splitlines()[-1])
-    return result
+        url=url,
+        stream=stream,
+        seconds=seconds,
+        entry_pings=BATCH_PINGS,
+    )
+    return run_json_child(argv, seconds + 120)
 
 
 def batch_figure(
@@ -211,13 +200,7 @@ def batch_figure(
                     seconds=plan.seconds,
                 )
                 rate = result.ok_per_s * BATCH_PINGS
-                ours.add(
-                    rate,
-                    requests=result.requests,
-                    errors=result.errors,
-                    p50_ms=result.p50_us / 1000,
-                    p99_ms=result.p99_us / 1000,
-                )
+                record(ours, rate, result)
                 say(
                     f"  rep {rep + 1}/{plan.reps}     ingest: {rate:10.0f} pings/s "
                     f"({result.ok_per_s:.0f} req/s, p99 {result.p99_us / 1000:.1f} ms, "

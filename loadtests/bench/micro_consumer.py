@@ -14,20 +14,18 @@ import argparse
 import asyncio
 import random
 import statistics
-import tempfile
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from eta import service as eta_service
+from loadtests.bench.servers import scratch_redis
 from matching import geo_service
 from ridepulse.bus.consumer import ConsumerRuntime
 from ridepulse.contracts.registry import make
 from ridepulse.keys import MarketKeys
-from ridepulse.redis_server import EmbeddedRedis
 from ridepulse.settings import Settings
 
 DRIVERS, PER_ENTRY, ENTRIES, PING_EVERY_MS = 5_000, 1_000, 30, 2_000
@@ -109,13 +107,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=3)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        server = EmbeddedRedis(Path(tmp)).start()
-        try:
-            settings = Settings(redis_url=server.url, data_dir=Path(tmp), auth_enabled=False)
-            asyncio.run(measure(settings, args.pairs))
-        finally:
-            server.stop()
+    with scratch_redis() as server:
+        settings = Settings(redis_url=server.url, data_dir=server.data_dir, auth_enabled=False)
+        asyncio.run(measure(settings, args.pairs))
 
 
 if __name__ == "__main__":

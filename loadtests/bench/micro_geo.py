@@ -19,20 +19,18 @@ import asyncio
 import math
 import random
 import statistics
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
 
+from loadtests.bench.servers import scratch_redis
 from matching.geo_filter import PositionFilter
 from matching.geo_index import update_positions
 from ridepulse.contracts.events import Ping
 from ridepulse.keys import MarketKeys
-from ridepulse.redis_server import EmbeddedRedis
 
 DRIVERS, PER_ENTRY, SECONDS = 10_000, 1_000, 60
 CENTRE = (37.7749, -122.4194)
@@ -137,12 +135,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=5)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        server = EmbeddedRedis(Path(tmp)).start()
-        try:
-            asyncio.run(measure(server.url, args.pairs))
-        finally:
-            server.stop()
+    with scratch_redis() as server:
+        asyncio.run(measure(server.url, args.pairs))
 
 
 if __name__ == "__main__":

@@ -3,11 +3,15 @@ one uvicorn worker with the same settings (uvloop, httptools, no access log)."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,10 +19,22 @@ import psutil
 
 from loadtests.bench.affinity import SERVER_CORES, pin, pin_profiled
 from loadtests.platform import clean_env, tool
-from ridepulse.redis_server import free_port
+from ridepulse.redis_server import EmbeddedRedis, free_port
 
 HOST = "127.0.0.1"
 READY_TIMEOUT_S = 60.0
+
+
+@contextlib.contextmanager
+def scratch_redis() -> Iterator[EmbeddedRedis]:
+    """An embedded server in a temporary data dir, stopped and removed afterwards: the micro
+    benchmarks' server."""
+    with tempfile.TemporaryDirectory(prefix="rp-bench-") as tmp:
+        server = EmbeddedRedis(Path(tmp)).start()
+        try:
+            yield server
+        finally:
+            server.stop()
 
 
 @dataclass
@@ -131,3 +147,30 @@ def under_py_spy(argv: list[str], profile_to: Path | None) -> list[str]:
         "--",
         *argv,
     ]
+
+
+def module_argv(module: str, **options: object) -> list[str]:
+    """`python -m module --an-option value …` for a measuring child process."""
+    argv = [sys.executable, "-m", module]
+    for name, value in options.items():
+        argv += [f"--{name.replace('_', '-')}", str(value)]
+    return argv
+
+
+def run_json_child(
+    argv: list[str], timeout_s: float, profile_to: Path | None = None
+) -> dict[str, float]:
+    """Run a measuring child on the server's core (Valkey has the other) and return the JSON of
+    its last `{…}` line."""
+    argv = under_py_spy(argv, profile_to)
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if profile_to is not None:
+        pin_profiled(process.pid)
+    else:
+        pin(process.pid, SERVER_CORES)
+    stdout, stderr = process.communicate(timeout=timeout_s)
+    lines = [x for x in stdout.splitlines() if x.startswith("{")]
+    if process.returncode or not lines:
+        raise RuntimeError(f"{argv[2:4]} failed ({process.returncode}): {stderr[-1500:]}")
+    result: dict[str, float] = json.loads(lines[-1])
+    return result
