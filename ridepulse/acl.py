@@ -13,7 +13,7 @@ import secrets
 from pathlib import Path
 from urllib.parse import quote
 
-from ridepulse.acl_grants import SERVICE_GRANTS, Grant
+from ridepulse.acl_grants import OVERWRITES, SERVICE_GRANTS, STREAMS, Grant
 from ridepulse.auth import write_private
 
 __all__ = ["SERVICE_GRANTS", "Grant", "acl_file_text", "service_passwords", "service_url"]
@@ -21,9 +21,14 @@ __all__ = ["SERVICE_GRANTS", "Grant", "acl_file_text", "service_passwords", "ser
 
 def grant_rules(grant: Grant, prefix: str) -> str:
     """One user's rules in ACL syntax, on keys under `prefix`."""
-    rules = ["resetchannels", "-@all", *(f"+{c}" for c in grant.commands)]
+    root = [c for c in grant.commands if c not in OVERWRITES]
+    rules = ["resetchannels", "-@all", *(f"+{c}" for c in root)]
     rules += [f"%R~{prefix}:{pattern}" for pattern in grant.reads]
     rules += [f"%W~{prefix}:{pattern}" for pattern in grant.writes]
+    overwrites = " ".join(f"+{c}" for c in grant.commands if c in OVERWRITES)
+    not_streams = " ".join(f"%W~{prefix}:{p}" for p in grant.writes if p not in STREAMS)
+    if overwrites and not_streams:
+        rules.append(f"({overwrites} {not_streams})")
     if grant.appends:
         streams = " ".join(f"%W~{prefix}:{p}" for p in grant.appends)
         rules.append(f"(+xadd {streams})")

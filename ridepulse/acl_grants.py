@@ -114,6 +114,11 @@ RIDE_STEP_KEYS = (
     "{*}:driver:*",
 )
 DEAD_LETTERS = ("dead-letters",)
+# Every stream. A consumer needs write access to the streams it reads (XREADGROUP and XACK move
+# its group), so they sit in its `writes`; but a command that replaces or times out a key of
+# any type must never reach one: `SET rp:{sf}:rides x` wipes the ride stream as surely as DEL.
+STREAMS = ("{*}:rides", "{*}:telemetry", "{*}:eta", "{*}:surge", "health", *DEAD_LETTERS)
+OVERWRITES = ("set", "expire")  # granted on the user's writes minus STREAMS (acl.grant_rules)
 
 
 def _heartbeat_keys(service: str) -> tuple[str, ...]:

@@ -45,3 +45,17 @@ def test_the_compose_knobs_it_names_exist() -> None:
     compose = (ROOT / "docker-compose.yml").read_text()
     for name in ("RIDEPULSE_PUBLISH_ADDR", "RIDEPULSE_VALKEY_UID", "RIDEPULSE_REDIS_PASSWORD"):
         assert name in _section("Docker Compose") and f"${{{name}" in compose
+
+
+def test_every_command_a_row_names_is_granted_to_that_user() -> None:
+    """`MGET` in the dashboard's row, never granted, is how a stale row shows."""
+    section = _section("Redis users")
+    for user, grant in SERVICE_GRANTS.items():
+        row = next(line for line in section.splitlines() if line.startswith(f"| `{user}` |"))
+        named = re.findall(r"`([A-Z][A-Z ]*[A-Z])`", row.split("|")[2])
+        assert named, f"{user}: no command named in its row"
+        for command in named:
+            wanted = command.lower().replace(" ", "|")
+            assert any(c == wanted or c.startswith(f"{wanted}|") for c in grant.commands) or any(
+                c == command.lower() for c, _ in grant.scoped
+            ), f"{user}: its row names {command}, which it is not granted"
