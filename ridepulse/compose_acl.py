@@ -68,12 +68,23 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="action", required=True)
     env = sub.add_parser("env", help="print a .env with a fresh secret and passwords")
     env.add_argument("--cluster", action="store_true", help="run on the cluster profile")
+    env.add_argument(
+        "--out",
+        type=Path,
+        help="write it here, 0600 from creation (a shell redirect makes it with your umask)",
+    )
     writer = sub.add_parser("write", help="write the ACL file from the environment")
     writer.add_argument("path", type=Path)
     writer.add_argument("--owner", help="uid:gid that will own the file (the server's)")
     args = parser.parse_args(argv)
     if args.action == "env":
-        sys.stdout.write(fresh_env(cluster=args.cluster))
+        text = fresh_env(cluster=args.cluster)
+        if args.out is None:
+            sys.stdout.write(text)
+        elif args.out.exists():
+            parser.error(f"{args.out} exists: its secrets would be replaced; move it first")
+        else:
+            write_private(args.out, text)
         return
     owner = tuple(int(part) for part in args.owner.split(":")) if args.owner else None
     prefix = os.environ.get("RIDEPULSE_KEY_PREFIX", "rp")

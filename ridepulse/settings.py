@@ -28,7 +28,9 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, description="ingest API port")
     dashboard_port: int = Field(8080, description="dashboard port")
     secret: str | None = Field(None, description="HS256 signing secret; unset = read from data dir")
-    auth_enabled: bool = Field(True, description="require bearer tokens on the API and dashboard")
+    auth_enabled: bool = Field(
+        True, description="require a link or session on the dashboard (the API always needs tokens)"
+    )
     consumer_name: str | None = Field(None, description="stable consumer name of this replica")
     leases: bool = Field(
         False,

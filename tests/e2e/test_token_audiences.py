@@ -58,6 +58,30 @@ def test_the_printed_dashboard_link_is_short_lived_and_powerless_on_the_api(
     assert handshake.value.response.status_code == 403  # refused at the handshake
 
 
+OPEN_ROUTES = {"/healthz", "/readyz", "/metrics"}  # no token asked: probes and scraping
+
+
+def test_the_dashboard_link_is_refused_by_every_operation_the_api_publishes(
+    shared_city: City,
+) -> None:
+    """Walks the live OpenAPI, so a route added later is covered without editing this test."""
+    link = _banner_link(shared_city)
+    http = shared_city.http
+    spec = http.get("/openapi.json").json()
+    tried: dict[str, int] = {}
+    for path, operations in spec["paths"].items():
+        if path in OPEN_ROUTES:
+            continue
+        url = re.sub(r"\{[^}]+\}", "aud-any", path)
+        for method in operations:
+            answer = http.request(
+                method.upper(), url, json={}, headers={"Authorization": f"Bearer {link}"}
+            )
+            tried[f"{method.upper()} {path}"] = answer.status_code
+    assert len(tried) >= 10, tried
+    assert set(tried.values()) == {401}, {k: v for k, v in tried.items() if v != 401}
+
+
 def test_the_dashboard_takes_its_link_not_an_api_token(shared_city: City) -> None:
     ops = mint_token(shared_city.secret, "ops", "aud-ops")
     with httpx.Client(base_url=shared_city.platform.dashboard, timeout=10) as http:

@@ -370,6 +370,16 @@ async def test_the_feed_refuses_clients_without_a_dashboard_token(dashboard: Das
         )
 
 
+async def test_with_auth_disabled_the_dashboard_opens_without_a_token(settings: Settings) -> None:
+    """RIDEPULSE_AUTH_ENABLED=false (README) opens the dashboard to anyone who reaches it."""
+    async with _serve(settings.model_copy(update={"auth_enabled": False})) as open_dashboard:
+        async with connect(open_dashboard.ws(token=None)) as ws:
+            assert decode(await asyncio.wait_for(ws.recv(), 5))["kind"] == "snapshot"
+        async with httpx.AsyncClient(base_url=open_dashboard.http) as http:
+            snapshot = await http.get("/api/snapshot")
+            assert snapshot.status_code == 200 and snapshot.json()["kind"] == "snapshot"
+
+
 async def test_the_feed_refuses_a_page_from_another_origin(dashboard: Dashboard) -> None:
     assert await _close_code(dashboard.ws(), origin="http://evil.example") == (
         1008,

@@ -336,3 +336,14 @@ def test_valkey_cli_finds_the_password_in_the_variable_it_reads(
 def test_each_market_is_on_its_own_primary_of_the_compose_cluster() -> None:
     owner = deal_slots(3, list(load_markets(only="all").by_id))
     assert owner[market_slot("sf")] != owner[market_slot("nyc")]
+
+
+def test_the_env_file_is_private_from_creation_and_never_overwritten(tmp_path: Path) -> None:
+    target = tmp_path / ".env"
+    compose_acl.main(["env", "--out", str(target)])
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    first = target.read_text()
+    assert "RIDEPULSE_SECRET=" in first
+    with pytest.raises(SystemExit):
+        compose_acl.main(["env", "--out", str(target)])
+    assert target.read_text() == first, "an existing .env was replaced"
