@@ -12,7 +12,7 @@ from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 
 from ridepulse.bus.faults import is_transient
-from ridepulse.errors import NotDurable, Overloaded, RidePulseError
+from ridepulse.errors import RidePulseError
 from ridepulse.logs import get_logger
 
 
@@ -42,7 +42,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RidePulseError)
     async def platform_error(request: Request, exc: RidePulseError) -> Response:
-        retry_after_s = exc.retry_after_s if isinstance(exc, Overloaded | NotDurable) else None
+        retry_after_s: int | None = getattr(exc, "retry_after_s", None)
         return error_response(
             exc.status, exc.code, exc.detail, exc.field, retry_after_s=retry_after_s
         )

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, Header, Request
 
+from ingest import idempotency_claim
 from ingest.deps import Deps, get_deps, json_body, principal
 from ingest.durability import make_durable, pinned, run_script
 from ingest.quotes import checked_quote_id, trip_cells
@@ -100,7 +101,7 @@ async def request_ride(
     quote_id = checked_quote_id(body.get("quote_id"))
     digest = body_hash(body)
     if idempotency_key is not None:
-        replay = await _replay_from_other_market(
+        replay = await idempotency_claim.claim(
             deps, market.id, who.subject, idempotency_key, digest
         )
         if replay is not None:
@@ -124,32 +125,11 @@ async def request_ride(
             run=lambda script, keys, args: run_script(pin, script, keys, args),
         )
         await make_durable(deps, pin)
+    if idempotency_key is not None:
+        await idempotency_claim.keep(deps, who.subject, idempotency_key)
     # A replay answers what the first request was answered: the ride id, `requested`.
     status = ride.status if created else "requested"
     return JSON({"ride_id": ride.ride_id, "status": status}, status_code=202)
-
-
-async def _replay_from_other_market(
-    deps: Deps, market_id: str, rider_id: str, key: str, digest: str
-) -> str | None:
-    """Keys are the rider's, whatever the market: one used for a ride in another market (the
-    record lives in that market's slot) is replayed, or refused for another body. The request's
-    own market is checked inside the ride script, atomically. With one market: no round trip."""
-    for other in deps.markets.by_id:
-        if other == market_id:
-            continue
-        stored: Any = await deps.redis.hmget(
-            deps.keys(other).idempotency(rider_id, key), ["ride_id", "body"]
-        )
-        if stored[0] is not None:
-            if stored[1] is None or stored[1].decode() != digest:
-                raise InvalidInput(
-                    "this Idempotency-Key was used with another request body",
-                    field="idempotency_key",
-                )
-            ride_id: str = stored[0].decode()
-            return ride_id
-    return None
 
 
 @router.get(

@@ -190,12 +190,13 @@ SERVICE_GRANTS: dict[str, Grant] = {
                 "{*}:rider:*",
                 "{*}:drivers:seen",  # accept checks freshness on the server clock
                 "rate:rider:*",
+                "idem-claim:*",  # an Idempotency-Key across markets (ingest/idempotency_claim.py)
             ),
         ),
         writes=_unique(
             RIDE_STEP_KEYS,
             ("{*}:telemetry", "{*}:quote:*", "{*}:idem:*", "{*}:rider:*", "{*}:drivers:seen"),
-            ("rate:rider:*",),
+            ("rate:rider:*", "idem-claim:*"),
             _heartbeat_keys("ingest"),
         ),
         appends=("{*}:telemetry", "{*}:rides", "health"),

@@ -171,6 +171,9 @@ MUST: dict[str, list[tuple[str, ...]]] = {
     "ingest": [
         *RIDE_STEP_SAMPLES,
         ("XADD", f"{SF}:telemetry", "MAXLEN", "~", "100000", "*", "k", "v"),
+        ("SET", "rp:idem-claim:r1:key-1", "sf|abc", "NX", "EX", "10"),
+        ("GET", "rp:idem-claim:r1:key-1"),
+        ("EXPIRE", "rp:idem-claim:r1:key-1", "86400"),
         ("XREAD", "COUNT", "500", "STREAMS", f"{SF}:rides", f"{SF}:eta", "$", "$"),
         ("XINFO", "GROUPS", f"{SF}:telemetry"),
         ("XRANGE", f"{SF}:telemetry", "-", "+", "COUNT", "1"),

@@ -264,3 +264,50 @@ async def test_rides_and_telemetry_use_separate_redis_pools(ingest: Ingest) -> N
     rides_pool = ingest.deps.redis.connection_pool
     assert ingest.deps.batcher.redis.connection_pool is not rides_pool
     assert all(store.redis is ingest.deps.redis for store in ingest.deps.stores.values())
+
+
+# an Idempotency-Key across markets (ingest/idempotency_claim.py)
+
+SF_TRIP = {"pickup": DOWNTOWN, "dropoff": {"lat": 37.7893, "lon": -122.4093}}
+NYC_TRIP = {
+    "pickup": {"lat": 40.7580, "lon": -73.9855},
+    "dropoff": {"lat": 40.7680, "lon": -73.9755},
+}
+
+
+async def _request(
+    ingest: Ingest, body: dict[str, Any], key: str, rider: str = "rider-x"
+) -> httpx.Response:
+    headers = {**ingest.auth("rider", rider), "Idempotency-Key": key}
+    return await ingest.http.post("/v1/rides", json=body, headers=headers)
+
+
+async def test_one_key_sent_at_once_to_two_markets_makes_at_most_one_ride(
+    settings: Settings,
+) -> None:
+    """Before the claim, each market's script found its own record empty and both made a ride."""
+    async with start(settings.model_copy(update={"markets": "sf,nyc"})) as ingest:
+        for round_ in range(10):
+            key, rider = f"race-{round_}", f"rider-{round_}"  # one open ride per rider
+            sf, nyc = await asyncio.gather(
+                _request(ingest, SF_TRIP, key, rider), _request(ingest, NYC_TRIP, key, rider)
+            )
+            statuses = sorted([sf.status_code, nyc.status_code])
+            assert statuses in ([202, 409], [202, 422]), (sf.text, nyc.text)
+            refused = sf if sf.status_code != 202 else nyc
+            assert refused.json()["field"] == "idempotency_key", refused.text
+            if refused.status_code == 409:
+                assert refused.headers["Retry-After"] == "1"
+
+
+async def test_a_key_used_in_one_market_replays_there_from_another_or_refuses_another_body(
+    settings: Settings,
+) -> None:
+    async with start(settings.model_copy(update={"markets": "sf,nyc"})) as ingest:
+        first = await _request(ingest, SF_TRIP, "trip-1")
+        assert first.status_code == 202, first.text
+        again = await _request(ingest, SF_TRIP, "trip-1")
+        assert again.status_code == 202 and again.json() == first.json()
+        elsewhere = await _request(ingest, NYC_TRIP, "trip-1")
+        assert elsewhere.status_code == 422, elsewhere.text
+        assert elsewhere.json()["field"] == "idempotency_key"
