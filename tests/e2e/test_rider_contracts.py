@@ -232,6 +232,15 @@ def test_rider_limits_answer_429_with_retry_after(shared_city: City) -> None:
     assert [q.status_code for q in quotes[:30]] == [200] * 30
     assert quotes[30].status_code == 429 and int(quotes[30].headers["Retry-After"]) >= 1
 
+    # cancels per minute: counted before the ride is looked up, so unknown ids spend them too
+    canceller = "canceller"
+    _fresh_minute_window()
+    limit = 10  # RIDEPULSE_RIDER_CANCELS_PER_MIN's default
+    cancels = [_cancel(shared_city, canceller, f"sf-r-none-{n}") for n in range(limit + 1)]
+    assert 429 not in [c.status_code for c in cancels[:limit]], [c.text for c in cancels]
+    assert cancels[limit].status_code == 429 and int(cancels[limit].headers["Retry-After"]) >= 1
+    assert "cancels" in cancels[limit].json()["detail"], cancels[limit].text
+
 
 def test_driver_websockets_are_capped_per_token(shared_city: City) -> None:
     token = mint_token(shared_city.secret, "driver", "ws-capped")
