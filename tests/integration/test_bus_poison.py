@@ -8,6 +8,7 @@ import itertools
 from typing import Any
 
 import orjson
+import pytest
 import redis.asyncio as aioredis
 
 from ridepulse.bus.handlers import HandlerTable
@@ -17,6 +18,8 @@ from ridepulse.keys import GlobalKeys, MarketKeys
 from ridepulse.settings import Settings
 from tests.support.bus import expired_events, fill, runtime
 from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.integration
 
 
 def _good(ride: str = "r1") -> dict[bytes, bytes]:

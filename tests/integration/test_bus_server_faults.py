@@ -22,6 +22,8 @@ from ridepulse.settings import Settings
 from tests.support.bus import expired_events, fill, runtime, start_consumer_process, wait_exit
 from tests.support.waiting import wait_until
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def own_server(tmp_path: Path) -> Iterator[EmbeddedRedis]:

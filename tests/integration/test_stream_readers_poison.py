@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 import orjson
+import pytest
 import redis.asyncio as aioredis
 
 from dashboard.feed import Feed
@@ -16,6 +17,8 @@ from ridepulse.keys import MarketKeys
 from ridepulse.settings import Settings
 from tests.support.bus import expired_events
 from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.integration
 
 POISON = (
     {b"type": b"ride.\xffoffered", b"data": b"{}"},  # not UTF-8
