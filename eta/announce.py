@@ -1,4 +1,5 @@
-"""Turning a position into an announced ETA: estimate, write to the ride, build eta.updated."""
+"""Turning a position into an announced ETA: estimate, then write it to the ride and announce
+eta.updated in one step."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from collections.abc import Sequence
 
 from eta.active import ActiveRide, Phase
 from eta.deps import EtaDeps
+from ridepulse.bus.metrics import EVENTS_PUBLISHED
+from ridepulse.bus.producer import NOTIFICATION_MAXLEN
 from ridepulse.contracts.envelope import Envelope
 from ridepulse.contracts.events import EtaUpdatedV1
 from ridepulse.contracts.registry import make
@@ -32,23 +35,30 @@ def announce(deps: EtaDeps, ride: ActiveRide, eta_s: float, event_id: str) -> En
     return make("eta.updated", f"ride/{ride.ride_id}", data, deps.source, event_id=event_id)
 
 
-async def write_etas(deps: EtaDeps, updates: Sequence[tuple[ActiveRide, float]]) -> None:
-    """Each ride's new ETA into its hash: RideStore's set_eta script, one pipeline per market
-    instead of a round trip per ride (a telemetry batch can move hundreds of rides). Leased,
-    each call carries the market's lease and this replica's fence (one slot: both keys hold
-    the market's tag); a refusal raises LeaseLost, so nothing of the batch is announced."""
-    by_market: dict[str, list[tuple[ActiveRide, float]]] = {}
-    for ride, eta_s in updates:
-        by_market.setdefault(ride.market, []).append((ride, eta_s))
+async def write_and_announce(
+    deps: EtaDeps, updates: Sequence[tuple[ActiveRide, float, str]]
+) -> None:
+    """Each ride's new ETA into its hash and its eta.updated (with the given event id) onto the
+    market's eta stream, both in one call of RideStore's set_eta script per ride, one pipeline
+    per market instead of a round trip per ride (a telemetry batch can move hundreds of rides).
+    Leased, each call carries the market's lease and this replica's fence (one slot: every key
+    holds the market's tag), so a replica paused past its lease neither overwrites the new
+    owner's ETA nor announces its own after the new owner's; a refusal raises LeaseLost."""
+    by_market: dict[str, list[tuple[ActiveRide, float, str]]] = {}
+    for update in updates:
+        by_market.setdefault(update[0].market, []).append(update)
     for market, items in by_market.items():
         store = deps.stores[market]
+        stream = store.keys.eta_events
         lease, fence = deps.fence(market)
-        calls = []
-        for ride, eta_s in items:
+        calls: list[tuple[list[str], list[str | bytes | int]]] = []
+        for ride, eta_s, event_id in items:
             name = ETA_FIELD[ride.phase]
             value = inputs.number(name, eta_s, inputs.SECONDS_DIGITS)
-            keys = [store.keys.ride(ride.ride_id)] + ([lease] if lease else [])
-            calls.append((keys, [fence, name, value]))
+            fields = announce(deps, ride, eta_s, event_id).to_fields()
+            keys = [store.keys.ride(ride.ride_id), stream] + ([lease] if lease else [])
+            event = [part for pair in fields.items() for part in pair]
+            calls.append((keys, [fence, 2, name, value, NOTIFICATION_MAXLEN, *event]))
         if not pipelines_take_scripts(deps.redis):
             replies = await asyncio.gather(
                 *(store.scripts.set_eta(keys=k, args=a) for k, a in calls)
@@ -60,3 +70,4 @@ async def write_etas(deps: EtaDeps, updates: Sequence[tuple[ActiveRide, float]])
             replies = await pipe.execute()
         if any(int(reply) < 0 for reply in replies):
             raise deps.refused(market)
+        EVENTS_PUBLISHED.labels(stream).inc(sum(1 for reply in replies if int(reply) == 1))

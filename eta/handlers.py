@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 
 from eta.active import ActiveRide, Phase
-from eta.announce import announce, estimate, write_etas
+from eta.announce import estimate, write_and_announce
 from eta.deps import EtaDeps
 from eta.model import eta_should_update
 from eta.positions import last_position
@@ -61,8 +61,8 @@ async def _begin(
         eta_s = fallback_eta_s
     else:
         return None  # no position yet: the driver's first ping will give the first ETA
-    await write_etas(deps, [(active, eta_s)])
-    return [announce(deps, active, eta_s, derived_event_id(event.id, "eta"))]
+    await write_and_announce(deps, [(active, eta_s, derived_event_id(event.id, "eta"))])
+    return None
 
 
 async def on_matched(event: Event, deps: EtaDeps) -> Outgoing:
@@ -121,14 +121,13 @@ async def on_locations(events: Sequence[Event], deps: EtaDeps) -> Outgoing:
         eta_s = estimate(deps, active, ping.lat, ping.lon)
         if eta_should_update(active.last_eta_s, eta_s, active.last_sent_ms, now):
             due.append((active, eta_s, cause_id))
-    if not due:
-        return None
-    await write_etas(deps, [(active, eta_s) for active, eta_s, _ in due])
-    return [
-        announce(deps, active, eta_s, derived_event_id(cause_id, f"eta:{active.ride_id}"))
+    updates = [
+        (active, eta_s, derived_event_id(cause_id, f"eta:{active.ride_id}"))
         for active, eta_s, cause_id in due
-        if deps.rides.of_ride(active.ride_id) is active  # not ended while we wrote
     ]
+    if updates:
+        await write_and_announce(deps, updates)
+    return None
 
 
 HANDLERS = HandlerTable(

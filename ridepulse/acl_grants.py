@@ -274,6 +274,7 @@ SERVICE_GRANTS: dict[str, Grant] = {
             "{*}:rides:active",
             "{*}:drivers:pos",
             "{*}:eta:speeds",
+            "{*}:eta",  # a key named to EVALSHA (set_eta writes the ETA + event) must be read-write
             "{*}:done:eta*",
         ),
         writes=_unique(

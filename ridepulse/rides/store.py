@@ -310,12 +310,13 @@ class RideStore:
         self, ride_id: str, pickup_eta_s: float | None = None, trip_eta_s: float | None = None
     ) -> None:
         """Refresh ETAs of a ride (unknown rides are ignored): no event, no version change."""
-        pairs: list[str] = [""]  # no fence: the store's callers hold no lease
+        pairs: list[str] = []
         for name, value in (("pickup_eta_s", pickup_eta_s), ("trip_eta_s", trip_eta_s)):
             if value is not None:
                 pairs += [name, inputs.number(name, value, inputs.SECONDS_DIGITS)]
-        if len(pairs) > 1:
-            await self.scripts.set_eta(keys=[self.keys.ride(ride_id)], args=pairs)
+        if pairs:  # no fence and no announcement: the store's callers hold no lease
+            args = ["", str(len(pairs)), *pairs]
+            await self.scripts.set_eta(keys=[self.keys.ride(ride_id)], args=args)
 
     # --- janitor -----------------------------------------------------------------------
 

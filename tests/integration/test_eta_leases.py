@@ -13,12 +13,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from eta.active import ActiveRide
-from eta.announce import write_etas
+from eta.announce import write_and_announce
 from eta.service import build
 from eta.speeds import persist_speeds
 from eta.takeover import take_over
 from ridepulse.contracts.envelope import now_ms
-from ridepulse.contracts.events import Point
+from ridepulse.contracts.events import EtaUpdatedV1, Point
 from ridepulse.contracts.registry import decode
 from ridepulse.keys import MarketKeys
 from ridepulse.leases import LeaseLost, lease_key
@@ -124,12 +124,14 @@ async def test_a_replica_that_lost_its_lease_is_refused_writes_nothing_and_leave
     assert new.leases.held["sf"] > old.leases.held["sf"]
     await take_over(new, "sf")
 
-    # resumed, the old owner still believes it owns sf: its ETA write is refused...
+    # resumed, the old owner still believes it owns sf: its ETA write is refused, and so is
+    # its announcement (one step: it cannot announce after the new owner)...
     ride = ActiveRide("sf-r1", "sf", "d-sf-r1", "pickup", 37.7793, -122.4193)
     with pytest.raises(LeaseLost):
-        await write_etas(old, [(ride, 1.0)])
+        await write_and_announce(old, [(ride, 1.0, "e-stale")])
     assert "sf" not in old.leases.held, "the refusal tells it the market is gone"
     assert await redis.hgetall(keys.ride("sf-r1")) == ride_before
+    assert await _announced(redis, settings, "sf", "sf-r1") == []
     # ...its speeds write too (what it learned does not overwrite the new owner's)
     await redis.hset(keys.speeds, "cell-of-new-owner", "7.5")
     old.models["sf"].restore({"cell-of-old-owner": 3.0})
@@ -150,3 +152,32 @@ async def test_a_replica_that_lost_its_lease_is_refused_writes_nothing_and_leave
 
 async def _gone(redis: aioredis.Redis, key: str) -> bool:
     return not await redis.exists(key)
+
+
+async def test_an_owner_s_eta_and_its_announcement_land_in_one_step(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    leased = settings.model_copy(update={"leases": True, "lease_ttl_ms": 5000, "markets": "sf"})
+    deps, _ = build(leased.model_copy(update={"consumer_name": "eta@one-1"}), burst=True)
+    assert deps.leases is not None
+    await deps.leases.tick(now_ms())
+    await _matched(redis, settings, "sf", "sf-r9")
+    keys = MarketKeys("sf", settings.key_prefix)
+    ride = ActiveRide("sf-r9", "sf", "d-sf-r9", "pickup", 37.7793, -122.4193)
+
+    await write_and_announce(deps, [(ride, 42.0, "e-1")])
+    # when the call returns, the hash and the stream both have it: nothing is left for a later
+    # step that a pause could push past the lease
+    assert await redis.hget(keys.ride("sf-r9"), "pickup_eta_s") == b"42.0"
+    entries: Any = await redis.xrange(keys.eta_events)
+    announced = [decode(fields) for _, fields in entries]
+    assert [(e.id, e.payload(EtaUpdatedV1).eta_s) for e in announced] == [("e-1", 42.0)]
+
+    # the lease moves on (another replica's fence): neither the ETA nor an announcement lands
+    await redis.set(lease_key(settings.key_prefix, "eta", "sf"), "999:eta@other-2")
+    with pytest.raises(LeaseLost):
+        await write_and_announce(deps, [(ride, 7.0, "e-2")])
+    assert await redis.hget(keys.ride("sf-r9"), "pickup_eta_s") == b"42.0"
+    after: Any = await redis.xrange(keys.eta_events)
+    assert len(after) == 1
+    await deps.redis.aclose()
