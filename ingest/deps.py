@@ -23,6 +23,10 @@ from ridepulse.settings import Settings
 
 TOKEN_CACHE_SIZE = 50_000
 TOKEN_SWEEP_EVERY_S = 30.0
+# A verified token is trusted from the cache this long at most, then verified again (about
+# 30 us): the cache holds the tokens of recent callers only, not every token of the last
+# 12 hours, so with driver ids coming and going ingest's memory levels off (docs/reliability.md).
+TOKEN_CACHE_TTL_S = 60.0
 MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
@@ -72,19 +76,20 @@ class Deps:
 
     def authenticate(self, header: str | None) -> Principal:
         """Verify an `api`-audience bearer token (dashboard tokens get 401); verified tokens
-        are cached until they expire (HS256 verify is on the hot path)."""
+        are cached for TOKEN_CACHE_TTL_S or until they expire, whichever is first (HS256
+        verify is on the hot path)."""
         token = bearer(header)
         now = time.time()
         cached = self._tokens.get(token)
         if cached is not None and cached[1] > now:
             return cached[0]
         principal = verify_token(self.secret, token, audience="api")
-        if now >= self._next_token_sweep:  # expired tokens go: the cache holds live ones only
+        if now >= self._next_token_sweep:  # stale entries go: the cache holds recent callers only
             self._tokens = {t: entry for t, entry in self._tokens.items() if entry[1] > now}
             self._next_token_sweep = now + TOKEN_SWEEP_EVERY_S
         if len(self._tokens) >= TOKEN_CACHE_SIZE:
             self._tokens.clear()
-        self._tokens[token] = (principal, principal.expires_at)
+        self._tokens[token] = (principal, min(principal.expires_at, now + TOKEN_CACHE_TTL_S))
         return principal
 
 

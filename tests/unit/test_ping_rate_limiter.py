@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from ingest.deps import Deps
+from ingest.deps import TOKEN_CACHE_TTL_S, Deps
 from ingest.ratelimit import SWEEP_EVERY_S, PingRateLimiter
 from ridepulse.auth import mint_token
 from ridepulse.settings import Settings
@@ -44,10 +44,8 @@ def test_a_drained_bucket_survives_the_sweep() -> None:
     assert len(limiter) == 1
 
 
-def test_the_token_cache_keeps_live_tokens_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Verified tokens are cached until they expire; expired ones are swept out, so a stream of
-    new drivers' tokens does not pile up until the size cap."""
-    deps = Deps(  # only what authenticate() reads
+def _deps() -> Deps:
+    return Deps(  # only what authenticate() reads
         settings=Settings(),
         redis=None,  # type: ignore[arg-type]
         markets=None,  # type: ignore[arg-type]
@@ -57,6 +55,12 @@ def test_the_token_cache_keeps_live_tokens_only(monkeypatch: pytest.MonkeyPatch)
         stores={},
         source="test",
     )
+
+
+def test_the_token_cache_keeps_live_tokens_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Verified tokens are cached until they expire; expired ones are swept out, so a stream of
+    new drivers' tokens does not pile up until the size cap."""
+    deps = _deps()
     now = time.time()
     for i in range(100):
         deps.authenticate(f"Bearer {mint_token(deps.secret, 'driver', f'd-{i}', ttl_s=60)}")
@@ -66,3 +70,23 @@ def test_the_token_cache_keeps_live_tokens_only(monkeypatch: pytest.MonkeyPatch)
     fresh = mint_token(deps.secret, "driver", "d-new", ttl_s=3600)
     assert deps.authenticate(f"Bearer {fresh}").subject == "d-new"
     assert list(deps._tokens) == [fresh]
+
+
+def test_the_token_cache_forgets_long_lived_tokens_of_departed_callers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 12-hour token of a driver who has gone leaves the cache once TOKEN_CACHE_TTL_S has
+    passed (the soak churns thousands of such ids); a caller still active is verified again."""
+    deps = _deps()
+    now = time.time()
+    departed = [mint_token(deps.secret, "driver", f"d-{i}", ttl_s=12 * 3600) for i in range(100)]
+    for token in departed:
+        deps.authenticate(f"Bearer {token}")
+    assert len(deps._tokens) == 100
+    later = SimpleNamespace(time=lambda: now + TOKEN_CACHE_TTL_S + 1)
+    monkeypatch.setattr("ingest.deps.time", later)
+    active = mint_token(deps.secret, "driver", "d-active", ttl_s=12 * 3600)
+    assert deps.authenticate(f"Bearer {active}").subject == "d-active"
+    assert list(deps._tokens) == [active]
+    # a departed driver who comes back is verified again, not refused
+    assert deps.authenticate(f"Bearer {departed[0]}").subject == "d-0"
