@@ -5,7 +5,9 @@
 Timeline: `ridepulse up --no-sim` (shared launcher) → drivers online → riders at `rate` per
 second for `duration_s` while a random service is SIGKILLed every `kill_every_s` (jittered)
 and, once at half time, the Valkey server → riders stop, drivers finish (drain) → checks from
-the API and the ride stream → `ridepulse status` must be healthy within 30 s → report."""
+the API and the ride stream, and the supervisor's log against the monkey's kills (the Valkey
+kill happened and no service died of it) → `ridepulse status` must be healthy within 30 s →
+report."""
 
 from __future__ import annotations
 
@@ -23,10 +25,19 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import redis.asyncio as aioredis
 import uvloop
+from redis.exceptions import RedisError
 
 from loadtests.chaos.checks import RideEvent, Verdict, judge, longest_gap
 from loadtests.chaos.city import Api, Driver, Ledger, prober, riders
+from loadtests.chaos.deaths import (
+    VALKEY,
+    Fault,
+    read_supervisor_log,
+    ride_out_verdict,
+    valkey_kill_verdict,
+)
 from loadtests.platform import Platform, clean_env, tool
 from ridepulse.keys import MarketKeys
 from ridepulse.redis_client import connect_sync
@@ -58,29 +69,25 @@ class Config:
 
 
 @dataclass
-class Fault:
-    at_s: float
-    target: str
-    pid: int
-    back_after_s: float | None = None  # until a new process of that name was running
-
-
-@dataclass
 class Monkey:
     platform: Platform
     rng: random.Random
     started: float
+    started_epoch: float  # the wall clock at `started`: the supervisor's log is timed in it
     faults: list[Fault] = field(default_factory=list)
+    pings: list[asyncio.Task[None]] = field(default_factory=list)
 
-    def kill(self, name: str) -> None:
+    def kill(self, name: str) -> Fault | None:
         proc = self.platform.processes().get(name)
         if proc is None:
-            return  # it is being restarted right now: no double fault on one service
+            return None  # it is being restarted right now: no double fault on one service
         try:
             proc.send_signal(signal.SIGKILL)
         except Exception:  # gone between the lookup and the kill
-            return
-        self.faults.append(Fault(round(time.monotonic() - self.started, 2), name, proc.pid))
+            return None
+        fault = Fault(round(time.monotonic() - self.started, 2), name, proc.pid)
+        self.faults.append(fault)
+        return fault
 
     async def run(self, cfg: Config, stop: asyncio.Event) -> None:
         valkey_at = cfg.duration_s / 2 if cfg.valkey_kill else None
@@ -90,12 +97,33 @@ class Monkey:
                 return
             now = time.monotonic() - self.started
             if valkey_at is not None and now >= valkey_at:
-                valkey_at = None
-                self.kill("valkey")
+                fault = self.kill(VALKEY)
+                if fault is not None:  # else the next tick tries again; the verdict counts
+                    valkey_at = None
+                    self.pings.append(asyncio.create_task(self.time_valkey_back(fault)))
                 continue
-            names = sorted(n for n in self.platform.processes() if n != "valkey")
+            names = sorted(n for n in self.platform.processes() if n != VALKEY)
             if names:
                 self.kill(self.rng.choice(names))
+
+    async def time_valkey_back(self, fault: Fault, timeout_s: float = 60.0) -> None:
+        """From the kill until a new server process answers PING (the operator's password)."""
+        client = aioredis.Redis.from_url(
+            self.platform.redis_url(), socket_timeout=1.0, socket_connect_timeout=1.0
+        )
+        deadline = time.monotonic() + timeout_s
+        try:
+            while time.monotonic() < deadline:
+                proc = self.platform.processes().get(VALKEY)
+                if proc is not None and proc.pid != fault.pid:
+                    with contextlib.suppress(RedisError, OSError):
+                        if await client.ping():
+                            now = time.monotonic() - self.started
+                            fault.answered_after_s = round(now - fault.at_s, 2)
+                            return
+                await asyncio.sleep(0.02)
+        finally:
+            await client.aclose()
 
     async def measure_recovery(self, stop: asyncio.Event) -> None:
         """For every fault, how long until its replacement process was running."""
@@ -208,8 +236,8 @@ async def load_and_break(platform: Platform, cfg: Config) -> dict[str, Any]:
     driver_tasks = [asyncio.create_task(d.run(stop_drivers)) for d in drivers]
     probe = asyncio.create_task(prober(api, stop_drivers))
     await asyncio.sleep(5.0)  # drivers online and indexed before the first request
-    started = time.monotonic()
-    monkey = Monkey(platform, random.Random(rng.random()), started)
+    started, started_epoch = time.monotonic(), time.time()
+    monkey = Monkey(platform, random.Random(rng.random()), started, started_epoch)
     chaos = asyncio.create_task(monkey.run(cfg, stop_chaos))
     recovery = asyncio.create_task(monkey.measure_recovery(stop_chaos))
     ticker = asyncio.create_task(progress(ledger, monkey, stop_chaos))
@@ -219,6 +247,7 @@ async def load_and_break(platform: Platform, cfg: Config) -> dict[str, Any]:
     stop_chaos.set()
     load_end = time.monotonic()
     await asyncio.gather(chaos, ticker)
+    await asyncio.gather(*monkey.pings)  # the Valkey kill's PING timing, if it is still going
     outage_s, outage_at = longest_gap(ledger.answered_at, started, load_end)
     rides = {r for ids in ledger.acknowledged.values() for r in ids}
     print(f"chaos: {len(rides)} rides acknowledged; draining", flush=True)
@@ -234,6 +263,7 @@ async def load_and_break(platform: Platform, cfg: Config) -> dict[str, Any]:
         "final": final,
         "readable": readable,
         "faults": monkey.faults,
+        "started_epoch": started_epoch,
         "outage": (round(outage_s, 2), round(outage_at - started, 1)),
         "drain_s": round(drain_s, 1),
     }
@@ -264,6 +294,12 @@ def run(cfg: Config) -> int:
         )
         if ledger.rejected:
             verdicts.append(Verdict("no ride request refused", False, "4xx", ledger.rejected[:10]))
+        # what the supervisor saw die, against what the monkey killed (loadtests/chaos/deaths.py)
+        log = read_supervisor_log(platform.text().splitlines(), seen["started_epoch"])
+        faults = seen["faults"]
+        verdicts.append(valkey_kill_verdict(expected=cfg.valkey_kill, faults=faults, log=log))
+        if cfg.valkey_kill:
+            verdicts.append(ride_out_verdict(faults=faults, log=log))
         healthy, took_s, status_out = status_healthy_within(platform, STATUS_WITHIN_S)
         verdicts.append(
             Verdict(
@@ -300,8 +336,8 @@ def run(cfg: Config) -> int:
 def _summary(cfg: Config, seen: dict[str, Any], events: list[RideEvent]) -> dict[str, Any]:
     ledger: Ledger = seen["ledger"]
     faults: list[Fault] = seen["faults"]
-    back = [f.back_after_s for f in faults if f.back_after_s is not None and f.target != "valkey"]
-    valkey = [asdict(f) for f in faults if f.target == "valkey"]
+    back = [f.back_after_s for f in faults if f.back_after_s is not None and f.target != VALKEY]
+    valkey = [asdict(f) for f in faults if f.target == VALKEY]
     statuses: dict[str, int] = {}
     for status in seen["final"].values():
         statuses[status] = statuses.get(status, 0) + 1
