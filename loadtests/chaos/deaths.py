@@ -158,3 +158,19 @@ def ride_out_verdict(
     return Verdict(
         name, True, f"{span}: {len(window)} service death(s), each one of the monkey's kills"
     )
+
+
+def only_the_monkeys_kills_verdict(*, faults: Sequence[Fault], log: SupervisorLog) -> Verdict:
+    """Over the whole run, every process the supervisor saw die (Valkey included) was one the
+    monkey killed: no service died of a fault's after-effects (a restart storm, a poison entry,
+    a lost connection), whenever it happened."""
+    name = "every death was one of the monkey's kills"
+    killed = {f.pid for f in faults}
+    unexpected = [
+        f"{d.name} (pid {d.pid}) died at {d.at_s}s, exit {d.exit_code}: not the monkey's kill"
+        for d in log.deaths
+        if d.pid is None or d.pid not in killed
+    ]
+    if unexpected:
+        return Verdict(name, False, f"{len(unexpected)} other death(s)", unexpected[:10])
+    return Verdict(name, True, f"{len(log.deaths)} death(s), {len(faults)} kill(s)")

@@ -34,6 +34,7 @@ from loadtests.chaos.city import Api, Driver, Ledger, prober, riders
 from loadtests.chaos.deaths import (
     VALKEY,
     Fault,
+    only_the_monkeys_kills_verdict,
     read_supervisor_log,
     ride_out_verdict,
     valkey_kill_verdict,
@@ -300,6 +301,7 @@ def run(cfg: Config) -> int:
         verdicts.append(valkey_kill_verdict(expected=cfg.valkey_kill, faults=faults, log=log))
         if cfg.valkey_kill:
             verdicts.append(ride_out_verdict(faults=faults, log=log))
+        verdicts.append(only_the_monkeys_kills_verdict(faults=faults, log=log))
         healthy, took_s, status_out = status_healthy_within(platform, STATUS_WITHIN_S)
         verdicts.append(
             Verdict(

@@ -12,6 +12,7 @@ from loadtests.chaos.deaths import (
     Fault,
     Spawn,
     SupervisorLog,
+    only_the_monkeys_kills_verdict,
     read_supervisor_log,
     ride_out_verdict,
     valkey_kill_verdict,
@@ -174,3 +175,18 @@ def test_a_valkey_that_never_answered_again_keeps_the_window_open() -> None:
     log = clean_log()
     log.deaths.append(Death(300.0, "janitor", 50, 1))
     assert not ride_out_verdict(faults=faults, log=log).ok
+
+
+def test_deaths_that_are_all_the_monkeys_kills_pass() -> None:
+    verdict = only_the_monkeys_kills_verdict(faults=clean_faults(), log=clean_log())
+    assert verdict.ok
+    assert verdict.detail == "2 death(s), 2 kill(s)"
+
+
+def test_a_death_long_after_any_valkey_kill_still_fails_the_whole_run_check() -> None:
+    log = clean_log()
+    log.deaths.append(Death(300.0, "pricing", 20 + 50, 1))  # outside any ride-out window
+    assert ride_out_verdict(faults=clean_faults(), log=log).ok
+    verdict = only_the_monkeys_kills_verdict(faults=clean_faults(), log=log)
+    assert not verdict.ok
+    assert verdict.examples == ["pricing (pid 70) died at 300.0s, exit 1: not the monkey's kill"]
