@@ -26,7 +26,12 @@ async def healthz() -> JSON:
 @router.get(
     "/readyz",
     response_model=ReadyOut,
-    responses={503: {"model": ReadyOut, "description": "Redis down or a required group missing"}},
+    responses={
+        503: {
+            "model": ReadyOut,
+            "description": "Redis down, a required group missing or the notifier stopped",
+        }
+    },
     summary="Redis answers and every consumer group exists",
 )
 async def readyz(request: Request) -> JSON:
@@ -57,6 +62,8 @@ async def readyz(request: Request) -> JSON:
         "shedding_telemetry": deps.shedding,
         "durable_writes": deps.durable_writes,
     }
+    if notifier_failure:
+        body["notifier"] = notifier_failure
     return JSON(body, status_code=200 if not blocking else 503)
 
 

@@ -225,6 +225,9 @@ class ReadyOut(BaseModel):
     shedding_telemetry: bool | None = None
     durable_writes: bool | None = None
     redis: str | None = Field(None, description="why Redis did not answer (503 only)")
+    notifier: str | None = Field(
+        None, description="why the driver notifier stopped: offers miss drivers (503 only)"
+    )
 
 
 class ErrorOut(BaseModel):
