@@ -1,12 +1,12 @@
 """Dead letters an operator can use: list them, and replay one or all to the stream they came from.
 
-A replay appends the original fields again (a new entry id, the same event `id`) to the original
-stream, then deletes the dead letter (XDEL): the dead-letter stream holds only what still needs
-a decision. The two writes are not one transaction (on a cluster they live on different shards),
-so a crash between them leaves the dead letter in place and a second replay appends the event
-again; that is safe because every handler dedupes on the event id (DESIGN §6). The new entry
-reaches every group of the stream, not only the one that gave up on it: groups that handled
-the event before see it again and skip it by its id.
+A replay appends the original fields again, byte for byte (a new entry id, the same event `id`),
+to the original stream, then deletes the dead letter (XDEL): the dead-letter stream holds only
+what still needs a decision. The two writes are not one transaction (on a cluster they live on
+different shards), so a crash between them leaves the dead letter in place and a second replay
+appends the event again; that is safe because every handler dedupes on the event id (DESIGN §6).
+The new entry reaches every group of the stream, not only the one that gave up on it: groups
+that handled the event before see it again and skip it by its id.
 
 The entry's fields are read as ridepulse/bus/deadletter.py writes them; fields added later
 (another helper may add some) are kept in `extra` and shown as they are."""
@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 import redis
 
-from ridepulse.bus.deadletter import DEAD_LETTER_FIELDS
+from ridepulse.bus.deadletter import DEAD_LETTER_FIELDS, ORIGINAL_FIELD_PREFIX, verbatim_original
 from ridepulse.errors import InvalidInput, NotFound
 from ridepulse.keys import GlobalKeys
 
@@ -40,8 +40,9 @@ class DeadLetter:
     reason: str
     deliveries: int
     time_ms: int
-    original: dict[str, str]
+    original: dict[str, str]  # readable: bytes that are not UTF-8 shown as U+FFFD
     extra: dict[str, str] = field(default_factory=dict)
+    verbatim: dict[bytes, bytes] = field(default_factory=dict)  # what a replay appends
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +65,10 @@ def _text(value: bytes | str) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
+def _bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
+
+
 def _int(value: str) -> int:
     try:
         return int(value)
@@ -75,7 +80,8 @@ def parse_dead_letter(
     entry_id: bytes | str, fields: Mapping[bytes | str, bytes | str]
 ) -> DeadLetter:
     """One dead-letter entry, tolerant of missing and added fields."""
-    f = {_text(k): _text(v) for k, v in fields.items()}
+    raw = {_bytes(k): _bytes(v) for k, v in fields.items()}
+    f = {_text(k): _text(v) for k, v in raw.items() if not k.startswith(ORIGINAL_FIELD_PREFIX)}
     try:
         original = orjson.loads(f.get("original", "{}"))
     except orjson.JSONDecodeError:
@@ -95,6 +101,7 @@ def parse_dead_letter(
         time_ms=_int(f.get("time", "0")),
         original={str(k): str(v) for k, v in original.items()},
         extra={k: v for k, v in f.items() if k not in _KNOWN},
+        verbatim=verbatim_original(raw),
     )
 
 
@@ -135,9 +142,12 @@ def replay(client: redis.Redis, prefix: str, letter: DeadLetter) -> str:
     no original fields (nothing to replay)."""
     if not letter.stream.startswith(f"{prefix}:"):
         raise InvalidInput(f"dead letter {letter.id} names stream {letter.stream!r}", field="id")
-    if not letter.original:
+    # A letter written before the verbatim fields were kept replays its readable `original`, as it
+    # always did (bytes that were not UTF-8 arrived there already replaced by U+FFFD).
+    fields = letter.verbatim or letter.original
+    if not fields:
         raise InvalidInput(f"dead letter {letter.id} has no original fields", field="id")
-    new_id: Any = client.xadd(letter.stream, letter.original)  # type: ignore[arg-type]
+    new_id: Any = client.xadd(letter.stream, fields)  # type: ignore[arg-type]
     client.xdel(GlobalKeys(prefix).dead_letters, letter.id)
     return _text(new_id)
 

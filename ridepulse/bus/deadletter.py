@@ -1,7 +1,11 @@
-"""The dead-letter stream: poison and invalid entries go here with their reason, then are acked."""
+"""The dead-letter stream: poison and invalid entries go here with their reason, then are acked.
+
+A dead letter keeps the original entry byte for byte, so a replay appends exactly what arrived,
+even field names or values that are not UTF-8 or data that is not JSON."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -22,6 +26,11 @@ DEAD_LETTER_FIELDS = (
     "time",
     "original",
 )  # dead letters are for inspection, not an archive
+# Each original field is also kept as a field of its own, its name behind this prefix: a stream
+# stores bytes, so these are the entry verbatim with no encoding to get wrong, in its field order.
+# `original` above is only a readable rendering (bytes that are not UTF-8 shown as U+FFFD), kept
+# for people and for readers of the documented contract.
+ORIGINAL_FIELD_PREFIX = b"original:"
 
 
 def dead_letter_fields(
@@ -49,4 +58,12 @@ def dead_letter_fields(
         b"deliveries": str(deliveries).encode(),
         b"time": str(now_ms()).encode(),
         b"original": orjson.dumps(original),
+        **{ORIGINAL_FIELD_PREFIX + k: v for k, v in (fields or {}).items()},
     }
+
+
+def verbatim_original(dead_letter: Mapping[bytes, bytes]) -> dict[bytes, bytes]:
+    """The original entry's fields byte for byte, from a dead letter's fields; empty for a letter
+    written before they were kept (it has only the readable `original`)."""
+    cut = len(ORIGINAL_FIELD_PREFIX)
+    return {k[cut:]: v for k, v in dead_letter.items() if k.startswith(ORIGINAL_FIELD_PREFIX)}

@@ -153,7 +153,16 @@ DEAD_LETTER_SCHEMA: dict[str, Any] = {
         "original": {
             "type": "object",
             "additionalProperties": {"type": "string"},
-            "description": "The original entry's fields, as JSON.",
+            "description": "The original entry's fields, as JSON, for reading: bytes that are "
+            "not UTF-8 shown as U+FFFD.",
+        },
+    },
+    "patternProperties": {
+        "^original:": {
+            "type": "string",
+            "description": "One field of the original entry under its own name after the "
+            "prefix, byte for byte (bytes, not necessarily UTF-8): what a replay appends. "
+            "Absent from dead letters written before they were kept.",
         },
     },
 }

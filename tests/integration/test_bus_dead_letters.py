@@ -1,4 +1,4 @@
-"""Poison and invalid entries go to the dead-letter stream; nothing else is blocked."""
+"""Poison and invalid entries go to the dead-letter stream, verbatim; nothing else is blocked."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
+from ridepulse.bus.deadletter import verbatim_original
 from ridepulse.bus.handlers import HandlerTable
 from ridepulse.contracts.registry import Event, make
 from ridepulse.keys import GlobalKeys, MarketKeys
@@ -89,6 +90,16 @@ INVALID_ENTRIES = [
         "ride_id: Input should be a valid string",
     ),
     ("non-integer time", {**_valid(), b"id": b"x6", b"time": b"yesterday"}, "integers"),
+    (
+        "not utf-8",
+        {**_valid(), b"id": b"x7", b"type": b"ride.\xffrequested"},
+        "undecodable: UnicodeDecodeError",
+    ),
+    (
+        "not utf-8, no envelope",
+        {b"type": b"ride.\xffrequested", b"data": b"\x80\x81", b"\xfe": b"\x80"},
+        "missing fields",
+    ),
 ]
 
 
@@ -114,6 +125,8 @@ async def test_invalid_entry_goes_to_dead_letters_with_its_reason(
     assert len(letters) == 1, f"{case}: expected one dead letter, got {letters}"
     assert reason in letters[0][b"reason"].decode(), letters[0][b"reason"]
     assert letters[0][b"deliveries"] == b"1"
+    kept = list(verbatim_original(letters[0]).items())
+    assert kept == list(fields.items()), f"{case}: kept {kept!r}, not the entry {fields!r}"
     assert handled == [e.id for e in good]
     pending: Any = await redis.xpending(keys.rides, "g")
     assert pending["pending"] == 0

@@ -1,6 +1,7 @@
 """`ridepulse deadletters` against the real server, in a subprocess as an operator runs it: an
 event a handler kept failing is listed with its reason, stream, group and deliveries, then
-replayed to its stream, where the (now fixed) consumer processes it; the dead letter is gone."""
+replayed to its stream, where the (now fixed) consumer processes it; the dead letter is gone.
+A replay puts back the original entry byte for byte, even one that is not UTF-8."""
 
 from __future__ import annotations
 
@@ -9,14 +10,14 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
 import redis.asyncio as aioredis
 
 from ridepulse.bus.handlers import HandlerTable
-from ridepulse.contracts.registry import Event
+from ridepulse.contracts.registry import Event, make
 from ridepulse.keys import GlobalKeys, MarketKeys
 from ridepulse.settings import Settings
 from tests.support.bus import expired_events, fill, runtime
@@ -150,3 +151,83 @@ async def _handled(handled: Counter[str], event_id: str) -> bool:
 
 async def _all_handled(handled: Counter[str], ids: list[str]) -> bool:
     return all(handled[i] == 1 for i in ids)
+
+
+def _valid() -> dict[bytes, bytes]:
+    return make("ride.expired", "ride/ok", {"ride_id": "ok", "version": 2}, "test").to_fields()
+
+
+# What a broken producer might append: field names and values that are not UTF-8, data that is
+# not JSON. A dead letter must keep each of them exactly, so a replay appends what arrived.
+UNREADABLE_ENTRIES: list[dict[bytes, bytes]] = [
+    {b"type": b"ride.\xffrequested", b"data": b"\x80\x81"},
+    {**_valid(), b"id": b"x1", b"type": b"ride.\xffexpired"},
+    {**_valid(), b"id": b"x2", b"data": b"{not json \xfe\x00"},
+    {**_valid(), b"id": b"x3", b"data": b"", b"\xfe\xc3\x28": b"\xc3\x28"},
+]
+
+Fields = list[tuple[bytes, bytes]]
+
+
+async def _entries(redis: aioredis.Redis, stream: str, after: str = "-") -> list[Fields]:
+    found = cast(list[tuple[bytes, dict[bytes, bytes]]], await redis.xrange(stream, min=after))
+    return [list(fields.items()) for _, fields in found]
+
+
+async def test_replay_puts_back_unreadable_entries_byte_for_byte(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    keys = MarketKeys("sf", settings.key_prefix)
+    handled: list[str] = []
+
+    async def handler(event: Event, deps: Any) -> None:
+        handled.append(event.id)
+
+    for fields in UNREADABLE_ENTRIES:
+        await redis.xadd(keys.rides, fields)  # type: ignore[arg-type]
+    originals = await _entries(redis, keys.rides)
+    assert originals == [list(f.items()) for f in UNREADABLE_ENTRIES]
+    last_id = cast(list[tuple[bytes, Any]], await redis.xrevrange(keys.rides, count=1))[0][0]
+    consumer = runtime(redis, settings, HandlerTable(per_event={"ride.expired": handler}))
+    await asyncio.wait_for(consumer.run(), 10)
+    assert handled == []
+    assert await dead_letter_count(redis, settings) == len(UNREADABLE_ENTRIES)
+
+    listing = await run_cli(settings)
+    assert listing.returncode == 0, listing.stderr
+    assert len(listing.stdout.splitlines()) == 1 + len(UNREADABLE_ENTRIES), listing.stdout
+    replayed = await run_cli(settings, "replay", "--all")
+    assert replayed.returncode == 0, replayed.stderr
+    assert f"{len(UNREADABLE_ENTRIES)} replayed" in replayed.stdout, replayed.stdout
+
+    again = await _entries(redis, keys.rides, after="(" + last_id.decode())
+    assert again == originals, f"replayed {again!r}, expected the originals {originals!r}"
+    assert await dead_letter_count(redis, settings) == 0
+
+
+async def test_a_dead_letter_in_the_old_json_only_format_still_replays(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    keys = MarketKeys("sf", settings.key_prefix)
+    original = {k.decode(): v.decode() for k, v in _valid().items()}
+    old_letter = {  # as ridepulse/bus/deadletter.py wrote them before the raw fields
+        "stream": keys.rides,
+        "group": "g",
+        "consumer": "c1",
+        "entry_id": "1-0",
+        "event_id": original["id"],
+        "type": original["type"],
+        "reason": "failed 5 deliveries",
+        "deliveries": "5",
+        "time": "0",
+        "original": orjson.dumps(original),
+    }
+    await redis.xadd(GlobalKeys(settings.key_prefix).dead_letters, old_letter)  # type: ignore[arg-type]
+    replayed = await run_cli(settings, "replay", "--all")
+    assert replayed.returncode == 0 and "1 replayed" in replayed.stdout, replayed
+    assert await _entries(redis, keys.rides) == [list(_valid_as(original).items())]
+    assert await dead_letter_count(redis, settings) == 0
+
+
+def _valid_as(original: dict[str, str]) -> dict[bytes, bytes]:
+    return {k.encode(): v.encode() for k, v in original.items()}

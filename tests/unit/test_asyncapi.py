@@ -179,6 +179,20 @@ def test_dead_letter_schema_documents_every_field() -> None:
         stream="s", group="g", consumer="c", entry_id="1-0", fields=None, reason="r", deliveries=1
     )
     assert set(DEAD_LETTER_SCHEMA["properties"]) == {f.decode() for f in fields}
+    verbatim = (
+        dead_letter_fields(
+            stream="s",
+            group="g",
+            consumer="c",
+            entry_id="1-0",
+            fields={b"type": b"ride.\xffrequested"},
+            reason="r",
+            deliveries=1,
+        ).keys()
+        - fields.keys()
+    )
+    (pattern,) = DEAD_LETTER_SCHEMA["patternProperties"]
+    assert verbatim and all(re.match(pattern.encode(), f) for f in verbatim), verbatim
 
 
 def test_a_real_event_matches_its_documented_headers_and_payload(
