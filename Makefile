@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# openapi-python-client caps typer below the project's pin, so it has a venv of its own, from
+# pyproject.toml's openapi-generator dependency group (tests/e2e/test_openapi_client.py runs it).
+GENERATOR_VENV := $(VENV)/openapi-generator
 PYTEST_ARGS ?=
 # The whole tree is formatted, linted and type-checked strictly (pyproject.toml has the rules).
 TYPED := ridepulse ingest matching eta pricing dashboard loadtests tests
@@ -22,6 +25,9 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,load]'
+	@test -x $(GENERATOR_VENV)/bin/python || $(PYTHON) -m venv $(GENERATOR_VENV)
+	$(GENERATOR_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(GENERATOR_VENV)/bin/python -m pip install --quiet --group openapi-generator
 	@touch $(STAMP)
 
 .venv: $(STAMP) ## create the virtualenv with the test and load extras (every target does it)
