@@ -17,6 +17,7 @@ from ridepulse.errors import RidePulseError
 from ridepulse.logs import get_logger
 from ridepulse.redis_client import connect
 from ridepulse.settings import Settings
+from ridepulse.ws_cap import ConnectionCap
 
 
 def create_app(settings: Settings, config: FeedConfig | None = None) -> FastAPI:
@@ -40,6 +41,7 @@ def create_app(settings: Settings, config: FeedConfig | None = None) -> FastAPI:
     app = FastAPI(title="RidePulse dashboard", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.secret = resolve_secret(settings) if settings.auth_enabled else ""
+    app.state.feed_cap = ConnectionCap(settings.dashboard_ws_per_token)
 
     @app.exception_handler(RidePulseError)
     async def project_error(request: Request, exc: RidePulseError) -> Response:

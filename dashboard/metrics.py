@@ -11,6 +11,10 @@ DROPPED_FRAMES = Counter(
 CLIENTS_DROPPED = Counter(
     "rp_dashboard_clients_dropped_total", "Clients disconnected after falling behind for too long"
 )
+FEED_REFUSED = Counter(
+    "rp_dashboard_feed_refused_total",
+    "Feed WebSocket upgrades refused with 429: the token had its cap of sockets open",
+)
 DELTAS = Counter("rp_dashboard_deltas_total", "Deltas published to clients")
 SNAPSHOTS = Counter("rp_dashboard_snapshots_total", "Snapshots built for clients")
 READ_ERRORS = Counter("rp_dashboard_read_errors_total", "Failed Redis reads of the feed", ["loop"])

@@ -1,7 +1,9 @@
 """WS /ws: a snapshot (or the missed deltas) then deltas, from the client's bounded queue.
 
 Auth (when on): the session cookie the page got from its link, or a `dashboard`-audience token
-in ?token= / Authorization. The socket closes with 4401 when that token expires.
+in ?token= / Authorization. The socket closes with 4401 when that token expires. One token holds
+at most `dashboard_ws_per_token` sockets of this process; one more is refused with 429 and
+Retry-After (ridepulse/ws_cap.py); with auth off there is no token, so no cap.
 Query: market (one this dashboard serves; the default market when absent), and last_seq and
 epoch (from the snapshot) to resume."""
 
@@ -15,7 +17,10 @@ from fastapi import WebSocket
 from dashboard.access import SESSION_COOKIE, origin_allowed, require_viewer, token_from
 from dashboard.feed import Feed, pick_feed
 from dashboard.hub import Client
+from dashboard.metrics import FEED_REFUSED
+from ridepulse.auth import Principal
 from ridepulse.errors import RidePulseError
+from ridepulse.ws_cap import ConnectionCap, refuse_over_cap
 from ridepulse.ws_expiry import close_at_expiry
 
 POLICY_VIOLATION = 1008
@@ -53,7 +58,22 @@ async def feed_socket(websocket: WebSocket) -> None:
         await websocket.accept()
         await websocket.close(POLICY_VIOLATION, reason=exc.detail[:120])
         return
-    await websocket.accept()
+    cap: ConnectionCap = app.state.feed_cap
+    counted = token if viewer is not None else None
+    if counted is not None and not cap.acquire(counted):
+        FEED_REFUSED.inc()
+        await refuse_over_cap(websocket, cap.limit)
+        return
+    try:
+        await websocket.accept()
+        await _serve(websocket, feed, viewer)
+    finally:  # every way out, a dropped connection too, gives the slot back
+        if counted is not None:
+            cap.release(counted)
+
+
+async def _serve(websocket: WebSocket, feed: Feed, viewer: Principal | None) -> None:
+    params = websocket.query_params
     client = feed.hub.connect(_int(params.get("last_seq")), params.get("epoch"))
     tasks = [
         asyncio.create_task(_send(websocket, client)),

@@ -198,10 +198,13 @@ class Stack:
     dashboard: ServerProcess
     city: subprocess.Popen[bytes]
 
-    @property
-    def ws_url(self) -> str:
-        # the feed takes dashboard-audience tokens only (docs/security.md)
-        token = mint_token(SECRET, "viewer", "bench", audience="dashboard", ttl_s=3600)
+    def ws_url(self, viewer: int) -> str:
+        """The feed URL of one viewer, with its own token: a browser that opens a dashboard
+        link gets a session of its own, and the dashboard caps sockets per token
+        (RIDEPULSE_DASHBOARD_WS_PER_TOKEN), so the bench runs the shipped defaults as 2,000
+        browsers would. The feed takes dashboard-audience tokens only (docs/security.md)."""
+        subject = f"bench-{viewer}"  # tokens minted in one second differ only by subject
+        token = mint_token(SECRET, "viewer", subject, audience="dashboard", ttl_s=3600)
         return f"ws://127.0.0.1:{self.dashboard.port}/ws?token={token}"
 
     async def metrics(self) -> dict[str, float]:
@@ -312,12 +315,13 @@ async def watch(
 
 @contextlib.asynccontextmanager
 async def clients(
-    url: str, count: int, recorder: Recorder, deflate: bool, measure_every: int
+    url: Callable[[int], str], count: int, recorder: Recorder, deflate: bool, measure_every: int
 ) -> AsyncIterator[None]:
+    """`count` clients, the i-th on `url(i)`."""
     gate = asyncio.Semaphore(CONNECTS_AT_ONCE)
     started = time.monotonic()
     tasks = [
-        asyncio.create_task(watch(url, recorder, gate, deflate, i % measure_every == 0))
+        asyncio.create_task(watch(url(i), recorder, gate, deflate, i % measure_every == 0))
         for i in range(count)
     ]
     try:

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import redis.asyncio as aioredis
 import uvicorn
 from prometheus_client import REGISTRY
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from dashboard.access import SESSION_COOKIE
 from dashboard.app import create_app
@@ -59,6 +60,7 @@ class Dashboard:
 
 
 SEND_BUFFER_BYTES = 32_768
+REFUSED_METRIC = "rp_dashboard_feed_refused_total"
 
 
 @pytest.fixture
@@ -519,3 +521,61 @@ async def test_an_open_feed_closes_with_4401_when_its_token_expires(
                 await asyncio.wait_for(ws.recv(), 10)
     frame = closed.value.rcvd
     assert frame is not None and (frame.code, frame.reason) == (TOKEN_EXPIRED, "token expired")
+
+
+async def _admitted(uri: str) -> ClientConnection | None:
+    """An open feed socket (its snapshot read), or None when the upgrade got the cap's 429."""
+    try:
+        ws = await connect(uri, open_timeout=5)
+    except InvalidStatus as refused:
+        if refused.response.status_code != 429:
+            raise AssertionError(f"expected 101 or the cap's 429, got {refused.response}") from None
+        return None
+    await _next(ws, lambda m: m["kind"] == "snapshot", what="the snapshot")
+    return ws
+
+
+async def test_one_token_holds_at_most_its_cap_of_feed_sockets_and_a_closed_one_frees_a_slot(
+    settings: Settings,
+) -> None:
+    """RIDEPULSE_DASHBOARD_WS_PER_TOKEN=2: the third socket of one token is refused at the
+    upgrade with 429 + Retry-After, another token is not, and a socket that closes (cleanly or
+    by a dropped connection) gives its slot back."""
+    capped = settings.model_copy(update={"dashboard_ws_per_token": 2})
+    async with _serve(capped) as dashboard, contextlib.AsyncExitStack() as sockets:
+        uri = dashboard.ws()
+        close_later = sockets.push_async_callback  # every socket opened here closes at the end
+        one, two = [await connect(uri, open_timeout=5) for _ in range(2)]
+        for ws in (one, two):
+            close_later(ws.close)
+            await _next(ws, lambda m: m["kind"] == "snapshot", what="a capped token's snapshot")
+        async with httpx.AsyncClient(base_url=dashboard.http) as http:
+            refused_before = _metric((await http.get("/metrics")).text, REFUSED_METRIC)
+
+        with pytest.raises(InvalidStatus) as third:
+            await connect(uri, open_timeout=5)
+        response = third.value.response
+        assert response.status_code == 429, f"expected 429 past the cap, got {response}"
+        assert int(response.headers["Retry-After"]) >= 1, response.headers
+        assert orjson.loads(response.body or b"{}")["error"] == "rate_limited", response.body
+        async with httpx.AsyncClient(base_url=dashboard.http) as http:
+            refused_after = _metric((await http.get("/metrics")).text, REFUSED_METRIC)
+        assert refused_after == refused_before + 1
+
+        other = mint_dashboard_link(dashboard.settings.secret or "", "another-viewer")
+        assert other != dashboard.token
+        another = await _admitted(dashboard.ws(token=other))
+        assert another is not None, "another token was refused by the first token's cap"
+        close_later(another.close)
+
+        await one.close()  # a clean close: the server sees it asynchronously
+        again = await wait_until(lambda: _admitted(uri), timeout_s=10, what="a freed slot")
+        close_later(again.close)
+        assert await _admitted(uri) is None, "two sockets open again: the cap must hold"
+
+        two.transport.abort()  # a dropped connection: no close frame, the TCP reset only
+        after_drop = await wait_until(
+            lambda: _admitted(uri), timeout_s=10, what="the dropped socket's slot"
+        )
+        close_later(after_drop.close)
+        assert await _admitted(uri) is None, "the cap counts the socket that took the slot"

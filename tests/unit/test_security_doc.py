@@ -8,6 +8,8 @@ from pathlib import Path
 from dashboard.access import SESSION_COOKIE
 from ridepulse.acl import SERVICE_GRANTS
 from ridepulse.auth import DASHBOARD_LINK_TTL_S, DASHBOARD_SESSION_TTL_S, DEFAULT_TTL_S
+from ridepulse.settings import Settings
+from ridepulse.ws_cap import CAP_RETRY_AFTER_S
 from ridepulse.ws_expiry import TOKEN_EXPIRED
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,6 +27,16 @@ def test_lifetimes_cookie_and_close_code_are_the_codes_own() -> None:
     assert f"{DEFAULT_TTL_S // 3600} hours by default" in lifetimes
     assert f"`{SESSION_COOKIE}`" in lifetimes
     assert f"**{TOKEN_EXPIRED}**" in lifetimes
+
+
+def test_the_websocket_caps_state_the_settings_defaults_and_the_retry_after() -> None:
+    caps = _section("WebSocket caps")
+    assert f"`Retry-After: {CAP_RETRY_AFTER_S}`" in caps
+    for name in ("driver_ws_per_token", "dashboard_ws_per_token"):
+        default = Settings.model_fields[name].default
+        assert f"| `RIDEPULSE_{name.upper()}` | {default} |" in caps, f"{name}: {default}"
+    dashboard_default = Settings.model_fields["dashboard_ws_per_token"].default
+    assert f"**The dashboard's default, {dashboard_default}.**" in caps
 
 
 def test_every_redis_user_has_a_row_and_no_row_is_stale() -> None:

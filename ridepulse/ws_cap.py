@@ -1,0 +1,71 @@
+"""At most `limit` WebSockets open at once per token, in one process; past it the upgrade is
+refused with HTTP 429 and `Retry-After` (docs/security.md, "WebSocket caps").
+
+A slot is taken before the handshake is accepted and given back in the socket's `finally`, so
+every way a socket ends (a clean close, a dropped connection, a server-side close) frees it.
+The table is keyed by the token's identity, a SHA-256 of it (our tokens carry no `jti`): a
+heap dump or a debugger shows no credential. Shared by the dashboard feed; ingest's driver
+socket still has its own copy in `ingest/ratelimit.py`, to move here."""
+
+from __future__ import annotations
+
+import hashlib
+
+import orjson
+from starlette.responses import Response
+from starlette.websockets import WebSocket
+
+from ridepulse.errors import RateLimited
+
+# A refused client (the dashboard page, a driver app) retries on its own backoff; five seconds
+# is long enough for a socket the client just closed to be seen closed by the server.
+CAP_RETRY_AFTER_S = 5
+POLICY_VIOLATION = 1008
+
+
+def token_identity(token: str) -> str:
+    """What the cap counts by: equal for equal tokens, and not the token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class ConnectionCap:
+    """Open sockets per token identity, in this process (limit 0 = no cap)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        """Tokens with at least one open socket: a token's entry goes with its last socket."""
+        return len(self._open)
+
+    def acquire(self, token: str) -> bool:
+        """Take a slot for `token`; False (and nothing taken) when it holds `limit` already."""
+        identity = token_identity(token)
+        count = self._open.get(identity, 0)
+        if self.limit > 0 and count >= self.limit:
+            return False
+        self._open[identity] = count + 1
+        return True
+
+    def release(self, token: str) -> None:
+        """Give back a slot `acquire` granted; call it exactly once per granted slot."""
+        identity = token_identity(token)
+        count = self._open.get(identity, 0) - 1
+        if count > 0:
+            self._open[identity] = count
+        else:
+            self._open.pop(identity, None)
+
+
+async def refuse_over_cap(websocket: WebSocket, limit: int) -> None:
+    """Answer the upgrade with 429, `Retry-After` and the JSON error body; on a server without
+    the ASGI denial-response extension, a close before accepting (the server's 403)."""
+    detail = f"at most {limit} open WebSocket(s) per token"
+    if "websocket.http.response" not in websocket.scope.get("extensions", {}):
+        await websocket.close(POLICY_VIOLATION, detail)
+        return
+    body = orjson.dumps({"error": RateLimited.code, "detail": detail})
+    headers = {"Retry-After": str(CAP_RETRY_AFTER_S)}
+    denial = Response(body, RateLimited.status, headers, media_type="application/json")
+    await websocket.send_denial_response(denial)
