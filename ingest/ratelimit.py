@@ -79,25 +79,3 @@ async def limit_rider(
             f"at most {per_min} {action} per minute; retry in {retry_after_s} s",
             retry_after_s=retry_after_s,
         )
-
-
-class ConnectionCap:
-    """At most `limit` WebSockets open at once per token, in this process (0 = no cap)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._open: dict[str, int] = {}
-
-    def acquire(self, token: str) -> bool:
-        count = self._open.get(token, 0)
-        if self.limit > 0 and count >= self.limit:
-            return False
-        self._open[token] = count + 1
-        return True
-
-    def release(self, token: str) -> None:
-        count = self._open.get(token, 0) - 1
-        if count > 0:
-            self._open[token] = count
-        else:
-            self._open.pop(token, None)

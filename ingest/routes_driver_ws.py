@@ -10,9 +10,9 @@ from fastapi import APIRouter, FastAPI, WebSocket, WebSocketDisconnect
 
 from ingest.deps import Deps
 from ingest.errors import error_response
-from ingest.ratelimit import ConnectionCap
 from ingest.routes_telemetry import accept_ping
 from ridepulse.errors import RidePulseError
+from ridepulse.ws_cap import ConnectionCap
 from ridepulse.ws_expiry import close_at_expiry
 
 router = APIRouter(tags=["telemetry"])

@@ -4,8 +4,8 @@ refused with HTTP 429 and `Retry-After` (docs/security.md, "WebSocket caps").
 A slot is taken before the handshake is accepted and given back in the socket's `finally`, so
 every way a socket ends (a clean close, a dropped connection, a server-side close) frees it.
 The table is keyed by the token's identity, a SHA-256 of it (our tokens carry no `jti`): a
-heap dump or a debugger shows no credential. Shared by the dashboard feed; ingest's driver
-socket still has its own copy in `ingest/ratelimit.py`, to move here."""
+heap dump or a debugger shows no credential. Shared by the dashboard feed and ingest's driver
+socket (which keeps its own refusal)."""
 
 from __future__ import annotations
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from ingest.quotes import QUOTE_CELL_RESOLUTION, checked_quote_id, trip_cells
-from ingest.ratelimit import ConnectionCap
 from ingest.routes_rides import body_hash
 from ridepulse.errors import InvalidInput
 from ridepulse.geo import cell_of
+from ridepulse.ws_cap import ConnectionCap
 
 
 def test_body_hash_ignores_key_order_and_sees_every_value() -> None:
