@@ -16,6 +16,9 @@ class FeedConfig:
     # with nobody watching, reading every position twice a second is wasted work (a quarter of a
     # core at 8,000 drivers); a client that connects or asks for a snapshot wakes the sampler
     idle_driver_sample_s: float = 5.0
+    # KPIs are recomputed over every ride shown: ten times a second at 100 rides/s was a tenth
+    # of a core, for figures a person reads; ride changes still go out every tick
+    kpi_refresh_s: float = 0.5
     metrics_sample_s: float = 1.0  # series points, services panel, KPIs over time windows
     reconcile_s: float = 10.0  # re-read active rides and surge in case an event was missed
     ring_size: int = 600  # deltas kept for resuming clients (one minute at 10 Hz)

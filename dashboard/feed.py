@@ -142,7 +142,7 @@ class Feed:
         loop = asyncio.get_running_loop()
         next_at = loop.time()
         while not self._stop.is_set():
-            self.state.maybe_refresh(now_ms())
+            self.state.maybe_refresh(now_ms(), least_ms=int(self.config.kpi_refresh_s * 1000))
             self.hub.tick()
             next_at = max(next_at + self.hub.tick_interval_s(), loop.time())
             await sleep_or_stop(self._stop, next_at - loop.time())

@@ -99,9 +99,11 @@ class CityState:
         """Queued; it joins `series` when a delta carries it, so snapshots match the deltas."""
         self._points.append(point)
 
-    def maybe_refresh(self, now_ms: int, every_ms: int = 1000) -> None:
-        """Refresh when something changed, and at least every `every_ms` for the time windows."""
-        if self._dirty or now_ms - self._refreshed_at >= every_ms:
+    def maybe_refresh(self, now_ms: int, every_ms: int = 1000, least_ms: int = 0) -> None:
+        """Refresh when something changed (at most every `least_ms`), and at least every
+        `every_ms` for the time windows."""
+        since = now_ms - self._refreshed_at
+        if (self._dirty and since >= least_ms) or since >= every_ms:
             self.refresh(now_ms)
 
     def refresh(self, now_ms: int) -> None:

@@ -102,30 +102,17 @@ async def nearby_available(
 ) -> list[NearbyDriver]:
     """Drivers within `radius_m`, nearest first, that are available and whose last ping
     reached the server within `fresh_within_ms` (server clock at both ends)."""
-    found: Any = await redis.geosearch(
-        keys.drivers_geo,
-        longitude=lon,
-        latitude=lat,
-        radius=radius_m,
-        unit="m",
-        sort="ASC",
-        count=limit,
-        withcoord=True,
-        withdist=True,
-    )
-    if not found:
-        return []
-    ids = [f[0].decode() for f in found]
-    script = redis.register_script(_source("fresh_candidates.lua"))
-    flags: Any = await script(
-        keys=[keys.driver_statuses, keys.drivers_seen], args=[fresh_within_ms, *ids]
+    script = redis.register_script(_source("nearby_available.lua"))
+    flat: Any = await script(
+        keys=[keys.drivers_geo, keys.driver_statuses, keys.drivers_seen],
+        args=[lon, lat, radius_m, limit, fresh_within_ms],
     )
     skip = set(exclude)
-    return [
-        NearbyDriver(driver_id, float(coord[1]), float(coord[0]), float(dist))
-        for driver_id, (_, dist, coord), fresh in zip(ids, found, flags, strict=True)
-        if fresh and driver_id not in skip
+    found = [
+        NearbyDriver(driver_id.decode(), float(lat_), float(lon_), float(dist))
+        for driver_id, dist, lon_, lat_ in zip(*[iter(flat)] * 4, strict=True)
     ]
+    return [d for d in found if d.driver_id not in skip]
 
 
 STALE_CHUNK = 5_000  # drivers per ZRANGEBYSCORE page while dropping stale ones from the index

@@ -559,3 +559,18 @@ def test_quality_kpis_measure_trip_eta_error_pickup_time_and_fulfilment() -> Non
     assert kpis["pickup_mean_s"] == 90.0
     assert kpis["fulfilment_rate"] == 0.75
     assert kpis["open_requests"] == 1
+
+
+def test_a_change_refreshes_the_kpis_at_most_every_least_ms() -> None:
+    """KPIs go over every ride shown, so a busy city recomputes them twice a second, not at
+    every tick; the change still arrives, one refresh later."""
+    state = _state()
+    state.refresh(10_000)
+    state.set_ride_counts({"completed": 3})
+    state.maybe_refresh(10_200, least_ms=500)
+    assert state.kpis["completed"] == 0
+    state.maybe_refresh(10_500, least_ms=500)
+    assert state.kpis["completed"] == 3
+    state.set_ride_counts({"completed": 4})
+    state.maybe_refresh(10_501)  # no floor: every change refreshes at once
+    assert state.kpis["completed"] == 4
