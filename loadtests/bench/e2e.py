@@ -29,8 +29,8 @@ from loadtests.bench.samplers import (
     sample_stream_memory,
 )
 from loadtests.bench.stats import percentile
+from loadtests.bench.tokens import mint_tokens
 from loadtests.platform import Platform
-from ridepulse.auth import mint_token
 from ridepulse.contracts.envelope import now_ms
 from ridepulse.keys import GlobalKeys, MarketKeys
 from ridepulse.redis_client import connect
@@ -62,14 +62,14 @@ def _telemetry_request(cfg: E2EConfig, token: str, port: int) -> Any:
     return make
 
 
-def _ride_request(secret: str, port: int) -> Any:
+def _ride_request(rider_tokens: list[str], port: int) -> Any:
     def make(index: int) -> bytes:
         rng = random.Random(index)
         lat, lon = random_point(rng)
         toward_centre = (0.012 if lat < CENTRE[0] else -0.012, 0.012 if lon < CENTRE[1] else -0.012)
         dropoff = {"lat": round(lat + toward_centre[0], 6), "lon": round(lon + toward_centre[1], 6)}
         body = orjson.dumps({"pickup": {"lat": lat, "lon": lon}, "dropoff": dropoff})
-        token = mint_token(secret, "rider", f"bench-rider-{index}")
+        token = rider_tokens[index % len(rider_tokens)]
         return loadgen.build_request("POST", "/v1/rides", token=token, body=body, port=port)
 
     return make
@@ -152,18 +152,23 @@ async def run_e2e(
     stack = Platform(work_dir / "stack", "--no-sim", env=env)
     try:
         await asyncio.to_thread(stack.wait_up)
-        return await _measure(cfg, stack)
+        return await _measure(cfg, stack, env)
     finally:
         code = await asyncio.to_thread(stack.stop)
         print(f"  stack stopped (exit {code})", flush=True)
 
 
-async def _measure(cfg: E2EConfig, stack: Platform) -> dict[str, Any]:
-    secret = stack.secret
+async def _measure(cfg: E2EConfig, stack: Platform, env: dict[str, str] | None) -> dict[str, Any]:
     redis = connect(Settings(), stack.redis_url())
     keys = MarketKeys("sf")
-    fleet_token = mint_token(secret, "fleet", "bench-fleet")
-    ops_token = mint_token(secret, "ops", "bench")
+    riders = int(cfg.rides_per_s * cfg.seconds) + 1
+    fleet_token, ops_token, *rider_tokens = await asyncio.to_thread(
+        mint_tokens,
+        stack.secret,
+        [("fleet", "bench-fleet"), ("ops", "bench")]
+        + [("rider", f"bench-rider-{i}") for i in range(riders)],
+        env,
+    )
     try:
         print(
             f"  stack up; fleet of {cfg.fleet_size} drivers pings once, "
@@ -202,7 +207,7 @@ async def _measure(cfg: E2EConfig, stack: Platform) -> dict[str, Any]:
             ),
             loadgen.paced(
                 stack.api_port,
-                _ride_request(secret, stack.api_port),
+                _ride_request(rider_tokens, stack.api_port),
                 rate_per_s=cfg.rides_per_s,
                 seconds=cfg.seconds,
                 max_connections=256,

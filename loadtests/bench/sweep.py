@@ -32,6 +32,9 @@ from ridepulse.redis_server import EmbeddedRedis
 REPO = Path(__file__).resolve().parents[2]
 CURRENT = "current"
 FULL_RATES = (10_000, 20_000, 40_000, 60_000, 80_000, 100_000, 150_000)
+# Releases by commit, so a clone without tags can still check one out: v0.1.0 is main as it
+# stood before the overload, fault and cluster work (2026-11-29), the release issue 10 measured.
+RELEASES = {"v0.1.0": "0f1835360eea1af5ed22e24bdc697b5bf39966f4"}
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,7 @@ class SweepPlan:
     rides_per_s: float = 100.0
     seconds: float = 30.0
     reps: int = 1  # whole ABAB sweeps; the knee ratio's pairs (5 for a published ratio)
-    previous: str | None = "v0.1.0"  # a git tag, or None for the current tree alone
+    previous: str | None = "v0.1.0"  # a name in RELEASES, a tag or commit; None: current alone
     calibration_s: float = 5.0
 
 
@@ -61,7 +64,8 @@ def release_tree(tag: str) -> Iterator[Path]:
     """A detached worktree of `tag` in a temp dir, removed afterwards."""
     where = Path(tempfile.mkdtemp(prefix=f"ridepulse-{tag}-")) / "tree"
     git = ["git", "-C", str(REPO)]
-    subprocess.run([*git, "worktree", "add", "--detach", str(where), tag], check=True)
+    commit = RELEASES.get(tag, tag)
+    subprocess.run([*git, "worktree", "add", "--detach", str(where), commit], check=True)
     try:
         yield where
     finally:
