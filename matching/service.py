@@ -50,6 +50,7 @@ def build(
         deps=deps,
         burst=burst,
         concurrency=settings.matching_concurrency,
+        batches_in_flight=settings.matching_batches_in_flight,
     )
     return deps, [rides]
 

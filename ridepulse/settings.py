@@ -95,6 +95,9 @@ class Settings(BaseSettings):
 
     offer_timeout_s: float = Field(10.0, description="a driver's time to answer an offer")
     matching_concurrency: int = Field(32, description="rides one matching process offers at once")
+    matching_batches_in_flight: int = Field(
+        4, ge=1, description="reads of the ride stream matching works on at once (1: one by one)"
+    )
     match_batch_window_s: float = Field(
         0.0,
         ge=0.0,

@@ -121,6 +121,7 @@ class ConsumerRuntime(Generic[DepsT]):
         burst: bool = False,
         read_count: int | None = None,
         concurrency: int = 1,
+        batches_in_flight: int = 1,
         conflation: Conflation | None = None,
         gate: Callable[[], bool] | None = None,
     ) -> None:
@@ -145,6 +146,13 @@ class ConsumerRuntime(Generic[DepsT]):
         # Handlers of different subjects may run at once only where they are written for it
         # (matching's offers are atomic, version-checked scripts); the default is one by one.
         self.concurrency = concurrency
+        # Reads ahead of the batch in hand (per-event handlers only): a batch ends with its
+        # slowest handler, and a ride requested meanwhile should not wait for it. Events of one
+        # subject still run in stream order across batches (`_subject_turns`).
+        self.batches_in_flight = batches_in_flight
+        self._batches: set[asyncio.Task[None]] = set()
+        self._batch_error: BaseException | None = None
+        self._subject_turns: dict[str, asyncio.Future[None]] = {}
         # A position feed (telemetry): superseded pings are skipped, and a consumer behind by
         # more than `catch_up_lag_s` reads bigger slices, so it catches up in seconds.
         self.conflation = conflation
@@ -196,12 +204,15 @@ class ConsumerRuntime(Generic[DepsT]):
             if self.gate is not None and not self.gate():
                 if self.burst:
                     break
+                await self._drain_batches()
                 self._cancel_reads()
                 started = False  # reopened: first finish what this name still holds
                 await sleep_or_stop(self._stopping, GATE_POLL_S)
                 continue
             try:
+                self._raise_batch_error()
                 if not started:
+                    await self._drain_batches()  # own pending is re-read: none may be in hand
                     await self.ensure_groups()
                     await self._drain_own_pending()
                     started = True
@@ -233,6 +244,7 @@ class ConsumerRuntime(Generic[DepsT]):
                 if not await self._group_has_pending():
                     break
                 await asyncio.sleep(0.05)  # entries held elsewhere: wait until claimable
+        await self._drain_batches()
         self._cancel_reads()
         self.log.info("consumer.stopped", **self.stats.__dict__)
 
@@ -291,8 +303,39 @@ class ConsumerRuntime(Generic[DepsT]):
             for key, entries in reply
             for entry_id, fields in entries
         ]
-        await self._process(items)
+        await self._dispatch(items)
         return True
+
+    async def _dispatch(self, items: list[_Item]) -> None:
+        """Process a read: in hand, or (batches_in_flight > 1) alongside the batches before it,
+        waiting only when that many are in flight."""
+        if self.batches_in_flight <= 1:
+            await self._process(items)
+            return
+        task = asyncio.ensure_future(self._process(items))
+        self._batches.add(task)
+        task.add_done_callback(self._batch_done)
+        while len(self._batches) >= self.batches_in_flight:
+            await asyncio.wait(self._batches, return_when=asyncio.FIRST_COMPLETED)
+        self._raise_batch_error()
+
+    def _batch_done(self, task: asyncio.Task[None]) -> None:
+        self._batches.discard(task)
+        if not task.cancelled() and task.exception() is not None and self._batch_error is None:
+            self._batch_error = task.exception()
+
+    def _raise_batch_error(self) -> None:
+        """A batch in flight met a transient error, a lost lease or a lost group: the run loop
+        handles it as if the batch had been in hand."""
+        if self._batch_error is not None:
+            error, self._batch_error = self._batch_error, None
+            raise error
+
+    async def _drain_batches(self) -> None:
+        """Let the batches in flight finish (and acknowledge) before re-reading or stopping."""
+        while self._batches:
+            await asyncio.wait(set(self._batches))
+        self._batch_error = None  # what they met is left pending; the retry finds it
 
     def _read_size(self) -> int:
         """Entries to read: more when a conflating consumer is behind, since the cost of a read
@@ -510,10 +553,10 @@ class ConsumerRuntime(Generic[DepsT]):
         by_batch_type: dict[tuple[str, str], list[_Item]] = {}
         by_subject: dict[str, list[_Item]] = {}
         self._conflate(items)
+        trimmed: list[_Item] = []
         for item in items:
             if item.fields is None:  # body trimmed while pending
-                await self._count_lost(item.stream, [item.entry_id])
-                item.acked = True
+                trimmed.append(item)
                 continue
             if item.deliveries > self.settings.max_deliveries:
                 # Its handler never finished (the process died in it): do not run it again.
@@ -532,7 +575,11 @@ class ConsumerRuntime(Generic[DepsT]):
                 by_subject.setdefault(item.event.envelope.subject, []).append(item)
             else:
                 batch.acks.append(item)  # a type this group does not care about
-        await self._run_subjects(list(by_subject.values()), batch)
+        # no await before this: a batch read later must find this one's subjects registered
+        await self._run_subjects(list(by_subject.items()), batch)
+        for item in trimmed:
+            await self._count_lost(item.stream, [item.entry_id])
+            item.acked = True
         for (event_type, _), group_items in by_batch_type.items():
             if batch.transient is None and await self._run_batch(event_type, group_items, batch):
                 batch.acks.extend(group_items)
@@ -576,20 +623,37 @@ class ConsumerRuntime(Generic[DepsT]):
             return f"undecodable: {type(exc).__name__}: {exc}"
         return None
 
-    async def _run_subjects(self, subjects: list[list[_Item]], batch: _Batch) -> None:
+    async def _run_subjects(self, subjects: list[tuple[str, list[_Item]]], batch: _Batch) -> None:
         """Events of one subject (a ride, a driver) in stream order; up to `concurrency`
-        subjects at once, so one handler's round trips to Redis do not hold up the others."""
-        lanes = iter(subjects)
+        subjects at once, so one handler's round trips to Redis do not hold up the others. A
+        subject also held by a batch read earlier waits for that batch to finish with it."""
+        loop = asyncio.get_running_loop()
+        turns: list[tuple[str, list[_Item], asyncio.Future[None] | None, asyncio.Future[None]]] = []
+        for subject, subject_items in subjects:
+            mine: asyncio.Future[None] = loop.create_future()
+            turns.append((subject, subject_items, self._subject_turns.get(subject), mine))
+            self._subject_turns[subject] = mine
+        lanes = iter(turns)
 
         async def lane() -> None:
-            for subject_items in lanes:
+            for _, subject_items, before, turn in lanes:
+                if before is not None:
+                    await before
                 for item in subject_items:
                     if batch.transient is not None:
                         return  # Redis is away: leave the rest pending, unspent
                     if await self._run_one(item, batch):
                         batch.acks.append(item)
+                turn.set_result(None)
 
-        await asyncio.gather(*(lane() for _ in range(min(self.concurrency, len(subjects)))))
+        try:
+            await asyncio.gather(*(lane() for _ in range(min(self.concurrency, len(subjects)))))
+        finally:
+            for subject, _, _, mine in turns:
+                if not mine.done():
+                    mine.set_result(None)
+                if self._subject_turns.get(subject) is mine:
+                    del self._subject_turns[subject]
 
     async def _run_one(self, item: _Item, batch: _Batch) -> bool:
         assert item.event is not None

@@ -55,6 +55,7 @@ def runtime(
     burst: bool = True,
     deps: Any = None,
     concurrency: int = 1,
+    batches_in_flight: int = 1,
 ) -> ConsumerRuntime:
     keys = MarketKeys("sf", settings.key_prefix)
     return ConsumerRuntime(
@@ -68,6 +69,7 @@ def runtime(
         deps=deps,
         burst=burst,
         concurrency=concurrency,
+        batches_in_flight=batches_in_flight,
     )
 
 
