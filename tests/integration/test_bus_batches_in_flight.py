@@ -5,6 +5,8 @@ and every entry is acknowledged once all are done."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -44,9 +46,11 @@ class Recorder:
         return label in self.done or None
 
 
-async def _run(
+@contextlib.asynccontextmanager
+async def _running(
     redis: aioredis.Redis, settings: Settings, recorder: Recorder, batches: int
-) -> tuple[Any, asyncio.Task[None]]:
+) -> AsyncIterator[None]:
+    """A consumer of the four events below, running until the block ends (slow one released)."""
     keys = MarketKeys("sf", settings.key_prefix)
     # one entry per read: each event is its own batch
     one_per_read = settings.model_copy(update={"read_count": 1})
@@ -63,15 +67,20 @@ async def _run(
         keys.rides,
         [_expired("slow", 2), _expired("fast", 2), _expired("slow", 3), _expired("other", 2)],
     )
-    return consumer, asyncio.create_task(consumer.run())
+    running = asyncio.create_task(consumer.run())
+    try:
+        yield
+    finally:
+        recorder.release.set()
+        consumer.stop()
+        await asyncio.wait_for(running, 10)
 
 
 async def test_a_slow_handler_does_not_hold_up_later_subjects_and_its_own_wait_their_turn(
     redis: aioredis.Redis, settings: Settings
 ) -> None:
     recorder = Recorder()
-    consumer, running = await _run(redis, settings, recorder, batches=4)
-    try:
+    async with _running(redis, settings, recorder, batches=4):
         await wait_until(lambda: recorder.has_done("ride/other@2"), what="the last event handled")
         assert "ride/fast@2" in recorder.done
         # read while ride/slow's first event is still in its handler: it must wait for it
@@ -83,10 +92,6 @@ async def test_a_slow_handler_does_not_hold_up_later_subjects_and_its_own_wait_t
         await wait_until(
             lambda: _nothing_pending(redis, keys.rides), what="every entry acknowledged"
         )
-    finally:
-        recorder.release.set()
-        consumer.stop()
-        await asyncio.wait_for(running, 10)
 
 
 async def test_with_one_batch_in_hand_everything_waits_for_the_slow_handler(
@@ -94,8 +99,7 @@ async def test_with_one_batch_in_hand_everything_waits_for_the_slow_handler(
 ) -> None:
     """The contrast that shows what the read-ahead buys (and that the test above can fail)."""
     recorder = Recorder()
-    consumer, running = await _run(redis, settings, recorder, batches=1)
-    try:
+    async with _running(redis, settings, recorder, batches=1):
         await wait_until(
             lambda: _started(recorder, "ride/slow@2"), what="the slow handler to start"
         )
@@ -105,10 +109,6 @@ async def test_with_one_batch_in_hand_everything_waits_for_the_slow_handler(
         recorder.release.set()
         await wait_until(lambda: recorder.has_done("ride/other@2"), what="the rest handled")
         assert recorder.done == ["ride/slow@2", "ride/fast@2", "ride/slow@3", "ride/other@2"]
-    finally:
-        recorder.release.set()
-        consumer.stop()
-        await asyncio.wait_for(running, 10)
 
 
 async def _started(recorder: Recorder, label: str) -> bool | None:
