@@ -143,7 +143,7 @@ class Settings(BaseSettings):
         0.2, gt=0.0, description="smallest change of a published multiplier (hysteresis)"
     )
     telemetry_shed_lag_s: float = Field(
-        5.0, gt=0, description="seconds a dispatch group may trail telemetry before pings get 429"
+        1.0, gt=0, description="seconds a dispatch group may trail telemetry before pings get 429"
     )
     telemetry_shed_groups: str = Field(
         "matching.geo", description="comma-separated telemetry groups whose lag sheds pings"
