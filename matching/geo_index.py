@@ -107,12 +107,12 @@ async def nearby_available(
         keys=[keys.drivers_geo, keys.driver_statuses, keys.drivers_seen],
         args=[lon, lat, radius_m, limit, fresh_within_ms],
     )
-    skip = set(exclude)
-    found = [
+    skip = {d.encode() for d in exclude}
+    return [
         NearbyDriver(driver_id.decode(), float(lat_), float(lon_), float(dist))
         for driver_id, dist, lon_, lat_ in zip(*[iter(flat)] * 4, strict=True)
+        if driver_id not in skip
     ]
-    return [d for d in found if d.driver_id not in skip]
 
 
 STALE_CHUNK = 5_000  # drivers per ZRANGEBYSCORE page while dropping stale ones from the index
