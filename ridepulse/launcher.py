@@ -27,7 +27,7 @@ from ridepulse.keys import GlobalKeys
 from ridepulse.logs import configure_logging, get_logger
 from ridepulse.markets import load_markets
 from ridepulse.redis_client import connect_sync
-from ridepulse.redis_server import EmbeddedRedis
+from ridepulse.redis_server import EmbeddedRedis, reserve_ports
 from ridepulse.services import SERVICE_NAMES
 from ridepulse.settings import Settings
 from ridepulse.supervisor import TIER_LOAD, TIER_SERVER, ChildSpec, ReadyProbe, Supervisor
@@ -249,6 +249,7 @@ def run_platform(
     private_dir(Path(settings.data_dir))  # secret, passwords, logs: the owner's only
     configure_logging("supervisor", settings.log_level)
     log = get_logger()
+    reserve_ports(settings.api_port, settings.dashboard_port)
     server = None
     cluster = None
     specs: list[ChildSpec] = []

@@ -36,6 +36,14 @@ EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 _handed_out: set[int] = set()
 
 
+def reserve_ports(*ports: int) -> None:
+    """Never hand these out: ports this process was told its services will bind.
+
+    `ridepulse up --api-port P` picks its Redis (or cluster node) ports after its caller
+    chose P, and P is free until ingest binds it, so without this a node could take it."""
+    _handed_out.update(ports)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A free port below the kernel's ephemeral range, for a server that binds it a moment later.
 
