@@ -11,6 +11,7 @@ import orjson
 import redis.asyncio as aioredis
 from fastapi import Request
 
+from ingest.admission import TelemetryAdmission
 from ingest.batcher import TelemetryBatcher
 from ingest.ratelimit import PingRateLimiter, limit_rider
 from ridepulse.auth import Principal, bearer, verify_token
@@ -41,7 +42,7 @@ class Deps:
     stores: dict[str, RideStore]
     source: str
     notifier: Any = None
-    shedding: bool = False
+    admission: TelemetryAdmission = field(default_factory=TelemetryAdmission)
     shed_retry_after_s: int = 1
     # batches validated and appended at once: one decoding while another awaits its XADD. More
     # would only queue CPU work in front of ride requests within one event-loop turn.

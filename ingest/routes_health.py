@@ -59,7 +59,7 @@ async def readyz(request: Request) -> JSON:
         "status": "ready" if not blocking else "waiting",
         "groups": groups,
         "missing": missing,
-        "shedding_telemetry": deps.shedding,
+        "shedding_telemetry": deps.admission.shedding,
         "durable_writes": deps.durable_writes,
     }
     if notifier_failure:

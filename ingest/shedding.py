@@ -1,5 +1,7 @@
 """Load shedding: when a group that dispatch depends on trails telemetry by more than
-`telemetry_shed_lag_s` seconds, pings get 429 with `Retry-After` (ride requests never do).
+`telemetry_shed_lag_s` seconds, a share of the telemetry requests gets 429 with `Retry-After`
+(ride requests never do); how big a share is ingest.admission's. The lag is checked every
+`telemetry_shed_check_s`.
 
 Lag is measured in seconds, not entries: an entry holds 1 to 1,000 pings, so an entry count
 says nothing about time, and time is what makes matching's driver positions stale. Only the
@@ -23,7 +25,6 @@ from ridepulse.pause import sleep_or_stop
 if TYPE_CHECKING:
     from ingest.deps import Deps
 
-CHECK_INTERVAL_S = 1.0
 MAX_RETRY_AFTER_S = 30
 
 DISPATCH_LAG_SECONDS = Gauge(
@@ -35,8 +36,13 @@ DISPATCH_LAG_SECONDS = Gauge(
 PINGS_SHED = Counter("rp_telemetry_requests_shed_total", "Telemetry requests answered 429: shed")
 
 
+TELEMETRY_ADMITTED = Gauge(
+    "rp_ingest_telemetry_admitted_ratio", "Share of telemetry requests let in (1: no shedding)"
+)
+
+
 def refuse_if_shedding(deps: Deps) -> None:
-    if deps.shedding:
+    if not deps.admission.admit():
         PINGS_SHED.inc()
         raise Overloaded(
             "telemetry is being shed: dispatch is behind; retry after Retry-After seconds",
@@ -96,16 +102,19 @@ def retry_after_s(lag_s: float, threshold_s: float) -> int:
 async def watch_telemetry_lag(deps: Deps, stop: asyncio.Event) -> None:
     log = get_logger(component="shedding")
     threshold_s = deps.settings.telemetry_shed_lag_s
+    interval_s = deps.settings.telemetry_shed_check_s
     while not stop.is_set():
         try:
             lag_s = await dispatch_lag_s(deps)
         except RedisError:
             lag_s = 0.0  # Redis away: pings fail on their own; shedding cannot help
-        shedding = lag_s > threshold_s
-        if shedding != deps.shedding:
+        was_shedding = deps.admission.shedding
+        deps.admission.observe(lag_s, threshold_s, interval_s)
+        if deps.admission.shedding != was_shedding:
             log.warning(
-                "ingest.shedding" if shedding else "ingest.shedding_stopped", lag_s=round(lag_s, 2)
+                "ingest.shedding" if deps.admission.shedding else "ingest.shedding_stopped",
+                lag_s=round(lag_s, 2),
             )
+        TELEMETRY_ADMITTED.set(deps.admission.share)
         deps.shed_retry_after_s = retry_after_s(lag_s, threshold_s)
-        deps.shedding = shedding
-        await sleep_or_stop(stop, CHECK_INTERVAL_S)
+        await sleep_or_stop(stop, interval_s)

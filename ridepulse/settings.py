@@ -145,6 +145,9 @@ class Settings(BaseSettings):
     telemetry_shed_lag_s: float = Field(
         1.0, gt=0, description="seconds a dispatch group may trail telemetry before pings get 429"
     )
+    telemetry_shed_check_s: float = Field(
+        0.25, gt=0.0, le=10.0, description="how often ingest measures the shedding groups' lag"
+    )
     telemetry_shed_groups: str = Field(
         "matching.geo", description="comma-separated telemetry groups whose lag sheds pings"
     )

@@ -1,6 +1,7 @@
 """The capacity knee, pure: per-step rows from end-to-end results, and the highest telemetry rate
 the platform sustains (issue 10: lag under 1 s and request→offered p99 under 100 ms at 100
-rides/s). No I/O here, so the rule is unit-tested on its own."""
+rides/s, with no more than 1 % of the rides unoffered or of the pings shed). No I/O here, so
+the rule is unit-tested on its own."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ MAX_LAG_S = 1.0
 MAX_OFFER_P99_MS = 100.0
 # A ride never offered has no latency; past 1 % of them the p99 over all rides is unbounded.
 MAX_UNOFFERED_SHARE = 0.01
+# Shedding keeps lag and latency in bounds by not taking the load: a step that sheds more than
+# this share of its pings is not sustained, whatever its lag.
+MAX_SHED_SHARE = 0.01
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,7 @@ class Step:
             and self.offer_p99_ms is not None
             and self.offer_p99_ms < MAX_OFFER_P99_MS
             and self.unoffered_rides <= MAX_UNOFFERED_SHARE * rides
+            and self.shed_pings_per_s <= MAX_SHED_SHARE * self.offered_pings_per_s
         )
 
 

@@ -1,12 +1,13 @@
 """Rides first under overload, end to end: while a telemetry flood keeps the platform past what
 it sustains, every ride request is offered a driver (or, with nobody near, told so by expiring)
-within its deadline, and matching's geo index trails telemetry by under 2 s (9 samples in 10;
-the lag is a sawtooth: it rises while a catch-up read is handled, then falls to 0).
+within its deadline, and matching's geo index trails telemetry by under 2 s in every sample
+(the lag is a sawtooth: it rises while a catch-up read is handled, then falls to 0).
 
-Real `ridepulse up` (uvicorn ingest, embedded Valkey, every service). Four processes post
-batches of 5,000 moving drivers back to back, as fast as ingest answers, honouring 429's
-Retry-After as the simulated fleet does, at the lowest CPU priority (they stand for phones,
-not for work of this machine); ingest sheds on matching.geo's lag past 0.5 s. That the
+Real `ridepulse up` (uvicorn ingest, embedded Valkey, every service). Four processes of six
+gateways each post batches of 5,000 moving drivers back to back, as fast as ingest answers,
+each gateway honouring 429's Retry-After as the simulated fleet does, at the lowest CPU
+priority (they stand for phones, not for work of this machine); ingest sheds a share of the
+requests on matching.geo's lag past 0.5 s. That the
 flood is past what the machine sustains is read from the platform's own signals: pings shed
 with 429, or pings matching-geo skipped as superseded (`conflated` in its heartbeat), both
 zero while it keeps up; the test needs matching-geo to have indexed at most a third of the
@@ -18,6 +19,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import random
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +38,7 @@ from tests.support.api import DOWNTOWN, City, offset
 pytestmark = pytest.mark.e2e
 
 FLOODERS = 4
+GATEWAYS = 6  # per flooding process
 BATCH_PINGS = 5_000
 BODIES = 8  # each flooder's drivers move ~100 m per body, so no ping repeats the last one
 FLOOD_S = 30.0
@@ -89,11 +92,28 @@ def bodies(seed: int) -> list[bytes]:
 
 
 def flood(api: str, headers: dict[str, str], seed: int, stop: Any, counts: Any) -> None:
-    """One flooding client in a process of its own (a thread would take the GIL from the test's
-    timings). counts: [pings accepted, pings shed, 429s]."""
+    """One flooding process (a thread of the test would take the GIL from its timings) of
+    GATEWAYS fleet gateways, each posting its own drivers back to back. counts: [pings
+    accepted, pings shed, 429s]."""
     # The load generator stands for phones elsewhere, not for work of this machine: it yields
     # the CPU to every service (telemetry ones included) so what is measured is the platform.
     os.nice(19 - os.nice(0))
+    gateways = [
+        threading.Thread(
+            target=gateway, args=(api, headers, seed * GATEWAYS + g, stop, counts), daemon=True
+        )
+        for g in range(GATEWAYS)
+    ]
+    for thread in gateways:
+        thread.start()
+    for thread in gateways:
+        thread.join(FLOOD_S + 30)
+
+
+def gateway(api: str, headers: dict[str, str], seed: int, stop: Any, counts: Any) -> None:
+    """One gateway's batches until `stop` or FLOOD_S; a 429 pauses this gateway only, for its
+    Retry-After, as the simulated fleet does. Ingest sheds a share of the requests, so each
+    gateway stands for a slice of the fleet that backs off on its own."""
     payloads = bodies(seed)
     deadline = time.monotonic() + FLOOD_S
     sent = 0
@@ -112,7 +132,7 @@ def flood(api: str, headers: dict[str, str], seed: int, stop: Any, counts: Any) 
                 elif response.status_code == 429:
                     counts[1] += BATCH_PINGS
                     counts[2] += 1
-            if response.status_code == 429:  # as the simulated fleet does
+            if response.status_code == 429:
                 time.sleep(min(float(response.headers.get("Retry-After", "1")), 2.0))
 
 
@@ -240,8 +260,7 @@ def test_rides_are_offered_within_their_deadline_while_telemetry_floods_past_cap
             assert ride["status"] == "expired", summary
             took_s = (step_at(ride, "expired") - step_at(ride, "requested")) / 1000
             assert took_s < DEADLINE_S + 5, summary
-    # bounded: the lag rises while one catch-up read is handled and falls to 0 when it is
-    # done (a sawtooth); 9 samples in 10 under 2 s, and never twice that
-    settled.sort()
-    assert settled and settled[int(0.9 * len(settled))] < LAG_BOUND_S, summary
-    assert settled[-1] < 2 * LAG_BOUND_S, summary
+    # bounded: every sample under 2 s (issue 10's target at 3x overload); the lag is a sawtooth
+    # (it rises while a catch-up read is handled, falls to 0 when it is done), and ingest cuts
+    # the share it lets in as soon as it rises past half its threshold (ingest.admission)
+    assert settled and max(settled) < LAG_BOUND_S, summary

@@ -14,11 +14,13 @@ import psutil
 import pytest
 import redis
 
-from ingest.shedding import CHECK_INTERVAL_S
+from ingest.admission import CEILING, EARLY
 from ridepulse.redis_client import connect_sync
+from ridepulse.settings import Settings
 from tests.e2e.conftest import start_city
 from tests.support.api import DOWNTOWN, City, offset
 from tests.support.processes import Platform
+from tests.support.waiting import wait_until_sync
 
 pytestmark = pytest.mark.e2e
 
@@ -52,6 +54,15 @@ def ping_until(
         time.sleep(0.1)
 
 
+def admitted_share(platform: Platform) -> float | None:
+    """Ingest's share of telemetry let in, from its Prometheus gauge."""
+    metrics = httpx.get(f"{platform.api}/metrics", timeout=5).text
+    for line in metrics.splitlines():
+        if line.startswith("rp_ingest_telemetry_admitted_ratio "):
+            return float(line.split()[1])
+    return None
+
+
 def paused(platform: Platform, service: str) -> psutil.Process:
     proc = platform.service_process(service)
     assert proc is not None, f"no {service} process under ridepulse up"
@@ -69,7 +80,7 @@ def test_pings_are_shed_on_matching_lag_in_seconds_not_on_eta_lag(tmp_path: Path
             ping_until(city, lambda r: group_lag_s(client, "eta.speeds") > SHED_LAG_S, 20)
             assert group_lag_s(client, "eta.speeds") > SHED_LAG_S, "eta's group never fell behind"
             # over more than two periods of ingest's lag check, with eta still behind: all 202
-            window_end = time.monotonic() + 3 * CHECK_INTERVAL_S
+            window_end = time.monotonic() + 3 * Settings().telemetry_shed_check_s
             while time.monotonic() < window_end:
                 reply = ping_until(city, lambda r: True, timeout_s=0)
                 assert reply.status_code == 202, f"an eta lag shed pings: {reply.text}"
@@ -85,7 +96,17 @@ def test_pings_are_shed_on_matching_lag_in_seconds_not_on_eta_lag(tmp_path: Path
             assert reply.status_code == 429, f"expected shedding, got {reply.status_code}"
             assert reply.json()["error"] == "overloaded"
             assert int(reply.headers["Retry-After"]) >= 1
-            assert group_lag_s(client, "matching.geo") > SHED_LAG_S
+            # a share is shed from half the threshold on, if the lag is rising (ingest.admission)
+            assert group_lag_s(client, "matching.geo") > EARLY * SHED_LAG_S
+            # a stopped consumer: once it trails by the ceiling, every ping is shed
+            wait_until_sync(
+                lambda: admitted_share(platform) == 0.0,
+                timeout_s=20,
+                what=f"ingest to shed every ping past {CEILING:g}x the threshold",
+            )
+            assert group_lag_s(client, "matching.geo") > CEILING * SHED_LAG_S
+            replies = [ping_until(city, lambda r: True, timeout_s=0) for _ in range(5)]
+            assert [r.status_code for r in replies] == [429] * 5, [r.text for r in replies]
             ride = city.request_ride("r-shed", DOWNTOWN, offset(DOWNTOWN, -1500, 0))
             assert ride.status_code == 202, ride.text
         finally:

@@ -59,6 +59,12 @@ def test_unoffered_rides_past_one_percent_fail_a_step() -> None:
     assert knee([step_from_e2e(level(10_000, p99=None))]) is None
 
 
+def test_a_step_that_sheds_past_one_percent_is_not_sustained() -> None:
+    # 20 s of 10,000 pings/s in requests of 1,000: 200 requests, 1 % of them is 2
+    assert step_from_e2e(level(10_000, shed=2)).holds
+    assert not step_from_e2e(level(10_000, shed=3)).holds
+
+
 def test_shed_pings_come_from_429_answers() -> None:
     step = step_from_e2e(level(10_000, shed=40))
     assert step.shed_pings_per_s == 40 * 1000 / 20.0
