@@ -3,7 +3,7 @@ it sustains, every ride request is offered a driver (or, with nobody near, told 
 within its deadline, and matching's geo index trails telemetry by under 2 s in every sample
 (the lag is a sawtooth: it rises while a catch-up read is handled, then falls to 0).
 
-Real `ridepulse up` (uvicorn ingest, embedded Valkey, every service). Four processes of six
+Real `ridepulse up` (uvicorn ingest, embedded Valkey, every service). Four processes of 16
 gateways each post batches of 5,000 moving drivers back to back, as fast as ingest answers,
 each gateway honouring 429's Retry-After as the simulated fleet does, at the lowest CPU
 priority (they stand for phones, not for work of this machine); ingest sheds a share of the
@@ -38,9 +38,9 @@ from tests.support.api import DOWNTOWN, City, offset
 pytestmark = pytest.mark.e2e
 
 FLOODERS = 4
-GATEWAYS = 6  # per flooding process
+GATEWAYS = 16  # per flooding process
 BATCH_PINGS = 5_000
-BODIES = 8  # each flooder's drivers move ~100 m per body, so no ping repeats the last one
+BODIES = 4  # each flooder's drivers move ~100 m per body, so no ping repeats the last one
 FLOOD_S = 30.0
 HEARTBEAT_S = float(FAST_CLOCKS["RIDEPULSE_HEARTBEAT_INTERVAL_S"])
 SETTLE_S = 8.0  # lag samples before this are the flood filling the pipeline
