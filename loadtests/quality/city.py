@@ -313,7 +313,8 @@ async def play(scenario: Scenario, api: Api, redis_url: str, progress: bool = Tr
     city.started = time.monotonic()
     city.result.started_ms = int(time.time() * 1000)
     ticker = asyncio.create_task(_progress(city, scenario.demand.duration_s))
-    sampler = asyncio.create_task(_sample_surge(city, redis_url))
+    sampling = asyncio.Event()
+    sampler = asyncio.create_task(_sample_surge(city, redis_url, sampling))
     await city.riders()
     drain_end = time.monotonic() + scenario.drain_s
     while time.monotonic() < drain_end:
@@ -322,8 +323,8 @@ async def play(scenario: Scenario, api: Api, redis_url: str, progress: bool = Tr
             break
         await asyncio.sleep(2.0)
     ticker.cancel()
-    sampler.cancel()
-    await asyncio.gather(sampler, return_exceptions=True)
+    sampling.set()  # stopped between reads, not cancelled mid-command (see _sample_surge)
+    await sampler
     ended = time.monotonic()
     online_s = ended - city.started
     busy_s = sum(min(d.busy_until(ended), online_s) for d in drivers)
@@ -340,16 +341,23 @@ async def play(scenario: Scenario, api: Api, redis_url: str, progress: bool = Tr
     return city.result
 
 
-async def _sample_surge(city: City, redis_url: str) -> None:
-    """The market's highest surge multiplier over the run (pricing's read model)."""
-    client = aioredis.from_url(redis_url)
+async def _sample_surge(city: City, redis_url: str, stop: asyncio.Event) -> None:
+    """The market's highest surge multiplier over the run (pricing's read model), until `stop`.
+
+    Stopped by an event between reads, never cancelled, and every read has a socket timeout: a
+    CI run hung 18 min in play() with its drivers still polling (so past the drain, before
+    `stop`) and one connection to Valkey open, the sampler's. The likely cause is the close of
+    a client whose command was cancelled mid-flight never returning (redis/redis-py#3941
+    reports such a close); not reproduced."""
+    client = aioredis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=5)
     key = MarketKeys(city.scenario.market, KEY_PREFIX).surge
     try:
-        while True:
+        while not stop.is_set():
             raw: Any = await client.hvals(key)
             peak = max((float(v) for v in raw), default=1.0)
             city.result.surge_samples.append((round(city.elapsed(), 1), peak))
-            await asyncio.sleep(SURGE_SAMPLE_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), SURGE_SAMPLE_S)
     finally:
         await client.aclose()
 
