@@ -21,8 +21,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from loadtests.behaviours.speeds import street_speed_mps
 from loadtests.behaviours.streets import XY, StreetGrid, bearing_deg
 from loadtests.chaos.city import Api
@@ -38,6 +36,8 @@ from loadtests.quality.scenario import (
     draw_trips,
 )
 from ridepulse.keys import MarketKeys
+from ridepulse.redis_client import connect
+from ridepulse.settings import Settings
 
 PING_EVERY_S = 2.0
 IDLE_PING_EVERY_S = 5.0  # well inside the 30 s after which matching skips a silent driver
@@ -344,12 +344,14 @@ async def play(scenario: Scenario, api: Api, redis_url: str, progress: bool = Tr
 async def _sample_surge(city: City, redis_url: str, stop: asyncio.Event) -> None:
     """The market's highest surge multiplier over the run (pricing's read model), until `stop`.
 
-    Stopped by an event between reads, never cancelled, and every read has a socket timeout: a
+    Stopped by an event between reads, never cancelled, and every read has a socket timeout
+    (`connect`'s, from the settings); its errors now fail the run (they were swallowed, so on a
+    cluster, whose URL `from_url` refused, no surge was ever sampled). Why no cancelling: a
     CI run hung 18 min in play() with its drivers still polling (so past the drain, before
     `stop`) and one connection to Valkey open, the sampler's. The likely cause is the close of
     a client whose command was cancelled mid-flight never returning (redis/redis-py#3941
     reports such a close); not reproduced."""
-    client = aioredis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=5)
+    client = connect(Settings(), redis_url)  # a cluster client for redis+cluster:// too
     key = MarketKeys(city.scenario.market, KEY_PREFIX).surge
     try:
         while not stop.is_set():
