@@ -93,6 +93,9 @@ class Feed:
             redis, self.state, self.keys, global_keys, self.config, block_ms=settings.block_ms
         )
         self.sampler = Sampler(redis, self.state, self.keys, global_keys)
+        # a pause between stream reads: a delta goes out per tick anyway, and a reader woken by
+        # every ride event re-reads a ride hash per event where one read per batch would do
+        self._stream_pause_s = settings.read_linger_ms / 1000
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.log = get_logger(component="feed")
@@ -110,7 +113,7 @@ class Feed:
         await self._load()
         config, reader, sampler, stop = self.config, self.reader, self.sampler, self._stop
         await asyncio.gather(
-            every("streams", 0, reader.read_streams, stop),
+            every("streams", self._stream_pause_s, reader.read_streams, stop),
             every("health", 0, reader.read_health, stop),
             every("drivers", self._driver_sample_s, sampler.drivers, stop, self.hub.watched),
             every("metrics", config.metrics_sample_s, sampler.metrics, stop),

@@ -61,6 +61,7 @@ def build(
         handlers: HandlerTable[EtaDeps],
         read_count: int | None = None,
         conflation: Conflation | None = None,
+        linger_ms: int = 0,
     ) -> ConsumerRuntime[EtaDeps]:
         return ConsumerRuntime(
             redis,
@@ -74,13 +75,17 @@ def build(
             burst=burst,
             read_count=read_count,
             conflation=conflation,
+            linger_ms=linger_ms,
             gate=None if leases is None else partial(deps.owns, market),
         )
 
     # One runtime per market and group: the gate opens and closes a market's reading with its
     # lease, and a batch handler's output goes to the market of the batch's first entry, so a
     # telemetry batch must never mix markets.
-    rides = [runtime("eta", m, [StreamSource(k.rides, m)], HANDLERS) for m, k in keys.items()]
+    rides = [
+        runtime("eta", m, [StreamSource(k.rides, m)], HANDLERS, linger_ms=settings.read_linger_ms)
+        for m, k in keys.items()
+    ]
     speeds = [
         runtime(
             "eta.speeds",

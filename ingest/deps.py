@@ -99,7 +99,9 @@ def get_deps(request: Request) -> Deps:
     return deps
 
 
-def principal(request: Request) -> Principal:
+async def principal(request: Request) -> Principal:
+    # async although it never awaits: FastAPI runs a plain `def` dependency in its thread pool,
+    # a hand-off (and a wake-up of the loop) on every request for a check that is a dict lookup
     return get_deps(request).authenticate(request.headers.get("authorization"))
 
 

@@ -51,6 +51,7 @@ def build(
         burst=burst,
         concurrency=settings.matching_concurrency,
         batches_in_flight=settings.matching_batches_in_flight,
+        linger_ms=settings.matching_read_linger_ms,
     )
     return deps, [rides]
 

@@ -50,6 +50,7 @@ def build(
         handlers=HANDLERS,
         deps=deps,
         burst=burst,
+        linger_ms=settings.read_linger_ms,
     )
     return deps, [rides]
 

@@ -76,6 +76,13 @@ class Settings(BaseSettings):
     telemetry_nice: int = Field(
         10, ge=0, le=19, description="niceness of telemetry-only processes under `up`; 0 = off"
     )
+    read_linger_ms: int = Field(
+        50,
+        ge=0,
+        description="consumers off the offer path (eta's and pricing's ride groups, the "
+        "dashboard) pause this long after a read that did not fill up, so each read carries "
+        "several events; 0 = read back to back",
+    )
     block_ms: int = Field(1000, description="XREADGROUP BLOCK; kept below the socket timeout")
     claim_idle_ms: int = Field(15000, description="idle time before another consumer claims")
     retry_idle_ms: int = Field(500, description="idle time before a failed entry is retried")
@@ -95,6 +102,11 @@ class Settings(BaseSettings):
 
     offer_timeout_s: float = Field(10.0, description="a driver's time to answer an offer")
     matching_concurrency: int = Field(32, description="rides one matching process offers at once")
+    matching_read_linger_ms: int = Field(
+        0,
+        ge=0,
+        description="matching's pause after a read that did not fill up (see read_linger_ms)",
+    )
     matching_batches_in_flight: int = Field(
         4, ge=1, description="reads of the ride stream matching works on at once (1: one by one)"
     )

@@ -59,6 +59,7 @@ class ConsumerStats:
     lost: int = 0
     transient_errors: int = 0
     conflated: int = 0  # pings skipped because a newer one of the same driver was read too
+    reads: int = 0  # reads that brought entries: processed / reads is the events per wake-up
 
 
 # Removes a consumer only if, at that instant, it holds nothing and has been idle long enough:
@@ -124,6 +125,7 @@ class ConsumerRuntime(Generic[DepsT]):
         batches_in_flight: int = 1,
         conflation: Conflation | None = None,
         gate: Callable[[], bool] | None = None,
+        linger_ms: int = 0,
     ) -> None:
         self.redis = redis
         self.settings = settings
@@ -160,6 +162,11 @@ class ConsumerRuntime(Generic[DepsT]):
         # says this replica owns its market; closed, it holds nothing new and the owner's
         # runtime of the same group claims what it left pending.
         self.gate = gate
+        # Off the offer path (eta's and pricing's ride groups), a read that did not fill up is
+        # followed by this pause: at 100 rides/s a back-to-back reader wakes for every event,
+        # and the wake-up (read, decode, ack round trips) costs more than the handler.
+        self.linger_s = linger_ms / 1000
+        self._last_read_entries = 0
         self.lag_s = 0.0  # age of the oldest entry of the last read, by its id's ms (server clock)
         # entries of the next read when behind: the backlog, so a driver's pings meet in it
         self._catch_up_count = settings.telemetry_catch_up_read_count
@@ -219,6 +226,8 @@ class ConsumerRuntime(Generic[DepsT]):
                 worked = await self._claim_cycle()
                 worked = await self._read_new() or worked
                 backoff.reset()
+                if self._lingers():
+                    await sleep_or_stop(self._stopping, self.linger_s)
             except LeaseLost as exc:
                 # the market went to another replica mid-batch: what is left stays pending
                 self.log.info("consumer.lease_lost", market=str(exc))
@@ -281,9 +290,11 @@ class ConsumerRuntime(Generic[DepsT]):
             reply: Any = await self._xreadgroup(self._slot_groups[0])
         else:
             reply = await self._read_per_slot()
+        self._last_read_entries = sum(len(entries) for _, entries in reply or [])
         if not reply:
             self.lag_s = 0.0
             return False
+        self.stats.reads += 1
         if self.conflation is not None:
             # how far behind this read started: a catch-up read ends near the head, but what
             # it holds is a backlog, so it is conflated as one
@@ -293,7 +304,7 @@ class ConsumerRuntime(Generic[DepsT]):
             self._catch_up_count = catch_up_read_size(
                 oldest_ms,
                 newest_ms,
-                sum(len(entries) for _, entries in reply),
+                self._last_read_entries,
                 int(time.time() * 1000),
                 floor=self.settings.telemetry_catch_up_read_count,
                 cap=self.settings.telemetry_catch_up_max_read_count,
@@ -336,6 +347,13 @@ class ConsumerRuntime(Generic[DepsT]):
         while self._batches:
             await asyncio.wait(set(self._batches))
         self._batch_error = None  # what they met is left pending; the retry finds it
+
+    def _lingers(self) -> bool:
+        """After a read that brought some entries but not a full count: more are coming one by
+        one, so wait for a few of them (an empty read already waited out its BLOCK)."""
+        return (
+            self.linger_s > 0 and not self.burst and 0 < self._last_read_entries < self._read_size()
+        )
 
     def _read_size(self) -> int:
         """Entries to read: more when a conflating consumer is behind, since the cost of a read

@@ -56,6 +56,7 @@ def runtime(
     deps: Any = None,
     concurrency: int = 1,
     batches_in_flight: int = 1,
+    linger_ms: int = 0,
 ) -> ConsumerRuntime:
     keys = MarketKeys("sf", settings.key_prefix)
     return ConsumerRuntime(
@@ -70,6 +71,7 @@ def runtime(
         burst=burst,
         concurrency=concurrency,
         batches_in_flight=batches_in_flight,
+        linger_ms=linger_ms,
     )
 
 
