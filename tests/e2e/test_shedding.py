@@ -96,7 +96,7 @@ def test_pings_are_shed_on_matching_lag_in_seconds_not_on_eta_lag(tmp_path: Path
             assert reply.status_code == 429, f"expected shedding, got {reply.status_code}"
             assert reply.json()["error"] == "overloaded"
             assert int(reply.headers["Retry-After"]) >= 1
-            # a share is shed from half the threshold on, if the lag is rising (ingest.admission)
+            # a share is shed from EARLY thresholds on, if the lag is rising (ingest.admission)
             assert group_lag_s(client, "matching.geo") > EARLY * SHED_LAG_S
             # a stopped consumer: once it trails by the ceiling, every ping is shed
             wait_until_sync(
