@@ -141,10 +141,16 @@ def _sweep_table(levels: list[dict[str, Any]]) -> str:
 
 def _sweep(sweep: dict[str, Any]) -> list[str]:
     cal, knees, plan = sweep["calibration"], sweep["knees"], sweep["plan"]
+    top = max(plan["rates"])
+
+    def knee_text(k: int | None) -> str:
+        # a step above it was not swept: the knee is at least this much
+        return "below the lowest step" if not k else ("≥ " if k == top else "") + fmt_number(k)
+
     rows = [
         [
             name,
-            ", ".join(fmt_number(k) if k else "below the lowest step" for k in found),
+            ", ".join(knee_text(k) for k in found),
             f"{found[0] / cal['hello_req_per_s']:.2f}" if found[0] else "—",
             f"{found[0] / cal['raw_xadd_pings_per_s']:.3f}" if found[0] else "—",
         ]
@@ -172,7 +178,13 @@ def _sweep(sweep: dict[str, Any]) -> list[str]:
         verdict = {True: "met", False: "missed", None: "**the spread crosses 2×: undecided**"}
         out += [
             f"Knee ratio, current ÷ {plan['previous']}: {report.fmt_pairs(pairs)}; target ≥ 2×: "
-            f"{verdict[ratio['met_2x']]}.",
+            f"{verdict[ratio['met_2x']]}."
+            + (
+                f" A knee of current at the top step ({fmt_number(top)}) is a lower bound, and "
+                "so is each ratio it enters."
+                if top in knees.get("current", [])
+                else ""
+            ),
             "",
         ]
     for name, runs in sweep["levels"].items():
