@@ -5,7 +5,7 @@ Why not on/off: at three times what the machine sustains, shedding every ping on
 trailed by the threshold, and none once it was back under, made a sawtooth that peaked at 3-5 s
 of lag: each switch-off came after a backlog had been let in, and the consumer draining it runs
 behind every other process. Here the share is cut by DECREASE at each check that finds the lag
-over the threshold, or already past half of it and rising, and creeps back up at each other
+over the threshold, or already past EARLY of it and rising, and creeps back up at each other
 check (additive increase, multiplicative decrease: how TCP finds a link's rate). Reacting to a
 rising lag before it crosses the threshold is what keeps the peak near the threshold; cutting
 only past it let the lag overshoot to 2-2.5 s at 120,000 pings/s. Where the early cut starts
