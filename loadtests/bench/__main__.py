@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,9 @@ import orjson
 
 from loadtests.bench import cluster
 from loadtests.bench.document import SWEEP_PNG, render_document
-from loadtests.bench.e2e import E2EConfig
-from loadtests.bench.runner import BenchPlan, run, say
+from loadtests.bench.http_figures import LoadPlan
+from loadtests.bench.measure import say
+from loadtests.bench.runner import BenchPlan, run
 from loadtests.bench.sweep import FULL_RATES, SweepPlan, plot
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -21,54 +23,44 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 def parse_plan(argv: list[str]) -> tuple[BenchPlan, Path]:
     parser = argparse.ArgumentParser(prog="python -m loadtests.bench", description=__doc__)
-    parser.add_argument("--seconds", type=float, default=5.0, help="length of each repetition")
-    parser.add_argument(
+    add = parser.add_argument
+    add("--seconds", type=float, default=5.0, help="length of each repetition")
+    add(
         "--reps", type=int, default=5, help="repetitions per contender: the pairs behind each ratio"
     )
-    parser.add_argument(
-        "--e2e-seconds",
-        type=float,
-        default=None,
-        help="length of each end-to-end level (default: 60 s at the target rate, 30 s below)",
-    )
-    parser.add_argument(
+    add(
         "--figures",
         default="1234SC",
         help="which figures: any of 1 2 3 4 (4 includes memory), S (the capacity sweep) and C "
         "(the cluster figures: failover and cluster end to end, loadtests/bench/cluster.py)",
     )
-    parser.add_argument(
+    add(
         "--sweep-rates",
         default=",".join(str(r) for r in FULL_RATES),
         help="telemetry rates of the sweep, pings/s, comma-separated",
     )
-    parser.add_argument("--sweep-seconds", type=float, default=30.0, help="length of each step")
-    parser.add_argument(
-        "--sweep-reps", type=int, default=5, help="whole sweeps: the pairs behind the knee ratio"
-    )
-    parser.add_argument(
+    add("--sweep-seconds", type=float, default=30.0, help="length of each step")
+    add("--sweep-reps", type=int, default=5, help="whole sweeps: the pairs behind the knee ratio")
+    add(
         "--previous",
         default="v0.1.0",
         help="git tag of the release swept side by side ('' for the current tree alone)",
     )
-    parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profiles")
-    parser.add_argument("--no-install", action="store_true", help="never apt-get install wrk")
-    parser.add_argument(
+    add("--no-profile", action="store_true", help="skip the py-spy profiles")
+    add("--no-install", action="store_true", help="never apt-get install wrk")
+    add(
         "--quick",
         action="store_true",
         help="1 rep of 2 s, 10 s end to end, a one-sweep 2-step sweep of 20 s: a smoke run",
     )
-    parser.add_argument("--out", type=Path, default=DOCS, help="where benchmarks.md/.json go")
-    parser.add_argument(
-        "--render", type=Path, help="only re-render benchmarks.md from this JSON file"
-    )
+    add("--out", type=Path, default=DOCS, help="where benchmarks.md/.json go")
+    add("--render", type=Path, help="only re-render benchmarks.md from this JSON file")
     args = parser.parse_args(argv)
     if args.render:
         write_page(orjson.loads(args.render.read_bytes()), args.out)
         raise SystemExit(0)
     plan = BenchPlan(
-        seconds=args.seconds,
-        reps=args.reps,
+        load=LoadPlan(args.seconds, args.reps),
         figures=frozenset(args.figures),
         profile=not args.no_profile,
         install_wrk=not args.no_install,
@@ -79,20 +71,12 @@ def parse_plan(argv: list[str]) -> tuple[BenchPlan, Path]:
             previous=args.previous or None,
         ),
     )
-    e2e_seconds = args.e2e_seconds
     if args.quick:
-        plan.seconds, plan.reps, plan.warmup_s, e2e_seconds = 2.0, 1, 1.0, 10.0
-        plan.sweep = SweepPlan(
-            rates=plan.sweep.rates[:2],
-            seconds=20.0,
-            reps=1,
-            previous=plan.sweep.previous,
-            calibration_s=2.0,
+        plan.load = LoadPlan(seconds=2.0, reps=1, warmup_s=1.0)
+        plan.sweep = replace(
+            plan.sweep, rates=plan.sweep.rates[:2], seconds=20.0, reps=1, calibration_s=2.0
         )
-    if e2e_seconds is not None:
-        plan.e2e_levels = [
-            E2EConfig(**{**level.__dict__, "seconds": e2e_seconds}) for level in plan.e2e_levels
-        ]
+        plan.e2e_levels = [replace(level, seconds=10.0) for level in plan.e2e_levels]
     return plan, args.out
 
 

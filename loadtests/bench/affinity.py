@@ -4,6 +4,7 @@ never competes with its own load generator (other users of the machine still can
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -23,12 +24,10 @@ def pin(pid: int, cores: list[int]) -> None:
     """Pin a process and its current descendants; a no-op where pinning is not possible."""
     if not can_pin():
         return
-    try:
+    with contextlib.suppress(psutil.Error):
         root = psutil.Process(pid)
         for proc in [root, *root.children(recursive=True)]:
             proc.cpu_affinity(cores)
-    except psutil.Error:
-        pass
 
 
 def pin_profiled(profiler_pid: int, timeout_s: float = 5.0) -> None:

@@ -20,6 +20,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,13 +30,7 @@ import orjson
 import psutil
 
 from loadtests.bench import loadgen
-from loadtests.bench.cluster_stats import (
-    Attempt,
-    account_losses,
-    no_202_s,
-    offer_silence_s,
-    render_into,
-)
+from loadtests.bench.cluster_stats import Attempt, account_losses, no_202_s, render_into, silence_s
 from loadtests.bench.fleet import home_point
 from loadtests.bench.ride_latency import request_to_offer_ms, ride_events
 from loadtests.bench.samplers import GroupLag, sample_lag
@@ -71,13 +66,21 @@ def market_box(market: str, margin: float = 0.01) -> BBox:
     )
 
 
-async def _start(platform: Platform) -> Platform:
+def ride_body(lat: float, lon: float) -> dict[str, Any]:
+    """A ride from (lat, lon) to a point about 1.4 km north-east of it."""
+    dropoff = {"lat": round(lat + 0.01, 6), "lon": round(lon + 0.01, 6)}
+    return {"pickup": {"lat": lat, "lon": lon}, "dropoff": dropoff}
+
+
+@contextlib.asynccontextmanager
+async def running(*platforms: Platform) -> AsyncIterator[None]:
+    """The platforms, waited for together and stopped on the way out whatever happened."""
     try:
-        await asyncio.to_thread(platform.wait_up, 300.0)
-    except BaseException:
-        await asyncio.to_thread(platform.stop)
-        raise
-    return platform
+        await asyncio.gather(*(asyncio.to_thread(p.wait_up, 300.0) for p in platforms))
+        yield
+    finally:
+        stops = (asyncio.to_thread(p.stop) for p in platforms)
+        await asyncio.gather(*stops, return_exceptions=True)
 
 
 # ---- failover ------------------------------------------------------------------------------
@@ -122,68 +125,63 @@ class FailoverRun:
         self.offers: list[float] = []  # server time (s) of every ride.offered seen live
         self.rider = 0
 
-    def _headers(self, role: str, subject: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {mint_token(self.secret, role, subject)}"}
+    async def _call(
+        self, method: str, path: str, role: str, subject: str, **kwargs: Any
+    ) -> httpx.Response | None:
+        """None when no answer came: the API may time out while its Redis fails over."""
+        token = mint_token(self.secret, role, subject)
+        headers = {"Authorization": f"Bearer {token}", **kwargs.pop("headers", {})}
+        try:
+            return await self.http.request(method, path, headers=headers, **kwargs)
+        except httpx.HTTPError:
+            return None
 
-    async def _request(self, http: httpx.AsyncClient, burst: bool = False) -> None:
+    async def _request(self, burst: bool = False) -> None:
         self.rider += 1
         lat, lon = home_point(10_000 + self.rider, market_box("sf"))
-        body = {
-            "pickup": {"lat": lat, "lon": lon},
-            "dropoff": {"lat": round(lat + 0.01, 6), "lon": round(lon + 0.01, 6)},
-        }
-        headers = {
-            **self._headers("rider", f"fo-rider-{self.rider}"),
-            "Idempotency-Key": str(uuid.uuid4()),
-        }
+        key = {"Idempotency-Key": str(uuid.uuid4())}
+        subject = f"fo-rider-{self.rider}"
         sent = time.time()
-        status, ride_id = 0, None
-        try:
-            response = await http.post("/v1/rides", json=body, headers=headers)
-            status = response.status_code
-            if status == 202:
-                ride_id = response.json().get("ride_id")
-        except httpx.HTTPError:
-            pass  # the API may time out while its Redis fails over: status 0
+        response = await self._call(
+            "POST", "/v1/rides", "rider", subject, json=ride_body(lat, lon), headers=key
+        )
+        status = 0 if response is None else response.status_code
+        ride_id = response.json().get("ride_id") if response and status == 202 else None
         self.attempts.append(Attempt(sent, time.time(), status, ride_id, burst))
 
-    async def _steady(self, http: httpx.AsyncClient, stop: asyncio.Event) -> None:
-        tasks: set[asyncio.Task[None]] = set()
+    async def _as_driver(self, i: int, method: str, what: str, body: dict[str, Any]) -> int:
+        path, subject = f"/v1/drivers/fo-d{i}/{what}", f"fo-d{i}"
+        response = await self._call(method, path, "driver", subject, json=body)
+        return 0 if response is None else response.status_code
+
+    async def _ping(self, i: int) -> int:
+        lat, lon = home_point(i, market_box("sf"))
+        return await self._as_driver(
+            i, "POST", "location", {"lat": lat, "lon": lon, "ts": now_ms()}
+        )
+
+    async def _steady(self, stop: asyncio.Event) -> None:
+        sent: list[asyncio.Task[None]] = []
         while not stop.is_set():
-            task = asyncio.create_task(self._request(http))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
+            sent.append(asyncio.create_task(self._request()))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1 / self.cfg.rides_per_s)
-        await asyncio.gather(*tasks)
+        await asyncio.gather(*sent)
 
-    async def _pings(self, http: httpx.AsyncClient, stop: asyncio.Event) -> None:
+    async def _pings(self, stop: asyncio.Event) -> None:
         """Every driver pings every 5 s, so none goes stale while the run lasts."""
         while not stop.is_set():
-            await asyncio.gather(*(self._ping(http, i) for i in range(self.cfg.drivers)))
+            await asyncio.gather(*(self._ping(i) for i in range(self.cfg.drivers)))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 5.0)
 
-    async def _ping(self, http: httpx.AsyncClient, i: int) -> int:
-        lat, lon = home_point(i, market_box("sf"))
-        body = {"lat": lat, "lon": lon, "ts": now_ms()}
-        try:
-            response = await http.post(
-                f"/v1/drivers/fo-d{i}/location",
-                json=body,
-                headers=self._headers("driver", f"fo-d{i}"),
-            )
-            return response.status_code
-        except httpx.HTTPError:
-            return 0
-
-    async def _tail_offers(self, redis: Any, stop: asyncio.Event) -> None:
+    async def _tail_offers(self, stop: asyncio.Event) -> None:
         """XREAD the sf ride stream live and note every offer's server time; errors while the
         primary is down are retried (the cluster client refreshes its slot map)."""
         stream, last = MarketKeys("sf").rides, "$"
         while not stop.is_set():
             try:
-                reply: Any = await redis.xread({stream: last}, count=500, block=500)
+                reply: Any = await self.redis.xread({stream: last}, count=500, block=500)
             except Exception:  # any error while the primary is down: retry shortly
                 await asyncio.sleep(0.2)
                 continue
@@ -194,96 +192,76 @@ class FailoverRun:
                         self.offers.append(int(fields[b"time"]) / 1000)
 
     async def run(self) -> dict[str, Any]:
-        await _start(self.platform)
-        try:
-            return await self._measure()
-        finally:
-            await asyncio.to_thread(self.platform.stop)
+        async with running(self.platform):
+            self.secret, self.url = self.platform.secret, self.platform.redis_url()
+            limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+            self.http = httpx.AsyncClient(base_url=self.platform.api, timeout=15, limits=limits)
+            async with connect(Settings(), self.url) as self.redis, self.http:
+                return await self._measure()
 
     async def _measure(self) -> dict[str, Any]:
-        cfg, stack = self.cfg, self.platform
-        self.secret = stack.secret
-        url = stack.redis_url()
-        redis = connect(Settings(), url)
-        limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-        http = httpx.AsyncClient(base_url=stack.api, timeout=15, limits=limits)
+        cfg = self.cfg
+        for i in range(cfg.drivers):
+            assert await self._ping(i) == 202
+            assert await self._as_driver(i, "PUT", "status", {"status": "available"}) == 200
         stop_load, stop_all = asyncio.Event(), asyncio.Event()
-        try:
-            for i in range(cfg.drivers):
-                assert await self._ping(http, i) == 202
-                response = await http.put(
-                    f"/v1/drivers/fo-d{i}/status",
-                    json={"status": "available"},
-                    headers=self._headers("driver", f"fo-d{i}"),
-                )
-                assert response.status_code == 200, response.text
-            tail = asyncio.create_task(self._tail_offers(redis, stop_all))
-            pinger = asyncio.create_task(self._pings(http, stop_all))
-            steady = asyncio.create_task(self._steady(http, stop_load))
-            await asyncio.sleep(cfg.before_kill_s)
+        watchers = [
+            asyncio.create_task(w) for w in (self._tail_offers(stop_all), self._pings(stop_all))
+        ]
+        steady = asyncio.create_task(self._steady(stop_load))
+        await asyncio.sleep(cfg.before_kill_s)
 
-            victim = primary_port_of(url, "sf")
-            burst = [asyncio.create_task(self._request(http, burst=True)) for _ in range(cfg.burst)]
-            await asyncio.sleep(cfg.burst_lead_s)
-            os.kill(pid_listening_on(victim), signal.SIGKILL)
-            kill = time.time()
-            say(
-                f"SIGKILLed the primary of {{sf}} (port {victim}); "
-                f"acks {'on' if self.acks else 'off'}"
-            )
+        victim = primary_port_of(self.url, "sf")
+        burst = [asyncio.create_task(self._request(burst=True)) for _ in range(cfg.burst)]
+        await asyncio.sleep(cfg.burst_lead_s)
+        os.kill(pid_listening_on(victim), signal.SIGKILL)
+        kill = time.time()
+        say(f"SIGKILLed the primary of {{sf}} (port {victim}); acks {'on' if self.acks else 'off'}")
 
-            while time.time() - kill < cfg.outage_limit_s:
-                if any(a.status == 202 and a.sent > kill for a in self.attempts):
-                    break
-                await asyncio.sleep(0.2)
-            await asyncio.sleep(cfg.after_first_202_s)
-            stop_load.set()
-            await asyncio.gather(steady, *burst)
-            # the offers of rides sent after the kill
-            deadline = time.time() + 30
-            while time.time() < deadline:
-                if any(t > kill for t in self.offers):
-                    break
-                await asyncio.sleep(0.2)
-            stop_all.set()
-            await asyncio.gather(tail, pinger)
-            return await self._account(http, redis, url, victim, kill)
-        finally:
-            stop_load.set()
-            stop_all.set()
-            await http.aclose()
-            await redis.aclose()
+        while time.time() - kill < cfg.outage_limit_s:
+            if any(a.status == 202 and a.sent > kill for a in self.attempts):
+                break
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(cfg.after_first_202_s)
+        stop_load.set()
+        await asyncio.gather(steady, *burst)
+        # the offers of rides sent after the kill
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if any(t > kill for t in self.offers):
+                break
+            await asyncio.sleep(0.2)
+        stop_all.set()
+        await asyncio.gather(*watchers)
+        return await self._account(victim, kill)
 
-    async def _account(
-        self, http: httpx.AsyncClient, redis: Any, url: str, victim: int, kill: float
-    ) -> dict[str, Any]:
+    async def _ride_status(self, ride_id: str) -> int:
+        """GET the ride: a 5xx or a timeout is asked again (5 tries), a 404 is an answer."""
+        for _ in range(5):
+            response = await self._call("GET", f"/v1/rides/{ride_id}", "ops", "cluster-bench")
+            code = 0 if response is None else response.status_code
+            if code in (200, 404):
+                break
+            await asyncio.sleep(1.0)
+        return code
+
+    async def _account(self, victim: int, kill: float) -> dict[str, Any]:
         acked = [a.ride_id for a in self.attempts if a.status == 202 and a.ride_id]
-        ops = self._headers("ops", "cluster-bench")
-        statuses: dict[str, int] = {}
-        for ride_id in acked:
-            for _ in range(5):  # a 5xx or a timeout is asked again, a 404 is an answer
-                try:
-                    code = (await http.get(f"/v1/rides/{ride_id}", headers=ops)).status_code
-                except httpx.HTTPError:
-                    code = 0
-                statuses[ride_id] = code
-                if code in (200, 404):
-                    break
-                await asyncio.sleep(1.0)
+        statuses = {ride_id: await self._ride_status(ride_id) for ride_id in acked}
         first = min(a.sent for a in self.attempts)
-        events = await ride_events(redis, MarketKeys("sf").rides, int(first * 1000) - 1000)
+        events = await ride_events(self.redis, MarketKeys("sf").rides, int(first * 1000) - 1000)
         in_stream = {ride for kind, ride, _ in events if kind == "ride.requested"}
         burst = [a for a in self.attempts if a.burst]
         return {
             "acks": self.acks,
             "kill_at": kill,
-            "no_offer_s": offer_silence_s(self.offers, kill),
+            "no_offer_s": silence_s(self.offers, self.offers, kill),
             "no_202_s": no_202_s(self.attempts, kill),
             "burst": len(burst),
             "burst_acked": sum(1 for a in burst if a.status == 202),
             "statuses": {str(k): v for k, v in Counter(a.status for a in self.attempts).items()},
             "loss": account_losses(acked, statuses, in_stream),
-            "promoted": primary_port_of(url, "sf") != victim,
+            "promoted": primary_port_of(self.url, "sf") != victim,
             "offers_seen": len(self.offers),
         }
 
@@ -320,7 +298,10 @@ def _driver(market: str, i: int) -> str:
     return f"{market}-bd{i:06d}"
 
 
-def _batch(cfg: ClusterE2EConfig, market: str, block: int, step: int) -> bytes:
+def _telemetry(
+    cfg: ClusterE2EConfig, market: str, block: int, step: int, token: str, port: int
+) -> bytes:
+    """A request with one ping of each driver of `block`; each step moves them ~30 m NE."""
     box = market_box(market)
     drift = (step % 8) * 0.0002
     first = block * cfg.batch_pings
@@ -337,77 +318,30 @@ def _batch(cfg: ClusterE2EConfig, market: str, block: int, step: int) -> bytes:
                 "heading": 45.0,
             }
         )
-    return orjson.dumps({"pings": pings})
+    body = orjson.dumps({"pings": pings})
+    return loadgen.build_request("POST", "/v1/telemetry", token=token, body=body, port=port)
 
 
-class Contender:
-    def __init__(self, name: str, platform: Platform) -> None:
-        self.name, self.platform = name, platform
-        self.step = 0
-
-    @property
-    def port(self) -> int:
-        return self.platform.api_port
-
-    def telemetry(self, cfg: ClusterE2EConfig, market: str, token: str) -> Any:
-        blocks = cfg.fleet_per_market // cfg.batch_pings
-        self.step += 1
-        step = self.step
-
-        def make(index: int) -> bytes:
-            body = _batch(cfg, market, index % blocks, step + index // blocks)
-            return loadgen.build_request(
-                "POST", "/v1/telemetry", token=token, body=body, port=self.port
-            )
-
-        return make
-
-    def rides(self, market: str, secret: str) -> Any:
-        box, offset = market_box(market, 0.03), self.step * 100_000
-
-        def make(index: int) -> bytes:
-            lat, lon = home_point(7 + index * 13, box)
-            body = orjson.dumps(
-                {
-                    "pickup": {"lat": lat, "lon": lon},
-                    "dropoff": {"lat": round(lat + 0.01, 6), "lon": round(lon + 0.01, 6)},
-                }
-            )
-            token = mint_token(secret, "rider", f"cb-{market}-{offset + index}")
-            return loadgen.build_request(
-                "POST", "/v1/rides", token=token, body=body, port=self.port
-            )
-
-        return make
-
-
-async def _prepare(cfg: ClusterE2EConfig, c: Contender) -> None:
-    secret = c.platform.secret
+async def _prepare(cfg: ClusterE2EConfig, name: str, platform: Platform) -> None:
+    """Every driver pings once; the first `available_per_market` of each market go available."""
+    port, secret = platform.api_port, platform.secret
     fleet, ops = mint_token(secret, "fleet", "cb-fleet"), mint_token(secret, "ops", "cb")
     for market in MARKETS:
-        blocks = [
-            loadgen.build_request(
-                "POST",
-                "/v1/telemetry",
-                token=fleet,
-                port=c.port,
-                body=_batch(cfg, market, b, 0),
-            )
-            for b in range(cfg.fleet_per_market // cfg.batch_pings)
-        ]
-        await loadgen.send_all(c.port, blocks, connections=4)
+        blocks = range(cfg.fleet_per_market // cfg.batch_pings)
+        pings = [_telemetry(cfg, market, b, 0, fleet, port) for b in blocks]
+        await loadgen.send_all(port, pings, connections=4)
         puts = [
             loadgen.build_request(
                 "PUT",
                 f"/v1/drivers/{_driver(market, i)}/status",
                 token=ops,
                 body=b'{"status":"available"}',
-                port=c.port,
+                port=port,
             )
             for i in range(cfg.available_per_market)
         ]
-        statuses = await loadgen.send_all(c.port, puts, connections=16)
-        say(f"  {c.name}/{market}: {statuses}")
+        statuses = await loadgen.send_all(port, puts, connections=16)
+        say(f"  {name}/{market}: {statuses}")
 
 
 def _status_counts(results: list[loadgen.PacedResult]) -> dict[str, int]:
@@ -418,11 +352,38 @@ def _status_counts(results: list[loadgen.PacedResult]) -> dict[str, int]:
     return {str(k): v for k, v in sorted(counts.items()) if v}
 
 
-async def e2e_step(cfg: ClusterE2EConfig, c: Contender) -> dict[str, Any]:
-    secret = c.platform.secret
+async def e2e_step(
+    cfg: ClusterE2EConfig, name: str, platform: Platform, pair: int
+) -> dict[str, Any]:
+    """Paced telemetry and rides in every market for `cfg.seconds`, on one platform."""
+    port, secret = platform.api_port, platform.secret
     fleet = mint_token(secret, "fleet", "cb-fleet")
-    redis = connect(Settings(), c.platform.redis_url())
-    try:
+    blocks = cfg.fleet_per_market // cfg.batch_pings
+
+    def telemetry(market: str, step: int) -> Callable[[int], bytes]:
+        return lambda i: _telemetry(cfg, market, i % blocks, step + i // blocks, fleet, port)
+
+    def rides(market: str, step: int) -> Callable[[int], bytes]:
+        box = market_box(market, 0.03)
+
+        def make(i: int) -> bytes:
+            lat, lon = home_point(7 + i * 13, box)
+            token = mint_token(secret, "rider", f"cb-{market}-{step * 100_000 + i}")
+            body = orjson.dumps(ride_body(lat, lon))
+            return loadgen.build_request("POST", "/v1/rides", token=token, body=body, port=port)
+
+        return make
+
+    # every market of every step its own drift step and rider range
+    senders = [
+        loadgen.paced(port, make, rate_per_s=rate, seconds=cfg.seconds, max_connections=conns)
+        for step, market in enumerate(MARKETS, start=2 * pair + 1)
+        for make, rate, conns in (
+            (telemetry(market, step), cfg.pings_per_s / cfg.batch_pings, 16),
+            (rides(market, step), cfg.rides_per_s, 64),
+        )
+    ]
+    async with connect(Settings(), platform.redis_url()) as redis:
         stop = asyncio.Event()
         lags: dict[str, GroupLag] = {}
         streams = {
@@ -432,46 +393,20 @@ async def e2e_step(cfg: ClusterE2EConfig, c: Contender) -> dict[str, Any]:
         }
         sampler = asyncio.create_task(sample_lag(redis, streams, stop, lags))
         since = now_ms()
-        senders = []
-        for market in MARKETS:
-            senders += [
-                loadgen.paced(
-                    c.port,
-                    c.telemetry(cfg, market, fleet),
-                    rate_per_s=cfg.pings_per_s / cfg.batch_pings,
-                    seconds=cfg.seconds,
-                    max_connections=16,
-                ),
-                loadgen.paced(
-                    c.port,
-                    c.rides(market, secret),
-                    rate_per_s=cfg.rides_per_s,
-                    seconds=cfg.seconds,
-                    max_connections=64,
-                ),
-            ]
         results = await asyncio.gather(*senders)
         stop.set()
         await sampler
         await asyncio.sleep(2.0)  # the offers of the last requests
-        gaps: list[float] = []
-        unoffered = 0
-        for market in MARKETS:
-            found, missed = request_to_offer_ms(
-                await ride_events(redis, MarketKeys(market).rides, since)
-            )
-            gaps += found
-            unoffered += missed
-    finally:
-        await redis.aclose()
-    telemetry, rides = results[0::2], results[1::2]
+        events = [e for m in MARKETS for e in await ride_events(redis, MarketKeys(m).rides, since)]
+    gaps, unoffered = request_to_offer_ms(events)
+    telemetry_results, ride_results = results[0::2], results[1::2]
     return {
-        "contender": c.name,
-        "pings_per_s": sum(r.accepted for r in telemetry) * cfg.batch_pings / cfg.seconds,
-        "rides_per_s": sum(r.accepted for r in rides) / cfg.seconds,
+        "contender": name,
+        "pings_per_s": sum(r.accepted for r in telemetry_results) * cfg.batch_pings / cfg.seconds,
+        "rides_per_s": sum(r.accepted for r in ride_results) / cfg.seconds,
         "statuses": {
-            "telemetry": _status_counts(telemetry),
-            "rides": _status_counts(rides),
+            "telemetry": _status_counts(telemetry_results),
+            "rides": _status_counts(ride_results),
         },
         "offer_p50_ms": percentile(gaps, 50) if gaps else None,
         "offer_p99_ms": percentile(gaps, 99) if gaps else None,
@@ -485,29 +420,25 @@ async def e2e_step(cfg: ClusterE2EConfig, c: Contender) -> dict[str, Any]:
 async def e2e_figure(cfg: ClusterE2EConfig, pairs: int, work_dir: Path) -> dict[str, Any]:
     """Both platforms up at once; steps alternate between them (one server first each pair)."""
     markets = ("--markets", ",".join(MARKETS))
-    single = Platform(work_dir / "single", "--no-sim", *markets)
-    cluster = Platform(work_dir / "cluster", "--no-sim", *markets, *CLUSTER_ARGS)
-    try:
-        await asyncio.gather(_start(single), _start(cluster))
-        contenders = [Contender("one server", single), Contender("cluster", cluster)]
-        for c in contenders:
-            await _prepare(cfg, c)
+    contenders = {
+        "one server": Platform(work_dir / "single", "--no-sim", *markets),
+        "cluster": Platform(work_dir / "cluster", "--no-sim", *markets, *CLUSTER_ARGS),
+    }
+    steps = []
+    async with running(*contenders.values()):
+        for name, platform in contenders.items():
+            await _prepare(cfg, name, platform)
         await asyncio.sleep(3.0)  # consumers catch up on the fleet's first pings
-        steps = []
         for pair in range(pairs):
-            for c in contenders:
-                step = await e2e_step(cfg, c)
+            for name, platform in contenders.items():
+                step = await e2e_step(cfg, name, platform, pair)
                 say(
-                    f"e2e pair {pair + 1}/{pairs} {c.name}: {step['pings_per_s']:.0f} pings/s, "
+                    f"e2e pair {pair + 1}/{pairs} {name}: {step['pings_per_s']:.0f} pings/s, "
                     f"{step['rides_per_s']:.1f} rides/s, offer p99 {step['offer_p99_ms']}, "
                     f"lag {step['lag_s']:.2f}s"
                 )
                 steps.append(step)
-        return {"config": asdict(cfg), "steps": steps}
-    finally:
-        await asyncio.gather(
-            asyncio.to_thread(single.stop), asyncio.to_thread(cluster.stop), return_exceptions=True
-        )
+    return {"config": asdict(cfg), "steps": steps}
 
 
 # ---- command line --------------------------------------------------------------------------
@@ -520,6 +451,10 @@ def machine() -> str:
 
 
 async def measure(which: str, pairs: int, quick: bool) -> dict[str, Any]:
+    failover = (
+        FailoverConfig(before_kill_s=4.0, after_first_202_s=4.0) if quick else FailoverConfig()
+    )
+    e2e = ClusterE2EConfig(seconds=5.0) if quick else ClusterE2EConfig()
     results: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": machine(),
@@ -527,15 +462,9 @@ async def measure(which: str, pairs: int, quick: bool) -> dict[str, Any]:
     }
     with tempfile.TemporaryDirectory(prefix="cluster-bench-") as tmp:
         if which in ("failover", "all"):
-            cfg = (
-                FailoverConfig(before_kill_s=4.0, after_first_202_s=4.0)
-                if quick
-                else FailoverConfig()
-            )
-            results["failover"] = await failover_figure(cfg, pairs, Path(tmp))
+            results["failover"] = await failover_figure(failover, pairs, Path(tmp))
         if which in ("e2e", "all"):
-            e2e_cfg = ClusterE2EConfig(seconds=5.0) if quick else ClusterE2EConfig()
-            results["e2e"] = await e2e_figure(e2e_cfg, pairs, Path(tmp))
+            results["e2e"] = await e2e_figure(e2e, pairs, Path(tmp))
     return results
 
 

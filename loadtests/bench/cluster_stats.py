@@ -4,7 +4,7 @@ failover, per-pair summaries, and the tables rendered into docs/scaling.md."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,11 +35,6 @@ def silence_s(before: Iterable[float], after: Iterable[float], kill: float) -> f
     if last is None or first is None:
         return None
     return first - last
-
-
-def offer_silence_s(offer_times: Sequence[float], kill: float) -> float | None:
-    """The gap in `ride.offered` events around the kill (times from the server's clock)."""
-    return silence_s(offer_times, offer_times, kill)
 
 
 def no_202_s(attempts: Sequence[Attempt], kill: float) -> float | None:
@@ -73,44 +68,56 @@ def _s(value: float | None) -> str:
     return "—" if value is None else f"{value:.1f} s"
 
 
+def _on(flag: bool) -> str:
+    return "on" if flag else "off"
+
+
+# a failover run's table after its "pair" column: header → cell
+RUN_CELLS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "acks": lambda run: _on(run["acks"]),
+    "no offers": lambda run: _s(run["no_offer_s"]),
+    "no 202": lambda run: _s(run["no_202_s"]),
+    "burst acked": lambda run: f"{run['burst_acked']} of {run['burst']}",
+    "lost": lambda run: f"**{len(run['loss']['lost'])}** of {run['loss']['acknowledged']}",
+    "404 / not in stream": lambda run: (
+        f"{len(run['loss']['lost_get_404'])} / {len(run['loss']['missing_from_stream'])}"
+    ),
+    "promoted": lambda run: "yes" if run["promoted"] else "**no**",
+    "answers": lambda run: ", ".join(f"{k}×{v}" for k, v in sorted(run["statuses"].items())),
+}
+
+
 def failover_rows(runs: Sequence[dict[str, Any]]) -> list[list[str]]:
-    rows = []
-    for i, run in enumerate(runs):
-        loss = run["loss"]
-        rows.append(
-            [
-                str(i // 2 + 1),
-                "on" if run["acks"] else "off",
-                _s(run["no_offer_s"]),
-                _s(run["no_202_s"]),
-                f"{run['burst_acked']} of {run['burst']}",
-                f"**{len(loss['lost'])}** of {loss['acknowledged']}",
-                f"{len(loss['lost_get_404'])} / {len(loss['missing_from_stream'])}",
-                "yes" if run["promoted"] else "**no**",
-                ", ".join(f"{k}×{v}" for k, v in sorted(run["statuses"].items())),
-            ]
-        )
-    return rows
+    """One row a run; runs come in off/on pairs."""
+    return [
+        [str(i // 2 + 1), *(cell(run) for cell in RUN_CELLS.values())] for i, run in enumerate(runs)
+    ]
+
+
+SUMMARY_COLUMNS = ("acks", "runs", "no offers (median)", "no 202 (median)", "lost")
+
+
+def _median_s(values: Iterable[float | None]) -> str:
+    known = [v for v in values if v is not None]
+    return _s(median(known)) if known else "—"
 
 
 def failover_summary(runs: Sequence[dict[str, Any]]) -> list[list[str]]:
+    """Per acks setting: the median outages and the rides lost over all its runs."""
     rows = []
     for acks in (False, True):
-        mine = [r for r in runs if r["acks"] == acks]
-        if not mine:
-            continue
-        offers = [r["no_offer_s"] for r in mine if r["no_offer_s"] is not None]
-        answers = [r["no_202_s"] for r in mine if r["no_202_s"] is not None]
-        rows.append(
-            [
-                "on" if acks else "off",
-                str(len(mine)),
-                _s(median(offers)) if offers else "—",
-                _s(median(answers)) if answers else "—",
-                f"{sum(len(r['loss']['lost']) for r in mine)} of "
-                f"{sum(r['loss']['acknowledged'] for r in mine)}",
-            ]
-        )
+        if mine := [r for r in runs if r["acks"] == acks]:
+            lost = sum(len(r["loss"]["lost"]) for r in mine)
+            acknowledged = sum(r["loss"]["acknowledged"] for r in mine)
+            rows.append(
+                [
+                    _on(acks),
+                    str(len(mine)),
+                    _median_s(r["no_offer_s"] for r in mine),
+                    _median_s(r["no_202_s"] for r in mine),
+                    f"{lost} of {acknowledged}",
+                ]
+            )
     return rows
 
 
@@ -121,6 +128,7 @@ E2E_METRICS = (
     ("offer_p99_ms", "request→offered p99 (ms)"),
     ("lag_s", "worst consumer lag (s)"),
 )
+E2E_COLUMNS = ("metric", "one server (per pair)", "cluster (per pair)", "cluster ÷ one server")
 
 
 def e2e_rows(steps: Sequence[dict[str, Any]]) -> list[list[str]]:
@@ -153,38 +161,20 @@ def render_section(results: dict[str, Any]) -> str:
         "machine: other work ran at the same time._",
         "",
     ]
-    failover = results.get("failover")
-    if failover:
-        cfg = failover["config"]
+    if failover := results.get("failover"):
+        cfg, runs = failover["config"], failover["runs"]
         out += [
             f"**Failover** (`ridepulse up --no-sim --cluster --markets sf,nyc --primaries 3 "
             f"--replicas 1`, {cfg['drivers']} drivers, {cfg['rides_per_s']:g} rides/s, a burst "
             f"of {cfg['burst']} concurrent requests at the SIGKILL of `{{sf}}`'s primary; "
             "`RIDEPULSE_RIDE_REPLICA_ACKS` off and on, alternating):",
             "",
-            render_table(
-                ("acks", "runs", "no offers (median)", "no 202 (median)", "lost"),
-                failover_summary(failover["runs"]),
-            ),
+            render_table(SUMMARY_COLUMNS, failover_summary(runs)),
             "",
-            render_table(
-                (
-                    "pair",
-                    "acks",
-                    "no offers",
-                    "no 202",
-                    "burst acked",
-                    "lost",
-                    "404 / not in stream",
-                    "promoted",
-                    "answers",
-                ),
-                failover_rows(failover["runs"]),
-            ),
+            render_table(("pair", *RUN_CELLS), failover_rows(runs)),
             "",
         ]
-    e2e = results.get("e2e")
-    if e2e:
+    if e2e := results.get("e2e"):
         cfg = e2e["config"]
         out += [
             f"**Cluster end to end** (sf and nyc, {fmt_number(cfg['pings_per_s'])} pings/s and "
@@ -192,14 +182,10 @@ def render_section(results: dict[str, Any]) -> str:
             "alternating one server / 3-primary cluster with 1 replica each, both platforms up "
             "for the whole run):",
             "",
-            render_table(
-                ("metric", "one server (per pair)", "cluster (per pair)", "cluster ÷ one server"),
-                e2e_rows(e2e["steps"]),
-            ),
+            render_table(E2E_COLUMNS, e2e_rows(e2e["steps"])),
             "",
         ]
-    out.append(END)
-    return "\n".join(out)
+    return "\n".join([*out, END])
 
 
 def render_into(page: str, results: dict[str, Any]) -> str:

@@ -26,6 +26,7 @@ class ConsumerPlan:
 
 def ours(
     url: str,
+    fill_url: str,
     prefix: str,
     plan: ConsumerPlan,
     pings: int | None = None,
@@ -34,18 +35,12 @@ def ours(
     argv = module_argv(
         "loadtests.bench.consumers",
         url=url,
+        fill_url=fill_url,
         prefix=prefix,
         pings=pings or plan.ours_pings,
         entry_pings=plan.entry_pings,
     )
     return run_json_child(argv, 300, profile_to)
-
-
-def faststream(url: str, prefix: str, plan: ConsumerPlan) -> dict[str, float]:
-    argv = module_argv(
-        "loadtests.bench.peers.faststream_geo", url=url, prefix=prefix, pings=plan.peer_pings
-    )
-    return run_json_child(argv, 300)
 
 
 def _server_cpu_s(admin: redis.Redis) -> float:
@@ -58,42 +53,50 @@ def _command_seconds(admin: redis.Redis) -> dict[str, float]:
     (a script's own commands are counted twice: on their own and inside EVALSHA)."""
     stats: Any = admin.info("commandstats")
     wanted = ("evalsha", "geoadd", "hset", "zadd", "zmscore", "hmget", "xreadgroup", "xack", "xadd")
-    return {
-        f"valkey_{c}_s": round(stats[f"cmdstat_{c}"]["usec"] / 1e6, 3)
-        for c in wanted
-        if f"cmdstat_{c}" in stats
-    }
+    found = [c for c in wanted if f"cmdstat_{c}" in stats]
+    return {f"valkey_{c}_s": round(stats[f"cmdstat_{c}"]["usec"] / 1e6, 3) for c in found}
 
 
 def drop_keys(admin: redis.Redis, prefix: str) -> None:
-    keys = MarketKeys("sf", prefix)
+    k = MarketKeys("sf", prefix)
+    peer_stream = f"{prefix}:{{sf}}:fs-telemetry"
     admin.delete(
-        keys.telemetry,
-        keys.drivers_geo,
-        keys.drivers_seen,
-        keys.positions,
-        keys.driver_statuses,
-        f"{prefix}:{{sf}}:fs-telemetry",
+        k.telemetry, k.drivers_geo, k.drivers_seen, k.positions, k.driver_statuses, peer_stream
     )
 
 
 def consumer_figure(
-    url: str, key_prefix: str, admin: redis.Redis, plan: ConsumerPlan, say: Callable[[str], None]
+    url: str,
+    admin_url: str,
+    key_prefix: str,
+    admin: redis.Redis,
+    plan: ConsumerPlan,
+    say: Callable[[str], None],
 ) -> tuple[Measure, Measure]:
+    """Ours consumes as matching-geo (`url`: its own ACL user) from a backlog written through
+    `admin_url`; the peer, not one of our services, runs on `admin_url` throughout."""
     mine = Measure("matching geo consumer", "pings/s")
     peer = Measure("FastStream per-message subscriber", "pings/s")
     for rep in range(plan.reps):
         for contender in ("ours", "peer") if rep % 2 == 0 else ("peer", "ours"):
-            prefix = f"{key_prefix}:c{rep}{contender}"
+            # every run under the server's own prefix, which matching-geo's ACL patterns name
+            # (docs/security.md); drop_keys empties it after each
+            prefix = key_prefix
             if contender == "ours":
                 admin.config_resetstat()
                 cpu_before = _server_cpu_s(admin)
-                result = ours(url, prefix, plan)
+                result = ours(url, admin_url, prefix, plan)
                 result["valkey_cpu_s"] = round(_server_cpu_s(admin) - cpu_before, 3)
                 result.update(_command_seconds(admin))
                 measure, name = mine, "matching"
             else:
-                result = faststream(url, prefix, plan)
+                peer_argv = module_argv(
+                    "loadtests.bench.peers.faststream_geo",
+                    url=admin_url,
+                    prefix=prefix,
+                    pings=plan.peer_pings,
+                )
+                result = run_json_child(peer_argv, 300)
                 measure, name = peer, "FastStream"
             drop_keys(admin, prefix)
             if result["indexed"] != result["pings"]:

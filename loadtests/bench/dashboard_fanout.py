@@ -23,7 +23,7 @@ from loadtests.bench.fanout.page import render
 from loadtests.bench.fanout.run import bench
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m loadtests.bench.dashboard_fanout",
         description=__doc__,
@@ -42,11 +42,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--out", type=Path, default=Path("docs/benchmarks-dashboard.md"))
     add("--city", action="store_true", help=argparse.SUPPRESS)
     add("--redis-url", help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(argv)
+    args = parser.parse_args(argv)
     if args.city:
         asyncio.run(run_city(args.redis_url, args.drivers, args.ride_events, args.ping_interval))
         return

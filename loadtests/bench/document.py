@@ -7,11 +7,12 @@ blocks over unchanged, so no sentence here can silently disagree with the number
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from loadtests.bench import report
-from loadtests.bench.knee import knee, step_from_e2e
-from loadtests.bench.report import fmt_number, render_table
+from loadtests.bench.knee import Step, knee, step_from_e2e
+from loadtests.bench.report import fmt_met, fmt_number, fmt_pairs, render_table
 from loadtests.bench.stats import PairedRatio
 
 HAND = re.compile(r"<!-- hand:([\w-]+) -->\n(.*?)<!-- /hand -->", re.S)
@@ -72,71 +73,64 @@ def _repetitions(figures: dict[str, Any]) -> list[str]:
 def _e2e(level: dict[str, Any]) -> list[str]:
     cfg = level["config"]
     cpu = {**level.get("cpu_cores", {}), **level.get("cpu_totals", {})}
-    return [
+    tables = {
+        ("stream/group", "max lag (age)", "max lag (entries)", "max pending"): [
+            [k, f"{g['max_seconds']:.2f} s", f"{g['max_entries']:,}", f"{g['max_pending']:,}"]
+            for k, g in level["lag"].items()
+        ],
+        ("process", "cores"): [[k, f"{v:.2f}"] for k, v in cpu.items()],
+        ("process", "peak RSS", "target", "met?"): [
+            [
+                k,
+                f"{mb:.0f} MB",
+                "—" if k == "valkey" else "< 200 MB",
+                fmt_met(None if k == "valkey" else mb < 200),
+            ]
+            for k, mb in level["rss_peak_mb"].items()
+        ],
+        ("Valkey command", "calls", "seconds", "µs per call"): [
+            [c["command"], f"{c['calls']:,}", f"{c['seconds']:.2f}", f"{c['usec_per_call']:,.0f}"]
+            for c in level.get("valkey_commands", [])
+        ],
+    }
+    if "telemetry_stream" in level:
+        tables[("t", "telemetry stream memory", "entries")] = [
+            [f"{t:.0f} s", f"{b / 2**20:.1f} MB", f"{n:,}"]
+            for t, b, n in level["telemetry_stream"]["series"]
+        ]
+    out = [
         f"### End to end @ {fmt_number(cfg['pings_per_s'])} pings/s + {cfg['rides_per_s']:g} "
         f"rides/s ({cfg['seconds']:g} s, {cfg['fleet_size']:,} drivers, "
         f"{cfg['available_drivers']:,} available)",
         "",
-        render_table(
-            ("stream/group", "max lag (age)", "max lag (entries)", "max pending"),
-            report.lag_rows(level),
-        ),
-        "",
-        render_table(("process", "cores"), [[k, f"{v:.2f}"] for k, v in cpu.items()]),
-        "",
-        render_table(("process", "peak RSS", "target", "met?"), report.memory_rows(level)),
-        "",
-        render_table(
-            ("Valkey command", "calls", "seconds", "µs per call"),
-            [
-                [
-                    c["command"],
-                    f"{c['calls']:,}",
-                    f"{c['seconds']:.2f}",
-                    f"{c['usec_per_call']:,.0f}",
-                ]
-                for c in level.get("valkey_commands", [])
-            ],
-        ),
-        "",
-        render_table(("t", "telemetry stream memory", "entries"), report.stream_memory_rows(level))
-        if "telemetry_stream" in level
-        else "",
-        "",
     ]
+    for headers, rows in tables.items():
+        out += [render_table(headers, rows), ""]
+    return out
 
 
 def _sweep_table(levels: list[dict[str, Any]]) -> str:
     steps = [step_from_e2e(level) for level in levels]
     found = knee(steps)
-    return render_table(
-        (
-            "offered pings/s",
-            "accepted",
-            "shed (429)",
-            "conflated",
-            "worst lag",
-            "request→offered p50 / p99",
-            "unoffered",
-            "holds?",
-            "CPU per process (cores)",
+    columns: dict[str, Callable[[Step], str]] = {
+        "offered pings/s": lambda s: (
+            fmt_number(s.offered_pings_per_s)
+            + (" **knee**" if s.offered_pings_per_s == found else "")
         ),
-        [
-            [
-                fmt_number(s.offered_pings_per_s)
-                + (" **knee**" if s.offered_pings_per_s == found else ""),
-                fmt_number(s.accepted_pings_per_s),
-                fmt_number(s.shed_pings_per_s),
-                "not reported" if s.conflated is None else f"{s.conflated:,}",
-                f"{s.lag_s:.2f} s",
-                f"{fmt_number(s.offer_p50_ms)} / {fmt_number(s.offer_p99_ms)} ms",
-                f"{s.unoffered_rides} of {s.offered_rides + s.unoffered_rides}",
-                "yes" if s.holds else "**no**",
-                ", ".join(f"{k} {v:.2f}" for k, v in sorted(s.cpu_cores.items())),
-            ]
-            for s in steps
-        ],
-    )
+        "accepted": lambda s: fmt_number(s.accepted_pings_per_s),
+        "shed (429)": lambda s: fmt_number(s.shed_pings_per_s),
+        "conflated": lambda s: "not reported" if s.conflated is None else f"{s.conflated:,}",
+        "worst lag": lambda s: f"{s.lag_s:.2f} s",
+        "request→offered p50 / p99": lambda s: (
+            f"{fmt_number(s.offer_p50_ms)} / {fmt_number(s.offer_p99_ms)} ms"
+        ),
+        "unoffered": lambda s: f"{s.unoffered_rides} of {s.offered_rides + s.unoffered_rides}",
+        "holds?": lambda s: "yes" if s.holds else "**no**",
+        "CPU per process (cores)": lambda s: ", ".join(
+            f"{k} {v:.2f}" for k, v in sorted(s.cpu_cores.items())
+        ),
+    }
+    return render_table(list(columns), [[cell(s) for cell in columns.values()] for s in steps])
 
 
 def _sweep(sweep: dict[str, Any]) -> list[str]:
@@ -172,24 +166,25 @@ def _sweep(sweep: dict[str, Any]) -> list[str]:
         ),
         "",
     ]
-    ratio = sweep.get("knee_ratio")
-    if ratio:
-        pairs = PairedRatio(tuple(ratio["pairs"]))
+    if ratio := sweep.get("knee_ratio"):
+        pairs = fmt_pairs(PairedRatio(tuple(ratio["pairs"])))
         verdict = {True: "met", False: "missed", None: "**the spread crosses 2×: undecided**"}
-        out += [
-            f"Knee ratio, current ÷ {plan['previous']}: {report.fmt_pairs(pairs)}; target ≥ 2×: "
-            f"{verdict[ratio['met_2x']]}."
-            + (
-                f" A knee of current at the top step ({fmt_number(top)}) is a lower bound, and "
-                "so is each ratio it enters."
-                if top in knees.get("current", [])
-                else ""
-            ),
-            "",
-        ]
+        line = f"Knee ratio, current ÷ {plan['previous']}: {pairs}; target ≥ 2×: "
+        line += f"{verdict[ratio['met_2x']]}."
+        if top in knees.get("current", []):
+            line += f" A knee of current at the top step ({fmt_number(top)}) is a lower bound, "
+            line += "and so is each ratio it enters."
+        out += [line, ""]
     for name, runs in sweep["levels"].items():
         out += [f"### {name} (first sweep)", "", _sweep_table(runs[0]), ""]
     return out
+
+
+def _profile_line(summary: dict[str, Any], top: int = 8) -> str:
+    if not summary.get("samples"):
+        return "(no samples)"
+    own = ", ".join(f"`{f}` {s:.0%}" for f, s in summary["self"][:top])
+    return f"{summary['samples']} samples. Top self time: {own}."
 
 
 def render_document(results: dict[str, Any], page: str = "") -> str:
@@ -226,7 +221,7 @@ def render_document(results: dict[str, Any], page: str = "") -> str:
         }
         if "consumer" in profiles:
             summaries["geo consumer draining a backlog"] = profiles["consumer"]
-        out += [f"- **{k}:** " + " ".join(report.profile_lines(v)) for k, v in summaries.items()]
+        out += [f"- **{k}:** {_profile_line(v)}" for k, v in summaries.items()]
         out.append("")
     out += ["## How it is measured", "", *_hand("method", blocks)]
     return "\n".join(out).rstrip() + "\n"

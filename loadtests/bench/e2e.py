@@ -5,10 +5,11 @@ request→offered latency, RSS per service and the telemetry stream's memory."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
-import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import orjson
 
 from loadtests.bench import loadgen
 from loadtests.bench.fleet import driver_id, pings, random_point
+from loadtests.bench.measure import say
 from loadtests.bench.noise import machine_busy_s
 from loadtests.bench.probe import probe_candidates
 from loadtests.bench.ride_latency import request_to_offer_ms, ride_events
@@ -55,7 +57,7 @@ class E2EConfig:
 TS_MARK = 1_999_999_999_999
 
 
-def _telemetry_requests(cfg: E2EConfig, token: str, port: int) -> Any:
+def _telemetry_requests(cfg: E2EConfig, token: str, port: int) -> Callable[[int], bytes]:
     """Every telemetry request of the level, built before the clock starts; sending stamps the
     pings' ts. Building a 1000-ping body costs this process ~6 ms of CPU: at 60 batches/s, built
     while sending, that was a third of a core taken from the platform under measurement."""
@@ -71,14 +73,10 @@ def _telemetry_requests(cfg: E2EConfig, token: str, port: int) -> Any:
         built.append(
             loadgen.build_request("POST", "/v1/telemetry", token=token, body=body, port=port)
         )
-
-    def make(index: int) -> bytes:
-        return built[index].replace(mark, str(now_ms()).encode())
-
-    return make
+    return lambda index: built[index].replace(mark, str(now_ms()).encode())
 
 
-def _ride_request(rider_tokens: list[str], port: int) -> Any:
+def _ride_request(rider_tokens: list[str], port: int) -> Callable[[int], bytes]:
     def make(index: int) -> bytes:
         rng = random.Random(index)
         lat, lon = random_point(rng)
@@ -91,32 +89,29 @@ def _ride_request(rider_tokens: list[str], port: int) -> Any:
     return make
 
 
-async def _prepare_fleet(
-    cfg: E2EConfig, stack: Platform, fleet_token: str, ops_token: str
-) -> dict[str, Any]:
-    """Every driver pings once; the first `available_drivers` go available."""
-    port = stack.api_port
+async def _prepare_fleet(cfg: E2EConfig, port: int, fleet: str, ops: str) -> dict[str, Any]:
+    """Every driver pings once (`fleet`'s token); the first `available_drivers` go available."""
     ts = now_ms()
     telemetry = [
-        loadgen.build_request(
-            "POST",
-            "/v1/telemetry",
-            token=fleet_token,
-            port=port,
-            body=orjson.dumps({"pings": pings(first, cfg.batch_pings, ts=ts)}),
-        )
+        orjson.dumps({"pings": pings(first, cfg.batch_pings, ts=ts)})
         for first in range(0, cfg.fleet_size, cfg.batch_pings)
     ]
-    pinged = await loadgen.send_all(port, telemetry, connections=4)
+    post = [
+        loadgen.build_request("POST", "/v1/telemetry", token=fleet, body=b, port=port)
+        for b in telemetry
+    ]
+    pinged = await loadgen.send_all(port, post, connections=4)
     status = b'{"status":"available"}'
     puts = [
         loadgen.build_request(
-            "PUT", f"/v1/drivers/{driver_id(i)}/status", token=ops_token, body=status, port=port
+            "PUT", f"/v1/drivers/{driver_id(i)}/status", token=ops, body=status, port=port
         )
         for i in range(cfg.available_drivers)
     ]
-    available = await loadgen.send_all(port, puts, connections=32)
-    return {"fleet_pings": pinged, "status_puts": available}
+    return {
+        "fleet_pings": pinged,
+        "status_puts": await loadgen.send_all(port, puts, connections=32),
+    }
 
 
 async def _wait_drained(redis: Any, stream: str, timeout_s: float) -> float:
@@ -133,17 +128,9 @@ async def conflated_total(redis: Any, keys: MarketKeys) -> int | None:
     """Pings the consumers skipped as superseded (`conflated` in their heartbeats), summed over
     services; None when no heartbeat carries the field (a release without conflation)."""
     members: Any = await redis.smembers(GlobalKeys(keys.prefix).heartbeats)
-    found: list[int] = []
-    for key in members:
-        raw: Any = await redis.get(key)
-        if raw and "conflated" in (beat := orjson.loads(raw)):
-            found.append(int(beat["conflated"]))
+    beats = [orjson.loads(raw) for key in members if (raw := await redis.get(key))]
+    found = [int(beat["conflated"]) for beat in beats if "conflated" in beat]
     return sum(found) if found else None
-
-
-def _own_cpu_s() -> float:
-    t = os.times()
-    return t.user + t.system
 
 
 def _paced_summary(
@@ -171,73 +158,58 @@ async def run_e2e(
         return await _measure(cfg, stack, env)
     finally:
         code = await asyncio.to_thread(stack.stop)
-        print(f"  stack stopped (exit {code})", flush=True)
+        say(f"  stack stopped (exit {code})")
 
 
 async def _measure(cfg: E2EConfig, stack: Platform, env: dict[str, str] | None) -> dict[str, Any]:
     redis = connect(Settings(), stack.redis_url())
     keys = MarketKeys("sf")
-    riders = int(cfg.rides_per_s * cfg.seconds) + 1
-    fleet_token, ops_token, *rider_tokens = await asyncio.to_thread(
-        mint_tokens,
-        stack.secret,
-        [("fleet", "bench-fleet"), ("ops", "bench")]
-        + [("rider", f"bench-rider-{i}") for i in range(riders)],
-        env,
-    )
+    port = stack.api_port
+    riders = [("rider", f"bench-rider-{i}") for i in range(int(cfg.rides_per_s * cfg.seconds) + 1)]
+    wanted = [("fleet", "bench-fleet"), ("ops", "bench"), *riders]
+    fleet, ops, *rider_tokens = await asyncio.to_thread(mint_tokens, stack.secret, wanted, env)
     try:
-        print(
+        say(
             f"  stack up; fleet of {cfg.fleet_size} drivers pings once, "
-            f"{cfg.available_drivers} go available",
-            flush=True,
+            f"{cfg.available_drivers} go available"
         )
-        prepared = await _prepare_fleet(cfg, stack, fleet_token, ops_token)
+        prepared = await _prepare_fleet(cfg, port, fleet, ops)
         drained_s = await _wait_drained(redis, keys.telemetry, 60)
-        print(
+        say(
             f"  prepared: {prepared}, consumers drained in {drained_s:.1f}s; "
-            f"{cfg.pings_per_s} pings/s + {cfg.rides_per_s:g} rides/s for {cfg.seconds:g}s",
-            flush=True,
+            f"{cfg.pings_per_s} pings/s + {cfg.rides_per_s:g} rides/s for {cfg.seconds:g}s"
         )
-        telemetry_requests = _telemetry_requests(cfg, fleet_token, stack.api_port)
+        batches = _telemetry_requests(cfg, fleet, port)
+        ride_requests = _ride_request(rider_tokens, port)
         stop = asyncio.Event()
         lags: dict[str, GroupLag] = {}
         peaks: dict[str, int] = {}
         memory: list[tuple[float, int, int]] = []
-        samplers = [
-            asyncio.create_task(
-                sample_lag(redis, {"telemetry": keys.telemetry, "rides": keys.rides}, stop, lags)
-            ),
-            asyncio.create_task(sample_rss(stack.processes, stop, peaks)),
-            asyncio.create_task(sample_stream_memory(redis, keys.telemetry, stop, memory)),
-        ]
+        streams = {"telemetry": keys.telemetry, "rides": keys.rides}
+        samplers = asyncio.gather(
+            sample_lag(redis, streams, stop, lags),
+            sample_rss(stack.processes, stop, peaks),
+            sample_stream_memory(redis, keys.telemetry, stop, memory),
+        )
         await redis.config_resetstat()
         cpu_before, wall_before = cpu_seconds(stack.processes()), time.monotonic()
-        busy_before, harness_before = machine_busy_s(), _own_cpu_s()
+        busy_before, harness_before = machine_busy_s(), time.process_time()
         since = now_ms()
+        paced = functools.partial(loadgen.paced, port, seconds=cfg.seconds)
         telemetry, rides = await asyncio.gather(
-            loadgen.paced(
-                stack.api_port,
-                telemetry_requests,
-                rate_per_s=cfg.pings_per_s / cfg.batch_pings,
-                seconds=cfg.seconds,
-                max_connections=16,
-            ),
-            loadgen.paced(
-                stack.api_port,
-                _ride_request(rider_tokens, stack.api_port),
-                rate_per_s=cfg.rides_per_s,
-                seconds=cfg.seconds,
-                max_connections=256,
-            ),
+            paced(batches, rate_per_s=cfg.pings_per_s / cfg.batch_pings, max_connections=16),
+            paced(ride_requests, rate_per_s=cfg.rides_per_s, max_connections=256),
         )
         stop.set()
         cpu_after, wall = cpu_seconds(stack.processes()), time.monotonic() - wall_before
         busy = {
             "machine": round((machine_busy_s() - busy_before) / wall, 2),
-            "load generator (this process)": round((_own_cpu_s() - harness_before) / wall, 2),
+            "load generator (this process)": round(
+                (time.process_time() - harness_before) / wall, 2
+            ),
         }
         commands = await command_stats(redis)
-        await asyncio.gather(*samplers)
+        await samplers
         await asyncio.sleep(2.0)  # offers of the last requests
         gaps, unoffered = request_to_offer_ms(await ride_events(redis, keys.rides, since))
         probe = await probe_candidates(redis, keys)
@@ -259,12 +231,7 @@ async def _measure(cfg: E2EConfig, stack: Platform, env: dict[str, str] | None) 
             "max": max(gaps) if gaps else None,
         },
         "lag": {
-            k: {
-                "max_entries": v.max_entries,
-                "max_seconds": round(v.max_seconds, 3),
-                "max_pending": v.max_pending,
-                "samples": v.samples,
-            }
+            k: {**asdict(v), "max_seconds": round(v.max_seconds, 3)}
             for k, v in sorted(lags.items())
         },
         "candidates": probe,

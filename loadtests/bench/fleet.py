@@ -16,10 +16,8 @@ from ridepulse.markets import BBox, load_markets
 
 def service_box(margin: float = 0.005) -> BBox:
     """The default market's box, shrunk a little so jittered points stay inside it."""
-    box = load_markets().default.bbox
-    return BBox(
-        box.min_lat + margin, box.min_lon + margin, box.max_lat - margin, box.max_lon - margin
-    )
+    b = load_markets().default.bbox
+    return BBox(b.min_lat + margin, b.min_lon + margin, b.max_lat - margin, b.max_lon - margin)
 
 
 def driver_id(index: int) -> str:
@@ -33,12 +31,9 @@ _R2_A2 = 0.5698402909980532
 
 
 def home_point(index: int, box: BBox) -> tuple[float, float]:
-    u = (0.5 + _R2_A1 * index) % 1.0
-    v = (0.5 + _R2_A2 * index) % 1.0
-    return (
-        box.min_lat + u * (box.max_lat - box.min_lat),
-        box.min_lon + v * (box.max_lon - box.min_lon),
-    )
+    u, v = (0.5 + _R2_A1 * index) % 1.0, (0.5 + _R2_A2 * index) % 1.0
+    lat_span, lon_span = box.max_lat - box.min_lat, box.max_lon - box.min_lon
+    return box.min_lat + u * lat_span, box.min_lon + v * lon_span
 
 
 def random_point(rng: random.Random, box: BBox | None = None) -> tuple[float, float]:
@@ -68,13 +63,13 @@ def pings(
     return out
 
 
-def entry_fields(batch: list[dict[str, Any]], source: bytes = b"bench/fleet") -> dict[bytes, bytes]:
+def entry_fields(batch: list[dict[str, Any]]) -> dict[bytes, bytes]:
     """One telemetry entry carrying `batch` (validated pings with driver_id and ts)."""
     return {
         b"id": new_event_id().encode(),
         b"type": b"driver.location",
         b"v": b"1",
-        b"source": source,
+        b"source": b"bench/fleet",
         b"time": str(now_ms()).encode(),
         b"subject": b"fleet/batch",
         b"data": orjson.dumps({"pings": batch}),

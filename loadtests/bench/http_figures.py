@@ -11,30 +11,35 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 import redis
 
 from loadtests.bench import loadgen
 from loadtests.bench.fleet import driver_id, pings
-from loadtests.bench.measure import Measure
+from loadtests.bench.measure import Measure, say
 from loadtests.bench.servers import ServerProcess, module_argv, run_json_child
 from loadtests.bench.wrk import LoadResult, Request, run_wrk, write_requests
 from ridepulse.auth import mint_token
 from ridepulse.contracts.envelope import now_ms
 
 SINGLE_DRIVERS = 8192  # per-driver tokens; at ~10k req/s each driver stays under 5 pings/s
+SINGLE_CONNECTIONS = 64
 BATCH_PINGS = 1000
 BATCH_BODIES = 16
+BATCH_CONNECTIONS = 4
+# Timeouts at the end of a closed-loop run are fine; anything more is a contender that is broken.
+MAX_ERROR_SHARE = 0.001
+
+Rep = Callable[[], tuple[float, dict[str, Any]]]  # one repetition: its rate, details beside it
 
 
 @dataclass(frozen=True)
 class LoadPlan:
-    seconds: float
-    reps: int
-    warmup_s: float
-    single_connections: int = 64
-    batch_connections: int = 4
+    seconds: float = 5.0
+    reps: int = 5  # pairs per ratio: its median and spread are what a page may publish
+    warmup_s: float = 2.0
 
 
 def single_ping_requests(secret: str) -> list[Request]:
@@ -64,93 +69,103 @@ def batch_requests(secret: str) -> list[Request]:
     ]
 
 
-# Timeouts at the end of a closed-loop run are fine; anything more is a contender that is broken.
-MAX_ERROR_SHARE = 0.001
+@dataclass(frozen=True)
+class Load:
+    """Pre-built requests (and wrk's file of them) sent closed loop over `connections`, by wrk
+    when present, else by the asyncio client."""
 
+    requests: list[Request]
+    file: Path
+    connections: int
+    wrk_binary: str | None
 
-def drive(
-    wrk_binary: str | None,
-    server: ServerProcess,
-    requests_file: Path,
-    requests: list[Request],
-    *,
-    connections: int,
-    seconds: float,
-) -> LoadResult:
-    """One closed-loop run against `server`: wrk when present, else the asyncio client.
+    @classmethod
+    def write(
+        cls, path: Path, requests: list[Request], connections: int, wrk_binary: str | None
+    ) -> Load:
+        return cls(requests, write_requests(path, requests), connections, wrk_binary)
 
-    A contender that answers errors is broken, not slow: its figure would be a rate of failures,
-    so the run stops and names the server's log instead of publishing it."""
-    if wrk_binary is not None:
-        result = run_wrk(
-            wrk_binary, server.base, requests_file, connections=connections, seconds=seconds
-        )
-    else:
-        raw = [
-            loadgen.build_request(
-                "POST", r.path, token=r.token or None, body=r.body, port=server.port
+    def drive(self, server: ServerProcess, seconds: float) -> LoadResult:
+        """One run against `server`. A contender that answers errors is broken, not slow: its
+        figure would be a rate of failures, so the run stops and names the server's log."""
+        if self.wrk_binary is not None:
+            result = run_wrk(
+                self.wrk_binary,
+                server.base,
+                self.file,
+                connections=self.connections,
+                seconds=seconds,
             )
-            for r in requests
-        ]
-        result = asyncio.run(
-            loadgen.closed_loop(server.port, raw, connections=connections, seconds=seconds)
-        )
-    if result.errors > MAX_ERROR_SHARE * max(result.requests, 1):
-        raise RuntimeError(
-            f"{server.name} answered {result.errors} errors in {result.requests} requests: "
-            f"{server.tail()}"
-        )
-    return result
+        else:
+            raw = [
+                loadgen.build_request(
+                    "POST", r.path, token=r.token or None, body=r.body, port=server.port
+                )
+                for r in self.requests
+            ]
+            result = asyncio.run(
+                loadgen.closed_loop(server.port, raw, connections=self.connections, seconds=seconds)
+            )
+        if result.errors > MAX_ERROR_SHARE * max(result.requests, 1):
+            raise RuntimeError(
+                f"{server.name} answered {result.errors} errors in {result.requests} requests: "
+                f"{server.tail()}"
+            )
+        return result
+
+    def rep(self, server: ServerProcess, seconds: float, per_request: int = 1) -> Rep:
+        """A repetition against `server`: requests/s (times the pings per request), with wrk's
+        counts and latencies beside it."""
+
+        def run() -> tuple[float, dict[str, Any]]:
+            r = self.drive(server, seconds)
+            return r.ok_per_s * per_request, {
+                "errors": r.errors,
+                "requests": r.requests,
+                "p50_ms": r.p50_us / 1000,
+                "p99_ms": r.p99_us / 1000,
+            }
+
+        return run
 
 
-def record(measure: Measure, rate: float, result: LoadResult) -> None:
-    """One repetition's rate, with wrk's counts and latencies beside it."""
-    measure.add(
-        rate,
-        errors=result.errors,
-        requests=result.requests,
-        p50_ms=result.p50_us / 1000,
-        p99_ms=result.p99_us / 1000,
-    )
-
-
-def single_ping_figure(
-    servers: list[ServerProcess],
-    secret: str,
+def interleave(
+    contenders: list[tuple[Measure, Rep]],
     plan: LoadPlan,
-    work: Path,
-    wrk_binary: str | None,
-    say: Callable[[str], None],
-) -> list[Measure]:
-    requests = single_ping_requests(secret)
-    requests_file = write_requests(work / "single.txt", requests)
-    measures = {s.name: Measure(s.name, "req/s") for s in servers}
-    for server in servers:
-        drive(
-            wrk_binary,
-            server,
-            requests_file,
-            requests,
-            connections=plan.single_connections,
-            seconds=plan.warmup_s,
-        )
+    after: Callable[[], object] = lambda: None,
+) -> None:
+    """`plan.reps` rounds of one repetition per contender, the order rotating each round (ABAB
+    for two) so that the machine's drift falls on all of them alike; `after` follows each one."""
     for rep in range(plan.reps):
-        for server in servers[rep % len(servers) :] + servers[: rep % len(servers)]:
-            result = drive(
-                wrk_binary,
-                server,
-                requests_file,
-                requests,
-                connections=plan.single_connections,
-                seconds=plan.seconds,
-            )
-            record(measures[server.name], result.ok_per_s, result)
-            say(
-                f"  rep {rep + 1}/{plan.reps} {server.name:>10}: {result.ok_per_s:8.0f} req/s "
-                f"(p50 {result.p50_us / 1000:.1f} ms, p99 {result.p99_us / 1000:.1f} ms, "
-                f"errors {result.errors})"
-            )
-    return list(measures.values())
+        turn = rep % len(contenders)
+        for measure, run in contenders[turn:] + contenders[:turn]:
+            rate, detail = run()
+            measure.add(rate, **detail)
+            after()
+            brief = ", ".join(f"{k} {v:.4g}" for k, v in detail.items())
+            say(f"  rep {rep + 1}/{plan.reps} {measure.label:>18}: {rate:10.0f} ({brief})")
+
+
+@dataclass(frozen=True)
+class Rig:
+    """What figures 1 and 2 and ingest's profile share."""
+
+    secret: str  # the platform's token secret
+    url: str  # the embedded server as ingest's ACL user
+    admin: redis.Redis
+    stream: str  # the telemetry stream ingest appends to
+    work: Path
+    wrk_binary: str | None
+
+
+def single_ping_figure(servers: list[ServerProcess], rig: Rig, plan: LoadPlan) -> dict[str, Any]:
+    requests = single_ping_requests(rig.secret)
+    load = Load.write(rig.work / "single.txt", requests, SINGLE_CONNECTIONS, rig.wrk_binary)
+    for server in servers:
+        load.drive(server, plan.warmup_s)
+    measures = [(Measure(s.name, "req/s"), load.rep(s, plan.seconds)) for s in servers]
+    interleave(measures, plan)
+    return {m.label: m.to_json() for m, _ in measures}
 
 
 def raw_xadd(url: str, stream: str, seconds: float) -> dict[str, float]:
@@ -164,52 +179,19 @@ def raw_xadd(url: str, stream: str, seconds: float) -> dict[str, float]:
     return run_json_child(argv, seconds + 120)
 
 
-def batch_figure(
-    ingest: ServerProcess,
-    secret: str,
-    admin: redis.Redis,
-    stream: str,
-    peer_url: str,
-    plan: LoadPlan,
-    work: Path,
-    wrk_binary: str | None,
-    say: Callable[[str], None],
-) -> tuple[Measure, Measure]:
-    requests = batch_requests(secret)
-    requests_file = write_requests(work / "batch.txt", requests)
+def batch_figure(ingest: ServerProcess, rig: Rig, plan: LoadPlan) -> dict[str, Any]:
+    requests = batch_requests(rig.secret)
+    load = Load.write(rig.work / "batch.txt", requests, BATCH_CONNECTIONS, rig.wrk_binary)
+    load.drive(ingest, plan.warmup_s)
+    rig.admin.delete(rig.stream)
+
+    def floor() -> tuple[float, dict[str, Any]]:
+        raw = raw_xadd(rig.url, rig.stream, plan.seconds)
+        return raw["pings"] / raw["seconds"], raw
+
     ours = Measure("ingest batch", "pings/s")
-    floor = Measure("raw pipelined XADD", "pings/s")
-    drive(
-        wrk_binary,
-        ingest,
-        requests_file,
-        requests,
-        connections=plan.batch_connections,
-        seconds=plan.warmup_s,
-    )
-    admin.delete(stream)
-    for rep in range(plan.reps):
-        for contender in ("ours", "floor") if rep % 2 == 0 else ("floor", "ours"):
-            if contender == "ours":
-                result = drive(
-                    wrk_binary,
-                    ingest,
-                    requests_file,
-                    requests,
-                    connections=plan.batch_connections,
-                    seconds=plan.seconds,
-                )
-                rate = result.ok_per_s * BATCH_PINGS
-                record(ours, rate, result)
-                say(
-                    f"  rep {rep + 1}/{plan.reps}     ingest: {rate:10.0f} pings/s "
-                    f"({result.ok_per_s:.0f} req/s, p99 {result.p99_us / 1000:.1f} ms, "
-                    f"errors {result.errors})"
-                )
-            else:
-                raw = raw_xadd(peer_url, stream, plan.seconds)
-                rate = raw["pings"] / raw["seconds"]
-                floor.add(rate, **raw)
-                say(f"  rep {rep + 1}/{plan.reps}  raw XADD: {rate:10.0f} pings/s")
-            admin.delete(stream)  # keep the server's memory (and AOF) small between runs
-    return ours, floor
+    xadd = Measure("raw pipelined XADD", "pings/s")
+    contenders = [(ours, load.rep(ingest, plan.seconds, BATCH_PINGS)), (xadd, floor)]
+    # between runs the stream goes, keeping the server's memory (and AOF) small
+    interleave(contenders, plan, after=lambda: rig.admin.delete(rig.stream))
+    return {"ingest": ours.to_json(), "raw_xadd": xadd.to_json()}

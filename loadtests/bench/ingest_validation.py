@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -60,20 +59,7 @@ def new_path(raw: bytes, now: int, markets: MarketMap) -> int:
     return sum(len(_encode({"pings": group})) for group in by_market.values())
 
 
-def rate(
-    fn: Callable[[bytes, int, MarketMap], int],
-    raw: bytes,
-    n: int,
-    now: int,
-    markets: MarketMap,
-    seconds: float,
-) -> float:
-    batches = 0
-    start = time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds:
-        fn(raw, now, markets)
-        batches += 1
-    return batches * n / elapsed
+PATHS = {"old": old_path, "new": new_path}
 
 
 def main() -> None:
@@ -84,23 +70,30 @@ def main() -> None:
     args = parser.parse_args()
     markets = load_markets()  # the built-in SF market
     now = now_ms()
-    raw = make_body(args.batch, now)
+    batch: int = args.batch
+    raw = make_body(batch, now)
+
+    def rate(path: Callable[[bytes, int, MarketMap], int]) -> float:
+        """Pings/s through `path`, run over and over for `--seconds`."""
+        batches = 0
+        start = time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < args.seconds:
+            path(raw, now, markets)
+            batches += 1
+        return batches * batch / elapsed
+
     ratios = []
     for pair in range(args.pairs):
-        contenders = [("old", old_path), ("new", new_path)]
-        if pair % 2:
-            contenders.reverse()  # alternate which goes first too
-        rates = {
-            name: rate(fn, raw, args.batch, now, markets, args.seconds) for name, fn in contenders
-        }
+        order = ("old", "new") if pair % 2 == 0 else ("new", "old")  # which goes first alternates
+        rates = {name: rate(PATHS[name]) for name in order}
         ratios.append(rates["new"] / rates["old"])
-        sys.stdout.write(
+        print(
             f"pair {pair + 1}: old {rates['old']:,.0f} pings/s  new {rates['new']:,.0f} pings/s"
-            f"  ratio {ratios[-1]:.2f}\n"
+            f"  ratio {ratios[-1]:.2f}"
         )
-    sys.stdout.write(
+    print(
         f"median ratio new/old {statistics.median(ratios):.2f} "
-        f"(min {min(ratios):.2f}, max {max(ratios):.2f}, {args.pairs} pairs, batch {args.batch})\n"
+        f"(min {min(ratios):.2f}, max {max(ratios):.2f}, {args.pairs} pairs, batch {args.batch})"
     )
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from loadtests.bench.stats import percentile
 from loadtests.bench.wrk import LoadResult
 
 HOST = "127.0.0.1"
@@ -31,17 +33,16 @@ def build_request(
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
+@dataclass
 class HttpConnection:
     """One keep-alive connection; `send` writes a request and reads its whole response."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
 
     @classmethod
     async def open(cls, port: int) -> HttpConnection:
-        reader, writer = await asyncio.open_connection(HOST, port, limit=2**20)
-        return cls(reader, writer)
+        return cls(*await asyncio.open_connection(HOST, port, limit=2**20))
 
     async def send(self, raw: bytes) -> tuple[int, bytes]:
         self.writer.write(raw)
@@ -70,40 +71,40 @@ class HttpConnection:
         self.writer.close()
 
 
-async def closed_loop(
-    port: int, requests: list[bytes], *, connections: int, seconds: float
-) -> LoadResult:
-    """N connections, each sending the next request as soon as its previous answer arrived."""
-    turn = itertools.count()
-    latencies: list[float] = []
-    errors = 0
-    deadline = time.perf_counter() + seconds
+async def _in_turn(
+    port: int, pending: Iterator[bytes], connections: int
+) -> list[tuple[int, float]]:
+    """(status, seconds) of each request from `pending` over N keep-alive connections, each
+    sending the next request as soon as its previous answer arrived."""
+    answers: list[tuple[int, float]] = []
 
     async def worker() -> None:
-        nonlocal errors
         conn = await HttpConnection.open(port)
         try:
-            while time.perf_counter() < deadline:
-                raw = requests[next(turn) % len(requests)]
+            for raw in pending:
                 sent = time.perf_counter()
                 status, _ = await conn.send(raw)
-                latencies.append(time.perf_counter() - sent)
-                if status >= 300:
-                    errors += 1
+                answers.append((status, time.perf_counter() - sent))
         finally:
             conn.close()
 
-    started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(connections)))
+    return answers
+
+
+async def closed_loop(
+    port: int, requests: list[bytes], *, connections: int, seconds: float
+) -> LoadResult:
+    """N connections cycling through `requests` until `seconds` are up."""
+    started = time.perf_counter()
+    deadline = started + seconds
+    cycle = itertools.cycle(requests)
+    pending = itertools.takewhile(lambda _: time.perf_counter() < deadline, cycle)
+    answers = await _in_turn(port, pending, connections)
     elapsed = time.perf_counter() - started
-    ordered = sorted(latencies) or [0.0]
-    return LoadResult(
-        len(latencies),
-        errors,
-        elapsed,
-        ordered[len(ordered) // 2] * 1e6,
-        ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1e6,
-    )
+    us = [latency * 1e6 for _, latency in answers] or [0.0]
+    errors = sum(status >= 300 for status, _ in answers)
+    return LoadResult(len(answers), errors, elapsed, percentile(us, 50), percentile(us, 99))
 
 
 @dataclass
@@ -131,8 +132,8 @@ async def paced(
 ) -> PacedResult:
     """Send `make_request(i)` at `rate_per_s` for `seconds`, over at most `max_connections`."""
     result = PacedResult()
-    idle: asyncio.Queue[HttpConnection] = asyncio.Queue()
     opened = 0
+    idle: asyncio.Queue[HttpConnection] = asyncio.Queue()
     tasks: set[asyncio.Task[None]] = set()
 
     async def one(raw: bytes, scheduled: float) -> None:
@@ -175,17 +176,5 @@ async def paced(
 
 async def send_all(port: int, requests: list[bytes], *, connections: int) -> dict[int, int]:
     """Send every request once over N connections; status → count."""
-    statuses: dict[int, int] = {}
-    pending = iter(requests)
-
-    async def worker() -> None:
-        conn = await HttpConnection.open(port)
-        try:
-            for raw in pending:
-                status, _ = await conn.send(raw)
-                statuses[status] = statuses.get(status, 0) + 1
-        finally:
-            conn.close()
-
-    await asyncio.gather(*(worker() for _ in range(min(connections, len(requests)) or 1)))
-    return statuses
+    answers = await _in_turn(port, iter(requests), min(connections, len(requests)) or 1)
+    return dict(Counter(status for status, _ in answers))

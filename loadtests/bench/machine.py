@@ -61,18 +61,14 @@ def wrk_version(binary: str | None) -> str | None:
     return first[0].strip() if first else "unknown"
 
 
-def package_versions() -> dict[str, str]:
-    versions: dict[str, str] = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
+def package_version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def machine_info(wrk_binary: str | None) -> dict[str, Any]:
-    load1, load5, load15 = os.getloadavg()
     return {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cores": os.cpu_count(),
@@ -82,6 +78,6 @@ def machine_info(wrk_binary: str | None) -> dict[str, Any]:
         "python": platform.python_version(),
         "valkey": valkey_version(),
         "wrk": wrk_version(wrk_binary),
-        "packages": package_versions(),
-        "load_avg_at_start": [round(load1, 2), round(load5, 2), round(load15, 2)],
+        "packages": {name: package_version(name) for name in PACKAGES},
+        "load_avg_at_start": [round(load, 2) for load in os.getloadavg()],
     }

@@ -1,4 +1,4 @@
-"""Repetitions of one figure's measurement and how they are reported."""
+"""Repetitions of one figure's measurement, and the run's progress as it goes."""
 
 from __future__ import annotations
 
@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loadtests.bench.stats import median, spread
+
+
+def say(message: str) -> None:
+    print(message, flush=True)  # flushed: a long run is watched as it goes
 
 
 @dataclass

@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import statistics
 import time
 import uuid
+from statistics import median
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -87,18 +87,16 @@ async def drain(base: Settings, service: str, new: bool, behind: bool) -> float:
 async def measure(settings: Settings, pairs: int) -> None:
     for service in ("matching-geo", "eta"):
         for behind in (False, True):
-            ratios, old_rates, new_rates = [], [], []
+            old: list[float] = []
+            new: list[float] = []
             for _ in range(pairs):  # ABAB: old then new, closely alternated
-                old = await drain(settings, service, new=False, behind=behind)
-                new = await drain(settings, service, new=True, behind=behind)
-                old_rates.append(old)
-                new_rates.append(new)
-                ratios.append(new / old)
-            situation = "behind" if behind else "at pace"
+                old.append(await drain(settings, service, new=False, behind=behind))
+                new.append(await drain(settings, service, new=True, behind=behind))
+            ratios = [n / o for n, o in zip(new, old, strict=True)]
             print(
-                f"{service:<13} {situation:<8} old {statistics.median(old_rates):>9,.0f} pings/s"
-                f"  new {statistics.median(new_rates):>9,.0f} pings/s"
-                f"  new/old median {statistics.median(ratios):.2f}"
+                f"{service:<13} {'behind' if behind else 'at pace':<8}"
+                f" old {median(old):>9,.0f} pings/s  new {median(new):>9,.0f} pings/s"
+                f"  new/old median {median(ratios):.2f}"
                 f" (min {min(ratios):.2f}, max {max(ratios):.2f})"
             )
 

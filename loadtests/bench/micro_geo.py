@@ -18,14 +18,15 @@ import argparse
 import asyncio
 import math
 import random
-import statistics
 import time
 import uuid
 from collections.abc import Iterator
+from statistics import median
 from typing import Any
 
 import redis.asyncio as aioredis
 
+from loadtests.bench.fleet import pings as fleet_pings
 from loadtests.bench.servers import scratch_redis
 from matching.geo_filter import PositionFilter
 from matching.geo_index import update_positions
@@ -67,8 +68,6 @@ def city(period_ms: int = 2_000) -> Iterator[list[Ping]]:
 
 
 def sweep_fleet(period_ms: int = 4_000) -> Iterator[list[Ping]]:
-    from loadtests.bench.fleet import pings as fleet_pings
-
     for tick in range(SECONDS * 1000 // period_ms):
         for first in range(0, DRIVERS, PER_ENTRY):
             ts = tick * period_ms + first * period_ms // DRIVERS + 1
@@ -107,26 +106,19 @@ async def apply(url: str, fleet: str, new: bool) -> tuple[float, float, float]:
 
 async def measure(url: str, pairs: int) -> None:
     for fleet in ("city", "sweep"):
-        ratios: list[float] = []
-        own_ratios: list[float] = []
-        old_us: list[float] = []
-        new_us: list[float] = []
+        runs: list[dict[bool, tuple[float, float, float]]] = []
         for index in range(pairs):  # ABAB, the order flipped every pair
             first_new = index % 2 == 1
-            runs: dict[bool, tuple[float, float, float]] = {}
-            for new in (first_new, not first_new):
-                runs[new] = await apply(url, fleet, new)
-            old_us.append(runs[False][0])
-            new_us.append(runs[True][0])
-            ratios.append(runs[False][0] / runs[True][0])
-            own_ratios.append(runs[False][1] / runs[True][1])
-            written = runs[True][2]
+            runs.append({new: await apply(url, fleet, new) for new in (first_new, not first_new)})
+        old_us, new_us = [run[False][0] for run in runs], [run[True][0] for run in runs]
+        ratios = [old / new for old, new in zip(old_us, new_us, strict=True)]
+        own_ratios = [run[False][1] / run[True][1] for run in runs]
         print(
-            f"{fleet:<6} Valkey CPU per 1,000 pings: old {statistics.median(old_us):,.0f} µs"
-            f"  new {statistics.median(new_us):,.0f} µs  old/new median"
-            f" {statistics.median(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f},"
-            f" {pairs} pairs); new writes {written:.0%} of pings; matching-geo's own CPU"
-            f" old/new median {statistics.median(own_ratios):.2f}",
+            f"{fleet:<6} Valkey CPU per 1,000 pings: old {median(old_us):,.0f} µs"
+            f"  new {median(new_us):,.0f} µs  old/new median"
+            f" {median(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f},"
+            f" {pairs} pairs); new writes {runs[-1][True][2]:.0%} of pings; matching-geo's own CPU"
+            f" old/new median {median(own_ratios):.2f}",
             flush=True,
         )
 

@@ -11,14 +11,10 @@ from dataclasses import dataclass
 
 import psutil
 
-USER_HZ = os.sysconf("SC_CLK_TCK")
-
 
 def machine_busy_s() -> float:
-    with open("/proc/stat") as stat:
-        fields = stat.readline().split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq = (int(x) for x in fields[:7])
-    return (user + nice + system + irq + softirq) / USER_HZ
+    t = psutil.cpu_times()  # the first line of /proc/stat
+    return float(t.user + t.nice + t.system + t.irq + t.softirq)
 
 
 def tree_cpu_s() -> float:
@@ -47,10 +43,8 @@ class CpuAccount:
 
     def foreign_cores(self) -> float:
         wall = time.monotonic() - self.wall
-        if wall <= 0:
-            return 0.0
         foreign = (machine_busy_s() - self.busy) - (tree_cpu_s() - self.ours)
-        return max(0.0, foreign / wall)
+        return max(0.0, foreign / wall) if wall > 0 else 0.0
 
     def our_cores(self) -> float:
         wall = time.monotonic() - self.wall

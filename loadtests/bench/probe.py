@@ -28,21 +28,16 @@ async def probe_candidates(
         found: Any = await redis.geosearch(
             keys.drivers_geo, longitude=lon, latitude=lat, radius=RADIUS_M, unit="m", sort="ASC"
         )
-        if not found:
-            nearest_available.append(0)
-            radius_available.append(0)
-            continue
-        statuses: Any = await redis.hmget(keys.driver_statuses, found)
+        statuses: Any = await redis.hmget(keys.driver_statuses, found) if found else []
         flags = [s == b"available" for s in statuses]
         nearest_available.append(sum(flags[:COUNT]))
         radius_available.append(sum(flags))
-        if not any(flags[:COUNT]) and any(flags):
-            blind += 1
+        blind += any(flags) and not any(flags[:COUNT])
     return {
         "points": points,
         "radius_m": RADIUS_M,
         "count": COUNT,
-        "no_available_in_nearest": sum(1 for n in nearest_available if n == 0),
+        "no_available_in_nearest": nearest_available.count(0),
         "available_in_radius_but_not_in_nearest": blind,
         "mean_available_in_nearest": sum(nearest_available) / points,
         "mean_available_in_radius": sum(radius_available) / points,

@@ -13,8 +13,8 @@ from typing import Any
 import redis
 
 from loadtests.bench import consumer_figure, http_figures
+from loadtests.bench.http_figures import BATCH_CONNECTIONS, SINGLE_CONNECTIONS
 from loadtests.bench.servers import start_ingest
-from loadtests.bench.wrk import write_requests
 from loadtests.platform import tool
 
 _LINE = re.compile(r":\d+\)$")
@@ -60,36 +60,26 @@ def summarize_collapsed(
     `watch` lists functions whose inclusive share is reported whatever their rank."""
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
-    total = 0
     for line in lines:
         stack, _, count = line.rstrip().rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        n = int(count)
         frames = [function_of(f) for f in stack.split(";") if f]
-        if not frames or (
-            within is not None and not any(f.startswith(within + " ") for f in frames)
-        ):
+        if not frames or not count.isdigit():
             continue
-        total += n
-        own[frames[-1]] += n
-        for frame in set(frames):
-            inclusive[frame] += n
+        if within is None or any(f.startswith(within + " ") for f in frames):
+            own[frames[-1]] += int(count)
+            inclusive.update(dict.fromkeys(frames, int(count)))  # once per stack, however deep
+    total = own.total()
 
-    def share(c: Counter[str]) -> list[tuple[str, float]]:
-        return [(f, round(n / total, 4)) for f, n in c.most_common(top)]
+    def share(n: int) -> float:
+        return round(n / total, 4) if total else 0.0
 
-    watched = {
-        w: round(sum(n for f, n in inclusive.items() if f.startswith(w + " ")) / total, 4)
-        if total
-        else 0.0
-        for w in watch
-    }
     return {
         "samples": total,
-        "self": share(own) if total else [],
-        "inclusive": share(inclusive) if total else [],
-        "watched": watched,
+        "self": [(f, share(n)) for f, n in own.most_common(top)],
+        "inclusive": [(f, share(n)) for f, n in inclusive.most_common(top)],
+        "watched": {
+            w: share(sum(n for f, n in inclusive.items() if f.startswith(w + " "))) for w in watch
+        },
     }
 
 
@@ -101,62 +91,49 @@ def available() -> bool:
     return True
 
 
-def profile_ingest(
-    redis_url: str,
-    secret: str,
-    key_prefix: str,
-    admin: redis.Redis,
-    stream: str,
-    work: Path,
-    wrk_binary: str | None,
-    seconds: float,
-) -> dict[str, Any]:
+def profile_ingest(rig: http_figures.Rig, key_prefix: str, seconds: float) -> dict[str, Any]:
     """A separate ingest process under py-spy (the measured one runs unprofiled)."""
     out: dict[str, Any] = {}
     for kind, requests, connections in (
-        ("single_ping", http_figures.single_ping_requests(secret), 64),
-        ("batch", http_figures.batch_requests(secret), 4),
+        ("single_ping", http_figures.single_ping_requests(rig.secret), SINGLE_CONNECTIONS),
+        ("batch", http_figures.batch_requests(rig.secret), BATCH_CONNECTIONS),
     ):
-        raw = work / f"profile-{kind}.txt"
+        raw = rig.work / f"profile-{kind}.txt"
         server = start_ingest(
-            redis_url=redis_url,
-            secret=secret,
+            redis_url=rig.url,
+            secret=rig.secret,
             key_prefix=key_prefix,
-            logs=work / "logs",
+            logs=rig.work / "logs",
             profile_to=raw,
         )
+        file = rig.work / f"profile-{kind}-requests.txt"
+        load = http_figures.Load.write(file, requests, connections, rig.wrk_binary)
         try:
-            file = write_requests(work / f"profile-{kind}-requests.txt", requests)
-            http_figures.drive(
-                wrk_binary, server, file, requests, connections=connections, seconds=2
-            )
-            http_figures.drive(
-                wrk_binary, server, file, requests, connections=connections, seconds=seconds
-            )
+            for run_s in (2, seconds):  # a warm-up, then the profiled run
+                load.drive(server, run_s)
         finally:
             server.stop()
-        _wait_for(raw)
-        admin.delete(stream)
-        lines = raw.read_text().splitlines() if raw.exists() else []
-        out[kind] = summarize_collapsed(lines, within="Server.run", watch=INGEST_WATCH)
+        rig.admin.delete(rig.stream)
+        out[kind] = _summary(raw, within="Server.run", watch=INGEST_WATCH)
     return out
 
 
 def profile_consumer(
-    url: str, key_prefix: str, admin: redis.Redis, work: Path, pings: int
+    url: str, admin_url: str, key_prefix: str, admin: redis.Redis, work: Path, pings: int
 ) -> dict[str, Any]:
     raw = work / "profile-consumer.txt"
-    plan = consumer_figure.ConsumerPlan(reps=1)
-    prefix = f"{key_prefix}:prof"
-    consumer_figure.ours(url, prefix, plan, pings=pings, profile_to=raw)
+    prefix = key_prefix  # the prefix matching-geo's ACL patterns name
+    consumer_figure.ours(url, admin_url, prefix, consumer_figure.ConsumerPlan(reps=1), pings, raw)
     consumer_figure.drop_keys(admin, prefix)
-    _wait_for(raw)
-    lines = raw.read_text().splitlines() if raw.exists() else []
-    return summarize_collapsed(lines, within="ConsumerRuntime.run", watch=CONSUMER_WATCH)
+    return _summary(raw, within="ConsumerRuntime.run", watch=CONSUMER_WATCH)
 
 
-def _wait_for(path: Path, timeout_s: float = 10.0) -> None:
-    """py-spy writes its file after the profiled process exits."""
+def _summary(
+    raw: Path, within: str, watch: Iterable[str], timeout_s: float = 10.0
+) -> dict[str, Any]:
+    """py-spy writes its file after the profiled process exits: wait for it, then summarise."""
     deadline = time.monotonic() + timeout_s
-    while not path.exists() and time.monotonic() < deadline:
+    while not raw.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
+    lines = raw.read_text().splitlines() if raw.exists() else []
+    return summarize_collapsed(lines, within=within, watch=watch)

@@ -1,4 +1,4 @@
-"""docs/benchmarks.md and docs/benchmarks.json from one run's results (pure rendering)."""
+"""The headline table of docs/benchmarks.md, and the cell formats every bench page shares."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from loadtests.bench.stats import PairedRatio, paired_ratio, ratio
+
+MIN_PAIRS = 5  # fewer pairs than this and a ratio is a look, not a published figure
 
 
 @dataclass(frozen=True)
@@ -36,23 +38,9 @@ def fmt_met(value: bool | None) -> str:
     return "—" if value is None else ("yes" if value else "**no**")
 
 
-def fmt_row_ratio(row: Row) -> str:
-    if row.pairs is None:
-        return fmt_ratio(row.ratio)
-    return fmt_pairs(row.pairs)
-
-
-MIN_PAIRS = 5  # fewer pairs than this and a ratio is a look, not a published figure
-
-
 def fmt_pairs(p: PairedRatio) -> str:
     few = "; too few pairs to publish" if len(p.pairs) < MIN_PAIRS else ""
     return f"{p.median:.2f}× ({p.low:.2f}–{p.high:.2f} over {len(p.pairs)} pairs{few})"
-
-
-def reps_verdict(reps: Sequence[float], target: float) -> bool | None:
-    """An absolute target over the repetitions: met by all, missed by all, or undecided."""
-    return PairedRatio(tuple(r / target for r in reps)).verdict(1.0) if reps else None
 
 
 def fmt_row_met(row: Row) -> str:
@@ -65,6 +53,10 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def fmt_row_ratio(row: Row) -> str:
+    return fmt_ratio(row.ratio) if row.pairs is None else fmt_pairs(row.pairs)
 
 
 def render_rows(rows: Sequence[Row]) -> str:
@@ -84,79 +76,55 @@ def _pairs(figure: dict[str, Any], ours: str, peer: str) -> PairedRatio | None:
     return paired_ratio(figure[ours]["reps"], figure[peer]["reps"])
 
 
+def peer_row(
+    label: str,
+    figure: dict[str, Any],
+    ours: str,
+    peer: str,
+    target: str = "—",
+    met: bool | None = None,
+) -> Row:
+    """Ours against a peer: the medians, and the ratio taken pair by pair where both have reps."""
+    mine, theirs, pairs = _m(figure, ours), _m(figure, peer), _pairs(figure, ours, peer)
+    per_pair = pairs.median if pairs else ratio(mine, theirs)
+    return Row(label, fmt_number(mine), fmt_number(theirs), per_pair, target, met, pairs)
+
+
 def hello_world_row(figure: str, single: dict[str, Any], peer: str) -> Row:
     """Ours against a hello world floor, judged on every pair: ≥ 0.85× only when all are."""
-    ours, floor = _m(single, "ingest"), _m(single, peer)
     pairs = _pairs(single, "ingest", peer)
-    return Row(
-        figure,
-        fmt_number(ours),
-        fmt_number(floor),
-        pairs.median if pairs else ratio(ours, floor),
-        "≥ 0.85× hello world",
-        pairs.verdict(0.85) if pairs else None,
-        pairs,
-    )
-
-
-def _fmt_pairs_of(figure: dict[str, Any], ours: str, peer: str) -> str:
-    """The median of per-pair ratios (short: the row's own ratio carries the spread)."""
-    pairs = _pairs(figure, ours, peer)
-    return fmt_ratio(pairs.median if pairs else ratio(_m(figure, ours), _m(figure, peer)))
+    met = pairs.verdict(0.85) if pairs else None
+    return peer_row(figure, single, "ingest", peer, "≥ 0.85× hello world", met)
 
 
 def against_peer_row(
     figure: dict[str, Any], ours: str, peer: str, label: str, target: float
 ) -> Row:
     """A throughput figure against its peer, met when every repetition reaches `target`."""
-    mine, theirs = _m(figure, ours), _m(figure, peer)
-    return Row(
-        label,
-        fmt_number(mine),
-        fmt_number(theirs),
-        ratio(mine, theirs),
-        f"≥ {fmt_number(target)} pings/s",
-        reps_verdict(figure[ours]["reps"], target),
-        _pairs(figure, ours, peer),
-    )
+    reps = figure[ours]["reps"]
+    met = PairedRatio(tuple(r / target for r in reps)).verdict(1.0) if reps else None
+    return peer_row(label, figure, ours, peer, f"≥ {fmt_number(target)} pings/s", met)
 
 
 def headline_rows(figures: dict[str, Any]) -> list[Row]:
     rows: list[Row] = []
-    single = figures.get("single_ping")
-    if single:
-        ours = _m(single, "ingest")
+    if single := figures.get("single_ping"):
         rows.append(
             hello_world_row(
                 "1. single-ping ingest, req/s (1 worker) vs FastAPI hello world", single, "hello"
             )
         )
         if "hello-gc-tuned" in single:  # the floor under the GC settings ingest runs with
-            rows.append(
-                hello_world_row(
-                    "1. single-ping ingest vs the hello world with ingest's GC settings",
-                    single,
-                    "hello-gc-tuned",
-                )
-            )
-        for peer, label in (
+            label = "1. single-ping ingest vs the hello world with ingest's GC settings"
+            rows.append(hello_world_row(label, single, "hello-gc-tuned"))
+        for peer, name in (
             ("naive", "naive FastAPI + pydantic + XADD"),
             ("naive-jwt", "naive + per-request JWT check"),
         ):
             if peer in single:
-                naive = _m(single, peer)
-                rows.append(
-                    Row(
-                        f"1. single-ping ingest vs {label} "
-                        f"(peer at {_fmt_pairs_of(single, peer, 'hello')} hello world)",
-                        fmt_number(ours),
-                        fmt_number(naive),
-                        ratio(ours, naive),
-                        "—",
-                        None,
-                        _pairs(single, "ingest", peer),
-                    )
-                )
+                of_hello = fmt_ratio(peer_row("", single, peer, "hello").ratio)
+                label = f"1. single-ping ingest vs {name} (peer at {of_hello} hello world)"
+                rows.append(peer_row(label, single, "ingest", peer))
     if batch := figures.get("batch"):
         label = "2. batch telemetry, pings/s (1000 pings/request) vs raw pipelined XADD"
         rows.append(against_peer_row(batch, "ingest", "raw_xadd", label, 200_000))
@@ -169,16 +137,17 @@ def headline_rows(figures: dict[str, Any]) -> list[Row]:
 
 
 def e2e_rows(level: dict[str, Any]) -> list[Row]:
-    cfg = level["config"]
+    cfg, tel, rides, offer = level["config"], level["telemetry"], level["rides"], level["offer_ms"]
     tag = f"4. e2e @ {fmt_number(cfg['pings_per_s'])} pings/s + {cfg['rides_per_s']:g} rides/s"
-    tel, rides, offer = level["telemetry"], level["rides"], level["offer_ms"]
-    worst_lag = max((g["max_seconds"] for g in level["lag"].values()), default=0.0)
-    worst_group = max(level["lag"].items(), key=lambda kv: kv[1]["max_seconds"], default=("—", {}))[
-        0
-    ]
-    p99 = offer["p99"]
+    worst_group, worst = max(
+        level["lag"].items(),
+        key=lambda kv: kv[1]["max_seconds"],
+        default=("—", {"max_seconds": 0.0}),
+    )
+    lag, p99, never = worst["max_seconds"], offer["p99"], offer["unoffered"]
+    lag_figure = f"{tag}: max consumer lag (worst group: {worst_group})"
     at_target = cfg["pings_per_s"] >= 50_000 and cfg["rides_per_s"] >= 100
-    rows = [
+    return [
         Row(
             f"{tag}: telemetry accepted, pings/s",
             fmt_number(tel["accepted_per_s"]),
@@ -195,58 +164,13 @@ def e2e_rows(level: dict[str, Any]) -> list[Row]:
             "100 /s" if at_target else "—",
             rides["accepted_per_s"] >= 100 if at_target else None,
         ),
+        Row(lag_figure, f"{lag:.2f} s", "—", None, "< 1 s", lag < 1.0),
         Row(
-            f"{tag}: max consumer lag (worst group: {worst_group})",
-            f"{worst_lag:.2f} s",
-            "—",
-            None,
-            "< 1 s",
-            worst_lag < 1.0,
-        ),
-        Row(
-            f"{tag}: request→offered p50 / p99 "
-            f"({offer['count']} offered, {offer['unoffered']} never)",
+            f"{tag}: request→offered p50 / p99 ({offer['count']} offered, {never} never)",
             f"{fmt_number(offer['p50'])} / {fmt_number(p99)} ms",
             "—",
             None,
             "p99 < 100 ms",
-            None if p99 is None else p99 < 100 and offer["unoffered"] == 0,
+            None if p99 is None else p99 < 100 and never == 0,
         ),
     ]
-    return rows
-
-
-def memory_rows(level: dict[str, Any]) -> list[list[str]]:
-    rows = []
-    for name, mb in level["rss_peak_mb"].items():
-        limit = name not in ("valkey",)
-        rows.append(
-            [
-                name,
-                f"{mb:.0f} MB",
-                "< 200 MB" if limit else "—",
-                fmt_met(mb < 200 if limit else None),
-            ]
-        )
-    return rows
-
-
-def stream_memory_rows(level: dict[str, Any]) -> list[list[str]]:
-    return [
-        [f"{t:.0f} s", f"{b / 2**20:.1f} MB", f"{n:,}"]
-        for t, b, n in level["telemetry_stream"]["series"]
-    ]
-
-
-def lag_rows(level: dict[str, Any]) -> list[list[str]]:
-    return [
-        [group, f"{g['max_seconds']:.2f} s", f"{g['max_entries']:,}", f"{g['max_pending']:,}"]
-        for group, g in level["lag"].items()
-    ]
-
-
-def profile_lines(summary: dict[str, Any], top: int = 8) -> list[str]:
-    if not summary.get("samples"):
-        return ["(no samples)"]
-    own = ", ".join(f"`{f}` {s:.0%}" for f, s in summary["self"][:top])
-    return [f"{summary['samples']} samples. Top self time: {own}."]

@@ -107,11 +107,9 @@ def cpu_seconds(processes: dict[str, psutil.Process]) -> dict[str, float]:
     """CPU time (user + system) used so far by each process."""
     out: dict[str, float] = {}
     for name, proc in processes.items():
-        try:
+        with contextlib.suppress(psutil.Error):
             t = proc.cpu_times()
-        except psutil.Error:
-            continue
-        out[name] = t.user + t.system
+            out[name] = t.user + t.system
     return out
 
 

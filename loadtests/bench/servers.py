@@ -1,9 +1,12 @@
 """HTTP servers under test as subprocesses: ingest (`ridepulse run ingest`) and the peers, all on
-one uvicorn worker with the same settings (uvloop, httptools, no access log)."""
+one uvicorn worker with the same settings (uvloop, httptools, no access log); and the measuring
+children: keyword options in (`module_argv` → `child_main`), one JSON line out."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import inspect
 import json
 import subprocess
 import sys
@@ -11,11 +14,13 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
+import uvloop
 
 from loadtests.bench.affinity import SERVER_CORES, pin, pin_profiled
 from loadtests.platform import clean_env, tool
@@ -27,8 +32,7 @@ READY_TIMEOUT_S = 60.0
 
 @contextlib.contextmanager
 def scratch_redis() -> Iterator[EmbeddedRedis]:
-    """An embedded server in a temporary data dir, stopped and removed afterwards: the micro
-    benchmarks' server."""
+    """An embedded server in a temporary data dir, stopped and removed afterwards."""
     with tempfile.TemporaryDirectory(prefix="rp-bench-") as tmp:
         server = EmbeddedRedis(Path(tmp)).start()
         try:
@@ -122,7 +126,7 @@ def start_peer(
 ) -> ServerProcess:
     """A peer app from loadtests.bench.peers under the same uvicorn settings as ingest."""
     port = free_port()
-    argv = [sys.executable, "-m", "loadtests.bench.peers.serve", peer, "--port", str(port)]
+    argv = module_argv("loadtests.bench.peers.serve", peer=peer, port=port)
     if gc_tuned:
         argv.append("--gc-tuned")
     server = spawn(f"{peer}-gc-tuned" if gc_tuned else peer, argv, env, logs, port)
@@ -135,18 +139,8 @@ def under_py_spy(argv: list[str], profile_to: Path | None) -> list[str]:
     """`argv` run under py-spy's sampler writing raw stacks to `profile_to`, or as is."""
     if profile_to is None:
         return argv
-    return [
-        tool("py-spy"),
-        "record",
-        "--rate",
-        "250",
-        "--format",
-        "raw",
-        "--output",
-        str(profile_to),
-        "--",
-        *argv,
-    ]
+    spy = [tool("py-spy"), "record", "--rate", "250", "--format", "raw"]
+    return [*spy, "--output", str(profile_to), "--", *argv]
 
 
 def module_argv(module: str, **options: object) -> list[str]:
@@ -155,6 +149,20 @@ def module_argv(module: str, **options: object) -> list[str]:
     for name, value in options.items():
         argv += [f"--{name.replace('_', '-')}", str(value)]
     return argv
+
+
+def child_main(run: Callable[..., Coroutine[Any, Any, dict[str, float]]]) -> None:
+    """A measuring child's `main`: `run`'s parameters as options (those without a default are
+    required strings, the others take their default's type), its result as one JSON line."""
+    parser = argparse.ArgumentParser()
+    for name, param in inspect.signature(run).parameters.items():
+        flag = f"--{name.replace('_', '-')}"
+        if param.default is param.empty:
+            parser.add_argument(flag, required=True)
+        else:
+            parser.add_argument(flag, type=type(param.default), default=param.default)
+    result = uvloop.run(run(**vars(parser.parse_args())))
+    print(json.dumps(result), flush=True)
 
 
 def run_json_child(

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 
 def median(values: Sequence[float]) -> float:
-    """The middle value (mean of the two middle ones for an even count)."""
     if not values:
         raise ValueError("median of no values")
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    if len(ordered) % 2:
-        return float(ordered[mid])
-    return (ordered[mid - 1] + ordered[mid]) / 2.0
+    return float(statistics.median(values))
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -26,26 +22,19 @@ def percentile(values: Sequence[float], q: float) -> float:
         raise ValueError(f"percentile {q} outside 0..100")
     ordered = sorted(values)
     rank = (len(ordered) - 1) * q / 100.0
-    low = math.floor(rank)
-    high = math.ceil(rank)
-    if low == high:
-        return float(ordered[low])
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+    low, high = math.floor(rank), math.ceil(rank)
+    return float(ordered[low] + (ordered[high] - ordered[low]) * (rank - low))
 
 
 def ratio(ours: float, peer: float) -> float | None:
     """ours / peer, or None when the peer measured nothing (no meaningful ratio)."""
-    if peer <= 0:
-        return None
-    return ours / peer
+    return ours / peer if peer > 0 else None
 
 
 def spread(values: Sequence[float]) -> float:
     """(max - min) / median: how noisy the repetitions were (0.05 = 5 %)."""
     mid = median(values)
-    if mid == 0:
-        return 0.0
-    return (max(values) - min(values)) / mid
+    return (max(values) - min(values)) / mid if mid else 0.0
 
 
 @dataclass(frozen=True)

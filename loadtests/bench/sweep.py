@@ -13,7 +13,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -21,11 +21,11 @@ from typing import Any
 import redis
 
 from loadtests.bench.e2e import E2EConfig, run_e2e
-from loadtests.bench.http_figures import drive, raw_xadd, single_ping_requests
-from loadtests.bench.knee import Step, knee, step_from_e2e
+from loadtests.bench.http_figures import SINGLE_CONNECTIONS, Load, raw_xadd, single_ping_requests
+from loadtests.bench.knee import knee, step_from_e2e
+from loadtests.bench.measure import say
 from loadtests.bench.servers import start_peer
 from loadtests.bench.stats import paired_ratio
-from loadtests.bench.wrk import write_requests
 from ridepulse.keys import MarketKeys
 from ridepulse.redis_server import EmbeddedRedis
 
@@ -80,14 +80,8 @@ def calibrate(work: Path, seconds: float, wrk_binary: str | None) -> dict[str, f
     hello = start_peer("hello", env={}, logs=work / "logs")
     try:
         requests = single_ping_requests(secrets.token_urlsafe(32))[:256]
-        floor = drive(
-            wrk_binary,
-            hello,
-            write_requests(work / "calibration.txt", requests),
-            requests,
-            connections=64,
-            seconds=seconds,
-        )
+        load = Load.write(work / "calibration.txt", requests, SINGLE_CONNECTIONS, wrk_binary)
+        floor = load.drive(hello, seconds)
         stream = MarketKeys("sf", "bench").telemetry
         raw = raw_xadd(server.url_for("ingest"), stream, seconds)
         redis.Redis.from_url(server.url).delete(stream)
@@ -100,9 +94,7 @@ def calibrate(work: Path, seconds: float, wrk_binary: str | None) -> dict[str, f
     }
 
 
-def run_sweep(
-    plan: SweepPlan, work: Path, wrk_binary: str | None, say: Callable[[str], None]
-) -> dict[str, Any]:
+def run_sweep(plan: SweepPlan, work: Path, wrk_binary: str | None) -> dict[str, Any]:
     say(f"== sweep: calibration ({plan.calibration_s:g} s each)")
     calibration = calibrate(work, plan.calibration_s, wrk_binary)
     say(f"   {calibration}")
@@ -116,8 +108,7 @@ def run_sweep(
             for runs in levels.values():
                 runs.append([])
             for index, rate in enumerate(plan.rates):
-                order = list(envs) if (rep + index) % 2 == 0 else list(reversed(envs))
-                for name in order:
+                for name in list(envs) if (rep + index) % 2 == 0 else reversed(envs):
                     say(f"== sweep rep {rep + 1}/{plan.reps}: {name} @ {rate} pings/s")
                     level = asyncio.run(
                         run_e2e(step_config(rate, plan), work / f"{name}-{rep}-{rate}", envs[name])
@@ -136,30 +127,24 @@ def summarise(
         name: [knee([step_from_e2e(level) for level in run]) for run in runs]
         for name, runs in levels.items()
     }
-    out: dict[str, Any] = {
-        "plan": {**asdict(plan), "rates": list(plan.rates)},
-        "calibration": calibration,
-        "levels": levels,
-        "knees": knees,
-        "knee_ratio": None,
-    }
-    if plan.previous and plan.previous in knees:
-        pairs = paired_ratio(
-            [float(k or 0) for k in knees[CURRENT]], [float(k or 0) for k in knees[plan.previous]]
-        )
-        if pairs is not None:
-            out["knee_ratio"] = {
+    knee_ratio = None
+    if plan.previous in knees:
+        theirs = [float(k or 0) for k in knees[plan.previous]]
+        if pairs := paired_ratio([float(k or 0) for k in knees[CURRENT]], theirs):
+            knee_ratio = {
                 "pairs": list(pairs.pairs),
                 "median": pairs.median,
                 "low": pairs.low,
                 "high": pairs.high,
                 "met_2x": pairs.verdict(2.0),
             }
-    return out
-
-
-def steps_of(sweep: dict[str, Any], name: str, rep: int = 0) -> list[Step]:
-    return [step_from_e2e(level) for level in sweep["levels"][name][rep]]
+    return {
+        "plan": {**asdict(plan), "rates": list(plan.rates)},
+        "calibration": calibration,
+        "levels": levels,
+        "knees": knees,
+        "knee_ratio": knee_ratio,
+    }
 
 
 def plot(sweep: dict[str, Any], path: Path) -> None:
@@ -171,8 +156,8 @@ def plot(sweep: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (p99_ax, lag_ax) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    for name in sweep["levels"]:
-        steps = steps_of(sweep, name)
+    for name, runs in sweep["levels"].items():
+        steps = [step_from_e2e(level) for level in runs[0]]
         rates = [s.offered_pings_per_s / 1000 for s in steps]
         p99_ax.plot(rates, [s.offer_p99_ms or float("nan") for s in steps], "o-", label=name)
         lag_ax.plot(rates, [max(s.lag_s, 0.01) for s in steps], "o-", label=name)

@@ -41,13 +41,15 @@ def find_or_install_wrk(*, install: bool = True) -> str | None:
     if found or not install or shutil.which("apt-get") is None:
         return found
     print("  wrk not found: installing Debian's package (apt-get install -y wrk)", flush=True)
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-    if subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "wrk"], env=env, check=False, **quiet
-    ).returncode:  # type: ignore[call-overload]
-        subprocess.run(["apt-get", "update", "-qq"], env=env, check=False, **quiet)  # type: ignore[call-overload]
-        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], env=env, check=False, **quiet)  # type: ignore[call-overload]
+
+    def apt(*args: str) -> int:
+        env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+        quiet = subprocess.DEVNULL
+        return subprocess.run(["apt-get", *args], env=env, stdout=quiet, stderr=quiet).returncode
+
+    if apt("install", "-y", "-qq", "wrk"):  # an outdated package list: update, then again
+        apt("update", "-qq")
+        apt("install", "-y", "-qq", "wrk")
     return shutil.which("wrk")
 
 
@@ -69,25 +71,9 @@ def run_wrk(
     seconds: float,
     threads: int = 1,
 ) -> LoadResult:
-    argv = taskset(
-        [
-            binary,
-            "-t",
-            str(threads),
-            "-c",
-            str(connections),
-            "-d",
-            f"{seconds:g}s",
-            "--timeout",
-            "10s",
-            "-s",
-            str(LUA),
-            base_url,
-            "--",
-            str(requests_file),
-        ],
-        LOAD_CORES,
-    )
+    argv = [binary, "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s"]
+    argv += ["--timeout", "10s", "-s", str(LUA), base_url, "--", str(requests_file)]
+    argv = taskset(argv, LOAD_CORES)
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
     line = next((x for x in out.stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
     if line is None:
@@ -95,17 +81,9 @@ def run_wrk(
             f"wrk gave no result (exit {out.returncode}): {out.stdout[-800:]} {out.stderr[-800:]}"
         )
     raw = json.loads(line.removeprefix("BENCH_JSON "))
-    errors = (
-        raw["status_errors"]
-        + raw["connect_errors"]
-        + raw["read_errors"]
-        + raw["write_errors"]
-        + raw["timeouts"]
-    )
+    failed = ("status_errors", "connect_errors", "read_errors", "write_errors", "timeouts")
+    errors = sum(raw[name] for name in failed)
+    duration_s = raw["duration_us"] / 1e6
     return LoadResult(
-        raw["requests"],
-        errors,
-        raw["duration_us"] / 1e6,
-        float(raw["p50_us"]),
-        float(raw["p99_us"]),
+        raw["requests"], errors, duration_s, float(raw["p50_us"]), float(raw["p99_us"])
     )

@@ -15,7 +15,6 @@ from loadtests.bench.cluster_stats import (
     e2e_rows,
     failover_summary,
     no_202_s,
-    offer_silence_s,
     render_into,
     silence_s,
 )
@@ -25,13 +24,14 @@ KILL = 100.0
 
 def test_silence_runs_from_the_last_event_before_the_kill_to_the_first_after() -> None:
     assert silence_s([98.0, 99.5, 103.0], [98.0, 99.5, 103.0, 104.0], KILL) == pytest.approx(3.5)
-    assert offer_silence_s([90.0, 99.0, 100.0, 106.5, 107.0], KILL) == pytest.approx(6.5)
+    offers = [90.0, 99.0, 100.0, 106.5, 107.0]  # one series on both sides, as for offers
+    assert silence_s(offers, offers, KILL) == pytest.approx(6.5)
 
 
 def test_silence_is_unknown_without_an_event_on_either_side() -> None:
     assert silence_s([], [101.0], KILL) is None
     assert silence_s([99.0], [99.5], KILL) is None  # nothing came back after the kill
-    assert offer_silence_s([101.0, 102.0], KILL) is None
+    assert silence_s([101.0, 102.0], [101.0, 102.0], KILL) is None
 
 
 def test_no_202_ignores_requests_sent_before_the_kill_and_answered_after_it() -> None:

@@ -51,14 +51,13 @@ async def watch(
 ) -> None:
     """One client, until cancelled or dropped by the hub (the dashboard's /metrics count it)."""
     async with gate:
-        compression = "deflate" if deflate else None
         ws = await connect(
             url,
             max_size=None,
             ping_interval=None,
             open_timeout=60,
             close_timeout=2,
-            compression=compression,
+            compression="deflate" if deflate else None,
         )
     recorder.connected += 1
     if recorder.connected == recorder.expected:

@@ -9,16 +9,14 @@ line."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 
-import orjson
-import uvloop
 from faststream.redis import RedisBroker, StreamSub
 from pydantic import BaseModel, Field
 
-from loadtests.bench.fleet import pings
+from loadtests.bench import fleet
+from loadtests.bench.servers import child_main
 from ridepulse.contracts.envelope import now_ms
 from ridepulse.keys import MarketKeys
 from ridepulse.positions import pack_position
@@ -36,7 +34,9 @@ class Ping(BaseModel):
     heading: float | None = None
 
 
-async def run(url: str, prefix: str, count: int, max_records: int) -> dict[str, float]:
+async def run(
+    url: str, prefix: str, pings: int = 30_000, max_records: int = 100
+) -> dict[str, float]:
     keys = MarketKeys("sf", prefix)
     stream = f"{prefix}:{{sf}}:fs-telemetry"
     broker = RedisBroker(url, logger=None)  # type: ignore[arg-type]  # None turns per-message logs off
@@ -56,13 +56,13 @@ async def run(url: str, prefix: str, count: int, max_records: int) -> dict[str, 
         pipe.zadd(keys.drivers_seen, {ping.driver_id: ping.ts})
         await pipe.execute()
         handled += 1
-        if handled >= count:
+        if handled >= pings:
             done.set()
 
     client = await broker.connect()
     await client.xgroup_create(stream, GROUP, id="0", mkstream=True)  # see what is already there
-    batch = pings(0, count, ts=now_ms())
-    for start in range(0, count, PUBLISH_PIPELINE):
+    batch = fleet.pings(0, pings, ts=now_ms())
+    for start in range(0, pings, PUBLISH_PIPELINE):
         async with client.pipeline(transaction=False) as pipe:
             for ping in batch[start : start + PUBLISH_PIPELINE]:
                 await broker.publish(ping, stream=stream, pipeline=pipe)
@@ -73,19 +73,8 @@ async def run(url: str, prefix: str, count: int, max_records: int) -> dict[str, 
     elapsed = time.perf_counter() - started
     indexed = await client.zcard(keys.drivers_geo)
     await broker.stop()
-    return {"pings": float(count), "seconds": elapsed, "indexed": float(indexed)}
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--url", required=True)
-    parser.add_argument("--prefix", required=True)
-    parser.add_argument("--pings", type=int, default=30_000)
-    parser.add_argument("--max-records", type=int, default=100)
-    args = parser.parse_args()
-    result = uvloop.run(run(args.url, args.prefix, args.pings, args.max_records))
-    print(orjson.dumps(result).decode(), flush=True)
+    return {"pings": float(pings), "seconds": elapsed, "indexed": float(indexed)}
 
 
 if __name__ == "__main__":
-    main()
+    child_main(run)

@@ -40,14 +40,9 @@ class Caller(BaseModel):
 
 def caller(request: Request, authorization: Annotated[str, Header()]) -> Caller:
     _, _, token = authorization.partition(" ")
+    secret = request.app.state.secret
     try:
-        claims = jwt.decode(
-            token,
-            request.app.state.secret,
-            algorithms=["HS256"],
-            issuer="ridepulse",
-            audience="api",
-        )
+        claims = jwt.decode(token, secret, algorithms=["HS256"], issuer="ridepulse", audience="api")
     except jwt.InvalidTokenError as exc:
         raise HTTPException(401, str(exc)) from None
     return Caller(sub=claims["sub"], role=claims["role"])
@@ -55,11 +50,7 @@ def caller(request: Request, authorization: Annotated[str, Header()]) -> Caller:
 
 async def append(request: Request, driver_id: str, ping: PingIn) -> dict[str, int]:
     now = int(time.time() * 1000)
-    data = {
-        "pings": [
-            {"driver_id": driver_id, **ping.model_dump(exclude_none=True), "ts": ping.ts or now}
-        ]
-    }
+    stamped = {"driver_id": driver_id, **ping.model_dump(exclude_none=True), "ts": ping.ts or now}
     fields = {
         "id": str(uuid.uuid4()),
         "type": "driver.location",
@@ -67,7 +58,7 @@ async def append(request: Request, driver_id: str, ping: PingIn) -> dict[str, in
         "source": "naive",
         "time": str(now),
         "subject": f"driver/{driver_id}",
-        "data": orjson.dumps(data),
+        "data": orjson.dumps({"pings": [stamped]}),
         "traceparent": "",
     }
     await request.app.state.redis.xadd(

@@ -7,87 +7,51 @@ validation: what is left is serialising the pings and Redis appending them.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
+import itertools
 import time
 
-import orjson
 import redis.asyncio as aioredis
-import uvloop
 
 from loadtests.bench.fleet import entry_fields, pings
+from loadtests.bench.servers import child_main
 from ridepulse.contracts.envelope import now_ms
-
-
-async def _writer(
-    redis: aioredis.Redis,
-    stream: str,
-    batches: list[list[dict[str, object]]],
-    deadline: float,
-    pipeline_entries: int,
-) -> int:
-    sent = 0
-    turn = 0
-    while time.perf_counter() < deadline:
-        pipe = redis.pipeline(transaction=False)
-        for _ in range(pipeline_entries):
-            batch = batches[turn % len(batches)]
-            turn += 1
-            pipe.xadd(stream, entry_fields(batch), maxlen=100_000, approximate=True)  # type: ignore[arg-type]
-            sent += len(batch)
-        await pipe.execute()
-    return sent
 
 
 async def run(
     url: str,
     stream: str,
-    *,
-    seconds: float,
-    entry_pings: int,
-    pipeline_entries: int,
-    connections: int,
+    seconds: float = 5.0,
+    entry_pings: int = 1000,
+    pipeline_entries: int = 4,
+    connections: int = 4,
 ) -> dict[str, float]:
     ts = now_ms()
     batches = [pings(i * entry_pings, entry_pings, ts=ts) for i in range(16)]
     redis = aioredis.from_url(url, max_connections=connections)
+
+    async def writer() -> int:
+        """One connection's pipelines of `pipeline_entries` entries, until the deadline."""
+        sent = 0
+        entries = itertools.cycle(batches)
+        while time.perf_counter() < deadline:
+            pipe = redis.pipeline(transaction=False)
+            for batch in itertools.islice(entries, pipeline_entries):
+                pipe.xadd(stream, entry_fields(batch), maxlen=100_000, approximate=True)  # type: ignore[arg-type]
+                sent += len(batch)
+            await pipe.execute()
+        return sent
+
     try:
         await redis.ping()
         started = time.perf_counter()
         deadline = started + seconds
-        sent = await asyncio.gather(
-            *(
-                _writer(redis, stream, batches, deadline, pipeline_entries)
-                for _ in range(connections)
-            )
-        )
+        sent = await asyncio.gather(*(writer() for _ in range(connections)))
         elapsed = time.perf_counter() - started
     finally:
         await redis.aclose()
     return {"pings": float(sum(sent)), "seconds": elapsed}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--url", required=True)
-    parser.add_argument("--stream", required=True)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--entry-pings", type=int, default=1000)
-    parser.add_argument("--pipeline-entries", type=int, default=4)
-    parser.add_argument("--connections", type=int, default=4)
-    args = parser.parse_args()
-    result = uvloop.run(
-        run(
-            args.url,
-            args.stream,
-            seconds=args.seconds,
-            entry_pings=args.entry_pings,
-            pipeline_entries=args.pipeline_entries,
-            connections=args.connections,
-        )
-    )
-    print(orjson.dumps(result).decode(), flush=True)
-
-
 if __name__ == "__main__":
-    main()
+    child_main(run)
