@@ -67,7 +67,8 @@ async def update_positions(
     only: PositionFilter | None = None,
 ) -> int:
     """Apply a batch of pings; returns how many drivers moved (stale pings are ignored).
-    With `only`, the drivers whose ping would change nothing matching reads are skipped."""
+    With `only`, the drivers whose ping would change nothing matching reads are skipped, and
+    `drivers_seen` is restamped only where `only.stamps_due` (without it, for every ping)."""
     newest = newest_per_driver(pings)
     pings_in_order = list(newest.values())
     if only is not None:
@@ -78,14 +79,20 @@ async def update_positions(
         _source("update_positions.lua")
     )  # hashes the source; EVALSHA with NOSCRIPT fallback
     index_keys = [keys.drivers_seen, keys.positions, keys.driver_statuses, keys.drivers_geo]
+    stamped = len(pings_in_order)  # the leading pings whose seen stamp is due
+    if only is not None:
+        due, not_due = only.stamps_due(keys.market, pings_in_order)
+        pings_in_order, stamped = due + not_due, len(due)
     moved = 0
     for start in range(0, len(pings_in_order), CHUNK_DRIVERS):
-        args: list[str | int] = []
-        for ping in pings_in_order[start : start + CHUNK_DRIVERS]:
+        chunk = pings_in_order[start : start + CHUNK_DRIVERS]
+        chunk_stamped = min(max(stamped - start, 0), len(chunk))
+        args: list[str | int] = [chunk_stamped]
+        for ping in chunk:
             args += [ping.driver_id, ping.ts, packed_position(ping)]
         moved += int(await script(keys=index_keys, args=args))
         if only is not None:
-            only.wrote(keys.market, pings_in_order[start : start + CHUNK_DRIVERS])
+            only.wrote(keys.market, chunk, chunk_stamped)
     return moved
 
 

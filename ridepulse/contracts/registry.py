@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from ridepulse.contracts import events as ev
 from ridepulse.contracts.envelope import Envelope
-from ridepulse.contracts.telemetry_decode import decode_locations
+from ridepulse.contracts.telemetry_decode import decode_locations, decode_locations_json
 from ridepulse.errors import InvalidEvent
 
 P = TypeVar("P", bound=ev.Payload)
@@ -86,9 +86,14 @@ def model_for(event_type: str, version: int) -> type[ev.Payload]:
 
 def decode(fields: dict[bytes, bytes], market: str = "") -> Event:
     """Stream fields → validated Event; InvalidEvent (with reason) otherwise."""
+    if fields.get(b"type") == b"driver.location" and fields.get(b"v") == b"1":
+        # the high-volume type: its JSON goes straight into typed rows, with no dict and no
+        # pydantic object per ping (the envelope's `data` stays empty)
+        envelope = Envelope.from_fields(fields, parse_data=False)
+        return Event(envelope, decode_locations_json(fields[b"data"]), market)
     envelope = Envelope.from_fields(fields)
     model = model_for(envelope.type, envelope.v)
-    if model is ev.DriverLocationV1:  # the high-volume type: no pydantic object per ping
+    if model is ev.DriverLocationV1:  # spelt another way ("v": "01"): the same rules
         return Event(envelope, decode_locations(envelope.data), market)
     try:
         data = model.model_validate(envelope.data)

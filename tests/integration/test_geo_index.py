@@ -141,6 +141,29 @@ async def test_a_parked_driver_is_written_only_when_its_freshness_is_due_and_sta
     assert [d.driver_id for d in found] == ["parked"]
 
 
+async def test_a_moving_driver_restamps_seen_every_other_ping_and_stays_offerable(
+    redis: aioredis.Redis, keys: MarketKeys
+) -> None:
+    """Every moving ping is written, but drivers_seen is restamped only once this process's
+    stamp is a step (5 s here) old: a driver pinging every 4 s pays the zset every other ping."""
+    clock = [0]
+    only = PositionFilter(min_move_m=20, refresh_ms=10_000, clock_ms=lambda: clock[0])
+    await redis.hset(keys.driver_statuses, "d1", "available")
+    assert await update_positions(redis, keys, [ping("d1", 0, 1)], only) == 1
+    first = await redis.zscore(keys.drivers_seen, "d1")
+    await asyncio.sleep(0.01)  # the server clock moves on
+    clock[0] += 4_000
+    assert await update_positions(redis, keys, [ping("d1", 40, 2)], only) == 1
+    assert await redis.zscore(keys.drivers_seen, "d1") == first  # written, not restamped
+    stored = parse_position(cast(bytes, await redis.hget(keys.positions, "d1")))
+    assert stored is not None and stored.ts == 2
+    clock[0] += 4_000
+    assert await update_positions(redis, keys, [ping("d1", 80, 3)], only) == 1
+    assert cast(float, await redis.zscore(keys.drivers_seen, "d1")) > cast(float, first)
+    found = await nearby_available(redis, keys, *PICKUP, radius_m=1_000, fresh_within_ms=30_000)
+    assert [d.driver_id for d in found] == ["d1"]
+
+
 async def test_a_driver_whose_pings_were_skipped_is_indexed_when_it_goes_available(
     redis: aioredis.Redis, keys: MarketKeys
 ) -> None:

@@ -79,3 +79,24 @@ def test_drivers_not_written_for_the_refresh_interval_are_forgotten() -> None:
     clock.ms += 10_001
     assert written(f, "sf", ping("d0", 0, 2)) == ["d0"]
     assert len(f._written) == 1  # the 99 silent drivers no longer take memory
+
+
+def test_a_written_driver_restamps_its_seen_time_only_once_the_step_has_passed() -> None:
+    clock = Clock()
+    f = PositionFilter(min_move_m=20, refresh_ms=10_000, clock_ms=clock)
+    assert f.seen_step_ms == 5_000
+    moving = [ping("d1", 0, 1), ping("d2", 0, 1)]
+    stamp, keep = f.stamps_due("sf", moving)
+    assert (ids(list(stamp)), keep) == (["d1", "d2"], [])  # never stamped by this process
+    f.wrote("sf", stamp, len(stamp))
+    clock.ms += 4_000  # the next ping of each, 30 m on: written, but the stamp is 4 s old
+    stamp, keep = f.stamps_due("sf", f.select("sf", [ping("d1", 30, 2), ping("d2", 30, 2)]))
+    assert (stamp, ids(list(keep))) == ([], ["d1", "d2"])
+    f.wrote("sf", keep, 0)
+    clock.ms += 1_000  # 5 s since the stamp (not since the last write): due again
+    stamp, keep = f.stamps_due("sf", f.select("sf", [ping("d1", 60, 3), ping("d2", 60, 3)]))
+    assert (ids(list(stamp)), keep) == (["d1", "d2"], [])
+    f.wrote("sf", stamp[:1], 1)  # only d1's stamp was written this time
+    clock.ms += 1_000
+    stamp, keep = f.stamps_due("sf", [ping("d1", 90, 4), ping("d2", 90, 4)])
+    assert (ids(list(stamp)), ids(list(keep))) == (["d2"], ["d1"])

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pytest
 from pydantic import ValidationError
 
 from ridepulse.contracts.events import DriverLocationV1
-from ridepulse.contracts.telemetry_decode import decode_locations
+from ridepulse.contracts.telemetry_decode import decode_locations, decode_locations_json
 from ridepulse.errors import InvalidEvent
 
 FIELDS = ("driver_id", "lat", "lon", "ts", "speed_mps", "heading", "accuracy_m")
@@ -42,12 +44,19 @@ def _pydantic(data: dict[str, Any]) -> list[tuple[Any, ...]] | None:
     return [tuple(getattr(p, f) for f in FIELDS) for p in pings]
 
 
-def _fast(data: dict[str, Any]) -> list[tuple[Any, ...]] | None:
+def _rows(decode: Callable[[], DriverLocationV1]) -> list[tuple[Any, ...]] | None:
     try:
-        pings = decode_locations(data).pings
+        pings = decode().pings
     except InvalidEvent:
         return None
     return [tuple(getattr(p, f) for f in FIELDS) for p in pings]
+
+
+def _fast(data: dict[str, Any]) -> list[tuple[Any, ...]] | None:
+    """Both fast paths, from the dict and from the JSON bytes; they must agree."""
+    from_dict = _rows(lambda: decode_locations(data))
+    assert _rows(lambda: decode_locations_json(orjson.dumps(data))) == from_dict, data
+    return from_dict
 
 
 def test_both_decoders_agree_on_seeded_random_batches() -> None:
@@ -68,5 +77,12 @@ def test_both_decoders_agree_on_seeded_random_batches() -> None:
 def test_malformed_payloads_are_refused_with_a_reason(data: dict[str, Any]) -> None:
     with pytest.raises(InvalidEvent, match=r"driver\.location v1"):
         decode_locations(data)
+    with pytest.raises(InvalidEvent, match=r"driver\.location v1"):
+        decode_locations_json(orjson.dumps(data))
     with pytest.raises(ValidationError):
         DriverLocationV1.model_validate(data)
+
+
+def test_bytes_that_are_not_json_are_refused_with_a_reason() -> None:
+    with pytest.raises(InvalidEvent, match="data is not JSON"):
+        decode_locations_json(b'{"pings": [')
