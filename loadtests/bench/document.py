@@ -156,7 +156,8 @@ def _sweep(sweep: dict[str, Any]) -> list[str]:
         f"![capacity sweep]({SWEEP_PNG})",
         "",
         f"Steps of {plan['seconds']:g} s at {plan['rides_per_s']:g} rides/s, {plan['reps']} "
-        f"sweep(s), contenders alternating per step. Calibration in the same run: hello world "
+        f"sweep(s), contenders alternating per step, each climbing until its first failing "
+        f"step. Calibration in the same run: hello world "
         f"{fmt_number(cal['hello_req_per_s'])} req/s, raw pipelined XADD "
         f"{fmt_number(cal['raw_xadd_pings_per_s'])} pings/s.",
         "",

@@ -13,7 +13,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -103,20 +103,42 @@ def run_sweep(plan: SweepPlan, work: Path, wrk_binary: str | None) -> dict[str, 
         if plan.previous:
             tree = stack.enter_context(release_tree(plan.previous))
             envs[plan.previous] = {"PYTHONPATH": str(tree)}
-        levels: dict[str, list[list[dict[str, Any]]]] = {name: [] for name in envs}
-        for rep in range(plan.reps):
-            for runs in levels.values():
-                runs.append([])
-            for index, rate in enumerate(plan.rates):
-                for name in list(envs) if (rep + index) % 2 == 0 else reversed(envs):
-                    say(f"== sweep rep {rep + 1}/{plan.reps}: {name} @ {rate} pings/s")
-                    level = asyncio.run(
-                        run_e2e(step_config(rate, plan), work / f"{name}-{rep}-{rate}", envs[name])
-                    )
-                    level.pop("telemetry_stream", None)  # the sweep table does not use it
-                    levels[name][rep].append(level)
-                    say(f"   {asdict(step_from_e2e(level))}")
+
+        def measure(name: str, rep: int, rate: int) -> dict[str, Any]:
+            level = asyncio.run(
+                run_e2e(step_config(rate, plan), work / f"{name}-{rep}-{rate}", envs[name])
+            )
+            level.pop("telemetry_stream", None)  # the sweep table does not use it
+            return level
+
+        levels = climb(plan, list(envs), measure)
     return summarise(plan, calibration, levels)
+
+
+def climb(
+    plan: SweepPlan, names: list[str], measure: Callable[[str, int, int], dict[str, Any]]
+) -> dict[str, list[list[dict[str, Any]]]]:
+    """Each sweep: every rate in turn, the contenders alternating per step (ABAB, then BABA),
+    `measure(name, rep, rate)` giving one e2e result. A contender's climb ends at its first
+    failing step: the knee never looks past it (knee.knee), so the steps above would only cost
+    time (a collapsing step is the slowest of all), and the table lists steps up to that one."""
+    levels: dict[str, list[list[dict[str, Any]]]] = {name: [] for name in names}
+    for rep in range(plan.reps):
+        for runs in levels.values():
+            runs.append([])
+        climbing = set(names)
+        for index, rate in enumerate(plan.rates):
+            for name in names if (rep + index) % 2 == 0 else names[::-1]:
+                if name not in climbing:
+                    continue
+                say(f"== sweep rep {rep + 1}/{plan.reps}: {name} @ {rate} pings/s")
+                level = measure(name, rep, rate)
+                levels[name][rep].append(level)
+                step = step_from_e2e(level)
+                say(f"   {asdict(step)}")
+                if not step.holds:
+                    climbing.discard(name)
+    return levels
 
 
 def summarise(

@@ -9,7 +9,7 @@ from typing import Any
 from loadtests.bench import report
 from loadtests.bench.document import SWEEP_PNG, hand_blocks, render_document
 from loadtests.bench.knee import knee, step_from_e2e
-from loadtests.bench.sweep import SweepPlan, plot, summarise
+from loadtests.bench.sweep import SweepPlan, climb, plot, summarise
 
 
 def level(
@@ -68,6 +68,30 @@ def test_a_step_that_sheds_past_one_percent_is_not_sustained() -> None:
 def test_shed_pings_come_from_429_answers() -> None:
     step = step_from_e2e(level(10_000, shed=40))
     assert step.shed_pings_per_s == 40 * 1000 / 20.0
+
+
+def test_each_contender_climbs_until_its_first_failing_step_alternating_per_step() -> None:
+    capacity = {"current": 30_000, "v0.1.0": 10_000}  # the highest rate each one holds
+    calls: list[tuple[str, int, int]] = []
+
+    def measure(name: str, rep: int, rate: int) -> dict[str, Any]:
+        calls.append((name, rep, rate))
+        return level(rate, lag_s=0.1 if rate <= capacity[name] else 3.0)
+
+    plan = SweepPlan(rates=(10_000, 20_000, 30_000, 40_000, 60_000), reps=2)
+    levels = climb(plan, ["current", "v0.1.0"], measure)
+    # v0.1.0 fails 20k and runs no higher; current fails 40k and never runs 60k
+    assert [len(run) for run in levels["current"]] == [4, 4]
+    assert [len(run) for run in levels["v0.1.0"]] == [2, 2]
+    assert calls[:4] == [
+        ("current", 0, 10_000),
+        ("v0.1.0", 0, 10_000),
+        ("v0.1.0", 0, 20_000),  # BA on the next step: the machine's drift falls on both
+        ("current", 0, 20_000),
+    ]
+    assert ("v0.1.0", 1, 30_000) not in calls and ("current", 1, 60_000) not in calls
+    knees = summarise(plan, {"hello_req_per_s": 1.0, "raw_xadd_pings_per_s": 1.0}, levels)
+    assert knees["knees"] == {"current": [30_000, 30_000], "v0.1.0": [10_000, 10_000]}
 
 
 def sweep_results(knee_pairs: list[tuple[int, int]]) -> dict[str, Any]:
