@@ -42,6 +42,9 @@ def build(
         consumer=consumer_name(settings, SERVICE),
         deps=deps,
         burst=burst,
+        # Safe for this batch handler: the script ignores a ping not newer than the stored one,
+        # so two batches applied in either order leave the same index.
+        batches_in_flight=settings.geo_batches_in_flight,
         # the index keeps one position per driver: only the newest ping of a read matters
         conflation=Conflation(window_ms=0) if settings.telemetry_conflate else None,
     )

@@ -110,6 +110,12 @@ class Settings(BaseSettings):
     matching_batches_in_flight: int = Field(
         4, ge=1, description="reads of the ride stream matching works on at once (1: one by one)"
     )
+    geo_batches_in_flight: int = Field(
+        2,
+        ge=1,
+        description="telemetry reads matching-geo works on at once: one batch's Python overlaps "
+        "the other's script in Valkey (1: one by one)",
+    )
     match_batch_window_s: float = Field(
         0.0,
         ge=0.0,

@@ -148,9 +148,10 @@ class ConsumerRuntime(Generic[DepsT]):
         # Handlers of different subjects may run at once only where they are written for it
         # (matching's offers are atomic, version-checked scripts); the default is one by one.
         self.concurrency = concurrency
-        # Reads ahead of the batch in hand (per-event handlers only): a batch ends with its
-        # slowest handler, and a ride requested meanwhile should not wait for it. Events of one
-        # subject still run in stream order across batches (`_subject_turns`).
+        # Reads ahead of the batch in hand: a batch ends with its slowest handler, and a ride
+        # requested meanwhile should not wait for it. Events of one subject still run in stream
+        # order across batches (`_subject_turns`); a batch handler gets no such order, so only
+        # one indifferent to it may be given more than one (matching-geo's: newest ping wins).
         self.batches_in_flight = batches_in_flight
         self._batches: set[asyncio.Task[None]] = set()
         self._batch_error: BaseException | None = None

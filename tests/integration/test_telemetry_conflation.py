@@ -62,13 +62,18 @@ async def caught_up(redis: aioredis.Redis, stream: str, group: str) -> bool:
     return int(info["lag"] or 0) == 0 and int(info["pending"]) == 0
 
 
+@pytest.mark.parametrize("in_flight", [1, 2])
 async def test_a_backlog_of_pings_is_conflated_and_every_driver_keeps_its_newest_position(
-    settings: Settings, redis: aioredis.Redis
+    settings: Settings, redis: aioredis.Redis, in_flight: int
 ) -> None:
     """20 s of pings written before the consumer starts: it reads them in catch-up slices,
-    skips the superseded ones, and each driver's newest ping wins."""
+    skips the superseded ones, and each driver's newest ping wins, also with two reads in
+    flight at once (RIDEPULSE_GEO_BATCHES_IN_FLIGHT, the default), whose batches may finish in
+    either order."""
     rng = random.Random(7)
+    settings = settings.model_copy(update={"geo_batches_in_flight": in_flight})
     deps, runtime = geo_service.build(settings)
+    assert runtime.batches_in_flight == in_flight
     keys = deps.keys(runtime.sources[0].market)
     stream = runtime.sources[0].key
     drivers = 300
