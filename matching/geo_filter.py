@@ -25,10 +25,11 @@ The positions hash (which eta, the dashboard and `GET /v1/drivers/{id}` read) is
 `min_move_m` and `refresh_ms` behind the newest ping.
 
 Of the pings written, only those whose driver's `drivers_seen` stamp from this process is
-`seen_step_ms` old (half of `refresh_ms`: 5 s by default) restamp it (`stamps_due`). Moving a
-member of a fleet-sized zset to its tail was 2.4 of the script's 5.6 µs per ping (measured
-2026-12-06 on 200k drivers); a driver pinging every 4 s now pays it every other ping, and its
-stamp is at most a step plus a ping interval old, well inside `driver_stale_s`."""
+`seen_step_ms` old (half of `refresh_ms`: 5 s by default) restamp it; `select` returns them
+apart from the rest. Moving a member of a fleet-sized zset to its tail was 2.4 of the script's
+5.6 µs per ping (measured 2026-12-06 on 200k drivers); a driver pinging every 4 s now pays it
+every other ping, and its stamp is at most a step plus a ping interval old, well inside
+`driver_stale_s`."""
 
 from __future__ import annotations
 
@@ -61,41 +62,33 @@ class PositionFilter:
     def seen_step_ms(self) -> int:
         return self.refresh_ms // 2
 
-    def select(self, market: str, newest: Iterable[PingLike]) -> list[PingLike]:
-        """Of each driver's newest ping of a batch, those that must be written."""
+    def select(
+        self, market: str, newest: Iterable[PingLike]
+    ) -> tuple[list[PingLike], list[PingLike]]:
+        """Of each driver's newest ping of a batch, those that must be written: those whose
+        `drivers_seen` stamp is due, and the rest."""
         now = self.clock_ms()
         self._prune(now)
         due = now - self.refresh_ms
+        stamp_due = now - self.seen_step_ms
         min_sq = self.min_move_m * self.min_move_m
-        written = self._written
-        out: list[PingLike] = []
-        for ping in newest:
-            held = written.get((market, ping.driver_id))
-            if held is None or held[3] <= due:
-                out.append(ping)
-                continue
-            lat, lon, ts, _, _ = held
-            if ping.ts > ts:  # an older ping than the one written: the script would ignore it
-                # equirectangular: exact enough at tens of metres
-                dy = (ping.lat - lat) * _M_PER_DEG
-                dx = (ping.lon - lon) * _M_PER_DEG * math.cos(lat * _RAD)
-                if dx * dx + dy * dy >= min_sq:
-                    out.append(ping)
-                    continue
-            self.skipped += 1
-        return out
-
-    def stamps_due(
-        self, market: str, pings: Iterable[PingLike]
-    ) -> tuple[list[PingLike], list[PingLike]]:
-        """Pings to write, split into those whose `drivers_seen` stamp is due and the rest."""
-        due = self.clock_ms() - self.seen_step_ms
         written = self._written
         stamp: list[PingLike] = []
         keep: list[PingLike] = []
-        for ping in pings:
+        for ping in newest:
             held = written.get((market, ping.driver_id))
-            (stamp if held is None or held[4] <= due else keep).append(ping)
+            if held is not None and held[3] > due:
+                lat, lon, ts, _, _ = held
+                if ping.ts <= ts:  # an older ping than the one written: the script ignores it
+                    self.skipped += 1
+                    continue
+                # equirectangular: exact enough at tens of metres
+                dy = (ping.lat - lat) * _M_PER_DEG
+                dx = (ping.lon - lon) * _M_PER_DEG * math.cos(lat * _RAD)
+                if dx * dx + dy * dy < min_sq:
+                    self.skipped += 1
+                    continue
+            (stamp if held is None or held[4] <= stamp_due else keep).append(ping)
         return stamp, keep
 
     def wrote(self, market: str, pings: Sequence[PingLike], stamped: int | None = None) -> None:

@@ -68,21 +68,19 @@ async def update_positions(
 ) -> int:
     """Apply a batch of pings; returns how many drivers moved (stale pings are ignored).
     With `only`, the drivers whose ping would change nothing matching reads are skipped, and
-    `drivers_seen` is restamped only where `only.stamps_due` (without it, for every ping)."""
-    newest = newest_per_driver(pings)
-    pings_in_order = list(newest.values())
+    `drivers_seen` is restamped only where `only.select` says it is due (without it, for every
+    ping)."""
+    pings_in_order = list(newest_per_driver(pings).values())
+    stamped = len(pings_in_order)  # the leading pings whose seen stamp is due
     if only is not None:
-        pings_in_order = only.select(keys.market, pings_in_order)
+        due, not_due = only.select(keys.market, pings_in_order)
+        pings_in_order, stamped = due + not_due, len(due)
     if not pings_in_order:
         return 0
     script = redis.register_script(
         _source("update_positions.lua")
     )  # hashes the source; EVALSHA with NOSCRIPT fallback
     index_keys = [keys.drivers_seen, keys.positions, keys.driver_statuses, keys.drivers_geo]
-    stamped = len(pings_in_order)  # the leading pings whose seen stamp is due
-    if only is not None:
-        due, not_due = only.stamps_due(keys.market, pings_in_order)
-        pings_in_order, stamped = due + not_due, len(due)
     moved = 0
     for start in range(0, len(pings_in_order), CHUNK_DRIVERS):
         chunk = pings_in_order[start : start + CHUNK_DRIVERS]

@@ -32,9 +32,9 @@ def ids(pings: list[object]) -> list[str]:
 
 
 def written(f: PositionFilter, market: str, *pings: Ping) -> list[str]:
-    chosen = f.select(market, pings)
-    f.wrote(market, chosen)
-    return ids(list(chosen))
+    stamp, keep = f.select(market, pings)
+    f.wrote(market, stamp + keep, len(stamp))
+    return ids([*stamp, *keep])
 
 
 def test_a_new_driver_is_written_and_a_parked_one_is_skipped_until_its_freshness_is_due() -> None:
@@ -85,18 +85,17 @@ def test_a_written_driver_restamps_its_seen_time_only_once_the_step_has_passed()
     clock = Clock()
     f = PositionFilter(min_move_m=20, refresh_ms=10_000, clock_ms=clock)
     assert f.seen_step_ms == 5_000
-    moving = [ping("d1", 0, 1), ping("d2", 0, 1)]
-    stamp, keep = f.stamps_due("sf", moving)
+    stamp, keep = f.select("sf", [ping("d1", 0, 1), ping("d2", 0, 1)])
     assert (ids(list(stamp)), keep) == (["d1", "d2"], [])  # never stamped by this process
     f.wrote("sf", stamp, len(stamp))
     clock.ms += 4_000  # the next ping of each, 30 m on: written, but the stamp is 4 s old
-    stamp, keep = f.stamps_due("sf", f.select("sf", [ping("d1", 30, 2), ping("d2", 30, 2)]))
+    stamp, keep = f.select("sf", [ping("d1", 30, 2), ping("d2", 30, 2)])
     assert (stamp, ids(list(keep))) == ([], ["d1", "d2"])
     f.wrote("sf", keep, 0)
     clock.ms += 1_000  # 5 s since the stamp (not since the last write): due again
-    stamp, keep = f.stamps_due("sf", f.select("sf", [ping("d1", 60, 3), ping("d2", 60, 3)]))
+    stamp, keep = f.select("sf", [ping("d1", 60, 3), ping("d2", 60, 3)])
     assert (ids(list(stamp)), keep) == (["d1", "d2"], [])
     f.wrote("sf", stamp[:1], 1)  # only d1's stamp was written this time
     clock.ms += 1_000
-    stamp, keep = f.stamps_due("sf", [ping("d1", 90, 4), ping("d2", 90, 4)])
+    stamp, keep = f.select("sf", [ping("d1", 90, 4), ping("d2", 90, 4)])
     assert (ids(list(stamp)), ids(list(keep))) == (["d2"], ["d1"])
