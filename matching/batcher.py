@@ -70,7 +70,8 @@ async def plan_batch(deps: MatchingDeps, market: str, rides: list[Ride]) -> list
 
 
 async def offer_pairs(deps: MatchingDeps, market: str, rides: list[Ride], pairs: list[Pair]) -> int:
-    """Offer every pair at once; returns how many offers were made (the rest lost a race)."""
+    """Offer every pair at once; returns how many pairs hold their offer (the rest lost a race).
+    A replica offering a pair another already offered counts it too: the step is a no-op then."""
     store = deps.stores[market]
     by_id = {r.ride_id: r for r in rides}
 
@@ -87,9 +88,7 @@ async def offer_pairs(deps: MatchingDeps, market: str, rides: list[Ride], pairs:
         )
         return offered is not None
 
-    made = sum(await asyncio.gather(*(offer(p) for p in pairs)))
-    deps.offers_made += made
-    return made
+    return sum(await asyncio.gather(*(offer(p) for p in pairs)))
 
 
 async def batch_once(deps: MatchingDeps) -> dict[str, int]:

@@ -31,7 +31,6 @@ class MatchingDeps:
     settings: Settings
     stores: dict[str, RideStore]
     speeds: dict[str, SpeedCache]
-    offers_made: int = 0
     last_attempt_ms: dict[str, int] = field(default_factory=dict)
     geo_filter: PositionFilter | None = None  # matching-geo: pings that change nothing skipped
 
@@ -79,7 +78,6 @@ async def try_offer(deps: MatchingDeps, ride: Ride, cause_id: str) -> Ride | Non
                 ),
             )
             if offered is not None:
-                deps.offers_made += 1
                 deps.last_attempt_ms.pop(ride.ride_id, None)
                 return offered
             current = await store.get(ride.ride_id)
