@@ -149,7 +149,7 @@ class _Run:
                     figures["single_ping"] = http_figures.single_ping_figure(
                         servers, rig, plan.load
                     )
-                admin.delete(telemetry, f"{KEY_PREFIX}:{{sf}}:naive")
+                admin.delete(telemetry, env["BENCH_STREAM"])  # what figure 1 appended
             if "2" in plan.figures:
                 with self.phase("2. batch telemetry"):
                     figures["batch"] = http_figures.batch_figure(servers[0], rig, plan.load)

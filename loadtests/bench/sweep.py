@@ -76,18 +76,17 @@ def release_tree(tag: str) -> Iterator[Path]:
 def calibrate(work: Path, seconds: float, wrk_binary: str | None) -> dict[str, float]:
     """The machine's speed now: a FastAPI hello world's req/s (the single-ping load, 64
     connections) and pipelined XADD pings/s from one Python client to the embedded server."""
-    server = EmbeddedRedis(work / "calibration-redis", key_prefix="bench").start()
-    hello = start_peer("hello", env={}, logs=work / "logs")
-    try:
+    with contextlib.ExitStack() as running:  # stops whatever started, even if a later start fails
+        server = EmbeddedRedis(work / "calibration-redis", key_prefix="bench").start()
+        running.callback(server.stop)
+        hello = start_peer("hello", env={}, logs=work / "logs")
+        running.callback(hello.stop)
         requests = single_ping_requests(secrets.token_urlsafe(32))[:256]
         load = Load.write(work / "calibration.txt", requests, SINGLE_CONNECTIONS, wrk_binary)
         floor = load.drive(hello, seconds)
         stream = MarketKeys("sf", "bench").telemetry
         raw = raw_xadd(server.url_for("ingest"), stream, seconds)
         redis.Redis.from_url(server.url).delete(stream)
-    finally:
-        hello.stop()
-        server.stop()
     return {
         "hello_req_per_s": round(floor.ok_per_s, 1),
         "raw_xadd_pings_per_s": round(raw["pings"] / raw["seconds"], 1),
