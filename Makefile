@@ -15,7 +15,7 @@ SUDO := $(shell test "$$(id -u)" = 0 || echo sudo)
 .DEFAULT_GOAL := help
 
 .PHONY: demo test test-cluster lint typecheck bench bench-cluster loadtest loadtest-ci chaos chaos-ci asyncapi chromium screenshot clean soak
-.PHONY: help fmt ci deps quality quality-surge-tuning quality-warmup
+.PHONY: help fmt ci deps test-slow-machine quality quality-surge-tuning quality-warmup
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_.-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -53,6 +53,11 @@ chromium: ## check for /usr/bin/chromium and say how to install it (installs not
 
 test: $(STAMP) chromium ## the test suite (creates the venv; browser tests skip without Chromium)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The suite with two busy processes alongside: half the machine, as on a slow CI runner. Catches
+# tests that depend on the machine's speed (the kind that fail CI and pass locally).
+test-slow-machine: $(STAMP) chromium ## the test suite with two CPU hogs alongside (a slower machine)
+	$(BIN)/python -m pytest --cpu-hogs 2 $(PYTEST_ARGS)
 
 # The end-to-end suite again, every platform on its own 3-primary Valkey Cluster (ridepulse.cluster).
 test-cluster: $(STAMP) ## the e2e suite on a local 3-primary Valkey Cluster

@@ -13,6 +13,8 @@ from ridepulse.redis_client import connect
 from ridepulse.redis_server import EmbeddedRedis
 from ridepulse.settings import Settings
 
+pytest_plugins = ["tests.support.cpu_hogs"]
+
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
