@@ -23,6 +23,7 @@ import pytest
 
 from tests.e2e.conftest import start_city
 from tests.support.api import DOWNTOWN, City, offset
+from tests.support.processes import stop_children
 
 pytestmark = pytest.mark.e2e
 
@@ -144,10 +145,6 @@ def flooded_rides(city: City) -> tuple[list[float], int]:
         latencies = time_rides(city, "flood", RIDES)
         batches = sent.value
     finally:
-        stop.set()
-        for process in flooders:
-            process.join(timeout=60)
-            if process.is_alive():
-                process.kill()
+        stop_children(stop, flooders)
     assert batches > 2 * FLOODERS, "the flood stopped (a batch was not accepted whole)"
     return latencies, batches

@@ -35,6 +35,7 @@ from ridepulse.redis_client import connect_sync
 from tests.e2e.conftest import FAST_CLOCKS, start_city
 from tests.e2e.test_shedding import group_lag_s
 from tests.support.api import DOWNTOWN, City, offset
+from tests.support.processes import stop_children
 
 pytestmark = pytest.mark.e2e
 
@@ -243,13 +244,9 @@ def test_rides_are_offered_within_their_deadline_while_telemetry_floods_past_cap
             lags.append((now - began, group_lag_s(client, "matching.geo")))
             time.sleep(0.25)
     finally:
-        stop.set()
+        stop_children(stop, flooders)
         phones_off.set()
         phones.join(timeout=30)
-        for process in flooders:
-            process.join(timeout=60)
-            if process.is_alive():
-                process.kill()
 
     accepted, shed, refused = counts[0], counts[1], counts[2]
     settled = [lag for at, lag in lags if at >= SETTLE_S]

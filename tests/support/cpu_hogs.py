@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.processes import stop_children
+
 POLL_EVERY = 200_000  # loop turns between checks that the session still wants the hog
 
 
@@ -46,11 +48,7 @@ def running_hogs(count: int) -> Iterator[Sequence[multiprocessing.process.BasePr
     try:
         yield hogs
     finally:
-        stop.set()
-        for hog in hogs:
-            hog.join(timeout=10)
-            if hog.is_alive():
-                hog.kill()
+        stop_children(stop, hogs, timeout_s=10)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -4,6 +4,8 @@ of `make test-cluster` and an operator's Redis client."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -67,3 +69,12 @@ class Platform(SharedPlatform):
         finally:
             cluster.close()
         return [redis.Redis(host=host, port=port, password=password) for host, port in nodes]
+
+
+def stop_children(stop: Any, children: Sequence[BaseProcess], timeout_s: float = 60) -> None:
+    """Set the children's shared stop event, wait for each, kill what outlives `timeout_s`."""
+    stop.set()
+    for child in children:
+        child.join(timeout=timeout_s)
+        if child.is_alive():
+            child.kill()
