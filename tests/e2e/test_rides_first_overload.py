@@ -203,7 +203,9 @@ def test_rides_are_offered_within_their_deadline_while_telemetry_floods_past_cap
     for driver, position in near_drivers:
         city.go_available(driver, *position)
     phones_off = threading.Event()
-    phones = threading.Thread(target=keep_pinging, args=(city, near_drivers, phones_off))
+    phones = threading.Thread(  # daemon: a failure before the flood's `finally` cannot hang pytest
+        target=keep_pinging, args=(city, near_drivers, phones_off), daemon=True
+    )
     phones.start()
     deadline = time.monotonic() + 30
     while group_lag_s(client, "matching.geo") > 0 and time.monotonic() < deadline:
