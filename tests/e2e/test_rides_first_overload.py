@@ -144,18 +144,14 @@ def gateway(api: str, headers: dict[str, str], seed: int, stop: Any, counts: Any
 def keep_pinging(
     city: City, drivers: list[tuple[str, tuple[float, float]]], stop: threading.Event
 ) -> None:
-    """The near drivers' phones: a ping each every PING_EVERY_S (a 429 is retried next round)."""
+    """The near drivers' phones: a ping each every PING_EVERY_S (a 429 is retried next round),
+    on a client of this thread's own."""
     with httpx.Client(base_url=city.platform.api, timeout=10) as http:
         while not stop.wait(PING_EVERY_S):
             for driver, (lat, lon) in drivers:
-                body = {"lat": lat, "lon": lon, "ts": int(time.time() * 1000)}
                 # under the flood a ping may time out; the next round sends another
                 with contextlib.suppress(httpx.HTTPError):
-                    http.post(
-                        f"/v1/drivers/{driver}/location",
-                        json=body,
-                        headers=city.token("driver", driver),
-                    )
+                    city.ping(driver, lat, lon, via=http)
 
 
 def conflated_by_matching_geo(client: Any) -> int:

@@ -30,7 +30,7 @@ def test_rides_in_both_markets_at_once_are_matched_and_priced_in_their_own_marke
         ("sf-driver", "sf", offset(DOWNTOWN, 300, 0)),
         ("nyc-driver", "nyc", offset(MIDTOWN, 300, 0)),
     ):
-        _go_available_in(city, driver, market, position)
+        city.go_available(driver, *position, indexed_in=market)  # past a known race: see there
     sf_quote = city.quote("sf-rider", DOWNTOWN, offset(DOWNTOWN, -3000, 0))
     nyc_quote = city.quote("nyc-rider", MIDTOWN, offset(MIDTOWN, -3000, 0))
     # the same trip shape costs more at New York's rate card (no surge: no demand yet)
@@ -63,30 +63,6 @@ def test_rides_in_both_markets_at_once_are_matched_and_priced_in_their_own_marke
             assert sf_node.name != nyc_node.name, "the two markets share a primary"
         finally:
             client.close()
-
-
-def _go_available_in(city: City, driver: str, market: str, position: tuple[float, float]) -> None:
-    """Ping, wait until the position is indexed in its market, then go available.
-
-    Known race, not fixed (noted on issue 10's stop of 2026-12-06): ingest finds a driver's
-    market from the positions hashes (ingest/routes_drivers.py `market_of_driver`). A status
-    PUT that reaches ingest before matching-geo has indexed the driver's first ping finds none
-    and sets the driver available in the default market (sf), where a New York ride never
-    finds it; CI saw that once. This test is about two markets, so it waits past the race."""
-    assert city.ping(driver, *position).status_code == 202
-    headers = city.token("driver", driver)
-    wait_until_sync(
-        lambda: (
-            city.http.get(f"/v1/drivers/{driver}", headers=headers).json().get("market") == market
-            or None
-        ),
-        timeout_s=20,
-        what=f"{driver}'s ping indexed in {market}",
-    )
-    response = city.http.put(
-        f"/v1/drivers/{driver}/status", json={"status": "available"}, headers=headers
-    )
-    assert response.status_code == 200, response.text
 
 
 def _dashboard_follows_each_market(city: City, rides: dict[str, str]) -> None:
