@@ -22,6 +22,7 @@ from ingest import (
 )
 from ingest.batcher import TelemetryBatcher
 from ingest.deps import Deps
+from ingest.driver_homes import DriverHomes
 from ingest.errors import install_error_handlers
 from ingest.notifier import DriverNotifier
 from ingest.openapi import install_docs, operation_id
@@ -31,7 +32,7 @@ from ingest.shedding import watch_telemetry_lag
 from ridepulse.auth import resolve_secret
 from ridepulse.bus.heartbeat import Heartbeat
 from ridepulse.bus.worker import consumer_name
-from ridepulse.keys import MarketKeys
+from ridepulse.keys import GlobalKeys, MarketKeys
 from ridepulse.markets import load_markets
 from ridepulse.redis_client import connect
 from ridepulse.rides.store import RideStore
@@ -55,12 +56,20 @@ def build_deps(settings: Settings) -> Deps:
     )
     markets = load_markets(settings.markets_file, settings.markets)
     source = f"ingest/{socket.gethostname()}/{os.getpid()}"
+    homes = (
+        DriverHomes(GlobalKeys(settings.key_prefix), settings.driver_evict_s)
+        if len(markets.markets) > 1
+        else None
+    )
     deps = Deps(
         settings=settings,
         redis=redis,
         markets=markets,
         secret=resolve_secret(settings),
-        batcher=TelemetryBatcher(telemetry_redis, source=source, maxlen=settings.telemetry_maxlen),
+        batcher=TelemetryBatcher(
+            telemetry_redis, source=source, maxlen=settings.telemetry_maxlen, homes=homes
+        ),
+        homes=homes,
         limiter=PingRateLimiter(settings.ping_rate_per_s, settings.ping_burst),
         stores={
             m.id: RideStore(redis, MarketKeys(m.id, settings.key_prefix), source)

@@ -3,7 +3,7 @@
 While one append is in flight, new pings accumulate; the next append takes them all. Under
 load, one round trip serves hundreds of requests; when idle, a ping goes out at once (no
 timer adds latency). Each caller awaits the append that carried its pings, so a 202 means
-the ping is in Redis."""
+the ping is in Redis (and, with several markets, so is the driver's market: ingest.driver_homes)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from ingest.driver_homes import DriverHomes
 from ingest.fast_batch import FleetPing
 from ridepulse.bus.metrics import EVENTS_PUBLISHED
 from ridepulse.contracts.envelope import new_event_id, now_ms
@@ -31,25 +32,31 @@ def _driver_of(ping: Ping) -> str:
 @dataclass
 class _Pending:
     pings: list[Ping] = field(default_factory=list)
+    homes: dict[str, str] = field(default_factory=dict)  # driver → market records to write
     future: asyncio.Future[None] | None = None
 
 
 class TelemetryBatcher:
-    def __init__(self, redis: Any, *, source: str, maxlen: int) -> None:
+    def __init__(
+        self, redis: Any, *, source: str, maxlen: int, homes: DriverHomes | None = None
+    ) -> None:
         self.redis = redis
+        self.homes = homes
         self.source = source.encode()
         self.maxlen = maxlen
         self._pending: dict[str, _Pending] = {}
         self._flushing: set[str] = set()
         self.pings_appended = 0  # this process's total, reported in its heartbeat
 
-    async def submit(self, stream: str, pings: Sequence[Ping]) -> None:
+    async def submit(self, stream: str, pings: Sequence[Ping], market_id: str = "") -> None:
         pending = self._pending.get(stream)
         if pending is None:
             pending = self._pending[stream] = _Pending()
         if pending.future is None:
             pending.future = asyncio.get_running_loop().create_future()
         pending.pings.extend(pings)
+        if self.homes is not None and market_id:
+            pending.homes.update(self.homes.unrecorded(market_id, map(_driver_of, pings)))
         future = pending.future
         if stream not in self._flushing:
             self._flushing.add(stream)
@@ -64,7 +71,7 @@ class TelemetryBatcher:
                     return
                 self._pending[stream] = _Pending()
                 try:
-                    await self._append(stream, pending.pings)
+                    await self._append(stream, pending)
                 except Exception as exc:
                     if pending.future is not None and not pending.future.done():
                         pending.future.set_exception(exc)
@@ -75,7 +82,8 @@ class TelemetryBatcher:
         finally:
             self._flushing.discard(stream)
 
-    async def _append(self, stream: str, pings: list[Ping]) -> None:
+    async def _append(self, stream: str, pending: _Pending) -> None:
+        pings = pending.pings
         pipe = self.redis.pipeline(transaction=False)
         for i in range(0, len(pings), MAX_PINGS_PER_ENTRY):
             chunk = pings[i : i + MAX_PINGS_PER_ENTRY]
@@ -93,6 +101,10 @@ class TelemetryBatcher:
                 b"traceparent": b"",
             }
             pipe.xadd(stream, fields, maxlen=self.maxlen, approximate=True)
+        if self.homes is not None and pending.homes:
+            self.homes.write(pipe, pending.homes)
         results = await pipe.execute()
-        EVENTS_PUBLISHED.labels(stream).inc(len(results))
+        if self.homes is not None and pending.homes:
+            self.homes.recorded(pending.homes)
+        EVENTS_PUBLISHED.labels(stream).inc(len(results) - len(pending.homes))
         self.pings_appended += len(pings)

@@ -13,6 +13,7 @@ from fastapi import Request
 
 from ingest.admission import TelemetryAdmission
 from ingest.batcher import TelemetryBatcher
+from ingest.driver_homes import DriverHomes
 from ingest.ratelimit import PingRateLimiter, limit_rider
 from ridepulse.auth import Principal, bearer, verify_token
 from ridepulse.errors import InvalidInput, NotFound, PayloadTooLarge
@@ -42,6 +43,7 @@ class Deps:
     stores: dict[str, RideStore]
     source: str
     notifier: Any = None
+    homes: DriverHomes | None = None  # each driver's market, with several markets
     admission: TelemetryAdmission = field(default_factory=TelemetryAdmission)
     shed_retry_after_s: int = 1
     # batches validated and appended at once: one decoding while another awaits its XADD. More

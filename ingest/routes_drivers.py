@@ -28,11 +28,12 @@ def _self_or_ops(who: Principal, driver_id: str) -> None:
 
 
 async def market_of_driver(deps: Deps, driver_id: str) -> Market:
-    """The market the driver last pinged from; the first market if it never pinged."""
-    for market in deps.markets.markets:
-        if await deps.redis.hexists(deps.keys(market.id).positions, driver_id):
-            return market
-    return deps.markets.default
+    """The market the driver last pinged from, as ingest recorded it when it accepted the ping
+    (ingest.driver_homes); the first market if it has not pinged lately, or if there is one."""
+    if deps.homes is None:
+        return deps.markets.default
+    market_id = await deps.homes.market_of(deps.redis, driver_id)
+    return deps.markets.by_id.get(market_id or "", deps.markets.default)
 
 
 @router.put(

@@ -27,7 +27,6 @@ from ingest.validation import check_id, check_ping
 from ridepulse.auth import Principal
 from ridepulse.contracts.envelope import now_ms
 from ridepulse.errors import Forbidden, InvalidInput, Overloaded, RidePulseError
-from ridepulse.keys import MarketKeys
 
 router = APIRouter(tags=["telemetry"])
 ping_router = APIRouter(tags=["telemetry"], route_class=LeanRoute)  # the hottest route
@@ -53,7 +52,7 @@ async def accept_ping(deps: Deps, driver_id: str, body: Any) -> None:
     market = deps.markets.locate(ping["lat"], ping["lon"])
     if not deps.limiter.allow(driver_id):
         raise Overloaded(f"driver {driver_id} exceeds {deps.limiter.rate_per_s:g} pings/s")
-    await deps.batcher.submit(MarketKeys(market.id, deps.settings.key_prefix).telemetry, [ping])
+    await deps.batcher.submit(deps.keys(market.id).telemetry, [ping], market.id)
 
 
 @ping_router.post(
@@ -96,9 +95,8 @@ async def _accept_batch(deps: Deps, raw: bytes) -> Response:
         accepted = count(fast)
         if accepted > deps.settings.max_batch_pings:
             raise batch_too_large(deps)
-        prefix = deps.settings.key_prefix
         for market_id, group in fast.items():
-            await deps.batcher.submit(MarketKeys(market_id, prefix).telemetry, group)
+            await deps.batcher.submit(deps.keys(market_id).telemetry, group, market_id)
         return Response(
             b'{"accepted":%d,"rejected":0,"errors":[]}' % accepted,
             status_code=202,
@@ -119,7 +117,7 @@ async def _post_telemetry_per_item(deps: Deps, body: Any, now: int) -> Response:
         raise InvalidInput('body must be {"pings": [...]}', field="pings")
     if len(pings_in) > deps.settings.max_batch_pings:
         raise batch_too_large(deps)
-    by_stream: dict[str, list[Ping]] = {}
+    by_market: dict[str, list[Ping]] = {}
     errors: list[dict[str, Any]] = []
     for index, item in enumerate(pings_in):
         if index and index % YIELD_EVERY_ITEMS == 0:
@@ -133,11 +131,9 @@ async def _post_telemetry_per_item(deps: Deps, body: Any, now: int) -> Response:
         except RidePulseError as exc:
             errors.append({"index": index, "field": exc.field, "reason": exc.detail})
             continue
-        by_stream.setdefault(MarketKeys(market.id, deps.settings.key_prefix).telemetry, []).append(
-            ping
-        )
-    for stream, pings in by_stream.items():
-        await deps.batcher.submit(stream, pings)
+        by_market.setdefault(market.id, []).append(ping)
+    for market_id, pings in by_market.items():
+        await deps.batcher.submit(deps.keys(market_id).telemetry, pings, market_id)
     accepted = len(pings_in) - len(errors)
     body_out = {"accepted": accepted, "rejected": len(errors), "errors": errors[:100]}
     return Response(orjson.dumps(body_out), status_code=202, media_type="application/json")

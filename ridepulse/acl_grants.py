@@ -171,7 +171,7 @@ SERVICE_GRANTS: dict[str, Grant] = {
             HEARTBEAT,
             SCRIPTS,
             RIDE_STEP_COMMANDS,
-            ("xread", "xrange", "xinfo|groups", "hexists", "geosearch", "time"),
+            ("xread", "xrange", "xinfo|groups", "geosearch", "time"),
             (
                 "waitaof",
                 "wait",
@@ -191,12 +191,13 @@ SERVICE_GRANTS: dict[str, Grant] = {
                 "{*}:drivers:seen",  # accept checks freshness on the server clock
                 "rate:rider:*",
                 "idem-claim:*",  # an Idempotency-Key across markets (ingest/idempotency_claim.py)
+                "driver-market:*",  # each driver's market, with several (ingest/driver_homes.py)
             ),
         ),
         writes=_unique(
             RIDE_STEP_KEYS,
             ("{*}:telemetry", "{*}:quote:*", "{*}:idem:*", "{*}:rider:*", "{*}:drivers:seen"),
-            ("rate:rider:*", "idem-claim:*"),
+            ("rate:rider:*", "idem-claim:*", "driver-market:*"),
             _heartbeat_keys("ingest"),
         ),
         appends=("{*}:telemetry", "{*}:rides", "health"),

@@ -132,6 +132,10 @@ class GlobalKeys:
         """Per-rider fixed-window request counter (one key per minute, expires with it)."""
         return f"{self.prefix}:rate:rider:{rider_id}:{action}:{window}"
 
+    def driver_market(self, driver_id: str) -> str:
+        """The market the driver last pinged from (ingest.driver_homes), with several markets."""
+        return f"{self.prefix}:driver-market:{driver_id}"
+
     @property
     def heartbeats(self) -> str:
         """SET of heartbeat keys, so status finds them without SCAN."""

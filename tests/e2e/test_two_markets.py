@@ -26,11 +26,12 @@ def test_rides_in_both_markets_at_once_are_matched_and_priced_in_their_own_marke
     two_cities: City,
 ) -> None:
     city = two_cities
-    for driver, market, position in (
-        ("sf-driver", "sf", offset(DOWNTOWN, 300, 0)),
-        ("nyc-driver", "nyc", offset(MIDTOWN, 300, 0)),
+    # each goes online right after its first ping: ingest knows the market before matching-geo
+    for driver, position in (
+        ("sf-driver", offset(DOWNTOWN, 300, 0)),
+        ("nyc-driver", offset(MIDTOWN, 300, 0)),
     ):
-        city.go_available(driver, *position, indexed_in=market)  # past a known race: see there
+        city.go_available(driver, *position)
     sf_quote = city.quote("sf-rider", DOWNTOWN, offset(DOWNTOWN, -3000, 0))
     nyc_quote = city.quote("nyc-rider", MIDTOWN, offset(MIDTOWN, -3000, 0))
     # the same trip shape costs more at New York's rate card (no surge: no demand yet)

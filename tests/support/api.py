@@ -9,7 +9,6 @@ import httpx
 
 from ridepulse.auth import mint_token
 from tests.support.processes import Platform
-from tests.support.waiting import wait_until_sync
 
 DOWNTOWN = (37.7793, -122.4193)
 
@@ -34,33 +33,15 @@ class City:
             f"/v1/drivers/{driver}/location", json=body, headers=self.token("driver", driver)
         )
 
-    def go_available(
-        self, driver: str, lat: float, lon: float, *, indexed_in: str | None = None
-    ) -> None:
-        """Ping, then go available. With `indexed_in`, first wait until the ping is indexed in
-        that market. Known race, not fixed (noted on issue 10's stop of 2026-12-06): ingest
-        finds a driver's market from the positions hashes (ingest/routes_drivers.py
-        `market_of_driver`), so a status PUT that reaches ingest before matching-geo has
-        indexed the driver's first ping sets the driver available in the default market."""
+    def go_available(self, driver: str, lat: float, lon: float) -> None:
+        """Ping, then go available at once (ingest records the ping's market before the 202)."""
         assert self.ping(driver, lat, lon).status_code == 202
-        if indexed_in is not None:
-            wait_until_sync(
-                lambda: self.driver_market(driver) == indexed_in or None,
-                timeout_s=20,
-                what=f"{driver}'s ping indexed in {indexed_in}",
-            )
         response = self.http.put(
             f"/v1/drivers/{driver}/status",
             json={"status": "available"},
             headers=self.token("driver", driver),
         )
         assert response.status_code == 200, response.text
-
-    def driver_market(self, driver: str) -> str | None:
-        """The market ingest places the driver in; None before its first ping is indexed."""
-        view = self.http.get(f"/v1/drivers/{driver}", headers=self.token("driver", driver))
-        market: str | None = view.json().get("market") if view.status_code == 200 else None
-        return market
 
     def request_ride(
         self, rider: str, pickup: tuple[float, float], dropoff: tuple[float, float], **extra: Any
