@@ -11,7 +11,7 @@ from ingest.responses import JSON
 from ingest.schemas import ERRORS, DriverId, DriverOut, DriverStatusIn, DriverView, body_schema
 from ingest.validation import check_id
 from ridepulse.auth import Principal
-from ridepulse.errors import Forbidden, InvalidInput, NotFound
+from ridepulse.errors import Conflict, Forbidden, InvalidInput, NotFound
 from ridepulse.markets import Market
 from ridepulse.positions import parse_position
 
@@ -27,13 +27,13 @@ def _self_or_ops(who: Principal, driver_id: str) -> None:
         raise Forbidden("a driver may only act for itself")
 
 
-async def market_of_driver(deps: Deps, driver_id: str) -> Market:
+async def market_of_driver(deps: Deps, driver_id: str) -> Market | None:
     """The market the driver last pinged from, as ingest recorded it when it accepted the ping
-    (ingest.driver_homes); the first market if it has not pinged lately, or if there is one."""
+    (ingest.driver_homes); None if it has not pinged lately. With one market, that market."""
     if deps.homes is None:
         return deps.markets.default
     market_id = await deps.homes.market_of(deps.redis, driver_id)
-    return deps.markets.by_id.get(market_id or "", deps.markets.default)
+    return deps.markets.by_id.get(market_id or "")
 
 
 @router.put(
@@ -52,6 +52,15 @@ async def put_status(driver_id: DriverId, request: Request, who: Who) -> JSON:
     if status not in ("available", "offline"):
         raise InvalidInput("status must be 'available' or 'offline'", field="status")
     market = await market_of_driver(deps, driver_id)
+    if market is None:
+        if status == "available":
+            # with several markets, "available" means available where the driver is; a driver
+            # set available in a guessed market would never be offered a ride (issue 10 race)
+            raise Conflict(
+                "no recent location for this driver: send a location ping, then go available",
+                field="status",
+            )
+        market = deps.markets.default  # offline: harmless anywhere, and idempotent
     driver = await deps.stores[market.id].set_driver_status(driver_id, status)
     return JSON(driver.to_public())
 
@@ -66,7 +75,7 @@ async def get_driver(driver_id: DriverId, request: Request, who: Who) -> JSON:
     deps = get_deps(request)
     check_id(driver_id, "driver_id")
     _self_or_ops(who, driver_id)
-    market = await market_of_driver(deps, driver_id)
+    market = await market_of_driver(deps, driver_id) or deps.markets.default
     store = deps.stores[market.id]
     driver = await store.get_driver(driver_id)
     raw_position: Any = await deps.redis.hget(deps.keys(market.id).positions, driver_id)

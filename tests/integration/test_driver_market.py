@@ -63,6 +63,25 @@ async def test_a_driver_that_moved_market_acts_in_the_market_of_its_last_ping(
     assert await status_in(redis, two_markets, "nyc", "mover") == "offline"
 
 
+async def test_going_available_before_any_ping_is_a_409_saying_to_ping_first(
+    two_markets: Ingest, redis: aioredis.Redis
+) -> None:
+    response = await two_markets.http.put(
+        "/v1/drivers/early/status",
+        json={"status": "available"},
+        headers=two_markets.auth("driver", "early"),
+    )
+    assert response.status_code == 409, response.text
+    assert response.json()["field"] == "status"
+    assert "send a location ping" in response.json()["detail"]
+    for market in ("sf", "nyc"):
+        assert await status_in(redis, two_markets, market, "early") is None
+    await go(two_markets, "early", "offline")  # going offline needs no market: always fine
+    assert (await two_markets.ping("early", MIDTOWN)).status_code == 202
+    await go(two_markets, "early")
+    assert await status_in(redis, two_markets, "nyc", "early") == "available"
+
+
 async def test_a_fleet_batch_records_each_drivers_market_before_its_202(
     two_markets: Ingest, redis: aioredis.Redis
 ) -> None:
