@@ -5,11 +5,12 @@ request→offered latency, RSS per service and the telemetry stream's memory."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -148,17 +149,24 @@ def _paced_summary(
     }
 
 
+@contextlib.asynccontextmanager
+async def running(*platforms: Platform) -> AsyncIterator[None]:
+    """The platforms, waited for together and stopped on the way out whatever happened."""
+    try:
+        await asyncio.gather(*(asyncio.to_thread(p.wait_up, 300.0) for p in platforms))
+        yield
+    finally:
+        stops = (asyncio.to_thread(p.stop) for p in platforms)
+        await asyncio.gather(*stops, return_exceptions=True)
+
+
 async def run_e2e(
     cfg: E2EConfig, work_dir: Path, env: dict[str, str] | None = None
 ) -> dict[str, Any]:
     """One level on a fresh platform; `env` selects the code it runs (PYTHONPATH of a release)."""
     stack = Platform(work_dir / "stack", "--no-sim", env=env)
-    try:
-        await asyncio.to_thread(stack.wait_up)
+    async with running(stack):
         return await _measure(cfg, stack, env)
-    finally:
-        code = await asyncio.to_thread(stack.stop)
-        say(f"  stack stopped (exit {code})")
 
 
 async def _measure(cfg: E2EConfig, stack: Platform, env: dict[str, str] | None) -> dict[str, Any]:
