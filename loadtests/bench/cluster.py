@@ -30,7 +30,7 @@ import psutil
 
 from loadtests.bench import fleet, loadgen
 from loadtests.bench.cluster_stats import Attempt, account_losses, no_202_s, render_into, silence_s
-from loadtests.bench.e2e import running
+from loadtests.bench.e2e import prepare_fleet, running
 from loadtests.bench.fleet import home_point, service_box
 from loadtests.bench.ride_latency import request_to_offer_ms, ride_events
 from loadtests.bench.samplers import GroupLag, sample_lag
@@ -295,18 +295,8 @@ async def _prepare(cfg: ClusterE2EConfig, name: str, platform: Platform) -> None
     for market in MARKETS:
         blocks = range(cfg.fleet_per_market // cfg.batch_pings)
         pings = [_telemetry(cfg, market, b, 0, fleet, port) for b in blocks]
-        await loadgen.send_all(port, pings, connections=4)
-        puts = [
-            loadgen.build_request(
-                "PUT",
-                f"/v1/drivers/{_driver(market, i)}/status",
-                token=ops,
-                body=b'{"status":"available"}',
-                port=port,
-            )
-            for i in range(cfg.available_per_market)
-        ]
-        statuses = await loadgen.send_all(port, puts, connections=16)
+        available = (_driver(market, i) for i in range(cfg.available_per_market))
+        statuses = await prepare_fleet(port, pings, ops, available, connections=16)
         say(f"  {name}/{market}: {statuses}")
 
 
