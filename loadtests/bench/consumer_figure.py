@@ -81,14 +81,14 @@ def consumer_figure(
     under the server's own prefix, which matching-geo's ACL patterns name (docs/security.md);
     drop_keys empties it after each."""
 
-    def mine() -> tuple[float, dict[str, float]]:
+    def run_ours() -> tuple[float, dict[str, float]]:
         admin.config_resetstat()
         cpu_before = _server_cpu_s(admin)
         result = ours(url, admin_url, key_prefix, plan)
         result["valkey_cpu_s"] = round(_server_cpu_s(admin) - cpu_before, 3)
         return _checked("matching", result | _command_seconds(admin))
 
-    def peer() -> tuple[float, dict[str, float]]:
+    def run_peer() -> tuple[float, dict[str, float]]:
         argv = module_argv(
             "loadtests.bench.peers.faststream_geo",
             url=admin_url,
@@ -97,7 +97,9 @@ def consumer_figure(
         )
         return _checked("FastStream", run_json_child(argv, 300))
 
-    ours_m = Measure("matching geo consumer", "pings/s")
-    peer_m = Measure("FastStream per-message subscriber", "pings/s")
-    interleave([(ours_m, mine), (peer_m, peer)], plan.reps, lambda: drop_keys(admin, key_prefix))
-    return ours_m, peer_m
+    mine = Measure("matching geo consumer", "pings/s")
+    peer = Measure("FastStream per-message subscriber", "pings/s")
+    interleave(
+        [(mine, run_ours), (peer, run_peer)], plan.reps, lambda: drop_keys(admin, key_prefix)
+    )
+    return mine, peer
