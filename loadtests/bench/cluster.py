@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import platform as host
 import shlex
@@ -20,7 +19,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,9 +28,10 @@ import httpx
 import orjson
 import psutil
 
-from loadtests.bench import loadgen
+from loadtests.bench import fleet, loadgen
 from loadtests.bench.cluster_stats import Attempt, account_losses, no_202_s, render_into, silence_s
-from loadtests.bench.fleet import home_point
+from loadtests.bench.e2e import prepare_fleet, running
+from loadtests.bench.fleet import home_point, service_box
 from loadtests.bench.ride_latency import request_to_offer_ms, ride_events
 from loadtests.bench.samplers import GroupLag, sample_lag
 from loadtests.bench.stats import percentile
@@ -39,7 +39,7 @@ from loadtests.platform import Platform
 from ridepulse.auth import mint_token
 from ridepulse.contracts.envelope import now_ms
 from ridepulse.keys import MarketKeys
-from ridepulse.markets import BBox, load_markets
+from ridepulse.pause import sleep_or_stop
 from ridepulse.redis_client import connect, connect_sync
 from ridepulse.settings import Settings
 
@@ -59,28 +59,10 @@ def say(text: str) -> None:
     print(f"[cluster-bench {time.strftime('%H:%M:%S')}] {text}", flush=True)
 
 
-def market_box(market: str, margin: float = 0.01) -> BBox:
-    box = load_markets(only="all").get(market).bbox
-    return BBox(
-        box.min_lat + margin, box.min_lon + margin, box.max_lat - margin, box.max_lon - margin
-    )
-
-
 def ride_body(lat: float, lon: float) -> dict[str, Any]:
     """A ride from (lat, lon) to a point about 1.4 km north-east of it."""
     dropoff = {"lat": round(lat + 0.01, 6), "lon": round(lon + 0.01, 6)}
     return {"pickup": {"lat": lat, "lon": lon}, "dropoff": dropoff}
-
-
-@contextlib.asynccontextmanager
-async def running(*platforms: Platform) -> AsyncIterator[None]:
-    """The platforms, waited for together and stopped on the way out whatever happened."""
-    try:
-        await asyncio.gather(*(asyncio.to_thread(p.wait_up, 300.0) for p in platforms))
-        yield
-    finally:
-        stops = (asyncio.to_thread(p.stop) for p in platforms)
-        await asyncio.gather(*stops, return_exceptions=True)
 
 
 # ---- failover ------------------------------------------------------------------------------
@@ -138,7 +120,7 @@ class FailoverRun:
 
     async def _request(self, burst: bool = False) -> None:
         self.rider += 1
-        lat, lon = home_point(10_000 + self.rider, market_box("sf"))
+        lat, lon = home_point(10_000 + self.rider, service_box(0.01, "sf"))
         key = {"Idempotency-Key": str(uuid.uuid4())}
         subject = f"fo-rider-{self.rider}"
         sent = time.time()
@@ -155,7 +137,7 @@ class FailoverRun:
         return 0 if response is None else response.status_code
 
     async def _ping(self, i: int) -> int:
-        lat, lon = home_point(i, market_box("sf"))
+        lat, lon = home_point(i, service_box(0.01, "sf"))
         return await self._as_driver(
             i, "POST", "location", {"lat": lat, "lon": lon, "ts": now_ms()}
         )
@@ -164,16 +146,14 @@ class FailoverRun:
         sent: list[asyncio.Task[None]] = []
         while not stop.is_set():
             sent.append(asyncio.create_task(self._request()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 1 / self.cfg.rides_per_s)
+            await sleep_or_stop(stop, 1 / self.cfg.rides_per_s)
         await asyncio.gather(*sent)
 
     async def _pings(self, stop: asyncio.Event) -> None:
         """Every driver pings every 5 s, so none goes stale while the run lasts."""
         while not stop.is_set():
             await asyncio.gather(*(self._ping(i) for i in range(self.cfg.drivers)))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 5.0)
+            await sleep_or_stop(stop, 5.0)
 
     async def _tail_offers(self, stop: asyncio.Event) -> None:
         """XREAD the sf ride stream live and note every offer's server time; errors while the
@@ -302,22 +282,8 @@ def _telemetry(
     cfg: ClusterE2EConfig, market: str, block: int, step: int, token: str, port: int
 ) -> bytes:
     """A request with one ping of each driver of `block`; each step moves them ~30 m NE."""
-    box = market_box(market)
-    drift = (step % 8) * 0.0002
-    first = block * cfg.batch_pings
-    pings = []
-    for i in range(first, first + cfg.batch_pings):
-        lat, lon = home_point(i, box)
-        pings.append(
-            {
-                "driver_id": _driver(market, i),
-                "lat": round(lat + drift, 6),
-                "lon": round(lon + drift, 6),
-                "ts": now_ms(),
-                "speed_mps": 8.5,
-                "heading": 45.0,
-            }
-        )
+    first, ids = block * cfg.batch_pings, lambda i: _driver(market, i)
+    pings = fleet.pings(first, cfg.batch_pings, ts=now_ms(), step=step, market=market, ids=ids)
     body = orjson.dumps({"pings": pings})
     return loadgen.build_request("POST", "/v1/telemetry", token=token, body=body, port=port)
 
@@ -329,18 +295,8 @@ async def _prepare(cfg: ClusterE2EConfig, name: str, platform: Platform) -> None
     for market in MARKETS:
         blocks = range(cfg.fleet_per_market // cfg.batch_pings)
         pings = [_telemetry(cfg, market, b, 0, fleet, port) for b in blocks]
-        await loadgen.send_all(port, pings, connections=4)
-        puts = [
-            loadgen.build_request(
-                "PUT",
-                f"/v1/drivers/{_driver(market, i)}/status",
-                token=ops,
-                body=b'{"status":"available"}',
-                port=port,
-            )
-            for i in range(cfg.available_per_market)
-        ]
-        statuses = await loadgen.send_all(port, puts, connections=16)
+        available = (_driver(market, i) for i in range(cfg.available_per_market))
+        statuses = await prepare_fleet(port, pings, ops, available, connections=16)
         say(f"  {name}/{market}: {statuses}")
 
 
@@ -364,7 +320,7 @@ async def e2e_step(
         return lambda i: _telemetry(cfg, market, i % blocks, step + i // blocks, fleet, port)
 
     def rides(market: str, step: int) -> Callable[[int], bytes]:
-        box = market_box(market, 0.03)
+        box = service_box(0.03, market)
 
         def make(i: int) -> bytes:
             lat, lon = home_point(7 + i * 13, box)

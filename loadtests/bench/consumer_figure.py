@@ -4,14 +4,13 @@ same update. Each repetition runs in a fresh process on fresh keys; repetitions 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import redis
 
-from loadtests.bench.measure import Measure
+from loadtests.bench.measure import Measure, interleave
 from loadtests.bench.servers import module_argv, run_json_child
 from ridepulse.keys import MarketKeys
 
@@ -65,48 +64,42 @@ def drop_keys(admin: redis.Redis, prefix: str) -> None:
     )
 
 
+def _checked(name: str, result: dict[str, float]) -> tuple[float, dict[str, float]]:
+    """A repetition's rate; a contender that indexed fewer drivers than it read is broken."""
+    if result["indexed"] != result["pings"]:
+        raise RuntimeError(
+            f"{name} indexed {result['indexed']:.0f} of {result['pings']:.0f} drivers"
+        )
+    return result["pings"] / result["seconds"], result
+
+
 def consumer_figure(
-    url: str,
-    admin_url: str,
-    key_prefix: str,
-    admin: redis.Redis,
-    plan: ConsumerPlan,
-    say: Callable[[str], None],
+    url: str, admin_url: str, key_prefix: str, admin: redis.Redis, plan: ConsumerPlan
 ) -> tuple[Measure, Measure]:
     """Ours consumes as matching-geo (`url`: its own ACL user) from a backlog written through
-    `admin_url`; the peer, not one of our services, runs on `admin_url` throughout."""
+    `admin_url`; the peer, not one of our services, runs on `admin_url` throughout. Every run is
+    under the server's own prefix, which matching-geo's ACL patterns name (docs/security.md);
+    drop_keys empties it after each."""
+
+    def run_ours() -> tuple[float, dict[str, float]]:
+        admin.config_resetstat()
+        cpu_before = _server_cpu_s(admin)
+        result = ours(url, admin_url, key_prefix, plan)
+        result["valkey_cpu_s"] = round(_server_cpu_s(admin) - cpu_before, 3)
+        return _checked("matching", result | _command_seconds(admin))
+
+    def run_peer() -> tuple[float, dict[str, float]]:
+        argv = module_argv(
+            "loadtests.bench.peers.faststream_geo",
+            url=admin_url,
+            prefix=key_prefix,
+            pings=plan.peer_pings,
+        )
+        return _checked("FastStream", run_json_child(argv, 300))
+
     mine = Measure("matching geo consumer", "pings/s")
     peer = Measure("FastStream per-message subscriber", "pings/s")
-    for rep in range(plan.reps):
-        for contender in ("ours", "peer") if rep % 2 == 0 else ("peer", "ours"):
-            # every run under the server's own prefix, which matching-geo's ACL patterns name
-            # (docs/security.md); drop_keys empties it after each
-            prefix = key_prefix
-            if contender == "ours":
-                admin.config_resetstat()
-                cpu_before = _server_cpu_s(admin)
-                result = ours(url, admin_url, prefix, plan)
-                result["valkey_cpu_s"] = round(_server_cpu_s(admin) - cpu_before, 3)
-                result.update(_command_seconds(admin))
-                measure, name = mine, "matching"
-            else:
-                peer_argv = module_argv(
-                    "loadtests.bench.peers.faststream_geo",
-                    url=admin_url,
-                    prefix=prefix,
-                    pings=plan.peer_pings,
-                )
-                result = run_json_child(peer_argv, 300)
-                measure, name = peer, "FastStream"
-            drop_keys(admin, prefix)
-            if result["indexed"] != result["pings"]:
-                raise RuntimeError(
-                    f"{name} indexed {result['indexed']:.0f} of {result['pings']:.0f} drivers"
-                )
-            rate = result["pings"] / result["seconds"]
-            measure.add(rate, **result)
-            say(
-                f"  rep {rep + 1}/{plan.reps} {name:>10}: {rate:9.0f} pings/s "
-                f"({result['pings']:.0f} pings in {result['seconds']:.2f} s)"
-            )
+    interleave(
+        [(mine, run_ours), (peer, run_peer)], plan.reps, lambda: drop_keys(admin, key_prefix)
+    )
     return mine, peer

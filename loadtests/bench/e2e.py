@@ -5,11 +5,12 @@ request→offered latency, RSS per service and the telemetry stream's memory."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ class E2EConfig:
     batch_pings: int = 1000
 
 
+AVAILABLE = b'{"status":"available"}'
 # The pings' ts while a request waits to be sent: 13 digits, like a ms timestamp of today, so
 # stamping the send time in keeps the Content-Length.
 TS_MARK = 1_999_999_999_999
@@ -89,28 +91,21 @@ def _ride_request(rider_tokens: list[str], port: int) -> Callable[[int], bytes]:
     return make
 
 
-async def _prepare_fleet(cfg: E2EConfig, port: int, fleet: str, ops: str) -> dict[str, Any]:
-    """Every driver pings once (`fleet`'s token); the first `available_drivers` go available."""
-    ts = now_ms()
-    telemetry = [
-        orjson.dumps({"pings": pings(first, cfg.batch_pings, ts=ts)})
-        for first in range(0, cfg.fleet_size, cfg.batch_pings)
-    ]
-    post = [
-        loadgen.build_request("POST", "/v1/telemetry", token=fleet, body=b, port=port)
-        for b in telemetry
-    ]
-    pinged = await loadgen.send_all(port, post, connections=4)
-    status = b'{"status":"available"}'
+async def prepare_fleet(
+    port: int, telemetry: list[bytes], ops: str, available: Iterable[str], connections: int
+) -> dict[str, dict[int, int]]:
+    """Every driver pings once (`telemetry`, one request a block), then those in `available` go
+    available (`ops`' token, over `connections`); status → count of each."""
+    pinged = await loadgen.send_all(port, telemetry, connections=4)
     puts = [
         loadgen.build_request(
-            "PUT", f"/v1/drivers/{driver_id(i)}/status", token=ops, body=status, port=port
+            "PUT", f"/v1/drivers/{d}/status", token=ops, body=AVAILABLE, port=port
         )
-        for i in range(cfg.available_drivers)
+        for d in available
     ]
     return {
         "fleet_pings": pinged,
-        "status_puts": await loadgen.send_all(port, puts, connections=32),
+        "status_puts": await loadgen.send_all(port, puts, connections=connections),
     }
 
 
@@ -148,17 +143,24 @@ def _paced_summary(
     }
 
 
+@contextlib.asynccontextmanager
+async def running(*platforms: Platform) -> AsyncIterator[None]:
+    """The platforms, waited for together and stopped on the way out whatever happened."""
+    try:
+        await asyncio.gather(*(asyncio.to_thread(p.wait_up, 300.0) for p in platforms))
+        yield
+    finally:
+        stops = (asyncio.to_thread(p.stop) for p in platforms)
+        await asyncio.gather(*stops, return_exceptions=True)
+
+
 async def run_e2e(
     cfg: E2EConfig, work_dir: Path, env: dict[str, str] | None = None
 ) -> dict[str, Any]:
     """One level on a fresh platform; `env` selects the code it runs (PYTHONPATH of a release)."""
     stack = Platform(work_dir / "stack", "--no-sim", env=env)
-    try:
-        await asyncio.to_thread(stack.wait_up)
+    async with running(stack):
         return await _measure(cfg, stack, env)
-    finally:
-        code = await asyncio.to_thread(stack.stop)
-        say(f"  stack stopped (exit {code})")
 
 
 async def _measure(cfg: E2EConfig, stack: Platform, env: dict[str, str] | None) -> dict[str, Any]:
@@ -173,7 +175,16 @@ async def _measure(cfg: E2EConfig, stack: Platform, env: dict[str, str] | None) 
             f"  stack up; fleet of {cfg.fleet_size} drivers pings once, "
             f"{cfg.available_drivers} go available"
         )
-        prepared = await _prepare_fleet(cfg, port, fleet, ops)
+        ts, size = now_ms(), cfg.batch_pings
+        first_pings = [
+            loadgen.build_request("POST", "/v1/telemetry", token=fleet, body=body, port=port)
+            for body in (
+                orjson.dumps({"pings": pings(first, size, ts=ts)})
+                for first in range(0, cfg.fleet_size, size)
+            )
+        ]
+        available = map(driver_id, range(cfg.available_drivers))
+        prepared = await prepare_fleet(port, first_pings, ops, available, connections=32)
         drained_s = await _wait_drained(redis, keys.telemetry, 60)
         say(
             f"  prepared: {prepared}, consumers drained in {drained_s:.1f}s; "

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -14,9 +15,11 @@ from ridepulse.contracts.envelope import new_event_id, now_ms
 from ridepulse.markets import BBox, load_markets
 
 
-def service_box(margin: float = 0.005) -> BBox:
-    """The default market's box, shrunk a little so jittered points stay inside it."""
-    b = load_markets().default.bbox
+def service_box(margin: float = 0.005, market: str | None = None) -> BBox:
+    """A market's box (the default market's by default), shrunk a little so jittered points
+    stay inside it."""
+    found = load_markets(only="all").get(market) if market else load_markets().default
+    b = found.bbox
     return BBox(b.min_lat + margin, b.min_lon + margin, b.max_lat - margin, b.max_lon - margin)
 
 
@@ -45,15 +48,23 @@ def random_point(rng: random.Random, box: BBox | None = None) -> tuple[float, fl
 
 
 def pings(
-    first: int, count: int, *, ts: int | None, step: int = 0, with_id: bool = True
+    first: int,
+    count: int,
+    *,
+    ts: int | None,
+    step: int = 0,
+    with_id: bool = True,
+    market: str | None = None,
+    ids: Callable[[int], str] = driver_id,
 ) -> list[dict[str, Any]]:
-    """Pings of drivers first..first+count-1; `step` moves each ~30 m north-east per step."""
-    box = service_box(margin=0.01)
+    """Pings of drivers first..first+count-1 (named by `ids`) in `market` (the default one when
+    None); `step` moves each ~30 m north-east per step."""
+    box = service_box(margin=0.01, market=market)
     drift = (step % 8) * 0.0002  # stays well inside the 0.01° margin
     out: list[dict[str, Any]] = []
     for index in range(first, first + count):
         lat, lon = home_point(index, box)
-        ping: dict[str, Any] = {"driver_id": driver_id(index)} if with_id else {}
+        ping: dict[str, Any] = {"driver_id": ids(index)} if with_id else {}
         ping.update(
             lat=round(lat + drift, 6), lon=round(lon + drift, 6), speed_mps=8.5, heading=45.0
         )

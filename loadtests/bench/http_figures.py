@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import redis
 
 from loadtests.bench import loadgen
 from loadtests.bench.fleet import driver_id, pings
-from loadtests.bench.measure import Measure, say
+from loadtests.bench.measure import Measure, Rep, interleave
 from loadtests.bench.servers import ServerProcess, module_argv, run_json_child
 from loadtests.bench.wrk import LoadResult, Request, run_wrk, write_requests
 from ridepulse.auth import mint_token
@@ -31,8 +30,6 @@ BATCH_BODIES = 16
 BATCH_CONNECTIONS = 4
 # Timeouts at the end of a closed-loop run are fine; anything more is a contender that is broken.
 MAX_ERROR_SHARE = 0.001
-
-Rep = Callable[[], tuple[float, dict[str, Any]]]  # one repetition: its rate, details beside it
 
 
 @dataclass(frozen=True)
@@ -129,23 +126,6 @@ class Load:
         return run
 
 
-def interleave(
-    contenders: list[tuple[Measure, Rep]],
-    plan: LoadPlan,
-    after: Callable[[], object] = lambda: None,
-) -> None:
-    """`plan.reps` rounds of one repetition per contender, the order rotating each round (ABAB
-    for two) so that the machine's drift falls on all of them alike; `after` follows each one."""
-    for rep in range(plan.reps):
-        turn = rep % len(contenders)
-        for measure, run in contenders[turn:] + contenders[:turn]:
-            rate, detail = run()
-            measure.add(rate, **detail)
-            after()
-            brief = ", ".join(f"{k} {v:.4g}" for k, v in detail.items())
-            say(f"  rep {rep + 1}/{plan.reps} {measure.label:>18}: {rate:10.0f} ({brief})")
-
-
 @dataclass(frozen=True)
 class Rig:
     """What figures 1 and 2 and ingest's profile share."""
@@ -164,7 +144,7 @@ def single_ping_figure(servers: list[ServerProcess], rig: Rig, plan: LoadPlan) -
     for server in servers:
         load.drive(server, plan.warmup_s)
     measures = [(Measure(s.name, "req/s"), load.rep(s, plan.seconds)) for s in servers]
-    interleave(measures, plan)
+    interleave(measures, plan.reps)
     return {m.label: m.to_json() for m, _ in measures}
 
 
@@ -193,5 +173,5 @@ def batch_figure(ingest: ServerProcess, rig: Rig, plan: LoadPlan) -> dict[str, A
     xadd = Measure("raw pipelined XADD", "pings/s")
     contenders = [(ours, load.rep(ingest, plan.seconds, BATCH_PINGS)), (xadd, floor)]
     # between runs the stream goes, keeping the server's memory (and AOF) small
-    interleave(contenders, plan, after=lambda: rig.admin.delete(rig.stream))
+    interleave(contenders, plan.reps, after=lambda: rig.admin.delete(rig.stream))
     return {"ingest": ours.to_json(), "raw_xadd": xadd.to_json()}

@@ -40,25 +40,15 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def valkey_version() -> str:
+def _version(argv: list[str]) -> str:
+    """What `argv --version` prints: Valkey's `v=` field, else the first line; or 'unknown'."""
     try:
-        out = subprocess.run(
-            [str(server_binary()), "--version"], capture_output=True, text=True, timeout=10
-        )
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    for token in out.stdout.split():
-        if token.startswith("v="):
-            return token[2:]
-    return out.stdout.strip() or "unknown"
-
-
-def wrk_version(binary: str | None) -> str | None:
-    if binary is None:
-        return None
-    out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10)
-    first = (out.stdout or out.stderr).splitlines()
-    return first[0].strip() if first else "unknown"
+    text = done.stdout or done.stderr
+    found = [token[2:] for token in text.split() if token.startswith("v=")]
+    return (found or text.splitlines() or ["unknown"])[0].strip()
 
 
 def package_version(name: str) -> str:
@@ -76,8 +66,8 @@ def machine_info(wrk_binary: str | None) -> dict[str, Any]:
         "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "valkey": valkey_version(),
-        "wrk": wrk_version(wrk_binary),
+        "valkey": _version([str(server_binary()), "--version"]),
+        "wrk": _version([wrk_binary, "--version"]) if wrk_binary else None,
         "packages": {name: package_version(name) for name in PACKAGES},
         "load_avg_at_start": [round(load, 2) for load in os.getloadavg()],
     }

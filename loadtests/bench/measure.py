@@ -1,7 +1,9 @@
-"""Repetitions of one figure's measurement, and the run's progress as it goes."""
+"""Repetitions of one figure's measurement, taken in turn with its peers' (ABAB), and the run's
+progress as it goes."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,3 +40,21 @@ class Measure:
             "spread": spread(self.reps) if self.reps else None,
             "details": self.details,
         }
+
+
+Rep = Callable[[], tuple[float, dict[str, Any]]]  # one repetition: its rate, details beside it
+
+
+def interleave(
+    contenders: list[tuple[Measure, Rep]], reps: int, after: Callable[[], object] = lambda: None
+) -> None:
+    """`reps` rounds of one repetition per contender, the order rotating each round (ABAB for
+    two) so that the machine's drift falls on all of them alike; `after` follows each one."""
+    for rep in range(reps):
+        turn = rep % len(contenders)
+        for measure, run in contenders[turn:] + contenders[:turn]:
+            rate, detail = run()
+            measure.add(rate, **detail)
+            after()
+            brief = ", ".join(f"{k} {v:.4g}" for k, v in detail.items())
+            say(f"  rep {rep + 1}/{reps} {measure.label:>18}: {rate:10.0f} ({brief})")

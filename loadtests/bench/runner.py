@@ -166,9 +166,7 @@ class _Run:
         """Figure 3, then the geo consumer under py-spy."""
         cplan = consumer_figure.ConsumerPlan(reps=self.plan.load.reps)
         with self.phase("3. telemetry consumer"):
-            mine, peer = consumer_figure.consumer_figure(
-                url, admin_url, KEY_PREFIX, admin, cplan, say
-            )
+            mine, peer = consumer_figure.consumer_figure(url, admin_url, KEY_PREFIX, admin, cplan)
         self.results["figures"]["consumer"] = {
             "matching": mine.to_json(),
             "faststream": peer.to_json(),

@@ -14,6 +14,8 @@ import psutil
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from ridepulse.pause import sleep_or_stop
+
 
 def id_ms(entry_id: bytes | str) -> int:
     text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
@@ -67,8 +69,7 @@ async def sample_lag(
                 lag.samples.append(
                     (round(time.monotonic() - started, 2), entries, round(seconds, 3))
                 )
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval_s)
+        await sleep_or_stop(stop, interval_s)
 
 
 async def sample_rss(
@@ -82,8 +83,7 @@ async def sample_rss(
         for name, proc in processes().items():
             with contextlib.suppress(psutil.Error):
                 peaks[name] = max(peaks.get(name, 0), proc.memory_info().rss)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval_s)
+        await sleep_or_stop(stop, interval_s)
 
 
 async def sample_stream_memory(
@@ -99,8 +99,7 @@ async def sample_stream_memory(
         used: Any = await redis.memory_usage(stream)
         length: Any = await redis.xlen(stream)
         series.append((round(time.monotonic() - started, 1), int(used or 0), int(length)))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval_s)
+        await sleep_or_stop(stop, interval_s)
 
 
 def cpu_seconds(processes: dict[str, psutil.Process]) -> dict[str, float]:

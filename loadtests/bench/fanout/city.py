@@ -6,7 +6,6 @@ operator (no one service's ACL user may write both), so every ride step is one t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import random
 import signal
@@ -21,6 +20,7 @@ from ridepulse.contracts.envelope import now_ms
 from ridepulse.contracts.events import Ping, Point
 from ridepulse.keys import MarketKeys
 from ridepulse.markets import load_markets
+from ridepulse.pause import sleep_or_stop
 from ridepulse.redis_client import connect
 from ridepulse.rides.store import RideStore
 from ridepulse.settings import Settings
@@ -92,8 +92,7 @@ async def every(
         await step()
         count += 1
         next_at = max(next_at + period_s(), loop.time() - BATCH_PERIOD_S)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), max(0.0, next_at - loop.time()))
+        await sleep_or_stop(stop, next_at - loop.time())
     return count
 
 
