@@ -29,8 +29,8 @@ def error_response(
     if field:
         body["field"] = field
     body.update(extra)
-    if retry_after_s is None and status == 429:
-        retry_after_s = 1
+    if retry_after_s is None and status in (429, 503):
+        retry_after_s = 1  # a client told to come back must be told when
     headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
     return Response(
         orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
@@ -69,9 +69,7 @@ def install_error_handlers(app: FastAPI) -> None:
             log.error(
                 "api.redis_error", path=request.url.path, error=f"{type(exc).__name__}: {exc}"
             )
-            return error_response(
-                503, "unavailable", "storage is unavailable; retry shortly", retry_after_s=1
-            )
+            return error_response(503, "unavailable", "storage is unavailable; retry shortly")
         log.error(
             "api.unexpected_error", path=request.url.path, error=f"{type(exc).__name__}: {exc}"
         )

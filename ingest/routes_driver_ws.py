@@ -12,13 +12,12 @@ from ingest.deps import Deps
 from ingest.errors import error_response
 from ingest.routes_telemetry import accept_ping
 from ridepulse.errors import RidePulseError
-from ridepulse.ws_cap import ConnectionCap
+from ridepulse.ws_cap import CAP_RETRY_AFTER_S, ConnectionCap
 from ridepulse.ws_expiry import close_at_expiry
 
 router = APIRouter(tags=["telemetry"])
 POLICY_VIOLATION = 1008
 MAX_MESSAGE_BYTES = 4096
-CAP_RETRY_AFTER_S = 5
 
 
 def _connection_cap(app: FastAPI, deps: Deps) -> ConnectionCap:

@@ -50,7 +50,7 @@ class Settings(BaseSettings):
 
     read_count: int = Field(500, description="entries per XREADGROUP")
     telemetry_read_count: int = Field(
-        3, description="entries per XREADGROUP on telemetry (each up to 1000 pings)"
+        3, description="entries per XREADGROUP on telemetry (each up to 2,000 pings)"
     )
     telemetry_conflate: bool = Field(
         True, description="telemetry consumers skip pings superseded within a read (latest wins)"

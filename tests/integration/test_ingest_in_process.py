@@ -21,6 +21,7 @@ from ingest.batcher import TelemetryBatcher
 from ingest.deps import Deps
 from ridepulse.auth import mint_token
 from ridepulse.keys import MarketKeys
+from ridepulse.redis_server import free_port
 from ridepulse.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -191,6 +192,35 @@ async def test_a_failed_append_fails_every_request_it_carried_then_recovers(
     assert all(isinstance(r, Exception) and "WRONGTYPE" in str(r) for r in results), results
     await batcher.submit(telemetry(settings), [ping])
     assert await pings_in(redis, telemetry(settings)) == [ping]
+
+
+async def test_storage_refusing_a_write_is_a_503_with_retry_after_not_a_500(
+    ingest: Ingest, redis: aioredis.Redis
+) -> None:
+    await redis.set(telemetry(ingest.settings), "x")  # XADD on a string: WRONGTYPE
+    response = await ingest.ping("d1", DOWNTOWN)
+    assert response.status_code == 503, response.text
+    assert response.json() == {
+        "error": "unavailable",
+        "detail": "storage is unavailable; retry shortly",
+    }
+    assert response.headers["Retry-After"] == "1"
+
+
+async def test_storage_down_is_a_503_with_retry_after_for_pings_and_ride_requests(
+    settings: Settings,
+) -> None:
+    nothing_there = f"redis://127.0.0.1:{free_port()}"  # a port no server listens on
+    async with start(settings.model_copy(update={"redis_url": nothing_there})) as ingest:
+        rider = ingest.auth("rider", "r1")
+        trip = {"pickup": DOWNTOWN, "dropoff": {"lat": 37.7599, "lon": -122.4148}}
+        for response in (
+            await ingest.ping("d1", DOWNTOWN),
+            await ingest.http.post("/v1/rides", json=trip, headers=rider),
+        ):
+            assert response.status_code == 503, response.text
+            assert response.json()["error"] == "unavailable"
+            assert response.headers["Retry-After"] == "1"
 
 
 # the rate limiter
