@@ -16,6 +16,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
+from ridepulse.bus.deadletter import dead_letter_fields
 from ridepulse.bus.handlers import HandlerTable
 from ridepulse.contracts.registry import Event, make
 from ridepulse.keys import GlobalKeys, MarketKeys
@@ -231,3 +232,45 @@ async def test_a_dead_letter_in_the_old_json_only_format_still_replays(
 
 def _valid_as(original: dict[str, str]) -> dict[bytes, bytes]:
     return {k.encode(): v.encode() for k, v in original.items()}
+
+
+async def test_replay_all_keeps_each_letter_it_cannot_replay_and_exits_1(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    """README: `--all` keeps (exit 1) any letter it cannot replay. Two cannot be: one names a
+    stream outside this deployment's prefix, one has no original fields (an entry deleted
+    before it was claimed). The replayable ones around them are replayed and deleted."""
+    keys, dead = MarketKeys("sf", settings.key_prefix), GlobalKeys(settings.key_prefix).dead_letters
+    foreign_stream = f"{settings.key_prefix}-elsewhere:{{sf}}:rides"  # not under the prefix
+    first, last = (
+        make("ride.expired", f"ride/{r}", {"ride_id": r, "version": 2}, "test").to_fields()
+        for r in ("first", "last")
+    )
+
+    async def letter(stream: str, fields: dict[bytes, bytes] | None) -> str:
+        entry = dead_letter_fields(
+            stream=stream,
+            group="g",
+            consumer="c1",
+            entry_id="1-0",
+            fields=fields,
+            reason="failed 5 deliveries",
+            deliveries=5,
+        )
+        return cast(bytes, await redis.xadd(dead, entry)).decode()  # type: ignore[arg-type]
+
+    await letter(keys.rides, first)
+    foreign = await letter(foreign_stream, first)
+    empty = await letter(keys.rides, None)
+    await letter(keys.rides, last)
+
+    replayed = await run_cli(settings, "replay", "--all")
+    assert replayed.returncode == 1, (replayed.stdout, replayed.stderr)
+    assert "2 replayed, 2 kept" in replayed.stdout, replayed.stdout
+    assert f"kept {foreign}:" in replayed.stderr and f"kept {empty}:" in replayed.stderr, (
+        replayed.stderr
+    )
+    left = cast(list[tuple[bytes, Any]], await redis.xrange(dead))
+    assert [entry_id.decode() for entry_id, _ in left] == [foreign, empty]
+    assert await _entries(redis, keys.rides) == [list(first.items()), list(last.items())]
+    assert await redis.exists(foreign_stream) == 0, "a replay wrote outside its prefix"

@@ -81,3 +81,49 @@ async def test_readyz_answers_503_with_the_reason_once_the_driver_notifier_loop_
     stopped = [e for e in logs if e["event"] == "notifier.stopped"]
     assert len(stopped) == 1 and stopped[0]["log_level"] == "error", stopped
     assert stopped[0]["error"] == "ReaderBug: cannot parse the XREAD reply", stopped
+
+
+async def _readyz(settings: Settings, groups: tuple[str, ...]) -> httpx.Response:
+    """/readyz of a fresh ingest after `groups` were declared on every market's ride stream."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        deps: Deps = app.state.deps
+        for market in deps.markets.markets:
+            for group in groups:
+                await deps.redis.xgroup_create(
+                    deps.keys(market.id).rides, group, id="0", mkstream=True
+                )
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as http:
+            return await http.get("/readyz")
+
+
+async def test_readyz_is_503_without_the_matching_group_even_when_eta_and_pricing_have_theirs(
+    settings: Settings,
+) -> None:
+    response = await _readyz(settings, ("eta", "pricing"))
+    assert response.status_code == 503, response.text
+    body = response.json()
+    assert (body["status"], body["missing"]) == ("waiting", ["matching@sf"]), body
+
+
+async def test_readyz_is_200_when_only_the_eta_and_pricing_groups_are_missing(
+    settings: Settings,
+) -> None:
+    """Eta and pricing enrich rides: reported as missing, not required (architecture.md)."""
+    response = await _readyz(settings, ("matching",))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["status"], body["missing"]) == ("ready", ["eta@sf", "pricing@sf"]), body
+
+
+@pytest.mark.parametrize("durable", [True, False])
+async def test_readyz_shows_whether_a_ride_202_waits_for_the_fsync(
+    settings: Settings, durable: bool
+) -> None:
+    """README: RIDEPULSE_DURABLE_WRITES=false shows as `durable_writes: false` in /readyz."""
+    response = await _readyz(
+        settings.model_copy(update={"durable_writes": durable}), REPORTED_GROUPS
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["durable_writes"] is durable, response.text

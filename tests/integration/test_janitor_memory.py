@@ -109,6 +109,54 @@ async def test_a_ride_whose_driver_went_silent_during_the_trip_is_cancelled_with
     cancelled = await events(redis, keys, "ride.cancelled")
     data = [e.payload(RideCancelledV1) for e in cancelled]
     assert [(d.by, d.cause) for d in data] == [("ops", "driver_lost")]
+    # the lost driver goes offline, not back to available: it is not there to take a ride
+    driver = await store.get_driver("d1")
+    assert driver is not None and (driver.status, driver.ride_id) == ("offline", None), driver
+    assert await redis.hget(keys.driver("d1"), "status") == b"offline"
+    assert await redis.hget(keys.driver_statuses, "d1") == b"offline"
+    assert await redis.zscore(keys.drivers_geo, "d1") is None, "offline yet still a candidate"
+
+
+async def test_a_ride_taken_back_from_a_lost_driver_waits_a_fresh_deadline_not_its_first(
+    redis: aioredis.Redis, settings: Settings, keys: MarketKeys, store: RideStore
+) -> None:
+    """The ride's first deadline has passed when its driver is lost: kept, it would expire at
+    matching's next sweep instead of waiting for another driver."""
+    quick = tuned(settings, ride_deadline_s=2.0, driver_lost_s=0.3, driver_evict_s=3600)
+    window_ms = int(quick.ride_deadline_s * 1000)
+    await ping(redis, keys, "d1")
+    await store.set_driver_status("d1", "available")
+    first, _ = await store.request_ride(
+        ride_id="sf-r1",
+        rider_id="u1",
+        pickup=PICKUP,
+        dropoff=DROPOFF,
+        deadline_s=quick.ride_deadline_s,
+    )
+    await store.offer(ride_id="sf-r1", driver_id="d1", pickup_eta_s=60, offer_timeout_s=60)
+    assert (await store.accept("sf-r1", "d1")).status == "matched"
+
+    async def first_deadline_passed() -> bool:
+        return await server_time_ms(redis) > first.deadline_at + 100
+
+    await wait_until(first_deadline_passed, timeout_s=10, what="the ride's first deadline")
+    before = await server_time_ms(redis)
+    assert await sweep_drivers_once(redis, quick) == {"rides_released": 1, "drivers_evicted": 0}
+    after = await server_time_ms(redis)
+
+    ride = await store.get("sf-r1")
+    assert ride is not None and ride.status == "requested"
+    assert before + window_ms <= ride.deadline_at <= after + window_ms, (
+        f"deadline_at {ride.deadline_at}: expected now + {window_ms} ms (server clock, "
+        f"between {before + window_ms} and {after + window_ms}); first deadline {first.deadline_at}"
+    )
+    assert await redis.zscore(keys.open_rides, "sf-r1") == ride.deadline_at
+    # not overdue: matching's expiry sweep neither picks it nor may expire it
+    overdue = await redis.zrangebyscore(keys.open_rides, "-inf", await server_time_ms(redis))
+    assert b"sf-r1" not in cast(list[bytes], overdue)
+    assert await store.expire("sf-r1") is None
+    still = await store.get("sf-r1")
+    assert still is not None and still.status == "requested"
 
 
 async def test_a_driver_that_keeps_pinging_keeps_its_ride(

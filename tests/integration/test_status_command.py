@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from ridepulse.cli import app
 from ridepulse.keys import GlobalKeys, MarketKeys
 from ridepulse.settings import Settings
+from ridepulse.status import LAG_UNHEALTHY
 from tests.support.bus import expired_events, fill
 
 pytestmark = pytest.mark.integration
@@ -57,3 +58,38 @@ async def test_status_exits_1_when_a_service_heartbeat_is_gone(
     assert code == 1
     assert report["healthy"] is False
     assert "service eta (eta-1) has no live heartbeat" in report["problems"]
+
+
+async def _append(redis: aioredis.Redis, stream: str, count: int, chunk: int = 10_000) -> None:
+    """`count` tiny entries, pipelined a chunk at a time."""
+    for start in range(0, count, chunk):
+        pipe = redis.pipeline(transaction=False)
+        for _ in range(min(chunk, count - start)):
+            pipe.xadd(stream, {"x": "1"})
+        await pipe.execute()
+
+
+async def test_status_exits_1_once_a_group_lags_more_than_100_000_entries(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    """docs/operations.md: exit 1 when a group lags more than 100,000 entries; exactly
+    100,000 is still healthy. A live heartbeat is present, so only the lag can fail it."""
+    keys, global_keys = MarketKeys("sf", settings.key_prefix), GlobalKeys(settings.key_prefix)
+    beat = {"processed": 0, "lag": 0, "pending": 0, "time": 0}
+    await redis.set(global_keys.heartbeat("matching", "m-1"), orjson.dumps(beat), ex=120)
+    await redis.sadd(global_keys.heartbeats, global_keys.heartbeat("matching", "m-1"))
+    await redis.xgroup_create(keys.rides, "matching", id="$", mkstream=True)
+    try:
+        await _append(redis, keys.rides, LAG_UNHEALTHY)
+        code, report = _status(settings)
+        (group,) = {s["key"]: s for s in report["streams"]}[keys.rides]["groups"]
+        assert group["lag"] == LAG_UNHEALTHY == 100_000, group
+        assert (code, report["healthy"], report["problems"]) == (0, True, []), report
+
+        await _append(redis, keys.rides, 1)
+        code, report = _status(settings)
+        assert code == 1, report
+        assert report["healthy"] is False
+        assert report["problems"] == [f"group matching on {keys.rides} lags 100001 entries"]
+    finally:
+        await redis.delete(keys.rides)  # 100,001 entries: not left in the session's server
