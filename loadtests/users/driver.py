@@ -71,8 +71,11 @@ class DriverUser(FastHttpUser):
                 self.environment, self.host or "", self.driver_id, self.token
             )
         self.last_tick = time.monotonic()
-        self._ping(self.model.step(0.0).to_json())  # on the map before asking for work
-        self._set_status("available")
+        # On the map before asking for work: over HTTP, whose 202 means ingest has the ping (and,
+        # with several markets, the driver's market); a WebSocket send does not wait for that.
+        self._ping(self.model.step(0.0).to_json(), over_http=True)
+        if not self._set_status("available").ok:
+            self.model.go_offline()  # e.g. the ping was shed: the tick loop goes online later
 
     @task
     def tick(self) -> None:
@@ -215,10 +218,10 @@ class DriverUser(FastHttpUser):
 
     # -- channels -----------------------------------------------------------------------
 
-    def _ping(self, ping: dict[str, Any]) -> None:
+    def _ping(self, ping: dict[str, Any], *, over_http: bool = False) -> None:
         if time.monotonic() < self.pings_paused_until:
             return
-        if self.socket is not None:
+        if self.socket is not None and not over_http:
             ws_ping = {k: ping[k] for k in ("lat", "lon", "ts", "speed_mps", "heading")}
             if self.socket.send(ws_ping):
                 return
