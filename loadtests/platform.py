@@ -128,21 +128,42 @@ class Platform:
             return []
 
     def processes(self) -> dict[str, psutil.Process]:
-        """Name → process: each `ridepulse run <name>` child, and `valkey` for the server."""
+        """Child name → process, as the supervisor names them: `<service>` for a service run
+        once, `<service>-<n>` (its consumer name) for each replica of one run several times
+        (matching-geo by default), and `valkey` for the server."""
         found: dict[str, psutil.Process] = {}
+        for service, procs in self.processes_by_service().items():
+            if len(procs) == 1:
+                found[service] = procs[0]
+                continue
+            for proc in procs:
+                try:
+                    found[proc.environ().get("RIDEPULSE_CONSUMER_NAME") or str(proc.pid)] = proc
+                except psutil.Error:
+                    continue
+        return found
+
+    def processes_by_service(self) -> dict[str, list[psutil.Process]]:
+        """Service → its processes (`ridepulse run <service>` children, or the server)."""
+        found: dict[str, list[psutil.Process]] = {}
         for proc in self.descendants():
             try:
                 cmd = proc.cmdline()
             except psutil.Error:
                 continue
             if len(cmd) >= 2 and cmd[-2] == "run":
-                found[cmd[-1]] = proc
+                found.setdefault(cmd[-1], []).append(proc)
             elif cmd and "valkey" in Path(cmd[0]).name and not _is_valkey_fork(proc):
-                found["valkey"] = proc
+                found["valkey"] = [proc]
         return found
 
     def service_process(self, name: str) -> psutil.Process | None:
+        """The process of a child by its name (see `processes`)."""
         return self.processes().get(name)
+
+    def service_processes(self, service: str) -> list[psutil.Process]:
+        """Every process of a service, however many replicas it runs."""
+        return self.processes_by_service().get(service, [])
 
     # ---- stopping --------------------------------------------------------------------
     def stop(self, timeout_s: float = 60.0, sig: signal.Signals = signal.SIGTERM) -> int:

@@ -99,10 +99,16 @@ def server_spec(server: EmbeddedRedis, settings: Settings) -> ChildSpec:
 TELEMETRY_SERVICES = frozenset({"matching-geo", "eta"})
 
 
-# Services `ridepulse up --scale` may start as N replicas: matching shares its groups as it is;
+# Services `ridepulse up --scale` may start as N replicas: matching and matching-geo share their
+# groups as they are (matching-geo's index keeps the newest ping whichever replica writes it);
 # pricing and eta split the markets by lease (RIDEPULSE_LEASES=1, docs/scaling.md). ingest and
 # the dashboard bind one port each.
-SCALABLE = ("matching", "pricing", "eta")
+SCALABLE = ("matching", "matching-geo", "pricing", "eta")
+# One matching-geo process tops out near 95,000 pings/s on a 2-core machine while the machine
+# still has CPU to spare (it waits on the server most of the time); two share the telemetry
+# group and keep the index fresh past 120,000 (docs/benchmarks.md, the capacity sweep). An idle
+# replica costs a blocked XREADGROUP and its memory. `--scale matching-geo=1` runs one.
+DEFAULT_SCALE = {"matching-geo": 2}
 LEASED = frozenset({"pricing", "eta"})
 MAX_REPLICAS = 8
 
@@ -137,7 +143,7 @@ def service_specs(
     local cluster each connects as its own ACL user (an external URL is used as given)."""
     logs = Path(settings.data_dir) / "logs"
     ridepulse_bin = shutil.which("ridepulse") or str(Path(sys.executable).parent / "ridepulse")
-    scale = parse_scale(settings.scale)
+    scale = {**DEFAULT_SCALE, **parse_scale(settings.scale)}
     specs = []
     for name, index in [(n, i) for n in SERVICE_NAMES for i in range(1, scale.get(n, 1) + 1)]:
         consumer = f"{name}-{index}"

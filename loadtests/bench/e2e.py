@@ -203,7 +203,7 @@ async def _measure(cfg: E2EConfig, stack: Platform, env: dict[str, str] | None) 
             sample_stream_memory(redis, keys.telemetry, stop, memory),
         )
         await redis.config_resetstat()
-        cpu_before, wall_before = cpu_seconds(stack.processes()), time.monotonic()
+        cpu_before, wall_before = cpu_seconds(stack.processes_by_service()), time.monotonic()
         busy_before, harness_before = machine_busy_s(), time.process_time()
         since = now_ms()
         paced = functools.partial(loadgen.paced, port, seconds=cfg.seconds)
@@ -212,7 +212,7 @@ async def _measure(cfg: E2EConfig, stack: Platform, env: dict[str, str] | None) 
             paced(ride_requests, rate_per_s=cfg.rides_per_s, max_connections=256),
         )
         stop.set()
-        cpu_after, wall = cpu_seconds(stack.processes()), time.monotonic() - wall_before
+        cpu_after, wall = cpu_seconds(stack.processes_by_service()), time.monotonic() - wall_before
         busy = {
             "machine": round((machine_busy_s() - busy_before) / wall, 2),
             "load generator (this process)": round(

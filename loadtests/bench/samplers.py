@@ -102,13 +102,14 @@ async def sample_stream_memory(
         await sleep_or_stop(stop, interval_s)
 
 
-def cpu_seconds(processes: dict[str, psutil.Process]) -> dict[str, float]:
-    """CPU time (user + system) used so far by each process."""
+def cpu_seconds(services: dict[str, list[psutil.Process]]) -> dict[str, float]:
+    """CPU time (user + system) used so far by each service, its replicas together."""
     out: dict[str, float] = {}
-    for name, proc in processes.items():
-        with contextlib.suppress(psutil.Error):
-            t = proc.cpu_times()
-            out[name] = t.user + t.system
+    for name, procs in services.items():
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                t = proc.cpu_times()
+                out[name] = out.get(name, 0.0) + t.user + t.system
     return out
 
 

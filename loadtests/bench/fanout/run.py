@@ -120,15 +120,16 @@ async def repetition(args: argparse.Namespace) -> dict[str, Any]:
         async with clients(city.ws_url, args.clients, recorder, deflate, args.measure_every):
             await asyncio.sleep(args.warmup)
             processes, stop = city.processes(), asyncio.Event()
+            each = {name: [proc] for name, proc in processes.items()}
             peaks: dict[str, int] = {}
             lags: list[float] = []
             rss = asyncio.create_task(sample_rss(lambda: processes, stop, peaks, 1.0))
             lag = asyncio.create_task(loop_lag_ms(stop, lags))
-            before, cpu_before = await city.drops(), cpu_seconds(processes)
+            before, cpu_before = await city.drops(), cpu_seconds(each)
             others, started, start_ms = CpuAccount.start(), time.monotonic(), now_ms()
             recorder.window = (start_ms, start_ms + args.seconds * 1000)
             await asyncio.sleep(args.seconds)
-            cpu_after, wall = cpu_seconds(processes), time.monotonic() - started
+            cpu_after, wall = cpu_seconds(each), time.monotonic() - started
             other_cores = others.foreign_cores()
             stop.set()
             await asyncio.gather(rss, lag, asyncio.sleep(2))  # the window's last events arrive
