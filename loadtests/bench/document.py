@@ -78,7 +78,7 @@ def _e2e(level: dict[str, Any]) -> list[str]:
             [k, f"{g['max_seconds']:.2f} s", f"{g['max_entries']:,}", f"{g['max_pending']:,}"]
             for k, g in level["lag"].items()
         ],
-        ("process", "cores"): [[k, f"{v:.2f}"] for k, v in cpu.items()],
+        ("service", "cores"): [[k, f"{v:.2f}"] for k, v in cpu.items()],
         ("process", "peak RSS", "target", "met?"): [
             [
                 k,
@@ -126,7 +126,7 @@ def _sweep_table(levels: list[dict[str, Any]]) -> str:
         ),
         "unoffered": lambda s: f"{s.unoffered_rides} of {s.offered_rides + s.unoffered_rides}",
         "holds?": lambda s: "yes" if s.holds else "**no**",
-        "CPU per process (cores)": lambda s: ", ".join(
+        "CPU per service (cores, replicas summed)": lambda s: ", ".join(
             f"{k} {v:.2f}" for k, v in sorted(s.cpu_cores.items())
         ),
     }

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import multiprocessing
 import random
-import signal
 import statistics
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -95,26 +93,11 @@ def p90(latencies: list[float]) -> float:
     return latencies[int(0.9 * len(latencies)) - 1]
 
 
-@contextmanager
-def telemetry_consumers_paused(city: City) -> Iterator[None]:
-    """The flood measures ingest (and the server), not the consumers' share of two cores."""
-    stopped = []
-    for name in TELEMETRY_CONSUMERS:
-        proc = city.platform.service_process(name)
-        if proc is not None:
-            proc.send_signal(signal.SIGSTOP)
-            stopped.append(proc)
-    try:
-        yield
-    finally:
-        for proc in stopped:
-            proc.send_signal(signal.SIGCONT)
-
-
 def test_ride_requests_stay_fast_while_telemetry_batches_flood_ingest(unshed_city: City) -> None:
     city = unshed_city
     quiet = time_rides(city, "quiet", RIDES)
-    with telemetry_consumers_paused(city):
+    # the flood measures ingest (and the server), not the consumers' share of two cores
+    with city.platform.paused(*TELEMETRY_CONSUMERS):
         latencies, batches = flooded_rides(city)
     summary = (
         f"ride request latency under {batches} batches of {BATCH_PINGS}: "

@@ -46,10 +46,11 @@ def test_status_shows_ingest_alive_with_the_pings_it_appended(shared_city: City)
 def test_telemetry_only_services_run_niced_below_the_ride_path(shared_city: City) -> None:
     """Rides first, in CPU: `up` starts matching-geo and eta at `telemetry_nice` (10) above
     ingest, matching and pricing, so a CPU short of time runs the ride path first."""
-    processes = shared_city.platform.processes()
+    processes = shared_city.platform.processes_by_service()
     launcher = os.getpriority(os.PRIO_PROCESS, shared_city.platform.process.pid)
-    niceness = {name: processes[name].nice() for name in SERVICES}
+    niceness = {name: {p.nice() for p in processes[name]} for name in SERVICES}
     expected = min(launcher + 10, 19)
-    assert niceness["matching-geo"] == niceness["eta"] == expected, niceness
+    assert len(processes["matching-geo"]) == 2, "up runs two matching-geo replicas by default"
+    assert niceness["matching-geo"] == niceness["eta"] == {expected}, niceness
     for name in ("ingest", "matching", "pricing"):
-        assert niceness[name] == launcher, niceness
+        assert niceness[name] == {launcher}, niceness

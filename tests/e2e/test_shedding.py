@@ -4,13 +4,11 @@ of a group dispatch does not depend on (eta) sheds nothing; ride requests are ne
 from __future__ import annotations
 
 import itertools
-import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 import redis
 
@@ -63,20 +61,12 @@ def admitted_share(platform: Platform) -> float | None:
     return None
 
 
-def paused(platform: Platform, service: str) -> psutil.Process:
-    proc = platform.service_process(service)
-    assert proc is not None, f"no {service} process under ridepulse up"
-    proc.send_signal(signal.SIGSTOP)
-    return proc
-
-
 def test_pings_are_shed_on_matching_lag_in_seconds_not_on_eta_lag(tmp_path: Path) -> None:
     platform, city = start_city(tmp_path / "city", RIDEPULSE_TELEMETRY_SHED_LAG_S=str(SHED_LAG_S))
     client = connect_sync(platform.redis_url())
     try:
         # eta's telemetry group falls seconds behind: matching still has every ping, so no 429
-        eta = paused(platform, "eta")
-        try:
+        with platform.paused("eta"):
             ping_until(city, lambda r: group_lag_s(client, "eta.speeds") > SHED_LAG_S, 20)
             assert group_lag_s(client, "eta.speeds") > SHED_LAG_S, "eta's group never fell behind"
             # over more than two periods of ingest's lag check, with eta still behind: all 202
@@ -86,12 +76,9 @@ def test_pings_are_shed_on_matching_lag_in_seconds_not_on_eta_lag(tmp_path: Path
                 assert reply.status_code == 202, f"an eta lag shed pings: {reply.text}"
                 time.sleep(0.1)  # pacing: four drivers stay under their 5 pings/s
             assert group_lag_s(client, "eta.speeds") > SHED_LAG_S
-        finally:
-            eta.send_signal(signal.SIGCONT)
 
         # matching's geo group falls behind: pings get 429 with Retry-After; rides still 202
-        geo = paused(platform, "matching-geo")
-        try:
+        with platform.paused("matching-geo"):  # every replica
             reply = ping_until(city, lambda r: r.status_code == 429, timeout_s=20)
             assert reply.status_code == 429, f"expected shedding, got {reply.status_code}"
             assert reply.json()["error"] == "overloaded"
@@ -109,8 +96,6 @@ def test_pings_are_shed_on_matching_lag_in_seconds_not_on_eta_lag(tmp_path: Path
             assert [r.status_code for r in replies] == [429] * 5, [r.text for r in replies]
             ride = city.request_ride("r-shed", DOWNTOWN, offset(DOWNTOWN, -1500, 0))
             assert ride.status_code == 202, ride.text
-        finally:
-            geo.send_signal(signal.SIGCONT)
         reply = ping_until(city, lambda r: r.status_code == 202, timeout_s=20)
         assert reply.status_code == 202, (
             f"shedding should stop once matching caught up: {reply.text}"

@@ -20,6 +20,7 @@ from ridepulse.bus.consumer import ConsumerRuntime
 from ridepulse.bus.handlers import HandlerTable, Outgoing
 from ridepulse.contracts.events import DriverLocationV1
 from ridepulse.contracts.registry import Event, make
+from ridepulse.geo import haversine_m
 from ridepulse.keys import MarketKeys
 from ridepulse.positions import parse_position
 from ridepulse.settings import Settings
@@ -44,6 +45,23 @@ def ping(rng: random.Random, driver: int, ts: int) -> dict[str, Any]:
     }
 
 
+async def stored_positions(
+    redis: aioredis.Redis, keys: MarketKeys
+) -> dict[str, tuple[int, float, float]]:
+    """Driver → (ts, lat, lon) of the position the index holds."""
+    raw: Any = await redis.hgetall(keys.positions)
+    out: dict[str, tuple[int, float, float]] = {}
+    for driver, packed in raw.items():
+        position = parse_position(packed)
+        assert position is not None
+        out[driver.decode()] = (position.ts, position.lat, position.lon)
+    return out
+
+
+def metres_apart(a: Sequence[float], b: Sequence[float]) -> float:
+    return haversine_m(a[0], a[1], b[0], b[1])
+
+
 async def newest_positions(redis: aioredis.Redis, keys: MarketKeys) -> dict[str, int]:
     raw: Any = await redis.hgetall(keys.positions)
     out: dict[str, int] = {}
@@ -62,24 +80,34 @@ async def caught_up(redis: aioredis.Redis, stream: str, group: str) -> bool:
     return int(info["lag"] or 0) == 0 and int(info["pending"]) == 0
 
 
-@pytest.mark.parametrize("in_flight", [1, 2])
+@pytest.mark.parametrize(("in_flight", "replicas"), [(1, 1), (2, 1), (2, 2)])
 async def test_a_backlog_of_pings_is_conflated_and_every_driver_keeps_its_newest_position(
-    settings: Settings, redis: aioredis.Redis, in_flight: int
+    settings: Settings, redis: aioredis.Redis, in_flight: int, replicas: int
 ) -> None:
     """20 s of pings written before the consumer starts: it reads them in catch-up slices,
     skips the superseded ones, and each driver's newest ping wins, also with two reads in
     flight at once (RIDEPULSE_GEO_BATCHES_IN_FLIGHT, the default), whose batches may finish in
-    either order."""
+    either order, and with two replicas sharing the group (`ridepulse up` runs two), each
+    applying the entries it was handed."""
     rng = random.Random(7)
     settings = settings.model_copy(update={"geo_batches_in_flight": in_flight})
-    deps, runtime = geo_service.build(settings)
-    assert runtime.batches_in_flight == in_flight
+    if replicas > 1:  # slices small enough that both replicas get a share of the 120 entries
+        slices = {"telemetry_catch_up_read_count": 5, "telemetry_catch_up_max_read_count": 5}
+        settings = settings.model_copy(update=slices)
+    built = [
+        geo_service.build(settings.model_copy(update={"consumer_name": f"geo-{n}"}))
+        for n in range(replicas)
+    ]
+    runtimes = [runtime for _, runtime in built]
+    assert {r.batches_in_flight for r in runtimes} == {in_flight}
+    deps, runtime = built[0]
     keys = deps.keys(runtime.sources[0].market)
     stream = runtime.sources[0].key
     drivers = 300
     await redis.hset(keys.driver_statuses, mapping={f"d{d}": "available" for d in range(drivers)})
     start_ms = int(time.time() * 1000) - 20_000
     newest: dict[str, int] = {}
+    where: dict[str, tuple[float, float]] = {}
     pipe = redis.pipeline(transaction=False)
     for second in range(20):  # every driver pings twice a second, 100 pings an entry
         for half in range(2):
@@ -88,9 +116,10 @@ async def test_a_backlog_of_pings_is_conflated_and_every_driver_keeps_its_newest
             for seq, start in enumerate(range(0, drivers, 100)):
                 pipe.xadd(stream, location_fields(batch[start : start + 100]), id=f"{ts}-{seq}")
             newest.update({p["driver_id"]: ts for p in batch})
+            where.update({p["driver_id"]: (p["lat"], p["lon"]) for p in batch})
     await pipe.execute()
 
-    task = asyncio.create_task(runtime.run())
+    tasks = [asyncio.create_task(r.run()) for r in runtimes]
     try:
         await wait_until(
             lambda: caught_up(redis, stream, geo_service.GROUP),
@@ -98,16 +127,32 @@ async def test_a_backlog_of_pings_is_conflated_and_every_driver_keeps_its_newest
             what="the group to read the whole backlog",
         )
     finally:
-        runtime.stop()
-        await task
-        await deps.redis.aclose()
+        for r in runtimes:
+            r.stop()
+        await asyncio.gather(*tasks)
+        for d, _ in built:
+            await d.redis.aclose()
 
-    assert await newest_positions(redis, keys) == newest
+    # the newest ping, or (matching/geo_filter.py) one within geo_min_move_m of it: a replica
+    # skips a ping that moved less than that from the one it wrote last, whichever replica wrote
+    # in between (seed 7 has such a pair: d275's last two pings a second apart)
+    stored = await stored_positions(redis, keys)
+    behind = {d: stored[d] for d in newest if stored[d][0] != newest[d]}
+    assert all(metres_apart(stored[d][1:], where[d]) < settings.geo_min_move_m for d in behind), (
+        f"stored {behind}, newest {[(d, newest[d], where[d]) for d in behind]}"
+    )
+    if replicas == 1:
+        assert not behind, behind  # one replica conflates each read to the newest ping first
     indexed: Any = await redis.zrange(keys.drivers_geo, 0, -1)
     assert {m.decode() for m in indexed} == set(newest)
     total = 20 * 2 * drivers
-    assert runtime.stats.conflated > total // 2  # most of a 20 s backlog is superseded
-    assert runtime.stats.processed == 20 * 2 * (drivers // 100)  # every entry acknowledged
+    conflated = sum(r.stats.conflated for r in runtimes)
+    # most of a 20 s backlog is superseded; replicas' small slices see less of it per read
+    assert conflated > (total // 2 if replicas == 1 else total // 4)
+    processed = [r.stats.processed for r in runtimes]
+    assert sum(processed) == 20 * 2 * (drivers // 100)  # every entry acknowledged, once
+    if replicas > 1:
+        assert all(processed), f"a replica was handed nothing: {processed}"
 
 
 def slowed(per_ping_s: float, seen: list[int]) -> HandlerTable[MatchingDeps]:

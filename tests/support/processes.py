@@ -4,7 +4,9 @@ of `make test-cluster` and an operator's Redis client."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import signal
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,20 @@ class Platform(SharedPlatform):
             extra = (*extra, "--cluster", "--primaries", "3", "--replicas", "0")
             self.on_cluster = True
         super().__init__(data_dir, *extra, env=env)
+
+    @contextmanager
+    def paused(self, *services: str) -> Iterator[None]:
+        """Every process of the services stopped (SIGSTOP, every replica), continued on the way
+        out."""
+        procs = [proc for service in services for proc in self.service_processes(service)]
+        assert procs, f"no process of {', '.join(services)} under ridepulse up"
+        for proc in procs:
+            proc.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for proc in procs:
+                proc.send_signal(signal.SIGCONT)
 
     def redis_client(self) -> redis.Redis:
         """The operator's client of this platform's server or cluster."""

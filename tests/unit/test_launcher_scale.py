@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from ridepulse.cli import app
 from ridepulse.launcher import parse_scale, service_specs
 from ridepulse.settings import Settings
+from ridepulse.supervisor import ChildSpec
 
 
 def test_scale_pairs_are_parsed_per_service() -> None:
@@ -55,3 +56,27 @@ def test_up_refuses_a_bad_scale_before_starting_anything() -> None:
     result = CliRunner().invoke(app, ["up", "--scale", "ingest=2"])
     assert result.exit_code == 1
     assert "cannot run as replicas" in result.output
+
+
+def _specs(tmp_path: Path, scale: str | None = None) -> dict[str, ChildSpec]:
+    settings = Settings(data_dir=tmp_path, redis_url="redis://127.0.0.1:1", scale=scale)
+    client = redis.Redis(host="127.0.0.1", port=1)  # never connected: the probes are lazy
+    return {s.name: s for s in service_specs(settings, client, "secret")}
+
+
+def test_matching_geo_runs_as_two_niced_replicas_by_default_and_one_on_request(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(data_dir=tmp_path)
+    specs = _specs(tmp_path)
+    geo = [specs["matching-geo-1"], specs["matching-geo-2"]]
+    assert "matching-geo" not in specs
+    assert [g.argv[-2:] for g in geo] == [["run", "matching-geo"]] * 2
+    assert [g.env["RIDEPULSE_CONSUMER_NAME"] for g in geo] == [
+        "matching-geo-1",
+        "matching-geo-2",
+    ]
+    assert {g.nice for g in geo} == {settings.telemetry_nice}
+    assert "RIDEPULSE_LEASES" not in geo[0].env
+    one = _specs(tmp_path, "matching-geo=1")
+    assert "matching-geo" in one and "matching-geo-1" not in one
