@@ -56,6 +56,16 @@ async def node_entries(redis: aioredis.Redis) -> int:
     return int(config["stream-node-max-entries"])
 
 
+async def assert_capped(redis: aioredis.Redis, stream: str, cap: int, written: str) -> None:
+    """The stream holds its cap, plus less than one stream node (approximate trimming)."""
+    length = await redis.xlen(stream)
+    over = await node_entries(redis)
+    assert cap <= length < cap + over, (
+        f"{written} left {length} entries in {stream}; expected the cap {cap} "
+        f"plus less than one stream node ({over})"
+    )
+
+
 async def test_a_finished_rides_hash_expires_after_a_week_and_an_active_ones_never(
     redis: aioredis.Redis, keys: MarketKeys, store: RideStore
 ) -> None:
@@ -98,12 +108,7 @@ async def test_the_health_stream_stays_near_its_cap_of_10000_heartbeats(
     beats, at_once = HEALTH_CAP + 1_500, 100
     for _ in range(beats // at_once):
         await asyncio.gather(*(heartbeat.beat() for _ in range(at_once)))
-    length = await redis.xlen(health)
-    over = await node_entries(redis)
-    assert HEALTH_CAP <= length < HEALTH_CAP + over, (
-        f"{beats} heartbeats left {length} entries in {health}; expected the cap {HEALTH_CAP} "
-        f"plus less than one stream node ({over})"
-    )
+    await assert_capped(redis, health, HEALTH_CAP, f"{beats} heartbeats")
     last: Any = await redis.xrevrange(health, count=1)
     assert last and last[0][1][b"type"] == b"service.heartbeat"
 
@@ -128,12 +133,8 @@ async def test_the_dead_letter_stream_stays_near_its_cap_of_100000(
     elapsed_s = time.monotonic() - started
     try:
         assert consumer.stats.dead_lettered == poisons, consumer.stats
-        length = await redis.xlen(dead_letters)
-        over = await node_entries(redis)
-        assert DEAD_LETTER_CAP <= length < DEAD_LETTER_CAP + over, (
-            f"{poisons} dead letters left {length} in {dead_letters} after {elapsed_s:.1f}s; "
-            f"expected the cap {DEAD_LETTER_CAP} plus less than one stream node ({over})"
-        )
+        done = f"{poisons} dead letters (in {elapsed_s:.1f}s)"
+        await assert_capped(redis, dead_letters, DEAD_LETTER_CAP, done)
         newest: Any = await redis.xrevrange(dead_letters, count=1)
         assert newest[0][1][b"entry_id"] == last_poison[0][0]
     finally:

@@ -29,13 +29,17 @@ def test_scale_refuses_what_cannot_run_as_replicas(text: str) -> None:
         parse_scale(text)
 
 
+def _specs(tmp_path: Path, scale: str | None = None) -> dict[str, ChildSpec]:
+    settings = Settings(data_dir=tmp_path, redis_url="redis://127.0.0.1:1", scale=scale)
+    client = redis.Redis(host="127.0.0.1", port=1)  # never connected: the probes are lazy
+    return {s.name: s for s in service_specs(settings, client, "secret")}
+
+
 @pytest.mark.parametrize(("service", "other"), [("pricing", "eta"), ("eta", "pricing")])
 def test_leased_replicas_get_their_own_consumer_names_logs_and_the_leases(
     tmp_path: Path, service: str, other: str
 ) -> None:
-    settings = Settings(data_dir=tmp_path, redis_url="redis://127.0.0.1:1", scale=f"{service}=2")
-    client = redis.Redis(host="127.0.0.1", port=1)  # never connected: the probes are lazy
-    specs = {s.name: s for s in service_specs(settings, client, "secret")}
+    specs = _specs(tmp_path, f"{service}=2")
     assert service not in specs
     first, second = specs[f"{service}-1"], specs[f"{service}-2"]
     assert first.argv[-2:] == ["run", service] and second.argv[-2:] == ["run", service]
@@ -45,7 +49,8 @@ def test_leased_replicas_get_their_own_consumer_names_logs_and_the_leases(
     )
     assert first.log_path != second.log_path
     assert first.env["RIDEPULSE_LEASES"] == second.env["RIDEPULSE_LEASES"] == "1"
-    telemetry_nice = settings.telemetry_nice if service == "eta" else 0  # eta stays niced
+    niced = Settings(data_dir=tmp_path).telemetry_nice
+    telemetry_nice = niced if service == "eta" else 0  # eta stays niced
     assert first.nice == second.nice == telemetry_nice
     # the others run once, unleased
     assert "RIDEPULSE_LEASES" not in specs[other].env
@@ -56,12 +61,6 @@ def test_up_refuses_a_bad_scale_before_starting_anything() -> None:
     result = CliRunner().invoke(app, ["up", "--scale", "ingest=2"])
     assert result.exit_code == 1
     assert "cannot run as replicas" in result.output
-
-
-def _specs(tmp_path: Path, scale: str | None = None) -> dict[str, ChildSpec]:
-    settings = Settings(data_dir=tmp_path, redis_url="redis://127.0.0.1:1", scale=scale)
-    client = redis.Redis(host="127.0.0.1", port=1)  # never connected: the probes are lazy
-    return {s.name: s for s in service_specs(settings, client, "secret")}
 
 
 def test_matching_geo_runs_as_two_niced_replicas_by_default_and_one_on_request(
