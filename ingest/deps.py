@@ -46,9 +46,12 @@ class Deps:
     homes: DriverHomes | None = None  # each driver's market, with several markets
     admission: TelemetryAdmission = field(default_factory=TelemetryAdmission)
     shed_retry_after_s: int = 1
-    # batches validated and appended at once: one decoding while another awaits its XADD. More
-    # would only queue CPU work in front of ride requests within one event-loop turn.
-    batch_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
+    # batches validated and appended at once, a bound on the telemetry CPU queued in front of
+    # ride requests. Not fewer: each batch holds its slot until the group commit carrying it
+    # returns, so the slots cap ingest at that many batches per XADD round trip. Two did, at
+    # ~120,000 pings/s: past it requests queued at the door for seconds, unseen by shedding
+    # (which watches the consumers), while the consumers looked fine.
+    batch_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(8))
     _tokens: dict[str, tuple[Principal, float]] = field(default_factory=dict)
     _next_token_sweep: float = 0.0
 

@@ -71,7 +71,9 @@ class Settings(BaseSettings):
         15_000, ge=0, description="per driver, eta keeps the pings this close to its newest one"
     )
     eta_learn_interval_ms: int = Field(
-        0, ge=0, description="eta learns from at most one ping per driver per this long; 0 = all"
+        1_500,
+        ge=0,
+        description="eta learns from at most one ping per driver per this long; 0 = all",
     )
     telemetry_nice: int = Field(
         10, ge=0, le=19, description="niceness of telemetry-only processes under `up`; 0 = off"

@@ -121,6 +121,7 @@ def _sweep_table(levels: list[dict[str, Any]]) -> str:
         "shed (429)": lambda s: fmt_number(s.shed_pings_per_s),
         "conflated": lambda s: "not reported" if s.conflated is None else f"{s.conflated:,}",
         "worst lag": lambda s: f"{s.lag_s:.2f} s",
+        "telemetry p99": lambda s: fmt_number(s.telemetry_p99_ms, "ms"),
         "request→offered p50 / p99": lambda s: (
             f"{fmt_number(s.offer_p50_ms)} / {fmt_number(s.offer_p99_ms)} ms"
         ),
