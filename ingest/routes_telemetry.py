@@ -22,7 +22,7 @@ from ingest.schemas import (
     body_schema,
     error_responses,
 )
-from ingest.shedding import refuse_if_shedding
+from ingest.shedding import batch_slot, refuse_if_shedding
 from ingest.validation import check_id, check_ping
 from ridepulse.auth import Principal
 from ridepulse.contracts.envelope import now_ms
@@ -84,7 +84,7 @@ async def post_telemetry(request: Request) -> Response:
     deps.authenticate(request.headers.get("authorization")).require("fleet", "ops")
     refuse_if_shedding(deps)
     raw = await body_bytes(request)
-    async with deps.batch_slots:  # bounded telemetry work in flight: rides are served between
+    async with batch_slot(deps):  # bounded telemetry work in flight: rides are served between
         return await _accept_batch(deps, raw)
 
 

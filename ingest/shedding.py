@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
@@ -48,6 +50,26 @@ def refuse_if_shedding(deps: Deps) -> None:
             "telemetry is being shed: dispatch is behind; retry after Retry-After seconds",
             retry_after_s=deps.shed_retry_after_s,
         )
+
+
+@asynccontextmanager
+async def batch_slot(deps: Deps) -> AsyncIterator[None]:
+    """One of `Deps.batch_slots`, or 429 once none has freed up within `telemetry_shed_lag_s`:
+    a ping held longer at the door is later than the lag at which shedding starts, and a queue
+    there is one the consumers' lag never shows (seen: seconds of it, nothing shed)."""
+    try:
+        async with asyncio.timeout(deps.settings.telemetry_shed_lag_s):
+            await deps.batch_slots.acquire()
+    except TimeoutError:
+        PINGS_SHED.inc()
+        raise Overloaded(
+            "telemetry is being shed: ingest is behind; retry after Retry-After seconds",
+            retry_after_s=deps.shed_retry_after_s,
+        ) from None
+    try:
+        yield
+    finally:
+        deps.batch_slots.release()
 
 
 async def server_now_ms(redis: aioredis.Redis) -> int:

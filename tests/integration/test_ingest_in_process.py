@@ -6,10 +6,11 @@ client and checked in Redis."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import orjson
@@ -149,6 +150,58 @@ async def test_a_batch_larger_than_the_limit_is_refused_whole(
         )
         assert response.status_code == 422 and response.json()["field"] == "pings"
     assert await redis.exists(telemetry(settings)) == 0
+
+
+class NoFreeSlot(asyncio.Semaphore):
+    """Batch slots all taken (ingest as busy as it gets), telling when a request asks for one."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        self.asked = asyncio.Event()
+
+    async def acquire(self) -> Literal[True]:
+        self.asked.set()
+        return await super().acquire()
+
+
+async def test_a_batch_that_finds_no_slot_in_time_is_shed_with_retry_after(
+    settings: Settings, redis: aioredis.Redis
+) -> None:
+    """A batch waits at the door at most telemetry_shed_lag_s, then gets 429 with Retry-After,
+    instead of queueing where no lag shows it."""
+    async with start(settings.model_copy(update={"telemetry_shed_lag_s": 0.3})) as ingest:
+        ingest.deps.batch_slots = NoFreeSlot()
+        started = time.monotonic()
+        response = await asyncio.wait_for(  # without the bound it would wait for ever
+            ingest.http.post(
+                "/v1/telemetry",
+                json={"pings": [{"driver_id": "d1", **DOWNTOWN}]},
+                headers=ingest.auth("fleet", "f1"),
+            ),
+            timeout=10,
+        )
+        assert response.status_code == 429, response.text
+        assert response.headers["retry-after"] == "1"
+        assert time.monotonic() - started >= 0.3
+    assert await redis.exists(telemetry(settings)) == 0
+
+
+async def test_a_batch_waits_for_a_slot_freed_within_the_limit(
+    ingest: Ingest, redis: aioredis.Redis
+) -> None:
+    slots = ingest.deps.batch_slots = NoFreeSlot()
+    waiting = asyncio.create_task(
+        ingest.http.post(
+            "/v1/telemetry",
+            json={"pings": [{"driver_id": "d1", **DOWNTOWN}]},
+            headers=ingest.auth("fleet", "f1"),
+        )
+    )
+    await asyncio.wait_for(slots.asked.wait(), timeout=5)
+    assert not waiting.done()  # at the door, not answered
+    slots.release()
+    assert (await asyncio.wait_for(waiting, timeout=5)).status_code == 202
+    assert len(await pings_in(redis, telemetry(ingest.settings))) == 1
 
 
 # the batcher's group commit

@@ -10,6 +10,7 @@ import pytest
 from eta.model import SpeedModel, eta_should_update
 from ridepulse.contracts.events import Ping
 from ridepulse.geo import cell_center, cell_of, haversine_m
+from ridepulse.settings import Settings
 from ridepulse.travel import DEFAULT_SPEED_MPS, travel_time_s
 
 M_PER_DEG_LAT = 111_195.0
@@ -205,3 +206,17 @@ def test_learning_from_one_ping_per_driver_every_six_seconds_still_converges() -
     used_all, used_sampled = every.observe_batch(pings), sampled.observe_batch(pings)
     assert used_sampled <= used_all / 3 + 5  # 1 in 3, plus each driver's first ping
     assert sampled.speed_of(MISSION) == pytest.approx(9.0, rel=0.10)
+
+
+def test_the_default_learn_interval_keeps_every_ping_of_a_phone_and_samples_faster_devices() -> (
+    None
+):
+    """The documented default: phones pinging every 2 s (the quality city) teach with every
+    ping; the sweep's fleet pinging every 1.25 s teaches with every other one."""
+    interval = Settings.model_fields["eta_learn_interval_ms"].default
+    for every_ms, kept in ((2_000, 1.0), (1_250, 0.5)):
+        pings = drive_in_cell(
+            MISSION, 9.0, random.Random(3), interval_ms=every_ms, report_speed=True
+        )
+        used = SpeedModel(learn_interval_ms=interval).observe_batch(pings)
+        assert used == pytest.approx(len(pings) * kept, abs=5)  # each driver's first ping
