@@ -43,13 +43,18 @@ TELEMETRY_ADMITTED = Gauge(
 )
 
 
+def shed(deps: Deps, behind: str) -> Overloaded:
+    """The 429 of a shed telemetry request, counted; `behind` says what fell behind."""
+    PINGS_SHED.inc()
+    return Overloaded(
+        f"telemetry is being shed: {behind} is behind; retry after Retry-After seconds",
+        retry_after_s=deps.shed_retry_after_s,
+    )
+
+
 def refuse_if_shedding(deps: Deps) -> None:
     if not deps.admission.admit():
-        PINGS_SHED.inc()
-        raise Overloaded(
-            "telemetry is being shed: dispatch is behind; retry after Retry-After seconds",
-            retry_after_s=deps.shed_retry_after_s,
-        )
+        raise shed(deps, "dispatch")
 
 
 @asynccontextmanager
@@ -61,11 +66,7 @@ async def batch_slot(deps: Deps) -> AsyncIterator[None]:
         async with asyncio.timeout(deps.settings.telemetry_shed_lag_s):
             await deps.batch_slots.acquire()
     except TimeoutError:
-        PINGS_SHED.inc()
-        raise Overloaded(
-            "telemetry is being shed: ingest is behind; retry after Retry-After seconds",
-            retry_after_s=deps.shed_retry_after_s,
-        ) from None
+        raise shed(deps, "ingest") from None
     try:
         yield
     finally:
