@@ -108,6 +108,11 @@ def test_redis_command_prints_a_working_url_and_stops_cleanly(tmp_path: Path) ->
         assert client.ping() is True
         assert client.config_get("appendonly")["appendonly"] == "yes"
         assert client.config_get("appendfsync")["appendfsync"] == "everysec"
+        rewrite = client.config_get("auto-aof-rewrite-*")
+        assert rewrite == {
+            "auto-aof-rewrite-percentage": "400",
+            "auto-aof-rewrite-min-size": str(256 * 1024 * 1024),
+        }
         client.close()
         assert (tmp_path / "redis.url").read_text().strip() == url
     finally:

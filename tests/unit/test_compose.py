@@ -21,6 +21,7 @@ from ridepulse.acl import SERVICE_GRANTS, acl_file_text
 from ridepulse.cluster import deal_slots, market_slot
 from ridepulse.compose_acl import OPERATOR_PASSWORD_ENV, fresh_env, password_env
 from ridepulse.markets import load_markets
+from ridepulse.redis_server import AOF_REWRITE_ARGS
 from ridepulse.services import SERVICE_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -131,6 +132,8 @@ def test_redis_is_durable_and_runs_with_the_acl_file(services: dict[str, dict[st
     acl_path = command[command.index("--aclfile") + 1]
     assert command[command.index("--appendonly") + 1] == "yes"
     assert command[command.index("--appendfsync") + 1] == "everysec"
+    rewrite = command[command.index("--auto-aof-rewrite-percentage") :][:4]
+    assert tuple(rewrite) == AOF_REWRITE_ARGS, "the embedded server's AOF rewrite policy"
     assert any(v.endswith(":/data") for v in redis["volumes"]), "valkey data is not on a volume"
     assert "ports" not in redis, "Valkey must not be published on the host"
     assert redis["depends_on"]["redis-acl"]["condition"] == "service_completed_successfully"
@@ -264,6 +267,7 @@ def test_the_cluster_profile_runs_six_durable_nodes_with_the_acl_file(
             "--aclfile /acl/users.acl",
             "--appendonly yes",
             "--appendfsync everysec",
+            " ".join(AOF_REWRITE_ARGS),
             "--cluster-enabled yes",
             "--cluster-preferred-endpoint-type hostname",
         ):
