@@ -46,6 +46,12 @@ class Ingest:
             f"/v1/drivers/{driver}/location", json=body, headers=self.auth(role, driver)
         )
 
+    async def batch(self, pings: list[dict[str, Any]], role: str = "fleet") -> httpx.Response:
+        """A fleet's POST /v1/telemetry of these pings."""
+        return await self.http.post(
+            "/v1/telemetry", json={"pings": pings}, headers=self.auth(role, "f1")
+        )
+
 
 @asynccontextmanager
 async def start(settings: Settings) -> AsyncIterator[Ingest]:
@@ -129,9 +135,7 @@ async def test_a_batch_keeps_its_valid_pings_and_reports_each_invalid_one(
         {"driver_id": "bad id!", **DOWNTOWN},
         {"driver_id": "d3", **DOWNTOWN},
     ]
-    response = await ingest.http.post(
-        "/v1/telemetry", json={"pings": pings}, headers=ingest.auth("fleet", "f1")
-    )
+    response = await ingest.batch(pings)
     assert response.status_code == 202
     body = response.json()
     assert (body["accepted"], body["rejected"]) == (2, 2)
@@ -145,9 +149,7 @@ async def test_a_batch_larger_than_the_limit_is_refused_whole(
 ) -> None:
     async with start(settings.model_copy(update={"max_batch_pings": 3})) as ingest:
         pings = [{"driver_id": f"d{i}", **DOWNTOWN} for i in range(4)]
-        response = await ingest.http.post(
-            "/v1/telemetry", json={"pings": pings}, headers=ingest.auth("fleet", "f1")
-        )
+        response = await ingest.batch(pings)
         assert response.status_code == 422 and response.json()["field"] == "pings"
     assert await redis.exists(telemetry(settings)) == 0
 
@@ -173,12 +175,7 @@ async def test_a_batch_that_finds_no_slot_in_time_is_shed_with_retry_after(
         ingest.deps.batch_slots = NoFreeSlot()
         started = time.monotonic()
         response = await asyncio.wait_for(  # without the bound it would wait for ever
-            ingest.http.post(
-                "/v1/telemetry",
-                json={"pings": [{"driver_id": "d1", **DOWNTOWN}]},
-                headers=ingest.auth("fleet", "f1"),
-            ),
-            timeout=10,
+            ingest.batch([{"driver_id": "d1", **DOWNTOWN}]), timeout=10
         )
         assert response.status_code == 429, response.text
         assert response.headers["retry-after"] == "1"
@@ -190,13 +187,7 @@ async def test_a_batch_waits_for_a_slot_freed_within_the_limit(
     ingest: Ingest, redis: aioredis.Redis
 ) -> None:
     slots = ingest.deps.batch_slots = NoFreeSlot()
-    waiting = asyncio.create_task(
-        ingest.http.post(
-            "/v1/telemetry",
-            json={"pings": [{"driver_id": "d1", **DOWNTOWN}]},
-            headers=ingest.auth("fleet", "f1"),
-        )
-    )
+    waiting = asyncio.create_task(ingest.batch([{"driver_id": "d1", **DOWNTOWN}]))
     await asyncio.wait_for(slots.asked.wait(), timeout=5)
     assert not waiting.done()  # at the door, not answered
     slots.release()
@@ -316,11 +307,8 @@ async def test_a_driver_may_ping_only_for_itself_and_fleet_for_anyone(ingest: In
 
 
 async def test_a_batch_needs_a_fleet_or_ops_token(ingest: Ingest) -> None:
-    batch = {"pings": [{"driver_id": "d1", **DOWNTOWN}]}
     for role, status in (("driver", 403), ("rider", 403), ("fleet", 202), ("ops", 202)):
-        response = await ingest.http.post(
-            "/v1/telemetry", json=batch, headers=ingest.auth(role, "x1")
-        )
+        response = await ingest.batch([{"driver_id": "d1", **DOWNTOWN}], role=role)
         assert response.status_code == status, (role, response.text)
 
 
@@ -331,9 +319,7 @@ async def test_a_valid_batch_is_written_as_the_per_item_path_would_write_it(
         {"driver_id": "d1", "lat": 37.78, "lon": -122.42, "speed_mps": 3},
         {"driver_id": "d2", **DOWNTOWN, "heading": 90.5, "unknown": "ignored"},
     ]
-    response = await ingest.http.post(
-        "/v1/telemetry", json={"pings": pings}, headers=ingest.auth("fleet", "f1")
-    )
+    response = await ingest.batch(pings)
     assert response.status_code == 202
     assert response.json() == {"accepted": 2, "rejected": 0, "errors": []}
     first, second = await pings_in(redis, telemetry(ingest.settings))
