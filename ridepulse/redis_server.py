@@ -22,10 +22,10 @@ from ridepulse.errors import RedisUnavailable
 from ridepulse.supervisor import die_with_parent
 
 # When Valkey rewrites the AOF: at 5x its size after the last rewrite, and never below 256 MB.
-# Valkey's default (2x, 64 MB) rewrote every 2-3 s at 140,000 pings/s, each a forked child
-# busy 0.1-0.9 s on a machine with no core to spare; with these the capacity sweep's 160k step
-# held in 3 of 4 runs against 0 of 4 (docs/benchmarks.md). The cost: an AOF up to 5x the data
-# on disk, and as much longer to replay on a restart.
+# Valkey's default (2x, 64 MB) rewrote every 1.5-4.7 s at 160,000 pings/s, each a forked child
+# busy 0.1-0.9 s on a machine with no core to spare; with these, 160k held in 3 of 4 alternated
+# runs against 0 of 4, and in 9 capacity sweeps of 10 (docs/benchmarks.md). The cost: an AOF up
+# to 5x the data on disk, and as much longer to replay on a restart.
 AOF_REWRITE_ARGS = ("--auto-aof-rewrite-percentage", "400", "--auto-aof-rewrite-min-size", "256mb")
 
 
