@@ -55,6 +55,7 @@ def uvicorn_config(app: FastAPI, settings: Settings, **overrides: Any) -> uvicor
         "log_level": "warning",
         "timeout_graceful_shutdown": 5,
         "ws_max_size": MAX_CLIENT_MESSAGE_BYTES,
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
     }
     return uvicorn.Config(app, **{**options, **overrides})
 

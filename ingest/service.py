@@ -23,4 +23,5 @@ def main(settings: Settings) -> None:
         access_log=False,
         log_level="warning",
         timeout_graceful_shutdown=10,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )

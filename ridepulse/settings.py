@@ -27,6 +27,12 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="address the HTTP services bind")
     api_port: int = Field(8000, description="ingest API port")
     dashboard_port: int = Field(8080, description="dashboard port")
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1,::1",
+        description="proxies whose X-Forwarded-Proto/-For the HTTP services believe "
+        "(comma-separated addresses or networks, * = any): the TLS proxy in front, so the "
+        "dashboard cookie gets Secure",
+    )
     secret: str | None = Field(None, description="HS256 signing secret; unset = read from data dir")
     auth_enabled: bool = Field(
         True, description="require a link or session on the dashboard (the API always needs tokens)"

@@ -490,6 +490,7 @@ async def test_a_dashboard_link_becomes_an_httponly_strict_cookie_and_leaves_the
         assert cookie.startswith(f"{SESSION_COOKIE}=")
         attributes = {part.strip().lower() for part in cookie.split(";")[1:]}
         assert {"httponly", "samesite=strict", "path=/"} <= attributes
+        assert "secure" not in attributes, "served over plain HTTP: a Secure cookie never returns"
         session = opened.cookies[SESSION_COOKIE]
         assert session != dashboard.token, "the link itself must not become the session"
         viewer = verify_token(dashboard.settings.secret or "", session, audience="dashboard")
@@ -500,6 +501,23 @@ async def test_a_dashboard_link_becomes_an_httponly_strict_cookie_and_leaves_the
     headers = {"Cookie": f"{SESSION_COOKIE}={session}"}
     async with connect(dashboard.ws(token=None), additional_headers=headers) as ws:
         assert decode(await asyncio.wait_for(ws.recv(), 5))["kind"] == "snapshot"
+
+
+@pytest.mark.parametrize(
+    ("proxies", "secure"), [("127.0.0.1,::1", True), ("*", True), ("10.0.0.2", False)]
+)
+async def test_the_cookie_is_secure_behind_a_tls_proxy_the_settings_trust(
+    settings: Settings, proxies: str, secure: bool
+) -> None:
+    """docs/security.md: behind a TLS-terminating proxy the cookie gets `Secure`, when the
+    proxy is one RIDEPULSE_FORWARDED_ALLOW_IPS names; anyone else's X-Forwarded-Proto is not
+    believed (this client connects from 127.0.0.1)."""
+    trusting = settings.model_copy(update={"forwarded_allow_ips": proxies})
+    async with _serve(trusting) as dashboard, httpx.AsyncClient(base_url=dashboard.http) as http:
+        link = f"/?token={dashboard.token}"
+        opened = await http.get(link, headers={"X-Forwarded-Proto": "https"})
+    attributes = {part.strip().lower() for part in opened.headers["set-cookie"].split(";")[1:]}
+    assert ("secure" in attributes) is secure, opened.headers["set-cookie"]
 
 
 async def test_an_expired_or_api_link_sets_no_cookie(dashboard: Dashboard) -> None:

@@ -114,12 +114,40 @@ def test_a_replica_takes_over_when_the_markets_primary_is_killed(cluster: LocalC
     def promoted() -> bool:
         try:
             fresh = cluster_client(seed_url)
-            node = fresh.get_node_from_key(key)
-            ok = bool(node.port != victim.port and fresh.xlen(key) == 1)
-            fresh.close()
-            return ok
         except (redis.ConnectionError, redis.ResponseError, redis.exceptions.RedisClusterException):
             return False
+        try:
+            return bool(fresh.get_node_from_key(key).port != victim.port and fresh.xlen(key) == 1)
+        except (redis.ConnectionError, redis.ResponseError, redis.exceptions.RedisClusterException):
+            return False
+        finally:
+            fresh.close()
 
     wait_until_sync(promoted, timeout_s=30, what=f"a replica to serve slot {market_slot('sf')}")
     client.close()
+
+    # docs/scaling.md: the launcher then restarts the dead node (after twice the node timeout;
+    # here at once), and it rejoins as the replica of the node promoted in its place, so the
+    # shard can acknowledge WAIT 1 again
+    victim_index = cluster.nodes.index(victim)
+    assert cluster.revive_dead_nodes(after_s=0) == [victim_index]
+    fresh = cluster_client(seed_url)
+    new_primary_port = int(fresh.get_node_from_key(key).port)
+    fresh.close()
+    new_primary: Any = redis.Redis(port=new_primary_port, password=victim.password)
+    revived: Any = redis.Redis(port=victim.port, password=victim.password)
+    try:
+
+        def rejoined_as_replica() -> bool:
+            try:
+                return bool(new_primary.execute_command("WAIT", 1, 500) == 1)
+            except redis.ConnectionError:
+                return False
+
+        wait_until_sync(rejoined_as_replica, timeout_s=60, what="the revived node to replicate")
+        replication = revived.info("replication")
+        assert replication["role"] == "slave", "it must not come back as a primary"
+        assert replication["master_port"] == new_primary_port
+    finally:
+        new_primary.close()
+        revived.close()
