@@ -13,13 +13,22 @@ from redis.commands.core import AsyncScript
 from ridepulse.keys import MarketKeys
 from ridepulse.rides.state import Transition
 
+# Steps that create a ride. Without flags, a script is refused under OOM only at its first
+# memory-growing command, and only if it has not written yet: request_ride's first write can be
+# an SREM (pruning the rider's finished rides), after which a whole new ride would be written on
+# a full server. A `#!lua` line makes the server refuse the script at its start instead
+# (docs/reliability.md: out of memory, writes are refused). The other steps keep the legacy
+# rule, so a full server can still finish, cancel and expire rides, which frees memory.
+REFUSED_WHOLE_WHEN_FULL = frozenset({"request_ride"})
+
 
 @cache
 def script_source(name: str) -> str:
     """The prelude followed by the step's own file."""
     package = resources.files("ridepulse.rides")
     prelude = package.joinpath("prelude.lua").read_text()
-    return f"{prelude}\n{package.joinpath(f'{name}.lua').read_text()}"
+    shebang = "#!lua\n" if name in REFUSED_WHOLE_WHEN_FULL else ""
+    return f"{shebang}{prelude}\n{package.joinpath(f'{name}.lua').read_text()}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,6 +74,14 @@ def test_surge_rises_where_riders_outnumber_drivers_is_honoured_and_falls_back(
     assert surging["surge"] > 1.0
     assert float(cast(str, db.hget(SURGE_CELLS, cell))) == surging["surge"]
     assert surging["surge"] in surge_announced(db, cell), "surge.updated announced the rise"
+    # architecture.md: quotes come from read models, so they keep working, with the last
+    # published values, while pricing and eta are down (here stopped for several surge ticks)
+    with city.platform.paused("pricing", "eta"):
+        until = time.monotonic() + 1.5
+        while time.monotonic() < until:
+            frozen = city.quote("watch", DOWNTOWN, DROPOFF, role="ops")  # asserts the 200
+            assert frozen["surge"] == surging["surge"] and frozen["trip_eta_s"] > 0, frozen
+            time.sleep(0.2)
 
     response = city.request_ride("late-rider", DOWNTOWN, DROPOFF, quote_id=surging["quote_id"])
     assert response.status_code == 202, response.text

@@ -128,6 +128,11 @@ async def test_replay_all_replays_every_dead_letter_and_an_unknown_id_fails(
             return await dead_letter_count(redis, settings) == 2
 
         await wait_until(both_dead, timeout_s=30, what="two dead letters")
+        # README: listed oldest first, --limit N of them
+        listed = [d["id"] for d in orjson.loads((await run_cli(settings, "--json")).stdout)]
+        assert len(listed) == 2 and _entry_ids(listed) == sorted(_entry_ids(listed)), listed
+        oldest = orjson.loads((await run_cli(settings, "--json", "--limit", "1")).stdout)
+        assert [d["id"] for d in oldest] == listed[:1]
         missing = await run_cli(settings, "replay", "1-1")
         assert missing.returncode == 1 and "no dead letter 1-1" in missing.stderr
         neither = await run_cli(settings, "replay")
@@ -144,6 +149,10 @@ async def test_replay_all_replays_every_dead_letter_and_an_unknown_id_fails(
     finally:
         consumer.stop()
         await asyncio.wait_for(task, 10)
+
+
+def _entry_ids(ids: list[str]) -> list[tuple[int, int]]:
+    return [(int(ms), int(seq)) for ms, _, seq in (i.partition("-") for i in ids)]
 
 
 async def _handled(handled: Counter[str], event_id: str) -> bool:

@@ -18,7 +18,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from ingest.app import create_app
-from ingest.batcher import TelemetryBatcher
+from ingest.batcher import MAX_PINGS_PER_ENTRY, TelemetryBatcher
 from ingest.deps import Deps
 from ridepulse.auth import mint_token
 from ridepulse.keys import MarketKeys
@@ -326,6 +326,20 @@ async def test_a_valid_batch_is_written_as_the_per_item_path_would_write_it(
     assert set(first) == {"driver_id", "lat", "lon", "ts", "speed_mps"}
     assert (first["driver_id"], first["speed_mps"], isinstance(first["ts"], int)) == ("d1", 3, True)
     assert second["heading"] == 90.5 and "unknown" not in second
+
+
+async def test_a_largest_batch_is_split_into_entries_of_at_most_2000_pings(
+    ingest: Ingest, redis: aioredis.Redis
+) -> None:
+    """docs/architecture.md: fleet batches are split into entries of at most 2,000 pings (a
+    consumer's read of RIDEPULSE_TELEMETRY_READ_COUNT entries stays bounded)."""
+    size = ingest.settings.max_batch_pings
+    response = await ingest.batch([{"driver_id": f"d{i}", **DOWNTOWN} for i in range(size)])
+    assert response.status_code == 202 and response.json()["accepted"] == size
+    entries: Any = await redis.xrange(telemetry(ingest.settings))
+    sizes = [len(orjson.loads(fields[b"data"])["pings"]) for _, fields in entries]
+    assert MAX_PINGS_PER_ENTRY == 2_000 and sum(sizes) == size
+    assert sizes == [2_000] * (size // 2_000) + ([size % 2_000] if size % 2_000 else []), sizes
 
 
 async def test_rides_and_telemetry_use_separate_redis_pools(ingest: Ingest) -> None:

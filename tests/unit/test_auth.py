@@ -82,6 +82,19 @@ def test_the_token_command_mints_api_tokens_unless_asked_for_a_dashboard_link(
     assert runner.invoke(app, ["token", "--dashboard", "ops", "o"]).exit_code == 1
 
 
+def test_the_token_command_mints_12_hour_tokens_unless_given_a_lifetime(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """README and security.md: an API token lives 12 hours by default, `--ttl-s` otherwise."""
+    monkeypatch.setenv("RIDEPULSE_SECRET", SECRET)
+    runner = CliRunner()
+    for extra, lifetime_s in (([], 12 * 3600), (["--ttl-s", "90"], 90)):
+        minted = runner.invoke(app, ["token", "rider", "r-1", *extra])
+        assert minted.exit_code == 0, minted.output
+        claims = jwt.decode(minted.output.strip(), options={"verify_signature": False})
+        assert claims["exp"] - claims["iat"] == lifetime_s, extra
+
+
 def test_the_generated_secret_is_0600_in_a_0700_dir_from_creation(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
