@@ -21,6 +21,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 import uvicorn
+from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -48,6 +49,7 @@ class Dashboard:
     port: int
     token: str
     settings: Settings
+    app: FastAPI  # its state holds the feed and the per-token socket cap
 
     @property
     def http(self) -> str:
@@ -70,7 +72,7 @@ async def dashboard(settings: Settings) -> AsyncIterator[Dashboard]:
 
 
 @contextlib.asynccontextmanager
-async def _serve(settings: Settings) -> AsyncIterator[Dashboard]:
+async def _serve(settings: Settings, config: FeedConfig | None = None) -> AsyncIterator[Dashboard]:
     """One dashboard (app, feed and uvicorn) on its own port, in this process."""
     # Loopback autotunes send buffers to megabytes, which would hide a stalled reader for a
     # long time; a fixed buffer (inherited by accepted sockets) behaves like a real link.
@@ -80,12 +82,13 @@ async def _serve(settings: Settings) -> AsyncIterator[Dashboard]:
     port = listener.getsockname()[1]
     settings = settings.model_copy(update={"dashboard_port": port})
     # A small queue so that a client that never reads is coalesced within a few frames.
-    config = FeedConfig(
+    config = config or FeedConfig(
         client_queue_size=4, max_resets=10_000, driver_sample_s=0.2, metrics_sample_s=0.5
     )
+    app = create_app(settings, config)
     server = uvicorn.Server(
         uvicorn_config(
-            create_app(settings, config),
+            app,
             settings,
             host="127.0.0.1",
             log_config=None,
@@ -100,7 +103,8 @@ async def _serve(settings: Settings) -> AsyncIterator[Dashboard]:
 
     await wait_until(started, timeout_s=10, what="the dashboard to listen")
     try:
-        yield Dashboard(port, mint_dashboard_link(settings.secret or "", "test-viewer"), settings)
+        link = mint_dashboard_link(settings.secret or "", "test-viewer")
+        yield Dashboard(port, link, settings, app)
     finally:
         server.should_exit = True
         await task
