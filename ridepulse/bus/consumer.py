@@ -154,6 +154,9 @@ class ConsumerRuntime(Generic[DepsT]):
         # one indifferent to it may be given more than one (matching-geo's: newest ping wins).
         self.batches_in_flight = batches_in_flight
         self._batches: set[asyncio.Task[None]] = set()
+        # Their entries are pending under this name and look idle to the server: the claim
+        # cycle must not take them for failed ones and run them a second time meanwhile.
+        self._in_flight: set[tuple[str, bytes]] = set()
         self._batch_error: BaseException | None = None
         self._subject_turns: dict[str, asyncio.Future[None]] = {}
         # A position feed (telemetry): superseded pings are skipped, and a consumer behind by
@@ -324,9 +327,12 @@ class ConsumerRuntime(Generic[DepsT]):
         if self.batches_in_flight <= 1:
             await self._process(items)
             return
+        ids = {(item.stream.key, item.entry_id) for item in items}
+        self._in_flight |= ids
         task = asyncio.ensure_future(self._process(items))
         self._batches.add(task)
         task.add_done_callback(self._batch_done)
+        task.add_done_callback(lambda _: self._in_flight.difference_update(ids))
         while len(self._batches) >= self.batches_in_flight:
             await asyncio.wait(self._batches, return_when=asyncio.FIRST_COMPLETED)
         self._raise_batch_error()
@@ -432,7 +438,12 @@ class ConsumerRuntime(Generic[DepsT]):
                 consumername=self.consumer,
                 idle=self.settings.retry_idle_ms,
             )
-            due = [p for p in own if self._retry_due(source, p)]
+            due = [
+                p
+                for p in own
+                if (source.key, p["message_id"]) not in self._in_flight
+                and self._retry_due(source, p)
+            ]
             if due:
                 worked = await self._claim_ids(source, due, self.settings.retry_idle_ms) or worked
             worked = await self._autoclaim(source) or worked

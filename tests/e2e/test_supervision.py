@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
-import psutil
 import pytest
 
 from tests.e2e.conftest import start_city
 from tests.support.api import DOWNTOWN, offset
-from tests.support.processes import ON_CLUSTER, Platform
+from tests.support.processes import ON_CLUSTER, Platform, port_free, process_gone
 from tests.support.waiting import wait_until_sync
 
 pytestmark = pytest.mark.e2e
@@ -37,37 +34,6 @@ def _answered(call: Any, ok: tuple[int, ...], what: str, timeout_s: float = 60) 
     return wait_until_sync(attempt, timeout_s=timeout_s, interval_s=0.2, what=what)
 
 
-def _redis_port(platform: Platform) -> int:
-    return int(platform.redis_url().rsplit(":", 1)[1].split("/")[0])
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def _gone(proc: psutil.Process) -> bool:
-    try:
-        return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
-def _log_events(platform: Platform, event: str) -> list[dict[str, Any]]:
-    found = []
-    for line in platform.text().splitlines():
-        if line.startswith("{") and f'"{event}"' in line:
-            record = orjson.loads(line)
-            if record.get("event") == event:
-                found.append(record)
-    return found
-
-
 @embedded_only
 def test_killed_valkey_restarts_on_its_port_and_rides_survive(tmp_path: Path) -> None:
     platform, city = start_city(tmp_path / "city")
@@ -75,7 +41,7 @@ def test_killed_valkey_restarts_on_its_port_and_rides_survive(tmp_path: Path) ->
         rider_a = city.request_ride("rider-a", DOWNTOWN, offset(DOWNTOWN, 1500, 0))
         assert rider_a.status_code == 202, rider_a.text
         ride_a = rider_a.json()["ride_id"]
-        port = _redis_port(platform)
+        port = platform.redis_port()
         old = platform.service_process("valkey")
         assert old is not None
         old.send_signal(signal.SIGKILL)
@@ -85,7 +51,7 @@ def test_killed_valkey_restarts_on_its_port_and_rides_survive(tmp_path: Path) ->
             what="a new valkey process",
         )
         assert str(port) in " ".join(new.cmdline())  # argv, or the title valkey sets later
-        assert _redis_port(platform) == port
+        assert platform.redis_port() == port
         read = _answered(
             lambda: city.http.get(f"/v1/rides/{ride_a}", headers=city.token("ops", "t")),
             (200,),
@@ -118,7 +84,7 @@ def test_killed_valkey_restarts_on_its_port_and_rides_survive(tmp_path: Path) ->
         )
         # The services ride out the server's restart on their own connections (issue 9.5):
         # none of them died and was restarted for it; only the server itself did.
-        died = {d["name"] for d in _log_events(platform, "service.died")}
+        died = {d["name"] for d in platform.log_events("service.died")}
         assert "valkey" in died  # the log is read: the server's own death is in it
         assert died == {"valkey"}, f"services died with the server: {sorted(died)}"
     finally:
@@ -133,13 +99,13 @@ def test_hangup_stops_everything_and_frees_the_ports(tmp_path: Path) -> None:
     tree = platform.descendants()
     ports = [platform.api_port, platform.dashboard_port]
     if not ON_CLUSTER:
-        ports.append(_redis_port(platform))
+        ports.append(platform.redis_port())
     os.killpg(platform.process.pid, signal.SIGHUP)  # what a closed terminal sends its job
     code = platform.process.wait(60)
     assert code == 0, platform.tail()
-    left = [p.pid for p in tree if not _gone(p)]
+    left = [p.pid for p in tree if not process_gone(p)]
     assert left == [], f"processes left behind after SIGHUP: {left}"
-    busy = [port for port in ports if not _port_free(port)]
+    busy = [port for port in ports if not port_free(port)]
     assert busy == [], f"ports still held after SIGHUP: {busy}"
     log = (tmp_path / "city" / "logs" / "supervisor.log").read_text()
     assert "supervisor.stopped" in log, log[-2000:]
@@ -157,7 +123,7 @@ def test_ctrl_c_stops_every_service_before_the_server(tmp_path: Path) -> None:
     deadline = time.monotonic() + 60
     while len(gone_at) < len(procs) + 1 and time.monotonic() < deadline:
         for name, proc in [*procs.items(), ("valkey", server)]:
-            if name not in gone_at and _gone(proc):
+            if name not in gone_at and process_gone(proc):
                 gone_at[name] = time.monotonic()
         time.sleep(0.01)
     assert platform.process.wait(30) == 0, platform.tail()
@@ -182,7 +148,7 @@ def test_a_service_killed_after_ready_restarts_at_once(tmp_path: Path) -> None:
         )
         took_s = time.monotonic() - killed_at
         deaths = wait_until_sync(
-            lambda: [d for d in _log_events(platform, "service.died") if d["name"] == "pricing"],
+            lambda: [d for d in platform.log_events("service.died") if d["name"] == "pricing"],
             timeout_s=10,
             what="the supervisor's service.died line",
         )
@@ -200,7 +166,7 @@ def test_children_stop_when_the_launcher_itself_is_killed(tmp_path: Path) -> Non
     platform.process.kill()  # no handler runs: the kernel's parent-death signal must do it
     platform.process.wait(10)
     wait_until_sync(
-        lambda: all(_gone(p) for p in tree),
+        lambda: all(process_gone(p) for p in tree),
         timeout_s=60,
         what=f"every child to exit after the launcher's SIGKILL: {[p.pid for p in tree]}",
     )

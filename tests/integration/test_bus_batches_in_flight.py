@@ -94,6 +94,33 @@ async def test_a_slow_handler_does_not_hold_up_later_subjects_and_its_own_wait_t
         )
 
 
+async def test_an_entry_in_a_batch_in_flight_is_not_retried_while_its_handler_runs(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    """A batch in flight is pending under this consumer, and idle as far as the server can
+    tell: the claim cycle must not take its entries for failed ones and run them again (twice
+    the work when a batch is slow, which is when the consumer is already behind)."""
+    recorder = Recorder()
+    async with _running(redis, settings, recorder, batches=4):
+        await wait_until(lambda: recorder.has_done("ride/other@2"), what="the last event handled")
+        # the slow entry stays in its handler for many retry intervals and claim cycles
+        held_until = asyncio.get_running_loop().time() + 20 * settings.retry_idle_ms / 1000
+        while asyncio.get_running_loop().time() < held_until:
+            assert recorder.started.count("ride/slow@2") == 1, recorder.started
+            await asyncio.sleep(settings.retry_idle_ms / 1000)
+        recorder.release.set()
+        await wait_until(lambda: recorder.has_done("ride/slow@3"), what="slow's second event")
+        keys = MarketKeys("sf", settings.key_prefix)
+        await wait_until(
+            lambda: _nothing_pending(redis, keys.rides), what="every entry acknowledged"
+        )
+    assert (
+        sorted(recorder.started)
+        == sorted(recorder.done)
+        == sorted(["ride/slow@2", "ride/fast@2", "ride/slow@3", "ride/other@2"])
+    ), "each entry handled once"
+
+
 async def test_with_one_batch_in_hand_everything_waits_for_the_slow_handler(
     redis: aioredis.Redis, settings: Settings
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from multiprocessing.process import BaseProcess
@@ -12,6 +13,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import orjson
+import psutil
 import redis
 
 from loadtests.platform import Platform as SharedPlatform
@@ -36,6 +39,19 @@ class Platform(SharedPlatform):
             extra = (*extra, "--cluster", "--primaries", "3", "--replicas", "0")
             self.on_cluster = True
         super().__init__(data_dir, *extra, env=env)
+
+    def redis_port(self) -> int:
+        return int(self.redis_url().rsplit(":", 1)[1].split("/")[0])
+
+    def log_events(self, event: str) -> list[dict[str, Any]]:
+        """The launcher's JSON log lines (its output is a file, so JSON) of one event, in order."""
+        found = []
+        for line in self.text().splitlines():
+            if line.startswith("{") and f'"{event}"' in line:
+                record = orjson.loads(line)
+                if record.get("event") == event:
+                    found.append(record)
+        return found
 
     @contextmanager
     def paused(self, *services: str) -> Iterator[None]:
@@ -94,3 +110,22 @@ def stop_children(stop: Any, children: Sequence[BaseProcess], timeout_s: float =
         child.join(timeout=timeout_s)
         if child.is_alive():
             child.kill()
+
+
+def process_gone(proc: psutil.Process) -> bool:
+    """Exited (a zombie not yet reaped counts: it runs nothing)."""
+    try:
+        return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def port_free(port: int) -> bool:
+    """Nothing listens on (or holds) this loopback port."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
