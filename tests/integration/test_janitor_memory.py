@@ -173,6 +173,36 @@ async def test_a_driver_that_keeps_pinging_keeps_its_ride(
     assert ride is not None and ride.status == "started"
 
 
+async def test_a_ping_landing_between_the_janitors_read_and_its_script_keeps_the_driver(
+    redis: aioredis.Redis, keys: MarketKeys, store: RideStore
+) -> None:
+    """reliability.md: every eviction re-checks the silence inside its script. The janitor
+    reads the silent drivers, then runs the script on them: a ping in between must win."""
+    await ride_with_driver(redis, store, "matched", ride_id="sf-r1", driver="d1")
+    await ping(redis, keys, "idle")
+    await store.set_driver_status("idle", "available")
+    silence_s = 0.3
+    await asyncio.sleep(silence_s + 0.2)  # both silent past it; nothing to wait on but the clock
+    cutoff = await server_time_ms(redis) - int(silence_s * 1000)
+    read: Any = await redis.zrangebyscore(keys.drivers_seen, "-inf", cutoff)
+    assert sorted(read) == [b"d1", b"idle"], "the janitor's read finds both silent"
+    for driver in ("d1", "idle"):
+        await ping(redis, keys, driver)  # lands after the read, before the scripts
+    lost = await store.lose_driver("sf-r1", "d1", silence_s=silence_s, event_id="driver_lost:test")
+    assert lost is None, "a driver that pinged since the read keeps its ride"
+    assert await store.evict_drivers(["idle"], silence_s=silence_s) == []
+    ride = await store.get("sf-r1")
+    assert ride is not None and ride.status == "matched" and ride.driver_id == "d1"
+    assert await redis.exists(keys.driver("idle")) and await redis.zscore(keys.drivers_geo, "idle")
+    # the control: silent again past the time, the same scripts do take the ride and the driver
+    await asyncio.sleep(silence_s + 0.2)
+    taken = await store.lose_driver(
+        "sf-r1", "d1", silence_s=silence_s, event_id="driver_lost:test-2"
+    )
+    assert taken is not None and taken.status == "requested"
+    assert await store.evict_drivers(["idle"], silence_s=silence_s) == ["idle"]
+
+
 async def test_a_departed_driver_is_forgotten_and_its_leaving_announced(
     redis: aioredis.Redis, settings: Settings, keys: MarketKeys, store: RideStore
 ) -> None:

@@ -326,6 +326,34 @@ async def test_entries_trimmed_while_pending_on_a_dead_consumer_are_counted_lost
     assert all(int(c["pending"]) == 0 for c in consumers), consumers
 
 
+async def test_a_restarted_consumer_first_finishes_what_its_name_held_then_reads_new(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    """docs/architecture.md (restart): "a consumer first re-processes its own pending entries,
+    then reads new ones" — at once, not after claim_idle_ms as another consumer would."""
+    keys = MarketKeys("sf", settings.key_prefix)
+    group = f"restart-{uuid.uuid4().hex[:8]}"
+    events = expired_events(4)
+    await fill(redis, keys.rides, events[:2])
+    await redis.xgroup_create(keys.rides, group, id="0")
+    # the consumer read two entries and died before acking them; two more came meanwhile
+    read: Any = await redis.xreadgroup(group, "c1", {keys.rides: ">"}, count=10)
+    assert len(read[0][1]) == 2
+    await fill(redis, keys.rides, events[2:])
+    handled: list[str] = []
+
+    async def record(event: Event, deps: Any) -> None:
+        handled.append(event.id)
+
+    patient = settings.model_copy(update={"claim_idle_ms": 60_000, "retry_idle_ms": 60_000})
+    consumer = runtime(
+        redis, patient, HandlerTable(per_event={"ride.expired": record}), consumer="c1", group=group
+    )
+    await asyncio.wait_for(consumer.run(), 10)  # far below either idle time
+    assert handled == [e.id for e in events], "its own pending first, in order, then the new"
+    assert await _pending(redis, keys.rides, group) == 0
+
+
 # ---- 3. a service started before its Redis waits for it ---------------------------------------
 
 OUTAGE_S = 3.0  # how long Redis stays away after the service first finds it missing
