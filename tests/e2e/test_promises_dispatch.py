@@ -76,7 +76,12 @@ def test_waiting_ride_is_offered_to_a_driver_who_goes_available_after_the_reques
         assert city.ping(driver, *spot).status_code == 202  # nearby, but not available
 
         def located_view() -> dict[str, Any] | None:
-            view = _driver_view(city, driver)
+            # 404 until matching-geo has read the ping: the 202 only says it is on the stream
+            response = city.http.get(f"/v1/drivers/{driver}", headers=city.token("ops", "tests"))
+            if response.status_code == 404:
+                return None
+            assert response.status_code == 200, response.text
+            view: dict[str, Any] = response.json()
             return view if view["lat"] is not None else None
 
         located = wait_until_sync(
