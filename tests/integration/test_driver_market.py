@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from ridepulse.keys import GlobalKeys, MarketKeys
 from ridepulse.settings import Settings
-from tests.integration.test_ingest_in_process import DOWNTOWN, Ingest, start
+from tests.support.ingest import DOWNTOWN, Ingest, start
 
 pytestmark = pytest.mark.integration
 

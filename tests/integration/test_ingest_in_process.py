@@ -8,73 +8,27 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any, Literal
 
-import httpx
 import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from ingest.app import create_app
 from ingest.batcher import MAX_PINGS_PER_ENTRY, TelemetryBatcher
-from ingest.deps import Deps
 from ridepulse.auth import mint_token
-from ridepulse.keys import MarketKeys
 from ridepulse.redis_server import free_port
 from ridepulse.settings import Settings
+from tests.support.ingest import DOWNTOWN, SF_TRIP, Ingest, pings_in, start, telemetry
 
 pytestmark = pytest.mark.integration
 
-DOWNTOWN = {"lat": 37.7793, "lon": -122.4193}
 YEAR_2100_MS = 4_102_444_800_000
-
-
-@dataclass
-class Ingest:
-    http: httpx.AsyncClient
-    deps: Deps
-    settings: Settings
-
-    def auth(self, role: str, subject: str) -> dict[str, str]:
-        token = mint_token(self.settings.secret or "", role, subject)
-        return {"Authorization": f"Bearer {token}"}
-
-    async def ping(self, driver: str, body: Any, role: str = "driver") -> httpx.Response:
-        return await self.http.post(
-            f"/v1/drivers/{driver}/location", json=body, headers=self.auth(role, driver)
-        )
-
-    async def batch(self, pings: list[dict[str, Any]], role: str = "fleet") -> httpx.Response:
-        """A fleet's POST /v1/telemetry of these pings."""
-        return await self.http.post(
-            "/v1/telemetry", json={"pings": pings}, headers=self.auth(role, "f1")
-        )
-
-
-@asynccontextmanager
-async def start(settings: Settings) -> AsyncIterator[Ingest]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as http:
-            yield Ingest(http, app.state.deps, settings)
 
 
 @pytest.fixture
 async def ingest(settings: Settings) -> AsyncIterator[Ingest]:
     async with start(settings) as running:
         yield running
-
-
-async def pings_in(redis: aioredis.Redis, stream: str) -> list[dict[str, Any]]:
-    entries: Any = await redis.xrange(stream)
-    return [p for _, fields in entries for p in orjson.loads(fields[b"data"])["pings"]]
-
-
-def telemetry(settings: Settings) -> str:
-    return MarketKeys("sf", settings.key_prefix).telemetry
 
 
 # validation
@@ -351,18 +305,10 @@ async def test_rides_and_telemetry_use_separate_redis_pools(ingest: Ingest) -> N
 
 # an Idempotency-Key across markets (ingest/idempotency_claim.py)
 
-SF_TRIP = {"pickup": DOWNTOWN, "dropoff": {"lat": 37.7893, "lon": -122.4093}}
 NYC_TRIP = {
     "pickup": {"lat": 40.7580, "lon": -73.9855},
     "dropoff": {"lat": 40.7680, "lon": -73.9755},
 }
-
-
-async def _request(
-    ingest: Ingest, body: dict[str, Any], key: str, rider: str = "rider-x"
-) -> httpx.Response:
-    headers = {**ingest.auth("rider", rider), "Idempotency-Key": key}
-    return await ingest.http.post("/v1/rides", json=body, headers=headers)
 
 
 async def test_one_key_sent_at_once_to_two_markets_makes_at_most_one_ride(
@@ -373,7 +319,7 @@ async def test_one_key_sent_at_once_to_two_markets_makes_at_most_one_ride(
         for round_ in range(10):
             key, rider = f"race-{round_}", f"rider-{round_}"  # one open ride per rider
             sf, nyc = await asyncio.gather(
-                _request(ingest, SF_TRIP, key, rider), _request(ingest, NYC_TRIP, key, rider)
+                ingest.request_ride(rider, SF_TRIP, key), ingest.request_ride(rider, NYC_TRIP, key)
             )
             statuses = sorted([sf.status_code, nyc.status_code])
             assert statuses in ([202, 409], [202, 422]), (sf.text, nyc.text)
@@ -387,10 +333,10 @@ async def test_a_key_used_in_one_market_replays_there_from_another_or_refuses_an
     settings: Settings,
 ) -> None:
     async with start(settings.model_copy(update={"markets": "sf,nyc"})) as ingest:
-        first = await _request(ingest, SF_TRIP, "trip-1")
+        first = await ingest.request_ride("rider-x", SF_TRIP, "trip-1")
         assert first.status_code == 202, first.text
-        again = await _request(ingest, SF_TRIP, "trip-1")
+        again = await ingest.request_ride("rider-x", SF_TRIP, "trip-1")
         assert again.status_code == 202 and again.json() == first.json()
-        elsewhere = await _request(ingest, NYC_TRIP, "trip-1")
+        elsewhere = await ingest.request_ride("rider-x", NYC_TRIP, "trip-1")
         assert elsewhere.status_code == 422, elsewhere.text
         assert elsewhere.json()["field"] == "idempotency_key"

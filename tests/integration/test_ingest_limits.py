@@ -18,7 +18,7 @@ from ingest.deps import MAX_BODY_BYTES
 from ingest.routes_telemetry import PING_BODY_LIMIT
 from ingest.validation import FUTURE_TOLERANCE_MS, MAX_AGE_MS
 from ridepulse.settings import Settings
-from tests.integration.test_ingest_in_process import (
+from tests.support.ingest import (
     DOWNTOWN,
     Ingest,
     pings_in,

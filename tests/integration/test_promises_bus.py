@@ -18,7 +18,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +28,7 @@ import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
-from ingest.app import create_app
 from loadtests.platform import clean_env, tool
-from ridepulse.auth import mint_token
 from ridepulse.bus.handlers import HandlerTable
 from ridepulse.bus.worker import START_PATIENCE_S
 from ridepulse.contracts.registry import Event
@@ -40,12 +37,12 @@ from ridepulse.redis_client import connect, connect_sync
 from ridepulse.redis_server import EmbeddedRedis
 from ridepulse.settings import Settings
 from tests.support.bus import expired_events, fill, runtime
+from tests.support.ingest import DOWNTOWN, Ingest, start
 from tests.support.waiting import wait_until_sync
 
 pytestmark = pytest.mark.integration
 
 SECRET = "test-secret-not-for-production-0123456789"
-DOWNTOWN = {"lat": 37.7793, "lon": -122.4193}
 MISSION = {"lat": 37.7599, "lon": -122.4148}
 TRIP = {"pickup": DOWNTOWN, "dropoff": MISSION}
 DEFAULT_RIDER_LIMIT = Settings.model_fields["rider_ride_requests_per_min"].default
@@ -60,41 +57,6 @@ def own_server(tmp_path: Path) -> Iterator[EmbeddedRedis]:
     server = EmbeddedRedis(tmp_path / "valkey").start()
     yield server
     server.stop()
-
-
-@dataclass
-class Ingest:
-    http: httpx.AsyncClient
-    settings: Settings
-
-    def auth(self, role: str, subject: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {mint_token(SECRET, role, subject)}"}
-
-    async def request_ride(self, rider: str, key: str) -> httpx.Response:
-        headers = {**self.auth("rider", rider), "Idempotency-Key": key}
-        return await self.http.post("/v1/rides", json=TRIP, headers=headers)
-
-    async def ping(self, driver: str) -> httpx.Response:
-        return await self.http.post(
-            f"/v1/drivers/{driver}/location", json=DOWNTOWN, headers=self.auth("driver", driver)
-        )
-
-    async def fleet_batch(self, *drivers: str) -> httpx.Response:
-        pings = [{"driver_id": d, **DOWNTOWN} for d in drivers]
-        return await self.http.post(
-            "/v1/telemetry", json={"pings": pings}, headers=self.auth("fleet", "f1")
-        )
-
-
-@asynccontextmanager
-async def ingest_in_process(settings: Settings) -> AsyncIterator[Ingest]:
-    """The FastAPI app with its lifespan, over httpx's ASGI transport (as in
-    test_ingest_in_process.py), against the real server."""
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as http:
-            yield Ingest(http, settings)
 
 
 @asynccontextmanager
@@ -170,11 +132,11 @@ async def test_an_oom_server_refuses_rides_and_pings_with_503_and_the_same_key_s
     redis = connect(settings)
     try:
         with capture_logs() as logs:  # ingest binds its error logger when built
-            async with ingest_in_process(settings) as ingest:
+            async with start(settings) as ingest:
                 # the market's streams and indexes exist before the fault, as on a live platform
-                earlier = await ingest.request_ride("rider-0", "before-the-fault")
+                earlier = await ingest.request_ride("rider-0", TRIP, "before-the-fault")
                 assert earlier.status_code == 202, earlier.text
-                assert (await ingest.ping("d0")).status_code == 202
+                assert (await ingest.ping("d0", DOWNTOWN)).status_code == 202
                 if stale_open_ride:  # still in rider-1's open set until its next request
                     await _request_and_cancel(ingest, "rider-1")
                 newest: Any = await redis.xrevrange(keys.rides, count=1)
@@ -182,17 +144,24 @@ async def test_an_oom_server_refuses_rides_and_pings_with_503_and_the_same_key_s
                 before = await stored_state(redis, prefix)
 
                 async with out_of_memory(redis):
-                    refused = await ingest.request_ride("rider-1", "trip-1")
+                    refused = await ingest.request_ride("rider-1", TRIP, "trip-1")
                     assert_unavailable(refused, "POST /v1/rides")
-                    assert_unavailable(await ingest.ping("d1"), "POST /v1/drivers/d1/location")
-                    assert_unavailable(await ingest.fleet_batch("d2", "d3"), "POST /v1/telemetry")
+                    assert_unavailable(
+                        await ingest.ping("d1", DOWNTOWN), "POST /v1/drivers/d1/location"
+                    )
+                    assert_unavailable(
+                        await ingest.batch([{"driver_id": d, **DOWNTOWN} for d in ("d2", "d3")]),
+                        "POST /v1/telemetry",
+                    )
                     after = await stored_state(redis, prefix)
 
                 assert changed_keys(before, after) == [], "a refused request wrote something"
                 assert await redis.exists(keys.idempotency("rider-1", "trip-1")) == 0
                 ride_id = await _retry_succeeds_once(ingest, redis, keys, last_id_before)
                 assert ride_id != earlier.json()["ride_id"]
-                assert (await ingest.ping("d1")).status_code == 202, "pings accepted again"
+                assert (await ingest.ping("d1", DOWNTOWN)).status_code == 202, (
+                    "pings accepted again"
+                )
     finally:
         await redis.config_set("maxmemory", "0")  # whatever failed above
         await redis.aclose()
@@ -203,7 +172,7 @@ async def test_an_oom_server_refuses_rides_and_pings_with_503_and_the_same_key_s
 
 
 async def _request_and_cancel(ingest: Ingest, rider: str) -> None:
-    requested = await ingest.request_ride(rider, "soon-cancelled")
+    requested = await ingest.request_ride(rider, TRIP, "soon-cancelled")
     assert requested.status_code == 202, requested.text
     ride_id = requested.json()["ride_id"]
     cancel = await ingest.http.post(
@@ -217,7 +186,7 @@ async def _retry_succeeds_once(
 ) -> str:
     """The refused request sent again with its key: 202, one ride, one event; a replay after
     that names the same ride and adds nothing."""
-    retried = await ingest.request_ride("rider-1", "trip-1")
+    retried = await ingest.request_ride("rider-1", TRIP, "trip-1")
     assert retried.status_code == 202, f"the same key once memory is back: {retried.text}"
     assert retried.json()["status"] == "requested", retried.text
     ride_id: str = retried.json()["ride_id"]
@@ -228,7 +197,7 @@ async def _retry_succeeds_once(
         (b"ride.requested", f"ride/{ride_id}".encode())
     ], "exactly one event since the fault: the retried request's"
 
-    again = await ingest.request_ride("rider-1", "trip-1")
+    again = await ingest.request_ride("rider-1", TRIP, "trip-1")
     assert again.status_code == 202 and again.json()["ride_id"] == ride_id, again.text
     events = await redis.xrange(keys.rides, min=f"({last_id_before}")
     assert len(events) == 1, "a replay adds no event"

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from ridepulse.contracts.envelope import now_ms
 from ridepulse.keys import MarketKeys
 from ridepulse.settings import Settings
-from tests.integration.test_ingest_in_process import Ingest, start
+from tests.support.ingest import Ingest, start
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from ridepulse.settings import Settings
-from tests.integration.test_ingest_in_process import SF_TRIP, Ingest, start
+from tests.support.ingest import SF_TRIP, Ingest, start
 
 pytestmark = pytest.mark.integration
 
