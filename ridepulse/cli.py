@@ -237,9 +237,11 @@ def redis_only(
         server = launcher.start_embedded(settings)
     except RedisUnavailable as exc:
         _fail(exc.detail)
-    typer.echo(server.url)
     stop_signals = {signal.SIGINT, signal.SIGTERM}
-    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # sigwait needs them blocked
+    # sigwait needs them blocked, and from before the URL is out: whoever reads it may stop the
+    # server at once, and a SIGTERM before the mask killed this process with the server running
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    typer.echo(server.url)
     try:
         signal.sigwait(stop_signals)
     finally:
