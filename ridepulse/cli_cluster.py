@@ -39,9 +39,10 @@ def cluster_up(
     except RedisUnavailable as exc:
         typer.secho(f"error: {exc.detail}", fg="red", err=True)
         raise typer.Exit(1) from None
-    typer.echo(cluster.url, color=False)
     stop_signals = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # sigwait needs them blocked
+    # blocked before the URL is out, as in `ridepulse redis`: its reader may stop us at once
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    typer.echo(cluster.url, color=False)
     try:
         signal.sigwait(stop_signals)
     finally:
