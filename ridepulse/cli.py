@@ -26,6 +26,7 @@ from ridepulse.auth import (
 )
 from ridepulse.cli_cluster import cluster_app
 from ridepulse.errors import RedisUnavailable, RidePulseError
+from ridepulse.foreground import print_url_until_stopped
 from ridepulse.logs import LogFormat
 from ridepulse.markets import load_markets
 from ridepulse.redis_client import connect_sync
@@ -237,13 +238,8 @@ def redis_only(
         server = launcher.start_embedded(settings)
     except RedisUnavailable as exc:
         _fail(exc.detail)
-    stop_signals = {signal.SIGINT, signal.SIGTERM}
-    # sigwait needs them blocked, and from before the URL is out: whoever reads it may stop the
-    # server at once, and a SIGTERM before the mask killed this process with the server running
-    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
-    typer.echo(server.url)
     try:
-        signal.sigwait(stop_signals)
+        print_url_until_stopped(server.url, {signal.SIGINT, signal.SIGTERM})
     finally:
         server.stop()
         launcher.forget_running_redis(settings)

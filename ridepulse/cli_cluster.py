@@ -10,6 +10,7 @@ import typer
 
 from ridepulse.cluster import LocalCluster
 from ridepulse.errors import RedisUnavailable
+from ridepulse.foreground import print_url_until_stopped
 from ridepulse.markets import load_markets
 from ridepulse.settings import Settings
 
@@ -39,11 +40,7 @@ def cluster_up(
     except RedisUnavailable as exc:
         typer.secho(f"error: {exc.detail}", fg="red", err=True)
         raise typer.Exit(1) from None
-    stop_signals = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-    # blocked before the URL is out, as in `ridepulse redis`: its reader may stop us at once
-    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
-    typer.echo(cluster.url, color=False)
     try:
-        signal.sigwait(stop_signals)
+        print_url_until_stopped(cluster.url, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
     finally:
         cluster.stop()

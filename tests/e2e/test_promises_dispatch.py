@@ -28,10 +28,20 @@ DROPOFF = offset(DOWNTOWN, -2500, 800)
 RETRY_PROMISE_S = 5.0
 
 
-def _driver_view(city: City, driver: str) -> dict[str, Any]:
+def _driver_lookup(city: City, driver: str) -> dict[str, Any] | None:
+    """GET /v1/drivers/{driver} as ops; None while the driver is unknown (404 until
+    matching-geo has read its first ping: the 202 only says the ping is on the stream)."""
     response = city.http.get(f"/v1/drivers/{driver}", headers=city.token("ops", "tests"))
+    if response.status_code == 404:
+        return None
     assert response.status_code == 200, response.text
     view: dict[str, Any] = response.json()
+    return view
+
+
+def _driver_view(city: City, driver: str) -> dict[str, Any]:
+    view = _driver_lookup(city, driver)
+    assert view is not None, f"driver {driver} not found"
     return view
 
 
@@ -76,13 +86,8 @@ def test_waiting_ride_is_offered_to_a_driver_who_goes_available_after_the_reques
         assert city.ping(driver, *spot).status_code == 202  # nearby, but not available
 
         def located_view() -> dict[str, Any] | None:
-            # 404 until matching-geo has read the ping: the 202 only says it is on the stream
-            response = city.http.get(f"/v1/drivers/{driver}", headers=city.token("ops", "tests"))
-            if response.status_code == 404:
-                return None
-            assert response.status_code == 200, response.text
-            view: dict[str, Any] = response.json()
-            return view if view["lat"] is not None else None
+            view = _driver_lookup(city, driver)
+            return view if view is not None and view["lat"] is not None else None
 
         located = wait_until_sync(
             located_view,

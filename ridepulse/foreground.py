@@ -1,0 +1,20 @@
+"""The foreground commands' wait (`ridepulse redis`, `ridepulse cluster up`): print the URL a
+caller waits for, then hold until a stop signal."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Set
+
+import typer
+
+
+def print_url_until_stopped(url: str, stop_signals: Set[signal.Signals]) -> None:
+    """Print `url` and return at the first of `stop_signals`; the caller stops its server.
+
+    The signals are blocked (sigwait needs them blocked) before the URL is out: whoever reads
+    it may stop us at once, and a SIGTERM before the mask killed the command by default with
+    its server still running (seen on a slow machine)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    typer.echo(url, color=False)
+    signal.sigwait(stop_signals)
