@@ -11,12 +11,13 @@ import redis.asyncio as aioredis
 
 from dashboard.config import FeedConfig
 from dashboard.event_log import Entry, log_entry
-from dashboard.ride_view import TERMINAL, ride_from_hash, text_hash
+from dashboard.ride_view import ride_from_hash, text_hash
 from dashboard.state import CityState
 from ridepulse.bus.metrics import SKIPPED_ENTRIES
 from ridepulse.contracts.envelope import Envelope, now_ms
 from ridepulse.keys import GlobalKeys, MarketKeys
 from ridepulse.logs import get_logger
+from ridepulse.rides.state import TERMINAL
 
 
 def _text(value: bytes | str) -> str:

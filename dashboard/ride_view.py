@@ -5,18 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-# Lifecycle order: breaks ties between transitions that share a millisecond.
-LIFECYCLE = (
-    "requested",
-    "offered",
-    "matched",
-    "driver_arrived",
-    "started",
-    "completed",
-    "cancelled",
-    "expired",
-)
-TERMINAL = frozenset({"completed", "cancelled", "expired"})
+from ridepulse.rides.state import RIDE_STATUSES, TERMINAL
+
+# The state machine's statuses in lifecycle order: it breaks ties between transitions that share
+# a millisecond.
+LIFECYCLE = RIDE_STATUSES
 OPEN = frozenset({"requested", "offered"})
 
 Ride = dict[str, Any]
