@@ -1,6 +1,7 @@
 """Pings/s through batch validation + stream encode, old path (orjson + check_ping per ping,
 a dict each, orjson encode) against the new one (msgspec decode into structs, msgspec
-encode), alternated in the same process (ABAB...), median of per-pair ratios with spread.
+encode), alternated in the same process (measure.interleave), median of per-pair ratios with
+spread.
 
     .venv/bin/python -m loadtests.bench.ingest_validation [--pairs 7] [--batch 1000]
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import statistics
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +20,8 @@ import orjson
 
 from ingest.fast_batch import decode_batch
 from ingest.validation import check_id, check_ping
+from loadtests.bench.measure import old_against_new, say
+from loadtests.bench.report import fmt_paired
 from ridepulse.contracts.envelope import now_ms
 from ridepulse.markets import MarketMap, load_markets
 
@@ -59,9 +61,6 @@ def new_path(raw: bytes, now: int, markets: MarketMap) -> int:
     return sum(len(_encode({"pings": group})) for group in by_market.values())
 
 
-PATHS = {"old": old_path, "new": new_path}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pairs", type=int, default=7)
@@ -82,18 +81,12 @@ def main() -> None:
             batches += 1
         return batches * batch / elapsed
 
-    ratios = []
-    for pair in range(args.pairs):
-        order = ("old", "new") if pair % 2 == 0 else ("new", "old")  # which goes first alternates
-        rates = {name: rate(PATHS[name]) for name in order}
-        ratios.append(rates["new"] / rates["old"])
-        print(
-            f"pair {pair + 1}: old {rates['old']:,.0f} pings/s  new {rates['new']:,.0f} pings/s"
-            f"  ratio {ratios[-1]:.2f}"
-        )
-    print(
-        f"median ratio new/old {statistics.median(ratios):.2f} "
-        f"(min {min(ratios):.2f}, max {max(ratios):.2f}, {args.pairs} pairs, batch {args.batch})"
+    old, new = old_against_new(
+        "", "pings/s", lambda: (rate(old_path), {}), lambda: (rate(new_path), {}), args.pairs
+    )
+    say(
+        f"old {old.median:,.0f} pings/s, new {new.median:,.0f} pings/s, new/old"
+        f" {fmt_paired(new.reps, old.reps)} (batch {batch})"
     )
 
 

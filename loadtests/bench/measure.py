@@ -3,7 +3,8 @@ progress as it goes."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +46,11 @@ class Measure:
 Rep = Callable[[], tuple[float, dict[str, Any]]]  # one repetition: its rate, details beside it
 
 
+def in_new_loop(make: Callable[[], Coroutine[Any, Any, tuple[float, dict[str, Any]]]]) -> Rep:
+    """A repetition that is a coroutine, run in an event loop of its own each time."""
+    return lambda: asyncio.run(make())
+
+
 def interleave(
     contenders: list[tuple[Measure, Rep]], reps: int, after: Callable[[], object] = lambda: None
 ) -> None:
@@ -57,4 +63,16 @@ def interleave(
             measure.add(rate, **detail)
             after()
             brief = ", ".join(f"{k} {v:.4g}" for k, v in detail.items())
-            say(f"  rep {rep + 1}/{reps} {measure.label:>18}: {rate:10.0f} ({brief})")
+            say(
+                f"  rep {rep + 1}/{reps} {measure.label:>18}: {rate:10.0f}"
+                + (f" ({brief})" if brief else "")
+            )
+
+
+def old_against_new(
+    label: str, unit: str, old: Rep, new: Rep, reps: int
+) -> tuple[Measure, Measure]:
+    """A change measured against what it replaced, interleaved: the micro-measurements' shape."""
+    measures = Measure(f"{label} old".lstrip(), unit), Measure(f"{label} new".lstrip(), unit)
+    interleave([(measures[0], old), (measures[1], new)], reps)
+    return measures

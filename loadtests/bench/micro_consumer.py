@@ -11,16 +11,17 @@ behind) and `behind` (the same entries as a backlog 12 s old: catch-up reads). T
 from __future__ import annotations
 
 import argparse
-import asyncio
+import functools
 import random
 import time
 import uuid
-from statistics import median
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from eta import service as eta_service
+from loadtests.bench.measure import in_new_loop, old_against_new, say
+from loadtests.bench.report import fmt_paired
 from loadtests.bench.servers import scratch_redis
 from matching import geo_service
 from ridepulse.bus.consumer import ConsumerRuntime
@@ -56,7 +57,9 @@ async def write_backlog(redis: aioredis.Redis, stream: str) -> int:
     return ENTRIES * PER_ENTRY
 
 
-async def drain(base: Settings, service: str, new: bool, behind: bool) -> float:
+async def drain(
+    base: Settings, service: str, new: bool, behind: bool
+) -> tuple[float, dict[str, float]]:
     """Pings/s one burst consumer drains from a fresh backlog."""
     update: dict[str, Any] = {
         "key_prefix": f"m{uuid.uuid4().hex[:8]}",
@@ -81,23 +84,23 @@ async def drain(base: Settings, service: str, new: bool, behind: bool) -> float:
     await runtime.run()
     elapsed = time.perf_counter() - started
     await redis.aclose()
-    return pings / elapsed
+    return pings / elapsed, {}
 
 
-async def measure(settings: Settings, pairs: int) -> None:
+def measure(settings: Settings, pairs: int) -> None:
     for service in ("matching-geo", "eta"):
         for behind in (False, True):
-            old: list[float] = []
-            new: list[float] = []
-            for _ in range(pairs):  # ABAB: old then new, closely alternated
-                old.append(await drain(settings, service, new=False, behind=behind))
-                new.append(await drain(settings, service, new=True, behind=behind))
-            ratios = [n / o for n, o in zip(new, old, strict=True)]
-            print(
-                f"{service:<13} {'behind' if behind else 'at pace':<8}"
-                f" old {median(old):>9,.0f} pings/s  new {median(new):>9,.0f} pings/s"
-                f"  new/old median {median(ratios):.2f}"
-                f" (min {min(ratios):.2f}, max {max(ratios):.2f})"
+            situation = f"{service:<13} {'behind' if behind else 'at pace':<8}"
+            old, new = old_against_new(
+                situation,
+                "pings/s",
+                in_new_loop(functools.partial(drain, settings, service, False, behind)),
+                in_new_loop(functools.partial(drain, settings, service, True, behind)),
+                pairs,
+            )
+            say(
+                f"{situation} old {old.median:>9,.0f} pings/s  new {new.median:>9,.0f} pings/s"
+                f"  new/old {fmt_paired(new.reps, old.reps)}"
             )
 
 
@@ -107,7 +110,7 @@ def main() -> None:
     args = parser.parse_args()
     with scratch_redis() as server:
         settings = Settings(redis_url=server.url, data_dir=server.data_dir, auth_enabled=False)
-        asyncio.run(measure(settings, args.pairs))
+        measure(settings, args.pairs)
 
 
 if __name__ == "__main__":

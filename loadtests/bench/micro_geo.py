@@ -1,7 +1,7 @@
 """Micro-measurement of matching-geo's index update in Valkey: Valkey CPU per 1,000 pings with
 every ping written (old) against pings that change nothing skipped (new, matching/geo_filter.py),
-alternated old/new pair by pair on one embedded server, so a machine whose speed drifts moves
-both sides alike; the median of per-pair ratios with its range.
+alternated pair by pair (measure.interleave) on one embedded server, so a machine whose speed
+drifts moves both sides alike; the median of per-pair ratios with its range.
 
     .venv/bin/python -m loadtests.bench.micro_geo [--pairs 5]
 
@@ -15,18 +15,19 @@ matching-geo applies them (newest per driver of each 1,000-ping entry, on a simu
 from __future__ import annotations
 
 import argparse
-import asyncio
+import functools
 import math
 import random
 import time
 import uuid
 from collections.abc import Iterator
-from statistics import median
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from loadtests.bench.fleet import pings as fleet_pings
+from loadtests.bench.measure import in_new_loop, old_against_new, say
+from loadtests.bench.report import fmt_paired
 from loadtests.bench.servers import scratch_redis
 from matching.geo_filter import PositionFilter
 from matching.geo_index import update_positions
@@ -80,9 +81,9 @@ async def valkey_cpu_s(redis: aioredis.Redis) -> float:
     return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
 
 
-async def apply(url: str, fleet: str, new: bool) -> tuple[float, float, float]:
-    """(Valkey CPU µs per 1,000 pings, this process's CPU µs per 1,000 pings, share of the
-    pings written)."""
+async def apply(url: str, fleet: str, new: bool) -> tuple[float, dict[str, float]]:
+    """Valkey CPU µs per 1,000 pings, beside this process's CPU µs per 1,000 pings and the share
+    of the pings written."""
     redis = aioredis.Redis.from_url(url)
     keys = MarketKeys("sf", f"g{uuid.uuid4().hex[:8]}")
     await redis.hset(
@@ -101,25 +102,24 @@ async def apply(url: str, fleet: str, new: bool) -> tuple[float, float, float]:
     await redis.delete(keys.drivers_seen, keys.positions, keys.driver_statuses, keys.drivers_geo)
     await redis.aclose()
     written = pings - (only.skipped if only else 0)
-    return valkey * 1e9 / pings, own * 1e9 / pings, written / pings
+    return valkey * 1e9 / pings, {"own_us": own * 1e9 / pings, "written": written / pings}
 
 
-async def measure(url: str, pairs: int) -> None:
+def measure(url: str, pairs: int) -> None:
     for fleet in ("city", "sweep"):
-        runs: list[dict[bool, tuple[float, float, float]]] = []
-        for index in range(pairs):  # ABAB, the order flipped every pair
-            first_new = index % 2 == 1
-            runs.append({new: await apply(url, fleet, new) for new in (first_new, not first_new)})
-        old_us, new_us = [run[False][0] for run in runs], [run[True][0] for run in runs]
-        ratios = [old / new for old, new in zip(old_us, new_us, strict=True)]
-        own_ratios = [run[False][1] / run[True][1] for run in runs]
-        print(
-            f"{fleet:<6} Valkey CPU per 1,000 pings: old {median(old_us):,.0f} µs"
-            f"  new {median(new_us):,.0f} µs  old/new median"
-            f" {median(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f},"
-            f" {pairs} pairs); new writes {runs[-1][True][2]:.0%} of pings; matching-geo's own CPU"
-            f" old/new median {median(own_ratios):.2f}",
-            flush=True,
+        old, new = old_against_new(
+            fleet,
+            "µs",
+            in_new_loop(functools.partial(apply, url, fleet, new=False)),
+            in_new_loop(functools.partial(apply, url, fleet, new=True)),
+            pairs,
+        )
+        own = [[d["own_us"] for d in m.details] for m in (old, new)]
+        say(
+            f"{fleet:<6} Valkey CPU per 1,000 pings: old {old.median:,.0f} µs, new"
+            f" {new.median:,.0f} µs, old/new {fmt_paired(old.reps, new.reps)}; new writes"
+            f" {new.details[-1]['written']:.0%} of pings; matching-geo's own CPU old/new"
+            f" {fmt_paired(*own)}"
         )
 
 
@@ -128,7 +128,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=5)
     args = parser.parse_args()
     with scratch_redis() as server:
-        asyncio.run(measure(server.url, args.pairs))
+        measure(server.url, args.pairs)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,14 @@ def fmt_met(value: bool | None) -> str:
 
 def fmt_pairs(p: PairedRatio) -> str:
     few = "; too few pairs to publish" if len(p.pairs) < MIN_PAIRS else ""
-    return f"{p.median:.2f}× ({p.low:.2f}–{p.high:.2f} over {len(p.pairs)} pairs{few})"
+    count = f"{len(p.pairs)} pair" + ("s" if len(p.pairs) > 1 else "")
+    return f"{p.median:.2f}× ({p.low:.2f}–{p.high:.2f} over {count}{few})"
+
+
+def fmt_paired(ours: Sequence[float], peer: Sequence[float]) -> str:
+    """The ratio of two contenders measured rep by rep, as `fmt_pairs` writes it."""
+    pairs = paired_ratio(ours, peer)
+    return "—" if pairs is None else fmt_pairs(pairs)
 
 
 def fmt_row_met(row: Row) -> str:
