@@ -88,6 +88,28 @@ def write_page(results: dict[str, Any], out: Path) -> None:
     page.write_text(render_document(results, page.read_text() if page.exists() else ""))
 
 
+def with_earlier_figures(results: dict[str, Any], earlier_json: Path) -> dict[str, Any]:
+    """A run of some figures (`--figures`) keeps the others' last results, each figure and
+    profile marked with the run that measured it, so the page never loses one nor misdates it."""
+    if not earlier_json.exists():
+        return results
+    earlier = orjson.loads(earlier_json.read_bytes())
+    return results | {
+        "figures": earlier["figures"] | results["figures"],
+        "noise": earlier["noise"] | results["noise"],
+        "profiles": earlier.get("profiles", {}) | results["profiles"],
+        "measured": _measured(earlier) | _measured(results),
+    }
+
+
+def _measured(run: dict[str, Any]) -> dict[str, str]:
+    """Figure (or 'NAME profile') → the date and command of the run that measured it."""
+    stamp = f"{run['machine']['date']}, `{run.get('command', 'make bench')}`"
+    names = [*run["figures"], *(f"{name} profile" for name in run.get("profiles", {}))]
+    earlier: dict[str, str] = run.get("measured", {})
+    return dict.fromkeys(names, stamp) | earlier
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     plan, out = parse_plan(argv)
@@ -102,6 +124,7 @@ def main(argv: list[str] | None = None) -> None:
         "make bench" if not argv else "python -m loadtests.bench " + shlex.join(argv)
     )
     out.mkdir(parents=True, exist_ok=True)
+    results = with_earlier_figures(results, out / "benchmarks.json")
     (out / "benchmarks.json").write_bytes(
         orjson.dumps(
             results, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS

@@ -38,6 +38,11 @@ def _machine(results: dict[str, Any]) -> list[str]:
         f"- **Machine:** {m['cores']} cores, {m['cpu_model']}, {m['ram_gb']} GB RAM, Linux "
         f"{m['kernel']}, load average at start {m['load_avg_at_start']}",
         f"- **Versions:** Python {m['python']}, Valkey {m['valkey']}, {versions}",
+        *[
+            f"- **{figure} from an earlier run:** {run}"
+            for figure, run in results.get("measured", {}).items()
+            if not run.startswith(m["date"])
+        ],
         f"- **Load generator:** {m['wrk'] or 'loadtests/bench/loadgen.py (asyncio)'}; "
         f"{plan['reps']} repetitions × {plan['seconds']:g} s per contender, interleaved (ABAB), "
         f"after a {plan['warmup_s']:g} s warm-up",

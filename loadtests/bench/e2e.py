@@ -21,7 +21,6 @@ from loadtests.bench import loadgen
 from loadtests.bench.fleet import driver_id, pings, random_point
 from loadtests.bench.measure import say
 from loadtests.bench.noise import machine_busy_s
-from loadtests.bench.probe import probe_candidates
 from loadtests.bench.ride_latency import request_to_offer_ms, ride_events
 from loadtests.bench.samplers import (
     GroupLag,
@@ -225,7 +224,6 @@ async def _measure(cfg: E2EConfig, stack: Platform, env: dict[str, str] | None) 
         await samplers
         await asyncio.sleep(2.0)  # offers of the last requests
         gaps, unoffered = request_to_offer_ms(await ride_events(redis, keys.rides, since))
-        probe = await probe_candidates(redis, keys)
         final_bytes: Any = await redis.memory_usage(keys.telemetry, samples=0)
         final_len: Any = await redis.xlen(keys.telemetry)
         conflated = await conflated_total(redis, keys)
@@ -247,7 +245,6 @@ async def _measure(cfg: E2EConfig, stack: Platform, env: dict[str, str] | None) 
             k: {**asdict(v), "max_seconds": round(v.max_seconds, 3)}
             for k, v in sorted(lags.items())
         },
-        "candidates": probe,
         "cpu_cores": {
             k: round((cpu_after[k] - v) / wall, 2)
             for k, v in sorted(cpu_before.items())

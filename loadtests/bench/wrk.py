@@ -71,7 +71,8 @@ def run_wrk(
     seconds: float,
     threads: int = 1,
 ) -> LoadResult:
-    argv = [binary, "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s"]
+    # wrk takes whole seconds only ("0.5s" is a usage error)
+    argv = [binary, "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(seconds))}s"]
     argv += ["--timeout", "10s", "-s", str(LUA), base_url, "--", str(requests_file)]
     argv = taskset(argv, LOAD_CORES)
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)

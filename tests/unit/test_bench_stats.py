@@ -3,9 +3,21 @@ request→offered pairing (no timing here: `make bench` measures)."""
 
 from __future__ import annotations
 
+import importlib
+from pathlib import Path
+
+import orjson
 import pytest
 
-from loadtests.bench.profiles import function_of, summarize_collapsed
+from loadtests.bench import profiles
+from loadtests.bench.__main__ import with_earlier_figures
+from loadtests.bench.document import render_document
+from loadtests.bench.profiles import (
+    CONSUMER_WITHIN,
+    INGEST_WITHIN,
+    function_of,
+    summarize_collapsed,
+)
 from loadtests.bench.report import (
     Row,
     fmt_number,
@@ -139,3 +151,73 @@ def test_the_hello_world_row_publishes_the_median_pair_with_its_spread() -> None
         "| 0.90× (0.80–1.06 over 5 pairs) | ≥ 0.85× hello world | **spread crosses the target** |"
     )
     assert render_rows([row]).splitlines()[2].endswith(expected)
+
+
+@pytest.mark.parametrize(
+    ("qualname", "module"),
+    [
+        INGEST_WITHIN,
+        CONSUMER_WITHIN,
+        *profiles.INGEST_WATCH.items(),
+        *profiles.CONSUMER_WATCH.items(),
+    ],
+)
+def test_every_function_the_profiles_name_is_defined_where_they_say(
+    qualname: str, module: str
+) -> None:
+    """A profile matches functions by name: a renamed one would read as 0 % without a word."""
+    found: object = importlib.import_module(module)
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+        assert found is not None, f"{module} has no {qualname}"
+    assert callable(found)
+
+
+def test_a_run_of_some_figures_keeps_the_others_and_the_page_says_which_run_each_is_from(
+    tmp_path: Path,
+) -> None:
+    earlier = {
+        "machine": {"date": "2026-12-01 10:00 UTC"},
+        "command": "make bench",
+        "figures": {"batch": {"old": 1}, "sweep": {"old": 2}},
+        "noise": {"2. batch telemetry": {"old": 3}, "6. capacity sweep": {"old": 4}},
+        "profiles": {"ingest": {"old": 5}},
+    }
+    (tmp_path / "benchmarks.json").write_bytes(orjson.dumps(earlier))
+    machine = {
+        "date": "2026-12-07 01:00 UTC",
+        "cores": 2,
+        "cpu_model": "a CPU",
+        "ram_gb": 24.0,
+        "kernel": "6",
+        "python": "3.11",
+        "valkey": "9",
+        "wrk": None,
+        "packages": {},
+        "load_avg_at_start": [0.1, 0.1, 0.1],
+    }
+    now = {
+        "machine": machine,
+        "command": "python -m loadtests.bench --figures 2",
+        "duration_s": 40.0,
+        "plan": {"reps": 5, "seconds": 5.0, "warmup_s": 2.0},
+        "figures": {"batch": {"new": 1}},
+        "noise": {"2. batch telemetry": {"seconds": 40.0, "our_cores": 1.0, "foreign_cores": 0.0}},
+        "profiles": {},
+    }
+
+    merged = with_earlier_figures(now, tmp_path / "benchmarks.json")
+
+    assert merged["figures"] == {"batch": {"new": 1}, "sweep": {"old": 2}}
+    assert merged["noise"]["6. capacity sweep"] == {"old": 4}
+    assert merged["profiles"] == {"ingest": {"old": 5}}
+    assert merged["measured"] == {
+        "batch": "2026-12-07 01:00 UTC, `python -m loadtests.bench --figures 2`",
+        "sweep": "2026-12-01 10:00 UTC, `make bench`",
+        "ingest profile": "2026-12-01 10:00 UTC, `make bench`",
+    }
+    # the figures and earlier phases above are placeholders: only the provenance is rendered
+    page = render_document(merged | {"figures": {}, "noise": now["noise"], "profiles": {}})
+    assert "- **sweep from an earlier run:** 2026-12-01 10:00 UTC, `make bench`" in page
+    assert "- **ingest profile from an earlier run:**" in page
+    assert "- **batch from an earlier run:**" not in page
