@@ -19,11 +19,12 @@ from loadtests.platform import tool
 
 _LINE = re.compile(r":\d+\)$")
 # Functions by qualname, as py-spy names them (its paths vary with how a package is installed),
-# each with the module that defines it. The stacks counted run through the serving loop (not
-# start-up imports); the watched functions' inclusive shares are reported whatever their rank
-# (ours, and the framework layers around them). A unit test imports each one, so a rename fails
-# the suite instead of reading as 0 % in the next profile.
-INGEST_WITHIN = ("Server.run", "uvicorn.server")
+# each with the module that defines it. The stacks counted run through one of the WITHIN
+# functions (the serving loop, not start-up imports or the consumer's pre-fill); the watched
+# functions' inclusive shares are reported whatever their rank (ours, and the framework layers
+# around them). A unit test imports each one, so a rename fails the suite instead of reading as
+# 0 % in the next profile.
+INGEST_WITHIN = {"Server.run": "uvicorn.server"}
 INGEST_WATCH = {
     "post_location": "ingest.routes_telemetry",
     "post_telemetry": "ingest.routes_telemetry",
@@ -38,7 +39,11 @@ INGEST_WATCH = {
     "RequestResponseCycle.send": "uvicorn.protocols.http.httptools_impl",
     "HttpToolsProtocol.data_received": "uvicorn.protocols.http.httptools_impl",
 }
-CONSUMER_WITHIN = ("ConsumerRuntime.run", "ridepulse.bus.consumer")
+# A batch in flight is a task of its own, whose stack starts at _process, not at run
+CONSUMER_WITHIN = {
+    "ConsumerRuntime.run": "ridepulse.bus.consumer",
+    "ConsumerRuntime._process": "ridepulse.bus.consumer",
+}
 CONSUMER_WATCH = {
     "decode": "ridepulse.contracts.registry",
     "BaseModel.model_validate": "pydantic.main",
@@ -59,19 +64,21 @@ def function_of(frame: str) -> str:
 
 
 def summarize_collapsed(
-    lines: Iterable[str], top: int = 15, within: str | None = None, watch: Iterable[str] = ()
+    lines: Iterable[str], top: int = 15, within: Iterable[str] = (), watch: Iterable[str] = ()
 ) -> dict[str, Any]:
     """py-spy's raw (collapsed) output → the top functions by self and by inclusive share, over
-    the stacks that pass through function `within` (e.g. the serving loop, not start-up imports);
+    the stacks that pass through a function of `within` (e.g. the serving loop, not start-up
+    imports; all stacks when empty);
     `watch` lists functions whose inclusive share is reported whatever their rank."""
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
+    roots = tuple(f"{w} " for w in within)
     for line in lines:
         stack, _, count = line.rstrip().rpartition(" ")
         frames = [function_of(f) for f in stack.split(";") if f]
         if not frames or not count.isdigit():
             continue
-        if within is None or any(f.startswith(within + " ") for f in frames):
+        if not roots or any(f.startswith(roots) for f in frames):
             own[frames[-1]] += int(count)
             inclusive.update(dict.fromkeys(frames, int(count)))  # once per stack, however deep
     total = own.total()
@@ -120,7 +127,7 @@ def profile_ingest(rig: http_figures.Rig, key_prefix: str, seconds: float) -> di
         finally:
             server.stop()
         rig.admin.delete(rig.stream)
-        out[kind] = _summary(raw, within=INGEST_WITHIN[0], watch=INGEST_WATCH)
+        out[kind] = _summary(raw, within=INGEST_WITHIN, watch=INGEST_WATCH)
     return out
 
 
@@ -131,11 +138,11 @@ def profile_consumer(
     prefix = key_prefix  # the prefix matching-geo's ACL patterns name
     consumer_figure.ours(url, admin_url, prefix, consumer_figure.ConsumerPlan(reps=1), pings, raw)
     consumer_figure.drop_keys(admin, prefix)
-    return _summary(raw, within=CONSUMER_WITHIN[0], watch=CONSUMER_WATCH)
+    return _summary(raw, within=CONSUMER_WITHIN, watch=CONSUMER_WATCH)
 
 
 def _summary(
-    raw: Path, within: str, watch: Iterable[str], timeout_s: float = 10.0
+    raw: Path, within: Iterable[str], watch: Iterable[str], timeout_s: float = 10.0
 ) -> dict[str, Any]:
     """py-spy writes its file after the profiled process exits: wait for it, then summarise."""
     deadline = time.monotonic() + timeout_s

@@ -120,11 +120,23 @@ def test_profile_summary_counts_self_and_inclusive_time_per_function() -> None:
         "run (a.py:1);handle (b.py:12) 2",
         "import (d.py:1) 10",
     ]
-    summary = summarize_collapsed(lines, within="run", watch=("handle",))
+    summary = summarize_collapsed(lines, within=("run",), watch=("handle",))
     assert summary["samples"] == 10  # the import stack is outside `run`
     assert summary["self"][0] == ("check (c.py)", 0.8)
     assert ("handle (b.py)", 1.0) in summary["inclusive"]
     assert summary["watched"] == {"handle": 1.0}
+
+
+def test_profile_summary_counts_the_stacks_of_every_root_it_is_given() -> None:
+    """A consumer's batch in flight is a task of its own: its stack starts at `_process`."""
+    lines = [
+        "loop (l.py:1);run (a.py:1);read (r.py:3) 2",
+        "loop (l.py:1);_process (p.py:9);check (c.py:5) 6",
+        "loop (l.py:1);prefill (f.py:2) 12",
+    ]
+    summary = summarize_collapsed(lines, within=("run", "_process"), watch=("check",))
+    assert summary["samples"] == 8  # the pre-fill is outside both roots
+    assert summary["watched"] == {"check": 0.75}
 
 
 def test_paired_ratios_are_taken_rep_by_rep_and_skip_a_peer_that_measured_nothing() -> None:
@@ -156,8 +168,8 @@ def test_the_hello_world_row_publishes_the_median_pair_with_its_spread() -> None
 @pytest.mark.parametrize(
     ("qualname", "module"),
     [
-        INGEST_WITHIN,
-        CONSUMER_WITHIN,
+        *INGEST_WITHIN.items(),
+        *CONSUMER_WITHIN.items(),
         *profiles.INGEST_WATCH.items(),
         *profiles.CONSUMER_WATCH.items(),
     ],
