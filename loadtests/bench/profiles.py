@@ -46,13 +46,13 @@ CONSUMER_WITHIN = {
 }
 CONSUMER_WATCH = {
     "decode": "ridepulse.contracts.registry",
-    "BaseModel.model_validate": "pydantic.main",
-    "Envelope.from_fields": "ridepulse.contracts.envelope",
+    "decode_locations_json": "ridepulse.contracts.telemetry_decode",
+    "ConsumerRuntime._conflate": "ridepulse.bus.consumer",
     "update_positions": "matching.geo_index",
     "newest_per_driver": "matching.geo_index",
     "packed_position": "matching.geo_index",
-    "HiredisPackingConnection.pack_commands": "ridepulse.redis_client",
-    "Pipeline.execute": "redis.asyncio.client",
+    "PositionFilter.wrote": "matching.geo_filter",
+    "HiredisPackingConnection.pack_command": "ridepulse.redis_client",
     "ConsumerRuntime._read_new": "ridepulse.bus.consumer",
     "ConsumerRuntime._commit": "ridepulse.bus.consumer",
 }
