@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from loadtests.bench.report import fmt_number, fmt_pairs, render_table
-from loadtests.bench.stats import median, paired_ratio
+from loadtests.bench.report import fmt_number, fmt_paired, render_table
+from loadtests.bench.stats import median
 
 BEGIN = "<!-- generated:cluster-bench -->"
 END = "<!-- /generated:cluster-bench -->"
@@ -139,13 +139,12 @@ def e2e_rows(steps: Sequence[dict[str, Any]]) -> list[list[str]]:
     for key, label in E2E_METRICS:
         ours = [float(s[key]) for s in cluster if s[key] is not None]
         peer = [float(s[key]) for s in single if s[key] is not None]
-        ratio = paired_ratio(ours, peer) if len(ours) == len(peer) else None
         rows.append(
             [
                 label,
                 ", ".join(fmt_number(v) for v in peer) or "—",
                 ", ".join(fmt_number(v) for v in ours) or "—",
-                fmt_pairs(ratio) if ratio else "—",
+                fmt_paired(ours, peer) if len(ours) == len(peer) else "—",
             ]
         )
     return rows
