@@ -1,22 +1,23 @@
 """Latest position wins: telemetry is a position feed, so a consumer that reads many entries at
 once keeps only each driver's newest ping (matching's index), or the pings of a short window
-before it (eta's speeds), and skips the rest before they are validated or written.
+before it (eta's speeds), and skips the rest before its handlers see or write them.
 
 A skipped ping is `conflated`, not lost: a newer ping of the same driver in the same read
 carries the information it had. Conflation is per read, so at normal load (a few entries a
 read) it changes nothing that the handlers did not already drop; when the consumer falls
 behind it reads bigger slices (ridepulse.bus.consumer), and the bigger the slice the more it
-skips — cost then follows the number of drivers, not the number of pings."""
+skips — cost then follows the number of drivers, not the number of pings.
+
+It runs on the decoded pings (`PingRow`s, ridepulse.contracts.telemetry_decode), not on the
+entries' JSON: the typed decode costs 0.3 ms per 1,000-ping entry, and conflating the JSON first
+had to parse it (and, where it dropped pings, encode it again) for 1.1 ms before that decode
+parsed it once more (measured 2026-12-07)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import orjson
-
-LOCATION_TYPE = b"driver.location"
+from typing import Protocol, TypeVar
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,72 +28,44 @@ class Conflation:
     window_ms: int = 0
 
 
-def _pings_of(fields: dict[bytes, bytes]) -> tuple[dict[str, Any], list[Any]] | None:
-    """The entry's JSON payload and its pings, or None if this is not a well-formed location
-    entry (the runtime's full decode then dead-letters it with the reason)."""
-    if fields.get(b"type") != LOCATION_TYPE:
-        return None
-    try:
-        data = orjson.loads(fields[b"data"])
-    except (KeyError, orjson.JSONDecodeError):
-        return None
-    pings = data.get("pings") if isinstance(data, dict) else None
-    if not isinstance(pings, list):
-        return None
-    for ping in pings:  # only what conflation reads; the full check comes on what is kept
-        if not (
-            isinstance(ping, dict)
-            and isinstance(ping.get("driver_id"), str)
-            and type(ping.get("ts")) is int
-        ):
-            return None
-    return data, pings
+class Timed(Protocol):
+    """What conflation reads of a ping."""
+
+    @property
+    def driver_id(self) -> str: ...
+    @property
+    def ts(self) -> int: ...
 
 
-def conflate(
-    bodies: Sequence[dict[bytes, bytes] | None], policy: Conflation
-) -> tuple[list[dict[bytes, bytes] | None], list[int]]:
-    """Entry bodies (stream order) → the same bodies with superseded pings removed, and how
-    many were removed from each. Bodies that are not well-formed location entries pass
-    unchanged."""
-    parsed = [_pings_of(f) if f is not None else None for f in bodies]
+PingT = TypeVar("PingT", bound=Timed)
+
+
+def conflate(batches: Sequence[Sequence[PingT]], policy: Conflation) -> list[list[PingT] | None]:
+    """The ping batches of one read (one per entry, in stream order) → for each, the pings it
+    keeps, or None when it keeps them all."""
     newest: dict[str, int] = {}
-    for entry in parsed:
-        if entry is None:
-            continue
-        for ping in entry[1]:
-            driver, ts = ping["driver_id"], ping["ts"]
-            if ts > newest.get(driver, -1):
-                newest[driver] = ts
+    for batch in batches:
+        for ping in batch:
+            if ping.ts > newest.get(ping.driver_id, -1):
+                newest[ping.driver_id] = ping.ts
     window = policy.window_ms
-    kept_newest: set[str] = set()  # window 0: one ping per driver even if two share a ts
-    out: list[dict[bytes, bytes] | None] = list(bodies)
-    dropped = [0] * len(bodies)
-    for index in range(len(parsed) - 1, -1, -1):  # newest entry first
-        entry = parsed[index]
-        fields = bodies[index]
-        if entry is None or fields is None:
-            continue
-        data, pings = entry
-        kept: list[Any] = []
-        for ping in reversed(pings):
-            driver, ts = ping["driver_id"], ping["ts"]
-            top = newest[driver]
-            if window:
-                keep = ts >= top - window
-            else:
-                keep = ts == top and driver not in kept_newest
-                if keep:
-                    kept_newest.add(driver)
-            if keep:
-                kept.append(ping)
-        if len(kept) == len(pings):
-            continue
-        dropped[index] = len(pings) - len(kept)
-        kept.reverse()
-        data["pings"] = kept
-        out[index] = {**fields, b"data": orjson.dumps(data)}
-    return out, dropped
+    taken: set[str] = set()  # window 0: one ping per driver even if two share a ts
+    out: list[list[PingT] | None] = [None] * len(batches)
+    for index in range(len(batches) - 1, -1, -1):  # newest entry first
+        batch = batches[index]
+        if window:
+            kept = [ping for ping in batch if ping.ts >= newest[ping.driver_id] - window]
+        else:
+            kept = []
+            for ping in reversed(batch):
+                driver = ping.driver_id
+                if ping.ts == newest[driver] and driver not in taken:
+                    taken.add(driver)
+                    kept.append(ping)
+            kept.reverse()
+        if len(kept) != len(batch):
+            out[index] = kept
+    return out
 
 
 def catch_up_read_size(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic
 
 import redis.asyncio as aioredis
@@ -31,6 +31,7 @@ from ridepulse.bus.handlers import DepsT, HandlerTable
 from ridepulse.bus.producer import Producer
 from ridepulse.bus.trimming import parse_id
 from ridepulse.contracts.envelope import Envelope
+from ridepulse.contracts.events import DriverLocationV1
 from ridepulse.contracts.registry import Event, decode
 from ridepulse.errors import InvalidEvent
 from ridepulse.keys import GlobalKeys
@@ -92,8 +93,7 @@ class _Item:
     written: bool = True  # False once one of its outputs or its dead letter was refused
     failed: bool = False  # this delivery counts against the budget (the handler failed)
     acked: bool = False
-    body: dict[bytes, bytes] | None = None  # what is decoded: `fields` less conflated pings
-    conflated: int = 0
+    conflated: int = 0  # its pings skipped as superseded by newer ones in the same read
 
 
 @dataclass
@@ -582,7 +582,6 @@ class ConsumerRuntime(Generic[DepsT]):
         batch = _Batch()
         by_batch_type: dict[tuple[str, str], list[_Item]] = {}
         by_subject: dict[str, list[_Item]] = {}
-        self._conflate(items)
         trimmed: list[_Item] = []
         for item in items:
             if item.fields is None:  # body trimmed while pending
@@ -605,6 +604,7 @@ class ConsumerRuntime(Generic[DepsT]):
                 by_subject.setdefault(item.event.envelope.subject, []).append(item)
             else:
                 batch.acks.append(item)  # a type this group does not care about
+        self._conflate(by_batch_type)
         # no await before this: a batch read later must find this one's subjects registered
         await self._run_subjects(list(by_subject.items()), batch)
         for item in trimmed:
@@ -627,26 +627,29 @@ class ConsumerRuntime(Generic[DepsT]):
         if batch.transient is not None:
             raise batch.transient
 
-    def _conflate(self, items: list[_Item]) -> None:
-        """When behind, drop pings superseded within this read (per stream: one market each).
-        At pace a read is a few entries with little to drop, and the pass would cost more than
-        it saves."""
+    def _conflate(self, batches: dict[tuple[str, str], list[_Item]]) -> None:
+        """When behind, drop the decoded pings superseded within this read (per stream: one
+        market each). At pace a read is a few entries with little to drop, and the pass would
+        cost more than it saves."""
         if self.conflation is None or self.lag_s <= self.settings.telemetry_catch_up_lag_s:
             return
-        by_stream: dict[str, list[_Item]] = {}
-        for item in items:
-            by_stream.setdefault(item.stream.key, []).append(item)
-        for stream_items in by_stream.values():
-            bodies, dropped = conflate([i.fields for i in stream_items], self.conflation)
-            for item, body, count in zip(stream_items, bodies, dropped, strict=True):
-                item.body, item.conflated = body, count
+        for items in batches.values():
+            locations = [
+                (item, item.event, item.event.data)
+                for item in items
+                if item.event is not None and isinstance(item.event.data, DriverLocationV1)
+            ]
+            kept = conflate([data.pings for _, _, data in locations], self.conflation)
+            for (item, event, data), pings in zip(locations, kept, strict=True):
+                if pings is not None:
+                    item.conflated = len(data.pings) - len(pings)
+                    item.event = replace(event, data=DriverLocationV1.model_construct(pings=pings))
 
     def _decode(self, item: _Item) -> str | None:
         """Decode and validate; the reason it cannot be, or None."""
-        fields = item.body if item.body is not None else item.fields
-        assert fields is not None
+        assert item.fields is not None
         try:
-            item.event = decode(fields, item.stream.market)
+            item.event = decode(item.fields, item.stream.market)
         except InvalidEvent as exc:
             return exc.detail
         except Exception as exc:  # bytes that are not UTF-8, or anything else a decoder meets

@@ -218,3 +218,54 @@ async def test_failed_deliveries_are_retried_with_growing_pauses(
 
 async def _value(value: bool) -> bool:
     return value
+
+
+def _location(*pings: tuple[str, float, int]) -> dict[Any, Any]:
+    """A driver.location entry of (driver, lat, ts) pings, written as a fleet batch."""
+    batch = [{"driver_id": d, "lat": lat, "lon": -122.41, "ts": ts} for d, lat, ts in pings]
+    fields = make("driver.location", "fleet", {"pings": []}, "test").to_fields()
+    return fields | {b"data": orjson.dumps({"pings": batch})}  # as written, unchecked
+
+
+@pytest.mark.parametrize("poisoned", [False, True])
+async def test_a_bad_ping_dead_letters_its_entry_even_when_a_newer_ping_supersedes_it(
+    redis: aioredis.Redis, settings: Settings, poisoned: bool
+) -> None:
+    """matching-geo behind (entries 5 s old: it conflates) reads d1's ping, then a newer one of
+    d1. Conflation works on decoded pings, so an entry with a bad ping is dead-lettered as a
+    whole (d2, in it, is not indexed) rather than passing because its bad ping was superseded.
+    The control, with every ping good, shows the same read conflating d1's older ping."""
+    from matching import geo_service  # the consumer under test; the other tests use the bare bus
+
+    deps, consumer = geo_service.build(settings, burst=True)
+    keys = deps.keys(consumer.sources[0].market)
+    await redis.hset(keys.driver_statuses, mapping={"d1": "available", "d2": "available"})
+    old_ms = await _server_ms(redis) - 5_000
+    first_lat = 200.0 if poisoned else 37.70  # 200: outside the contract's -90..90
+    first = _location(("d1", first_lat, old_ms), ("d2", 37.71, old_ms))
+    await redis.xadd(keys.telemetry, first, id=f"{old_ms}-0")
+    await redis.xadd(keys.telemetry, _location(("d1", 37.75, old_ms + 1)), id=f"{old_ms}-1")
+    try:
+        await consumer.run()
+    finally:
+        await deps.redis.aclose()
+
+    dead = await _dead_letters(redis, settings)
+    indexed: Any = await redis.zrange(keys.drivers_geo, 0, -1)
+    if poisoned:
+        assert len(dead) == 1 and b"driver.location" in dead[0][b"reason"], dead
+        assert indexed == [b"d1"], "d2's ping came in the dead-lettered entry"
+        assert consumer.stats.conflated == 0
+    else:
+        assert dead == []
+        assert sorted(indexed) == [b"d1", b"d2"]
+        assert consumer.stats.conflated == 1, "d1's older ping, superseded in the same read"
+    stored: Any = await redis.hget(keys.positions, "d1")
+    assert stored.startswith(b"37.750000,"), stored  # d1's newest ping either way
+    summary: Any = await redis.xpending(keys.telemetry, geo_service.GROUP)
+    assert summary["pending"] == 0
+
+
+async def _server_ms(redis: aioredis.Redis) -> int:
+    seconds, micros = await redis.time()
+    return int(seconds) * 1000 + int(micros) // 1000

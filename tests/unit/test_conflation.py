@@ -1,57 +1,50 @@
 """Conflation of a read of telemetry entries: the newest ping per driver (or a window of them)
-is kept, the superseded ones are counted, and anything not a location entry passes as is."""
+is kept, the superseded ones are counted, and an entry that loses nothing is left as it is."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import orjson
-
 from ridepulse.bus.conflation import Conflation, catch_up_read_size, conflate
+from ridepulse.contracts.telemetry_decode import PingRow
 
 
-def entry(*pings: tuple[str, int]) -> dict[bytes, bytes]:
-    data = {"pings": [{"driver_id": d, "lat": 1.0, "lon": 2.0, "ts": ts} for d, ts in pings]}
-    return {b"type": b"driver.location", b"data": orjson.dumps(data)}
+def entry(*pings: tuple[str, int]) -> list[PingRow]:
+    return [PingRow(driver_id=d, lat=1.0, lon=2.0, ts=ts) for d, ts in pings]
 
 
-def kept(body: dict[bytes, bytes] | None) -> list[tuple[str, int]]:
-    assert body is not None
-    pings: list[dict[str, Any]] = orjson.loads(body[b"data"])["pings"]
-    return [(p["driver_id"], p["ts"]) for p in pings]
+def kept(pings: list[PingRow] | None, whole: list[PingRow]) -> list[tuple[str, int]]:
+    return [(p.driver_id, p.ts) for p in (whole if pings is None else pings)]
 
 
-def test_only_each_drivers_newest_ping_is_kept_and_the_rest_are_counted() -> None:
-    bodies, dropped = conflate(
-        [entry(("a", 1), ("b", 1)), entry(("a", 2), ("b", 3)), entry(("b", 2))], Conflation()
-    )
-    assert [kept(b) for b in bodies] == [[], [("a", 2), ("b", 3)], []]
-    assert dropped == [2, 0, 1]
+def test_only_each_drivers_newest_ping_is_kept() -> None:
+    read = [entry(("a", 1), ("b", 1)), entry(("a", 2), ("b", 3)), entry(("b", 2))]
+    out = conflate(read, Conflation())
+    assert [kept(k, w) for k, w in zip(out, read, strict=True)] == [[], [("a", 2), ("b", 3)], []]
 
 
-def test_two_pings_of_a_driver_with_the_same_ts_keep_one() -> None:
-    bodies, dropped = conflate([entry(("a", 5)), entry(("a", 5))], Conflation())
-    assert [kept(b) for b in bodies] == [[], [("a", 5)]]
-    assert dropped == [1, 0]
+def test_an_entry_that_loses_nothing_is_marked_whole() -> None:
+    read = [entry(("a", 1), ("b", 1)), entry(("a", 2), ("c", 3))]
+    out = conflate(read, Conflation())
+    assert out[1] is None  # the consumer keeps its decoded event as it is
+    assert out[0] is not None and kept(out[0], read[0]) == [("b", 1)]
+
+
+def test_two_pings_of_a_driver_with_the_same_ts_keep_the_later_one() -> None:
+    read = [entry(("a", 5)), entry(("a", 5), ("a", 5))]
+    out = conflate(read, Conflation())
+    assert out[0] == [] and out[1] is not None
+    assert len(out[1]) == 1 and out[1][0] is read[1][1]
 
 
 def test_a_window_keeps_the_pings_close_enough_to_the_newest() -> None:
-    bodies, dropped = conflate(
-        [entry(("a", 1_000), ("a", 9_000)), entry(("a", 12_000))], Conflation(window_ms=5_000)
-    )
-    assert [kept(b) for b in bodies] == [[("a", 9_000)], [("a", 12_000)]]
-    assert dropped == [1, 0]
+    read = [entry(("a", 1_000), ("a", 9_000)), entry(("a", 12_000))]
+    out = conflate(read, Conflation(window_ms=5_000))
+    assert [kept(k, w) for k, w in zip(out, read, strict=True)] == [[("a", 9_000)], [("a", 12_000)]]
 
 
-def test_entries_that_are_not_well_formed_locations_pass_unchanged() -> None:
-    odd = [
-        {b"type": b"ride.requested", b"data": b"{}"},
-        {b"type": b"driver.location", b"data": b"not json"},
-        {b"type": b"driver.location", b"data": b'{"pings": [{"driver_id": 7, "ts": 1}]}'},
-        None,
-    ]
-    bodies, dropped = conflate([*odd, entry(("a", 1))], Conflation())
-    assert bodies[:4] == odd and dropped == [0, 0, 0, 0, 0]
+def test_a_ping_newer_in_an_earlier_entry_wins() -> None:
+    # stream order is not ts order: a phone's late batch may carry an older ping
+    read = [entry(("a", 9)), entry(("a", 4))]
+    assert conflate(read, Conflation()) == [None, []]
 
 
 def test_a_catch_up_read_spans_the_backlog_left_behind_the_last_read() -> None:
