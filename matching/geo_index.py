@@ -15,6 +15,7 @@ available, never offered a ride)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -82,15 +83,16 @@ async def update_positions(
     )  # hashes the source; EVALSHA with NOSCRIPT fallback
     index_keys = [keys.drivers_seen, keys.positions, keys.driver_statuses, keys.drivers_geo]
     moved = 0
-    for start in range(0, len(pings_in_order), CHUNK_DRIVERS):
-        chunk = pings_in_order[start : start + CHUNK_DRIVERS]
-        chunk_stamped = min(max(stamped - start, 0), len(chunk))
-        args: list[str | int] = [chunk_stamped]
-        for ping in chunk:
-            args += [ping.driver_id, ping.ts, packed_position(ping)]
-        moved += int(await script(keys=index_keys, args=args))
-        if only is not None:
-            only.wrote(keys.market, chunk, chunk_stamped)
+    with only.writing(keys.market, pings_in_order) if only else contextlib.nullcontext():
+        for start in range(0, len(pings_in_order), CHUNK_DRIVERS):
+            chunk = pings_in_order[start : start + CHUNK_DRIVERS]
+            chunk_stamped = min(max(stamped - start, 0), len(chunk))
+            args: list[str | int] = [chunk_stamped]
+            for ping in chunk:
+                args += [ping.driver_id, ping.ts, packed_position(ping)]
+            moved += int(await script(keys=index_keys, args=args))
+            if only is not None:
+                only.wrote(keys.market, chunk, chunk_stamped)
     return moved
 
 

@@ -3,8 +3,16 @@ moved far enough, or when its freshness is due; everything else is skipped and c
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any, cast
+
+import pytest
+import redis.asyncio as aioredis
+
 from matching.geo_filter import PositionFilter
+from matching.geo_index import update_positions
 from ridepulse.contracts.events import Ping
+from ridepulse.keys import MarketKeys
 
 ORIGIN = (37.7749, -122.4194)
 
@@ -99,3 +107,76 @@ def test_a_written_driver_restamps_its_seen_time_only_once_the_step_has_passed()
     clock.ms += 1_000
     stamp, keep = f.select("sf", [ping("d1", 90, 4), ping("d2", 90, 4)])
     assert (ids(list(stamp)), ids(list(keep))) == (["d2"], ["d1"])
+
+
+def test_a_ping_skipped_as_near_supersedes_an_older_one_of_a_batch_that_finishes_later() -> None:
+    # two batches in flight finish in either order: here the newer one is filtered first
+    f = PositionFilter(min_move_m=20, refresh_ms=10_000, clock_ms=Clock())
+    written(f, "sf", ping("d1", 0, 1))
+    assert written(f, "sf", ping("d1", 10, 3)) == []  # the newest ping, 10 m on: skipped
+    # the older batch's ping, 900 m away: written, it would leave the index there, 890 m from
+    # the newest ping (seen: matching-geo after a flood)
+    assert written(f, "sf", ping("d1", 900, 2)) == []
+
+
+class HeldIndex:
+    """update_positions.lua's rule (a ping newer than the stored one wins) applied when the reply
+    comes back, which `hold` delays: a script in flight. Holds the ts stored per driver."""
+
+    def __init__(self) -> None:
+        self.stored: dict[str, int] = {}
+        self.hold = asyncio.Event()
+        self.hold.set()
+        self.waiting = 0  # scripts sent and not answered
+        self.fail = False
+
+    def register_script(self, source: str) -> Any:
+        return self.script
+
+    async def script(self, keys: list[str], args: list[Any]) -> int:
+        self.waiting += 1
+        await self.hold.wait()
+        self.waiting -= 1
+        if self.fail:
+            raise ConnectionError("the server went away")
+        moved = 0
+        for driver_id, ts, _ in zip(*[iter(args[1:])] * 3, strict=True):
+            if ts > self.stored.get(driver_id, -1):
+                self.stored[driver_id] = ts
+                moved += 1
+        return moved
+
+
+def held_index() -> tuple[HeldIndex, aioredis.Redis, MarketKeys, PositionFilter]:
+    index = HeldIndex()
+    f = PositionFilter(min_move_m=20, refresh_ms=10_000, clock_ms=Clock())
+    return index, cast(aioredis.Redis, index), MarketKeys("sf", "t"), f
+
+
+async def test_a_driver_with_a_write_in_flight_is_not_skipped_as_near() -> None:
+    index, redis, keys, f = held_index()
+    await update_positions(redis, keys, [ping("d1", 0, 1)], f)
+    index.hold.clear()
+    older = asyncio.create_task(update_positions(redis, keys, [ping("d1", 900, 2)], f))
+    newer = asyncio.create_task(update_positions(redis, keys, [ping("d1", 10, 3)], f))
+    await asyncio.sleep(0)
+    # both scripts in flight at once (batches do not take turns); the newer ping was not
+    # skipped as 10 m from the 0 m remembered, which the older write is about to replace
+    assert index.waiting == 2
+    index.hold.set()
+    await asyncio.gather(older, newer)
+    assert index.stored == {"d1": 3}  # not left at the older ping, 890 m from the newest
+    # what is remembered is the newest ping, whichever write answered last
+    assert written(f, "sf", ping("d1", 15, 4)) == []
+
+
+async def test_a_failed_write_leaves_no_driver_in_flight() -> None:
+    index, redis, keys, f = held_index()
+    await update_positions(redis, keys, [ping("d1", 0, 1)], f)
+    index.fail = True
+    with pytest.raises(ConnectionError):
+        await update_positions(redis, keys, [ping("d1", 900, 2)], f)
+    index.fail = False
+    await update_positions(redis, keys, [ping("d1", 10, 3)], f)  # near 0 m: skipped again
+    assert index.stored == {"d1": 1}
+    assert f.skipped == 1
