@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import NoPermissionError, ResponseError
+from redis.typing import StreamIdT
 
 from ridepulse.bus import metrics as m
 from ridepulse.bus.conflation import Conflation, catch_up_read_size, conflate
@@ -434,21 +435,42 @@ class ConsumerRuntime(Generic[DepsT]):
                 self.group,
                 min="-",
                 max="+",
-                count=self.read_count,
+                # the batches in flight may hold more than a read: all of them are listed
+                count=self.read_count + len(self._in_flight),
                 consumername=self.consumer,
                 idle=self.settings.retry_idle_ms,
             )
+            held: list[StreamIdT] = [
+                p["message_id"] for p in own if (source.key, p["message_id"]) in self._in_flight
+            ]
+            if held:
+                await self._touch(source, held)
             due = [
                 p
                 for p in own
                 if (source.key, p["message_id"]) not in self._in_flight
                 and self._retry_due(source, p)
-            ]
+            ][: self.read_count]
             if due:
                 worked = await self._claim_ids(source, due, self.settings.retry_idle_ms) or worked
             worked = await self._autoclaim(source) or worked
         await self._maybe_reap(now)
         return worked
+
+    async def _touch(self, source: StreamSource, entry_ids: list[StreamIdT]) -> None:
+        """Entries of a batch still being handled here look idle to the server, and past
+        `claim_idle_ms` XAUTOCLAIM (this consumer's, or another replica's) would take them and run
+        them again, a delivery counted each time. XCLAIM to this consumer resets their idle time;
+        JUSTID counts no delivery. `min_idle_time`: one another consumer claimed meanwhile (its
+        idle time just reset) is left to it."""
+        await self.redis.xclaim(
+            source.key,
+            self.group,
+            self.consumer,
+            min_idle_time=self.settings.retry_idle_ms,
+            message_ids=entry_ids,
+            justid=True,
+        )
 
     def _retry_due(self, source: StreamSource, pending: dict[str, Any]) -> bool:
         """Retries back off: retry_idle_ms after the first delivery, doubling after each

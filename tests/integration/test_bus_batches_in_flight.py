@@ -99,18 +99,27 @@ async def test_an_entry_in_a_batch_in_flight_is_not_retried_while_its_handler_ru
 ) -> None:
     """A batch in flight is pending under this consumer, and idle as far as the server can
     tell: the claim cycle must not take its entries for failed ones and run them again (twice
-    the work when a batch is slow, which is when the consumer is already behind)."""
+    the work when a batch is slow, which is when the consumer is already behind), nor may
+    XAUTOCLAIM, this consumer's or another replica's, once it has been held past
+    `claim_idle_ms` (seen: a flood's slow batches handled twice, a delivery counted each time)."""
     recorder = Recorder()
+    keys = MarketKeys("sf", settings.key_prefix)
     async with _running(redis, settings, recorder, batches=4):
         await wait_until(lambda: recorder.has_done("ride/other@2"), what="the last event handled")
-        # the slow entry stays in its handler for many retry intervals and claim cycles
-        held_until = asyncio.get_running_loop().time() + 20 * settings.retry_idle_ms / 1000
-        while asyncio.get_running_loop().time() < held_until:
+        # the slow entry stays in its handler for many retry intervals and claim cycles, and
+        # three times as long as an entry may be idle before it is claimed
+        loop = asyncio.get_running_loop()
+        held_until = loop.time() + 3 * settings.claim_idle_ms / 1000
+        while loop.time() < held_until:
             assert recorder.started.count("ride/slow@2") == 1, recorder.started
+            # a replica's claim cycle, on the same group
+            taken: Any = await redis.xautoclaim(
+                keys.rides, "g", "replica", settings.claim_idle_ms, "0-0", justid=True
+            )
+            assert taken == [], "an entry still in its handler was claimed"  # JUSTID: the ids
             await asyncio.sleep(settings.retry_idle_ms / 1000)
         recorder.release.set()
         await wait_until(lambda: recorder.has_done("ride/slow@3"), what="slow's second event")
-        keys = MarketKeys("sf", settings.key_prefix)
         await wait_until(
             lambda: _nothing_pending(redis, keys.rides), what="every entry acknowledged"
         )
