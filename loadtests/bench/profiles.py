@@ -48,6 +48,7 @@ CONSUMER_WATCH = {
     "decode": "ridepulse.contracts.registry",
     "decode_locations_json": "ridepulse.contracts.telemetry_decode",
     "ConsumerRuntime._conflate": "ridepulse.bus.consumer",
+    "conflate": "ridepulse.bus.conflation",
     "update_positions": "matching.geo_index",
     "newest_per_driver": "matching.geo_index",
     "packed_position": "matching.geo_index",
