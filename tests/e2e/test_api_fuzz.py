@@ -37,6 +37,13 @@ CHECKS = [
     content_type_conformance,
 ]
 ROLES = ("rider", "driver", "fleet", "ops")
+# HTTP's own framing, not the API's: a request with an invalid Transfer-Encoding is answered 400
+# in plain text by the HTTP server (uvicorn) before any route runs, which no operation of the
+# document describes (seen: a generated `transfer-encoding: :q3:<e` in the cluster pass). Such
+# generated headers are dropped; the route-level answers stay checked.
+FRAMING_HEADERS = frozenset(
+    {"transfer-encoding", "content-length", "connection", "host", "te", "trailer", "upgrade"}
+)
 EXAMPLES_PER_MODE = 12  # x 2 modes x 4 roles x 16 operations ≈ 1,500 requests
 STEPS = 6
 SCENARIOS = 20
@@ -90,6 +97,8 @@ def test_every_operation_conforms_for_every_role(
             @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
             def fuzz(case: schemathesis.Case) -> None:
                 nonlocal sent
+                for name in [h for h in case.headers or () if h.lower() in FRAMING_HEADERS]:
+                    del case.headers[name]
                 for headers in tokens.values():
                     try:
                         case.call_and_validate(headers=headers, checks=CHECKS, timeout=10)
