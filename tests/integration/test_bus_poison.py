@@ -11,10 +11,12 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
+from matching import geo_service
 from ridepulse.bus.handlers import HandlerTable
 from ridepulse.contracts.envelope import Envelope
 from ridepulse.contracts.registry import Event, make
 from ridepulse.keys import GlobalKeys, MarketKeys
+from ridepulse.rides.clock import server_time_ms
 from ridepulse.settings import Settings
 from tests.support.bus import expired_events, fill, runtime
 from tests.support.waiting import wait_until
@@ -235,12 +237,10 @@ async def test_a_bad_ping_dead_letters_its_entry_even_when_a_newer_ping_supersed
     d1. Conflation works on decoded pings, so an entry with a bad ping is dead-lettered as a
     whole (d2, in it, is not indexed) rather than passing because its bad ping was superseded.
     The control, with every ping good, shows the same read conflating d1's older ping."""
-    from matching import geo_service  # the consumer under test; the other tests use the bare bus
-
     deps, consumer = geo_service.build(settings, burst=True)
     keys = deps.keys(consumer.sources[0].market)
     await redis.hset(keys.driver_statuses, mapping={"d1": "available", "d2": "available"})
-    old_ms = await _server_ms(redis) - 5_000
+    old_ms = await server_time_ms(redis) - 5_000
     first_lat = 200.0 if poisoned else 37.70  # 200: outside the contract's -90..90
     first = _location(("d1", first_lat, old_ms), ("d2", 37.71, old_ms))
     await redis.xadd(keys.telemetry, first, id=f"{old_ms}-0")
@@ -264,8 +264,3 @@ async def test_a_bad_ping_dead_letters_its_entry_even_when_a_newer_ping_supersed
     assert stored.startswith(b"37.750000,"), stored  # d1's newest ping either way
     summary: Any = await redis.xpending(keys.telemetry, geo_service.GROUP)
     assert summary["pending"] == 0
-
-
-async def _server_ms(redis: aioredis.Redis) -> int:
-    seconds, micros = await redis.time()
-    return int(seconds) * 1000 + int(micros) // 1000
