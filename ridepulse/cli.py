@@ -8,7 +8,7 @@ import shutil
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import orjson
 import redis
@@ -24,6 +24,7 @@ from ridepulse.auth import (
     mint_token,
     resolve_secret,
 )
+from ridepulse.cli_checks import fail, load_settings, require_data_dir, require_free_ports
 from ridepulse.cli_cluster import cluster_app
 from ridepulse.errors import RedisUnavailable, RidePulseError
 from ridepulse.foreground import print_url_until_stopped
@@ -31,7 +32,6 @@ from ridepulse.logs import LogFormat
 from ridepulse.markets import load_markets
 from ridepulse.redis_client import connect_sync
 from ridepulse.services import ENTRY_POINTS, SERVICE_NAMES
-from ridepulse.settings import Settings
 from ridepulse.status import collect_status, render
 
 app = typer.Typer(
@@ -39,20 +39,11 @@ app = typer.Typer(
 )
 
 
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg="red", err=True)
-    raise typer.Exit(1)
-
-
 # One flag for the RIDEPULSE_LOG_FORMAT setting: `json` keeps machine lines on a terminal too.
 LogFormatOption = Annotated[
     LogFormat | None,
     typer.Option(help="auto: readable on a terminal, JSON elsewhere (RIDEPULSE_LOG_FORMAT)"),
 ]
-
-
-def _settings(**overrides: Any) -> Settings:
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
 @app.command()
@@ -90,12 +81,12 @@ def up(
     """Start Redis (embedded unless --redis-url; a local cluster with --cluster), every service
     and the simulated fleet."""
     if cluster and redis_url:
-        _fail("--cluster starts its own cluster: leave out --redis-url (or --cluster)")
+        fail("--cluster starts its own cluster: leave out --redis-url (or --cluster)")
     try:
         launcher.parse_scale(scale)
     except ValueError as exc:
-        _fail(str(exc))
-    settings = _settings(
+        fail(str(exc))
+    settings = load_settings(
         markets=markets,
         host=host,
         api_port=api_port,
@@ -105,11 +96,13 @@ def up(
         log_format=log_format,
         scale=scale,
     )
+    require_data_dir(settings.data_dir)
+    require_free_ports(settings)
     try:
         plan = launcher.ClusterPlan(primaries, replicas) if cluster else None
         code = launcher.run_platform(settings, simulate=not no_sim, cluster_plan=plan)
     except RedisUnavailable as exc:
-        _fail(exc.detail)
+        fail(exc.detail)
     raise typer.Exit(code)
 
 
@@ -120,21 +113,21 @@ def run(
 ) -> None:
     """Run one service in the foreground (what each docker-compose container runs)."""
     if service not in ENTRY_POINTS:
-        _fail(f"unknown service {service!r}; choose one of: {', '.join(SERVICE_NAMES)}")
-    settings = launcher.with_running_redis(_settings(log_format=log_format))
+        fail(f"unknown service {service!r}; choose one of: {', '.join(SERVICE_NAMES)}")
+    settings = launcher.with_running_redis(load_settings(log_format=log_format))
     if not settings.redis_url:
-        _fail(
+        fail(
             "no Redis: set RIDEPULSE_REDIS_URL, "
             "or start one with `ridepulse redis` / `ridepulse up`"
         )
     module_name, _, func = ENTRY_POINTS[service].partition(":")
     if importlib.util.find_spec(module_name) is None:
-        _fail(f"service {service!r} is not built in this version")
+        fail(f"service {service!r} is not built in this version")
     main = getattr(importlib.import_module(module_name), func)
     try:
         main(settings)
     except redis.ConnectionError as exc:
-        _fail(f"cannot reach Redis at {_redact(settings.redis_url)}: {exc}")
+        fail(f"cannot reach Redis at {_redact(settings.redis_url)}: {exc}")
 
 
 @app.command()
@@ -142,16 +135,16 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Streams, groups, lag, heartbeats and dead letters; exit 1 when something is unhealthy."""
-    settings = launcher.with_running_redis(Settings())
+    settings = launcher.with_running_redis(load_settings())
     if not settings.redis_url:
-        _fail("no Redis to inspect: set RIDEPULSE_REDIS_URL or run `ridepulse up` first")
+        fail("no Redis to inspect: set RIDEPULSE_REDIS_URL or run `ridepulse up` first")
     client = connect_sync(settings.redis_url or "", socket_connect_timeout=3)
     try:
         report = collect_status(
             client, load_markets(settings.markets_file, settings.markets), settings.key_prefix
         )
     except redis.ConnectionError as exc:
-        _fail(f"cannot reach Redis at {_redact(settings.redis_url)}: {exc}")
+        fail(f"cannot reach Redis at {_redact(settings.redis_url)}: {exc}")
     typer.echo(
         orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode()
         if as_json
@@ -168,9 +161,9 @@ app.add_typer(deadletters_app, name="deadletters")
 
 
 def _redis_client() -> redis.Redis:
-    settings = launcher.with_running_redis(Settings())
+    settings = launcher.with_running_redis(load_settings())
     if not settings.redis_url:
-        _fail("no Redis to inspect: set RIDEPULSE_REDIS_URL or run `ridepulse up` first")
+        fail("no Redis to inspect: set RIDEPULSE_REDIS_URL or run `ridepulse up` first")
     return connect_sync(settings.redis_url or "", socket_connect_timeout=3)
 
 
@@ -183,11 +176,11 @@ def deadletters(
     """List dead letters: id, deliveries, stream / group, event, reason."""
     if ctx.invoked_subcommand is not None:
         return
-    prefix = Settings().key_prefix
+    prefix = load_settings().key_prefix
     try:
         letters = dead_letters.list_dead_letters(_redis_client(), prefix, limit)
     except redis.ConnectionError as exc:
-        _fail(f"cannot reach Redis: {exc}")
+        fail(f"cannot reach Redis: {exc}")
     if as_json:
         typer.echo(orjson.dumps([d.to_dict() for d in letters], option=orjson.OPT_INDENT_2))
     else:
@@ -203,8 +196,8 @@ def deadletters_replay(
 ) -> None:
     """Append the original event to its stream again, then delete the dead letter."""
     if (dead_letter_id is None) == (not replay_all):
-        _fail("give one dead letter id or --all")
-    prefix = Settings().key_prefix
+        fail("give one dead letter id or --all")
+    prefix = load_settings().key_prefix
     client = _redis_client()
     done: list[tuple[dead_letters.DeadLetter, str]] = []
     refused: list[tuple[dead_letters.DeadLetter, str]] = []
@@ -215,9 +208,9 @@ def deadletters_replay(
             one = dead_letters.get_dead_letter(client, prefix, dead_letter_id or "")
             done = [(one, dead_letters.replay(client, prefix, one))]
     except RidePulseError as exc:
-        _fail(exc.detail)
+        fail(exc.detail)
     except redis.ConnectionError as exc:
-        _fail(f"cannot reach Redis: {exc}")
+        fail(f"cannot reach Redis: {exc}")
     for letter, new_id in done:
         typer.echo(
             f"replayed {letter.id} -> {letter.stream} {new_id} ({letter.type} {letter.event_id})"
@@ -233,11 +226,12 @@ def redis_only(
     data_dir: Annotated[Path | None, typer.Option(help="where the AOF and password live")] = None,
 ) -> None:
     """Start only the embedded server and print its URL; Ctrl-C stops it."""
-    settings = _settings(data_dir=data_dir)
+    settings = load_settings(data_dir=data_dir)
+    require_data_dir(settings.data_dir)
     try:
         server = launcher.start_embedded(settings)
     except RedisUnavailable as exc:
-        _fail(exc.detail)
+        fail(exc.detail)
     try:
         print_url_until_stopped(server.url, {signal.SIGINT, signal.SIGTERM})
     finally:
@@ -255,7 +249,7 @@ def token(
     ] = None,
     ttl_s: Annotated[
         int | None,
-        typer.Option(help="lifetime in seconds [default: 12 h; 10 min with --dashboard]"),
+        typer.Option(min=1, help="lifetime in seconds [default: 12 h; 10 min with --dashboard]"),
     ] = None,
     dashboard: Annotated[
         bool,
@@ -265,10 +259,13 @@ def token(
     ] = False,
 ) -> None:
     """Print a signed bearer token: `api` audience by default, `dashboard` with --dashboard."""
-    secret = resolve_secret(Settings())
+    settings = load_settings()
+    if not settings.secret:
+        require_data_dir(settings.data_dir)  # where the platform's secret is kept
+    secret = resolve_secret(settings)
     if dashboard:
         if role not in (None, "viewer"):
-            _fail(
+            fail(
                 "a dashboard token has the role 'viewer' only: "
                 "ridepulse token --dashboard [viewer NAME]"
             )
@@ -276,7 +273,7 @@ def token(
         typer.echo(mint_dashboard_link(secret, subject or "dashboard", ttl_s=ttl))
         return
     if role not in API_ROLES or not subject:
-        _fail(f"usage: ridepulse token ROLE SUBJECT, ROLE one of: {', '.join(API_ROLES)}")
+        fail(f"usage: ridepulse token ROLE SUBJECT, ROLE one of: {', '.join(API_ROLES)}")
     ttl = DEFAULT_TTL_S if ttl_s is None else ttl_s
     typer.echo(mint_token(secret, role or "", subject or "", ttl_s=ttl))
 

@@ -8,11 +8,11 @@ from typing import Annotated
 
 import typer
 
+from ridepulse.cli_checks import fail, load_settings, require_data_dir
 from ridepulse.cluster import LocalCluster
 from ridepulse.errors import RedisUnavailable
 from ridepulse.foreground import print_url_until_stopped
 from ridepulse.markets import load_markets
-from ridepulse.settings import Settings
 
 cluster_app = typer.Typer(help="A local Valkey Cluster (primaries, replicas, failover).")
 
@@ -26,10 +26,12 @@ def cluster_up(
     ] = None,
 ) -> None:
     """Start (or restart) the cluster, wait for cluster_state:ok, print its URL; Ctrl-C stops it."""
-    settings = Settings()
+    settings = load_settings()
     markets = [m.id for m in load_markets(settings.markets_file, "all").markets]
+    where = data_dir or Path(settings.data_dir) / "cluster"
+    require_data_dir(where)
     cluster = LocalCluster(
-        data_dir or Path(settings.data_dir) / "cluster",
+        where,
         primaries=primaries,
         replicas=replicas,
         markets=markets,
@@ -38,8 +40,7 @@ def cluster_up(
     try:
         cluster.start()
     except RedisUnavailable as exc:
-        typer.secho(f"error: {exc.detail}", fg="red", err=True)
-        raise typer.Exit(1) from None
+        fail(exc.detail)
     try:
         print_url_until_stopped(cluster.url, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
     finally:

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ridepulse.logs import LogFormat
+
+# what ridepulse.redis_client.connect understands (redis+cluster:// gives a cluster client)
+REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://")
+KEY_PREFIX_FORBIDDEN = ":{}*?[]\\"
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 class Settings(BaseSettings):
@@ -17,7 +22,11 @@ class Settings(BaseSettings):
 
     redis_url: str | None = Field(None, description="Redis/Valkey URL; unset = embedded server")
     data_dir: Path = Field(Path(".ridepulse"), description="embedded server data, secret, logs")
-    key_prefix: str = Field("rp", description="prefix of every Redis key (tests use their own)")
+    key_prefix: str = Field(
+        "rp",
+        description="prefix of every Redis key (tests use their own); no spaces, :, braces or "
+        "glob characters (_plain_prefix)",
+    )
     markets_file: Path | None = Field(
         None, description="JSON file of markets; unset = built-in (sf, nyc)"
     )
@@ -25,8 +34,8 @@ class Settings(BaseSettings):
         None, description="markets this deployment runs: unset = the first (sf), all, or sf,nyc"
     )
     host: str = Field("127.0.0.1", description="address the HTTP services bind")
-    api_port: int = Field(8000, description="ingest API port")
-    dashboard_port: int = Field(8080, description="dashboard port")
+    api_port: int = Field(8000, ge=1, le=65535, description="ingest API port")
+    dashboard_port: int = Field(8080, ge=1, le=65535, description="dashboard port")
     forwarded_allow_ips: str = Field(
         "127.0.0.1,::1",
         description="proxies whose X-Forwarded-Proto/-For the HTTP services believe "
@@ -51,12 +60,14 @@ class Settings(BaseSettings):
     log_format: LogFormat = Field(
         "auto", description="auto (console on a terminal, else JSON), json, console"
     )
-    redis_max_connections: int = Field(64, description="connection pool size per process")
-    metrics_port: int = Field(0, description="Prometheus port for consumers without HTTP; 0 = off")
+    redis_max_connections: int = Field(64, ge=1, description="connection pool size per process")
+    metrics_port: int = Field(
+        0, ge=0, le=65535, description="Prometheus port for consumers without HTTP; 0 = off"
+    )
 
-    read_count: int = Field(500, description="entries per XREADGROUP")
+    read_count: int = Field(500, ge=1, description="entries per XREADGROUP")
     telemetry_read_count: int = Field(
-        3, description="entries per XREADGROUP on telemetry (each up to 2,000 pings)"
+        3, ge=1, description="entries per XREADGROUP on telemetry (each up to 2,000 pings)"
     )
     telemetry_conflate: bool = Field(
         True, description="telemetry consumers skip pings superseded within a read (latest wins)"
@@ -91,25 +102,35 @@ class Settings(BaseSettings):
         "dashboard) pause this long after a read that did not fill up, so each read carries "
         "several events; 0 = read back to back",
     )
-    block_ms: int = Field(1000, description="XREADGROUP BLOCK; kept below the socket timeout")
-    claim_idle_ms: int = Field(15000, description="idle time before another consumer claims")
-    retry_idle_ms: int = Field(500, description="idle time before a failed entry is retried")
-    max_deliveries: int = Field(5, description="deliveries before an entry is dead-lettered")
+    block_ms: int = Field(
+        1000,
+        ge=1,
+        description="XREADGROUP BLOCK (0 would block for ever); below the socket timeout",
+    )
+    claim_idle_ms: int = Field(15000, ge=0, description="idle time before another consumer claims")
+    retry_idle_ms: int = Field(500, ge=0, description="idle time before a failed entry is retried")
+    max_deliveries: int = Field(5, ge=1, description="deliveries before an entry is dead-lettered")
     consumer_reap_idle_ms: int = Field(
-        3_600_000, description="idle time after which a consumer with nothing pending is removed"
+        3_600_000,
+        ge=1,
+        description="idle time after which a consumer with nothing pending is removed",
     )
-    heartbeat_interval_s: float = Field(2.0, description="service heartbeat period")
-    telemetry_maxlen: int = Field(100_000, description="approximate cap of a telemetry stream")
+    heartbeat_interval_s: float = Field(2.0, gt=0, description="service heartbeat period")
+    telemetry_maxlen: int = Field(
+        100_000, ge=1, description="approximate cap of a telemetry stream"
+    )
     telemetry_retention_s: float = Field(
-        30.0, description="telemetry older than this is trimmed (as old as a stale driver)"
+        30.0, gt=0, description="telemetry older than this is trimmed (as old as a stale driver)"
     )
-    ride_stream_trim_interval_s: float = Field(30.0, description="group-aware trim period")
+    ride_stream_trim_interval_s: float = Field(30.0, gt=0, description="group-aware trim period")
     ride_stream_retention_s: float = Field(
-        3600.0, description="ride events kept at least this long"
+        3600.0, gt=0, description="ride events kept at least this long"
     )
 
-    offer_timeout_s: float = Field(10.0, description="a driver's time to answer an offer")
-    matching_concurrency: int = Field(32, description="rides one matching process offers at once")
+    offer_timeout_s: float = Field(10.0, gt=0, description="a driver's time to answer an offer")
+    matching_concurrency: int = Field(
+        32, ge=1, description="rides one matching process offers at once"
+    )
     matching_read_linger_ms: int = Field(
         0,
         ge=0,
@@ -131,8 +152,10 @@ class Settings(BaseSettings):
         description="batch matching: collect waiting rides this long, then offer the "
         "min-total-pickup-ETA assignment; 0 offers each ride greedily as it arrives",
     )
-    ride_deadline_s: float = Field(60.0, description="time to find a driver before expiry")
-    driver_stale_s: float = Field(30.0, description="silence after which a driver is not offered")
+    ride_deadline_s: float = Field(60.0, gt=0, description="time to find a driver before expiry")
+    driver_stale_s: float = Field(
+        30.0, gt=0, description="silence after which a driver is not offered"
+    )
     geo_min_move_m: float = Field(
         20.0,
         ge=0,
@@ -160,7 +183,7 @@ class Settings(BaseSettings):
     retention_interval_s: float = Field(
         60.0, gt=0, description="how often rider ride sets and the heartbeat set are trimmed"
     )
-    h3_resolution: int = Field(8, description="H3 resolution of surge and speed cells")
+    h3_resolution: int = Field(8, ge=0, le=15, description="H3 resolution of surge and speed cells")
     surge_cap: float = Field(3.0, ge=1.0, description="highest surge multiplier; 1 turns surge off")
     surge_neighbour_weight: float = Field(
         0.5, ge=0.0, le=1.0, description="share of a cell's demand and supply its neighbours count"
@@ -177,9 +200,9 @@ class Settings(BaseSettings):
     telemetry_shed_groups: str = Field(
         "matching.geo", description="comma-separated telemetry groups whose lag sheds pings"
     )
-    max_batch_pings: int = Field(5000, description="most pings in one POST /v1/telemetry")
-    ping_rate_per_s: float = Field(5.0, description="sustained pings/s allowed per driver")
-    ping_burst: float = Field(20.0, description="ping burst allowed per driver")
+    max_batch_pings: int = Field(5000, ge=1, description="most pings in one POST /v1/telemetry")
+    ping_rate_per_s: float = Field(5.0, gt=0, description="sustained pings/s allowed per driver")
+    ping_burst: float = Field(20.0, ge=1, description="ping burst allowed per driver")
     durable_writes: bool = Field(
         True, description="a ride's 202 waits for its AOF fsync (WAITAOF); false = memory only"
     )
@@ -214,3 +237,27 @@ class Settings(BaseSettings):
     )
     surge_window_s: float = Field(300.0, gt=0, description="surge demand and supply window")
     surge_interval_s: float = Field(2.0, gt=0, description="how often pricing recomputes surge")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _known_scheme(cls, url: str | None) -> str | None:
+        """Refused here, not as a traceback from the first connection a service makes."""
+        if url and not url.startswith(REDIS_URL_SCHEMES):
+            raise ValueError(f"a Redis URL starts with one of {', '.join(REDIS_URL_SCHEMES)}")
+        return url
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _plain_prefix(cls, prefix: str) -> str:
+        """Braces would move keys off their market's hash slot; glob characters would widen the
+        ACL key patterns built from the prefix (ridepulse/acl.py)."""
+        if not prefix or any(c.isspace() or c in KEY_PREFIX_FORBIDDEN for c in prefix):
+            raise ValueError(f"not empty, and no spaces or any of {KEY_PREFIX_FORBIDDEN}")
+        return prefix
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, level: str) -> str:
+        if level.lower() not in LOG_LEVELS:
+            raise ValueError(f"one of {', '.join(LOG_LEVELS)}")
+        return level.lower()

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
 from ridepulse import cli, launcher
+from ridepulse.redis_server import free_port
 from ridepulse.settings import Settings
 
 
-def test_cluster_flags_reach_the_launcher(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cluster_flags_reach_the_launcher(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     plans: list[launcher.ClusterPlan | None] = []
 
     def run_platform(
@@ -20,10 +23,11 @@ def test_cluster_flags_reach_the_launcher(monkeypatch: pytest.MonkeyPatch) -> No
 
     monkeypatch.setattr(launcher, "run_platform", run_platform)
     runner = CliRunner()
-    assert runner.invoke(cli.app, ["up", "--no-sim"]).exit_code == 0
-    result = runner.invoke(
-        cli.app, ["up", "--no-sim", "--cluster", "--primaries", "2", "--replicas", "0"]
-    )
+    # ports nothing else holds: `up` checks them before it starts anything
+    free = ["--api-port", str(free_port()), "--dashboard-port", str(free_port())]
+    up = ["up", "--no-sim", "--data-dir", str(tmp_path), *free]
+    assert runner.invoke(cli.app, up).exit_code == 0
+    result = runner.invoke(cli.app, [*up, "--cluster", "--primaries", "2", "--replicas", "0"])
     assert result.exit_code == 0, result.output
     assert plans == [None, launcher.ClusterPlan(primaries=2, replicas=0)]
 

@@ -1,0 +1,90 @@
+"""What a command checks before it starts work: settings in range, known markets, a data dir it
+can write, free ports. A problem ends the command with one line per cause on stderr (exit 1),
+naming the flag or environment variable to fix; never a traceback from a service started on it.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+from pydantic import ValidationError
+
+from ridepulse.auth import private_dir
+from ridepulse.markets import load_markets
+from ridepulse.settings import Settings
+
+# a Redis URL may carry a password; the secret is one
+NOT_ECHOED = frozenset({"redis_url", "secret"})
+
+
+def fail(message: str) -> NoReturn:
+    typer.secho(f"error: {message}", fg="red", err=True)
+    raise typer.Exit(1)
+
+
+def invalid_settings(error: ValidationError, flags: set[str]) -> str:
+    """One line per bad value: the flag when the command line gave it, else its variable."""
+    lines = []
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else ""
+        source = f"--{field.replace('_', '-')}" if field in flags else f"RIDEPULSE_{field.upper()}"
+        reason = item["msg"].removeprefix("Value error, ")
+        given = "(not shown)" if field in NOT_ECHOED else repr(item["input"])
+        lines.append(f"{source}={given}: {reason}")
+    return "invalid settings:\n  " + "\n  ".join(lines) if len(lines) > 1 else lines[0]
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """The environment's settings with the command line's `overrides` (None: not given), whose
+    markets file and market names resolve."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        settings = Settings(**given)
+    except ValidationError as exc:
+        fail(invalid_settings(exc, set(given)))
+    try:
+        load_markets(settings.markets_file, settings.markets)
+    except (OSError, ValueError) as exc:  # a missing or malformed file, an unknown market
+        fail(f"markets: {exc}")
+    return settings
+
+
+def require_data_dir(path: Path) -> None:
+    """The directory exists (created owner-only if not) and this user can write in it."""
+    try:
+        private_dir(path)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        fail(f"cannot use the data dir {path}: {exc.strerror or exc} (--data-dir)")
+
+
+def cannot_listen(host: str, port: int) -> str | None:
+    """Why a server could not listen on host:port now, or None (it can)."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind((host, port))
+    except socket.gaierror as exc:
+        return f"unknown address {host!r} ({exc.strerror})"
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return "the port is in use by another program"
+        return exc.strerror or str(exc)
+    return None
+
+
+def require_free_ports(settings: Settings) -> None:
+    """`ridepulse up`'s two HTTP ports, distinct and free, before any process starts."""
+    wanted = {"--api-port": settings.api_port, "--dashboard-port": settings.dashboard_port}
+    if settings.api_port == settings.dashboard_port:
+        fail(f"--api-port and --dashboard-port are both {settings.api_port}: give them two ports")
+    for flag, port in wanted.items():
+        if problem := cannot_listen(settings.host, port):
+            fail(f"cannot listen on {settings.host}:{port} ({flag}, --host): {problem}")

@@ -1,0 +1,156 @@
+"""A bad setting, an unknown market, an unusable data dir or a busy port ends a command with one
+line naming what to fix, before anything starts: never a traceback from a service."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import annotated_types
+import pytest
+from typer.testing import CliRunner
+
+from ridepulse import cli, launcher
+from ridepulse.redis_server import free_port
+from ridepulse.settings import Settings
+
+BOUNDS = (annotated_types.Ge, annotated_types.Gt, annotated_types.Le, annotated_types.Lt)
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    """A CLI whose platform must never start: every case here fails before it."""
+    monkeypatch.setattr(launcher, "run_platform", lambda *a, **k: pytest.fail("started"))
+    monkeypatch.setattr(launcher, "start_embedded", lambda *a, **k: pytest.fail("started"))
+    for name in ("RIDEPULSE_REDIS_URL", "RIDEPULSE_MARKETS", "RIDEPULSE_MARKETS_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    return CliRunner()
+
+
+@pytest.fixture
+def listening() -> Iterator[int]:
+    """A loopback port another program listens on."""
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        yield other.getsockname()[1]
+
+
+def refused(runner: CliRunner, args: list[str], env: dict[str, str] | None = None) -> str:
+    result = runner.invoke(cli.app, args, env=env)
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert result.output.startswith("error: ")
+    return result.output
+
+
+def test_every_numeric_setting_has_a_range() -> None:
+    """A new number without bounds would let a typo (a port of 99999, a BLOCK of 0) through."""
+    unbounded = [
+        name
+        for name, field in Settings.model_fields.items()
+        if field.annotation in (int, float)
+        and not any(isinstance(m, BOUNDS) for m in field.metadata)
+    ]
+    assert unbounded == []
+
+
+def test_a_port_out_of_range_names_the_flag(runner: CliRunner, tmp_path: Path) -> None:
+    out = refused(runner, ["up", "--api-port", "99999", "--data-dir", str(tmp_path)])
+    assert out == "error: --api-port=99999: Input should be less than or equal to 65535\n"
+
+
+def test_a_bad_variable_is_named_with_its_value(runner: CliRunner) -> None:
+    out = refused(runner, ["run", "ingest"], env={"RIDEPULSE_API_PORT": "abc"})
+    assert out.startswith("error: RIDEPULSE_API_PORT='abc': Input should be a valid integer")
+
+
+def test_every_bad_variable_is_listed(runner: CliRunner) -> None:
+    env = {
+        "RIDEPULSE_BLOCK_MS": "0",
+        "RIDEPULSE_KEY_PREFIX": "rp{x}",
+        "RIDEPULSE_LOG_LEVEL": "loud",
+    }
+    out = refused(runner, ["status"], env=env)
+    assert out.splitlines()[0] == "error: invalid settings:"
+    assert "RIDEPULSE_BLOCK_MS='0': Input should be greater than or equal to 1" in out
+    assert "RIDEPULSE_KEY_PREFIX='rp{x}': not empty, and no spaces or any of" in out
+    assert "RIDEPULSE_LOG_LEVEL='loud': one of debug, info, warning, error, critical" in out
+
+
+def test_a_redis_url_is_checked_but_never_echoed(runner: CliRunner) -> None:
+    out = refused(runner, ["status"], env={"RIDEPULSE_REDIS_URL": "http://user:pw@h:6379"})
+    assert "RIDEPULSE_REDIS_URL=(not shown): a Redis URL starts with one of redis://" in out
+    assert "pw" not in out
+
+
+def test_an_unknown_market_stops_up_before_any_service(runner: CliRunner, tmp_path: Path) -> None:
+    out = refused(runner, ["up", "--markets", "sf,xyz", "--data-dir", str(tmp_path)])
+    assert out == "error: markets: unknown market(s) 'xyz'; known: sf, nyc\n"
+
+
+def test_a_missing_markets_file(runner: CliRunner, tmp_path: Path) -> None:
+    missing = tmp_path / "markets.json"
+    out = refused(runner, ["status"], env={"RIDEPULSE_MARKETS_FILE": str(missing)})
+    assert f"error: markets: [Errno 2] No such file or directory: '{missing}'" in out
+
+
+@pytest.mark.parametrize("command", [["up"], ["redis"], ["cluster", "up"]])
+def test_a_data_dir_that_cannot_be_made(
+    runner: CliRunner, tmp_path: Path, command: list[str]
+) -> None:
+    not_a_dir = tmp_path / "a-file"
+    not_a_dir.write_text("")
+    out = refused(runner, [*command, "--data-dir", str(not_a_dir / "data")])
+    assert (
+        out
+        == f"error: cannot use the data dir {not_a_dir / 'data'}: Not a directory (--data-dir)\n"
+    )
+
+
+def test_a_busy_port_stops_up(runner: CliRunner, tmp_path: Path, listening: int) -> None:
+    args = ["up", "--data-dir", str(tmp_path), "--dashboard-port", str(free_port())]
+    out = refused(runner, [*args, "--api-port", str(listening)])
+    assert out == (
+        f"error: cannot listen on 127.0.0.1:{listening} (--api-port, --host): "
+        "the port is in use by another program\n"
+    )
+
+
+def test_one_port_for_both_servers(runner: CliRunner, tmp_path: Path) -> None:
+    port = str(free_port())
+    out = refused(
+        runner, ["up", "--data-dir", str(tmp_path), "--api-port", port, "--dashboard-port", port]
+    )
+    assert out == f"error: --api-port and --dashboard-port are both {port}: give them two ports\n"
+
+
+def test_an_unknown_host(runner: CliRunner, tmp_path: Path) -> None:
+    out = refused(runner, ["up", "--data-dir", str(tmp_path), "--host", "999.1.1.1"])
+    assert out.startswith("error: cannot listen on 999.1.1.1:8000 (--api-port, --host): unknown")
+
+
+def test_a_token_that_would_be_born_expired(runner: CliRunner) -> None:
+    result = runner.invoke(cli.app, ["token", "driver", "d1", "--ttl-s", "0"])
+    assert result.exit_code == 2  # click's usage error
+    assert "greater than or equal to 1" in result.output
+
+
+def test_good_settings_start_the_platform(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The control: the same checks let a valid command through to the launcher."""
+    started: list[Settings] = []
+
+    def run_platform(settings: Settings, **_: object) -> int:
+        started.append(settings)
+        return 0
+
+    monkeypatch.setattr(launcher, "run_platform", run_platform)
+    ports = [str(free_port()), str(free_port())]
+    args = ["up", "--no-sim", "--data-dir", str(tmp_path / "new")]
+    result = CliRunner().invoke(
+        cli.app, [*args, "--api-port", ports[0], "--dashboard-port", ports[1]]
+    )
+    assert result.exit_code == 0, result.output
+    assert [(s.api_port, s.dashboard_port) for s in started] == [(int(ports[0]), int(ports[1]))]
+    assert (tmp_path / "new").stat().st_mode & 0o777 == 0o700
