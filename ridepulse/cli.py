@@ -48,9 +48,17 @@ LogFormatOption = Annotated[
 
 @app.command()
 def up(
-    host: Annotated[str, typer.Option(help="bind address of the HTTP services")] = "127.0.0.1",
-    api_port: Annotated[int, typer.Option(help="ingest API port")] = 8000,
-    dashboard_port: Annotated[int, typer.Option(help="dashboard port")] = 8080,
+    # None: the setting's own value (RIDEPULSE_HOST, _API_PORT, _DASHBOARD_PORT, else default)
+    host: Annotated[
+        str | None,
+        typer.Option(help="bind address of the HTTP services", show_default="127.0.0.1"),
+    ] = None,
+    api_port: Annotated[
+        int | None, typer.Option(help="ingest API port", show_default="8000")
+    ] = None,
+    dashboard_port: Annotated[
+        int | None, typer.Option(help="dashboard port", show_default="8080")
+    ] = None,
     data_dir: Annotated[
         Path | None, typer.Option(help="embedded server data, logs, secret")
     ] = None,

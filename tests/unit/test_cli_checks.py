@@ -154,3 +154,22 @@ def test_good_settings_start_the_platform(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert result.exit_code == 0, result.output
     assert [(s.api_port, s.dashboard_port) for s in started] == [(int(ports[0]), int(ports[1]))]
     assert (tmp_path / "new").stat().st_mode & 0o777 == 0o700
+
+
+def test_up_takes_its_ports_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Without the flags, RIDEPULSE_API_PORT and _DASHBOARD_PORT hold (the flags' defaults
+    used to override them with 8000 and 8080)."""
+    started: list[Settings] = []
+
+    def run_platform(settings: Settings, **_: object) -> int:
+        started.append(settings)
+        return 0
+
+    monkeypatch.setattr(launcher, "run_platform", run_platform)
+    api, dashboard = free_port(), free_port()
+    env = {"RIDEPULSE_API_PORT": str(api), "RIDEPULSE_DASHBOARD_PORT": str(dashboard)}
+    result = CliRunner().invoke(cli.app, ["up", "--data-dir", str(tmp_path)], env=env)
+    assert result.exit_code == 0, result.output
+    assert [(s.api_port, s.dashboard_port) for s in started] == [(api, dashboard)]
