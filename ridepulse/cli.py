@@ -178,7 +178,7 @@ def _redis_client() -> redis.Redis:
 @deadletters_app.callback()
 def deadletters(
     ctx: typer.Context,
-    limit: Annotated[int, typer.Option(help="show at most this many, oldest first")] = 100,
+    limit: Annotated[int, typer.Option(min=1, help="show at most this many, oldest first")] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="every field, original included")] = False,
 ) -> None:
     """List dead letters: id, deliveries, stream / group, event, reason."""

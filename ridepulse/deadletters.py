@@ -13,6 +13,7 @@ The entry's fields are read as ridepulse/bus/deadletter.py writes them; fields a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ from ridepulse.keys import GlobalKeys
 
 _KNOWN = DEAD_LETTER_FIELDS
 PAGE = 500
+ENTRY_ID = re.compile(r"\d+-\d+")  # a stream entry id, as the listing shows it
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +132,12 @@ def list_dead_letters(
 
 
 def get_dead_letter(client: redis.Redis, prefix: str, dead_letter_id: str) -> DeadLetter:
+    if not ENTRY_ID.fullmatch(dead_letter_id):  # the server would answer with a ResponseError
+        raise InvalidInput(
+            f"{dead_letter_id!r} is not a dead letter id: the listing's first column, "
+            "like 1765432109876-0",
+            field="id",
+        )
     found: Any = client.xrange(GlobalKeys(prefix).dead_letters, dead_letter_id, dead_letter_id)
     if not found:
         raise NotFound(f"no dead letter {dead_letter_id}", field="id")

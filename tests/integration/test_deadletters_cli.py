@@ -135,6 +135,10 @@ async def test_replay_all_replays_every_dead_letter_and_an_unknown_id_fails(
         assert [d["id"] for d in oldest] == listed[:1]
         missing = await run_cli(settings, "replay", "1-1")
         assert missing.returncode == 1 and "no dead letter 1-1" in missing.stderr
+        # not an entry id at all: one line, not the server's ResponseError as a traceback
+        malformed = await run_cli(settings, "replay", "nope")
+        assert malformed.returncode == 1 and "Traceback" not in malformed.stderr
+        assert "'nope' is not a dead letter id" in malformed.stderr, malformed.stderr
         neither = await run_cli(settings, "replay")
         assert neither.returncode == 1
         failing.clear()
