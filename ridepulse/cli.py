@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import shutil
@@ -24,7 +25,13 @@ from ridepulse.auth import (
     mint_token,
     resolve_secret,
 )
-from ridepulse.cli_checks import fail, load_settings, require_data_dir, require_free_ports
+from ridepulse.cli_checks import (
+    fail,
+    load_settings,
+    owning_data_dir,
+    require_data_dir,
+    require_free_ports,
+)
 from ridepulse.cli_cluster import cluster_app
 from ridepulse.errors import RedisUnavailable, RidePulseError
 from ridepulse.foreground import print_url_until_stopped
@@ -104,13 +111,16 @@ def up(
         log_format=log_format,
         scale=scale,
     )
-    require_data_dir(settings.data_dir)
-    require_free_ports(settings)
-    try:
-        plan = launcher.ClusterPlan(primaries, replicas) if cluster else None
-        code = launcher.run_platform(settings, simulate=not no_sim, cluster_plan=plan)
-    except RedisUnavailable as exc:
-        fail(exc.detail)
+    with contextlib.ExitStack() as owned:
+        owned.enter_context(owning_data_dir(settings.data_dir))
+        if cluster:  # `ridepulse cluster up` keeps its nodes there too
+            owned.enter_context(owning_data_dir(launcher.cluster_dir(settings)))
+        require_free_ports(settings)
+        try:
+            plan = launcher.ClusterPlan(primaries, replicas) if cluster else None
+            code = launcher.run_platform(settings, simulate=not no_sim, cluster_plan=plan)
+        except RedisUnavailable as exc:
+            fail(exc.detail)
     raise typer.Exit(code)
 
 
@@ -235,16 +245,16 @@ def redis_only(
 ) -> None:
     """Start only the embedded server and print its URL; Ctrl-C stops it."""
     settings = load_settings(data_dir=data_dir)
-    require_data_dir(settings.data_dir)
-    try:
-        server = launcher.start_embedded(settings)
-    except RedisUnavailable as exc:
-        fail(exc.detail)
-    try:
-        print_url_until_stopped(server.url, {signal.SIGINT, signal.SIGTERM})
-    finally:
-        server.stop()
-        launcher.forget_running_redis(settings)
+    with owning_data_dir(settings.data_dir):
+        try:
+            server = launcher.start_embedded(settings)
+        except RedisUnavailable as exc:
+            fail(exc.detail)
+        try:
+            print_url_until_stopped(server.url, {signal.SIGINT, signal.SIGTERM})
+        finally:
+            server.stop()
+            launcher.forget_running_redis(settings)
 
 
 @app.command()

@@ -5,9 +5,11 @@ naming the flag or environment variable to fix; never a traceback from a service
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import socket
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -15,6 +17,7 @@ import typer
 from pydantic import ValidationError
 
 from ridepulse.auth import private_dir
+from ridepulse.data_dir_lock import DataDirInUse, holding
 from ridepulse.markets import load_markets
 from ridepulse.settings import Settings
 
@@ -62,6 +65,17 @@ def require_data_dir(path: Path) -> None:
             pass
     except OSError as exc:
         fail(f"cannot use the data dir {path}: {exc.strerror or exc} (--data-dir)")
+
+
+@contextlib.contextmanager
+def owning_data_dir(path: Path) -> Iterator[None]:
+    """The directory, usable and this command's alone while it runs (data_dir_lock.py)."""
+    require_data_dir(path)
+    try:
+        with holding(path):
+            yield
+    except DataDirInUse as exc:
+        fail(f"{exc}: stop that one first, or give this one another --data-dir")
 
 
 def cannot_listen(host: str, port: int) -> str | None:

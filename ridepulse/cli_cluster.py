@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from ridepulse.cli_checks import fail, load_settings, require_data_dir
+from ridepulse import launcher
+from ridepulse.cli_checks import fail, load_settings, owning_data_dir
 from ridepulse.cluster import LocalCluster
 from ridepulse.errors import RedisUnavailable
 from ridepulse.foreground import print_url_until_stopped
@@ -28,20 +29,20 @@ def cluster_up(
     """Start (or restart) the cluster, wait for cluster_state:ok, print its URL; Ctrl-C stops it."""
     settings = load_settings()
     markets = [m.id for m in load_markets(settings.markets_file, "all").markets]
-    where = data_dir or Path(settings.data_dir) / "cluster"
-    require_data_dir(where)
-    cluster = LocalCluster(
-        where,
-        primaries=primaries,
-        replicas=replicas,
-        markets=markets,
-        key_prefix=settings.key_prefix,
-    )
-    try:
-        cluster.start()
-    except RedisUnavailable as exc:
-        fail(exc.detail)
-    try:
-        print_url_until_stopped(cluster.url, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
-    finally:
-        cluster.stop()
+    where = data_dir or launcher.cluster_dir(settings)
+    with owning_data_dir(where):
+        cluster = LocalCluster(
+            where,
+            primaries=primaries,
+            replicas=replicas,
+            markets=markets,
+            key_prefix=settings.key_prefix,
+        )
+        try:
+            cluster.start()
+        except RedisUnavailable as exc:
+            fail(exc.detail)
+        try:
+            print_url_until_stopped(cluster.url, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+        finally:
+            cluster.stop()

@@ -237,11 +237,16 @@ def cluster_revive_after_s(cluster: LocalCluster) -> float:
     return 2 * cluster.node_timeout_ms / 1000
 
 
+def cluster_dir(settings: Settings) -> Path:
+    """Where `up --cluster` and `cluster up` keep the nodes' data."""
+    return Path(settings.data_dir) / "cluster"
+
+
 def start_cluster(settings: Settings, plan: ClusterPlan) -> LocalCluster:
     """Start (or restart, same ports and data) the local cluster, every market's slot dealt."""
     markets = [m.id for m in load_markets(settings.markets_file, "all").markets]
     return LocalCluster(
-        Path(settings.data_dir) / "cluster",
+        cluster_dir(settings),
         primaries=plan.primaries,
         replicas=plan.replicas,
         markets=markets,
