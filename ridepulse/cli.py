@@ -29,8 +29,10 @@ from ridepulse.cli_checks import (
     fail,
     load_settings,
     owning_data_dir,
+    redact_url,
     require_data_dir,
     require_free_ports,
+    require_reachable,
 )
 from ridepulse.cli_cluster import cluster_app
 from ridepulse.errors import RedisUnavailable, RidePulseError
@@ -116,6 +118,8 @@ def up(
         if cluster:  # `ridepulse cluster up` keeps its nodes there too
             owned.enter_context(owning_data_dir(launcher.cluster_dir(settings)))
         require_free_ports(settings)
+        if settings.redis_url:
+            require_reachable(settings.redis_url)
         try:
             plan = launcher.ClusterPlan(primaries, replicas) if cluster else None
             code = launcher.run_platform(settings, simulate=not no_sim, cluster_plan=plan)
@@ -145,7 +149,7 @@ def run(
     try:
         main(settings)
     except redis.ConnectionError as exc:
-        fail(f"cannot reach Redis at {_redact(settings.redis_url)}: {exc}")
+        fail(f"cannot reach Redis at {redact_url(settings.redis_url)}: {exc}")
 
 
 @app.command()
@@ -162,7 +166,7 @@ def status(
             client, load_markets(settings.markets_file, settings.markets), settings.key_prefix
         )
     except redis.ConnectionError as exc:
-        fail(f"cannot reach Redis at {_redact(settings.redis_url)}: {exc}")
+        fail(f"cannot reach Redis at {redact_url(settings.redis_url)}: {exc}")
     typer.echo(
         orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode()
         if as_json
@@ -294,13 +298,6 @@ def token(
         fail(f"usage: ridepulse token ROLE SUBJECT, ROLE one of: {', '.join(API_ROLES)}")
     ttl = DEFAULT_TTL_S if ttl_s is None else ttl_s
     typer.echo(mint_token(secret, role or "", subject or "", ttl_s=ttl))
-
-
-def _redact(url: str | None) -> str:
-    if not url or "@" not in url:
-        return url or ""
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://***@{rest.rpartition('@')[2]}"
 
 
 def _add_events_app() -> None:

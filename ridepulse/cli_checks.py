@@ -13,12 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
+import redis
 import typer
 from pydantic import ValidationError
 
 from ridepulse.auth import private_dir
 from ridepulse.data_dir_lock import DataDirInUse, holding
 from ridepulse.markets import load_markets
+from ridepulse.redis_client import connect_sync
 from ridepulse.settings import Settings
 
 # a Redis URL may carry a password; the secret is one
@@ -102,3 +104,23 @@ def require_free_ports(settings: Settings) -> None:
     for flag, port in wanted.items():
         if problem := cannot_listen(settings.host, port):
             fail(f"cannot listen on {settings.host}:{port} ({flag}, --host): {problem}")
+
+
+def redact_url(url: str | None) -> str:
+    """The URL without its password, fit for an error line."""
+    if not url or "@" not in url:
+        return url or ""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.rpartition('@')[2]}"
+
+
+def require_reachable(url: str) -> None:
+    """A server `ridepulse up --redis-url` was given answers, with these credentials, before
+    seven services are started against it to fail one by one."""
+    client = connect_sync(url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        fail(f"cannot reach Redis at {redact_url(url)}: {exc} (--redis-url)")
+    finally:
+        client.close()

@@ -173,3 +173,12 @@ def test_up_takes_its_ports_from_the_environment(
     result = CliRunner().invoke(cli.app, ["up", "--data-dir", str(tmp_path)], env=env)
     assert result.exit_code == 0, result.output
     assert [(s.api_port, s.dashboard_port) for s in started] == [(api, dashboard)]
+
+
+def test_an_unreachable_redis_stops_up(runner: CliRunner, tmp_path: Path) -> None:
+    nobody = free_port()  # nothing listens there
+    url = f"redis://:secret-pw@127.0.0.1:{nobody}/0"
+    ports = ["--api-port", str(free_port()), "--dashboard-port", str(free_port())]
+    out = refused(runner, ["up", "--data-dir", str(tmp_path), "--redis-url", url, *ports])
+    assert out.startswith(f"error: cannot reach Redis at redis://***@127.0.0.1:{nobody}/0: ")
+    assert out.endswith("(--redis-url)\n") and "secret-pw" not in out
