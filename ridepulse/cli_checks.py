@@ -1,6 +1,7 @@
 """What a command checks before it starts work: settings in range, known markets, a data dir it
-can write, free ports. A problem ends the command with one line per cause on stderr (exit 1),
-naming the flag or environment variable to fix; never a traceback from a service started on it.
+can write and no other ridepulse runs on, free ports, a Redis that answers. A problem ends the
+command with one line per cause on stderr (exit 1), naming the flag or environment variable to
+fix; never a traceback, nor a service started only to fail.
 """
 
 from __future__ import annotations
