@@ -111,12 +111,20 @@ async def principal(request: Request) -> Principal:
 
 
 async def body_bytes(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The body, refused as soon as it passes `limit`: a chunked body declares no length, and
+    reading it whole first let one token make ingest hold hundreds of MB."""
+    too_large = PayloadTooLarge(f"body larger than {limit} bytes")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"body larger than {limit} bytes")
-    raw = await request.body()
-    if len(raw) > limit:
-        raise PayloadTooLarge(f"body larger than {limit} bytes")
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    request._body = raw  # as Request.body() keeps it, for anything that reads it again
     return raw
 
 

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from ridepulse.bus.faults import is_transient
 from ridepulse.errors import RidePulseError
@@ -50,13 +51,24 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0]
-        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
-        return error_response(422, "invalid_input", str(first.get("msg")), ".".join(loc) or None)
+        where = first.get("loc", ())
+        loc = [str(p) for p in where if p not in ("body", "query", "path", "header")]
+        field = ".".join(loc) or None
+        if field and where[0] == "header":  # named as the API's other errors name it:
+            field = field.replace("-", "_")  # Idempotency-Key → idempotency_key
+        return error_response(422, "invalid_input", str(first.get("msg")), field)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, exc: ClientDisconnect) -> Response:
+        """The client hung up before its body arrived: no one reads this answer, and it is
+        no fault of ours (a handler here, not the catch-all, keeps the traceback out)."""
+        log.debug("api.client_disconnected", path=request.url.path)
+        return error_response(400, "client_disconnected", "the client closed the connection")
 
     @app.exception_handler(RedisError)
     async def redis_down(request: Request, exc: RedisError) -> Response:

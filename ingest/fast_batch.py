@@ -67,7 +67,9 @@ def decode_batch(raw: bytes, now: int, markets: MarketMap) -> dict[str, list[Fle
     Checks run over whole columns in C (join + one regex, min/max), not one ping at a time."""
     try:
         pings = _DECODER.decode(raw).pings
-    except msgspec.DecodeError:  # ValidationError included
+    # msgspec lets bytes that are not UTF-8 through as UnicodeDecodeError, and nesting past its
+    # depth as RecursionError; the per-item path answers each with a 422
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):  # ValidationError included
         return None
     if not pings:
         return {}

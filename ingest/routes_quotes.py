@@ -12,8 +12,8 @@ from ingest.deps import get_deps, principal
 from ingest.quotes import make_quote
 from ingest.responses import JSON
 from ingest.schemas import ERRORS, QuoteOut
+from ingest.validation import check_trip
 from ridepulse.auth import Principal
-from ridepulse.errors import InvalidInput
 
 router = APIRouter(tags=["rides"])
 Lat = Annotated[float, Query(ge=-90, le=90)]
@@ -34,12 +34,7 @@ async def quote(
     who.require("rider", "ops")
     deps = get_deps(request)
     await deps.limit_rider(who, "quotes", deps.settings.rider_quotes_per_min)
-    if (
-        deps.markets.locate(dropoff_lat, dropoff_lon).id
-        != deps.markets.locate(pickup_lat, pickup_lon).id
-    ):
-        raise InvalidInput("dropoff is in another market", field="dropoff_lat")
-    result = await make_quote(
-        deps, who.subject, (pickup_lat, pickup_lon), (dropoff_lat, dropoff_lon)
-    )
+    pickup, dropoff = (pickup_lat, pickup_lon), (dropoff_lat, dropoff_lon)
+    check_trip(deps.markets, pickup, dropoff, ("pickup_lat", "dropoff_lat"))
+    result = await make_quote(deps, who.subject, pickup, dropoff)
     return JSON({**asdict(result), "currency": "USD"})

@@ -24,18 +24,17 @@ from ingest.schemas import (
     RideRequestIn,
     body_schema,
 )
-from ingest.validation import check_point
+from ingest.validation import check_point, check_trip
 from ridepulse.auth import Principal
 from ridepulse.contracts.events import Point
 from ridepulse.errors import Conflict, Forbidden, InvalidInput, NotFound
 from ridepulse.fares import trip_fare
-from ridepulse.geo import haversine_m
 from ridepulse.rides.ids import new_ride_id
 from ridepulse.rides.projection import Ride
+from ridepulse.rides.store import MAX_IDEMPOTENCY_KEY
 
 router = APIRouter(tags=["rides"])
 Who = Annotated[Principal, Depends(principal)]
-MAX_IDEMPOTENCY_KEY = 128
 
 
 async def _ride(deps: Deps, ride_id: str, who: Principal, *, offered_once: bool = False) -> Ride:
@@ -77,7 +76,9 @@ def _may_read(who: Principal, ride: Ride) -> bool:
 async def request_ride(
     request: Request,
     who: Who,
-    idempotency_key: Annotated[str | None, Header(max_length=MAX_IDEMPOTENCY_KEY)] = None,
+    idempotency_key: Annotated[
+        str | None, Header(min_length=1, max_length=MAX_IDEMPOTENCY_KEY)
+    ] = None,
 ) -> JSON:
     deps = get_deps(request)
     who.require("rider")
@@ -90,14 +91,9 @@ async def request_ride(
         raise InvalidInput(f"unknown field {sorted(unknown)[0]}", field=sorted(unknown)[0])
     pickup_lat, pickup_lon = check_point(body.get("pickup"), "pickup")
     dropoff_lat, dropoff_lon = check_point(body.get("dropoff"), "dropoff")
-    market = deps.markets.locate(pickup_lat, pickup_lon)
-    try:
-        if deps.markets.locate(dropoff_lat, dropoff_lon).id != market.id:
-            raise InvalidInput("dropoff is in another market", field="dropoff")
-    except InvalidInput as exc:
-        raise InvalidInput(exc.detail, field="dropoff") from None
-    if haversine_m(pickup_lat, pickup_lon, dropoff_lat, dropoff_lon) < 50:
-        raise InvalidInput("pickup and dropoff are the same place", field="dropoff")
+    market = check_trip(
+        deps.markets, (pickup_lat, pickup_lon), (dropoff_lat, dropoff_lon), ("pickup", "dropoff")
+    )
     quote_id = checked_quote_id(body.get("quote_id"))
     digest = body_hash(body)
     if idempotency_key is not None:

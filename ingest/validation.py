@@ -7,7 +7,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ridepulse.errors import InvalidInput
+from ridepulse.errors import InvalidInput, OutsideServiceArea
+from ridepulse.geo import haversine_m
+from ridepulse.markets import Market, MarketMap
 
 FUTURE_TOLERANCE_MS = 5_000  # device clocks drift; more than this is a bad clock or a forgery
 MAX_AGE_MS = 5 * 60_000  # older pings are useless for dispatch and would corrupt speed learning
@@ -21,6 +23,7 @@ MAX_ID_LENGTH = 64
 # other Unicode letters): at least one letter or digit, "." or "--" alone is refused
 ID_CHARS = r"[A-Za-z0-9._-]*[A-Za-z0-9][A-Za-z0-9._-]*"
 ID_PATTERN = f"^{ID_CHARS}$"
+MIN_TRIP_M = 50.0  # closer than this, pickup and dropoff are one place: no trip to price or drive
 
 
 def _number(
@@ -88,3 +91,26 @@ def check_point(body: Any, name: str) -> tuple[float, float]:
         raise InvalidInput(exc.detail, field=f"{name}.{exc.field}") from None
     assert lat is not None and lon is not None
     return lat, lon
+
+
+def check_trip(
+    markets: MarketMap,
+    pickup: tuple[float, float],
+    dropoff: tuple[float, float],
+    fields: tuple[str, str],
+) -> Market:
+    """The market of a trip with both ends inside it and MIN_TRIP_M apart: the quote and the
+    ride request refuse the same trips, each naming its own fields (pickup's, dropoff's)."""
+    market = _located(markets, pickup, fields[0])
+    if _located(markets, dropoff, fields[1]).id != market.id:
+        raise InvalidInput("dropoff is in another market", field=fields[1])
+    if haversine_m(*pickup, *dropoff) < MIN_TRIP_M:
+        raise InvalidInput("pickup and dropoff are the same place", field=fields[1])
+    return market
+
+
+def _located(markets: MarketMap, point: tuple[float, float], field: str) -> Market:
+    try:
+        return markets.locate(*point)
+    except OutsideServiceArea as exc:
+        raise OutsideServiceArea(exc.detail, field=field) from None

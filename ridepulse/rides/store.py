@@ -25,6 +25,7 @@ from ridepulse.rides.state import (
 )
 
 IDEMPOTENCY_TTL_S = 24 * 3600
+MAX_IDEMPOTENCY_KEY = 128  # characters; the API documents the same bound on the header
 OPEN_RIDES_RETRY_AFTER_S = 10  # a waiting ride finds a driver or expires within a minute
 QUOTE_REFUSALS = {
     "unknown": ("quote_id", "quote expired or unknown; ask for a new quote"),
@@ -145,8 +146,11 @@ class RideStore:
         field). A quoted ride takes fare and surge from the quote and uses it up."""
         inputs.checked_id("ride_id", ride_id)
         inputs.checked_id("rider_id", rider_id)
-        if idempotency_key is not None and not 0 < len(idempotency_key) <= 255:
-            raise InvalidInput("idempotency key must be 1-255 characters", field="idempotency_key")
+        if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
+            raise InvalidInput(
+                f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} characters",
+                field="idempotency_key",
+            )
         extra_keys = [
             self.keys.rider_rides(rider_id),
             self.keys.rider_open_rides(rider_id),
