@@ -7,11 +7,14 @@ from urllib.parse import urlsplit
 
 import orjson
 from fastapi import APIRouter, FastAPI, WebSocket, WebSocketDisconnect
+from fastapi.responses import Response
 
 from ingest.deps import Deps
 from ingest.errors import error_response
 from ingest.routes_telemetry import accept_ping
-from ridepulse.errors import RidePulseError
+from ingest.validation import check_id
+from ridepulse.auth import bearer
+from ridepulse.errors import Forbidden, InvalidInput, RidePulseError
 from ridepulse.ws_cap import CAP_RETRY_AFTER_S, ConnectionCap
 from ridepulse.ws_expiry import close_at_expiry
 
@@ -27,14 +30,27 @@ def _connection_cap(app: FastAPI, deps: Deps) -> ConnectionCap:
     return cap
 
 
-async def _refuse_over_cap(websocket: WebSocket, limit: int) -> None:
-    """429 with Retry-After on the handshake where the server can send one, else close 1008."""
-    detail = f"at most {limit} open WebSocket(s) per token"
+async def _refuse(websocket: WebSocket, response: Response, detail: str) -> None:
+    """The upgrade answered with `response` (the API's JSON error) where the server can send
+    one, else closed with 1008 and `detail`."""
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
-        response = error_response(429, "rate_limited", detail, retry_after_s=CAP_RETRY_AFTER_S)
         await websocket.send_denial_response(response)
     else:
-        await websocket.close(POLICY_VIOLATION, detail)
+        await websocket.close(POLICY_VIOLATION, detail[:120])
+
+
+async def _refuse_over_cap(websocket: WebSocket, limit: int) -> None:
+    detail = f"at most {limit} open WebSocket(s) per token"
+    response = error_response(429, "rate_limited", detail, retry_after_s=CAP_RETRY_AFTER_S)
+    await _refuse(websocket, response, detail)
+
+
+async def _refuse_upgrade(websocket: WebSocket, exc: RidePulseError) -> None:
+    """docs/security.md: any refusal of who may connect is a 403, its body saying why (an
+    expired token, another driver's); a malformed driver id is the 422 the HTTP routes give."""
+    status = exc.status if isinstance(exc, InvalidInput) else 403
+    code = exc.code if isinstance(exc, InvalidInput) else "forbidden"
+    await _refuse(websocket, error_response(status, code, exc.detail, exc.field), exc.detail)
 
 
 def origin_allowed(websocket: WebSocket) -> bool:
@@ -49,27 +65,29 @@ def origin_allowed(websocket: WebSocket) -> bool:
 @router.websocket("/v1/drivers/{driver_id}/ws")
 async def driver_socket(websocket: WebSocket, driver_id: str) -> None:
     deps: Deps = websocket.app.state.deps
-    if not origin_allowed(websocket):
-        await websocket.close(POLICY_VIOLATION, "origin not allowed")
-        return
     token = websocket.query_params.get("token")
     header = websocket.headers.get("authorization") or (f"Bearer {token}" if token else None)
     try:
+        if not origin_allowed(websocket):
+            raise Forbidden("origin not allowed")
+        check_id(driver_id, "driver_id")
         who = deps.authenticate(header)
         if (who.role == "driver" and who.subject != driver_id) or who.role not in ("driver", "ops"):
-            raise RidePulseError("a driver may only connect as itself")
+            raise Forbidden("a driver may only connect as itself")
     except RidePulseError as exc:
-        await websocket.close(POLICY_VIOLATION, exc.detail[:120])
+        await _refuse_upgrade(websocket, exc)
         return
+    # the cap counts the token, however the header spelled "Bearer" (or the query gave it)
+    token = bearer(header)
     cap = _connection_cap(websocket.app, deps)
-    if not cap.acquire(header or ""):
+    if not cap.acquire(token):
         await _refuse_over_cap(websocket, cap.limit)
         return
     try:
         await websocket.accept()
         await _serve(websocket, deps, driver_id, who.expires_at)
     finally:
-        cap.release(header or "")
+        cap.release(token)
 
 
 async def _serve(websocket: WebSocket, deps: Deps, driver_id: str, expires_at: float) -> None:
@@ -78,16 +96,16 @@ async def _serve(websocket: WebSocket, deps: Deps, driver_id: str, expires_at: f
     expiry = asyncio.create_task(close_at_expiry(websocket, expires_at))
     try:
         while True:
-            raw = await websocket.receive_text()
+            raw = await _next_message(websocket)
             if len(raw) > MAX_MESSAGE_BYTES:
-                await websocket.send_bytes(_error("message too large"))
+                await websocket.send_text(_error("message too large"))
                 continue
             try:
                 await accept_ping(deps, driver_id, orjson.loads(raw))
-            except orjson.JSONDecodeError:
-                await websocket.send_text('{"type":"error","detail":"not JSON"}')
+            except orjson.JSONDecodeError:  # bytes that are not UTF-8 included
+                await websocket.send_text(_error("not JSON"))
             except RidePulseError as exc:
-                await websocket.send_bytes(_error(exc.detail, exc.field))
+                await websocket.send_text(_error(exc.detail, exc.field))
     except (WebSocketDisconnect, RuntimeError):  # RuntimeError: closed by the expiry task
         pass
     finally:
@@ -96,8 +114,19 @@ async def _serve(websocket: WebSocket, deps: Deps, driver_id: str, expires_at: f
         deps.notifier.unsubscribe(driver_id, queue)
 
 
-def _error(detail: str, field: str | None = None) -> bytes:
-    return orjson.dumps({"type": "error", "detail": detail, "field": field})
+async def _next_message(websocket: WebSocket) -> bytes:
+    """The next message's bytes, a text frame's or a binary one's (an app may send its JSON in
+    either; receive_text() failed on binary with a KeyError that dropped the socket)."""
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    text = message.get("text")
+    return text.encode() if text is not None else message.get("bytes") or b""
+
+
+def _error(detail: str, field: str | None = None) -> str:
+    """An error reply, as text like every other message of this socket."""
+    return orjson.dumps({"type": "error", "detail": detail, "field": field}).decode()
 
 
 async def _send_loop(websocket: WebSocket, queue: asyncio.Queue[bytes]) -> None:

@@ -128,3 +128,58 @@ def test_one_driver_socket_past_the_tokens_cap_gets_429_with_retry_after_5(
             return False
 
     wait_until_sync(reopened, timeout_s=10, what="the closed sockets' slots to be freed")
+
+
+def test_a_refused_upgrade_says_why_in_the_apis_json(shared_city: City) -> None:
+    """Still 403 for who may not connect, but with the API's error body: an expired token is
+    told apart from another driver's (the upgrade used to be a bare 403). A malformed driver id
+    is the 422 the HTTP routes give, where it used to open a socket for an ops token."""
+    city = shared_city
+    expired = mint_token(city.secret, "driver", "ws-late", ttl_s=-5)
+    late = _refused_at_handshake(_ws_url(city, "ws-late", expired))
+    assert late.status_code == 403
+    assert orjson.loads(late.body)["error"] == "forbidden"
+    assert "expired" in orjson.loads(late.body)["detail"], late.body
+    other = _refused_at_handshake(
+        _ws_url(city, "ws-late", mint_token(city.secret, "driver", "someone-else"))
+    )
+    assert orjson.loads(other.body)["detail"] == "a driver may only connect as itself"
+    ops = mint_token(city.secret, "ops", "t")
+    bad_id = _refused_at_handshake(_ws_url(city, "a%7Bb%7D", ops))
+    assert bad_id.status_code == 422, bad_id
+    assert orjson.loads(bad_id.body)["field"] == "driver_id", bad_id.body
+
+
+def test_the_cap_counts_the_token_however_the_header_spells_it(shared_city: City) -> None:
+    """Two sockets with ?token=, then the same token as `bearer …` or `Bearer  …` in the header:
+    refused, as the cap is per token (it counted the header's text, so each spelling had a cap
+    of its own)."""
+    city = shared_city
+    token = mint_token(city.secret, "driver", "ws-spelling")
+    url = _ws_url(city, "ws-spelling", token)
+    bare = f"ws://127.0.0.1:{city.platform.api_port}/v1/drivers/ws-spelling/ws"
+    with connect(url, open_timeout=5), connect(url, open_timeout=5):
+        for spelling in (f"bearer {token}", f"BEARER {token}", f"Bearer  {token}"):
+            refused = _refused_at_handshake(bare, additional_headers={"Authorization": spelling})
+            assert refused.status_code == 429, (spelling, refused)
+
+
+def test_binary_frames_are_read_as_json_and_every_error_is_text(city: City) -> None:
+    """A binary frame used to drop the socket (receive_text's KeyError); errors came back as
+    binary frames but for "not JSON"."""
+    token = mint_token(city.secret, "driver", "ws-binary")
+    spot = offset(DOWNTOWN, 300, 0)
+    with connect(_ws_url(city, "ws-binary", token), open_timeout=10) as ws:
+        ws.send(orjson.dumps({"lat": spot[0], "lon": spot[1], "ts": int(time.time() * 1000)}))
+
+        def arrived() -> bool:
+            read = city.http.get("/v1/drivers/ws-binary", headers=city.token("ops", "t"))
+            lat = read.json().get("lat")
+            return lat is not None and abs(float(lat) - spot[0]) < 1e-4
+
+        wait_until_sync(arrived, timeout_s=10, what="the ping sent in a binary frame")
+        for bad in (b"\xff\xfe", "not json", orjson.dumps({"lat": 91, "lon": 0}), "x" * 5000):
+            ws.send(bad)
+            reply = ws.recv(timeout=5)
+            assert isinstance(reply, str), reply  # a text frame
+            assert orjson.loads(reply)["type"] == "error", reply
