@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dashboard import routes, ws
 from dashboard.config import FeedConfig
@@ -49,6 +50,12 @@ def create_app(settings: Settings, config: FeedConfig | None = None) -> FastAPI:
         if exc.field:
             body["field"] = exc.field
         return routes.json_response(body, exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        """An unknown route or method: the same JSON error shape as every other answer."""
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return routes.json_response({"error": code, "detail": str(exc.detail)}, exc.status_code)
 
     app.include_router(routes.router)
     app.add_api_websocket_route("/ws", ws.feed_socket)

@@ -48,6 +48,8 @@ async def put_status(driver_id: DriverId, request: Request, who: Who) -> JSON:
     check_id(driver_id, "driver_id")
     _self_or_ops(who, driver_id)
     body = await json_body(request, 1024)
+    if isinstance(body, dict) and (unknown := sorted(set(body) - {"status"})):
+        raise InvalidInput(f"unknown field {unknown[0]}", field=unknown[0])
     status = body.get("status") if isinstance(body, dict) else None
     if status not in ("available", "offline"):
         raise InvalidInput("status must be 'available' or 'offline'", field="status")

@@ -98,7 +98,9 @@ class TelemetryBatchIn(BaseModel):
 
 
 class DriverStatusIn(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"example": {"status": "available"}})
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"example": {"status": "available"}}
+    )
     status: Literal["available", "offline"]
 
 

@@ -413,6 +413,12 @@ async def test_ride_api_returns_the_timeline_or_a_json_404(
         {"status": "expired", "at": 1_800_000_060_000},
     ]
     assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+    async with httpx.AsyncClient(base_url=dashboard.http) as http:
+        no_route = await http.get("/no/such/page")
+        wrong_method = await http.delete("/api/rides/ride-api")
+    # the same JSON shape off the routes too (it was FastAPI's bare {"detail": "Not Found"})
+    assert (no_route.status_code, no_route.json()["error"]) == (404, "not_found")
+    assert (wrong_method.status_code, wrong_method.json()["error"]) == (405, "method_not_allowed")
 
 
 async def test_heartbeats_dead_letters_and_consumer_lag_reach_the_feed(

@@ -169,3 +169,14 @@ async def test_an_idempotency_key_out_of_bounds_is_one_error(ingest: Ingest, key
 async def test_an_idempotency_key_at_the_bound_is_taken(ingest: Ingest) -> None:
     response = await ingest.request_ride("r1", SF_TRIP, "k" * MAX_IDEMPOTENCY_KEY)
     assert response.status_code == 202, response.text
+
+
+async def test_a_status_with_an_unknown_field_is_refused_naming_it(ingest: Ingest) -> None:
+    """As a ride request's unknown field is (PUT status took {"status": ..., "x": ...})."""
+    response = await ingest.http.put(
+        "/v1/drivers/d1/status",
+        json={"status": "offline", "colour": "red"},
+        headers=ingest.auth("driver", "d1"),
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "colour"
