@@ -125,8 +125,10 @@ async def _next_message(websocket: WebSocket) -> bytes:
 
 
 def _error(detail: str, field: str | None = None) -> str:
-    """An error reply, as text like every other message of this socket."""
-    return orjson.dumps({"type": "error", "detail": detail, "field": field}).decode()
+    """An error reply, as text like every other message of this socket; `field` only when one
+    field is at fault, as in the HTTP API's errors."""
+    body = {"type": "error", "detail": detail} | ({"field": field} if field else {})
+    return orjson.dumps(body).decode()
 
 
 async def _send_loop(websocket: WebSocket, queue: asyncio.Queue[bytes]) -> None:
