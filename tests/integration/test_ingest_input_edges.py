@@ -125,16 +125,7 @@ async def test_quote_and_ride_refuse_the_same_one_place_trip(ingest: Ingest) -> 
     """A quote used to price a trip whose ends are one place, that the ride request then
     refused."""
     near = {"lat": DOWNTOWN["lat"] + 0.0001, "lon": DOWNTOWN["lon"]}  # 11 m away
-    quote = await ingest.http.get(
-        "/v1/quote",
-        params={
-            "pickup_lat": DOWNTOWN["lat"],
-            "pickup_lon": DOWNTOWN["lon"],
-            "dropoff_lat": near["lat"],
-            "dropoff_lon": near["lon"],
-        },
-        headers=ingest.auth("rider", "r1"),
-    )
+    quote = await ingest.quote("r1", DOWNTOWN, near)
     ride = await ingest.request_ride("r1", {"pickup": DOWNTOWN, "dropoff": near}, "k1")
     assert (quote.status_code, ride.status_code) == (422, 422), (quote.text, ride.text)
     assert (

@@ -24,16 +24,7 @@ DROPOFF = {"lat": 37.7893, "lon": -122.4093}
 
 
 async def quote(ingest: Ingest, rider: str) -> dict[str, Any]:
-    response = await ingest.http.get(
-        "/v1/quote",
-        params={
-            "pickup_lat": PICKUP["lat"],
-            "pickup_lon": PICKUP["lon"],
-            "dropoff_lat": DROPOFF["lat"],
-            "dropoff_lon": DROPOFF["lon"],
-        },
-        headers=ingest.auth("rider", rider),
-    )
+    response = await ingest.quote(rider, PICKUP, DROPOFF)
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body

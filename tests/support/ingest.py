@@ -44,6 +44,18 @@ class Ingest:
             "/v1/telemetry", json={"pings": pings}, headers=self.auth(role, "f1")
         )
 
+    async def quote(
+        self, rider: str, pickup: dict[str, float], dropoff: dict[str, float]
+    ) -> httpx.Response:
+        """The rider's GET /v1/quote of the trip from `pickup` to `dropoff` ({lat, lon} each)."""
+        params = {
+            "pickup_lat": pickup["lat"],
+            "pickup_lon": pickup["lon"],
+            "dropoff_lat": dropoff["lat"],
+            "dropoff_lon": dropoff["lon"],
+        }
+        return await self.http.get("/v1/quote", params=params, headers=self.auth("rider", rider))
+
     async def request_ride(self, rider: str, trip: dict[str, Any], key: str) -> httpx.Response:
         """The rider's POST /v1/rides of `trip` under Idempotency-Key `key`."""
         headers = {**self.auth("rider", rider), "Idempotency-Key": key}
