@@ -1,6 +1,6 @@
-"""Fast validation of telemetry input. Pings are the hot path: plain checks on decoded JSON,
-no model instantiation per ping (the OpenAPI schema still documents them: schemas.py takes
-its limits from here)."""
+"""Fast validation of API input: pings, points and trips. Pings are the hot path: plain checks
+on decoded JSON, no model instantiation per ping (the OpenAPI schema still documents them:
+schemas.py takes its limits from here)."""
 
 from __future__ import annotations
 
