@@ -14,7 +14,7 @@ from dashboard import routes, ws
 from dashboard.config import FeedConfig
 from dashboard.feed import Feed, served_markets
 from ridepulse.auth import resolve_secret
-from ridepulse.errors import RidePulseError
+from ridepulse.errors import RidePulseError, http_error_code
 from ridepulse.logs import get_logger
 from ridepulse.redis_client import connect
 from ridepulse.settings import Settings
@@ -54,8 +54,8 @@ def create_app(settings: Settings, config: FeedConfig | None = None) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         """An unknown route or method: the same JSON error shape as every other answer."""
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return routes.json_response({"error": code, "detail": str(exc.detail)}, exc.status_code)
+        body = {"error": http_error_code(exc.status_code), "detail": str(exc.detail)}
+        return routes.json_response(body, exc.status_code)
 
     app.include_router(routes.router)
     app.add_api_websocket_route("/ws", ws.feed_socket)

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from ridepulse.bus.faults import is_transient
-from ridepulse.errors import RidePulseError
+from ridepulse.errors import RidePulseError, http_error_code
 from ridepulse.logs import get_logger
 
 
@@ -60,7 +60,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = http_error_code(exc.status_code)
         return error_response(exc.status_code, code, str(exc.detail))
 
     @app.exception_handler(ClientDisconnect)

@@ -78,3 +78,9 @@ class RedisUnavailable(RidePulseError):
 
 class PayloadTooLarge(RidePulseError):
     code, status = "payload_too_large", 413
+
+
+def http_error_code(status: int) -> str:
+    """The `error` of an answer the framework gives before any route runs (no such route, a
+    method the route lacks), the same in every service."""
+    return {404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")
