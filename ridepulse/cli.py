@@ -41,6 +41,7 @@ from ridepulse.logs import LogFormat
 from ridepulse.markets import load_markets
 from ridepulse.redis_client import connect_sync
 from ridepulse.services import ENTRY_POINTS, SERVICE_NAMES
+from ridepulse.settings import Settings
 from ridepulse.status import collect_status, render
 
 app = typer.Typer(
@@ -182,8 +183,8 @@ deadletters_app = typer.Typer(
 app.add_typer(deadletters_app, name="deadletters")
 
 
-def _redis_client() -> redis.Redis:
-    settings = launcher.with_running_redis(load_settings())
+def _redis_client(settings: Settings) -> redis.Redis:
+    settings = launcher.with_running_redis(settings)
     if not settings.redis_url:
         fail("no Redis to inspect: set RIDEPULSE_REDIS_URL or run `ridepulse up` first")
     return connect_sync(settings.redis_url or "", socket_connect_timeout=3)
@@ -198,9 +199,11 @@ def deadletters(
     """List dead letters: id, deliveries, stream / group, event, reason."""
     if ctx.invoked_subcommand is not None:
         return
-    prefix = load_settings().key_prefix
+    settings = load_settings()
     try:
-        letters = dead_letters.list_dead_letters(_redis_client(), prefix, limit)
+        letters = dead_letters.list_dead_letters(
+            _redis_client(settings), settings.key_prefix, limit
+        )
     except redis.ConnectionError as exc:
         fail(f"cannot reach Redis: {exc}")
     if as_json:
@@ -219,8 +222,8 @@ def deadletters_replay(
     """Append the original event to its stream again, then delete the dead letter."""
     if (dead_letter_id is None) == (not replay_all):
         fail("give one dead letter id or --all")
-    prefix = load_settings().key_prefix
-    client = _redis_client()
+    settings = load_settings()
+    prefix, client = settings.key_prefix, _redis_client(settings)
     done: list[tuple[dead_letters.DeadLetter, str]] = []
     refused: list[tuple[dead_letters.DeadLetter, str]] = []
     try:

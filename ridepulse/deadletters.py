@@ -13,7 +13,6 @@ The entry's fields are read as ridepulse/bus/deadletter.py writes them; fields a
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,12 +21,12 @@ import orjson
 import redis
 
 from ridepulse.bus.deadletter import DEAD_LETTER_FIELDS, ORIGINAL_FIELD_PREFIX, verbatim_original
+from ridepulse.bus.trimming import format_id, parse_id
 from ridepulse.errors import InvalidInput, NotFound
 from ridepulse.keys import GlobalKeys
 
 _KNOWN = DEAD_LETTER_FIELDS
 PAGE = 500
-ENTRY_ID = re.compile(r"\d+-\d+")  # a stream entry id, as the listing shows it
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,8 +130,18 @@ def list_dead_letters(
     return letters
 
 
+def _entry_id(text: str) -> bool:
+    """Whether `text` is an entry id written as the listing writes one (`ms-seq`, each part a
+    64-bit number): the stream parser's reading of it gives it back unchanged."""
+    try:
+        ms, seq = parse_id(text)
+    except ValueError:
+        return False
+    return format_id((ms, seq)) == text and max(ms, seq) < 2**64
+
+
 def get_dead_letter(client: redis.Redis, prefix: str, dead_letter_id: str) -> DeadLetter:
-    if not ENTRY_ID.fullmatch(dead_letter_id):  # the server would answer with a ResponseError
+    if not _entry_id(dead_letter_id):  # the server would answer with a ResponseError
         raise InvalidInput(
             f"{dead_letter_id!r} is not a dead letter id: the listing's first column, "
             "like 1765432109876-0",
