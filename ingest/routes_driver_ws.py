@@ -48,8 +48,7 @@ async def _refuse_over_cap(websocket: WebSocket, limit: int) -> None:
 async def _refuse_upgrade(websocket: WebSocket, exc: RidePulseError) -> None:
     """docs/security.md: any refusal of who may connect is a 403, its body saying why (an
     expired token, another driver's); a malformed driver id is the 422 the HTTP routes give."""
-    status = exc.status if isinstance(exc, InvalidInput) else 403
-    code = exc.code if isinstance(exc, InvalidInput) else "forbidden"
+    status, code = (exc.status, exc.code) if isinstance(exc, InvalidInput) else (403, "forbidden")
     await _refuse(websocket, error_response(status, code, exc.detail, exc.field), exc.detail)
 
 
@@ -65,8 +64,10 @@ def origin_allowed(websocket: WebSocket) -> bool:
 @router.websocket("/v1/drivers/{driver_id}/ws")
 async def driver_socket(websocket: WebSocket, driver_id: str) -> None:
     deps: Deps = websocket.app.state.deps
-    token = websocket.query_params.get("token")
-    header = websocket.headers.get("authorization") or (f"Bearer {token}" if token else None)
+    query_token = websocket.query_params.get("token")
+    header = websocket.headers.get("authorization") or (
+        f"Bearer {query_token}" if query_token else None
+    )
     try:
         if not origin_allowed(websocket):
             raise Forbidden("origin not allowed")
