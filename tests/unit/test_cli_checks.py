@@ -11,18 +11,17 @@ import annotated_types
 import pytest
 from typer.testing import CliRunner
 
-from ridepulse import cli, launcher
+from ridepulse import cli
 from ridepulse.redis_server import free_port
 from ridepulse.settings import Settings
+from tests.unit.conftest import Launch
 
 BOUNDS = (annotated_types.Ge, annotated_types.Gt, annotated_types.Le, annotated_types.Lt)
 
 
 @pytest.fixture
-def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+def runner(monkeypatch: pytest.MonkeyPatch, never_started: None) -> CliRunner:
     """A CLI whose platform must never start: every case here fails before it."""
-    monkeypatch.setattr(launcher, "run_platform", lambda *a, **k: pytest.fail("started"))
-    monkeypatch.setattr(launcher, "start_embedded", lambda *a, **k: pytest.fail("started"))
     for name in ("RIDEPULSE_REDIS_URL", "RIDEPULSE_MARKETS", "RIDEPULSE_MARKETS_FILE"):
         monkeypatch.delenv(name, raising=False)
     return CliRunner()
@@ -137,42 +136,28 @@ def test_a_token_that_would_be_born_expired(runner: CliRunner) -> None:
     assert "greater than or equal to 1" in result.output
 
 
-def test_good_settings_start_the_platform(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_good_settings_start_the_platform(launches: list[Launch], tmp_path: Path) -> None:
     """The control: the same checks let a valid command through to the launcher."""
-    started: list[Settings] = []
-
-    def run_platform(settings: Settings, **_: object) -> int:
-        started.append(settings)
-        return 0
-
-    monkeypatch.setattr(launcher, "run_platform", run_platform)
     ports = [str(free_port()), str(free_port())]
     args = ["up", "--no-sim", "--data-dir", str(tmp_path / "new")]
     result = CliRunner().invoke(
         cli.app, [*args, "--api-port", ports[0], "--dashboard-port", ports[1]]
     )
     assert result.exit_code == 0, result.output
-    assert [(s.api_port, s.dashboard_port) for s in started] == [(int(ports[0]), int(ports[1]))]
+    ran = [(launch.settings.api_port, launch.settings.dashboard_port) for launch in launches]
+    assert ran == [(int(ports[0]), int(ports[1]))]
     assert (tmp_path / "new").stat().st_mode & 0o777 == 0o700
 
 
-def test_up_takes_its_ports_from_the_environment(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_up_takes_its_ports_from_the_environment(launches: list[Launch], tmp_path: Path) -> None:
     """Without the flags, RIDEPULSE_API_PORT and _DASHBOARD_PORT hold (the flags' defaults
     used to override them with 8000 and 8080)."""
-    started: list[Settings] = []
-
-    def run_platform(settings: Settings, **_: object) -> int:
-        started.append(settings)
-        return 0
-
-    monkeypatch.setattr(launcher, "run_platform", run_platform)
     api, dashboard = free_port(), free_port()
     env = {"RIDEPULSE_API_PORT": str(api), "RIDEPULSE_DASHBOARD_PORT": str(dashboard)}
     result = CliRunner().invoke(cli.app, ["up", "--data-dir", str(tmp_path)], env=env)
     assert result.exit_code == 0, result.output
-    assert [(s.api_port, s.dashboard_port) for s in started] == [(api, dashboard)]
+    ran = [(launch.settings.api_port, launch.settings.dashboard_port) for launch in launches]
+    assert ran == [(api, dashboard)]
 
 
 def test_an_unreachable_redis_stops_up(runner: CliRunner, tmp_path: Path) -> None:

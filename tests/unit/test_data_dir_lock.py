@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ridepulse import cli, launcher
+from ridepulse import cli
 from ridepulse.data_dir_lock import DataDirInUse, holding
 from ridepulse.redis_server import free_port
 
@@ -70,10 +70,8 @@ def test_a_killed_holder_frees_the_dir(tmp_path: Path) -> None:
     ],
 )
 def test_commands_refuse_a_dir_in_use(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, command: list[str], held: str
+    never_started: None, tmp_path: Path, command: list[str], held: str
 ) -> None:
-    for starts in ("run_platform", "start_embedded"):
-        monkeypatch.setattr(launcher, starts, lambda *a, **k: pytest.fail("started"))
     ports = ["--api-port", str(free_port()), "--dashboard-port", str(free_port())]
     args = [*command, "--data-dir", str(tmp_path), *(ports if command[0] == "up" else [])]
     where = (tmp_path / held).resolve()
