@@ -300,7 +300,6 @@ SERVICE_GRANTS: dict[str, Grant] = {
         reads=(
             *_lease_keys("pricing"),
             "{*}:rides",
-            "{*}:telemetry",  # XINFO GROUPS: is the retired `pricing.supply` group still there?
             "{*}:drivers:geo",
             "{*}:surge:cells",
             "{*}:surge",  # a key named to EVALSHA (the fenced write + event) must be read-write

@@ -39,11 +39,17 @@ def _url_file(settings: Settings) -> Path:
     return Path(settings.data_dir) / "redis.url"
 
 
+def remember_running_redis(settings: Settings, url: str) -> None:
+    """Write down the server's URL for `status` and the other commands; it holds the
+    operator's password, so the file is private from its first byte."""
+    write_private(_url_file(settings), url)
+
+
 def start_embedded(settings: Settings) -> EmbeddedRedis:
     server = EmbeddedRedis(
         Path(settings.data_dir) / "redis", key_prefix=settings.key_prefix
     ).start()
-    write_private(_url_file(settings), server.url)  # holds the operator's password
+    remember_running_redis(settings, server.url)
     return server
 
 
@@ -269,7 +275,7 @@ def run_platform(
         # replica's promotion (cluster failover), not restarted (docs/scaling.md).
         cluster = start_cluster(settings, cluster_plan)
         settings = settings.model_copy(update={"redis_url": cluster.url})
-        write_private(_url_file(settings), cluster.url)
+        remember_running_redis(settings, cluster.url)
         log.info("cluster.started", url_port=cluster.nodes[0].port, nodes=len(cluster.nodes))
     elif not settings.redis_url:
         server = EmbeddedRedis(
@@ -296,8 +302,7 @@ def run_platform(
     try:
         supervisor.start_all()
         if server is not None:
-            _url_file(settings).write_text(server.url)
-            _url_file(settings).chmod(0o600)
+            remember_running_redis(settings, server.url)
             log.info("redis.started", port=server.port, data_dir=str(server.data_dir))
         print_banner(settings, secret, [s.name for s in services], bool(sims), server, cluster)
 

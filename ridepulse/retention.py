@@ -6,7 +6,9 @@
 - The heartbeat set lists heartbeat keys so status finds them without SCAN; a key expires
   three periods after its consumer dies, but the set kept its name for ever. A name whose key
   has been gone for `prune_after_s` (as seen by this janitor) leaves the set; a consumer that
-  comes back re-adds itself with its next beat."""
+  comes back re-adds itself with its next beat. A service none of whose consumers is alive
+  keeps the name of the one lost last: `ridepulse status` then goes on reporting the service
+  dead (exit 1) instead of forgetting it a minute after it stopped beating."""
 
 from __future__ import annotations
 
@@ -57,6 +59,11 @@ def rides_to_drop(
     return gone + [ride_id for _, ride_id in finished[keep:]]
 
 
+def heartbeat_service(name: bytes) -> bytes:
+    """The service of a heartbeat key `<prefix>:heartbeat:<service>:<consumer>`."""
+    return name.partition(b":heartbeat:")[2].partition(b":")[0]
+
+
 async def prune_heartbeats(
     redis: aioredis.Redis,
     keys: GlobalKeys,
@@ -64,8 +71,9 @@ async def prune_heartbeats(
     now_s: float,
     prune_after_s: float,
 ) -> int:
-    """Remove heartbeat names whose key has been absent for `prune_after_s`. `absent_since`
-    (name → when this janitor first saw its key missing) persists between calls."""
+    """Remove heartbeat names whose key has been absent for `prune_after_s`, but for each
+    service with no live consumer its most recently lost name. `absent_since` (name → when this
+    janitor first saw its key missing) persists between calls."""
     names: Any = await redis.smembers(keys.heartbeats)
     if not names:
         absent_since.clear()
@@ -76,13 +84,22 @@ async def prune_heartbeats(
         pipe.exists(name)
     alive = await pipe.execute()
     expired = []
+    live_services: set[bytes] = set()
     for name, exists in zip(names, alive, strict=True):
         if exists:
             absent_since.pop(name, None)
+            live_services.add(heartbeat_service(name))
         elif now_s - absent_since.setdefault(name, now_s) >= prune_after_s:
             expired.append(name)
     for name in set(absent_since) - set(names):
         del absent_since[name]
+    # A service with no live consumer keeps the name it lost last (the newest absence wins).
+    lost_last = {
+        heartbeat_service(name): name
+        for name in sorted(absent_since, key=lambda n: (absent_since[n], n))
+        if heartbeat_service(name) not in live_services
+    }
+    expired = [name for name in expired if name not in lost_last.values()]
     if not expired:
         return 0
     for name in expired:

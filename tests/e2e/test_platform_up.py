@@ -31,6 +31,9 @@ def test_supervisor_restarts_a_killed_service_and_stop_leaves_no_process(tmp_pat
         )
         tree |= {p.pid for p in platform.descendants()}
         client = connect_sync(platform.redis_url())
+        # the URL holds the operator's password; the server listens on loopback only
+        assert (tmp_path / "city" / "redis.url").stat().st_mode & 0o777 == 0o600
+        assert client.config_get("bind")["bind"] == "127.0.0.1"
         wait_until_sync(
             lambda: client.exists("rp:heartbeat:janitor:janitor-1"),
             timeout_s=10,
@@ -113,8 +116,10 @@ def test_redis_command_prints_a_working_url_and_stops_cleanly(tmp_path: Path) ->
             "auto-aof-rewrite-percentage": "400",
             "auto-aof-rewrite-min-size": str(256 * 1024 * 1024),
         }
-        client.close()
         assert (tmp_path / "redis.url").read_text().strip() == url
+        assert (tmp_path / "redis.url").stat().st_mode & 0o777 == 0o600
+        assert client.config_get("bind")["bind"] == "127.0.0.1"
+        client.close()
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(20)

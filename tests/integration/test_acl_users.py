@@ -93,6 +93,7 @@ MUST_NOT: dict[str, list[tuple[str, ...]]] = {
     ],
     "pricing": [
         ("XADD", f"{SF}:telemetry", "*", "k", "v"),
+        ("XRANGE", f"{SF}:telemetry", "-", "+"),  # supply comes from the geo index
         ("HSET", f"{SF}:ride:r1", "fare", "0"),
         ("HSET", f"{SF}:eta:speeds", "c", "99"),
         ("XGROUP", "DESTROY", f"{SF}:telemetry", "matching.geo"),
@@ -219,7 +220,6 @@ MUST: dict[str, list[tuple[str, ...]]] = {
         ("ZRANGE", f"{SF}:drivers:geo", "0", "-1"),
         ("GEOPOS", f"{SF}:drivers:geo", "d1"),
         ("XADD", f"{SF}:surge", "*", "k", "v"),
-        ("XINFO", "GROUPS", f"{SF}:telemetry"),
         # market leases (RIDEPULSE_LEASES=1): the scripts of ridepulse.leases and what they run
         ("EVALSHA", "0" * 40, "2", f"{SF}:lease:pricing", f"{SF}:surge:cells"),
         ("SCRIPT", "LOAD", "return 1"),

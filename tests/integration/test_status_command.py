@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from ridepulse.cli import app
 from ridepulse.keys import GlobalKeys, MarketKeys
+from ridepulse.retention import prune_heartbeats
 from ridepulse.settings import Settings
 from ridepulse.status import LAG_UNHEALTHY
 from tests.support.bus import expired_events, fill
@@ -58,6 +59,37 @@ async def test_status_exits_1_when_a_service_heartbeat_is_gone(
     assert code == 1
     assert report["healthy"] is False
     assert "service eta (eta-1) has no live heartbeat" in report["problems"]
+
+
+async def test_a_service_that_stays_dead_is_still_reported_after_the_janitor_prunes(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    """The janitor forgets consumers gone for long, but not the last one of a service with no
+    live consumer: under compose or `ridepulse run` nothing restarts a dead service, and status
+    must not turn healthy a minute later. A restarted consumer's old name still goes."""
+    gk = GlobalKeys(settings.key_prefix)
+    beat = orjson.dumps({"processed": 0, "lag": 0, "pending": 0, "time": 0})
+    eta_first, eta_last = gk.heartbeat("eta", "eta-1"), gk.heartbeat("eta", "eta-2")
+    matching_old, matching_new = gk.heartbeat("matching", "m-1"), gk.heartbeat("matching", "m-2")
+    await redis.set(matching_new, beat, ex=60)
+    await redis.sadd(gk.heartbeats, eta_first, matching_old, matching_new)
+    absent: dict[bytes, float] = {}
+    assert await prune_heartbeats(redis, gk, absent, 100.0, prune_after_s=5) == 0
+    await redis.sadd(gk.heartbeats, eta_last)  # a second eta came, beat, and died too
+    assert await prune_heartbeats(redis, gk, absent, 101.0, prune_after_s=5) == 0
+    assert await prune_heartbeats(redis, gk, absent, 200.0, prune_after_s=5) == 2
+
+    names = {n.decode() for n in await redis.smembers(gk.heartbeats)}
+    assert names == {eta_last, matching_new}
+    code, report = _status(settings)
+    assert code == 1, report
+    assert report["problems"] == ["service eta (eta-2) has no live heartbeat"]
+    assert await prune_heartbeats(redis, gk, absent, 300.0, prune_after_s=5) == 0
+
+    await redis.set(gk.heartbeat("eta", "eta-3"), beat, ex=60)  # eta is back
+    await redis.sadd(gk.heartbeats, gk.heartbeat("eta", "eta-3"))
+    assert await prune_heartbeats(redis, gk, absent, 301.0, prune_after_s=5) == 1
+    assert _status(settings)[0] == 0
 
 
 async def _append(redis: aioredis.Redis, stream: str, count: int, chunk: int = 10_000) -> None:

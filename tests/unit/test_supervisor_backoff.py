@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ridepulse.supervisor import ChildSpec, Supervisor
+from ridepulse.supervisor import BACKOFF_MAX_S, ChildSpec, Supervisor
 
 
 def _delays(supervisor: Supervisor, name: str, deaths: int) -> list[float]:
@@ -34,6 +34,9 @@ def test_a_crash_loop_backs_off_doubling() -> None:
     try:
         supervisor.start_all()
         assert _delays(supervisor, "crasher", 3) == [0.5, 1.0, 2.0]
+        # six deaths in: 0.5 × 2⁶ would be 32 s; the wait is capped at 30 s (docs/operations.md)
+        supervisor.children["crasher"].restarts = 6
+        assert _delays(supervisor, "crasher", 1) == [BACKOFF_MAX_S] == [30.0]
     finally:
         supervisor.stop_all()
 
