@@ -130,11 +130,15 @@ class Platform:
     def processes(self) -> dict[str, psutil.Process]:
         """Child name → process, as the supervisor names them: `<service>` for a service run
         once, `<service>-<n>` (its consumer name) for each replica of one run several times
-        (matching-geo by default), and `valkey` for the server."""
+        (matching-geo by default), and `valkey` for the server (`valkey-<n>` for each node of
+        `--cluster`)."""
         found: dict[str, psutil.Process] = {}
         for service, procs in self.processes_by_service().items():
             if len(procs) == 1:
                 found[service] = procs[0]
+                continue
+            if service == "valkey":
+                found.update((f"valkey-{n}", proc) for n, proc in enumerate(procs))
                 continue
             for proc in procs:
                 try:
@@ -144,7 +148,7 @@ class Platform:
         return found
 
     def processes_by_service(self) -> dict[str, list[psutil.Process]]:
-        """Service → its processes (`ridepulse run <service>` children, or the server)."""
+        """Service → its processes (`ridepulse run <service>` children, or the servers)."""
         found: dict[str, list[psutil.Process]] = {}
         for proc in self.descendants():
             try:
@@ -154,7 +158,7 @@ class Platform:
             if len(cmd) >= 2 and cmd[-2] == "run":
                 found.setdefault(cmd[-1], []).append(proc)
             elif cmd and "valkey" in Path(cmd[0]).name and not _is_valkey_fork(proc):
-                found["valkey"] = [proc]
+                found.setdefault("valkey", []).append(proc)
         return found
 
     def service_process(self, name: str) -> psutil.Process | None:

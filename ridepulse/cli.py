@@ -258,7 +258,7 @@ def redis_only(
         except RedisUnavailable as exc:
             fail(exc.detail)
         try:
-            print_url_until_stopped(server.url, {signal.SIGINT, signal.SIGTERM})
+            print_url_until_stopped(server.url, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
         finally:
             server.stop()
             launcher.forget_running_redis(settings)

@@ -47,7 +47,7 @@ def remember_running_redis(settings: Settings, url: str) -> None:
 
 def start_embedded(settings: Settings) -> EmbeddedRedis:
     server = EmbeddedRedis(
-        Path(settings.data_dir) / "redis", key_prefix=settings.key_prefix
+        Path(settings.data_dir) / "redis", key_prefix=settings.key_prefix, dies_with_parent=True
     ).start()
     remember_running_redis(settings, server.url)
     return server

@@ -104,9 +104,12 @@ class EmbeddedRedis:
     # the cluster's directory, and take cluster options.
     secrets_dir: Path | None = None
     extra_args: tuple[str, ...] = ()
-    # SIGTERMed when the thread that started it ends (the kernel's parent-death signal): a
-    # cluster node of `ridepulse up --cluster` must not outlive a SIGKILLed launcher holding
-    # its port, as no supervised child does. Off for servers a test restarts from a thread.
+    # Owned by the process that starts it, as a supervised child is: SIGTERMed when the
+    # thread that started it ends (the kernel's parent-death signal), so a cluster node of
+    # `ridepulse up --cluster` or the server of `ridepulse redis` never outlives a SIGKILLed
+    # launcher holding its port and AOF; and in a session of its own, so a terminal's Ctrl-C
+    # reaches only the launcher, which stops the server after the services using it. Off for
+    # servers a test restarts from a thread.
     dies_with_parent: bool = False
 
     @property
@@ -177,6 +180,7 @@ class EmbeddedRedis:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             preexec_fn=die_with_parent if self.dies_with_parent else None,
+            start_new_session=self.dies_with_parent,
         )
         self._wait_ready(timeout_s)
         return self

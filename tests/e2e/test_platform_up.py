@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import subprocess
 from pathlib import Path
@@ -11,7 +13,7 @@ import pytest
 import redis
 
 from ridepulse.redis_client import connect_sync
-from tests.support.processes import RIDEPULSE, Platform
+from tests.support.processes import RIDEPULSE, Platform, process_gone
 from tests.support.waiting import wait_until_sync
 
 pytestmark = pytest.mark.e2e
@@ -127,3 +129,43 @@ def test_redis_command_prints_a_working_url_and_stops_cleanly(tmp_path: Path) ->
             proc.stdout.close()
     assert code == 0
     assert not (tmp_path / "redis.url").exists()
+
+
+def _redis_command(data_dir: Path, out: Path) -> tuple[subprocess.Popen[bytes], psutil.Process]:
+    """`ridepulse redis` as a terminal's job (a session of its own), and its server."""
+    with out.open("wb") as sink:
+        proc = subprocess.Popen(
+            [RIDEPULSE, "redis", "--data-dir", str(data_dir)],
+            stdout=sink,
+            env={"PATH": "/usr/bin:/bin"},
+            start_new_session=True,
+        )
+    wait_until_sync(lambda: out.read_text().startswith("redis://:"), timeout_s=20, what="its URL")
+    (server,) = psutil.Process(proc.pid).children()
+    return proc, server
+
+
+@pytest.mark.parametrize("how", ["hangup", "sigkill"])
+def test_the_redis_commands_server_goes_with_it_however_it_ends(tmp_path: Path, how: str) -> None:
+    """A closed terminal (SIGHUP to the job) stops `ridepulse redis` cleanly; a SIGKILLed one
+    takes its server along (the parent-death signal) and frees the data dir for the next. Either
+    way no server is left writing the AOF another one is about to open."""
+    data_dir = tmp_path / "data"
+    proc, server = _redis_command(data_dir, tmp_path / "first.out")
+    try:
+        if how == "hangup":
+            os.killpg(proc.pid, signal.SIGHUP)
+            assert proc.wait(20) == 0
+            assert not (data_dir / "redis.url").exists()
+        else:
+            proc.kill()
+            proc.wait(20)
+        wait_until_sync(lambda: process_gone(server), timeout_s=20, what="the server to stop")
+        again, second = _redis_command(data_dir, tmp_path / "second.out")  # the lock is free
+        again.send_signal(signal.SIGTERM)
+        assert again.wait(20) == 0
+        wait_until_sync(lambda: process_gone(second), timeout_s=20, what="the second to stop")
+    finally:
+        for left in (proc, server):
+            with contextlib.suppress(psutil.Error, ProcessLookupError):
+                left.kill()
