@@ -31,6 +31,7 @@ from ridepulse.errors import Conflict, Forbidden, InvalidInput, NotFound
 from ridepulse.fares import trip_fare
 from ridepulse.rides.ids import new_ride_id
 from ridepulse.rides.projection import Ride
+from ridepulse.rides.state import TERMINAL
 from ridepulse.rides.store import MAX_IDEMPOTENCY_KEY
 
 router = APIRouter(tags=["rides"])
@@ -164,7 +165,9 @@ async def cancel_ride(ride_id: str, request: Request, who: Who) -> JSON:
 def _driver_of_offer(who: Principal, ride: Ride) -> None:
     who.require("driver")
     if ride.offer_driver_id != who.subject and ride.driver_id != who.subject:
-        if who.subject in ride.declined:  # offered to it once; timed out (server clock) or declined
+        if who.subject in ride.declined:  # offered to it once: timed out, declined or cancelled
+            if ride.status in TERMINAL:
+                raise Conflict(f"ride is {ride.status}; your offer of it no longer stands")
             raise Conflict("your offer of this ride has expired or was declined")
         raise Forbidden("this ride is not offered to you")
 

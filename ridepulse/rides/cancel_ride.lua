@@ -13,6 +13,8 @@ if ride_driver(ride) ~= A.driver_id then return {'retry', ''} end
 
 local now = now_ms()
 local fields = {cancelled_by = ARGV[X], offer_driver_id = '', offer_expires_at = ''}
+-- the driver holding the offer may answer it a moment later: a 409, not a 404 as to a stranger
+if (ride.offer_driver_id or '') ~= '' then fields.declined = with_declined(ride, ride.offer_driver_id) end
 local version = move_ride(A, ride, fields, {}, now)
 if DRIVER then
   -- Free the driver only if it still holds this ride; never touch another ride's driver.

@@ -19,11 +19,8 @@ if last_seen and now - last_seen < tonumber(ARGV[X]) then return reply('skip', '
 
 local fields, cleared, data = {}, {}, {driver_id = A.driver_id, cause = 'driver_lost'}
 if A.opens then
-  local declined = ride.declined or ''
-  if not contains(declined, A.driver_id) then
-    if declined == '' then declined = A.driver_id else declined = declined .. ',' .. A.driver_id end
-  end
-  fields = {driver_id = '', offer_driver_id = '', offer_expires_at = '', declined = declined,
+  fields = {driver_id = '', offer_driver_id = '', offer_expires_at = '',
+    declined = with_declined(ride, A.driver_id),
     deadline_at = int(now + tonumber(ride.deadline_window_ms))}
   for token in string.gmatch(ARGV[X + 1], '[^,]+') do cleared[#cleared + 1] = token end
   data.reason = 'timeout'

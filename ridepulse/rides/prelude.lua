@@ -44,6 +44,16 @@ local function contains(csv, item)
   return false
 end
 
+-- The ride's `declined` list with `driver_id` in it: drivers once offered the ride who hold no
+-- offer of it now. Matching offers it to none of them again, and the API tells each one 409 on
+-- a late accept or decline where a stranger gets 404.
+local function with_declined(ride, driver_id)
+  local declined = ride.declined or ''
+  if contains(declined, driver_id) then return declined end
+  if declined == '' then return driver_id end
+  return declined .. ',' .. driver_id
+end
+
 local function load_ride()
   local flat = redis.call('HGETALL', RIDE)
   local ride = {}

@@ -16,11 +16,8 @@ local expires_at = tonumber(ride.offer_expires_at or '')
 if ARGV[X] == 'timeout' and expires_at and now < expires_at then
   return reply('skip', 'not_due')
 end
-local declined = ride.declined or ''
-if not contains(declined, A.driver_id) then
-  if declined == '' then declined = A.driver_id else declined = declined .. ',' .. A.driver_id end
-end
-local fields = {driver_id = '', offer_driver_id = '', offer_expires_at = '', declined = declined}
+local fields = {driver_id = '', offer_driver_id = '', offer_expires_at = '',
+  declined = with_declined(ride, A.driver_id)}
 if ARGV[X + 1] == '1' then
   fields.deadline_at = int(now + tonumber(ride.deadline_window_ms))
 end

@@ -340,3 +340,35 @@ async def test_a_key_used_in_one_market_replays_there_from_another_or_refuses_an
         elsewhere = await ingest.request_ride("rider-x", NYC_TRIP, "trip-1")
         assert elsewhere.status_code == 422, elsewhere.text
         assert elsewhere.json()["field"] == "idempotency_key"
+
+
+async def test_a_driver_answering_an_offer_the_rider_just_cancelled_is_told_409(
+    ingest: Ingest,
+) -> None:
+    """The rider's cancel and the driver's answer cross all the time (locust's stop drain does
+    it on every run): the driver who held the offer learns the ride is cancelled (409), as a
+    driver whose offer timed out does; a driver never offered it still gets 404."""
+    driver = ingest.auth("driver", "d1")
+    assert (await ingest.ping("d1", DOWNTOWN)).status_code == 202
+    available = await ingest.http.put(
+        "/v1/drivers/d1/status", json={"status": "available"}, headers=driver
+    )
+    assert available.status_code == 200, available.text
+    requested = await ingest.request_ride("rider-c", SF_TRIP, "trip-c")
+    assert requested.status_code == 202, requested.text
+    ride_id = requested.json()["ride_id"]
+    store = ingest.deps.store_for_ride(ride_id)
+    await store.offer(ride_id=ride_id, driver_id="d1", pickup_eta_s=60, offer_timeout_s=30)
+
+    cancel = await ingest.http.post(
+        f"/v1/rides/{ride_id}/cancel", headers=ingest.auth("rider", "rider-c")
+    )
+    assert cancel.status_code == 200, cancel.text
+    for answer in ("accept", "decline"):
+        late = await ingest.http.post(f"/v1/rides/{ride_id}/{answer}", headers=driver)
+        assert late.status_code == 409, late.text
+        assert "cancelled" in late.json()["detail"]
+        stranger = await ingest.http.post(
+            f"/v1/rides/{ride_id}/{answer}", headers=ingest.auth("driver", "d2")
+        )
+        assert stranger.status_code == 404, stranger.text
