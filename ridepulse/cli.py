@@ -8,6 +8,7 @@ import importlib.util
 import shutil
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -26,6 +27,7 @@ from ridepulse.auth import (
     resolve_secret,
 )
 from ridepulse.cli_checks import (
+    UNREACHABLE,
     fail,
     load_settings,
     owning_data_dir,
@@ -149,7 +151,7 @@ def run(
     main = getattr(importlib.import_module(module_name), func)
     try:
         main(settings)
-    except redis.ConnectionError as exc:
+    except UNREACHABLE as exc:
         fail(f"cannot reach Redis at {redact_url(settings.redis_url)}: {exc}")
 
 
@@ -158,16 +160,11 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Streams, groups, lag, heartbeats and dead letters; exit 1 when something is unhealthy."""
-    settings = launcher.with_running_redis(load_settings())
-    if not settings.redis_url:
-        fail("no Redis to inspect: set RIDEPULSE_REDIS_URL or run `ridepulse up` first")
-    client = connect_sync(settings.redis_url or "", socket_connect_timeout=3)
-    try:
+    settings = load_settings()
+    with _operator_redis(settings) as client:
         report = collect_status(
             client, load_markets(settings.markets_file, settings.markets), settings.key_prefix
         )
-    except redis.ConnectionError as exc:
-        fail(f"cannot reach Redis at {redact_url(settings.redis_url)}: {exc}")
     typer.echo(
         orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode()
         if as_json
@@ -183,11 +180,17 @@ deadletters_app = typer.Typer(
 app.add_typer(deadletters_app, name="deadletters")
 
 
-def _redis_client(settings: Settings) -> redis.Redis:
-    settings = launcher.with_running_redis(settings)
-    if not settings.redis_url:
+@contextlib.contextmanager
+def _operator_redis(settings: Settings) -> Iterator[redis.Redis]:
+    """The operator's client of the platform's server (given, or the one `ridepulse up` wrote
+    down); a server that does not answer, there or on the way, ends the command with one line."""
+    url = launcher.with_running_redis(settings).redis_url
+    if not url:
         fail("no Redis to inspect: set RIDEPULSE_REDIS_URL or run `ridepulse up` first")
-    return connect_sync(settings.redis_url or "", socket_connect_timeout=3)
+    try:
+        yield connect_sync(url or "", socket_connect_timeout=3)
+    except UNREACHABLE as exc:
+        fail(f"cannot reach Redis at {redact_url(url or '')}: {exc}")
 
 
 @deadletters_app.callback()
@@ -200,12 +203,8 @@ def deadletters(
     if ctx.invoked_subcommand is not None:
         return
     settings = load_settings()
-    try:
-        letters = dead_letters.list_dead_letters(
-            _redis_client(settings), settings.key_prefix, limit
-        )
-    except redis.ConnectionError as exc:
-        fail(f"cannot reach Redis: {exc}")
+    with _operator_redis(settings) as client:
+        letters = dead_letters.list_dead_letters(client, settings.key_prefix, limit)
     if as_json:
         typer.echo(orjson.dumps([d.to_dict() for d in letters], option=orjson.OPT_INDENT_2))
     else:
@@ -223,19 +222,18 @@ def deadletters_replay(
     if (dead_letter_id is None) == (not replay_all):
         fail("give one dead letter id or --all")
     settings = load_settings()
-    prefix, client = settings.key_prefix, _redis_client(settings)
+    prefix = settings.key_prefix
     done: list[tuple[dead_letters.DeadLetter, str]] = []
     refused: list[tuple[dead_letters.DeadLetter, str]] = []
-    try:
-        if replay_all:
-            done, refused = dead_letters.replay_all(client, prefix)
-        else:
-            one = dead_letters.get_dead_letter(client, prefix, dead_letter_id or "")
-            done = [(one, dead_letters.replay(client, prefix, one))]
-    except RidePulseError as exc:
-        fail(exc.detail)
-    except redis.ConnectionError as exc:
-        fail(f"cannot reach Redis: {exc}")
+    with _operator_redis(settings) as client:
+        try:
+            if replay_all:
+                done, refused = dead_letters.replay_all(client, prefix)
+            else:
+                one = dead_letters.get_dead_letter(client, prefix, dead_letter_id or "")
+                done = [(one, dead_letters.replay(client, prefix, one))]
+        except RidePulseError as exc:
+            fail(exc.detail)
     for letter, new_id in done:
         typer.echo(
             f"replayed {letter.id} -> {letter.stream} {new_id} ({letter.type} {letter.event_id})"

@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 import redis
 import typer
 from pydantic import ValidationError
+from redis.exceptions import RedisClusterException
 
 from ridepulse.auth import private_dir
 from ridepulse.data_dir_lock import DataDirInUse, holding
@@ -115,13 +116,19 @@ def redact_url(url: str | None) -> str:
     return f"{scheme}://***@{rest.rpartition('@')[2]}"
 
 
+# What a server that does not answer raises: a cluster client fails in its constructor, with
+# an exception outside redis-py's RedisError.
+UNREACHABLE = (redis.RedisError, RedisClusterException)
+
+
 def require_reachable(url: str) -> None:
     """A server `ridepulse up --redis-url` was given answers, with these credentials, before
     seven services are started against it to fail one by one."""
-    client = connect_sync(url, socket_connect_timeout=3, socket_timeout=3)
     try:
-        client.ping()
-    except redis.RedisError as exc:
+        client = connect_sync(url, socket_connect_timeout=3, socket_timeout=3)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except UNREACHABLE as exc:
         fail(f"cannot reach Redis at {redact_url(url)}: {exc} (--redis-url)")
-    finally:
-        client.close()

@@ -167,3 +167,27 @@ def test_an_unreachable_redis_stops_up(runner: CliRunner, tmp_path: Path) -> Non
     out = refused(runner, ["up", "--data-dir", str(tmp_path), "--redis-url", url, *ports])
     assert out.startswith(f"error: cannot reach Redis at redis://***@127.0.0.1:{nobody}/0: ")
     assert out.endswith("(--redis-url)\n") and "secret-pw" not in out
+
+
+@pytest.mark.parametrize(
+    "command", [["status"], ["deadletters"], ["deadletters", "replay", "--all"]]
+)
+def test_an_unreachable_cluster_is_one_line_for_the_operator_commands(
+    runner: CliRunner, tmp_path: Path, command: list[str]
+) -> None:
+    """What `ridepulse status` meets after `up --cluster` was killed: the URL file names a
+    cluster nobody serves. A cluster client fails in its constructor, outside redis-py's
+    RedisError (it printed a 256-line traceback); a plain URL always was one line."""
+    url = f"redis+cluster://:secret-pw@127.0.0.1:{free_port()}/0"
+    env = {"RIDEPULSE_REDIS_URL": url, "RIDEPULSE_DATA_DIR": str(tmp_path)}
+    out = refused(runner, command, env=env)
+    assert out.startswith("error: cannot reach Redis at redis+cluster://***@127.0.0.1:"), out
+    assert "secret-pw" not in out
+
+
+def test_an_unreachable_cluster_stops_up(runner: CliRunner, tmp_path: Path) -> None:
+    url = f"redis+cluster://:secret-pw@127.0.0.1:{free_port()}/0"
+    ports = ["--api-port", str(free_port()), "--dashboard-port", str(free_port())]
+    out = refused(runner, ["up", "--data-dir", str(tmp_path), "--redis-url", url, *ports])
+    assert out.startswith("error: cannot reach Redis at redis+cluster://***@"), out
+    assert out.endswith("(--redis-url)\n") and "secret-pw" not in out
