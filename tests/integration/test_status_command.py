@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -79,8 +79,8 @@ async def test_a_service_that_stays_dead_is_still_reported_after_the_janitor_pru
     assert await prune_heartbeats(redis, gk, absent, 101.0, prune_after_s=5) == 0
     assert await prune_heartbeats(redis, gk, absent, 200.0, prune_after_s=5) == 2
 
-    names = {n.decode() for n in await redis.smembers(gk.heartbeats)}
-    assert names == {eta_last, matching_new}
+    names = cast(set[bytes], await redis.smembers(gk.heartbeats))
+    assert names == {eta_last.encode(), matching_new.encode()}
     code, report = _status(settings)
     assert code == 1, report
     assert report["problems"] == ["service eta (eta-2) has no live heartbeat"]
