@@ -30,7 +30,14 @@ from ridepulse.redis_client import connect_sync
 from ridepulse.redis_server import EmbeddedRedis, reserve_ports
 from ridepulse.services import SERVICE_NAMES
 from ridepulse.settings import Settings
-from ridepulse.supervisor import TIER_LOAD, TIER_SERVER, ChildSpec, ReadyProbe, Supervisor
+from ridepulse.supervisor import (
+    TIER_LOAD,
+    TIER_SERVER,
+    ChildSpec,
+    ReadyProbe,
+    StartInterrupted,
+    Supervisor,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -300,7 +307,7 @@ def run_platform(
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, request_stop)
     try:
-        supervisor.start_all()
+        supervisor.start_all(should_stop=lambda: stopping)
         if server is not None:
             remember_running_redis(settings, server.url)
             log.info("redis.started", port=server.port, data_dir=str(server.data_dir))
@@ -313,6 +320,9 @@ def run_platform(
             return stopping
 
         supervisor.watch(should_stop)
+        return 0
+    except StartInterrupted:
+        log.info("platform.start_interrupted")  # what was started is stopped below, in order
         return 0
     except RuntimeError as exc:
         log.error("platform.start_failed", error=str(exc))

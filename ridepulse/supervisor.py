@@ -92,6 +92,10 @@ def _prepare_child(nice: int) -> None:
             os.nice(nice)
 
 
+class StartInterrupted(Exception):
+    """A stop was asked for before every child was ready."""
+
+
 class Supervisor:
     def __init__(self, specs: list[ChildSpec]) -> None:
         self.children = {s.name: Child(s) for s in specs}
@@ -140,14 +144,22 @@ class Supervisor:
             self.log.info("service.ready", name=child.spec.name, pid=child.pid)
         return child.ready
 
-    def start_all(self, ready_timeout_s: float = 60.0) -> None:
-        """Start each tier and wait until its children report ready (or fail with a name)."""
+    def start_all(
+        self, ready_timeout_s: float = 60.0, should_stop: Callable[[], bool] = lambda: False
+    ) -> None:
+        """Start each tier and wait until its children report ready (or fail with a name).
+        A stop asked for meanwhile (Ctrl-C) ends the start with StartInterrupted: it used to
+        wait for every service to be ready first, up to the timeout for one that hung."""
         for tier in self.tiers():
             for child in tier:
+                if should_stop():
+                    raise StartInterrupted
                 self._spawn(child)
             deadline = time.monotonic() + ready_timeout_s
             waiting = [c for c in tier if c.spec.ready is not None]
             while waiting:
+                if should_stop():
+                    raise StartInterrupted
                 for child in list(waiting):
                     if not child.alive():
                         raise RuntimeError(
@@ -209,6 +221,9 @@ class Supervisor:
             for child in running:
                 assert child.process is not None
                 _signal_group(child.process.pid, signal.SIGTERM)
+                # a stopped child (SIGSTOP, a debugger) acts on the SIGTERM only once continued;
+                # left stopped it would sit out the timeout and be killed without draining
+                _signal_group(child.process.pid, signal.SIGCONT)
             for child in tier:
                 self._reap(child)
         self.log.info("supervisor.stopped")

@@ -4,13 +4,14 @@ backoff only for a crash loop."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from ridepulse.supervisor import BACKOFF_MAX_S, ChildSpec, Supervisor
+from ridepulse.supervisor import BACKOFF_MAX_S, ChildSpec, StartInterrupted, Supervisor
 
 
 def _delays(supervisor: Supervisor, name: str, deaths: int) -> list[float]:
@@ -91,3 +92,36 @@ def test_a_service_dying_during_start_names_its_last_log_line(tmp_path: Path) ->
             supervisor.start_all(ready_timeout_s=20)
     finally:
         supervisor.stop_all()
+
+
+def test_a_stop_asked_for_during_start_ends_the_wait_for_a_child_that_never_gets_ready() -> None:
+    """Ctrl-C while `ridepulse up` starts: it waited for every service to be ready first, the
+    whole 60 s timeout for one that hung."""
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    spec = ChildSpec("hung", sleeper, {}, lambda pid: False)
+    supervisor = Supervisor([spec])
+    asked_at = time.monotonic() + 0.5
+    try:
+        started = time.monotonic()
+        with pytest.raises(StartInterrupted):
+            supervisor.start_all(
+                ready_timeout_s=60, should_stop=lambda: time.monotonic() > asked_at
+            )
+        assert time.monotonic() - started < 30, "waited for the ready timeout"
+    finally:
+        supervisor.stop_all()
+    child = supervisor.children["hung"]
+    assert child.process is not None and child.process.returncode == -signal.SIGTERM
+
+
+def test_a_stopped_child_is_continued_to_act_on_its_sigterm() -> None:
+    """A child stopped by SIGSTOP (or a debugger) would sit out its stop timeout and be killed
+    (-9) without draining; continued, it ends on the SIGTERM (-15)."""
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    supervisor = Supervisor([ChildSpec("frozen", sleeper, {}, lambda pid: True)])
+    supervisor.start_all()
+    child = supervisor.children["frozen"]
+    assert child.process is not None
+    child.process.send_signal(signal.SIGSTOP)
+    supervisor.stop_all()
+    assert child.process.returncode == -signal.SIGTERM
