@@ -124,6 +124,14 @@ def _poll(done: Callable[[], bool], timeout_s: float, failure: str) -> None:
     raise RedisUnavailable(f"{failure} within {timeout_s:.0f}s")
 
 
+def _holds_keys(node: NodeAddress, password: str) -> bool:
+    client = _connect(node, password)
+    try:
+        return bool(client.dbsize())
+    finally:
+        client.close()
+
+
 def cluster_formed(node: NodeAddress, password: str, size: int) -> bool:
     """Whether this node already knows a cluster of `size` nodes (a restart, not a first start)."""
     client = _connect(node, password)
@@ -189,17 +197,44 @@ class LocalCluster:
 
     def start(self, timeout_s: float = 60.0) -> LocalCluster:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        formed = (self.data_dir / "node-0" / "nodes.conf").exists()
         for index in range(self.primaries * (1 + self.replicas)):
             self.nodes.append(self._start_node(index))
         try:
-            if not formed:
+            if not self._formed():
+                self._reset_nodes()
                 self._form()
             self.wait_ok(timeout_s)
+            self._formed_marker.touch()
         except BaseException:
             self.stop()
             raise
         return self
+
+    @property
+    def _formed_marker(self) -> Path:
+        return self.data_dir / "formed"
+
+    def _formed(self) -> bool:
+        """Whether a past start formed this cluster. Not whether nodes.conf exists: a node
+        writes it as it starts, so a first start stopped mid-formation left a dir that never
+        reached cluster_state ok again. A dir from before the marker counts as formed if it
+        holds data; one without data is simply formed again."""
+        if self._formed_marker.exists():
+            return True
+        return any(_holds_keys(address, node.password) for node, address in self._pairs())
+
+    def _reset_nodes(self) -> None:
+        """Forget whatever a stopped formation left (peers met, slots dealt): the nodes hold
+        no data, so each starts again as a cluster of one."""
+        for node, address in self._pairs():
+            client = _connect(address, node.password)
+            try:
+                client.cluster("RESET", "HARD")
+            finally:
+                client.close()
+
+    def _pairs(self) -> list[tuple[EmbeddedRedis, NodeAddress]]:
+        return list(zip(self.nodes, self._addresses(), strict=True))
 
     def _start_node(self, index: int) -> EmbeddedRedis:
         node_dir = self.data_dir / f"node-{index}"

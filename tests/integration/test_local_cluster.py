@@ -151,3 +151,53 @@ def test_a_replica_takes_over_when_the_markets_primary_is_killed(cluster: LocalC
     finally:
         new_primary.close()
         revived.close()
+
+
+def _shape(url: str) -> tuple[int, int]:
+    """(primaries, replicas) as a client seeded now sees them."""
+    client = cluster_client(url)
+    try:
+        return len(client.get_primaries()), len(client.get_replicas())
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("stopped_after", ["start", "meet"])
+def test_a_first_start_stopped_mid_formation_forms_the_cluster_next_time(
+    tmp_path: Path, stopped_after: str
+) -> None:
+    """Ctrl-C during the first `up --cluster`: the nodes had written nodes.conf (and maybe met)
+    but not the slots and replicas. The next start took nodes.conf for a formed cluster and
+    waited for cluster_state ok until it timed out, every time."""
+    first = LocalCluster(tmp_path / "c", primaries=3, replicas=1)
+    for index in range(6):
+        first.nodes.append(first._start_node(index))
+    if stopped_after == "meet":
+        seed = first._addresses()[0]
+        client = redis.Redis(port=seed.port, password=first.nodes[0].password)
+        for node in first._addresses()[1:]:
+            client.cluster("MEET", node.host, node.port, node.bus_port)
+        client.close()
+    first.stop()
+    assert (tmp_path / "c" / "node-0" / "nodes.conf").exists()
+
+    again = LocalCluster(tmp_path / "c", primaries=3, replicas=1).start(timeout_s=30)
+    try:
+        # CLUSTER SLOTS lists a replica a moment after its link is up: asked afresh each time
+        wait_until_sync(
+            lambda: _shape(again.url) == (3, 3),
+            timeout_s=30,
+            what="3 primaries with a replica each",
+        )
+        client = cluster_client(again.url)
+        client.set("rp:{sf}:probe", "1")
+        client.close()
+    finally:
+        again.stop()
+    restarted = LocalCluster(tmp_path / "c", primaries=3, replicas=1).start(timeout_s=60)
+    try:  # formed now: a restart keeps the data instead of forming again
+        client = cluster_client(restarted.url)
+        assert client.get("rp:{sf}:probe") == b"1"
+        client.close()
+    finally:
+        restarted.stop()
