@@ -124,22 +124,32 @@ def _poll(done: Callable[[], bool], timeout_s: float, failure: str) -> None:
     raise RedisUnavailable(f"{failure} within {timeout_s:.0f}s")
 
 
-def _holds_keys(node: NodeAddress, password: str) -> bool:
-    client = _connect(node, password)
-    try:
-        return bool(client.dbsize())
-    finally:
-        client.close()
+def holds_keys(nodes: Sequence[NodeAddress], password: str) -> bool:
+    """Whether any node stores a key: a cluster that served data, never to be reset."""
+    for node in nodes:
+        client = _connect(node, password)
+        try:
+            if client.dbsize():
+                return True
+        finally:
+            client.close()
+    return False
 
 
-def cluster_formed(node: NodeAddress, password: str, size: int) -> bool:
-    """Whether this node already knows a cluster of `size` nodes (a restart, not a first start)."""
-    client = _connect(node, password)
-    try:
-        info: Any = client.cluster("INFO")
-    finally:
-        client.close()
-    return int(info.get("cluster_known_nodes", 0)) >= size
+def reset_nodes(nodes: Sequence[NodeAddress], password: str) -> None:
+    """Forget what a stopped formation left (peers met, slots dealt) on nodes that hold no
+    data: each starts again as a cluster of one, ready for `form_cluster`."""
+    for node in nodes:
+        client = _connect(node, password)
+        try:
+            client.cluster("RESET", "HARD")
+        finally:
+            client.close()
+
+
+def cluster_complete(nodes: Sequence[NodeAddress], password: str, replicas: int) -> bool:
+    """Whether the nodes form the whole cluster now (what `wait_cluster_ok` waits for)."""
+    return all(_state_ok(node, password, replicas) for node in nodes)
 
 
 def wait_cluster_ok(
@@ -201,7 +211,7 @@ class LocalCluster:
             self.nodes.append(self._start_node(index))
         try:
             if not self._formed():
-                self._reset_nodes()
+                reset_nodes(self._addresses(), self.nodes[0].password)
                 self._form()
             self.wait_ok(timeout_s)
             self._formed_marker.touch()
@@ -219,22 +229,7 @@ class LocalCluster:
         writes it as it starts, so a first start stopped mid-formation left a dir that never
         reached cluster_state ok again. A dir from before the marker counts as formed if it
         holds data; one without data is simply formed again."""
-        if self._formed_marker.exists():
-            return True
-        return any(_holds_keys(address, node.password) for node, address in self._pairs())
-
-    def _reset_nodes(self) -> None:
-        """Forget whatever a stopped formation left (peers met, slots dealt): the nodes hold
-        no data, so each starts again as a cluster of one."""
-        for node, address in self._pairs():
-            client = _connect(address, node.password)
-            try:
-                client.cluster("RESET", "HARD")
-            finally:
-                client.close()
-
-    def _pairs(self) -> list[tuple[EmbeddedRedis, NodeAddress]]:
-        return list(zip(self.nodes, self._addresses(), strict=True))
+        return self._formed_marker.exists() or holds_keys(self._addresses(), self.nodes[0].password)
 
     def _start_node(self, index: int) -> EmbeddedRedis:
         node_dir = self.data_dir / f"node-{index}"

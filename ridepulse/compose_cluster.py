@@ -4,7 +4,8 @@ profile runs `python -m ridepulse.compose_cluster valkey-1:6379 ... valkey-6:637
 The nodes are named by service; CLUSTER MEET wants addresses, so the names are resolved first.
 Slots are dealt like `ridepulse cluster up` does (ridepulse.cluster.deal_slots): every built-in
 market's hash tag on its own primary. On a later `up` the nodes remember their cluster
-(nodes.conf), so it only waits for cluster_state:ok. The operator's password comes from
+(nodes.conf), so it only waits for cluster_state:ok; nodes left half-formed by an init that was
+stopped, holding no data, are reset and formed again. The operator's password comes from
 RIDEPULSE_REDIS_PASSWORD (never argv)."""
 
 from __future__ import annotations
@@ -14,7 +15,14 @@ import os
 import socket
 import sys
 
-from ridepulse.cluster import NodeAddress, cluster_formed, form_cluster, wait_cluster_ok
+from ridepulse.cluster import (
+    NodeAddress,
+    cluster_complete,
+    form_cluster,
+    holds_keys,
+    reset_nodes,
+    wait_cluster_ok,
+)
 from ridepulse.compose_acl import OPERATOR_PASSWORD_ENV
 from ridepulse.markets import load_markets
 
@@ -49,10 +57,13 @@ def main(argv: list[str] | None = None) -> None:
     nodes = [node_address(spec) for spec in args.nodes]
     nodes = [NodeAddress(n.host, n.port, n.port + args.bus_port_offset) for n in nodes]
     primaries = len(nodes) // (1 + args.replicas)
-    if cluster_formed(nodes[0], password, len(nodes)):
+    # Formed: whole now, or holding data (a restarted cluster on its way back to ok). Else a
+    # first init, or one stopped mid-way (nodes met, slots half dealt), is formed from scratch.
+    if cluster_complete(nodes, password, primaries * args.replicas) or holds_keys(nodes, password):
         _say("cluster already formed")
     else:
         markets = list(load_markets(only="all").by_id)
+        reset_nodes(nodes, password)
         form_cluster(nodes, password, primaries, markets)
         _say(f"formed: {primaries} primaries, {args.replicas} replica(s) each")
     wait_cluster_ok(nodes, password, primaries * args.replicas, args.timeout_s)

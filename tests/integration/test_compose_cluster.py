@@ -153,3 +153,28 @@ def test_the_compose_nodes_form_a_cluster_with_each_market_on_its_own_primary(
     again = _form(compose_nodes)  # a later `docker compose up`
     assert again.returncode == 0, again.stderr
     assert "cluster already formed" in again.stdout
+
+
+def test_an_init_stopped_after_the_nodes_met_is_formed_by_the_next(
+    compose_nodes: list[int],
+) -> None:
+    """`valkey-cluster-init` killed between CLUSTER MEET and the replicas: the nodes know each
+    other, which the next init took for a formed cluster and waited on until its timeout."""
+    seed = redis.Redis(port=compose_nodes[0], password=PASSWORD)
+    for port in compose_nodes[1:]:
+        seed.cluster("MEET", "127.0.0.1", port, port + BUS_OFFSET)
+    seed.close()
+
+    def all_met() -> bool:
+        node = redis.Redis(port=compose_nodes[-1], password=PASSWORD)
+        try:
+            info: Any = node.cluster("INFO")
+            return int(info["cluster_known_nodes"]) == len(compose_nodes)
+        finally:
+            node.close()
+
+    wait_until_sync(all_met, timeout_s=30, what="the six nodes to meet")
+    formed = _form(compose_nodes)
+    assert formed.returncode == 0, formed.stderr
+    assert "formed: 3 primaries, 1 replica(s) each" in formed.stdout
+    assert "cluster_state:ok" in formed.stdout
