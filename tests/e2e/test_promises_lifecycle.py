@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -141,11 +142,15 @@ def _passwords(redis_dir: Path) -> dict[str, str]:
 # ---- Ctrl-C with the simulation running ----------------------------------------------------
 
 
+@pytest.mark.parametrize("transport", ["http", "websocket"])
 def test_ctrl_c_with_the_simulation_stops_the_fleet_first_and_leaves_no_ride_or_process(
-    tmp_path: Path,
+    tmp_path: Path, transport: str
 ) -> None:
+    """With the simulated drivers on HTTP, and on the driver WebSocket
+    (RIDEPULSE_SIM_USE_WS=1: pings in, offers out), which nothing else runs."""
     data_dir = tmp_path / "city"
-    platform = Platform(data_dir, env=SMALL_FLEET)
+    use_ws = {"RIDEPULSE_SIM_USE_WS": "1"} if transport == "websocket" else {}
+    platform = Platform(data_dir, env={**SMALL_FLEET, **use_ws})
     try:
         platform.wait_up()
         assert "simulation: running" in platform.text(), platform.tail()
@@ -209,6 +214,10 @@ def test_ctrl_c_with_the_simulation_stops_the_fleet_first_and_leaves_no_ride_or_
     assert stopped[-1] == "valkey", f"stop order in the launcher's log: {stopped}"
     killed = platform.log_events("service.killed")
     assert killed == [], f"the launcher had to SIGKILL children that did not drain: {killed}"
+
+    if transport == "websocket":  # the drivers did ping over their sockets (locust's summary)
+        summary = (data_dir / "logs" / "simulation.log").read_text()
+        assert re.search(r"^WS\s+ping\s+[1-9]", summary, re.MULTILINE), summary[-3000:]
 
     # "so its riders and drivers finish their rides": no ride the fleet made is left open. The
     # server is read back from its own data dir (its AOF), as the next `ridepulse up` would.
