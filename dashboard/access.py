@@ -3,7 +3,10 @@ WebSockets a same-origin page.
 
 A dashboard link carries a short-lived token; opening it swaps that for a longer-lived session
 token in an HttpOnly, SameSite=Strict cookie, so the link can be shared without sharing power
-and page scripts never see the session (docs/security.md)."""
+and page scripts never see the session (docs/security.md). Only a link (`use` = `link`) is
+exchanged: a session opened as a link would renew itself for ever. Any dashboard token, link or
+session, opens the feed and the APIs; a session inherits its link's grant, which the feed's
+socket cap counts by."""
 
 from __future__ import annotations
 
@@ -48,14 +51,26 @@ def require_viewer(settings: Settings, secret: str, token: str | None) -> Princi
     return verify_token(secret, token, audience="dashboard").require("viewer")
 
 
+def require_link(settings: Settings, secret: str, token: str) -> Principal | None:
+    """`require_viewer`, for a link only: a session (or a token that says nothing of its use)
+    is Unauthorized here, so it cannot be exchanged for a fresh session."""
+    link = require_viewer(settings, secret, token)
+    if link is not None and link.use != "link":
+        raise Unauthorized("only a dashboard link opens a session: open a fresh link")
+    return link
+
+
 def start_session(response: Response, secret: str, link: Principal, secure: bool) -> None:
-    """Swap a verified link token for a session cookie the page's scripts cannot read."""
+    """Swap a verified link token for a session cookie the page's scripts cannot read. The
+    session carries the link's grant, so every session of one link shares its socket cap."""
     session = mint_token(
         secret,
         "viewer",
         link.subject,
         ttl_s=DASHBOARD_SESSION_TTL_S,
         audience="dashboard",
+        use="session",
+        jti=link.grant,  # a link without a jti passes on its claims digest
     )
     response.set_cookie(
         SESSION_COOKIE,

@@ -10,7 +10,13 @@ from fastapi import APIRouter, Cookie, Header, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from dashboard.access import SESSION_COOKIE, require_viewer, start_session, token_from
+from dashboard.access import (
+    SESSION_COOKIE,
+    require_link,
+    require_viewer,
+    start_session,
+    token_from,
+)
 from dashboard.basemap import basemap_for
 from dashboard.feed import Feed, pick_feed
 from ridepulse.errors import NotFound, RedisUnavailable, RidePulseError
@@ -57,7 +63,7 @@ async def page(request: Request, token: str | None = Query(None)) -> Response:
         redirect = RedirectResponse("/", status_code=303, headers={"Cache-Control": "no-store"})
         settings, secret = request.app.state.settings, request.app.state.secret
         try:
-            link = require_viewer(settings, secret, token)
+            link = require_link(settings, secret, token)
         except RidePulseError:
             return redirect
         if link is not None:

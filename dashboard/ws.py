@@ -1,9 +1,10 @@
 """WS /ws: a snapshot (or the missed deltas) then deltas, from the client's bounded queue.
 
 Auth (when on): the session cookie the page got from its link, or a `dashboard`-audience token
-in ?token= / Authorization. The socket closes with 4401 when that token expires. One token holds
-at most `dashboard_ws_per_token` sockets of this process; one more is refused with 429 and
-Retry-After (ridepulse/ws_cap.py); with auth off there is no token, so no cap.
+in ?token= / Authorization. The socket closes with 4401 when that token expires. One grant (a
+link and every session opened from it) holds at most `dashboard_ws_per_token` sockets of this
+process; one more is refused with 429 and Retry-After (ridepulse/ws_cap.py); with auth off there
+is no token, so no cap.
 Query: market (one this dashboard serves; the default market when absent), and last_seq and
 epoch (from the snapshot) to resume."""
 
@@ -59,7 +60,7 @@ async def feed_socket(websocket: WebSocket) -> None:
         await websocket.close(POLICY_VIOLATION, reason=exc.detail[:120])
         return
     cap: ConnectionCap = app.state.feed_cap
-    counted = token if viewer is not None else None
+    counted = viewer.grant if viewer is not None else None
     if counted is not None and not cap.acquire(counted):
         FEED_REFUSED.inc()
         await refuse_over_cap(websocket, cap.limit)

@@ -13,7 +13,6 @@ from ingest.deps import Deps
 from ingest.errors import error_response
 from ingest.routes_telemetry import accept_ping
 from ingest.validation import check_id
-from ridepulse.auth import bearer
 from ridepulse.errors import Forbidden, InvalidInput, RidePulseError
 from ridepulse.ws_cap import CAP_RETRY_AFTER_S, ConnectionCap
 from ridepulse.ws_expiry import close_at_expiry
@@ -78,17 +77,17 @@ async def driver_socket(websocket: WebSocket, driver_id: str) -> None:
     except RidePulseError as exc:
         await _refuse_upgrade(websocket, exc)
         return
-    # the cap counts the token, however the header spelled "Bearer" (or the query gave it)
-    token = bearer(header)
+    # the cap counts the verified token's grant: however the header spelled "Bearer" (or the
+    # query gave it), and however base64 spelled the signature
     cap = _connection_cap(websocket.app, deps)
-    if not cap.acquire(token):
+    if not cap.acquire(who.grant):
         await _refuse_over_cap(websocket, cap.limit)
         return
     try:
         await websocket.accept()
         await _serve(websocket, deps, driver_id, who.expires_at)
     finally:
-        cap.release(token)
+        cap.release(who.grant)
 
 
 async def _serve(websocket: WebSocket, deps: Deps, driver_id: str, expires_at: float) -> None:

@@ -3,10 +3,16 @@
 Every token names the one surface it is good for (`aud`): `api` tokens (driver, rider, fleet,
 ops) open the ingest API and the driver WebSocket; `dashboard` tokens (role `viewer`) only look
 at the dashboard. Each surface refuses the other's tokens, so a shared dashboard link carries no
-power over rides or drivers (docs/security.md)."""
+power over rides or drivers (docs/security.md).
+
+A dashboard token also says what it is for (`use`): a `link` is the short-lived token a URL
+carries, exchanged when opened for a `session` (the cookie); a session is never exchanged for
+another, so nothing outlives a link by more than one session's lifetime. A link carries an id
+(`jti`) that each of its sessions inherits: the grant that WebSocket caps count by."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import time
@@ -36,6 +42,8 @@ DEFAULT_TTL_S = 12 * 3600
 # long enough to open it once; opening it swaps it for a session cookie.
 DASHBOARD_LINK_TTL_S = 10 * 60
 DASHBOARD_SESSION_TTL_S = 12 * 3600
+Use = Literal["link", "session"]
+USES: tuple[str, ...] = get_args(Use)
 SECRET_FILE_MODE = 0o600
 
 
@@ -45,6 +53,10 @@ class Principal:
     subject: str
     audience: str = "api"
     expires_at: float = 0.0  # epoch seconds; open WebSockets close then
+    use: str | None = None  # a dashboard token's `use`; None for API tokens (and older ones)
+    # Who granted this token: its `jti` (a link's, inherited by its sessions), else a digest
+    # of its verified claims. Never the token's text, which several spellings verify as.
+    grant: str = ""
 
     def require(self, *roles: str) -> Principal:
         if self.role not in roles:
@@ -89,14 +101,19 @@ def mint_token(
     *,
     ttl_s: int = DEFAULT_TTL_S,
     audience: str = "api",
+    use: str | None = None,
+    jti: str | None = None,
 ) -> str:
+    """A signed token; `use` and `jti` are for dashboard links and their sessions."""
     if audience not in AUDIENCES:
         raise ValueError(f"unknown audience {audience!r}; audiences: {', '.join(AUDIENCES)}")
     if role not in AUDIENCE_ROLES[audience]:
         allowed = ", ".join(AUDIENCE_ROLES[audience])
         raise ValueError(f"role {role!r} is not for the {audience} audience; roles: {allowed}")
+    if use is not None and use not in USES:
+        raise ValueError(f"unknown use {use!r}; uses: {', '.join(USES)}")
     now = int(time.time())
-    claims = {
+    claims: dict[str, object] = {
         "iss": ISSUER,
         "aud": audience,
         "sub": subject,
@@ -104,12 +121,34 @@ def mint_token(
         "iat": now,
         "exp": now + ttl_s,
     }
+    if use is not None:
+        claims["use"] = use
+    if jti is not None:
+        claims["jti"] = jti
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
 def mint_dashboard_link(secret: str, subject: str, ttl_s: int = DASHBOARD_LINK_TTL_S) -> str:
-    """The short-lived token a dashboard URL carries."""
-    return mint_token(secret, "viewer", subject, ttl_s=ttl_s, audience="dashboard")
+    """The short-lived token a dashboard URL carries, with a grant id of its own."""
+    return mint_token(
+        secret,
+        "viewer",
+        subject,
+        ttl_s=ttl_s,
+        audience="dashboard",
+        use="link",
+        jti=secrets.token_urlsafe(16),
+    )
+
+
+def _grant_of(claims: dict[str, object]) -> str:
+    """The token's `jti`; without one, a digest of the verified claims (equal for every
+    spelling of one token: base64 lets a signature be written several ways that all verify)."""
+    jti = claims.get("jti")
+    if isinstance(jti, str) and jti:
+        return jti
+    canonical = "\n".join(f"{k}={claims[k]!r}" for k in sorted(claims))
+    return "claims:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def verify_token(secret: str, token: str, audience: str = "api") -> Principal:
@@ -137,6 +176,8 @@ def verify_token(secret: str, token: str, audience: str = "api") -> Principal:
         subject=str(claims["sub"]),
         audience=audience,
         expires_at=float(claims["exp"]),
+        use=str(claims["use"]) if "use" in claims else None,
+        grant=_grant_of(claims),
     )
 
 

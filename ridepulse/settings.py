@@ -231,9 +231,10 @@ class Settings(BaseSettings):
     dashboard_ws_per_token: int = Field(
         20,
         ge=0,
-        description="dashboard feed WebSockets open at once per token, per dashboard process; "
-        "0 = off. 20: ten viewers on one token, each with a reconnect whose old socket is not "
-        "yet seen closed; 100 tokens then fill the 2,000 clients one process was measured at",
+        description="dashboard feed WebSockets open at once per link (the link and every "
+        "session opened from it), per dashboard process; 0 = off. 20: ten viewers of one link, "
+        "each with a reconnect whose old socket is not yet seen closed; 100 links then fill the "
+        "2,000 clients one process was measured at",
     )
     surge_window_s: float = Field(300.0, gt=0, description="surge demand and supply window")
     surge_interval_s: float = Field(2.0, gt=0, description="how often pricing recomputes surge")

@@ -1,15 +1,15 @@
-"""At most `limit` WebSockets open at once per token, in one process; past it the upgrade is
+"""At most `limit` WebSockets open at once per grant, in one process; past it the upgrade is
 refused with HTTP 429 and `Retry-After` (docs/security.md, "WebSocket caps").
 
 A slot is taken before the handshake is accepted and given back in the socket's `finally`, so
 every way a socket ends (a clean close, a dropped connection, a server-side close) frees it.
-The table is keyed by the token's identity, a SHA-256 of it (our tokens carry no `jti`): a
-heap dump or a debugger shows no credential. Shared by the dashboard feed and ingest's driver
-socket (which keeps its own refusal)."""
+The table is keyed by the verified token's grant (`Principal.grant`: a dashboard link's `jti`,
+which its sessions inherit, else a digest of the claims), never by the token's text: base64
+lets one signature be spelled several ways that all verify, and each spelling had a cap of its
+own. A heap dump or a debugger shows no credential. Shared by the dashboard feed and ingest's
+driver socket (which keeps its own refusal)."""
 
 from __future__ import annotations
-
-import hashlib
 
 import orjson
 from starlette.responses import Response
@@ -23,39 +23,32 @@ CAP_RETRY_AFTER_S = 5
 POLICY_VIOLATION = 1008
 
 
-def token_identity(token: str) -> str:
-    """What the cap counts by: equal for equal tokens, and not the token."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 class ConnectionCap:
-    """Open sockets per token identity, in this process (limit 0 = no cap)."""
+    """Open sockets per grant, in this process (limit 0 = no cap)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._open: dict[str, int] = {}
 
     def __len__(self) -> int:
-        """Tokens with at least one open socket: a token's entry goes with its last socket."""
+        """Grants with at least one open socket: a grant's entry goes with its last socket."""
         return len(self._open)
 
-    def acquire(self, token: str) -> bool:
-        """Take a slot for `token`; False (and nothing taken) when it holds `limit` already."""
-        identity = token_identity(token)
-        count = self._open.get(identity, 0)
+    def acquire(self, grant: str) -> bool:
+        """Take a slot for `grant`; False (and nothing taken) when it holds `limit` already."""
+        count = self._open.get(grant, 0)
         if self.limit > 0 and count >= self.limit:
             return False
-        self._open[identity] = count + 1
+        self._open[grant] = count + 1
         return True
 
-    def release(self, token: str) -> None:
+    def release(self, grant: str) -> None:
         """Give back a slot `acquire` granted; call it exactly once per granted slot."""
-        identity = token_identity(token)
-        count = self._open.get(identity, 0) - 1
+        count = self._open.get(grant, 0) - 1
         if count > 0:
-            self._open[identity] = count
+            self._open[grant] = count
         else:
-            self._open.pop(identity, None)
+            self._open.pop(grant, None)
 
 
 async def refuse_over_cap(websocket: WebSocket, limit: int) -> None:

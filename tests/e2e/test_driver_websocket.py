@@ -151,15 +151,17 @@ def test_a_refused_upgrade_says_why_in_the_apis_json(shared_city: City) -> None:
 
 
 def test_the_cap_counts_the_token_however_the_header_spells_it(shared_city: City) -> None:
-    """Two sockets with ?token=, then the same token as `bearer …` or `Bearer  …` in the header:
-    refused, as the cap is per token (it counted the header's text, so each spelling had a cap
-    of its own)."""
+    """Two sockets with ?token=, then the same token as `bearer …` or `Bearer  …` in the header,
+    or with a `=` after its signature (PyJWT's base64 accepts it): refused, as the cap is per
+    token (it counted the header's text, then the token's, so each spelling had a cap of its
+    own)."""
     city = shared_city
     token = mint_token(city.secret, "driver", "ws-spelling")
     url = _ws_url(city, "ws-spelling", token)
     bare = f"ws://127.0.0.1:{city.platform.api_port}/v1/drivers/ws-spelling/ws"
     with connect(url, open_timeout=5), connect(url, open_timeout=5):
-        for spelling in (f"bearer {token}", f"BEARER {token}", f"Bearer  {token}"):
+        spellings = (f"bearer {token}", f"BEARER {token}", f"Bearer  {token}", f"Bearer {token}=")
+        for spelling in spellings:
             refused = _refused_at_handshake(bare, additional_headers={"Authorization": spelling})
             assert refused.status_code == 429, (spelling, refused)
 

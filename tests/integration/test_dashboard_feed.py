@@ -530,6 +530,35 @@ async def test_the_cookie_is_secure_behind_a_tls_proxy_the_settings_trust(
     assert ("secure" in attributes) is secure, opened.headers["set-cookie"]
 
 
+async def _session_of(http: httpx.AsyncClient, link: str) -> str:
+    opened = await http.get(f"/?token={link}")
+    assert opened.status_code == 303, opened
+    return opened.cookies[SESSION_COOKIE]
+
+
+async def test_only_a_link_opens_a_session_and_a_session_opens_no_other(
+    dashboard: Dashboard,
+) -> None:
+    """A session sent as `?token=` (or re-spelt with a `=`) sets no cookie: it answered a new
+    12 h session, so one link kept a viewer in for ever. The session still opens the APIs and
+    the feed, and the link itself still opens a session (and the APIs)."""
+    async with httpx.AsyncClient(base_url=dashboard.http) as http:
+        session = await _session_of(http, dashboard.token)
+    async with httpx.AsyncClient(base_url=dashboard.http) as http:
+        for renewal in (session, session + "="):
+            renewed = await http.get(f"/?token={renewal}")
+            assert renewed.status_code == 303, renewed
+            assert "set-cookie" not in renewed.headers, "a session was exchanged for another"
+        assert (await http.get("/api/snapshot")).status_code == 401
+        bearer = {"Authorization": f"Bearer {session}"}
+        assert (await http.get("/api/snapshot", headers=bearer)).status_code == 200
+        assert (await http.get(f"/api/snapshot?token={dashboard.token}")).status_code == 200
+        assert (await _session_of(http, dashboard.token)).count(".") == 2, "the link still opens"
+    async with connect(dashboard.ws(token=session)) as ws:
+        assert decode(await asyncio.wait_for(ws.recv(), 5))["kind"] == "snapshot"
+    assert verify_token(dashboard.settings.secret or "", session, "dashboard").use == "session"
+
+
 async def test_an_expired_or_api_link_sets_no_cookie(dashboard: Dashboard) -> None:
     secret = dashboard.settings.secret or ""
     expired = mint_dashboard_link(secret, "late", ttl_s=-5)
@@ -554,10 +583,10 @@ async def test_an_open_feed_closes_with_4401_when_its_token_expires(
     assert frame is not None and (frame.code, frame.reason) == (TOKEN_EXPIRED, "token expired")
 
 
-async def _admitted(uri: str) -> ClientConnection | None:
+async def _admitted(uri: str, headers: dict[str, str] | None = None) -> ClientConnection | None:
     """An open feed socket (its snapshot read), or None when the upgrade got the cap's 429."""
     try:
-        ws = await connect(uri, open_timeout=5)
+        ws = await connect(uri, open_timeout=5, additional_headers=headers)
     except InvalidStatus as refused:
         if refused.response.status_code != 429:
             raise AssertionError(f"expected 101 or the cap's 429, got {refused.response}") from None
@@ -610,3 +639,34 @@ async def test_one_token_holds_at_most_its_cap_of_feed_sockets_and_a_closed_one_
         )
         close_later(after_drop.close)
         assert await _admitted(uri) is None, "the cap counts the socket that took the slot"
+
+
+async def test_a_link_and_every_session_opened_from_it_share_one_cap(settings: Settings) -> None:
+    """docs/security.md: the cap counts a grant, not a token's text. Each exchange of a link
+    in a new second made a session of its own bytes with a cap of its own (one link opened 100
+    sockets in 5 s), and `S=` verified as `S` but was counted apart."""
+    capped = settings.model_copy(update={"dashboard_ws_per_token": 2})
+    async with _serve(capped) as dashboard, contextlib.AsyncExitStack() as sockets:
+        async with httpx.AsyncClient(base_url=dashboard.http) as http:
+            first = await _session_of(http, dashboard.token)
+
+            async def another_session() -> str | None:
+                # iat is in whole seconds: a session minted in a later second differs in bytes
+                session = await _session_of(http, dashboard.token)
+                return session if session != first else None
+
+            second = await wait_until(
+                another_session, timeout_s=5, interval_s=0.2, what="a second session"
+            )
+        for session in (first, second):  # two browsers' cookies, one socket each
+            ws = await _admitted(
+                dashboard.ws(token=None), {"Cookie": f"{SESSION_COOKIE}={session}"}
+            )
+            assert ws is not None, "a session of a link under its cap was refused"
+            sockets.push_async_callback(ws.close)
+        for over in (dashboard.token, first, first + "="):
+            assert await _admitted(dashboard.ws(token=over)) is None, f"past the cap: {over}"
+        other = mint_dashboard_link(dashboard.settings.secret or "", "test-viewer")  # same sub
+        another = await _admitted(dashboard.ws(token=other))
+        assert another is not None, "another link was refused by the first link's cap"
+        sockets.push_async_callback(another.close)

@@ -4,8 +4,8 @@
   set", with the metric names listed there: a real `ridepulse run pricing` process serves them,
   and its processed counter rises for an event it consumed.
 - docs/security.md, WebSocket caps: "A socket's slot is freed by every way it ends: … the feed
-  dropping a client too slow to read, the token expiring (4401)". The cap is counted by a
-  SHA-256 of the token (ridepulse/ws_cap.py), not by its subject."""
+  dropping a client too slow to read, the token expiring (4401)". The cap is counted by the
+  token's grant (a link's `jti`, ridepulse/ws_cap.py), not by its subject."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from websockets.exceptions import ConnectionClosed
 
 from dashboard.config import FeedConfig
 from loadtests.platform import clean_env, tool
-from ridepulse.auth import mint_dashboard_link
+from ridepulse.auth import mint_dashboard_link, verify_token
 from ridepulse.contracts.events import Point
 from ridepulse.keys import GlobalKeys, MarketKeys
 from ridepulse.redis_server import free_port
@@ -214,19 +214,21 @@ async def test_a_feed_socket_closed_at_token_expiry_gives_its_slot_back(
     settings: Settings,
 ) -> None:
     """docs/security.md: a slot is freed by "the token expiring (4401)". The cap counts by the
-    token (a SHA-256 of it), so a fresh token of the same subject has slots of its own whether
+    link's grant (its `jti`), so a fresh link of the same subject has slots of its own whether
     or not the old one's is freed; an expired token cannot open a socket again (1008). So the
-    freed slot shows only in the cap's table: the expired token's entry leaves it."""
+    freed slot shows only in the cap's table: the expired link's entry leaves it."""
     config = FeedConfig(client_queue_size=4, driver_sample_s=0.2, metrics_sample_s=0.5)
     async with _serve(_one_per_token(settings), config) as dashboard:
         secret = settings.secret or ""
         cap: ConnectionCap = dashboard.app.state.feed_cap
         # 3 s: a few hundred ms of checks below must fit before exp (whole seconds, so 2-3 s)
         short = mint_dashboard_link(secret, "brief", ttl_s=3)
+        short_grant = verify_token(secret, short, "dashboard").grant  # while it is valid
         async with connect(dashboard.ws(token=short), open_timeout=5) as expiring:
             await _next(expiring, lambda m: m["kind"] == "snapshot", what="the snapshot")
             assert await _admitted(dashboard.ws(token=short)) is None, "a cap of 1 must hold"
-            fresh = mint_dashboard_link(secret, "brief")  # same subject, a token of its own
+            fresh = mint_dashboard_link(secret, "brief")  # same subject, a link of its own
+            fresh_grant = verify_token(secret, fresh, "dashboard").grant
             async with connect(dashboard.ws(token=fresh), open_timeout=5) as other:
                 await _next(other, lambda m: m["kind"] == "snapshot", what="the fresh snapshot")
                 assert len(cap) == 2, "one entry per token, not per subject"
@@ -240,9 +242,9 @@ async def test_a_feed_socket_closed_at_token_expiry_gives_its_slot_back(
                 await wait_until(released, timeout_s=5, what="the expired token's slot")
                 # the one entry left is the fresh token's; the expired one holds nothing, so a
                 # slot for it is there to take (taken and given back at once, in this loop)
-                assert cap.acquire(short), "the expired token still holds its slot"
-                cap.release(short)
-                assert not cap.acquire(fresh), "the fresh token's own socket holds its slot"
+                assert cap.acquire(short_grant), "the expired link still holds its slot"
+                cap.release(short_grant)
+                assert not cap.acquire(fresh_grant), "the fresh link's own socket holds its slot"
                 assert await _close_code(dashboard.ws(token=short)) == (1008, "unauthorized")
         await wait_until(lambda: _empty(cap), timeout_s=5, what="every slot back")
 

@@ -129,3 +129,26 @@ def test_write_private_never_opens_a_wider_window(
     target.chmod(0o644)
     write_private(target, "two")
     assert stat.S_IMODE(target.stat().st_mode) == 0o600 and target.read_text() == "two"
+
+
+def test_a_dashboard_link_says_it_is_a_link_and_carries_an_id_of_its_own() -> None:
+    """A link (and `ridepulse token --dashboard`) is `use: link` with a `jti`, which is its
+    grant; an API token says nothing of its use and its grant is a digest of its claims."""
+    first, second = (
+        verify_token(SECRET, mint_dashboard_link(SECRET, "v"), "dashboard") for _ in "ab"
+    )
+    assert (first.use, second.use) == ("link", "link")
+    assert first.grant and first.grant != second.grant, "each link is a grant of its own"
+    claims = jwt.decode(mint_dashboard_link(SECRET, "v"), options={"verify_signature": False})
+    assert claims["use"] == "link" and len(claims["jti"]) >= 16
+    api = verify_token(SECRET, mint_token(SECRET, "ops", "o"))
+    assert api.use is None and api.grant.startswith("claims:")
+    with pytest.raises(ValueError, match="use"):
+        mint_token(SECRET, "viewer", "v", audience="dashboard", use="forever")
+
+
+def test_the_token_command_mints_dashboard_links(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RIDEPULSE_SECRET", SECRET)
+    minted = CliRunner().invoke(app, ["token", "--dashboard"])
+    assert minted.exit_code == 0, minted.output
+    assert verify_token(SECRET, minted.output.strip(), audience="dashboard").use == "link"

@@ -1,10 +1,10 @@
-"""The per-token WebSocket cap (ridepulse/ws_cap.py): counts open sockets per token, frees a
-slot on release, and never holds a token itself."""
+"""The per-grant WebSocket cap (ridepulse/ws_cap.py): counts open sockets per grant (a verified
+token's `Principal.grant`), frees a slot on release, and never holds a token itself."""
 
 from __future__ import annotations
 
-from ridepulse.auth import mint_dashboard_link
-from ridepulse.ws_cap import ConnectionCap, token_identity
+from ridepulse.auth import mint_dashboard_link, mint_token, verify_token
+from ridepulse.ws_cap import ConnectionCap
 
 SECRET = "unit-ws-cap-secret-0123456789abcdef"
 
@@ -32,21 +32,31 @@ def test_zero_means_no_cap() -> None:
     assert all(unlimited.acquire("a") for _ in range(5000))
 
 
-def test_a_token_leaves_the_table_with_its_last_socket_and_is_never_stored() -> None:
+def test_a_grant_leaves_the_table_with_its_last_socket_and_no_token_is_stored() -> None:
     token = mint_dashboard_link(SECRET, "viewer-1")
+    grant = verify_token(SECRET, token, audience="dashboard").grant
     cap = ConnectionCap(3)
-    assert cap.acquire(token) and cap.acquire(token) and len(cap) == 1
-    assert token not in repr(vars(cap)), "the table must hold the token's identity, not it"
-    assert token_identity(token) in vars(cap)["_open"]
-    cap.release(token)
-    cap.release(token)
-    assert len(cap) == 0, "a token with no open socket must not stay in memory"
-    cap.release(token)  # an extra release never makes a count negative
-    assert [cap.acquire(token) for _ in range(4)] == [True, True, True, False]
+    assert cap.acquire(grant) and cap.acquire(grant) and len(cap) == 1
+    assert token not in repr(vars(cap)), "the table must hold the token's grant, not it"
+    cap.release(grant)
+    cap.release(grant)
+    assert len(cap) == 0, "a grant with no open socket must not stay in memory"
+    cap.release(grant)  # an extra release never makes a count negative
+    assert [cap.acquire(grant) for _ in range(4)] == [True, True, True, False]
 
 
-def test_identity_is_equal_for_equal_tokens_only() -> None:
-    first, second = mint_dashboard_link(SECRET, "one"), mint_dashboard_link(SECRET, "two")
-    assert token_identity(first) == token_identity(first)
-    assert token_identity(first) != token_identity(second)
-    assert first not in token_identity(first)
+def test_a_grant_is_the_same_for_every_spelling_of_a_token_and_differs_between_tokens() -> None:
+    """PyJWT's base64 decoding accepts a signature with a `=` added, so the text of a token
+    is not its identity; its verified claims are."""
+    link, driver = mint_dashboard_link(SECRET, "one"), mint_token(SECRET, "driver", "d-1")
+    for token, audience in ((link, "dashboard"), (driver, "api")):
+        grant = verify_token(SECRET, token, audience=audience).grant
+        assert verify_token(SECRET, token + "=", audience=audience).grant == grant
+        assert token not in grant and token.split(".")[2] not in grant
+    first, second = mint_dashboard_link(SECRET, "one"), mint_dashboard_link(SECRET, "one")
+    assert first != second, "each link has an id (jti) of its own"
+    assert _grant(first) != _grant(second), "two links of one subject: two grants"
+
+
+def _grant(link: str) -> str:
+    return verify_token(SECRET, link, audience="dashboard").grant
