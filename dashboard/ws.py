@@ -22,6 +22,7 @@ from dashboard.metrics import FEED_REFUSED
 from ridepulse.auth import Principal
 from ridepulse.errors import RidePulseError
 from ridepulse.ws_cap import ConnectionCap, refuse_over_cap
+from ridepulse.ws_close import close_reason
 from ridepulse.ws_expiry import close_at_expiry
 
 POLICY_VIOLATION = 1008
@@ -57,7 +58,7 @@ async def feed_socket(websocket: WebSocket) -> None:
         feed: Feed = pick_feed(app.state, params.get("market"))
     except RidePulseError as exc:
         await websocket.accept()
-        await websocket.close(POLICY_VIOLATION, reason=exc.detail[:120])
+        await websocket.close(POLICY_VIOLATION, reason=close_reason(exc.detail))
         return
     cap: ConnectionCap = app.state.feed_cap
     counted = viewer.grant if viewer is not None else None

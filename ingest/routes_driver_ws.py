@@ -15,6 +15,7 @@ from ingest.routes_telemetry import accept_ping
 from ingest.validation import check_id
 from ridepulse.errors import Forbidden, InvalidInput, RidePulseError
 from ridepulse.ws_cap import CAP_RETRY_AFTER_S, ConnectionCap
+from ridepulse.ws_close import close_reason
 from ridepulse.ws_expiry import close_at_expiry
 
 router = APIRouter(tags=["telemetry"])
@@ -35,7 +36,7 @@ async def _refuse(websocket: WebSocket, response: Response, detail: str) -> None
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
         await websocket.send_denial_response(response)
     else:
-        await websocket.close(POLICY_VIOLATION, detail[:120])
+        await websocket.close(POLICY_VIOLATION, close_reason(detail))
 
 
 async def _refuse_over_cap(websocket: WebSocket, limit: int) -> None:

@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 
 from ridepulse.errors import RateLimited
+from ridepulse.ws_close import close_reason
 
 # A refused client (the dashboard page, a driver app) retries on its own backoff; five seconds
 # is long enough for a socket the client just closed to be seen closed by the server.
@@ -56,7 +57,7 @@ async def refuse_over_cap(websocket: WebSocket, limit: int) -> None:
     the ASGI denial-response extension, a close before accepting (the server's 403)."""
     detail = f"at most {limit} open WebSocket(s) per token"
     if "websocket.http.response" not in websocket.scope.get("extensions", {}):
-        await websocket.close(POLICY_VIOLATION, detail)
+        await websocket.close(POLICY_VIOLATION, close_reason(detail))
         return
     body = orjson.dumps({"error": RateLimited.code, "detail": detail})
     headers = {"Retry-After": str(CAP_RETRY_AFTER_S)}

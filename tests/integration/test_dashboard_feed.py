@@ -396,6 +396,19 @@ async def test_the_feed_refuses_a_page_from_another_origin(dashboard: Dashboard)
         assert decode(await asyncio.wait_for(ws.recv(), 5))["kind"] == "snapshot"
 
 
+async def test_an_unknown_market_of_any_length_is_refused_with_a_close_frame(
+    dashboard: Dashboard,
+) -> None:
+    """The refusal's reason names the market; it was cut to 120 characters, and 80 `é` are 160
+    bytes where a close frame holds 123: the handler died (`control frame too long`) and the
+    client got no close frame at all."""
+    for market in ("paris", "é" * 80, "🚕" * 60):
+        code, reason = await _close_code(dashboard.ws(market=market))
+        assert code == 1008, f"market {market[:8]!r}: no 1008 close frame ({code}, {reason!r})"
+        assert reason.startswith("this dashboard serves no market"), reason
+        assert len(reason.encode()) <= 123
+
+
 async def test_ride_api_returns_the_timeline_or_a_json_404(
     dashboard: Dashboard, redis: aioredis.Redis
 ) -> None:
