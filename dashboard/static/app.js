@@ -103,9 +103,11 @@ function updateBadge() {
   badge.querySelector(".badge-text").textContent = `${status}${ageText}`;
   badge.title = age === null ? "no update yet" : `last update ${age.toFixed(1)} s ago`;
   const notice = $("notice");
-  notice.hidden = status !== "unauthorized";
-  if (!notice.hidden) {
+  notice.hidden = status !== "unauthorized" && status !== "refused";
+  if (status === "unauthorized") {
     notice.textContent = `The feed refused this page (${connection.closedReason}): open a fresh dashboard link (printed by \`ridepulse up\`, or \`ridepulse token --dashboard\`): it carries a dashboard token that is good for a few minutes.`;
+  } else if (status === "refused") {
+    notice.textContent = `The feed refused this page: ${connection.closedReason}.`;
   }
 }
 

@@ -98,6 +98,11 @@ export function toSnapshot(state) {
   return msg;
 }
 
+// Close reasons of a 1008 that a fresh link can cure (dashboard/ws.py closes with the error's
+// code when the token is missing, expired or not a viewer's). Any other 1008 (a foreign origin,
+// a market this dashboard does not serve) would be refused again the same way: no retry.
+const AUTH_REFUSALS = new Set(["unauthorized", "forbidden"]);
+
 // One WebSocket with reconnect (exponential backoff with jitter) and resume by last_seq.
 export class FeedConnection {
   constructor({ token, market, onSnapshot, onDelta, onStatus }) {
@@ -130,6 +135,12 @@ export class FeedConnection {
     socket.onclose = (event) => {
       if (this.socket !== socket) return;
       this.closedReason = event.code === 1008 ? event.reason || "refused" : "";
+      if (this.closedReason && !AUTH_REFUSALS.has(this.closedReason)) {
+        this.setStatus("refused"); // stays so until the page changes market or is reloaded
+        return;
+      }
+      // unauthorized: retried every ~5 s, so a fresh link opened in another tab (its cookie)
+      // brings this page back to life
       this.setStatus(this.closedReason ? "unauthorized" : "reconnecting");
       this.scheduleReconnect();
     };

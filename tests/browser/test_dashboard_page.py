@@ -359,6 +359,39 @@ async def test_page_without_a_token_says_how_to_get_one(
         "data-state", "unauthorized", timeout=10_000
     )
     await expect(page.locator("#notice")).to_contain_text("dashboard token")
+    await expect(page.locator("#notice")).to_contain_text("open a fresh dashboard link")
+
+
+# Counts the feed sockets the page opens (a refused page that retried showed only in this).
+COUNT_SOCKETS = """
+window.__sockets = 0;
+const PageWebSocket = window.WebSocket;
+window.WebSocket = class extends PageWebSocket {
+  constructor(...args) { super(...args); window.__sockets += 1; }
+};
+"""
+
+
+async def test_a_refusal_a_fresh_link_cannot_cure_says_why_and_is_not_retried(
+    page: Page, dashboard: DashboardProcess
+) -> None:
+    """A market this dashboard does not serve is refused with 1008 like a missing token was:
+    the page told the viewer to open a fresh link and retried every 5 s for ever. It shows the
+    server's reason instead, and waits (60 s of the page's clock, run in a moment)."""
+    await page.goto(f"{dashboard.url}/?token={dashboard.token}")  # the session cookie
+    await expect(page.locator("#conn-badge")).to_contain_text("live", timeout=10_000)
+    await page.add_init_script(COUNT_SOCKETS)
+    await page.clock.install()
+    await page.goto(f"{dashboard.url}/?market=paris")
+    await expect(page.locator("#conn-badge")).to_have_attribute(
+        "data-state", "refused", timeout=10_000
+    )
+    notice = page.locator("#notice")
+    await expect(notice).to_contain_text("this dashboard serves no market 'paris'")
+    await expect(notice).not_to_contain_text("fresh dashboard link")
+    await page.clock.run_for(60_000)  # every retry the page would schedule, at its backoff
+    assert await page.evaluate("window.__sockets") == 1, "the page retried a refused market"
+    await expect(page.locator("#conn-badge")).to_have_attribute("data-state", "refused")
 
 
 async def test_page_applies_deltas_exactly_like_the_server(
