@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from urllib.parse import urlencode
 
 import orjson
 from fastapi import APIRouter, Cookie, Header, Query, Request
@@ -57,10 +58,13 @@ PAGE_CSP = (
 @router.get("/", include_in_schema=False)
 async def page(request: Request, token: str | None = Query(None)) -> Response:
     """The page needs no token to load. A link's `?token=` is swapped for the session cookie
-    and dropped from the address bar (303 to `/`); a bad or expired one sets no cookie and
-    the page says how to get a fresh link."""
+    and dropped from the address bar (303 to `/`, the link's other parameters kept: its
+    `?market=`); a bad or expired one sets no cookie and the page says how to get a fresh
+    link."""
     if token is not None:
-        redirect = RedirectResponse("/", status_code=303, headers={"Cache-Control": "no-store"})
+        kept = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+        location = f"/?{urlencode(kept)}" if kept else "/"  # a path: never another site
+        redirect = RedirectResponse(location, 303, headers={"Cache-Control": "no-store"})
         settings, secret = request.app.state.settings, request.app.state.secret
         try:
             link = require_link(settings, secret, token)

@@ -121,6 +121,10 @@ marketSelect.addEventListener("change", () => {
   select(null);
   state = null;
   connection.switchMarket(marketSelect.value);
+  // the address bar names the market, so a reload (or a bookmark) comes back to it
+  const url = new URL(location.href);
+  url.searchParams.set("market", marketSelect.value);
+  history.replaceState(null, "", url);
 });
 setInterval(updateBadge, 250);
 setInterval(tickClock, 1000);

@@ -295,6 +295,18 @@ async def test_the_market_switch_follows_another_markets_city(
         await expect(page.locator("#market-name")).to_have_text("San Francisco", timeout=10_000)
         await expect(page.locator("#map")).to_have_attribute("data-drivers", "2", timeout=5000)
         await expect(page.locator('#rides tr[data-ride-id="nyc-r1"]')).to_have_count(0)
+
+        # the switch writes the market to the address bar, so a reload stays on it
+        await page.select_option("#market-select", "nyc")
+        await expect(page.locator("#market-name")).to_have_text("New York", timeout=10_000)
+        assert page.url == f"{dashboard.url}/?market=nyc"
+        await page.reload()
+        await expect(page.locator("#market-name")).to_have_text("New York", timeout=10_000)
+        # and a link that names a market opens on it (the 303 kept its ?market=)
+        link = await page.context.new_page()
+        await link.goto(f"{dashboard.url}/?token={dashboard.token}&market=nyc")
+        await expect(link.locator("#market-name")).to_have_text("New York", timeout=10_000)
+        assert link.url == f"{dashboard.url}/?market=nyc"
     finally:
         assert dashboard.stop() == 0
 

@@ -526,6 +526,19 @@ async def test_a_dashboard_link_becomes_an_httponly_strict_cookie_and_leaves_the
         assert decode(await asyncio.wait_for(ws.recv(), 5))["kind"] == "snapshot"
 
 
+async def test_a_link_keeps_its_other_parameters_when_it_leaves_the_url(
+    dashboard: Dashboard,
+) -> None:
+    """`/?token=<link>&market=nyc` answered `303 → /`: the viewer landed on the default
+    market. Only the token leaves the address bar."""
+    async with httpx.AsyncClient(base_url=dashboard.http) as http:
+        opened = await http.get("/", params={"market": "nyc", "token": dashboard.token, "x": "1"})
+        assert opened.status_code == 303 and opened.headers["location"] == "/?market=nyc&x=1"
+        assert SESSION_COOKIE in opened.cookies
+        stale = await http.get("/", params={"token": "garbage", "market": "nyc"})
+        assert stale.headers["location"] == "/?market=nyc" and "set-cookie" not in stale.headers
+
+
 @pytest.mark.parametrize(
     ("proxies", "secure"), [("127.0.0.1,::1", True), ("*", True), ("10.0.0.2", False)]
 )
