@@ -85,7 +85,8 @@ def start_session(response: Response, secret: str, link: Principal, secure: bool
 
 def origin_allowed(origin: str | None, host: str | None) -> bool:
     """No Origin: not a browser (CLI, tests, probes). Otherwise the page must come from this
-    very host:port, which defeats cross-site WebSocket hijacking."""
+    very host:port, which defeats cross-site WebSocket hijacking. `host` is the request's Host,
+    or a trusted proxy's X-Forwarded-Host (dashboard/forwarded.py)."""
     if origin is None:
         return True
     if not host:

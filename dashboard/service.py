@@ -11,6 +11,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from dashboard.app import create_app
+from dashboard.forwarded import TrustedProxyHeaders
 from ridepulse.logs import configure_logging
 from ridepulse.settings import Settings
 
@@ -55,9 +56,11 @@ def uvicorn_config(app: FastAPI, settings: Settings, **overrides: Any) -> uvicor
         "log_level": "warning",
         "timeout_graceful_shutdown": 5,
         "ws_max_size": MAX_CLIENT_MESSAGE_BYTES,
-        "forwarded_allow_ips": settings.forwarded_allow_ips,
+        # the proxy headers are read by TrustedProxyHeaders (X-Forwarded-Host too), not uvicorn
+        "proxy_headers": False,
     }
-    return uvicorn.Config(app, **{**options, **overrides})
+    served = TrustedProxyHeaders(app, settings.forwarded_allow_ips)
+    return uvicorn.Config(served, **{**options, **overrides})
 
 
 if __name__ == "__main__":

@@ -38,9 +38,9 @@ class Settings(BaseSettings):
     dashboard_port: int = Field(8080, ge=1, le=65535, description="dashboard port")
     forwarded_allow_ips: str = Field(
         "127.0.0.1,::1",
-        description="proxies whose X-Forwarded-Proto/-For the HTTP services believe "
-        "(comma-separated addresses or networks, * = any): the TLS proxy in front, so the "
-        "dashboard cookie gets Secure",
+        description="proxies whose X-Forwarded-Proto/-For the HTTP services believe, and the "
+        "dashboard its X-Forwarded-Host (comma-separated addresses or networks, * = any): the "
+        "TLS proxy in front, so the dashboard cookie gets Secure and the feed admits its origin",
     )
     secret: str | None = Field(None, description="HS256 signing secret; unset = read from data dir")
     auth_enabled: bool = Field(

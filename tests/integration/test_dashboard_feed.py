@@ -25,6 +25,7 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Origin
 
 from dashboard.access import SESSION_COOKIE
 from dashboard.app import create_app
@@ -583,6 +584,30 @@ async def test_only_a_link_opens_a_session_and_a_session_opens_no_other(
     async with connect(dashboard.ws(token=session)) as ws:
         assert decode(await asyncio.wait_for(ws.recv(), 5))["kind"] == "snapshot"
     assert verify_token(dashboard.settings.secret or "", session, "dashboard").use == "session"
+
+
+@pytest.mark.parametrize(
+    ("proxies", "admitted"), [("127.0.0.1,::1", True), ("*", True), ("10.0.0.2", False)]
+)
+async def test_the_feed_admits_the_public_origin_a_trusted_proxy_forwards(
+    settings: Settings, proxies: str, admitted: bool
+) -> None:
+    """docs/security.md: behind a TLS proxy that rewrites Host (nginx's default), the page's
+    Origin names the host in X-Forwarded-Host; the feed compared Origin with Host only and
+    refused every browser. The header is believed only from a proxy the settings trust (this
+    client connects from 127.0.0.1), so nobody else can name the origin they come from."""
+    trusting = settings.model_copy(update={"forwarded_allow_ips": proxies})
+    proxied = {"X-Forwarded-Host": "dash.example.com", "X-Forwarded-Proto": "https"}
+    async with _serve(trusting) as dashboard:
+        uri = dashboard.ws()
+        public = Origin("https://dash.example.com")
+        local = Origin(f"http://127.0.0.1:{dashboard.port}")  # where the proxy reached it
+        # the forwarded host is the origin when the proxy is trusted, else the Host still is
+        ok, wrong = (public, local) if admitted else (local, public)
+        async with connect(uri, origin=ok, additional_headers=proxied) as ws:
+            assert decode(await asyncio.wait_for(ws.recv(), 5))["kind"] == "snapshot"
+        refused = await _close_code(uri, origin=wrong, additional_headers=proxied)
+        assert refused == (1008, "origin not allowed"), (proxies, wrong)
 
 
 async def test_an_expired_or_api_link_sets_no_cookie(dashboard: Dashboard) -> None:
