@@ -55,7 +55,8 @@ PAGE_CSP = (
 )
 
 
-@router.get("/", include_in_schema=False)
+# HEAD as well as GET on the page and the health check: `curl -I` and HEAD health probes got 405.
+@router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
 async def page(request: Request, token: str | None = Query(None)) -> Response:
     """The page needs no token to load. A link's `?token=` is swapped for the session cookie
     and dropped from the address bar (303 to `/`, the link's other parameters kept: its
@@ -87,7 +88,7 @@ async def basemap(request: Request, market: str | None = Query(None)) -> Respons
     return Response(basemap_for(feed.market), media_type="application/geo+json")
 
 
-@router.get("/healthz")
+@router.api_route("/healthz", methods=["GET", "HEAD"])
 async def healthz() -> Response:
     return json_response({"status": "ok"})
 

@@ -377,6 +377,19 @@ async def test_the_feed_refuses_clients_without_a_dashboard_token(dashboard: Das
         )
 
 
+async def test_the_page_and_the_health_check_answer_head(dashboard: Dashboard) -> None:
+    """`curl -I` and HEAD health probes: 200 with GET's headers and no body (it was 405)."""
+    async with httpx.AsyncClient(base_url=dashboard.http) as http:
+        for path in ("/", "/healthz"):
+            head, get = await http.head(path), await http.get(path)
+            assert head.status_code == 200, f"HEAD {path}: {head.status_code}"
+            assert (
+                head.content == b"" and head.headers["content-type"] == get.headers["content-type"]
+            )
+        opened = await http.head(f"/?token={dashboard.token}")
+        assert opened.status_code == 303 and SESSION_COOKIE in opened.cookies
+
+
 async def test_with_auth_disabled_the_dashboard_opens_without_a_token(settings: Settings) -> None:
     """RIDEPULSE_AUTH_ENABLED=false (README) opens the dashboard to anyone who reaches it."""
     async with _serve(settings.model_copy(update={"auth_enabled": False})) as open_dashboard:
