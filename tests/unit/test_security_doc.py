@@ -8,6 +8,7 @@ from pathlib import Path
 from dashboard.access import SESSION_COOKIE
 from ridepulse.acl import SERVICE_GRANTS
 from ridepulse.auth import DASHBOARD_LINK_TTL_S, DASHBOARD_SESSION_TTL_S, DEFAULT_TTL_S
+from ridepulse.http_head import MAX_HEAD_BYTES, TOO_LARGE
 from ridepulse.settings import Settings
 from ridepulse.ws_cap import CAP_RETRY_AFTER_S
 from ridepulse.ws_expiry import TOKEN_EXPIRED
@@ -37,6 +38,12 @@ def test_the_websocket_caps_state_the_settings_defaults_and_the_retry_after() ->
         assert f"| `RIDEPULSE_{name.upper()}` | {default} |" in caps, f"{name}: {default}"
     dashboard_default = Settings.model_fields["dashboard_ws_per_token"].default
     assert f"**The dashboard's default, {dashboard_default}.**" in caps
+
+
+def test_the_request_head_cap_and_its_refusal_are_the_codes_own() -> None:
+    heads = _section("Request heads")
+    assert f"**{MAX_HEAD_BYTES // 1024} KiB**" in heads
+    assert f"HTTP **{TOO_LARGE}**" in heads
 
 
 def test_every_redis_user_has_a_row_and_no_row_is_stale() -> None:

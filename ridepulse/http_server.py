@@ -1,0 +1,58 @@
+"""How the HTTP services (ingest, dashboard) serve under uvicorn: uvloop, httptools with a cap on
+a request's head (`ridepulse/http_head.py`), no access log. SIGTERM or Ctrl-C drains as uvicorn
+does, then `serve` returns: the process exits 0 and has logged `service.stopped`, as every
+consumer service does. Left to itself, uvicorn re-raises the signal once it has shut down, so
+the process died by it (exit status -15) without a word."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+from uvicorn.config import STARTUP_FAILURE
+
+from ridepulse.http_head import CappedHeadProtocol
+from ridepulse.logs import get_logger
+from ridepulse.settings import Settings
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def uvicorn_config(app: Any, settings: Settings, *, port: int, **options: Any) -> uvicorn.Config:
+    """What both services share; each adds its own options (WebSocket, shutdown) or overrides."""
+    shared: dict[str, Any] = {
+        "host": settings.host,
+        "port": port,
+        "loop": "uvloop",
+        "http": CappedHeadProtocol,
+        "access_log": False,
+        "log_level": "warning",
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
+    }
+    return uvicorn.Config(app, **{**shared, **options})
+
+
+def serve(config: uvicorn.Config) -> None:
+    """Serve until SIGTERM or SIGINT, drain, log `service.stopped` and return."""
+    server = _Server(config)
+    server.run()
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)  # as `uvicorn.run`: nothing was served
+    get_logger().info("service.stopped")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, minus the signal it would raise again after its graceful shutdown."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)

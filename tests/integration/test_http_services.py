@@ -1,0 +1,271 @@
+"""The two HTTP services as `ridepulse run` starts them (ridepulse/http_server.py), each a real
+process on loopback against the session's embedded Valkey: a request head is capped at
+MAX_HEAD_BYTES (431 past it, the connection closed, other clients served all along; before,
+a header that never ended kept a core and the event loop busy), and SIGTERM ends the process
+with status 0 and `service.stopped` (ingest died by the signal, status -15, without a word)."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import select
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import httpx
+import orjson
+import pytest
+
+from loadtests.platform import clean_env
+from ridepulse.http_head import MAX_HEAD_BYTES
+from ridepulse.redis_server import free_port
+from tests.support.processes import RIDEPULSE
+from tests.support.waiting import wait_until_sync
+
+pytestmark = pytest.mark.integration
+
+SERVICES = ("ingest", "dashboard")
+PORT_SETTING = {"ingest": "RIDEPULSE_API_PORT", "dashboard": "RIDEPULSE_DASHBOARD_PORT"}
+ENDLESS_HEAD = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: "
+CHUNK = b"a" * 16_384
+# Far past the cap: a server still reading this much of one head has no cap. (Before the cap,
+# 50 MiB of it cost ingest 1.3 s of CPU and 150 MiB 32 s; 8 MiB fails the test in seconds.)
+GIVE_UP_AFTER_BYTES = 8 * 1024 * 1024
+ANSWER_WITHIN_S = 5.0
+
+
+@dataclass
+class Served:
+    service: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")[-3000:]
+
+    def healthz(self) -> int:
+        """A normal client's request, with a deadline: a blocked event loop fails it."""
+        url = f"http://127.0.0.1:{self.port}/healthz"
+        return httpx.get(url, timeout=ANSWER_WITHIN_S).status_code
+
+    def events(self) -> list[str]:
+        lines = self.log_path.read_bytes().splitlines()
+        return [orjson.loads(line).get("event") for line in lines if line.startswith(b"{")]
+
+
+@contextlib.contextmanager
+def _running(service: str, redis_url: str, data_dir: Path) -> Iterator[Served]:
+    """`ridepulse run <service>` on a free loopback port, answering /healthz."""
+    port = free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir / f"{service}.log"
+    env = clean_env(
+        RIDEPULSE_REDIS_URL=redis_url,
+        RIDEPULSE_KEY_PREFIX=f"t{port}",
+        RIDEPULSE_DATA_DIR=str(data_dir),
+        RIDEPULSE_SECRET="test-secret-not-for-production-0123456789",
+        RIDEPULSE_HOST="127.0.0.1",
+        RIDEPULSE_LOG_FORMAT="json",
+        RIDEPULSE_LOG_LEVEL="info",
+        **{PORT_SETTING[service]: str(port)},
+    )
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [RIDEPULSE, "run", service],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    served = Served(service, port, process, log_path)
+
+    def answers() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"{service} exited {process.returncode}: {served.output()}")
+        with contextlib.suppress(httpx.HTTPError):
+            return served.healthz() == 200
+        return False
+
+    try:
+        wait_until_sync(answers, timeout_s=30, interval_s=0.1, what=f"{service}'s /healthz")
+        yield served
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
+@pytest.fixture(scope="module", params=SERVICES)
+def served(
+    request: pytest.FixtureRequest, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    """One process per service for the head tests (they leave it running as they found it)."""
+    with _running(request.param, redis_url, tmp_path_factory.mktemp(request.param)) as running:
+        yield running
+
+
+def _status_of(head: bytes, port: int) -> int | str:
+    """The status a fresh connection gets for `head`, sent whole."""
+    with socket.create_connection(("127.0.0.1", port), timeout=ANSWER_WITHIN_S) as sock:
+        return _statuses(sock, [head], pipelined=False)[0]
+
+
+def _head_of(size: int) -> bytes:
+    """A GET /healthz whose head (request line, headers, blank line) is `size` bytes."""
+    bare = ENDLESS_HEAD + b"\r\n\r\n"
+    return ENDLESS_HEAD + b"a" * (size - len(bare)) + b"\r\n\r\n"
+
+
+def test_a_head_of_exactly_the_cap_is_served_and_one_byte_more_is_refused_with_431(
+    served: Served,
+) -> None:
+    """docs/security.md, "Request heads": up to 64 KiB of request line and headers."""
+    assert MAX_HEAD_BYTES == 64 * 1024
+    assert len(_head_of(MAX_HEAD_BYTES)) == MAX_HEAD_BYTES
+    assert _status_of(_head_of(MAX_HEAD_BYTES), served.port) == 200, served.output()
+    assert _status_of(_head_of(MAX_HEAD_BYTES + 1), served.port) == 431, served.output()
+
+
+# Heads of 40 KiB, two of them more than the cap together, and a 1 MiB body, which the route
+# refuses (405) but not as a head: each head is judged on its own, and a body never counts.
+PADDED_GET = _head_of(40 * 1024)
+BIG_POST = b"POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n%s" % (
+    1 << 20,
+    b"a" * (1 << 20),
+)
+ONE_CONNECTION = (PADDED_GET, PADDED_GET, BIG_POST, PADDED_GET)
+ANSWERED = [200, 200, 405, 200]
+
+
+def test_heads_are_capped_one_by_one_on_a_keep_alive_connection(served: Served) -> None:
+    """Each request sent once the previous one is answered: its head starts a read."""
+    with socket.create_connection(("127.0.0.1", served.port), timeout=ANSWER_WITHIN_S) as sock:
+        statuses = _statuses(sock, ONE_CONNECTION, pipelined=False)
+    assert statuses == ANSWERED, served.output()
+
+
+def test_heads_are_capped_one_by_one_when_pipelined(served: Served) -> None:
+    """The requests in one write: the heads after the first start inside a read."""
+    with socket.create_connection(("127.0.0.1", served.port), timeout=ANSWER_WITHIN_S) as sock:
+        statuses = _statuses(sock, ONE_CONNECTION, pipelined=True)
+    assert statuses == ANSWERED, served.output()
+
+
+def _statuses(
+    sock: socket.socket, requests: Sequence[bytes], *, pipelined: bool
+) -> list[int | str]:
+    """The status of each request's answer; "closed" where the server had closed instead."""
+    with sock.makefile("rb") as reader:
+        if pipelined:
+            _send(sock, b"".join(requests))
+            return [_next_status(reader) for _ in requests]
+        statuses: list[int | str] = []
+        for request in requests:
+            _send(sock, request)
+            statuses.append(_next_status(reader))
+        return statuses
+
+
+def _send(sock: socket.socket, data: bytes) -> None:
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        sock.sendall(data)  # a server that closed on us: its last answer is still to be read
+
+
+def _next_status(reader: BinaryIO) -> int | str:
+    """The status of the next whole answer (its head, then Content-Length bytes of body)."""
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        try:
+            line = reader.readline()
+        except ConnectionResetError:
+            line = b""
+        if not line:
+            return "closed"
+        head += line
+    length = re.search(rb"(?i)\r\ncontent-length: (\d+)", head)
+    assert length is not None, head
+    reader.read(int(length.group(1)))
+    return int(head.split(b" ", 2)[1])
+
+
+def test_a_header_that_never_ends_is_refused_and_closed_while_others_are_served(
+    served: Served,
+) -> None:
+    """A header sent without end: past the cap the server answers 431 and closes within
+    seconds; a normal client is served before, while the head is open, and after."""
+    assert served.healthz() == 200
+    with socket.create_connection(("127.0.0.1", served.port), timeout=ANSWER_WITHIN_S) as sock:
+        sock.sendall(ENDLESS_HEAD + CHUNK)  # under the cap: the head stays open
+        assert served.healthz() == 200, "a normal request waited behind an open head"
+        answer, sent = _flood_until_answered(sock)
+        assert answer.startswith(b"HTTP/1.1 431 "), (
+            f"{served.service}: {sent:,} bytes of one header got {answer[:80]!r}, not a 431"
+        )
+        assert b"connection: close" in answer.lower(), answer
+        assert _closed_by_server(sock), f"{served.service} kept the connection open"
+    assert served.healthz() == 200, served.output()
+    assert served.process.poll() is None, served.output()
+
+
+def _flood_until_answered(sock: socket.socket) -> tuple[bytes, int]:
+    """Send the header on and on until the server answers or closes, or GIVE_UP_AFTER_BYTES
+    are sent and it has not answered within ANSWER_WITHIN_S: what it answered and the count."""
+    sent = 0
+    sock.setblocking(False)
+    while sent < GIVE_UP_AFTER_BYTES:
+        readable, writable, _ = select.select([sock], [sock], [], ANSWER_WITHIN_S)
+        if readable or not writable:
+            break  # an answer, a close, or a server that stopped reading
+        try:
+            sent += sock.send(CHUNK)
+        except (BrokenPipeError, ConnectionResetError):
+            break  # closed on us: its answer, if any, is waiting to be read
+    return _read_some(sock, time.monotonic() + ANSWER_WITHIN_S), sent
+
+
+def _read_some(sock: socket.socket, deadline: float) -> bytes:
+    """What the server sends next; b"" once it has closed, or at the deadline."""
+    left = deadline - time.monotonic()
+    if left <= 0 or not select.select([sock], [], [], left)[0]:
+        return b""
+    try:
+        return sock.recv(65536)
+    except ConnectionResetError:
+        return b""  # closed with our unread header still in its buffer
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    """Whether the server closes within ANSWER_WITHIN_S (whatever else it sends is skipped)."""
+    deadline = time.monotonic() + ANSWER_WITHIN_S
+    while (left := deadline - time.monotonic()) > 0:
+        if not select.select([sock], [], [], left)[0]:
+            return False
+        try:
+            if not sock.recv(65536):
+                return True
+        except ConnectionResetError:
+            return True
+    return False
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_sigterm_stops_the_service_with_status_0_and_service_stopped(
+    service: str, redis_url: str, tmp_path: Path
+) -> None:
+    """As every other service under `ridepulse run`: uvicorn's graceful shutdown, then exit 0
+    (ingest used to die by the re-raised signal, status -15, and log nothing)."""
+    with _running(service, redis_url, tmp_path) as running:
+        running.process.send_signal(signal.SIGTERM)
+        try:
+            code = running.process.wait(20)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{service} still running 20 s after SIGTERM") from None
+        assert code == 0, f"{service} exited {code} on SIGTERM: {running.output()}"
+        assert "service.stopped" in running.events(), running.output()

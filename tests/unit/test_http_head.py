@@ -1,0 +1,135 @@
+"""The head cap's counting (ridepulse/http_head.py) under every way TCP may cut a connection's
+bytes into reads: the protocol is fed the reads directly, its transport a recorder. The real
+server's refusal is tested in tests/integration/test_http_services.py; which reads a kernel
+hands it there is up to the kernel, so the arrangements are pinned here."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import uvicorn
+from uvicorn.server import ServerState
+
+from ridepulse.http_head import MAX_HEAD_BYTES, CappedHeadProtocol
+
+START = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: "
+READ_SIZES = [1, 1000, 16_384, MAX_HEAD_BYTES - 1, MAX_HEAD_BYTES, MAX_HEAD_BYTES + 1, 256_000]
+
+
+def head_of(size: int) -> bytes:
+    """A GET whose head (request line, headers, blank line) is `size` bytes."""
+    return START + b"a" * (size - len(START) - 4) + b"\r\n\r\n"
+
+
+def post_of(body_bytes: int) -> bytes:
+    return b"POST /healthz HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (
+        body_bytes,
+        b"a" * body_bytes,
+    )
+
+
+class Recorder(asyncio.Transport):
+    """What the protocol wrote, and whether it closed the connection."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = b""
+        self.closed = False
+        self.protocol: asyncio.BaseProtocol | None = None
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(name)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += bytes(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        assert self.protocol is not None
+        return self.protocol
+
+
+class Unserved(CappedHeadProtocol):
+    """No request is handed to the app: only the counting is under test."""
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        pass
+
+
+async def app(scope: Any, receive: Any, send: Any) -> None:
+    raise AssertionError("the app is never called here")
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+def connection(loop: asyncio.AbstractEventLoop) -> tuple[CappedHeadProtocol, Recorder]:
+    config = uvicorn.Config(app, lifespan="off", log_config=None, log_level="error")
+    protocol = Unserved(config=config, server_state=ServerState(), app_state={}, _loop=loop)
+    transport = Recorder()
+    transport.protocol = protocol
+    protocol.connection_made(transport)
+    return protocol, transport
+
+
+def accepted(loop: asyncio.AbstractEventLoop, stream: bytes, read_size: int) -> int:
+    """`stream` in reads of `read_size`: the bytes of the reads before the one that closed the
+    connection (all of them if none did)."""
+    protocol, transport = connection(loop)
+    for start in range(0, len(stream), read_size):
+        protocol.data_received(stream[start : start + read_size])
+        if transport.closed:
+            return start
+    return len(stream)
+
+
+@pytest.mark.parametrize("read_size", READ_SIZES)
+def test_a_head_of_the_cap_passes_and_one_byte_more_is_refused_however_it_is_read(
+    loop: asyncio.AbstractEventLoop, read_size: int
+) -> None:
+    assert accepted(loop, head_of(MAX_HEAD_BYTES), read_size) == MAX_HEAD_BYTES
+    protocol, transport = connection(loop)
+    for start in range(0, MAX_HEAD_BYTES + 1, read_size):
+        protocol.data_received(head_of(MAX_HEAD_BYTES + 1)[start : start + read_size])
+    assert transport.closed, f"a head of {MAX_HEAD_BYTES + 1} bytes was let through"
+    assert transport.written.startswith(b"HTTP/1.1 431 "), transport.written[:80]
+
+
+@pytest.mark.parametrize("read_size", READ_SIZES)
+def test_pipelined_heads_and_bodies_are_each_counted_on_their_own(
+    loop: asyncio.AbstractEventLoop, read_size: int
+) -> None:
+    """Heads of 40 KiB (two of them more than the cap together) around a 1 MiB body."""
+    padded = head_of(40 * 1024)
+    stream = padded + padded + post_of(1 << 20) + padded
+    assert accepted(loop, stream, read_size) == len(stream)
+
+
+@pytest.mark.parametrize("read_size", READ_SIZES)
+def test_a_pipelined_endless_header_is_refused_within_one_read_past_the_cap(
+    loop: asyncio.AbstractEventLoop, read_size: int
+) -> None:
+    """A head that starts inside a read is counted from the next: the documented slack."""
+    first = head_of(100)
+    endless = first + START + b"a" * (4 * 1024 * 1024)
+    fed = accepted(loop, endless, read_size)
+    assert fed < len(endless), "an endless pipelined header was never refused"
+    assert fed - len(first) <= MAX_HEAD_BYTES + read_size, f"{fed - len(first)} bytes of it"
