@@ -1,12 +1,13 @@
 """The SLO gate of a headless run: the quitting hook sets locust's exit code.
 
-Pass needs all three: failure ratio of API calls (HTTP and WS, not the RIDE metrics) at most
-RIDEPULSE_SLO_FAIL_RATIO, p95 of HTTP calls *of the load phase* at most RIDEPULSE_SLO_P95_MS, and
-every ride the
-simulated riders created in a terminal state. Rides are checked when the test stops, after every
-user's on_stop has cancelled or finished its ride; each ride still open after a short grace is
-recorded as a failed "RIDE stuck_ride" sample naming it, so the check also reaches the master of a
-distributed run through the ordinary stats stream.
+Pass needs all four: no exception raised in the simulation's own code (locust catches it, logs it
+and carries on, so the run would measure less than it says); a failure ratio of API calls (HTTP
+and WS, not the RIDE metrics) at most RIDEPULSE_SLO_FAIL_RATIO; a p95 of HTTP calls *of the load
+phase* at most RIDEPULSE_SLO_P95_MS; and every ride the simulated riders created in a terminal
+state. Rides are checked when the test stops, after every user's on_stop has cancelled or finished
+its ride; each ride still open after a short grace is recorded as a failed "RIDE stuck_ride" sample
+naming it, so the check also reaches the master of a distributed run through the ordinary stats
+stream.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from typing import Any
 
 import orjson
 from locust import events
+from locust import log as locust_log
 from locust.env import Environment
 from locust.event import EventHook
 from locust.runners import MasterRunner, WorkerRunner
 from locust.stats import RequestStats, StatsEntry
 
 from loadtests.behaviours.ledger import TERMINAL_STATUSES
-from loadtests.behaviours.slo import SloLimits, breaches
+from loadtests.behaviours.slo import SloLimits, breaches, describe_exception
 from loadtests.runtime import runtime, sim_config
 from loadtests.users.samples import fire_sample
 from ridepulse.auth import mint_token
@@ -88,6 +90,20 @@ def stuck_rides(host: str) -> dict[str, str | None]:
         time.sleep(RECHECK_EVERY_S)
 
 
+def crashes(environment: Environment) -> list[str]:
+    """Exceptions locust caught in users (a worker's reach the master too), and whether locust
+    logged one from a greenlet or an event handler, which would otherwise have made its exit code 2.
+    """
+    runner = environment.runner
+    found = [
+        describe_exception(row["msg"], row["traceback"], row["count"])
+        for row in (runner.exceptions.values() if runner is not None else ())
+    ]
+    if locust_log.unhandled_greenlet_exception:
+        found.append("an unhandled exception in locust or an event handler (see the log)")
+    return found
+
+
 def _on_init(environment: Environment, **_: Any) -> None:
     """Fail at start-up, once, on a bad knob or a missing secret, not in every user's on_start."""
     if not isinstance(environment.runner, MasterRunner):
@@ -141,6 +157,7 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
         requests=everything.num_requests,
         stuck_ride_ids=stuck,
         limits=SloLimits(max_fail_ratio=config.slo_fail_ratio, max_p95_ms=config.slo_p95_ms),
+        exceptions=crashes(environment),
     )
     if reasons:
         print("SLO gate: FAIL\n  - " + "\n  - ".join(reasons), flush=True)
