@@ -12,6 +12,7 @@ stream.
 
 from __future__ import annotations
 
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -107,7 +108,10 @@ def crashes(environment: Environment) -> list[str]:
 def _on_init(environment: Environment, **_: Any) -> None:
     """Fail at start-up, once, on a bad knob or a missing secret, not in every user's on_start."""
     if not isinstance(environment.runner, MasterRunner):
-        runtime()
+        try:
+            runtime()
+        except (ValueError, RuntimeError) as exc:  # no secret, an unknown market: say which
+            sys.exit(f"error: {exc}")  # SystemExit passes locust's handler: no traceback
 
 
 def _on_test_start(environment: Environment, **_: Any) -> None:

@@ -15,6 +15,8 @@ headless run. Every knob is in loadtests/behaviours/config.py.
 
 from __future__ import annotations
 
+import sys
+
 from loadtests import gate
 from loadtests.behaviours.config import SimConfig
 from loadtests.runtime import sim_config
@@ -34,7 +36,16 @@ def configure_user_classes(config: SimConfig) -> None:
         user_class.weight = weight
 
 
-_config = sim_config()
+def checked_config() -> SimConfig:
+    """The knobs, or exit 1 before any user starts with one line per bad one (no traceback:
+    the lines already name each variable and what it must be)."""
+    try:
+        return sim_config()
+    except ValueError as exc:
+        sys.exit("\n".join(f"error: {line}" for line in str(exc).splitlines()))
+
+
+_config = checked_config()
 configure_user_classes(_config)
 gate.register()
 if _config.shape == "rush":

@@ -13,7 +13,18 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+from loadtests.behaviours.ranges import ANY, AT_LEAST_ONE, COUNT, PERIOD_S, PROBABILITY, Range
+
 T = TypeVar("T")
+
+
+class KnobError(ValueError):
+    """Bad knobs, one line each; str() is the lines, so a caller prints it and exits 1."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
@@ -60,9 +71,11 @@ class SimConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SimConfig:
-        """Parse the environment; a malformed value raises ValueError naming its variable."""
+        """Parse the environment; every malformed or out-of-range value is listed in one
+        KnobError, a line each naming its variable."""
         source = os.environ if env is None else env
         values: dict[str, Any] = {}
+        problems: list[str] = []
         for f in fields(cls):
             name = ENV_NAMES[f.name]
             raw = source.get(name)
@@ -71,48 +84,33 @@ class SimConfig:
             try:
                 values[f.name] = PARSERS[f.name](raw.strip())
             except ValueError as exc:
-                raise ValueError(f"{name}={raw!r}: {exc}") from None
-        config = cls(**values)
-        config.validate()
+                problems.append(f"{name}={raw!r}: {exc}")
+        config = cls(**values)  # a malformed value stays at its default, so its range is not judged
+        try:
+            config.validate()
+        except KnobError as exc:
+            problems += exc.problems
+        if problems:
+            raise KnobError(problems)
         return config
 
     def validate(self) -> None:
-        for name in (
-            "accept_probability",
-            "quote_probability",
-            "cancel_probability",
-            "slo_fail_ratio",
-        ):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(
-                    f"{ENV_NAMES[name]} must be within [0, 1], got {getattr(self, name)}"
-                )
-        for name in (
-            "ping_interval_s",
-            "time_scale",
-            "rider_poll_s",
-            "mean_online_s",
-            "mean_offline_s",
-        ):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{ENV_NAMES[name]} must be positive, got {getattr(self, name)}")
-        for name in ("fleet_size", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{ENV_NAMES[name]} must be at least 1, got {getattr(self, name)}")
-        for name in (
-            "drivers",
-            "riders",
-            "fleet_users",
-            "driver_weight",
-            "rider_weight",
-            "fleet_weight",
-        ):
-            if getattr(self, name) < 0:
-                raise ValueError(
-                    f"{ENV_NAMES[name]} must not be negative, got {getattr(self, name)}"
-                )
+        """Every number within its RANGES row, the shape known, the rush's peak above its base."""
+        problems = []
+        for name, allowed in RANGES.items():
+            value = getattr(self, name)
+            problem = None if value is None else allowed.problem(value)
+            if problem:
+                problems.append(f"{ENV_NAMES[name]}={value}: {problem}")
         if self.shape not in {"", "rush"}:
-            raise ValueError(f"RIDEPULSE_SIM_SHAPE must be 'rush' or empty, got {self.shape!r}")
+            problems.append(f"RIDEPULSE_SIM_SHAPE={self.shape!r}: must be 'rush' or empty")
+        if self.rush_peak_users < self.rush_base_users:
+            problems.append(
+                f"RIDEPULSE_SIM_RUSH_PEAK_USERS={self.rush_peak_users}: must be at least "
+                f"RIDEPULSE_SIM_RUSH_BASE_USERS={self.rush_base_users}"
+            )
+        if problems:
+            raise KnobError(problems)
 
     def resolve_secret(self) -> str:
         """RIDEPULSE_SECRET, else the secret `ridepulse up` wrote into the data dir; never invent
@@ -126,6 +124,38 @@ class SimConfig:
             f"no signing secret: set RIDEPULSE_SECRET, or RIDEPULSE_DATA_DIR to the data dir of "
             f"`ridepulse up` (no {path} here)"
         )
+
+
+# Every number's allowed range (tests/unit/test_behaviour_config.py fails a number without one).
+RANGES: dict[str, Range] = {
+    "ping_interval_s": PERIOD_S,
+    "accept_probability": PROBABILITY,
+    "fleet_size": AT_LEAST_ONE,
+    "batch_size": AT_LEAST_ONE,
+    "seed": ANY,  # any integer seeds random.Random
+    "time_scale": Range(gt=0),
+    "start_hour": Range(ge=0, lt=24),
+    "drivers": COUNT,
+    "riders": COUNT,
+    "fleet_users": COUNT,
+    "driver_weight": COUNT,
+    "rider_weight": COUNT,
+    "fleet_weight": COUNT,
+    "mean_online_s": PERIOD_S,
+    "mean_offline_s": PERIOD_S,
+    "quote_probability": PROBABILITY,
+    "cancel_probability": PROBABILITY,
+    "rider_poll_s": PERIOD_S,
+    "rider_think_s": PERIOD_S,  # the mean of an exponential draw: 0 divides by zero
+    "rush_peak_users": AT_LEAST_ONE,
+    "rush_base_users": COUNT,
+    "rush_ramp_s": Range(ge=0),
+    "rush_peak_s": PERIOD_S,
+    "rush_drain_s": Range(ge=0),
+    "slo_fail_ratio": PROBABILITY,
+    "slo_p95_ms": Range(gt=0),
+    "slo_grace_s": Range(ge=0),
+}
 
 
 def parse_bool(raw: str) -> bool:
