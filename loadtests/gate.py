@@ -1,5 +1,10 @@
 """The SLO gate of a headless run: the quitting hook sets locust's exit code.
 
+It judges the whole run, stop drain and stuck-ride check included, however the run ends: after
+-t, locust stops the users before quitting; on Ctrl-C or SIGTERM it fires quitting first, so the
+gate stops the users itself before judging. A distributed master waits for every worker's final
+report (final_reports.py) and judges the merged stats.
+
 Pass needs all four: no exception raised in the simulation's own code (locust catches it, logs it
 and carries on, so the run would measure less than it says); a failure ratio of API calls (HTTP
 and WS, not the RIDE metrics) at most RIDEPULSE_SLO_FAIL_RATIO; a p95 of HTTP calls *of the load
@@ -24,11 +29,13 @@ from locust import events
 from locust import log as locust_log
 from locust.env import Environment
 from locust.event import EventHook
-from locust.runners import MasterRunner, WorkerRunner
+from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
 from locust.stats import RequestStats, StatsEntry
 
 from loadtests.behaviours.ledger import TERMINAL_STATUSES
 from loadtests.behaviours.slo import SloLimits, breaches, describe_exception
+from loadtests.final_csv import write_final_csv
+from loadtests.final_reports import FinalReports
 from loadtests.runtime import runtime, sim_config
 from loadtests.users.samples import fire_sample
 from ridepulse.auth import mint_token
@@ -38,12 +45,16 @@ CUSTOM_TYPE = "RIDE"
 STUCK_NAME = "stuck_ride"
 READ_TIMEOUT_S = 5.0
 RECHECK_EVERY_S = 0.5
+# beyond locust's --stop-timeout and the ride grace: a worker's drain of its users' last calls
+FINAL_REPORT_MARGIN_S = 60.0
 
 # The HTTP samples as they stood when the run stopped, before the users' on_stop drain. Locust
 # stops every user in the same instant, so the drain is a burst of a few hundred calls that no
 # real traffic makes (every driver signs off and every rider cancels at once); it is judged by the
 # failure ratio and the stuck-ride check, and its latency is reported, not gated.
 _load_phase: list[StatsEntry] = []
+_final_reports = FinalReports()
+_missing_reports: list[str] = []  # workers whose final report never came (master)
 
 
 def api_entry(stats: RequestStats, methods: frozenset[str] | None = None) -> StatsEntry:
@@ -115,6 +126,8 @@ def _on_init(environment: Environment, **_: Any) -> None:
 
 
 def _on_test_start(environment: Environment, **_: Any) -> None:
+    _final_reports.reset()
+    _missing_reports.clear()
     if not isinstance(environment.runner, MasterRunner):
         runtime().ledger.reset()
 
@@ -125,16 +138,26 @@ def _on_test_stopping(environment: Environment, **_: Any) -> None:
 
 
 def _on_test_stop(environment: Environment, **_: Any) -> None:
-    if isinstance(environment.runner, MasterRunner) or not sim_config().slo_check_rides:
+    runner = environment.runner
+    if isinstance(runner, MasterRunner):
+        if _headless(environment):
+            timeout_s = environment.stop_timeout + sim_config().slo_grace_s + FINAL_REPORT_MARGIN_S
+            _missing_reports[:] = _final_reports.await_workers(runner, timeout_s)
         return
-    for ride_id, status in sorted(stuck_rides(environment.host or "").items()):
-        fire_sample(
-            environment,
-            CUSTOM_TYPE,
-            STUCK_NAME,
-            0,
-            exception=f"{ride_id} left in state {status or 'unknown'}",
-        )
+    if sim_config().slo_check_rides:
+        for ride_id, status in sorted(stuck_rides(environment.host or "").items()):
+            fire_sample(
+                environment,
+                CUSTOM_TYPE,
+                STUCK_NAME,
+                0,
+                exception=f"{ride_id} left in state {status or 'unknown'}",
+            )
+    _final_reports.drained = True  # a worker's next report carries all of it
+
+
+def _headless(environment: Environment) -> bool:
+    return bool(getattr(environment.parsed_options, "headless", False))
 
 
 def _on_quitting(environment: Environment, **_: Any) -> None:
@@ -142,8 +165,20 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
         return
     if isinstance(environment.runner, WorkerRunner):
         return  # the master judges the whole run from the stats every worker sent
-    if not getattr(environment.parsed_options, "headless", False):
+    if not _headless(environment):
         return  # an interactive run is judged by its operator
+    if environment.runner.state in (STATE_SPAWNING, STATE_RUNNING):
+        # Ctrl-C or SIGTERM: locust fires quitting before it stops the users, so stop them here:
+        # their drain and the stuck-ride check (test_stop) belong in the verdict
+        environment.runner.stop()
+    _judge(environment)
+    options = environment.parsed_options
+    if getattr(options, "csv_prefix", None):
+        write_final_csv(environment, options.csv_prefix)
+
+
+def _judge(environment: Environment) -> None:
+    assert environment.runner is not None
     config = sim_config()
     stats = environment.runner.stats
     everything, http = api_entry(stats), api_entry(stats, HTTP_METHODS)
@@ -163,6 +198,11 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
         limits=SloLimits(max_fail_ratio=config.slo_fail_ratio, max_p95_ms=config.slo_p95_ms),
         exceptions=crashes(environment),
     )
+    if _missing_reports:
+        reasons.append(
+            f"no final report from worker(s) {', '.join(_missing_reports)}: their stop drain and "
+            "stuck-ride check are not in these figures"
+        )
     if reasons:
         print("SLO gate: FAIL\n  - " + "\n  - ".join(reasons), flush=True)
         environment.process_exit_code = 1
@@ -193,3 +233,5 @@ def register() -> None:
     _listen(events.test_stopping, _on_test_stopping)
     _listen(events.test_stop, _on_test_stop)
     _listen(events.quitting, _on_quitting)
+    _listen(events.report_to_master, _final_reports.on_report_to_master)
+    _listen(events.worker_report, _final_reports.on_worker_report)
