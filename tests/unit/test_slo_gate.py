@@ -108,3 +108,29 @@ def test_exceptions_are_described_by_message_and_raising_frame() -> None:
         exceptions=[describe_exception("boom", "", 2)],
     )
     assert reasons == ["exceptions in user code: boom (2 times)"]
+
+
+PASS_CHECK = textwrap.dedent(
+    """
+    import argparse
+    from locust.env import Environment
+    from loadtests import gate
+
+    env = Environment(parsed_options=argparse.Namespace(headless=True))
+    runner = env.create_local_runner()
+    for _ in range(100):
+        runner.stats.log_request("GET", "/v1/drivers/[id]", 40, 10)
+    gate._on_quitting(env)
+    """
+)
+
+
+def test_the_pass_line_claims_no_ride_check_it_did_not_make() -> None:
+    env = {**os.environ, "RIDEPULSE_SLO_CHECK_RIDES": "0", "RIDEPULSE_SECRET": "x" * 32}
+    done = subprocess.run(
+        [sys.executable, "-c", PASS_CHECK], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert "SLO gate: pass" in done.stdout, done.stdout
+    assert "no ride left open" not in done.stdout, done.stdout
+    assert "open rides not checked (RIDEPULSE_SLO_CHECK_RIDES=0)" in done.stdout, done.stdout
