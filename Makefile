@@ -102,8 +102,10 @@ quality-warmup: $(STAMP) ## the ETA error against minutes since start, from one 
 quality-surge-tuning: $(STAMP) ## tune surge's cap, smoothing and hysteresis from runs
 	$(BIN)/python -m loadtests.quality.surge_tuning
 
+# The stack's API on its port: RIDEPULSE_API_PORT as `ridepulse up` reads it, else its default.
 loadtest: $(STAMP) ## locust's web UI on 127.0.0.1:8089 against a running stack
-	$(BIN)/locust -f loadtests/locustfile.py --web-host 127.0.0.1 --web-port 8089
+	$(BIN)/locust -f loadtests/locustfile.py --web-host 127.0.0.1 --web-port 8089 \
+		--host http://127.0.0.1:$(or $(RIDEPULSE_API_PORT),8000)
 
 loadtest-ci: $(STAMP) ## a short headless load on a fresh stack, gated on its SLOs
 	$(BIN)/python -m loadtests.ci_run
