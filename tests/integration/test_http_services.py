@@ -25,7 +25,7 @@ import pytest
 from loadtests.platform import clean_env
 from ridepulse.http_head import MAX_HEAD_BYTES
 from ridepulse.redis_server import free_port
-from tests.support.processes import RIDEPULSE
+from tests.support.processes import run_service
 from tests.support.waiting import wait_until_sync
 
 pytestmark = pytest.mark.integration
@@ -76,14 +76,7 @@ def _running(service: str, redis_url: str, data_dir: Path) -> Iterator[Served]:
         RIDEPULSE_LOG_LEVEL="info",
         **{PORT_SETTING[service]: str(port)},
     )
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [RIDEPULSE, "run", service],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+    process = run_service(service, env, log_path)
     served = Served(service, port, process, log_path)
 
     def answers() -> bool:

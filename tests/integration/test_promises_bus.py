@@ -11,9 +11,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -28,7 +26,7 @@ import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
-from loadtests.platform import clean_env, tool
+from loadtests.platform import clean_env
 from ridepulse.bus.handlers import HandlerTable
 from ridepulse.bus.worker import START_PATIENCE_S
 from ridepulse.contracts.registry import Event
@@ -38,6 +36,7 @@ from ridepulse.redis_server import EmbeddedRedis
 from ridepulse.settings import Settings
 from tests.support.bus import expired_events, fill, runtime
 from tests.support.ingest import DOWNTOWN, Ingest, start
+from tests.support.processes import run_service
 from tests.support.waiting import wait_until_sync
 
 pytestmark = pytest.mark.integration
@@ -326,7 +325,6 @@ async def test_a_restarted_consumer_first_finishes_what_its_name_held_then_reads
 # ---- 3. a service started before its Redis waits for it ---------------------------------------
 
 OUTAGE_S = 3.0  # how long Redis stays away after the service first finds it missing
-RIDEPULSE = tool("ridepulse")
 
 
 def _log_events(path: Path) -> list[dict[str, Any]]:
@@ -378,15 +376,7 @@ def test_a_service_started_before_its_redis_waits_for_it_and_becomes_ready(
         RIDEPULSE_LOG_FORMAT="json",
         RIDEPULSE_LOG_LEVEL="info",
     )
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [RIDEPULSE, "run", service],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=os.getcwd(),
-        )
+    proc = run_service(service, env, log_path)
     client = connect_sync(server.url)
 
     def output() -> str:

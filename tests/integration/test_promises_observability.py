@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from dashboard.config import FeedConfig
-from loadtests.platform import clean_env, tool
+from loadtests.platform import clean_env
 from ridepulse.auth import mint_dashboard_link, verify_token
 from ridepulse.contracts.events import Point
 from ridepulse.keys import GlobalKeys, MarketKeys
@@ -42,6 +41,7 @@ from tests.integration.test_dashboard_feed import (
     _stalled_client,
 )
 from tests.support.dashboard_city import RideWriter, put_drivers
+from tests.support.processes import run_service
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -63,7 +63,6 @@ CONSUMER_METRICS = {
 }
 DASHBOARD_METRICS = {"rp_dashboard_dropped_frames_total", "rp_dashboard_driver_samples_total"}
 
-RIDEPULSE = tool("ridepulse")
 CONSUMER = "pricing-1"
 REQUESTED = {"service": "pricing", "group": "pricing", "type": "ride.requested"}
 HOT = Point(lat=37.7793, lon=-122.4193)
@@ -89,14 +88,6 @@ def _sample(text: str, name: str, labels: dict[str, str]) -> float | None:
     return None
 
 
-def _spawn(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """A service process with its output (JSON lines) in `log_path`."""
-    with log_path.open("wb") as log:
-        return subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env
-        )
-
-
 async def test_a_consumer_serves_the_documented_metrics_on_its_metrics_port(
     redis: aioredis.Redis, redis_url: str, settings: Settings, tmp_path: Path
 ) -> None:
@@ -119,7 +110,7 @@ async def test_a_consumer_serves_the_documented_metrics_on_its_metrics_port(
         RIDEPULSE_LOG_FORMAT="json",
         RIDEPULSE_LOG_LEVEL="info",
     )
-    proc = _spawn([RIDEPULSE, "run", "pricing"], env, log_path)
+    proc = run_service("pricing", env, log_path)
 
     def output() -> str:
         return log_path.read_text()[-3000:]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from multiprocessing.process import BaseProcess
@@ -129,3 +130,15 @@ def port_free(port: int) -> bool:
         except OSError:
             return False
         return True
+
+
+def run_service(service: str, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """`ridepulse run <service>` in the background, its output (JSON lines) in `log_path`."""
+    with log_path.open("wb") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            [RIDEPULSE, "run", service],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )

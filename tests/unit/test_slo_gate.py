@@ -51,7 +51,9 @@ def test_a_slow_load_phase_still_fails_the_gate() -> None:
     assert reasons == ["p95 of HTTP calls under load 530 ms > 500 ms"]
 
 
-CRASH_CHECK = textwrap.dedent(
+# A headless run's end in a fresh interpreter: 100 fast calls logged, then what each case adds
+# before the gate judges it at quitting.
+A_RUN = textwrap.dedent(
     """
     import argparse, traceback
     from locust.env import Environment
@@ -61,6 +63,10 @@ CRASH_CHECK = textwrap.dedent(
     runner = env.create_local_runner()
     for _ in range(100):
         runner.stats.log_request("GET", "/v1/drivers/[id]", 40, 10)
+    """
+)
+CRASH_CHECK = A_RUN + textwrap.dedent(
+    """
     def think_time_s():
         return 1.0 / 0.0
     try:
@@ -110,19 +116,7 @@ def test_exceptions_are_described_by_message_and_raising_frame() -> None:
     assert reasons == ["exceptions in user code: boom (2 times)"]
 
 
-PASS_CHECK = textwrap.dedent(
-    """
-    import argparse
-    from locust.env import Environment
-    from loadtests import gate
-
-    env = Environment(parsed_options=argparse.Namespace(headless=True))
-    runner = env.create_local_runner()
-    for _ in range(100):
-        runner.stats.log_request("GET", "/v1/drivers/[id]", 40, 10)
-    gate._on_quitting(env)
-    """
-)
+PASS_CHECK = A_RUN + "gate._on_quitting(env)\n"
 
 
 def test_the_pass_line_claims_no_ride_check_it_did_not_make() -> None:
