@@ -272,7 +272,7 @@ def token(
     ] = None,
     ttl_s: Annotated[
         int | None,
-        typer.Option(min=1, help="lifetime in seconds [default: 12 h; 10 min with --dashboard]"),
+        typer.Option(min=1, help="lifetime in seconds \\[default: 12 h; 10 min with --dashboard]"),
     ] = None,
     dashboard: Annotated[
         bool,

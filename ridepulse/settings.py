@@ -70,10 +70,15 @@ class Settings(BaseSettings):
         3, ge=1, description="entries per XREADGROUP on telemetry (each up to 2,000 pings)"
     )
     telemetry_conflate: bool = Field(
-        True, description="telemetry consumers skip pings superseded within a read (latest wins)"
+        True,
+        description="telemetry consumers behind by more than telemetry_catch_up_lag_s skip pings "
+        "superseded within a read (latest wins)",
     )
     telemetry_catch_up_lag_s: float = Field(
-        0.5, ge=0, description="lag in seconds past which a telemetry consumer reads bigger slices"
+        0.5,
+        ge=0,
+        description="lag in seconds past which a telemetry consumer reads bigger slices (and "
+        "conflates); 0 = always",
     )
     telemetry_catch_up_read_count: int = Field(
         50, ge=1, description="fewest entries per XREADGROUP on telemetry while catching up"
@@ -85,7 +90,9 @@ class Settings(BaseSettings):
         "the backlog up to this, so a driver's superseded pings meet its newest)",
     )
     eta_conflation_window_ms: int = Field(
-        15_000, ge=0, description="per driver, eta keeps the pings this close to its newest one"
+        15_000,
+        ge=0,
+        description="per driver, eta keeps the pings this close to its newest one; 0 = the newest",
     )
     eta_learn_interval_ms: int = Field(
         1_500,
@@ -107,8 +114,18 @@ class Settings(BaseSettings):
         ge=1,
         description="XREADGROUP BLOCK (0 would block for ever); below the socket timeout",
     )
-    claim_idle_ms: int = Field(15000, ge=0, description="idle time before another consumer claims")
-    retry_idle_ms: int = Field(500, ge=0, description="idle time before a failed entry is retried")
+    claim_idle_ms: int = Field(
+        15000,
+        ge=0,
+        description="idle time before another consumer claims; 0 = at once, even entries a live "
+        "consumer is still handling (for tests)",
+    )
+    retry_idle_ms: int = Field(
+        500,
+        ge=0,
+        description="idle time before a failed entry is retried (doubling per delivery, up to "
+        "claim_idle_ms); 0 = at once",
+    )
     max_deliveries: int = Field(5, ge=1, description="deliveries before an entry is dead-lettered")
     consumer_reap_idle_ms: int = Field(
         3_600_000,
@@ -183,7 +200,9 @@ class Settings(BaseSettings):
     retention_interval_s: float = Field(
         60.0, gt=0, description="how often rider ride sets and the heartbeat set are trimmed"
     )
-    h3_resolution: int = Field(8, ge=0, le=15, description="H3 resolution of surge and speed cells")
+    h3_resolution: int = Field(
+        8, ge=0, le=15, description="H3 resolution of surge and speed cells (0 the coarsest)"
+    )
     surge_cap: float = Field(3.0, ge=1.0, description="highest surge multiplier; 1 turns surge off")
     surge_neighbour_weight: float = Field(
         0.5, ge=0.0, le=1.0, description="share of a cell's demand and supply its neighbours count"
@@ -213,7 +232,8 @@ class Settings(BaseSettings):
         0,
         ge=0,
         le=1,
-        description="1 = a ride's 202 also waits for a replica (WAIT 1): survives a failover",
+        description="1 = a ride's 202 also waits for a replica (WAIT 1): survives a failover; "
+        "0 = the local AOF's fsync only",
     )
     rider_ride_requests_per_min: int = Field(
         10, ge=0, description="ride requests per rider per minute; 0 = off"

@@ -117,6 +117,10 @@ async def test_rider_minute_counters_refuse_past_the_limit_with_retry_after(
     assert 1 <= refused.value.retry_after_s <= 60
     await limit_rider(redis, global_keys, "u2", "quotes", 3)  # per rider
     await limit_rider(redis, global_keys, "u1", "cancels", 3)  # per action
+    # one counter per rider, action and minute, gone two minutes later (docs/architecture.md)
+    counter = global_keys.rider_rate("u1", "quotes", int(time.time() // 60))
+    assert await redis.get(counter) == b"4"
+    assert 110 <= await redis.ttl(counter) <= 120
 
 
 class FakeDeps:

@@ -152,3 +152,9 @@ def test_the_token_command_mints_dashboard_links(monkeypatch: pytest.MonkeyPatch
     minted = CliRunner().invoke(app, ["token", "--dashboard"])
     assert minted.exit_code == 0, minted.output
     assert verify_token(SECRET, minted.output.strip(), audience="dashboard").use == "link"
+
+
+def test_the_token_commands_help_states_the_default_lifetimes() -> None:
+    """The help text's `[default: …]` read as rich markup vanished from `--help`."""
+    shown = CliRunner().invoke(app, ["token", "--help"], env={"COLUMNS": "200"}).output
+    assert "[default: 12 h; 10 min with --dashboard]" in shown, shown

@@ -11,8 +11,10 @@ import redis.asyncio as aioredis
 
 from matching.geo_filter import PositionFilter
 from matching.geo_index import update_positions
+from matching.geo_service import geo_filter
 from ridepulse.contracts.events import Ping
 from ridepulse.keys import MarketKeys
+from ridepulse.settings import Settings
 
 ORIGIN = (37.7749, -122.4194)
 
@@ -180,3 +182,10 @@ async def test_a_failed_write_leaves_no_driver_in_flight() -> None:
     await update_positions(redis, keys, [ping("d1", 10, 3)], f)  # near 0 m: skipped again
     assert index.stored == {"d1": 1}
     assert f.skipped == 1
+
+
+def test_geo_min_move_0_writes_every_ping() -> None:
+    """README: `RIDEPULSE_GEO_MIN_MOVE_M` "0 writes every ping": matching-geo runs no filter."""
+    assert geo_filter(Settings(geo_min_move_m=0)) is None
+    kept = geo_filter(Settings(geo_min_move_m=20, driver_stale_s=30))
+    assert kept is not None and (kept.min_move_m, kept.refresh_ms) == (20, 10_000)

@@ -29,8 +29,8 @@ def test_scale_refuses_what_cannot_run_as_replicas(text: str) -> None:
         parse_scale(text)
 
 
-def _specs(tmp_path: Path, scale: str | None = None) -> dict[str, ChildSpec]:
-    settings = Settings(data_dir=tmp_path, redis_url="redis://127.0.0.1:1", scale=scale)
+def _specs(tmp_path: Path, scale: str | None = None, **more: object) -> dict[str, ChildSpec]:
+    settings = Settings(data_dir=tmp_path, redis_url="redis://127.0.0.1:1", scale=scale, **more)
     client = redis.Redis(host="127.0.0.1", port=1)  # never connected: the probes are lazy
     return {s.name: s for s in service_specs(settings, client, "secret")}
 
@@ -79,3 +79,9 @@ def test_matching_geo_runs_as_two_niced_replicas_by_default_and_one_on_request(
     assert "RIDEPULSE_LEASES" not in geo[0].env
     one = _specs(tmp_path, "matching-geo=1")
     assert "matching-geo" in one and "matching-geo-1" not in one
+
+
+def test_telemetry_nice_0_runs_every_service_at_the_launchers_priority(tmp_path: Path) -> None:
+    """README: `RIDEPULSE_TELEMETRY_NICE` "0 = off"."""
+    assert {spec.nice for spec in _specs(tmp_path).values()} != {0}  # the default nices some
+    assert {spec.nice for spec in _specs(tmp_path, telemetry_nice=0).values()} == {0}

@@ -49,7 +49,7 @@ def test_nobody_free_widens_the_radius_until_every_radius_is_searched() -> None:
     while (radius := plan.next_radius_m()) is not None:
         seen.append(radius)
         assert ids(plan, []) == []
-    assert seen == list(SEARCH_RADII_M)
+    assert seen == [1_500, 4_000, 10_000]  # docs/architecture.md: "1.5, 4, 10 km"
 
 
 def test_a_lost_race_searches_the_same_radius_again_without_the_taken_driver() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from annotated_types import Ge
+
 from ridepulse.settings import Settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -50,3 +52,18 @@ def _normal(documented: str) -> str:
     except ValueError:
         return text
     return str(int(number)) if number.is_integer() else str(number)
+
+
+def test_the_table_says_what_0_means_wherever_0_is_allowed() -> None:
+    """The README promises it: a 0 that turns a limit off and a 0 that means "at once" read
+    alike, and a user cannot tell them apart from the name."""
+    rows = dict(
+        re.findall(r"^\| `RIDEPULSE_(\w+)` \| `[^`]*` \| (.*) \|$", README.read_text(), re.M)
+    )
+    silent = [
+        name
+        for name, field in Settings.model_fields.items()
+        if any(isinstance(bound, Ge) and bound.ge == 0 for bound in field.metadata)
+        and not re.search(r"(?<![\d.,])0(?![\d.,])", rows.get(name.upper(), ""))
+    ]
+    assert not silent, f"say what 0 means in the README rows of: {silent}"
