@@ -29,8 +29,12 @@ def test_scale_refuses_what_cannot_run_as_replicas(text: str) -> None:
         parse_scale(text)
 
 
-def _specs(tmp_path: Path, scale: str | None = None, **more: object) -> dict[str, ChildSpec]:
-    settings = Settings(data_dir=tmp_path, redis_url="redis://127.0.0.1:1", scale=scale, **more)
+def _specs(
+    tmp_path: Path, scale: str | None = None, telemetry_nice: int | None = None
+) -> dict[str, ChildSpec]:
+    settings = Settings(data_dir=tmp_path, redis_url="redis://127.0.0.1:1", scale=scale)
+    if telemetry_nice is not None:
+        settings = settings.model_copy(update={"telemetry_nice": telemetry_nice})
     client = redis.Redis(host="127.0.0.1", port=1)  # never connected: the probes are lazy
     return {s.name: s for s in service_specs(settings, client, "secret")}
 
