@@ -7,11 +7,21 @@ a header that never ends cost time quadratic in its length (150 MiB kept a core 
 the event loop with it) and memory the process kept. The cap is exact for a head that starts a
 read, which is every request a client sends after the previous answer; a pipelined head that
 starts inside a read is counted from the next read on, so it may pass the cap by at most one
-read (uvloop's are at most 250 KB)."""
+read (uvloop's are at most 250 KB).
+
+A head also has a deadline (`RIDEPULSE_HTTP_HEAD_TIMEOUT_S`): from the connection's start, and
+from the end of each response, the client has that long to finish its next head, however slowly
+its bytes trickle in; past it the connection is answered 408 and closed. uvicorn's keep-alive
+timer is no such deadline: the first byte cancels it, so a client sending a byte a minute (or
+nothing at all on a new connection) held its connection, and a file descriptor, for ever."""
 
 from __future__ import annotations
 
+from asyncio import Transport
+from weakref import WeakSet
+
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.server import ServerState
 
 # Our clients' heads are under 2 KiB (a JWT or the dashboard cookie, an Idempotency-Key, a
 # WebSocket handshake, a proxy's X-Forwarded-*). nginx refuses a header line past 8 KiB and
@@ -20,10 +30,15 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 MAX_HEAD_BYTES = 64 * 1024
 TOO_LARGE = 431
 REFUSAL = b"Request header fields too large."
+TIMED_OUT = 408
+TIMEOUT_ANSWER = b"Request head not received in time."
 
+_connection_made = HttpToolsProtocol.connection_made
 _data_received = HttpToolsProtocol.data_received
 _on_headers_complete = HttpToolsProtocol.on_headers_complete
 _on_message_complete = HttpToolsProtocol.on_message_complete
+_on_response_complete = HttpToolsProtocol.on_response_complete
+_swept: WeakSet[ServerState] = WeakSet()  # servers whose open heads a sweep is watching
 
 
 class CappedHeadProtocol(HttpToolsProtocol):
@@ -37,6 +52,20 @@ class CappedHeadProtocol(HttpToolsProtocol):
     # per connection, like the parent's state: set on the instance as its reads come
     _head_open = True
     _head_bytes = 0
+    _head_since: float | None = None  # loop time the open head's clock started
+    head_timeout_s = 30.0  # a class per setting: with_head_timeout
+
+    def connection_made(self, transport: Transport) -> None:  # type: ignore[override]
+        _connection_made(self, transport)
+        self._head_since = self.loop.time()
+        _watch_heads(self)
+
+    def on_response_complete(self) -> None:
+        _on_response_complete(self)
+        if self._head_open:
+            self._head_since = (
+                self.loop.time()
+            )  # the next head's clock (a pipelined one may be done)
 
     def data_received(self, data: bytes) -> None:
         if self._head_open:
@@ -48,6 +77,7 @@ class CappedHeadProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._head_open = False
+        self._head_since = None
         _on_headers_complete(self)
 
     def on_message_complete(self) -> None:
@@ -68,21 +98,61 @@ class CappedHeadProtocol(HttpToolsProtocol):
         else:
             self.data_received(data[room:])  # a body, or the next pipelined request
 
+    def _head_timed_out(self) -> None:
+        self._head_since = None
+        if self.transport.is_closing() or self.transport.get_protocol() is not self:
+            return  # gone, or a WebSocket now
+        if self.cycle is None or self.cycle.response_complete:
+            answer = (TIMED_OUT, TIMEOUT_ANSWER)
+            self.transport.write(_answer(*answer, self.server_state.default_headers))
+        self.transport.close()
+
     def _refuse(self) -> None:
         self.logger.warning("Request head past %d bytes refused.", MAX_HEAD_BYTES)
         if self.cycle is None or self.cycle.response_complete:
-            self.transport.write(_refusal(self.server_state.default_headers))
+            self.transport.write(_answer(TOO_LARGE, REFUSAL, self.server_state.default_headers))
         # else a response to an earlier pipelined request is on its way: nothing can follow it
         self.transport.close()
 
 
-def _refusal(default_headers: list[tuple[bytes, bytes]]) -> bytes:
-    lines = [STATUS_LINE[TOO_LARGE]]
+def _watch_heads(connection: CappedHeadProtocol) -> None:
+    """One sweep per server over its open connections, not a timer per request: arming and
+    cancelling a timer on every request cost 3-5 µs (a ping takes ~120), reading the loop's
+    clock well under one. A head is timed out at most half its timeout (and 1 s) late."""
+    state = connection.server_state
+    if state in _swept:
+        return
+    _swept.add(state)
+    every_s = min(1.0, connection.head_timeout_s / 2)
+
+    def sweep() -> None:
+        now = connection.loop.time()
+        for other in list(state.connections):
+            if not isinstance(other, CappedHeadProtocol) or other._head_since is None:
+                continue
+            if now - other._head_since > other.head_timeout_s:
+                other._head_timed_out()
+        if state.connections:
+            connection.loop.call_later(every_s, sweep)
+        else:
+            _swept.discard(state)  # the next connection starts it again
+
+    connection.loop.call_later(every_s, sweep)
+
+
+def with_head_timeout(timeout_s: float) -> type[CappedHeadProtocol]:
+    """The protocol class uvicorn instantiates per connection, with this deadline for a head."""
+    return type("CappedHeadProtocol", (CappedHeadProtocol,), {"head_timeout_s": timeout_s})
+
+
+def _answer(status: int, text: bytes, default_headers: list[tuple[bytes, bytes]]) -> bytes:
+    """A plain-text answer after which the connection closes."""
+    lines = [STATUS_LINE[status]]
     lines += [name + b": " + value + b"\r\n" for name, value in default_headers]
     lines += [
         b"content-type: text/plain; charset=utf-8\r\n",
-        b"content-length: %d\r\n" % len(REFUSAL),
+        b"content-length: %d\r\n" % len(text),
         b"connection: close\r\n\r\n",
-        REFUSAL,
+        text,
     ]
     return b"".join(lines)

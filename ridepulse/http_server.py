@@ -15,7 +15,7 @@ from typing import Any
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
-from ridepulse.http_head import CappedHeadProtocol
+from ridepulse.http_head import with_head_timeout
 from ridepulse.logs import get_logger
 from ridepulse.settings import Settings
 
@@ -28,7 +28,7 @@ def uvicorn_config(app: Any, settings: Settings, *, port: int, **options: Any) -
         "host": settings.host,
         "port": port,
         "loop": "uvloop",
-        "http": CappedHeadProtocol,
+        "http": with_head_timeout(settings.http_head_timeout_s),
         "access_log": False,
         "log_level": "warning",
         "forwarded_allow_ips": settings.forwarded_allow_ips,

@@ -42,6 +42,13 @@ class Settings(BaseSettings):
         "dashboard its X-Forwarded-Host (comma-separated addresses or networks, * = any): the "
         "TLS proxy in front, so the dashboard cookie gets Secure and the feed admits its origin",
     )
+    http_head_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="time a client has to send a request's head (from connecting, or from the "
+        "last response on a kept-alive connection); past it 408 and the connection closed",
+    )
     secret: str | None = Field(None, description="HS256 signing secret; unset = read from data dir")
     auth_enabled: bool = Field(
         True, description="require a link or session on the dashboard (the API always needs tokens)"

@@ -61,7 +61,7 @@ class Served:
 
 
 @contextlib.contextmanager
-def _running(service: str, redis_url: str, data_dir: Path) -> Iterator[Served]:
+def _running(service: str, redis_url: str, data_dir: Path, **settings: str) -> Iterator[Served]:
     """`ridepulse run <service>` on a free loopback port, answering /healthz."""
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -75,6 +75,7 @@ def _running(service: str, redis_url: str, data_dir: Path) -> Iterator[Served]:
         RIDEPULSE_LOG_FORMAT="json",
         RIDEPULSE_LOG_LEVEL="info",
         **{PORT_SETTING[service]: str(port)},
+        **settings,
     )
     process = run_service(service, env, log_path)
     served = Served(service, port, process, log_path)
@@ -262,3 +263,40 @@ def test_sigterm_stops_the_service_with_status_0_and_service_stopped(
             raise AssertionError(f"{service} still running 20 s after SIGTERM") from None
         assert code == 0, f"{service} exited {code} on SIGTERM: {running.output()}"
         assert "service.stopped" in running.events(), running.output()
+
+
+HEAD_TIMEOUT_S = 1.0
+
+
+@pytest.fixture(scope="module", params=SERVICES)
+def hurried(
+    request: pytest.FixtureRequest, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    """A service whose clients have HEAD_TIMEOUT_S to send a request's head."""
+    data_dir = tmp_path_factory.mktemp(f"{request.param}-hurried")
+    timeout = {"RIDEPULSE_HTTP_HEAD_TIMEOUT_S": str(HEAD_TIMEOUT_S)}
+    with _running(request.param, redis_url, data_dir, **timeout) as running:
+        yield running
+
+
+@pytest.mark.parametrize("kept_alive", [False, True], ids=["new", "kept-alive"])
+@pytest.mark.parametrize("trickle", [False, True], ids=["silent", "a byte at a time"])
+def test_a_head_not_sent_in_time_is_answered_408_and_closed(
+    hurried: Served, kept_alive: bool, trickle: bool
+) -> None:
+    """Slowloris: a connection that sends nothing, or a byte now and then, on a new connection
+    or after a response on a kept-alive one, was held for ever (a file descriptor each)."""
+    with socket.create_connection(("127.0.0.1", hurried.port), timeout=ANSWER_WITHIN_S) as sock:
+        if kept_alive:
+            assert _statuses(sock, [_head_of(200)], pipelined=False) == [200]
+        started = time.monotonic()
+        for byte in ENDLESS_HEAD if trickle else b"":
+            if select.select([sock], [], [], 0.1)[0]:
+                break  # answered (or closed) while we trickle
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                sock.send(bytes([byte]))
+        answer = _read_some(sock, started + HEAD_TIMEOUT_S + ANSWER_WITHIN_S)
+        assert answer.startswith(b"HTTP/1.1 408 "), f"{hurried.service}: {answer[:80]!r}"
+        assert time.monotonic() - started >= HEAD_TIMEOUT_S * 0.9
+        assert _closed_by_server(sock), f"{hurried.service} kept the connection open"
+    assert hurried.healthz() == 200, hurried.output()

@@ -133,3 +133,38 @@ def test_a_pipelined_endless_header_is_refused_within_one_read_past_the_cap(
     fed = accepted(loop, endless, read_size)
     assert fed < len(endless), "an endless pipelined header was never refused"
     assert fed - len(first) <= MAX_HEAD_BYTES + read_size, f"{fed - len(first)} bytes of it"
+
+
+def timed_connection(
+    loop: asyncio.AbstractEventLoop, timeout_s: float
+) -> tuple[CappedHeadProtocol, Recorder]:
+    """A connection whose head has `timeout_s` to arrive."""
+    config = uvicorn.Config(app, lifespan="off", log_config=None, log_level="error")
+    timed = type("Timed", (Unserved,), {"head_timeout_s": timeout_s})
+    protocol = timed(config=config, server_state=ServerState(), app_state={}, _loop=loop)
+    transport = Recorder()
+    transport.protocol = protocol
+    protocol.connection_made(transport)
+    return protocol, transport
+
+
+@pytest.mark.parametrize("trickle", [0, 1], ids=["silent", "a byte at a time"])
+def test_a_head_not_finished_within_its_deadline_is_answered_408_and_closed(
+    loop: asyncio.AbstractEventLoop, trickle: int
+) -> None:
+    """Each byte used to count as life: a client sending one now and then held its connection
+    for ever, and one sending nothing on a new connection too."""
+    protocol, transport = timed_connection(loop, timeout_s=0.1)
+    for byte in START[: trickle * 20]:
+        protocol.data_received(bytes([byte]))
+        loop.run_until_complete(asyncio.sleep(0.01))
+    loop.run_until_complete(asyncio.sleep(0.2))
+    assert transport.closed
+    assert transport.written.startswith(b"HTTP/1.1 408 "), transport.written[:80]
+
+
+def test_a_head_finished_in_time_has_no_deadline_left(loop: asyncio.AbstractEventLoop) -> None:
+    protocol, transport = timed_connection(loop, timeout_s=0.1)
+    protocol.data_received(head_of(200))  # complete: handed on (to nobody here), not timed
+    loop.run_until_complete(asyncio.sleep(0.3))
+    assert (transport.closed, transport.written) == (False, b"")
