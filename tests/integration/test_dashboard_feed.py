@@ -532,6 +532,9 @@ async def test_a_dashboard_link_becomes_an_httponly_strict_cookie_and_leaves_the
         assert session != dashboard.token, "the link itself must not become the session"
         viewer = verify_token(dashboard.settings.secret or "", session, audience="dashboard")
         assert viewer.expires_at - time.time() > DASHBOARD_LINK_TTL_S, "session outlives link"
+        # docs/security.md: a session lasts 12 hours, the cookie as long as its token
+        assert 12 * 3600 - 60 <= viewer.expires_at - time.time() <= 12 * 3600
+        assert "max-age=43200" in attributes, cookie
         # the cookie alone opens the snapshot and the feed
         snap = await http.get("/api/snapshot")
         assert snap.status_code == 200 and snap.json()["kind"] == "snapshot"
