@@ -14,7 +14,7 @@ from dashboard.metrics import DRIVER_SAMPLES
 from dashboard.ride_view import text_hash
 from dashboard.state import CityState
 from ridepulse.contracts.envelope import now_ms
-from ridepulse.keys import GlobalKeys, MarketKeys
+from ridepulse.keys import GlobalKeys, MarketKeys, heartbeat_owner
 
 LAG_STREAMS = ("telemetry", "rides")  # consumer lag per group is charted for these streams
 
@@ -95,8 +95,7 @@ class Sampler:
 
 def _heartbeat(member: str, raw: bytes | None) -> tuple[tuple[str, str], Mapping[str, Any] | None]:
     """A heartbeat key `<prefix>:heartbeat:<service>:<consumer>` and its JSON value."""
-    _, _, rest = member.partition(":heartbeat:")
-    service, _, consumer = rest.partition(":")
+    service, consumer = heartbeat_owner(member)
     if raw is None:
         return (service, consumer), None
     try:

@@ -140,3 +140,10 @@ class GlobalKeys:
     def heartbeats(self) -> str:
         """SET of heartbeat keys, so status finds them without SCAN."""
         return f"{self.prefix}:heartbeats"
+
+
+def heartbeat_owner(key: str) -> tuple[str, str]:
+    """(service, consumer) of a heartbeat key `<prefix>:heartbeat:<service>:<consumer>`: the
+    inverse of `GlobalKeys.heartbeat`."""
+    service, _, consumer = key.partition(":heartbeat:")[2].partition(":")
+    return service, consumer

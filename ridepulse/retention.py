@@ -16,7 +16,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from ridepulse.keys import GlobalKeys, MarketKeys
+from ridepulse.keys import GlobalKeys, MarketKeys, heartbeat_owner
 from ridepulse.rides.state import TERMINAL
 
 SCAN_COUNT = 1000
@@ -59,9 +59,8 @@ def rides_to_drop(
     return gone + [ride_id for _, ride_id in finished[keep:]]
 
 
-def heartbeat_service(name: bytes) -> bytes:
-    """The service of a heartbeat key `<prefix>:heartbeat:<service>:<consumer>`."""
-    return name.partition(b":heartbeat:")[2].partition(b":")[0]
+def heartbeat_service(name: bytes) -> str:
+    return heartbeat_owner(name.decode())[0]
 
 
 async def prune_heartbeats(
@@ -84,7 +83,7 @@ async def prune_heartbeats(
         pipe.exists(name)
     alive = await pipe.execute()
     expired = []
-    live_services: set[bytes] = set()
+    live_services: set[str] = set()
     for name, exists in zip(names, alive, strict=True):
         if exists:
             absent_since.pop(name, None)

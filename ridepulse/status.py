@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import redis
 
-from ridepulse.keys import GlobalKeys, MarketKeys
+from ridepulse.keys import GlobalKeys, MarketKeys, heartbeat_owner
 from ridepulse.markets import MarketMap
 
 LAG_UNHEALTHY = 100_000
@@ -79,8 +79,7 @@ def collect_status(client: redis.Redis, markets: MarketMap, prefix: str) -> Stat
     now_ms = time.time() * 1000
     for key in sorted(_text(k) for k in client.smembers(global_keys.heartbeats)):
         raw = client.get(key)
-        _, _, rest = key.partition(":heartbeat:")
-        service, _, consumer = rest.partition(":")
+        service, consumer = heartbeat_owner(key)
         if raw is None:
             # A clean stop removes its entry; a key that expired means the service died.
             status.services.append(ServiceStatus(service, consumer, 0, 0, 0, None, False))
