@@ -34,7 +34,7 @@ from locust.stats import RequestStats, StatsEntry
 
 from loadtests.behaviours.ledger import TERMINAL_STATUSES
 from loadtests.behaviours.slo import SloLimits, breaches, describe_exception
-from loadtests.final_csv import write_final_csv
+from loadtests.final_files import write_final_csv, write_final_html
 from loadtests.final_reports import FinalReports
 from loadtests.runtime import runtime, sim_config
 from loadtests.users.samples import fire_sample
@@ -175,6 +175,8 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
     options = environment.parsed_options
     if getattr(options, "csv_prefix", None):
         write_final_csv(environment, options.csv_prefix)
+    if getattr(options, "html_file", None):
+        write_final_html(environment, options)
 
 
 def _judge(environment: Environment) -> None:

@@ -3,8 +3,9 @@
 - loadtests/README.md: the stuck-ride check runs "after every user's on_stop has run", and the
   verdict covers the stop drain, however the run ends (`-t`, Ctrl-C, SIGTERM): locust fires its
   quitting hook before it stops the users on a signal.
-- The CSV report agrees with the final stats (locust's writer rewrites it every second and never
-  at close, so it used to miss the drain).
+- The CSV and HTML reports agree with the final stats (locust's CSV writer rewrites it every
+  second and never at close, so it used to miss the drain; its HTML report was written before the
+  drain on Ctrl-C and not at all on SIGTERM).
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ def start_locust(platform: Platform, reports: Path, *extra: str) -> subprocess.P
         str(reports / "run"),
         "--json-file",
         str(reports / "final"),  # written after locust stopped every user: the final figures
+        "--html",
+        str(reports / "run.html"),
         *extra,
         "DriverUser",
         "RiderUser",
@@ -111,6 +114,17 @@ def csv_total(reports: Path) -> int:
     return int(rows[0]["Request Count"])
 
 
+HTML_ARGS = re.compile(r"window\.templateArgs = (\{.+\})$", re.M)  # one line of JSON
+
+
+def html_total(reports: Path) -> int:
+    """The "Aggregated" row of the HTML report's request statistics."""
+    found = HTML_ARGS.search((reports / "run.html").read_text())
+    assert found, "no report data in the HTML report"
+    rows = orjson.loads(found[1])["requests_statistics"]
+    return int(next(r for r in rows if r["name"] == "Aggregated")["num_requests"])
+
+
 def gate_calls(output: str) -> int:
     found = GATE_LINE.search(output)
     assert found and found[2], f"no pass line of the gate in:\n{output[-3000:]}"
@@ -134,6 +148,7 @@ def test_a_signal_ends_the_run_with_a_verdict_on_the_whole_run_drain_included(
     # the verdict counted every API call the final stats hold: the drain came before it
     assert gate_calls(output) == api, output[-3000:]
     assert csv_total(tmp_path) == total
+    assert html_total(tmp_path) == total
 
 
 def test_the_csv_report_agrees_with_the_final_stats_after_the_run_time(
@@ -145,6 +160,7 @@ def test_the_csv_report_agrees_with_the_final_stats_after_the_run_time(
     total, api = final_counts(tmp_path)
     assert gate_calls(output) == api, output[-3000:]
     assert csv_total(tmp_path) == total, "the CSV misses calls the final stats hold"
+    assert html_total(tmp_path) == total, "the HTML report misses calls the final stats hold"
 
 
 SLOW_DRAIN = Path(__file__).resolve().parents[1] / "support" / "slow_drain_locustfile.py"
