@@ -29,6 +29,10 @@ def uvicorn_config(app: Any, settings: Settings, *, port: int, **options: Any) -
         "port": port,
         "loop": "uvloop",
         "http": with_head_timeout(settings.http_head_timeout_s),
+        # a peer that vanished without a FIN (a phone off the network) answers no ping: its
+        # socket, and its place under the per-token cap, go within twice this
+        "ws_ping_interval": settings.ws_ping_s,
+        "ws_ping_timeout": settings.ws_ping_s,
         "access_log": False,
         "log_level": "warning",
         "forwarded_allow_ips": settings.forwarded_allow_ips,

@@ -49,6 +49,13 @@ class Settings(BaseSettings):
         description="time a client has to send a request's head (from connecting, or from the "
         "last response on a kept-alive connection); past it 408 and the connection closed",
     )
+    ws_ping_s: float = Field(
+        20.0,
+        gt=0,
+        le=3600,
+        description="the HTTP services ping each open WebSocket this often and close one whose "
+        "pong has not come within as long: a vanished peer's socket is freed within twice this",
+    )
     secret: str | None = Field(None, description="HS256 signing secret; unset = read from data dir")
     auth_enabled: bool = Field(
         True, description="require a link or session on the dashboard (the API always needs tokens)"

@@ -36,6 +36,7 @@ def test_supervisor_restarts_a_killed_service_and_stop_leaves_no_process(tmp_pat
         # the URL holds the operator's password; the server listens on loopback only
         assert (tmp_path / "city" / "redis.url").stat().st_mode & 0o777 == 0o600
         assert client.config_get("bind")["bind"] == "127.0.0.1"
+        _assert_durable_config(client)  # `up`'s server as `ridepulse redis`'s (below)
         wait_until_sync(
             lambda: client.exists("rp:heartbeat:janitor:janitor-1"),
             timeout_s=10,
@@ -52,6 +53,17 @@ def test_supervisor_restarts_a_killed_service_and_stop_leaves_no_process(tmp_pat
     ]
     assert survivors == [], f"processes left behind: {survivors}"
     assert not (tmp_path / "city" / "redis.url").exists()
+
+
+def _assert_durable_config(client: redis.Redis) -> None:
+    """AOF on, fsynced every second, rewritten at 5x its size past 256 MB (docs/operations.md)."""
+    assert client.config_get("appendonly")["appendonly"] == "yes"
+    assert client.config_get("appendfsync")["appendfsync"] == "everysec"
+    rewrite = client.config_get("auto-aof-rewrite-*")
+    assert rewrite == {
+        "auto-aof-rewrite-percentage": "400",
+        "auto-aof-rewrite-min-size": str(256 * 1024 * 1024),
+    }
 
 
 def _replacement(platform: Platform, old_pid: int) -> psutil.Process | None:
@@ -111,13 +123,7 @@ def test_redis_command_prints_a_working_url_and_stops_cleanly(tmp_path: Path) ->
         assert url.startswith("redis://:") and "@127.0.0.1:" in url, url
         client = redis.Redis.from_url(url)
         assert client.ping() is True
-        assert client.config_get("appendonly")["appendonly"] == "yes"
-        assert client.config_get("appendfsync")["appendfsync"] == "everysec"
-        rewrite = client.config_get("auto-aof-rewrite-*")
-        assert rewrite == {
-            "auto-aof-rewrite-percentage": "400",
-            "auto-aof-rewrite-min-size": str(256 * 1024 * 1024),
-        }
+        _assert_durable_config(client)
         assert (tmp_path / "redis.url").read_text().strip() == url
         assert (tmp_path / "redis.url").stat().st_mode & 0o777 == 0o600
         assert client.config_get("bind")["bind"] == "127.0.0.1"

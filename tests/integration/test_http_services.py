@@ -1,12 +1,16 @@
 """The two HTTP services as `ridepulse run` starts them (ridepulse/http_server.py), each a real
 process on loopback against the session's embedded Valkey: a request head is capped at
 MAX_HEAD_BYTES (431 past it, the connection closed, other clients served all along; before,
-a header that never ended kept a core and the event loop busy), and SIGTERM ends the process
-with status 0 and `service.stopped` (ingest died by the signal, status -15, without a word)."""
+a header that never ended kept a core and the event loop busy) and has a deadline; a WebSocket
+peer that answers no ping is closed and its place under the per-token cap freed; and SIGTERM
+ends the process with status 0 and `service.stopped` (ingest died by the signal, status -15,
+without a word)."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import os
 import re
 import select
 import signal
@@ -23,6 +27,7 @@ import orjson
 import pytest
 
 from loadtests.platform import clean_env
+from ridepulse.auth import mint_dashboard_link, mint_token
 from ridepulse.http_head import MAX_HEAD_BYTES
 from ridepulse.redis_server import free_port
 from tests.support.processes import run_service
@@ -38,6 +43,7 @@ CHUNK = b"a" * 16_384
 # 50 MiB of it cost ingest 1.3 s of CPU and 150 MiB 32 s; 8 MiB fails the test in seconds.)
 GIVE_UP_AFTER_BYTES = 8 * 1024 * 1024
 ANSWER_WITHIN_S = 5.0
+SECRET = "test-secret-not-for-production-0123456789"
 
 
 @dataclass
@@ -70,7 +76,7 @@ def _running(service: str, redis_url: str, data_dir: Path, **settings: str) -> I
         RIDEPULSE_REDIS_URL=redis_url,
         RIDEPULSE_KEY_PREFIX=f"t{port}",
         RIDEPULSE_DATA_DIR=str(data_dir),
-        RIDEPULSE_SECRET="test-secret-not-for-production-0123456789",
+        RIDEPULSE_SECRET=SECRET,
         RIDEPULSE_HOST="127.0.0.1",
         RIDEPULSE_LOG_FORMAT="json",
         RIDEPULSE_LOG_LEVEL="info",
@@ -300,3 +306,73 @@ def test_a_head_not_sent_in_time_is_answered_408_and_closed(
         assert time.monotonic() - started >= HEAD_TIMEOUT_S * 0.9
         assert _closed_by_server(sock), f"{hurried.service} kept the connection open"
     assert hurried.healthz() == 200, hurried.output()
+
+
+WS_PING_S = 1.0
+
+
+@pytest.fixture(scope="module", params=SERVICES)
+def pinging(
+    request: pytest.FixtureRequest, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    """A service that pings its WebSockets every WS_PING_S and lets one token hold one."""
+    data_dir = tmp_path_factory.mktemp(f"{request.param}-pinging")
+    settings = {
+        "RIDEPULSE_WS_PING_S": str(WS_PING_S),
+        "RIDEPULSE_DRIVER_WS_PER_TOKEN": "1",
+        "RIDEPULSE_DASHBOARD_WS_PER_TOKEN": "1",
+    }
+    with _running(request.param, redis_url, data_dir, **settings) as running:
+        yield running
+
+
+def _socket_path(service: str) -> str:
+    """The service's WebSocket with a token of its own: a driver's, or a dashboard link."""
+    if service == "ingest":
+        return f"/v1/drivers/d-silent/ws?token={mint_token(SECRET, 'driver', 'd-silent')}"
+    return f"/ws?token={mint_dashboard_link(SECRET, 'silent-viewer')}"
+
+
+def _upgrade(port: int, path: str) -> tuple[socket.socket, int]:
+    """A WebSocket handshake by hand (a client library would answer the server's pings), and
+    the status it got."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=ANSWER_WITHIN_S)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        assert chunk, f"closed during the handshake: {head!r}"
+        head += chunk
+    return sock, int(head.split(b" ", 2)[1])
+
+
+def test_a_websocket_peer_that_answers_no_ping_is_closed_and_its_place_freed(
+    pinging: Served,
+) -> None:
+    """docs/security.md, "WebSocket caps": a vanished peer (gone without a FIN: no close frame,
+    no TCP reset) is noticed by the keepalive ping, a pong due within RIDEPULSE_WS_PING_S of each
+    ping sent every RIDEPULSE_WS_PING_S, and its place under the per-token cap is given back.
+    This peer reads every frame, so only the missing pong can be what closes it."""
+    path = _socket_path(pinging.service)
+    silent, status = _upgrade(pinging.port, path)
+    with silent:
+        assert status == 101, pinging.output()
+        opened = time.monotonic()
+        over, over_status = _upgrade(pinging.port, path)
+        over.close()
+        assert over_status == 429, "the silent socket holds the token's one place"
+        assert _closed_by_server(silent), f"{pinging.service} kept a peer that answers no ping"
+        closed_after_s = time.monotonic() - opened
+    assert closed_after_s >= WS_PING_S, f"closed after {closed_after_s:.2f}s, before any ping"
+
+    def admitted() -> bool:
+        again, again_status = _upgrade(pinging.port, path)
+        again.close()
+        return again_status == 101
+
+    wait_until_sync(admitted, timeout_s=ANSWER_WITHIN_S, what="the silent socket's place")

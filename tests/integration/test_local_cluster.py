@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 import redis
 
 from ridepulse.cluster import LocalCluster, market_slot
+from ridepulse.launcher import cluster_revive_after_s
 from ridepulse.redis_client import connect_sync
 from tests.support.waiting import wait_until_sync
 
@@ -107,6 +109,11 @@ def test_a_replica_takes_over_when_the_markets_primary_is_killed(cluster: LocalC
     assert victim.process is not None
     victim.process.send_signal(signal.SIGKILL)
     victim.process.wait()
+    killed_at = time.monotonic()
+    revive_after_s = cluster_revive_after_s(cluster)  # what the launcher's watch loop passes
+    assert revive_after_s == 2 * cluster.node_timeout_ms / 1000
+    # the launcher's first sighting of the dead node starts its clock, and restarts nothing
+    assert cluster.revive_dead_nodes(after_s=revive_after_s) == []
 
     survivor = next(n for n in cluster.nodes if n is not victim)
     seed_url = f"redis+cluster://:{survivor.password}@127.0.0.1:{survivor.port}/0"
@@ -126,11 +133,19 @@ def test_a_replica_takes_over_when_the_markets_primary_is_killed(cluster: LocalC
     wait_until_sync(promoted, timeout_s=30, what=f"a replica to serve slot {market_slot('sf')}")
     client.close()
 
-    # docs/scaling.md: the launcher then restarts the dead node (after twice the node timeout;
-    # here at once), and it rejoins as the replica of the node promoted in its place, so the
-    # shard can acknowledge WAIT 1 again
+    # docs/scaling.md: the launcher then restarts the dead node, after twice the node timeout,
+    # and it rejoins as the replica of the node promoted in its place, so the shard can
+    # acknowledge WAIT 1 again
     victim_index = cluster.nodes.index(victim)
-    assert cluster.revive_dead_nodes(after_s=0) == [victim_index]
+    restarted = wait_until_sync(
+        lambda: cluster.revive_dead_nodes(after_s=revive_after_s),
+        timeout_s=revive_after_s + 10,
+        interval_s=0.1,
+        what="the dead node's restart",
+    )
+    revived_after_s = time.monotonic() - killed_at
+    assert restarted == [victim_index]
+    assert revived_after_s >= revive_after_s, f"restarted {revived_after_s:.2f}s after its death"
     fresh = cluster_client(seed_url)
     new_primary_port = int(fresh.get_node_from_key(key).port)
     fresh.close()

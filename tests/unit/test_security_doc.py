@@ -38,6 +38,9 @@ def test_the_websocket_caps_state_the_settings_defaults_and_the_retry_after() ->
         assert f"| `RIDEPULSE_{name.upper()}` | {default} |" in caps, f"{name}: {default}"
     dashboard_default = Settings.model_fields["dashboard_ws_per_token"].default
     assert f"**The dashboard's default, {dashboard_default}.**" in caps
+    ping_s = Settings.model_fields["ws_ping_s"].default
+    assert f"`RIDEPULSE_WS_PING_S`, {ping_s:g} s," in " ".join(caps.split())
+    assert f"so within {2 * ping_s:g} s)" in caps, "a vanished peer: a ping, then as long again"
 
 
 def test_the_request_head_cap_and_its_refusal_are_the_codes_own() -> None:
