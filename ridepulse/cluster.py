@@ -69,6 +69,7 @@ class NodeAddress:
 
 
 def _connect(node: NodeAddress, password: str) -> redis.Redis:
+    """A client of one node, to use as a context manager (closed on leaving it)."""
     return redis.Redis(host=node.host, port=node.port, password=password, socket_timeout=5)
 
 
@@ -79,22 +80,18 @@ def form_cluster(
     `primaries` nodes get the slots dealt by `deal_slots`, the rest replicate them in turn."""
     owner = deal_slots(primaries, markets)
     for index, node in enumerate(nodes[:primaries]):
-        client = _connect(node, password)
-        for start, end in slot_ranges(owner, index):
-            client.cluster("ADDSLOTSRANGE", start, end)
-        client.close()
-    seed = _connect(nodes[0], password)
-    for node in nodes[1:]:
-        seed.cluster("MEET", node.host, node.port, node.bus_port)
-    seed.close()
+        with _connect(node, password) as client:
+            for start, end in slot_ranges(owner, index):
+                client.cluster("ADDSLOTSRANGE", start, end)
+    with _connect(nodes[0], password) as seed:
+        for node in nodes[1:]:
+            seed.cluster("MEET", node.host, node.port, node.bus_port)
     _wait_all_known(nodes, password, timeout_s=30.0)
     for index, node in enumerate(nodes[primaries:]):
-        primary = _connect(nodes[index % primaries], password)
-        primary_id = primary.cluster("MYID")
-        primary.close()
-        client = _connect(node, password)
-        client.cluster("REPLICATE", primary_id)
-        client.close()
+        with _connect(nodes[index % primaries], password) as primary:
+            primary_id = primary.cluster("MYID")
+        with _connect(node, password) as client:
+            client.cluster("REPLICATE", primary_id)
 
 
 def _wait_all_known(nodes: Sequence[NodeAddress], password: str, timeout_s: float) -> None:
@@ -106,11 +103,8 @@ def _wait_all_known(nodes: Sequence[NodeAddress], password: str, timeout_s: floa
 
 
 def _known_peers(node: NodeAddress, password: str) -> int:
-    client = _connect(node, password)
-    try:
+    with _connect(node, password) as client:
         peers: Any = client.cluster("NODES")
-    finally:
-        client.close()
     return sum(1 for p in peers.values() if "handshake" not in p["flags"])
 
 
@@ -127,12 +121,9 @@ def _poll(done: Callable[[], bool], timeout_s: float, failure: str) -> None:
 def holds_keys(nodes: Sequence[NodeAddress], password: str) -> bool:
     """Whether any node stores a key: a cluster that served data, never to be reset."""
     for node in nodes:
-        client = _connect(node, password)
-        try:
+        with _connect(node, password) as client:
             if client.dbsize():
                 return True
-        finally:
-            client.close()
     return False
 
 
@@ -140,11 +131,8 @@ def reset_nodes(nodes: Sequence[NodeAddress], password: str) -> None:
     """Forget what a stopped formation left (peers met, slots dealt) on nodes that hold no
     data: each starts again as a cluster of one, ready for `form_cluster`."""
     for node in nodes:
-        client = _connect(node, password)
-        try:
+        with _connect(node, password) as client:
             client.cluster("RESET", "HARD")
-        finally:
-            client.close()
 
 
 def cluster_complete(nodes: Sequence[NodeAddress], password: str, replicas: int) -> bool:
@@ -165,15 +153,13 @@ def wait_cluster_ok(
 
 
 def _state_ok(node: NodeAddress, password: str, replicas: int) -> bool:
-    client = _connect(node, password)
     try:
-        info: Any = client.cluster("INFO")
-        replication: Any = client.info("replication")
-        peers: Any = client.cluster("NODES")
+        with _connect(node, password) as client:
+            info: Any = client.cluster("INFO")
+            replication: Any = client.info("replication")
+            peers: Any = client.cluster("NODES")
     except redis.ConnectionError:
         return False
-    finally:
-        client.close()
     linked = replication.get("role") != "slave" or replication.get("master_link_status") == "up"
     # every node must see every replica, or a client seeded from it misses them
     replicas_seen = sum(1 for p in peers.values() if "slave" in p["flags"])
