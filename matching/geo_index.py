@@ -107,18 +107,16 @@ async def nearby_available(
     exclude: Sequence[str] = (),
     limit: int = 30,
 ) -> list[NearbyDriver]:
-    """Drivers within `radius_m`, nearest first, that are available and whose last ping
-    reached the server within `fresh_within_ms` (server clock at both ends)."""
+    """Up to `limit` drivers within `radius_m`, nearest first, not in `exclude`, available and
+    whose last ping reached the server within `fresh_within_ms` (server clock at both ends)."""
     script = redis.register_script(_source("nearby_available.lua"))
     flat: Any = await script(
         keys=[keys.drivers_geo, keys.driver_statuses, keys.drivers_seen],
-        args=[lon, lat, radius_m, limit, fresh_within_ms],
+        args=[lon, lat, radius_m, limit, fresh_within_ms, *exclude],
     )
-    skip = {d.encode() for d in exclude}
     return [
         NearbyDriver(driver_id.decode(), float(lat_), float(lon_), float(dist))
         for driver_id, dist, lon_, lat_ in zip(*[iter(flat)] * 4, strict=True)
-        if driver_id not in skip
     ]
 
 

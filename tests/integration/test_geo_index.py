@@ -178,3 +178,36 @@ async def test_a_driver_whose_pings_were_skipped_is_indexed_when_it_goes_availab
     await store.set_driver_status("d1", "available")
     found = await nearby_available(redis, keys, *PICKUP, radius_m=1_000, fresh_within_ms=30_000)
     assert [(d.driver_id, round(d.distance_m, -1)) for d in found] == [("d1", 200)]
+
+
+async def test_a_free_driver_beyond_the_nearest_who_declined_is_still_found(
+    redis: aioredis.Redis, keys: MarketKeys
+) -> None:
+    """The search took the nearest 30 and skipped the decliners after counting: 30 drivers who
+    declined a ride hid every other driver from it, at every radius, until the ride expired."""
+    decliners = {f"no{i}": 5.0 + i * 5 for i in range(30)}  # 5 m .. 150 m from the pickup
+    drivers = {**decliners, "far": 600.0}
+    await redis.hset(keys.driver_statuses, mapping=dict.fromkeys(drivers, "available"))
+    await update_positions(redis, keys, [ping(d, north, 1_000) for d, north in drivers.items()])
+    found = await nearby_available(
+        redis, keys, *PICKUP, radius_m=1_000, fresh_within_ms=30_000, exclude=list(decliners)
+    )
+    assert [d.driver_id for d in found] == ["far"]
+
+
+async def test_stale_drivers_nearer_than_the_limit_do_not_hide_a_fresh_one(
+    redis: aioredis.Redis, keys: MarketKeys
+) -> None:
+    """The same shape with drivers gone silent but not yet swept from the index; and the limit
+    still holds when more than it qualify."""
+    silent = {f"gone{i}": 5.0 + i * 5 for i in range(40)}
+    fresh = {f"ok{i}": 500.0 + i * 10 for i in range(5)}
+    drivers = {**silent, **fresh}
+    await redis.hset(keys.driver_statuses, mapping=dict.fromkeys(drivers, "available"))
+    await update_positions(redis, keys, [ping(d, north, 1_000) for d, north in drivers.items()])
+    now = await server_time_ms(redis)
+    await redis.zadd(keys.drivers_seen, dict.fromkeys(silent, now - 60_000))
+    found = await nearby_available(
+        redis, keys, *PICKUP, radius_m=1_000, fresh_within_ms=30_000, limit=3
+    )
+    assert [d.driver_id for d in found] == ["ok0", "ok1", "ok2"]
