@@ -59,6 +59,13 @@ async def _nearest_driver(
     return None
 
 
+async def pickup_surge(deps: Deps, market_id: str, pickup: tuple[float, float]) -> float | None:
+    """The multiplier pricing last published for the pickup's cell; None where it is calm."""
+    cell = cell_of(pickup[0], pickup[1], deps.settings.h3_resolution)
+    raw: Any = await deps.redis.hget(deps.keys(market_id).surge, cell)
+    return float(raw) if raw else None
+
+
 async def make_quote(
     deps: Deps, rider_id: str, pickup: tuple[float, float], dropoff: tuple[float, float]
 ) -> Quote:
@@ -73,10 +80,7 @@ async def make_quote(
     pickup_s = (
         travel_time_s(driver[0], driver[1], pickup[0], pickup[1], speed_of, res) if driver else None
     )
-    raw_surge: Any = await deps.redis.hget(
-        deps.keys(market.id).surge, cell_of(pickup[0], pickup[1], res)
-    )
-    surge = float(raw_surge) if raw_surge else 1.0
+    surge = await pickup_surge(deps, market.id, pickup) or 1.0
     distance_m = haversine_m(*pickup, *dropoff)
     quote = Quote(
         quote_id=f"q-{new_event_id()}",

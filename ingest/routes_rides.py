@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Header, Request
 from ingest import idempotency_claim
 from ingest.deps import Deps, get_deps, json_body, principal
 from ingest.durability import make_durable, pinned, run_script
-from ingest.quotes import checked_quote_id, trip_cells
+from ingest.quotes import checked_quote_id, pickup_surge, trip_cells
 from ingest.responses import JSON
 from ingest.schemas import (
     ERRORS,
@@ -92,9 +92,8 @@ async def request_ride(
         raise InvalidInput(f"unknown field {sorted(unknown)[0]}", field=sorted(unknown)[0])
     pickup_lat, pickup_lon = check_point(body.get("pickup"), "pickup")
     dropoff_lat, dropoff_lon = check_point(body.get("dropoff"), "dropoff")
-    market = check_trip(
-        deps.markets, (pickup_lat, pickup_lon), (dropoff_lat, dropoff_lon), ("pickup", "dropoff")
-    )
+    pickup = (pickup_lat, pickup_lon)
+    market = check_trip(deps.markets, pickup, (dropoff_lat, dropoff_lon), ("pickup", "dropoff"))
     quote_id = checked_quote_id(body.get("quote_id"))
     digest = body_hash(body)
     if idempotency_key is not None:
@@ -103,6 +102,8 @@ async def request_ride(
         )
         if replay is not None:
             return JSON({"ride_id": replay, "status": "requested"}, status_code=202)
+    # without a quote, the surge a quote would have said (leaving it out skipped surge)
+    surge = None if quote_id else await pickup_surge(deps, market.id, pickup)
     store = deps.stores[market.id]
     ride_id = new_ride_id(market.id)
     # The script and WAITAOF share one connection: WAITAOF only covers that connection's writes.
@@ -118,6 +119,7 @@ async def request_ride(
             quote_id=quote_id,
             pickup_cells=trip_cells(pickup_lat, pickup_lon) if quote_id else (),
             dropoff_cells=trip_cells(dropoff_lat, dropoff_lon) if quote_id else (),
+            surge=surge,
             open_rides_limit=deps.settings.rider_open_rides,
             run=lambda script, keys, args: run_script(pin, script, keys, args),
         )

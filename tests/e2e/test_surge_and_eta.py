@@ -82,6 +82,11 @@ def test_surge_rises_where_riders_outnumber_drivers_is_honoured_and_falls_back(
             frozen = city.quote("watch", DOWNTOWN, DROPOFF, role="ops")  # asserts the 200
             assert frozen["surge"] == surging["surge"] and frozen["trip_eta_s"] > 0, frozen
             time.sleep(0.2)
+        # a ride without a quote pays the surge its pickup cell has (it paid 1.0x: leaving
+        # the quote out skipped surge)
+        unquoted = city.request_ride("no-quote-rider", DOWNTOWN, DROPOFF)
+        assert unquoted.status_code == 202, unquoted.text
+        assert city.ride(unquoted.json()["ride_id"])["surge"] == surging["surge"]
 
     response = city.request_ride("late-rider", DOWNTOWN, DROPOFF, quote_id=surging["quote_id"])
     assert response.status_code == 202, response.text
