@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from loadtests.quality.records import RideRecord
 from ridepulse.geo import haversine_m
+from ridepulse.travel import DETOUR_FACTOR
 
 # The baseline every learned ETA must beat: straight line at one constant urban speed, no
 # detour factor and no per-cell speeds. 8 m/s matches ridepulse.travel.DEFAULT_SPEED_MPS so the
@@ -112,8 +113,10 @@ def service_summary(records: Sequence[RideRecord]) -> ServiceSummary:
 def eta_pairs(
     records: Iterable[RideRecord], phase: str, estimator: str
 ) -> list[tuple[float, float]]:
-    """(predicted, actual) for `phase` ("pickup" or "trip") by `estimator` ("model" or
-    "baseline"), over the rides that have both."""
+    """(predicted, actual) for `phase` ("pickup" or "trip") by `estimator`, over the rides that
+    have both: "model" (RidePulse's ETA), "baseline" (the straight line at 8 m/s), or "cold"
+    (the baseline × the detour factor: RidePulse's model before it has learned any speed, so
+    what learning adds is the gap between "cold" and "model")."""
     out: list[tuple[float, float]] = []
     for r in records:
         actual = r.pickup_actual_s if phase == "pickup" else r.trip_actual_s
@@ -121,6 +124,8 @@ def eta_pairs(
             predicted = r.pickup_pred_s if estimator == "model" else r.pickup_base_s
         else:
             predicted = r.trip_pred_s if estimator == "model" else r.trip_base_s
+        if estimator == "cold" and predicted is not None:
+            predicted *= DETOUR_FACTOR
         if actual is not None and predicted is not None:
             out.append((predicted, actual))
     return out

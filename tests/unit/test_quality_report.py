@@ -104,6 +104,12 @@ def test_the_page_renders_tables_verdicts_and_plots_and_keeps_hand_prose(tmp_pat
     assert "| steady | trip | RidePulse | 6 | 10.0 |" in text
     assert "| steady | trip | baseline | 6 | 30.0 |" in text
     assert "met: 67 % below the baseline" in text
+    # the cold model (the baseline x the 1.3 detour factor: 91 s, 9 s off) is a row and the
+    # verdict says what learning adds over it: here nothing (10 s off against 9 s)
+    assert "| steady | trip | cold model | 6 | 9.0 |" in text
+    assert "(MAE at least 20 % below the straight-line baseline, steady, 6 trips)" in text
+    assert "The cold model alone (RidePulse's before it has learned any speed) is 70 %" in text
+    assert "learned speeds leave the MAE 11 % higher than the cold model's." in text
     # sweep: window 1 cuts mean pickup 60 -> 45 s (25 %) and raises fulfilment 80 -> 100 %,
     # but its p99 request->offered (700 ms) is within 1 s + 100 ms: goal met at 1 s
     assert "| busy | 1 | 5 | 45.0 |" in text
