@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -34,9 +35,17 @@ def travel_time_s(
     if distance_m == 0.0:
         return 0.0
     cells = cells_along((from_lat, from_lon), (to_lat, to_lon), resolution)
-    speeds = [max(MIN_SPEED_MPS, speed_of_cell(c)) for c in cells] or [DEFAULT_SPEED_MPS]
+    speeds = [_usable(speed_of_cell(c)) for c in cells] or [DEFAULT_SPEED_MPS]
     harmonic = len(speeds) / sum(1.0 / s for s in speeds)
     return distance_m / harmonic
+
+
+def _usable(speed_mps: float) -> float:
+    """A cell's speed as travel time can use it: at least walking pace, and the default where
+    the speeds hash holds no number (inf made every ETA through the cell a ZeroDivisionError)."""
+    if not math.isfinite(speed_mps):
+        return DEFAULT_SPEED_MPS
+    return max(MIN_SPEED_MPS, speed_mps)
 
 
 class SpeedCache:

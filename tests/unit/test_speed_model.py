@@ -163,6 +163,15 @@ def test_travel_time_is_detoured_distance_over_speed_at_a_uniform_speed() -> Non
     assert travel_time_s(lat, lon, lat, lon, lambda _: 10.0) == 0.0
 
 
+@pytest.mark.parametrize("speed", [math.inf, math.nan, -math.inf])
+def test_a_cell_whose_speed_is_no_number_travels_at_the_default(speed: float) -> None:
+    """The speeds hash is read as floats by matching and ingest (only eta's restore checked
+    them): an `inf` there made every ETA through the cell a ZeroDivisionError."""
+    a, b = (37.77, -122.42), (37.78, -122.41)
+    at_default = travel_time_s(*a, *b, lambda _: DEFAULT_SPEED_MPS)
+    assert travel_time_s(*a, *b, lambda _: speed) == pytest.approx(at_default)
+
+
 def test_one_slow_cell_on_the_way_slows_the_whole_trip() -> None:
     lat, lon = 37.7749, -122.4194
     slow = cell_of(lat + 0.01, lon)
