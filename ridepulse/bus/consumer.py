@@ -26,7 +26,7 @@ from redis.typing import StreamIdT
 
 from ridepulse.bus import metrics as m
 from ridepulse.bus.conflation import Conflation, catch_up_read_size, conflate
-from ridepulse.bus.deadletter import DEAD_LETTER_MAXLEN, dead_letter_fields
+from ridepulse.bus.deadletter import DEAD_LETTER_MAXLEN, dead_letter_fields, envelope_attribute
 from ridepulse.bus.faults import Backoff, is_nogroup, is_transient
 from ridepulse.bus.handlers import DepsT, HandlerTable
 from ridepulse.bus.producer import Producer
@@ -840,7 +840,10 @@ class ConsumerRuntime(Generic[DepsT]):
                 "consumer.dead_lettered",
                 stream=item.stream.key,
                 entry_id=item.entry_id.decode(errors="replace"),
-                event_id=item.event.id if item.event else None,
+                # from the raw fields, as the dead letter has it: an entry that failed
+                # validation has no decoded event, yet usually an id worth searching for
+                event_id=envelope_attribute(item.fields, "id") or None,
+                type=envelope_attribute(item.fields, "type") or None,
                 reason=reason,
             )
         conflated = 0

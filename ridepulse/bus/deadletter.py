@@ -33,6 +33,12 @@ DEAD_LETTER_FIELDS = (
 ORIGINAL_FIELD_PREFIX = b"original:"
 
 
+def envelope_attribute(fields: Mapping[bytes, bytes] | None, name: str) -> str:
+    """An envelope attribute (`id`, `type`) of a raw entry as text, empty if absent: what a dead
+    letter stores and its log line shows, even for an entry that failed validation."""
+    return (fields or {}).get(name.encode(), b"").decode(errors="replace")
+
+
 def dead_letter_fields(
     *,
     stream: str,
@@ -52,8 +58,8 @@ def dead_letter_fields(
         b"group": group.encode(),
         b"consumer": consumer.encode(),
         b"entry_id": entry_id.encode(),
-        b"event_id": original.get("id", "").encode(),
-        b"type": original.get("type", "").encode(),
+        b"event_id": envelope_attribute(fields, "id").encode(),
+        b"type": envelope_attribute(fields, "type").encode(),
         b"reason": reason.encode(),
         b"deliveries": str(deliveries).encode(),
         b"time": str(now_ms()).encode(),

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import pytest
 import redis.asyncio as aioredis
+from structlog.testing import capture_logs
 
 from matching import geo_service
 from ridepulse.bus.handlers import HandlerTable
@@ -63,6 +64,27 @@ async def test_undecodable_entries_are_dead_lettered_with_the_reason_and_the_nex
     summary: Any = await redis.xpending(keys.rides, "g")
     assert summary["pending"] == 0, "dead-lettered entries are acknowledged"
     assert consumer.stats.dead_lettered == 4
+
+
+async def test_the_dead_letter_log_line_names_the_event_id_the_dead_letter_stores(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    """An entry that fails validation has no decoded event, but its `id` field is what an
+    operator greps the logs for: the log line shows what the dead letter stores."""
+    keys = MarketKeys("sf", settings.key_prefix)
+    await redis.xadd(keys.rides, _good() | {b"id": b"bad-1", b"v": b"99"})  # type: ignore[arg-type]
+    await redis.xadd(keys.rides, {b"type": b"ride.expired"})  # no id at all
+    with capture_logs() as logs:  # the runtime binds its logger when built
+        consumer = runtime(redis, settings, HandlerTable(per_event={}))
+        await consumer.run()
+
+    dead = await _dead_letters(redis, settings)
+    assert [d[b"event_id"] for d in dead] == [b"bad-1", b""]
+    lines = [line for line in logs if line["event"] == "consumer.dead_lettered"]
+    assert [(line["event_id"], line["type"]) for line in lines] == [
+        ("bad-1", "ride.expired"),
+        (None, "ride.expired"),
+    ], lines
 
 
 async def test_an_entry_past_the_delivery_cap_is_dead_lettered_without_running_its_handler(
