@@ -11,6 +11,7 @@ import typer
 
 from ridepulse.contracts.asyncapi import write_asyncapi
 from ridepulse.contracts.registry import json_schemas
+from ridepulse.markets import load_markets
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"  # what pydantic emits
 
@@ -22,9 +23,21 @@ def asyncapi(
     out: Annotated[Path, typer.Option("--out", help="YAML file to write")] = Path(
         "docs/asyncapi.yaml"
     ),
+    markets: Annotated[
+        str,
+        typer.Option(
+            "--markets",
+            help="the markets whose keys the channels list: `all` (every built-in market) or "
+            "comma-separated ids, as RIDEPULSE_MARKETS",
+        ),
+    ] = "all",
 ) -> None:
     """Write the AsyncAPI 3.0 document of every stream, message and operation."""
-    write_asyncapi(out)
+    try:
+        chosen = [m.id for m in load_markets(only=markets).markets]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--markets") from None
+    write_asyncapi(out, chosen)
     typer.echo(f"wrote {out}")
 
 

@@ -63,10 +63,12 @@ async def trim_telemetry_once(redis: aioredis.Redis, settings: Settings) -> int:
 
 
 async def sweep_drivers_once(
-    redis: aioredis.Redis, settings: Settings, source: str = "janitor"
+    redis: aioredis.Redis, settings: Settings, consumer: str = "janitor"
 ) -> dict[str, int]:
     """Rides of lost drivers first, then departed drivers: a driver released from its ride
-    this pass can be evicted in the same pass once silent past `driver_evict_s`."""
+    this pass can be evicted in the same pass once silent past `driver_evict_s`. Their events'
+    source is `janitor/<consumer>`, as every other service's is `<service>/<instance>`."""
+    source = f"janitor/{consumer}"
     now = await server_time_ms(redis)
     totals = {"rides_released": 0, "drivers_evicted": 0}
     for market in load_markets(settings.markets_file, settings.markets).markets:

@@ -27,8 +27,9 @@ from ridepulse.services import SERVICE_NAMES
 SCHEMAS = "#/components/schemas/"
 DEAD_LETTERS = "deadLetters"
 
-# Who publishes and who reacts to each event type. tests/unit/test_asyncapi.py holds RECEIVES
-# to the consumer services' handler tables; a group still reads (and acks) every entry.
+# Who publishes and who reacts to each event type. tests/unit/test_asyncapi.py holds SENDS and
+# HEARTBEATING to what each service's code emits (its ride steps, its events, its heartbeat) and
+# RECEIVES to the consumer services' handler tables; a group still reads (and acks) every entry.
 SENDS: dict[str, tuple[str, ...]] = {
     "ingest": (
         "driver.location",
@@ -44,6 +45,8 @@ SENDS: dict[str, tuple[str, ...]] = {
     "matching": ("ride.offered", "ride.unmatched", "ride.expired"),
     "eta": ("eta.updated",),
     "pricing": ("surge.updated",),
+    # rides taken back from silent drivers (cause driver_lost), departed drivers gone offline
+    "janitor": ("ride.unmatched", "ride.cancelled", "driver.status"),
 }
 RECEIVES: dict[str, tuple[str, ...]] = {
     "ingest": (  # pushed to the connected driver's app
@@ -73,8 +76,10 @@ RECEIVES: dict[str, tuple[str, ...]] = {
 }
 # These read every event from the last id (XREAD, no group): each replica must see them all.
 BROADCAST_READERS = ("ingest", "dashboard")
-# Consumer-group services move poison entries to the dead-letter stream; every service heartbeats.
+# Consumer-group services move poison entries to the dead-letter stream.
 DEAD_LETTERING = ("matching", "matching-geo", "eta", "pricing")
+# Every service but the dashboard, which only looks (its Redis user may not write).
+HEARTBEATING = ("ingest", "matching", "matching-geo", "eta", "pricing", "janitor")
 HEARTBEAT = "service.heartbeat"
 
 _MARKET_STREAMS = {
@@ -118,7 +123,12 @@ ENVELOPE_SCHEMA: dict[str, Any] = {
             "minimum": 1,
             "description": "Schema version of `data` (decimal digits in the stream field).",
         },
-        "source": {"type": "string", "description": "The producing service instance."},
+        "source": {
+            "type": "string",
+            "description": "The producing service instance, `<service>/<instance>`: "
+            "`matching/matching-1` (the consumer name), `ingest/<host>/<pid>`. A heartbeat's is "
+            "its consumer name alone (`matching-1`); its service is in `subject`.",
+        },
         "time": {
             "type": "integer",
             "description": "When it happened: epoch milliseconds, UTC "
@@ -126,7 +136,8 @@ ENVELOPE_SCHEMA: dict[str, Any] = {
         },
         "subject": {
             "type": "string",
-            "description": "The entity: `ride/<id>`, `driver/<id>`, `service/<name>`.",
+            "description": "The entity: `ride/<id>`, `driver/<id>`, `market/<id>` "
+            "(surge), `service/<name>` (heartbeat).",
         },
         "traceparent": {
             "type": "string",
@@ -234,7 +245,7 @@ def _channels(markets: Sequence[str], prefix: str) -> dict[str, dict[str, Any]]:
 
 def _how(service: str, action: str) -> str:
     if action == "send":
-        return "appends (XADD, pipelined)"
+        return "appends (XADD)"
     if service in BROADCAST_READERS:
         return "reads from the last id (XREAD, no group): one reader per process, fanned out"
     return "reads through its own consumer group, acknowledging after its effects are written"
@@ -258,7 +269,9 @@ def _operations() -> dict[str, dict[str, Any]]:
     for event_type, version in sorted(REGISTRY):
         versions.setdefault(event_type, []).append(version)
     plan: dict[tuple[str, str, str], list[str]] = {}
-    sends = {s: (*SENDS.get(s, ()), HEARTBEAT) for s in SERVICE_NAMES}
+    sends = {
+        s: (*SENDS.get(s, ()), *((HEARTBEAT,) if s in HEARTBEATING else ())) for s in SERVICE_NAMES
+    }
     for action, table in (("send", sends), ("receive", RECEIVES)):
         for service, types in table.items():
             for event_type in types:
@@ -285,8 +298,11 @@ def _version() -> str:
 
 
 def build_asyncapi(markets: Sequence[str] | None = None, prefix: str = "rp") -> dict[str, Any]:
-    """The AsyncAPI 3.0.0 document; `markets` defaults to the built-in markets."""
-    market_ids = list(markets) if markets is not None else [m.id for m in load_markets().markets]
+    """The AsyncAPI 3.0.0 document; `markets` defaults to every built-in market: the document
+    describes the product, not the one market a default deployment runs."""
+    if markets is None:
+        markets = [m.id for m in load_markets(only="all").markets]
+    market_ids = list(markets)
     payload_refs, payload_defs = _payload_schemas()
     clash = payload_defs.keys() & {"Envelope", "DeadLetter"}
     if clash:

@@ -141,8 +141,13 @@ async def test_a_ride_taken_back_from_a_lost_driver_waits_a_fresh_deadline_not_i
 
     await wait_until(first_deadline_passed, timeout_s=10, what="the ride's first deadline")
     before = await server_time_ms(redis)
-    assert await sweep_drivers_once(redis, quick) == {"rides_released": 1, "drivers_evicted": 0}
+    assert await sweep_drivers_once(redis, quick, "janitor-1") == {
+        "rides_released": 1,
+        "drivers_evicted": 0,
+    }
     after = await server_time_ms(redis)
+    ((_, fields),) = cast(list[Any], await redis.xrevrange(keys.rides, count=1))
+    assert (fields[b"type"], fields[b"source"]) == (b"ride.unmatched", b"janitor/janitor-1")
 
     ride = await store.get("sf-r1")
     assert ride is not None and ride.status == "requested"

@@ -26,6 +26,7 @@ from ridepulse.contracts.asyncapi import (
 from ridepulse.contracts.envelope import FIELDS, Envelope
 from ridepulse.contracts.registry import REGISTRY, channel_of, make
 from ridepulse.keys import GlobalKeys, MarketKeys
+from ridepulse.markets import load_markets
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "docs" / "asyncapi.yaml"
@@ -234,3 +235,21 @@ def test_cli_writes_one_json_schema_per_type_and_version(tmp_path: Path) -> None
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         f"{t}.v{v}.json" for t, v in REGISTRY
     )
+
+
+def test_channels_name_every_built_in_market_by_default() -> None:
+    """The document describes the product, not the one market a default deployment runs."""
+    every = [m.id for m in load_markets(only="all").markets]
+    assert len(every) > 1
+    rides = build_asyncapi()["channels"]["rides"]
+    assert rides["parameters"]["market"]["enum"] == every
+    assert rides["x-redis-keys"] == [MarketKeys(m).rides for m in every]
+
+
+def test_cli_markets_option_narrows_the_channels(tmp_path: Path) -> None:
+    out = tmp_path / "asyncapi.yaml"
+    result = CliRunner().invoke(events_app, ["asyncapi", "--out", str(out), "--markets", "nyc"])
+    assert result.exit_code == 0, result.output
+    assert out.read_text(encoding="utf-8") == render_asyncapi(["nyc"])
+    refused = CliRunner().invoke(events_app, ["asyncapi", "--out", str(out), "--markets", "la"])
+    assert refused.exit_code != 0 and "unknown market" in refused.output, refused.output
