@@ -46,9 +46,12 @@ CONNECTION = (
     "readonly",
 )
 # The service heartbeat (ridepulse/bus/heartbeat.py): its key, the set of heartbeat keys, the
-# health stream, and the lag of the groups it reports.
-HEARTBEAT = ("set", "sadd", "srem", "xinfo|groups", "xinfo|stream", "xpending")
-# The consumer-group runtime (ridepulse/bus/consumer.py, idempotency.py, deadletter.py).
+# health stream. The lag and pending counts it reports of a consumer's groups (XINFO, XPENDING)
+# are in BUS_CONSUMER: ingest and the janitor heartbeat with no group.
+HEARTBEAT = ("set", "sadd", "srem")
+# The consumer-group runtime (ridepulse/bus/consumer.py, deadletter.py, heartbeat.py's lag). No
+# transaction and no idempotency guard keys: every handler's effect is a version-checked Lua
+# step or an idempotent write (tests/support/idempotency.py, a test helper, runs as the operator).
 BUS_CONSUMER = (
     "xreadgroup",
     "xack",
@@ -66,13 +69,6 @@ BUS_CONSUMER = (
     "evalsha",
     "script|load",
     "script|exists",
-    "watch",
-    "unwatch",
-    "multi",
-    "exec",
-    "discard",
-    "exists",
-    "set",
 )
 # redis-py runs scripts as EVALSHA with a SCRIPT LOAD fallback (SCRIPT EXISTS in pipelines).
 # A user may load any script, but every command inside runs under that user's own grant.
@@ -154,11 +150,6 @@ def _lease_scoped(service: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
     )
 
 
-def _done(group: str) -> tuple[str, ...]:
-    """The idempotency guards of one consumer group."""
-    return (f"{{*}}:done:{group}:*",)
-
-
 def _unique(*parts: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(item for part in parts for item in part))
 
@@ -213,11 +204,10 @@ SERVICE_GRANTS: dict[str, Grant] = {
             RIDE_STEP_COMMANDS,
             ("zrangebyscore", "zmscore", "geosearch"),
         ),
-        reads=_unique(RIDE_STEP_KEYS, ("{*}:drivers:seen", "{*}:eta:speeds"), _done("matching")),
+        reads=_unique(RIDE_STEP_KEYS, ("{*}:drivers:seen", "{*}:eta:speeds")),
         writes=_unique(
             RIDE_STEP_KEYS,
             ("{*}:drivers:seen",),
-            _done("matching"),
             DEAD_LETTERS,
             _heartbeat_keys("matching"),
         ),
@@ -231,7 +221,7 @@ SERVICE_GRANTS: dict[str, Grant] = {
             HEARTBEAT,
             BUS_CONSUMER,
             SCRIPTS,
-            ("zmscore", "hmget", "hset", "zadd", "geoadd", "zrangebyscore", "zrem", "time"),
+            ("hmget", "hset", "zadd", "geoadd", "time"),  # update_positions.lua
         ),
         # update_positions.lua takes seen, pos, status and geo as KEYS: a key handed to a
         # script needs read and write access, whatever the script does with it.
@@ -241,7 +231,6 @@ SERVICE_GRANTS: dict[str, Grant] = {
             "{*}:drivers:pos",
             "{*}:drivers:status",
             "{*}:drivers:geo",
-            *_done("matching.geo"),
         ),
         writes=_unique(
             (
@@ -251,7 +240,6 @@ SERVICE_GRANTS: dict[str, Grant] = {
                 "{*}:drivers:status",
                 "{*}:drivers:geo",
             ),
-            _done("matching.geo"),
             DEAD_LETTERS,
             _heartbeat_keys("matching-geo"),
         ),
@@ -276,11 +264,9 @@ SERVICE_GRANTS: dict[str, Grant] = {
             "{*}:drivers:pos",
             "{*}:eta:speeds",
             "{*}:eta",  # a key named to EVALSHA (set_eta writes the ETA + event) must be read-write
-            "{*}:done:eta*",
         ),
         writes=_unique(
             ("{*}:rides", "{*}:telemetry", "{*}:ride:*", "{*}:eta", "{*}:eta:speeds"),
-            ("{*}:done:eta*",),
             DEAD_LETTERS,
             _heartbeat_keys("eta"),
             _lease_keys("eta"),
@@ -303,12 +289,9 @@ SERVICE_GRANTS: dict[str, Grant] = {
             "{*}:drivers:geo",
             "{*}:surge:cells",
             "{*}:surge",  # a key named to EVALSHA (the fenced write + event) must be read-write
-            "{*}:x:pricing*",
-            *_done("pricing"),
         ),
         writes=_unique(
-            ("{*}:rides", "{*}:surge", "{*}:surge:cells", "{*}:x:pricing*"),
-            _done("pricing"),
+            ("{*}:rides", "{*}:surge", "{*}:surge:cells"),
             DEAD_LETTERS,
             _heartbeat_keys("pricing"),
             _lease_keys("pricing"),
@@ -350,14 +333,10 @@ SERVICE_GRANTS: dict[str, Grant] = {
             (
                 "xread",
                 "xrevrange",
-                "xrange",
                 "xlen",
                 "xinfo|stream",
                 "xinfo|groups",
                 "get",
-                "exists",
-                "hget",
-                "hmget",
                 "hgetall",
                 "zrange",
                 "smembers",

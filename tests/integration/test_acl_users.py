@@ -61,6 +61,11 @@ EVERY_SERVICE_MUST_NOT: list[tuple[str, ...]] = [
     ("SET", "other-app:key", "1"),
     ("PUBLISH", "anything", "1"),
     ("SUBSCRIBE", "anything"),
+    # no product code runs a transaction (every pipeline is transaction=False)
+    ("WATCH", f"{SF}:ride:r1"),
+    ("MULTI",),
+    ("EXEC",),
+    ("DISCARD",),
 ]
 # Refused to one service: keys another service owns (this is how a poison entry gets in).
 MUST_NOT: dict[str, list[tuple[str, ...]]] = {
@@ -71,6 +76,9 @@ MUST_NOT: dict[str, list[tuple[str, ...]]] = {
         ("XADD", "rp:dead-letters", "*", "k", "v"),
         ("SET", f"{SF}:done:matching:e1", "1"),
         ("XTRIM", f"{SF}:rides", "MAXLEN", "0"),
+        # it heartbeats but runs no consumer group
+        ("XPENDING", f"{SF}:rides", "matching"),
+        ("XINFO", "STREAM", f"{SF}:telemetry"),
     ],
     "matching": [
         ("XADD", f"{SF}:telemetry", "*", "k", "v"),
@@ -82,6 +90,11 @@ MUST_NOT: dict[str, list[tuple[str, ...]]] = {
         ("XADD", f"{SF}:rides", "*", "k", "v"),
         ("HSET", f"{SF}:ride:r1", "status", "completed"),
         ("EVALSHA", "0" * 40, "1", f"{SF}:rides"),  # a script may only touch its own keys
+        # update_positions.lua runs HMGET, TIME, HSET, ZADD, GEOADD; dropping stale drivers and
+        # the nearby search (nearby_available.lua) run in the matching service
+        ("ZMSCORE", f"{SF}:drivers:seen", "d1"),
+        ("ZRANGEBYSCORE", f"{SF}:drivers:seen", "-inf", "1"),
+        ("ZREM", f"{SF}:drivers:geo", "d1"),
     ],
     "eta": [
         ("XADD", f"{SF}:telemetry", "*", "k", "v"),
@@ -100,6 +113,8 @@ MUST_NOT: dict[str, list[tuple[str, ...]]] = {
         ("DEL", f"{SF}:lease:eta"),  # another service's lease
         ("DEL", f"{SF}:lease:pricing:fence"),  # the fence counter only grows
         ("INCR", f"{SF}:surge:cells"),
+        ("SET", f"{SF}:x:pricing:scratch", "1"),  # no scratch keys
+        ("HSET", f"{SF}:x:pricing", "c", "1"),
     ],
     "janitor": [
         ("XADD", f"{SF}:telemetry", "*", "k", "v"),
@@ -108,6 +123,7 @@ MUST_NOT: dict[str, list[tuple[str, ...]]] = {
         ("DEL", f"{SF}:ride:r1"),
         ("SET", f"{SF}:idem:r1:k1", "x"),
         ("XREADGROUP", "GROUP", "g", "c", "STREAMS", f"{SF}:rides", ">"),
+        ("XINFO", "STREAM", f"{SF}:rides"),
     ],
     "dashboard": [
         ("SET", f"{SF}:x:forged", "1"),
@@ -116,6 +132,11 @@ MUST_NOT: dict[str, list[tuple[str, ...]]] = {
         ("EVALSHA", "0" * 40, "0"),
         ("XREADGROUP", "GROUP", "g", "c", "STREAMS", f"{SF}:rides", ">"),
         ("DEL", "rp:heartbeat:dashboard:1"),
+        # it sends XREAD, XREVRANGE, XLEN, XINFO, GET, HGETALL, ZRANGE, SMEMBERS only
+        ("HGET", f"{SF}:drivers:pos", "d1"),
+        ("HMGET", f"{SF}:drivers:pos", "d1"),
+        ("EXISTS", f"{SF}:rides"),
+        ("XRANGE", f"{SF}:rides", "-", "+"),
     ],
 }
 # Samples of what each service really sends (read from its code): these must stay allowed.
@@ -137,6 +158,10 @@ BUS_SAMPLES: list[tuple[str, ...]] = [
     ("XAUTOCLAIM", "{stream}", "{group}", "c1", "0", "0-0"),
     ("XINFO", "GROUPS", "{stream}"),
     ("XADD", "rp:dead-letters", "MAXLEN", "~", "10000", "*", "k", "v"),
+]
+# Granted once for an idempotency guard no product code uses (tests/support/idempotency.py, a
+# test helper run as the operator): no consumer group keeps guard keys.
+BUS_MUST_NOT: list[tuple[str, ...]] = [
     ("SET", SF + ":done:{group}:e1", "1", "EX", "60"),
     ("EXISTS", SF + ":done:{group}:e1"),
 ]
@@ -273,6 +298,13 @@ def _dryrun(operator: redis.Redis, user: str, command: tuple[str, ...]) -> str:
     return reply.decode() if isinstance(reply, bytes) else str(reply)
 
 
+def _refused_samples(service: str) -> list[tuple[str, ...]]:
+    samples = [*EVERY_SERVICE_MUST_NOT, *MUST_NOT.get(service, [])]
+    for group, _ in GROUPS.get(service, []):
+        samples += [tuple(a.replace("{group}", group) for a in c) for c in BUS_MUST_NOT]
+    return samples
+
+
 def _allowed_samples(service: str) -> list[tuple[str, ...]]:
     samples = list(MUST.get(service, []))
     if service in HEARTBEATING:
@@ -318,7 +350,7 @@ def test_a_service_user_is_refused_what_it_must_not_run(
 ) -> None:
     allowed = [
         " ".join(command)
-        for command in [*EVERY_SERVICE_MUST_NOT, *MUST_NOT.get(service, [])]
+        for command in _refused_samples(service)
         if _dryrun(operator, service, command) == "OK"
     ]
     assert not allowed, f"{service} may run: {allowed}"

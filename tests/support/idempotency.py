@@ -4,8 +4,9 @@ The guard key and the effect commit in one MULTI/EXEC under WATCH: either both h
 neither, so a crash between them cannot double-apply nor lose the effect. The guard must share
 the market hash tag with the effect's keys (use `guard_key`). No product handler needs it today
 (their effects are version-checked Lua steps or idempotent writes): the crash tests use it to
-count that every effect happened exactly once, and a handler with such an effect would take it
-into ridepulse/bus/ again."""
+count that every effect happened exactly once, connected as the operator. A handler with such an
+effect would take it into ridepulse/bus/ again, and its service user WATCH, MULTI, EXEC and the
+guard keys (ridepulse/acl_grants.py), which no service user holds today."""
 
 from __future__ import annotations
 
