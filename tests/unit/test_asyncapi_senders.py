@@ -1,5 +1,5 @@
 """The AsyncAPI document names who sends what, and that is read from the code, not from a second
-hand-written list: what each service's modules can emit through the ride store's steps, through
+hand-written list: what each service's code can emit through the ride store's steps, through
 `make`, as raw stream fields, and whether they run a heartbeat.
 
 A service's code is what its entry point function reaches by name, across first-party modules
