@@ -159,12 +159,12 @@ def run(
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
-    """Streams, groups, lag, heartbeats and dead letters; exit 1 when something is unhealthy."""
+    """Streams, groups, lag, heartbeats and dead letters of every market the server holds;
+    exit 1 when something is unhealthy."""
     settings = load_settings()
     with _operator_redis(settings) as client:
-        report = collect_status(
-            client, load_markets(settings.markets_file, settings.markets), settings.key_prefix
-        )
+        configured = [m.id for m in load_markets(settings.markets_file, settings.markets).markets]
+        report = collect_status(client, configured, settings.key_prefix)
     typer.echo(
         orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode()
         if as_json

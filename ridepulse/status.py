@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -10,7 +12,6 @@ import orjson
 import redis
 
 from ridepulse.keys import GlobalKeys, MarketKeys, heartbeat_owner
-from ridepulse.markets import MarketMap
 
 LAG_UNHEALTHY = 100_000
 
@@ -60,11 +61,27 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def collect_status(client: redis.Redis, markets: MarketMap, prefix: str) -> Status:
+def served_markets(client: redis.Redis, prefix: str) -> list[str]:
+    """The markets the server holds a ride stream of: every market a running platform serves
+    (matching creates its group on it, and with it the stream, at start), whatever
+    RIDEPULSE_MARKETS the operator's shell has. SCAN, which a cluster client runs on every
+    primary: a market's keys live on the node of its hash tag."""
+    ride_stream = re.compile(rf"{re.escape(prefix)}:\{{([^}}]+)\}}:rides")
+    found = {
+        match.group(1)
+        for key in client.scan_iter(match=f"{prefix}:{{*}}:rides", count=1000, _type="stream")
+        if (match := ride_stream.fullmatch(_text(key)))
+    }
+    return sorted(found)
+
+
+def collect_status(client: redis.Redis, configured: Sequence[str], prefix: str) -> Status:
+    """The configured markets, then every other market the server holds streams of."""
     status = Status()
     global_keys = GlobalKeys(prefix)
-    for market in markets.markets:
-        keys = MarketKeys(market.id, prefix)
+    markets = list(dict.fromkeys([*configured, *served_markets(client, prefix)]))
+    for market in markets:
+        keys = MarketKeys(market, prefix)
         for stream in (keys.telemetry, keys.rides, keys.surge_events, keys.eta_events):
             if not client.exists(stream):
                 continue

@@ -4,17 +4,21 @@ at once, each matched in its own market, each priced at its own rate card."""
 from __future__ import annotations
 
 import functools
+import subprocess
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from dashboard.protocol import decode
+from loadtests.platform import clean_env
 from ridepulse.auth import mint_dashboard_link
 from ridepulse.redis_client import connect_sync
 from tests.support.api import DOWNTOWN, City, offset
+from tests.support.processes import RIDEPULSE
 from tests.support.waiting import wait_until_sync
 
 pytestmark = pytest.mark.e2e
@@ -56,6 +60,7 @@ def test_rides_in_both_markets_at_once_are_matched_and_priced_in_their_own_marke
     assert city.ride(rides["sf-driver"])["fare"] == sf_quote["fare"]
     assert city.ride(rides["nyc-driver"])["fare"] == nyc_quote["fare"]
     _dashboard_follows_each_market(city, rides)
+    _status_lists_both_markets(city)
     if city.platform.on_cluster:  # RIDEPULSE_TEST_CLUSTER=1: a 3-primary cluster
         client: Any = connect_sync(city.platform.redis_url())
         try:
@@ -64,6 +69,20 @@ def test_rides_in_both_markets_at_once_are_matched_and_priced_in_their_own_marke
             assert sf_node.name != nyc_node.name, "the two markets share a primary"
         finally:
             client.close()
+
+
+def _status_lists_both_markets(city: City) -> None:
+    """A plain `ridepulse status` (another shell: no RIDEPULSE_MARKETS, the platform's data dir)
+    lists nyc's streams and groups beside sf's, not sf's alone."""
+    env = clean_env(RIDEPULSE_DATA_DIR=str(city.platform.data_dir))
+    result = subprocess.run(
+        [RIDEPULSE, "status", "--json"], capture_output=True, text=True, env=env, timeout=30
+    )
+    report = orjson.loads(result.stdout)
+    groups = {(s["key"], g["name"]) for s in report["streams"] for g in s["groups"]}
+    for market in ("sf", "nyc"):
+        assert (f"rp:{{{market}}}:rides", "matching") in groups, groups
+        assert (f"rp:{{{market}}}:telemetry", "matching.geo") in groups, groups
 
 
 def _dashboard_follows_each_market(city: City, rides: dict[str, str]) -> None:

@@ -50,6 +50,29 @@ async def test_status_reports_streams_groups_and_live_services(
     assert report["services"][0]["processed"] == 7
 
 
+async def test_status_reports_every_market_the_server_holds_not_only_the_configured_one(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    """`ridepulse up --markets sf,nyc`, then a plain `ridepulse status` in another shell (no
+    RIDEPULSE_MARKETS, so sf alone is configured): nyc's streams and groups are listed too, and
+    only this deployment's (other tests' prefixes share the server)."""
+    sf, nyc = MarketKeys("sf", settings.key_prefix), MarketKeys("nyc", settings.key_prefix)
+    for keys in (sf, nyc):
+        await redis.xgroup_create(keys.rides, "matching", id="$", mkstream=True)
+    await redis.xgroup_create(nyc.telemetry, "matching.geo", id="$", mkstream=True)
+    await fill(redis, nyc.rides, expired_events(3))
+    await redis.xgroup_create(MarketKeys("la", "other").rides, "g", id="$", mkstream=True)
+    try:
+        code, report = _status(settings)
+    finally:
+        await redis.delete(MarketKeys("la", "other").rides)
+    assert code == 0, report
+    streams = {s["key"]: s for s in report["streams"]}
+    assert list(streams) == [sf.rides, nyc.telemetry, nyc.rides], list(streams)
+    assert streams[nyc.rides]["length"] == 3
+    assert [g["name"] for g in streams[nyc.telemetry]["groups"]] == ["matching.geo"]
+
+
 async def test_status_exits_1_when_a_service_heartbeat_is_gone(
     redis: aioredis.Redis, settings: Settings
 ) -> None:
