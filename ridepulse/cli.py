@@ -217,26 +217,34 @@ def deadletters_replay(
         str | None, typer.Argument(help="the dead letter's id (first column of the listing)")
     ] = None,
     replay_all: Annotated[bool, typer.Option("--all", help="replay every dead letter")] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="replay even an entry the contracts still cannot decode"),
+    ] = False,
 ) -> None:
-    """Append the original event to its stream again, then delete the dead letter."""
+    """Append the original event to its stream again (once, whichever groups gave up on it),
+    then delete its dead letters."""
     if (dead_letter_id is None) == (not replay_all):
         fail("give one dead letter id or --all")
     settings = load_settings()
     prefix = settings.key_prefix
-    done: list[tuple[dead_letters.DeadLetter, str]] = []
+    done: list[dead_letters.Replayed] = []
     refused: list[tuple[dead_letters.DeadLetter, str]] = []
     with _operator_redis(settings) as client:
         try:
             if replay_all:
-                done, refused = dead_letters.replay_all(client, prefix)
+                done, refused = dead_letters.replay_all(client, prefix, force=force)
             else:
                 one = dead_letters.get_dead_letter(client, prefix, dead_letter_id or "")
-                done = [(one, dead_letters.replay(client, prefix, one))]
+                done = [dead_letters.replay(client, prefix, one, force=force)]
         except RidePulseError as exc:
             fail(exc.detail)
-    for letter, new_id in done:
+    for replayed in done:
+        letter = replayed.letter
+        also = f"; deleted with it: {', '.join(replayed.siblings)}" if replayed.siblings else ""
         typer.echo(
-            f"replayed {letter.id} -> {letter.stream} {new_id} ({letter.type} {letter.event_id})"
+            f"replayed {letter.id} -> {letter.stream} {replayed.new_id} "
+            f"({letter.type} {letter.event_id}){also}"
         )
     for letter, why in refused:
         typer.secho(f"kept {letter.id}: {why}", fg="yellow", err=True)

@@ -6,7 +6,12 @@ what still needs a decision. The two writes are not one transaction (on a cluste
 different shards), so a crash between them leaves the dead letter in place and a second replay
 appends the event again; that is safe because every handler dedupes on the event id (DESIGN §6).
 The new entry reaches every group of the stream, not only the one that gave up on it: groups
-that handled the event before see it again and skip it by its id.
+that handled the event before see it again and skip it by its id. So one original entry is
+appended once, however many groups wrote a letter for it, and all those letters (its siblings,
+same stream and entry id) are deleted with it: replaying each would append it once per group.
+
+An entry the contracts still cannot decode is refused unless forced: every group would read it
+again and dead-letter it at once, one new letter per group.
 
 The entry's fields are read as ridepulse/bus/deadletter.py writes them; fields added later
 (another helper may add some) are kept in `extra` and shown as they are."""
@@ -22,7 +27,8 @@ import redis
 
 from ridepulse.bus.deadletter import DEAD_LETTER_FIELDS, ORIGINAL_FIELD_PREFIX, verbatim_original
 from ridepulse.bus.trimming import format_id, parse_id
-from ridepulse.errors import InvalidInput, NotFound
+from ridepulse.contracts.registry import decode
+from ridepulse.errors import InvalidEvent, InvalidInput, NotFound
 from ridepulse.keys import GlobalKeys
 
 _KNOWN = DEAD_LETTER_FIELDS
@@ -60,6 +66,13 @@ class DeadLetter:
             "original": self.original,
             **({"extra": self.extra} if self.extra else {}),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    letter: DeadLetter  # the letter whose fields were appended
+    new_id: str  # the new entry's id in letter.stream
+    siblings: list[str]  # the same entry's other letters, deleted with it
 
 
 def _text(value: bytes | str) -> str:
@@ -153,34 +166,99 @@ def get_dead_letter(client: redis.Redis, prefix: str, dead_letter_id: str) -> De
     return parse_dead_letter(found[0][0], found[0][1])
 
 
-def replay(client: redis.Redis, prefix: str, letter: DeadLetter) -> str:
-    """Append the original event to its stream, then delete the dead letter; returns the new
-    entry id. Refuses a letter naming a stream outside this deployment's prefix or carrying
-    no original fields (nothing to replay)."""
+def replay_reason(letter: DeadLetter) -> str | None:
+    """Why the letter's entry would be dead-lettered again at once (the contracts cannot decode
+    it), or None. Replaying such an entry only multiplies it: every group of its stream reads it
+    again and each writes a letter of its own."""
+    try:
+        decode(letter_fields(letter))
+    except InvalidEvent as exc:
+        return exc.detail
+    except Exception as exc:  # bytes that are not UTF-8, or anything else the decoder meets
+        return f"undecodable: {type(exc).__name__}: {exc}"
+    return None
+
+
+def letter_fields(letter: DeadLetter) -> dict[bytes, bytes]:
+    """What a replay appends: the verbatim fields; for a letter written before they were kept,
+    its readable `original`, as it always did (bytes that were not UTF-8 arrived there already
+    replaced by U+FFFD)."""
+    return letter.verbatim or {k.encode(): v.encode() for k, v in letter.original.items()}
+
+
+def _sibling_key(letter: DeadLetter) -> tuple[str, str]:
+    """Letters of one original entry share it: each group that gave up on the entry wrote one.
+    A letter with no entry id has no siblings."""
+    return (letter.stream, letter.entry_id) if letter.entry_id else ("", letter.id)
+
+
+def siblings_of(client: redis.Redis, prefix: str, letter: DeadLetter) -> list[DeadLetter]:
+    """The other letters of the same original entry (other groups', or the same group's after an
+    earlier replay), oldest first."""
+    key = _sibling_key(letter)
+    return [
+        other
+        for other in iter_dead_letters(client, prefix)
+        if other.id != letter.id and _sibling_key(other) == key
+    ]
+
+
+def replay(
+    client: redis.Redis,
+    prefix: str,
+    letter: DeadLetter,
+    siblings: list[DeadLetter] | None = None,
+    *,
+    force: bool = False,
+) -> Replayed:
+    """Append the original event to its stream once, then delete the dead letter and its
+    siblings (`siblings`, or looked up): every group of the stream reads the new entry, so the
+    letters the other groups wrote for it are settled by the same append.
+
+    Refuses (InvalidInput) a letter naming a stream outside this deployment's prefix, carrying
+    no original fields (nothing to replay), or, unless `force`, one whose entry the contracts
+    still cannot decode (it would come straight back, once per group)."""
     if not letter.stream.startswith(f"{prefix}:"):
         raise InvalidInput(f"dead letter {letter.id} names stream {letter.stream!r}", field="id")
-    # A letter written before the verbatim fields were kept replays its readable `original`, as it
-    # always did (bytes that were not UTF-8 arrived there already replaced by U+FFFD).
-    fields = letter.verbatim or letter.original
+    fields = letter_fields(letter)
     if not fields:
         raise InvalidInput(f"dead letter {letter.id} has no original fields", field="id")
+    if not force and (why := replay_reason(letter)) is not None:
+        raise InvalidInput(
+            f"dead letter {letter.id}: its entry still cannot be decoded ({why}); every group "
+            "would dead-letter it again. Fix the producer, or replay it anyway with --force",
+            field="id",
+        )
+    if siblings is None:
+        siblings = siblings_of(client, prefix, letter)
     new_id: Any = client.xadd(letter.stream, fields)  # type: ignore[arg-type]
-    client.xdel(GlobalKeys(prefix).dead_letters, letter.id)
-    return _text(new_id)
+    settled = [letter.id, *(s.id for s in siblings)]
+    client.xdel(GlobalKeys(prefix).dead_letters, *settled)
+    return Replayed(letter, _text(new_id), [s.id for s in siblings])
 
 
 def replay_all(
-    client: redis.Redis, prefix: str
-) -> tuple[list[tuple[DeadLetter, str]], list[tuple[DeadLetter, str]]]:
-    """Replay every dead letter present now (read first, so replays never chase their tail).
-    Returns (replayed with their new entry ids, refused with the reason); a refused letter
-    stays in the dead-letter stream."""
-    replayed, refused = [], []
-    for letter in list(iter_dead_letters(client, prefix)):
+    client: redis.Redis, prefix: str, *, force: bool = False
+) -> tuple[list[Replayed], list[tuple[DeadLetter, str]]]:
+    """Replay every original entry with a dead letter present now (read first, so replays never
+    chase their tail): each entry is appended once, whichever groups wrote letters for it.
+    Returns (the replays, the refused letters with the reason); a refused letter stays in the
+    dead-letter stream, and so do its siblings."""
+    by_entry: dict[tuple[str, str], list[DeadLetter]] = {}
+    for letter in iter_dead_letters(client, prefix):
+        by_entry.setdefault(_sibling_key(letter), []).append(letter)
+    replayed: list[Replayed] = []
+    refused: list[tuple[DeadLetter, str]] = []
+    for letters in by_entry.values():
+        # the letter that carries the entry: an empty one (its entry was deleted before it was
+        # claimed) is settled by a sibling that kept the fields
+        first = next((d for d in letters if d.verbatim or d.original), letters[0])
         try:
-            replayed.append((letter, replay(client, prefix, letter)))
+            replayed.append(
+                replay(client, prefix, first, [d for d in letters if d is not first], force=force)
+            )
         except InvalidInput as exc:
-            refused.append((letter, exc.detail))
+            refused.extend((letter, exc.detail) for letter in letters)
     return replayed, refused
 
 

@@ -210,7 +210,8 @@ async def test_replay_puts_back_unreadable_entries_byte_for_byte(
     listing = await run_cli(settings)
     assert listing.returncode == 0, listing.stderr
     assert len(listing.stdout.splitlines()) == 1 + len(UNREADABLE_ENTRIES), listing.stdout
-    replayed = await run_cli(settings, "replay", "--all")
+    # still unreadable: only --force replays them (each would come straight back otherwise)
+    replayed = await run_cli(settings, "replay", "--all", "--force")
     assert replayed.returncode == 0, replayed.stderr
     assert f"{len(UNREADABLE_ENTRIES)} replayed" in replayed.stdout, replayed.stdout
 
@@ -260,22 +261,22 @@ async def test_replay_all_keeps_each_letter_it_cannot_replay_and_exits_1(
         for r in ("first", "last")
     )
 
-    async def letter(stream: str, fields: dict[bytes, bytes] | None) -> str:
+    async def letter(stream: str, fields: dict[bytes, bytes] | None, entry_id: str) -> str:
         entry = dead_letter_fields(
             stream=stream,
             group="g",
             consumer="c1",
-            entry_id="1-0",
+            entry_id=entry_id,
             fields=fields,
             reason="failed 5 deliveries",
             deliveries=5,
         )
         return cast(bytes, await redis.xadd(dead, entry)).decode()  # type: ignore[arg-type]
 
-    await letter(keys.rides, first)
-    foreign = await letter(foreign_stream, first)
-    empty = await letter(keys.rides, None)
-    await letter(keys.rides, last)
+    await letter(keys.rides, first, "1-0")
+    foreign = await letter(foreign_stream, first, "1-0")
+    empty = await letter(keys.rides, None, "2-0")
+    await letter(keys.rides, last, "3-0")
 
     replayed = await run_cli(settings, "replay", "--all")
     assert replayed.returncode == 1, (replayed.stdout, replayed.stderr)
@@ -287,3 +288,61 @@ async def test_replay_all_keeps_each_letter_it_cannot_replay_and_exits_1(
     assert [entry_id.decode() for entry_id, _ in left] == [foreign, empty]
     assert await _entries(redis, keys.rides) == [list(first.items()), list(last.items())]
     assert await redis.exists(foreign_stream) == 0, "a replay wrote outside its prefix"
+
+
+GROUPS = ("matching", "eta", "pricing")  # three groups read the ride stream, as on the platform
+
+
+async def _read_by_every_group(redis: aioredis.Redis, settings: Settings) -> None:
+    async def ignore(event: Event, deps: Any) -> None:
+        pass
+
+    for group in GROUPS:
+        consumer = runtime(
+            redis, settings, HandlerTable(per_event={"ride.expired": ignore}), group=group
+        )
+        await asyncio.wait_for(consumer.run(), 10)
+
+
+async def test_replaying_an_entry_every_group_gave_up_on_appends_it_once(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    """Three groups dead-letter one non-JSON entry: three letters of one entry. A replay appends
+    it once and deletes all three (every group reads the new entry); one still undecodable is
+    refused unless --force. Replayed once per letter, the letters went 3 → 9 → 27."""
+    keys = MarketKeys("sf", settings.key_prefix)
+    bad = {**_valid(), b"data": b"not json{"}
+    await redis.xadd(keys.rides, bad)  # type: ignore[arg-type]
+    await _read_by_every_group(redis, settings)
+    assert await dead_letter_count(redis, settings) == len(GROUPS)
+
+    refused = await run_cli(settings, "replay", "--all")
+    assert refused.returncode == 1, (refused.stdout, refused.stderr)
+    assert "0 replayed, 3 kept" in refused.stdout, refused.stdout
+    assert "still cannot be decoded" in refused.stderr and "--force" in refused.stderr
+    one = orjson.loads((await run_cli(settings, "--json")).stdout)[0]["id"]
+    refused_one = await run_cli(settings, "replay", one)
+    assert refused_one.returncode == 1 and "--force" in refused_one.stderr, refused_one.stderr
+    assert await redis.xlen(keys.rides) == 1 and await dead_letter_count(redis, settings) == 3
+
+    for round_ in (1, 2):
+        replayed = await run_cli(settings, "replay", "--all", "--force")
+        assert replayed.returncode == 0, (replayed.stdout, replayed.stderr)
+        assert "1 replayed" in replayed.stdout, replayed.stdout
+        assert await redis.xlen(keys.rides) == 1 + round_, "the entry was appended more than once"
+        assert await dead_letter_count(redis, settings) == 0
+        await _read_by_every_group(redis, settings)
+        assert await dead_letter_count(redis, settings) == len(GROUPS), f"round {round_}"
+
+    one = orjson.loads((await run_cli(settings, "--json")).stdout)[0]["id"]
+    single = await run_cli(settings, "replay", one, "--force")
+    assert single.returncode == 0 and "1 replayed" in single.stdout, single
+    assert await redis.xlen(keys.rides) == 4
+    assert await dead_letter_count(redis, settings) == 0, "the other groups' letters were kept"
+    assert [f for _, f in await _entries_with_ids(redis, keys.rides)] == [bad] * 4
+
+
+async def _entries_with_ids(
+    redis: aioredis.Redis, stream: str
+) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    return cast(list[tuple[bytes, dict[bytes, bytes]]], await redis.xrange(stream))
