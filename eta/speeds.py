@@ -13,6 +13,7 @@ from redis.exceptions import RedisError
 
 from eta.deps import EtaDeps
 from eta.model import SpeedModel
+from ridepulse.bus.faults import Backoff
 from ridepulse.leases import fenced_hset
 from ridepulse.logs import get_logger
 from ridepulse.pause import sleep_or_stop
@@ -62,9 +63,14 @@ async def _write(deps: EtaDeps, market: str, snapshot: dict[str, float]) -> bool
 
 async def run_persister(deps: EtaDeps, stop: asyncio.Event) -> None:
     log = get_logger(component="speeds")
+    backoff = Backoff()
+    pause_s = PERSIST_INTERVAL_S
     while not stop.is_set():
-        await sleep_or_stop(stop, PERSIST_INTERVAL_S)
+        await sleep_or_stop(stop, pause_s)
+        pause_s = PERSIST_INTERVAL_S
         try:
             await persist_speeds(deps)  # once more after stop: what was learned is kept
+            backoff.reset()
         except (RedisError, OSError) as exc:
-            log.warning("eta.persist_failed", error=str(exc))
+            pause_s = backoff.after_failure_s(PERSIST_INTERVAL_S)
+            log.warning("eta.persist_failed", error=str(exc), retry_in_s=round(pause_s, 2))

@@ -19,6 +19,7 @@ from matching.assignment import Pair, Spot, assign_min_total_eta, eta_matrix
 from matching.candidates import SEARCH_RADII_M
 from matching.geo_index import nearby_available
 from matching.handlers import MatchingDeps
+from ridepulse.bus.faults import Backoff
 from ridepulse.contracts.envelope import derived_event_id
 from ridepulse.logs import get_logger
 from ridepulse.pause import sleep_or_stop
@@ -111,12 +112,17 @@ async def run_batcher(deps: MatchingDeps, stop: asyncio.Event) -> None:
     pass is offered at the next, so request→offered stays within the window plus one pass."""
     log = get_logger(component="batcher")
     window = deps.settings.match_batch_window_s
+    backoff = Backoff()
     while not stop.is_set():
         started = time.monotonic()
         try:
             totals = await batch_once(deps)
+            backoff.reset()
             if totals["waiting"]:
                 log.debug("matching.batched", **totals)
         except (RedisError, OSError) as exc:
-            log.warning("matching.batch_failed", error=str(exc))
+            pause_s = backoff.after_failure_s(window)
+            log.warning("matching.batch_failed", error=str(exc), retry_in_s=round(pause_s, 2))
+            await sleep_or_stop(stop, pause_s)
+            continue
         await sleep_or_stop(stop, max(0.0, window - (time.monotonic() - started)))

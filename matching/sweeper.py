@@ -13,6 +13,7 @@ from redis.exceptions import RedisError
 
 from matching.geo_index import drop_stale
 from matching.handlers import MatchingDeps, try_offer
+from ridepulse.bus.faults import Backoff
 from ridepulse.contracts.envelope import derived_event_id, now_ms
 from ridepulse.errors import Conflict
 from ridepulse.logs import get_logger
@@ -112,11 +113,15 @@ async def sweep_once(
 async def run_sweeper(deps: MatchingDeps, stop: asyncio.Event) -> None:
     log = get_logger(component="sweeper")
     stale_marks: dict[str, int] = {}
+    backoff = Backoff()
     while not stop.is_set():
+        pause_s = SWEEP_INTERVAL_S
         try:
             totals = await sweep_once(deps, stale_marks)
+            backoff.reset()
             if any(totals.values()):
                 log.debug("matching.swept", **totals)
         except (RedisError, OSError) as exc:
-            log.warning("matching.sweep_failed", error=str(exc))
-        await sleep_or_stop(stop, SWEEP_INTERVAL_S)
+            pause_s = backoff.after_failure_s(SWEEP_INTERVAL_S)
+            log.warning("matching.sweep_failed", error=str(exc), retry_in_s=round(pause_s, 2))
+        await sleep_or_stop(stop, pause_s)

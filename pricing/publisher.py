@@ -24,6 +24,7 @@ from pricing.deps import PricingDeps
 from pricing.replay import count_requests_in
 from pricing.supply import sample_supply
 from pricing.surge import compute_surge
+from ridepulse.bus.faults import Backoff
 from ridepulse.bus.metrics import EVENTS_PUBLISHED
 from ridepulse.bus.producer import NOTIFICATION_MAXLEN
 from ridepulse.contracts.envelope import now_ms
@@ -173,7 +174,9 @@ async def publish_surge(deps: PricingDeps, market: str, at_ms: int) -> dict[str,
 
 async def run_publisher(deps: PricingDeps, stop: asyncio.Event) -> None:
     log = get_logger(component="surge")
+    backoff = Backoff()
     while not stop.is_set():
+        failed = False
         for market in list(deps.markets):
             if not deps.owns(market):
                 continue  # another replica's market (leased mode)
@@ -187,5 +190,11 @@ async def run_publisher(deps: PricingDeps, stop: asyncio.Event) -> None:
                         top=max(changed.values()),
                     )
             except (RedisError, OSError) as exc:
+                failed = True
                 log.warning("surge.publish_failed", market=market, error=str(exc))
-        await sleep_or_stop(stop, deps.settings.surge_interval_s)
+        interval_s = deps.settings.surge_interval_s
+        if failed:
+            await sleep_or_stop(stop, backoff.after_failure_s(interval_s))
+            continue
+        backoff.reset()
+        await sleep_or_stop(stop, interval_s)

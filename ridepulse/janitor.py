@@ -23,6 +23,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from ridepulse.bus.faults import Backoff
 from ridepulse.bus.trimming import trim_acknowledged
 from ridepulse.bus.worker import consumer_name, run_service, start_service
 from ridepulse.contracts.envelope import now_ms
@@ -99,18 +100,23 @@ def _every(
     interval_s: float, name: str, step: Callable[[], Awaitable[dict[str, int]]]
 ) -> Callable[[asyncio.Event], Coroutine[Any, Any, None]]:
     """A background loop running `step` every `interval_s`; a Redis error is logged and the
-    loop carries on (the next pass redoes whatever this one missed)."""
+    loop carries on (the next pass redoes whatever this one missed), backing off while the
+    errors last."""
     log = get_logger()
 
     async def loop(stop: asyncio.Event) -> None:
+        backoff = Backoff()
         while not stop.is_set():
+            pause_s = interval_s
             try:
                 totals = await step()
+                backoff.reset()
                 if any(totals.values()):
                     log.info(f"janitor.{name}", **totals)
             except (RedisError, OSError) as exc:
-                log.warning(f"janitor.{name}_failed", error=str(exc))
-            await sleep_or_stop(stop, interval_s)
+                pause_s = backoff.after_failure_s(interval_s)
+                log.warning(f"janitor.{name}_failed", error=str(exc), retry_in_s=round(pause_s, 2))
+            await sleep_or_stop(stop, pause_s)
 
     return loop
 

@@ -89,3 +89,9 @@ class Backoff:
         self.attempts += 1
         jitter: float = self._random.uniform(0, ceiling / 2)
         return ceiling / 2 + jitter
+
+    def after_failure_s(self, interval_s: float) -> float:
+        """The pause of a periodic loop after a failed pass: its interval, or longer while the
+        failures last (a 0.25 s sweep retried 4 times a second against a server that was down,
+        a warning each time). The loop resets the backoff after a pass that succeeds."""
+        return max(interval_s, self.next_s())

@@ -13,6 +13,7 @@ import psutil
 import redis.asyncio as aioredis
 
 from ridepulse.bus.consumer import ConsumerRuntime
+from ridepulse.bus.faults import Backoff
 from ridepulse.bus.metrics import CONSUMER_LAG, ENTRIES_LOST
 from ridepulse.bus.trimming import parse_id
 from ridepulse.contracts.envelope import now_ms
@@ -123,12 +124,16 @@ class Heartbeat:
         return data
 
     async def run(self, stop: asyncio.Event) -> None:
+        backoff = Backoff()
         while not stop.is_set():
+            pause_s = self.interval_s
             try:
                 await self.beat()
+                backoff.reset()
             except aioredis.RedisError as exc:  # a blip, OOM, a lost group: beat again later
-                self.log.warning("heartbeat.failed", error=str(exc))
-            await sleep_or_stop(stop, self.interval_s)
+                pause_s = backoff.after_failure_s(self.interval_s)
+                self.log.warning("heartbeat.failed", error=str(exc), retry_in_s=round(pause_s, 2))
+            await sleep_or_stop(stop, pause_s)
 
     async def clear(self) -> None:
         """On clean exit: the service is gone on purpose, not dead."""
