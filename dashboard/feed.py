@@ -17,11 +17,12 @@ from dashboard.ride_view import ride_from_hash, text_hash
 from dashboard.sampler import Sampler
 from dashboard.state import CityState
 from ridepulse.contracts.envelope import now_ms
-from ridepulse.errors import NotFound
+from ridepulse.errors import NotFound, RedisUnavailable
 from ridepulse.keys import GlobalKeys, MarketKeys
 from ridepulse.logs import get_logger
 from ridepulse.markets import Market, load_markets
 from ridepulse.pause import sleep_or_stop
+from ridepulse.redis_client import request_socket_timeout_s
 from ridepulse.settings import Settings
 
 RIDE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
@@ -80,6 +81,9 @@ class Feed:
         served: list[Market] | None = None,
     ) -> None:
         self.redis = redis
+        # the client is the stream reader's too, its socket timeout above a blocked read (11 s):
+        # a request's read gets a deadline of its own, so a frozen server fails it in seconds
+        self._request_timeout_s = request_socket_timeout_s(settings)
         self.config = config or FeedConfig()
         self.market = market or load_markets(settings.markets_file, settings.markets).default
         self.keys = MarketKeys(self.market.id, settings.key_prefix)
@@ -154,6 +158,13 @@ class Feed:
         """A ride's projection with its timeline, read now (any ride, not only the ones shown)."""
         if not RIDE_ID.match(ride_id):
             return None
-        fields = text_hash(await self.redis.hgetall(self.keys.ride(ride_id)))
+        try:
+            found = await asyncio.wait_for(
+                self.redis.hgetall(self.keys.ride(ride_id)), self._request_timeout_s
+            )
+        except (TimeoutError, *REDIS_ERRORS) as exc:
+            self.log.warning("feed.ride_read_failed", error=f"{type(exc).__name__}: {exc}")
+            raise RedisUnavailable("storage is unavailable; retry shortly") from None
+        fields = text_hash(found)
         ride = ride_from_hash(fields)
         return None if ride is None else {**ride, "fields": fields}

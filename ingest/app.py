@@ -45,14 +45,22 @@ Errors are JSON `{"error", "detail", "field"}`; 429 and 503 carry `Retry-After`.
 
 
 TELEMETRY_CONNECTIONS = 8  # the batcher holds one per market stream while an append is in flight
+NOTIFIER_CONNECTIONS = 4  # one XREAD per slot the driver streams span (one without a cluster)
 
 
 def build_deps(settings: Settings) -> Deps:
-    redis = connect(settings)  # rides, quotes, cancels, driver actions: never wait on telemetry
+    # rides, quotes, cancels, driver actions: never wait on telemetry. A request client: a frozen
+    # or cut-off server answers a request 503 within seconds, not after a blocked read's timeout
+    redis = connect(settings, for_requests=True)
     # telemetry's group commit gets a pool of its own, so a slow or large append never holds a
     # connection a ride request is waiting for (issue 10, rides first)
     telemetry_redis = connect(
-        settings.model_copy(update={"redis_max_connections": TELEMETRY_CONNECTIONS})
+        settings.model_copy(update={"redis_max_connections": TELEMETRY_CONNECTIONS}),
+        for_requests=True,
+    )
+    # the notifier's XREAD BLOCKs: the one client here whose reads wait on purpose
+    notifier_redis = connect(
+        settings.model_copy(update={"redis_max_connections": NOTIFIER_CONNECTIONS})
     )
     markets = load_markets(settings.markets_file, settings.markets)
     source = f"ingest/{socket.gethostname()}/{os.getpid()}"
@@ -88,7 +96,7 @@ def build_deps(settings: Settings) -> Deps:
     streams = [
         k for m in markets.markets for k in (deps.keys(m.id).rides, deps.keys(m.id).eta_events)
     ]
-    deps.notifier = DriverNotifier(redis, streams, driver_of_ride)
+    deps.notifier = DriverNotifier(notifier_redis, streams, driver_of_ride)
     return deps
 
 
@@ -122,6 +130,7 @@ def create_app(settings: Settings) -> FastAPI:
             await asyncio.gather(*tasks, return_exceptions=True)
             with contextlib.suppress(RedisError, OSError):
                 await heartbeat.clear()  # stopped on purpose, not dead
+            await deps.notifier.redis.aclose()
             await deps.batcher.redis.aclose()
             await deps.redis.aclose()
 

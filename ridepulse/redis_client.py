@@ -21,6 +21,21 @@ def socket_timeout_s(settings: Settings) -> float:
     return settings.block_ms / 1000 + 10.0
 
 
+# What a healthy server may need past the longest wait a request asks of it: the reply's trip
+# and an event loop busy with other requests getting to it.
+REQUEST_REPLY_MARGIN_S = 1.0
+
+
+def request_socket_timeout_s(settings: Settings) -> float:
+    """For clients that serve HTTP requests and never block on a read: the longest a request's
+    command may take is WAITAOF (then WAIT) with RIDEPULSE_DURABLE_TIMEOUT_MS, each answered by
+    the server when that time is up, so a reply later than that plus a margin means the server is
+    frozen or cut off: the request gets its 503 then (3 s by default), not after the 11 s meant
+    for blocked stream reads. Derived, not a setting of its own: raising the durable timeout
+    raises it."""
+    return settings.durable_timeout_ms / 1000 + REQUEST_REPLY_MARGIN_S
+
+
 class HiredisPackingConnection(aioredis.Connection):
     """redis-py's asyncio connection packs commands in pure Python (its sync client already
     uses hiredis): for a pipeline of GEOADD/HSET/ZADD over thousands of drivers that packing
@@ -47,9 +62,13 @@ class HiredisPackingConnection(aioredis.Connection):
         return [b"".join(self.pack_command(*command)[0] for command in commands)]
 
 
-def connect(settings: Settings, url: str | None = None) -> aioredis.Redis:
+def connect(
+    settings: Settings, url: str | None = None, *, for_requests: bool = False
+) -> aioredis.Redis:
     """An asyncio client (bytes replies, hiredis parser) for `url` or settings.redis_url.
 
+    `for_requests`: a client of HTTP request handlers, which must never block on a read
+    (request_socket_timeout_s); otherwise its socket timeout is above the blocking reads'.
     A `redis+cluster://` URL gives a cluster client; keys carry the market hash tag, so the
     same scripts run unchanged."""
     target = url or settings.redis_url
@@ -57,7 +76,9 @@ def connect(settings: Settings, url: str | None = None) -> aioredis.Redis:
         raise ValueError("no Redis URL: start the embedded server or set RIDEPULSE_REDIS_URL")
     options: dict[str, Any] = {
         "protocol": RESP_PROTOCOL,
-        "socket_timeout": socket_timeout_s(settings),
+        "socket_timeout": (
+            request_socket_timeout_s(settings) if for_requests else socket_timeout_s(settings)
+        ),
         "socket_connect_timeout": 5.0,
         "health_check_interval": 30,
         "decode_responses": False,
