@@ -6,7 +6,6 @@ import contextlib
 import importlib
 import importlib.util
 import shutil
-import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,7 +37,6 @@ from ridepulse.cli_checks import (
 )
 from ridepulse.cli_cluster import cluster_app
 from ridepulse.errors import RedisUnavailable, RidePulseError
-from ridepulse.foreground import print_url_until_stopped
 from ridepulse.logs import LogFormat
 from ridepulse.markets import load_markets
 from ridepulse.redis_client import connect_sync
@@ -256,18 +254,16 @@ def deadletters_replay(
 def redis_only(
     data_dir: Annotated[Path | None, typer.Option(help="where the AOF and password live")] = None,
 ) -> None:
-    """Start only the embedded server and print its URL; Ctrl-C stops it."""
+    """Start only the embedded server and print its URL; restarted on the same port if it
+    dies; Ctrl-C stops it."""
     settings = load_settings(data_dir=data_dir)
     with owning_data_dir(settings.data_dir):
         try:
-            server = launcher.start_embedded(settings)
+            launcher.run_server_only(settings, lambda url: typer.echo(url, color=False))
         except RedisUnavailable as exc:
             fail(exc.detail)
-        try:
-            print_url_until_stopped(server.url, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
-        finally:
-            server.stop()
-            launcher.forget_running_redis(settings)
+        except RuntimeError as exc:  # the server exited during start, or never answered
+            fail(str(exc))
 
 
 @app.command()

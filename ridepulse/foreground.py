@@ -1,5 +1,5 @@
-"""The foreground commands' wait (`ridepulse redis`, `ridepulse cluster up`): print the URL a
-caller waits for, then hold until a stop signal."""
+"""The foreground wait of `ridepulse cluster up`: print the URL a caller waits for, then hold
+until a stop signal. (`ridepulse redis` supervises its server instead: launcher.run_server_only.)"""
 
 from __future__ import annotations
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import sys
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -52,12 +54,65 @@ def remember_running_redis(settings: Settings, url: str) -> None:
     write_private(_url_file(settings), url)
 
 
-def start_embedded(settings: Settings) -> EmbeddedRedis:
+def _port_file(settings: Settings) -> Path:
+    return Path(settings.data_dir) / "redis" / "port"
+
+
+def previous_port(settings: Settings) -> int:
+    """The port `ridepulse redis` served on last time, if nothing listens on it now (0 if none):
+    a service started with the old URL finds the server again after a restart of the command."""
+    try:
+        port = int(_port_file(settings).read_text())
+    except (OSError, ValueError):
+        return 0
+    with socket.socket() as sock:
+        # as the server binds it: SO_REUSEADDR, so its own connections in TIME_WAIT do not count
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return 0
+    return port
+
+
+def run_server_only(settings: Settings, announce: Callable[[str], None]) -> int:
+    """`ridepulse redis`: the embedded server supervised as `ridepulse up` runs it, restarted
+    when it dies on the same port, password, ACL file and AOF, so a client holding the URL
+    reconnects (it used to stay dead, the command waiting on, the data dir locked).
+    `announce` gets the URL once the server answers; returns at SIGINT, SIGTERM or SIGHUP.
+    A server that cannot start raises RuntimeError."""
+    configure_logging("redis", settings.log_level)  # stderr: stdout carries only the URL
+    log = get_logger()
     server = EmbeddedRedis(
-        Path(settings.data_dir) / "redis", key_prefix=settings.key_prefix, dies_with_parent=True
-    ).start()
-    remember_running_redis(settings, server.url)
-    return server
+        Path(settings.data_dir) / "redis",
+        key_prefix=settings.key_prefix,
+        port=previous_port(settings),
+    ).prepare()
+    supervisor = Supervisor([server_spec(server, settings)])
+    stopping = False
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        if signum == signal.SIGHUP and not stopping:
+            _detach_from_terminal(settings)
+        stopping = True
+
+    # before the server starts: whoever reads the URL may stop us at once
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, request_stop)
+    try:
+        supervisor.start_all(should_stop=lambda: stopping)
+        write_private(_port_file(settings), str(server.port))
+        remember_running_redis(settings, server.url)
+        log.info("redis.started", port=server.port, data_dir=str(server.data_dir))
+        announce(server.url)
+        supervisor.watch(lambda: stopping)
+    except StartInterrupted:
+        pass
+    finally:
+        supervisor.stop_all()
+        forget_running_redis(settings)
+    return 0
 
 
 def forget_running_redis(settings: Settings) -> None:

@@ -110,12 +110,18 @@ def test_run_with_unreachable_redis_is_a_one_line_error(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def _bare_env() -> dict[str, str]:
+    """A minimal environment, keeping PYTHONPATH: the command runs the checkout under test."""
+    kept = {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
+    return {"PATH": "/usr/bin:/bin", **kept}
+
+
 def test_redis_command_prints_a_working_url_and_stops_cleanly(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [RIDEPULSE, "redis", "--data-dir", str(tmp_path)],
         stdout=subprocess.PIPE,
         text=True,
-        env={"PATH": "/usr/bin:/bin"},
+        env=_bare_env(),
     )
     try:
         assert proc.stdout is not None
@@ -143,7 +149,7 @@ def _redis_command(data_dir: Path, out: Path) -> tuple[subprocess.Popen[bytes], 
         proc = subprocess.Popen(
             [RIDEPULSE, "redis", "--data-dir", str(data_dir)],
             stdout=sink,
-            env={"PATH": "/usr/bin:/bin"},
+            env=_bare_env(),
             start_new_session=True,
         )
     wait_until_sync(lambda: out.read_text().startswith("redis://:"), timeout_s=20, what="its URL")
@@ -170,6 +176,55 @@ def test_the_redis_commands_server_goes_with_it_however_it_ends(tmp_path: Path, 
         again, second = _redis_command(data_dir, tmp_path / "second.out")  # the lock is free
         again.send_signal(signal.SIGTERM)
         assert again.wait(20) == 0
+        wait_until_sync(lambda: process_gone(second), timeout_s=20, what="the second to stop")
+    finally:
+        for left in (proc, server):
+            with contextlib.suppress(psutil.Error, ProcessLookupError):
+                left.kill()
+
+
+def _answers(url: str) -> bool:
+    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def test_the_redis_commands_server_is_restarted_on_its_port_when_it_dies(tmp_path: Path) -> None:
+    """README: `ridepulse redis` supervises its server as `up` does. SIGKILLed, the server comes
+    back on the same port, password and AOF, so a client holding the printed URL works again
+    with its data (the command used to wait on with no server, the data dir still locked). The
+    next start of the command takes the same port again when it is free."""
+    data_dir = tmp_path / "data"
+    proc, server = _redis_command(data_dir, tmp_path / "first.out")
+    try:
+        url = (tmp_path / "first.out").read_text().splitlines()[0]
+        client = redis.Redis.from_url(url)
+        client.set("kept", "yes")
+        client.waitaof(1, 0, 2000)  # on disk before the kill
+        client.close()
+        server.kill()
+        wait_until_sync(lambda: process_gone(server), timeout_s=20, what="the server to die")
+        wait_until_sync(lambda: _answers(url), timeout_s=30, what="the server back on its URL")
+        (restarted,) = psutil.Process(proc.pid).children()
+        assert restarted.pid != server.pid
+        back = redis.Redis.from_url(url)
+        assert back.get("kept") == b"yes"
+        back.close()
+        assert proc.poll() is None, "the command ended with its server"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+        wait_until_sync(lambda: process_gone(restarted), timeout_s=20, what="the server to stop")
+
+        again, second = _redis_command(data_dir, tmp_path / "second.out")
+        try:
+            assert (tmp_path / "second.out").read_text().splitlines()[0] == url
+        finally:
+            again.send_signal(signal.SIGTERM)
+            assert again.wait(20) == 0
         wait_until_sync(lambda: process_gone(second), timeout_s=20, what="the second to stop")
     finally:
         for left in (proc, server):

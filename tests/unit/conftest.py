@@ -38,5 +38,5 @@ def launches(monkeypatch: pytest.MonkeyPatch) -> list[Launch]:
 @pytest.fixture
 def never_started(monkeypatch: pytest.MonkeyPatch) -> None:
     """A case that must fail before anything starts: starting the platform or a server fails it."""
-    for starts in ("run_platform", "start_embedded"):
+    for starts in ("run_platform", "run_server_only"):
         monkeypatch.setattr(launcher, starts, lambda *a, **k: pytest.fail("started"))
