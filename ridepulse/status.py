@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 import redis
+from redis.cluster import RedisCluster
 
 from ridepulse.keys import GlobalKeys, MarketKeys, heartbeat_owner
 
@@ -43,10 +44,22 @@ class ServiceStatus:
 
 
 @dataclass
+class NodeStatus:
+    """One node of a cluster, as the cluster itself sees it (CLUSTER NODES)."""
+
+    address: str
+    role: str  # primary | replica
+    down: bool
+    replicates: str | None  # a replica's primary
+
+
+@dataclass
 class Status:
     streams: list[StreamStatus] = field(default_factory=list)
     services: list[ServiceStatus] = field(default_factory=list)
     dead_letters: int = 0
+    nodes: list[NodeStatus] = field(default_factory=list)
+    writes_refused: bool = False
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -76,9 +89,13 @@ def served_markets(client: redis.Redis, prefix: str) -> list[str]:
 
 
 def collect_status(client: redis.Redis, configured: Sequence[str], prefix: str) -> Status:
-    """The configured markets, then every other market the server holds streams of."""
+    """The configured markets, then every other market the server holds streams of; the
+    server's memory; a cluster's nodes."""
     status = Status()
     global_keys = GlobalKeys(prefix)
+    status.writes_refused = _out_of_memory(client, status.problems)
+    if isinstance(client, RedisCluster):
+        status.nodes = _cluster_nodes(client, status.problems)
     markets = list(dict.fromkeys([*configured, *served_markets(client, prefix)]))
     for market in markets:
         keys = MarketKeys(market, prefix)
@@ -109,11 +126,74 @@ def collect_status(client: redis.Redis, configured: Sequence[str], prefix: str) 
             )
         )
     alive = {s.service for s in status.services if s.alive}
+    # a server refusing writes refuses heartbeats too: the services may well be running
+    why = " (Redis refuses its heartbeat: see memory)" if status.writes_refused else ""
     for svc in status.services:
         if not svc.alive and svc.service not in alive:
-            status.problems.append(f"service {svc.service} ({svc.consumer}) has no live heartbeat")
+            status.problems.append(
+                f"service {svc.service} ({svc.consumer}) has no live heartbeat{why}"
+            )
     status.dead_letters = int(client.xlen(global_keys.dead_letters))
     return status
+
+
+def _out_of_memory(client: redis.Redis, problems: list[str]) -> bool:
+    """Whether a server (any primary of a cluster) is past its maxmemory: it then refuses every
+    write (the embedded server and compose run `noeviction`), rides and heartbeats alike."""
+    full = False
+    for address, memory in _memory_of_primaries(client):
+        used, limit = int(memory.get("used_memory", 0)), int(memory.get("maxmemory", 0))
+        if limit and used >= limit:
+            full = True
+            problems.append(
+                f"Redis{address} is at its maxmemory ({used} of {limit} bytes): it refuses every "
+                "write, so ride requests and pings get 503; free memory or raise maxmemory"
+            )
+    return full
+
+
+def _memory_of_primaries(client: redis.Redis) -> list[tuple[str, dict[str, Any]]]:
+    if not isinstance(client, RedisCluster):
+        return [("", client.info("memory"))]
+    found = []
+    for node in client.get_primaries():
+        try:
+            found.append((f" {node.name}", client.get_redis_connection(node).info("memory")))
+        except redis.ConnectionError:
+            continue  # a primary down: _cluster_nodes reports it
+    return found
+
+
+def _cluster_nodes(client: RedisCluster, problems: list[str]) -> list[NodeStatus]:
+    """Every node as the cluster sees it. Unhealthy: a slot no node serves, a node down, and a
+    primary without a live replica in a cluster that has replicas (its writes are replicated
+    nowhere, and with RIDEPULSE_RIDE_REPLICA_ACKS its markets' ride requests are refused)."""
+    seen: Any = client.cluster_nodes()
+    info: Any = client.cluster_info()
+    if _text(info.get("cluster_state")) != "ok":
+        problems.append("the cluster's state is not ok: some slots are served by no node")
+    by_id = {detail["node_id"]: address for address, detail in seen.items()}
+    nodes = []
+    for address, detail in sorted(seen.items()):
+        flags = set(detail["flags"].split(","))
+        replica = "slave" in flags
+        nodes.append(
+            NodeStatus(
+                address=address,
+                role="replica" if replica else "primary",
+                down=bool(flags & {"fail", "fail?"}) or not detail["connected"],
+                replicates=by_id.get(detail["master_id"]) if replica else None,
+            )
+        )
+    for node in nodes:
+        if node.down:
+            problems.append(f"cluster node {node.address} ({node.role}) is down")
+    if any(n.role == "replica" for n in nodes):
+        for primary in (n for n in nodes if n.role == "primary" and not n.down):
+            live = [n for n in nodes if n.replicates == primary.address and not n.down]
+            if not live:
+                problems.append(f"primary {primary.address} has no live replica")
+    return nodes
 
 
 def render(status: Status) -> str:
@@ -136,6 +216,12 @@ def render(status: Status) -> str:
         lines.append(
             f"{s.service:<12} {s.consumer:<26} {s.processed:>10} {s.lag:>8} {s.pending:>8}  {seen}"
         )
+    if status.nodes:
+        lines.append("")
+        lines.append(f"{'NODE':<22} {'ROLE':<8} {'STATE':<5} REPLICATES")
+        for n in status.nodes:
+            state = "down" if n.down else "up"
+            lines.append(f"{n.address:<22} {n.role:<8} {state:<5} {n.replicates or ''}")
     lines.append("")
     lines.append(f"dead letters: {status.dead_letters}")
     lines.append("healthy" if status.healthy else "UNHEALTHY: " + "; ".join(status.problems))

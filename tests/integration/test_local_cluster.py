@@ -19,6 +19,7 @@ import redis
 from ridepulse.cluster import LocalCluster, market_slot
 from ridepulse.launcher import cluster_revive_after_s
 from ridepulse.redis_client import connect_sync
+from ridepulse.status import Status, collect_status, render
 from tests.support.waiting import wait_until_sync
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -216,3 +217,41 @@ def test_a_first_start_stopped_mid_formation_forms_the_cluster_next_time(
         client.close()
     finally:
         restarted.stop()
+
+
+def test_status_names_a_node_down_and_the_primary_it_left_without_a_replica(
+    cluster: LocalCluster,
+) -> None:
+    """`ridepulse status` looked at streams and heartbeats only: with a replica killed (every
+    write of its shard replicated nowhere; with RIDEPULSE_RIDE_REPLICA_ACKS every ride request of
+    its markets a 503) it said healthy, exit 0."""
+    client = cluster_client(cluster.url)
+    try:
+        assert collect_status(client, ["sf"], "rp").problems == []
+        primary = client.get_node_from_key("rp:{sf}:rides")
+        seen = client.cluster_nodes()
+        primary_id = seen[primary.name]["node_id"]
+        [replica_address] = [a for a, n in seen.items() if n["master_id"] == primary_id]
+        replica = next(n for n in cluster.nodes if replica_address == f"127.0.0.1:{n.port}")
+        assert replica.process is not None
+        replica.process.send_signal(signal.SIGKILL)
+        replica.process.wait()
+        down, lonely = f"127.0.0.1:{replica.port}", f"127.0.0.1:{primary.port}"
+
+        def unhealthy() -> Status | None:
+            status = collect_status(client, ["sf"], "rp")
+            return status if status.problems else None
+
+        status = wait_until_sync(unhealthy, timeout_s=30, what="status to see the replica down")
+        assert f"cluster node {down} (replica) is down" in status.problems, status.problems
+        assert f"primary {lonely} has no live replica" in status.problems, status.problems
+        assert "ROLE" in render(status) and down in render(status)
+
+        assert cluster.revive_dead_nodes(after_s=0) == [cluster.nodes.index(replica)]
+        wait_until_sync(
+            lambda: collect_status(client, ["sf"], "rp").problems == [],
+            timeout_s=60,
+            what="status healthy once the replica is back",
+        )
+    finally:
+        client.close()

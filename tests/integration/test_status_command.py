@@ -7,6 +7,7 @@ from typing import Any, cast
 import orjson
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 from typer.testing import CliRunner
 
 from ridepulse.cli import app
@@ -148,3 +149,33 @@ async def test_status_exits_1_once_a_group_lags_more_than_100_000_entries(
         assert report["problems"] == [f"group matching on {keys.rides} lags 100001 entries"]
     finally:
         await redis.delete(keys.rides)  # 100,001 entries: not left in the session's server
+
+
+async def test_a_server_at_its_maxmemory_is_named_as_the_cause_not_the_services(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    """A Valkey past its maxmemory refuses every write, heartbeats too: status said every
+    service was dead (go restart them) and nothing of memory. It now names the server first."""
+    gk = GlobalKeys(settings.key_prefix)
+    await redis.sadd(gk.heartbeats, gk.heartbeat("eta", "eta-1"))  # its beat refused: expired
+    await redis.config_set("maxmemory", 1)  # below what it holds: full from now on
+    try:
+        refused = await _refused_write(redis, gk)
+        code, report = _status(settings)
+    finally:
+        await redis.config_set("maxmemory", 0)
+    assert refused, "the server accepted a write past its maxmemory: the test proves nothing"
+    assert code == 1 and report["writes_refused"] is True, report
+    assert report["problems"][0].startswith("Redis is at its maxmemory ("), report["problems"]
+    assert report["problems"][1] == (
+        "service eta (eta-1) has no live heartbeat (Redis refuses its heartbeat: see memory)"
+    )
+    assert _status(settings)[1]["writes_refused"] is False
+
+
+async def _refused_write(redis: aioredis.Redis, gk: GlobalKeys) -> bool:
+    try:
+        await redis.set(gk.heartbeat("eta", "eta-1"), b"{}")
+    except ResponseError as exc:
+        return "maxmemory" in str(exc)
+    return False
