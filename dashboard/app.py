@@ -5,16 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dashboard import routes, ws
 from dashboard.config import FeedConfig
 from dashboard.feed import Feed, served_markets
 from ridepulse.auth import resolve_secret
-from ridepulse.errors import RidePulseError, http_error_code
+from ridepulse.http_errors import install_error_handlers
 from ridepulse.logs import get_logger
 from ridepulse.redis_client import connect
 from ridepulse.settings import Settings
@@ -44,19 +42,7 @@ def create_app(settings: Settings, config: FeedConfig | None = None) -> FastAPI:
     app.state.secret = resolve_secret(settings) if settings.auth_enabled else ""
     app.state.feed_cap = ConnectionCap(settings.dashboard_ws_per_token)
 
-    @app.exception_handler(RidePulseError)
-    async def project_error(request: Request, exc: RidePulseError) -> Response:
-        body: dict[str, str] = {"error": exc.code, "detail": exc.detail}
-        if exc.field:
-            body["field"] = exc.field
-        return routes.json_response(body, exc.status)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        """An unknown route or method: the same JSON error shape as every other answer."""
-        body = {"error": http_error_code(exc.status_code), "detail": str(exc.detail)}
-        return routes.json_response(body, exc.status_code)
-
+    install_error_handlers(app)  # the API's JSON errors, a Redis outage's 503 included
     app.include_router(routes.router)
     app.add_api_websocket_route("/ws", ws.feed_socket)
     app.mount("/static", StaticFiles(directory=routes.STATIC), name="static")

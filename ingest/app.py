@@ -23,7 +23,6 @@ from ingest import (
 from ingest.batcher import TelemetryBatcher
 from ingest.deps import Deps
 from ingest.driver_homes import DriverHomes
-from ingest.errors import install_error_handlers
 from ingest.notifier import DriverNotifier
 from ingest.openapi import install_docs, operation_id
 from ingest.ratelimit import PingRateLimiter
@@ -32,6 +31,7 @@ from ingest.shedding import watch_telemetry_lag
 from ridepulse.auth import resolve_secret
 from ridepulse.bus.heartbeat import Heartbeat
 from ridepulse.bus.worker import consumer_name
+from ridepulse.http_errors import install_error_handlers
 from ridepulse.keys import GlobalKeys, MarketKeys
 from ridepulse.markets import load_markets
 from ridepulse.redis_client import connect

@@ -10,10 +10,10 @@ from fastapi import APIRouter, FastAPI, WebSocket, WebSocketDisconnect
 from fastapi.responses import Response
 
 from ingest.deps import Deps
-from ingest.errors import error_response
 from ingest.routes_telemetry import accept_ping
 from ingest.validation import check_id
 from ridepulse.errors import Forbidden, InvalidInput, RidePulseError
+from ridepulse.http_errors import error_response
 from ridepulse.ws_cap import CAP_RETRY_AFTER_S, ConnectionCap
 from ridepulse.ws_close import close_reason
 from ridepulse.ws_expiry import close_at_expiry

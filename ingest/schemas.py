@@ -233,7 +233,7 @@ class ReadyOut(BaseModel):
 
 
 class ErrorOut(BaseModel):
-    """Every 4xx and 5xx body (ingest.errors); some errors add context fields."""
+    """Every 4xx and 5xx body (ridepulse.http_errors); some errors add context fields."""
 
     model_config = ConfigDict(extra="allow")
     error: str = Field(description="machine-readable code, e.g. invalid_input, not_found")

@@ -35,6 +35,7 @@ from dashboard.protocol import apply_delta, decode
 from dashboard.service import uvicorn_config
 from ridepulse.auth import DASHBOARD_LINK_TTL_S, mint_dashboard_link, mint_token, verify_token
 from ridepulse.keys import GlobalKeys, MarketKeys
+from ridepulse.redis_server import free_port
 from ridepulse.settings import Settings
 from ridepulse.ws_expiry import TOKEN_EXPIRED
 from tests.support.dashboard_city import RideWriter, put_drivers, put_heartbeat
@@ -449,6 +450,26 @@ async def test_ride_api_returns_the_timeline_or_a_json_404(
     # the same JSON shape off the routes too (it was FastAPI's bare {"detail": "Not Found"})
     assert (no_route.status_code, no_route.json()["error"]) == (404, "not_found")
     assert (wrong_method.status_code, wrong_method.json()["error"]) == (405, "method_not_allowed")
+
+
+async def test_redis_out_of_reach_is_a_json_503_with_retry_after_not_a_bare_500(
+    settings: Settings,
+) -> None:
+    """README: errors are JSON and a 503 carries Retry-After, as ingest answers the same outage
+    (the dashboard had no handler for it: `500 text/plain Internal Server Error`)."""
+    nothing_there = f"redis://127.0.0.1:{free_port()}/0"  # a port no server listens on
+    async with (
+        _serve(settings.model_copy(update={"redis_url": nothing_there})) as dashboard,
+        httpx.AsyncClient(base_url=dashboard.http) as http,
+    ):
+        response = await http.get(f"/api/rides/sf-x?token={dashboard.token}")
+    assert response.status_code == 503, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {
+        "error": "unavailable",
+        "detail": "storage is unavailable; retry shortly",
+    }
+    assert response.headers["retry-after"] == "1"
 
 
 async def test_heartbeats_dead_letters_and_consumer_lag_reach_the_feed(

@@ -133,6 +133,26 @@ def test_a_head_of_exactly_the_cap_is_served_and_one_byte_more_is_refused_with_4
     assert _status_of(_head_of(MAX_HEAD_BYTES + 1), served.port) == 431, served.output()
 
 
+# a route of each service that needs a token, and what /healthz allows
+PROTECTED = {"ingest": "/v1/rides/sf-x", "dashboard": "/api/snapshot"}
+HEALTHZ_ALLOWS = {"ingest": {"GET"}, "dashboard": {"GET", "HEAD"}}
+
+
+def test_a_401_names_the_bearer_scheme_and_a_405_the_methods_allowed(served: Served) -> None:
+    """RFC 9110 §15.5.2 and §15.5.6: both headers were dropped (the JSON error handlers
+    ignored the router's Allow, and no 401 carried a WWW-Authenticate)."""
+    base = f"http://127.0.0.1:{served.port}"
+    unauthorized = httpx.get(base + PROTECTED[served.service], timeout=ANSWER_WITHIN_S)
+    assert unauthorized.status_code == 401, unauthorized.text
+    assert unauthorized.headers.get("www-authenticate") == "Bearer", unauthorized.headers
+    assert unauthorized.json()["error"] == "unauthorized"
+    not_allowed = httpx.post(base + "/healthz", timeout=ANSWER_WITHIN_S)
+    assert not_allowed.status_code == 405, not_allowed.text
+    allowed = {m.strip() for m in not_allowed.headers.get("allow", "").split(",") if m.strip()}
+    assert allowed == HEALTHZ_ALLOWS[served.service], not_allowed.headers
+    assert not_allowed.json()["error"] == "method_not_allowed"
+
+
 # Heads of 40 KiB, two of them more than the cap together, and a 1 MiB body, which the route
 # refuses (405) but not as a head: each head is judged on its own, and a body never counts.
 PADDED_GET = _head_of(40 * 1024)

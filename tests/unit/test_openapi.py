@@ -19,10 +19,10 @@ from openapi_spec_validator import validate
 
 import ingest.openapi
 from ingest.app import create_app
-from ingest.errors import error_response
 from ingest.schemas import DRIVER_ID_PATTERN
 from ingest.validation import check_id, check_ping, check_point
 from ridepulse.errors import InvalidInput
+from ridepulse.http_errors import error_response
 from ridepulse.settings import Settings
 
 JsonDoc = dict[str, Any]

@@ -1,7 +1,12 @@
-"""Every error leaves as JSON {"error", "detail", "field"?} with its status; never a traceback."""
+"""Every error either HTTP service (ingest, dashboard) answers leaves as JSON
+{"error", "detail", "field"?} with its status, and the headers its status requires (Allow on a
+405, WWW-Authenticate on a 401, Retry-After on a 429 or 503); never a traceback. One module, so
+the two services cannot drift apart: the dashboard had none of these handlers and answered a
+Redis outage with a bare `500 text/plain`."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -16,6 +21,20 @@ from ridepulse.bus.faults import is_transient
 from ridepulse.errors import RidePulseError, http_error_code
 from ridepulse.logs import get_logger
 
+# RFC 9110 §11.6.1: a 401 names the scheme that would do. Every token is a bearer one
+# (RFC 6750): the header, or the `?token=` a WebSocket or a dashboard link carries.
+CHALLENGE = {"WWW-Authenticate": "Bearer"}
+UNAVAILABLE = "storage is unavailable; retry shortly"
+
+
+def error_body(code: str, detail: str, field: str | None = None, **extra: Any) -> bytes:
+    """The error shape as bytes: `field` only when one input is at fault."""
+    body: dict[str, Any] = {"error": code, "detail": detail}
+    if field:
+        body["field"] = field
+    body.update(extra)
+    return orjson.dumps(body)
+
 
 def error_response(
     status: int,
@@ -24,17 +43,21 @@ def error_response(
     field: str | None = None,
     *,
     retry_after_s: int | None = None,
+    headers: Mapping[str, str] | None = None,
     **extra: Any,
 ) -> Response:
-    body: dict[str, Any] = {"error": code, "detail": detail}
-    if field:
-        body["field"] = field
-    body.update(extra)
+    out = dict(headers or {})
     if retry_after_s is None and status in (429, 503):
         retry_after_s = 1  # a client told to come back must be told when
-    headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
+    if retry_after_s is not None:
+        out["Retry-After"] = str(retry_after_s)
+    if status == 401:
+        out.setdefault("WWW-Authenticate", CHALLENGE["WWW-Authenticate"])
     return Response(
-        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
+        error_body(code, detail, field, **extra),
+        status_code=status,
+        media_type="application/json",
+        headers=out or None,
     )
 
 
@@ -60,8 +83,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
+        """No such route, or a method the route lacks: the router's headers (a 405's Allow)
+        go out with the answer."""
         code = http_error_code(exc.status_code)
-        return error_response(exc.status_code, code, str(exc.detail))
+        return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(ClientDisconnect)
     async def client_gone(request: Request, exc: ClientDisconnect) -> Response:
@@ -73,7 +98,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RedisError)
     async def redis_down(request: Request, exc: RedisError) -> Response:
         log.error("api.redis_error", path=request.url.path, error=f"{type(exc).__name__}: {exc}")
-        return error_response(503, "unavailable", "storage is unavailable; retry shortly")
+        return error_response(503, "unavailable", UNAVAILABLE)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
@@ -81,7 +106,7 @@ def install_error_handlers(app: FastAPI) -> None:
             log.error(
                 "api.redis_error", path=request.url.path, error=f"{type(exc).__name__}: {exc}"
             )
-            return error_response(503, "unavailable", "storage is unavailable; retry shortly")
+            return error_response(503, "unavailable", UNAVAILABLE)
         log.error(
             "api.unexpected_error", path=request.url.path, error=f"{type(exc).__name__}: {exc}"
         )
