@@ -80,7 +80,17 @@ class PayloadTooLarge(RidePulseError):
     code, status = "payload_too_large", 413
 
 
+HTTP_ERROR_CODES = {
+    400: "malformed_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "request_timeout",
+    431: "request_head_too_large",
+}
+
+
 def http_error_code(status: int) -> str:
-    """The `error` of an answer the framework gives before any route runs (no such route, a
-    method the route lacks), the same in every service."""
-    return {404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")
+    """The `error` of an answer given before any route runs (by the server: a malformed, slow
+    or oversized head; by the framework: no such route, a method the route lacks), the same in
+    every service."""
+    return HTTP_ERROR_CODES.get(status, "http_error")

@@ -13,7 +13,10 @@ A head also has a deadline (`RIDEPULSE_HTTP_HEAD_TIMEOUT_S`): from the connectio
 from the end of each response, the client has that long to finish its next head, however slowly
 its bytes trickle in; past it the connection is answered 408 and closed. uvicorn's keep-alive
 timer is no such deadline: the first byte cancels it, so a client sending a byte a minute (or
-nothing at all on a new connection) held its connection, and a file descriptor, for ever."""
+nothing at all on a new connection) held its connection, and a file descriptor, for ever.
+
+These answers, and the 400 for a request the parser refuses, are in the JSON error shape of every
+other answer (ridepulse.http_errors), not uvicorn's plain text."""
 
 from __future__ import annotations
 
@@ -23,15 +26,20 @@ from weakref import WeakSet
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from ridepulse.errors import http_error_code
+from ridepulse.http_errors import error_body
+
 # Our clients' heads are under 2 KiB (a JWT or the dashboard cookie, an Idempotency-Key, a
 # WebSocket handshake, a proxy's X-Forwarded-*). nginx refuses a header line past 8 KiB and
 # Node a head past 16 KiB, as uvicorn's h11 backend does: 64 KiB is four times the strictest,
 # so a proxy in front refuses first, and parsing that much costs well under a millisecond.
 MAX_HEAD_BYTES = 64 * 1024
 TOO_LARGE = 431
-REFUSAL = b"Request header fields too large."
+REFUSAL = f"request head (request line and headers) larger than {MAX_HEAD_BYTES} bytes"
 TIMED_OUT = 408
-TIMEOUT_ANSWER = b"Request head not received in time."
+TIMEOUT_ANSWER = "request head not received in time"
+MALFORMED = 400
+MALFORMED_ANSWER = "not a valid HTTP/1.1 request"
 
 _connection_made = HttpToolsProtocol.connection_made
 _data_received = HttpToolsProtocol.data_received
@@ -107,6 +115,14 @@ class CappedHeadProtocol(HttpToolsProtocol):
             self.transport.write(_answer(*answer, self.server_state.default_headers))
         self.transport.close()
 
+    def send_400_response(self, msg: str) -> None:
+        """What the parser refuses (no request line, a control byte in a header) is answered
+        in the JSON error shape too, not uvicorn's plain text (`msg`, uvicorn's, says no more)."""
+        if self.cycle is None or self.cycle.response_complete:  # as _refuse: never mid-answer
+            answer = (MALFORMED, MALFORMED_ANSWER)
+            self.transport.write(_answer(*answer, self.server_state.default_headers))
+        self.transport.close()
+
     def _refuse(self) -> None:
         self.logger.warning("Request head past %d bytes refused.", MAX_HEAD_BYTES)
         if self.cycle is None or self.cycle.response_complete:
@@ -145,14 +161,16 @@ def with_head_timeout(timeout_s: float) -> type[CappedHeadProtocol]:
     return type("CappedHeadProtocol", (CappedHeadProtocol,), {"head_timeout_s": timeout_s})
 
 
-def _answer(status: int, text: bytes, default_headers: list[tuple[bytes, bytes]]) -> bytes:
-    """A plain-text answer after which the connection closes."""
+def _answer(status: int, detail: str, default_headers: list[tuple[bytes, bytes]]) -> bytes:
+    """An answer in the JSON error shape of every other (ridepulse.http_errors), written
+    before any app sees the request; the connection closes after it."""
+    body = error_body(http_error_code(status), detail)
     lines = [STATUS_LINE[status]]
     lines += [name + b": " + value + b"\r\n" for name, value in default_headers]
     lines += [
-        b"content-type: text/plain; charset=utf-8\r\n",
-        b"content-length: %d\r\n" % len(text),
+        b"content-type: application/json\r\n",
+        b"content-length: %d\r\n" % len(body),
         b"connection: close\r\n\r\n",
-        text,
+        body,
     ]
     return b"".join(lines)

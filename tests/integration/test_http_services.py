@@ -117,6 +117,38 @@ def _status_of(head: bytes, port: int) -> int | str:
         return _statuses(sock, [head], pipelined=False)[0]
 
 
+def _answer_to(request: bytes, port: int) -> bytes:
+    """The answer a fresh connection gets for `request`."""
+    with socket.create_connection(("127.0.0.1", port), timeout=ANSWER_WITHIN_S) as sock:
+        _send(sock, request)
+        return _whole_answer(sock, b"")
+
+
+def _whole_answer(sock: socket.socket, start: bytes) -> bytes:
+    """`start` and what follows it up to the end of the answer's Content-Length bytes of body
+    (less if the server closes first)."""
+    answer, deadline = start, time.monotonic() + ANSWER_WITHIN_S
+    while True:
+        head, ended, body = answer.partition(b"\r\n\r\n")
+        length = re.search(rb"(?i)\r\ncontent-length: (\d+)", head)
+        if ended and length is not None and len(body) >= int(length.group(1)):
+            return answer
+        chunk = _read_some(sock, deadline)
+        if not chunk:
+            return answer
+        answer += chunk
+
+
+def _json_error(answer: bytes, status: int) -> dict[str, str]:
+    """README: every error is JSON {"error", "detail", "field"?}, not uvicorn's plain text."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 %d " % status), answer[:200]
+    assert b"\r\ncontent-type: application/json\r\n" in head.lower(), head
+    error: dict[str, str] = orjson.loads(body)
+    assert {"error", "detail"} <= set(error) <= {"error", "detail", "field"}, error
+    return error
+
+
 def _head_of(size: int) -> bytes:
     """A GET /healthz whose head (request line, headers, blank line) is `size` bytes."""
     bare = ENDLESS_HEAD + b"\r\n\r\n"
@@ -131,6 +163,20 @@ def test_a_head_of_exactly_the_cap_is_served_and_one_byte_more_is_refused_with_4
     assert len(_head_of(MAX_HEAD_BYTES)) == MAX_HEAD_BYTES
     assert _status_of(_head_of(MAX_HEAD_BYTES), served.port) == 200, served.output()
     assert _status_of(_head_of(MAX_HEAD_BYTES + 1), served.port) == 431, served.output()
+    refusal = _json_error(_answer_to(_head_of(MAX_HEAD_BYTES + 1), served.port), 431)
+    assert refusal["error"] == "request_head_too_large", refusal
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [b"HELLO WORLD\r\n\r\n", b"GET /healthz HTTP/1.1\r\nX-Bad: a\x01b\r\n\r\n"],
+    ids=["no request line", "a control byte in a header"],
+)
+def test_a_request_the_parser_refuses_is_a_json_400(served: Served, request_bytes: bytes) -> None:
+    """uvicorn's own answer was `400 text/plain` "Invalid HTTP request received."."""
+    refusal = _json_error(_answer_to(request_bytes, served.port), 400)
+    assert refusal["error"] == "malformed_request", refusal
+    assert served.healthz() == 200, served.output()
 
 
 # a route of each service that needs a token, and what /healthz allows
@@ -324,7 +370,9 @@ def test_a_head_not_sent_in_time_is_answered_408_and_closed(
         answer = _read_some(sock, started + HEAD_TIMEOUT_S + ANSWER_WITHIN_S)
         assert answer.startswith(b"HTTP/1.1 408 "), f"{hurried.service}: {answer[:80]!r}"
         assert time.monotonic() - started >= HEAD_TIMEOUT_S * 0.9
+        answer = _whole_answer(sock, answer)
         assert _closed_by_server(sock), f"{hurried.service} kept the connection open"
+    assert _json_error(answer, 408)["error"] == "request_timeout"
     assert hurried.healthz() == 200, hurried.output()
 
 

@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 import pytest
 import uvicorn
 from uvicorn.server import ServerState
@@ -90,6 +91,18 @@ def connection(loop: asyncio.AbstractEventLoop) -> tuple[CappedHeadProtocol, Rec
     return protocol, transport
 
 
+def json_error(written: bytes, status: int) -> dict[str, Any]:
+    """The answer `written` is: `status`, and a body in the API's JSON error shape."""
+    head, _, body = written.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 %d " % status), written[:80]
+    headers = dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:])
+    assert headers[b"content-type"] == b"application/json", head
+    assert int(headers[b"content-length"]) == len(body), head
+    error: dict[str, Any] = orjson.loads(body)
+    assert set(error) == {"error", "detail"} and error["detail"], error
+    return error
+
+
 def accepted(loop: asyncio.AbstractEventLoop, stream: bytes, read_size: int) -> int:
     """`stream` in reads of `read_size`: the bytes of the reads before the one that closed the
     connection (all of them if none did)."""
@@ -110,7 +123,7 @@ def test_a_head_of_the_cap_passes_and_one_byte_more_is_refused_however_it_is_rea
     for start in range(0, MAX_HEAD_BYTES + 1, read_size):
         protocol.data_received(head_of(MAX_HEAD_BYTES + 1)[start : start + read_size])
     assert transport.closed, f"a head of {MAX_HEAD_BYTES + 1} bytes was let through"
-    assert transport.written.startswith(b"HTTP/1.1 431 "), transport.written[:80]
+    assert json_error(transport.written, 431)["error"] == "request_head_too_large"
 
 
 @pytest.mark.parametrize("read_size", READ_SIZES)
@@ -160,7 +173,7 @@ def test_a_head_not_finished_within_its_deadline_is_answered_408_and_closed(
         loop.run_until_complete(asyncio.sleep(0.01))
     loop.run_until_complete(asyncio.sleep(0.2))
     assert transport.closed
-    assert transport.written.startswith(b"HTTP/1.1 408 "), transport.written[:80]
+    assert json_error(transport.written, 408)["error"] == "request_timeout"
 
 
 def test_a_head_finished_in_time_has_no_deadline_left(loop: asyncio.AbstractEventLoop) -> None:
@@ -168,3 +181,18 @@ def test_a_head_finished_in_time_has_no_deadline_left(loop: asyncio.AbstractEven
     protocol.data_received(head_of(200))  # complete: handed on (to nobody here), not timed
     loop.run_until_complete(asyncio.sleep(0.3))
     assert (transport.closed, transport.written) == (False, b"")
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [b"HELLO WORLD\r\n\r\n", b"GET / HTTP/1.1\r\nX-Bad: a\x01b\r\n\r\n"],
+    ids=["no request line", "a control byte in a header"],
+)
+def test_what_the_parser_refuses_is_a_json_400_and_closed(
+    loop: asyncio.AbstractEventLoop, stream: bytes
+) -> None:
+    """uvicorn answered these `400 text/plain` "Invalid HTTP request received."."""
+    protocol, transport = connection(loop)
+    protocol.data_received(stream)
+    assert transport.closed
+    assert json_error(transport.written, 400)["error"] == "malformed_request"
