@@ -13,6 +13,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from fastapi.responses import Response
+from fastapi.security import APIKeyCookie, APIKeyQuery, HTTPBearer
 
 from ridepulse.auth import (
     DASHBOARD_SESSION_TTL_S,
@@ -25,6 +26,27 @@ from ridepulse.errors import Unauthorized
 from ridepulse.settings import Settings
 
 SESSION_COOKIE = "rp_dashboard"
+
+# The three ways a viewer presents its token, as the OpenAPI document declares them (any one
+# will do). Declared only: none refuses on its own (auto_error off); `token_from` chooses.
+TOKEN_QUERY = APIKeyQuery(
+    name="token",
+    scheme_name="dashboardLink",
+    description="a dashboard token in the query (`ridepulse token --dashboard`, or a link's)",
+    auto_error=False,
+)
+BEARER = HTTPBearer(
+    scheme_name="bearerAuth",
+    bearerFormat="JWT",
+    description="a dashboard token (`ridepulse token --dashboard`); API tokens are refused",
+    auto_error=False,
+)
+SESSION = APIKeyCookie(
+    name=SESSION_COOKIE,
+    scheme_name="sessionCookie",
+    description="the HttpOnly session cookie that opening a dashboard link sets",
+    auto_error=False,
+)
 
 
 def token_from(

@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from dashboard import routes, ws
 from dashboard.config import FeedConfig
 from dashboard.feed import Feed, served_markets
+from dashboard.openapi import install_openapi, operation_id
 from ridepulse.auth import resolve_secret
 from ridepulse.http_errors import install_error_handlers
 from ridepulse.logs import get_logger
@@ -37,7 +38,13 @@ def create_app(settings: Settings, config: FeedConfig | None = None) -> FastAPI:
                 await feed.stop()
             await redis.aclose()
 
-    app = FastAPI(title="RidePulse dashboard", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="RidePulse dashboard",
+        lifespan=lifespan,
+        generate_unique_id_function=operation_id,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.settings = settings
     app.state.secret = resolve_secret(settings) if settings.auth_enabled else ""
     app.state.feed_cap = ConnectionCap(settings.dashboard_ws_per_token)
@@ -46,4 +53,5 @@ def create_app(settings: Settings, config: FeedConfig | None = None) -> FastAPI:
     app.include_router(routes.router)
     app.add_api_websocket_route("/ws", ws.feed_socket)
     app.mount("/static", StaticFiles(directory=routes.STATIC), name="static")
+    install_openapi(app)
     return app

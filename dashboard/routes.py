@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import orjson
-from fastapi import APIRouter, Cookie, Header, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Security
 from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from dashboard.access import (
-    SESSION_COOKIE,
+    BEARER,
+    SESSION,
+    TOKEN_QUERY,
     require_link,
     require_viewer,
     start_session,
@@ -21,6 +25,7 @@ from dashboard.access import (
 from dashboard.basemap import basemap_for
 from dashboard.feed import Feed, pick_feed
 from ridepulse.errors import NotFound, RedisUnavailable, RidePulseError
+from ridepulse.openapi_errors import error_responses
 from ridepulse.rides.ids import market_of_ride
 
 STATIC = Path(__file__).parent / "static"
@@ -37,14 +42,12 @@ def _feed(request: Request, market: str | None = None) -> Feed:
     return pick_feed(request.app.state, market)
 
 
-def _authorize(
-    request: Request, token: str | None, authorization: str | None, session: str | None
-) -> None:
-    require_viewer(
-        request.app.state.settings,
-        request.app.state.secret,
-        token_from(token, authorization, session),
-    )
+def json_object(description: str | None = None) -> dict[str, Any]:
+    """A response entry's `content`: a JSON object (these routes answer plain Responses)."""
+    schema: dict[str, Any] = {"type": "object"}
+    if description:
+        schema["description"] = description
+    return {"content": {"application/json": {"schema": schema}}}
 
 
 # Everything the page loads comes from this server; the one exception is the opt-in online map.
@@ -88,25 +91,65 @@ async def basemap(request: Request, market: str | None = Query(None)) -> Respons
     return Response(basemap_for(feed.market), media_type="application/geo+json")
 
 
-@router.api_route("/healthz", methods=["GET", "HEAD"])
+@router.api_route(
+    "/healthz",
+    methods=["GET", "HEAD"],
+    response_class=Response,
+    responses={200: {"description": "The process is alive", **json_object('{"status": "ok"}')}},
+    summary="The process is alive",
+)
 async def healthz() -> Response:
     return json_response({"status": "ok"})
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=Response,  # no media type: FastAPI adds no application/json content
+    responses={
+        200: {
+            "description": "Prometheus text exposition format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+    summary="Prometheus metrics",
+)
 async def metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/api/snapshot")
-async def snapshot(
+async def viewer(
     request: Request,
-    market: str | None = Query(None),
-    token: str | None = Query(None),
-    authorization: str | None = Header(None),
-    session: str | None = Cookie(None, alias=SESSION_COOKIE),
-) -> Response:
-    _authorize(request, token, authorization, session)
+    token: Annotated[str | None, Security(TOKEN_QUERY)],
+    session: Annotated[str | None, Security(SESSION)],
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
+) -> None:
+    """Every way of presenting a token, declared once; the Authorization header is read as
+    sent, not as HTTPBearer parsed it, so a malformed one is refused saying so."""
+    require_viewer(
+        request.app.state.settings,
+        request.app.state.secret,
+        token_from(token, request.headers.get("authorization"), session),
+    )
+
+
+Viewer = Annotated[None, Depends(viewer)]
+
+
+@router.get(
+    "/api/snapshot",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The market's live state, as the feed's first message",
+            **json_object(),
+        },
+        **error_responses(
+            401, 404, 503, descriptions={404: "This dashboard serves no such market"}
+        ),
+    },
+    summary="A market's live snapshot",
+)
+async def snapshot(request: Request, _: Viewer, market: str | None = Query(None)) -> Response:
     try:
         feed = _feed(request, market)
         text = await asyncio.wait_for(feed.hub.snapshot_text(), SNAPSHOT_WAIT_S)
@@ -115,15 +158,16 @@ async def snapshot(
     return Response(text, media_type="application/json")
 
 
-@router.get("/api/rides/{ride_id}")
-async def ride(
-    request: Request,
-    ride_id: str,
-    token: str | None = Query(None),
-    authorization: str | None = Header(None),
-    session: str | None = Cookie(None, alias=SESSION_COOKIE),
-) -> Response:
-    _authorize(request, token, authorization, session)
+@router.get(
+    "/api/rides/{ride_id}",
+    response_class=Response,
+    responses={
+        200: {"description": "The ride and its timeline", **json_object()},
+        **error_responses(401, 404, 503),
+    },
+    summary="A ride and its timeline",
+)
+async def ride(request: Request, ride_id: str, _: Viewer) -> Response:
     feeds: dict[str, Feed] = request.app.state.feeds
     # a ride id carries its market (ridepulse/rides/ids.py): read it from that market's keys
     found = await feeds.get(market_of_ride(ride_id) or "", _feed(request)).ride(ride_id)

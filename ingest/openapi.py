@@ -1,9 +1,10 @@
 """The published OpenAPI document and the offline /docs page.
 
 FastAPI builds the document from the routes; this adds what it cannot see: the request bodies
-that hot-path routes parse themselves (ingest.schemas.body_schema) as `components/schemas`,
-and the bearer scheme on every /v1 operation. /docs serves Swagger UI from files vendored in
-ingest/static/swagger-ui, so it works on a machine without internet."""
+that hot-path routes parse themselves (ingest.schemas.body_schema) as `components/schemas`
+and the bearer scheme on every /v1 operation; and it drops the 422s FastAPI adds on its own
+(each route declares the errors it can answer: ridepulse.openapi_errors). /docs serves Swagger
+UI from files vendored in ingest/static/swagger-ui, so it works on a machine without internet."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic.json_schema import models_json_schema
 
 from ingest.schemas import BODY_MODELS, SCHEMA_REF
+from ridepulse.openapi_errors import drop_framework_validation_errors
 
 SWAGGER_DIR = Path(__file__).parent / "static" / "swagger-ui"
 SWAGGER_PREFIX = "/docs-assets"
@@ -39,6 +41,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         description=app.description,
         routes=app.routes,
     )
+    drop_framework_validation_errors(doc)
     schemas: dict[str, Any] = doc.setdefault("components", {}).setdefault("schemas", {})
     _, defs = models_json_schema(
         [(model, "validation") for model in BODY_MODELS.values()], ref_template=SCHEMA_REF

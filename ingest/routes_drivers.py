@@ -8,11 +8,12 @@ from fastapi import APIRouter, Depends, Request
 
 from ingest.deps import Deps, get_deps, json_body, principal
 from ingest.responses import JSON
-from ingest.schemas import ERRORS, DriverId, DriverOut, DriverStatusIn, DriverView, body_schema
+from ingest.schemas import DriverId, DriverOut, DriverStatusIn, DriverView, body_schema
 from ingest.validation import check_id
 from ridepulse.auth import Principal
 from ridepulse.errors import Conflict, Forbidden, InvalidInput, NotFound
 from ridepulse.markets import Market
+from ridepulse.openapi_errors import error_responses
 from ridepulse.positions import parse_position
 
 router = APIRouter(tags=["drivers"])
@@ -39,7 +40,7 @@ async def market_of_driver(deps: Deps, driver_id: str) -> Market | None:
 @router.put(
     "/v1/drivers/{driver_id}/status",
     response_model=DriverOut,
-    responses=ERRORS,
+    responses=error_responses(401, 403, 409, 413, 422, 503),
     openapi_extra=body_schema(DriverStatusIn),
     summary="Go available or offline",
 )
@@ -70,7 +71,7 @@ async def put_status(driver_id: DriverId, request: Request, who: Who) -> JSON:
 @router.get(
     "/v1/drivers/{driver_id}",
     response_model=DriverView,
-    responses=ERRORS,
+    responses=error_responses(401, 403, 404, 422, 503),
     summary="Location, status, offer and ride",
 )
 async def get_driver(driver_id: DriverId, request: Request, who: Who) -> JSON:

@@ -11,11 +11,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from ingest.deps import get_deps
 from ingest.responses import JSON
 from ingest.schemas import HealthOut, ReadyOut
+from ridepulse.openapi_errors import RETRY_AFTER
 
 router = APIRouter(tags=["operations"])
 # Rides progress only if matching reads them; eta and pricing enrich rides and are reported.
 REQUIRED_GROUPS = ("matching",)
 REPORTED_GROUPS = ("matching", "eta", "pricing")
+# README: every 503 carries Retry-After, this one too (a probe or a client waiting for ingest)
+NOT_READY = {"Retry-After": "1"}
 
 
 @router.get("/healthz", response_model=HealthOut, summary="The process is alive")
@@ -30,6 +33,7 @@ async def healthz() -> JSON:
         503: {
             "model": ReadyOut,
             "description": "Redis down, a required group missing or the notifier stopped",
+            "headers": RETRY_AFTER,
         }
     },
     summary="Redis answers and every consumer group exists",
@@ -39,7 +43,7 @@ async def readyz(request: Request) -> JSON:
     try:
         await deps.redis.ping()
     except Exception as exc:
-        return JSON({"status": "unavailable", "redis": str(exc)}, status_code=503)
+        return JSON({"status": "unavailable", "redis": str(exc)}, 503, headers=NOT_READY)
     groups: dict[str, list[str]] = {}
     missing: list[str] = []
     for market in deps.markets.markets:
@@ -64,7 +68,9 @@ async def readyz(request: Request) -> JSON:
     }
     if notifier_failure:
         body["notifier"] = notifier_failure
-    return JSON(body, status_code=200 if not blocking else 503)
+    if blocking:
+        return JSON(body, 503, headers=NOT_READY)
+    return JSON(body)
 
 
 @router.get(

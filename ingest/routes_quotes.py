@@ -11,9 +11,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from ingest.deps import get_deps, principal
 from ingest.quotes import make_quote
 from ingest.responses import JSON
-from ingest.schemas import ERRORS, QuoteOut
+from ingest.schemas import QuoteOut
 from ingest.validation import check_trip
 from ridepulse.auth import Principal
+from ridepulse.openapi_errors import error_responses
 
 router = APIRouter(tags=["rides"])
 Lat = Annotated[float, Query(ge=-90, le=90)]
@@ -21,7 +22,10 @@ Lon = Annotated[float, Query(ge=-180, le=180)]
 
 
 @router.get(
-    "/v1/quote", response_model=QuoteOut, responses=ERRORS, summary="Price and ETAs of a trip"
+    "/v1/quote",
+    response_model=QuoteOut,
+    responses=error_responses(401, 403, 422, 429, 503),
+    summary="Price and ETAs of a trip",
 )
 async def quote(
     request: Request,

@@ -16,7 +16,6 @@ from ingest.durability import make_durable, pinned, run_script
 from ingest.quotes import checked_quote_id, pickup_surge, trip_cells
 from ingest.responses import JSON
 from ingest.schemas import (
-    ERRORS,
     RIDE_ACTION_LINKS,
     RIDE_LINKS,
     RideAccepted,
@@ -29,6 +28,7 @@ from ridepulse.auth import Principal
 from ridepulse.contracts.events import Point
 from ridepulse.errors import Conflict, Forbidden, InvalidInput, NotFound
 from ridepulse.fares import trip_fare
+from ridepulse.openapi_errors import error_responses
 from ridepulse.rides.ids import new_ride_id
 from ridepulse.rides.projection import Ride
 from ridepulse.rides.state import TERMINAL
@@ -36,6 +36,27 @@ from ridepulse.rides.store import MAX_IDEMPOTENCY_KEY
 
 router = APIRouter(tags=["rides"])
 Who = Annotated[Principal, Depends(principal)]
+# What each route can answer besides its success (ridepulse.openapi_errors): no more, no less.
+REQUEST_ERRORS = error_responses(
+    401,
+    403,
+    404,
+    409,
+    413,
+    422,
+    429,
+    503,
+    retry_after=(409, 429, 503),
+    descriptions={
+        404: "The ride this Idempotency-Key made is gone",
+        409: "The first request with this Idempotency-Key is still being answered (retry after "
+        "`Retry-After` seconds), or the ride exists already",
+        429: "Past the rider's requests per minute or open rides; retry after `Retry-After`",
+    },
+)
+READ_ERRORS = error_responses(401, 404, 503)
+CANCEL_ERRORS = error_responses(401, 403, 404, 409, 429, 503)
+ACTION_ERRORS = error_responses(401, 403, 404, 409, 503)
 
 
 async def _ride(deps: Deps, ride_id: str, who: Principal, *, offered_once: bool = False) -> Ride:
@@ -70,7 +91,7 @@ def _may_read(who: Principal, ride: Ride) -> bool:
     "/v1/rides",
     status_code=202,
     response_model=RideAccepted,
-    responses={202: {"links": RIDE_LINKS}, **ERRORS},
+    responses={202: {"links": RIDE_LINKS}, **REQUEST_ERRORS},
     openapi_extra=body_schema(RideRequestIn),
     summary="Request a ride; the same Idempotency-Key returns the same ride",
 )
@@ -134,7 +155,7 @@ async def request_ride(
 @router.get(
     "/v1/rides/{ride_id}",
     response_model=RideOut,
-    responses={200: {"links": RIDE_ACTION_LINKS}, **ERRORS},
+    responses={200: {"links": RIDE_ACTION_LINKS}, **READ_ERRORS},
     summary="A ride's state and timeline",
 )
 async def get_ride(ride_id: str, request: Request, who: Who) -> JSON:
@@ -144,7 +165,7 @@ async def get_ride(ride_id: str, request: Request, who: Who) -> JSON:
 @router.post(
     "/v1/rides/{ride_id}/cancel",
     response_model=RideOut,
-    responses=ERRORS,
+    responses=CANCEL_ERRORS,
     summary="Cancel (rider before start; driver after match)",
 )
 async def cancel_ride(ride_id: str, request: Request, who: Who) -> JSON:
@@ -183,7 +204,7 @@ def _assigned_driver(who: Principal, ride: Ride) -> None:
 @router.post(
     "/v1/rides/{ride_id}/accept",
     response_model=RideOut,
-    responses=ERRORS,
+    responses=ACTION_ERRORS,
     summary="The offered driver accepts",
 )
 async def accept(ride_id: str, request: Request, who: Who) -> JSON:
@@ -195,7 +216,7 @@ async def accept(ride_id: str, request: Request, who: Who) -> JSON:
 @router.post(
     "/v1/rides/{ride_id}/decline",
     response_model=RideOut,
-    responses=ERRORS,
+    responses=ACTION_ERRORS,
     summary="The offered driver declines",
 )
 async def decline(ride_id: str, request: Request, who: Who) -> JSON:
@@ -207,7 +228,7 @@ async def decline(ride_id: str, request: Request, who: Who) -> JSON:
 @router.post(
     "/v1/rides/{ride_id}/arrived",
     response_model=RideOut,
-    responses=ERRORS,
+    responses=ACTION_ERRORS,
     summary="The driver is at the pickup",
 )
 async def arrived(ride_id: str, request: Request, who: Who) -> JSON:
@@ -217,7 +238,10 @@ async def arrived(ride_id: str, request: Request, who: Who) -> JSON:
 
 
 @router.post(
-    "/v1/rides/{ride_id}/start", response_model=RideOut, responses=ERRORS, summary="The trip starts"
+    "/v1/rides/{ride_id}/start",
+    response_model=RideOut,
+    responses=ACTION_ERRORS,
+    summary="The trip starts",
 )
 async def start(ride_id: str, request: Request, who: Who) -> JSON:
     deps = get_deps(request)
@@ -228,7 +252,7 @@ async def start(ride_id: str, request: Request, who: Who) -> JSON:
 @router.post(
     "/v1/rides/{ride_id}/complete",
     response_model=RideOut,
-    responses=ERRORS,
+    responses=ACTION_ERRORS,
     summary="The trip ends; the fare is set",
 )
 async def complete(ride_id: str, request: Request, who: Who) -> JSON:

@@ -20,13 +20,13 @@ from ingest.schemas import (
     TelemetryAccepted,
     TelemetryBatchIn,
     body_schema,
-    error_responses,
 )
 from ingest.shedding import batch_slot, refuse_if_shedding
 from ingest.validation import check_id, check_ping
 from ridepulse.auth import Principal
 from ridepulse.contracts.envelope import now_ms
 from ridepulse.errors import Forbidden, InvalidInput, Overloaded, RidePulseError
+from ridepulse.openapi_errors import error_responses
 
 router = APIRouter(tags=["telemetry"])
 ping_router = APIRouter(tags=["telemetry"], route_class=LeanRoute)  # the hottest route

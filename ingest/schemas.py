@@ -1,4 +1,5 @@
-"""Request and response models for the OpenAPI document (with examples).
+"""Request and response models for the OpenAPI document (with examples); the error body,
+ErrorOut, is both services' (ridepulse.openapi_errors).
 
 Hot-path routes validate with ingest.validation instead of instantiating these per request;
 these models are what `/docs` shows and what clients are generated from, so each one states
@@ -232,15 +233,6 @@ class ReadyOut(BaseModel):
     )
 
 
-class ErrorOut(BaseModel):
-    """Every 4xx and 5xx body (ridepulse.http_errors); some errors add context fields."""
-
-    model_config = ConfigDict(extra="allow")
-    error: str = Field(description="machine-readable code, e.g. invalid_input, not_found")
-    detail: str
-    field: str | None = Field(None, description="the input at fault, dotted (pickup.lat)")
-
-
 # ---- declarations used by the routes ----------------------------------------------------------
 
 BODY_MODELS: dict[str, type[BaseModel]] = {}
@@ -259,40 +251,6 @@ def body_schema(model: type[BaseModel], description: str | None = None) -> dict[
     if description:
         body["description"] = description
     return {"requestBody": body}
-
-
-RETRY_AFTER = {
-    "Retry-After": {
-        "description": "whole seconds to wait before retrying",
-        "schema": {"type": "integer", "minimum": 0},
-    }
-}
-_DESCRIPTIONS: dict[int, str] = {
-    400: "Malformed request",
-    401: "Missing, invalid or expired bearer token",
-    403: "The token's role or subject may not do this",
-    404: "No such resource (or not yours)",
-    409: "The resource is not in a state that allows this",
-    413: "Body too large",
-    422: "Invalid input; `field` names it",
-    429: "Too many requests; retry after `Retry-After` seconds",
-    503: "Storage unavailable or the write could not be made durable; retry",
-}
-
-
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """`responses=` entries with the error body, and Retry-After where the server sends it."""
-    out: dict[int | str, dict[str, Any]] = {}
-    for status in statuses:
-        entry: dict[str, Any] = {"model": ErrorOut, "description": _DESCRIPTIONS[status]}
-        if status in (429, 503):
-            entry["headers"] = RETRY_AFTER
-        out[status] = entry
-    return out
-
-
-# Every authenticated route may answer these; routes add what is specific to them.
-ERRORS = error_responses(401, 403, 404, 409, 413, 422, 429, 503)
 
 
 def _ride_link(operation_id: str, description: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from structlog.testing import capture_logs
 from ingest.app import create_app
 from ingest.deps import Deps
 from ingest.routes_health import REPORTED_GROUPS
+from ridepulse.redis_server import free_port
 from ridepulse.settings import Settings
 from tests.support.waiting import wait_until
 
@@ -105,6 +106,21 @@ async def test_readyz_is_503_without_the_matching_group_even_when_eta_and_pricin
     assert response.status_code == 503, response.text
     body = response.json()
     assert (body["status"], body["missing"]) == ("waiting", ["matching@sf"]), body
+    assert response.headers.get("retry-after") == "1", "README: every 503 carries Retry-After"
+
+
+async def test_readyz_is_503_with_retry_after_while_redis_is_out_of_reach(
+    settings: Settings,
+) -> None:
+    nothing_there = f"redis://127.0.0.1:{free_port()}"  # a port no server listens on
+    app = create_app(settings.model_copy(update={"redis_url": nothing_there}))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as http:
+            response = await http.get("/readyz")
+    assert response.status_code == 503, response.text
+    assert response.json()["status"] == "unavailable", response.text
+    assert response.headers.get("retry-after") == "1", "README: every 503 carries Retry-After"
 
 
 async def test_readyz_is_200_when_only_the_eta_and_pricing_groups_are_missing(
