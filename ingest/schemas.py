@@ -35,7 +35,7 @@ DRIVER_ID_PATTERN = ID_PATTERN  # the length is in maxLength
 DriverId = Annotated[
     str,
     Path(
-        description="1-64 letters, digits, '-', '_' and '.', at least one letter or digit",
+        description="1-64 ASCII letters, digits, '-', '_' and '.', at least one letter or digit",
         examples=["drv-42"],
         json_schema_extra={
             "pattern": DRIVER_ID_PATTERN,

@@ -38,7 +38,7 @@ CHECKS = [
 ]
 ROLES = ("rider", "driver", "fleet", "ops")
 # HTTP's own framing, not the API's: a request with an invalid Transfer-Encoding is answered 400
-# in plain text by the HTTP server (uvicorn) before any route runs, which no operation of the
+# by the HTTP server (ridepulse/http_head.py) before any route runs, which no operation of the
 # document describes (seen: a generated `transfer-encoding: :q3:<e` in the cluster pass). Such
 # generated headers are dropped; the route-level answers stay checked.
 FRAMING_HEADERS = frozenset(

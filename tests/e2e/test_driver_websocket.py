@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import pytest
@@ -145,9 +146,12 @@ def test_a_refused_upgrade_says_why_in_the_apis_json(shared_city: City) -> None:
     )
     assert orjson.loads(other.body)["detail"] == "a driver may only connect as itself"
     ops = mint_token(city.secret, "ops", "t")
-    bad_id = _refused_at_handshake(_ws_url(city, "a%7Bb%7D", ops))
-    assert bad_id.status_code == 422, bad_id
-    assert orjson.loads(bad_id.body)["field"] == "driver_id", bad_id.body
+    # braces, and ids outside the documented ASCII pattern (été, a fullwidth digit), which the
+    # HTTP routes refuse the same way
+    for driver_id in ("a%7Bb%7D", quote("été"), quote("d-4２")):
+        bad_id = _refused_at_handshake(_ws_url(city, driver_id, ops))
+        assert bad_id.status_code == 422, (driver_id, bad_id)
+        assert orjson.loads(bad_id.body)["field"] == "driver_id", bad_id.body
 
 
 def test_the_cap_counts_the_token_however_the_header_spells_it(shared_city: City) -> None:

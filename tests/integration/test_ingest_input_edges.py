@@ -171,3 +171,31 @@ async def test_a_status_with_an_unknown_field_is_refused_naming_it(ingest: Inges
     )
     assert response.status_code == 422, response.text
     assert response.json()["field"] == "colour"
+
+
+# Outside the documented pattern (ASCII letters and digits, '-', '_', '.'), yet check_id took
+# them: any Unicode letter or digit passed, so a fullwidth `d-4２` was another driver than d-42.
+NON_ASCII_IDS = {"accented": "été", "Arabic-Indic digits": "١٢", "a fullwidth digit": "d-4２"}
+
+
+@pytest.mark.parametrize("driver_id", NON_ASCII_IDS.values(), ids=NON_ASCII_IDS.keys())
+async def test_a_non_ascii_driver_id_is_a_422_naming_driver_id_on_every_route(
+    ingest: Ingest, redis: aioredis.Redis, driver_id: str
+) -> None:
+    ops = ingest.auth("ops", "ops-1")  # may act for any driver: only the id can be at fault
+    answers = {
+        "ping": await ingest.http.post(
+            f"/v1/drivers/{driver_id}/location", json=DOWNTOWN, headers=ops
+        ),
+        "status": await ingest.http.put(
+            f"/v1/drivers/{driver_id}/status", json={"status": "offline"}, headers=ops
+        ),
+        "read": await ingest.http.get(f"/v1/drivers/{driver_id}", headers=ops),
+    }
+    for route, response in answers.items():
+        assert response.status_code == 422, f"{route}: {response.status_code} {response.text}"
+        assert response.json()["field"] == "driver_id", f"{route}: {response.text}"
+    batch = await ingest.batch([{"driver_id": driver_id, **DOWNTOWN}])
+    assert batch.status_code == 202, batch.text
+    assert batch.json()["rejected"] == 1 and batch.json()["errors"][0]["field"] == "driver_id"
+    assert await redis.exists(telemetry(ingest.settings)) == 0

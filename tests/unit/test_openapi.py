@@ -236,6 +236,18 @@ def test_ids_of_punctuation_alone_are_outside_the_documented_pattern(driver_id: 
         check_id(driver_id, "driver_id")
 
 
+@given(st.text(min_size=1, max_size=64) | st.sampled_from(["été", "١٢", "d-4２", "d-42"]))
+def test_the_server_accepts_a_driver_id_exactly_when_the_documented_pattern_does(
+    driver_id: str,
+) -> None:
+    """Generated clients obey the pattern: check_id took any Unicode letter or digit too."""
+    try:
+        accepted = check_id(driver_id, "driver_id") == driver_id
+    except InvalidInput:
+        accepted = False
+    assert accepted == (re.fullmatch(DRIVER_ID_PATTERN, driver_id) is not None), driver_id
+
+
 def test_driver_id_rules_are_documented_on_every_driver_path(doc: JsonDoc) -> None:
     for path, method, op in _operations(doc):
         for parameter in op.get("parameters", []):
