@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Request
@@ -72,9 +72,14 @@ async def _ride(deps: Deps, ride_id: str, who: Principal, *, offered_once: bool 
     return ride
 
 
-def body_hash(body: dict[str, Any]) -> str:
-    """The request as the idempotency record remembers it: canonical JSON, hashed."""
-    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+def request_hash(
+    pickup: tuple[float, float], dropoff: tuple[float, float], quote_id: str | None
+) -> str:
+    """The request as the idempotency record remembers it: what the server validated, not the
+    body's spelling. Hashing the raw body made a retry with `"quote_id": null` (the OpenAPI
+    example's) another request than the first without it: a 422 for the same ride."""
+    canonical = orjson.dumps({"pickup": pickup, "dropoff": dropoff, "quote_id": quote_id})
+    return hashlib.sha256(canonical).hexdigest()
 
 
 def _may_read(who: Principal, ride: Ride) -> bool:
@@ -116,7 +121,7 @@ async def request_ride(
     pickup = (pickup_lat, pickup_lon)
     market = check_trip(deps.markets, pickup, (dropoff_lat, dropoff_lon), ("pickup", "dropoff"))
     quote_id = checked_quote_id(body.get("quote_id"))
-    digest = body_hash(body)
+    digest = request_hash((pickup_lat, pickup_lon), (dropoff_lat, dropoff_lon), quote_id)
     if idempotency_key is not None:
         replay = await idempotency_claim.claim(
             deps, market.id, who.subject, idempotency_key, digest

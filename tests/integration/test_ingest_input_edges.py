@@ -162,6 +162,26 @@ async def test_an_idempotency_key_at_the_bound_is_taken(ingest: Ingest) -> None:
     assert response.status_code == 202, response.text
 
 
+async def test_a_retry_spelling_the_same_request_otherwise_replays_the_ride(
+    ingest: Ingest,
+) -> None:
+    """The Idempotency-Key remembers the request, not its spelling: `"quote_id": null` (as in
+    the OpenAPI example) or absent, keys in another order, an extra key in a point that the
+    server ignores. The null was a 422, "used with another request body"."""
+    first = await ingest.request_ride("r1", SF_TRIP, "same-ride")
+    assert first.status_code == 202, first.text
+    pickup, dropoff = SF_TRIP["pickup"], SF_TRIP["dropoff"]
+    for spelling in (
+        {**SF_TRIP, "quote_id": None},
+        {"dropoff": {"lon": dropoff["lon"], "lat": dropoff["lat"]}, "pickup": pickup},
+        {"pickup": {**pickup, "accuracy_m": 5}, "dropoff": dropoff},
+    ):
+        retry = await ingest.request_ride("r1", spelling, "same-ride")
+        assert (retry.status_code, retry.json()) == (202, first.json()), (spelling, retry.text)
+    other = await ingest.request_ride("r1", {**SF_TRIP, "quote_id": "q-other"}, "same-ride")
+    assert other.status_code == 422 and other.json()["field"] == "idempotency_key", other.text
+
+
 async def test_a_status_with_an_unknown_field_is_refused_naming_it(ingest: Ingest) -> None:
     """As a ride request's unknown field is (PUT status took {"status": ..., "x": ...})."""
     response = await ingest.http.put(

@@ -1,22 +1,22 @@
-"""Pure pieces of the rider request path: body hash, quote cells, quote id shape, WS caps."""
+"""Pure pieces of the rider request path: request hash, quote cells, quote id shape, WS caps."""
 
 from __future__ import annotations
 
 import pytest
 
 from ingest.quotes import QUOTE_CELL_RESOLUTION, checked_quote_id, trip_cells
-from ingest.routes_rides import body_hash
+from ingest.routes_rides import request_hash
 from ridepulse.errors import InvalidInput
 from ridepulse.geo import cell_of
 from ridepulse.ws_cap import ConnectionCap
 
 
-def test_body_hash_ignores_key_order_and_sees_every_value() -> None:
-    a = {"pickup": {"lat": 1, "lon": 2}, "dropoff": {"lat": 3, "lon": 4}}
-    b = {"dropoff": {"lon": 4, "lat": 3}, "pickup": {"lon": 2, "lat": 1}}
-    assert body_hash(a) == body_hash(b)
-    assert body_hash(a) != body_hash({**a, "quote_id": "q"})
-    assert body_hash(a) != body_hash({**a, "dropoff": {"lat": 3, "lon": 4.0001}})
+def test_request_hash_sees_every_validated_value() -> None:
+    a = request_hash((1.0, 2.0), (3.0, 4.0), None)
+    assert a == request_hash((1.0, 2.0), (3.0, 4.0), None)
+    assert a != request_hash((1.0, 2.0), (3.0, 4.0), "q")
+    assert a != request_hash((1.0, 2.0), (3.0, 4.0001), None)
+    assert a != request_hash((3.0, 4.0), (1.0, 2.0), None)
 
 
 def test_trip_cells_are_the_points_cell_and_its_neighbours() -> None:
