@@ -17,8 +17,10 @@ from ridepulse.auth import Principal
 from ridepulse.openapi_errors import error_responses
 
 router = APIRouter(tags=["rides"])
-Lat = Annotated[float, Query(ge=-90, le=90)]
-Lon = Annotated[float, Query(ge=-180, le=180)]
+# NaN, inf and 1e400 (inf once parsed) are not numbers a trip has: "Input should be a finite
+# number", where the bounds alone said "less than or equal to 90" of NaN
+Lat = Annotated[float, Query(ge=-90, le=90, allow_inf_nan=False)]
+Lon = Annotated[float, Query(ge=-180, le=180, allow_inf_nan=False)]
 
 
 @router.get(

@@ -71,7 +71,12 @@ def check_ping(body: Any, driver_id: str, now_ms: int) -> dict[str, Any]:
         ts = now_ms
     else:
         if isinstance(ts_raw, bool) or not isinstance(ts_raw, int):
-            raise InvalidInput("ts must be an integer (epoch milliseconds)", field="ts")
+            # an integer past 64 bits is decoded as a float: the range is what it misses
+            raise InvalidInput(
+                f"ts must be an integer of epoch milliseconds, at most "
+                f"{FUTURE_TOLERANCE_MS // 1000} s ahead and {MAX_AGE_MS // 60_000} minutes old",
+                field="ts",
+            )
         if ts_raw > now_ms + FUTURE_TOLERANCE_MS:
             raise InvalidInput("ts is in the future", field="ts")
         if ts_raw < now_ms - MAX_AGE_MS:

@@ -1,7 +1,8 @@
 """Input no schema-driven fuzzer sends (found by hand against a live stack): bytes that are not
 UTF-8, nesting deeper than the decoder's stack, a chunked body far past the limit, a client
-gone mid-body, a trip with one end, and the Idempotency-Key's bounds. Each is a 4xx with the
-API's JSON error, never a 500; ingest in process against the real embedded server."""
+gone mid-body, a trip with one end, the Idempotency-Key's bounds and spellings, driver ids
+outside ASCII, coordinates that are no finite number. Each is a 4xx with the API's JSON error
+that says what is wrong, never a 500; ingest in process against the real embedded server."""
 
 from __future__ import annotations
 
@@ -219,3 +220,30 @@ async def test_a_non_ascii_driver_id_is_a_422_naming_driver_id_on_every_route(
     assert batch.status_code == 202, batch.text
     assert batch.json()["rejected"] == 1 and batch.json()["errors"][0]["field"] == "driver_id"
     assert await redis.exists(telemetry(ingest.settings)) == 0
+
+
+@pytest.mark.parametrize("value", ["NaN", "inf", "-inf", "1e400"])
+async def test_a_quote_at_a_coordinate_that_is_no_number_says_it_must_be_finite(
+    ingest: Ingest, value: str
+) -> None:
+    """Each was told "Input should be less than or equal to 90"."""
+    params: dict[str, str | float] = {
+        "pickup_lat": value,
+        "pickup_lon": -122.42,
+        "dropoff_lat": 37.78,
+        "dropoff_lon": -122.41,
+    }
+    response = await ingest.http.get("/v1/quote", params=params, headers=ingest.auth("rider", "r1"))
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "pickup_lat"
+    assert response.json()["detail"] == "Input should be a finite number", response.text
+
+
+async def test_a_ping_ts_past_64_bits_is_told_the_range_of_ts(ingest: Ingest) -> None:
+    """Decoded as a float, it was told "ts must be an integer", which it is."""
+    body = b'{"lat": 37.7793, "lon": -122.4193, "ts": 99999999999999999999999999}'
+    response = await ingest.http.post(
+        "/v1/drivers/d1/location", content=body, headers=ingest.auth("driver", "d1")
+    )
+    assert response.status_code == 422 and response.json()["field"] == "ts", response.text
+    assert "epoch milliseconds, at most 5 s ahead and 5 minutes old" in response.json()["detail"]
