@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dashboard.config import FeedConfig
 from dashboard.hub import Hub
@@ -17,7 +18,7 @@ from dashboard.ride_view import ride_from_hash, text_hash
 from dashboard.sampler import Sampler
 from dashboard.state import CityState
 from ridepulse.contracts.envelope import now_ms
-from ridepulse.errors import NotFound, RedisUnavailable
+from ridepulse.errors import NotFound
 from ridepulse.keys import GlobalKeys, MarketKeys
 from ridepulse.logs import get_logger
 from ridepulse.markets import Market, load_markets
@@ -162,9 +163,9 @@ class Feed:
             found = await asyncio.wait_for(
                 self.redis.hgetall(self.keys.ride(ride_id)), self._request_timeout_s
             )
-        except (TimeoutError, *REDIS_ERRORS) as exc:
-            self.log.warning("feed.ride_read_failed", error=f"{type(exc).__name__}: {exc}")
-            raise RedisUnavailable("storage is unavailable; retry shortly") from None
+        except TimeoutError:
+            # a redis error, so the shared handler answers it as every outage: 503 unavailable
+            raise RedisTimeoutError("no reply within the request deadline") from None
         fields = text_hash(found)
         ride = ride_from_hash(fields)
         return None if ride is None else {**ride, "fields": fields}
