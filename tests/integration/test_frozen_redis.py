@@ -124,3 +124,5 @@ def test_a_frozen_server_gets_a_dashboard_ride_read_its_503_within_seconds(
             took_s = time.monotonic() - started
         assert answer.status_code == 503, answer.text
         assert took_s < ANSWER_WITHIN_S, f"the 503 took {took_s:.1f} s"
+        # the same answer as any outage of either service: one code, and when to come back
+        assert answer.json()["error"] == "unavailable" and int(answer.headers["Retry-After"]) >= 1
