@@ -174,13 +174,18 @@ def test_the_redis_commands_server_goes_with_it_however_it_ends(tmp_path: Path, 
             proc.wait(20)
         wait_until_sync(lambda: process_gone(server), timeout_s=20, what="the server to stop")
         again, second = _redis_command(data_dir, tmp_path / "second.out")  # the lock is free
-        again.send_signal(signal.SIGTERM)
-        assert again.wait(20) == 0
-        wait_until_sync(lambda: process_gone(second), timeout_s=20, what="the second to stop")
+        _stop_cleanly(again, second)
     finally:
         for left in (proc, server):
             with contextlib.suppress(psutil.Error, ProcessLookupError):
                 left.kill()
+
+
+def _stop_cleanly(command: subprocess.Popen[bytes], server: psutil.Process) -> None:
+    """SIGTERM to `ridepulse redis`: it exits 0 and its server goes with it."""
+    command.send_signal(signal.SIGTERM)
+    assert command.wait(20) == 0
+    wait_until_sync(lambda: process_gone(server), timeout_s=20, what="the server to stop")
 
 
 def _answers(url: str) -> bool:
@@ -215,17 +220,13 @@ def test_the_redis_commands_server_is_restarted_on_its_port_when_it_dies(tmp_pat
         assert back.get("kept") == b"yes"
         back.close()
         assert proc.poll() is None, "the command ended with its server"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(20) == 0
-        wait_until_sync(lambda: process_gone(restarted), timeout_s=20, what="the server to stop")
+        _stop_cleanly(proc, restarted)
 
         again, second = _redis_command(data_dir, tmp_path / "second.out")
         try:
             assert (tmp_path / "second.out").read_text().splitlines()[0] == url
         finally:
-            again.send_signal(signal.SIGTERM)
-            assert again.wait(20) == 0
-        wait_until_sync(lambda: process_gone(second), timeout_s=20, what="the second to stop")
+            _stop_cleanly(again, second)
     finally:
         for left in (proc, server):
             with contextlib.suppress(psutil.Error, ProcessLookupError):
