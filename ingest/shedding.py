@@ -14,12 +14,13 @@ import asyncio
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
 from prometheus_client import Counter, Gauge
 from redis.exceptions import RedisError
 
+from ridepulse.bus.backlog import groups_backlog
 from ridepulse.errors import Overloaded
 from ridepulse.logs import get_logger
 from ridepulse.pause import sleep_or_stop
@@ -79,23 +80,6 @@ async def server_now_ms(redis: aioredis.Redis) -> int:
     return int(seconds) * 1000 + int(micros) // 1000
 
 
-async def group_lag_s(
-    redis: aioredis.Redis, stream: str, group: dict[Any, Any], now_ms: int
-) -> float:
-    """Seconds since the oldest entry the group has not been delivered yet was appended; 0 when
-    it has read everything. XINFO's `lag` is an entry count (and nil after trimming), so the
-    age of the first unread entry is what is measured."""
-    last = group.get("last-delivered-id")
-    if last is None:
-        return 0.0
-    last_id = last.decode() if isinstance(last, bytes) else str(last)
-    unread: Any = await redis.xrange(stream, min=f"({last_id}", max="+", count=1)
-    if not unread:
-        return 0.0
-    appended_ms = int(unread[0][0].split(b"-")[0])
-    return max(0.0, (now_ms - appended_ms) / 1000)
-
-
 async def dispatch_lag_s(deps: Deps) -> float:
     """The worst lag, in seconds, of the shedding groups over every market's telemetry."""
     wanted = {g.strip() for g in deps.settings.telemetry_shed_groups.split(",") if g.strip()}
@@ -104,16 +88,12 @@ async def dispatch_lag_s(deps: Deps) -> float:
     for market in deps.markets.markets:
         stream = deps.keys(market.id).telemetry
         try:
-            groups: Any = await deps.redis.xinfo_groups(stream)
+            backlogs = await groups_backlog(deps.redis, stream, now_ms, wanted)
         except RedisError:
             continue  # no stream yet: nothing is behind
-        for group in groups:
-            name = group.get("name")
-            name = name.decode() if isinstance(name, bytes) else str(name)
-            if name in wanted:
-                lag_s = await group_lag_s(deps.redis, stream, group, now_ms)
-                DISPATCH_LAG_SECONDS.labels(stream, name).set(lag_s)
-                worst = max(worst, lag_s)
+        for name, backlog in backlogs.items():
+            DISPATCH_LAG_SECONDS.labels(stream, name).set(backlog.lag_s)
+            worst = max(worst, backlog.lag_s)
     return worst
 
 

@@ -61,6 +61,7 @@ BUS_CONSUMER = (
     "xautoclaim",
     "xinfo|groups",
     "xinfo|stream",
+    "xlen",  # heartbeat.py's lag: the backlog still in the stream (ridepulse/bus/backlog.py)
     # the runtime: XRANGE confirms a claimed id is gone before counting it lost; the reap script
     # (EVALSHA) removes consumers with nothing pending, checked and deleted atomically
     "xrange",
@@ -162,7 +163,8 @@ SERVICE_GRANTS: dict[str, Grant] = {
             HEARTBEAT,
             SCRIPTS,
             RIDE_STEP_COMMANDS,
-            ("xread", "xrange", "xinfo|groups", "geosearch", "time"),
+            # XINFO GROUPS, XLEN, XRANGE: the shedding groups' backlog (ridepulse/bus/backlog.py)
+            ("xread", "xrange", "xinfo|groups", "xlen", "geosearch", "time"),
             (
                 "waitaof",
                 "wait",
@@ -307,6 +309,8 @@ SERVICE_GRANTS: dict[str, Grant] = {
             SCRIPTS,
             RIDE_STEP_COMMANDS,  # lose_driver.lua, evict_drivers.lua
             ("exists", "xtrim", "xinfo|groups", "xpending", "time", "zrangebyscore", "zscore"),
+            # telemetry groups' backlog: trimmed before read, and behind (ridepulse/bus/backlog.py)
+            ("xlen", "xrange"),
             ("smembers", "srem"),  # riders' ride sets, the heartbeat set
             # Riders' ride sets are found by SCAN (ridepulse/retention.py). SCAN names no key,
             # so key patterns cannot narrow it: the janitor sees key names, never values.

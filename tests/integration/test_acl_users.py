@@ -203,6 +203,7 @@ MUST: dict[str, list[tuple[str, ...]]] = {
         ("XREAD", "COUNT", "500", "STREAMS", f"{SF}:rides", f"{SF}:eta", "$", "$"),
         ("XINFO", "GROUPS", f"{SF}:telemetry"),
         ("XRANGE", f"{SF}:telemetry", "-", "+", "COUNT", "1"),
+        ("XLEN", f"{SF}:telemetry"),
         ("TIME",),
         ("HMGET", f"{SF}:eta:speeds", "c1"),
         ("HGET", f"{SF}:surge:cells", "c1"),
@@ -265,6 +266,8 @@ MUST: dict[str, list[tuple[str, ...]]] = {
         ("XPENDING", f"{SF}:rides", "matching"),
         ("XTRIM", f"{SF}:rides", "MINID", "~", "1-0"),
         ("XTRIM", f"{SF}:telemetry", "MINID", "~", "1-0"),
+        ("XLEN", f"{SF}:telemetry"),
+        ("XRANGE", f"{SF}:telemetry", "(1-0", "+", "COUNT", "1"),
     ],
     "dashboard": [
         ("PING",),

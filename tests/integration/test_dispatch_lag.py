@@ -1,0 +1,69 @@
+"""docs/architecture.md (load shedding): the lag ingest sheds on is the age of the oldest
+telemetry entry a shedding group has not been delivered, and a stopped consumer (past twice the
+threshold) lets nothing in. Entries the janitor's age trim took before the group read them are
+still unread: a stopped group must not read as caught up once they are gone."""
+
+from __future__ import annotations
+
+import pytest
+import redis.asyncio as aioredis
+
+from ingest.shedding import dispatch_lag_s, server_now_ms
+from ridepulse.settings import Settings
+from tests.support.ingest import start, telemetry
+
+pytestmark = pytest.mark.integration
+
+GROUP = "matching.geo"
+
+
+async def stopped_group(redis: aioredis.Redis, stream: str, now_ms: int) -> None:
+    """A group that read up to 60 s ago and then stopped: 40 entries appended after its
+    position, all older than the retention and trimmed, none read."""
+    await redis.xadd(stream, {"data": b"read"}, id=f"{now_ms - 60_000}-0")
+    await redis.xgroup_create(stream, GROUP, id="0")
+    await redis.xreadgroup(GROUP, "geo-1", {stream: ">"}, count=1)
+    for i in range(40):
+        await redis.xadd(stream, {"data": b"unread"}, id=f"{now_ms - 59_000 + i * 500}-0")
+    await redis.xtrim(stream, minid=f"{now_ms - 30_000}-0", approximate=False)
+
+
+async def test_a_stopped_group_whose_unread_entries_were_trimmed_is_still_behind(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    stream = telemetry(settings)
+    async with start(settings) as ingest:
+        now_ms = await server_now_ms(redis)
+        await stopped_group(redis, stream, now_ms)
+        assert await redis.xlen(stream) == 0, "the test meant every unread entry to be trimmed"
+        lag_s = await dispatch_lag_s(ingest.deps)
+    assert lag_s >= 59, f"lag {lag_s:.1f} s: the group read nothing for 59 s and lost its backlog"
+
+
+async def test_a_fresh_entry_after_a_trimmed_backlog_does_not_hide_it(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    """The one append shedding still lets through is 1 s old; the group stopped 60 s ago."""
+    stream = telemetry(settings)
+    async with start(settings) as ingest:
+        now_ms = await server_now_ms(redis)
+        await stopped_group(redis, stream, now_ms)
+        await redis.xadd(stream, {"data": b"new"}, id=f"{now_ms - 1_000}-0")
+        lag_s = await dispatch_lag_s(ingest.deps)
+    assert lag_s >= 59, f"lag {lag_s:.1f} s: the youngest unread entry hid the lost ones"
+
+
+async def test_a_group_that_read_everything_is_not_behind_however_old_its_position(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    stream = telemetry(settings)
+    async with start(settings) as ingest:
+        now_ms = await server_now_ms(redis)
+        await redis.xadd(stream, {"data": b"read"}, id=f"{now_ms - 60_000}-0")
+        await redis.xgroup_create(stream, GROUP, id="0")
+        await redis.xreadgroup(GROUP, "geo-1", {stream: ">"}, count=10)
+        await redis.xtrim(stream, minid=f"{now_ms - 30_000}-0", approximate=False)
+        assert await dispatch_lag_s(ingest.deps) == 0.0
+        await redis.xadd(stream, {"data": b"new"}, id=f"{now_ms - 2_000}-0")
+        lag_s = await dispatch_lag_s(ingest.deps)
+    assert 1.5 < lag_s < 10, f"lag {lag_s:.1f} s: only the 2 s old entry is unread"
