@@ -6,7 +6,7 @@ group's oldest pending and last-delivered id. Telemetry is capped by entry count
 but an entry holds from one to a thousand pings, so a count alone cannot bound memory: here it
 is also trimmed by time (MINID). A ping older than the retention is worthless to every reader
 (matching stops offering a driver after 30 s of silence); a consumer lagging that far loses
-those pings by design and counts them (ConsumerRuntime's `lost`).
+those pings by design; this janitor counts them (ridepulse/telemetry_loss.py).
 
 It also keeps the projections bounded as drivers and riders come and go: rides are taken back
 from drivers silent past `driver_lost_s` and drivers silent past `driver_evict_s` are forgotten
@@ -37,6 +37,7 @@ from ridepulse.rides.clock import server_time_ms
 from ridepulse.rides.store import RideStore
 from ridepulse.settings import Settings
 from ridepulse.silent_drivers import evict_departed, release_lost_rides
+from ridepulse.telemetry_loss import TrimmedReads
 
 
 async def trim_once(redis: aioredis.Redis, settings: Settings) -> int:
@@ -50,15 +51,20 @@ async def trim_once(redis: aioredis.Redis, settings: Settings) -> int:
     return removed
 
 
-async def trim_telemetry_once(redis: aioredis.Redis, settings: Settings) -> int:
+async def trim_telemetry_once(
+    redis: aioredis.Redis, settings: Settings, lost: TrimmedReads | None = None
+) -> int:
+    """Trim telemetry past the retention; what it and the append cap took from under a group
+    that had not read it is counted (`lost` remembers what earlier passes counted)."""
+    lost = lost or TrimmedReads()
     oldest_kept = f"{now_ms() - int(settings.telemetry_retention_s * 1000)}-0"
     removed = 0
     for market in load_markets(settings.markets_file, settings.markets).markets:
-        trimmed: int = await redis.xtrim(
-            MarketKeys(market.id, settings.key_prefix).telemetry,
-            minid=oldest_kept,
-            approximate=True,
-        )
+        stream = MarketKeys(market.id, settings.key_prefix).telemetry
+        await lost.observe(redis, stream)  # the append cap's trims since the last pass
+        trimmed: int = await redis.xtrim(stream, minid=oldest_kept, approximate=True)
+        if trimmed:
+            await lost.observe(redis, stream)
         removed += trimmed
     return removed
 
@@ -132,9 +138,11 @@ async def serve(settings: Settings) -> None:
                 log.info("janitor.trimmed", entries=removed)
             await sleep_or_stop(stop, settings.ride_stream_trim_interval_s)
 
+    lost = TrimmedReads()
+
     async def telemetry_loop(stop: asyncio.Event) -> None:
         while not stop.is_set():
-            removed = await trim_telemetry_once(redis, settings)
+            removed = await trim_telemetry_once(redis, settings, lost)
             if removed:
                 log.debug("janitor.telemetry_trimmed", entries=removed)
             # a tenth of the retention: the stream overshoots it by at most 10%

@@ -12,10 +12,10 @@ import orjson
 import psutil
 import redis.asyncio as aioredis
 
+from ridepulse.bus.backlog import groups_backlog
 from ridepulse.bus.consumer import ConsumerRuntime
 from ridepulse.bus.faults import Backoff
-from ridepulse.bus.metrics import CONSUMER_LAG, ENTRIES_LOST
-from ridepulse.bus.trimming import parse_id
+from ridepulse.bus.metrics import CONSUMER_LAG
 from ridepulse.contracts.envelope import now_ms
 from ridepulse.contracts.registry import make
 from ridepulse.keys import GlobalKeys
@@ -25,28 +25,11 @@ from ridepulse.pause import sleep_or_stop
 HEALTH_MAXLEN = 10_000
 
 
-async def group_lag(redis: aioredis.Redis, stream: str, group: str) -> tuple[int, int]:
-    """(lag, entries trimmed before this group read them) for one group on one stream.
-
-    XINFO GROUPS' lag is nil once trimming passed the group (DESIGN §11): then we compare the
-    stream's first entry with the group's last-delivered id to surface the loss instead."""
-    try:
-        groups = await redis.xinfo_groups(stream)
-    except aioredis.ResponseError:
-        return 0, 0
-    for info in groups:
-        name = info["name"].decode() if isinstance(info["name"], bytes) else info["name"]
-        if name != group:
-            continue
-        lag = info.get("lag")
-        if lag is not None:
-            return int(lag), 0
-        stream_info = await redis.xinfo_stream(stream)
-        first = stream_info.get("first-entry")
-        if first and parse_id(first[0]) > parse_id(info["last-delivered-id"]):
-            return int(stream_info["length"]), 1
-        return 0, 0
-    return 0, 0
+async def group_lag(redis: aioredis.Redis, stream: str, group: str) -> int:
+    """Entries appended after the group's position and still in the stream: those trimmed
+    before it read them will never be delivered (the janitor counts them as lost)."""
+    backlog = (await groups_backlog(redis, stream, 0, {group})).get(group)
+    return backlog.unread if backlog else 0
 
 
 class Heartbeat:
@@ -80,11 +63,8 @@ class Heartbeat:
         lag = pending = 0
         for runtime in self.runtimes:
             for source in runtime.sources:
-                stream_lag, gap = await group_lag(self.redis, source.key, runtime.group)
+                stream_lag = await group_lag(self.redis, source.key, runtime.group)
                 CONSUMER_LAG.labels(runtime.group, source.key).set(stream_lag)
-                if gap:
-                    ENTRIES_LOST.labels(self.service, runtime.group, source.key).inc(0)
-                    self.log.warning("consumer.trimmed_before_read", stream=source.key)
                 lag += stream_lag
                 pending += await self._pending(runtime, source.key)
         return {

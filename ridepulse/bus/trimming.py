@@ -3,7 +3,8 @@
 MAXLEN/MINID (even approximate) delete pending and never-delivered entries (DESIGN §11). For
 streams whose events must not be lost we trim only below every group's oldest pending id and
 last-delivered id. Telemetry is trimmed by approximate MAXLEN on append instead: there a
-lagging consumer loses old pings by design, and the runtime counts the gap."""
+lagging consumer loses old pings by design, and the janitor counts the gap
+(ridepulse/telemetry_loss.py)."""
 
 from __future__ import annotations
 

@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client import REGISTRY
+from structlog.testing import capture_logs
 
 from ridepulse.bus.producer import Producer
 from ridepulse.bus.trimming import parse_id, trim_acknowledged
@@ -14,6 +16,7 @@ from ridepulse.contracts.registry import make
 from ridepulse.janitor import trim_telemetry_once
 from ridepulse.keys import MarketKeys
 from ridepulse.settings import Settings
+from ridepulse.telemetry_loss import TrimmedReads
 from tests.support.bus import expired_events, fill, publish_many
 
 pytestmark = pytest.mark.integration
@@ -59,6 +62,63 @@ async def test_janitor_trims_telemetry_older_than_the_retention(
     # Approximate MINID trims whole listpack nodes (100 entries): at most one node of old ones.
     assert len(old_left) <= 100, f"{len(old_left)} entries past the retention survived"
     assert len(left) - len(old_left) == 1000, "a recent entry was trimmed"
+
+
+async def lagging_groups(redis: aioredis.Redis, stream: str, retention_ms: int) -> None:
+    """300 entries past the retention then 50 recent ones; `eta.speeds` read the first and
+    stopped, `matching.geo` read them all."""
+    now = now_ms()
+    pipe = redis.pipeline(transaction=False)
+    for i in range(350):
+        at = now - retention_ms - 60_000 + i if i < 300 else now - 5_000 + i
+        pipe.xadd(stream, {"data": b"{}"}, id=f"{at}-0")
+    await pipe.execute()
+    await redis.xgroup_create(stream, "eta.speeds", id="0")
+    await redis.xgroup_create(stream, "matching.geo", id="0")
+    await redis.xreadgroup("eta.speeds", "stopped", {stream: ">"}, count=1)
+    await redis.xreadgroup("matching.geo", "live", {stream: ">"}, count=350)
+
+
+def lost_count(stream: str, group: str) -> float:
+    labels = {"service": "janitor", "group": group, "stream": stream}
+    return REGISTRY.get_sample_value("rp_entries_lost_total", labels) or 0.0
+
+
+async def test_telemetry_trimmed_before_a_group_read_it_is_counted_lost(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    """docs/architecture.md (trimming): a group lagging past the retention loses old pings by
+    design, and they are counted (`rp_entries_lost_total`, `janitor.trimmed_before_read`); an
+    entry it had read is not among them (the runtime counts a pending one when it claims it)."""
+    stream = MarketKeys("sf", settings.key_prefix).telemetry
+    await lagging_groups(redis, stream, int(settings.telemetry_retention_s * 1000))
+    before = lost_count(stream, "eta.speeds"), lost_count(stream, "matching.geo")
+    with capture_logs() as logs:
+        removed = await trim_telemetry_once(redis, settings)
+    counted = lost_count(stream, "eta.speeds") - before[0]
+    assert removed >= 200, f"the test meant whole nodes of old entries to go; {removed} went"
+    assert counted == removed - 1, f"{removed} trimmed, the group had read 1; counted {counted}"
+    told = [e for e in logs if e["event"] == "janitor.trimmed_before_read"]
+    assert [(e["group"], e["entries"]) for e in told] == [("eta.speeds", removed - 1)], told
+    assert lost_count(stream, "matching.geo") == before[1], "it had read them all"
+
+
+async def test_a_gap_is_counted_once_however_many_passes_see_it(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    stream = MarketKeys("sf", settings.key_prefix).telemetry
+    await lagging_groups(redis, stream, int(settings.telemetry_retention_s * 1000))
+    before = lost_count(stream, "eta.speeds")
+    lost = TrimmedReads()
+    with capture_logs() as logs:
+        removed = await trim_telemetry_once(redis, settings, lost)
+        await trim_telemetry_once(redis, settings, lost)
+        assert await lost.observe(redis, stream) == 0
+    assert lost_count(stream, "eta.speeds") - before == removed - 1
+    assert len([e for e in logs if e["event"] == "janitor.trimmed_before_read"]) == 1
+    await redis.xreadgroup("eta.speeds", "stopped", {stream: ">"}, count=1000)
+    assert await lost.observe(redis, stream) == 0, "the group read past the gap: it is closed"
+    assert not lost.gaps
 
 
 async def test_ride_stream_trim_keeps_every_pending_and_undelivered_entry(
