@@ -10,7 +10,8 @@ those pings by design; this janitor counts them (ridepulse/telemetry_loss.py).
 
 It also keeps the projections bounded as drivers and riders come and go: rides are taken back
 from drivers silent past `driver_lost_s` and drivers silent past `driver_evict_s` are forgotten
-(ridepulse/silent_drivers.py), riders' ride sets and the heartbeat set are trimmed
+(ridepulse/silent_drivers.py; silence counts only while drivers can be heard,
+ridepulse/unheard.py), riders' ride sets and the heartbeat set are trimmed
 (ridepulse/retention.py). Every replica may run it: each step re-checks inside its script."""
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import redis.asyncio as aioredis
+from prometheus_client import Counter
 from redis.exceptions import RedisError
 
+from ridepulse.bus.backlog import groups_backlog
 from ridepulse.bus.faults import Backoff
 from ridepulse.bus.trimming import trim_acknowledged
 from ridepulse.bus.worker import consumer_name, run_service, start_service
@@ -38,6 +41,14 @@ from ridepulse.rides.store import RideStore
 from ridepulse.settings import Settings
 from ridepulse.silent_drivers import evict_departed, release_lost_rides
 from ridepulse.telemetry_loss import TrimmedReads
+from ridepulse.unheard import UnheardTimes
+
+DRIVER_SWEEPS_HELD_BACK = Counter(
+    "rp_driver_sweeps_held_back_total",
+    "Driver sweeps that did not count a stretch when the market's drivers could not be heard "
+    "(a telemetry group behind) as silence",
+    ["market"],
+)
 
 
 async def trim_once(redis: aioredis.Redis, settings: Settings) -> int:
@@ -70,19 +81,53 @@ async def trim_telemetry_once(
 
 
 async def sweep_drivers_once(
-    redis: aioredis.Redis, settings: Settings, consumer: str = "janitor"
+    redis: aioredis.Redis,
+    settings: Settings,
+    consumer: str = "janitor",
+    unheard: dict[str, UnheardTimes] | None = None,
 ) -> dict[str, int]:
     """Rides of lost drivers first, then departed drivers: a driver released from its ride
-    this pass can be evicted in the same pass once silent past `driver_evict_s`. Their events'
-    source is `janitor/<consumer>`, as every other service's is `<service>/<instance>`."""
+    this pass can be evicted in the same pass once silent past `driver_evict_s`. Silence is
+    counted only while the server could hear the market's drivers (ridepulse/unheard.py;
+    `unheard` keeps each market's record between passes). Their events' source is
+    `janitor/<consumer>`, as every other service's is `<service>/<instance>`."""
     source = f"janitor/{consumer}"
+    unheard = {} if unheard is None else unheard
     now = await server_time_ms(redis)
     totals = {"rides_released": 0, "drivers_evicted": 0}
     for market in load_markets(settings.markets_file, settings.markets).markets:
-        store = RideStore(redis, MarketKeys(market.id, settings.key_prefix), source)
-        totals["rides_released"] += await release_lost_rides(store, now, settings.driver_lost_s)
-        totals["drivers_evicted"] += await evict_departed(store, now, settings.driver_evict_s)
+        keys = MarketKeys(market.id, settings.key_prefix)
+        times = unheard.setdefault(market.id, UnheardTimes())
+        await observe_dispatch_lag(redis, settings, keys, now, times)
+        lost_cutoff = times.cutoff_ms(now, settings.driver_lost_s)
+        evict_cutoff = times.cutoff_ms(now, settings.driver_evict_s)
+        times.forget_before(min(lost_cutoff, evict_cutoff))
+        if lost_cutoff < now - int(settings.driver_lost_s * 1000):
+            DRIVER_SWEEPS_HELD_BACK.labels(market.id).inc()
+        store = RideStore(redis, keys, source)
+        totals["rides_released"] += await release_lost_rides(
+            store, lost_cutoff, settings.driver_lost_s
+        )
+        totals["drivers_evicted"] += await evict_departed(
+            store, evict_cutoff, settings.driver_evict_s
+        )
     return totals
+
+
+async def observe_dispatch_lag(
+    redis: aioredis.Redis, settings: Settings, keys: MarketKeys, now: int, times: UnheardTimes
+) -> None:
+    """Sample the worst lag of the groups whose lag sheds pings (the one stamping
+    `drivers:seen` among them); log when the market's drivers stop and start being heard."""
+    wanted = {g.strip() for g in settings.telemetry_shed_groups.split(",") if g.strip()}
+    backlogs = await groups_backlog(redis, keys.telemetry, now, wanted)
+    lag_s = max((b.lag_s for b in backlogs.values()), default=0.0)
+    log, was_behind = get_logger(), times.behind
+    times.observe(now, lag_s, settings.telemetry_shed_lag_s)
+    if times.behind and not was_behind:
+        log.warning("janitor.drivers_unheard", market=keys.market, lag_s=round(lag_s, 1))
+    elif was_behind and not times.behind:
+        log.info("janitor.drivers_heard_again", market=keys.market)
 
 
 async def retain_once(
@@ -150,10 +195,11 @@ async def serve(settings: Settings) -> None:
 
     consumer = consumer_name(settings, "janitor")
     absent_since: dict[bytes, float] = {}
+    unheard: dict[str, UnheardTimes] = {}
     drivers_loop = _every(
         settings.driver_sweep_interval_s,
         "drivers_swept",
-        lambda: sweep_drivers_once(redis, settings, consumer),
+        lambda: sweep_drivers_once(redis, settings, consumer, unheard),
     )
     retention_loop = _every(
         settings.retention_interval_s,

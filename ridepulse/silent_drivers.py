@@ -1,4 +1,6 @@
-"""Drivers gone silent, judged on the server clock (`drivers_seen`: when each last ping arrived).
+"""Drivers gone silent, judged on the server clock (`drivers_seen`: when each last ping arrived),
+counting only the time the server could hear them (ridepulse/unheard.py: not while the group
+stamping `drivers_seen` is behind and ingest sheds their pings).
 
 Two steps, in this order, so memory levels off as drivers come and go and no ride is left with
 a driver who is not there:
@@ -20,10 +22,12 @@ PAGE = 500  # drivers per read and per eviction script: about a millisecond of s
 ASSIGNED_DRIVER_STATUSES = (b"en_route", b"on_trip")  # an offer times out on its own
 
 
-async def release_lost_rides(store: RideStore, now_ms: int, lost_s: float) -> int:
-    """Take rides back from drivers silent for `lost_s`; returns how many rides moved."""
+async def release_lost_rides(store: RideStore, cutoff_ms: int, lost_s: float) -> int:
+    """Take rides back from drivers last heard at `cutoff_ms` or before (at least `lost_s`
+    ago, more when they could not be heard for a while: ridepulse/unheard.py); returns how
+    many rides moved."""
     redis, keys = store.redis, store.keys
-    cutoff = now_ms - int(lost_s * 1000)
+    cutoff = cutoff_ms
     moved = offset = 0
     while True:
         silent: Any = await redis.zrangebyscore(
@@ -57,10 +61,11 @@ async def _release(store: RideStore, driver_id: str, lost_s: float) -> int:
     return 0 if ride is None else 1
 
 
-async def evict_departed(store: RideStore, now_ms: int, evict_s: float) -> int:
-    """Forget drivers silent for `evict_s` that hold nothing; returns how many were evicted."""
+async def evict_departed(store: RideStore, cutoff_ms: int, evict_s: float) -> int:
+    """Forget drivers that hold nothing, last heard at `cutoff_ms` or before (at least
+    `evict_s` ago); returns how many were evicted."""
     redis, keys = store.redis, store.keys
-    cutoff = now_ms - int(evict_s * 1000)
+    cutoff = cutoff_ms
     evicted = offset = 0
     while True:
         silent: Any = await redis.zrangebyscore(

@@ -12,6 +12,8 @@ from typing import Any, cast
 
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client import REGISTRY
+from structlog.testing import capture_logs
 
 from matching.geo_index import update_positions
 from ridepulse.contracts.events import (
@@ -28,6 +30,7 @@ from ridepulse.retention import prune_heartbeats, trim_rider_rides
 from ridepulse.rides import Ride, RideStore
 from ridepulse.rides.clock import server_time_ms
 from ridepulse.settings import Settings
+from ridepulse.unheard import UnheardTimes
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -115,6 +118,71 @@ async def test_a_ride_whose_driver_went_silent_during_the_trip_is_cancelled_with
     assert await redis.hget(keys.driver("d1"), "status") == b"offline"
     assert await redis.hget(keys.driver_statuses, "d1") == b"offline"
     assert await redis.zscore(keys.drivers_geo, "d1") is None, "offline yet still a candidate"
+
+
+async def started_ride_then_stopped_group(
+    redis: aioredis.Redis, keys: MarketKeys, store: RideStore
+) -> int:
+    """A ride on trip whose driver's last ping was applied just before matching's geo group
+    stopped reading (the next entry stays unread); returns when that ping was stamped."""
+    await redis.xgroup_create(keys.telemetry, "matching.geo", id="0", mkstream=True)
+    await redis.xadd(keys.telemetry, {"data": b"read"})
+    await redis.xreadgroup("matching.geo", "geo-1", {keys.telemetry: ">"}, count=10)
+    await ride_with_driver(redis, store, "started")
+    stamped_ms = await server_time_ms(redis)
+    await redis.xadd(keys.telemetry, {"data": b"unread"})
+    return stamped_ms
+
+
+async def test_no_ride_is_taken_back_while_the_group_stamping_drivers_is_behind(
+    redis: aioredis.Redis, settings: Settings, keys: MarketKeys, store: RideStore
+) -> None:
+    """README (RIDEPULSE_DRIVER_LOST_S), docs/operations.md: a lost driver is one that sent
+    nothing for DRIVER_LOST_S. While matching's geo group (which stamps drivers:seen) is
+    stopped, ingest sheds every ping: that stretch is not the driver's silence."""
+    quick = tuned(settings, driver_lost_s=2.0, driver_evict_s=3600, telemetry_shed_lag_s=0.5)
+    stamped_ms = await started_ride_then_stopped_group(redis, keys, store)
+    held_back = REGISTRY.get_sample_value("rp_driver_sweeps_held_back_total", {"market": "sf"})
+    with capture_logs() as logs:
+        while await server_time_ms(redis) < stamped_ms + 2_000 + 1_500:
+            swept = await sweep_drivers_once(redis, quick, "janitor-1")
+            assert swept["rides_released"] == 0, "a ride was taken back while none was heard"
+            await asyncio.sleep(0.1)
+    ride = await store.get("sf-r1")
+    assert ride is not None and ride.status == "started", ride
+    held_back_after = REGISTRY.get_sample_value(
+        "rp_driver_sweeps_held_back_total", {"market": "sf"}
+    )
+    assert (held_back_after or 0) > (held_back or 0), "the held-back sweeps were not counted"
+    assert any(e["event"] == "janitor.drivers_unheard" for e in logs), logs
+
+
+async def test_a_driver_silent_once_the_group_caught_up_is_released_after_the_lost_time(
+    redis: aioredis.Redis, settings: Settings, keys: MarketKeys, store: RideStore
+) -> None:
+    """The stall ends when the group has read its backlog; from then on the driver's silence
+    counts, and it is released after DRIVER_LOST_S of it, not at once."""
+    quick = tuned(settings, driver_lost_s=2.0, driver_evict_s=3600, telemetry_shed_lag_s=0.5)
+    await started_ride_then_stopped_group(redis, keys, store)
+    unheard: dict[str, UnheardTimes] = {}
+
+    async def behind() -> bool:
+        await sweep_drivers_once(redis, quick, "janitor-1", unheard)
+        return unheard["sf"].behind
+
+    await wait_until(behind, timeout_s=10, what="the janitor to see the group behind")
+    unread: Any = await redis.xreadgroup("matching.geo", "geo-1", {keys.telemetry: ">"})
+    await redis.xack(keys.telemetry, "matching.geo", *[eid for eid, _ in unread[0][1]])
+    caught_up_ms = await server_time_ms(redis)
+
+    async def released() -> int:
+        return (await sweep_drivers_once(redis, quick, "janitor-1", unheard))["rides_released"]
+
+    await wait_until(released, timeout_s=10, what="the silent driver's ride to be cancelled")
+    heard_for_s = (await server_time_ms(redis) - caught_up_ms) / 1000
+    assert heard_for_s >= 2.0 - 0.2, f"released {heard_for_s:.2f} s after the group caught up"
+    ride = await store.get("sf-r1")
+    assert ride is not None and (ride.status, ride.cancelled_by) == ("cancelled", "ops")
 
 
 async def test_a_ride_taken_back_from_a_lost_driver_waits_a_fresh_deadline_not_its_first(
@@ -216,11 +284,16 @@ async def test_a_departed_driver_is_forgotten_and_its_leaving_announced(
     await store.set_driver_status("never-pinged", "available")
     assert await redis.zscore(keys.drivers_geo, "gone") is not None
     quick = tuned(settings, driver_lost_s=0.2, driver_evict_s=0.3)
+    evicted = 0
 
-    async def evicted() -> int:
-        return (await sweep_drivers_once(redis, quick))["drivers_evicted"]
+    async def both_evicted() -> bool:
+        # stamped a few ms apart, the two may cross the eviction time in different sweeps
+        nonlocal evicted
+        evicted += (await sweep_drivers_once(redis, quick))["drivers_evicted"]
+        return evicted >= 2
 
-    assert await wait_until(evicted, timeout_s=10, what="eviction") == 2
+    await wait_until(both_evicted, timeout_s=10, what="eviction")
+    assert evicted == 2
     for driver in ("gone", "never-pinged"):
         assert not await redis.exists(keys.driver(driver))
         assert await redis.hget(keys.driver_statuses, driver) is None
