@@ -99,14 +99,18 @@ async def _serve(websocket: WebSocket, deps: Deps, driver_id: str, expires_at: f
         while True:
             raw = await _next_message(websocket)
             if len(raw) > MAX_MESSAGE_BYTES:
-                await websocket.send_text(_error("message too large"))
+                await websocket.send_text(_error("payload_too_large", "message too large"))
                 continue
             try:
                 await accept_ping(deps, driver_id, orjson.loads(raw))
             except orjson.JSONDecodeError:  # bytes that are not UTF-8 included
-                await websocket.send_text(_error("not JSON"))
+                await websocket.send_text(_error("invalid_input", "not JSON"))
             except RidePulseError as exc:
-                await websocket.send_text(_error(exc.detail, exc.field))
+                # as HTTP's Retry-After: given for 429 and 503, 1 s unless the error says
+                retry_after_s: int | None = getattr(exc, "retry_after_s", None)
+                if retry_after_s is None and exc.status in (429, 503):
+                    retry_after_s = 1
+                await websocket.send_text(_error(exc.code, exc.detail, exc.field, retry_after_s))
     except (WebSocketDisconnect, RuntimeError):  # RuntimeError: closed by the expiry task
         pass
     finally:
@@ -125,10 +129,17 @@ async def _next_message(websocket: WebSocket) -> bytes:
     return text.encode() if text is not None else message.get("bytes") or b""
 
 
-def _error(detail: str, field: str | None = None) -> str:
-    """An error reply, as text like every other message of this socket; `field` only when one
-    field is at fault, as in the HTTP API's errors."""
-    body = {"type": "error", "detail": detail} | ({"field": field} if field else {})
+def _error(
+    code: str, detail: str, field: str | None = None, retry_after_s: int | None = None
+) -> str:
+    """An error reply, as text like every other message of this socket, with the HTTP API's
+    `error` code; `field` only when one field is at fault, `retry_after_s` (HTTP's Retry-After)
+    when the ping was shed or over its rate: the app pauses its pings that long."""
+    body: dict[str, object] = {"type": "error", "error": code, "detail": detail}
+    if field:
+        body["field"] = field
+    if retry_after_s is not None:
+        body["retry_after_s"] = retry_after_s
     return orjson.dumps(body).decode()
 
 

@@ -20,6 +20,7 @@ from locust.env import Environment
 from loadtests.behaviours.driving import DriverModel, DriverState
 from loadtests.behaviours.inbox import DriverInbox, Offer
 from loadtests.behaviours.ledger import TERMINAL_STATUSES
+from loadtests.behaviours.ping_pause import PingPause
 from loadtests.runtime import runtime
 from loadtests.users.api import Reply, call, get_ride
 from loadtests.users.driver_socket import DriverSocket
@@ -55,7 +56,7 @@ class DriverUser(FastHttpUser):
         self.ticks = 0
         self.last_tick = time.monotonic()
         self.attempts = 1
-        self.pings_paused_until = 0.0  # the API shed our pings: honour its Retry-After
+        self.ping_pause = PingPause()  # the API shed our pings: honour its Retry-After
 
     def wait_time(self) -> float:
         return float(constant_pacing(runtime().config.ping_interval_s)(self))
@@ -219,7 +220,7 @@ class DriverUser(FastHttpUser):
     # -- channels -----------------------------------------------------------------------
 
     def _ping(self, ping: dict[str, Any], *, over_http: bool = False) -> None:
-        if time.monotonic() < self.pings_paused_until:
+        if self.ping_pause.paused(time.monotonic()):
             return
         if self.socket is not None and not over_http:
             ws_ping = {k: ping[k] for k in ("lat", "lon", "ts", "speed_mps", "heading")}
@@ -235,12 +236,13 @@ class DriverUser(FastHttpUser):
             shed_ok=True,
         )
         if reply.shed:
-            self.pings_paused_until = time.monotonic() + reply.retry_after_s
+            self.ping_pause.hold(reply.retry_after_s, time.monotonic())
 
     def _refresh_inbox(self) -> None:
         if self.socket is not None:
             for message in self.socket.drain():
                 self.inbox.apply_message(message)
+            self.ping_pause.hold(self.socket.take_pause_s(), time.monotonic())
             if self.ticks % WS_SAFETY_POLL_TICKS:
                 return
         reply = self._get_driver()

@@ -19,6 +19,7 @@ from locust.env import Environment
 from websockets.exceptions import WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
+from loadtests.behaviours.ping_pause import frame_retry_after_s
 from loadtests.users.samples import fire_sample
 
 OPEN_TIMEOUT_S = 10.0
@@ -34,6 +35,8 @@ class DriverSocket:
         )
         self.environment = environment
         self.connection: ClientConnection | None = None
+        # the longest pause asked for by an error frame since the last take_pause_s()
+        self.pause_s = 0.0
 
     def send(self, ping: dict[str, Any]) -> bool:
         """Send one ping, connecting first if needed; False when the socket is down."""
@@ -67,6 +70,10 @@ class DriverSocket:
             except orjson.JSONDecodeError:
                 continue
             if isinstance(message, dict) and message.get("type") == "error":
+                retry_after_s = frame_retry_after_s(message)
+                if retry_after_s:  # shed or over its rate: as HTTP's 429 + Retry-After, a pause
+                    self.pause_s = max(self.pause_s, retry_after_s)
+                    continue
                 # the server refused a ping sent over the socket: as much a failure as a 4xx
                 fire_sample(
                     self.environment, "WS", "ping rejected", 0, exception=str(message.get("detail"))
@@ -74,6 +81,12 @@ class DriverSocket:
             elif isinstance(message, dict):
                 messages.append(message)
         return messages
+
+    def take_pause_s(self) -> float:
+        """The pause the server asked for since the last call (0: none); the driver holds its
+        pings that long."""
+        pause_s, self.pause_s = self.pause_s, 0.0
+        return pause_s
 
     def close(self) -> None:
         if self.connection is not None:

@@ -184,8 +184,29 @@ def test_binary_frames_are_read_as_json_and_every_error_is_text(city: City) -> N
             return lat is not None and abs(float(lat) - spot[0]) < 1e-4
 
         wait_until_sync(arrived, timeout_s=10, what="the ping sent in a binary frame")
+        codes = []
         for bad in (b"\xff\xfe", "not json", orjson.dumps({"lat": 91, "lon": 0}), "x" * 5000):
             ws.send(bad)
             reply = ws.recv(timeout=5)
             assert isinstance(reply, str), reply  # a text frame
             assert orjson.loads(reply)["type"] == "error", reply
+            codes.append(orjson.loads(reply)["error"])
+        assert codes == ["invalid_input"] * 3 + ["payload_too_large"], codes
+
+
+def test_a_ping_over_the_drivers_rate_gets_the_error_code_and_retry_after_in_its_frame(
+    shared_city: City,
+) -> None:
+    """A ping the API refuses for now (over the driver's rate, or shed) says so on the socket
+    as HTTP does with 429 + Retry-After: `error` and `retry_after_s`, so the app can pause."""
+    city = shared_city
+    token = mint_token(city.secret, "driver", "ws-eager")
+    spot = offset(DOWNTOWN, 400, 0)
+    with connect(_ws_url(city, "ws-eager", token), open_timeout=10) as ws:
+        for _ in range(40):  # twice the burst (RIDEPULSE_PING_BURST, 20), sent at once
+            ping = {"lat": spot[0], "lon": spot[1], "ts": int(time.time() * 1000)}
+            ws.send(orjson.dumps(ping).decode())
+        refusal = _next_besides_eta(ws, timeout_s=10)
+    assert refusal["type"] == "error", refusal
+    assert refusal["error"] == "overloaded", refusal  # the code HTTP gives it
+    assert isinstance(refusal["retry_after_s"], int) and refusal["retry_after_s"] >= 1, refusal
