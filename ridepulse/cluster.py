@@ -14,11 +14,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import redis
 from redis.crc import key_slot
 
-from ridepulse.acl import service_url
 from ridepulse.errors import RedisUnavailable
 from ridepulse.redis_server import EmbeddedRedis, _password, free_port
 
@@ -180,16 +180,19 @@ class LocalCluster:
 
     @property
     def url(self) -> str:
-        """The operator's URL: any node seeds the cluster client."""
-        return f"redis+cluster://:{self.nodes[0].password}@127.0.0.1:{self.nodes[0].port}/0"
+        """The operator's URL, every node a seed: a client starts while any of them is up."""
+        return f"redis+cluster://:{quote(self.nodes[0].password)}@{self._seeds}/0"
 
     def url_for(self, service: str) -> str:
         """The URL a service connects with: its own ACL user, which every node's ACL file holds
         (the nodes share the data dir's passwords)."""
-        first = self.nodes[0]
-        return service_url(
-            "127.0.0.1", first.port, service, first.service_passwords[service], "redis+cluster"
-        )
+        password = self.nodes[0].service_passwords[service]
+        return f"redis+cluster://{quote(service)}:{quote(password)}@{self._seeds}/0"
+
+    @property
+    def _seeds(self) -> str:
+        """`host:port,host:port,...` of every node (`redis_client.cluster_seeds` reads it)."""
+        return ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
 
     def start(self, timeout_s: float = 60.0) -> LocalCluster:
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import hiredis
 import redis
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import DataError
 
 from ridepulse.settings import Settings
@@ -62,6 +63,23 @@ class HiredisPackingConnection(aioredis.Connection):
         return [b"".join(self.pack_command(*command)[0] for command in commands)]
 
 
+def cluster_seeds(url: str) -> tuple[str, list[tuple[str, int]]]:
+    """A `redis+cluster://` URL as redis-py takes it: a `redis://` URL of its first node, and
+    every other node it names (`redis+cluster://:pw@h1:p1,h2:p2/0`) as (host, port).
+
+    redis-py's URL names one node, and a client seeded from one node cannot start while that
+    node is down, however healthy the rest of the cluster; every node named is a seed."""
+    rest = url.partition("://")[2]
+    credentials, at, hosts_and_path = rest.rpartition("@")
+    hosts = re.split(r"[/?]", hosts_and_path, maxsplit=1)[0]
+    first, *others = hosts.split(",")
+    seeds = []
+    for other in others:
+        host, _, port = other.rpartition(":")
+        seeds.append((host, int(port)))
+    return f"redis://{credentials}{at}{first}{hosts_and_path[len(hosts) :]}", seeds
+
+
 def connect(
     settings: Settings, url: str | None = None, *, for_requests: bool = False
 ) -> aioredis.Redis:
@@ -87,8 +105,10 @@ def connect(
         # redis-py's asyncio cluster client has no blocking pool: past `max_connections` per node
         # it raises instead of queuing. A burst of ride requests (300 at once in the e2e suite)
         # must queue in the event loop, not fail, so the cap is wide.
+        first, seeds = cluster_seeds(target)
         cluster = RedisCluster.from_url(
-            target.replace("redis+cluster://", "redis://"),
+            first,
+            startup_nodes=[ClusterNode(host, port) for host, port in seeds],
             max_connections=max(settings.redis_max_connections, CLUSTER_MAX_CONNECTIONS_PER_NODE),
             **options,
         )
@@ -106,9 +126,9 @@ def connect(
 def connect_sync(url: str, **options: Any) -> redis.Redis:
     """A blocking client for the CLI and the launcher: a cluster client for `redis+cluster://`."""
     if url.startswith("redis+cluster://"):
-        cluster = redis.RedisCluster.from_url(
-            url.replace("redis+cluster://", "redis://"), **options
-        )
+        first, seeds = cluster_seeds(url)
+        others = [redis.cluster.ClusterNode(h, p) for h, p in seeds]  # type: ignore[no-untyped-call]
+        cluster = redis.RedisCluster.from_url(first, startup_nodes=others, **options)
         return cluster  # type: ignore[return-value]
     return redis.Redis.from_url(url, **options)
 

@@ -3,6 +3,7 @@ replica that takes over when its primary is SIGKILLed."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -18,7 +19,8 @@ import redis
 
 from ridepulse.cluster import LocalCluster, market_slot
 from ridepulse.launcher import cluster_revive_after_s
-from ridepulse.redis_client import connect_sync
+from ridepulse.redis_client import connect, connect_sync
+from ridepulse.settings import Settings
 from ridepulse.status import Status, collect_status, render
 from tests.support.waiting import wait_until_sync
 
@@ -167,6 +169,46 @@ def test_a_replica_takes_over_when_the_markets_primary_is_killed(cluster: LocalC
     finally:
         new_primary.close()
         revived.close()
+
+
+def test_a_client_from_the_url_starts_while_the_first_node_is_down(cluster: LocalCluster) -> None:
+    """docs/scaling.md: a killed primary is replaced by its replica's promotion. The URL named
+    node-0 alone, so once node-0 died no new client (a restarted service, `ridepulse status`)
+    could connect, though the cluster served: every node of the URL is a seed now."""
+    first = cluster.nodes[0]
+    client = cluster_client(cluster.url)
+    key = next(
+        k for i in range(10_000) if client.get_node_from_key(k := f"probe-{i}").port == first.port
+    )
+    client.close()
+    assert first.process is not None
+    first.process.send_signal(signal.SIGKILL)
+    first.process.wait()
+
+    def operator_writes() -> bool:
+        try:
+            fresh = cluster_client(cluster.url)
+        except (redis.ConnectionError, redis.exceptions.RedisClusterException):
+            return False
+        try:
+            return bool(fresh.set(key, "after node-0 died"))
+        except (redis.ConnectionError, redis.ResponseError, redis.exceptions.RedisClusterException):
+            return False
+        finally:
+            fresh.close()
+
+    wait_until_sync(operator_writes, timeout_s=30, what="a new client to write node-0's slot")
+
+    async def service_connects() -> int:
+        """A service's own URL and the asyncio client the services use."""
+        service: Any = connect(Settings(), cluster.url_for("ingest"))  # a RedisCluster
+        try:
+            await service.initialize()
+            return int(service.get_node_from_key(key).port)
+        finally:
+            await service.aclose()
+
+    assert asyncio.run(service_connects()) != first.port
 
 
 def _shape(url: str) -> tuple[int, int]:
