@@ -13,6 +13,7 @@ from ridepulse.cli_checks import fail, load_settings, owning_data_dir
 from ridepulse.cluster import LocalCluster
 from ridepulse.errors import RedisUnavailable
 from ridepulse.foreground import print_url_until_stopped
+from ridepulse.logs import configure_logging
 from ridepulse.markets import load_markets
 
 cluster_app = typer.Typer(help="A local Valkey Cluster (primaries, replicas, failover).")
@@ -42,7 +43,15 @@ def cluster_up(
             cluster.start()
         except RedisUnavailable as exc:
             fail(exc.detail)
+        # the revive loop's lines, on stderr: stdout carries the URL alone
+        configure_logging("cluster", settings.log_level, settings.log_format)
         try:
-            print_url_until_stopped(cluster.url, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+            # the loop `ridepulse up --cluster` runs too: a dead node is restarted after twice
+            # the node timeout, when its replica has taken over (docs/scaling.md)
+            print_url_until_stopped(
+                cluster.url,
+                {signal.SIGINT, signal.SIGTERM, signal.SIGHUP},
+                tick=cluster.revive_dead_nodes,
+            )
         finally:
             cluster.stop()

@@ -20,12 +20,20 @@ import redis
 from redis.crc import key_slot
 
 from ridepulse.errors import RedisUnavailable
+from ridepulse.logs import get_logger
 from ridepulse.redis_server import EmbeddedRedis, _password, free_port
 
 SLOTS = 16384
 # Short in development so a killed primary's replica is promoted within a few seconds; production
 # clusters keep Valkey's 15 s default.
 NODE_TIMEOUT_MS = 2000
+# A restarted node has this long to answer PING, or it is killed and tried again later.
+REVIVE_READY_TIMEOUT_S = 30.0
+# Restarts that keep failing (its port taken by another process, a full disk) are tried again
+# at doubling intervals up to this one, for as long as the cluster runs.
+REVIVE_RETRY_CAP_S = 60.0
+# What a restarted node's readiness PING may wait: the loop asking it is a watch loop.
+REVIVE_PROBE_TIMEOUT_S = 0.5
 
 
 def market_slot(market_id: str) -> int:
@@ -167,6 +175,15 @@ def _state_ok(node: NodeAddress, password: str, replicas: int) -> bool:
 
 
 @dataclass
+class Revival:
+    """A dead node on its way back: when the next restart is due, the one in flight, if any."""
+
+    due_at: float
+    spawned_at: float | None = None
+    failures: int = 0
+
+
+@dataclass
 class LocalCluster:
     data_dir: Path
     primaries: int = 3
@@ -176,7 +193,7 @@ class LocalCluster:
     node_timeout_ms: int = NODE_TIMEOUT_MS
     nodes: list[EmbeddedRedis] = field(default_factory=list)
     bus_ports: list[int] = field(default_factory=list)
-    _dead_since: dict[int, float] = field(default_factory=dict)
+    _revivals: dict[int, Revival] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -193,6 +210,11 @@ class LocalCluster:
     def _seeds(self) -> str:
         """`host:port,host:port,...` of every node (`redis_client.cluster_seeds` reads it)."""
         return ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
+
+    @property
+    def revive_after_s(self) -> float:
+        """A dead node is restarted after twice the node timeout: its replica is promoted first."""
+        return 2 * self.node_timeout_ms / 1000
 
     def start(self, timeout_s: float = 60.0) -> LocalCluster:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -275,24 +297,80 @@ class LocalCluster:
             self._addresses(), self.nodes[0].password, self.primaries * self.replicas, timeout_s
         )
 
-    def revive_dead_nodes(self, after_s: float) -> list[int]:
-        """Restart every node that has been dead for `after_s`, on its own port and data dir,
-        and return their indexes. A primary that died rejoins as a replica of the node promoted
-        in its place, so the shard has a replica again (what WAIT 1 needs). The delay lets the
-        cluster fail over first, as it must when a machine is gone for longer than the node
-        timeout; restarted at once, the node would simply resume as the primary."""
+    def revive_dead_nodes(self, after_s: float | None = None) -> list[int]:
+        """One pass of the loop that restarts dead nodes (`ridepulse up --cluster` and `ridepulse
+        cluster up` both run it), on their own ports and data dirs; the indexes of the nodes that
+        answer again. Never blocks for a node (it spawns, and asks on later passes) and never
+        raises: a node that fails to come back is logged and tried again later, while the
+        cluster serves without it.
+
+        A dead node is restarted `after_s` (default `revive_after_s`) after it was first seen
+        dead: the cluster fails over first, as it must when a machine is gone for longer than the
+        node timeout; restarted at once, the node would simply resume as the primary. A primary
+        that died rejoins as a replica of the node promoted in its place, so the shard has a
+        replica again (what WAIT 1 needs)."""
+        wait_s = self.revive_after_s if after_s is None else after_s
         revived: list[int] = []
         now = time.monotonic()
         for index, node in enumerate(self.nodes):
-            if node.process is None or node.process.poll() is None:
-                self._dead_since.pop(index, None)
-                continue
-            died = self._dead_since.setdefault(index, now)
-            if now - died >= after_s:
-                node.start()
-                del self._dead_since[index]
-                revived.append(index)
+            revival = self._revivals.get(index)
+            running = node.process is None or node.process.poll() is None
+            if revival is None:
+                if not running:
+                    self._revivals[index] = Revival(due_at=now + wait_s)
+            elif revival.spawned_at is not None:
+                if self._came_back(index, node, revival, now, wait_s):
+                    del self._revivals[index]
+                    revived.append(index)
+            elif now >= revival.due_at:
+                self._respawn(index, node, revival, now, wait_s)
         return revived
+
+    def _respawn(
+        self, index: int, node: EmbeddedRedis, revival: Revival, now: float, wait_s: float
+    ) -> None:
+        try:
+            node.spawn()
+        except (OSError, RedisUnavailable) as exc:
+            self._revive_failed(index, revival, now, wait_s, str(exc))
+            return
+        revival.spawned_at = now
+
+    def _came_back(
+        self, index: int, node: EmbeddedRedis, revival: Revival, now: float, wait_s: float
+    ) -> bool:
+        """Whether the restarted node answers; a failure (it exited, or is silent too long) is
+        logged and the next restart scheduled."""
+        assert node.process is not None and revival.spawned_at is not None
+        if node.process.poll() is not None:
+            self._revive_failed(index, revival, now, wait_s, node.exit_reason())
+            return False
+        if node.answers(timeout_s=REVIVE_PROBE_TIMEOUT_S):
+            get_logger().warning("cluster.node_revived", node=index, port=node.port)
+            return True
+        if now - revival.spawned_at >= REVIVE_READY_TIMEOUT_S:
+            node.process.kill()  # not SIGTERM and a wait: it answers nothing, and we must not wait
+            node.process.wait()
+            self._revive_failed(
+                index, revival, now, wait_s, f"no answer within {REVIVE_READY_TIMEOUT_S:.0f}s"
+            )
+        return False
+
+    def _revive_failed(
+        self, index: int, revival: Revival, now: float, wait_s: float, reason: str
+    ) -> None:
+        revival.failures += 1
+        retry_in_s = min(wait_s * 2 ** (revival.failures - 1), REVIVE_RETRY_CAP_S)
+        revival.spawned_at = None
+        revival.due_at = now + retry_in_s
+        get_logger().error(
+            "cluster.node_revive_failed",
+            node=index,
+            port=self.nodes[index].port,
+            failures=revival.failures,
+            retry_in_s=round(retry_in_s, 1),
+            reason=reason,
+        )
 
     def stop(self) -> None:
         for node in reversed(self.nodes):

@@ -300,11 +300,6 @@ class ClusterPlan:
     replicas: int = 1
 
 
-def cluster_revive_after_s(cluster: LocalCluster) -> float:
-    """A dead node is restarted after twice the node timeout: its replica is promoted first."""
-    return 2 * cluster.node_timeout_ms / 1000
-
-
 def cluster_dir(settings: Settings) -> Path:
     """Where `up --cluster` and `cluster up` keep the nodes' data."""
     return Path(settings.data_dir) / "cluster"
@@ -334,7 +329,8 @@ def run_platform(
     specs: list[ChildSpec] = []
     if cluster_plan is not None:
         # The nodes are not the supervisor's children: a node that dies is replaced by its
-        # replica's promotion (cluster failover), not restarted (docs/scaling.md).
+        # replica's promotion (cluster failover) first, and restarted by the watch loop below
+        # after twice the node timeout (docs/scaling.md).
         cluster = start_cluster(settings, cluster_plan)
         settings = settings.model_copy(update={"redis_url": cluster.url})
         remember_running_redis(settings, cluster.url)
@@ -370,8 +366,7 @@ def run_platform(
 
         def should_stop() -> bool:
             if cluster is not None and not stopping:
-                for index in cluster.revive_dead_nodes(after_s=cluster_revive_after_s(cluster)):
-                    log.warning("cluster.node_revived", node=index)
+                cluster.revive_dead_nodes()  # never blocks nor raises: a node can stay down
             return stopping
 
         supervisor.watch(should_stop)

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from ridepulse.acl import service_passwords, service_url, write_acl_file
 from ridepulse.auth import private_dir, write_private
@@ -27,6 +29,8 @@ from ridepulse.supervisor import die_with_parent
 # runs against 0 of 4, and in 9 capacity sweeps of 10 (docs/benchmarks.md). The cost: an AOF up
 # to 5x the data on disk, and as much longer to replay on a restart.
 AOF_REWRITE_ARGS = ("--auto-aof-rewrite-percentage", "400", "--auto-aof-rewrite-min-size", "256mb")
+# How long a readiness PING may wait for its reply before it counts as "not yet".
+PROBE_TIMEOUT_S = 2.0
 
 
 def server_binary() -> Path:
@@ -161,11 +165,9 @@ class EmbeddedRedis:
             *self.extra_args,
         ]
 
-    def answers(self) -> bool:
+    def answers(self, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
         """PING with the operator's password succeeds (not while the AOF is still loading)."""
-        client = redis.Redis(
-            host="127.0.0.1", port=self.port, password=self.password, socket_timeout=2
-        )
+        client = self._probe_client(timeout_s)
         try:
             return bool(client.ping())
         except redis.exceptions.RedisError:
@@ -174,6 +176,13 @@ class EmbeddedRedis:
             client.close()
 
     def start(self, timeout_s: float = 10.0) -> EmbeddedRedis:
+        self.spawn()
+        self._wait_ready(timeout_s)
+        return self
+
+    def spawn(self) -> None:
+        """Start the process and return at once: whoever waits for it to answer asks
+        `answers()` (a watch loop that must not stop for it) or calls `start()`."""
         self.prepare()
         self.process = subprocess.Popen(
             self.command(),
@@ -182,24 +191,39 @@ class EmbeddedRedis:
             preexec_fn=die_with_parent if self.dies_with_parent else None,
             start_new_session=self.dies_with_parent,
         )
-        self._wait_ready(timeout_s)
-        return self
+
+    def exit_reason(self) -> str:
+        """The end of valkey.log: why a server that exited did (a port in use, a bad AOF)."""
+        log = self.data_dir / "valkey.log"
+        return log.read_text()[-400:].strip() if log.exists() else ""
+
+    def _probe_client(self, timeout_s: float) -> redis.Redis:
+        """A client for one readiness PING. Whatever holds the port may accept and never answer
+        (another process that took it): the PING gives up after `timeout_s`, once, where
+        redis-py's default retries stretched a 2 s timeout to 26 s (and no timeout waited for
+        good), while the caller could have seen the server exit."""
+        return redis.Redis(
+            host="127.0.0.1",
+            port=self.port,
+            password=self.password,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),
+        )
 
     def _wait_ready(self, timeout_s: float) -> None:
-        client = redis.Redis(host="127.0.0.1", port=self.port, password=self.password)
+        client = self._probe_client(PROBE_TIMEOUT_S)
         deadline = time.monotonic() + timeout_s
         try:
             while time.monotonic() < deadline:
                 if self.process is not None and self.process.poll() is not None:
-                    log = self.data_dir / "valkey.log"
-                    tail = log.read_text()[-400:] if log.exists() else ""
-                    raise RedisUnavailable(f"embedded server exited at start: {tail.strip()}")
+                    raise RedisUnavailable(f"embedded server exited at start: {self.exit_reason()}")
                 try:
                     client.ping()
                     return
                 except redis.exceptions.BusyLoadingError:
                     pass  # AOF replay in progress
-                except redis.exceptions.ConnectionError:
+                except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
                     pass
                 time.sleep(0.05)
         finally:

@@ -1,11 +1,13 @@
 """Failover on a real cluster, mid-run: `ridepulse up --cluster` with one replica per primary and
 RIDEPULSE_RIDE_REPLICA_ACKS=1; SIGKILL the primary holding the market's slot; a replica is
-promoted, the services reconnect by themselves, rides go on, and no ride that got a 202 is lost."""
+promoted, the services reconnect by themselves, rides go on, and no ride that got a 202 is lost.
+And a node that cannot be restarted leaves the platform serving."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -110,7 +112,100 @@ def test_killing_the_markets_primary_mid_run_loses_no_acknowledged_ride(tmp_path
             timeout_s=60,
             what="every acknowledged ride to be offered a driver after the failover",
         )
+        # the services rode out the failover on their own connections: none died for it
+        died = [d["name"] for d in platform.log_events("service.died")]
+        assert died == [], f"services died during the failover: {died}"
     finally:
         if city is not None:
             city.close()
         platform.stop()
+
+
+def _take_port(port: int) -> socket.socket | None:
+    """A listening socket on `port` (it accepts and answers nothing), once its node let go."""
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        squatter.bind(("127.0.0.1", port))
+    except OSError:
+        squatter.close()
+        return None
+    squatter.listen()
+    return squatter
+
+
+def test_a_node_that_cannot_restart_leaves_the_platform_serving(tmp_path: Path) -> None:
+    """A replica SIGKILLed and its port taken by another process: its restart fails ("bind:
+    Address already in use"). The launcher's watch loop then hung on a PING to that port (no
+    socket timeout: no service was restarted meanwhile), and once the port was let go raised out
+    of the loop, stopping every service and every healthy node, though the cluster served
+    without the replica. Now the platform serves on, the supervisor keeps restarting services,
+    the restart is retried, and the node is back once its port is free."""
+    platform = Platform(
+        tmp_path / "city",
+        "--no-sim",
+        "--cluster",
+        "--primaries",
+        "3",
+        "--replicas",
+        "1",
+        env=FAST_CLOCKS,
+    )
+    city: City | None = None
+    squatter: socket.socket | None = None
+    try:
+        platform.wait_up(timeout_s=180)
+        city = City(platform)
+        city.wait_ready(timeout_s=60)
+        operator: Any = platform.redis_client()
+        port = int(operator.get_replicas()[0].port)
+        operator.close()
+        os.kill(_pid_listening_on(port), signal.SIGKILL)
+        squatter = wait_until_sync(lambda: _take_port(port), what=f"port {port} to take")
+        wait_until_sync(
+            lambda: platform.log_events("cluster.node_revive_failed") or platform.process.poll(),
+            timeout_s=30,
+            what="the launcher's failed restart of the node",
+        )
+        assert platform.process.poll() is None, f"ridepulse up stopped:\n{platform.tail()}"
+        failed = platform.log_events("cluster.node_revive_failed")
+        assert failed[0]["port"] == port, failed
+        # the supervisor watches on meanwhile: a service that dies now is restarted
+        eta = platform.service_process("eta")
+        assert eta is not None
+        eta.send_signal(signal.SIGKILL)
+        wait_until_sync(
+            lambda: [r for r in platform.log_events("service.restarted") if r["name"] == "eta"],
+            timeout_s=30,
+            what="eta restarted while the node cannot be",
+        )
+
+        city.go_available("squat-driver", *offset(DOWNTOWN, 200, 0))
+        key = str(uuid.uuid4())  # a retry after a slow answer is the same ride
+        ride_id = wait_until_sync(
+            lambda: _request(city, "squat-rider", key)[1],
+            timeout_s=30,
+            interval_s=0.5,
+            what="a 202 for a ride request while the node is down",
+        )
+        city.wait_ride(
+            ride_id, _was_offered, timeout_s=60, what="the ride offered while the node is down"
+        )
+
+        squatter.close()
+        squatter = None
+        revived = wait_until_sync(
+            lambda: platform.log_events("cluster.node_revived"),
+            timeout_s=90,
+            what="the node back once its port is free",
+        )
+        assert revived[0]["port"] == port, revived
+        died = [d["name"] for d in platform.log_events("service.died")]
+        assert died == ["eta"], f"services died while the node could not restart: {died}"
+    finally:
+        if squatter is not None:
+            squatter.close()
+        if city is not None:
+            city.close()
+        code = platform.stop()
+    assert code == 0, platform.tail()

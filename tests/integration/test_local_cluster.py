@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,10 +17,12 @@ from typing import Any
 import psutil
 import pytest
 import redis
+from structlog.testing import capture_logs
 
-from ridepulse.cluster import LocalCluster, market_slot
-from ridepulse.launcher import cluster_revive_after_s
+from ridepulse.cluster import NODE_TIMEOUT_MS, LocalCluster, market_slot
+from ridepulse.errors import RedisUnavailable
 from ridepulse.redis_client import connect, connect_sync
+from ridepulse.redis_server import EmbeddedRedis
 from ridepulse.settings import Settings
 from ridepulse.status import Status, collect_status, render
 from tests.support.waiting import wait_until_sync
@@ -31,7 +34,7 @@ RIDEPULSE = str(Path(sys.executable).parent / "ridepulse")
 
 def cluster_up(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RIDEPULSE_")}
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # its log lines (stderr) go to the test's output
         [
             RIDEPULSE,
             "cluster",
@@ -94,6 +97,72 @@ def test_cluster_up_serves_the_market_and_keeps_its_data_across_a_restart(tmp_pa
         stop(proc)
 
 
+def _node_processes(proc: subprocess.Popen[bytes]) -> dict[int, psutil.Process]:
+    """The nodes `cluster up` runs, by the port each listens on."""
+    nodes = {}
+    for child in psutil.Process(proc.pid).children():
+        try:
+            listening = child.net_connections(kind="tcp")
+        except psutil.NoSuchProcess:
+            continue
+        for conn in listening:
+            if conn.status == psutil.CONN_LISTEN:
+                nodes[conn.laddr.port] = child
+    return nodes
+
+
+def _replica_of(port: int, password: str) -> int | None:
+    """The port of the primary the node on `port` replicates and is linked to, if any."""
+    client: Any = redis.Redis(port=port, password=password, socket_timeout=2)
+    try:
+        replication = client.info("replication")
+    except redis.RedisError:
+        return None
+    finally:
+        client.close()
+    linked = replication["role"] == "slave" and replication["master_link_status"] == "up"
+    return int(replication["master_port"]) if linked else None
+
+
+def test_cluster_up_restarts_a_killed_primary_as_a_replica(tmp_path: Path) -> None:
+    """docs/scaling.md: a killed node is restarted after twice the node timeout and rejoins as a
+    replica, or a market under RIDEPULSE_RIDE_REPLICA_ACKS=1 refuses every ride for good (its
+    promoted primary has no replica to acknowledge WAIT 1). `cluster up` only waited for a
+    signal: the node stayed dead."""
+    proc, url = cluster_up(tmp_path / "cluster")
+    try:
+        client = cluster_client(url)
+        victim_port = int(client.get_node_from_key("rp:{sf}:rides").port)
+        client.close()
+        password = (tmp_path / "cluster" / "redis.password").read_text().strip()
+        victim = _node_processes(proc)[victim_port]
+        victim.send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+
+        def back_as_replica() -> int | None:
+            node = _node_processes(proc).get(victim_port)
+            if node is None or node.pid == victim.pid:
+                return None
+            return _replica_of(victim_port, password)
+
+        new_primary = wait_until_sync(
+            back_as_replica, timeout_s=60, interval_s=0.2, what="the killed node back, a replica"
+        )
+        back_after_s = time.monotonic() - killed_at
+        assert back_after_s >= 2 * NODE_TIMEOUT_MS / 1000, f"restarted after {back_after_s:.1f}s"
+        client = cluster_client(url)
+        assert int(client.get_node_from_key("rp:{sf}:rides").port) == new_primary
+        client.close()
+        # WAIT 1 is acknowledged again: what a ride request with replica acks needs
+        primary: Any = redis.Redis(port=new_primary, password=password)
+        try:
+            assert primary.execute_command("WAIT", 1, 5000) == 1
+        finally:
+            primary.close()
+    finally:
+        stop(proc)
+
+
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
     local = LocalCluster(tmp_path / "cluster", primaries=3, replicas=1).start()
@@ -113,7 +182,7 @@ def test_a_replica_takes_over_when_the_markets_primary_is_killed(cluster: LocalC
     victim.process.send_signal(signal.SIGKILL)
     victim.process.wait()
     killed_at = time.monotonic()
-    revive_after_s = cluster_revive_after_s(cluster)  # what the launcher's watch loop passes
+    revive_after_s = cluster.revive_after_s  # what the launcher's watch loop waits
     assert revive_after_s == 2 * cluster.node_timeout_ms / 1000
     # the launcher's first sighting of the dead node starts its clock, and restarts nothing
     assert cluster.revive_dead_nodes(after_s=revive_after_s) == []
@@ -209,6 +278,78 @@ def test_a_client_from_the_url_starts_while_the_first_node_is_down(cluster: Loca
             await service.aclose()
 
     assert asyncio.run(service_connects()) != first.port
+
+
+def test_a_node_that_cannot_restart_is_retried_without_blocking_or_raising(
+    cluster: LocalCluster,
+) -> None:
+    """A replica killed while another process takes its port: the restart fails ("bind:
+    Address already in use"). It raised out of the launcher's watch loop, which stopped every
+    service and every healthy node, after blocking that loop for 10 s. Now each pass returns at
+    once, the failure is retried later, and the node comes back once its port is free."""
+    index = cluster.primaries  # the first replica
+    node = cluster.nodes[index]
+    assert node.process is not None
+    node.process.send_signal(signal.SIGKILL)
+    node.process.wait()
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    squatter.bind(("127.0.0.1", node.port))
+    squatter.listen()  # accepts connections and answers nothing
+    slowest_pass_s = 0.0
+
+    def one_pass() -> list[int]:
+        nonlocal slowest_pass_s
+        started = time.monotonic()
+        revived = cluster.revive_dead_nodes(after_s=0.5)
+        slowest_pass_s = max(slowest_pass_s, time.monotonic() - started)
+        return revived
+
+    with capture_logs() as events:
+
+        def failures() -> list[Any]:
+            return [e for e in events if e["event"] == "cluster.node_revive_failed"]
+
+        try:
+            wait_until_sync(
+                lambda: one_pass() or len(failures()) >= 2,
+                timeout_s=30,
+                what="two failed restarts of the node whose port is taken",
+            )
+            assert node.process.poll() is not None, "a node runs without its port"
+        finally:
+            squatter.close()
+        revived = wait_until_sync(
+            one_pass, timeout_s=30, what="the node back once its port is free"
+        )
+    assert revived == [index]
+    first, second = failures()[:2]
+    assert first["node"] == index and "Address already in use" in first["reason"], first
+    assert second["retry_in_s"] > first["retry_in_s"], "retries back off"
+    assert slowest_pass_s < 1.5, f"a pass of the revive loop blocked {slowest_pass_s:.1f}s"
+    wait_until_sync(
+        lambda: _replica_of(node.port, node.password),
+        timeout_s=30,
+        what="the revived node linked to its primary, as a replica",
+    )
+
+
+@pytest.mark.timeout(60)
+def test_a_server_whose_port_is_taken_fails_its_start_at_once(tmp_path: Path) -> None:
+    """Whatever holds the port may accept connections and answer nothing; the readiness PING had
+    no socket timeout and waited on it for good instead of seeing the server exit."""
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    server = EmbeddedRedis(tmp_path / "redis", port=squatter.getsockname()[1])
+    started = time.monotonic()
+    try:
+        with pytest.raises(RedisUnavailable, match="Address already in use"):
+            server.start(timeout_s=30)
+    finally:
+        squatter.close()
+        server.stop()
+    assert time.monotonic() - started < 10
 
 
 def _shape(url: str) -> tuple[int, int]:
