@@ -430,7 +430,13 @@ def test_status_names_a_node_down_and_the_primary_it_left_without_a_replica(
         assert f"primary {lonely} has no live replica" in status.problems, status.problems
         assert "ROLE" in render(status) and down in render(status)
 
-        assert cluster.revive_dead_nodes(after_s=0) == [cluster.nodes.index(replica)]
+        revived = wait_until_sync(
+            lambda: cluster.revive_dead_nodes(after_s=0),
+            timeout_s=30,
+            interval_s=0.1,
+            what="the replica's restart",
+        )
+        assert revived == [cluster.nodes.index(replica)]
         wait_until_sync(
             lambda: collect_status(client, ["sf"], "rp").problems == [],
             timeout_s=60,
