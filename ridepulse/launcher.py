@@ -89,24 +89,14 @@ def run_server_only(settings: Settings, announce: Callable[[str], None]) -> int:
         port=previous_port(settings),
     ).prepare()
     supervisor = Supervisor([server_spec(server, settings)])
-    stopping = False
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        if signum == signal.SIGHUP and not stopping:
-            _detach_from_terminal(settings)
-        stopping = True
-
-    # before the server starts: whoever reads the URL may stop us at once
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, request_stop)
+    stop = StopRequest(settings)  # before the server starts: a reader of the URL may stop us
     try:
-        supervisor.start_all(should_stop=lambda: stopping)
+        supervisor.start_all(should_stop=stop)
         write_private(_port_file(settings), str(server.port))
         remember_running_redis(settings, server.url)
         log.info("redis.started", port=server.port, data_dir=str(server.data_dir))
         announce(server.url)
-        supervisor.watch(lambda: stopping)
+        supervisor.watch(stop)
     except StartInterrupted:
         pass
     finally:
@@ -347,27 +337,18 @@ def run_platform(
     services = service_specs(settings, client, secret, server or cluster)
     sims = simulation_specs(settings, secret) if simulate else []
     supervisor = Supervisor(specs + services + sims)
-    stopping = False
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        if signum == signal.SIGHUP and not stopping:
-            _detach_from_terminal(settings)
-        stopping = True
-
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, request_stop)
+    stop = StopRequest(settings)
     try:
-        supervisor.start_all(should_stop=lambda: stopping)
+        supervisor.start_all(should_stop=stop)
         if server is not None:
             remember_running_redis(settings, server.url)
             log.info("redis.started", port=server.port, data_dir=str(server.data_dir))
         print_banner(settings, secret, [s.name for s in services], bool(sims), server, cluster)
 
         def should_stop() -> bool:
-            if cluster is not None and not stopping:
+            if cluster is not None and not stop():
                 cluster.revive_dead_nodes()  # never blocks nor raises: a node can stay down
-            return stopping
+            return stop()
 
         supervisor.watch(should_stop)
         return 0
@@ -384,6 +365,25 @@ def run_platform(
             cluster.stop()
         if server is not None or cluster is not None:
             forget_running_redis(settings)
+
+
+class StopRequest:
+    """SIGTERM, SIGINT or SIGHUP asks the launcher to stop (it is asked with `stop()`); the
+    first SIGHUP also moves its output off the terminal that went away."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.requested = False
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP and not self.requested:
+            _detach_from_terminal(self.settings)
+        self.requested = True
+
+    def __call__(self) -> bool:
+        return self.requested
 
 
 def _detach_from_terminal(settings: Settings) -> None:
