@@ -163,8 +163,8 @@ SERVICE_GRANTS: dict[str, Grant] = {
             HEARTBEAT,
             SCRIPTS,
             RIDE_STEP_COMMANDS,
-            # XINFO GROUPS, XLEN, XRANGE: the shedding groups' backlog (ridepulse/bus/backlog.py)
-            ("xread", "xrange", "xinfo|groups", "xlen", "geosearch", "time"),
+            # XINFO GROUPS and CONSUMERS, XLEN, XRANGE: the shedding groups' backlog (backlog.py)
+            ("xread", "xrange", "xinfo|groups", "xinfo|consumers", "xlen", "geosearch", "time"),
             (
                 "waitaof",
                 "wait",
@@ -308,7 +308,16 @@ SERVICE_GRANTS: dict[str, Grant] = {
             HEARTBEAT,
             SCRIPTS,
             RIDE_STEP_COMMANDS,  # lose_driver.lua, evict_drivers.lua
-            ("exists", "xtrim", "xinfo|groups", "xpending", "time", "zrangebyscore", "zscore"),
+            (
+                "exists",
+                "xtrim",
+                "xinfo|groups",
+                "xinfo|consumers",
+                "xpending",
+                "time",
+                "zrangebyscore",
+                "zscore",
+            ),
             # telemetry groups' backlog: trimmed before read, and behind (ridepulse/bus/backlog.py)
             ("xlen", "xrange"),
             ("smembers", "srem"),  # riders' ride sets, the heartbeat set

@@ -36,8 +36,20 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def live_consumer_idle_ms(block_ms: int) -> int:
+    """How long a live consumer goes without asking for entries at most: it asks once per
+    blocking read (RIDEPULSE_BLOCK_MS, 1 s by default) and XINFO CONSUMERS' `idle` restarts at
+    each ask; a few reads' worth of handling on top. Silent longer, it is stopped (SIGSTOP, a
+    partition) or gone: 5 s by default."""
+    return 3 * block_ms + 2_000
+
+
 async def group_backlog(
-    redis: aioredis.Redis, stream: str, group: dict[Any, Any], now_ms: int
+    redis: aioredis.Redis,
+    stream: str,
+    group: dict[Any, Any],
+    now_ms: int,
+    live_idle_ms: int = live_consumer_idle_ms(1_000),
 ) -> Backlog:
     """The backlog of one group (a row of XINFO GROUPS) on `stream`, `now_ms` by the server's
     clock. One round trip (XLEN, XRANGE of one entry) when the group is behind, none otherwise:
@@ -55,6 +67,12 @@ async def group_backlog(
     else:
         trimmed = max(0, int(lag) - int(length))
         unread = int(lag) - trimmed
+    if trimmed and not unread and await _a_consumer_reads(redis, stream, group, live_idle_ms):
+        # The gap is lost (the janitor counts it) and a live group has read all that is left:
+        # it is caught up. Measured from its position regardless, a group whose backlog was
+        # trimmed while ingest shed every ping stayed behind for ever once resumed: shedding
+        # waited for the group, and the group for the pings shedding refused.
+        return Backlog(0, trimmed, 0.0, last)
     if trimmed and parse_id(last) != NEVER_READ:
         oldest_ms = parse_id(last)[0]
     elif following:
@@ -64,8 +82,20 @@ async def group_backlog(
     return Backlog(unread, trimmed, max(0.0, (now_ms - oldest_ms) / 1000), last)
 
 
+async def _a_consumer_reads(
+    redis: aioredis.Redis, stream: str, group: dict[Any, Any], live_idle_ms: int
+) -> bool:
+    """Whether some consumer of the group has asked for entries within `live_idle_ms`."""
+    consumers: Any = await redis.xinfo_consumers(stream, _text(group["name"]))
+    return any(int(c["idle"]) <= live_idle_ms for c in consumers)
+
+
 async def groups_backlog(
-    redis: aioredis.Redis, stream: str, now_ms: int, names: set[str] | None = None
+    redis: aioredis.Redis,
+    stream: str,
+    now_ms: int,
+    names: set[str] | None = None,
+    live_idle_ms: int = live_consumer_idle_ms(1_000),
 ) -> dict[str, Backlog]:
     """Every group's backlog on `stream` (those in `names` only, when given); {} when the
     stream does not exist yet."""
@@ -77,5 +107,5 @@ async def groups_backlog(
     for group in groups:
         name = _text(group["name"])
         if names is None or name in names:
-            found[name] = await group_backlog(redis, stream, group, now_ms)
+            found[name] = await group_backlog(redis, stream, group, now_ms, live_idle_ms)
     return found
