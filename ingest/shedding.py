@@ -48,7 +48,7 @@ def shed(deps: Deps, behind: str) -> Overloaded:
     """The 429 of a shed telemetry request, counted; `behind` says what fell behind."""
     PINGS_SHED.inc()
     return Overloaded(
-        f"telemetry is being shed: {behind} is behind; retry after Retry-After seconds",
+        f"telemetry is being shed: {behind} is behind; retry in {deps.shed_retry_after_s} s",
         retry_after_s=deps.shed_retry_after_s,
     )
 

@@ -8,7 +8,7 @@ from loadtests.behaviours.ping_pause import PingPause, frame_retry_after_s
 SHED_FRAME = {
     "type": "error",
     "error": "overloaded",
-    "detail": "telemetry is being shed: dispatch is behind; retry after Retry-After seconds",
+    "detail": "telemetry is being shed: dispatch is behind; retry in 13 s",
     "retry_after_s": 13,
 }
 
