@@ -291,7 +291,9 @@ def send_socket(scene: Scene, token: str, target: Target) -> Answer:
 
 
 def verify_socket(scene: Scene, target: Target, answer: Answer) -> None:
-    assert answer.body == {"type": "error", "detail": "not JSON"}, answer.body
+    assert answer.body == {"type": "error", "error": "invalid_input", "detail": "not JSON"}, (
+        answer.body
+    )
     scene.wait_position(target.driver_id, SOCKET_SPOT)
 
 
