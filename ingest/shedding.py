@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 from prometheus_client import Counter, Gauge
 from redis.exceptions import RedisError
 
-from ridepulse.bus.backlog import groups_backlog, live_consumer_idle_ms
+from ridepulse.bus.backlog import shedding_groups_backlog
 from ridepulse.errors import Overloaded
 from ridepulse.logs import get_logger
 from ridepulse.pause import sleep_or_stop
@@ -82,14 +82,12 @@ async def server_now_ms(redis: aioredis.Redis) -> int:
 
 async def dispatch_lag_s(deps: Deps) -> float:
     """The worst lag, in seconds, of the shedding groups over every market's telemetry."""
-    wanted = {g.strip() for g in deps.settings.telemetry_shed_groups.split(",") if g.strip()}
     now_ms = await server_now_ms(deps.redis)
-    live_idle_ms = live_consumer_idle_ms(deps.settings.block_ms)
     worst = 0.0
     for market in deps.markets.markets:
         stream = deps.keys(market.id).telemetry
         try:
-            backlogs = await groups_backlog(deps.redis, stream, now_ms, wanted, live_idle_ms)
+            backlogs = await shedding_groups_backlog(deps.redis, deps.settings, stream, now_ms)
         except RedisError:
             continue  # no stream yet: nothing is behind
         for name, backlog in backlogs.items():

@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 from prometheus_client import Counter
 from redis.exceptions import RedisError
 
-from ridepulse.bus.backlog import groups_backlog, live_consumer_idle_ms
+from ridepulse.bus.backlog import shedding_groups_backlog
 from ridepulse.bus.faults import Backoff
 from ridepulse.bus.trimming import trim_acknowledged
 from ridepulse.bus.worker import consumer_name, run_service, start_service
@@ -119,9 +119,7 @@ async def observe_dispatch_lag(
 ) -> None:
     """Sample the worst lag of the groups whose lag sheds pings (the one stamping
     `drivers:seen` among them); log when the market's drivers stop and start being heard."""
-    wanted = {g.strip() for g in settings.telemetry_shed_groups.split(",") if g.strip()}
-    live_idle_ms = live_consumer_idle_ms(settings.block_ms)
-    backlogs = await groups_backlog(redis, keys.telemetry, now, wanted, live_idle_ms)
+    backlogs = await shedding_groups_backlog(redis, settings, keys.telemetry, now)
     lag_s = max((b.lag_s for b in backlogs.values()), default=0.0)
     log, was_behind = get_logger(), times.behind
     times.observe(now, lag_s, settings.telemetry_shed_lag_s)

@@ -17,6 +17,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from ridepulse.bus.trimming import parse_id
+from ridepulse.settings import Settings
 
 NEVER_READ = (0, 0)  # a group created at 0 that has delivered nothing: no time to start from
 
@@ -109,3 +110,14 @@ async def groups_backlog(
         if names is None or name in names:
             found[name] = await group_backlog(redis, stream, group, now_ms, live_idle_ms)
     return found
+
+
+async def shedding_groups_backlog(
+    redis: aioredis.Redis, settings: Settings, stream: str, now_ms: int
+) -> dict[str, Backlog]:
+    """The backlog of the groups whose lag sheds telemetry (RIDEPULSE_TELEMETRY_SHED_GROUPS),
+    a consumer counted live as `live_consumer_idle_ms` of the settings' block says: what
+    ingest sheds on and the janitor holds its driver sweeps back on, measured the same way."""
+    wanted = {g.strip() for g in settings.telemetry_shed_groups.split(",") if g.strip()}
+    live_idle_ms = live_consumer_idle_ms(settings.block_ms)
+    return await groups_backlog(redis, stream, now_ms, wanted, live_idle_ms)
