@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import sys
 import urllib.request
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from ridepulse.auth import (
     resolve_secret,
     write_private,
 )
+from ridepulse.cli_checks import cannot_listen
 from ridepulse.cluster import LocalCluster
 from ridepulse.keys import GlobalKeys
 from ridepulse.logs import configure_logging, get_logger
@@ -65,14 +65,8 @@ def previous_port(settings: Settings) -> int:
         port = int(_port_file(settings).read_text())
     except (OSError, ValueError):
         return 0
-    with socket.socket() as sock:
-        # as the server binds it: SO_REUSEADDR, so its own connections in TIME_WAIT do not count
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return 0
-    return port
+    # bound as the server binds it (SO_REUSEADDR: its own connections in TIME_WAIT don't count)
+    return port if cannot_listen("127.0.0.1", port) is None else 0
 
 
 def run_server_only(settings: Settings, announce: Callable[[str], None]) -> int:
