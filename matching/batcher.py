@@ -10,19 +10,15 @@ one step, so two replicas solving the same batch make one offer per ride and per
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
-
-from redis.exceptions import RedisError
 
 from matching.assignment import Pair, Spot, assign_min_total_eta, eta_matrix
 from matching.candidates import SEARCH_RADII_M
 from matching.geo_index import nearby_available
 from matching.handlers import MatchingDeps
-from ridepulse.bus.faults import Backoff
 from ridepulse.contracts.envelope import derived_event_id
 from ridepulse.logs import get_logger
-from ridepulse.pause import sleep_or_stop
+from ridepulse.periodic import every
 from ridepulse.rides.clock import server_time_ms
 from ridepulse.rides.projection import Ride
 
@@ -111,18 +107,17 @@ async def run_batcher(deps: MatchingDeps, stop: asyncio.Event) -> None:
     """A pass every `match_batch_window_s`, on a fixed cadence: a ride requested just after a
     pass is offered at the next, so request→offered stays within the window plus one pass."""
     log = get_logger(component="batcher")
-    window = deps.settings.match_batch_window_s
-    backoff = Backoff()
-    while not stop.is_set():
-        started = time.monotonic()
-        try:
-            totals = await batch_once(deps)
-            backoff.reset()
-            if totals["waiting"]:
-                log.debug("matching.batched", **totals)
-        except (RedisError, OSError) as exc:
-            pause_s = backoff.after_failure_s(window)
-            log.warning("matching.batch_failed", error=str(exc), retry_in_s=round(pause_s, 2))
-            await sleep_or_stop(stop, pause_s)
-            continue
-        await sleep_or_stop(stop, max(0.0, window - (time.monotonic() - started)))
+
+    async def one_pass() -> None:
+        totals = await batch_once(deps)
+        if totals["waiting"]:
+            log.debug("matching.batched", **totals)
+
+    await every(
+        stop,
+        deps.settings.match_batch_window_s,
+        one_pass,
+        log=log,
+        failed="matching.batch_failed",
+        fixed_cadence=True,
+    )

@@ -9,15 +9,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from matching.geo_index import drop_stale
 from matching.handlers import MatchingDeps, try_offer
-from ridepulse.bus.faults import Backoff
 from ridepulse.contracts.envelope import derived_event_id, now_ms
 from ridepulse.errors import Conflict
 from ridepulse.logs import get_logger
-from ridepulse.pause import sleep_or_stop
+from ridepulse.periodic import every
 from ridepulse.rides.clock import server_time_ms
 
 SWEEP_INTERVAL_S = 0.25
@@ -113,15 +110,10 @@ async def sweep_once(
 async def run_sweeper(deps: MatchingDeps, stop: asyncio.Event) -> None:
     log = get_logger(component="sweeper")
     stale_marks: dict[str, int] = {}
-    backoff = Backoff()
-    while not stop.is_set():
-        pause_s = SWEEP_INTERVAL_S
-        try:
-            totals = await sweep_once(deps, stale_marks)
-            backoff.reset()
-            if any(totals.values()):
-                log.debug("matching.swept", **totals)
-        except (RedisError, OSError) as exc:
-            pause_s = backoff.after_failure_s(SWEEP_INTERVAL_S)
-            log.warning("matching.sweep_failed", error=str(exc), retry_in_s=round(pause_s, 2))
-        await sleep_or_stop(stop, pause_s)
+
+    async def one_pass() -> None:
+        totals = await sweep_once(deps, stale_marks)
+        if any(totals.values()):
+            log.debug("matching.swept", **totals)
+
+    await every(stop, SWEEP_INTERVAL_S, one_pass, log=log, failed="matching.sweep_failed")

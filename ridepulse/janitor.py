@@ -23,10 +23,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from prometheus_client import Counter
-from redis.exceptions import RedisError
 
 from ridepulse.bus.backlog import shedding_groups_backlog
-from ridepulse.bus.faults import Backoff
 from ridepulse.bus.trimming import trim_acknowledged
 from ridepulse.bus.worker import consumer_name, run_service, start_service
 from ridepulse.contracts.envelope import now_ms
@@ -34,6 +32,7 @@ from ridepulse.keys import GlobalKeys, MarketKeys
 from ridepulse.logs import get_logger
 from ridepulse.markets import load_markets
 from ridepulse.pause import sleep_or_stop
+from ridepulse.periodic import every
 from ridepulse.redis_client import connect
 from ridepulse.retention import prune_heartbeats, trim_rider_rides
 from ridepulse.rides.clock import server_time_ms
@@ -154,19 +153,13 @@ def _every(
     errors last."""
     log = get_logger()
 
+    async def one_pass() -> None:
+        totals = await step()
+        if any(totals.values()):
+            log.info(f"janitor.{name}", **totals)
+
     async def loop(stop: asyncio.Event) -> None:
-        backoff = Backoff()
-        while not stop.is_set():
-            pause_s = interval_s
-            try:
-                totals = await step()
-                backoff.reset()
-                if any(totals.values()):
-                    log.info(f"janitor.{name}", **totals)
-            except (RedisError, OSError) as exc:
-                pause_s = backoff.after_failure_s(interval_s)
-                log.warning(f"janitor.{name}_failed", error=str(exc), retry_in_s=round(pause_s, 2))
-            await sleep_or_stop(stop, pause_s)
+        await every(stop, interval_s, one_pass, log=log, failed=f"janitor.{name}_failed")
 
     return loop
 

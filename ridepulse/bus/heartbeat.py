@@ -14,13 +14,12 @@ import redis.asyncio as aioredis
 
 from ridepulse.bus.backlog import groups_backlog
 from ridepulse.bus.consumer import ConsumerRuntime
-from ridepulse.bus.faults import Backoff
 from ridepulse.bus.metrics import CONSUMER_LAG
 from ridepulse.contracts.envelope import now_ms
 from ridepulse.contracts.registry import make
 from ridepulse.keys import GlobalKeys
 from ridepulse.logs import get_logger
-from ridepulse.pause import sleep_or_stop
+from ridepulse.periodic import every
 
 HEALTH_MAXLEN = 10_000
 
@@ -104,16 +103,8 @@ class Heartbeat:
         return data
 
     async def run(self, stop: asyncio.Event) -> None:
-        backoff = Backoff()
-        while not stop.is_set():
-            pause_s = self.interval_s
-            try:
-                await self.beat()
-                backoff.reset()
-            except aioredis.RedisError as exc:  # a blip, OOM, a lost group: beat again later
-                pause_s = backoff.after_failure_s(self.interval_s)
-                self.log.warning("heartbeat.failed", error=str(exc), retry_in_s=round(pause_s, 2))
-            await sleep_or_stop(stop, pause_s)
+        # a blip, OOM, a lost group: beat again later
+        await every(stop, self.interval_s, self.beat, log=self.log, failed="heartbeat.failed")
 
     async def clear(self) -> None:
         """On clean exit: the service is gone on purpose, not dead."""

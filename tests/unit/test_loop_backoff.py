@@ -21,7 +21,7 @@ import eta.speeds
 import matching.batcher
 import matching.sweeper
 import pricing.publisher
-from ridepulse import janitor
+from ridepulse import janitor, periodic
 from ridepulse.bus import heartbeat
 
 FAILURES_BEFORE = 9  # enough for the backoff to pass any of these loops' intervals
@@ -46,7 +46,7 @@ Loop = Callable[[asyncio.Event], Awaitable[None]]
 
 @dataclass(frozen=True)
 class Case:
-    module: Any  # where the loop finds sleep_or_stop
+    module: Any  # where the loop finds sleep_or_stop (ridepulse.periodic for most)
     run: Loop
     interval_s: float
     leading: int = 0  # pauses before the first pass (the eta persister sleeps first)
@@ -69,24 +69,24 @@ def record_pauses(monkeypatch: pytest.MonkeyPatch, case: Case, stop: asyncio.Eve
 def sweeper(monkeypatch: pytest.MonkeyPatch) -> Case:
     monkeypatch.setattr(matching.sweeper, "sweep_once", ScriptedStep({"expired": 0}))
     deps: Any = SimpleNamespace()
-    return Case(matching.sweeper, partial(matching.sweeper.run_sweeper, deps), 0.25)
+    return Case(periodic, partial(matching.sweeper.run_sweeper, deps), 0.25)
 
 
 def batcher(monkeypatch: pytest.MonkeyPatch) -> Case:
     monkeypatch.setattr(matching.batcher, "batch_once", ScriptedStep({"waiting": 0}))
     deps: Any = SimpleNamespace(settings=SimpleNamespace(match_batch_window_s=0.5))
-    return Case(matching.batcher, partial(matching.batcher.run_batcher, deps), 0.5)
+    return Case(periodic, partial(matching.batcher.run_batcher, deps), 0.5)
 
 
 def janitor_loop(monkeypatch: pytest.MonkeyPatch) -> Case:
-    return Case(janitor, janitor._every(1.0, "drivers_swept", ScriptedStep({})), 1.0)
+    return Case(periodic, janitor._every(1.0, "drivers_swept", ScriptedStep({})), 1.0)
 
 
 def heartbeat_loop(monkeypatch: pytest.MonkeyPatch) -> Case:
     client: Any = None
     beat = heartbeat.Heartbeat(client, prefix="t", service="s", consumer="c", interval_s=2.0)
     monkeypatch.setattr(beat, "beat", ScriptedStep({}))
-    return Case(heartbeat, beat.run, 2.0)
+    return Case(periodic, beat.run, 2.0)
 
 
 def surge_publisher(monkeypatch: pytest.MonkeyPatch) -> Case:
