@@ -16,7 +16,7 @@ from urllib.parse import quote
 from ridepulse.acl_grants import OVERWRITES, SERVICE_GRANTS, STREAMS, Grant
 from ridepulse.auth import write_private
 
-__all__ = ["SERVICE_GRANTS", "Grant", "acl_file_text", "service_passwords", "service_url"]
+__all__ = ["SERVICE_GRANTS", "Grant", "acl_file_text", "redis_url", "service_passwords"]
 
 
 def grant_rules(grant: Grant, prefix: str) -> str:
@@ -80,5 +80,8 @@ def write_acl_file(
     write_private(path, acl_file_text(default_password, passwords, prefix))
 
 
-def service_url(host: str, port: int, user: str, password: str, scheme: str = "redis") -> str:
-    return f"{scheme}://{quote(user)}:{quote(password)}@{host}:{port}/0"
+def redis_url(nodes: str, password: str, user: str = "", *, cluster: bool = False) -> str:
+    """A URL of the server (`host:port`) or of the cluster (`host:port,host:port,...`, every
+    node a seed); no user is the operator's `default` one."""
+    scheme = "redis+cluster" if cluster else "redis"
+    return f"{scheme}://{quote(user)}:{quote(password)}@{nodes}/0"

@@ -14,11 +14,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import redis
 from redis.crc import key_slot
 
+from ridepulse.acl import redis_url
 from ridepulse.errors import RedisUnavailable
 from ridepulse.logs import get_logger
 from ridepulse.redis_server import EmbeddedRedis, _password, free_port
@@ -198,18 +198,18 @@ class LocalCluster:
     @property
     def url(self) -> str:
         """The operator's URL, every node a seed: a client starts while any of them is up."""
-        return f"redis+cluster://:{quote(self.nodes[0].password)}@{self._seeds}/0"
+        return redis_url(self._seeds, self.nodes[0].password, cluster=True)
 
     def url_for(self, service: str) -> str:
         """The URL a service connects with: its own ACL user, which every node's ACL file holds
         (the nodes share the data dir's passwords)."""
         password = self.nodes[0].service_passwords[service]
-        return f"redis+cluster://{quote(service)}:{quote(password)}@{self._seeds}/0"
+        return redis_url(self._seeds, password, service, cluster=True)
 
     @property
     def _seeds(self) -> str:
         """`host:port,host:port,...` of every node (`redis_client.cluster_seeds` reads it)."""
-        return ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
+        return ",".join(node.address for node in self.nodes)
 
     @property
     def revive_after_s(self) -> float:

@@ -18,7 +18,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from ridepulse.acl import service_passwords, service_url, write_acl_file
+from ridepulse.acl import redis_url, service_passwords, write_acl_file
 from ridepulse.auth import private_dir, write_private
 from ridepulse.errors import RedisUnavailable
 from ridepulse.supervisor import die_with_parent
@@ -119,11 +119,15 @@ class EmbeddedRedis:
     @property
     def url(self) -> str:
         """The operator's URL (the `default` user)."""
-        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+        return redis_url(self.address, self.password)
 
     def url_for(self, service: str) -> str:
         """The URL a service connects with: its own ACL user."""
-        return service_url("127.0.0.1", self.port, service, self.service_passwords[service])
+        return redis_url(self.address, self.service_passwords[service], service)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
 
     def prepare(self) -> EmbeddedRedis:
         """Choose the port (kept across restarts), password and ACL file; start nothing."""
