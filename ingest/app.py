@@ -115,6 +115,7 @@ def create_app(settings: Settings) -> FastAPI:
             consumer=consumer_name(settings, "ingest"),
             interval_s=settings.heartbeat_interval_s,
             processed=lambda: deps.batcher.pings_appended,
+            telemetry_admitted=lambda: deps.admission.share,
         )
         tasks = [
             asyncio.create_task(deps.notifier.run(stop)),

@@ -41,6 +41,7 @@ class ServiceStatus:
     pending: int
     age_s: float | None
     alive: bool
+    telemetry_admitted: float | None = None  # ingest's share of pings let in
 
 
 @dataclass
@@ -122,7 +123,14 @@ def collect_status(client: redis.Redis, configured: Sequence[str], prefix: str) 
         age_s = (now_ms - beat.get("time", now_ms)) / 1000
         status.services.append(
             ServiceStatus(
-                service, consumer, beat["processed"], beat["lag"], beat["pending"], age_s, True
+                service,
+                consumer,
+                beat["processed"],
+                beat["lag"],
+                beat["pending"],
+                age_s,
+                True,
+                beat.get("telemetry_admitted"),
             )
         )
     alive = {s.service for s in status.services if s.alive}
@@ -132,6 +140,12 @@ def collect_status(client: redis.Redis, configured: Sequence[str], prefix: str) 
         if not svc.alive and svc.service not in alive:
             status.problems.append(
                 f"service {svc.service} ({svc.consumer}) has no live heartbeat{why}"
+            )
+    for svc in status.services:
+        if svc.alive and svc.telemetry_admitted is not None and svc.telemetry_admitted < 1.0:
+            status.problems.append(
+                f"{svc.service} ({svc.consumer}) sheds telemetry: lets in "
+                f"{svc.telemetry_admitted:.0%} of pings (a group dispatch depends on lags)"
             )
     status.dead_letters = int(client.xlen(global_keys.dead_letters))
     return status
@@ -213,6 +227,8 @@ def render(status: Status) -> str:
     lines.append("SERVICE      CONSUMER                    PROCESSED      LAG  PENDING  LAST SEEN")
     for s in status.services:
         seen = "dead" if s.age_s is None else f"{s.age_s:.1f}s ago"
+        if s.telemetry_admitted is not None and s.telemetry_admitted < 1.0:
+            seen += f"  (lets in {s.telemetry_admitted:.0%} of pings)"
         lines.append(
             f"{s.service:<12} {s.consumer:<26} {s.processed:>10} {s.lag:>8} {s.pending:>8}  {seen}"
         )

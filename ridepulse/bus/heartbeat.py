@@ -44,9 +44,11 @@ class Heartbeat:
         interval_s: float,
         runtimes: Sequence[ConsumerRuntime] = (),
         processed: Callable[[], int] | None = None,
+        telemetry_admitted: Callable[[], float] | None = None,
     ) -> None:
         """`processed` counts the work of a service without consumer groups (ingest: pings
-        appended), added to what its runtimes processed."""
+        appended), added to what its runtimes processed. `telemetry_admitted` is ingest's share
+        of pings let in: its shedding is in-process, and `ridepulse status` must see it."""
         self.redis = redis
         self.keys = GlobalKeys(prefix)
         self.service = service
@@ -54,6 +56,7 @@ class Heartbeat:
         self.interval_s = interval_s
         self.runtimes = list(runtimes)
         self._processed = processed
+        self._telemetry_admitted = telemetry_admitted
         self.key = self.keys.heartbeat(service, consumer)
         self._process = psutil.Process(os.getpid())
         self.log = get_logger(consumer=consumer)
@@ -66,7 +69,9 @@ class Heartbeat:
                 CONSUMER_LAG.labels(runtime.group, source.key).set(stream_lag)
                 lag += stream_lag
                 pending += await self._pending(runtime, source.key)
+        admitted = self._telemetry_admitted
         return {
+            **({"telemetry_admitted": round(admitted(), 3)} if admitted else {}),
             "service": self.service,
             "consumer": self.consumer,
             "processed": sum(r.stats.processed for r in self.runtimes)

@@ -142,3 +142,5 @@ class ServiceHeartbeatV1(Payload):
     pending: int
     pid: int
     rss_bytes: int
+    # ingest only: the share of pings it lets in (below 1 while it sheds them)
+    telemetry_admitted: float | None = None

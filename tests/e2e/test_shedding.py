@@ -15,6 +15,7 @@ import redis
 from ingest.admission import CEILING, EARLY
 from ridepulse.redis_client import connect_sync
 from ridepulse.settings import Settings
+from ridepulse.status import collect_status
 from tests.e2e.conftest import start_city
 from tests.support.api import DOWNTOWN, City, offset
 from tests.support.processes import Platform
@@ -61,6 +62,10 @@ def metric(platform: Platform, sample: str) -> float | None:
     return None
 
 
+def status_problems(client: redis.Redis) -> list[str]:
+    return collect_status(client, ["sf"], Settings().key_prefix).problems
+
+
 def admitted_share(platform: Platform) -> float | None:
     """Ingest's share of telemetry let in, from its Prometheus gauge."""
     return metric(platform, "rp_ingest_telemetry_admitted_ratio")
@@ -99,6 +104,14 @@ def test_pings_are_shed_on_matching_lag_in_seconds_not_on_eta_lag(tmp_path: Path
             assert group_lag_s(client, "matching.geo") > CEILING * SHED_LAG_S
             replies = [ping_until(city, lambda r: True, timeout_s=0) for _ in range(5)]
             assert [r.status_code for r in replies] == [429] * 5, [r.text for r in replies]
+            # ingest's shedding is in-process: its heartbeat carries it to `ridepulse status`
+            wait_until_sync(
+                lambda: any(
+                    "sheds telemetry: lets in 0% of pings" in p for p in status_problems(client)
+                ),
+                timeout_s=10,
+                what="ridepulse status to name ingest's shedding (by its next heartbeat)",
+            )
             # what docs/operations.md tells an operator to look at for a 429 on pings
             lag = metric(
                 platform,
@@ -112,6 +125,11 @@ def test_pings_are_shed_on_matching_lag_in_seconds_not_on_eta_lag(tmp_path: Path
         reply = ping_until(city, lambda r: r.status_code == 202, timeout_s=20)
         assert reply.status_code == 202, (
             f"shedding should stop once matching caught up: {reply.text}"
+        )
+        wait_until_sync(
+            lambda: not any("sheds telemetry" in p for p in status_problems(client)),
+            timeout_s=30,
+            what="ridepulse status to stop naming ingest's shedding once it let every ping in",
         )
     finally:
         client.close()
