@@ -400,6 +400,30 @@ def test_a_service_user_really_gets_noperm_not_just_in_dryrun(
     assert {("matching", f"{SF}:rides"), ("matching", "flushall")} <= logged, logged
 
 
+@pytest.mark.parametrize(
+    ("what", "lua"),
+    [
+        ("wiping the server", "return redis.call('FLUSHALL')"),
+        ("another service's key", f"return redis.call('HSET', '{SF}:surge:cells', 'c', '9')"),
+        ("the keyspace", "return redis.call('KEYS', '*')"),
+    ],
+)
+def test_a_script_a_service_user_loads_runs_under_that_users_grant(
+    server: EmbeddedRedis, what: str, lua: str
+) -> None:
+    """docs/security.md: `SCRIPT LOAD` is granted (redis-py reloads a script the server lost),
+    so a service user can run Lua of its own; what that Lua calls is still checked against
+    the user's grant. (What no grant bounds, a loop's CPU time, the doc says too.)"""
+    client = _client(server, "ingest")  # the service that faces the internet
+    try:
+        sha = client.script_load(lua)
+        keys = [f"{SF}:surge:cells"] if "HSET" in lua else []
+        with pytest.raises(redis.ResponseError, match=r"(?i)noperm|no permissions"):
+            client.evalsha(sha, len(keys), *keys)
+    finally:
+        client.close()
+
+
 def test_the_acl_file_holds_password_hashes_only(server: EmbeddedRedis) -> None:
     text = (server.data_dir / "users.acl").read_text()
     for user, password in {"default": server.password, **server.service_passwords}.items():
