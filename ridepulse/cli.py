@@ -100,10 +100,6 @@ def up(
     and the simulated fleet."""
     if cluster and redis_url:
         fail("--cluster starts its own cluster: leave out --redis-url (or --cluster)")
-    try:
-        launcher.parse_scale(scale)
-    except ValueError as exc:
-        fail(str(exc))
     settings = load_settings(
         markets=markets,
         host=host,

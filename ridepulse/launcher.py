@@ -30,6 +30,7 @@ from ridepulse.logs import configure_logging, get_logger
 from ridepulse.markets import load_markets
 from ridepulse.redis_client import connect_sync
 from ridepulse.redis_server import EmbeddedRedis, reserve_ports
+from ridepulse.scale import parse_scale
 from ridepulse.services import SERVICE_NAMES
 from ridepulse.settings import Settings
 from ridepulse.supervisor import (
@@ -151,38 +152,12 @@ def server_spec(server: EmbeddedRedis, settings: Settings) -> ChildSpec:
 TELEMETRY_SERVICES = frozenset({"matching-geo", "eta"})
 
 
-# Services `ridepulse up --scale` may start as N replicas: matching and matching-geo share their
-# groups as they are (matching-geo's index keeps the newest ping whichever replica writes it);
-# pricing and eta split the markets by lease (RIDEPULSE_LEASES=1, docs/scaling.md). ingest and
-# the dashboard bind one port each.
-SCALABLE = ("matching", "matching-geo", "pricing", "eta")
 # One matching-geo process tops out near 95,000 pings/s on a 2-core machine while the machine
 # still has CPU to spare (it waits on the server most of the time); two share the telemetry
 # group and keep the index fresh past 120,000 (docs/benchmarks.md, the capacity sweep). An idle
 # replica costs a blocked XREADGROUP and its memory. `--scale matching-geo=1` runs one.
 DEFAULT_SCALE = {"matching-geo": 2}
 LEASED = frozenset({"pricing", "eta"})
-MAX_REPLICAS = 8
-
-
-def parse_scale(text: str | None) -> dict[str, int]:
-    """``"pricing=2,matching=3"`` → replicas per service; ValueError names what is wrong."""
-    counts: dict[str, int] = {}
-    for part in (text or "").split(","):
-        if not part.strip():
-            continue
-        name, sep, count = part.strip().partition("=")
-        if not sep or not count.strip().isdigit():
-            raise ValueError(f"--scale takes service=count pairs, got {part.strip()!r}")
-        if name not in SCALABLE:
-            raise ValueError(
-                f"--scale: {name!r} cannot run as replicas (only {', '.join(SCALABLE)})"
-            )
-        replicas = int(count)
-        if not 1 <= replicas <= MAX_REPLICAS:
-            raise ValueError(f"--scale: {name} needs 1 to {MAX_REPLICAS} replicas, got {replicas}")
-        counts[name] = replicas
-    return counts
 
 
 def service_specs(

@@ -8,6 +8,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ridepulse.logs import LogFormat
+from ridepulse.scale import parse_scale
 
 # what ridepulse.redis_client.connect understands (redis+cluster:// gives a cluster client)
 REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://")
@@ -280,6 +281,14 @@ class Settings(BaseSettings):
         if url and not url.startswith(REDIS_URL_SCHEMES):
             raise ValueError(f"a Redis URL starts with one of {', '.join(REDIS_URL_SCHEMES)}")
         return url
+
+    @field_validator("scale")
+    @classmethod
+    def _known_scale(cls, scale: str | None) -> str | None:
+        """Checked with the other settings, from the flag or the environment alike: the
+        launcher reads it only once Redis (or a whole cluster) is up."""
+        parse_scale(scale)
+        return scale
 
     @field_validator("key_prefix")
     @classmethod

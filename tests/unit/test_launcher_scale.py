@@ -9,7 +9,8 @@ import redis
 from typer.testing import CliRunner
 
 from ridepulse.cli import app
-from ridepulse.launcher import parse_scale, service_specs
+from ridepulse.launcher import service_specs
+from ridepulse.scale import parse_scale
 from ridepulse.settings import Settings
 from ridepulse.supervisor import ChildSpec
 
@@ -25,7 +26,7 @@ def test_scale_pairs_are_parsed_per_service() -> None:
     ["ingest=2", "dashboard=2", "janitor=2", "pricing", "pricing=x", "pricing=0", "pricing=9"],
 )
 def test_scale_refuses_what_cannot_run_as_replicas(text: str) -> None:
-    with pytest.raises(ValueError, match="--scale"):
+    with pytest.raises(ValueError, match=r"service=count|cannot run as replicas|needs 1 to 8"):
         parse_scale(text)
 
 
@@ -64,7 +65,21 @@ def test_leased_replicas_get_their_own_consumer_names_logs_and_the_leases(
 def test_up_refuses_a_bad_scale_before_starting_anything() -> None:
     result = CliRunner().invoke(app, ["up", "--scale", "ingest=2"])
     assert result.exit_code == 1
-    assert "cannot run as replicas" in result.output
+    assert "--scale='ingest=2': 'ingest' cannot run as replicas" in result.output
+
+
+@pytest.mark.parametrize("value", ["ingest=2", "pricing=0", "dashboard=2"])
+def test_up_refuses_a_bad_scale_from_the_environment_too(
+    value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README: a bad value stops the command before anything starts, naming the variable. From
+    RIDEPULSE_SCALE it was a traceback, after the embedded server or a whole cluster started."""
+    monkeypatch.setenv("RIDEPULSE_SCALE", value)
+    result = CliRunner().invoke(app, ["up", "--no-sim", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"error: RIDEPULSE_SCALE={value!r}: "), result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "redis").exists(), "a server was started"
 
 
 def test_matching_geo_runs_as_two_niced_replicas_by_default_and_one_on_request(
