@@ -19,6 +19,7 @@ MAX_CLIENT_MESSAGE_BYTES = 64 * 1024  # the page sends nothing that matters; ref
 
 def main(settings: Settings) -> None:
     configure_logging("dashboard", settings.log_level, settings.log_format)
+    http_server.wait_for_redis(settings)
     http_server.serve(uvicorn_config(create_app(settings), settings))
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from ingest.app import create_app
 from ridepulse.gc_tuning import tune_gc
-from ridepulse.http_server import serve, uvicorn_config
+from ridepulse.http_server import serve, uvicorn_config, wait_for_redis
 from ridepulse.logs import configure_logging
 from ridepulse.settings import Settings
 
 
 def main(settings: Settings) -> None:
     configure_logging("ingest", settings.log_level, settings.log_format)
+    wait_for_redis(settings)
     app = create_app(settings)
     tune_gc()
     serve(uvicorn_config(app, settings, port=settings.api_port, timeout_graceful_shutdown=10))

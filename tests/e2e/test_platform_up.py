@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import psutil
@@ -13,6 +14,7 @@ import pytest
 import redis
 
 from ridepulse.redis_client import connect_sync
+from ridepulse.redis_server import free_port
 from tests.support.processes import RIDEPULSE, Platform, process_gone
 from tests.support.waiting import wait_until_sync
 
@@ -94,20 +96,44 @@ def test_run_without_redis_says_what_to_do(tmp_path: Path) -> None:
 
 
 def test_run_with_unreachable_redis_is_a_one_line_error(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [RIDEPULSE, "run", "janitor"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={
-            "PATH": "/usr/bin:/bin",
-            "RIDEPULSE_DATA_DIR": str(tmp_path),
-            "RIDEPULSE_REDIS_URL": "redis://127.0.0.1:1/0",
-        },
-    )
-    assert result.returncode == 1
-    assert "cannot reach Redis at redis://127.0.0.1:1/0" in result.stderr
-    assert "Traceback" not in result.stderr
+    """architecture.md: start-up retries for 15 s, then exits 1 with a one-line error. The HTTP
+    services (ingest, the dashboard) waited for ever, a warning a second."""
+    services = ("janitor", "ingest", "dashboard")
+    started = time.monotonic()
+    procs = {
+        service: subprocess.Popen(
+            [RIDEPULSE, "run", service],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={
+                "PATH": "/usr/bin:/bin",
+                "RIDEPULSE_DATA_DIR": str(tmp_path / service),
+                "RIDEPULSE_REDIS_URL": "redis://127.0.0.1:1/0",
+                "RIDEPULSE_API_PORT": str(free_port()),
+                "RIDEPULSE_DASHBOARD_PORT": str(free_port()),
+                "RIDEPULSE_LOG_FORMAT": "json",
+            },
+        )
+        for service in services
+    }
+    try:
+        for service, proc in procs.items():
+            _, stderr = proc.communicate(timeout=60)
+            elapsed_s = time.monotonic() - started
+            assert proc.returncode == 1, (service, stderr[-2000:])
+            assert 10 <= elapsed_s <= 40, f"{service} gave up after {elapsed_s:.0f} s"
+            last = stderr.strip().splitlines()[-1]
+            assert last.startswith("error: cannot reach Redis at redis://127.0.0.1:1/0"), (
+                service,
+                last,
+            )
+            assert "Traceback" not in stderr, (service, stderr[-2000:])
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def _bare_env() -> dict[str, str]:
