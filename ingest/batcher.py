@@ -3,7 +3,8 @@
 While one append is in flight, new pings accumulate; the next append takes them all. Under
 load, one round trip serves hundreds of requests; when idle, a ping goes out at once (no
 timer adds latency). Each caller awaits the append that carried its pings, so a 202 means
-the ping is in Redis (and, with several markets, so is the driver's market: ingest.driver_homes)."""
+the ping is in Redis (and, with several markets, so is the driver's market: ingest.driver_homes).
+A failed append fails every request it carried alike (_for_waiters)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 
 from ingest.driver_homes import DriverHomes
 from ingest.fast_batch import FleetPing
+from ridepulse.bus.faults import is_transient
 from ridepulse.bus.metrics import EVENTS_PUBLISHED
 from ridepulse.contracts.envelope import new_event_id, now_ms
 
@@ -27,6 +31,20 @@ _encode = msgspec.json.Encoder().encode
 
 def _driver_of(ping: Ping) -> str:
     return ping.driver_id if isinstance(ping, FleetPing) else str(ping["driver_id"])
+
+
+def _for_waiters(exc: Exception) -> Exception:
+    """The error every request a failed append carried re-raises. A torn connection (a
+    RuntimeError or AttributeError raised inside redis-py) is told from our own bug by its
+    traceback's frames (ridepulse.bus.faults), and a shared exception keeps them only for the
+    first waiter to re-raise it: the next ones answered 500, not 503. So it is judged here,
+    while the traceback is whole, and handed on as a redis ConnectionError, which every waiter
+    answers 503 + Retry-After by its class alone."""
+    if is_transient(exc) and not isinstance(exc, RedisError):
+        failure = RedisConnectionError(f"{type(exc).__name__}: {exc}")
+        failure.__cause__ = exc
+        return failure
+    return exc
 
 
 @dataclass
@@ -74,7 +92,7 @@ class TelemetryBatcher:
                     await self._append(stream, pending)
                 except Exception as exc:
                     if pending.future is not None and not pending.future.done():
-                        pending.future.set_exception(exc)
+                        pending.future.set_exception(_for_waiters(exc))
                         pending.future.exception()  # mark retrieved: callers may be gone
                     continue
                 if pending.future is not None and not pending.future.done():

@@ -7,18 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Literal
 
 import orjson
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.connection import Connection
 
 from ingest.batcher import MAX_PINGS_PER_ENTRY, TelemetryBatcher
 from ridepulse.auth import mint_token
 from ridepulse.redis_server import free_port
 from ridepulse.settings import Settings
 from tests.support.ingest import DOWNTOWN, SF_TRIP, Ingest, pings_in, start, telemetry
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -203,6 +205,49 @@ async def test_storage_refusing_a_write_is_a_503_with_retry_after_not_a_500(
         "detail": "storage is unavailable; retry shortly",
     }
     assert response.headers["Retry-After"] == "1"
+
+
+class TornConnection:
+    """A telemetry client whose node's connection is torn down under every append: redis-py's
+    own Connection, its writer gone, raises from inside the client, as a cluster node failing
+    mid-write did (ridepulse/bus/faults.py). The first append is held until `hold` returns."""
+
+    def __init__(self, hold: Callable[[], Awaitable[object]]) -> None:
+        self.hold: Callable[[], Awaitable[object]] | None = hold
+
+    def pipeline(self, transaction: bool = False) -> TornConnection:
+        return self
+
+    def xadd(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    async def execute(self) -> None:
+        hold, self.hold = self.hold, None
+        if hold is not None:
+            await hold()
+        await Connection(host="127.0.0.1", port=1)._send_packed_command([b"PING"])
+
+
+async def test_a_connection_torn_mid_append_is_a_503_for_every_ping_the_append_carried(
+    ingest: Ingest,
+) -> None:
+    """Only the first of the requests sharing a failed append got its 503: the others re-raised
+    the same exception, whose traceback no longer showed redis-py, and answered 500."""
+    drivers = [f"d{i}" for i in range(5)]
+
+    async def every_ping_is_in() -> bool:
+        # a ping passes the rate limiter just before it joins the batcher (accept_ping)
+        return len(ingest.deps.limiter) == len(drivers)
+
+    # the first append is held until every ping is in: the last four share the second append
+    torn = TornConnection(lambda: wait_until(every_ping_is_in, what="every ping in the batcher"))
+    telemetry_client, ingest.deps.batcher.redis = ingest.deps.batcher.redis, torn
+    try:
+        responses = await asyncio.gather(*(ingest.ping(d, DOWNTOWN) for d in drivers))
+    finally:
+        ingest.deps.batcher.redis = telemetry_client
+    answers = [(r.status_code, r.json()["error"], r.headers.get("Retry-After")) for r in responses]
+    assert answers == [(503, "unavailable", "1")] * len(drivers), answers
 
 
 async def test_storage_down_is_a_503_with_retry_after_for_pings_and_ride_requests(
