@@ -51,8 +51,13 @@ async def accept_ping(deps: Deps, driver_id: str, body: Any) -> None:
     ping = check_ping(body, driver_id, now_ms())
     market = deps.markets.locate(ping["lat"], ping["lon"])
     if not deps.limiter.allow(driver_id):
-        raise Overloaded(f"driver {driver_id} exceeds {deps.limiter.rate_per_s:g} pings/s")
+        raise over_rate(deps, driver_id)
     await deps.batcher.submit(deps.keys(market.id).telemetry, [ping], market.id)
+
+
+def over_rate(deps: Deps, driver_id: str) -> Overloaded:
+    """A ping past its driver's bucket (a 429 alone, a rejected item in a batch)."""
+    return Overloaded(f"driver {driver_id} exceeds {deps.limiter.rate_per_s:g} pings/s")
 
 
 @ping_router.post(
@@ -95,6 +100,9 @@ async def _accept_batch(deps: Deps, raw: bytes) -> Response:
         accepted = count(fast)
         if accepted > deps.settings.max_batch_pings:
             raise batch_too_large(deps)
+        drivers = [ping.driver_id for group in fast.values() for ping in group]
+        if not deps.limiter.allow_all(drivers):  # a driver past its rate: named ping by ping
+            return await _post_telemetry_per_item(deps, parse_json(raw), now)
         for market_id, group in fast.items():
             await deps.batcher.submit(deps.keys(market_id).telemetry, group, market_id)
         return Response(
@@ -110,8 +118,10 @@ def batch_too_large(deps: Deps) -> InvalidInput:
 
 
 async def _post_telemetry_per_item(deps: Deps, body: Any, now: int) -> Response:
-    """A batch with a bad item (or a bad body): each item checked alone, so the good ones are
-    accepted and each bad one is named with its index, field and reason."""
+    """A batch with a bad item (or a bad body, or a driver past its rate): each item checked
+    alone, so the good ones are accepted and each bad one is named with its index, field and
+    reason. A valid ping takes a token from its driver's bucket, as a single ping does; past
+    the bucket it is rejected (the single ping's 429)."""
     pings_in = body.get("pings") if isinstance(body, dict) else None
     if not isinstance(pings_in, list):
         raise InvalidInput('body must be {"pings": [...]}', field="pings")
@@ -128,6 +138,8 @@ async def _post_telemetry_per_item(deps: Deps, body: Any, now: int) -> Response:
             )
             ping = check_ping(item, driver_id, now)
             market = deps.markets.locate(ping["lat"], ping["lon"])
+            if not deps.limiter.allow(driver_id):
+                raise over_rate(deps, driver_id)
         except RidePulseError as exc:
             errors.append({"index": index, "field": exc.field, "reason": exc.detail})
             continue

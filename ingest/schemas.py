@@ -93,7 +93,8 @@ class FleetPingIn(PingIn):
 
 class TelemetryBatchIn(BaseModel):
     pings: list[FleetPingIn] = Field(
-        description="at most RIDEPULSE_MAX_BATCH_PINGS items (else 422); invalid items are "
+        description="at most RIDEPULSE_MAX_BATCH_PINGS items (else 422); invalid items, and "
+        "pings past their driver's rate (RIDEPULSE_PING_RATE_PER_S, as for a single ping), are "
         "counted in `rejected` and listed in `errors`, the others are accepted"
     )
 

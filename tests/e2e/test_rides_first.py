@@ -39,7 +39,13 @@ RIDE_P90_BOUND_S = 0.35
 
 @pytest.fixture
 def unshed_city(tmp_path: Path) -> Iterator[City]:
-    platform, client = start_city(tmp_path / "city", RIDEPULSE_TELEMETRY_SHED_LAG_S="100000")
+    # each flooder re-sends its 5,000 drivers back to back, far past a driver's ping rate: under
+    # the default limit most of the flood would be rejected (cheap, flooding nothing)
+    platform, client = start_city(
+        tmp_path / "city",
+        RIDEPULSE_TELEMETRY_SHED_LAG_S="100000",
+        RIDEPULSE_PING_RATE_PER_S="1000",
+    )
     yield client
     client.close()
     denied = platform.acl_denials()

@@ -8,6 +8,7 @@ import math
 import random
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, cast
 
 import orjson
@@ -16,6 +17,7 @@ import redis
 
 from ridepulse.geo import cell_center, cell_of, haversine_m
 from ridepulse.redis_client import connect_sync
+from tests.e2e.conftest import running_city
 from tests.support.api import DOWNTOWN, City, offset
 from tests.support.waiting import wait_until_sync
 
@@ -27,6 +29,14 @@ SURGE_EVENTS = "rp:{sf}:surge"
 ETA_EVENTS = "rp:{sf}:eta"
 SPEEDS = "rp:{sf}:eta:speeds"
 M_PER_DEG_LAT = 111_195.0
+
+
+@pytest.fixture
+def city(tmp_path: Path) -> Iterator[City]:
+    """A fresh city whose drivers may send a burst of 100 pings: the speed test uploads 4.5
+    minutes of a probe fleet's history at once, 90 pings a driver (the default burst is 20)."""
+    with running_city(tmp_path / "city", RIDEPULSE_PING_BURST="100") as client:
+        yield client
 
 
 @pytest.fixture

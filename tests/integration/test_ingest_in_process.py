@@ -283,6 +283,50 @@ async def test_a_driver_past_its_burst_gets_429_while_others_are_unaffected(
     assert sorted(drivers) == ["d1", "d1", "d1", "d2"]
 
 
+def over_rate(index: int, driver: str) -> dict[str, Any]:
+    return {"index": index, "field": None, "reason": f"driver {driver} exceeds 0.001 pings/s"}
+
+
+async def test_a_fleet_batch_draws_on_each_drivers_bucket_and_rejects_the_pings_past_it(
+    settings: Settings, redis: aioredis.Redis
+) -> None:
+    """README: RIDEPULSE_PING_RATE_PER_S is per driver, whoever sends the ping; a fleet batch
+    for a driver past its rate was accepted whole."""
+    slow = settings.model_copy(update={"ping_burst": 3.0, "ping_rate_per_s": 0.001})
+    async with start(slow) as ingest:
+        assert [(await ingest.ping("d1", DOWNTOWN)).status_code for _ in range(2)] == [202, 202]
+        batch = [{"driver_id": d, **DOWNTOWN} for d in ("d1", "d2", "d1", "d2", "d1", "d2", "d2")]
+        response = await ingest.batch(batch)
+        assert response.status_code == 202, response.text
+        assert response.json() == {
+            "accepted": 4,
+            "rejected": 3,
+            "errors": [over_rate(2, "d1"), over_rate(4, "d1"), over_rate(6, "d2")],
+        }
+        # each driver once (the decoder's fast path): only the drained driver's ping is refused
+        again = await ingest.batch(
+            [{"driver_id": "d3", **DOWNTOWN}, {"driver_id": "d2", **DOWNTOWN}]
+        )
+        assert (again.json()["accepted"], again.json()["errors"][0]["index"]) == (1, 1)
+        assert (await ingest.ping("d2", DOWNTOWN)).status_code == 429  # drained by the batch
+    drivers = sorted(p["driver_id"] for p in await pings_in(redis, telemetry(settings)))
+    assert drivers == ["d1"] * 3 + ["d2"] * 3 + ["d3"]
+
+
+async def test_a_fleet_batch_within_every_drivers_burst_is_accepted_whole(
+    ingest: Ingest, redis: aioredis.Redis
+) -> None:
+    """The default burst (20) at one instant, a driver's 20 pings in one batch; then 200
+    drivers once each. A burst's refill times sum in floats (19 × 0.2 s), never short of it."""
+    one_driver = [{"driver_id": "d1", **DOWNTOWN}] * 20
+    fleet = [{"driver_id": f"f{i}", **DOWNTOWN} for i in range(200)]
+    for batch in (one_driver, fleet):
+        response = await ingest.batch(batch)
+        assert response.json() == {"accepted": len(batch), "rejected": 0, "errors": []}
+    assert len(await pings_in(redis, telemetry(ingest.settings))) == 220
+    assert (await ingest.ping("d1", DOWNTOWN)).status_code == 429
+
+
 # authentication
 
 

@@ -21,6 +21,28 @@ def test_a_driver_gets_its_burst_then_the_rate() -> None:
     assert not limiter.allow("d", now=101.1)
 
 
+def test_a_burst_sent_at_one_instant_is_let_in_whole_alone_or_in_a_batch() -> None:
+    """19 pings' refill times (0.2 s each) summed in floats must not come out over 3.8 s."""
+    at = 12_345.678  # a monotonic clock's kind of value, where the rounding shows
+    alone = PingRateLimiter(rate_per_s=5.0, burst=20.0)
+    assert [alone.allow("d", now=at) for _ in range(21)] == [True] * 20 + [False]
+    batch = PingRateLimiter(rate_per_s=5.0, burst=20.0)
+    assert batch.allow_all(["d"] * 20, now=at)
+    assert not batch.allow("d", now=at)
+
+
+def test_a_batch_takes_a_token_per_ping_or_none_at_all() -> None:
+    limiter = PingRateLimiter(rate_per_s=1.0, burst=3.0)
+    assert limiter.allow_all(["a", "b", "a"], now=100.0)  # a: 1 token left, b: 2
+    assert not limiter.allow_all(["b", "a", "a"], now=100.0)  # a has 1 for 2 pings
+    assert not limiter.allow_all(["c", "a", "a"], now=100.0)
+    assert limiter.allow_all(["a", "b", "c"], now=100.0)  # each driver once; nothing was taken
+    assert not limiter.allow_all(["a", "d"], now=100.0)  # a is empty
+    assert [limiter.allow("b", now=100.0) for _ in range(2)] == [True, False]
+    assert limiter.allow_all(["a", "b", "d"], now=101.0)  # a token back after a second
+    assert not limiter.allow_all(["a"], now=101.0)
+
+
 def test_refilled_buckets_are_dropped_and_active_ones_kept() -> None:
     limiter = PingRateLimiter(rate_per_s=1.0, burst=5.0)
     t = 1000.0
