@@ -32,7 +32,7 @@ from ridepulse.auth import resolve_secret
 from ridepulse.bus.heartbeat import Heartbeat
 from ridepulse.bus.worker import consumer_name
 from ridepulse.http_errors import install_error_handlers
-from ridepulse.keys import GlobalKeys, MarketKeys
+from ridepulse.keys import MarketKeys
 from ridepulse.markets import load_markets
 from ridepulse.redis_client import connect
 from ridepulse.rides.store import RideStore
@@ -65,7 +65,7 @@ def build_deps(settings: Settings) -> Deps:
     markets = load_markets(settings.markets_file, settings.markets)
     source = f"ingest/{socket.gethostname()}/{os.getpid()}"
     homes = (
-        DriverHomes(GlobalKeys(settings.key_prefix), settings.driver_evict_s)
+        DriverHomes(settings.key_prefix, markets.by_id, settings.driver_evict_s)
         if len(markets.markets) > 1
         else None
     )

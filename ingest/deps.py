@@ -17,7 +17,7 @@ from ingest.driver_homes import DriverHomes
 from ingest.ratelimit import PingRateLimiter, limit_rider
 from ridepulse.auth import Principal, bearer, verify_token
 from ridepulse.errors import InvalidInput, NotFound, PayloadTooLarge
-from ridepulse.keys import GlobalKeys, MarketKeys
+from ridepulse.keys import MarketKeys
 from ridepulse.markets import Market, MarketMap
 from ridepulse.rides.ids import market_of_ride
 from ridepulse.rides.store import RideStore
@@ -73,12 +73,11 @@ class Deps:
     def store_for_ride(self, ride_id: str) -> RideStore:
         return self.stores[self.market_of_ride(ride_id).id]
 
-    async def limit_rider(self, who: Principal, action: str, per_min: int) -> None:
-        """A rider's per-minute limit of `action` (429 past it); ops and drivers are not
-        limited here."""
+    async def limit_rider(self, who: Principal, market_id: str, action: str, per_min: int) -> None:
+        """A rider's per-minute limit of `action` in the market (429 past it), counted in the
+        market's slot like the rest of the request; ops and drivers are not limited here."""
         if who.role == "rider":
-            keys = GlobalKeys(self.settings.key_prefix)
-            await limit_rider(self.redis, keys, who.subject, action, per_min)
+            await limit_rider(self.redis, self.keys(market_id), who.subject, action, per_min)
 
     def authenticate(self, header: str | None) -> Principal:
         """Verify an `api`-audience bearer token (dashboard tokens get 401); verified tokens

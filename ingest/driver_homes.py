@@ -7,6 +7,11 @@ then indexed its position in a market where its status was unknown: its rides ex
 Ingest knows the market when it accepts the ping, so it records it in the same round trip as the
 append, before the 202.
 
+The record lives in the ping's market (`{market}:driver-home:<driver>`, the time it was written),
+so a ping touches its market's slot only: on a cluster another shard's failure never holds it up.
+A lookup reads the driver's record in every market (one GET each, pipelined) and takes the
+newest: a driver that moved keeps its old market's record until the TTL, older than the new one.
+
 A record is written only when this process has not written that driver's market lately: when the
 market changed, or half the record's TTL has passed. That is a write per driver per few minutes,
 not per ping. The TTL (`driver_evict_s`) lets departed drivers' records go as their hashes do.
@@ -18,18 +23,24 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ridepulse.keys import GlobalKeys
+from ridepulse.keys import MarketKeys
 
 MAX_REMEMBERED = 1_000_000  # drivers whose last write this process remembers (~100 MB at most)
 
 
 class DriverHomes:
     def __init__(
-        self, keys: GlobalKeys, ttl_s: float, clock: Callable[[], float] = time.monotonic
+        self,
+        prefix: str,
+        market_ids: Iterable[str],
+        ttl_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        self.keys = keys
+        self.keys = {market_id: MarketKeys(market_id, prefix) for market_id in market_ids}
         self.ttl_s = max(1, round(ttl_s))
         self._clock = clock
+        self._wall_clock = wall_clock  # the records' times, compared across ingest processes
         self._written: dict[str, tuple[str, float]] = {}  # driver → (market, rewrite due)
 
     def unrecorded(self, market_id: str, driver_ids: Iterable[str]) -> dict[str, str]:
@@ -44,8 +55,9 @@ class DriverHomes:
         return due
 
     def write(self, pipe: Any, homes: dict[str, str]) -> None:
+        written_ms = round(self._wall_clock() * 1000)
         for driver_id, market_id in homes.items():
-            pipe.set(self.keys.driver_market(driver_id), market_id, ex=self.ttl_s)
+            pipe.set(self.keys[market_id].driver_home(driver_id), written_ms, ex=self.ttl_s)
 
     def recorded(self, homes: dict[str, str]) -> None:
         """The records are in Redis: skip them until the market changes or half the TTL passes."""
@@ -56,5 +68,13 @@ class DriverHomes:
             self._written[driver_id] = (market_id, rewrite_at)
 
     async def market_of(self, redis: Any, driver_id: str) -> str | None:
-        raw = await redis.get(self.keys.driver_market(driver_id))
-        return raw.decode() if raw is not None else None
+        """The market of the driver's newest record; None if no market has one."""
+        pipe = redis.pipeline(transaction=False)
+        for keys in self.keys.values():
+            pipe.get(keys.driver_home(driver_id))
+        found = [
+            (int(written_ms), market_id)
+            for market_id, written_ms in zip(self.keys, await pipe.execute(), strict=True)
+            if written_ms is not None
+        ]
+        return max(found)[1] if found else None

@@ -3,8 +3,10 @@
 Pings: a token bucket per driver, in this process's memory, because it sits on the hot path (a
 Redis round trip per ping would halve ingest throughput); with N ingest replicas behind a
 balancer the effective limit is at most N×. A single ping and each ping of a fleet's batch
-draw on the same bucket. Rider limits are counted in Redis (exact across
-replicas); WebSocket caps per process, like the sockets themselves."""
+draw on the same bucket. Rider limits are counted in Redis (exact across replicas), per rider
+and market: the counter lives in the market's slot, so a request never waits on another
+market's shard, and a rider active in k markets at once gets k× the limit. WebSocket caps per
+process, like the sockets themselves."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from itertools import repeat
 import redis.asyncio as aioredis
 
 from ridepulse.errors import RateLimited
-from ridepulse.keys import GlobalKeys
+from ridepulse.keys import MarketKeys
 
 MAX_TRACKED_DRIVERS = 200_000
 SWEEP_EVERY_S = 30.0
@@ -105,9 +107,9 @@ class PingRateLimiter:
 
 
 async def limit_rider(
-    redis: aioredis.Redis, keys: GlobalKeys, rider_id: str, action: str, per_min: int
+    redis: aioredis.Redis, keys: MarketKeys, rider_id: str, action: str, per_min: int
 ) -> None:
-    """A fixed one-minute window per rider and action, counted in Redis so the limit holds
+    """A fixed one-minute window per rider, action and market, counted in Redis so the limit holds
     across ingest replicas (unlike the ping bucket, these routes are not the hot path).
     RateLimited (429, Retry-After = the rest of the window) past `per_min`; 0 = no limit."""
     if per_min <= 0:

@@ -39,8 +39,8 @@ async def quote(
 ) -> JSON:
     who.require("rider", "ops")
     deps = get_deps(request)
-    await deps.limit_rider(who, "quotes", deps.settings.rider_quotes_per_min)
     pickup, dropoff = (pickup_lat, pickup_lon), (dropoff_lat, dropoff_lon)
-    check_trip(deps.markets, pickup, dropoff, ("pickup_lat", "dropoff_lat"))
+    market = check_trip(deps.markets, pickup, dropoff, ("pickup_lat", "dropoff_lat"))
+    await deps.limit_rider(who, market.id, "quotes", deps.settings.rider_quotes_per_min)
     result = await make_quote(deps, who.subject, pickup, dropoff)
     return JSON({**asdict(result), "currency": "USD"})

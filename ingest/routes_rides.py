@@ -10,7 +10,6 @@ from typing import Annotated
 import orjson
 from fastapi import APIRouter, Depends, Header, Request
 
-from ingest import idempotency_claim
 from ingest.deps import Deps, get_deps, json_body, principal
 from ingest.durability import make_durable, pinned, run_script
 from ingest.quotes import checked_quote_id, pickup_surge, trip_cells
@@ -46,11 +45,10 @@ REQUEST_ERRORS = error_responses(
     422,
     429,
     503,
-    retry_after=(409, 429, 503),
+    retry_after=(429, 503),
     descriptions={
         404: "The ride this Idempotency-Key made is gone",
-        409: "The first request with this Idempotency-Key is still being answered (retry after "
-        "`Retry-After` seconds), or the ride exists already",
+        409: "The ride exists already",
         429: "Past the rider's requests per minute or open rides; retry after `Retry-After`",
     },
 )
@@ -109,7 +107,6 @@ async def request_ride(
 ) -> JSON:
     deps = get_deps(request)
     who.require("rider")
-    await deps.limit_rider(who, "ride requests", deps.settings.rider_ride_requests_per_min)
     body = await json_body(request, 8192)
     if not isinstance(body, dict):
         raise InvalidInput("body must be a JSON object")
@@ -120,14 +117,12 @@ async def request_ride(
     dropoff_lat, dropoff_lon = check_point(body.get("dropoff"), "dropoff")
     pickup = (pickup_lat, pickup_lon)
     market = check_trip(deps.markets, pickup, (dropoff_lat, dropoff_lon), ("pickup", "dropoff"))
+    # Counted once the pickup names the market: every key this request touches is in its slot.
+    await deps.limit_rider(
+        who, market.id, "ride requests", deps.settings.rider_ride_requests_per_min
+    )
     quote_id = checked_quote_id(body.get("quote_id"))
     digest = request_hash((pickup_lat, pickup_lon), (dropoff_lat, dropoff_lon), quote_id)
-    if idempotency_key is not None:
-        replay = await idempotency_claim.claim(
-            deps, market.id, who.subject, idempotency_key, digest
-        )
-        if replay is not None:
-            return JSON({"ride_id": replay, "status": "requested"}, status_code=202)
     # without a quote, the surge a quote would have said (leaving it out skipped surge)
     surge = None if quote_id else await pickup_surge(deps, market.id, pickup)
     store = deps.stores[market.id]
@@ -150,8 +145,6 @@ async def request_ride(
             run=lambda script, keys, args: run_script(pin, script, keys, args),
         )
         await make_durable(deps, pin)
-    if idempotency_key is not None:
-        await idempotency_claim.keep(deps, who.subject, idempotency_key)
     # A replay answers what the first request was answered: the ride id, `requested`.
     status = ride.status if created else "requested"
     return JSON({"ride_id": ride.ride_id, "status": status}, status_code=202)
@@ -175,7 +168,8 @@ async def get_ride(ride_id: str, request: Request, who: Who) -> JSON:
 )
 async def cancel_ride(ride_id: str, request: Request, who: Who) -> JSON:
     deps = get_deps(request)
-    await deps.limit_rider(who, "cancels", deps.settings.rider_cancels_per_min)
+    market = deps.market_of_ride(ride_id)  # the ride id's market: its slot holds the counter
+    await deps.limit_rider(who, market.id, "cancels", deps.settings.rider_cancels_per_min)
     ride = await _ride(deps, ride_id, who)
     if who.role == "rider":
         by = "rider"

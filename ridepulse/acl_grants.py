@@ -182,15 +182,14 @@ SERVICE_GRANTS: dict[str, Grant] = {
                 "{*}:idem:*",
                 "{*}:rider:*",
                 "{*}:drivers:seen",  # accept checks freshness on the server clock
-                "rate:rider:*",
-                "idem-claim:*",  # an Idempotency-Key across markets (ingest/idempotency_claim.py)
-                "driver-market:*",  # each driver's market, with several (ingest/driver_homes.py)
+                "{*}:rate:rider:*",  # per-rider minute counters, in the request's market
+                "{*}:driver-home:*",  # each driver's market, with several (ingest/driver_homes.py)
             ),
         ),
         writes=_unique(
             RIDE_STEP_KEYS,
             ("{*}:telemetry", "{*}:quote:*", "{*}:idem:*", "{*}:rider:*", "{*}:drivers:seen"),
-            ("rate:rider:*", "idem-claim:*", "driver-market:*"),
+            ("{*}:rate:rider:*", "{*}:driver-home:*"),
             _heartbeat_keys("ingest"),
         ),
         appends=("{*}:telemetry", "{*}:rides", "health"),

@@ -1,5 +1,8 @@
 """Every Redis key name, built in one place. The market is the hash tag: all keys one atomic
-step touches share `{market}`, so the same scripts run on one Redis and on Redis Cluster."""
+step touches share `{market}`, so the same scripts run on one Redis and on Redis Cluster, and
+every key a market's request touches (ride request, quote, ride read and actions, ping) is in
+that market's slot: on a cluster a market's requests never wait on another market's shard
+(tests/unit/test_market_request_keys.py). GlobalKeys are the few keys no request waits on."""
 
 from __future__ import annotations
 
@@ -109,10 +112,20 @@ class MarketKeys:
         """SET of event ids already applied to a ride (24 h TTL): a redelivered step is a no-op."""
         return f"{self._base}:applied:ride:{ride_id}"
 
+    def rider_rate(self, rider_id: str, action: str, window: int) -> str:
+        """The rider's fixed-window request counter in this market (one key per minute, expires
+        with it): the limits are per rider and market, so a request never leaves its shard."""
+        return f"{self._base}:rate:rider:{rider_id}:{action}:{window}"
+
+    def driver_home(self, driver_id: str) -> str:
+        """When (ms) ingest last recorded that the driver pings from this market
+        (ingest.driver_homes), with several markets: the newest record across markets wins."""
+        return f"{self._base}:driver-home:{driver_id}"
+
 
 @dataclass(frozen=True, slots=True)
 class GlobalKeys:
-    """The few keys that belong to no market."""
+    """The few keys that belong to no market: bookkeeping no request waits on (docs/scaling.md)."""
 
     prefix: str = "rp"
 
@@ -127,14 +140,6 @@ class GlobalKeys:
 
     def heartbeat(self, service: str, consumer: str) -> str:
         return f"{self.prefix}:heartbeat:{service}:{consumer}"
-
-    def rider_rate(self, rider_id: str, action: str, window: int) -> str:
-        """Per-rider fixed-window request counter (one key per minute, expires with it)."""
-        return f"{self.prefix}:rate:rider:{rider_id}:{action}:{window}"
-
-    def driver_market(self, driver_id: str) -> str:
-        """The market the driver last pinged from (ingest.driver_homes), with several markets."""
-        return f"{self.prefix}:driver-market:{driver_id}"
 
     @property
     def heartbeats(self) -> str:

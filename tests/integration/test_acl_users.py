@@ -79,6 +79,10 @@ MUST_NOT: dict[str, list[tuple[str, ...]]] = {
         # it heartbeats but runs no consumer group
         ("XPENDING", f"{SF}:rides", "matching"),
         ("XINFO", "STREAM", f"{SF}:telemetry"),
+        # the keys of a market's requests carry its tag; untagged ones would sit on any shard
+        ("INCRBY", "rp:rate:rider:r1:quotes:29000000", "1"),
+        ("SET", "rp:idem-claim:r1:key-1", "sf|abc", "NX", "EX", "10"),
+        ("SET", "rp:driver-market:d1", "sf", "EX", "600"),
     ],
     "matching": [
         ("XADD", f"{SF}:telemetry", "*", "k", "v"),
@@ -197,9 +201,11 @@ MUST: dict[str, list[tuple[str, ...]]] = {
     "ingest": [
         *RIDE_STEP_SAMPLES,
         ("XADD", f"{SF}:telemetry", "MAXLEN", "~", "100000", "*", "k", "v"),
-        ("SET", "rp:idem-claim:r1:key-1", "sf|abc", "NX", "EX", "10"),
-        ("GET", "rp:idem-claim:r1:key-1"),
-        ("EXPIRE", "rp:idem-claim:r1:key-1", "86400"),
+        # a market's request touches its market's slot only (tests/unit/test_market_request_keys.py)
+        ("INCRBY", f"{SF}:rate:rider:r1:quotes:29000000", "1"),
+        ("EXPIRE", f"{SF}:rate:rider:r1:quotes:29000000", "120"),
+        ("SET", f"{SF}:driver-home:d1", "1700000000000", "EX", "600"),
+        ("GET", f"{SF}:driver-home:d1"),
         ("XREAD", "COUNT", "500", "STREAMS", f"{SF}:rides", f"{SF}:eta", "$", "$"),
         ("XINFO", "GROUPS", f"{SF}:telemetry"),
         ("XRANGE", f"{SF}:telemetry", "-", "+", "COUNT", "1"),

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from ridepulse.keys import GlobalKeys, MarketKeys
+from ridepulse.keys import MarketKeys
 from ridepulse.settings import Settings
 from tests.support.ingest import DOWNTOWN, Ingest, start
 
@@ -90,11 +90,13 @@ async def test_a_fleet_batch_records_each_drivers_market_before_its_202(
         "/v1/telemetry", json={"pings": pings}, headers=two_markets.auth("fleet", "f1")
     )
     assert response.status_code == 202, response.text
-    keys = GlobalKeys(two_markets.settings.key_prefix)
-    assert await redis.get(keys.driver_market("fleet-nyc")) == b"nyc"
-    assert await redis.get(keys.driver_market("fleet-sf")) == b"sf"
+    prefix = two_markets.settings.key_prefix
+    nyc, sf = MarketKeys("nyc", prefix), MarketKeys("sf", prefix)
+    # each record is in its ping's market: the ping touched no other market's slot
+    assert await redis.exists(nyc.driver_home("fleet-nyc"), sf.driver_home("fleet-sf")) == 2
+    assert await redis.exists(sf.driver_home("fleet-nyc"), nyc.driver_home("fleet-sf")) == 0
     # the record goes with a departed driver's hash (driver_evict_s), not kept forever
-    ttl = await redis.ttl(keys.driver_market("fleet-nyc"))
+    ttl = await redis.ttl(nyc.driver_home("fleet-nyc"))
     assert 0 < ttl <= two_markets.settings.driver_evict_s
 
 
@@ -105,5 +107,5 @@ async def test_with_one_market_nothing_is_recorded(
         assert (await ingest.ping("solo", DOWNTOWN)).status_code == 202
         await go(ingest, "solo")
         assert await status_in(redis, ingest, "sf", "solo") == "available"
-        key = GlobalKeys(ingest.settings.key_prefix).driver_market("solo")
+        key = MarketKeys("sf", ingest.settings.key_prefix).driver_home("solo")
         assert await redis.exists(key) == 0

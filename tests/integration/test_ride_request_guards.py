@@ -16,7 +16,7 @@ from ingest.durability import make_durable, pinned, run_script
 from ingest.ratelimit import limit_rider
 from ridepulse.contracts.events import Point
 from ridepulse.errors import InvalidInput, NotDurable, RateLimited
-from ridepulse.keys import GlobalKeys, MarketKeys
+from ridepulse.keys import MarketKeys
 from ridepulse.redis_client import connect
 from ridepulse.redis_server import EmbeddedRedis
 from ridepulse.rides import RideStore
@@ -107,18 +107,20 @@ async def test_a_quote_that_does_not_fit_the_request_is_refused_naming_the_field
 async def test_rider_minute_counters_refuse_past_the_limit_with_retry_after(
     redis: aioredis.Redis, settings: Settings
 ) -> None:
-    global_keys = GlobalKeys(settings.key_prefix)
+    sf = MarketKeys("sf", settings.key_prefix)
     if 60 - time.time() % 60 < 3:  # fixed one-minute windows: stay inside one
         await asyncio.sleep(3.5)
     for _ in range(3):
-        await limit_rider(redis, global_keys, "u1", "quotes", 3)
+        await limit_rider(redis, sf, "u1", "quotes", 3)
     with pytest.raises(RateLimited) as refused:
-        await limit_rider(redis, global_keys, "u1", "quotes", 3)
+        await limit_rider(redis, sf, "u1", "quotes", 3)
     assert 1 <= refused.value.retry_after_s <= 60
-    await limit_rider(redis, global_keys, "u2", "quotes", 3)  # per rider
-    await limit_rider(redis, global_keys, "u1", "cancels", 3)  # per action
-    # one counter per rider, action and minute, gone two minutes later (docs/architecture.md)
-    counter = global_keys.rider_rate("u1", "quotes", int(time.time() // 60))
+    await limit_rider(redis, sf, "u2", "quotes", 3)  # per rider
+    await limit_rider(redis, sf, "u1", "cancels", 3)  # per action
+    # per market: the counter is in the market's slot (docs/architecture.md, key layout)
+    await limit_rider(redis, MarketKeys("nyc", settings.key_prefix), "u1", "quotes", 3)
+    # one counter per rider, action, market and minute, gone two minutes later
+    counter = sf.rider_rate("u1", "quotes", int(time.time() // 60))
     assert await redis.get(counter) == b"4"
     assert 110 <= await redis.ttl(counter) <= 120
 

@@ -7,7 +7,6 @@ import pytest
 
 from ingest import driver_homes
 from ingest.driver_homes import DriverHomes
-from ridepulse.keys import GlobalKeys
 
 
 class Clock:
@@ -19,7 +18,7 @@ class Clock:
 
 
 def homes_at(clock: Clock) -> DriverHomes:
-    return DriverHomes(GlobalKeys("t"), ttl_s=600, clock=clock)
+    return DriverHomes("t", ["sf", "nyc"], ttl_s=600, clock=clock)
 
 
 def test_a_new_driver_is_due_and_once_recorded_is_not_due_again() -> None:
