@@ -251,11 +251,13 @@ class Settings(BaseSettings):
         "0 = the local AOF's fsync only",
     )
     rider_ride_requests_per_min: int = Field(
-        10, ge=0, description="ride requests per rider per minute; 0 = off"
+        10, ge=0, description="ride requests per rider and market per minute; 0 = off"
     )
-    rider_quotes_per_min: int = Field(30, ge=0, description="quotes per rider per minute; 0 = off")
+    rider_quotes_per_min: int = Field(
+        30, ge=0, description="quotes per rider and market per minute; 0 = off"
+    )
     rider_cancels_per_min: int = Field(
-        10, ge=0, description="cancels per rider per minute; 0 = off"
+        10, ge=0, description="cancels per rider and market per minute; 0 = off"
     )
     rider_open_rides: int = Field(
         1, ge=0, description="rides a rider may have open at once; 0 = off"
