@@ -30,6 +30,7 @@ from loadtests.platform import clean_env
 from ridepulse.auth import mint_dashboard_link, mint_token
 from ridepulse.http_head import MAX_HEAD_BYTES
 from ridepulse.redis_server import free_port
+from ridepulse.settings import Settings
 from tests.support.processes import run_service
 from tests.support.waiting import wait_until_sync
 
@@ -444,3 +445,30 @@ def test_a_websocket_peer_that_answers_no_ping_is_closed_and_its_place_freed(
         return again_status == 101
 
     wait_until_sync(admitted, timeout_s=ANSWER_WITHIN_S, what="the silent socket's place")
+
+
+@pytest.fixture(scope="module", params=SERVICES)
+def uncapped(
+    request: pytest.FixtureRequest, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    """A service whose per-token WebSocket cap is 0."""
+    data_dir = tmp_path_factory.mktemp(f"{request.param}-uncapped")
+    settings = {"RIDEPULSE_DRIVER_WS_PER_TOKEN": "0", "RIDEPULSE_DASHBOARD_WS_PER_TOKEN": "0"}
+    with _running(request.param, redis_url, data_dir, **settings) as running:
+        yield running
+
+
+def test_a_websocket_cap_of_0_is_no_cap(uncapped: Served) -> None:
+    """README: 0 turns a limit off. One token opens one more socket than the default cap
+    (RIDEPULSE_DRIVER_WS_PER_TOKEN 2, RIDEPULSE_DASHBOARD_WS_PER_TOKEN 20): all let in."""
+    default_cap = Settings().driver_ws_per_token
+    if uncapped.service != "ingest":
+        default_cap = Settings().dashboard_ws_per_token
+    path = _socket_path(uncapped.service)
+    opened = [_upgrade(uncapped.port, path) for _ in range(default_cap + 1)]
+    try:
+        statuses = [status for _, status in opened]
+        assert statuses == [101] * (default_cap + 1), (statuses, uncapped.output())
+    finally:
+        for sock, _ in opened:
+            sock.close()

@@ -85,6 +85,26 @@ async def test_status_exits_1_when_a_service_heartbeat_is_gone(
     assert "service eta (eta-1) has no live heartbeat" in report["problems"]
 
 
+async def test_a_dead_replica_is_listed_without_failing_while_another_of_its_service_beats(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    """operations.md: a replica that died while another of its service beats on is listed as
+    dead without failing the check (its group's entries are claimed by the live one)."""
+    gk = GlobalKeys(settings.key_prefix)
+    beat = orjson.dumps({"processed": 3, "lag": 0, "pending": 0, "time": 0})
+    alive, dead = gk.heartbeat("matching", "m-1"), gk.heartbeat("matching", "m-2")
+    await redis.set(alive, beat, ex=60)
+    await redis.sadd(gk.heartbeats, alive, dead)
+    code, report = _status(settings)
+    assert code == 0, report
+    listed = {(s["service"], s["consumer"]): s["alive"] for s in report["services"]}
+    assert listed == {("matching", "m-1"): True, ("matching", "m-2"): False}, listed
+    await redis.delete(alive)  # now no consumer of matching beats: that fails the check
+    code, report = _status(settings)
+    assert code == 1, report
+    assert "service matching (m-2) has no live heartbeat" in report["problems"], report
+
+
 async def test_a_service_that_stays_dead_is_still_reported_after_the_janitor_prunes(
     redis: aioredis.Redis, settings: Settings
 ) -> None:
