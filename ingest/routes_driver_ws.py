@@ -8,12 +8,15 @@ from urllib.parse import urlsplit
 import orjson
 from fastapi import APIRouter, FastAPI, WebSocket, WebSocketDisconnect
 from fastapi.responses import Response
+from redis.exceptions import RedisError
 
 from ingest.deps import Deps
 from ingest.routes_telemetry import accept_ping
 from ingest.validation import check_id
+from ridepulse.bus.faults import is_transient
 from ridepulse.errors import Forbidden, InvalidInput, RidePulseError
-from ridepulse.http_errors import error_response
+from ridepulse.http_errors import UNAVAILABLE, error_response
+from ridepulse.logs import get_logger
 from ridepulse.ws_cap import CAP_RETRY_AFTER_S, ConnectionCap
 from ridepulse.ws_close import close_reason
 from ridepulse.ws_expiry import close_at_expiry
@@ -21,6 +24,8 @@ from ridepulse.ws_expiry import close_at_expiry
 router = APIRouter(tags=["telemetry"])
 POLICY_VIOLATION = 1008
 MAX_MESSAGE_BYTES = 4096
+
+log = get_logger()
 
 
 def _connection_cap(app: FastAPI, deps: Deps) -> ConnectionCap:
@@ -111,6 +116,13 @@ async def _serve(websocket: WebSocket, deps: Deps, driver_id: str, expires_at: f
                 if retry_after_s is None and exc.status in (429, 503):
                     retry_after_s = 1
                 await websocket.send_text(_error(exc.code, exc.detail, exc.field, retry_after_s))
+            except Exception as exc:
+                # the server away, refusing the write, or the connection torn under it: HTTP's
+                # 503, as a frame (the socket ended with no word, and the app did not pause)
+                if not (isinstance(exc, RedisError) or is_transient(exc)):
+                    raise
+                log.warning("driver_ws.ping_not_stored", error=f"{type(exc).__name__}: {exc}")
+                await websocket.send_text(_error("unavailable", UNAVAILABLE, retry_after_s=1))
     except (WebSocketDisconnect, RuntimeError):  # RuntimeError: closed by the expiry task
         pass
     finally:

@@ -25,6 +25,8 @@ from typing import BinaryIO
 import httpx
 import orjson
 import pytest
+import redis
+from websockets.sync.client import connect as ws_connect
 
 from loadtests.platform import clean_env
 from ridepulse.auth import mint_dashboard_link, mint_token
@@ -472,3 +474,34 @@ def test_a_websocket_cap_of_0_is_no_cap(uncapped: Served) -> None:
     finally:
         for sock, _ in opened:
             sock.close()
+
+
+def test_a_driver_socket_whose_ping_storage_refuses_gets_an_unavailable_frame_and_stays(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """The HTTP API answers a ping Redis refuses with 503 + Retry-After; the driver socket ended
+    with no word (the error escaped its loop), so the app neither paused nor knew why. Now the
+    frame carries the 503's code and `retry_after_s`, and the socket stays for the next ping."""
+    with _running("ingest", redis_url, tmp_path) as ingest:
+        prefix = f"t{ingest.port}"
+        telemetry = f"{prefix}:{{sf}}:telemetry"
+        token = mint_token(SECRET, "driver", "d-refused")
+        url = f"ws://127.0.0.1:{ingest.port}/v1/drivers/d-refused/ws?token={token}"
+        ping = orjson.dumps({"lat": 37.7793, "lon": -122.4193}).decode()
+        with redis.Redis.from_url(redis_url) as operator, ws_connect(url, open_timeout=10) as ws:
+            operator.set(telemetry, "x")  # XADD on a string: WRONGTYPE
+            ws.send(ping)
+            frame = orjson.loads(ws.recv(timeout=ANSWER_WITHIN_S))
+            assert frame == {
+                "type": "error",
+                "error": "unavailable",
+                "detail": "storage is unavailable; retry shortly",
+                "retry_after_s": 1,
+            }, frame
+            operator.delete(telemetry)
+            ws.send(ping)  # the same socket: the next ping is stored
+            wait_until_sync(
+                lambda: operator.xlen(telemetry) == 1,
+                timeout_s=ANSWER_WITHIN_S,
+                what="the ping sent after the refusal",
+            )
