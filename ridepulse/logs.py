@@ -3,19 +3,69 @@
 JSON wherever a program reads the lines (a pipe, a log file, `--log-format json`); coloured
 `event key=value` lines only when a person watches the terminal (`auto` and stderr is a TTY), so
 the first minute of `make demo` reads as prose and every service's log file stays parseable.
+
+A log line that cannot be written (the log disk full, a closed pipe) is dropped and counted
+(`rp_log_write_errors_total`), never raised into the code that logged it, as `logging.Handler`
+does: a full disk answered API calls with a plain-text 500 and ended ingest's heartbeat loop for
+good. Once a line gets through again, one `log.lines_lost` line says how many were dropped.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
 from typing import Any, Literal, TextIO
 
 import structlog
+from prometheus_client import Counter
 from structlog.typing import Processor
 
 LogFormat = Literal["auto", "json", "console"]
 LOG_FORMATS: tuple[LogFormat, ...] = ("auto", "json", "console")
+
+LOG_WRITE_ERRORS = Counter(
+    "rp_log_write_errors_total", "Log lines dropped: writing or flushing them failed"
+)
+
+
+class _Lost:
+    """Lines dropped since the last one written, for the process (every logger shares it)."""
+
+    lock = threading.Lock()
+    count = 0
+
+
+class SafePrintLogger(structlog.PrintLogger):
+    """structlog's PrintLogger, but a line it cannot write is counted and dropped."""
+
+    def msg(self, message: str) -> None:
+        try:
+            super().msg(message)
+        except Exception:  # ENOSPC, EPIPE, a closed stream: the log must not take the caller down
+            LOG_WRITE_ERRORS.inc()
+            with _Lost.lock:
+                _Lost.count += 1
+            return
+        if _Lost.count:
+            self._note_recovery()
+
+    def _note_recovery(self) -> None:
+        with _Lost.lock:
+            lost, _Lost.count = _Lost.count, 0
+        if lost:  # through the configured processors, so it reads like every other line
+            structlog.get_logger().warning("log.lines_lost", lost=lost)
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
+class SafePrintLoggerFactory:
+    def __init__(self, file: TextIO) -> None:
+        self._file = file
+
+    def __call__(self, *args: Any) -> SafePrintLogger:
+        return SafePrintLogger(self._file)
 
 
 def chosen_format(log_format: LogFormat, stream: TextIO) -> Literal["json", "console"]:
@@ -46,7 +96,7 @@ def configure_logging(service: str, level: str = "info", log_format: LogFormat =
             renderer(fmt),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        logger_factory=SafePrintLoggerFactory(stream),
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)
