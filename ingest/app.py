@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 from redis.exceptions import RedisError
@@ -29,6 +29,7 @@ from ingest.ratelimit import PingRateLimiter
 from ingest.responses import JSON
 from ingest.shedding import watch_telemetry_lag
 from ridepulse.auth import resolve_secret
+from ridepulse.background import Background
 from ridepulse.bus.heartbeat import Heartbeat
 from ridepulse.bus.worker import consumer_name
 from ridepulse.http_errors import install_error_handlers
@@ -105,7 +106,6 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         deps = build_deps(settings)
         app.state.deps = deps
-        stop = asyncio.Event()
         # ingest has no consumer group, but ops (status, the dashboard's services panel) must
         # see it alive like every other service
         heartbeat = Heartbeat(
@@ -117,18 +117,15 @@ def create_app(settings: Settings) -> FastAPI:
             processed=lambda: deps.batcher.pings_appended,
             telemetry_admitted=lambda: deps.admission.share,
         )
-        tasks = [
-            asyncio.create_task(deps.notifier.run(stop)),
-            asyncio.create_task(watch_telemetry_lag(deps, stop)),
-            asyncio.create_task(heartbeat.run(stop)),
-        ]
+        # each watched: one that ends before shutdown is named by /readyz, never dead unseen
+        deps.background = background = Background()
+        background.start("notifier", deps.notifier.run)
+        background.start("shedding", partial(watch_telemetry_lag, deps))
+        background.start("heartbeat", heartbeat.run)
         try:
             yield
         finally:
-            stop.set()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await background.close()
             with contextlib.suppress(RedisError, OSError):
                 await heartbeat.clear()  # stopped on purpose, not dead
             await deps.notifier.redis.aclose()

@@ -16,6 +16,7 @@ from ingest.batcher import TelemetryBatcher
 from ingest.driver_homes import DriverHomes
 from ingest.ratelimit import PingRateLimiter, limit_rider
 from ridepulse.auth import Principal, bearer, verify_token
+from ridepulse.background import Background
 from ridepulse.errors import InvalidInput, NotFound, PayloadTooLarge
 from ridepulse.keys import MarketKeys
 from ridepulse.markets import Market, MarketMap
@@ -43,6 +44,7 @@ class Deps:
     stores: dict[str, RideStore]
     source: str
     notifier: Any = None
+    background: Background | None = None  # the lifespan's loops: heartbeat, notifier, shedding
     homes: DriverHomes | None = None  # each driver's market, with several markets
     admission: TelemetryAdmission = field(default_factory=TelemetryAdmission)
     shed_retry_after_s: int = 1

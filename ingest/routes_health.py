@@ -32,7 +32,7 @@ async def healthz() -> JSON:
     responses={
         503: {
             "model": ReadyOut,
-            "description": "Redis down, a required group missing or the notifier stopped",
+            "description": "Redis down, a required group missing or a background loop stopped",
             "headers": RETRY_AFTER,
         }
     },
@@ -56,16 +56,22 @@ async def readyz(request: Request) -> JSON:
         groups[stream] = names
         missing += [f"{g}@{market.id}" for g in REPORTED_GROUPS if g not in names]
     blocking = [m for m in missing if m.split("@")[0] in REQUIRED_GROUPS]
+    # a background loop that ended: the notifier (offers no longer reach drivers' WebSockets),
+    # the heartbeat (ops see ingest dead), the shedding check (admission frozen as it was)
+    stopped = dict(deps.background.stopped) if deps.background else {}
     notifier_failure = getattr(deps.notifier, "failure", None)
-    if notifier_failure:  # offers would no longer reach drivers' WebSockets
-        blocking.append(f"notifier: {notifier_failure}")
-    body = {
+    if notifier_failure:
+        stopped["notifier"] = notifier_failure
+    blocking += [f"{name}: {why}" for name, why in stopped.items()]
+    body: dict[str, Any] = {
         "status": "ready" if not blocking else "waiting",
         "groups": groups,
         "missing": missing,
         "shedding_telemetry": deps.admission.shedding,
         "durable_writes": deps.durable_writes,
     }
+    if stopped:
+        body["stopped"] = stopped
     if notifier_failure:
         body["notifier"] = notifier_failure
     if blocking:

@@ -232,6 +232,11 @@ class ReadyOut(BaseModel):
     notifier: str | None = Field(
         None, description="why the driver notifier stopped: offers miss drivers (503 only)"
     )
+    stopped: dict[str, str] | None = Field(
+        None,
+        description="background loops that ended (notifier, heartbeat, shedding) and why"
+        " (503 only)",
+    )
 
 
 # ---- declarations used by the routes ----------------------------------------------------------

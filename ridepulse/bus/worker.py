@@ -19,6 +19,7 @@ import uvloop
 from prometheus_client import start_http_server
 from redis.exceptions import RedisError
 
+from ridepulse.background import BackgroundTask, restarting
 from ridepulse.bus.consumer import ConsumerRuntime
 from ridepulse.bus.faults import Backoff, is_transient
 from ridepulse.bus.heartbeat import Heartbeat
@@ -26,8 +27,6 @@ from ridepulse.gc_tuning import tune_gc
 from ridepulse.logs import configure_logging, get_logger
 from ridepulse.pause import sleep_or_stop
 from ridepulse.settings import Settings
-
-BackgroundTask = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 
 def consumer_name(settings: Settings, service: str) -> str:
@@ -66,25 +65,6 @@ async def until_redis_answers(
     return False
 
 
-async def _restarting(task: BackgroundTask, stop: asyncio.Event) -> None:
-    """A background loop that a Redis blip ended is started again after a backoff; any other
-    error still ends the service (a bug the supervisor should see)."""
-    backoff = Backoff()
-    name = getattr(task, "__name__", None) or getattr(getattr(task, "func", None), "__name__", "")
-    while not stop.is_set():
-        try:
-            await task(stop)
-            return
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            pause_s = backoff.next_s()
-            get_logger().warning(
-                "service.background_restarted", task=name, error=str(exc), retry_in_s=pause_s
-            )
-            await sleep_or_stop(stop, pause_s)
-
-
 async def run_service(
     redis: aioredis.Redis,
     settings: Settings,
@@ -119,7 +99,7 @@ async def run_service(
         return
     log.info("service.started", runtimes=[r.group for r in runtimes])
     tasks = [asyncio.create_task(r.run(), name=f"runtime:{r.group}") for r in runtimes]
-    tasks += [asyncio.create_task(_restarting(b, stop)) for b in background]
+    tasks += [asyncio.create_task(restarting(b, stop)) for b in background]
     tasks.append(asyncio.create_task(heartbeat.run(stop)))
     waiter = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([*tasks, waiter], return_when=asyncio.FIRST_COMPLETED)
