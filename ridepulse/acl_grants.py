@@ -319,8 +319,8 @@ SERVICE_GRANTS: dict[str, Grant] = {
             ),
             # telemetry groups' backlog: trimmed before read, and behind (ridepulse/bus/backlog.py)
             ("xlen", "xrange"),
-            ("smembers", "srem"),  # riders' ride sets, the heartbeat set
-            # Riders' ride sets are found by SCAN (ridepulse/retention.py). SCAN names no key,
+            ("smembers", "srem"),  # riders' ride and open-rides sets, the heartbeat set
+            # Riders' sets are found by SCAN (ridepulse/retention.py). SCAN names no key,
             # so key patterns cannot narrow it: the janitor sees key names, never values.
             ("scan",),
         ),

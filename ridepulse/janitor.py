@@ -11,7 +11,7 @@ those pings by design; this janitor counts them (ridepulse/telemetry_loss.py).
 It also keeps the projections bounded as drivers and riders come and go: rides are taken back
 from drivers silent past `driver_lost_s` and drivers silent past `driver_evict_s` are forgotten
 (ridepulse/silent_drivers.py; silence counts only while drivers can be heard,
-ridepulse/unheard.py), riders' ride sets and the heartbeat set are trimmed
+ridepulse/unheard.py), riders' ride and open-rides sets and the heartbeat set are trimmed
 (ridepulse/retention.py). Every replica may run it: each step re-checks inside its script."""
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from ridepulse.markets import load_markets
 from ridepulse.pause import sleep_or_stop
 from ridepulse.periodic import every
 from ridepulse.redis_client import connect
-from ridepulse.retention import prune_heartbeats, trim_rider_rides
+from ridepulse.retention import prune_heartbeats, prune_rider_open_rides, trim_rider_rides
 from ridepulse.rides.clock import server_time_ms
 from ridepulse.rides.store import RideStore
 from ridepulse.settings import Settings
@@ -131,10 +131,11 @@ async def observe_dispatch_lag(
 async def retain_once(
     redis: aioredis.Redis, settings: Settings, absent_since: dict[bytes, float]
 ) -> dict[str, int]:
-    trimmed = 0
+    trimmed = open_pruned = 0
     for market in load_markets(settings.markets_file, settings.markets).markets:
         keys = MarketKeys(market.id, settings.key_prefix)
         trimmed += await trim_rider_rides(redis, keys, settings.rider_rides_kept)
+        open_pruned += await prune_rider_open_rides(redis, keys)
     pruned = await prune_heartbeats(
         redis,
         GlobalKeys(settings.key_prefix),
@@ -142,7 +143,11 @@ async def retain_once(
         time.monotonic(),
         settings.heartbeat_interval_s * settings.heartbeat_prune_intervals,
     )
-    return {"rider_rides_trimmed": trimmed, "heartbeats_pruned": pruned}
+    return {
+        "rider_rides_trimmed": trimmed,
+        "rider_open_rides_pruned": open_pruned,
+        "heartbeats_pruned": pruned,
+    }
 
 
 def _every(

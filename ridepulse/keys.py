@@ -91,8 +91,8 @@ class MarketKeys:
         return f"{self._base}:rider:{rider_id}:rides"
 
     def rider_open_rides(self, rider_id: str) -> str:
-        """SET of the rider's rides not yet terminal in this market, pruned by each request
-        (the open-rides limit counts it)."""
+        """SET of the rider's rides not yet terminal in this market (the open-rides limit counts
+        it), pruned by each request and by the janitor (ridepulse/retention.py)."""
         return f"{self._base}:rider:{rider_id}:open"
 
     @property

@@ -1,8 +1,13 @@
-"""Sets that only ever grew, trimmed: each rider's ride set and the heartbeat set.
+"""Sets that only ever grew, trimmed: each rider's ride set and open-rides set, and the
+heartbeat set.
 
 - A rider's ride set (`rider_rides`, written by request_ride.lua) keeps every open ride and
   the newest `keep` finished ones; rides whose hash has expired (a week after they finished)
   leave it. Found by SCAN: request_ride.lua owns no index of riders to read instead.
+- A rider's open-rides set (`rider_open_rides`) loses its rides no longer active (finished, or
+  their hash gone), as the rider's next request would prune it; emptied, the set is gone, so a
+  rider with no open ride holds no such key. Safe outside a script: a ride that has left the
+  active index never comes back to it, and ride ids are never reused.
 - The heartbeat set lists heartbeat keys so status finds them without SCAN; a key expires
   three periods after its consumer dies, but the set kept its name for ever. A name whose key
   has been gone for `prune_after_s` (as seen by this janitor) leaves the set; a consumer that
@@ -44,6 +49,30 @@ async def _trim_one(redis: aioredis.Redis, keys: MarketKeys, set_key: bytes, kee
     if not drop:
         return 0
     return int(await redis.srem(set_key, *drop))
+
+
+async def prune_rider_open_rides(redis: aioredis.Redis, keys: MarketKeys) -> int:
+    """Take the rides no longer active out of every rider's open-rides set of one market;
+    returns how many ride ids were removed."""
+    removed = 0
+    async for set_key in redis.scan_iter(match=keys.rider_open_rides("*"), count=SCAN_COUNT):
+        removed += await _prune_open(redis, keys, set_key)
+    return removed
+
+
+async def _prune_open(redis: aioredis.Redis, keys: MarketKeys, set_key: bytes) -> int:
+    ride_ids: Any = await redis.smembers(set_key)
+    if not ride_ids:
+        return 0
+    ids = sorted(ride_ids)
+    pipe = redis.pipeline(transaction=False)
+    for ride_id in ids:
+        pipe.zscore(keys.active_rides, ride_id)  # the test request_ride.lua prunes by
+    scores = await pipe.execute()
+    done = [ride_id for ride_id, score in zip(ids, scores, strict=True) if score is None]
+    if not done:
+        return 0
+    return int(await redis.srem(set_key, *done))  # the last member out deletes the set
 
 
 def rides_to_drop(

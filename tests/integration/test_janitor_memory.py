@@ -1,7 +1,7 @@
 """The janitor keeps memory level as drivers and riders come and go, against the real server:
 rides are taken back from drivers gone silent (through the table's lose_driver rows), departed
-drivers are forgotten (never while they hold a ride), riders' ride sets and the heartbeat set
-are trimmed."""
+drivers are forgotten (never while they hold a ride), riders' ride and open-rides sets and the
+heartbeat set are trimmed."""
 
 from __future__ import annotations
 
@@ -340,6 +340,39 @@ async def test_a_riders_ride_set_keeps_open_rides_and_the_newest_finished_ones(
     assert kept == {"sf-u5", "sf-u4", "sf-u3"}
     assert await redis.smembers(keys.rider_rides("u2")) == {b"sf-other"}
     assert await trim_rider_rides(redis, keys, keep=2) == 0
+
+
+async def rider_keys(redis: aioredis.Redis, keys: MarketKeys) -> list[str]:
+    patterns = (keys.rider_rides("*"), keys.rider_open_rides("*"))
+    return sorted([k.decode() for p in patterns async for k in redis.scan_iter(match=p)])
+
+
+async def test_a_riders_open_rides_set_leaves_once_the_riders_rides_are_finished(
+    redis: aioredis.Redis, settings: Settings, keys: MarketKeys, store: RideStore
+) -> None:
+    """Only a rider's next request pruned the open-rides set, so every rider ever seen kept one
+    for good, holding finished (later expired) ride ids: the janitor's pass prunes it too."""
+    for rider in ("u1", "u2", "u3"):
+        await store.request_ride(
+            ride_id=f"sf-{rider}-a", rider_id=rider, pickup=PICKUP, dropoff=DROPOFF, deadline_s=60
+        )
+    await store.request_ride(
+        ride_id="sf-u3-b", rider_id="u3", pickup=PICKUP, dropoff=DROPOFF, deadline_s=60
+    )
+    finished = ["sf-u1-a", "sf-u2-a", "sf-u3-a"]
+    for ride_id in finished:
+        await store.cancel(ride_id, by="rider", actor_id=ride_id[3:5])
+    await redis.sadd(keys.rider_open_rides("u4"), "sf-long-gone")  # its hash has expired
+    await retain_once(redis, settings, {})
+    open_sets = [k for k in await rider_keys(redis, keys) if k.endswith(":open")]
+    assert open_sets == [keys.rider_open_rides("u3")], f"open-rides sets left: {open_sets}"
+    assert await redis.smembers(keys.rider_open_rides("u3")) == {b"sf-u3-b"}
+    # a week on the finished rides' hashes expire: of the four riders only u3's open ride is left
+    await redis.delete(*(keys.ride(ride_id) for ride_id in finished))
+    await retain_once(redis, settings, {})
+    left = await rider_keys(redis, keys)
+    assert left == [keys.rider_open_rides("u3"), keys.rider_rides("u3")], f"rider keys: {left}"
+    assert await redis.smembers(keys.rider_rides("u3")) == {b"sf-u3-b"}
 
 
 async def test_heartbeat_names_of_consumers_gone_for_long_leave_the_set(
