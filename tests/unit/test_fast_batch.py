@@ -11,8 +11,9 @@ import orjson
 import pytest
 
 from ingest.fast_batch import decode_batch
+from ingest.routes_telemetry import batch_items
 from ingest.validation import check_id, check_ping
-from ridepulse.errors import RidePulseError
+from ridepulse.errors import InvalidInput, RidePulseError
 from ridepulse.markets import BBox, LatLon, Market, MarketMap, load_markets
 
 NOW = 1_795_870_000_000
@@ -125,3 +126,34 @@ def test_a_batch_across_markets_is_grouped_as_locate_would_group_it() -> None:
         "sf": ["a", "c"],
         "east": ["b"],
     }
+
+
+def test_the_per_item_path_gets_the_items_as_orjson_decodes_them() -> None:
+    items: list[Any] = [{"driver_id": "d1", **DOWNTOWN, "x": [1, {"y": None}]}, 3, "s", None, []]
+    raw = orjson.dumps({"pings": items, "other": {"ignored": True}})
+    assert batch_items(raw, max_pings=5) == items
+
+
+@pytest.mark.parametrize(
+    ("raw", "detail"),
+    [
+        (b"{nope", "body is not valid JSON"),
+        (b'{"pings":["\xff"]}', "body is not valid JSON"),  # not UTF-8
+        (b"[1]", 'body must be {"pings": [...]}'),
+        (b'{"pings": {}}', 'body must be {"pings": [...]}'),
+        (b'{"pings":[{},{},{},{}]}', "at most 3 pings per batch"),
+        # more values than 3 pings could hold: refused before the parse, however nested
+        (
+            b'{"pings":[' + b",".join([b"{}"] * 97) + b"]}",
+            "at most 3 pings per batch, of at most 96 JSON values in all",
+        ),
+        (
+            b'{"pings":[[' + b",".join([b"{}"] * 97) + b"]]}",
+            "at most 3 pings per batch, of at most 96 JSON values in all",
+        ),
+    ],
+)
+def test_the_per_item_path_refuses_a_bad_body_whole(raw: bytes, detail: str) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        batch_items(raw, max_pings=3)
+    assert refused.value.detail == detail
