@@ -34,6 +34,10 @@ REVIVE_READY_TIMEOUT_S = 30.0
 REVIVE_RETRY_CAP_S = 60.0
 # What a restarted node's readiness PING may wait: the loop asking it is a watch loop.
 REVIVE_PROBE_TIMEOUT_S = 0.5
+# Valkey's default (yes) turns a shard with no node left into cluster_state:fail on every node:
+# every market down for one. Markets spread over shards so that one shard down is one market
+# down: the others go on serving their slots (docker-compose.yml's nodes pass the same).
+FULL_COVERAGE_ARGS = ("--cluster-require-full-coverage", "no")
 
 
 def market_slot(market_id: str) -> int:
@@ -272,6 +276,7 @@ class LocalCluster:
                 # fresh promotion beats a shard that stays down.
                 "--cluster-replica-validity-factor",
                 "0",
+                *FULL_COVERAGE_ARGS,
                 "--masterauth",  # a replica syncs from its primary as the operator
                 password,
             ),

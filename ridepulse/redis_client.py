@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import DataError
 
+from ridepulse.cluster_client import ClusterClient, request_cluster_retry
 from ridepulse.settings import Settings
 
 CLUSTER_MAX_CONNECTIONS_PER_NODE = 1024
@@ -86,7 +87,8 @@ def connect(
     """An asyncio client (bytes replies, hiredis parser) for `url` or settings.redis_url.
 
     `for_requests`: a client of HTTP request handlers, which must never block on a read
-    (request_socket_timeout_s); otherwise its socket timeout is above the blocking reads'.
+    (request_socket_timeout_s) and, on a cluster, tries each command once (request_cluster_retry);
+    otherwise its socket timeout is above the blocking reads'.
     A `redis+cluster://` URL gives a cluster client; keys carry the market hash tag, so the
     same scripts run unchanged."""
     target = url or settings.redis_url
@@ -106,10 +108,11 @@ def connect(
         # it raises instead of queuing. A burst of ride requests (300 at once in the e2e suite)
         # must queue in the event loop, not fail, so the cap is wide.
         first, seeds = cluster_seeds(target)
-        cluster = RedisCluster.from_url(
+        cluster = ClusterClient.from_url(
             first,
             startup_nodes=[ClusterNode(host, port) for host, port in seeds],
             max_connections=max(settings.redis_max_connections, CLUSTER_MAX_CONNECTIONS_PER_NODE),
+            **({"retry": request_cluster_retry()} if for_requests else {}),
             **options,
         )
         return cluster  # type: ignore[return-value]

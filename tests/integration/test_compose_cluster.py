@@ -142,8 +142,13 @@ def test_the_compose_nodes_form_a_cluster_with_each_market_on_its_own_primary(
     operator.close()
     assert len(owners) == 2 and owners["sf"] != owners["nyc"]
 
-    # every node loaded the ACL file: a service's user is refused what it may not do
+    # every node loaded the ACL file: a service's user is refused what it may not do; and a
+    # shard with no node left would take down its own markets only, not every node
     for port in compose_nodes:
+        operator_node: Any = redis.Redis(port=port, password=PASSWORD, decode_responses=True)
+        coverage = operator_node.config_get("cluster-require-full-coverage")
+        operator_node.close()
+        assert coverage == {"cluster-require-full-coverage": "no"}, f":{port} {coverage}"
         node = redis.Redis(port=port, username="matching", password="matching-secret")
         assert node.ping()
         with pytest.raises(redis.exceptions.NoPermissionError):

@@ -21,7 +21,7 @@ from structlog.testing import capture_logs
 
 from ridepulse.cluster import NODE_TIMEOUT_MS, LocalCluster, market_slot
 from ridepulse.errors import RedisUnavailable
-from ridepulse.redis_client import connect, connect_sync
+from ridepulse.redis_client import connect, connect_sync, request_socket_timeout_s
 from ridepulse.redis_server import EmbeddedRedis
 from ridepulse.settings import Settings
 from ridepulse.status import Status, collect_status, render
@@ -469,3 +469,78 @@ def test_status_names_a_node_down_and_the_primary_it_left_without_a_replica(
         )
     finally:
         client.close()
+
+
+def _cluster_nodes_seen_by(port: int, password: str) -> dict[str, Any]:
+    with redis.Redis(port=port, password=password, socket_timeout=2) as node:
+        seen: Any = node.cluster("NODES")
+    return dict(seen)
+
+
+def test_a_shard_with_no_node_left_takes_down_its_own_market_only(cluster: LocalCluster) -> None:
+    """Both nodes of sf's shard frozen: Valkey's default (cluster-require-full-coverage yes) put
+    every node in cluster_state:fail, so nyc's healthy primary refused every command
+    (CLUSTERDOWN): every market was down. A request client tried each command of the lost market
+    11 times, 3 s a try (the hunt saw rides of 15 s), and each re-read of its slot map asked the
+    frozen primary of slot 0 for the COMMAND table, failing nyc's commands too."""
+    password = cluster.nodes[0].password
+    client = cluster_client(cluster.url)
+    sf_port = int(client.get_node_from_key("{sf}").port)
+    nyc_port = int(client.get_node_from_key("{nyc}").port)
+    client.close()
+    assert sf_port != nyc_port, "deal_slots puts each market on a primary of its own"
+    seen = _cluster_nodes_seen_by(sf_port, password)
+    sf_id = seen[f"127.0.0.1:{sf_port}"]["node_id"]
+    shard = {sf_port} | {
+        int(a.rsplit(":", 1)[1]) for a, n in seen.items() if n["master_id"] == sf_id
+    }
+    frozen = [n for n in cluster.nodes if n.port in shard]
+    assert len(frozen) == 2, f"sf's shard is its primary and one replica: {shard}"
+    request_timeout_s = request_socket_timeout_s(Settings())
+    rounds = 3
+
+    async def timed(command: Any) -> float:
+        started = time.monotonic()
+        await command
+        return time.monotonic() - started
+
+    async def scenario() -> None:
+        # the client ingest serves requests with, connected while every node answers
+        requests: Any = connect(Settings(), cluster.url, for_requests=True)
+        nyc: Any = redis.Redis(port=nyc_port, password=password, socket_timeout=2)
+        try:
+            await requests.set("rp:{nyc}:request", "before")
+            for node in frozen:  # SIGSTOP, not a kill: the revive loop would not restart them
+                assert node.process is not None
+                node.process.send_signal(signal.SIGSTOP)
+
+            def sf_primary_failed() -> bool:
+                flags = _cluster_nodes_seen_by(nyc_port, password)[f"127.0.0.1:{sf_port}"]
+                return "fail" in flags["flags"].split(",")  # agreed on, not suspected ("fail?")
+
+            wait_until_sync(sf_primary_failed, timeout_s=30, what="nyc's primary to see sf fail")
+            info = nyc.cluster("INFO")
+            assert info["cluster_state"] == "ok", f"one shard down failed the cluster: {info}"
+            assert nyc.set("rp:{nyc}:direct", "served") and nyc.get("rp:{nyc}:direct") == b"served"
+
+            # a command of the lost market fails after one timeout (a ride: its 503), and nyc's
+            # commands between them are served at once, though each follows a re-read of the
+            # slot map. Only the first re-read may ask sf's frozen replica (a seed picked at
+            # random, once: the slot map it gets names no failed replica)
+            for round_ in range(rounds):
+                started = time.monotonic()
+                with pytest.raises(redis.RedisError):
+                    await requests.set("rp:{sf}:request", "lost")
+                sf_s = time.monotonic() - started
+                assert sf_s < request_timeout_s + 1, f"sf failed after {sf_s:.1f}s, not ~3 s"
+                nyc_s = await timed(requests.set("rp:{nyc}:request", round_))
+                limit_s = request_timeout_s + 1 if round_ == 0 else 1.0
+                assert nyc_s < limit_s, f"round {round_}: a write of nyc took {nyc_s:.1f}s"
+        finally:
+            nyc.close()
+            await requests.aclose()
+            for node in frozen:
+                assert node.process is not None
+                node.process.send_signal(signal.SIGCONT)
+
+    asyncio.run(scenario())

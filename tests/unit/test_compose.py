@@ -18,7 +18,7 @@ import yaml
 
 from ridepulse import compose_acl
 from ridepulse.acl import SERVICE_GRANTS, acl_file_text
-from ridepulse.cluster import deal_slots, market_slot
+from ridepulse.cluster import FULL_COVERAGE_ARGS, deal_slots, market_slot
 from ridepulse.compose_acl import OPERATOR_PASSWORD_ENV, fresh_env, password_env
 from ridepulse.markets import load_markets
 from ridepulse.redis_server import AOF_REWRITE_ARGS
@@ -270,6 +270,8 @@ def test_the_cluster_profile_runs_six_durable_nodes_with_the_acl_file(
             " ".join(AOF_REWRITE_ARGS),
             "--cluster-enabled yes",
             "--cluster-preferred-endpoint-type hostname",
+            # one shard down takes down its own markets only, as under `ridepulse cluster up`
+            " ".join(FULL_COVERAGE_ARGS),
         ):
             assert option in command, f"{name} lacks {option}"
         assert "--requirepass" not in command and "--masterauth" not in command  # not in argv
