@@ -222,6 +222,7 @@ class LocalCluster:
 
     def start(self, timeout_s: float = 60.0) -> LocalCluster:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._check_formed_size()
         for index in range(self.primaries * (1 + self.replicas)):
             self.nodes.append(self._start_node(index))
         try:
@@ -229,7 +230,7 @@ class LocalCluster:
                 reset_nodes(self._addresses(), self.nodes[0].password)
                 self._form()
             self.wait_ok(timeout_s)
-            self._formed_marker.touch()
+            self._formed_marker.write_text(f"{self.primaries} {self.replicas}\n")
         except BaseException:
             self.stop()
             raise
@@ -238,6 +239,30 @@ class LocalCluster:
     @property
     def _formed_marker(self) -> Path:
         return self.data_dir / "formed"
+
+    def _check_formed_size(self) -> None:
+        """A formed cluster restarts as it was formed: asked for another size, some nodes
+        started and waited 60 s for a cluster_state that never came. RedisUnavailable at once,
+        naming both sizes. The marker records the size; one from before it did is judged by
+        the number of node dirs."""
+        if not self._formed_marker.exists():
+            return
+        asked = f"--primaries {self.primaries} --replicas {self.replicas}"
+        recorded = self._formed_marker.read_text().split()
+        if len(recorded) == 2:
+            formed = f"--primaries {recorded[0]} --replicas {recorded[1]}"
+            if formed == asked:
+                return
+        else:
+            nodes = sum(1 for d in self.data_dir.glob("node-*") if (d / "port").exists())
+            if nodes == self.primaries * (1 + self.replicas):
+                return
+            formed = f"{nodes} nodes"
+            asked += f" ({self.primaries * (1 + self.replicas)} nodes)"
+        raise RedisUnavailable(
+            f"the cluster in {self.data_dir} was formed with {formed}, not {asked}: ask for "
+            "the size it was formed with, or give a new cluster another data dir"
+        )
 
     def _formed(self) -> bool:
         """Whether a past start formed this cluster. Not whether nodes.conf exists: a node

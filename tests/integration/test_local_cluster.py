@@ -544,3 +544,47 @@ def test_a_shard_with_no_node_left_takes_down_its_own_market_only(cluster: Local
                 node.process.send_signal(signal.SIGCONT)
 
     asyncio.run(scenario())
+
+
+@pytest.mark.timeout(120)
+def test_a_formed_cluster_asked_for_another_size_fails_at_once_naming_both(
+    tmp_path: Path,
+) -> None:
+    """`cluster up --primaries 2` on a dir formed with 3 primaries started some nodes, waited 60 s
+    and said only "cluster_state not ok within 60s"."""
+    where = tmp_path / "cluster"
+    LocalCluster(where, primaries=1, replicas=0).start(timeout_s=30).stop()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RIDEPULSE_")}
+    started = time.monotonic()
+    asked = subprocess.run(
+        [
+            RIDEPULSE,
+            "cluster",
+            "up",
+            "--primaries",
+            "2",
+            "--replicas",
+            "1",
+            "--data-dir",
+            str(where),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    took_s = time.monotonic() - started
+    assert asked.returncode == 1, asked
+    assert "formed with --primaries 1 --replicas 0, not --primaries 2 --replicas 1" in (
+        asked.stderr
+    ), asked.stderr
+    assert took_s < 15, f"the mismatch was reported after {took_s:.0f}s"
+    assert not (where / "node-1").exists(), "a node of the wrong size was started"
+
+    # a dir formed before the marker recorded the size: judged by its node dirs
+    (where / "formed").write_text("")
+    with pytest.raises(RedisUnavailable, match=r"formed with 1 nodes, not .* \(2 nodes\)"):
+        LocalCluster(where, primaries=2, replicas=0).start(timeout_s=30)
+    restarted = LocalCluster(where, primaries=1, replicas=0).start(timeout_s=30)
+    restarted.stop()
+    assert (where / "formed").read_text().split() == ["1", "0"]
