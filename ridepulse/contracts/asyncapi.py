@@ -41,6 +41,7 @@ SENDS: dict[str, tuple[str, ...]] = {
         "ride.started",
         "ride.completed",
         "ride.cancelled",
+        "ride.expired",  # a driver's decline past the ride's deadline expires it
     ),
     "matching": ("ride.offered", "ride.unmatched", "ride.expired"),
     "eta": ("eta.updated",),

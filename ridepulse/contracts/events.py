@@ -71,7 +71,9 @@ class RideMatchedV1(Payload):
 
 
 class RideUnmatchedV1(Payload):
-    """The ride goes back to `requested`: offer declined or timed out, or driver cancelled."""
+    """The ride goes back to `requested`: offer declined or timed out, or driver cancelled.
+    An offer declined or timed out past the ride's deadline is followed, in the same step, by
+    ride.expired: the ride is not offered again."""
 
     ride_id: str
     driver_id: str
@@ -109,6 +111,9 @@ class RideCancelledV1(Payload):
 
 
 class RideExpiredV1(Payload):
+    """No driver took the ride before its deadline: it waited past it, or the offer in flight
+    at the deadline was declined or timed out (then right after that ride.unmatched)."""
+
     ride_id: str
     version: int
 

@@ -5,7 +5,7 @@ local ride = load_ride()
 local stop = guard(A, ride, 'skip')
 if stop then return stop end
 local now = now_ms()
-if now < tonumber(ride.deadline_at) then return reply('skip', 'not_due') end
+if not overdue(ride, now) then return reply('skip', 'not_due') end
 
 local version = move_ride(A, ride, {}, {}, now)
 emit(A, {version = version}, now)

@@ -16,13 +16,17 @@ local AVAILABLE_GEO, POSITIONS = KEYS[9], KEYS[10]
 local APPLIED_TTL_S = 86400 -- far beyond any redelivery window (claim idle x max deliveries)
 local FINISHED_RIDE_TTL_S = 7 * 86400 -- finished rides stay readable for a week, then go
 
-local function step_args()
+-- The step's row and event identity: ARGV 1..17, or the 17 from `first` for a step chained
+-- after the script's own (scripts.py step_argv builds both).
+local function step_args(first)
+  local a = (first or 1) - 1
   return {
-    event_id = ARGV[1], source = ARGV[2], event_type = ARGV[3], event_v = ARGV[4],
-    from = ARGV[5], to = ARGV[6], counter = ARGV[7], terminal = ARGV[8] == '1',
-    opens = ARGV[9] == '1', offers = ARGV[10] == '1', driver_from = ARGV[11],
-    driver_to = ARGV[12], driver_holds = ARGV[13] == '1', expected = ARGV[14],
-    ride_id = ARGV[15], driver_id = ARGV[16], traceparent = ARGV[17],
+    event_id = ARGV[a + 1], source = ARGV[a + 2], event_type = ARGV[a + 3],
+    event_v = ARGV[a + 4], from = ARGV[a + 5], to = ARGV[a + 6], counter = ARGV[a + 7],
+    terminal = ARGV[a + 8] == '1', opens = ARGV[a + 9] == '1', offers = ARGV[a + 10] == '1',
+    driver_from = ARGV[a + 11], driver_to = ARGV[a + 12], driver_holds = ARGV[a + 13] == '1',
+    expected = ARGV[a + 14], ride_id = ARGV[a + 15], driver_id = ARGV[a + 16],
+    traceparent = ARGV[a + 17],
   }
 end
 local X = 18 -- first step-specific ARGV
@@ -151,4 +155,20 @@ local function emit(A, data, now)
   redis.call('XADD', STREAM, '*', 'id', A.event_id, 'type', A.event_type, 'v', A.event_v,
     'source', A.source, 'time', int(now), 'subject', 'ride/' .. A.ride_id,
     'data', cjson.encode(data), 'traceparent', A.traceparent)
+end
+
+-- The ride's wait for a driver is over on the server clock: no offer may be made any more.
+local function overdue(ride, now)
+  return now >= tonumber(ride.deadline_at)
+end
+
+-- Expires the waiting ride in the same script that found it overdue, by the table's `expire`
+-- row (ARGV from `first`), announcing ride.expired as expire_ride does: no consumer can offer
+-- the ride between the step and its expiry.
+local function expire_now(first, now)
+  local E = step_args(first)
+  local ride = load_ride()
+  if not contains(E.from, ride.status) then return end
+  local version = move_ride(E, ride, {}, {}, now)
+  emit(E, {version = version}, now)
 end

@@ -3,8 +3,11 @@
 -- skips it, and is free again.
 -- KEYS 11 the driver. ARGV X.. reason, renew deadline ('1': the rider gets a fresh wait window,
 --   as after a driver cancel the original deadline may long have passed), assignment timestamps
---   to clear. A 'timeout' re-checks the offer's expiry on the server clock and skips
---   ('not_due') when it has not passed: a sweeper whose clock runs ahead never cuts an offer short.
+--   to clear, then optionally the `expire` row (17): a ride back to waiting past its deadline
+--   (server clock) expires in the same step, after its ride.unmatched, instead of waiting for
+--   an offer it may no longer get. A 'timeout' re-checks the offer's expiry on the server clock
+--   and skips ('not_due') when it has not passed: a sweeper whose clock runs ahead never cuts an
+--   offer short.
 local A = step_args()
 local DRIVER = KEYS[11]
 local ride = load_ride()
@@ -26,4 +29,5 @@ for token in string.gmatch(ARGV[X + 2], '[^,]+') do cleared[#cleared + 1] = toke
 local version = move_ride(A, ride, fields, cleared, now)
 move_driver(A, DRIVER, now)
 emit(A, {driver_id = A.driver_id, reason = ARGV[X], version = version}, now)
+if (ARGV[X + 3] or '') ~= '' and overdue(load_ride(), now) then expire_now(X + 3, now) end
 return reply('ok')

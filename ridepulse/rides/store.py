@@ -9,7 +9,7 @@ from typing import Any, Literal
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
-from ridepulse.contracts.envelope import new_event_id
+from ridepulse.contracts.envelope import derived_event_id, new_event_id
 from ridepulse.contracts.events import Point
 from ridepulse.errors import InvalidInput, NotFound, RateLimited
 from ridepulse.keys import MarketKeys
@@ -105,6 +105,16 @@ class RideStore:
             extra_args=extra_args,
         )
         return self._ride(outcome, ride_id, action)
+
+    def _chained(self, action: RideAction, ride_id: str) -> list[str]:
+        """ARGV of a step a script takes after its own when due (an overdue ride's `expire`).
+        Its event id is the sweeper's for the same step, so the ride takes it once either way."""
+        return step_argv(
+            TRANSITIONS[action],
+            event_id=derived_event_id(ride_id, action),
+            source=self.source,
+            ride_id=ride_id,
+        )
 
     @staticmethod
     def _ride(outcome: Outcome, ride_id: str, action: RideAction) -> Ride:
@@ -252,7 +262,9 @@ class RideStore:
     ) -> Ride | None:
         """Reserve an available driver for a waiting ride. None (no error, no event) when the
         ride is no longer `requested`, is past `expected_version` (the caller's view is stale),
-        or the driver is not available: matching re-reads or tries its next candidate."""
+        or the driver is not available: matching re-reads or tries its next candidate. A ride
+        past its deadline (server clock) is offered to nobody: it expires in the same step
+        (ride.expired) and the answer is None too."""
         inputs.checked_id("driver_id", driver_id)
         outcome = await self._step(
             self.scripts.offer_ride,
@@ -265,6 +277,7 @@ class RideStore:
             extra_args=[
                 inputs.number("pickup_eta_s", pickup_eta_s, inputs.SECONDS_DIGITS),
                 inputs.millis("offer_timeout_s", offer_timeout_s),
+                *self._chained("expire", ride_id),
             ],
         )
         return ride_result(outcome, ride_id=ride_id, verb="offer")
@@ -278,14 +291,26 @@ class RideStore:
         event_id: str | None = None,
     ) -> Ride:
         """The offered driver said no, or did not answer in time (reason "timeout", used by
-        matching): the ride waits again, the driver is free and skipped for this ride."""
+        matching): the ride waits again, the driver is free and skipped for this ride. Past
+        the ride's deadline (server clock) it expires instead, in the same step: ride.unmatched
+        (the driver is free), then ride.expired; the ride returned is `expired`."""
         if reason not in ("declined", "timeout"):
             raise InvalidInput("reason must be declined or timeout", field="reason")
-        return await self._requeue("decline", ride_id, driver_id, reason, event_id)
+        return await self._requeue(
+            "decline", ride_id, driver_id, reason, event_id, self._chained("expire", ride_id)
+        )
 
     async def _requeue(
-        self, action: RideAction, ride_id: str, driver_id: str, reason: str, event_id: str | None
+        self,
+        action: RideAction,
+        ride_id: str,
+        driver_id: str,
+        reason: str,
+        event_id: str | None,
+        when_overdue: Sequence[str] = (),
     ) -> Ride:
+        """Back to `requested`; `when_overdue` is the step the script chains when the ride is
+        past its deadline (a driver cancel renews the deadline instead)."""
         renew_deadline = "1" if action == "cancel_by_driver" else "0"
         return await self._driver_step(
             self.scripts.requeue_ride,
@@ -293,7 +318,7 @@ class RideStore:
             ride_id,
             driver_id,
             event_id=event_id,
-            extra_args=[reason, renew_deadline, ",".join(ASSIGNMENT_TIMESTAMPS)],
+            extra_args=[reason, renew_deadline, ",".join(ASSIGNMENT_TIMESTAMPS), *when_overdue],
         )
 
     async def expire(
