@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from ridepulse.redis_client import connect_sync
+from tests.e2e.conftest import FAST_CLOCKS
 from tests.support.api import DOWNTOWN, City, offset
 from tests.support.waiting import wait_until_sync
 
@@ -128,6 +130,54 @@ def test_ride_with_no_driver_expires_after_its_deadline(city: City) -> None:
         ride_id, lambda r: r["status"] == "expired", timeout_s=20, what="expiry"
     )
     assert [t["status"] for t in expired["timeline"]] == ["requested", "expired"]
+
+
+SILENT_RIDES = 3
+SILENT_DRIVERS = 18  # more than the rides' offers before the deadline: enough to bounce on
+
+
+def test_rides_offered_to_silent_drivers_expire_at_the_deadline_not_offered_past_it(
+    city: City,
+) -> None:
+    """Drivers available but never answering (an app in the background): each ride is offered
+    until its deadline, never after, and expires once the offer in flight runs out. The
+    consumer used to re-offer a timed-out ride before the sweeper could expire it: rides were
+    offered past their deadline and expired 20 s late, or matched late."""
+    place_drivers(city, [150 + 40 * i for i in range(SILENT_DRIVERS)])
+    rides = [
+        city.request_ride(f"rider-silent-{i}", DOWNTOWN, DROPOFF).json()["ride_id"]
+        for i in range(SILENT_RIDES)
+    ]
+    offer_timeout_ms = float(FAST_CLOCKS["RIDEPULSE_OFFER_TIMEOUT_S"]) * 1000
+    deadline_s = float(FAST_CLOCKS["RIDEPULSE_RIDE_DEADLINE_S"])
+    for ride_id in rides:
+        city.wait_ride(
+            ride_id,
+            lambda r: r["status"] == "expired",
+            timeout_s=deadline_s + 20,
+            what="expiry with only silent drivers",
+        )
+    client = connect_sync(city.platform.redis_url())
+    try:
+        entries: Any = client.xrange("rp:{sf}:rides")
+    finally:
+        client.close()
+    for ride_id in rides:
+        events = [
+            (f[b"type"].decode(), int(f[b"time"]), orjson.loads(f[b"data"]))
+            for _, f in entries
+            if orjson.loads(f[b"data"]).get("ride_id") == ride_id
+        ]
+        [deadline_at] = [d["deadline_at"] for t, _, d in events if t == "ride.requested"]
+        offers = [at - deadline_at for t, at, _ in events if t == "ride.offered"]
+        assert offers, f"{ride_id} was never offered: {events}"
+        late = [ms for ms in offers if ms >= 0]
+        assert not late, f"{ride_id} offered {late} ms after its deadline (offers at {offers})"
+        [expired_at] = [at for t, at, _ in events if t == "ride.expired"]
+        # the offer in flight at the deadline runs out, then one sweep (0.25 s) and some slack
+        assert expired_at - deadline_at <= offer_timeout_ms + 1500, (
+            f"{ride_id} expired {expired_at - deadline_at} ms after its deadline"
+        )
 
 
 def test_rider_cancel_frees_the_driver_and_driver_cancel_reoffers_the_ride(city: City) -> None:
