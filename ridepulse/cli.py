@@ -30,7 +30,7 @@ from ridepulse.cli_checks import (
     fail,
     load_settings,
     owning_data_dir,
-    redact_url,
+    redis_failed,
     require_data_dir,
     require_free_ports,
     require_reachable,
@@ -146,7 +146,7 @@ def run(
     try:
         main(settings)
     except UNREACHABLE as exc:
-        fail(f"cannot reach Redis at {redact_url(settings.redis_url)}: {exc}")
+        fail(redis_failed(settings.redis_url, exc))
 
 
 @app.command()
@@ -182,9 +182,13 @@ def _operator_redis(settings: Settings) -> Iterator[redis.Redis]:
     if not url:
         fail("no Redis to inspect: set RIDEPULSE_REDIS_URL or run `ridepulse up` first")
     try:
-        yield connect_sync(url or "", socket_connect_timeout=3)
+        client = connect_sync(url or "", socket_connect_timeout=3)
+        try:
+            yield client
+        finally:
+            client.close()
     except UNREACHABLE as exc:
-        fail(f"cannot reach Redis at {redact_url(url or '')}: {exc}")
+        fail(redis_failed(url, exc))
 
 
 @deadletters_app.callback()

@@ -121,6 +121,15 @@ def redact_url(url: str | None) -> str:
 UNREACHABLE = (redis.RedisError, RedisClusterException)
 
 
+def redis_failed(url: str | None, exc: BaseException) -> str:
+    """The one line for a Redis error that ends a command: a server that answered with an
+    error reply (MISCONF on a full disk, NOREPLICAS, WRONGTYPE) refused the command, it was
+    reachable; anything else (refused connection, timeout, bad password) could not reach it."""
+    if isinstance(exc, redis.ResponseError):
+        return f"Redis at {redact_url(url)} refused the command: {exc}"
+    return f"cannot reach Redis at {redact_url(url)}: {exc}"
+
+
 def require_reachable(url: str) -> None:
     """A server `ridepulse up --redis-url` was given answers, with these credentials, before
     seven services are started against it to fail one by one."""

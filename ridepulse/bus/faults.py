@@ -1,8 +1,9 @@
 """Which Redis errors are the server's passing trouble, not the event's fault, and how to wait.
 
 A transient error (the connection dropped, a timeout, the server loading its AOF, out of memory,
-a failover in progress) is retried with backoff and never counts against an event's delivery
-budget; anything else a handler raises is the event's failure (DESIGN §9b)."""
+its disk refusing writes, too few replicas, a failover or role change in progress) is retried
+with backoff and never counts against an event's delivery budget; anything else a handler raises
+is the event's failure (DESIGN §9b)."""
 
 from __future__ import annotations
 
@@ -33,8 +34,28 @@ TRANSIENT_CLASSES = (
     MasterDownError,
 )
 
-# Other replies that say "the server cannot do this now", by their first word.
-TRANSIENT_REPLIES = ("OOM", "LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "BUSY")
+# Other replies that say "the server cannot do this now", by their first word. MISCONF: the
+# server cannot persist (a full disk under its AOF, a failed RDB save) and refuses writes until
+# it can; NOREPLICAS: fewer replicas than min-replicas-to-write; UNBLOCKED: a blocked XREADGROUP
+# ended by a role change (master -> replica), even one that was undone half a second later.
+TRANSIENT_REPLIES = frozenset(
+    (
+        "OOM",
+        "LOADING",
+        "READONLY",
+        "MASTERDOWN",
+        "TRYAGAIN",
+        "CLUSTERDOWN",
+        "BUSY",
+        "MISCONF",
+        "NOREPLICAS",
+        "UNBLOCKED",
+    )
+)
+
+# redis-py rewrites the message of a pipeline's first failed command: "Command # 1 (SET k v) of
+# pipeline caused error: MISCONF ..." (the asyncio client quotes it as a tuple: "('MISCONF ...',)").
+PIPELINE_ERROR_MARK = " of pipeline caused error: "
 
 
 # While a cluster node dies, redis-py's asyncio cluster client can raise from its own code on the
@@ -63,8 +84,16 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, TORN_CONNECTION_CLASSES) and raised_inside_redis_client(exc):
         return True
     if isinstance(exc, ResponseError):
-        return str(exc).split(" ", 1)[0] in TRANSIENT_REPLIES
+        return reply_code(exc) in TRANSIENT_REPLIES
     return False
+
+
+def reply_code(exc: ResponseError) -> str:
+    """The first word of the server's reply (MISCONF, WRONGTYPE...), inside a pipeline too."""
+    message = str(exc)
+    if message.startswith("Command # ") and PIPELINE_ERROR_MARK in message:
+        message = message.rpartition(PIPELINE_ERROR_MARK)[2].lstrip("('\"")
+    return message.split(" ", 1)[0]
 
 
 def is_nogroup(exc: BaseException) -> bool:

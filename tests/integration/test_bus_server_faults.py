@@ -17,9 +17,11 @@ from ridepulse.contracts.envelope import Envelope
 from ridepulse.contracts.registry import Event, make
 from ridepulse.keys import GlobalKeys, MarketKeys
 from ridepulse.redis_client import connect
-from ridepulse.redis_server import EmbeddedRedis
+from ridepulse.redis_server import EmbeddedRedis, free_port
 from ridepulse.settings import Settings
 from tests.support.bus import expired_events, fill, runtime, start_consumer_process, wait_exit
+from tests.support.idempotency import scratch_key
+from tests.support.refusals import REFUSALS, refusing_writes
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -101,6 +103,142 @@ async def test_an_oom_server_loses_no_event_and_processing_resumes_when_memory_i
     assert await own_redis.xlen(GlobalKeys(own_settings.key_prefix).dead_letters) == 0
     summary: Any = await own_redis.xpending(keys.rides, "g")
     assert summary["pending"] == 0
+
+
+async def _errors(redis: aioredis.Redis, code: str) -> int:
+    """How many replies of this code the server has sent (INFO errorstats)."""
+    stats: Any = await redis.info("errorstats")
+    return int(stats.get(f"errorstat_{code}", {}).get("count", 0))
+
+
+@pytest.mark.parametrize("refusal", REFUSALS)
+async def test_a_server_refusing_writes_loses_no_event_and_processing_resumes(
+    own_redis: aioredis.Redis, own_settings: Settings, refusal: str
+) -> None:
+    """MISCONF (the server cannot persist: a full AOF disk, a failed snapshot) and NOREPLICAS
+    (min-replicas-to-write unmet): the consumer re-raised them and its service died, 47 deaths
+    a minute under `ridepulse up`. It now backs off and carries on."""
+    keys = MarketKeys("sf", own_settings.key_prefix)
+    await fill(own_redis, keys.rides, expired_events(100))
+
+    async def announce(event: Event, deps: Any) -> list[Envelope]:
+        return _announce(event)
+
+    consumer = runtime(
+        own_redis, own_settings, HandlerTable(per_event={"ride.expired": announce}), burst=False
+    )
+    await consumer.ensure_groups()
+    task: asyncio.Task[None] | None = None
+    try:
+        async with refusing_writes(own_redis, refusal):
+            task = asyncio.create_task(consumer.run())
+            await wait_until(
+                lambda: _true(consumer.stats.transient_errors >= 3 or task.done()),
+                timeout_s=30,
+                what=f"the consumer to meet {refusal} several times",
+            )
+            assert not task.done(), f"the consumer ended on {refusal}: {task.exception()!r}"
+            assert consumer.stats.processed == 0 and consumer.stats.failed == 0
+        await wait_until(
+            lambda: _true(consumer.stats.processed == 100),
+            timeout_s=60,
+            what="every event processed once writes are accepted",
+        )
+    finally:
+        consumer.stop()
+        if task is not None:
+            await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 30)
+    assert await own_redis.xlen(keys.eta_events) == 100, "one output per event: none lost"
+    assert await own_redis.xlen(GlobalKeys(own_settings.key_prefix).dead_letters) == 0
+
+
+@pytest.mark.parametrize("refusal", REFUSALS)
+async def test_a_service_process_outlives_a_server_that_refuses_writes(
+    own_redis: aioredis.Redis, own_settings: Settings, refusal: str
+) -> None:
+    """The whole service (runtime, heartbeat pipeline) against refused writes: the process
+    stays up through them, works again after, and ends cleanly at SIGTERM."""
+    keys = MarketKeys("sf", own_settings.key_prefix)
+    progress = scratch_key(keys, "progress")
+    proc = start_consumer_process(own_settings, "c-refused")
+    try:
+        await fill(own_redis, keys.rides, expired_events(50))
+        await wait_until(
+            lambda: _count(own_redis.get(progress), 50), timeout_s=60, what="the first 50 events"
+        )
+        seen = await _errors(own_redis, refusal)
+        async with refusing_writes(own_redis, refusal):
+            await wait_until(
+                lambda: _refused_often(own_redis, proc, refusal, seen + 10),
+                timeout_s=60,
+                what=f"the service to meet {refusal} ten times",
+            )
+            assert proc.poll() is None, f"the service exited ({proc.poll()}) on {refusal}"
+        await fill(own_redis, keys.rides, expired_events(50, start=50))
+        await wait_until(
+            lambda: _count(own_redis.get(progress), 100), timeout_s=60, what="50 more events"
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = await wait_exit(proc, 30)
+    assert code == 0
+
+
+async def _count(value: Any, wanted: int) -> bool:
+    return int(await value or 0) >= wanted
+
+
+async def _refused_often(redis: aioredis.Redis, proc: Any, code: str, wanted: int) -> bool:
+    return proc.poll() is not None or await _errors(redis, code) >= wanted
+
+
+async def test_a_role_change_under_a_blocked_read_does_not_end_the_consumer(
+    own_redis: aioredis.Redis, own_settings: Settings
+) -> None:
+    """REPLICAOF somewhere, then REPLICAOF NO ONE: the server answers a blocked XREADGROUP
+    with UNBLOCKED (master -> replica?). Every consumer died of that half-second blip."""
+    keys = MarketKeys("sf", own_settings.key_prefix)
+    handled: set[str] = set()
+
+    async def record(event: Event, deps: Any) -> None:
+        handled.add(event.id)
+
+    # a read blocked long enough to be caught blocked; stopping waits for its end
+    blocking = own_settings.model_copy(update={"block_ms": 3000})
+    reader = connect(blocking)  # its socket timeout above the block
+    consumer = runtime(
+        reader, blocking, HandlerTable(per_event={"ride.expired": record}), burst=False
+    )
+    await consumer.ensure_groups()
+    task = asyncio.create_task(consumer.run())
+    try:
+        await wait_until(
+            lambda: _blocked_clients(own_redis), timeout_s=30, what="the consumer's blocked read"
+        )
+        await own_redis.replicaof("127.0.0.1", str(free_port()))  # a primary nobody serves
+        await own_redis.replicaof("NO", "ONE")
+        await wait_until(
+            lambda: _true(consumer.stats.transient_errors >= 1 or task.done()),
+            timeout_s=30,
+            what="the consumer to meet UNBLOCKED",
+        )
+        assert not task.done(), f"the consumer ended on UNBLOCKED: {task.exception()!r}"
+        events = expired_events(20)
+        await fill(own_redis, keys.rides, events)
+        await wait_until(
+            lambda: _true(len(handled) == 20), timeout_s=60, what="events after the role change"
+        )
+    finally:
+        await own_redis.replicaof("NO", "ONE")
+        consumer.stop()
+        await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 30)
+        await reader.aclose()
+    assert handled == {e.id for e in events}
+
+
+async def _blocked_clients(redis: aioredis.Redis) -> bool:
+    clients: Any = await redis.info("clients")
+    return int(clients["blocked_clients"]) >= 1
 
 
 async def test_a_consumer_survives_a_server_restart_and_continues(

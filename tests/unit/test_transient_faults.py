@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from redis.asyncio.connection import Connection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError, ResponseError
 
-from ridepulse.bus.faults import is_transient, raised_inside_redis_client
+from ridepulse.bus.faults import TRANSIENT_REPLIES, is_transient, raised_inside_redis_client
+from ridepulse.cli_checks import redis_failed
+
+ARCHITECTURE = Path(__file__).parents[2] / "docs" / "architecture.md"
 
 
 async def test_a_transport_torn_down_inside_the_client_is_transient() -> None:
@@ -36,3 +41,41 @@ def test_server_replies_and_connection_errors_keep_their_meaning() -> None:
     assert is_transient(ResponseError("LOADING Valkey is loading the dataset in memory"))
     assert not is_transient(ResponseError("WRONGTYPE Operation against a key"))
     assert not is_transient(DataError("Invalid input of type: 'NoneType'"))
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "MISCONF Errors writing to the AOF file: No space left on device",
+        "NOREPLICAS Not enough good replicas to write.",
+        "UNBLOCKED force unblock from blocking operation, instance state changed "
+        "(master -> replica?)",
+    ],
+)
+def test_a_server_that_cannot_write_now_is_transient_alone_or_in_a_pipeline(reply: str) -> None:
+    """A full disk, too few replicas, a role change: every consumer service died of these."""
+    assert is_transient(ResponseError(reply))
+    # redis-py rewrites a pipeline's failed command: the sync client, then the asyncio one
+    command = "Command # 1 (SET rp:heartbeat:eta:eta-1 {...}) of pipeline caused error: "
+    assert is_transient(ResponseError(command + reply))
+    assert is_transient(ResponseError(command + repr((reply,))))
+    assert not is_transient(ResponseError(command + "WRONGTYPE Operation against a key"))
+
+
+def test_the_architecture_doc_names_every_transient_reply() -> None:
+    row = next(
+        line for line in ARCHITECTURE.read_text().splitlines() if line.startswith("| Redis blips")
+    )
+    missing = [code for code in sorted(TRANSIENT_REPLIES) if f"`{code}`" not in row]
+    assert not missing, f"docs/architecture.md's 'Redis blips' row does not name {missing}"
+
+
+def test_a_refused_command_is_not_called_unreachable() -> None:
+    url = "redis://:pw@127.0.0.1:6379/0"
+    refused = redis_failed(url, ResponseError("MISCONF Errors writing to the AOF file"))
+    assert refused == (
+        "Redis at redis://***@127.0.0.1:6379/0 refused the command: MISCONF Errors writing to "
+        "the AOF file"
+    )
+    unreachable = redis_failed(url, RedisConnectionError("Connection refused."))
+    assert unreachable == "cannot reach Redis at redis://***@127.0.0.1:6379/0: Connection refused."
