@@ -13,6 +13,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from ridepulse.keys import GlobalKeys, MarketKeys, heartbeat_owner
+from ridepulse.write_refusals import refused_writes
 
 LAG_UNHEALTHY = 100_000
 
@@ -90,11 +91,13 @@ def served_markets(client: redis.Redis, prefix: str) -> list[str]:
 
 
 def collect_status(client: redis.Redis, configured: Sequence[str], prefix: str) -> Status:
-    """The configured markets, then every other market the server holds streams of; the
-    server's memory; a cluster's nodes."""
+    """The configured markets, then every other market the server holds streams of; whether
+    the server takes writes (memory, disk); a cluster's nodes."""
     status = Status()
     global_keys = GlobalKeys(prefix)
-    status.writes_refused = _out_of_memory(client, status.problems)
+    # a server refusing writes refuses heartbeats too: named first, the services may be running
+    refused_for = refused_writes(client, status.problems)
+    status.writes_refused = refused_for is not None
     if isinstance(client, RedisCluster):
         status.nodes = _cluster_nodes(client, status.problems)
     markets = list(dict.fromkeys([*configured, *served_markets(client, prefix)]))
@@ -134,8 +137,7 @@ def collect_status(client: redis.Redis, configured: Sequence[str], prefix: str) 
             )
         )
     alive = {s.service for s in status.services if s.alive}
-    # a server refusing writes refuses heartbeats too: the services may well be running
-    why = " (Redis refuses its heartbeat: see memory)" if status.writes_refused else ""
+    why = f" (Redis refuses its heartbeat: see {refused_for})" if refused_for else ""
     for svc in status.services:
         if not svc.alive and svc.service not in alive:
             status.problems.append(
@@ -149,33 +151,6 @@ def collect_status(client: redis.Redis, configured: Sequence[str], prefix: str) 
             )
     status.dead_letters = int(client.xlen(global_keys.dead_letters))
     return status
-
-
-def _out_of_memory(client: redis.Redis, problems: list[str]) -> bool:
-    """Whether a server (any primary of a cluster) is past its maxmemory: it then refuses every
-    write (the embedded server and compose run `noeviction`), rides and heartbeats alike."""
-    full = False
-    for address, memory in _memory_of_primaries(client):
-        used, limit = int(memory.get("used_memory", 0)), int(memory.get("maxmemory", 0))
-        if limit and used >= limit:
-            full = True
-            problems.append(
-                f"Redis{address} is at its maxmemory ({used} of {limit} bytes): it refuses every "
-                "write, so ride requests and pings get 503; free memory or raise maxmemory"
-            )
-    return full
-
-
-def _memory_of_primaries(client: redis.Redis) -> list[tuple[str, dict[str, Any]]]:
-    if not isinstance(client, RedisCluster):
-        return [("", client.info("memory"))]
-    found = []
-    for node in client.get_primaries():
-        try:
-            found.append((f" {node.name}", client.get_redis_connection(node).info("memory")))
-        except redis.ConnectionError:
-            continue  # a primary down: _cluster_nodes reports it
-    return found
 
 
 def _cluster_nodes(client: RedisCluster, problems: list[str]) -> list[NodeStatus]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, cast
 
 import orjson
@@ -12,10 +13,13 @@ from typer.testing import CliRunner
 
 from ridepulse.cli import app
 from ridepulse.keys import GlobalKeys, MarketKeys
+from ridepulse.redis_client import connect
+from ridepulse.redis_server import EmbeddedRedis
 from ridepulse.retention import prune_heartbeats
 from ridepulse.settings import Settings
 from ridepulse.status import LAG_UNHEALTHY
 from tests.support.bus import expired_events, fill
+from tests.support.refusals import refusing_writes
 
 pytestmark = pytest.mark.integration
 
@@ -191,6 +195,32 @@ async def test_a_server_at_its_maxmemory_is_named_as_the_cause_not_the_services(
         "service eta (eta-1) has no live heartbeat (Redis refuses its heartbeat: see memory)"
     )
     assert _status(settings)[1]["writes_refused"] is False
+
+
+async def test_a_server_that_cannot_persist_is_named_as_the_cause_not_the_services(
+    tmp_path: Path,
+) -> None:
+    """A Valkey that cannot write to its disk (a full AOF disk, a failed snapshot) answers every
+    write with MISCONF, heartbeats too: status listed every service dead and never said why."""
+    server = EmbeddedRedis(tmp_path / "valkey").start()  # its own: CONFIG SET save, a bgsave
+    settings = Settings(redis_url=server.url, key_prefix="t", data_dir=tmp_path)
+    client = connect(settings)
+    try:
+        gk = GlobalKeys(settings.key_prefix)
+        await client.sadd(gk.heartbeats, gk.heartbeat("eta", "eta-1"))  # its beat refused
+        async with refusing_writes(client, "MISCONF"):
+            code, report = _status(settings)
+        assert code == 1 and report["writes_refused"] is True, report
+        assert report["problems"][0].startswith(
+            "Redis failed its last RDB snapshot: it refuses every write (MISCONF)"
+        ), report["problems"]
+        assert report["problems"][1] == (
+            "service eta (eta-1) has no live heartbeat (Redis refuses its heartbeat: see disk)"
+        )
+        assert _status(settings)[1]["writes_refused"] is False
+    finally:
+        await client.aclose()
+        server.stop()
 
 
 async def _refused_write(redis: aioredis.Redis, gk: GlobalKeys) -> bool:

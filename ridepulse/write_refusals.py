@@ -1,0 +1,94 @@
+"""Why a Redis server refuses every write, named first by `ridepulse status`: a server past its
+maxmemory (OOM) or one that cannot persist (MISCONF: a full disk under its AOF, a failed RDB
+snapshot) refuses heartbeats too, so its services look dead while they run on, retrying."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from redis.cluster import RedisCluster
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def refused_writes(client: redis.Redis, problems: list[str]) -> str | None:
+    """What makes a server (any primary of a cluster) refuse writes, "disk" or "memory", each
+    server's cause added to `problems`; None when every server takes writes."""
+    cause = None
+    for address, node in _primaries(client):
+        persistence: dict[str, Any] = node.info("persistence")
+        snapshot_failed = _text(persistence.get("rdb_last_bgsave_status", "ok")) != "ok"
+        problem = persistence_problem(
+            address, persistence, snapshot_failed and _stops_writes_on_failed_snapshot(node)
+        )
+        if problem is None:
+            problem = memory_problem(address, node.info("memory"))
+            cause = cause or ("memory" if problem else None)
+        else:
+            cause = "disk"
+        if problem:
+            problems.append(problem)
+    return cause
+
+
+def persistence_problem(
+    address: str, persistence: dict[str, Any], stops_on_failed_snapshot: bool
+) -> str | None:
+    """What INFO persistence says of a write to disk that failed and now refuses writes: an AOF
+    write (while the AOF is on), or an RDB snapshot (with save points and
+    stop-writes-on-bgsave-error, Redis's defaults; `ridepulse up` sets no save points)."""
+    if int(persistence.get("aof_enabled", 0)) and (
+        _text(persistence.get("aof_last_write_status", "ok")) != "ok"
+    ):
+        failed = "cannot write its AOF"
+    elif stops_on_failed_snapshot and _text(persistence.get("rdb_last_bgsave_status")) != "ok":
+        failed = "failed its last RDB snapshot"
+    else:
+        return None
+    return (
+        f"Redis{address} {failed}: it refuses every write (MISCONF), so ride requests and "
+        "pings get 503; free disk space under its data dir (its log says why)"
+    )
+
+
+def memory_problem(address: str, memory: dict[str, Any]) -> str | None:
+    """A server past its maxmemory refuses every write (the embedded server and compose run
+    `noeviction`), rides and heartbeats alike."""
+    used, limit = int(memory.get("used_memory", 0)), int(memory.get("maxmemory", 0))
+    if not limit or used < limit:
+        return None
+    return (
+        f"Redis{address} is at its maxmemory ({used} of {limit} bytes): it refuses every "
+        "write, so ride requests and pings get 503; free memory or raise maxmemory"
+    )
+
+
+def _stops_writes_on_failed_snapshot(node: redis.Redis) -> bool:
+    try:
+        save: Any = node.config_get("save")
+        stop: Any = node.config_get("stop-writes-on-bgsave-error")
+    except redis.ResponseError:
+        return True  # CONFIG refused (a managed server): assume Redis's defaults
+    return (
+        bool(_text(save.get("save", "")).strip())
+        and _text(stop.get("stop-writes-on-bgsave-error", "yes")) == "yes"
+    )
+
+
+def _primaries(client: redis.Redis) -> list[tuple[str, redis.Redis]]:
+    """The server, or every primary of a cluster that answers (_cluster_nodes reports the
+    others), with the address a problem names."""
+    if not isinstance(client, RedisCluster):
+        return [("", client)]
+    found = []
+    for node in client.get_primaries():
+        connection = client.get_redis_connection(node)
+        try:
+            connection.ping()
+        except redis.ConnectionError:
+            continue
+        found.append((f" {node.name}", connection))
+    return found

@@ -1,0 +1,37 @@
+"""What INFO says of a server that refuses every write (`ridepulse status` names it first)."""
+
+from __future__ import annotations
+
+from ridepulse.write_refusals import memory_problem, persistence_problem
+
+HEALTHY = {"aof_enabled": 1, "aof_last_write_status": "ok", "rdb_last_bgsave_status": "ok"}
+
+
+def test_a_failed_aof_write_is_named_with_what_to_do() -> None:
+    """What `ridepulse up` meets on a full disk: its AOF write fails, every write gets MISCONF."""
+    full_disk = {**HEALTHY, "aof_last_write_status": "err"}
+    assert persistence_problem(" 127.0.0.1:7000", full_disk, False) == (
+        "Redis 127.0.0.1:7000 cannot write its AOF: it refuses every write (MISCONF), so ride "
+        "requests and pings get 503; free disk space under its data dir (its log says why)"
+    )
+
+
+def test_a_failed_snapshot_counts_only_where_it_stops_writes() -> None:
+    failed = {**HEALTHY, "aof_enabled": 0, "rdb_last_bgsave_status": "err"}
+    problem = persistence_problem("", failed, True)
+    assert problem is not None and problem.startswith("Redis failed its last RDB snapshot: ")
+    # no save points, or stop-writes-on-bgsave-error off: the server still takes writes
+    assert persistence_problem("", failed, False) is None
+
+
+def test_a_server_writing_to_disk_or_with_its_aof_off_is_not_a_problem() -> None:
+    assert persistence_problem("", HEALTHY, True) is None
+    stale = {**HEALTHY, "aof_enabled": 0, "aof_last_write_status": "err"}  # AOF since turned off
+    assert persistence_problem("", stale, False) is None
+
+
+def test_a_server_past_its_maxmemory_is_named() -> None:
+    assert memory_problem("", {"used_memory": 10, "maxmemory": 0}) is None
+    assert memory_problem("", {"used_memory": 10, "maxmemory": 100}) is None
+    problem = memory_problem("", {"used_memory": 100, "maxmemory": 100})
+    assert problem is not None and problem.startswith("Redis is at its maxmemory (100 of 100")
