@@ -8,11 +8,12 @@ import math
 import re
 from typing import Any
 
+# the stream holds pings to the same rule (re-exported: schemas and fast_batch take it from here)
+from ridepulse.contracts.telemetry_decode import FUTURE_TOLERANCE_MS as FUTURE_TOLERANCE_MS
 from ridepulse.errors import InvalidInput, OutsideServiceArea
 from ridepulse.geo import haversine_m
 from ridepulse.markets import Market, MarketMap
 
-FUTURE_TOLERANCE_MS = 5_000  # device clocks drift; more than this is a bad clock or a forgery
 MAX_AGE_MS = 5 * 60_000  # older pings are useless for dispatch and would corrupt speed learning
 LAT_RANGE = (-90.0, 90.0)
 LON_RANGE = (-180.0, 180.0)

@@ -671,7 +671,7 @@ class ConsumerRuntime(Generic[DepsT]):
         """Decode and validate; the reason it cannot be, or None."""
         assert item.fields is not None
         try:
-            item.event = decode(item.fields, item.stream.market)
+            item.event = decode(item.fields, item.stream.market, parse_id(item.entry_id)[0])
         except InvalidEvent as exc:
             return exc.detail
         except Exception as exc:  # bytes that are not UTF-8, or anything else a decoder meets

@@ -10,7 +10,11 @@ from pydantic import ValidationError
 
 from ridepulse.contracts import events as ev
 from ridepulse.contracts.envelope import Envelope
-from ridepulse.contracts.telemetry_decode import decode_locations, decode_locations_json
+from ridepulse.contracts.telemetry_decode import (
+    decode_locations,
+    decode_locations_json,
+    refuse_future_pings,
+)
 from ridepulse.errors import InvalidEvent
 
 P = TypeVar("P", bound=ev.Payload)
@@ -84,24 +88,32 @@ def model_for(event_type: str, version: int) -> type[ev.Payload]:
         raise InvalidEvent(f"unknown event type/version: {event_type} v{version}") from None
 
 
-def decode(fields: dict[bytes, bytes], market: str = "") -> Event:
-    """Stream fields → validated Event; InvalidEvent (with reason) otherwise."""
+def decode(fields: dict[bytes, bytes], market: str = "", appended_ms: int | None = None) -> Event:
+    """Stream fields → validated Event; InvalidEvent (with reason) otherwise. `appended_ms`,
+    the entry's id time, bounds its pings' stamps (refuse_future_pings)."""
     if fields.get(b"type") == b"driver.location" and fields.get(b"v") == b"1":
         # the high-volume type: its JSON goes straight into typed rows, with no dict and no
         # pydantic object per ping (the envelope's `data` stays empty)
         envelope = Envelope.from_fields(fields, parse_data=False)
-        return Event(envelope, decode_locations_json(fields[b"data"]), market)
-    envelope = Envelope.from_fields(fields)
-    model = model_for(envelope.type, envelope.v)
-    if model is ev.DriverLocationV1:  # spelt another way ("v": "01"): the same rules
-        return Event(envelope, decode_locations(envelope.data), market)
+        locations = decode_locations_json(fields[b"data"])
+    else:
+        envelope = Envelope.from_fields(fields)
+        model = model_for(envelope.type, envelope.v)
+        if model is not ev.DriverLocationV1:
+            return Event(envelope, _validated(model, envelope), market)
+        locations = decode_locations(envelope.data)  # spelt another way ("v": "01")
+    if appended_ms is not None:
+        refuse_future_pings(locations.pings, appended_ms)
+    return Event(envelope, locations, market)
+
+
+def _validated(model: type[ev.Payload], envelope: Envelope) -> ev.Payload:
     try:
-        data = model.model_validate(envelope.data)
+        return model.model_validate(envelope.data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise InvalidEvent(f"{envelope.type} v{envelope.v}: {where}: {first['msg']}") from None
-    return Event(envelope, data, market)
 
 
 def make(

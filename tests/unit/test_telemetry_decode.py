@@ -11,7 +11,12 @@ import pytest
 from pydantic import ValidationError
 
 from ridepulse.contracts.events import DriverLocationV1
-from ridepulse.contracts.telemetry_decode import decode_locations, decode_locations_json
+from ridepulse.contracts.registry import decode, make
+from ridepulse.contracts.telemetry_decode import (
+    FUTURE_TOLERANCE_MS,
+    decode_locations,
+    decode_locations_json,
+)
 from ridepulse.errors import InvalidEvent
 
 FIELDS = ("driver_id", "lat", "lon", "ts", "speed_mps", "heading", "accuracy_m")
@@ -86,3 +91,33 @@ def test_malformed_payloads_are_refused_with_a_reason(data: dict[str, Any]) -> N
 def test_bytes_that_are_not_json_are_refused_with_a_reason() -> None:
     with pytest.raises(InvalidEvent, match="data is not JSON"):
         decode_locations_json(b'{"pings": [')
+
+
+APPENDED_MS = 1_796_000_000_000
+
+
+def _stamps(fields: dict[bytes, bytes], appended_ms: int | None = None) -> list[int]:
+    data = decode(fields, "sf", appended_ms).data
+    assert isinstance(data, DriverLocationV1)
+    return [ping.ts for ping in data.pings]
+
+
+def _entry(*stamps: int, v: bytes = b"1") -> dict[bytes, bytes]:
+    pings = [
+        {"driver_id": f"d{i}", "lat": 37.7, "lon": -122.4, "ts": ts} for i, ts in enumerate(stamps)
+    ]
+    fields = make("driver.location", "fleet", {"pings": []}, "test").to_fields()
+    return fields | {b"data": orjson.dumps({"pings": pings}), b"v": v}
+
+
+@pytest.mark.parametrize("v", [b"1", b"01"])  # the fast path and the envelope's
+def test_a_ping_stamped_past_the_tolerance_after_its_entry_is_refused(v: bytes) -> None:
+    """The API's 5 s, held against the entry's id time: a ping a day (or the largest int64)
+    ahead, written straight into the stream, would freeze its driver's position."""
+    limit = APPENDED_MS + FUTURE_TOLERANCE_MS
+    assert _stamps(_entry(APPENDED_MS, limit, v=v), APPENDED_MS) == [APPENDED_MS, limit]
+    for ahead in (limit + 1, APPENDED_MS + 86_400_000, 2**63 - 1):
+        with pytest.raises(InvalidEvent, match=r"pings\.1\.ts: .* more than 5 s after the entry"):
+            decode(_entry(APPENDED_MS, ahead, v=v), "sf", APPENDED_MS)
+    # without the entry's time (a replay's check, pricing's window) the payload rules alone
+    assert _stamps(_entry(APPENDED_MS, limit + 1, v=v)) == [APPENDED_MS, limit + 1]
