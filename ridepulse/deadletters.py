@@ -11,7 +11,10 @@ appended once, however many groups wrote a letter for it, and all those letters 
 same stream and entry id) are deleted with it: replaying each would append it once per group.
 
 An entry the contracts still cannot decode is refused unless forced: every group would read it
-again and dead-letter it at once, one new letter per group.
+again and dead-letter it at once, one new letter per group. So is a letter naming a stream no
+consumer group reads (one that does not exist, is not a stream, or has no group: the dead
+letters themselves, `rp:health`): the platform reads only streams with groups, and an entry
+appended elsewhere would go nowhere, or create a stream of its own.
 
 The entry's fields are read as ridepulse/bus/deadletter.py writes them; fields added later
 (another helper may add some) are kept in `extra` and shown as they are."""
@@ -215,11 +218,18 @@ def replay(
     siblings (`siblings`, or looked up): every group of the stream reads the new entry, so the
     letters the other groups wrote for it are settled by the same append.
 
-    Refuses (InvalidInput) a letter naming a stream outside this deployment's prefix, carrying
-    no original fields (nothing to replay), or, unless `force`, one whose entry the contracts
-    still cannot decode (it would come straight back, once per group)."""
+    Refuses (InvalidInput) a letter naming a stream outside this deployment's prefix or one no
+    consumer group reads, carrying no original fields (nothing to replay), or, unless `force`,
+    one whose entry the contracts still cannot decode (it would come straight back, once per
+    group)."""
     if not letter.stream.startswith(f"{prefix}:"):
         raise InvalidInput(f"dead letter {letter.id} names stream {letter.stream!r}", field="id")
+    if (why_not := _unread(client, prefix, letter.stream)) is not None:
+        raise InvalidInput(
+            f"dead letter {letter.id} names stream {letter.stream!r}, {why_not}: no consumer "
+            "group would read the entry",
+            field="id",
+        )
     fields = letter_fields(letter)
     if not fields:
         raise InvalidInput(f"dead letter {letter.id} has no original fields", field="id")
@@ -237,13 +247,24 @@ def replay(
     return Replayed(letter, _text(new_id), [s.id for s in siblings])
 
 
+def _unread(client: redis.Redis, prefix: str, stream: str) -> str | None:
+    """Why no consumer group reads `stream` (missing, not a stream, no group), or None."""
+    if stream == GlobalKeys(prefix).dead_letters:
+        return "the dead letters themselves"
+    try:
+        groups: Any = client.xinfo_groups(stream)
+    except redis.ResponseError as exc:  # "no such key", WRONGTYPE
+        return "which does not exist" if "no such key" in str(exc) else f"not a stream ({exc})"
+    return None if groups else "which has no consumer group"
+
+
 def replay_all(
     client: redis.Redis, prefix: str, *, force: bool = False
 ) -> tuple[list[Replayed], list[tuple[DeadLetter, str]]]:
     """Replay every original entry with a dead letter present now (read first, so replays never
     chase their tail): each entry is appended once, whichever groups wrote letters for it.
     Returns (the replays, the refused letters with the reason); a refused letter stays in the
-    dead-letter stream, and so do its siblings."""
+    dead-letter stream, and so do its siblings, and the letters after it are still replayed."""
     by_entry: dict[tuple[str, str], list[DeadLetter]] = {}
     for letter in iter_dead_letters(client, prefix):
         by_entry.setdefault(_sibling_key(letter), []).append(letter)
@@ -259,6 +280,8 @@ def replay_all(
             )
         except InvalidInput as exc:
             refused.extend((letter, exc.detail) for letter in letters)
+        except redis.ResponseError as exc:  # the server refused this letter's writes (WRONGTYPE)
+            refused.extend((letter, f"Redis refused the replay: {exc}") for letter in letters)
     return replayed, refused
 
 

@@ -238,6 +238,7 @@ async def test_a_dead_letter_in_the_old_json_only_format_still_replays(
         "original": orjson.dumps(original),
     }
     await redis.xadd(GlobalKeys(settings.key_prefix).dead_letters, old_letter)  # type: ignore[arg-type]
+    await redis.xgroup_create(keys.rides, "g", id="$", mkstream=True)  # as the platform's are
     replayed = await run_cli(settings, "replay", "--all")
     assert replayed.returncode == 0 and "1 replayed" in replayed.stdout, replayed
     assert await _entries(redis, keys.rides) == [list(_valid_as(original).items())]
@@ -273,6 +274,7 @@ async def test_replay_all_keeps_each_letter_it_cannot_replay_and_exits_1(
         )
         return cast(bytes, await redis.xadd(dead, entry)).decode()  # type: ignore[arg-type]
 
+    await redis.xgroup_create(keys.rides, "g", id="$", mkstream=True)  # as the platform's are
     await letter(keys.rides, first, "1-0")
     foreign = await letter(foreign_stream, first, "1-0")
     empty = await letter(keys.rides, None, "2-0")
@@ -288,6 +290,81 @@ async def test_replay_all_keeps_each_letter_it_cannot_replay_and_exits_1(
     assert [entry_id.decode() for entry_id, _ in left] == [foreign, empty]
     assert await _entries(redis, keys.rides) == [list(first.items()), list(last.items())]
     assert await redis.exists(foreign_stream) == 0, "a replay wrote outside its prefix"
+
+
+async def _letter(
+    redis: aioredis.Redis, settings: Settings, stream: str, fields: dict[bytes, bytes], entry: str
+) -> str:
+    """A dead letter for `fields`, read from `stream` at `entry`."""
+    letter = dead_letter_fields(
+        stream=stream,
+        group="g",
+        consumer="c1",
+        entry_id=entry,
+        fields=fields,
+        reason="failed 5 deliveries",
+        deliveries=5,
+    )
+    dead = GlobalKeys(settings.key_prefix).dead_letters
+    return cast(bytes, await redis.xadd(dead, letter)).decode()  # type: ignore[arg-type]
+
+
+async def test_replay_all_keeps_a_letter_redis_refuses_and_replays_the_ones_after_it(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    """A letter whose stream key holds a string, then one whose stream has used up every id (the
+    server refuses the XADD itself): `--all` stopped at the first with "cannot reach Redis
+    ...: WRONGTYPE" and left the valid letter after them unreplayed. Now each is kept with its
+    reason and the valid one is replayed."""
+    keys = MarketKeys("sf", settings.key_prefix)
+    string_key = f"{settings.key_prefix}:{{sf}}:not-a-stream"
+    exhausted = f"{settings.key_prefix}:{{sf}}:exhausted"
+    await redis.set(string_key, "s")
+    await redis.xadd(exhausted, {"x": "y"}, id=f"{2**64 - 1}-{2**64 - 1}")
+    await redis.xgroup_create(exhausted, "g", id="$")
+    await redis.xgroup_create(keys.rides, "g", id="$", mkstream=True)
+    valid = _valid()
+    wrongtype = await _letter(redis, settings, string_key, valid, "1-0")
+    refused = await _letter(redis, settings, exhausted, valid, "2-0")
+    await _letter(redis, settings, keys.rides, valid, "3-0")
+
+    replayed = await run_cli(settings, "replay", "--all")
+    assert replayed.returncode == 1, (replayed.stdout, replayed.stderr)
+    assert "1 replayed, 2 kept" in replayed.stdout, (replayed.stdout, replayed.stderr)
+    assert f"kept {wrongtype}: " in replayed.stderr and "not a stream" in replayed.stderr
+    assert f"kept {refused}: Redis refused the replay: " in replayed.stderr, replayed.stderr
+    assert "cannot reach" not in replayed.stderr, replayed.stderr
+    assert await _entries(redis, keys.rides) == [list(valid.items())]
+    left = cast(
+        list[tuple[bytes, Any]], await redis.xrange(GlobalKeys(settings.key_prefix).dead_letters)
+    )
+    assert [entry_id.decode() for entry_id, _ in left] == [wrongtype, refused]
+
+
+async def test_replay_appends_only_to_a_stream_a_consumer_group_reads(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    """A letter naming the dead-letter stream, the health stream or a stream that does not exist
+    was appended there (the dead letters grew by one, a stream nobody reads was created)."""
+    gk = GlobalKeys(settings.key_prefix)
+    await redis.xadd(gk.health, {"type": "service.heartbeat"})  # a stream with no group
+    new_stream = f"{settings.key_prefix}:{{sf}}:brand-new"
+    targets = {
+        gk.dead_letters: "the dead letters",
+        gk.health: "no consumer group",
+        new_stream: "does not exist",
+    }
+    for stream, why in targets.items():
+        letter = await _letter(redis, settings, stream, _valid(), "1-0")
+        before = await dead_letter_count(redis, settings)
+        replayed = await run_cli(settings, "replay", letter)
+        assert replayed.returncode == 1, (stream, replayed.stdout, replayed.stderr)
+        assert why in replayed.stderr and "no consumer group would read" in replayed.stderr, (
+            replayed.stderr
+        )
+        assert await dead_letter_count(redis, settings) == before, "the letter stays, alone"
+    assert await redis.xlen(gk.health) == 1
+    assert await redis.exists(new_stream) == 0
 
 
 GROUPS = ("matching", "eta", "pricing")  # three groups read the ride stream, as on the platform
