@@ -169,17 +169,27 @@ def get_dead_letter(client: redis.Redis, prefix: str, dead_letter_id: str) -> De
     return parse_dead_letter(found[0][0], found[0][1])
 
 
-def replay_reason(letter: DeadLetter) -> str | None:
+def replay_reason(letter: DeadLetter, now_ms: int) -> str | None:
     """Why the letter's entry would be dead-lettered again at once (the contracts cannot decode
-    it), or None. Replaying such an entry only multiplies it: every group of its stream reads it
-    again and each writes a letter of its own."""
+    it, or its pings are stamped too far past `now_ms`, the time a replay appends it at), or
+    None. Replaying such an entry only multiplies it: every group of its stream reads it again
+    and each writes a letter of its own."""
     try:
-        decode(letter_fields(letter))
+        decode(letter_fields(letter), appended_ms=now_ms)
     except InvalidEvent as exc:
         return exc.detail
     except Exception as exc:  # bytes that are not UTF-8, or anything else the decoder meets
         return f"undecodable: {type(exc).__name__}: {exc}"
     return None
+
+
+def _server_ms(client: redis.Redis) -> int:
+    """The server's clock, which stamps the entry id a replay appends."""
+    reply: Any = client.time()
+    if isinstance(reply, dict):  # a cluster client asked every node: any one will do
+        reply = next(iter(reply.values()))
+    seconds, micros = reply
+    return int(seconds) * 1000 + int(micros) // 1000
 
 
 def letter_fields(letter: DeadLetter) -> dict[bytes, bytes]:
@@ -233,7 +243,7 @@ def replay(
     fields = letter_fields(letter)
     if not fields:
         raise InvalidInput(f"dead letter {letter.id} has no original fields", field="id")
-    if not force and (why := replay_reason(letter)) is not None:
+    if not force and (why := replay_reason(letter, _server_ms(client))) is not None:
         raise InvalidInput(
             f"dead letter {letter.id}: its entry still cannot be decoded ({why}); every group "
             "would dead-letter it again. Fix the producer, or replay it anyway with --force",

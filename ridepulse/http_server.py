@@ -56,7 +56,9 @@ def wait_for_redis(settings: Settings, patience_s: float = START_PATIENCE_S) -> 
     deadline = time.monotonic() + patience_s
     while True:
         try:
-            with connect_sync(settings.redis_url) as client:
+            with connect_sync(
+                settings.redis_url, socket_connect_timeout=3, socket_timeout=3
+            ) as client:
                 client.ping()
             return
         except (redis.RedisError, RedisClusterException) as exc:

@@ -2,7 +2,7 @@
 step touches share `{market}`, so the same scripts run on one Redis and on Redis Cluster, and
 every key a market's request touches (ride request, quote, ride read and actions, ping) is in
 that market's slot: on a cluster a market's requests never wait on another market's shard
-(tests/unit/test_market_request_keys.py). GlobalKeys are the few keys no request waits on."""
+(tests/integration/test_market_request_keys.py). GlobalKeys are the few keys no request waits on."""
 
 from __future__ import annotations
 

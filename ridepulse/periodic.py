@@ -11,7 +11,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from ridepulse.bus.faults import Backoff
+from ridepulse.bus.faults import Backoff, is_transient
 from ridepulse.pause import sleep_or_stop
 
 # What a pass may fail with and the loop outlives: the next pass redoes what this one missed.
@@ -35,7 +35,9 @@ async def every(
         started = time.monotonic()
         try:
             await one_pass()
-        except PASS_ERRORS as exc:
+        except Exception as exc:
+            if not (isinstance(exc, PASS_ERRORS) or is_transient(exc)):
+                raise
             pause_s = backoff.after_failure_s(interval_s)
             log.warning(failed, error=str(exc), retry_in_s=round(pause_s, 2))
         else:

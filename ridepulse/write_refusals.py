@@ -88,7 +88,7 @@ def _primaries(client: redis.Redis) -> list[tuple[str, redis.Redis]]:
         connection = client.get_redis_connection(node)
         try:
             connection.ping()
-        except redis.ConnectionError:
+        except (redis.ConnectionError, redis.TimeoutError):  # down, or frozen
             continue
         found.append((f" {node.name}", connection))
     return found

@@ -14,6 +14,7 @@ from redis.exceptions import (
     MasterDownError,
     OutOfMemoryError,
     ReadOnlyError,
+    RedisClusterException,
     ResponseError,
     TryAgainError,
 )
@@ -53,6 +54,11 @@ TRANSIENT_REPLIES = frozenset(
     )
 )
 
+# redis-py's cluster client raises RedisClusterException, which is no RedisError, when it re-reads
+# the slot map and no seed answers or the slots are not all served yet (every node restarting, a
+# shard with none left). Its other uses are our bugs (keys of two slots in one command).
+PASSING_CLUSTER_TROUBLE = ("cannot be connected", "slots are not covered", "could not agree")
+
 # redis-py rewrites the message of a pipeline's first failed command: "Command # 1 (SET k v) of
 # pipeline caused error: MISCONF ..." (the asyncio client quotes it as a tuple: "('MISCONF ...',)").
 PIPELINE_ERROR_MARK = " of pipeline caused error: "
@@ -85,6 +91,8 @@ def is_transient(exc: BaseException) -> bool:
         return True
     if isinstance(exc, ResponseError):
         return reply_code(exc) in TRANSIENT_REPLIES
+    if isinstance(exc, RedisClusterException):
+        return any(trouble in str(exc) for trouble in PASSING_CLUSTER_TROUBLE)
     return False
 
 

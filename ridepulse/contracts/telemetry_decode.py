@@ -8,7 +8,7 @@ out as `PingRow` structs with the same attribute names, held in a `DriverLocatio
 re-validation. tests/unit/test_telemetry_decode.py holds the two decoders to the same answers.
 
 One rule needs the entry and not only its payload: no ping may be stamped more than
-FUTURE_TOLERANCE_MS after the entry was appended (`refuse_future_pings`)."""
+STREAM_FUTURE_TOLERANCE_MS after the entry was appended (`refuse_future_pings`)."""
 
 from __future__ import annotations
 
@@ -44,6 +44,11 @@ class PingLike(Protocol):
 # API, 1e30 or a day ahead, would otherwise hold its driver's position, every real ping after it
 # counting as older.
 FUTURE_TOLERANCE_MS = 5_000
+# What a consumer allows past the entry's id time (the server's clock): the API's 5 s plus room
+# for an ingest host whose clock runs ahead of the server's by seconds. One bad ping refuses its
+# whole entry (up to 2,000 pings of other drivers), so only a stamp no clock error explains is
+# refused: the forged one a day ahead that froze its driver.
+STREAM_FUTURE_TOLERANCE_MS = 60_000
 
 
 class PingRow(msgspec.Struct, frozen=True):
@@ -88,14 +93,15 @@ def decode_locations_json(raw: bytes) -> DriverLocationV1:
 
 
 def refuse_future_pings(pings: Sequence[PingLike], appended_ms: int) -> None:
-    """InvalidEvent when a ping is stamped more than FUTURE_TOLERANCE_MS after `appended_ms`
+    """InvalidEvent when a ping is stamped more than STREAM_FUTURE_TOLERANCE_MS after `appended_ms`
     (the entry's id time). A plain loop: 25 ns a ping, against 230 ns to decode it (measured
     2026-12-07, 1,000-ping entries)."""
-    limit = appended_ms + FUTURE_TOLERANCE_MS
+    limit = appended_ms + STREAM_FUTURE_TOLERANCE_MS
     for ping in pings:
         if ping.ts > limit:
             index = next(i for i, p in enumerate(pings) if p.ts > limit)
             raise InvalidEvent(
                 f"driver.location v1: pings.{index}.ts: {ping.ts} is more than "
-                f"{FUTURE_TOLERANCE_MS // 1000} s after the entry was appended ({appended_ms})"
+                f"{STREAM_FUTURE_TOLERANCE_MS // 1000} s after the entry was appended "
+                f"({appended_ms})"
             )

@@ -201,7 +201,7 @@ MUST: dict[str, list[tuple[str, ...]]] = {
     "ingest": [
         *RIDE_STEP_SAMPLES,
         ("XADD", f"{SF}:telemetry", "MAXLEN", "~", "100000", "*", "k", "v"),
-        # a market's request touches its market's slot only (tests/unit/test_market_request_keys.py)
+        # a market request touches its slot only (integration/test_market_request_keys.py)
         ("INCRBY", f"{SF}:rate:rider:r1:quotes:29000000", "1"),
         ("EXPIRE", f"{SF}:rate:rider:r1:quotes:29000000", "120"),
         ("SET", f"{SF}:driver-home:d1", "1700000000000", "EX", "600"),

@@ -423,3 +423,27 @@ async def _entries_with_ids(
     redis: aioredis.Redis, stream: str
 ) -> list[tuple[bytes, dict[bytes, bytes]]]:
     return cast(list[tuple[bytes, dict[bytes, bytes]]], await redis.xrange(stream))
+
+
+async def test_a_letter_of_a_ping_stamped_a_day_ahead_is_not_replayed_without_force(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    """Consumers dead-letter a ping stamped more than a minute past its entry's id time; a
+    replay appends the entry now, so the same rule is asked against the server's time, else
+    every telemetry group would dead-letter it again (a letter each)."""
+    keys = MarketKeys("sf", settings.key_prefix)
+    await redis.xgroup_create(keys.telemetry, "matching.geo", id="$", mkstream=True)
+    seconds, _ = await redis.time()
+    ahead = (int(seconds) + 86_400) * 1000
+    ping = {"driver_id": "d-future", "lat": 37.7, "lon": -122.4, "ts": ahead}
+    fields = make("driver.location", "fleet", {"pings": []}, "test").to_fields()
+    fields[b"data"] = orjson.dumps({"pings": [ping]})
+    letter = await _letter(redis, settings, keys.telemetry, fields, "1-0")
+
+    refused = await run_cli(settings, "replay", letter)
+    assert refused.returncode == 1, (refused.stdout, refused.stderr)
+    assert "more than 60 s after the entry was appended" in refused.stderr, refused.stderr
+    assert await redis.xlen(keys.telemetry) == 0
+    forced = await run_cli(settings, "replay", letter, "--force")
+    assert forced.returncode == 0, (forced.stdout, forced.stderr)
+    assert await redis.xlen(keys.telemetry) == 1

@@ -22,7 +22,7 @@ import pytest
 from loadtests.platform import clean_env
 from ridepulse.auth import mint_dashboard_link, mint_token
 from ridepulse.redis_server import EmbeddedRedis, free_port
-from tests.support.processes import run_service
+from tests.support.processes import RIDEPULSE, run_service
 from tests.support.waiting import wait_until_sync
 
 pytestmark = pytest.mark.integration
@@ -126,3 +126,34 @@ def test_a_frozen_server_gets_a_dashboard_ride_read_its_503_within_seconds(
         assert took_s < ANSWER_WITHIN_S, f"the 503 took {took_s:.1f} s"
         # the same answer as any outage of either service: one code, and when to come back
         assert answer.json()["error"] == "unavailable" and int(answer.headers["Retry-After"]) >= 1
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["status"], ["deadletters"], ["run", "ingest"], ["run", "dashboard"]],
+    ids=["status", "deadletters", "run-ingest", "run-dashboard"],
+)
+def test_a_command_against_a_frozen_server_ends_with_one_line(
+    server: EmbeddedRedis, tmp_path: Path, command: list[str]
+) -> None:
+    """A frozen server accepts the connection and never answers: every command still ends, with
+    one line (architecture.md: a wrong URL must not look like a hang). redis-py's default 5 s
+    socket timeout is what ends the operator's commands; the services give up after their
+    15 s of start-up patience."""
+    env = clean_env(
+        RIDEPULSE_REDIS_URL=server.url,
+        RIDEPULSE_DATA_DIR=str(tmp_path / "cli"),
+        RIDEPULSE_API_PORT=str(free_port()),
+        RIDEPULSE_DASHBOARD_PORT=str(free_port()),
+        RIDEPULSE_LOG_FORMAT="json",
+    )
+    with frozen(server):
+        started = time.monotonic()
+        result = subprocess.run(
+            [str(RIDEPULSE), *command], capture_output=True, text=True, timeout=60, env=env
+        )
+        took_s = time.monotonic() - started
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert result.stderr.strip().splitlines()[-1].startswith("error: "), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert took_s < 45, f"took {took_s:.0f} s"

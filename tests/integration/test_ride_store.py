@@ -755,7 +755,7 @@ async def test_offer_declined_or_timed_out_past_the_deadline_expires_the_ride(
     """The offer in flight at the deadline runs its course; unanswered or declined, the ride
     expires in the same step instead of waiting for another offer (a consumer would make one
     before the sweeper's expiry could run: rides bounced between drivers for a minute)."""
-    ride = await request(store, deadline_s=0.3)
+    ride = await request(store, deadline_s=1.5)
     await store.set_driver_status("d1", "available")
     await store.set_driver_status("d2", "available")
     offered = await store.offer(
@@ -786,7 +786,7 @@ async def test_offer_declined_or_timed_out_past_the_deadline_expires_the_ride(
 async def test_driver_cancel_past_the_deadline_still_gives_the_rider_a_fresh_wait(
     store: RideStore, stream: Stream
 ) -> None:
-    ride = await request(store, deadline_s=0.2)
+    ride = await request(store, deadline_s=1.5)
     await store.set_driver_status("d1", "available")
     await store.offer(ride_id="r1", driver_id="d1", pickup_eta_s=60, offer_timeout_s=30)
     await store.accept("r1", "d1")

@@ -7,10 +7,13 @@ from pathlib import Path
 import pytest
 from redis.asyncio.connection import Connection
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import DataError, ResponseError
+from redis.exceptions import DataError, RedisClusterException, ResponseError
 
 from ridepulse.bus.faults import TRANSIENT_REPLIES, is_transient, raised_inside_redis_client
 from ridepulse.cli_checks import redis_failed
+from ridepulse.redis_client import connect
+from ridepulse.redis_server import free_port
+from ridepulse.settings import Settings
 
 ARCHITECTURE = Path(__file__).parents[2] / "docs" / "architecture.md"
 
@@ -79,3 +82,17 @@ def test_a_refused_command_is_not_called_unreachable() -> None:
     )
     unreachable = redis_failed(url, RedisConnectionError("Connection refused."))
     assert unreachable == "cannot reach Redis at redis://***@127.0.0.1:6379/0: Connection refused."
+
+
+async def test_a_cluster_client_that_finds_no_node_is_transient_and_its_other_errors_are_not() -> (
+    None
+):
+    """redis-py's cluster client raises RedisClusterException, no RedisError, when no seed
+    answers its slot-map read: a passing outage (every node restarting), which ended ingest's
+    background loops for good. The class is also what it raises for our bugs."""
+    client = connect(Settings(), f"redis+cluster://:pw@127.0.0.1:{free_port()}/0")
+    with pytest.raises(RedisClusterException) as raised:
+        await client.initialize()
+    assert "cannot be connected" in str(raised.value)
+    assert is_transient(raised.value)
+    assert not is_transient(RedisClusterException("Keys in request don't hash to the same slot"))
