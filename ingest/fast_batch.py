@@ -58,10 +58,19 @@ class _Batch(msgspec.Struct):
     pings: list[FleetPing]
 
 
+class DecodedBatch(dict[str, list[FleetPing]]):
+    """Valid pings by market id; `in_order`, the same pings as the batch listed them (the
+    index a rejected one is named by)."""
+
+    def __init__(self, by_market: dict[str, list[FleetPing]], in_order: list[FleetPing]) -> None:
+        super().__init__(by_market)
+        self.in_order = in_order
+
+
 _DECODER = msgspec.json.Decoder(_Batch)
 
 
-def decode_batch(raw: bytes, now: int, markets: MarketMap) -> dict[str, list[FleetPing]] | None:
+def decode_batch(raw: bytes, now: int, markets: MarketMap) -> DecodedBatch | None:
     """Valid pings grouped by market id, or None if any item (or the body) is invalid.
 
     Checks run over whole columns in C (join + one regex, min/max), not one ping at a time."""
@@ -72,7 +81,7 @@ def decode_batch(raw: bytes, now: int, markets: MarketMap) -> dict[str, list[Fle
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):  # ValidationError included
         return None
     if not pings:
-        return {}
+        return DecodedBatch({}, pings)
     ids = "\n".join([ping.driver_id for ping in pings])
     if ids.count("\n") != len(pings) - 1 or _IDS.fullmatch(ids) is None:
         return None  # (an id with a "\n" inside would otherwise pass as two)
@@ -88,8 +97,9 @@ def decode_batch(raw: bytes, now: int, markets: MarketMap) -> dict[str, list[Fle
     lons = [ping.lon for ping in pings]
     first = markets.markets[0].bbox
     if first.contains(min(lats), min(lons)) and first.contains(max(lats), max(lons)):
-        return {markets.markets[0].id: pings}  # the batch's box is in the first market
-    return _by_market(pings, markets)
+        return DecodedBatch({markets.markets[0].id: pings}, pings)  # the box is in one market
+    by_market = _by_market(pings, markets)
+    return None if by_market is None else DecodedBatch(by_market, pings)
 
 
 def _by_market(pings: list[FleetPing], markets: MarketMap) -> dict[str, list[FleetPing]] | None:

@@ -362,6 +362,24 @@ async def test_a_fleet_batch_draws_on_each_drivers_bucket_and_rejects_the_pings_
     assert drivers == ["d1"] * 3 + ["d2"] * 3 + ["d3"]
 
 
+async def test_a_valid_batch_with_a_driver_past_its_rate_is_judged_on_its_decoded_pings(
+    settings: Settings, redis: aioredis.Redis
+) -> None:
+    """A valid batch with one driver past its bucket went down the path for bad batches: parsed
+    again and its JSON values counted, so a field the decoder ignores, full of commas, had the
+    whole batch refused (422) instead of the one ping past its rate."""
+    slow = settings.model_copy(update={"ping_burst": 1.0, "ping_rate_per_s": 0.001})
+    async with start(slow) as ingest:
+        assert (await ingest.ping("d1", DOWNTOWN)).status_code == 202  # d1's one token
+        note = "," * (slow.max_batch_pings * 40)  # an app's free text, ignored by the API
+        batch = [{"driver_id": "d2", **DOWNTOWN, "note": note}, {"driver_id": "d1", **DOWNTOWN}]
+        response = await ingest.batch(batch)
+        assert response.status_code == 202, response.text[:300]
+        assert response.json() == {"accepted": 1, "rejected": 1, "errors": [over_rate(1, "d1")]}
+    drivers = sorted(p["driver_id"] for p in await pings_in(redis, telemetry(settings)))
+    assert drivers == ["d1", "d2"]
+
+
 async def test_a_fleet_batch_within_every_drivers_burst_is_accepted_whole(
     ingest: Ingest, redis: aioredis.Redis
 ) -> None:
