@@ -55,7 +55,9 @@ def dev_full() -> Iterator[Any]:
 
 
 def log_to(monkeypatch: pytest.MonkeyPatch, sink: Any) -> None:
-    """Every service's logging (ridepulse.logs) with stderr on `sink`."""
+    """Every service's logging (ridepulse.logs) with stderr on `sink`, counting lost lines from
+    0 (the count is the process's: another test that logged to a closed stream left its own)."""
+    monkeypatch.setattr(logs._Lost, "count", 0)
     monkeypatch.setattr("sys.stderr", sink)
     configure_logging("ingest", "info", "json")
 
