@@ -17,6 +17,7 @@ heartbeat set.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -30,49 +31,46 @@ _TERMINAL = {s.encode() for s in TERMINAL}
 
 async def trim_rider_rides(redis: aioredis.Redis, keys: MarketKeys, keep: int) -> int:
     """Trim every rider's ride set of one market; returns how many ride ids were removed."""
-    removed = 0
-    async for set_key in redis.scan_iter(match=keys.rider_rides("*"), count=SCAN_COUNT):
-        removed += await _trim_one(redis, keys, set_key, keep)
-    return removed
 
+    async def beyond_kept(ids: list[bytes]) -> list[bytes]:
+        pipe = redis.pipeline(transaction=False)
+        for ride_id in ids:
+            pipe.hmget(keys.ride(ride_id.decode()), "status", "requested_at")
+        rows = await pipe.execute()
+        return rides_to_drop(list(zip(ids, rows, strict=True)), keep)
 
-async def _trim_one(redis: aioredis.Redis, keys: MarketKeys, set_key: bytes, keep: int) -> int:
-    ride_ids: Any = await redis.smembers(set_key)
-    if not ride_ids:
-        return 0
-    ids = sorted(ride_ids)
-    pipe = redis.pipeline(transaction=False)
-    for ride_id in ids:
-        pipe.hmget(keys.ride(ride_id.decode()), "status", "requested_at")
-    rows = await pipe.execute()
-    drop = rides_to_drop(list(zip(ids, rows, strict=True)), keep)
-    if not drop:
-        return 0
-    return int(await redis.srem(set_key, *drop))
+    return await _prune_sets(redis, keys.rider_rides("*"), beyond_kept)
 
 
 async def prune_rider_open_rides(redis: aioredis.Redis, keys: MarketKeys) -> int:
     """Take the rides no longer active out of every rider's open-rides set of one market;
-    returns how many ride ids were removed."""
+    returns how many ride ids were removed (the last member out deletes the set)."""
+
+    async def no_longer_active(ids: list[bytes]) -> list[bytes]:
+        pipe = redis.pipeline(transaction=False)
+        for ride_id in ids:
+            pipe.zscore(keys.active_rides, ride_id)  # the test request_ride.lua prunes by
+        scores = await pipe.execute()
+        return [ride_id for ride_id, score in zip(ids, scores, strict=True) if score is None]
+
+    return await _prune_sets(redis, keys.rider_open_rides("*"), no_longer_active)
+
+
+async def _prune_sets(
+    redis: aioredis.Redis,
+    pattern: str,
+    to_remove: Callable[[list[bytes]], Awaitable[list[bytes]]],
+) -> int:
+    """SREM from every set matching `pattern` what `to_remove` picks of its (sorted) members."""
     removed = 0
-    async for set_key in redis.scan_iter(match=keys.rider_open_rides("*"), count=SCAN_COUNT):
-        removed += await _prune_open(redis, keys, set_key)
+    async for set_key in redis.scan_iter(match=pattern, count=SCAN_COUNT):
+        members: Any = await redis.smembers(set_key)
+        if not members:
+            continue
+        drop = await to_remove(sorted(members))
+        if drop:
+            removed += int(await redis.srem(set_key, *drop))
     return removed
-
-
-async def _prune_open(redis: aioredis.Redis, keys: MarketKeys, set_key: bytes) -> int:
-    ride_ids: Any = await redis.smembers(set_key)
-    if not ride_ids:
-        return 0
-    ids = sorted(ride_ids)
-    pipe = redis.pipeline(transaction=False)
-    for ride_id in ids:
-        pipe.zscore(keys.active_rides, ride_id)  # the test request_ride.lua prunes by
-    scores = await pipe.execute()
-    done = [ride_id for ride_id, score in zip(ids, scores, strict=True) if score is None]
-    if not done:
-        return 0
-    return int(await redis.srem(set_key, *done))  # the last member out deletes the set
 
 
 def rides_to_drop(

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from ridepulse.bus.consumer import ConsumerRuntime
 from ridepulse.bus.handlers import HandlerTable
 from ridepulse.contracts.envelope import Envelope
 from ridepulse.contracts.registry import Event, make
@@ -60,6 +61,20 @@ def _announce(event: Event) -> list[Envelope]:
     return [make("eta.updated", event.envelope.subject, {**data, "eta_s": 60.0}, "test")]
 
 
+async def _announcing(redis: aioredis.Redis, settings: Settings) -> ConsumerRuntime:
+    """A consumer of the rides stream that announces an ETA for each expired ride, its groups
+    made."""
+
+    async def announce(event: Event, deps: Any) -> list[Envelope]:
+        return _announce(event)
+
+    consumer = runtime(
+        redis, settings, HandlerTable(per_event={"ride.expired": announce}), burst=False
+    )
+    await consumer.ensure_groups()
+    return consumer
+
+
 async def _true(value: bool) -> bool:
     return value
 
@@ -69,14 +84,7 @@ async def test_an_oom_server_loses_no_event_and_processing_resumes_when_memory_i
 ) -> None:
     keys = MarketKeys("sf", own_settings.key_prefix)
     await fill(own_redis, keys.rides, expired_events(200))
-
-    async def announce(event: Event, deps: Any) -> list[Envelope]:
-        return _announce(event)
-
-    consumer = runtime(
-        own_redis, own_settings, HandlerTable(per_event={"ride.expired": announce}), burst=False
-    )
-    await consumer.ensure_groups()
+    consumer = await _announcing(own_redis, own_settings)
     await own_redis.config_set("maxmemory-policy", "noeviction")
     await own_redis.config_set("maxmemory", "1")  # every write that grows memory is refused
     task = asyncio.create_task(consumer.run())
@@ -120,14 +128,7 @@ async def test_a_server_refusing_writes_loses_no_event_and_processing_resumes(
     a minute under `ridepulse up`. It now backs off and carries on."""
     keys = MarketKeys("sf", own_settings.key_prefix)
     await fill(own_redis, keys.rides, expired_events(100))
-
-    async def announce(event: Event, deps: Any) -> list[Envelope]:
-        return _announce(event)
-
-    consumer = runtime(
-        own_redis, own_settings, HandlerTable(per_event={"ride.expired": announce}), burst=False
-    )
-    await consumer.ensure_groups()
+    consumer = await _announcing(own_redis, own_settings)
     task: asyncio.Task[None] | None = None
     try:
         async with refusing_writes(own_redis, refusal):

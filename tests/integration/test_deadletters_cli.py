@@ -263,16 +263,7 @@ async def test_replay_all_keeps_each_letter_it_cannot_replay_and_exits_1(
     )
 
     async def letter(stream: str, fields: dict[bytes, bytes] | None, entry_id: str) -> str:
-        entry = dead_letter_fields(
-            stream=stream,
-            group="g",
-            consumer="c1",
-            entry_id=entry_id,
-            fields=fields,
-            reason="failed 5 deliveries",
-            deliveries=5,
-        )
-        return cast(bytes, await redis.xadd(dead, entry)).decode()  # type: ignore[arg-type]
+        return await _letter(redis, settings, stream, fields, entry_id)
 
     await redis.xgroup_create(keys.rides, "g", id="$", mkstream=True)  # as the platform's are
     await letter(keys.rides, first, "1-0")
@@ -293,9 +284,14 @@ async def test_replay_all_keeps_each_letter_it_cannot_replay_and_exits_1(
 
 
 async def _letter(
-    redis: aioredis.Redis, settings: Settings, stream: str, fields: dict[bytes, bytes], entry: str
+    redis: aioredis.Redis,
+    settings: Settings,
+    stream: str,
+    fields: dict[bytes, bytes] | None,
+    entry: str,
 ) -> str:
-    """A dead letter for `fields`, read from `stream` at `entry`."""
+    """A dead letter for `fields` (None: an entry deleted before it was claimed), read from
+    `stream` at `entry`."""
     letter = dead_letter_fields(
         stream=stream,
         group="g",

@@ -10,17 +10,13 @@ from typing import cast
 import pytest
 import redis.asyncio as aioredis
 
-from matching.geo_index import update_positions
-from matching.handlers import MatchingDeps, on_ride_waiting, try_offer
+from matching.handlers import on_ride_waiting, try_offer
 from matching.sweeper import expire_overdue, time_out_offers
-from ridepulse.contracts.envelope import now_ms
-from ridepulse.contracts.events import Ping, Point, RideOfferedV1
+from ridepulse.contracts.events import Point, RideOfferedV1
 from ridepulse.contracts.registry import Event, decode
-from ridepulse.keys import MarketKeys
-from ridepulse.rides import RideStore
 from ridepulse.rides.clock import server_time_ms
 from ridepulse.settings import Settings
-from ridepulse.travel import SpeedCache
+from tests.support.matching import sf_matching_with_drivers
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -36,25 +32,10 @@ MAX_ROUNDS = 3 * SILENT_DRIVERS  # every loop bounded
 async def test_silent_drivers_never_get_an_offer_after_the_deadline_and_the_ride_expires(
     redis: aioredis.Redis, settings: Settings
 ) -> None:
-    keys = MarketKeys("sf", settings.key_prefix)
-    store = RideStore(redis, keys, "test")
-    deps = MatchingDeps(
-        redis=redis,
-        settings=settings.model_copy(update={"offer_timeout_s": OFFER_TIMEOUT_S}),
-        stores={"sf": store},
-        speeds={"sf": SpeedCache(redis, keys.speeds, settings.h3_resolution)},
-    )
     drivers = [f"silent{i}" for i in range(SILENT_DRIVERS)]
-    await update_positions(
-        redis,
-        keys,
-        [
-            Ping(driver_id=d, lat=PICKUP.lat + (i + 1) * 20 / 111_320, lon=PICKUP.lon, ts=now_ms())
-            for i, d in enumerate(drivers)
-        ],
-    )
-    for driver in drivers:
-        await store.set_driver_status(driver, "available")
+    timing = settings.model_copy(update={"offer_timeout_s": OFFER_TIMEOUT_S})
+    store, deps = await sf_matching_with_drivers(redis, timing, drivers, PICKUP)
+    keys = store.keys
     ride, _ = await store.request_ride(
         ride_id="sf-deadline1", rider_id="u1", pickup=PICKUP, dropoff=DROPOFF, deadline_s=DEADLINE_S
     )

@@ -11,14 +11,10 @@ from collections import Counter
 import pytest
 import redis.asyncio as aioredis
 
-from matching.geo_index import update_positions
-from matching.handlers import MatchingDeps, try_offer
-from ridepulse.contracts.envelope import now_ms
-from ridepulse.contracts.events import Ping, Point
-from ridepulse.keys import MarketKeys
-from ridepulse.rides import RideStore
+from matching.handlers import try_offer
+from ridepulse.contracts.events import Point
 from ridepulse.settings import Settings
-from ridepulse.travel import SpeedCache
+from tests.support.matching import sf_matching_with_drivers
 
 pytestmark = pytest.mark.integration
 
@@ -30,25 +26,8 @@ DRIVERS = RIDES = 40  # more than one search's worth of attempts per ride
 async def test_rides_racing_for_the_same_nearest_drivers_are_all_offered_at_once(
     redis: aioredis.Redis, settings: Settings
 ) -> None:
-    keys = MarketKeys("sf", settings.key_prefix)
-    store = RideStore(redis, keys, "test")
-    deps = MatchingDeps(
-        redis=redis,
-        settings=settings,
-        stores={"sf": store},
-        speeds={"sf": SpeedCache(redis, keys.speeds, settings.h3_resolution)},
-    )
     drivers = [f"near{i}" for i in range(DRIVERS)]
-    await update_positions(
-        redis,
-        keys,
-        [
-            Ping(driver_id=d, lat=PICKUP.lat + (i + 1) * 20 / 111_320, lon=PICKUP.lon, ts=now_ms())
-            for i, d in enumerate(drivers)
-        ],
-    )
-    for driver in drivers:
-        await store.set_driver_status(driver, "available")
+    store, deps = await sf_matching_with_drivers(redis, settings, drivers, PICKUP)
     rides = [
         (
             await store.request_ride(

@@ -15,7 +15,6 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import structlog
 from fastapi import FastAPI
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -37,12 +36,8 @@ class FullDisk(io.StringIO):
         return super().write(text)
 
 
-@pytest.fixture(autouse=True)
-def restore_structlog() -> Iterator[None]:
-    saved = structlog.get_config()
-    yield
-    structlog.configure(**saved)
-    structlog.contextvars.clear_contextvars()
+# each test configures logging its own way; the next one starts from what was
+pytestmark = pytest.mark.usefixtures("restore_structlog")
 
 
 @pytest.fixture

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import pydantic
 import pytest
-import structlog
 from typer.testing import CliRunner
 
 from ridepulse import cli, launcher
@@ -22,12 +20,8 @@ class Terminal(io.StringIO):
         return True
 
 
-@pytest.fixture(autouse=True)
-def restore_structlog() -> Iterator[None]:
-    saved = structlog.get_config()
-    yield
-    structlog.configure(**saved)
-    structlog.contextvars.clear_contextvars()
+# each test configures logging its own way; the next one starts from what was
+pytestmark = pytest.mark.usefixtures("restore_structlog")
 
 
 @pytest.mark.parametrize(
