@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -133,11 +134,7 @@ async def _accept_within_rates(deps: Deps, batch: DecodedBatch) -> Response:
             errors.append(
                 {"index": index, "field": None, "reason": over_rate(deps, ping.driver_id).detail}
             )
-    for market_id, group in by_market.items():
-        await deps.batcher.submit(deps.keys(market_id).telemetry, group, market_id)
-    accepted = len(batch.in_order) - len(errors)
-    body_out = {"accepted": accepted, "rejected": len(errors), "errors": errors[:100]}
-    return Response(orjson.dumps(body_out), status_code=202, media_type="application/json")
+    return await _submit_partly(deps, by_market, len(batch.in_order), errors)
 
 
 def too_many_pings(max_pings: int) -> InvalidInput:
@@ -191,8 +188,18 @@ async def _post_telemetry_per_item(deps: Deps, pings_in: list[Any], now: int) ->
             errors.append({"index": index, "field": exc.field, "reason": exc.detail})
             continue
         by_market.setdefault(market.id, []).append(ping)
+    return await _submit_partly(deps, by_market, len(pings_in), errors)
+
+
+async def _submit_partly(
+    deps: Deps,
+    by_market: Mapping[str, Sequence[Ping]],
+    items: int,
+    errors: list[dict[str, Any]],
+) -> Response:
+    """A batch's accepted pings appended per market, and its 202 naming the rejected ones (the
+    first 100)."""
     for market_id, pings in by_market.items():
         await deps.batcher.submit(deps.keys(market_id).telemetry, pings, market_id)
-    accepted = len(pings_in) - len(errors)
-    body_out = {"accepted": accepted, "rejected": len(errors), "errors": errors[:100]}
+    body_out = {"accepted": items - len(errors), "rejected": len(errors), "errors": errors[:100]}
     return Response(orjson.dumps(body_out), status_code=202, media_type="application/json")
