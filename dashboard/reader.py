@@ -17,11 +17,8 @@ from ridepulse.bus.metrics import SKIPPED_ENTRIES
 from ridepulse.contracts.envelope import Envelope, now_ms
 from ridepulse.keys import GlobalKeys, MarketKeys
 from ridepulse.logs import get_logger
+from ridepulse.replies import text
 from ridepulse.rides.state import TERMINAL
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
 def _ride_id(envelope: Envelope) -> str | None:
@@ -65,7 +62,7 @@ class FeedReader:
         entries = [e for _, fields in reversed(tail) if (e := self._log_entry(fields)) is not None]
         self.state.add_events(entries)
         active_ids: Any = await self.redis.zrange(self.keys.active_rides, 0, -1)
-        active = [_text(r) for r in active_ids]
+        active = [text(r) for r in active_ids]
         recent = [e["ride_id"] for e in entries if e["ride_id"]]
         await self.reload(rides=[*active, *recent], surge=True)
 
@@ -93,7 +90,7 @@ class FeedReader:
     async def reconcile(self) -> None:
         """Catch what an event could not tell us (a missed entry, a Redis restart)."""
         active_ids: Any = await self.redis.zrange(self.keys.active_rides, 0, -1)
-        active = {_text(r) for r in active_ids}
+        active = {text(r) for r in active_ids}
         tracked = {r for r, ride in self.state.rides.items() if ride["status"] not in TERMINAL}
         await self.reload(rides=sorted(active | tracked), surge=True)
 
@@ -117,7 +114,7 @@ class FeedReader:
         entries: list[Entry] = []
         surge_changed = False
         for stream, messages in reply or []:
-            key = _text(stream)
+            key = text(stream)
             for entry_id, fields in messages:
                 self.last_ids[key] = entry_id  # past it even if it is poison: never stuck on one
                 try:
@@ -149,7 +146,7 @@ class FeedReader:
         self.log.warning(
             "feed.entry_skipped",
             stream=stream,
-            entry_id=_text(entry_id),
+            entry_id=text(entry_id),
             error=f"{type(exc).__name__}: {exc}",
         )
 

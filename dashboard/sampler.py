@@ -15,12 +15,9 @@ from dashboard.ride_view import text_hash
 from dashboard.state import CityState
 from ridepulse.contracts.envelope import now_ms
 from ridepulse.keys import GlobalKeys, MarketKeys, heartbeat_owner
+from ridepulse.replies import text
 
 LAG_STREAMS = ("telemetry", "rides")  # consumer lag per group is charted for these streams
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class Sampler:
@@ -58,8 +55,8 @@ class Sampler:
         lag: dict[str, int | None] = {}
         for name, groups in zip(LAG_STREAMS, replies[2:4], strict=True):
             for group in groups if isinstance(groups, list) else []:
-                lag[f"{_text(group['name'])} · {name}"] = group.get("lag")
-        members = sorted(_text(m) for m in replies[4])
+                lag[f"{text(group['name'])} · {name}"] = group.get("lag")
+        members = sorted(text(m) for m in replies[4])
         values: Any = await self._get_each(members)
         self.state.sync_heartbeats(
             dict(_heartbeat(m, v) for m, v in zip(members, values, strict=True))

@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-import redis.asyncio as aioredis
 from prometheus_client import Counter, Gauge
 from redis.exceptions import RedisError
 
@@ -24,6 +23,7 @@ from ridepulse.bus.backlog import shedding_groups_backlog
 from ridepulse.errors import Overloaded
 from ridepulse.logs import get_logger
 from ridepulse.pause import sleep_or_stop
+from ridepulse.rides.clock import server_time_ms
 
 if TYPE_CHECKING:
     from ingest.deps import Deps
@@ -74,15 +74,9 @@ async def batch_slot(deps: Deps) -> AsyncIterator[None]:
         deps.batch_slots.release()
 
 
-async def server_now_ms(redis: aioredis.Redis) -> int:
-    """Stream ids carry the server's clock; compare them with the server's clock, not ours."""
-    seconds, micros = await redis.time()
-    return int(seconds) * 1000 + int(micros) // 1000
-
-
 async def dispatch_lag_s(deps: Deps) -> float:
     """The worst lag, in seconds, of the shedding groups over every market's telemetry."""
-    now_ms = await server_now_ms(deps.redis)
+    now_ms = await server_time_ms(deps.redis)  # stream ids carry the server's clock
     worst = 0.0
     for market in deps.markets.markets:
         stream = deps.keys(market.id).telemetry

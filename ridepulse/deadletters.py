@@ -33,6 +33,7 @@ from ridepulse.bus.trimming import format_id, parse_id
 from ridepulse.contracts.registry import decode
 from ridepulse.errors import InvalidEvent, InvalidInput, NotFound
 from ridepulse.keys import GlobalKeys
+from ridepulse.replies import text, time_ms
 
 _KNOWN = DEAD_LETTER_FIELDS
 PAGE = 500
@@ -78,10 +79,6 @@ class Replayed:
     siblings: list[str]  # the same entry's other letters, deleted with it
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else value
-
-
 def _bytes(value: bytes | str) -> bytes:
     return value if isinstance(value, bytes) else value.encode()
 
@@ -98,7 +95,7 @@ def parse_dead_letter(
 ) -> DeadLetter:
     """One dead-letter entry, tolerant of missing and added fields."""
     raw = {_bytes(k): _bytes(v) for k, v in fields.items()}
-    f = {_text(k): _text(v) for k, v in raw.items() if not k.startswith(ORIGINAL_FIELD_PREFIX)}
+    f = {text(k): text(v) for k, v in raw.items() if not k.startswith(ORIGINAL_FIELD_PREFIX)}
     try:
         original = orjson.loads(f.get("original", "{}"))
     except orjson.JSONDecodeError:
@@ -106,7 +103,7 @@ def parse_dead_letter(
     if not isinstance(original, dict):
         original = {}
     return DeadLetter(
-        id=_text(entry_id),
+        id=text(entry_id),
         stream=f.get("stream", ""),
         group=f.get("group", ""),
         consumer=f.get("consumer", ""),
@@ -132,7 +129,7 @@ def iter_dead_letters(client: redis.Redis, prefix: str) -> Iterator[DeadLetter]:
             yield parse_dead_letter(entry_id, fields)
         if len(page) < PAGE:
             return
-        start = "(" + _text(page[-1][0])
+        start = "(" + text(page[-1][0])
 
 
 def list_dead_letters(
@@ -146,14 +143,14 @@ def list_dead_letters(
     return letters
 
 
-def _entry_id(text: str) -> bool:
-    """Whether `text` is an entry id written as the listing writes one (`ms-seq`, each part a
+def _entry_id(written: str) -> bool:
+    """Whether `written` is an entry id written as the listing writes one (`ms-seq`, each part a
     64-bit number): the stream parser's reading of it gives it back unchanged."""
     try:
-        ms, seq = parse_id(text)
+        ms, seq = parse_id(written)
     except ValueError:
         return False
-    return format_id((ms, seq)) == text and max(ms, seq) < 2**64
+    return format_id((ms, seq)) == written and max(ms, seq) < 2**64
 
 
 def get_dead_letter(client: redis.Redis, prefix: str, dead_letter_id: str) -> DeadLetter:
@@ -181,15 +178,6 @@ def replay_reason(letter: DeadLetter, now_ms: int) -> str | None:
     except Exception as exc:  # bytes that are not UTF-8, or anything else the decoder meets
         return f"undecodable: {type(exc).__name__}: {exc}"
     return None
-
-
-def _server_ms(client: redis.Redis) -> int:
-    """The server's clock, which stamps the entry id a replay appends."""
-    reply: Any = client.time()
-    if isinstance(reply, dict):  # a cluster client asked every node: any one will do
-        reply = next(iter(reply.values()))
-    seconds, micros = reply
-    return int(seconds) * 1000 + int(micros) // 1000
 
 
 def letter_fields(letter: DeadLetter) -> dict[bytes, bytes]:
@@ -243,7 +231,7 @@ def replay(
     fields = letter_fields(letter)
     if not fields:
         raise InvalidInput(f"dead letter {letter.id} has no original fields", field="id")
-    if not force and (why := replay_reason(letter, _server_ms(client))) is not None:
+    if not force and (why := replay_reason(letter, time_ms(client.time()))) is not None:
         raise InvalidInput(
             f"dead letter {letter.id}: its entry still cannot be decoded ({why}); every group "
             "would dead-letter it again. Fix the producer, or replay it anyway with --force",
@@ -254,7 +242,7 @@ def replay(
     new_id: Any = client.xadd(letter.stream, fields)  # type: ignore[arg-type]
     settled = [letter.id, *(s.id for s in siblings)]
     client.xdel(GlobalKeys(prefix).dead_letters, *settled)
-    return Replayed(letter, _text(new_id), [s.id for s in siblings])
+    return Replayed(letter, text(new_id), [s.id for s in siblings])
 
 
 def _unread(client: redis.Redis, prefix: str, stream: str) -> str | None:

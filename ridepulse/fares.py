@@ -10,6 +10,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from ridepulse.contracts.events import Point
 from ridepulse.geo import haversine_m
+from ridepulse.replies import text
 from ridepulse.travel import DETOUR_FACTOR
 
 
@@ -86,7 +87,7 @@ class Quote:
     @classmethod
     def from_dict(cls, raw: Mapping[str, object] | Mapping[bytes, object]) -> Quote:
         """Parse a hash as HGETALL returns it (str or bytes, decoded or not) or a plain dict."""
-        values = {_text(k): _text(v) for k, v in raw.items()}
+        values = {text(k): text(v) for k, v in raw.items()}
         missing = [f.name for f in fields(cls) if f.name not in values and f.name != "pickup_eta_s"]
         if missing:
             raise ValueError(f"quote is missing {', '.join(missing)}")
@@ -102,7 +103,3 @@ class Quote:
             )
         except ValueError as exc:
             raise ValueError(f"quote has a malformed field: {exc}") from exc
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

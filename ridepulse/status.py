@@ -13,6 +13,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from ridepulse.keys import GlobalKeys, MarketKeys, heartbeat_owner
+from ridepulse.replies import text
 from ridepulse.write_refusals import refused_writes
 
 LAG_UNHEALTHY = 100_000
@@ -72,10 +73,6 @@ class Status:
         return {**asdict(self), "healthy": self.healthy}
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def served_markets(client: redis.Redis, prefix: str) -> list[str]:
     """The markets the server holds a ride stream of: every market a running platform serves
     (matching creates its group on it, and with it the stream, at start), whatever
@@ -85,7 +82,7 @@ def served_markets(client: redis.Redis, prefix: str) -> list[str]:
     found = {
         match.group(1)
         for key in client.scan_iter(match=f"{prefix}:{{*}}:rides", count=1000, _type="stream")
-        if (match := ride_stream.fullmatch(_text(key)))
+        if (match := ride_stream.fullmatch(text(key)))
     }
     return sorted(found)
 
@@ -107,7 +104,7 @@ def collect_status(client: redis.Redis, configured: Sequence[str], prefix: str) 
             if not client.exists(stream):
                 continue
             groups = [
-                GroupStatus(_text(g["name"]), int(g["consumers"]), int(g["pending"]), g.get("lag"))
+                GroupStatus(text(g["name"]), int(g["consumers"]), int(g["pending"]), g.get("lag"))
                 for g in client.xinfo_groups(stream)
             ]
             status.streams.append(StreamStatus(stream, int(client.xlen(stream)), groups))
@@ -115,7 +112,7 @@ def collect_status(client: redis.Redis, configured: Sequence[str], prefix: str) 
                 if g.lag is not None and g.lag > LAG_UNHEALTHY:
                     status.problems.append(f"group {g.name} on {stream} lags {g.lag} entries")
     now_ms = time.time() * 1000
-    for key in sorted(_text(k) for k in client.smembers(global_keys.heartbeats)):
+    for key in sorted(text(k) for k in client.smembers(global_keys.heartbeats)):
         raw = client.get(key)
         service, consumer = heartbeat_owner(key)
         if raw is None:
@@ -159,7 +156,7 @@ def _cluster_nodes(client: RedisCluster, problems: list[str]) -> list[NodeStatus
     nowhere, and with RIDEPULSE_RIDE_REPLICA_ACKS its markets' ride requests are refused)."""
     seen: Any = client.cluster_nodes()
     info: Any = client.cluster_info()
-    if _text(info.get("cluster_state")) != "ok":
+    if text(info.get("cluster_state")) != "ok":
         problems.append("the cluster's state is not ok: some slots are served by no node")
     by_id = {detail["node_id"]: address for address, detail in seen.items()}
     nodes = []

@@ -1,6 +1,7 @@
 """Why a Redis server refuses every write, named first by `ridepulse status`: a server past its
-maxmemory (OOM) or one that cannot persist (MISCONF: a full disk under its AOF, a failed RDB
-snapshot) refuses heartbeats too, so its services look dead while they run on, retrying."""
+maxmemory (OOM), one that cannot persist (MISCONF: a full disk under its AOF, a failed RDB
+snapshot) or one with fewer good replicas than `min-replicas-to-write` (NOREPLICAS) refuses
+heartbeats too, so its services look dead while they run on, retrying."""
 
 from __future__ import annotations
 
@@ -9,26 +10,27 @@ from typing import Any
 import redis
 from redis.cluster import RedisCluster
 
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+from ridepulse.replies import text
 
 
 def refused_writes(client: redis.Redis, problems: list[str]) -> str | None:
-    """What makes a server (any primary of a cluster) refuse writes, "disk" or "memory", each
-    server's cause added to `problems`; None when every server takes writes."""
+    """What makes a server (any primary of a cluster) refuse writes, "disk", "memory" or
+    "replicas", each server's cause added to `problems`; None when every server takes writes."""
     cause = None
     for address, node in _primaries(client):
         persistence: dict[str, Any] = node.info("persistence")
-        snapshot_failed = _text(persistence.get("rdb_last_bgsave_status", "ok")) != "ok"
+        snapshot_failed = text(persistence.get("rdb_last_bgsave_status", "ok")) != "ok"
         problem = persistence_problem(
             address, persistence, snapshot_failed and _stops_writes_on_failed_snapshot(node)
         )
-        if problem is None:
-            problem = memory_problem(address, node.info("memory"))
-            cause = cause or ("memory" if problem else None)
-        else:
+        if problem is not None:
             cause = "disk"
+        elif problem := memory_problem(address, node.info("memory")):
+            cause = cause or "memory"
+        elif problem := replicas_problem(
+            address, node.info("replication"), _min_replicas_to_write(node)
+        ):
+            cause = cause or "replicas"
         if problem:
             problems.append(problem)
     return cause
@@ -41,10 +43,10 @@ def persistence_problem(
     write (while the AOF is on), or an RDB snapshot (with save points and
     stop-writes-on-bgsave-error, Redis's defaults; `ridepulse up` sets no save points)."""
     if int(persistence.get("aof_enabled", 0)) and (
-        _text(persistence.get("aof_last_write_status", "ok")) != "ok"
+        text(persistence.get("aof_last_write_status", "ok")) != "ok"
     ):
         failed = "cannot write its AOF"
-    elif stops_on_failed_snapshot and _text(persistence.get("rdb_last_bgsave_status")) != "ok":
+    elif stops_on_failed_snapshot and text(persistence.get("rdb_last_bgsave_status")) != "ok":
         failed = "failed its last RDB snapshot"
     else:
         return None
@@ -66,6 +68,27 @@ def memory_problem(address: str, memory: dict[str, Any]) -> str | None:
     )
 
 
+def replicas_problem(address: str, replication: dict[str, Any], min_replicas: int) -> str | None:
+    """A primary set to write only with `min_replicas` good replicas (acked within
+    min-replicas-max-lag) refuses every write while it has fewer: a replica down or lagging."""
+    good = int(replication.get("min_slaves_good_slaves", 0))
+    if not min_replicas or good >= min_replicas:
+        return None
+    return (
+        f"Redis{address} has {good} good replica(s) of the {min_replicas} its "
+        "min-replicas-to-write asks for: it refuses every write (NOREPLICAS), so ride requests "
+        "and pings get 503; bring a replica back or lower min-replicas-to-write"
+    )
+
+
+def _min_replicas_to_write(node: redis.Redis) -> int:
+    try:
+        reply: Any = node.config_get("min-replicas-to-write")
+    except redis.ResponseError:
+        return 0  # CONFIG refused (a managed server): its writes tell, not this check
+    return int(text(reply.get("min-replicas-to-write", 0)) or 0)
+
+
 def _stops_writes_on_failed_snapshot(node: redis.Redis) -> bool:
     try:
         save: Any = node.config_get("save")
@@ -73,8 +96,8 @@ def _stops_writes_on_failed_snapshot(node: redis.Redis) -> bool:
     except redis.ResponseError:
         return True  # CONFIG refused (a managed server): assume Redis's defaults
     return (
-        bool(_text(save.get("save", "")).strip())
-        and _text(stop.get("stop-writes-on-bgsave-error", "yes")) == "yes"
+        bool(text(save.get("save", "")).strip())
+        and text(stop.get("stop-writes-on-bgsave-error", "yes")) == "yes"
     )
 
 

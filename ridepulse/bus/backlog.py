@@ -17,6 +17,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from ridepulse.bus.trimming import parse_id
+from ridepulse.replies import text
 from ridepulse.settings import Settings
 
 NEVER_READ = (0, 0)  # a group created at 0 that has delivered nothing: no time to start from
@@ -31,10 +32,6 @@ class Backlog:
 
 
 CAUGHT_UP = Backlog(0, 0, 0.0, "0-0")
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def live_consumer_idle_ms(block_ms: int) -> int:
@@ -55,7 +52,7 @@ async def group_backlog(
     """The backlog of one group (a row of XINFO GROUPS) on `stream`, `now_ms` by the server's
     clock. One round trip (XLEN, XRANGE of one entry) when the group is behind, none otherwise:
     ingest measures this four times a second."""
-    last = _text(group.get("last-delivered-id") or "0-0")
+    last = text(group.get("last-delivered-id") or "0-0")
     lag = group.get("lag")
     if lag is not None and int(lag) == 0:
         return Backlog(0, 0, 0.0, last)
@@ -87,7 +84,7 @@ async def _a_consumer_reads(
     redis: aioredis.Redis, stream: str, group: dict[Any, Any], live_idle_ms: int
 ) -> bool:
     """Whether some consumer of the group has asked for entries within `live_idle_ms`."""
-    consumers: Any = await redis.xinfo_consumers(stream, _text(group["name"]))
+    consumers: Any = await redis.xinfo_consumers(stream, text(group["name"]))
     return any(int(c["idle"]) <= live_idle_ms for c in consumers)
 
 
@@ -106,7 +103,7 @@ async def groups_backlog(
         return {}
     found: dict[str, Backlog] = {}
     for group in groups:
-        name = _text(group["name"])
+        name = text(group["name"])
         if names is None or name in names:
             found[name] = await group_backlog(redis, stream, group, now_ms, live_idle_ms)
     return found

@@ -39,6 +39,7 @@ from ridepulse.keys import GlobalKeys
 from ridepulse.leases import LeaseLost
 from ridepulse.logs import get_logger
 from ridepulse.pause import sleep_or_stop
+from ridepulse.replies import text
 from ridepulse.settings import Settings
 
 GATE_POLL_S = 0.2  # how soon a closed gate (a market not held) notices it has opened
@@ -590,7 +591,7 @@ class ConsumerRuntime(Generic[DepsT]):
         for source in self.sources:
             consumers: Any = await self.redis.xinfo_consumers(source.key, self.group)
             for info in consumers:
-                name = _text(info["name"])
+                name = text(info["name"])
                 if name == self.consumer or int(info["pending"]) or info["idle"] < reap_idle_ms:
                     continue
                 removed: Any = await self._reap(
@@ -856,10 +857,6 @@ class ConsumerRuntime(Generic[DepsT]):
         if conflated:
             self.stats.conflated += conflated
             m.PINGS_CONFLATED.labels(self.service, self.group).inc(conflated)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
 def _slot_groups(sources: Sequence[StreamSource], *, on_cluster: bool) -> list[list[StreamSource]]:

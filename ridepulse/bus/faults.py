@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 
 from redis.exceptions import (
+    AuthenticationError,
     ClusterDownError,
     MasterDownError,
     OutOfMemoryError,
@@ -94,6 +95,13 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, RedisClusterException):
         return any(trouble in str(exc) for trouble in PASSING_CLUSTER_TROUBLE)
     return False
+
+
+def refused_credentials(exc: BaseException) -> bool:
+    """The server turned down the user or password (WRONGPASS). redis-py raises it as a
+    connection error, so `is_transient` says yes: right while running (an operator mid-rotation
+    of a password), wrong at start-up, where waiting cannot fix it."""
+    return isinstance(exc, AuthenticationError)
 
 
 def reply_code(exc: ResponseError) -> str:

@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 
 from ridepulse.background import BackgroundTask, restarting
 from ridepulse.bus.consumer import ConsumerRuntime
-from ridepulse.bus.faults import Backoff, is_transient
+from ridepulse.bus.faults import Backoff, is_transient, refused_credentials
 from ridepulse.bus.heartbeat import Heartbeat
 from ridepulse.gc_tuning import tune_gc
 from ridepulse.logs import configure_logging, get_logger
@@ -48,7 +48,8 @@ async def until_redis_answers(
     patience_s: float = START_PATIENCE_S,
 ) -> bool:
     """Run `step`, retrying with backoff while Redis is away (up to `patience_s`, then the
-    error is raised); False if stopped meanwhile."""
+    error is raised); False if stopped meanwhile. A refused password is raised at once: no
+    wait makes a wrong credential right, and 15 s of retries would only hide it."""
     log = get_logger()
     backoff = Backoff()
     deadline = time.monotonic() + patience_s
@@ -57,7 +58,7 @@ async def until_redis_answers(
             await step()
             return True
         except Exception as exc:
-            if not is_transient(exc) or time.monotonic() >= deadline:
+            if refused_credentials(exc) or not is_transient(exc) or time.monotonic() >= deadline:
                 raise
             pause_s = backoff.next_s()
             log.warning(f"{what}.redis_unavailable", error=str(exc), retry_in_s=round(pause_s, 2))

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
+from ridepulse.replies import time_ms
+
 
 async def server_time_ms(redis: aioredis.Redis) -> int:
-    seconds, micros = await redis.time()
-    return int(seconds) * 1000 + int(micros) // 1000
+    return time_ms(await redis.time())

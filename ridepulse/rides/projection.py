@@ -10,19 +10,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from ridepulse.contracts.events import Point
+from ridepulse.replies import text
 from ridepulse.rides.state import DRIVER_STATUSES, RIDE_STATUSES, DriverStatus, RideStatus
 
 Fields = Mapping[str, str]
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def decode_hash(raw: Mapping[bytes | str, bytes | str] | Sequence[bytes]) -> dict[str, str]:
     """HGETALL reply (a dict, or the flat list a script returns) → str dict."""
     if isinstance(raw, Mapping):
-        return {_text(k): _text(v) for k, v in raw.items()}
+        return {text(k): text(v) for k, v in raw.items()}
     return {raw[i].decode(): raw[i + 1].decode() for i in range(0, len(raw) - 1, 2)}
 
 

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from ridepulse.redis_client import connect_sync
-from ridepulse.redis_server import free_port
+from ridepulse.redis_server import EmbeddedRedis, free_port
 from tests.support.processes import RIDEPULSE, Platform, process_gone
 from tests.support.waiting import wait_until_sync
 
@@ -134,6 +134,55 @@ def test_run_with_unreachable_redis_is_a_one_line_error(tmp_path: Path) -> None:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def test_run_with_a_wrong_password_fails_at_once(tmp_path: Path) -> None:
+    """A refused password is not a Redis that is away: waiting cannot fix it, so a service says
+    so at once instead of retrying it for its 15 s of start-up patience (the HTTP services
+    retried every error, the consumer services every connection error, WRONGPASS among them)."""
+    server = EmbeddedRedis(tmp_path / "valkey").start()
+    try:
+        url = f"redis://ingest:not-its-password@127.0.0.1:{server.port}/0"
+        services = ("janitor", "ingest", "dashboard")
+        started = time.monotonic()
+        procs = {
+            service: subprocess.Popen(
+                [RIDEPULSE, "run", service],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={
+                    **_bare_env(),
+                    "RIDEPULSE_DATA_DIR": str(tmp_path / service),
+                    "RIDEPULSE_REDIS_URL": url,
+                    "RIDEPULSE_API_PORT": str(free_port()),
+                    "RIDEPULSE_DASHBOARD_PORT": str(free_port()),
+                    "RIDEPULSE_LOG_FORMAT": "json",
+                },
+            )
+            for service in services
+        }
+        try:
+            for service, proc in procs.items():
+                _, stderr = proc.communicate(timeout=60)
+                elapsed_s = time.monotonic() - started
+                assert proc.returncode == 1, (service, stderr[-2000:])
+                # start-up of three interpreters on a loaded machine, far inside the 15 s
+                assert elapsed_s < 10, f"{service} gave up after {elapsed_s:.0f} s"
+                last = stderr.strip().splitlines()[-1]
+                assert last.startswith("error: cannot reach Redis at redis://***@127.0.0.1:"), (
+                    service,
+                    last,
+                )
+                assert "password" in last, (service, last)
+                assert "redis_unavailable" not in stderr, (service, stderr[-2000:])
+        finally:
+            for proc in procs.values():
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+    finally:
+        server.stop()
 
 
 def _bare_env() -> dict[str, str]:

@@ -18,6 +18,7 @@ from websockets.sync.client import ClientConnection, connect
 from ridepulse.auth import mint_token
 from ridepulse.contracts.envelope import Envelope
 from ridepulse.keys import GlobalKeys, MarketKeys
+from ridepulse.replies import text
 from tests.e2e.test_ride_lifecycle import place_drivers
 from tests.support.api import DOWNTOWN, City, offset
 from tests.support.waiting import wait_until_sync
@@ -27,10 +28,6 @@ SF = MarketKeys("sf")  # the platform's default key prefix, "rp"
 DEAD_LETTERS = GlobalKeys().dead_letters
 RIDE_GROUPS = {"matching", "eta", "pricing"}  # at least these read rp:{sf}:rides
 DROPOFF = offset(DOWNTOWN, -2000, 500)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
 def _poison() -> dict[str, dict[bytes, bytes]]:
@@ -54,14 +51,14 @@ def _stream_id(entry_id: str) -> tuple[int, int]:
 
 def _groups(db: redis.Redis) -> dict[str, dict[str, Any]]:
     info: Any = db.xinfo_groups(SF.rides)
-    return {_text(g["name"]): g for g in info}
+    return {text(g["name"]): g for g in info}
 
 
 def _past_and_acked(db: redis.Redis, names: set[str], last_id: str) -> bool:
     """Every group has read past `last_id` and holds nothing pending (so all is acked)."""
     groups = _groups(db)
     return all(
-        _stream_id(_text(groups[g]["last-delivered-id"])) >= _stream_id(last_id)
+        _stream_id(text(groups[g]["last-delivered-id"])) >= _stream_id(last_id)
         and groups[g]["pending"] == 0
         for g in names
     )
@@ -69,7 +66,7 @@ def _past_and_acked(db: redis.Redis, names: set[str], last_id: str) -> bool:
 
 def _dead_letters(db: redis.Redis, entry_ids: set[str]) -> list[dict[str, str]]:
     rows: Any = db.xrange(DEAD_LETTERS)
-    letters = [{_text(k): _text(v) for k, v in fields.items()} for _, fields in rows]
+    letters = [{text(k): text(v) for k, v in fields.items()} for _, fields in rows]
     return [d for d in letters if d.get("entry_id") in entry_ids]
 
 
@@ -115,7 +112,7 @@ def test_poison_on_the_ride_stream_is_dead_lettered_per_group_and_no_service_res
             [driver] = place_drivers(city, [300])
 
             ids = {
-                reason: _text(db.xadd(SF.rides, fields))  # type: ignore[arg-type]
+                reason: text(db.xadd(SF.rides, fields))  # type: ignore[arg-type]
                 for reason, fields in _poison().items()
             }
             entry_ids = set(ids.values())

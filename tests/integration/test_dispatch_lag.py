@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 import redis.asyncio as aioredis
 
-from ingest.shedding import dispatch_lag_s, server_now_ms
+from ingest.shedding import dispatch_lag_s
+from ridepulse.rides.clock import server_time_ms
 from ridepulse.settings import Settings
 from tests.support.ingest import start, telemetry
 from tests.support.waiting import wait_until
@@ -36,7 +37,7 @@ async def test_a_stopped_group_whose_unread_entries_were_trimmed_is_still_behind
     (live_consumer_idle_ms of the settings' block, 2.6 s here), however recently it read."""
     stream = telemetry(settings)
     async with start(settings) as ingest:
-        now_ms = await server_now_ms(redis)
+        now_ms = await server_time_ms(redis)
         await stopped_group(redis, stream, now_ms)
         assert await redis.xlen(stream) == 0, "the test meant every unread entry to be trimmed"
 
@@ -55,7 +56,7 @@ async def test_a_live_group_whose_backlog_was_trimmed_is_caught_up_with_what_is_
     silent driver released): the gap is lost, counted by the janitor, not backlog."""
     stream = telemetry(settings)
     async with start(settings) as ingest:
-        now_ms = await server_now_ms(redis)
+        now_ms = await server_time_ms(redis)
         await stopped_group(redis, stream, now_ms)
         assert await redis.xlen(stream) == 0
         await redis.xreadgroup(GROUP, "geo-1", {stream: ">"}, count=10)  # resumed: asks again
@@ -68,7 +69,7 @@ async def test_a_fresh_entry_after_a_trimmed_backlog_does_not_hide_it(
     """The one append shedding still lets through is 1 s old; the group stopped 60 s ago."""
     stream = telemetry(settings)
     async with start(settings) as ingest:
-        now_ms = await server_now_ms(redis)
+        now_ms = await server_time_ms(redis)
         await stopped_group(redis, stream, now_ms)
         await redis.xadd(stream, {"data": b"new"}, id=f"{now_ms - 1_000}-0")
         lag_s = await dispatch_lag_s(ingest.deps)
@@ -80,7 +81,7 @@ async def test_a_group_that_read_everything_is_not_behind_however_old_its_positi
 ) -> None:
     stream = telemetry(settings)
     async with start(settings) as ingest:
-        now_ms = await server_now_ms(redis)
+        now_ms = await server_time_ms(redis)
         await redis.xadd(stream, {"data": b"read"}, id=f"{now_ms - 60_000}-0")
         await redis.xgroup_create(stream, GROUP, id="0")
         await redis.xreadgroup(GROUP, "geo-1", {stream: ">"}, count=10)

@@ -197,25 +197,38 @@ async def test_a_server_at_its_maxmemory_is_named_as_the_cause_not_the_services(
     assert _status(settings)[1]["writes_refused"] is False
 
 
-async def test_a_server_that_cannot_persist_is_named_as_the_cause_not_the_services(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    ("code", "named", "cause"),
+    [
+        ("MISCONF", "Redis failed its last RDB snapshot: it refuses every write (MISCONF)", "disk"),
+        (
+            "NOREPLICAS",
+            "Redis has 0 good replica(s) of the 1 its min-replicas-to-write asks for: it refuses "
+            "every write (NOREPLICAS)",
+            "replicas",
+        ),
+    ],
+)
+async def test_a_server_refusing_writes_is_named_as_the_cause_not_the_services(
+    tmp_path: Path, code: str, named: str, cause: str
 ) -> None:
     """A Valkey that cannot write to its disk (a full AOF disk, a failed snapshot) answers every
-    write with MISCONF, heartbeats too: status listed every service dead and never said why."""
+    write with MISCONF, one short of the replicas its min-replicas-to-write asks for with
+    NOREPLICAS; heartbeats too: status listed every service dead and never said why."""
     server = EmbeddedRedis(tmp_path / "valkey").start()  # its own: CONFIG SET save, a bgsave
     settings = Settings(redis_url=server.url, key_prefix="t", data_dir=tmp_path)
     client = connect(settings)
     try:
         gk = GlobalKeys(settings.key_prefix)
         await client.sadd(gk.heartbeats, gk.heartbeat("eta", "eta-1"))  # its beat refused
-        async with refusing_writes(client, "MISCONF"):
-            code, report = _status(settings)
-        assert code == 1 and report["writes_refused"] is True, report
-        assert report["problems"][0].startswith(
-            "Redis failed its last RDB snapshot: it refuses every write (MISCONF)"
-        ), report["problems"]
+        async with refusing_writes(client, code):
+            with pytest.raises(ResponseError, match=f"^{code} "):
+                await client.set(gk.heartbeat("eta", "eta-1"), b"{}")
+            status_code, report = _status(settings)
+        assert status_code == 1 and report["writes_refused"] is True, report
+        assert report["problems"][0].startswith(named), report["problems"]
         assert report["problems"][1] == (
-            "service eta (eta-1) has no live heartbeat (Redis refuses its heartbeat: see disk)"
+            f"service eta (eta-1) has no live heartbeat (Redis refuses its heartbeat: see {cause})"
         )
         assert _status(settings)[1]["writes_refused"] is False
     finally:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ridepulse.write_refusals import memory_problem, persistence_problem
+from ridepulse.write_refusals import memory_problem, persistence_problem, replicas_problem
 
 HEALTHY = {"aof_enabled": 1, "aof_last_write_status": "ok", "rdb_last_bgsave_status": "ok"}
 
@@ -35,3 +35,12 @@ def test_a_server_past_its_maxmemory_is_named() -> None:
     assert memory_problem("", {"used_memory": 10, "maxmemory": 100}) is None
     problem = memory_problem("", {"used_memory": 100, "maxmemory": 100})
     assert problem is not None and problem.startswith("Redis is at its maxmemory (100 of 100")
+
+
+def test_a_primary_short_of_its_good_replicas_is_named() -> None:
+    assert replicas_problem("", {"connected_slaves": 0}, 0) is None  # no minimum set
+    assert replicas_problem("", {"min_slaves_good_slaves": 1}, 1) is None
+    problem = replicas_problem(" 127.0.0.1:7001", {"min_slaves_good_slaves": 1}, 2)
+    assert problem is not None and problem.startswith(
+        "Redis 127.0.0.1:7001 has 1 good replica(s) of the 2 its min-replicas-to-write asks for"
+    )
