@@ -12,6 +12,7 @@ from dashboard import routes, ws
 from dashboard.config import FeedConfig
 from dashboard.feed import Feed, served_markets
 from dashboard.openapi import install_openapi, operation_id
+from ridepulse import http_metrics
 from ridepulse.auth import resolve_secret
 from ridepulse.http_errors import install_error_handlers
 from ridepulse.logs import get_logger
@@ -51,6 +52,7 @@ def create_app(settings: Settings, config: FeedConfig | None = None) -> FastAPI:
 
     install_error_handlers(app)  # the API's JSON errors, a Redis outage's 503 included
     app.include_router(routes.router)
+    app.include_router(http_metrics.router)
     app.add_api_websocket_route("/ws", ws.feed_socket)
     app.mount("/static", StaticFiles(directory=routes.STATIC), name="static")
     install_openapi(app)

@@ -11,7 +11,6 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request, Security
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from dashboard.access import (
     BEARER,
@@ -100,21 +99,6 @@ async def basemap(request: Request, market: str | None = Query(None)) -> Respons
 )
 async def healthz() -> Response:
     return json_response({"status": "ok"})
-
-
-@router.get(
-    "/metrics",
-    response_class=Response,  # no media type: FastAPI adds no application/json content
-    responses={
-        200: {
-            "description": "Prometheus text exposition format",
-            "content": {"text/plain": {"schema": {"type": "string"}}},
-        }
-    },
-    summary="Prometheus metrics",
-)
-async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
 async def viewer(

@@ -28,6 +28,7 @@ from ingest.openapi import install_docs, operation_id
 from ingest.ratelimit import PingRateLimiter
 from ingest.responses import JSON
 from ingest.shedding import watch_telemetry_lag
+from ridepulse import http_metrics
 from ridepulse.auth import resolve_secret
 from ridepulse.background import Background
 from ridepulse.bus.heartbeat import Heartbeat
@@ -154,5 +155,6 @@ def create_app(settings: Settings) -> FastAPI:
         routes_health,
     ):
         app.include_router(module.router)
+    app.include_router(http_metrics.router, tags=["operations"])
     install_docs(app)
     return app

@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ingest.deps import get_deps
 from ingest.responses import JSON
@@ -77,19 +75,3 @@ async def readyz(request: Request) -> JSON:
     if blocking:
         return JSON(body, 503, headers=NOT_READY)
     return JSON(body)
-
-
-@router.get(
-    "/metrics",
-    # a plain Response has no media type, so FastAPI adds no application/json content
-    response_class=Response,
-    responses={
-        200: {
-            "description": "Prometheus text exposition format",
-            "content": {"text/plain": {"schema": {"type": "string"}}},
-        }
-    },
-    summary="Prometheus metrics",
-)
-async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
