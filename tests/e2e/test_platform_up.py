@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -95,10 +96,20 @@ def test_run_without_redis_says_what_to_do(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_run_with_unreachable_redis_is_a_one_line_error(tmp_path: Path) -> None:
-    """architecture.md: start-up retries for 15 s, then exits 1 with a one-line error. The HTTP
-    services (ingest, the dashboard) waited for ever, a warning a second."""
-    services = ("janitor", "ingest", "dashboard")
+@dataclass(frozen=True)
+class Ended:
+    code: int | None
+    stderr: str
+    after_s: float  # since the three were started
+
+    @property
+    def last_line(self) -> str:
+        return self.stderr.strip().splitlines()[-1]
+
+
+def _run_three_services(tmp_path: Path, redis_url: str) -> dict[str, Ended]:
+    """`ridepulse run` of a consumer service and the two HTTP services at once against
+    `redis_url`, each waited for (60 s at most)."""
     started = time.monotonic()
     procs = {
         service: subprocess.Popen(
@@ -107,33 +118,40 @@ def test_run_with_unreachable_redis_is_a_one_line_error(tmp_path: Path) -> None:
             stderr=subprocess.PIPE,
             text=True,
             env={
-                "PATH": "/usr/bin:/bin",
+                **_bare_env(),
                 "RIDEPULSE_DATA_DIR": str(tmp_path / service),
-                "RIDEPULSE_REDIS_URL": "redis://127.0.0.1:1/0",
+                "RIDEPULSE_REDIS_URL": redis_url,
                 "RIDEPULSE_API_PORT": str(free_port()),
                 "RIDEPULSE_DASHBOARD_PORT": str(free_port()),
                 "RIDEPULSE_LOG_FORMAT": "json",
             },
         )
-        for service in services
+        for service in ("janitor", "ingest", "dashboard")
     }
+    ended = {}
     try:
         for service, proc in procs.items():
             _, stderr = proc.communicate(timeout=60)
-            elapsed_s = time.monotonic() - started
-            assert proc.returncode == 1, (service, stderr[-2000:])
-            assert 10 <= elapsed_s <= 40, f"{service} gave up after {elapsed_s:.0f} s"
-            last = stderr.strip().splitlines()[-1]
-            assert last.startswith("error: cannot reach Redis at redis://127.0.0.1:1/0"), (
-                service,
-                last,
-            )
-            assert "Traceback" not in stderr, (service, stderr[-2000:])
+            ended[service] = Ended(proc.returncode, stderr, time.monotonic() - started)
     finally:
         for proc in procs.values():
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+    return ended
+
+
+def test_run_with_unreachable_redis_is_a_one_line_error(tmp_path: Path) -> None:
+    """architecture.md: start-up retries for 15 s, then exits 1 with a one-line error. The HTTP
+    services (ingest, the dashboard) waited for ever, a warning a second."""
+    for service, end in _run_three_services(tmp_path, "redis://127.0.0.1:1/0").items():
+        assert end.code == 1, (service, end.stderr[-2000:])
+        assert 10 <= end.after_s <= 40, f"{service} gave up after {end.after_s:.0f} s"
+        assert end.last_line.startswith("error: cannot reach Redis at redis://127.0.0.1:1/0"), (
+            service,
+            end.last_line,
+        )
+        assert "Traceback" not in end.stderr, (service, end.stderr[-2000:])
 
 
 def test_run_with_a_wrong_password_fails_at_once(tmp_path: Path) -> None:
@@ -143,46 +161,19 @@ def test_run_with_a_wrong_password_fails_at_once(tmp_path: Path) -> None:
     server = EmbeddedRedis(tmp_path / "valkey").start()
     try:
         url = f"redis://ingest:not-its-password@127.0.0.1:{server.port}/0"
-        services = ("janitor", "ingest", "dashboard")
-        started = time.monotonic()
-        procs = {
-            service: subprocess.Popen(
-                [RIDEPULSE, "run", service],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-                env={
-                    **_bare_env(),
-                    "RIDEPULSE_DATA_DIR": str(tmp_path / service),
-                    "RIDEPULSE_REDIS_URL": url,
-                    "RIDEPULSE_API_PORT": str(free_port()),
-                    "RIDEPULSE_DASHBOARD_PORT": str(free_port()),
-                    "RIDEPULSE_LOG_FORMAT": "json",
-                },
-            )
-            for service in services
-        }
-        try:
-            for service, proc in procs.items():
-                _, stderr = proc.communicate(timeout=60)
-                elapsed_s = time.monotonic() - started
-                assert proc.returncode == 1, (service, stderr[-2000:])
-                # start-up of three interpreters on a loaded machine, far inside the 15 s
-                assert elapsed_s < 10, f"{service} gave up after {elapsed_s:.0f} s"
-                last = stderr.strip().splitlines()[-1]
-                assert last.startswith("error: cannot reach Redis at redis://***@127.0.0.1:"), (
-                    service,
-                    last,
-                )
-                assert "password" in last, (service, last)
-                assert "redis_unavailable" not in stderr, (service, stderr[-2000:])
-        finally:
-            for proc in procs.values():
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
+        ended = _run_three_services(tmp_path, url)
     finally:
         server.stop()
+    for service, end in ended.items():
+        assert end.code == 1, (service, end.stderr[-2000:])
+        # start-up of three interpreters on a loaded machine, far inside the 15 s
+        assert end.after_s < 10, f"{service} gave up after {end.after_s:.0f} s"
+        assert end.last_line.startswith("error: cannot reach Redis at redis://***@127.0.0.1:"), (
+            service,
+            end.last_line,
+        )
+        assert "password" in end.last_line, (service, end.last_line)
+        assert "redis_unavailable" not in end.stderr, (service, end.stderr[-2000:])
 
 
 def _bare_env() -> dict[str, str]:
