@@ -23,7 +23,13 @@ from ridepulse.ws_expiry import close_at_expiry
 
 router = APIRouter(tags=["telemetry"])
 POLICY_VIOLATION = 1008
-MAX_MESSAGE_BYTES = 4096
+MAX_MESSAGE_BYTES = 4096  # a ping is ~100 bytes; over this, the error frame `payload_too_large`
+# uvicorn's ws_max_size for ingest (ingest/service.py): a frame past it closes the socket with
+# 1009 as soon as its header announces the length, before its bytes are read. uvicorn's default,
+# 16 MiB, was read whole before the check above: 4 sockets sending 16 MiB frames took ingest
+# from 81 to 182 MB. 4x the message limit, so that a message a little over it is still
+# answered with the error frame and the socket stays open.
+MAX_FRAME_BYTES = 4 * MAX_MESSAGE_BYTES
 
 log = get_logger()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ingest.app import create_app
+from ingest.routes_driver_ws import MAX_FRAME_BYTES
 from ridepulse.gc_tuning import tune_gc
 from ridepulse.http_server import serve, uvicorn_config, wait_for_redis
 from ridepulse.logs import configure_logging
@@ -14,4 +15,11 @@ def main(settings: Settings) -> None:
     wait_for_redis(settings)
     app = create_app(settings)
     tune_gc()
-    serve(uvicorn_config(app, settings, port=settings.api_port, timeout_graceful_shutdown=10))
+    config = uvicorn_config(
+        app,
+        settings,
+        port=settings.api_port,
+        timeout_graceful_shutdown=10,
+        ws_max_size=MAX_FRAME_BYTES,  # a driver's frame past it: 1009, never read whole
+    )
+    serve(config)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 from urllib.parse import quote
 
 import orjson
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.http11 import Response
 from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Origin
 
+from ingest.routes_driver_ws import MAX_FRAME_BYTES
 from ridepulse.auth import mint_dashboard_link, mint_token
 from tests.support.api import DOWNTOWN, City, offset
 from tests.support.waiting import wait_until_sync
@@ -192,6 +194,30 @@ def test_binary_frames_are_read_as_json_and_every_error_is_text(city: City) -> N
             assert orjson.loads(reply)["type"] == "error", reply
             codes.append(orjson.loads(reply)["error"])
         assert codes == ["invalid_input"] * 3 + ["payload_too_large"], codes
+
+
+MESSAGE_TOO_BIG = 1009
+
+
+def test_a_frame_past_the_cap_closes_the_socket_with_1009_before_it_is_read(
+    shared_city: City,
+) -> None:
+    """uvicorn read a frame of up to 16 MiB whole before the socket's 4 KiB check answered it
+    with an error frame (4 sockets x 16 MiB: ingest 81 → 182 MB). A frame over the message
+    limit but within the frame cap still gets the error frame; one past the cap, here 1 MiB,
+    ends the socket with 1009 (message too big) from its header alone."""
+    city = shared_city
+    token = mint_token(city.secret, "driver", "ws-huge")
+    with connect(_ws_url(city, "ws-huge", token), open_timeout=10) as ws:
+        ws.send("x" * MAX_FRAME_BYTES)
+        reply = orjson.loads(ws.recv(timeout=5))
+        assert (reply["type"], reply["error"]) == ("error", "payload_too_large"), reply
+        with contextlib.suppress(ConnectionClosed):  # closed while the frame is still going
+            ws.send(b"x" * 2**20)
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)  # a reply (the old answer) fails the test here
+    assert closed.value.rcvd is not None, f"closed without a close frame: {closed.value!r}"
+    assert closed.value.rcvd.code == MESSAGE_TOO_BIG, closed.value.rcvd
 
 
 def test_a_ping_over_the_drivers_rate_gets_the_error_code_and_retry_after_in_its_frame(

@@ -6,6 +6,10 @@ import re
 from pathlib import Path
 
 from dashboard.access import SESSION_COOKIE
+from dashboard.service import MAX_CLIENT_MESSAGE_BYTES
+from ingest.deps import MAX_BODY_BYTES
+from ingest.routes_driver_ws import MAX_FRAME_BYTES, MAX_MESSAGE_BYTES
+from ingest.routes_telemetry import PING_BODY_LIMIT
 from ridepulse.acl import SERVICE_GRANTS
 from ridepulse.auth import DASHBOARD_LINK_TTL_S, DASHBOARD_SESSION_TTL_S, DEFAULT_TTL_S
 from ridepulse.http_head import MAX_HEAD_BYTES, TOO_LARGE
@@ -47,6 +51,15 @@ def test_the_request_head_cap_and_its_refusal_are_the_codes_own() -> None:
     heads = _section("Request heads")
     assert f"**{MAX_HEAD_BYTES // 1024} KiB**" in heads
     assert f"HTTP **{TOO_LARGE}**" in heads
+
+
+def test_the_body_and_frame_limits_are_the_codes_own() -> None:
+    bodies = " ".join(_section("Request bodies").split())
+    assert f"**{PING_BODY_LIMIT // 1024} KiB** for one ping" in bodies
+    assert f"**{MAX_BODY_BYTES // 2**20} MiB** for a fleet's batch" in bodies
+    assert f"message over {MAX_MESSAGE_BYTES // 1024} KiB" in bodies
+    assert f"a frame over **{MAX_FRAME_BYTES // 1024} KiB**" in bodies
+    assert f"frame over {MAX_CLIENT_MESSAGE_BYTES // 1024} KiB" in bodies
 
 
 def test_every_redis_user_has_a_row_and_no_row_is_stale() -> None:
