@@ -17,7 +17,7 @@ from ingest.driver_homes import DriverHomes
 from ingest.ratelimit import PingRateLimiter, limit_rider
 from ridepulse.auth import Principal, bearer, verify_token
 from ridepulse.background import Background
-from ridepulse.errors import InvalidInput, NotFound, PayloadTooLarge
+from ridepulse.errors import InvalidInput, NotFound, PayloadTooLarge, UnsupportedEncoding
 from ridepulse.keys import MarketKeys
 from ridepulse.markets import Market, MarketMap
 from ridepulse.rides.ids import market_of_ride
@@ -113,7 +113,14 @@ async def principal(request: Request) -> Principal:
 
 async def body_bytes(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     """The body, refused as soon as it passes `limit`: a chunked body declares no length, and
-    reading it whole first let one token make ingest hold hundreds of MB."""
+    reading it whole first let one token make ingest hold hundreds of MB. A body in any
+    Content-Encoding but identity is refused: read as sent, gzip was a 422 "not valid JSON" and
+    a plain body labelled br was taken."""
+    coding = request.headers.get("content-encoding")
+    if coding is not None and coding.strip().lower() not in ("", "identity"):
+        raise UnsupportedEncoding(
+            f"Content-Encoding {coding!r} is not supported: send the body uncompressed"
+        )
     too_large = PayloadTooLarge(f"body larger than {limit} bytes")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:

@@ -40,7 +40,7 @@ async def market_of_driver(deps: Deps, driver_id: str) -> Market | None:
 @router.put(
     "/v1/drivers/{driver_id}/status",
     response_model=DriverOut,
-    responses=error_responses(401, 403, 409, 413, 422, 503),
+    responses=error_responses(401, 403, 409, 413, 415, 422, 503),
     openapi_extra=body_schema(DriverStatusIn),
     summary="Go available or offline",
 )

@@ -42,6 +42,7 @@ REQUEST_ERRORS = error_responses(
     404,
     409,
     413,
+    415,
     422,
     429,
     503,

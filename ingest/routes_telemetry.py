@@ -68,7 +68,7 @@ def over_rate(deps: Deps, driver_id: str) -> Overloaded:
     "/v1/drivers/{driver_id}/location",
     status_code=202,
     response_model=PingAccepted,
-    responses=error_responses(401, 403, 413, 422, 429, 503),
+    responses=error_responses(401, 403, 413, 415, 422, 429, 503),
     openapi_extra=body_schema(PingIn),
     summary="One location ping of one driver",
 )
@@ -84,7 +84,7 @@ async def post_location(driver_id: DriverId, request: Request) -> Response:
     "/v1/telemetry",
     status_code=202,
     response_model=TelemetryAccepted,
-    responses=error_responses(401, 403, 413, 422, 429, 503),
+    responses=error_responses(401, 403, 413, 415, 422, 429, 503),
     openapi_extra=body_schema(TelemetryBatchIn),
     summary="A batch of pings for many drivers (fleet gateways and simulators)",
 )

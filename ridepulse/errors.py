@@ -80,6 +80,13 @@ class PayloadTooLarge(RidePulseError):
     code, status = "payload_too_large", 413
 
 
+class UnsupportedEncoding(RidePulseError):
+    """A body in a Content-Encoding the API does not decode (gzip, br): 415, whose answer says
+    `Accept-Encoding: identity` (RFC 7694)."""
+
+    code, status = "unsupported_content_encoding", 415
+
+
 HTTP_ERROR_CODES = {
     400: "malformed_request",
     404: "not_found",

@@ -53,6 +53,8 @@ def error_response(
         out["Retry-After"] = str(retry_after_s)
     if status == 401:
         out.setdefault("WWW-Authenticate", CHALLENGE["WWW-Authenticate"])
+    if status == 415:  # RFC 7694: the codings a body may come in; bodies are read as sent
+        out.setdefault("Accept-Encoding", "identity")
     return Response(
         error_body(code, detail, field, **extra),
         status_code=status,

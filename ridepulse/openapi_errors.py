@@ -24,6 +24,7 @@ DESCRIPTIONS: dict[int, str] = {
     404: "No such resource (or not yours)",
     409: "The resource is not in a state that allows this",
     413: "Body too large",
+    415: "Body in a Content-Encoding other than identity (`Accept-Encoding: identity`)",
     422: "Invalid input; `field` names it",
     429: "Too many requests; retry after `Retry-After` seconds",
     503: "Storage unavailable or the write could not be made durable; retry",

@@ -1,12 +1,14 @@
 """Input no schema-driven fuzzer sends (found by hand against a live stack): bytes that are not
 UTF-8, nesting deeper than the decoder's stack, a chunked body far past the limit, a client
 gone mid-body, a trip with one end, the Idempotency-Key's bounds and spellings, driver ids
-outside ASCII, coordinates that are no finite number. Each is a 4xx with the API's JSON error
-that says what is wrong, never a 500; ingest in process against the real embedded server."""
+outside ASCII, coordinates that are no finite number, a body in a Content-Encoding. Each is a
+4xx with the API's JSON error that says what is wrong, never a 500; ingest in process against
+the real embedded server."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import gzip
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -81,6 +83,54 @@ async def test_a_chunked_body_is_refused_once_past_the_limit_not_read_whole(
     assert response.status_code == 413, response.text
     assert response.json()["error"] == "payload_too_large"
     assert sent <= MAX_BODY_BYTES // len(chunk) + 2, f"{sent} chunks read"
+
+
+# (method, path, role, subject, body): every route that reads a body
+BODY_ROUTES = {
+    "ping": ("POST", "/v1/drivers/d1/location", "driver", "d1", DOWNTOWN),
+    "batch": ("POST", "/v1/telemetry", "fleet", "f1", {"pings": [{"driver_id": "d1", **DOWNTOWN}]}),
+    "status": ("PUT", "/v1/drivers/d1/status", "driver", "d1", {"status": "available"}),
+    "ride": ("POST", "/v1/rides", "rider", "r1", SF_TRIP),
+}
+ENCODED: dict[str, tuple[str, Callable[[bytes], bytes]]] = {
+    "gzip, compressed": ("gzip", gzip.compress),  # was a 422, "body is not valid JSON"
+    "br, not compressed": ("br", bytes),  # was taken as sent: a 202
+    "two codings": ("identity, gzip", gzip.compress),
+}
+
+
+@pytest.mark.parametrize("route", BODY_ROUTES.values(), ids=BODY_ROUTES.keys())
+@pytest.mark.parametrize(("coding", "encode"), ENCODED.values(), ids=ENCODED.keys())
+async def test_a_body_in_a_content_encoding_is_a_415_naming_it(
+    ingest: Ingest,
+    redis: aioredis.Redis,
+    route: tuple[str, str, str, str, Any],
+    coding: str,
+    encode: Callable[[bytes], bytes],
+) -> None:
+    method, path, role, subject, body = route
+    headers = {**ingest.auth(role, subject), "Content-Encoding": coding}
+    response = await ingest.http.request(
+        method, path, content=encode(orjson.dumps(body)), headers=headers
+    )
+    assert response.status_code == 415, response.text
+    assert response.json() == {
+        "error": "unsupported_content_encoding",
+        "detail": f"Content-Encoding {coding!r} is not supported: send the body uncompressed",
+    }
+    assert response.headers["accept-encoding"] == "identity"
+    assert await redis.exists(telemetry(ingest.settings)) == 0
+
+
+@pytest.mark.parametrize("coding", ["identity", "Identity ", ""])
+async def test_a_body_labelled_identity_is_read_as_sent(
+    ingest: Ingest, redis: aioredis.Redis, coding: str
+) -> None:
+    headers = {**ingest.auth("fleet", "f1"), "Content-Encoding": coding}
+    pings = {"pings": [{"driver_id": "d1", **DOWNTOWN}]}
+    response = await ingest.http.post("/v1/telemetry", content=orjson.dumps(pings), headers=headers)
+    assert response.status_code == 202, response.text
+    assert response.json() == {"accepted": 1, "rejected": 0, "errors": []}
 
 
 async def test_a_client_gone_mid_body_is_no_error_of_ours(ingest: Ingest) -> None:

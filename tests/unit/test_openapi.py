@@ -114,12 +114,12 @@ def test_metrics_is_documented_as_plain_text(doc: JsonDoc) -> None:
 # What each operation can answer, read from its code: declaring more (one shared set of errors
 # did: a 409 on a read, a 404 on a quote) tells clients and fuzzers of answers that never come.
 DECLARED_STATUSES: dict[tuple[str, str], set[int]] = {
-    ("post", "/v1/drivers/{driver_id}/location"): {202, 401, 403, 413, 422, 429, 503},
-    ("post", "/v1/telemetry"): {202, 401, 403, 413, 422, 429, 503},
-    ("put", "/v1/drivers/{driver_id}/status"): {200, 401, 403, 409, 413, 422, 503},
+    ("post", "/v1/drivers/{driver_id}/location"): {202, 401, 403, 413, 415, 422, 429, 503},
+    ("post", "/v1/telemetry"): {202, 401, 403, 413, 415, 422, 429, 503},
+    ("put", "/v1/drivers/{driver_id}/status"): {200, 401, 403, 409, 413, 415, 422, 503},
     ("get", "/v1/drivers/{driver_id}"): {200, 401, 403, 404, 422, 503},
     ("get", "/v1/quote"): {200, 401, 403, 422, 429, 503},
-    ("post", "/v1/rides"): {202, 401, 403, 404, 409, 413, 422, 429, 503},
+    ("post", "/v1/rides"): {202, 401, 403, 404, 409, 413, 415, 422, 429, 503},
     ("get", "/v1/rides/{ride_id}"): {200, 401, 404, 503},
     ("post", "/v1/rides/{ride_id}/cancel"): {200, 401, 403, 404, 409, 429, 503},
     **{

@@ -12,6 +12,7 @@ from ingest.routes_driver_ws import MAX_FRAME_BYTES, MAX_MESSAGE_BYTES
 from ingest.routes_telemetry import PING_BODY_LIMIT
 from ridepulse.acl import SERVICE_GRANTS
 from ridepulse.auth import DASHBOARD_LINK_TTL_S, DASHBOARD_SESSION_TTL_S, DEFAULT_TTL_S
+from ridepulse.errors import UnsupportedEncoding
 from ridepulse.http_head import MAX_HEAD_BYTES, TOO_LARGE
 from ridepulse.settings import Settings
 from ridepulse.ws_cap import CAP_RETRY_AFTER_S
@@ -60,6 +61,8 @@ def test_the_body_and_frame_limits_are_the_codes_own() -> None:
     assert f"message over {MAX_MESSAGE_BYTES // 1024} KiB" in bodies
     assert f"a frame over **{MAX_FRAME_BYTES // 1024} KiB**" in bodies
     assert f"frame over {MAX_CLIENT_MESSAGE_BYTES // 1024} KiB" in bodies
+    refused = UnsupportedEncoding("")
+    assert f"**{refused.status}** (`{refused.code}`" in bodies
 
 
 def test_every_redis_user_has_a_row_and_no_row_is_stale() -> None:
