@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -15,6 +14,7 @@ from loadtests.bench import cluster
 from loadtests.bench.document import SWEEP_PNG, render_document
 from loadtests.bench.http_figures import LoadPlan
 from loadtests.bench.measure import say
+from loadtests.bench.publish import command_line, publish
 from loadtests.bench.runner import BenchPlan, run
 from loadtests.bench.sweep import FULL_RATES, SweepPlan, plot
 
@@ -80,12 +80,12 @@ def parse_plan(argv: list[str]) -> tuple[BenchPlan, Path]:
     return plan, args.out
 
 
-def write_page(results: dict[str, Any], out: Path) -> None:
-    """benchmarks.md (keeping its hand-written blocks) and, with a sweep, its plot."""
-    page = out / "benchmarks.md"
+def write_page(results: dict[str, Any], out: Path, json_path: Path | None = None) -> None:
+    """benchmarks.md (keeping its hand-written blocks), with a sweep its plot, and the JSON
+    when `json_path` is given."""
     if "sweep" in results["figures"]:
         plot(results["figures"]["sweep"], out / SWEEP_PNG)
-    page.write_text(render_document(results, page.read_text() if page.exists() else ""))
+    publish(results, json_path, out / "benchmarks.md", render_document)
 
 
 def with_earlier_figures(results: dict[str, Any], earlier_json: Path) -> dict[str, Any]:
@@ -120,21 +120,10 @@ def main(argv: list[str] | None = None) -> None:
         if not plan.figures:
             return
     results = run(plan)
-    results["command"] = (
-        "make bench" if not argv else "python -m loadtests.bench " + shlex.join(argv)
-    )
-    out.mkdir(parents=True, exist_ok=True)
+    results["command"] = command_line("loadtests.bench", argv) if argv else "make bench"
+    say(f"measured in {results['duration_s']:.0f} s")
     results = with_earlier_figures(results, out / "benchmarks.json")
-    (out / "benchmarks.json").write_bytes(
-        orjson.dumps(
-            results, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
-        )
-    )
-    write_page(results, out)
-    say(
-        f"wrote {out / 'benchmarks.md'} and {out / 'benchmarks.json'} "
-        f"in {results['duration_s']:.0f} s"
-    )
+    write_page(results, out, out / "benchmarks.json")
 
 
 if __name__ == "__main__":

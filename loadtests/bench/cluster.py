@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform as host
-import shlex
 import signal
 import sys
 import tempfile
@@ -32,6 +30,9 @@ from loadtests.bench import fleet, loadgen
 from loadtests.bench.cluster_stats import Attempt, account_losses, no_202_s, render_into, silence_s
 from loadtests.bench.e2e import prepare_fleet, running
 from loadtests.bench.fleet import home_point, service_box
+from loadtests.bench.machine import machine_info
+from loadtests.bench.measure import say
+from loadtests.bench.publish import command_line, publish
 from loadtests.bench.ride_latency import request_to_offer_ms, ride_events
 from loadtests.bench.samplers import GroupLag, sample_lag
 from loadtests.bench.stats import percentile
@@ -53,10 +54,6 @@ FAST_CLOCKS = {
     "RIDEPULSE_HEARTBEAT_INTERVAL_S": "1",
 }
 CLUSTER_ARGS = ("--cluster", "--primaries", "3", "--replicas", "1")
-
-
-def say(text: str) -> None:
-    print(f"[cluster-bench {time.strftime('%H:%M:%S')}] {text}", flush=True)
 
 
 def ride_body(lat: float, lon: float) -> dict[str, Any]:
@@ -283,9 +280,16 @@ def _telemetry(
 ) -> bytes:
     """A request with one ping of each driver of `block`; each step moves them ~30 m NE."""
     first, ids = block * cfg.batch_pings, lambda i: _driver(market, i)
-    pings = fleet.pings(first, cfg.batch_pings, ts=now_ms(), step=step, market=market, ids=ids)
-    body = orjson.dumps({"pings": pings})
-    return loadgen.build_request("POST", "/v1/telemetry", token=token, body=body, port=port)
+    return fleet.telemetry_request(
+        first,
+        cfg.batch_pings,
+        token=token,
+        port=port,
+        ts=now_ms(),
+        step=step,
+        market=market,
+        ids=ids,
+    )
 
 
 async def _prepare(cfg: ClusterE2EConfig, name: str, platform: Platform) -> None:
@@ -400,21 +404,16 @@ async def e2e_figure(cfg: ClusterE2EConfig, pairs: int, work_dir: Path) -> dict[
 # ---- command line --------------------------------------------------------------------------
 
 
-def machine() -> str:
-    cores = os.cpu_count()
-    ram = psutil.virtual_memory().total / 2**30
-    return f"{cores} cores, {ram:.0f} GB RAM, Linux {host.release()}"
-
-
 async def measure(which: str, pairs: int, quick: bool) -> dict[str, Any]:
     failover = (
         FailoverConfig(before_kill_s=4.0, after_first_202_s=4.0) if quick else FailoverConfig()
     )
     e2e = ClusterE2EConfig(seconds=5.0) if quick else ClusterE2EConfig()
-    results: dict[str, Any] = {
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": machine(),
-        "load_avg_at_start": ", ".join(f"{x:.2f}" for x in os.getloadavg()),
+    host = machine_info(None)
+    results: dict[str, Any] = {  # as docs/scaling.md prints them
+        "date": host["date"],
+        "machine": f"{host['cores']} cores, {host['ram_gb']:.0f} GB RAM, Linux {host['kernel']}",
+        "load_avg_at_start": ", ".join(f"{x:.2f}" for x in host["load_avg_at_start"]),
     }
     with tempfile.TemporaryDirectory(prefix="cluster-bench-") as tmp:
         if which in ("failover", "all"):
@@ -429,10 +428,7 @@ def write(results: dict[str, Any], out: Path) -> None:
     path = out / "cluster-bench.json"
     merged = orjson.loads(path.read_bytes()) if path.exists() else {}
     merged.update(results)
-    path.write_bytes(orjson.dumps(merged, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
-    page = out / "scaling.md"
-    page.write_text(render_into(page.read_text() if page.exists() else "", merged))
-    say(f"wrote {path} and {page}")
+    publish(merged, path, out / "scaling.md", lambda results, page: render_into(page, results))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -448,8 +444,7 @@ def main(argv: list[str] | None = None) -> None:
         write({}, args.out)
         return
     results = asyncio.run(measure(args.figure, args.pairs, args.quick))
-    results["command"] = "python -m loadtests.bench.cluster " + shlex.join(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    results["command"] = command_line("loadtests.bench.cluster", argv)
     write(results, args.out)
 
 

@@ -156,8 +156,7 @@ def render_section(results: dict[str, Any]) -> str:
         BEGIN,
         "",
         f"_Measured {results['date']} by `{results['command']}` on {results['machine']}; "
-        f"load average at start {results['load_avg_at_start']}. A shared, loaded 2-core "
-        "machine: other work ran at the same time._",
+        f"load average at start {results['load_avg_at_start']}._",
         "",
     ]
     if failover := results.get("failover"):

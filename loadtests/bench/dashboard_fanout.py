@@ -7,13 +7,12 @@ hundreds of WebSocket clients of one dashboard process. A report, not a timed te
 Each repetition starts the embedded server, the dashboard alone and a city (fanout/city.py:
 the fleet's pings and rides' Lua steps, matching not started) on loopback (fanout/run.py), and
 connects the clients (fanout/clients.py). The page (fanout/page.py) is rendered from the run's
-JSON, written beside it (--out with .json); the analysis under its marker is kept."""
+JSON, written beside it (--out with .json); its hand-written blocks are kept."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 from loadtests.bench.fanout.city import run_city
 from loadtests.bench.fanout.page import render
 from loadtests.bench.fanout.run import bench
+from loadtests.bench.publish import command_line, publish
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -38,7 +38,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     add("--warmup", type=float, default=5.0, help="seconds after the last client connects")
     add("--repeats", type=int, default=3)
     add("--measure-every", type=int, default=10, help="time events at every Nth client")
-    add("--no-deflate", action="store_true", help="clients do not offer permessage-deflate")
     add("--out", type=Path, default=Path("docs/benchmarks-dashboard.md"))
     add("--city", action="store_true", help=argparse.SUPPRESS)
     add("--redis-url", help=argparse.SUPPRESS)
@@ -48,12 +47,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     results = asyncio.run(bench(args))
     given = sys.argv[1:] if argv is None else argv
-    results["command"] = " ".join(["python -m loadtests.bench.dashboard_fanout", *given])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
-    previous = args.out.read_text() if args.out.exists() else ""
-    args.out.write_text(render(results, previous))
-    print(f"wrote {args.out} and {args.out.with_suffix('.json')}")
+    results["command"] = command_line("loadtests.bench.dashboard_fanout", given)
+    publish(results, args.out.with_suffix(".json"), args.out, render)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@ def hand_blocks(page: str) -> dict[str, str]:
     return {m.group(1): m.group(2) for m in HAND.finditer(page)}
 
 
-def _hand(name: str, blocks: dict[str, str]) -> list[str]:
+def hand(name: str, blocks: dict[str, str]) -> list[str]:
+    """The lines of hand block NAME: its text in `blocks`, or a note that nobody wrote it yet."""
     return [f"<!-- hand:{name} -->", blocks.get(name, UNWRITTEN).rstrip("\n"), "<!-- /hand -->", ""]
 
 
@@ -176,12 +177,8 @@ def _sweep(sweep: dict[str, Any]) -> list[str]:
     if ratio := sweep.get("knee_ratio"):
         pairs = fmt_pairs(PairedRatio(tuple(ratio["pairs"])))
         verdict = {True: "met", False: "missed", None: "**the spread crosses 2×: undecided**"}
-        line = f"Knee ratio, current ÷ {plan['previous']}: {pairs}; target ≥ 2×: "
-        line += f"{verdict[ratio['met_2x']]}."
-        if top in knees.get("current", []):
-            line += f" A knee of current at the top step ({fmt_number(top)}) is a lower bound, "
-            line += "and so is each ratio it enters."
-        out += [line, ""]
+        target = verdict[ratio["met_2x"]]
+        out += [f"Knee ratio, current ÷ {plan['previous']}: {pairs}; target ≥ 2×: {target}.", ""]
     for name, runs in sweep["levels"].items():
         out += [f"### {name} (first sweep)", "", _sweep_table(runs[0]), ""]
     return out
@@ -204,20 +201,20 @@ def render_document(results: dict[str, Any], page: str = "") -> str:
         "Tables are rendered from [benchmarks.json](benchmarks.json); the prose is written by "
         "hand.",
         "",
-        *_hand("intro", blocks),
+        *hand("intro", blocks),
         *_machine(results),
         "## Figures",
         "",
     ]
     if rows := report.headline_rows(figures):
         out += [report.render_rows(rows), ""]
-    out += _hand("figures", blocks)
+    out += hand("figures", blocks)
     if "sweep" in figures:
-        out += [*_sweep(figures["sweep"]), *_hand("sweep", blocks)]
-    out += ["## Bottlenecks", "", *_hand("bottlenecks", blocks), "## Repetitions", ""]
+        out += [*_sweep(figures["sweep"]), *hand("sweep", blocks)]
+    out += ["## Bottlenecks", "", *hand("bottlenecks", blocks), "## Repetitions", ""]
     out += _repetitions(figures)
     if figures.get("e2e"):
-        out += ["## End to end", "", *_hand("e2e", blocks)]
+        out += ["## End to end", "", *hand("e2e", blocks)]
         for level in figures["e2e"]:
             out += _e2e(level)
     profiles = results.get("profiles", {})
@@ -230,5 +227,5 @@ def render_document(results: dict[str, Any], page: str = "") -> str:
             summaries["geo consumer draining a backlog"] = profiles["consumer"]
         out += [f"- **{k}:** {_profile_line(v)}" for k, v in summaries.items()]
         out.append("")
-    out += ["## How it is measured", "", *_hand("method", blocks)]
+    out += ["## How it is measured", "", *hand("method", blocks)]
     return "\n".join(out).rstrip() + "\n"

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from loadtests.bench import loadgen
-from loadtests.bench.fleet import driver_id, pings, random_point
+from loadtests.bench.fleet import driver_id, random_point, telemetry_request
 from loadtests.bench.measure import say
 from loadtests.bench.noise import machine_busy_s
 from loadtests.bench.ride_latency import request_to_offer_ms, ride_events
@@ -67,13 +67,11 @@ def _telemetry_requests(cfg: E2EConfig, token: str, port: int) -> Callable[[int]
     built = []
     for index in range(math.ceil(cfg.pings_per_s / cfg.batch_pings * cfg.seconds)):
         block, step = index % blocks, index // blocks
-        batch = pings(block * cfg.batch_pings, cfg.batch_pings, ts=TS_MARK, step=step + 1)
-        body = orjson.dumps({"pings": batch})
-        if body.count(mark) != cfg.batch_pings:  # the mark must stand for the ts alone
-            raise ValueError("the ts mark occurs in the body outside the pings' ts")
-        built.append(
-            loadgen.build_request("POST", "/v1/telemetry", token=token, body=body, port=port)
-        )
+        first, size = block * cfg.batch_pings, cfg.batch_pings
+        raw = telemetry_request(first, size, token=token, port=port, ts=TS_MARK, step=step + 1)
+        if raw.count(mark) != cfg.batch_pings:  # the mark must stand for the ts alone
+            raise ValueError("the ts mark occurs in the request outside the pings' ts")
+        built.append(raw)
     return lambda index: built[index].replace(mark, str(now_ms()).encode())
 
 
@@ -176,11 +174,8 @@ async def _measure(cfg: E2EConfig, stack: Platform, env: dict[str, str] | None) 
         )
         ts, size = now_ms(), cfg.batch_pings
         first_pings = [
-            loadgen.build_request("POST", "/v1/telemetry", token=fleet, body=body, port=port)
-            for body in (
-                orjson.dumps({"pings": pings(first, size, ts=ts)})
-                for first in range(0, cfg.fleet_size, size)
-            )
+            telemetry_request(first, size, token=fleet, port=port, ts=ts)
+            for first in range(0, cfg.fleet_size, size)
         ]
         available = map(driver_id, range(cfg.available_drivers))
         prepared = await prepare_fleet(port, first_pings, ops, available, connections=32)

@@ -1,7 +1,8 @@
 """Deterministic drivers, pings and telemetry entries for the figures (seeded, so runs compare).
 
 `entry_fields` builds a stream entry exactly as ingest's batcher does (the eight envelope fields,
-`data` = {"pings": [...]}), so the Redis-floor peer and the consumer pre-fill use the same shape."""
+`data` = {"pings": [...]}), so the Redis-floor peer and the consumer pre-fill use the same shape;
+`telemetry_request` is the fleet's POST /v1/telemetry, as the end-to-end figures send it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from loadtests.bench import loadgen
 from ridepulse.contracts.envelope import new_event_id, now_ms
 from ridepulse.markets import BBox, load_markets
 
@@ -72,6 +74,22 @@ def pings(
             ping["ts"] = ts
         out.append(ping)
     return out
+
+
+def telemetry_request(
+    first: int,
+    count: int,
+    *,
+    token: str,
+    port: int,
+    ts: int,
+    step: int = 0,
+    market: str | None = None,
+    ids: Callable[[int], str] = driver_id,
+) -> bytes:
+    """POST /v1/telemetry with one ping of each of drivers first..first+count-1 (see `pings`)."""
+    body = orjson.dumps({"pings": pings(first, count, ts=ts, step=step, market=market, ids=ids)})
+    return loadgen.build_request("POST", "/v1/telemetry", token=token, body=body, port=port)
 
 
 def entry_fields(batch: list[dict[str, Any]]) -> dict[bytes, bytes]:

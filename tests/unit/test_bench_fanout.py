@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import random
+from pathlib import Path
 from typing import Any, cast
 
 import orjson
 
 from loadtests.bench import fleet
+from loadtests.bench.document import hand_blocks
 from loadtests.bench.fanout.city import RIDES_IN_FLIGHT, RideFlow, city_pings
 from loadtests.bench.fanout.clients import Recorder
-from loadtests.bench.fanout.page import DETAILS, HEADLINE, NOTES_MARK, render, table
+from loadtests.bench.fanout.page import DETAILS, HEADLINE, render, table
+from loadtests.bench.publish import command_line, publish
 from ridepulse.rides.store import RideStore
 
 LIFECYCLE = ["request", "offer", "accept", "arrived", "start", "complete"]
@@ -64,7 +67,7 @@ def _results(*runs: dict[str, Any]) -> dict[str, Any]:
     machine = {"date": "2026-12-05 10:00 UTC", "cores": 2, "cpu_model": "cpu", "ram_gb": 24.0}
     machine |= {"kernel": "6", "python": "3.11", "valkey": "9", "packages": {"orjson": "3"}}
     settings = {"clients": 10, "drivers": 20, "ride_events": 10.0, "ping_interval": 4.0}
-    settings |= {"seconds": 8, "measure_every": 10, "no_deflate": False}
+    settings |= {"seconds": 8, "measure_every": 10}
     command = "python -m loadtests.bench.dashboard_fanout --clients 10"
     page = {"command": command, "runs": list(runs), "busy": 15.0, "discarded": 0}
     return {"machine": machine, "settings": settings, **page}
@@ -134,17 +137,32 @@ def test_table_has_a_row_per_run_and_a_median_row() -> None:
     assert lines[4].endswith(" 2 |")  # clients dropped: median of 0 and 3, rounded
 
 
+HAND = "<!-- hand:analysis -->\n### Where the time goes\nby hand\n<!-- /hand -->\n"
+
+
 def test_page_keeps_the_hand_written_analysis_and_renders_both_tables() -> None:
-    previous = f"# old figures\n\n{NOTES_MARK}\n\n### Where the time goes\nby hand\n"
+    previous = f"# old figures\n\n{HAND}"
     page = render(_results(_run(900.0, 0), _run(1200.0, 0), _run(1100.0, 0)), previous)
-    assert page.endswith(f"{NOTES_MARK}\n\n### Where the time goes\nby hand\n")
+    assert page.endswith(HAND)
     assert "old figures" not in page
     for _, heading, _ in (*HEADLINE, *DETAILS):
         assert f" {heading} |" in page, f"no column {heading!r}"
-    assert "p99 ≤ 1 s — NOT met (median p99 1100 ms)" in page
+    assert "| **median** | 1 | 1 | 1 | 1100 |" in page
 
 
-def test_a_first_page_ends_at_the_marker() -> None:
+def test_a_first_page_says_its_prose_is_not_written_yet() -> None:
     page = render(_results(_run(200.0, 0)))
-    assert page.endswith(f"{NOTES_MARK}\n")
-    assert "p99 ≤ 1 s — met (median p99 200 ms)" in page
+    assert set(hand_blocks(page)) == {"verdict", "analysis"}
+    assert all("Not written yet" in text for text in hand_blocks(page).values())
+
+
+def test_a_run_is_published_as_its_json_beside_its_page_keeping_the_hand_blocks(
+    tmp_path: Path,
+) -> None:
+    page, json_path = tmp_path / "fanout.md", tmp_path / "fanout.json"
+    page.write_text(f"# old figures\n\n{HAND}")
+    results = _results(_run(200.0, 0))
+    publish(results, json_path, page, render)
+    assert orjson.loads(json_path.read_bytes()) == results
+    assert page.read_text() == render(results, HAND)
+    assert command_line("m", ["--out", "a b"]) == "python -m m --out 'a b'"

@@ -1,15 +1,16 @@
 """docs/benchmarks-dashboard.md from a run's JSON (fanout/run.py `bench`): the header and tables
-are rendered; the analysis below NOTES_MARK is written by hand and kept as it is."""
+are rendered; what they mean is written by hand in the page's hand blocks (document.py), kept
+as they are on a re-render."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
+from loadtests.bench.document import hand, hand_blocks
 from loadtests.bench.report import render_table
 from loadtests.bench.stats import median
 
-NOTES_MARK = "<!-- analysis below is written by hand and kept when the figures are re-run -->"
 Columns = Sequence[tuple[str, str, str]]  # (figure, heading, format); CPU % is of one core
 HEADLINE: Columns = (
     ("clients", "clients", "{:.0f}"),
@@ -50,20 +51,12 @@ def table(columns: Columns, runs: Sequence[dict[str, Any]]) -> str:
     )
 
 
-def bottleneck(middle: dict[str, float]) -> str:
-    if middle["cpu_percent"] >= 85:
-        return "the dashboard process, its one event loop near a full core"
-    if middle["bench_cpu_percent"] >= 85 or middle["loop_lag_p99_ms"] >= 100:
-        return "the measuring clients (their process, not the dashboard, is out of CPU)"
-    return "no process saturated a core"
-
-
 def render(results: dict[str, Any], previous: str = "") -> str:
-    """The page; the hand-written analysis is taken from `previous` (the current page)."""
+    """The page; the hand-written blocks are taken from `previous` (the current page)."""
     m, s, runs, busy = results["machine"], results["settings"], results["runs"], results["busy"]
-    middle, versions = medians(runs), ", ".join(f"{k} {v}" for k, v in m["packages"].items())
+    versions = ", ".join(f"{k} {v}" for k, v in m["packages"].items())
     noisy = [f"run {i + 1}" for i, r in enumerate(runs) if r["other_cpu_percent"] > busy]
-    deflate = "no compression offered" if s["no_deflate"] else "permessage-deflate offered"
+    blocks = hand_blocks(previous)
     lines = [
         "# Dashboard fan-out",
         "",
@@ -73,10 +66,11 @@ def render(results: dict[str, Any], previous: str = "") -> str:
         f"```\n{results['command']}\n```",
         "",
         f"One dashboard process; {s['drivers']} drivers each pinging every {s['ping_interval']:g} "
-        f"s; ~{s['ride_events']:g} ride events/s; {s['clients']} WebSocket clients ({deflate}) in "
-        f"one process, latency measured at every {s['measure_every']}th client over {s['seconds']} "
-        f"s; {len(runs)} repetition(s), each on a fresh stack, and their median. CPU % is of one "
-        "core; other processes' CPU is what ran outside the bench's own processes.",
+        f"s; ~{s['ride_events']:g} ride events/s; {s['clients']} WebSocket clients "
+        "(permessage-deflate offered) in one process, latency measured at every "
+        f"{s['measure_every']}th client over {s['seconds']} s; {len(runs)} repetition(s), each on "
+        "a fresh stack, and their median. CPU % is of one core; other processes' CPU is what ran "
+        "outside the bench's own processes.",
         "",
         table(HEADLINE, runs),
         "",
@@ -85,10 +79,7 @@ def render(results: dict[str, Any], previous: str = "") -> str:
         f"Repetitions discarded and re-run because other processes took more than {busy:.0f} % of "
         f"a core: {results['discarded']}; kept although they did: {', '.join(noisy) or 'none'}.",
         "",
-        f"Target (issue 4): p99 ≤ 1 s — {'met' if middle['p99_ms'] <= 1000 else 'NOT met'} "
-        f"(median p99 {middle['p99_ms']:.0f} ms). Bottleneck by CPU: {bottleneck(middle)}.",
-        "",
-        NOTES_MARK,
+        *hand("verdict", blocks),
+        *hand("analysis", blocks),
     ]
-    kept = previous.split(NOTES_MARK, 1)[1] if NOTES_MARK in previous else "\n"
-    return "\n".join(lines) + kept
+    return "\n".join(lines).rstrip() + "\n"

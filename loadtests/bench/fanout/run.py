@@ -26,13 +26,13 @@ from loadtests.bench.fanout.clients import Recorder, clients, loop_lag_ms
 from loadtests.bench.machine import machine_info
 from loadtests.bench.noise import CpuAccount, machine_busy_s
 from loadtests.bench.samplers import cpu_seconds, sample_rss
-from loadtests.bench.servers import ServerProcess, module_argv, scratch_redis, spawn
+from loadtests.bench.servers import ServerProcess, module_argv, scratch_redis, start_service
 from loadtests.bench.stats import percentile
-from loadtests.platform import clean_env, tool
+from loadtests.platform import clean_env
 from ridepulse.auth import mint_token
 from ridepulse.contracts.envelope import now_ms
 from ridepulse.redis_client import connect
-from ridepulse.redis_server import EmbeddedRedis, free_port
+from ridepulse.redis_server import EmbeddedRedis
 from ridepulse.settings import Settings
 
 SECRET = "bench-dashboard-fanout-0123456789abcdef"
@@ -83,17 +83,16 @@ class Stack:
 
 @contextlib.contextmanager
 def stack(server: EmbeddedRedis, args: argparse.Namespace) -> Iterator[Stack]:
-    """The dashboard and the city on `server`, stopped on the way out."""
-    workdir, port = server.data_dir, free_port()
-    env = {
-        "RIDEPULSE_REDIS_URL": server.url_for("dashboard"),
-        "RIDEPULSE_SECRET": SECRET,
-        "RIDEPULSE_KEY_PREFIX": PREFIX,
-        "RIDEPULSE_DASHBOARD_PORT": str(port),
-        "RIDEPULSE_DATA_DIR": str(workdir),
-        "RIDEPULSE_LOG_LEVEL": "warning",
-    }
-    dashboard = spawn("dashboard", [tool("ridepulse"), "run", "dashboard"], env, workdir, port)
+    """The dashboard (unpinned) and the city on `server`, stopped on the way out."""
+    dashboard = start_service(
+        "dashboard",
+        port_setting="RIDEPULSE_DASHBOARD_PORT",
+        ready_path="/healthz",
+        redis_url=server.url_for("dashboard"),
+        secret=SECRET,
+        key_prefix=PREFIX,
+        logs=server.data_dir,
+    )
     city_argv = module_argv(
         "loadtests.bench.dashboard_fanout",
         redis_url=server.url,  # the operator's: see fanout/city.py
@@ -101,23 +100,24 @@ def stack(server: EmbeddedRedis, args: argparse.Namespace) -> Iterator[Stack]:
         ride_events=args.ride_events,
         ping_interval=args.ping_interval,
     )
-    city = subprocess.Popen([*city_argv, "--city"], env=clean_env(), stdout=subprocess.PIPE)
     try:
-        if city.stdout is None or b"ready" not in city.stdout.readline():
-            raise RuntimeError("the city process did not start")
-        dashboard.wait_ready("/healthz")
-        yield Stack(server, dashboard, city)
+        city = subprocess.Popen([*city_argv, "--city"], env=clean_env(), stdout=subprocess.PIPE)
+        try:
+            if city.stdout is None or b"ready" not in city.stdout.readline():
+                raise RuntimeError("the city process did not start")
+            yield Stack(server, dashboard, city)
+        finally:
+            city.kill()
+            city.wait()
     finally:
-        city.kill()
-        city.wait()
         dashboard.stop()
 
 
 async def repetition(args: argparse.Namespace) -> dict[str, Any]:
     """One repetition's figures (the page's columns, by name)."""
     with scratch_redis() as server, stack(server, args) as city:
-        recorder, deflate = Recorder(args.clients), not args.no_deflate
-        async with clients(city.ws_url, args.clients, recorder, deflate, args.measure_every):
+        recorder = Recorder(args.clients)
+        async with clients(city.ws_url, args.clients, recorder, args.measure_every):
             await asyncio.sleep(args.warmup)
             processes, stop = city.processes(), asyncio.Event()
             each = {name: [proc] for name, proc in processes.items()}

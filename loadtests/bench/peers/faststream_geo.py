@@ -23,6 +23,7 @@ from ridepulse.positions import pack_position
 
 GROUP = "geo"
 PUBLISH_PIPELINE = 1000
+MAX_RECORDS = 100  # entries a read asks for
 
 
 class Ping(BaseModel):
@@ -34,9 +35,7 @@ class Ping(BaseModel):
     heading: float | None = None
 
 
-async def run(
-    url: str, prefix: str, pings: int = 30_000, max_records: int = 100
-) -> dict[str, float]:
+async def run(url: str, prefix: str, pings: int = 30_000) -> dict[str, float]:
     keys = MarketKeys("sf", prefix)
     stream = f"{prefix}:{{sf}}:fs-telemetry"
     broker = RedisBroker(url, logger=None)  # type: ignore[arg-type]  # None turns per-message logs off
@@ -44,7 +43,7 @@ async def run(
     handled = 0
 
     @broker.subscriber(
-        stream=StreamSub(stream, group=GROUP, consumer="geo-1", max_records=max_records)
+        stream=StreamSub(stream, group=GROUP, consumer="geo-1", max_records=MAX_RECORDS)
     )
     async def on_ping(ping: Ping) -> None:
         nonlocal handled

@@ -17,26 +17,24 @@ from loadtests.bench.fleet import entry_fields, pings
 from loadtests.bench.servers import child_main
 from ridepulse.contracts.envelope import now_ms
 
+CONNECTIONS = 4
+PIPELINE_ENTRIES = 4  # entries in flight on each connection
+
 
 async def run(
-    url: str,
-    stream: str,
-    seconds: float = 5.0,
-    entry_pings: int = 1000,
-    pipeline_entries: int = 4,
-    connections: int = 4,
+    url: str, stream: str, seconds: float = 5.0, entry_pings: int = 1000
 ) -> dict[str, float]:
     ts = now_ms()
     batches = [pings(i * entry_pings, entry_pings, ts=ts) for i in range(16)]
-    redis = aioredis.from_url(url, max_connections=connections)
+    redis = aioredis.from_url(url, max_connections=CONNECTIONS)
 
     async def writer() -> int:
-        """One connection's pipelines of `pipeline_entries` entries, until the deadline."""
+        """One connection's pipelines of PIPELINE_ENTRIES entries, until the deadline."""
         sent = 0
         entries = itertools.cycle(batches)
         while time.perf_counter() < deadline:
             pipe = redis.pipeline(transaction=False)
-            for batch in itertools.islice(entries, pipeline_entries):
+            for batch in itertools.islice(entries, PIPELINE_ENTRIES):
                 pipe.xadd(stream, entry_fields(batch), maxlen=100_000, approximate=True)  # type: ignore[arg-type]
                 sent += len(batch)
             await pipe.execute()
@@ -46,7 +44,7 @@ async def run(
         await redis.ping()
         started = time.perf_counter()
         deadline = started + seconds
-        sent = await asyncio.gather(*(writer() for _ in range(connections)))
+        sent = await asyncio.gather(*(writer() for _ in range(CONNECTIONS)))
         elapsed = time.perf_counter() - started
     finally:
         await redis.aclose()
