@@ -148,11 +148,16 @@ def test_page_keeps_the_hand_written_analysis_and_renders_both_tables() -> None:
     for _, heading, _ in (*HEADLINE, *DETAILS):
         assert f" {heading} |" in page, f"no column {heading!r}"
     assert "| **median** | 1 | 1 | 1 | 1100 |" in page
+    assert "Target (issue 4): p99 ≤ 1 s — NOT met (median p99 1100 ms)." in page
+
+
+def test_the_target_verdict_is_computed_from_the_run() -> None:
+    assert "p99 ≤ 1 s — met (median p99 200 ms)." in render(_results(_run(200.0, 0)))
 
 
 def test_a_first_page_says_its_prose_is_not_written_yet() -> None:
     page = render(_results(_run(200.0, 0)))
-    assert set(hand_blocks(page)) == {"verdict", "analysis"}
+    assert set(hand_blocks(page)) == {"bottleneck", "analysis"}
     assert all("Not written yet" in text for text in hand_blocks(page).values())
 
 
