@@ -1,6 +1,6 @@
 """uvicorn's httptools protocol with a cap on a request's head (request line and headers): past
 `MAX_HEAD_BYTES` without the blank line that ends it, the request is answered 431 and the
-connection closed (docs/security.md, "Request heads").
+connection closed (docs/security.md, "Request heads and bodies").
 
 httptools sets no limit of its own: it appends each read to the header value it is building, so
 a header that never ends cost time quadratic in its length (150 MiB kept a core busy for 32 s,
@@ -9,11 +9,18 @@ read, which is every request a client sends after the previous answer; a pipelin
 starts inside a read is counted from the next read on, so it may pass the cap by at most one
 read (uvloop's are at most 250 KB).
 
-A head also has a deadline (`RIDEPULSE_HTTP_HEAD_TIMEOUT_S`): from the connection's start, and
-from the end of each response, the client has that long to finish its next head, however slowly
-its bytes trickle in; past it the connection is answered 408 and closed. uvicorn's keep-alive
-timer is no such deadline: the first byte cancels it, so a client sending a byte a minute (or
-nothing at all on a new connection) held its connection, and a file descriptor, for ever.
+A request also has a deadline (`RIDEPULSE_HTTP_HEAD_TIMEOUT_S`): from the connection's start,
+and from the end of each response, the client has that long to finish its next request, head
+and body, however slowly its bytes trickle in; past it the connection is answered 408 (or, if
+the request was answered already, just closed). uvicorn's keep-alive timer is no such deadline:
+every byte cancels it, so a client sending a byte a minute held its connection, and a file
+descriptor, for ever: in a head (or sending nothing on a new connection) until 2026-12-07, in
+a body the app had answered without reading (a 401, a 413, a 503) until the same day.
+
+An answer sent while its request's body is still unread says `connection: close`, and the
+connection closes once the rest of the body has been read (and dropped), or at the deadline:
+closing on unread bytes resets the connection (TCP RST), and a client still sending its body
+could then lose the answer. (uvicorn kept such a connection alive, reading the body for ever.)
 
 These answers, and the 400 for a request the parser refuses, are in the JSON error shape of every
 other answer (ridepulse.http_errors), not uvicorn's plain text."""
@@ -37,7 +44,7 @@ MAX_HEAD_BYTES = 64 * 1024
 TOO_LARGE = 431
 REFUSAL = f"request head (request line and headers) larger than {MAX_HEAD_BYTES} bytes"
 TIMED_OUT = 408
-TIMEOUT_ANSWER = "request head not received in time"
+TIMEOUT_ANSWER = "request (head and body) not received in time"
 MALFORMED = 400
 MALFORMED_ANSWER = "not a valid HTTP/1.1 request"
 
@@ -46,7 +53,7 @@ _data_received = HttpToolsProtocol.data_received
 _on_headers_complete = HttpToolsProtocol.on_headers_complete
 _on_message_complete = HttpToolsProtocol.on_message_complete
 _on_response_complete = HttpToolsProtocol.on_response_complete
-_swept: WeakSet[ServerState] = WeakSet()  # servers whose open heads a sweep is watching
+_swept: WeakSet[ServerState] = WeakSet()  # servers whose open requests a sweep is watching
 
 
 class CappedHeadProtocol(HttpToolsProtocol):
@@ -60,20 +67,20 @@ class CappedHeadProtocol(HttpToolsProtocol):
     # per connection, like the parent's state: set on the instance as its reads come
     _head_open = True
     _head_bytes = 0
-    _head_since: float | None = None  # loop time the open head's clock started
+    _request_since: float | None = None  # loop time the clock of the request owed started
+    _keep_alive: bool | None = None  # the cycle's own, set aside while its body is unread
+    _close_when_read = False  # answered before its body was read: close once it is
     head_timeout_s = 30.0  # a class per setting: with_head_timeout
 
     def connection_made(self, transport: Transport) -> None:  # type: ignore[override]
         _connection_made(self, transport)
-        self._head_since = self.loop.time()
-        _watch_heads(self)
+        self._request_since = self.loop.time()
+        _watch_requests(self)
 
     def on_response_complete(self) -> None:
         _on_response_complete(self)
-        if self._head_open:
-            self._head_since = (
-                self.loop.time()
-            )  # the next head's clock (a pipelined one may be done)
+        if self._request_since is None:  # the next request's clock (a pipelined one may be
+            self._request_since = self.loop.time()  # done); an unread body's runs on
 
     def data_received(self, data: bytes) -> None:
         if self._head_open:
@@ -82,16 +89,45 @@ class CappedHeadProtocol(HttpToolsProtocol):
                 return
             self._head_bytes += len(data)
         _data_received(self, data)
+        if not self._head_open and self._keep_alive is None:
+            self._answer_closes_until_body_read()
 
     def on_headers_complete(self) -> None:
         self._head_open = False
-        self._head_since = None
+        if self._close_when_read:
+            return  # a request pipelined after an early answer: the connection is closing
         _on_headers_complete(self)
 
     def on_message_complete(self) -> None:
         self._head_open = True
         self._head_bytes = 0
         _on_message_complete(self)
+        cycle = self.cycle
+        if cycle is None:
+            return  # a WebSocket handshake, the connection's first request
+        if self._close_when_read:
+            self.transport.close()  # answered early, with `connection: close`: all read now
+        elif self._keep_alive is not None and not cycle.response_started:
+            cycle.keep_alive, cycle.transport = self._keep_alive, self.transport  # as it was
+            self._keep_alive = None
+        self._request_since = self.loop.time() if cycle.response_complete else None
+
+    def _answer_closes_until_body_read(self) -> None:
+        """This read ended inside a body, before any answer (the app runs after the read): an
+        answer sent before the body ends closes the connection once the body is read."""
+        cycle = self.cycle
+        if cycle is None or cycle.response_started or self.transport.is_closing():
+            return
+        if self.transport.get_protocol() is not self:
+            return  # a WebSocket now
+        self._keep_alive, cycle.keep_alive = cycle.keep_alive, False  # `connection: close`
+        cycle.transport = _CloseOnceRead(self)  # type: ignore[assignment]
+
+    def _close_once_read(self) -> None:
+        if self._head_open:
+            self.transport.close()  # the body is in: nothing unread to reset the connection
+        else:
+            self._close_when_read = True  # on_message_complete, or the deadline, closes
 
     def _feed_up_to_the_cap(self, data: bytes) -> None:
         """The parser sees this read only up to the cap; the head must have ended by then."""
@@ -106,11 +142,19 @@ class CappedHeadProtocol(HttpToolsProtocol):
         else:
             self.data_received(data[room:])  # a body, or the next pipelined request
 
-    def _head_timed_out(self) -> None:
-        self._head_since = None
+    def _timed_out(self) -> None:
+        """408 for a request not received in time: its head (after the last answer), or the
+        body its app waits for. Never mid-answer: a body answered already (without being read),
+        or a head behind a pipelined request's answer, just closes."""
+        self._request_since = None
         if self.transport.is_closing() or self.transport.get_protocol() is not self:
             return  # gone, or a WebSocket now
-        if self.cycle is None or self.cycle.response_complete:
+        cycle = self.cycle
+        if cycle is None or (
+            cycle.response_complete if self._head_open else not cycle.response_started
+        ):
+            if cycle is not None and not self._head_open:
+                cycle.disconnected = True  # the app waiting for the body answers nothing now
             answer = (TIMED_OUT, TIMEOUT_ANSWER)
             self.transport.write(_answer(*answer, self.server_state.default_headers))
         self.transport.close()
@@ -131,10 +175,29 @@ class CappedHeadProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-def _watch_heads(connection: CappedHeadProtocol) -> None:
+class _CloseOnceRead:
+    """The transport as a request's cycle sees it while the request's body is unread: the
+    cycle's close (after its `connection: close` answer) waits until the body has been read."""
+
+    __slots__ = ("_connection",)
+
+    def __init__(self, connection: CappedHeadProtocol) -> None:
+        self._connection = connection
+
+    def write(self, data: bytes) -> None:
+        self._connection.transport.write(data)
+
+    def is_closing(self) -> bool:
+        return self._connection.transport.is_closing()
+
+    def close(self) -> None:
+        self._connection._close_once_read()
+
+
+def _watch_requests(connection: CappedHeadProtocol) -> None:
     """One sweep per server over its open connections, not a timer per request: arming and
     cancelling a timer on every request cost 3-5 µs (a ping takes ~120), reading the loop's
-    clock well under one. A head is timed out at most half its timeout (and 1 s) late."""
+    clock well under one. A request is timed out at most half its timeout (and 1 s) late."""
     state = connection.server_state
     if state in _swept:
         return
@@ -144,10 +207,10 @@ def _watch_heads(connection: CappedHeadProtocol) -> None:
     def sweep() -> None:
         now = connection.loop.time()
         for other in list(state.connections):
-            if not isinstance(other, CappedHeadProtocol) or other._head_since is None:
+            if not isinstance(other, CappedHeadProtocol) or other._request_since is None:
                 continue
-            if now - other._head_since > other.head_timeout_s:
-                other._head_timed_out()
+            if now - other._request_since > other.head_timeout_s:
+                other._timed_out()
         if state.connections:
             connection.loop.call_later(every_s, sweep)
         else:
@@ -157,7 +220,7 @@ def _watch_heads(connection: CappedHeadProtocol) -> None:
 
 
 def with_head_timeout(timeout_s: float) -> type[CappedHeadProtocol]:
-    """The protocol class uvicorn instantiates per connection, with this deadline for a head."""
+    """The protocol class uvicorn instantiates per connection, with this deadline for a request."""
     return type("CappedHeadProtocol", (CappedHeadProtocol,), {"head_timeout_s": timeout_s})
 
 

@@ -47,8 +47,8 @@ class Settings(BaseSettings):
         30.0,
         gt=0,
         le=3600,
-        description="time a client has to send a request's head (from connecting, or from the "
-        "last response on a kept-alive connection); past it 408 and the connection closed",
+        description="time a client has to send a request, head and body (from connecting, or "
+        "from the last response on a kept-alive connection); past it 408 and the connection closed",
     )
     ws_ping_s: float = Field(
         20.0,

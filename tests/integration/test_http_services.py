@@ -161,7 +161,7 @@ def _head_of(size: int) -> bytes:
 def test_a_head_of_exactly_the_cap_is_served_and_one_byte_more_is_refused_with_431(
     served: Served,
 ) -> None:
-    """docs/security.md, "Request heads": up to 64 KiB of request line and headers."""
+    """docs/security.md, "Request heads and bodies": up to 64 KiB of request line and headers."""
     assert MAX_HEAD_BYTES == 64 * 1024
     assert len(_head_of(MAX_HEAD_BYTES)) == MAX_HEAD_BYTES
     assert _status_of(_head_of(MAX_HEAD_BYTES), served.port) == 200, served.output()
@@ -204,13 +204,15 @@ def test_a_401_names_the_bearer_scheme_and_a_405_the_methods_allowed(served: Ser
 
 # Heads of 40 KiB, two of them more than the cap together, and a 1 MiB body, which the route
 # refuses (405) but not as a head: each head is judged on its own, and a body never counts.
+# The 405 comes before the body is read, so the connection closes once it is: the head after
+# it is not served (how heads after a body are counted: tests/unit/test_http_head.py).
 PADDED_GET = _head_of(40 * 1024)
 BIG_POST = b"POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n%s" % (
     1 << 20,
     b"a" * (1 << 20),
 )
 ONE_CONNECTION = (PADDED_GET, PADDED_GET, BIG_POST, PADDED_GET)
-ANSWERED = [200, 200, 405, 200]
+ANSWERED: list[int | str] = [200, 200, 405, "closed"]
 
 
 def test_heads_are_capped_one_by_one_on_a_keep_alive_connection(served: Served) -> None:
@@ -377,6 +379,110 @@ def test_a_head_not_sent_in_time_is_answered_408_and_closed(
         assert _closed_by_server(sock), f"{hurried.service} kept the connection open"
     assert _json_error(answer, 408)["error"] == "request_timeout"
     assert hurried.healthz() == 200, hurried.output()
+
+
+# A POST whose body is to come; every service answers 405 to a POST on /healthz at once.
+UNREAD_BODY_BYTES = 100_000
+
+
+def _post_head(path: str, length: int, token: str | None = None) -> bytes:
+    auth = b"Authorization: Bearer %s\r\n" % token.encode() if token else b""
+    return (
+        b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n%s"
+        % (
+            path.encode(),
+            auth,
+        )
+        + b"Content-Length: %d\r\n\r\n" % length
+    )
+
+
+def _trickle_until_closed(sock: socket.socket, deadline: float) -> tuple[float | None, bytes]:
+    """A byte every 0.1 s until the server closes (when it did, or None at the deadline), and
+    what it answered meanwhile."""
+    answer = b""
+    while time.monotonic() < deadline:
+        try:
+            if select.select([sock], [], [], 0.1)[0]:
+                if not (chunk := sock.recv(65536)):
+                    return time.monotonic(), answer
+                answer += chunk
+            sock.send(b" ")
+        except (BrokenPipeError, ConnectionResetError):
+            return time.monotonic(), answer + _read_some(sock, time.monotonic())
+    return None, answer
+
+
+def test_a_body_trickled_after_an_early_answer_is_closed_by_the_deadline(hurried: Served) -> None:
+    """Slowloris in a body: an answer sent before the body was read (a 401, 405, 413, 503) left
+    nothing timing the connection, and a byte every 2.5 s held it for ever (300 of them took
+    ingest from 18 open files to 318). The answer now says `connection: close`."""
+    with socket.create_connection(("127.0.0.1", hurried.port), timeout=ANSWER_WITHIN_S) as sock:
+        sock.sendall(_post_head("/healthz", UNREAD_BODY_BYTES))
+        started = time.monotonic()
+        answer = _whole_answer(sock, _read_some(sock, started + ANSWER_WITHIN_S))
+        assert answer.startswith(b"HTTP/1.1 405 "), f"{hurried.service}: {answer[:80]!r}"
+        closed_at, _ = _trickle_until_closed(sock, started + HEAD_TIMEOUT_S + ANSWER_WITHIN_S)
+    assert closed_at is not None, f"{hurried.service} still read the trickled body"
+    assert closed_at - started >= HEAD_TIMEOUT_S * 0.9, "closed before its deadline"
+    assert b"\r\nconnection: close\r\n" in answer.lower(), answer
+    assert hurried.healthz() == 200, hurried.output()
+
+
+@pytest.mark.parametrize("hurried", ["ingest"], indirect=True)
+def test_a_body_the_app_waits_for_not_sent_in_time_is_answered_408_and_closed(
+    hurried: Served,
+) -> None:
+    """The body of a fleet's batch, trickled: ingest waited for it for ever."""
+    token = mint_token(SECRET, "fleet", "f-slow")
+    with socket.create_connection(("127.0.0.1", hurried.port), timeout=ANSWER_WITHIN_S) as sock:
+        sock.sendall(_post_head("/v1/telemetry", UNREAD_BODY_BYTES, token) + b'{"pings": [')
+        started = time.monotonic()
+        deadline = started + HEAD_TIMEOUT_S + ANSWER_WITHIN_S
+        closed_at, answer = _trickle_until_closed(sock, deadline)
+    assert closed_at is not None, "ingest still waited for the trickled body"
+    assert closed_at - started >= HEAD_TIMEOUT_S * 0.9, "closed before its deadline"
+    assert _json_error(answer, 408)["error"] == "request_timeout"
+    assert hurried.healthz() == 200, hurried.output()
+
+
+@pytest.mark.parametrize("hurried", ["ingest"], indirect=True)
+def test_a_slow_batch_sent_within_the_deadline_is_served_and_its_connection_kept(
+    hurried: Served,
+) -> None:
+    """A 1,000-ping fleet batch in ten pieces over half the deadline: accepted, and the
+    connection serves the next request (the body came before the answer: no close)."""
+    now = int(time.time() * 1000)
+    pings = [
+        {"driver_id": f"d-slow-{n}", "lat": 37.7793, "lon": -122.4193, "ts": now}
+        for n in range(1000)
+    ]
+    body = orjson.dumps({"pings": pings})
+    token = mint_token(SECRET, "fleet", "f-slow")
+    with socket.create_connection(("127.0.0.1", hurried.port), timeout=ANSWER_WITHIN_S) as sock:
+        sock.sendall(_post_head("/v1/telemetry", len(body), token))
+        piece = len(body) // 10 + 1
+        for start in range(0, len(body), piece):
+            time.sleep(HEAD_TIMEOUT_S / 20)  # the trickle under test, not a wait for a result
+            sock.sendall(body[start : start + piece])
+        answer = _whole_answer(sock, _read_some(sock, time.monotonic() + ANSWER_WITHIN_S))
+        assert answer.startswith(b"HTTP/1.1 202 "), answer[:300]
+        assert b"connection: close" not in answer.lower(), answer
+        assert _statuses(sock, [_head_of(200)], pipelined=False) == [200]
+
+
+def test_an_early_answer_reaches_a_client_sending_its_body_and_then_the_connection_closes(
+    served: Served,
+) -> None:
+    """Answered before its body is read, the connection closes once the body is in, not at
+    once: closing on unread bytes resets the connection, and the client may lose the answer."""
+    body = b"x" * (2 * 1024 * 1024)
+    with socket.create_connection(("127.0.0.1", served.port), timeout=ANSWER_WITHIN_S) as sock:
+        _send(sock, _post_head("/healthz", len(body)) + body)
+        answer = _whole_answer(sock, _read_some(sock, time.monotonic() + ANSWER_WITHIN_S))
+        assert answer.startswith(b"HTTP/1.1 405 "), f"{served.service}: {answer[:80]!r}"
+        assert b"\r\nconnection: close\r\n" in answer.lower(), answer
+        assert _closed_by_server(sock), f"{served.service} kept the connection open"
 
 
 WS_PING_S = 1.0

@@ -183,6 +183,58 @@ def test_a_head_finished_in_time_has_no_deadline_left(loop: asyncio.AbstractEven
     assert (transport.closed, transport.written) == (False, b"")
 
 
+def answer_now(loop: asyncio.AbstractEventLoop, protocol: CappedHeadProtocol) -> None:
+    """The app answers the request being read (a 405 from its head alone, say) at once."""
+    send = protocol.cycle.send
+    loop.run_until_complete(send({"type": "http.response.start", "status": 405, "headers": []}))
+    loop.run_until_complete(send({"type": "http.response.body", "body": b""}))
+
+
+def test_an_answer_before_the_body_closes_once_the_body_is_read_and_serves_no_more(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """Not at once (closing on unread bytes resets the connection, and the client still
+    sending may lose the answer), and not never (a trickled body held it for ever)."""
+    protocol, transport = connection(loop)
+    request = post_of(100_000)
+    protocol.data_received(request[:1000])
+    answer_now(loop, protocol)
+    assert transport.written.startswith(b"HTTP/1.1 405 "), transport.written
+    assert b"\r\nconnection: close\r\n" in transport.written, transport.written
+    assert not transport.closed, "closed with the body unread"
+    answered = protocol.cycle
+    protocol.data_received(request[1000:] + head_of(200))  # the body, and a pipelined GET
+    assert transport.closed, "kept open once the body was read"
+    assert protocol.cycle is answered, "the GET pipelined after it was handed on"
+
+
+@pytest.mark.parametrize("read_size", [1000, len(post_of(100))])
+def test_a_body_read_before_the_answer_keeps_the_connection(
+    loop: asyncio.AbstractEventLoop, read_size: int
+) -> None:
+    """In one read with its head or in several, a body read whole leaves keep-alive as it was."""
+    protocol, transport = connection(loop)
+    request = post_of(5000)
+    for start in range(0, len(request), read_size):
+        protocol.data_received(request[start : start + read_size])
+    answer_now(loop, protocol)
+    assert b"connection: close" not in transport.written, transport.written
+    assert not transport.closed
+
+
+def test_a_body_not_finished_within_its_deadline_is_answered_408_and_closed(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    protocol, transport = timed_connection(loop, timeout_s=0.1)
+    request = post_of(100_000)
+    for start in range(0, 2000, 100):  # the head, then the body a little at a time
+        protocol.data_received(request[start : start + 100])
+        loop.run_until_complete(asyncio.sleep(0.01))
+    loop.run_until_complete(asyncio.sleep(0.2))
+    assert transport.closed
+    assert json_error(transport.written, 408)["error"] == "request_timeout"
+
+
 @pytest.mark.parametrize(
     "stream",
     [b"HELLO WORLD\r\n\r\n", b"GET / HTTP/1.1\r\nX-Bad: a\x01b\r\n\r\n"],

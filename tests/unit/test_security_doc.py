@@ -49,9 +49,12 @@ def test_the_websocket_caps_state_the_settings_defaults_and_the_retry_after() ->
 
 
 def test_the_request_head_cap_and_its_refusal_are_the_codes_own() -> None:
-    heads = _section("Request heads")
+    heads = _section("Request heads and bodies")
     assert f"**{MAX_HEAD_BYTES // 1024} KiB**" in heads
     assert f"HTTP **{TOO_LARGE}**" in heads
+    timeout_s = Settings.model_fields["http_head_timeout_s"].default
+    assert f"`RIDEPULSE_HTTP_HEAD_TIMEOUT_S` (**{timeout_s:g} s**)" in " ".join(heads.split())
+    assert "head **and body**" in heads and "`Connection: close`" in heads
 
 
 def test_the_body_and_frame_limits_are_the_codes_own() -> None:
