@@ -45,6 +45,7 @@ def create_app(settings: Settings, config: FeedConfig | None = None) -> FastAPI:
         generate_unique_id_function=operation_id,
         docs_url=None,
         redoc_url=None,
+        redirect_slashes=False,  # a 404, not a 307 at the client's Host (as ingest: its app.py)
     )
     app.state.settings = settings
     app.state.secret = resolve_secret(settings) if settings.auth_enabled else ""

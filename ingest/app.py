@@ -143,6 +143,9 @@ def create_app(settings: Settings) -> FastAPI:
         # /docs is installed below with local assets; ReDoc would load its script from a CDN
         docs_url=None,
         redoc_url=None,
+        # no 307 from `/v1/drivers/d-1/` (or `d-1%2F`) to `/v1/drivers/d-1`: it sent a client
+        # to another resource, at a Location built from the Host it sent. A 404 instead.
+        redirect_slashes=False,
     )
     install_error_handlers(app)
     app.include_router(routes_telemetry.ping_router)

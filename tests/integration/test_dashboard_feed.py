@@ -452,6 +452,19 @@ async def test_ride_api_returns_the_timeline_or_a_json_404(
     assert (wrong_method.status_code, wrong_method.json()["error"]) == (405, "method_not_allowed")
 
 
+@pytest.mark.parametrize("path", ["/api/rides/ride-x%2F", "/api/rides/ride-x/", "/healthz/"])
+async def test_a_path_with_a_trailing_or_encoded_slash_is_a_json_404_not_a_redirect(
+    dashboard: Dashboard, path: str
+) -> None:
+    """It was a 307 to the path without it, at the host the client named (`Host:`)."""
+    headers = {"Authorization": f"Bearer {dashboard.token}", "Host": "evil.example"}
+    async with httpx.AsyncClient(base_url=dashboard.http, headers=headers) as http:
+        response = await http.get(path)
+    assert response.status_code == 404, (response.status_code, response.headers)
+    assert "location" not in response.headers, response.headers
+    assert response.json()["error"] == "not_found", response.text
+
+
 async def test_redis_out_of_reach_is_a_json_503_with_retry_after_not_a_bare_500(
     settings: Settings,
 ) -> None:

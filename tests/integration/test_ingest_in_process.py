@@ -556,3 +556,21 @@ async def test_a_driver_answering_an_offer_the_rider_just_cancelled_is_told_409(
             f"/v1/rides/{ride_id}/{answer}", headers=ingest.auth("driver", "d2")
         )
         assert stranger.status_code == 404, stranger.text
+
+
+# paths
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/drivers/d-1%2F", "/v1/drivers/d-1/", "/v1/rides/r-1%2F", "/healthz/"]
+)
+async def test_a_path_with_a_trailing_or_encoded_slash_is_a_json_404_not_a_redirect(
+    ingest: Ingest, path: str
+) -> None:
+    """It was a 307 to the path without it, at the host the client named: `d-1%2F` sent a
+    client to d-1's record, and `Host: evil.example` made the Location evil.example's."""
+    headers = {"host": "evil.example", **ingest.auth("driver", "d-1")}
+    response = await ingest.http.get(path, headers=headers)
+    assert response.status_code == 404, (response.status_code, response.headers)
+    assert "location" not in response.headers, response.headers
+    assert response.json()["error"] == "not_found", response.text
