@@ -66,7 +66,7 @@ async def try_offer(deps: MatchingDeps, ride: Ride, cause_id: str) -> Ride | Non
             fresh_within_ms=int(deps.settings.driver_stale_s * 1000),
             exclude=plan.excluded,
         )
-        for candidate in plan.candidates(nearby, speed.travel_time_s):
+        for candidate in plan.candidates(nearby, speed):
             offered = await store.offer(
                 ride_id=ride.ride_id,
                 driver_id=candidate.driver_id,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -21,6 +21,9 @@ DEFAULT_SPEED_MPS = 8.0  # ~29 km/h: urban average when a cell has no observatio
 DETOUR_FACTOR = 1.3  # road / great-circle distance in gridded cities (1.4–1.5 around water, hills)
 MIN_SPEED_MPS = 0.5  # a cell measured slower than walking pace is treated as walking pace
 REFRESH_INTERVAL_S = 5.0
+# Redis measures GEOSEARCH distances on a sphere 0.03% larger than H3's and stores positions to
+# about a metre: a reach 1% wider never leaves out a driver travel_time_s would rank faster.
+REACH_SLACK = 1.01
 
 
 def travel_time_s(
@@ -48,15 +51,29 @@ def _usable(speed_mps: float) -> float:
     return max(MIN_SPEED_MPS, speed_mps)
 
 
-class SpeedCache:
-    """eta's published speeds (a Redis hash), mirrored in memory and refreshed periodically,
-    so ranking candidates costs no round trip per candidate."""
+def fastest_mps(speeds: Iterable[float]) -> float:
+    """The fastest travel_time_s can go over cells with these speeds (a cell without one goes at
+    the default): no trip's harmonic mean is faster than its fastest cell."""
+    return max([DEFAULT_SPEED_MPS, *(_usable(s) for s in speeds)])
 
-    def __init__(self, redis: aioredis.Redis, key: str, resolution: int) -> None:
-        self.redis = redis
-        self.key = key
+
+def reach_m(eta_s: float, fastest_speed_mps: float) -> float:
+    """The farthest (straight line) a driver can be and still arrive within `eta_s`:
+    travel_time_s covers the line × DETOUR_FACTOR, at no more than `fastest_speed_mps`."""
+    return eta_s * fastest_speed_mps / DETOUR_FACTOR * REACH_SLACK
+
+
+class CellSpeeds:
+    """Per-cell speeds in memory and the travel times they give; pure, so the policies that
+    rank by travel time are unit-tested with it."""
+
+    def __init__(self, speeds: Mapping[str, float] | None = None, resolution: int = 8) -> None:
         self.resolution = resolution
-        self.speeds: dict[str, float] = {}
+        self.replace(speeds or {})
+
+    def replace(self, speeds: Mapping[str, float]) -> None:
+        self.speeds = dict(speeds)
+        self.fastest_mps = fastest_mps(self.speeds.values())
 
     def speed_of(self, cell: str) -> float:
         return self.speeds.get(cell, DEFAULT_SPEED_MPS)
@@ -66,9 +83,19 @@ class SpeedCache:
     ) -> float:
         return travel_time_s(from_lat, from_lon, to_lat, to_lon, self.speed_of, self.resolution)
 
+
+class SpeedCache(CellSpeeds):
+    """eta's published speeds (a Redis hash), mirrored in memory and refreshed periodically,
+    so ranking candidates costs no round trip per candidate."""
+
+    def __init__(self, redis: aioredis.Redis, key: str, resolution: int) -> None:
+        super().__init__({}, resolution)
+        self.redis = redis
+        self.key = key
+
     async def refresh(self) -> None:
         raw: Any = await self.redis.hgetall(self.key)
-        self.speeds = {k.decode(): float(v) for k, v in raw.items()}
+        self.replace({k.decode(): float(v) for k, v in raw.items()})
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
