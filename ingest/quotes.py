@@ -6,6 +6,10 @@ and its surge. The ride request honours it only for this rider, with a pickup an
 within one grid step of those cells (about 200-500 m at resolution 9), once: the ride request
 script uses it up atomically (ridepulse/rides/request_ride.lua).
 
+The pickup ETA is the one matching would offer now: the same search (free and fresh drivers,
+ridepulse/pickups.py) and the same ranking by ETA over the same speeds, so the quote names the
+wait of the driver dispatch would pick (None: no free driver within the widest radius, 10 km).
+
 Why not a synchronous call to pricing: a quote then needs no extra hop, and works (with the
 last published surge and speeds) while pricing or eta restart; the fare function is shared
 code in ridepulse.fares, so both sides compute fares the same way."""
@@ -19,13 +23,13 @@ from ridepulse.contracts.envelope import new_event_id, now_ms
 from ridepulse.errors import InvalidInput
 from ridepulse.fares import Quote
 from ridepulse.geo import cell_of, cells_along, haversine_m, neighbours
-from ridepulse.travel import DEFAULT_SPEED_MPS, DETOUR_FACTOR, travel_time_s
+from ridepulse.pickups import SEARCH_RADII_M, NearbyDriver, nearby_available, rank_by_pickup_eta
+from ridepulse.travel import DEFAULT_SPEED_MPS, DETOUR_FACTOR, time_along_s, travel_time_s
 
 QUOTE_TTL_S = 120
 QUOTE_CELL_RESOLUTION = 9  # H3 cells of ~0.1 km²: a quote fits its own street corner
 QUOTE_CELL_TOLERANCE = 1  # grid steps: GPS drift between quote and request crosses a border
 MAX_QUOTE_ID = 64
-NEAREST_DRIVER_RADIUS_M = 5000
 
 
 async def _speeds(deps: Deps, market_id: str, cells: list[str]) -> dict[str, float]:
@@ -35,28 +39,18 @@ async def _speeds(deps: Deps, market_id: str, cells: list[str]) -> dict[str, flo
     return {c: float(v) for c, v in zip(cells, values, strict=True) if v is not None}
 
 
-async def _nearest_driver(
-    deps: Deps, market_id: str, lat: float, lon: float
-) -> tuple[float, float] | None:
-    found: Any = await deps.redis.geosearch(
-        deps.keys(market_id).drivers_geo,
-        longitude=lon,
-        latitude=lat,
-        radius=NEAREST_DRIVER_RADIUS_M,
-        unit="m",
-        sort="ASC",
-        count=5,
-        withcoord=True,
+async def _free_drivers(
+    deps: Deps, market_id: str, pickup: tuple[float, float]
+) -> list[NearbyDriver]:
+    """The drivers the offer would choose from: matching's search (free, fresh, nearest first),
+    once, at its widest radius (ridepulse/pickups.py says why that finds the offer's driver)."""
+    return await nearby_available(
+        deps.redis,
+        deps.keys(market_id),
+        *pickup,
+        radius_m=SEARCH_RADII_M[-1],
+        fresh_within_ms=int(deps.settings.driver_stale_s * 1000),
     )
-    if not found:
-        return None
-    statuses: Any = await deps.redis.hmget(
-        deps.keys(market_id).driver_statuses, [f[0] for f in found]
-    )
-    for (_name, (d_lon, d_lat)), status in zip(found, statuses, strict=True):
-        if status == b"available":
-            return float(d_lat), float(d_lon)
-    return None
 
 
 async def pickup_surge(deps: Deps, market_id: str, pickup: tuple[float, float]) -> float | None:
@@ -72,14 +66,20 @@ async def make_quote(
     market = deps.markets.locate(*pickup)
     res = deps.settings.h3_resolution
     trip_cells = cells_along(pickup, dropoff, res)
-    driver = await _nearest_driver(deps, market.id, *pickup)
-    pickup_cells = cells_along(driver, pickup, res) if driver else []
-    speeds = await _speeds(deps, market.id, sorted(set(trip_cells) | set(pickup_cells)))
+    drivers = await _free_drivers(deps, market.id, pickup)
+    paths = {(d.lat, d.lon): cells_along((d.lat, d.lon), pickup, res) for d in drivers}
+    pickup_cells = {c for cells in paths.values() for c in cells}
+    speeds = await _speeds(deps, market.id, sorted(set(trip_cells) | pickup_cells))
     speed_of = lambda cell: speeds.get(cell, DEFAULT_SPEED_MPS)  # noqa: E731
     trip_s = travel_time_s(pickup[0], pickup[1], dropoff[0], dropoff[1], speed_of, res)
-    pickup_s = (
-        travel_time_s(driver[0], driver[1], pickup[0], pickup[1], speed_of, res) if driver else None
-    )
+
+    def eta_s(lat: float, lon: float, to_lat: float, to_lon: float) -> float:
+        """travel_time_s, over the cells walked above to read their speeds"""
+        straight_m = haversine_m(lat, lon, to_lat, to_lon)
+        return time_along_s(straight_m, paths[lat, lon], speed_of) if straight_m else 0.0
+
+    fastest = rank_by_pickup_eta(drivers, pickup, eta_s)[:1]
+    pickup_s = fastest[0].pickup_eta_s if fastest else None
     surge = await pickup_surge(deps, market.id, pickup) or 1.0
     distance_m = haversine_m(*pickup, *dropoff)
     quote = Quote(

@@ -212,7 +212,11 @@ class QuoteOut(BaseModel):
     fare: float
     currency: str = "USD"
     surge: float
-    pickup_eta_s: float | None
+    pickup_eta_s: float | None = Field(
+        description="seconds until the driver matching would offer the ride to now arrives: the "
+        "free driver fastest to the pickup within 10 km, by the learned speeds; null when no "
+        "driver is free within 10 km"
+    )
     trip_eta_s: float
     distance_m: float
     expires_at: int

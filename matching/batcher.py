@@ -13,12 +13,11 @@ import asyncio
 from typing import Any
 
 from matching.assignment import Pair, Spot, assign_min_total_eta, eta_matrix
-from matching.candidates import SEARCH_RADII_M
-from matching.geo_index import nearby_available
 from matching.handlers import MatchingDeps
 from ridepulse.contracts.envelope import derived_event_id
 from ridepulse.logs import get_logger
 from ridepulse.periodic import every
+from ridepulse.pickups import SEARCH_RADII_M, nearby_available
 from ridepulse.rides.clock import server_time_ms
 from ridepulse.rides.projection import Ride
 

@@ -16,8 +16,7 @@ available, never offered a ride)."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -28,14 +27,6 @@ from matching.geo_filter import PositionFilter
 from ridepulse.contracts.telemetry_decode import PingLike
 from ridepulse.keys import MarketKeys
 from ridepulse.positions import pack_position
-
-
-@dataclass(frozen=True, slots=True)
-class NearbyDriver:
-    driver_id: str
-    lat: float
-    lon: float
-    distance_m: float
 
 
 def newest_per_driver(pings: Iterable[PingLike]) -> dict[str, PingLike]:
@@ -94,30 +85,6 @@ async def update_positions(
             if only is not None:
                 only.wrote(keys.market, chunk, chunk_stamped)
     return moved
-
-
-async def nearby_available(
-    redis: aioredis.Redis,
-    keys: MarketKeys,
-    lat: float,
-    lon: float,
-    *,
-    radius_m: float,
-    fresh_within_ms: int,
-    exclude: Sequence[str] = (),
-    limit: int = 30,
-) -> list[NearbyDriver]:
-    """Up to `limit` drivers within `radius_m`, nearest first, not in `exclude`, available and
-    whose last ping reached the server within `fresh_within_ms` (server clock at both ends)."""
-    script = redis.register_script(_source("nearby_available.lua"))
-    flat: Any = await script(
-        keys=[keys.drivers_geo, keys.driver_statuses, keys.drivers_seen],
-        args=[lon, lat, radius_m, limit, fresh_within_ms, *exclude],
-    )
-    return [
-        NearbyDriver(driver_id.decode(), float(lat_), float(lon_), float(dist))
-        for driver_id, dist, lon_, lat_ in zip(*[iter(flat)] * 4, strict=True)
-    ]
 
 
 STALE_CHUNK = 5_000  # drivers per ZRANGEBYSCORE page while dropping stale ones from the index

@@ -11,13 +11,14 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from matching.geo_filter import PositionFilter
-from matching.geo_index import nearby_available, update_positions
+from matching.geo_index import update_positions
 from matching.planner import OfferPlan
 from ridepulse.bus.handlers import HandlerTable, Outgoing
 from ridepulse.contracts.envelope import derived_event_id, now_ms
 from ridepulse.contracts.events import DriverLocationV1, RideRequestedV1, RideUnmatchedV1
 from ridepulse.contracts.registry import Event
 from ridepulse.keys import MarketKeys
+from ridepulse.pickups import nearby_available
 from ridepulse.rides.ids import market_of_ride
 from ridepulse.rides.projection import Ride
 from ridepulse.rides.store import RideStore

@@ -13,14 +13,8 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from matching.candidates import (
-    MAX_OFFER_ATTEMPTS,
-    OFFER_ATTEMPTS_PER_PASS,
-    SEARCH_RADII_M,
-    Candidate,
-    rank_by_pickup_eta,
-)
-from matching.geo_index import NearbyDriver
+from matching.candidates import MAX_OFFER_ATTEMPTS, OFFER_ATTEMPTS_PER_PASS
+from ridepulse.pickups import SEARCH_RADII_M, Candidate, NearbyDriver, rank_by_pickup_eta
 from ridepulse.travel import reach_m
 
 

@@ -165,6 +165,7 @@ SERVICE_GRANTS: dict[str, Grant] = {
             RIDE_STEP_COMMANDS,
             # XINFO GROUPS and CONSUMERS, XLEN, XRANGE: the shedding groups' backlog (backlog.py)
             ("xread", "xrange", "xinfo|groups", "xinfo|consumers", "xlen", "geosearch", "time"),
+            ("zmscore",),  # a quote's driver search (ridepulse/nearby_available.lua): freshness
             (
                 "waitaof",
                 "wait",

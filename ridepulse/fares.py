@@ -68,7 +68,8 @@ def trip_fare(
 class Quote:
     """A price promised to a rider until ``expires_at`` (epoch ms), stored as a Redis hash.
 
-    ``pickup_eta_s`` is None when no driver was near enough to estimate one.
+    ``pickup_eta_s`` is the ETA of the driver an offer would go to now (ingest/quotes.py), None
+    when no driver is free within matching's widest search.
     """
 
     quote_id: str

@@ -34,13 +34,21 @@ def travel_time_s(
     speed_of_cell: Callable[[str], float],
     resolution: int = 8,
 ) -> float:
-    distance_m = haversine_m(from_lat, from_lon, to_lat, to_lon) * DETOUR_FACTOR
-    if distance_m == 0.0:
+    straight_m = haversine_m(from_lat, from_lon, to_lat, to_lon)
+    if straight_m == 0.0:
         return 0.0
     cells = cells_along((from_lat, from_lon), (to_lat, to_lon), resolution)
+    return time_along_s(straight_m, cells, speed_of_cell)
+
+
+def time_along_s(
+    straight_m: float, cells: list[str], speed_of_cell: Callable[[str], float]
+) -> float:
+    """travel_time_s of a line `straight_m` long through `cells` (its cells_along), for a caller
+    that already walked the line to learn which speeds to read."""
     speeds = [_usable(speed_of_cell(c)) for c in cells] or [DEFAULT_SPEED_MPS]
     harmonic = len(speeds) / sum(1.0 / s for s in speeds)
-    return distance_m / harmonic
+    return straight_m * DETOUR_FACTOR / harmonic
 
 
 def _usable(speed_mps: float) -> float:

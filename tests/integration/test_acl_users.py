@@ -95,7 +95,7 @@ MUST_NOT: dict[str, list[tuple[str, ...]]] = {
         ("HSET", f"{SF}:ride:r1", "status", "completed"),
         ("EVALSHA", "0" * 40, "1", f"{SF}:rides"),  # a script may only touch its own keys
         # update_positions.lua runs HMGET, TIME, HSET, ZADD, GEOADD; dropping stale drivers and
-        # the nearby search (nearby_available.lua) run in the matching service
+        # the nearby search (nearby_available.lua) run in matching and ingest
         ("ZMSCORE", f"{SF}:drivers:seen", "d1"),
         ("ZRANGEBYSCORE", f"{SF}:drivers:seen", "-inf", "1"),
         ("ZREM", f"{SF}:drivers:geo", "d1"),
@@ -214,6 +214,7 @@ MUST: dict[str, list[tuple[str, ...]]] = {
         ("HMGET", f"{SF}:eta:speeds", "c1"),
         ("HGET", f"{SF}:surge:cells", "c1"),
         ("GEOSEARCH", f"{SF}:drivers:geo", "FROMLONLAT", "-122.4", "37.7", "BYRADIUS", "1", "km"),
+        ("ZMSCORE", f"{SF}:drivers:seen", "d1"),  # a quote's driver search checks freshness
         ("SET", f"{SF}:quote:q1", "{}", "EX", "120"),
         ("GET", f"{SF}:idem:r1:k1"),
         ("WAITAOF", "1", "0", "100"),

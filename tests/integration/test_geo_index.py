@@ -10,9 +10,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from matching.geo_filter import PositionFilter
-from matching.geo_index import drop_stale, nearby_available, update_positions
+from matching.geo_index import drop_stale, update_positions
 from ridepulse.contracts.events import Ping
 from ridepulse.keys import MarketKeys
+from ridepulse.pickups import nearby_available
 from ridepulse.positions import parse_position
 from ridepulse.rides.clock import server_time_ms
 from ridepulse.rides.store import RideStore

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import math
 
-from matching.geo_index import NearbyDriver
 from ridepulse.geo import cell_of, cells_along, haversine_m
+from ridepulse.pickups import NearbyDriver
 
 PICKUP = (37.7990, -122.4450)  # north San Francisco
 DROPOFF = (37.7882, -122.4450)

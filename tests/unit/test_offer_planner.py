@@ -3,9 +3,9 @@ gives up (matching/planner.py)."""
 
 from __future__ import annotations
 
-from matching.candidates import MAX_OFFER_ATTEMPTS, OFFER_ATTEMPTS_PER_PASS, SEARCH_RADII_M
-from matching.geo_index import NearbyDriver
+from matching.candidates import MAX_OFFER_ATTEMPTS, OFFER_ATTEMPTS_PER_PASS
 from matching.planner import OfferPlan
+from ridepulse.pickups import SEARCH_RADII_M, NearbyDriver
 from ridepulse.travel import CellSpeeds
 from tests.support import two_sides
 from tests.support.two_sides import FAST_B, SLOW_A
