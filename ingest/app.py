@@ -23,6 +23,7 @@ from ingest import (
 from ingest.batcher import TelemetryBatcher
 from ingest.deps import Deps
 from ingest.driver_homes import DriverHomes
+from ingest.market_moves import MarketMoves
 from ingest.notifier import DriverNotifier
 from ingest.openapi import install_docs, operation_id
 from ingest.ratelimit import PingRateLimiter
@@ -71,20 +72,27 @@ def build_deps(settings: Settings) -> Deps:
         if len(markets.markets) > 1
         else None
     )
+    stores = {
+        m.id: RideStore(redis, MarketKeys(m.id, settings.key_prefix), source)
+        for m in markets.markets
+    }
+    moves = MarketMoves(homes, stores) if homes is not None else None
     deps = Deps(
         settings=settings,
         redis=redis,
         markets=markets,
         secret=resolve_secret(settings),
         batcher=TelemetryBatcher(
-            telemetry_redis, source=source, maxlen=settings.telemetry_maxlen, homes=homes
+            telemetry_redis,
+            source=source,
+            maxlen=settings.telemetry_maxlen,
+            homes=homes,
+            moved=moves.recorded if moves is not None else None,
         ),
         homes=homes,
+        moves=moves,
         limiter=PingRateLimiter(settings.ping_rate_per_s, settings.ping_burst),
-        stores={
-            m.id: RideStore(redis, MarketKeys(m.id, settings.key_prefix), source)
-            for m in markets.markets
-        },
+        stores=stores,
         source=source,
     )
 
@@ -123,6 +131,8 @@ def create_app(settings: Settings) -> FastAPI:
         background.start("notifier", deps.notifier.run)
         background.start("shedding", partial(watch_telemetry_lag, deps))
         background.start("heartbeat", heartbeat.run)
+        if deps.moves is not None:
+            background.start("market_moves", deps.moves.run)
         try:
             yield
         finally:

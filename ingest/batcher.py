@@ -3,13 +3,14 @@
 While one append is in flight, new pings accumulate; the next append takes them all. Under
 load, one round trip serves hundreds of requests; when idle, a ping goes out at once (no
 timer adds latency). Each caller awaits the append that carried its pings, so a 202 means
-the ping is in Redis (and, with several markets, so is the driver's market: ingest.driver_homes).
+the ping is in Redis (and, with several markets, so is the driver's market: ingest.driver_homes;
+the driver then leaves its old market in the background: ingest.market_moves).
 A failed append fails every request it carried alike (_for_waiters)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,10 +57,17 @@ class _Pending:
 
 class TelemetryBatcher:
     def __init__(
-        self, redis: Any, *, source: str, maxlen: int, homes: DriverHomes | None = None
+        self,
+        redis: Any,
+        *,
+        source: str,
+        maxlen: int,
+        homes: DriverHomes | None = None,
+        moved: Callable[[dict[str, str], int], None] | None = None,
     ) -> None:
         self.redis = redis
         self.homes = homes
+        self.moved = moved  # told of each records' write (ingest.market_moves)
         self.source = source.encode()
         self.maxlen = maxlen
         self._pending: dict[str, _Pending] = {}
@@ -119,10 +127,13 @@ class TelemetryBatcher:
                 b"traceparent": b"",
             }
             pipe.xadd(stream, fields, maxlen=self.maxlen, approximate=True)
+        written_ms = 0
         if self.homes is not None and pending.homes:
-            self.homes.write(pipe, pending.homes)
+            written_ms = self.homes.write(pipe, pending.homes)
         results = await pipe.execute()
         if self.homes is not None and pending.homes:
             self.homes.recorded(pending.homes)
+            if self.moved is not None:
+                self.moved(pending.homes, written_ms)
         EVENTS_PUBLISHED.labels(stream).inc(len(results) - len(pending.homes))
         self.pings_appended += len(pings)

@@ -10,7 +10,8 @@ append, before the 202.
 The record lives in the ping's market (`{market}:driver-home:<driver>`, the time it was written),
 so a ping touches its market's slot only: on a cluster another shard's failure never holds it up.
 A lookup reads the driver's record in every market (one GET each, pipelined) and takes the
-newest: a driver that moved keeps its old market's record until the TTL, older than the new one.
+newest; the driver then leaves the markets of the older ones (ingest.market_moves), which
+deletes their records, unless it holds a ride there.
 
 A record is written only when this process has not written that driver's market lately: when the
 market changed, or half the record's TTL has passed. That is a write per driver per few minutes,
@@ -54,10 +55,12 @@ class DriverHomes:
                 due[driver_id] = market_id
         return due
 
-    def write(self, pipe: Any, homes: dict[str, str]) -> None:
+    def write(self, pipe: Any, homes: dict[str, str]) -> int:
+        """Queue the records' writes on `pipe`; returns their time (ms)."""
         written_ms = round(self._wall_clock() * 1000)
         for driver_id, market_id in homes.items():
             pipe.set(self.keys[market_id].driver_home(driver_id), written_ms, ex=self.ttl_s)
+        return written_ms
 
     def recorded(self, homes: dict[str, str]) -> None:
         """The records are in Redis: skip them until the market changes or half the TTL passes."""
@@ -67,8 +70,9 @@ class DriverHomes:
         for driver_id, market_id in homes.items():
             self._written[driver_id] = (market_id, rewrite_at)
 
-    async def market_of(self, redis: Any, driver_id: str) -> str | None:
-        """The market of the driver's newest record; None if no market has one."""
+    async def records(self, redis: Any, driver_id: str) -> list[tuple[int, str]]:
+        """The driver's records as (written ms, market), the newest first (ingest.market_moves
+        takes the driver out of the older ones' markets)."""
         pipe = redis.pipeline(transaction=False)
         for keys in self.keys.values():
             pipe.get(keys.driver_home(driver_id))
@@ -77,4 +81,4 @@ class DriverHomes:
             for market_id, written_ms in zip(self.keys, await pipe.execute(), strict=True)
             if written_ms is not None
         ]
-        return max(found)[1] if found else None
+        return sorted(found, reverse=True)

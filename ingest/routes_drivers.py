@@ -30,10 +30,11 @@ def _self_or_ops(who: Principal, driver_id: str) -> None:
 
 async def market_of_driver(deps: Deps, driver_id: str) -> Market | None:
     """The market the driver last pinged from, as ingest recorded it when it accepted the ping
-    (ingest.driver_homes); None if it has not pinged lately. With one market, that market."""
-    if deps.homes is None:
+    (ingest.driver_homes), or the one where it still holds a ride (ingest.market_moves); None
+    if it has not pinged lately. With one market, that market."""
+    if deps.moves is None:
         return deps.markets.default
-    market_id = await deps.homes.market_of(deps.redis, driver_id)
+    market_id = await deps.moves.market_of(deps.redis, driver_id)
     return deps.markets.by_id.get(market_id or "")
 
 

@@ -194,7 +194,8 @@ SERVICE_GRANTS: dict[str, Grant] = {
             _heartbeat_keys("ingest"),
         ),
         appends=("{*}:telemetry", "{*}:rides", "health"),
-        scoped=_own_heartbeat("ingest"),
+        # a driver that moved market leaves the old one (ingest/market_moves.py)
+        scoped=(*_own_heartbeat("ingest"), ("del", ("{*}:driver-home:*",))),
     ),
     # Offers, re-offers and expiry of ride requests (group `matching` on the ride streams).
     "matching": Grant(

@@ -47,6 +47,7 @@ class Scripts:
     set_eta: AsyncScript
     lose_driver: AsyncScript
     evict_drivers: AsyncScript
+    leave_market: AsyncScript
 
     @classmethod
     def register(cls, redis: aioredis.Redis) -> Scripts:

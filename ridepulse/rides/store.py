@@ -19,6 +19,7 @@ from ridepulse.rides.projection import Driver, Ride, decode_hash
 from ridepulse.rides.scripts import Scripts, step_argv, step_keys
 from ridepulse.rides.state import (
     ASSIGNMENT_TIMESTAMPS,
+    DRIVER_HOLDS_RIDE,
     DRIVER_TRANSITIONS,
     TRANSITIONS,
     RideAction,
@@ -394,6 +395,32 @@ class RideStore:
             args=args,
         )
         return [e.decode() for e in evicted]
+
+    # --- market moves ------------------------------------------------------------------
+
+    async def leave_market(self, driver_ids: Sequence[str], *, moved_at_ms: int) -> list[str]:
+        """Drivers recorded in another market at `moved_at_ms` leave this one: out of its geo
+        index, offline if available, their record here deleted (leave_market.lua). Those that
+        hold a ride or an offer here stay; returns their ids. A driver recorded here since stays
+        too, and one with no record here has left already."""
+        if not driver_ids:
+            return []
+        keys, row = self.keys, DRIVER_TRANSITIONS["offline"]
+        args = [
+            str(moved_at_ms),
+            self.source,
+            row.event_type,
+            str(row.event_version),
+            ",".join(sorted(DRIVER_HOLDS_RIDE)),
+        ]
+        driver_keys: list[str] = []
+        for driver_id in driver_ids:
+            args += [driver_id, new_event_id()]
+            driver_keys += [keys.driver(driver_id), keys.driver_home(driver_id)]
+        kept: list[bytes] = await self.scripts.leave_market(
+            keys=[keys.driver_statuses, keys.drivers_geo, keys.rides, *driver_keys], args=args
+        )
+        return [k.decode() for k in kept]
 
     # --- driver ------------------------------------------------------------------------
 

@@ -83,6 +83,9 @@ MUST_NOT: dict[str, list[tuple[str, ...]]] = {
         ("INCRBY", "rp:rate:rider:r1:quotes:29000000", "1"),
         ("SET", "rp:idem-claim:r1:key-1", "sf|abc", "NX", "EX", "10"),
         ("SET", "rp:driver-market:d1", "sf", "EX", "600"),
+        # DEL reaches a driver's market record (a driver leaving a market) and nothing else
+        ("DEL", f"{SF}:driver:d1"),
+        ("DEL", f"{SF}:rides"),
     ],
     "matching": [
         ("XADD", f"{SF}:telemetry", "*", "k", "v"),
@@ -206,6 +209,7 @@ MUST: dict[str, list[tuple[str, ...]]] = {
         ("EXPIRE", f"{SF}:rate:rider:r1:quotes:29000000", "120"),
         ("SET", f"{SF}:driver-home:d1", "1700000000000", "EX", "600"),
         ("GET", f"{SF}:driver-home:d1"),
+        ("DEL", f"{SF}:driver-home:d1"),
         ("XREAD", "COUNT", "500", "STREAMS", f"{SF}:rides", f"{SF}:eta", "$", "$"),
         ("XINFO", "GROUPS", f"{SF}:telemetry"),
         ("XRANGE", f"{SF}:telemetry", "-", "+", "COUNT", "1"),

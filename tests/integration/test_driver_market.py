@@ -7,13 +7,20 @@ Francisco, and its rides expired unoffered)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any, cast
 
+import orjson
 import pytest
 import redis.asyncio as aioredis
 
+from matching.geo_index import update_positions
+from ridepulse.contracts.envelope import now_ms
+from ridepulse.contracts.events import Ping
 from ridepulse.keys import MarketKeys
+from ridepulse.rides import RideStore
 from ridepulse.settings import Settings
-from tests.support.ingest import DOWNTOWN, Ingest, start
+from tests.support.ingest import DOWNTOWN, SF_TRIP, Ingest, start
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -109,3 +116,109 @@ async def test_with_one_market_nothing_is_recorded(
         assert await status_in(redis, ingest, "sf", "solo") == "available"
         key = MarketKeys("sf", ingest.settings.key_prefix).driver_home("solo")
         assert await redis.exists(key) == 0
+
+
+async def available_in_sf(
+    ingest: Ingest, redis: aioredis.Redis, driver: str
+) -> tuple[MarketKeys, RideStore]:
+    """`driver` pinged downtown, went available and is in sf's geo index (matching-geo does not
+    run here: its update of the ping is applied directly)."""
+    assert (await ingest.ping(driver, DOWNTOWN)).status_code == 202
+    sf = MarketKeys("sf", ingest.settings.key_prefix)
+    await update_positions(redis, sf, [Ping(driver_id=driver, ts=now_ms(), **DOWNTOWN)])
+    await go(ingest, driver)
+    assert await redis.zscore(sf.drivers_geo, driver) is not None
+    return sf, ingest.deps.stores["sf"]
+
+
+async def pinged_in_nyc(ingest: Ingest, redis: aioredis.Redis, driver: str) -> None:
+    """`driver` pinged midtown, its position applied as matching-geo would."""
+    assert (await ingest.ping(driver, MIDTOWN)).status_code == 202
+    nyc = MarketKeys("nyc", ingest.settings.key_prefix)
+    await update_positions(redis, nyc, [Ping(driver_id=driver, ts=now_ms(), **MIDTOWN)])
+
+
+async def test_a_driver_that_pings_from_another_market_leaves_the_old_one(
+    two_markets: Ingest, redis: aioredis.Redis
+) -> None:
+    """Seen: San Francisco kept a driver now pinging from New York available and in its geo
+    index, offered it a ride there, and the driver's view (read in New York) never showed it."""
+    sf, _ = await available_in_sf(two_markets, redis, "crosser")
+    await pinged_in_nyc(two_markets, redis, "crosser")
+
+    async def gone_from_sf() -> bool:
+        return (
+            await status_in(redis, two_markets, "sf", "crosser") == "offline"
+            and await redis.zscore(sf.drivers_geo, "crosser") is None
+        )
+
+    # no status PUT, no view: the ping alone takes it out (ingest's background step)
+    await wait_until(gone_from_sf, timeout_s=5, what="the driver out of sf after its nyc ping")
+    assert await redis.exists(sf.driver_home("crosser")) == 0
+    view = await two_markets.http.get(
+        "/v1/drivers/crosser", headers=two_markets.auth("driver", "crosser")
+    )
+    assert (view.json()["market"], view.json()["status"]) == ("nyc", "offline"), view.json()
+
+
+async def test_a_status_lookup_takes_the_driver_out_of_a_market_it_left(
+    two_markets: Ingest, redis: aioredis.Redis
+) -> None:
+    """A move whose background step did not run (e.g. that shard was down) is made by the next
+    lookup of the driver's market, which reads every market's record anyway."""
+    sf, _ = await available_in_sf(two_markets, redis, "lookup")
+    nyc = MarketKeys("nyc", two_markets.settings.key_prefix)
+    later = int(cast(bytes, await redis.get(sf.driver_home("lookup")))) + 1
+    await redis.set(nyc.driver_home("lookup"), later)  # recorded by another ingest
+    await go(two_markets, "lookup", "offline")
+    assert await status_in(redis, two_markets, "sf", "lookup") == "offline"
+    assert await redis.zscore(sf.drivers_geo, "lookup") is None
+    assert await status_in(redis, two_markets, "nyc", "lookup") == "offline"
+
+
+async def test_a_driver_holding_an_offer_keeps_it_across_the_boundary(
+    two_markets: Ingest, redis: aioredis.Redis
+) -> None:
+    """The rule for a driver with a ride (offered, en route, on trip) in the market it left: it
+    keeps the ride there, and its view and status PUT go to that market until the ride lets it
+    go; then the next lookup takes it out."""
+    sf, store = await available_in_sf(two_markets, redis, "holder")
+    asked = await two_markets.request_ride("rider-h", SF_TRIP, "k-holder")
+    assert asked.status_code in (200, 201, 202), asked.text
+    ride_id = asked.json()["ride_id"]
+    ride = await store.offer(
+        ride_id=ride_id, driver_id="holder", pickup_eta_s=60, offer_timeout_s=30
+    )
+    assert ride is not None and ride.status == "offered"
+    await pinged_in_nyc(two_markets, redis, "holder")
+    moves = two_markets.deps.moves
+    assert moves is not None
+    await moves.leave_others({"holder": "nyc"}, now_ms())  # whether or not ingest's has run
+    auth = two_markets.auth("driver", "holder")
+    view = (await two_markets.http.get("/v1/drivers/holder", headers=auth)).json()
+    assert (view["market"], view["status"]) == ("sf", "offered"), view
+    assert view["offer"]["ride_id"] == ride_id
+    await store.decline(ride_id, "holder")
+    assert await status_in(redis, two_markets, "sf", "holder") == "available"
+    view = (await two_markets.http.get("/v1/drivers/holder", headers=auth)).json()
+    assert (view["market"], view["status"]) == ("nyc", "offline"), view
+    assert await status_in(redis, two_markets, "sf", "holder") == "offline"
+    assert await redis.zscore(sf.drivers_geo, "holder") is None
+
+
+async def test_a_driver_that_pinged_the_old_market_again_since_stays_there(
+    two_markets: Ingest, redis: aioredis.Redis
+) -> None:
+    """A late leave step loses to a newer record in the market it would take the driver out of:
+    a driver that came back is not set offline there."""
+    sf, store = await available_in_sf(two_markets, redis, "back")
+    recorded = int(cast(bytes, await redis.get(sf.driver_home("back"))))
+    assert await store.leave_market(["back"], moved_at_ms=recorded) == []
+    assert await status_in(redis, two_markets, "sf", "back") == "available"
+    assert await redis.zscore(sf.drivers_geo, "back") is not None
+    assert await store.leave_market(["back"], moved_at_ms=recorded + 1) == []
+    assert await status_in(redis, two_markets, "sf", "back") == "offline"
+    assert await store.leave_market(["back"], moved_at_ms=recorded + 1) == []  # idempotent
+    entries: Any = await redis.xrange(sf.rides)
+    events = [f for _, f in entries if f[b"subject"] == b"driver/back"]
+    assert [orjson.loads(f[b"data"])["status"] for f in events] == ["available", "offline"]

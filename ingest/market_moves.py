@@ -1,0 +1,88 @@
+"""A driver whose newest ping is in another market leaves the old one (docs/architecture.md,
+"the driver's market"). Without it the old market kept the driver available and in its geo
+index: it offered the driver rides there while the driver's view, read in the new market, never
+showed the offer.
+
+Each market's keys are in its own slot, so the move is two steps: ingest records the new market
+(ingest.driver_homes), then each other market runs leave_market.lua in its own slot: the driver
+goes offline there and out of its geo index, and its record there is deleted. Two things run the
+second step, both idempotent and both safe against a ping racing them (a record written in the
+old market since the move keeps the driver there):
+- ingest, right after it records a driver's market, in the background (`run`): another shard's
+  failure never holds a ping's 202 up;
+- every lookup of the driver's market (status PUT, view) that finds records in several markets.
+
+A driver holding a ride or an offer in the old market stays there, status, ride and record: a
+driver on a trip across a boundary keeps its trip, and its status PUT and view go to the market
+of its ride until the ride lets it go; the next lookup or record write then moves it out."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ingest.driver_homes import DriverHomes
+from ridepulse.logs import get_logger
+from ridepulse.rides import RideStore
+
+QUEUED_MOVES = 1_000  # record writes waiting for their leave steps; past it one waits for a lookup
+IDLE_WAIT_S = 1.0  # how often an idle loop looks at its stop event
+
+
+class MarketMoves:
+    def __init__(self, homes: DriverHomes, stores: Mapping[str, RideStore]) -> None:
+        self.homes = homes
+        self.stores = stores
+        self._queue: asyncio.Queue[tuple[dict[str, str], int]] = asyncio.Queue(QUEUED_MOVES)
+
+    def recorded(self, homes: dict[str, str], written_ms: int) -> None:
+        """The batcher wrote these drivers' records (driver → market) at `written_ms`."""
+        try:
+            self._queue.put_nowait((dict(homes), written_ms))
+        except asyncio.QueueFull:
+            get_logger().warning("ingest.market_moves_dropped", drivers=len(homes))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Runs the leave steps of the records ingest wrote, until `stop`."""
+        while not stop.is_set():
+            try:
+                homes, written_ms = await asyncio.wait_for(self._queue.get(), IDLE_WAIT_S)
+            except TimeoutError:
+                continue
+            await self.leave_others(homes, written_ms)
+
+    async def leave_others(
+        self, homes: Mapping[str, str], moved_at_ms: int, markets: Sequence[str] = ()
+    ) -> dict[str, str]:
+        """Each driver leaves every market (of `markets`, if given) but its new one; returns
+        driver → the first market where it holds a ride or an offer, and stays. A market that
+        fails is logged and skipped: the next lookup of the driver, or the next write of its
+        record, tries again."""
+        markets = list(markets or self.stores)
+        leaving = {m: [d for d, home in homes.items() if home != m] for m in markets}
+        results = await asyncio.gather(
+            *(self.stores[m].leave_market(leaving[m], moved_at_ms=moved_at_ms) for m in markets),
+            return_exceptions=True,
+        )
+        holding: dict[str, str] = {}
+        for market_id, result in zip(markets, results, strict=True):
+            if isinstance(result, BaseException):
+                get_logger().warning(
+                    "ingest.market_move_failed", market=market_id, error=str(result)
+                )
+                continue
+            for driver_id in result:
+                holding.setdefault(driver_id, market_id)
+        return holding
+
+    async def market_of(self, redis: Any, driver_id: str) -> str | None:
+        """The driver's market: the one where it holds a ride or an offer, else that of its
+        newest record; None if no market has one. Older records are left on the way."""
+        records = await self.homes.records(redis, driver_id)
+        if len(records) <= 1:
+            return records[0][1] if records else None
+        newest_ms, newest = records[0]
+        older = [market_id for _, market_id in records[1:]]  # the newest first
+        holding = await self.leave_others({driver_id: newest}, newest_ms, older)
+        return holding.get(driver_id, newest)
