@@ -73,7 +73,12 @@ def build_deps(settings: Settings) -> Deps:
         else None
     )
     stores = {
-        m.id: RideStore(redis, MarketKeys(m.id, settings.key_prefix), source)
+        m.id: RideStore(
+            redis,
+            MarketKeys(m.id, settings.key_prefix),
+            source,
+            driver_stale_s=settings.driver_stale_s,
+        )
         for m in markets.markets
     }
     moves = MarketMoves(homes, stores) if homes is not None else None

@@ -14,6 +14,7 @@ from ridepulse.scale import parse_scale
 REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://")
 KEY_PREFIX_FORBIDDEN = ":{}*?[]\\"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+DRIVER_STALE_S = 30.0  # the default silence after which a driver is not offered (RideStore's too)
 
 
 class Settings(BaseSettings):
@@ -186,7 +187,9 @@ class Settings(BaseSettings):
     )
     ride_deadline_s: float = Field(60.0, gt=0, description="time to find a driver before expiry")
     driver_stale_s: float = Field(
-        30.0, gt=0, description="silence after which a driver is not offered"
+        DRIVER_STALE_S,
+        gt=0,
+        description="silence after which a driver is not offered, quoted or counted as supply",
     )
     geo_min_move_m: float = Field(
         20.0,

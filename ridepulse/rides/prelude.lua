@@ -127,9 +127,10 @@ end
 
 -- Keeps matching's geo index holding available drivers only, in the same step as the status:
 -- GEOSEARCH then returns candidates, not a crowd of busy drivers to filter out. A driver with
--- no position yet enters the index with its first ping (matching.geo_index.update_positions).
-local function index_driver(geo, positions, driver_id, status)
-  if status ~= 'available' then
+-- no position yet, or `stale` (silent past driver_stale_s), enters the index with its next ping
+-- (matching.geo_index.update_positions): its last position is no promise of where it is.
+local function index_driver(geo, positions, driver_id, status, stale)
+  if status ~= 'available' or stale then
     redis.call('ZREM', geo, driver_id)
     return
   end

@@ -3,7 +3,10 @@
 -- KEYS 1 driver hash, 2 driver statuses, 3 rides stream, 4 available drivers' geo index,
 --   5 driver positions, 6 drivers_seen (server time of the last ping; optional).
 -- ARGV 1 event id, 2 source, 3 driver id, 4 new status, 5 allowed from-statuses, 6 traceparent,
---   7 event type, 8 its schema version.
+--   7 event type, 8 its schema version, 9 driver_stale_s in ms (optional, with KEYS 6).
+-- A driver going available whose last ping reached the server longer ago than ARGV 9 is not
+-- indexed at its last position: matching would not offer it (nearby_available.lua, the same
+-- test on the same clock), but quotes and surge supply read the index. Its next ping indexes it.
 local DRIVER_KEY, DRIVER_STATUSES, RIDES = KEYS[1], KEYS[2], KEYS[3]
 local DRIVER_GEO, DRIVER_POSITIONS = KEYS[4], KEYS[5]
 local driver_id, to = ARGV[3], ARGV[4]
@@ -19,7 +22,12 @@ redis.call('HSET', DRIVER_KEY, 'driver_id', driver_id, 'status', to, 'ride_id', 
   'status_at', int(now))
 local version = redis.call('HINCRBY', DRIVER_KEY, 'version', 1)
 redis.call('HSET', DRIVER_STATUSES, driver_id, to)
-index_driver(DRIVER_GEO, DRIVER_POSITIONS, driver_id, to)
+local stale = false
+if KEYS[6] and ARGV[9] then
+  local seen = tonumber(redis.call('ZSCORE', KEYS[6], driver_id) or '')
+  stale = not seen or now - seen > tonumber(ARGV[9])
+end
+index_driver(DRIVER_GEO, DRIVER_POSITIONS, driver_id, to, stale)
 -- A driver that never pinged still gets a last-seen time (NX: a ping's is never moved), so the
 -- janitor can forget it once it stays silent; with no position it is never offered a ride.
 if KEYS[6] then redis.call('ZADD', KEYS[6], 'NX', now, driver_id) end

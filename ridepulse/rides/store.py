@@ -24,6 +24,7 @@ from ridepulse.rides.state import (
     TRANSITIONS,
     RideAction,
 )
+from ridepulse.settings import DRIVER_STALE_S
 
 IDEMPOTENCY_TTL_S = 24 * 3600
 MAX_IDEMPOTENCY_KEY = 128  # characters; the API documents the same bound on the header
@@ -50,10 +51,20 @@ class RideStore:
     current ride and appends nothing. `expected_version` fences out a caller that read a ride
     which has moved since (DESIGN §11): its step is refused and returns None."""
 
-    def __init__(self, redis: aioredis.Redis, keys: MarketKeys, source: str) -> None:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: MarketKeys,
+        source: str,
+        *,
+        driver_stale_s: float = DRIVER_STALE_S,
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.source = source
+        # a driver silent this long goes available unindexed (ingest, which sets statuses,
+        # passes settings.driver_stale_s)
+        self.driver_stale_s = driver_stale_s
         self.scripts = Scripts.register(redis)
 
     async def _step(
@@ -462,7 +473,8 @@ class RideStore:
         self, driver_id: str, status: Literal["available", "offline"]
     ) -> Driver:
         """A driver's own choice; Conflict while it holds a ride or an offer. A driver seen for
-        the first time is created. Setting the current status again changes nothing."""
+        the first time is created. Setting the current status again changes nothing. A driver
+        silent for `driver_stale_s` goes available unindexed: its next ping indexes it."""
         inputs.checked_id("driver_id", driver_id)
         row = DRIVER_TRANSITIONS.get(status)
         if row is None:
@@ -485,6 +497,7 @@ class RideStore:
                 "",
                 row.event_type,
                 str(row.event_version),
+                inputs.millis("driver_stale_s", self.driver_stale_s),
             ],
         )
         return driver_result(Outcome.from_reply(reply), verb=row.verb)

@@ -17,6 +17,8 @@ from ridepulse.pickups import nearby_available
 from ridepulse.positions import parse_position
 from ridepulse.rides.clock import server_time_ms
 from ridepulse.rides.store import RideStore
+from ridepulse.settings import Settings
+from tests.support.ingest import start
 
 pytestmark = pytest.mark.integration
 
@@ -212,3 +214,51 @@ async def test_stale_drivers_nearer_than_the_limit_do_not_hide_a_fresh_one(
         redis, keys, *PICKUP, radius_m=1_000, fresh_within_ms=30_000, limit=3
     )
     assert [d.driver_id for d in found] == ["ok0", "ok1", "ok2"]
+
+
+async def test_a_stale_driver_going_available_is_not_quoted_until_its_next_ping(
+    settings: Settings, redis: aioredis.Redis, keys: MarketKeys
+) -> None:
+    """Seen: a driver silent past driver_stale_s that went available was indexed at its last
+    position. Matching never offered it (nearby_available checks freshness), but the quote gave
+    its pickup ETA and pricing counted it as supply until the stale sweep (up to 30 s)."""
+    pickup = {"lat": PICKUP[0], "lon": PICKUP[1]}
+    dropoff = {"lat": PICKUP[0], "lon": PICKUP[1] + 0.02}
+    async with start(settings) as ingest:
+
+        async def go_available(driver: str) -> None:
+            response = await ingest.http.put(
+                f"/v1/drivers/{driver}/status",
+                json={"status": "available"},
+                headers=ingest.auth("driver", driver),
+            )
+            assert response.status_code == 200, response.text
+
+        async def pickup_eta_s() -> float:
+            response = await ingest.quote("r1", pickup, dropoff)
+            assert response.status_code == 200, response.text
+            return cast(float, response.json()["pickup_eta_s"])
+
+        await update_positions(redis, keys, [ping("fresh", 800, 1), ping("silent", 100, 1)])
+        await go_available("fresh")
+        fresh_only = await pickup_eta_s()
+        now = await server_time_ms(redis)
+        silent_since = now - int(settings.driver_stale_s * 1000) - 1_000
+        await redis.zadd(keys.drivers_seen, {"silent": silent_since})
+        await go_available("silent")
+        assert await redis.hget(keys.driver_statuses, "silent") == b"available"
+        assert await pickup_eta_s() == fresh_only  # not the silent driver's, 700 m nearer
+        assert await indexed(redis, keys) == {"fresh"}
+        await update_positions(redis, keys, [ping("silent", 100, 2)])  # its next ping
+        assert await indexed(redis, keys) == {"fresh", "silent"}
+        assert await pickup_eta_s() < fresh_only
+
+
+async def test_a_driver_that_pinged_within_the_stale_time_is_indexed_on_going_available(
+    redis: aioredis.Redis, keys: MarketKeys
+) -> None:
+    store = RideStore(redis, keys, "test", driver_stale_s=30)
+    await update_positions(redis, keys, [ping("recent", 100, 1)])
+    await redis.zadd(keys.drivers_seen, {"recent": await server_time_ms(redis) - 29_000})
+    await store.set_driver_status("recent", "available")
+    assert await indexed(redis, keys) == {"recent"}

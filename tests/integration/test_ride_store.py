@@ -27,6 +27,7 @@ from ridepulse.errors import Conflict, Forbidden, InvalidInput, NotFound, RidePu
 from ridepulse.keys import MarketKeys
 from ridepulse.positions import pack_position
 from ridepulse.rides import Ride, RideStore
+from ridepulse.rides.clock import server_time_ms
 from ridepulse.rides.projection import decode_hash
 from ridepulse.rides.state import (
     DRIVER_HOLDS_RIDE,
@@ -288,12 +289,19 @@ async def test_full_trip_writes_each_state_with_one_event_and_frees_the_driver(
     await assert_consistent(store, redis, keys, ["r1"], ["d1"])
 
 
+async def pinged(redis: aioredis.Redis, keys: MarketKeys, driver_id: str, packed: str) -> None:
+    """The driver's ping as matching-geo applies it: its position, stamped fresh on the server
+    clock (a driver silent past driver_stale_s goes available unindexed)."""
+    await redis.hset(keys.positions, driver_id, packed)
+    await redis.zadd(keys.drivers_seen, {driver_id: await server_time_ms(redis)})
+
+
 async def test_geo_index_holds_available_drivers_only_in_step_with_their_status(
     store: RideStore, redis: aioredis.Redis, keys: MarketKeys
 ) -> None:
     """Matching's GEOSEARCH must return candidates: every status change moves the driver in or
     out of the geo index in the same script, at its last known position."""
-    await redis.hset(keys.positions, "d1", pack_position(37.78, -122.41, 1))
+    await pinged(redis, keys, "d1", pack_position(37.78, -122.41, 1))
 
     async def indexed() -> dict[str, tuple[float, float]]:
         found = cast(
@@ -321,7 +329,7 @@ async def test_geo_index_holds_available_drivers_only_in_step_with_their_status(
     for step in (store.accept, store.arrived, store.start):
         await step("r1", "d1")
         assert await indexed() == {}
-    await redis.hset(keys.positions, "d1", pack_position(37.781, -122.411, 2))  # drove the trip
+    await pinged(redis, keys, "d1", pack_position(37.781, -122.411, 2))  # drove the trip
     await store.complete("r1", "d1")
     assert await indexed() == {"d1": (37.781, -122.411)}, "back in the index where the trip ended"
     await store.set_driver_status("d1", "offline")
@@ -981,7 +989,7 @@ async def test_random_operation_sequences_keep_projections_consistent(
     rides: list[str] = []
     drivers = [f"d{j}" for j in range(4)]
     for j, d in enumerate(drivers[:3]):  # the last driver never pinged: it has no position
-        await redis.hset(keys.positions, d, pack_position(PICKUP.lat + j * 0.001, PICKUP.lon, 1))
+        await pinged(redis, keys, d, pack_position(PICKUP.lat + j * 0.001, PICKUP.lon, 1))
     for d in drivers:
         await store.set_driver_status(d, "available")
     await stream.new()
