@@ -321,6 +321,9 @@ SERVICE_GRANTS: dict[str, Grant] = {
             ),
             # telemetry groups' backlog: trimmed before read, and behind (ridepulse/bus/backlog.py)
             ("xlen", "xrange"),
+            # the heard-until stamp and unheard stretches (ridepulse/heard_until.py: its script
+            # runs GET, SET, ZADD, ZRANGEBYSCORE; old stretches are trimmed by score)
+            ("zremrangebyscore",),
             ("smembers", "srem"),  # riders' ride and open-rides sets, the heartbeat set
             # Riders' sets are found by SCAN (ridepulse/retention.py). SCAN names no key,
             # so key patterns cannot narrow it: the janitor sees key names, never values.
@@ -329,11 +332,13 @@ SERVICE_GRANTS: dict[str, Grant] = {
         reads=_unique(
             RIDE_STEP_KEYS,
             ("{*}:telemetry", "{*}:drivers:seen", "{*}:rider:*"),
+            ("{*}:drivers:heard", "{*}:drivers:unheard"),
             ("heartbeats", "heartbeat:*"),  # EXISTS of every consumer's heartbeat key
         ),
         writes=_unique(
             RIDE_STEP_KEYS,
             ("{*}:telemetry", "{*}:drivers:seen", "{*}:rider:*"),
+            ("{*}:drivers:heard", "{*}:drivers:unheard"),
             _heartbeat_keys("janitor"),
         ),
         appends=("{*}:rides", "health"),

@@ -11,8 +11,10 @@ those pings by design; this janitor counts them (ridepulse/telemetry_loss.py).
 It also keeps the projections bounded as drivers and riders come and go: rides are taken back
 from drivers silent past `driver_lost_s` and drivers silent past `driver_evict_s` are forgotten
 (ridepulse/silent_drivers.py; silence counts only while drivers can be heard,
-ridepulse/unheard.py), riders' ride and open-rides sets and the heartbeat set are trimmed
-(ridepulse/retention.py). Every replica may run it: each step re-checks inside its script."""
+ridepulse/unheard.py: not while a telemetry group is behind, nor while the platform was down or
+cut off from Redis, ridepulse/heard_until.py), riders' ride and open-rides sets and the
+heartbeat set are trimmed (ridepulse/retention.py). Every replica may run it: each step
+re-checks inside its script."""
 
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from ridepulse.bus.backlog import shedding_groups_backlog
 from ridepulse.bus.trimming import trim_acknowledged
 from ridepulse.bus.worker import consumer_name, run_service, start_service
 from ridepulse.contracts.envelope import now_ms
+from ridepulse.heard_until import forget_unheard, hear
 from ridepulse.keys import GlobalKeys, MarketKeys
 from ridepulse.logs import get_logger
 from ridepulse.markets import load_markets
@@ -45,9 +48,12 @@ from ridepulse.unheard import UnheardTimes
 DRIVER_SWEEPS_HELD_BACK = Counter(
     "rp_driver_sweeps_held_back_total",
     "Driver sweeps that did not count a stretch when the market's drivers could not be heard "
-    "(a telemetry group behind) as silence",
+    "(a telemetry group behind, the platform down or cut off from Redis) as silence",
     ["market"],
 )
+# Sweep intervals past which the janitor's own pause means nobody was hearing: the janitor was
+# down, or Redis unreachable or frozen. Wide enough that a slow pass is not mistaken for one.
+UNHEARD_AFTER_SWEEPS = 3
 
 
 async def trim_once(redis: aioredis.Redis, settings: Settings) -> int:
@@ -88,7 +94,8 @@ async def sweep_drivers_once(
     """Rides of lost drivers first, then departed drivers: a driver released from its ride
     this pass can be evicted in the same pass once silent past `driver_evict_s`. Silence is
     counted only while the server could hear the market's drivers (ridepulse/unheard.py;
-    `unheard` keeps each market's record between passes). Their events' source is
+    `unheard` keeps each market's record between passes, the platform's own deafness is read
+    back from Redis each pass, ridepulse/heard_until.py). Their events' source is
     `janitor/<consumer>`, as every other service's is `<service>/<instance>`."""
     source = f"janitor/{consumer}"
     unheard = {} if unheard is None else unheard
@@ -97,10 +104,12 @@ async def sweep_drivers_once(
     for market in load_markets(settings.markets_file, settings.markets).markets:
         keys = MarketKeys(market.id, settings.key_prefix)
         times = unheard.setdefault(market.id, UnheardTimes())
+        await observe_deafness(redis, settings, keys, now, times)
         await observe_dispatch_lag(redis, settings, keys, now, times)
         lost_cutoff = times.cutoff_ms(now, settings.driver_lost_s)
         evict_cutoff = times.cutoff_ms(now, settings.driver_evict_s)
         times.forget_before(min(lost_cutoff, evict_cutoff))
+        await forget_unheard(redis, keys, min(lost_cutoff, evict_cutoff))
         if lost_cutoff < now - int(settings.driver_lost_s * 1000):
             DRIVER_SWEEPS_HELD_BACK.labels(market.id).inc()
         store = RideStore(redis, keys, source)
@@ -111,6 +120,22 @@ async def sweep_drivers_once(
             store, evict_cutoff, settings.driver_evict_s
         )
     return totals
+
+
+async def observe_deafness(
+    redis: aioredis.Redis, settings: Settings, keys: MarketKeys, now: int, times: UnheardTimes
+) -> None:
+    """Stamp the market heard; a stamp found older than a few sweep intervals makes the time
+    since it unheard (for every janitor, kept in Redis) and is logged."""
+    gap_ms = int(settings.driver_sweep_interval_s * UNHEARD_AFTER_SWEEPS * 1000)
+    heard = await hear(redis, keys, now, gap_ms)
+    for start, end in heard.stretches:
+        times.add(start, end)
+    if heard.recorded:
+        start, end = heard.recorded
+        get_logger().warning(
+            "janitor.platform_unheard", market=keys.market, unheard_s=round((end - start) / 1000, 1)
+        )
 
 
 async def observe_dispatch_lag(

@@ -55,6 +55,16 @@ class MarketKeys:
         return f"{self._base}:drivers:seen"
 
     @property
+    def drivers_heard_until(self) -> str:
+        """STRING ms: the janitor's last pass, when the platform last showed it could hear."""
+        return f"{self._base}:drivers:heard"
+
+    @property
+    def drivers_unheard(self) -> str:
+        """ZSET "start:end" → end ms: stretches no driver could be heard (down, cut off)."""
+        return f"{self._base}:drivers:unheard"
+
+    @property
     def positions(self) -> str:
         """HASH driver → packed last position, for reads and the dashboard."""
         return f"{self._base}:drivers:pos"

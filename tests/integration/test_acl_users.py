@@ -283,6 +283,12 @@ MUST: dict[str, list[tuple[str, ...]]] = {
         ("XTRIM", f"{SF}:telemetry", "MINID", "~", "1-0"),
         ("XLEN", f"{SF}:telemetry"),
         ("XRANGE", f"{SF}:telemetry", "(1-0", "+", "COUNT", "1"),
+        # the heard-until stamp and unheard stretches (ridepulse/heard_until.py)
+        ("GET", f"{SF}:drivers:heard"),
+        ("SET", f"{SF}:drivers:heard", "1"),
+        ("ZADD", f"{SF}:drivers:unheard", "2", "1:2"),
+        ("ZRANGEBYSCORE", f"{SF}:drivers:unheard", "-inf", "+inf"),
+        ("ZREMRANGEBYSCORE", f"{SF}:drivers:unheard", "-inf", "(1"),
     ],
     "dashboard": [
         ("PING",),

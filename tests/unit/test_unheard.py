@@ -50,3 +50,18 @@ def test_stretches_too_old_for_any_cutoff_are_forgotten() -> None:
     times.observe(15_000, 0.0, THRESHOLD_S)
     times.forget_before(20_000)
     assert times.stretches == []
+
+
+def test_a_stretch_the_platform_was_deaf_merges_with_the_lag_stretches_it_meets() -> None:
+    times = UnheardTimes()
+    times.observe(100_000, 30.0, THRESHOLD_S)  # behind since 70 s
+    times.add(90_000, 130_000)  # the janitor's own gap, overlapping the lag stretch
+    times.add(200_000, 210_000)
+    times.add(150_000, 160_000)
+    assert times.stretches == [(70_000, 130_000), (150_000, 160_000), (200_000, 210_000)]
+    times.add(160_000, 200_000)  # meets both neighbours: one stretch
+    assert times.stretches == [(70_000, 130_000), (150_000, 210_000)]
+    times.add(155_000, 156_000)  # already unheard: nothing changes
+    assert times.stretches == [(70_000, 130_000), (150_000, 210_000)]
+    # 120 s of heard time before 300 s: 90 s after the last stretch, 20 s between, 10 s before
+    assert times.cutoff_ms(300_000, LOST_S) == 60_000
