@@ -29,4 +29,9 @@ class FeedConfig:
     finished_ride_ttl_ms: int = 60_000  # a finished ride stays on the page this long
     finished_ride_limit: int = 100
     match_window_ms: int = 300_000  # time-to-match percentiles over the last five minutes
+    # At start the ride stream is read back over the longest window above (five minutes), newest
+    # first, at most this many entries (about 20 MB; 0.7 s to read them and re-read their rides
+    # on a laptop), so a huge stream cannot stall start-up. It covers five minutes up to ~160
+    # events/s (the last minute up to ~800/s); past it the oldest part of the window is left out.
+    backfill_entries_max: int = 50_000
     read_count: int = 500

@@ -4,11 +4,12 @@ Redis and feeds the state; fixed-rate samples live in sampler.py."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import redis.asyncio as aioredis
 
+from dashboard.backfill import read_back
 from dashboard.config import FeedConfig
 from dashboard.event_log import Entry, log_entry
 from dashboard.ride_view import ride_from_hash, text_hash
@@ -17,8 +18,12 @@ from ridepulse.bus.metrics import SKIPPED_ENTRIES
 from ridepulse.contracts.envelope import Envelope, now_ms
 from ridepulse.keys import GlobalKeys, MarketKeys
 from ridepulse.logs import get_logger
-from ridepulse.replies import text
+from ridepulse.replies import text, time_ms
 from ridepulse.rides.state import TERMINAL
+
+
+def _ride_ids(entries: Iterable[Entry]) -> Iterator[str]:
+    return (e["ride_id"] for e in entries if e["ride_id"])
 
 
 def _ride_id(envelope: Envelope) -> str | None:
@@ -53,18 +58,36 @@ class FeedReader:
     # --- start ------------------------------------------------------------------------------
     async def load(self) -> None:
         """Stream positions first, then the projections: what happens in between is read again
-        by XREAD, and re-reading a projection is harmless."""
-        tail: Any = await self.redis.xrevrange(self.keys.rides, count=self.config.event_log_size)
-        self.last_ids[self.keys.rides] = tail[0][0] if tail else b"0-0"
+        by XREAD, and re-reading a projection is harmless.
+
+        The ride stream is read back by time over the longest window the page shows (recent
+        matches, finished rides), not a fixed count: every ride it names is re-read, which
+        seeds the matches and the finished list as if this process had been running."""
+        config = self.config
+        server_ms = time_ms(await self.redis.time())
+        window_ms = max(config.match_window_ms, config.finished_ride_ttl_ms)
+        recent = await read_back(
+            self.redis,
+            self.keys.rides,
+            server_ms - window_ms,
+            page=config.read_count,
+            cap=config.backfill_entries_max,
+        )
+        newest: Any = recent[:1] or await self.redis.xrevrange(self.keys.rides, count=1)
+        self.last_ids[self.keys.rides] = newest[0][0] if newest else b"0-0"
         for key in (self.keys.surge_events, self.keys.eta_events, self.global_keys.health):
             last: Any = await self.redis.xrevrange(key, count=1)
             self.last_ids[key] = last[0][0] if last else b"0-0"
-        entries = [e for _, fields in reversed(tail) if (e := self._log_entry(fields)) is not None]
-        self.state.add_events(entries)
+        entries = [
+            e for _, fields in reversed(recent) if (e := self._log_entry(fields)) is not None
+        ]
+        self.state.add_events(entries[-config.event_log_size :])
         active_ids: Any = await self.redis.zrange(self.keys.active_rides, 0, -1)
-        active = [text(r) for r in active_ids]
-        recent = [e["ride_id"] for e in entries if e["ride_id"]]
-        await self.reload(rides=[*active, *recent], surge=True)
+        ride_ids = list(dict.fromkeys([*(text(r) for r in active_ids), *_ride_ids(entries)]))
+        # in pipelines of read_count hashes: thousands of rides in one reply would be one
+        # long blocking read for the server and one huge buffer here
+        for start in range(0, max(len(ride_ids), 1), config.read_count):
+            await self.reload(ride_ids[start : start + config.read_count], surge=start == 0)
 
     async def reload(self, rides: Iterable[str] = (), *, surge: bool = False) -> None:
         """Re-read the given ride hashes and the counts (and the surge hash) in one round trip."""
