@@ -5,7 +5,9 @@ import { FeedConnection } from "./feed.js";
 import { CityMap } from "./map.js";
 import { EventLog, KpiTiles, Legend, RideDetail, RidesTable, ServicesPanel } from "./panels.js";
 
-const STALE_AFTER_S = 5; // the server sends a series point every second, so silence means trouble
+// the server sends a series point every second while its Redis reads succeed, so five seconds
+// without one means its data stopped (feed.js lastDataAt), whatever other deltas still arrive
+const STALE_AFTER_S = 5;
 const $ = (id) => document.getElementById(id);
 const token = new URLSearchParams(location.search).get("token") || "";
 
@@ -101,7 +103,7 @@ function updateBadge() {
   badge.dataset.state = status;
   const ageText = age === null ? "" : ` · ${age < 10 ? age.toFixed(1) : Math.round(age)}s`;
   badge.querySelector(".badge-text").textContent = `${status}${ageText}`;
-  badge.title = age === null ? "no update yet" : `last update ${age.toFixed(1)} s ago`;
+  badge.title = age === null ? "no data yet" : `last data from Redis ${age.toFixed(1)} s ago`;
   const notice = $("notice");
   notice.hidden = status !== "unauthorized" && status !== "refused";
   if (status === "unauthorized") {

@@ -114,7 +114,11 @@ export class FeedConnection {
     this.state = null;
     this.attempt = 0;
     this.socket = null;
-    this.lastMessageAt = 0;
+    // when the last fresh read of Redis arrived: a snapshot, or a delta with a series point
+    // (the server samples one a second only while its reads succeed). Any message would not
+    // do: with Redis frozen the server still sends the deltas of time alone (matches leaving
+    // the last minute, finished rides aging out), and the page looked live on old figures.
+    this.lastDataAt = 0;
     this.status = "connecting";
     this.closedReason = "";
   }
@@ -167,8 +171,8 @@ export class FeedConnection {
 
   receive(text) {
     const msg = decode(text);
-    this.lastMessageAt = performance.now();
     this.attempt = 0;
+    if (msg.kind === "snapshot" || msg.series_point) this.lastDataAt = performance.now();
     if (msg.kind === "snapshot") {
       this.state = fromSnapshot(msg);
       this.onSnapshot(this.state);
@@ -189,7 +193,8 @@ export class FeedConnection {
     if (status !== this.status) { this.status = status; this.onStatus(status); }
   }
 
+  // Seconds since the last fresh data (see lastDataAt); null before the first snapshot.
   ageSeconds() {
-    return this.lastMessageAt ? (performance.now() - this.lastMessageAt) / 1000 : null;
+    return this.lastDataAt ? (performance.now() - this.lastDataAt) / 1000 : null;
   }
 }
