@@ -11,13 +11,14 @@ StreamEntry = tuple[bytes, dict[bytes, bytes]]
 
 
 async def read_back(
-    redis: aioredis.Redis, stream: str, since_ms: int, *, page: int, cap: int
+    redis: aioredis.Redis, stream: str, newest: bytes, window_ms: int, *, page: int, cap: int
 ) -> list[StreamEntry]:
-    """The entries from `since_ms` (stream-id time, i.e. the server's clock) to the end, newest
-    first, in XREVRANGE pages of `page`, at most `cap` of them: past the cap the oldest part of
-    the window is left out, never the newest."""
+    """The entries from `newest` back over `window_ms` of stream-id time (the server's clock
+    when each was added), newest first, in XREVRANGE pages of `page`, at most `cap` of them:
+    past the cap the oldest part of the window is left out, never the newest."""
+    since_ms = int(newest.split(b"-")[0]) - window_ms
     entries: list[StreamEntry] = []
-    upper = "+"
+    upper = newest.decode()
     while len(entries) < cap:
         count = min(page, cap - len(entries))
         batch: Any = await redis.xrevrange(stream, max=upper, min=f"{since_ms}-0", count=count)

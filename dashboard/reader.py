@@ -9,7 +9,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from dashboard.backfill import read_back
+from dashboard.backfill import StreamEntry, read_back
 from dashboard.config import FeedConfig
 from dashboard.event_log import Entry, log_entry
 from dashboard.ride_view import ride_from_hash, text_hash
@@ -18,7 +18,7 @@ from ridepulse.bus.metrics import SKIPPED_ENTRIES
 from ridepulse.contracts.envelope import Envelope, now_ms
 from ridepulse.keys import GlobalKeys, MarketKeys
 from ridepulse.logs import get_logger
-from ridepulse.replies import text, time_ms
+from ridepulse.replies import text
 from ridepulse.rides.state import TERMINAL
 
 
@@ -64,17 +64,9 @@ class FeedReader:
         matches, finished rides), not a fixed count: every ride it names is re-read, which
         seeds the matches and the finished list as if this process had been running."""
         config = self.config
-        server_ms = time_ms(await self.redis.time())
-        window_ms = max(config.match_window_ms, config.finished_ride_ttl_ms)
-        recent = await read_back(
-            self.redis,
-            self.keys.rides,
-            server_ms - window_ms,
-            page=config.read_count,
-            cap=config.backfill_entries_max,
-        )
-        newest: Any = recent[:1] or await self.redis.xrevrange(self.keys.rides, count=1)
+        newest: Any = await self.redis.xrevrange(self.keys.rides, count=1)
         self.last_ids[self.keys.rides] = newest[0][0] if newest else b"0-0"
+        recent = await self._read_back(newest[0][0]) if newest else []
         for key in (self.keys.surge_events, self.keys.eta_events, self.global_keys.health):
             last: Any = await self.redis.xrevrange(key, count=1)
             self.last_ids[key] = last[0][0] if last else b"0-0"
@@ -88,6 +80,19 @@ class FeedReader:
         # long blocking read for the server and one huge buffer here
         for start in range(0, max(len(ride_ids), 1), config.read_count):
             await self.reload(ride_ids[start : start + config.read_count], surge=start == 0)
+
+    async def _read_back(self, newest: bytes) -> list[StreamEntry]:
+        """Back from the newest entry, not from TIME (a command the dashboard's Redis user is
+        not granted): the window so starts at or before now minus its length."""
+        config = self.config
+        return await read_back(
+            self.redis,
+            self.keys.rides,
+            newest,
+            max(config.match_window_ms, config.finished_ride_ttl_ms),
+            page=config.read_count,
+            cap=config.backfill_entries_max,
+        )
 
     async def reload(self, rides: Iterable[str] = (), *, surge: bool = False) -> None:
         """Re-read the given ride hashes and the counts (and the surge hash) in one round trip."""

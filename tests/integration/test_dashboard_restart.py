@@ -144,8 +144,9 @@ async def test_the_read_back_is_newest_first_and_stops_at_its_cap(
     for offset in range(-400_000, 0, 1_000):  # one entry a second over 400 s
         await redis.xadd(stream, {"n": str(offset)}, id=f"{now + offset}-*")
 
-    window = await read_back(redis, stream, now - 300_000, page=37, cap=10_000)
-    capped = await read_back(redis, stream, now - 300_000, page=37, cap=100)
+    newest: Any = await redis.xrevrange(stream, count=1)
+    window = await read_back(redis, stream, newest[0][0], 299_000, page=37, cap=10_000)
+    capped = await read_back(redis, stream, newest[0][0], 299_000, page=37, cap=100)
 
     assert [int(f[b"n"]) for _, f in window] == list(range(-1_000, -300_001, -1_000))
     assert [int(f[b"n"]) for _, f in capped] == list(range(-1_000, -101_000, -1_000))
