@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from redis.exceptions import RedisError
 
 from ingest.deps import Deps
+from ingest.driver_resume import current_frame, held_ride, superseded
 from ingest.routes_telemetry import accept_ping
 from ingest.validation import check_id
 from ridepulse.bus.faults import is_transient
@@ -104,7 +105,7 @@ async def driver_socket(websocket: WebSocket, driver_id: str) -> None:
 
 async def _serve(websocket: WebSocket, deps: Deps, driver_id: str, expires_at: float) -> None:
     queue = deps.notifier.subscribe(driver_id)
-    sender = asyncio.create_task(_send_loop(websocket, queue))
+    sender = asyncio.create_task(_send_loop(websocket, queue, deps, driver_id))
     expiry = asyncio.create_task(close_at_expiry(websocket, expires_at))
     try:
         while True:
@@ -161,7 +162,30 @@ def _error(
     return orjson.dumps(body).decode()
 
 
-async def _send_loop(websocket: WebSocket, queue: asyncio.Queue[bytes]) -> None:
+async def _send_loop(
+    websocket: WebSocket, queue: asyncio.Queue[bytes], deps: Deps, driver_id: str
+) -> None:
+    for message in await _resume(queue, deps, driver_id):
+        await websocket.send_text(message.decode())
     while True:
         message = await queue.get()
         await websocket.send_text(message.decode())
+
+
+async def _resume(queue: asyncio.Queue[bytes], deps: Deps, driver_id: str) -> list[bytes]:
+    """The offer or ride the driver holds, read after subscribing (so no event falls between
+    the read and the fan-out), ahead of what the notifier queued meanwhile; left out when a
+    queued event of that ride already tells it."""
+    try:
+        ride = await held_ride(deps, driver_id)
+    except Exception as exc:
+        if not (isinstance(exc, RedisError) or is_transient(exc)):
+            raise
+        log.warning("driver_ws.resume_not_read", error=f"{type(exc).__name__}: {exc}")
+        ride = None
+    queued: list[bytes] = []
+    while not queue.empty():
+        queued.append(queue.get_nowait())
+    if ride is None or (frame := current_frame(ride, driver_id)) is None:
+        return queued
+    return queued if superseded(ride.ride_id, queued) else [frame, *queued]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -16,6 +17,7 @@ from websockets.typing import Origin
 
 from ingest.routes_driver_ws import MAX_FRAME_BYTES
 from ridepulse.auth import mint_dashboard_link, mint_token
+from tests.e2e.conftest import running_city
 from tests.support.api import DOWNTOWN, City, offset
 from tests.support.waiting import wait_until_sync
 
@@ -236,3 +238,73 @@ def test_a_ping_over_the_drivers_rate_gets_the_error_code_and_retry_after_in_its
     assert refusal["type"] == "error", refusal
     assert refusal["error"] == "overloaded", refusal  # the code HTTP gives it
     assert isinstance(refusal["retry_after_s"], int) and refusal["retry_after_s"] >= 1, refusal
+
+
+LIVE_OFFER_FIELDS = {
+    "type",
+    "ride_id",
+    "driver_id",
+    "pickup_eta_s",
+    "expires_at",
+    "attempt",
+    "version",
+}
+
+
+def test_a_socket_opened_while_the_driver_holds_an_offer_or_a_ride_hears_of_it_first(
+    tmp_path: Path,
+) -> None:
+    """The notifier fans out what it reads after a socket subscribes: an offer made while the
+    driver's socket was down never reached it, and the reopened socket heard only the offer's
+    timeout (the hunt: 8 of 165 offers in a reconnect-heavy burst reached no socket). A socket
+    now opens with the offer the driver holds, as the live frame, or the ride it is on."""
+    # an offer that waits for the reopened socket (the suite's 2 s would time out under load)
+    with running_city(
+        tmp_path / "city", RIDEPULSE_OFFER_TIMEOUT_S="30", RIDEPULSE_RIDE_DEADLINE_S="60"
+    ) as city:
+        driver = "ws-away"
+        token = mint_token(city.secret, "driver", driver)
+        spot = offset(DOWNTOWN, 200, 0)
+        with connect(_ws_url(city, driver, token), open_timeout=10) as ws:
+            ping = {"lat": spot[0], "lon": spot[1], "ts": int(time.time() * 1000)}
+            ws.send(orjson.dumps(ping).decode())
+            wait_until_sync(
+                lambda: _driver(city, driver).get("lat") is not None,
+                timeout_s=10,
+                what="the socket's ping to arrive",
+            )
+        # the socket is closed: the driver goes available and is offered a ride meanwhile
+        city.go_available(driver, *spot)
+        ride_id = city.request_ride("ws-away-rider", DOWNTOWN, offset(DOWNTOWN, -2000, 0)).json()[
+            "ride_id"
+        ]
+        offer = wait_until_sync(
+            lambda: _driver(city, driver).get("offer"), timeout_s=15, what="the offer"
+        )
+        with connect(_ws_url(city, driver, token), open_timeout=10) as ws:
+            first = _next_besides_eta(ws, timeout_s=5)
+        assert set(first) == LIVE_OFFER_FIELDS, first
+        assert (first["type"], first["ride_id"], first["driver_id"]) == (
+            "ride.offered",
+            ride_id,
+            driver,
+        )
+        assert first["expires_at"] == offer["expires_at"]
+        assert first["version"] == city.ride(ride_id)["version"]
+
+        # accepted from another screen while the socket was down: the next socket hears it too
+        assert city.act(driver, ride_id, "accept").status_code == 200
+        with connect(_ws_url(city, driver, token), open_timeout=10) as ws:
+            first = _next_besides_eta(ws, timeout_s=5)
+        assert (first["type"], first["ride_id"], first["driver_id"]) == (
+            "ride.matched",
+            ride_id,
+            driver,
+        )
+
+
+def _driver(city: City, driver: str) -> dict[str, Any]:
+    view: dict[str, Any] = city.http.get(
+        f"/v1/drivers/{driver}", headers=city.token("ops", "t")
+    ).json()
+    return view
