@@ -15,8 +15,8 @@ import orjson
 import redis
 import typer
 
+from ridepulse import aof, launcher
 from ridepulse import deadletters as dead_letters
-from ridepulse import launcher
 from ridepulse.auth import (
     API_ROLES,
     DASHBOARD_LINK_TTL_S,
@@ -40,6 +40,7 @@ from ridepulse.errors import RedisUnavailable, RidePulseError
 from ridepulse.logs import LogFormat
 from ridepulse.markets import load_markets
 from ridepulse.redis_client import connect_sync
+from ridepulse.redis_server import server_binary
 from ridepulse.services import ENTRY_POINTS, SERVICE_NAMES
 from ridepulse.settings import Settings
 from ridepulse.status import collect_status, render
@@ -264,6 +265,28 @@ def redis_only(
             fail(exc.detail)
         except RuntimeError as exc:  # the server exited during start, or never answered
             fail(str(exc))
+
+
+@app.command(name="repair-aof")
+def repair_aof(
+    data_dir: Annotated[
+        Path | None, typer.Option(help="the platform's data dir: repairs <data dir>/redis")
+    ] = None,
+    server_dir: Annotated[
+        Path | None,
+        typer.Option(help="another server's directory instead, e.g. a cluster's node-N"),
+    ] = None,
+) -> None:
+    """Repair an AOF Valkey refused at start ('Bad file format'): back up the AOF directory,
+    then cut its last file at the first bad command; the server must be stopped."""
+    settings = load_settings(data_dir=data_dir)
+    where = server_dir or Path(settings.data_dir) / "redis"
+    with owning_data_dir(where.parent):  # the lock `up`, `redis` and `cluster up` hold
+        try:
+            done = aof.repair(where, server_binary())
+        except RidePulseError as exc:
+            fail(exc.detail)
+    typer.echo(done.summary())
 
 
 @app.command()

@@ -83,7 +83,7 @@ def run_server_only(settings: Settings, announce: Callable[[str], None]) -> int:
         key_prefix=settings.key_prefix,
         port=previous_port(settings),
     ).prepare()
-    supervisor = Supervisor([server_spec(server, settings)])
+    supervisor = Supervisor([server_spec(server)])
     stop = StopRequest(settings)  # before the server starts: a reader of the URL may stop us
     try:
         supervisor.start_all(should_stop=stop)
@@ -133,16 +133,18 @@ def _heartbeat_ready(client: redis.Redis, key: str) -> ReadyProbe:
     return probe
 
 
-def server_spec(server: EmbeddedRedis, settings: Settings) -> ChildSpec:
+def server_spec(server: EmbeddedRedis) -> ChildSpec:
     """The embedded server as a supervised child: first up, last down, restarted on the same
-    port and data dir (its AOF replays) when it dies."""
+    port and data dir (its AOF replays) when it dies. Its stdout and stderr (a bad option) go
+    to Valkey's own log, which a death is explained from (a bad AOF: the repair command)."""
     return ChildSpec(
         "valkey",
         server.command(),
         {},
         lambda pid: server.answers(),
-        Path(settings.data_dir) / "logs" / "valkey.out",
+        server.log_path,
         tier=TIER_SERVER,
+        why_exited=server.exit_reason,
     )
 
 
@@ -298,7 +300,7 @@ def run_platform(
         server = EmbeddedRedis(
             Path(settings.data_dir) / "redis", key_prefix=settings.key_prefix
         ).prepare()
-        specs.append(server_spec(server, settings))
+        specs.append(server_spec(server))
         settings = settings.model_copy(update={"redis_url": server.url})
     # timeouts on every call: a probe must never hang the watch loop on a stalled server
     client = connect_sync(settings.redis_url or "", socket_connect_timeout=3, socket_timeout=3)

@@ -19,6 +19,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ridepulse.acl import redis_url, service_passwords, write_acl_file
+from ridepulse.aof import explain_load_failure
 from ridepulse.auth import private_dir, write_private
 from ridepulse.errors import RedisUnavailable
 from ridepulse.supervisor import die_with_parent
@@ -196,10 +197,22 @@ class EmbeddedRedis:
             start_new_session=self.dies_with_parent,
         )
 
+    @property
+    def log_path(self) -> Path:
+        """Valkey's own log (--logfile); its stdout and stderr go there too under `up`."""
+        return self.data_dir / "valkey.log"
+
     def exit_reason(self) -> str:
-        """The end of valkey.log: why a server that exited did (a port in use, a bad AOF)."""
-        log = self.data_dir / "valkey.log"
-        return log.read_text()[-400:].strip() if log.exists() else ""
+        """The end of valkey.log: why a server that exited did (a port in use, a bad AOF); for
+        an AOF it could not load, the file and the command that repairs it."""
+        try:
+            with self.log_path.open("rb") as log:  # the tail only: the log grows for good
+                log.seek(max(0, log.seek(0, 2) - 4096))
+                tail = log.read().decode("utf-8", "replace")[-400:].strip()
+        except FileNotFoundError:
+            return ""
+        last = tail.splitlines()[-1] if tail else ""
+        return explain_load_failure(last, self.data_dir) or tail
 
     def _probe_client(self, timeout_s: float) -> redis.Redis:
         """A client for one readiness PING. Whatever holds the port may accept and never answer

@@ -53,6 +53,12 @@ class ChildSpec:
     tier: int = TIER_SERVICE
     stop_timeout_s: float = 15.0
     nice: int = 0  # added to the launcher's niceness: >0 runs it after its siblings on a busy CPU
+    # Why it exited, for the start failure and `service.died`: the log's last line unless given
+    # (Valkey writes its own log, which says more: the AOF it could not load and its repair).
+    why_exited: Callable[[], str] | None = None
+
+    def exit_reason(self) -> str:
+        return self.why_exited() if self.why_exited else last_log_line(self.log_path)
 
 
 @dataclass
@@ -164,7 +170,7 @@ class Supervisor:
                     if not child.alive():
                         raise RuntimeError(
                             f"service {child.spec.name} exited during start: "
-                            f"{last_log_line(child.spec.log_path)} (see {child.spec.log_path})"
+                            f"{child.spec.exit_reason()} (see {child.spec.log_path})"
                         )
                     if self._check_ready(child):
                         waiting.remove(child)
@@ -197,13 +203,17 @@ class Supervisor:
             backoff = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2**child.restarts)
             child.restarts += 1
         child.next_start_at = now + backoff
+        code = child.process.returncode if child.process else None
+        # a child that exited by itself said why; a killed one's log ends with older news
+        why = {"reason": child.spec.exit_reason()} if code is not None and code > 0 else {}
         self.log.warning(
             "service.died",
             name=child.spec.name,
-            exit_code=child.process.returncode if child.process else None,
+            exit_code=code,
             was_ready=child.ready,
             uptime_s=round(now - child.started_at, 2),
             restart_in_s=backoff,
+            **why,
         )
 
     def watch(self, should_stop: Callable[[], bool], interval_s: float = 0.1) -> None:
