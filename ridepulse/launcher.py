@@ -60,11 +60,15 @@ def _port_file(settings: Settings) -> Path:
 
 
 def previous_port(settings: Settings) -> int:
-    """The port `ridepulse redis` served on last time, if nothing listens on it now (0 if none):
-    a service started with the old URL finds the server again after a restart of the command."""
+    """The port the embedded server of `ridepulse up` or `ridepulse redis` served on last time,
+    if nothing listens on it now and it is not one of the HTTP ports (0 if none): a service
+    started with the old URL (`ridepulse run` reads <data dir>/redis.url) finds the server
+    again after a restart of the command."""
     try:
         port = int(_port_file(settings).read_text())
     except (OSError, ValueError):
+        return 0
+    if port in (settings.api_port, settings.dashboard_port):
         return 0
     # bound as the server binds it (SO_REUSEADDR: its own connections in TIME_WAIT don't count)
     return port if cannot_listen("127.0.0.1", port) is None else 0
@@ -298,7 +302,9 @@ def run_platform(
         log.info("cluster.started", url_port=cluster.nodes[0].port, nodes=len(cluster.nodes))
     elif not settings.redis_url:
         server = EmbeddedRedis(
-            Path(settings.data_dir) / "redis", key_prefix=settings.key_prefix
+            Path(settings.data_dir) / "redis",
+            key_prefix=settings.key_prefix,
+            port=previous_port(settings),
         ).prepare()
         specs.append(server_spec(server))
         settings = settings.model_copy(update={"redis_url": server.url})
@@ -312,6 +318,7 @@ def run_platform(
     try:
         supervisor.start_all(should_stop=stop)
         if server is not None:
+            write_private(_port_file(settings), str(server.port))
             remember_running_redis(settings, server.url)
             log.info("redis.started", port=server.port, data_dir=str(server.data_dir))
         print_banner(settings, secret, [s.name for s in services], bool(sims), server, cluster)

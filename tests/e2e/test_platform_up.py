@@ -16,7 +16,7 @@ import redis
 
 from ridepulse.redis_client import connect_sync
 from ridepulse.redis_server import EmbeddedRedis, free_port
-from tests.support.processes import RIDEPULSE, Platform, process_gone
+from tests.support.processes import ON_CLUSTER, RIDEPULSE, Platform, process_gone
 from tests.support.waiting import wait_until_sync
 
 pytestmark = pytest.mark.e2e
@@ -56,6 +56,22 @@ def test_supervisor_restarts_a_killed_service_and_stop_leaves_no_process(tmp_pat
     ]
     assert survivors == [], f"processes left behind: {survivors}"
     assert not (tmp_path / "city" / "redis.url").exists()
+
+
+@pytest.mark.skipif(ON_CLUSTER, reason="the embedded single server's port")
+def test_up_starts_its_server_on_the_previous_port_again(tmp_path: Path) -> None:
+    """A `ridepulse run` started outside `up` reads <data dir>/redis.url once: `up` moved the
+    server to a new port on every start (as `ridepulse redis` once did), stranding it."""
+    ports = []
+    for _ in range(2):
+        platform = Platform(tmp_path / "city", "--no-sim")
+        try:
+            platform.wait_up()
+            ports.append(platform.redis_port())
+        finally:
+            code = platform.stop()
+        assert code == 0, f"ridepulse up exited {code} on SIGTERM:\n{platform.tail()}"
+    assert ports[0] == ports[1], f"the second start moved the server: {ports}"
 
 
 def _assert_durable_config(client: redis.Redis) -> None:
