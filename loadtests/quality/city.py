@@ -5,7 +5,9 @@ Drivers move along the street grid (loadtests.behaviours.streets) at the street'
 for the scenario's hour (loadtests.behaviours.speeds) times their own pace, pinging position
 and speed every PING_EVERY_S while they move, so the ETA service learns from the same traffic
 the predictions are judged against. An idle driver looks for an offer every LOOK_EVERY_S,
-accepts it, drives to the pickup, taps arrived, starts, drives to the drop-off and completes.
+accepts it, drives to the pickup, taps arrived, starts, drives to the drop-off and completes;
+one driving somewhere of its own accord (a reposition hook) looks as often on the way and
+takes an offer where it is.
 
 The times of a ride's steps are the platform's own (the ride's timeline, read at the end);
 the sim keeps what only it knows: the predictions at request time (the quote's trip ETA, the
@@ -224,11 +226,26 @@ class Driver:
         r = await self.city.api.until_answered(method, path, 30.0, headers=self.headers, **kwargs)
         return r.json() if r is not None and r.status_code == 200 else None
 
-    async def drive_to(self, target: XY) -> None:
-        """Along the streets at the true speed; the wall time that passes is the truth."""
+    async def offer(self) -> dict[str, Any] | None:
+        """The offer the platform holds for this driver, if any (one look, GET /v1/drivers)."""
+        me = self.me.driver_id
+        view = await self.city.api.call("GET", f"/v1/drivers/{me}", headers=self.headers)
+        if view is None or view.status_code != 200:
+            return None
+        answer = view.json()
+        offer: dict[str, Any] | None = answer.get("offer")
+        return offer if answer.get("status") == "offered" and offer else None
+
+    async def drive_to(self, target: XY, look_for_offers: bool = False) -> dict[str, Any] | None:
+        """Along the streets at the true speed; the wall time that passes is the truth.
+
+        With `look_for_offers` (a drive of its own, not one to a pickup or drop-off: the
+        driver is `available` all along) the driver looks for an offer every LOOK_EVERY_S on
+        the way, as an idle one does, and stops where it is on the first: the offer is
+        returned for the caller to take. None when it got to `target`."""
         route = self.city.grid.route(self.position, target)
         done_m = 0.0
-        last = time.monotonic()
+        last = last_look = time.monotonic()
         hour = self.city.scenario.hour
         while done_m < route.length_m:
             await asyncio.sleep(STEP_S)
@@ -240,7 +257,13 @@ class Driver:
             self.position = route.position_at(done_m)
             if now - self.last_ping >= PING_EVERY_S:
                 await self.ping(speed, bearing_deg(before, self.position))
+            if look_for_offers and now - last_look >= LOOK_EVERY_S:
+                last_look = now
+                offer = await self.offer()
+                if offer is not None:
+                    return offer
         self.position = route.end
+        return None
 
     async def serve(self, offer: dict[str, Any]) -> None:
         ride_id = offer["ride_id"]
@@ -284,20 +307,25 @@ class Driver:
         while not stop.is_set():
             if time.monotonic() - self.last_ping >= IDLE_PING_EVERY_S:
                 await self.ping()
-            view = await self.city.api.call("GET", f"/v1/drivers/{me}", headers=self.headers)
-            if view is not None and view.status_code == 200:
-                offer = view.json().get("offer")
-                if view.json().get("status") == "offered" and offer:
-                    await self.serve(offer)
-                    self.idle_since = time.monotonic()
-                    continue
+            offer = await self.offer()
             idle_for = time.monotonic() - self.idle_since
-            if hook is not None and idle_for >= self.city.scenario.reposition_every_s:
+            if (
+                offer is None
+                and hook is not None
+                and idle_for >= self.city.scenario.reposition_every_s
+            ):
                 target = await hook(DriverState(me, self.position), self.city.ctx)
                 if target is not None:
-                    await self.drive_to(target)
-                    await self.ping(0.0)
+                    # still available while it drives: an offer on the way is taken like any
+                    # (the chase stops there), not left to time out
+                    offer = await self.drive_to(target, look_for_offers=True)
+                    if offer is None:
+                        await self.ping(0.0)
                 self.idle_since = time.monotonic()
+            if offer is not None:
+                await self.serve(offer)
+                self.idle_since = time.monotonic()
+                continue
             await asyncio.sleep(LOOK_EVERY_S * random.uniform(0.8, 1.2))
         # off shift: later scenarios on the same platform do not get this driver
         await self.tap("PUT", f"/v1/drivers/{me}/status", json={"status": "offline"})

@@ -13,10 +13,11 @@ Hooks (for scenarios that need behaviour beyond "drive where dispatched, ride wh
   rider declines for price (counted in `CityResult.declined_for_price`, no ride is requested).
 - `Hooks.driver_reposition(driver, ctx) -> XY | None` (async): asked when an idle driver has had
   no offer for `ctx.scenario.reposition_every_s`; a point (metres in the market's street frame,
-  `ctx.grid.frame`) makes the driver drive there along the streets (pinging, still taking
-  offers once it arrives); None keeps it where it is. `ctx` gives the street grid, the API
-  client (`ctx.api`, tokens via `ctx.api.auth(role, subject)`), the Redis URL of the platform,
-  and seconds since the scenario started.
+  `ctx.grid.frame`) makes the driver drive there along the streets (pinging, and looking for
+  offers on the way as often as an idle driver does: the first one ends the drive where the
+  driver is and is taken like any other); None keeps it where it is. `ctx` gives the street
+  grid, the API client (`ctx.api`, tokens via `ctx.api.auth(role, subject)`), the Redis URL of
+  the platform, and seconds since the scenario started.
 """
 
 from __future__ import annotations
