@@ -9,7 +9,8 @@ accepts it, drives to the pickup, taps arrived, starts, drives to the drop-off a
 one driving somewhere of its own accord (a reposition hook) looks as often on the way and
 takes an offer where it is.
 
-The times of a ride's steps are the platform's own (the ride's timeline, read at the end);
+The times of a ride's steps are the platform's own (the ride's timeline, read at the end, and
+its first offer, read from the market's rides stream);
 the sim keeps what only it knows: the predictions at request time (the quote's trip ETA, the
 accepted offer's pickup ETA for the driver that came) and the baseline for the same ride
 (straight line at a constant speed, from the driver's position when offered)."""
@@ -20,8 +21,11 @@ import asyncio
 import contextlib
 import random
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from loadtests.behaviours.speeds import street_speed_mps
 from loadtests.behaviours.streets import XY, StreetGrid, bearing_deg
@@ -39,6 +43,7 @@ from loadtests.quality.scenario import (
 )
 from ridepulse.keys import MarketKeys
 from ridepulse.redis_client import connect
+from ridepulse.replies import text
 from ridepulse.settings import Settings
 
 PING_EVERY_S = 2.0
@@ -48,6 +53,7 @@ STEP_S = 0.5  # how often a moving car's position is advanced (by the wall time 
 TERMINAL = frozenset({"completed", "cancelled", "expired"})
 SURGE_SAMPLE_S = 2.0  # pricing recomputes surge every 2 s (RIDEPULSE_SURGE_INTERVAL_S)
 KEY_PREFIX = "rp"  # the quality platforms run with the default key prefix
+STREAM_PAGE = 1000
 
 
 @dataclass
@@ -161,20 +167,62 @@ class City:
 
     async def collect(self) -> list[RideRecord]:
         headers = self.api.auth("ops", "quality")
+        offered = await self.first_offers()
         records: list[RideRecord] = []
         for ride_id in self.ride_ids:
             r = await self.api.until_answered("GET", f"/v1/rides/{ride_id}", 30.0, headers=headers)
             if r is None or r.status_code != 200:
                 continue
-            records.append(record_from_ride(r.json(), self.predictions.get(ride_id)))
+            seen = self.predictions.get(ride_id)
+            records.append(record_from_ride(r.json(), seen, offered.get(ride_id)))
         return records
 
+    async def first_offers(self) -> dict[str, int]:
+        """When each ride was first offered, from the market's rides stream (kept an hour,
+        RIDEPULSE_RIDE_STREAM_RETENTION_S, so a whole platform's runs are still there)."""
+        client = connect(Settings(), self.ctx.redis_url)
+        stream = MarketKeys(self.scenario.market, KEY_PREFIX).rides
+        entries: list[tuple[Any, dict[Any, Any]]] = []
+        start = "-"
+        try:
+            while True:  # bounded: the stream is finite and every page moves past its last id
+                page: Any = await client.xrange(stream, start, "+", count=STREAM_PAGE)
+                entries += page
+                if len(page) < STREAM_PAGE:
+                    break
+                start = "(" + text(page[-1][0])
+        finally:
+            await client.aclose()
+        return first_offers(entries)
 
-def record_from_ride(ride: dict[str, Any], seen: Prediction | None) -> RideRecord:
-    """A RideRecord from the API's ride answer (its timeline) and what the sim saw."""
+
+def first_offers(entries: Iterable[tuple[Any, Mapping[Any, Any]]]) -> dict[str, int]:
+    """Ride id → epoch ms of its first `ride.offered`, over rides-stream entries (id, fields).
+    A ride's hash keeps only the steps of its current path (an offer that timed out sends it
+    back to `requested` and clears `offered_at`), so its timeline cannot say this."""
+    first: dict[str, int] = {}
+    for _entry_id, raw in entries:
+        fields = {text(k): v for k, v in raw.items()}
+        if text(fields.get("type", "")) != "ride.offered":
+            continue
+        ride_id = orjson.loads(fields["data"])["ride_id"]
+        at = int(text(fields["time"]))
+        if ride_id not in first or at < first[ride_id]:
+            first[ride_id] = at
+    return first
+
+
+def record_from_ride(
+    ride: dict[str, Any], seen: Prediction | None, first_offered_ms: int | None = None
+) -> RideRecord:
+    """A RideRecord from the API's ride answer (its timeline), what the sim saw and when the
+    ride was first offered (`first_offers`; the timeline's own `offered` is only the offer on
+    the ride's current path, gone from a ride whose offers all timed out)."""
     first: dict[str, int] = {}
     for entry in ride.get("timeline", []):
         first.setdefault(entry["status"], int(entry["at"]))
+    if first_offered_ms is not None:
+        first["offered"] = min(first_offered_ms, first.get("offered", first_offered_ms))
     seen = seen or Prediction()
     requested = first.get("requested")
     if requested is None:

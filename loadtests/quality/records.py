@@ -1,6 +1,7 @@
 """One row per ride of a quality run, and the CSV round trip for it.
 
-Times are epoch milliseconds (None when the ride never reached that step); ETAs and actual
+Times are epoch milliseconds (None when the ride never reached that step; `offered_ms` is its
+first offer, taken or not, from the rides stream); ETAs and actual
 durations are seconds. `*_pred_s` is RidePulse's learned ETA at request time, `*_base_s` the
 straight-line-at-constant-speed baseline for the same ride, `*_actual_s` the simulation's truth."""
 

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.quality.city import Prediction, record_from_ride
+from loadtests.quality.city import Prediction, first_offers, record_from_ride
 from loadtests.quality.metrics import service_summary
 from loadtests.quality.records import RideRecord, write_csv
 from loadtests.quality.report import render_page
+from ridepulse.contracts.envelope import Envelope
 
 T0 = 1_800_000_000_000
 
@@ -50,6 +51,52 @@ def test_an_unfinished_ride_has_no_fare_and_an_expired_one_is_not_fulfilled() ->
     assert expired.matched_ms is None and not expired.fulfilled and expired.fare is None
     with pytest.raises(ValueError, match="no requested step"):
         record_from_ride(_ride_json(timeline=[]), None)
+
+
+def _entry(seq: int, event_type: str, ride_id: str, at: int) -> tuple[bytes, dict[bytes, bytes]]:
+    """One rides-stream entry as XRANGE answers it (bytes), in the envelope the scripts write."""
+    data = {"ride_id": ride_id, "driver_id": "d1", "version": seq}
+    envelope = Envelope(event_type, f"ride/{ride_id}", data, "matching", time=at)
+    return f"{at}-{seq}".encode(), envelope.to_fields()
+
+
+def test_request_to_offered_counts_a_rides_first_offer_even_when_none_was_taken() -> None:
+    """A ride whose offers all timed out is back at `requested` with `offered_at` cleared, and a
+    ride matched on its third offer shows only that one in its timeline: the rides stream
+    keeps every `ride.offered`, and the first is the one request → offered measures."""
+    stream = [
+        _entry(1, "ride.requested", "sf-1", T0),
+        _entry(2, "ride.requested", "sf-2", T0 + 1_000),
+        _entry(3, "ride.offered", "sf-1", T0 + 24_000),
+        _entry(4, "ride.offered", "sf-2", T0 + 25_000),
+        _entry(5, "ride.unmatched", "sf-1", T0 + 34_000),
+        _entry(6, "ride.offered", "sf-1", T0 + 34_100),
+        _entry(7, "ride.offered", "sf-2", T0 + 35_000),
+        _entry(8, "ride.offered", "sf-1", T0 + 44_200),
+        _entry(9, "ride.matched", "sf-2", T0 + 36_000),
+        _entry(10, "ride.expired", "sf-1", T0 + 54_000),
+    ]
+    offered = first_offers(stream)
+    assert offered == {"sf-1": T0 + 24_000, "sf-2": T0 + 25_000}
+    never_taken = _ride_json(
+        ride_id="sf-1",
+        timeline=[{"status": "requested", "at": T0}, {"status": "expired", "at": T0 + 54_000}],
+    )
+    on_the_second = _ride_json(
+        ride_id="sf-2",
+        timeline=[
+            {"status": "requested", "at": T0 + 1_000},
+            {"status": "offered", "at": T0 + 35_000},  # the offer on its current path
+            {"status": "matched", "at": T0 + 36_000},
+        ],
+    )
+    expired = record_from_ride(never_taken, None, offered.get("sf-1"))
+    matched = record_from_ride(on_the_second, None, offered.get("sf-2"))
+    assert expired.offered_ms == T0 + 24_000 and not expired.fulfilled
+    assert matched.offered_ms == T0 + 25_000 and matched.matched_ms == T0 + 36_000
+    summary = service_summary([expired, matched])
+    assert summary.offered_p50_ms == 24_000.0  # both offered, after 24 s each
+    assert summary.offered_p99_ms == 24_000.0
 
 
 def _rec(i: int, pickup_s: float, offered_ms: int, *, matched: bool = True) -> RideRecord:
