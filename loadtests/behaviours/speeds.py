@@ -29,12 +29,17 @@ def time_of_day_factor(hour: float) -> float:
     return 1.0
 
 
+def core_radius_m(grid: StreetGrid) -> float:
+    """The slow downtown core's radius: 12 % of the market's smaller side."""
+    return 0.12 * min(grid.frame.width_m, grid.frame.height_m)
+
+
 def area_factor(grid: StreetGrid, p: XY) -> float:
     """Downtown is the inner 12 % of the market's smaller side around its centre; outskirts are
     beyond 40 %."""
     side = min(grid.frame.width_m, grid.frame.height_m)
     d = math.dist(p, grid.center)
-    if d < 0.12 * side:
+    if d < core_radius_m(grid):
         return DOWNTOWN_FACTOR
     if d > 0.40 * side:
         return OUTSKIRTS_FACTOR

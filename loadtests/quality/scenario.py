@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from loadtests.behaviours.speeds import core_radius_m
 from loadtests.behaviours.streets import XY, StreetGrid
 from ridepulse.markets import load_markets
 
@@ -125,12 +126,13 @@ def spike(base: float, peak: float, duration_s: float, at_s: float, width_s: flo
 @dataclass(frozen=True, slots=True)
 class Area:
     """Where the scenario's drivers start and its trips begin and end: a disc in the market's
-    street frame. `offset_m` moves its centre east of the market centre, so a small city
-    straddles the slow downtown core and the faster streets around it (speeds with structure
-    for the ETA model to learn)."""
+    street frame. Its centre lies east of the market centre, `outside_core_m` beyond the edge
+    of the slow downtown core (whose radius differs by market: 1.39 km in sf, 0.91 km in nyc),
+    so a small city straddles the core and the faster streets around it in every market
+    (speeds with structure for the ETA model to learn). The default puts it 1.7 km east in sf."""
 
     radius_m: float = 700.0
-    offset_m: float = 1700.0
+    outside_core_m: float = 310.7
     min_trip_m: float = 150.0
     max_trip_m: float = 350.0
 
@@ -207,7 +209,7 @@ class Scenario:
 
 
 def area_centre(grid: StreetGrid, area: Area) -> XY:
-    return (grid.center[0] + area.offset_m, grid.center[1])
+    return (grid.center[0] + core_radius_m(grid) + area.outside_core_m, grid.center[1])
 
 
 def point_in(area: Area, grid: StreetGrid, rng: random.Random) -> XY:

@@ -24,7 +24,7 @@ TINY = Scenario(
     steady(0.3, 12.0),
     seed=3,
     env={"RIDEPULSE_RIDE_DEADLINE_S": "30"},
-    area=Area(radius_m=400.0, offset_m=1600.0, min_trip_m=150.0, max_trip_m=300.0),
+    area=Area(radius_m=400.0, outside_core_m=210.7, min_trip_m=150.0, max_trip_m=300.0),
     drain_s=120.0,
 )
 

@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+from loadtests.behaviours.speeds import core_radius_m
 from loadtests.quality import plan
 from loadtests.quality.runner import group_stages, platform_env, select
 from loadtests.quality.scenario import (
@@ -16,6 +17,7 @@ from loadtests.quality.scenario import (
     area_centre,
     draw_fleet,
     draw_trips,
+    point_in,
     rush,
     spike,
     steady,
@@ -125,3 +127,20 @@ def test_a_hotspot_gathers_the_pickups_of_its_window_and_only_those() -> None:
     assert len(inside) > 20
     assert all(math.dist(t.pickup, (cx + 300, cy - 200)) <= 100 + 1e-6 for t in inside)
     assert sum(math.dist(t.pickup, (cx + 300, cy - 200)) > 100 for t in outside) >= 1
+
+
+def test_every_city_of_the_plan_straddles_its_markets_slow_core() -> None:
+    """The core's radius is 12 % of the market's smaller side (1.39 km in sf, 0.91 km in nyc):
+    a disc at a fixed 1.7 km east held a fifth core streets in sf and none in nyc, so the
+    rush city (nyc) had no downtown slowdown for the ETA model to learn."""
+    shares: dict[str, float] = {}
+    for stage in plan.STAGES:
+        for s in stage:
+            grid = s.grid()
+            rng = random.Random(f"core:{s.name}")
+            points = [point_in(s.area, grid, rng) for _ in range(4000)]
+            core = sum(math.dist(p, grid.center) < core_radius_m(grid) for p in points)
+            shares[s.market] = core / len(points)
+    assert set(shares) == {"sf", "nyc"}
+    for market, share in shares.items():
+        assert 0.10 < share < 0.40, f"{market}: {share:.1%} of the city in the core"
