@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import hiredis
@@ -12,6 +11,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import DataError
 
 from ridepulse.cluster_client import ClusterClient, request_cluster_retry
+from ridepulse.redis_url import cluster_seeds
 from ridepulse.settings import Settings
 
 CLUSTER_MAX_CONNECTIONS_PER_NODE = 1024
@@ -62,23 +62,6 @@ class HiredisPackingConnection(aioredis.Connection):
 
     def pack_commands(self, commands: Any) -> list[bytes]:
         return [b"".join(self.pack_command(*command)[0] for command in commands)]
-
-
-def cluster_seeds(url: str) -> tuple[str, list[tuple[str, int]]]:
-    """A `redis+cluster://` URL as redis-py takes it: a `redis://` URL of its first node, and
-    every other node it names (`redis+cluster://:pw@h1:p1,h2:p2/0`) as (host, port).
-
-    redis-py's URL names one node, and a client seeded from one node cannot start while that
-    node is down, however healthy the rest of the cluster; every node named is a seed."""
-    rest = url.partition("://")[2]
-    credentials, at, hosts_and_path = rest.rpartition("@")
-    hosts = re.split(r"[/?]", hosts_and_path, maxsplit=1)[0]
-    first, *others = hosts.split(",")
-    seeds = []
-    for other in others:
-        host, _, port = other.rpartition(":")
-        seeds.append((host, int(port)))
-    return f"redis://{credentials}{at}{first}{hosts_and_path[len(hosts) :]}", seeds
 
 
 def connect(

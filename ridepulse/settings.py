@@ -8,10 +8,9 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ridepulse.logs import LogFormat
+from ridepulse.redis_url import url_problem
 from ridepulse.scale import parse_scale
 
-# what ridepulse.redis_client.connect understands (redis+cluster:// gives a cluster client)
-REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://")
 KEY_PREFIX_FORBIDDEN = ":{}*?[]\\"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 DRIVER_STALE_S = 30.0  # the default silence after which a driver is not offered (RideStore's too)
@@ -281,10 +280,11 @@ class Settings(BaseSettings):
 
     @field_validator("redis_url")
     @classmethod
-    def _known_scheme(cls, url: str | None) -> str | None:
-        """Refused here, not as a traceback from the first connection a service makes."""
-        if url and not url.startswith(REDIS_URL_SCHEMES):
-            raise ValueError(f"a Redis URL starts with one of {', '.join(REDIS_URL_SCHEMES)}")
+    def _usable_url(cls, url: str | None) -> str | None:
+        """Refused here, by every command, not as a traceback from the first connection a
+        service makes (ridepulse/redis_url.py)."""
+        if url and (problem := url_problem(url)):
+            raise ValueError(problem)
         return url
 
     @field_validator("scale")

@@ -191,3 +191,22 @@ def test_an_unreachable_cluster_stops_up(runner: CliRunner, tmp_path: Path) -> N
     out = refused(runner, ["up", "--data-dir", str(tmp_path), "--redis-url", url, *ports])
     assert out.startswith("error: cannot reach Redis at redis+cluster://***@"), out
     assert out.endswith("(--redis-url)\n") and "secret-pw" not in out
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("redis://:pw@127.0.0.1:0", "the port is not a number from 1 to 65535"),
+        ("redis://:pw@[::1", "Invalid IPv6 URL"),
+        (
+            "redis://:pw@h:1?socket_timeout=abc",
+            "Invalid value for 'socket_timeout' in connection URL",
+        ),
+        ("redis+cluster://:pw@h:1,,", "an empty node between commas"),
+    ],
+)
+def test_a_redis_url_no_client_could_read_is_refused(
+    runner: CliRunner, url: str, reason: str
+) -> None:
+    out = refused(runner, ["status"], env={"RIDEPULSE_REDIS_URL": url})
+    assert out == f"error: RIDEPULSE_REDIS_URL=(not shown): {reason}\n"

@@ -1,0 +1,73 @@
+"""Bad input ends the real `ridepulse` command with exit 1 and `error: ` lines naming the flag,
+variable or file to fix: never a Python traceback (README, "a value outside them … stops the
+command before anything starts, with a line per problem naming the flag or variable to fix")."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ridepulse.redis_server import free_port
+from tests.support.processes import RIDEPULSE
+
+pytestmark = pytest.mark.e2e
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """A minimal environment, keeping PYTHONPATH: the command runs the checkout under test."""
+    kept = {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
+    return {"PATH": "/usr/bin:/bin", **kept, "RIDEPULSE_DATA_DIR": str(tmp_path), **extra}
+
+
+def refused(args: list[str], env: dict[str, str]) -> str:
+    """The command's stderr, once it has ended with exit 1 and an error line, no traceback."""
+    result = subprocess.run([RIDEPULSE, *args], capture_output=True, text=True, timeout=60, env=env)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 1, f"exit {result.returncode}: {result.stderr}"
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") or result.stderr.startswith("error: "), result.stderr
+    return result.stderr
+
+
+# ---- a Redis URL that no client could read -----------------------------------------------------
+
+BAD_URLS = [
+    "redis://:secret-pw@127.0.0.1:99999",
+    "redis://:secret-pw@127.0.0.1:abc",
+    "redis://:secret-pw@127.0.0.1:-1",
+    "redis://:secret-pw@127.0.0.1:0",  # redis-py reads :0 as no port, so 6379
+    "redis://:secret-pw@[::1",
+    "redis://:secret-pw@127.0.0.1:6379?socket_timeout=abc",
+    "redis://:secret-pw@127.0.0.1:6379/abc",
+    "unix:///tmp/x.sock?db=abc",
+    "redis+cluster://:secret-pw@127.0.0.1:1,127.0.0.1:abc",
+    "redis+cluster://:secret-pw@127.0.0.1:1,,",
+]
+
+
+@pytest.mark.parametrize("url", BAD_URLS)
+def test_a_malformed_redis_url_is_one_line_naming_the_variable(tmp_path: Path, url: str) -> None:
+    err = refused(["status"], _env(tmp_path, RIDEPULSE_REDIS_URL=url))
+    assert err.startswith("error: RIDEPULSE_REDIS_URL=(not shown): "), err
+    assert "secret-pw" not in err
+
+
+@pytest.mark.parametrize("command", [["deadletters"], ["run", "matching"], ["token", "ops", "me"]])
+def test_every_command_refuses_a_malformed_redis_url(tmp_path: Path, command: list[str]) -> None:
+    env = _env(tmp_path, RIDEPULSE_REDIS_URL="redis://:secret-pw@127.0.0.1:99999")
+    err = refused(command, env)
+    assert err.startswith("error: RIDEPULSE_REDIS_URL=(not shown): the port is not a number")
+    assert "secret-pw" not in err
+
+
+def test_up_names_the_flag_of_a_malformed_redis_url(tmp_path: Path) -> None:
+    ports = ["--api-port", str(free_port()), "--dashboard-port", str(free_port())]
+    url = "redis+cluster://:secret-pw@127.0.0.1:7001,127.0.0.1:abc"
+    err = refused(["up", "--no-sim", "--redis-url", url, *ports], _env(tmp_path))
+    assert err == (
+        "error: --redis-url=(not shown): node '127.0.0.1:abc': the port is not a number from "
+        "1 to 65535\n"
+    )
