@@ -23,7 +23,7 @@ from typing import Literal, get_args
 import jwt
 
 from ridepulse.errors import Forbidden, Unauthorized
-from ridepulse.settings import Settings
+from ridepulse.settings import MIN_SECRET_CHARS, Settings
 
 Role = Literal["driver", "rider", "fleet", "ops", "viewer"]
 ROLES: tuple[str, ...] = get_args(Role)
@@ -65,13 +65,23 @@ class Principal:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Create `path` readable by its owner only from the first byte (no write-then-chmod
-    window in which another local user could read a secret)."""
+    """Replace `path` with `text`, readable by its owner only from the first byte (no
+    write-then-chmod window in which another local user could read a secret), and whole or
+    not at all: the text goes to a new file beside it, synced, then renamed over it. A full
+    disk used to leave a 0-byte secret behind, which every later command failed on."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # a new dir is private too
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, SECRET_FILE_MODE)
-    with os.fdopen(fd, "w") as handle:
-        os.fchmod(handle.fileno(), SECRET_FILE_MODE)  # an older file may have had a wider mode
-        handle.write(text)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SECRET_FILE_MODE)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), SECRET_FILE_MODE)  # the umask cannot widen it either
+            handle.write(text.encode())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def private_dir(path: Path) -> Path:
@@ -81,13 +91,25 @@ def private_dir(path: Path) -> Path:
     return path
 
 
+class UnusableSecret(ValueError):
+    """The data dir's secret file is too short to sign with (empty after a failed write)."""
+
+
 def resolve_secret(settings: Settings) -> str:
-    """RIDEPULSE_SECRET, else a secret generated once into the data dir (shared by services)."""
+    """RIDEPULSE_SECRET, else a secret generated once into the data dir (shared by services).
+    A stored secret shorter than MIN_SECRET_CHARS raises UnusableSecret."""
     if settings.secret:
         return settings.secret
     path = Path(settings.data_dir) / "secret"
     if path.exists():
-        return path.read_text().strip()
+        value = path.read_text().strip()
+        if len(value) < MIN_SECRET_CHARS:
+            raise UnusableSecret(
+                f"the secret in {path} has {len(value)} characters, {MIN_SECRET_CHARS} at "
+                "least: delete the file to have a new one made (old tokens stop working), "
+                "or set RIDEPULSE_SECRET"
+            )
+        return value
     private_dir(Path(settings.data_dir))
     value = secrets.token_urlsafe(48)
     write_private(path, value)

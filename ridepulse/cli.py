@@ -23,10 +23,11 @@ from ridepulse.auth import (
     DEFAULT_TTL_S,
     mint_dashboard_link,
     mint_token,
-    resolve_secret,
 )
 from ridepulse.cli_checks import (
+    SECRET_USERS,
     UNREACHABLE,
+    cannot_write,
     fail,
     load_settings,
     owning_data_dir,
@@ -34,6 +35,7 @@ from ridepulse.cli_checks import (
     require_data_dir,
     require_free_ports,
     require_reachable,
+    require_secret,
 )
 from ridepulse.cli_cluster import cluster_app
 from ridepulse.errors import RedisUnavailable, RidePulseError
@@ -118,11 +120,14 @@ def up(
         require_free_ports(settings)
         if settings.redis_url:
             require_reachable(settings.redis_url)
+        require_secret(settings)
         try:
             plan = launcher.ClusterPlan(primaries, replicas) if cluster else None
             code = launcher.run_platform(settings, simulate=not no_sim, cluster_plan=plan)
         except RedisUnavailable as exc:
             fail(exc.detail)
+        except OSError as exc:  # a data dir file (URL, port, passwords) on a full disk
+            fail(cannot_write(settings.data_dir, exc))
     raise typer.Exit(code)
 
 
@@ -143,6 +148,8 @@ def run(
     module_name, _, func = ENTRY_POINTS[service].partition(":")
     if importlib.util.find_spec(module_name) is None:
         fail(f"service {service!r} is not built in this version")
+    if service in SECRET_USERS:
+        require_secret(settings)
     main = getattr(importlib.import_module(module_name), func)
     try:
         main(settings)
@@ -265,6 +272,8 @@ def redis_only(
             fail(exc.detail)
         except RuntimeError as exc:  # the server exited during start, or never answered
             fail(str(exc))
+        except OSError as exc:  # its port, URL or password file on a full disk
+            fail(cannot_write(settings.data_dir, exc))
 
 
 @app.command(name="repair-aof")
@@ -312,7 +321,7 @@ def token(
     settings = load_settings()
     if not settings.secret:
         require_data_dir(settings.data_dir)  # where the platform's secret is kept
-    secret = resolve_secret(settings)
+    secret = require_secret(settings)
     if dashboard:
         if role not in (None, "viewer"):
             fail(

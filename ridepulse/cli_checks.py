@@ -19,7 +19,7 @@ import typer
 from pydantic import ValidationError
 from redis.exceptions import RedisClusterException
 
-from ridepulse.auth import private_dir
+from ridepulse.auth import private_dir, resolve_secret
 from ridepulse.data_dir_lock import DataDirInUse, holding
 from ridepulse.markets import load_markets
 from ridepulse.redis_client import connect_sync
@@ -69,6 +69,28 @@ def require_data_dir(path: Path) -> None:
             pass
     except OSError as exc:
         fail(f"cannot use the data dir {path}: {exc.strerror or exc} (--data-dir)")
+
+
+def cannot_write(data_dir: Path, exc: OSError) -> str:
+    """The one line for a file of the data dir that could not be written (a full disk)."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    return f"cannot write in the data dir {data_dir}{where}: {exc.strerror or exc} (--data-dir)"
+
+
+# the services that sign or check tokens with the secret
+SECRET_USERS = frozenset({"ingest", "dashboard"})
+
+
+def require_secret(settings: Settings) -> str:
+    """The signing secret (RIDEPULSE_SECRET, checked with the settings, else the data dir's,
+    made once): one that is too short, or a file that cannot be read or written, ends the
+    command with one line before anything starts."""
+    try:
+        return resolve_secret(settings)
+    except ValueError as exc:  # auth.UnusableSecret: an empty or short file
+        fail(str(exc))
+    except OSError as exc:
+        fail(cannot_write(settings.data_dir, exc))
 
 
 @contextlib.contextmanager

@@ -13,6 +13,9 @@ from ridepulse.scale import parse_scale
 
 KEY_PREFIX_FORBIDDEN = ":{}*?[]\\"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+# An HS256 key shorter than its 32-byte hash is below what RFC 7518 asks and PyJWT warns about;
+# the generated one has 64 characters
+MIN_SECRET_CHARS = 32
 DRIVER_STALE_S = 30.0  # the default silence after which a driver is not offered (RideStore's too)
 
 
@@ -57,7 +60,11 @@ class Settings(BaseSettings):
         description="the HTTP services ping each open WebSocket this often and close one whose "
         "pong has not come within as long: a vanished peer's socket is freed within twice this",
     )
-    secret: str | None = Field(None, description="HS256 signing secret; unset = read from data dir")
+    secret: str | None = Field(
+        None,
+        description="HS256 signing secret, 32 characters at least; unset = read from (or made "
+        "once in) <data dir>/secret",
+    )
     auth_enabled: bool = Field(
         True, description="require a link or session on the dashboard (the API always needs tokens)"
     )
@@ -286,6 +293,14 @@ class Settings(BaseSettings):
         if url and (problem := url_problem(url)):
             raise ValueError(problem)
         return url
+
+    @field_validator("secret")
+    @classmethod
+    def _long_secret(cls, secret: str | None) -> str | None:
+        """A short key is guessable offline from one token; blanks only would sign with ''."""
+        if secret and len(secret.strip()) < MIN_SECRET_CHARS:
+            raise ValueError(f"{MIN_SECRET_CHARS} characters at least (not counting blanks)")
+        return secret
 
     @field_validator("scale")
     @classmethod

@@ -71,3 +71,37 @@ def test_up_names_the_flag_of_a_malformed_redis_url(tmp_path: Path) -> None:
         "error: --redis-url=(not shown): node '127.0.0.1:abc': the port is not a number from "
         "1 to 65535\n"
     )
+
+
+# ---- a signing secret too short to sign with ----------------------------------------------------
+
+
+@pytest.mark.parametrize("stored", ["", "short"])
+@pytest.mark.parametrize("command", [["token", "driver", "d1"], ["up", "--no-sim"]])
+def test_a_stored_secret_too_short_is_one_line_naming_the_file(
+    tmp_path: Path, stored: str, command: list[str]
+) -> None:
+    """What a full disk used to leave behind: a 0-byte secret every later command failed on
+    (`InvalidKeyError: HMAC key must not be empty`; `up` started everything first)."""
+    (tmp_path / "secret").write_text(stored)
+    ports = ["--api-port", str(free_port()), "--dashboard-port", str(free_port())]
+    args = [*command, *ports] if command[0] == "up" else command
+    err = refused(args, _env(tmp_path))
+    assert err.startswith(f"error: the secret in {tmp_path / 'secret'} has {len(stored)} "), err
+    assert err.rstrip().endswith("or set RIDEPULSE_SECRET")
+    assert not (tmp_path / "redis.url").exists(), "up started before refusing"
+
+
+def test_run_of_an_http_service_refuses_a_stored_secret_too_short(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_text("")
+    env = _env(tmp_path, RIDEPULSE_REDIS_URL=f"redis://127.0.0.1:{free_port()}")
+    err = refused(["run", "ingest"], env)
+    assert err.startswith(f"error: the secret in {tmp_path / 'secret'} has 0 characters"), err
+
+
+@pytest.mark.parametrize("given", ["x", " ", "short-but-not-32"])
+def test_a_secret_variable_too_short_is_refused_unechoed(tmp_path: Path, given: str) -> None:
+    err = refused(["token", "ops", "me"], _env(tmp_path, RIDEPULSE_SECRET=given))
+    assert err == (
+        "error: RIDEPULSE_SECRET=(not shown): 32 characters at least (not counting blanks)\n"
+    )

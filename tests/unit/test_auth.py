@@ -3,9 +3,11 @@ from their first byte (docs/security.md)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
@@ -13,6 +15,7 @@ from typer.testing import CliRunner
 
 from ridepulse.auth import (
     DASHBOARD_LINK_TTL_S,
+    UnusableSecret,
     mint_dashboard_link,
     mint_token,
     resolve_secret,
@@ -129,6 +132,54 @@ def test_write_private_never_opens_a_wider_window(
     target.chmod(0o644)
     write_private(target, "two")
     assert stat.S_IMODE(target.stat().st_mode) == 0o600 and target.read_text() == "two"
+
+
+class _FullDisk:
+    """A file handle whose writes fail as on a full disk (ENOSPC)."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+
+    def write(self, data: Any) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.handle, name)
+
+    def __enter__(self) -> _FullDisk:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.handle.close()
+
+
+def test_a_write_that_fails_leaves_the_old_file_whole_and_nothing_beside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a full disk the secret used to be truncated first, then left at 0 bytes: every later
+    command failed on an empty HMAC key. The new text now goes to a file beside it first."""
+    target = tmp_path / "secret"
+    write_private(target, "the-old-secret-0123456789abcdef-0123456789")
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(os, "fdopen", lambda *a, **k: _FullDisk(real_fdopen(*a, **k)))
+    with pytest.raises(OSError, match="No space left"):
+        write_private(target, "a-new-secret")
+    monkeypatch.undo()
+    assert target.read_text() == "the-old-secret-0123456789abcdef-0123456789"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["secret"]
+
+
+@pytest.mark.parametrize("stored", ["", "\n", "short"])
+def test_a_stored_secret_too_short_to_sign_with_is_refused(tmp_path: Path, stored: str) -> None:
+    (tmp_path / "secret").write_text(stored)
+    with pytest.raises(UnusableSecret, match="32 at least"):
+        resolve_secret(Settings(data_dir=tmp_path, secret=None))
+
+
+@pytest.mark.parametrize("given", ["x", " " * 40, "x" * 31])
+def test_a_secret_setting_too_short_to_sign_with_is_refused(given: str) -> None:
+    with pytest.raises(ValueError, match="32 characters at least"):
+        Settings(secret=given)
 
 
 def test_a_dashboard_link_says_it_is_a_link_and_carries_an_id_of_its_own() -> None:
