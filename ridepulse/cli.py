@@ -38,7 +38,7 @@ from ridepulse.cli_checks import (
     require_secret,
 )
 from ridepulse.cli_cluster import cluster_app
-from ridepulse.errors import RedisUnavailable, RidePulseError
+from ridepulse.errors import CannotStart, RedisUnavailable, RidePulseError
 from ridepulse.logs import LogFormat
 from ridepulse.markets import load_markets
 from ridepulse.redis_client import connect_sync
@@ -117,7 +117,7 @@ def up(
         owned.enter_context(owning_data_dir(settings.data_dir))
         if cluster:  # `ridepulse cluster up` keeps its nodes there too
             owned.enter_context(owning_data_dir(launcher.cluster_dir(settings)))
-        require_free_ports(settings)
+        require_free_ports(settings, launcher.metrics_ports(settings))
         if settings.redis_url:
             require_reachable(settings.redis_url)
         require_secret(settings)
@@ -155,6 +155,8 @@ def run(
         main(settings)
     except UNREACHABLE as exc:
         fail(redis_failed(settings.redis_url, exc))
+    except CannotStart as exc:  # a port to serve on is taken
+        fail(exc.detail)
 
 
 @app.command()

@@ -10,7 +10,7 @@ import contextlib
 import errno
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -120,14 +120,29 @@ def cannot_listen(host: str, port: int) -> str | None:
     return None
 
 
-def require_free_ports(settings: Settings) -> None:
-    """`ridepulse up`'s two HTTP ports, distinct and free, before any process starts."""
+def require_free_ports(settings: Settings, metrics: Mapping[str, int] | None = None) -> None:
+    """`ridepulse up`'s two HTTP ports, and the consumers' /metrics ports (`metrics`: child
+    name → port, launcher.metrics_ports), distinct and free, before any process starts."""
     wanted = {"--api-port": settings.api_port, "--dashboard-port": settings.dashboard_port}
     if settings.api_port == settings.dashboard_port:
         fail(f"--api-port and --dashboard-port are both {settings.api_port}: give them two ports")
     for flag, port in wanted.items():
         if problem := cannot_listen(settings.host, port):
             fail(f"cannot listen on {settings.host}:{port} ({flag}, --host): {problem}")
+    metrics = metrics or {}
+    if metrics and max(metrics.values()) > 65535:
+        fail(
+            f"RIDEPULSE_METRICS_PORT={settings.metrics_port}: the {len(metrics)} consumer "
+            "processes serve /metrics on that port and the next ones, past 65535"
+        )
+    for child, port in metrics.items():
+        taken = [flag for flag, other in wanted.items() if other == port]
+        problem = f"it is {taken[0]} too" if taken else cannot_listen(settings.host, port)
+        if problem:
+            fail(
+                f"cannot serve /metrics of {child} on {settings.host}:{port} "
+                f"(RIDEPULSE_METRICS_PORT={settings.metrics_port} and up): {problem}"
+            )
 
 
 def redact_url(url: str | None) -> str:

@@ -72,6 +72,10 @@ class InvalidEvent(RidePulseError):
     code = "invalid_event"
 
 
+class CannotStart(RidePulseError):
+    """A service cannot begin its work (a port it must serve on is taken)."""
+
+
 class RedisUnavailable(RidePulseError):
     code, status = "redis_unavailable", 503
 

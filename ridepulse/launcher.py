@@ -166,6 +166,30 @@ DEFAULT_SCALE = {"matching-geo": 2}
 LEASED = frozenset({"pricing", "eta"})
 
 
+# Under `up` each consumer process serves /metrics on a port of its own (they all used to be
+# given the same one, and all but the first failed to start): the first on
+# RIDEPULSE_METRICS_PORT, each next one a port up, in launch order (docs/operations.md).
+HTTP_SERVICES = frozenset({"ingest", "dashboard"})  # /metrics on their own HTTP port
+
+
+def _children(settings: Settings) -> list[tuple[str, int, str]]:
+    """(service, replica index, child name) of every service process, in launch order."""
+    scale = {**DEFAULT_SCALE, **parse_scale(settings.scale)}
+    return [
+        (name, index, name if scale.get(name, 1) == 1 else f"{name}-{index}")
+        for name in SERVICE_NAMES
+        for index in range(1, scale.get(name, 1) + 1)
+    ]
+
+
+def metrics_ports(settings: Settings) -> dict[str, int]:
+    """Child name → its /metrics port under `up`; none when RIDEPULSE_METRICS_PORT is 0."""
+    if not settings.metrics_port:
+        return {}
+    consumers = [child for name, _, child in _children(settings) if name not in HTTP_SERVICES]
+    return {child: settings.metrics_port + k for k, child in enumerate(consumers)}
+
+
 def service_specs(
     settings: Settings,
     client: redis.Redis,
@@ -177,10 +201,10 @@ def service_specs(
     logs = Path(settings.data_dir) / "logs"
     ridepulse_bin = shutil.which("ridepulse") or str(Path(sys.executable).parent / "ridepulse")
     scale = {**DEFAULT_SCALE, **parse_scale(settings.scale)}
+    ports = metrics_ports(settings)
     specs = []
-    for name, index in [(n, i) for n in SERVICE_NAMES for i in range(1, scale.get(n, 1) + 1)]:
+    for name, index, child in _children(settings):
         consumer = f"{name}-{index}"
-        child = name if scale.get(name, 1) == 1 else consumer
         env = {
             "RIDEPULSE_REDIS_URL": server.url_for(name) if server else settings.redis_url or "",
             "RIDEPULSE_SECRET": secret,
@@ -190,6 +214,7 @@ def service_specs(
             "RIDEPULSE_DASHBOARD_PORT": str(settings.dashboard_port),
             "RIDEPULSE_KEY_PREFIX": settings.key_prefix,
             "RIDEPULSE_CONSUMER_NAME": consumer,
+            "RIDEPULSE_METRICS_PORT": str(ports.get(child, 0)),
         }
         if settings.markets:
             env["RIDEPULSE_MARKETS"] = settings.markets
@@ -288,7 +313,7 @@ def run_platform(
     private_dir(Path(settings.data_dir))  # secret, passwords, logs: the owner's only
     configure_logging("supervisor", settings.log_level)
     log = get_logger()
-    reserve_ports(settings.api_port, settings.dashboard_port)
+    reserve_ports(settings.api_port, settings.dashboard_port, *metrics_ports(settings).values())
     server = None
     cluster = None
     specs: list[ChildSpec] = []

@@ -23,6 +23,7 @@ from ridepulse.background import BackgroundTask, restarting
 from ridepulse.bus.consumer import ConsumerRuntime
 from ridepulse.bus.faults import Backoff, is_transient, refused_credentials
 from ridepulse.bus.heartbeat import Heartbeat
+from ridepulse.errors import CannotStart
 from ridepulse.gc_tuning import tune_gc
 from ridepulse.logs import configure_logging, get_logger
 from ridepulse.pause import sleep_or_stop
@@ -66,6 +67,20 @@ async def until_redis_answers(
     return False
 
 
+def serve_metrics(settings: Settings) -> None:
+    """/metrics on RIDEPULSE_METRICS_PORT; a port that cannot be bound is CannotStart (one
+    line from `ridepulse run`), not a traceback."""
+    try:
+        start_http_server(settings.metrics_port, addr=settings.host)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        where = f"{settings.host}:{settings.metrics_port}"
+        raise CannotStart(
+            f"cannot serve /metrics on {where} (RIDEPULSE_METRICS_PORT): {reason}"
+        ) from None
+    get_logger().info("service.metrics_served", host=settings.host, port=settings.metrics_port)
+
+
 async def run_service(
     redis: aioredis.Redis,
     settings: Settings,
@@ -81,7 +96,7 @@ async def run_service(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr=settings.host)
+        serve_metrics(settings)
     heartbeat = Heartbeat(
         redis,
         prefix=settings.key_prefix,

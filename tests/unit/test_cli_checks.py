@@ -210,3 +210,14 @@ def test_a_redis_url_no_client_could_read_is_refused(
 ) -> None:
     out = refused(runner, ["status"], env={"RIDEPULSE_REDIS_URL": url})
     assert out == f"error: RIDEPULSE_REDIS_URL=(not shown): {reason}\n"
+
+
+def test_metrics_ports_past_65535_stop_up(runner: CliRunner, tmp_path: Path) -> None:
+    ports = ["--api-port", str(free_port()), "--dashboard-port", str(free_port())]
+    out = refused(
+        runner, ["up", "--data-dir", str(tmp_path), *ports], env={"RIDEPULSE_METRICS_PORT": "65533"}
+    )
+    assert out == (
+        "error: RIDEPULSE_METRICS_PORT=65533: the 6 consumer processes serve /metrics on that "
+        "port and the next ones, past 65535\n"
+    )

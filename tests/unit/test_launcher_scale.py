@@ -104,3 +104,30 @@ def test_telemetry_nice_0_runs_every_service_at_the_launchers_priority(tmp_path:
     """README: `RIDEPULSE_TELEMETRY_NICE` "0 = off"."""
     assert {spec.nice for spec in _specs(tmp_path).values()} != {0}  # the default nices some
     assert {spec.nice for spec in _specs(tmp_path, telemetry_nice=0).values()} == {0}
+
+
+def test_each_consumer_process_gets_its_own_metrics_port_in_launch_order(tmp_path: Path) -> None:
+    """RIDEPULSE_METRICS_PORT used to reach every child alike: all but one failed to bind."""
+    settings = Settings(
+        data_dir=tmp_path, redis_url="redis://127.0.0.1:1", scale="pricing=2", metrics_port=9100
+    )
+    client = redis.Redis(host="127.0.0.1", port=1)  # never connected: the probes are lazy
+    ports = {s.name: s.env["RIDEPULSE_METRICS_PORT"] for s in service_specs(settings, client, "s")}
+    assert ports == {
+        "ingest": "0",  # /metrics on the API port
+        "matching": "9100",
+        "matching-geo-1": "9101",
+        "matching-geo-2": "9102",
+        "eta": "9103",
+        "pricing-1": "9104",
+        "pricing-2": "9105",
+        "dashboard": "0",
+        "janitor": "9106",
+    }
+    off = {
+        s.env["RIDEPULSE_METRICS_PORT"]
+        for s in service_specs(
+            Settings(data_dir=tmp_path, redis_url="redis://127.0.0.1:1"), client, "s"
+        )
+    }
+    assert off == {"0"}
