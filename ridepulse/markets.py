@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-import json
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ridepulse.errors import OutsideServiceArea
 from ridepulse.fares import DEFAULT_FARES, FareTable
@@ -61,19 +71,108 @@ class MarketMap:
         return self.markets[0]
 
 
-def _parse(doc: dict[str, object]) -> MarketMap:
-    raw = doc["markets"]
-    assert isinstance(raw, list)
+# A market id is a Redis Cluster hash tag ({sf}) inside every key, the first part of its ride
+# ids (sf-…, split at the first dash) and a stream name's part: braces, colons, dashes or
+# blanks would break one of them.
+MARKET_ID_PATTERN = r"[a-z0-9_]{1,32}"
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)  # a misspelt key is not a default
+
+
+Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
+Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
+Price = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class _BBoxSpec(_Spec):
+    min_lat: Latitude
+    min_lon: Longitude
+    max_lat: Latitude
+    max_lon: Longitude
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> _BBoxSpec:
+        if self.min_lat >= self.max_lat or self.min_lon >= self.max_lon:
+            raise ValueError("min_lat and min_lon must be below max_lat and max_lon")
+        return self
+
+
+class _CenterSpec(_Spec):
+    lat: Latitude
+    lon: Longitude
+
+
+class _FaresSpec(_Spec):
+    base_usd: Price = DEFAULT_FARES.base_usd
+    per_km_usd: Price = DEFAULT_FARES.per_km_usd
+    per_min_usd: Price = DEFAULT_FARES.per_min_usd
+    minimum_usd: Price = DEFAULT_FARES.minimum_usd
+    booking_fee_usd: Price = DEFAULT_FARES.booking_fee_usd
+
+
+class _MarketSpec(_Spec):
+    id: str
+    name: str = Field(min_length=1)
+    bbox: _BBoxSpec
+    center: _CenterSpec
+    fares: _FaresSpec | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _plain_id(cls, market_id: str) -> str:
+        if not re.fullmatch(MARKET_ID_PATTERN, market_id):
+            raise ValueError(f"{market_id!r} is not 1 to 32 of a-z, 0-9 and _")
+        return market_id
+
+
+class _MarketsFileSpec(_Spec):
+    markets: list[_MarketSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> _MarketsFileSpec:
+        ids = [m.id for m in self.markets]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise ValueError(f"market id(s) {', '.join(twice)} given more than once")
+        return self
+
+
+class InvalidMarketsFile(ValueError):
+    """The markets file, with one line per problem naming its field."""
+
+
+def _field(loc: tuple[int | str, ...]) -> str:
+    """('markets', 0, 'bbox', 'min_lat') → markets[0].bbox.min_lat"""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text or "the file"
+
+
+def _parse(text: str, source: str) -> MarketMap:
+    """Markets from the file's text, checked whole first (one line per problem, each naming
+    its field), so no service starts on a file another would fail on."""
+    try:
+        spec = _MarketsFileSpec.model_validate_json(text)
+    except ValidationError as exc:
+        problems = [
+            f"{_field(e['loc'])}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()
+        ]
+        if len(problems) == 1:
+            raise InvalidMarketsFile(f"{source}: {problems[0]}") from None
+        raise InvalidMarketsFile(f"{source}:\n  " + "\n  ".join(problems)) from None
     return MarketMap(
         [
             Market(
-                id=m["id"],
-                name=m["name"],
-                bbox=BBox(**m["bbox"]),
-                center=LatLon(**m["center"]),
-                fares=FareTable(**m["fares"]) if "fares" in m else DEFAULT_FARES,
+                id=m.id,
+                name=m.name,
+                bbox=BBox(**m.bbox.model_dump()),
+                center=LatLon(**m.center.model_dump()),
+                fares=FareTable(**m.fares.model_dump()) if m.fares else DEFAULT_FARES,
             )
-            for m in raw
+            for m in spec.markets
         ]
     )
 
@@ -101,4 +200,4 @@ def load_markets(path: Path | None = None, only: str | None = None) -> MarketMap
         text = resources.files("ridepulse").joinpath("markets.json").read_text()
     else:
         text = path.read_text()
-    return select(_parse(json.loads(text)), only)
+    return select(_parse(text, str(path or "ridepulse/markets.json")), only)

@@ -4,6 +4,7 @@ command before anything starts, with a line per problem naming the flag or varia
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -105,3 +106,48 @@ def test_a_secret_variable_too_short_is_refused_unechoed(tmp_path: Path, given: 
     assert err == (
         "error: RIDEPULSE_SECRET=(not shown): 32 characters at least (not counting blanks)\n"
     )
+
+
+# ---- a markets file that is not one -------------------------------------------------------------
+
+SF = {
+    "name": "San Francisco",
+    "bbox": {"min_lat": 37.708, "min_lon": -122.515, "max_lat": 37.812, "max_lon": -122.355},
+    "center": {"lat": 37.7749, "lon": -122.4194},
+}
+
+
+@pytest.mark.parametrize(
+    ("doc", "line"),
+    [
+        ([], "the file: Input should be an object"),
+        ({"markets": [{**SF, "id": "x", "name": None}]}, "markets[0].name: Input should be a"),
+        ({"markets": [{**SF, "id": "s}f"}]}, "markets[0].id: 's}f' is not 1 to 32 of a-z"),
+        ({"markets": [{**SF, "id": ""}]}, "markets[0].id: '' is not 1 to 32 of a-z"),
+        ({"markets": [{**SF, "id": "a b"}]}, "markets[0].id: 'a b' is not 1 to 32 of a-z"),
+        ({"markets": [{**SF, "id": "sf"}, {**SF, "id": "sf"}]}, "markets: Value error"),
+        ({"markets": [{**SF, "id": "sf", "fares": {"base": 1}}]}, "markets[0].fares.base: Extra"),
+    ],
+)
+def test_a_bad_markets_file_is_one_line_naming_the_file_and_field(
+    tmp_path: Path, doc: object, line: str
+) -> None:
+    markets = tmp_path / "markets.json"
+    markets.write_text(json.dumps(doc))
+    err = refused(["status"], _env(tmp_path, RIDEPULSE_MARKETS_FILE=str(markets)))
+    expected = "given more than once" if "Value error" in line else line
+    assert err.startswith(f"error: markets: {markets}: "), err
+    assert expected.removeprefix("markets: ") in err, err
+
+
+def test_every_problem_of_a_markets_file_has_its_line(tmp_path: Path) -> None:
+    markets = tmp_path / "markets.json"
+    markets.write_text(json.dumps({"markets": [{**SF, "id": "a-b"}, {"id": "ok"}]}))
+    err = refused(["status"], _env(tmp_path, RIDEPULSE_MARKETS_FILE=str(markets)))
+    assert err.splitlines() == [
+        f"error: markets: {markets}:",
+        "  markets[0].id: 'a-b' is not 1 to 32 of a-z, 0-9 and _",
+        "  markets[1].name: Field required",
+        "  markets[1].bbox: Field required",
+        "  markets[1].center: Field required",
+    ]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from ridepulse.cluster import SLOTS, deal_slots, market_slot
-from ridepulse.markets import load_markets
+from ridepulse.markets import InvalidMarketsFile, load_markets
 
 
 def test_built_in_markets_are_san_francisco_and_new_york_with_their_own_fares() -> None:
@@ -43,3 +46,23 @@ def test_the_two_built_in_markets_hash_to_different_primaries_of_three() -> None
     owner = deal_slots(3, ["sf", "nyc"])
     assert owner[market_slot("sf")] != owner[market_slot("nyc")]
     assert owner == [slot * 3 // SLOTS for slot in range(SLOTS)]
+
+
+@pytest.mark.parametrize("market_id", ["s}f", "{sf}", "", "a b", "a-b", "a:b", "SF", "x" * 33])
+def test_a_market_id_that_would_break_keys_or_ride_ids_is_refused(
+    tmp_path: Path, market_id: str
+) -> None:
+    doc = {
+        "markets": [
+            {
+                "id": market_id,
+                "name": "X",
+                "bbox": {"min_lat": 1, "min_lon": 1, "max_lat": 2, "max_lon": 2},
+                "center": {"lat": 1.5, "lon": 1.5},
+            }
+        ]
+    }
+    path = tmp_path / "markets.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(InvalidMarketsFile, match=r"markets\[0\]\.id: .* is not 1 to 32 of a-z"):
+        load_markets(path, "all")
