@@ -89,7 +89,8 @@ def served_markets(client: redis.Redis, prefix: str) -> list[str]:
 
 def collect_status(client: redis.Redis, configured: Sequence[str], prefix: str) -> Status:
     """The configured markets, then every other market the server holds streams of; whether
-    the server takes writes (memory, disk); a cluster's nodes."""
+    the server takes writes (memory, disk); a cluster's nodes. No stream, heartbeat or dead
+    letter under the prefix is a problem too: no platform there to call healthy."""
     status = Status()
     global_keys = GlobalKeys(prefix)
     # a server refusing writes refuses heartbeats too: named first, the services may be running
@@ -147,6 +148,12 @@ def collect_status(client: redis.Redis, configured: Sequence[str], prefix: str) 
                 f"{svc.telemetry_admitted:.0%} of pings (a group dispatch depends on lags)"
             )
     status.dead_letters = int(client.xlen(global_keys.dead_letters))
+    if not status.streams and not status.services and not status.dead_letters:
+        # a prefix typo, or a server no platform ever ran on, must not pass monitoring
+        status.problems.append(
+            f"nothing under prefix {prefix!r}: no platform has run here, or the prefix "
+            "is wrong (RIDEPULSE_KEY_PREFIX)"
+        )
     return status
 
 

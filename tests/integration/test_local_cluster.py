@@ -435,6 +435,7 @@ def test_status_names_a_node_down_and_the_primary_it_left_without_a_replica(
     its markets a 503) it said healthy, exit 0."""
     client = cluster_client(cluster.url)
     try:
+        client.xadd("rp:{sf}:rides", {"x": "1"})  # a platform's key: an empty server is unhealthy
         assert collect_status(client, ["sf"], "rp").problems == []
         primary = client.get_node_from_key("rp:{sf}:rides")
         seen = client.cluster_nodes()

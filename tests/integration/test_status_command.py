@@ -89,6 +89,33 @@ async def test_status_exits_1_when_a_service_heartbeat_is_gone(
     assert "service eta (eta-1) has no live heartbeat" in report["problems"]
 
 
+async def test_status_exits_1_when_nothing_is_under_its_prefix(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    """A prefix typo (RIDEPULSE_KEY_PREFIX=other beside a running platform) or a server no
+    platform ever ran on showed empty tables, "healthy", exit 0: monitoring passed on nothing."""
+    keys, gk = MarketKeys("sf", settings.key_prefix), GlobalKeys(settings.key_prefix)
+    await redis.xgroup_create(keys.rides, "matching", id="$", mkstream=True)
+    await redis.set(
+        gk.heartbeat("matching", "m-1"),
+        orjson.dumps({"processed": 0, "lag": 0, "pending": 0, "time": 0}),
+        ex=60,
+    )
+    await redis.sadd(gk.heartbeats, gk.heartbeat("matching", "m-1"))
+    assert _status(settings)[0] == 0  # the platform under its own prefix is healthy
+
+    typo = settings.model_copy(update={"key_prefix": settings.key_prefix + "x"})
+    code, report = _status(typo)
+    assert code == 1, report
+    assert report["problems"] == [
+        f"nothing under prefix '{typo.key_prefix}': no platform has run here, "
+        "or the prefix is wrong (RIDEPULSE_KEY_PREFIX)"
+    ], report
+    env = {"RIDEPULSE_REDIS_URL": settings.redis_url or "", "RIDEPULSE_KEY_PREFIX": "x"}
+    text = CliRunner().invoke(app, ["status"], env=env).stdout
+    assert "UNHEALTHY: nothing under prefix 'x'" in text and "healthy\n" not in text, text
+
+
 async def test_a_dead_replica_is_listed_without_failing_while_another_of_its_service_beats(
     redis: aioredis.Redis, settings: Settings
 ) -> None:
