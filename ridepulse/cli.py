@@ -32,7 +32,6 @@ from ridepulse.cli_checks import (
     load_settings,
     owning_data_dir,
     redis_failed,
-    require_data_dir,
     require_free_ports,
     require_reachable,
     require_secret,
@@ -190,7 +189,11 @@ def _operator_redis(settings: Settings) -> Iterator[redis.Redis]:
     down); a server that does not answer, there or on the way, ends the command with one line."""
     url = launcher.with_running_redis(settings).redis_url
     if not url:
-        fail("no Redis to inspect: set RIDEPULSE_REDIS_URL or run `ridepulse up` first")
+        fail(
+            f"no Redis to inspect: nothing running with the data dir "
+            f"{Path(settings.data_dir).resolve()} (no redis.url there): set RIDEPULSE_DATA_DIR "
+            "to the platform's, or RIDEPULSE_REDIS_URL, or run `ridepulse up` first"
+        )
     try:
         client = connect_sync(url or "", socket_connect_timeout=3)
         try:
@@ -321,8 +324,13 @@ def token(
 ) -> None:
     """Print a signed bearer token: `api` audience by default, `dashboard` with --dashboard."""
     settings = load_settings()
-    if not settings.secret:
-        require_data_dir(settings.data_dir)  # where the platform's secret is kept
+    if not settings.secret and not (Path(settings.data_dir) / "secret").exists():
+        # a new secret here signs tokens no running platform accepts: say where we looked
+        fail(
+            f"no secret in the data dir {Path(settings.data_dir).resolve()}: set "
+            "RIDEPULSE_DATA_DIR to the platform's (or RIDEPULSE_SECRET), or run `ridepulse up` "
+            "first"
+        )
     secret = require_secret(settings)
     if dashboard:
         if role not in (None, "viewer"):

@@ -4,6 +4,7 @@ process under the supervisor, the simulated fleet, and the URLs to open."""
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -344,8 +345,9 @@ def run_platform(
         supervisor.start_all(should_stop=stop)
         if server is not None:
             write_private(_port_file(settings), str(server.port))
-            remember_running_redis(settings, server.url)
             log.info("redis.started", port=server.port, data_dir=str(server.data_dir))
+        if cluster is None:  # a given --redis-url too: `status` in another shell finds it
+            remember_running_redis(settings, settings.redis_url or "")
         print_banner(settings, secret, [s.name for s in services], bool(sims), server, cluster)
 
         def should_stop() -> bool:
@@ -366,8 +368,7 @@ def run_platform(
         client.close()
         if cluster is not None:
             cluster.stop()
-        if server is not None or cluster is not None:
-            forget_running_redis(settings)
+        forget_running_redis(settings)  # the data dir is this command's (owning_data_dir)
 
 
 class StopRequest:
@@ -400,6 +401,19 @@ def _detach_from_terminal(settings: Settings) -> None:
     os.close(fd)
 
 
+def operator_env(settings: Settings) -> str:
+    """What another shell puts before `ridepulse status` or `token` to reach this platform: its
+    data dir (redis.url, secret) unless the default, its key prefix unless the default."""
+    fields = Settings.model_fields
+    given: list[tuple[str, str]] = []
+    data_dir = Path(settings.data_dir).resolve()
+    if data_dir != Path(fields["data_dir"].default).resolve():
+        given.append(("RIDEPULSE_DATA_DIR", str(data_dir)))
+    if settings.key_prefix != fields["key_prefix"].default:
+        given.append(("RIDEPULSE_KEY_PREFIX", settings.key_prefix))
+    return "".join(f"{name}={shlex.quote(value)} " for name, value in given)
+
+
 def print_banner(
     settings: Settings,
     secret: str,
@@ -421,16 +435,19 @@ def print_banner(
             f"replicas on 127.0.0.1:{ports}  data: {cluster.data_dir}"
         )
     lines.append(f"  services:  {', '.join(services)}")
+    here = operator_env(settings)
     if "ingest" in services:
         lines.append(f"  API:       {base}:{settings.api_port}/docs")
     if "dashboard" in services:
         lines.append(f"  Dashboard: {base}:{settings.dashboard_port}/?token={link}")
         lines.append(
             f"             (read-only, valid {DASHBOARD_LINK_TTL_S // 60} min; "
-            "a new one: ridepulse token --dashboard)"
+            f"a new one: {here}ridepulse token --dashboard)"
         )
     lines.append(f"  simulation: {'running (locust, headless)' if simulating else 'off'}")
     lines.append(f"  logs:      {Path(settings.data_dir) / 'logs'}")
-    lines.append("  status:    ridepulse status    tokens: ridepulse token <role> <id>")
+    lines.append(
+        f"  status:    {here}ridepulse status    tokens: {here}ridepulse token <role> <id>"
+    )
     lines.append("Press Ctrl-C to stop.")
     print("\n".join(lines), flush=True)

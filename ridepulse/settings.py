@@ -22,7 +22,11 @@ DRIVER_STALE_S = 30.0  # the default silence after which a driver is not offered
 class Settings(BaseSettings):
     """Defaults work on a laptop: no Redis URL means the embedded server."""
 
-    model_config = SettingsConfigDict(env_prefix="RIDEPULSE_", extra="ignore")
+    # an empty variable (`RIDEPULSE_DATA_DIR=`) is unset, not "": that put the data in the
+    # current directory instead of .ridepulse
+    model_config = SettingsConfigDict(
+        env_prefix="RIDEPULSE_", extra="ignore", env_ignore_empty=True
+    )
 
     redis_url: str | None = Field(None, description="Redis/Valkey URL; unset = embedded server")
     data_dir: Path = Field(Path(".ridepulse"), description="embedded server data, secret, logs")

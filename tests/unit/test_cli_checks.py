@@ -136,6 +136,36 @@ def test_a_token_that_would_be_born_expired(runner: CliRunner) -> None:
     assert "greater than or equal to 1" in result.output
 
 
+def test_token_makes_no_secret_where_no_platform_ran(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ridepulse token` in a shell without the platform's RIDEPULSE_DATA_DIR made a new
+    secret in ./.ridepulse: its tokens got 401, its dashboard link a 303 and no session."""
+    monkeypatch.delenv("RIDEPULSE_SECRET", raising=False)
+    nowhere = tmp_path / "nowhere"
+    for args in (["token", "--dashboard"], ["token", "driver", "d-1"]):
+        out = refused(runner, args, env={"RIDEPULSE_DATA_DIR": str(nowhere)})
+        assert out == (
+            f"error: no secret in the data dir {nowhere}: set RIDEPULSE_DATA_DIR to the "
+            "platform's (or RIDEPULSE_SECRET), or run `ridepulse up` first\n"
+        )
+    assert not nowhere.exists()
+    nowhere.mkdir()
+    (nowhere / "secret").write_text("the-platforms-secret-0123456789abcdef")
+    minted = runner.invoke(
+        cli.app, ["token", "rider", "r-1"], env={"RIDEPULSE_DATA_DIR": str(nowhere)}
+    )
+    assert minted.exit_code == 0, minted.output
+
+
+def test_an_empty_variable_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`RIDEPULSE_DATA_DIR=` put the data in the current directory, not .ridepulse."""
+    monkeypatch.setenv("RIDEPULSE_DATA_DIR", "")
+    monkeypatch.setenv("RIDEPULSE_KEY_PREFIX", "")
+    settings = Settings()
+    assert (settings.data_dir, settings.key_prefix) == (Path(".ridepulse"), "rp")
+
+
 def test_good_settings_start_the_platform(launches: list[Launch], tmp_path: Path) -> None:
     """The control: the same checks let a valid command through to the launcher."""
     ports = [str(free_port()), str(free_port())]
