@@ -19,7 +19,8 @@ MAX_CLIENT_MESSAGE_BYTES = 64 * 1024  # the page sends nothing that matters; ref
 
 def main(settings: Settings) -> None:
     configure_logging("dashboard", settings.log_level, settings.log_format)
-    http_server.wait_for_redis(settings)
+    if not http_server.wait_for_redis(settings):
+        return  # stopped while Redis was away
     http_server.serve(uvicorn_config(create_app(settings), settings))
 
 

@@ -12,7 +12,8 @@ from ridepulse.settings import Settings
 
 def main(settings: Settings) -> None:
     configure_logging("ingest", settings.log_level, settings.log_format)
-    wait_for_redis(settings)
+    if not wait_for_redis(settings):
+        return  # stopped while Redis was away
     app = create_app(settings)
     tune_gc()
     config = uvicorn_config(

@@ -223,9 +223,9 @@ class LocalCluster:
     def start(self, timeout_s: float = 60.0) -> LocalCluster:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._check_formed_size()
-        for index in range(self.primaries * (1 + self.replicas)):
-            self.nodes.append(self._start_node(index))
-        try:
+        try:  # an interrupted start (a stop while forming) stops the nodes started so far
+            for index in range(self.primaries * (1 + self.replicas)):
+                self.nodes.append(self._start_node(index))
             if not self._formed():
                 reset_nodes(self._addresses(), self.nodes[0].password)
                 self._form()

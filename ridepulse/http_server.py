@@ -16,7 +16,7 @@ from typing import Any
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
-from ridepulse.bus.worker import START_PATIENCE_S, until_redis_answers
+from ridepulse.bus.worker import START_PATIENCE_S, stop_on_signals, until_redis_answers
 from ridepulse.http_head import with_head_timeout
 from ridepulse.logs import get_logger
 from ridepulse.redis_client import connect
@@ -43,13 +43,14 @@ def uvicorn_config(app: Any, settings: Settings, *, port: int, **options: Any) -
     return uvicorn.Config(app, **{**shared, **options})
 
 
-def wait_for_redis(settings: Settings, patience_s: float = START_PATIENCE_S) -> None:
+def wait_for_redis(settings: Settings, patience_s: float = START_PATIENCE_S) -> bool:
     """Start-up, as the consumer services do it (`until_redis_answers`): retry while Redis is
     away, for `patience_s`, then let the error out (`ridepulse run` turns it into one line): a
     wrong URL must not look like a service up and waiting. Once serving, an outage is a 503 per
-    request instead."""
+    request instead. False when SIGTERM or SIGINT came meanwhile: the service stops there,
+    exit 0, as a consumer service does (it was a KeyboardInterrupt, exit 130)."""
     if settings.redis_url is None:
-        return  # `ridepulse run` refuses to start without one; the app's first call would too
+        return True  # `ridepulse run` refuses to start without one; the app's first call would
 
     async def ping() -> None:
         client = connect(settings, for_requests=True)  # a frozen server: a 3 s try, not 10
@@ -58,7 +59,13 @@ def wait_for_redis(settings: Settings, patience_s: float = START_PATIENCE_S) -> 
         finally:
             await client.aclose()
 
-    asyncio.run(until_redis_answers(ping, asyncio.Event(), "service.start", patience_s))
+    async def wait() -> bool:
+        return await until_redis_answers(ping, stop_on_signals(), "service.start", patience_s)
+
+    if asyncio.run(wait()):
+        return True
+    get_logger().info("service.stopped")
+    return False
 
 
 def serve(config: uvicorn.Config) -> None:

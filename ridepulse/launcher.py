@@ -3,13 +3,14 @@ process under the supervisor, the simulated fleet, and the URLs to open."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
 import signal
 import sys
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -318,11 +319,18 @@ def run_platform(
     server = None
     cluster = None
     specs: list[ChildSpec] = []
+    stop = StopRequest(settings)  # before anything starts: a stop while forming ends it too
     if cluster_plan is not None:
         # The nodes are not the supervisor's children: a node that dies is replaced by its
         # replica's promotion (cluster failover) first, and restarted by the watch loop below
         # after twice the node timeout (docs/scaling.md).
-        cluster = start_cluster(settings, cluster_plan)
+        try:
+            with stop.interrupting():  # forming cannot be asked: the stop interrupts it
+                cluster = start_cluster(settings, cluster_plan)
+        except StartInterrupted:  # LocalCluster.start stopped the nodes it had started
+            log.info("platform.start_interrupted")
+            stop.done()
+            return 0
         settings = settings.model_copy(update={"redis_url": cluster.url})
         remember_running_redis(settings, cluster.url)
         log.info("cluster.started", url_port=cluster.nodes[0].port, nodes=len(cluster.nodes))
@@ -340,7 +348,6 @@ def run_platform(
     services = service_specs(settings, client, secret, server or cluster)
     sims = simulation_specs(settings, secret) if simulate else []
     supervisor = Supervisor(specs + services + sims)
-    stop = StopRequest(settings)
     try:
         supervisor.start_all(should_stop=stop)
         if server is not None:
@@ -369,22 +376,48 @@ def run_platform(
         if cluster is not None:
             cluster.stop()
         forget_running_redis(settings)  # the data dir is this command's (owning_data_dir)
+        stop.done()
 
 
 class StopRequest:
     """SIGTERM, SIGINT or SIGHUP asks the launcher to stop (it is asked with `stop()`); the
     first SIGHUP also moves its output off the terminal that went away."""
 
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.requested = False
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        self._interrupt = False
+        for sig in self.SIGNALS:
             signal.signal(sig, self._on_signal)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if signum == signal.SIGHUP and not self.requested:
             _detach_from_terminal(self.settings)
         self.requested = True
+        if self._interrupt:
+            self._interrupt = False
+            raise StartInterrupted(f"signal {signum}")
+
+    @contextlib.contextmanager
+    def interrupting(self) -> Iterator[None]:
+        """Inside, a stop also raises StartInterrupted where the step is: for a step that
+        cannot be asked (forming a cluster). Ctrl-C's KeyboardInterrupt did that, exit 130."""
+        if self.requested:
+            raise StartInterrupted("stopped before the step")
+        self._interrupt = True
+        try:
+            yield
+        finally:
+            self._interrupt = False
+
+    def done(self) -> None:
+        """Everything is stopped: another Ctrl-C has nothing left to stop. Ignored, so that it
+        cannot turn the clean exit into 130 while Python shuts down (it resets a handler of
+        its own to the default then, not an ignored signal)."""
+        for sig in self.SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
 
     def __call__(self) -> bool:
         return self.requested

@@ -81,6 +81,15 @@ def serve_metrics(settings: Settings) -> None:
     get_logger().info("service.metrics_served", host=settings.host, port=settings.metrics_port)
 
 
+def stop_on_signals() -> asyncio.Event:
+    """An event SIGTERM or SIGINT sets, on the running loop (which owns the handlers)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
 async def run_service(
     redis: aioredis.Redis,
     settings: Settings,
@@ -89,12 +98,11 @@ async def run_service(
     consumer: str,
     runtimes: Sequence[ConsumerRuntime],
     background: Sequence[BackgroundTask] = (),
+    stop: asyncio.Event | None = None,
 ) -> None:
+    """Until SIGTERM or SIGINT (`stop`, if the caller installed it already)."""
     log = get_logger(consumer=consumer)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop or stop_on_signals()
     if settings.metrics_port:
         serve_metrics(settings)
     heartbeat = Heartbeat(
@@ -112,6 +120,7 @@ async def run_service(
         await heartbeat.beat()  # the supervisor reads this as "ready"
 
     if not await until_redis_answers(start, stop, "service.start"):
+        log.info("service.stopped")  # before it started: still a clean stop, exit 0
         return
     log.info("service.started", runtimes=[r.group for r in runtimes])
     tasks = [asyncio.create_task(r.run(), name=f"runtime:{r.group}") for r in runtimes]
@@ -140,10 +149,14 @@ async def run_consumer_service(
     background: Sequence[BackgroundTask] = (),
     warm_up: Callable[[], Coroutine[Any, Any, None]] | None = None,
 ) -> None:
-    """The whole life of a consumer service: warm up its state, run until SIGTERM, close."""
+    """The whole life of a consumer service: warm up its state, run until SIGTERM, close. A
+    stop while it waits for Redis to warm up ends it as cleanly (exit 0) as one later: it was
+    Python's KeyboardInterrupt (exit 130) or SIGTERM's default death."""
+    stop = stop_on_signals()
     try:
-        if warm_up is not None:  # before any signal handler: SIGTERM simply ends it
-            await until_redis_answers(warm_up, asyncio.Event(), "service.warm_up")
+        if warm_up is not None and not await until_redis_answers(warm_up, stop, "service.warm_up"):
+            get_logger().info("service.stopped")
+            return
         await run_service(
             redis,
             settings,
@@ -151,6 +164,7 @@ async def run_consumer_service(
             consumer=runtimes[0].consumer,
             runtimes=runtimes,
             background=background,
+            stop=stop,
         )
     finally:
         await redis.aclose()
