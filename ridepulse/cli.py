@@ -86,8 +86,13 @@ def up(
             "--cluster", help="run on a local Valkey Cluster (<data dir>/cluster), not one server"
         ),
     ] = False,
-    primaries: Annotated[int, typer.Option(min=1, help="with --cluster: shards")] = 3,
-    replicas: Annotated[int, typer.Option(min=0, help="with --cluster: replicas per primary")] = 1,
+    primaries: Annotated[
+        int | None, typer.Option(min=1, help="with --cluster: shards", show_default="3")
+    ] = None,
+    replicas: Annotated[
+        int | None,
+        typer.Option(min=0, help="with --cluster: replicas per primary", show_default="1"),
+    ] = None,
     markets: Annotated[
         str | None,
         typer.Option(help="markets to run: unset = the first (sf), 'all', or e.g. 'sf,nyc'"),
@@ -102,6 +107,8 @@ def up(
     and the simulated fleet."""
     if cluster and redis_url:
         fail("--cluster starts its own cluster: leave out --redis-url (or --cluster)")
+    if not cluster and (primaries is not None or replicas is not None):
+        fail("--primaries and --replicas shape the cluster of --cluster: add --cluster")
     settings = load_settings(
         markets=markets,
         host=host,
@@ -121,7 +128,13 @@ def up(
             require_reachable(settings.redis_url)
         require_secret(settings)
         try:
-            plan = launcher.ClusterPlan(primaries, replicas) if cluster else None
+            plan = (
+                launcher.ClusterPlan(
+                    3 if primaries is None else primaries, 1 if replicas is None else replicas
+                )
+                if cluster
+                else None
+            )
             code = launcher.run_platform(settings, simulate=not no_sim, cluster_plan=plan)
         except RedisUnavailable as exc:
             fail(exc.detail)
@@ -313,7 +326,11 @@ def token(
     ] = None,
     ttl_s: Annotated[
         int | None,
-        typer.Option(min=1, help="lifetime in seconds \\[default: 12 h; 10 min with --dashboard]"),
+        typer.Option(
+            min=1,
+            help="lifetime in seconds \\[default: 12 h; 10 min with --dashboard] "
+            "(at most 30 days; 1 day with --dashboard)",
+        ),
     ] = None,
     dashboard: Annotated[
         bool,
@@ -338,13 +355,25 @@ def token(
                 "a dashboard token has the role 'viewer' only: "
                 "ridepulse token --dashboard [viewer NAME]"
             )
-        ttl = DASHBOARD_LINK_TTL_S if ttl_s is None else ttl_s
+        ttl = DASHBOARD_LINK_TTL_S if ttl_s is None else _capped(ttl_s, MAX_LINK_TTL_S, "a link")
         typer.echo(mint_dashboard_link(secret, subject or "dashboard", ttl_s=ttl))
         return
     if role not in API_ROLES or not subject:
         fail(f"usage: ridepulse token ROLE SUBJECT, ROLE one of: {', '.join(API_ROLES)}")
-    ttl = DEFAULT_TTL_S if ttl_s is None else ttl_s
+    ttl = DEFAULT_TTL_S if ttl_s is None else _capped(ttl_s, MAX_TOKEN_TTL_S, "an API token")
     typer.echo(mint_token(secret, role or "", subject or "", ttl_s=ttl))
+
+
+# A link is meant to be opened within minutes (its session lives on); a token that outlives the
+# secret's rotation by years is one nobody can revoke short of rotating it (docs/security.md).
+MAX_LINK_TTL_S = 24 * 3600
+MAX_TOKEN_TTL_S = 30 * 24 * 3600
+
+
+def _capped(ttl_s: int, most_s: int, what: str) -> int:
+    if ttl_s > most_s:
+        fail(f"--ttl-s {ttl_s}: {what} lives at most {most_s} s ({most_s // 3600} h)")
+    return ttl_s
 
 
 def _add_events_app() -> None:

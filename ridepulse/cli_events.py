@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from ridepulse.cli_checks import fail
 from ridepulse.contracts.asyncapi import write_asyncapi
 from ridepulse.contracts.registry import json_schemas
 from ridepulse.markets import load_markets
@@ -37,7 +38,10 @@ def asyncapi(
         chosen = [m.id for m in load_markets(only=markets).markets]
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--markets") from None
-    write_asyncapi(out, chosen)
+    try:
+        write_asyncapi(out, chosen)
+    except OSError as exc:  # a directory, a missing parent, no permission: one line
+        fail(f"cannot write {out}: {exc.strerror or exc} (--out)")
     typer.echo(f"wrote {out}")
 
 
@@ -48,10 +52,13 @@ def schemas(
     ),
 ) -> None:
     """Write one JSON Schema per event type and version, as `<type>.v<N>.json`."""
-    out.mkdir(parents=True, exist_ok=True)
     written = json_schemas()
-    for name, schema in written.items():
-        document = {"$schema": JSON_SCHEMA_DIALECT, **schema}
-        text = json.dumps(document, indent=2, sort_keys=True) + "\n"
-        (out / f"{name}.json").write_text(text, encoding="utf-8")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, schema in written.items():
+            document = {"$schema": JSON_SCHEMA_DIALECT, **schema}
+            text = json.dumps(document, indent=2, sort_keys=True) + "\n"
+            (out / f"{name}.json").write_text(text, encoding="utf-8")
+    except OSError as exc:  # a file where the directory goes, no permission: one line
+        fail(f"cannot write into {out}: {exc.strerror or exc} (--out: a directory)")
     typer.echo(f"wrote {len(written)} schemas to {out}")

@@ -457,7 +457,7 @@ def print_banner(
 ) -> None:
     # A read-only link good for minutes (docs/security.md); opening it sets a session cookie.
     link = mint_dashboard_link(secret, "dashboard")
-    base = f"http://{settings.host}"
+    base = f"http://[{settings.host}]" if ":" in settings.host else f"http://{settings.host}"
     lines = ["", "RidePulse is up."]
     if server is not None:
         lines.append(f"  Redis (embedded): 127.0.0.1:{server.port}  data: {server.data_dir}")
