@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ridepulse.cli_checks import redact_url
-from ridepulse.redis_client import cluster_seeds
+from ridepulse.redis_url import cluster_seeds
 
 
 def test_every_node_after_the_first_is_a_startup_node() -> None:
