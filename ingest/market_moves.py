@@ -12,9 +12,14 @@ old market since the move keeps the driver there):
   failure never holds a ping's 202 up;
 - every lookup of the driver's market (status PUT, view) that finds records in several markets.
 
-A driver holding a ride or an offer in the old market stays there, status, ride and record: a
-driver on a trip across a boundary keeps its trip, and its status PUT and view go to the market
-of its ride until the ride lets it go; the next lookup or record write then moves it out."""
+A driver available in the old market is available in the new one after the move: offline in
+the old market, then available in the new (two steps, two slots). Its app still says online, so
+a move must not take it off the road; and a status PUT that reached the old market just before
+the ping's record was written is carried over, not undone.
+
+A driver holding a ride or an offer in the old market stays there, status, ride and record: its
+status PUT and view go to the market of its ride until the ride lets it go; the next lookup or
+record write then moves it out."""
 
 from __future__ import annotations
 
@@ -56,9 +61,10 @@ class MarketMoves:
         self, homes: Mapping[str, str], moved_at_ms: int, markets: Sequence[str] = ()
     ) -> dict[str, str]:
         """Each driver leaves every market (of `markets`, if given) but its new one; returns
-        driver → the first market where it holds a ride or an offer, and stays. A market that
-        fails is logged and skipped: the next lookup of the driver, or the next write of its
-        record, tries again."""
+        driver → the first market where it holds a ride or an offer, and stays. A driver that
+        was available in a market it left is made available in its new one (`carry`). A market
+        that fails is logged and skipped: the next lookup of the driver, or the next write of
+        its record, tries again."""
         markets = list(markets or self.stores)
         leaving = {m: [d for d, home in homes.items() if home != m] for m in markets}
         results = await asyncio.gather(
@@ -66,15 +72,42 @@ class MarketMoves:
             return_exceptions=True,
         )
         holding: dict[str, str] = {}
+        carried: dict[str, int] = {}  # driver → when it went offline in the market it left
         for market_id, result in zip(markets, results, strict=True):
             if isinstance(result, BaseException):
                 get_logger().warning(
                     "ingest.market_move_failed", market=market_id, error=str(result)
                 )
                 continue
-            for driver_id in result:
+            for driver_id in result.kept:
                 holding.setdefault(driver_id, market_id)
+            for driver_id in result.carried:
+                carried[driver_id] = max(carried.get(driver_id, 0), result.left_at_ms)
+        await self.carry({d: (homes[d], left_at) for d, left_at in carried.items()})
         return holding
+
+    async def carry(self, carried: Mapping[str, tuple[str, int]]) -> None:
+        """Drivers that went offline in a market they left (driver → (new market, when)) go
+        available in the new one. Their app still says online and nothing told them otherwise:
+        without this no market offered them a ride until their next status PUT. A status set in
+        the new market since they left wins (a PUT offline racing this step). A driver whose
+        first ping there is not applied yet goes available unindexed, and matching-geo indexes
+        it when it applies the ping (update_positions.lua indexes available drivers)."""
+        drivers = list(carried)
+        results = await asyncio.gather(
+            *(
+                self.stores[market_id].set_driver_status(
+                    driver_id, "available", unless_set_since_ms=left_at_ms
+                )
+                for driver_id, (market_id, left_at_ms) in carried.items()
+            ),
+            return_exceptions=True,
+        )
+        for driver_id, result in zip(drivers, results, strict=True):
+            if isinstance(result, BaseException):  # e.g. it took a ride there meanwhile
+                get_logger().warning(
+                    "ingest.market_carry_failed", driver_id=driver_id, error=str(result)
+                )
 
     async def market_of(self, redis: Any, driver_id: str) -> str | None:
         """The driver's market: the one where it holds a ride or an offer, else that of its

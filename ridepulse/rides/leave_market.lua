@@ -11,11 +11,13 @@
 --   event id.
 -- A record here written at or after ARGV 1 means the driver pinged here since: it stays. A
 -- driver with no record here has left already: the step is idempotent.
--- Returns the ids of the drivers kept because they hold a ride or an offer here.
+-- Returns {the ids of the drivers kept because they hold a ride or an offer here, the ids of
+-- those that were available here (ingest/market_moves.py makes them available in their new
+-- market: the driver's app still says online), the step's server time (ms)}.
 local STATUSES, GEO, RIDES = KEYS[1], KEYS[2], KEYS[3]
 local moved_at, source, event_type, event_v = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
 local now = now_ms()
-local kept = {}
+local kept, carried = {}, {}
 for i = 0, (#ARGV - 5) / 2 - 1 do
   local driver_id, event_id = ARGV[6 + 2 * i], ARGV[7 + 2 * i]
   local driver_key, home_key = KEYS[4 + 2 * i], KEYS[5 + 2 * i]
@@ -28,6 +30,7 @@ for i = 0, (#ARGV - 5) / 2 - 1 do
       redis.call('DEL', home_key)
       redis.call('ZREM', GEO, driver_id)
       if status == 'available' then
+        carried[#carried + 1] = driver_id
         redis.call('HSET', driver_key, 'status', 'offline', 'ride_id', '', 'status_at', int(now))
         local version = redis.call('HINCRBY', driver_key, 'version', 1)
         redis.call('HSET', STATUSES, driver_id, 'offline')
@@ -39,4 +42,4 @@ for i = 0, (#ARGV - 5) / 2 - 1 do
     end
   end
 end
-return kept
+return {kept, carried, int(now)}

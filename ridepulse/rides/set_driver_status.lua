@@ -3,7 +3,9 @@
 -- KEYS 1 driver hash, 2 driver statuses, 3 rides stream, 4 available drivers' geo index,
 --   5 driver positions, 6 drivers_seen (server time of the last ping; optional).
 -- ARGV 1 event id, 2 source, 3 driver id, 4 new status, 5 allowed from-statuses, 6 traceparent,
---   7 event type, 8 its schema version, 9 driver_stale_s in ms (optional, with KEYS 6).
+--   7 event type, 8 its schema version, 9 driver_stale_s in ms (optional, with KEYS 6),
+--   10 a server time (ms; optional): a driver whose status was set at or after it is left as it
+--   is (a 'dup'), so a status carried from another market never overrides a newer PUT.
 -- A driver going available whose last ping reached the server longer ago than ARGV 9 is not
 -- indexed at its last position: matching would not offer it (nearby_available.lua, the same
 -- test on the same clock), but quotes and surge supply read the index. Its next ping indexes it.
@@ -15,6 +17,10 @@ local function driver_reply(code, detail)
   return {code, detail or '', unpack(redis.call('HGETALL', DRIVER_KEY))}
 end
 if current == to then return driver_reply('dup') end
+if ARGV[10] and ARGV[10] ~= '' then
+  local set_at = tonumber(redis.call('HGET', DRIVER_KEY, 'status_at') or '')
+  if set_at and set_at >= tonumber(ARGV[10]) then return driver_reply('dup') end
+end
 if current and not contains(ARGV[5], current) then return driver_reply('conflict', current) end
 
 local now = now_ms()

@@ -4,6 +4,7 @@ the state, writes the projections and appends the announcing event together."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import redis.asyncio as aioredis
@@ -41,6 +42,15 @@ QUOTE_REFUSALS = {
 # that a WAITAOF after it covers its write (ingest.durability).
 ScriptRunner = Callable[[AsyncScript, list[str], list[str]], Awaitable[Any]]
 CANCEL_ATTEMPTS = 5  # re-reads when the ride changes driver between our read and our step
+
+
+@dataclass(frozen=True)
+class MarketLeft:
+    """What a market's leave step did (RideStore.leave_market)."""
+
+    kept: list[str] = field(default_factory=list)  # hold a ride or an offer here: they stay
+    carried: list[str] = field(default_factory=list)  # were available here, now offline
+    left_at_ms: int = 0  # the step's server time
 
 
 class RideStore:
@@ -409,13 +419,14 @@ class RideStore:
 
     # --- market moves ------------------------------------------------------------------
 
-    async def leave_market(self, driver_ids: Sequence[str], *, moved_at_ms: int) -> list[str]:
+    async def leave_market(self, driver_ids: Sequence[str], *, moved_at_ms: int) -> MarketLeft:
         """Drivers recorded in another market at `moved_at_ms` leave this one: out of its geo
         index, offline if available, their record here deleted (leave_market.lua). Those that
-        hold a ride or an offer here stay; returns their ids. A driver recorded here since stays
-        too, and one with no record here has left already."""
+        hold a ride or an offer here stay (`kept`); those that were available are `carried`, to
+        be made available in their new market. A driver recorded here since stays too, and one
+        with no record here has left already."""
         if not driver_ids:
-            return []
+            return MarketLeft()
         keys, row = self.keys, DRIVER_TRANSITIONS["offline"]
         args = [
             str(moved_at_ms),
@@ -428,10 +439,15 @@ class RideStore:
         for driver_id in driver_ids:
             args += [driver_id, new_event_id()]
             driver_keys += [keys.driver(driver_id), keys.driver_home(driver_id)]
-        kept: list[bytes] = await self.scripts.leave_market(
+        reply: list[Any] = await self.scripts.leave_market(
             keys=[keys.driver_statuses, keys.drivers_geo, keys.rides, *driver_keys], args=args
         )
-        return [k.decode() for k in kept]
+        kept, carried, left_at = reply
+        return MarketLeft(
+            kept=[k.decode() for k in kept],
+            carried=[c.decode() for c in carried],
+            left_at_ms=int(left_at),
+        )
 
     # --- driver ------------------------------------------------------------------------
 
@@ -470,11 +486,17 @@ class RideStore:
         )
 
     async def set_driver_status(
-        self, driver_id: str, status: Literal["available", "offline"]
+        self,
+        driver_id: str,
+        status: Literal["available", "offline"],
+        *,
+        unless_set_since_ms: int | None = None,
     ) -> Driver:
         """A driver's own choice; Conflict while it holds a ride or an offer. A driver seen for
         the first time is created. Setting the current status again changes nothing. A driver
-        silent for `driver_stale_s` goes available unindexed: its next ping indexes it."""
+        silent for `driver_stale_s` goes available unindexed: its next ping indexes it. With
+        `unless_set_since_ms` (server ms), a status set at or after it is left as it is: a
+        status carried from the market a driver left never overrides a newer PUT."""
         inputs.checked_id("driver_id", driver_id)
         row = DRIVER_TRANSITIONS.get(status)
         if row is None:
@@ -498,6 +520,7 @@ class RideStore:
                 row.event_type,
                 str(row.event_version),
                 inputs.millis("driver_stale_s", self.driver_stale_s),
+                "" if unless_set_since_ms is None else str(unless_set_since_ms),
             ],
         )
         return driver_result(Outcome.from_reply(reply), verb=row.verb)

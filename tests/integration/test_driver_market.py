@@ -14,11 +14,13 @@ import pytest
 import redis.asyncio as aioredis
 
 from matching.geo_index import update_positions
+from matching.handlers import MatchingDeps, try_offer
 from ridepulse.contracts.envelope import now_ms
-from ridepulse.contracts.events import Ping
+from ridepulse.contracts.events import Ping, Point
 from ridepulse.keys import MarketKeys
 from ridepulse.rides import RideStore
 from ridepulse.settings import Settings
+from ridepulse.travel import SpeedCache
 from tests.support.ingest import DOWNTOWN, SF_TRIP, Ingest, start
 from tests.support.waiting import wait_until
 
@@ -150,6 +152,7 @@ async def test_a_driver_that_pings_from_another_market_leaves_the_old_one(
         return (
             await status_in(redis, two_markets, "sf", "crosser") == "offline"
             and await redis.zscore(sf.drivers_geo, "crosser") is None
+            and await status_in(redis, two_markets, "nyc", "crosser") == "available"
         )
 
     # no status PUT, no view: the ping alone takes it out (ingest's background step)
@@ -158,7 +161,8 @@ async def test_a_driver_that_pings_from_another_market_leaves_the_old_one(
     view = await two_markets.http.get(
         "/v1/drivers/crosser", headers=two_markets.auth("driver", "crosser")
     )
-    assert (view.json()["market"], view.json()["status"]) == ("nyc", "offline"), view.json()
+    # its status came along: its app still says online (see the carry test below)
+    assert (view.json()["market"], view.json()["status"]) == ("nyc", "available"), view.json()
 
 
 async def test_a_status_lookup_takes_the_driver_out_of_a_market_it_left(
@@ -201,7 +205,7 @@ async def test_a_driver_holding_an_offer_keeps_it_across_the_boundary(
     await store.decline(ride_id, "holder")
     assert await status_in(redis, two_markets, "sf", "holder") == "available"
     view = (await two_markets.http.get("/v1/drivers/holder", headers=auth)).json()
-    assert (view["market"], view["status"]) == ("nyc", "offline"), view
+    assert (view["market"], view["status"]) == ("nyc", "available"), view  # carried over
     assert await status_in(redis, two_markets, "sf", "holder") == "offline"
     assert await redis.zscore(sf.drivers_geo, "holder") is None
 
@@ -213,12 +217,66 @@ async def test_a_driver_that_pinged_the_old_market_again_since_stays_there(
     a driver that came back is not set offline there."""
     sf, store = await available_in_sf(two_markets, redis, "back")
     recorded = int(cast(bytes, await redis.get(sf.driver_home("back"))))
-    assert await store.leave_market(["back"], moved_at_ms=recorded) == []
+    assert (await store.leave_market(["back"], moved_at_ms=recorded)).carried == []
     assert await status_in(redis, two_markets, "sf", "back") == "available"
     assert await redis.zscore(sf.drivers_geo, "back") is not None
-    assert await store.leave_market(["back"], moved_at_ms=recorded + 1) == []
+    assert (await store.leave_market(["back"], moved_at_ms=recorded + 1)).carried == ["back"]
     assert await status_in(redis, two_markets, "sf", "back") == "offline"
-    assert await store.leave_market(["back"], moved_at_ms=recorded + 1) == []  # idempotent
+    left = await store.leave_market(["back"], moved_at_ms=recorded + 1)  # idempotent
+    assert (left.kept, left.carried) == ([], [])
     entries: Any = await redis.xrange(sf.rides)
     events = [f for _, f in entries if f[b"subject"] == b"driver/back"]
     assert [orjson.loads(f[b"data"])["status"] for f in events] == ["available", "offline"]
+
+
+async def test_an_available_driver_that_moves_market_is_offered_rides_in_the_new_one(
+    two_markets: Ingest, redis: aioredis.Redis
+) -> None:
+    """Seen: sf set a driver that now pinged from New York offline, New York had no status for
+    it, and nothing told its app (still online): no market offered it a ride until its next
+    status PUT. Its status is carried: available in New York, indexed there when matching-geo
+    applies its first New York ping."""
+    await available_in_sf(two_markets, redis, "carrier")
+    assert (await two_markets.ping("carrier", MIDTOWN)).status_code == 202  # not applied yet
+
+    async def available_in_nyc() -> bool:
+        return await status_in(redis, two_markets, "nyc", "carrier") == "available"
+
+    await wait_until(available_in_nyc, timeout_s=5, what="the driver available in nyc")
+    assert await status_in(redis, two_markets, "sf", "carrier") == "offline"
+    nyc = MarketKeys("nyc", two_markets.settings.key_prefix)
+    await update_positions(redis, nyc, [Ping(driver_id="carrier", ts=now_ms(), **MIDTOWN)])
+    assert await redis.zscore(nyc.drivers_geo, "carrier") is not None
+
+    store = two_markets.deps.stores["nyc"]
+    speeds = SpeedCache(redis, nyc.speeds, two_markets.settings.h3_resolution)
+    await speeds.refresh()
+    deps = MatchingDeps(
+        redis=redis, settings=two_markets.settings, stores={"nyc": store}, speeds={"nyc": speeds}
+    )
+    ride, _ = await store.request_ride(
+        ride_id="nyc-carried",
+        rider_id="rider-c",
+        pickup=Point(lat=MIDTOWN["lat"] + 0.002, lon=MIDTOWN["lon"]),
+        dropoff=Point(lat=MIDTOWN["lat"] + 0.02, lon=MIDTOWN["lon"]),
+        deadline_s=60,
+    )
+    offered = await try_offer(deps, ride, "cause-nyc-carried")
+    assert offered is not None and offered.offer_driver_id == "carrier", offered
+
+
+async def test_a_carried_status_never_overrides_a_newer_one(
+    two_markets: Ingest, redis: aioredis.Redis
+) -> None:
+    """The carry is a step after the leave: a PUT offline reaching the new market between the
+    two wins."""
+    _, sf_store = await available_in_sf(two_markets, redis, "racer")
+    sf = MarketKeys("sf", two_markets.settings.key_prefix)
+    moved_at = int(cast(bytes, await redis.get(sf.driver_home("racer")))) + 1
+    left = await sf_store.leave_market(["racer"], moved_at_ms=moved_at)
+    assert left.carried == ["racer"]
+    await two_markets.deps.stores["nyc"].set_driver_status("racer", "offline")
+    moves = two_markets.deps.moves
+    assert moves is not None
+    await moves.carry({"racer": ("nyc", left.left_at_ms)})
+    assert await status_in(redis, two_markets, "nyc", "racer") == "offline"
