@@ -67,7 +67,7 @@ class TelemetryBatcher:
     ) -> None:
         self.redis = redis
         self.homes = homes
-        self.moved = moved  # told of each records' write (ingest.market_moves)
+        self.moved = moved  # told of the records written in a new market (ingest.market_moves)
         self.source = source.encode()
         self.maxlen = maxlen
         self._pending: dict[str, _Pending] = {}
@@ -132,8 +132,9 @@ class TelemetryBatcher:
             written_ms = self.homes.write(pipe, pending.homes)
         results = await pipe.execute()
         if self.homes is not None and pending.homes:
+            moved = self.homes.moved(pending.homes)  # before `recorded` forgets the old markets
             self.homes.recorded(pending.homes)
-            if self.moved is not None:
-                self.moved(pending.homes, written_ms)
+            if self.moved is not None and moved:
+                self.moved(moved, written_ms)
         EVENTS_PUBLISHED.labels(stream).inc(len(results) - len(pending.homes))
         self.pings_appended += len(pings)

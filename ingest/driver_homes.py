@@ -41,7 +41,12 @@ class DriverHomes:
         self.keys = {market_id: MarketKeys(market_id, prefix) for market_id in market_ids}
         self.ttl_s = max(1, round(ttl_s))
         self._clock = clock
-        self._wall_clock = wall_clock  # the records' times, compared across ingest processes
+        # The records' times, compared across ingest processes (the newest is the driver's
+        # market; leave_market.lua keeps a driver whose old record is not older). Wall clocks
+        # suffice: the two records of a real move are written at least a ping interval apart
+        # (seconds), far more than NTP-synced hosts' skew (milliseconds). A skew beyond the gap
+        # would make the old market look newest until the driver's next record write.
+        self._wall_clock = wall_clock
         self._written: dict[str, tuple[str, float]] = {}  # driver → (market, rewrite due)
 
     def unrecorded(self, market_id: str, driver_ids: Iterable[str]) -> dict[str, str]:
@@ -61,6 +66,20 @@ class DriverHomes:
         for driver_id, market_id in homes.items():
             pipe.set(self.keys[market_id].driver_home(driver_id), written_ms, ex=self.ttl_s)
         return written_ms
+
+    def moved(self, homes: dict[str, str]) -> dict[str, str]:
+        """Of records about to be marked written, those whose market changed since this process
+        last wrote the driver's: only they need leave steps. The routine rewrite every TTL/2, or
+        every driver's first write after a restart, ran a leave step in every other market (on a
+        cluster, other shards) and filled the leave queue, dropping real moves. A move this
+        memory misses (one made while this process restarted) is made by the driver's next
+        lookup."""
+        written = self._written
+        return {
+            driver_id: market_id
+            for driver_id, market_id in homes.items()
+            if (last := written.get(driver_id)) is not None and last[0] != market_id
+        }
 
     def recorded(self, homes: dict[str, str]) -> None:
         """The records are in Redis: skip them until the market changes or half the TTL passes."""

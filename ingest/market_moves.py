@@ -8,7 +8,8 @@ Each market's keys are in its own slot, so the move is two steps: ingest records
 goes offline there and out of its geo index, and its record there is deleted. Two things run the
 second step, both idempotent and both safe against a ping racing them (a record written in the
 old market since the move keeps the driver there):
-- ingest, right after it records a driver's market, in the background (`run`): another shard's
+- ingest, right after it records a driver's market, in the background (`run`), when its memory
+  had the driver in another one (DriverHomes.moved: not the routine rewrites); another shard's
   failure never holds a ping's 202 up;
 - every lookup of the driver's market (status PUT, view) that finds records in several markets.
 

@@ -13,6 +13,8 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
+from ingest.batcher import TelemetryBatcher
+from ingest.driver_homes import DriverHomes
 from matching.geo_index import update_positions
 from matching.handlers import MatchingDeps, try_offer
 from ridepulse.contracts.envelope import now_ms
@@ -280,3 +282,35 @@ async def test_a_carried_status_never_overrides_a_newer_one(
     assert moves is not None
     await moves.carry({"racer": ("nyc", left.left_at_ms)})
     assert await status_in(redis, two_markets, "nyc", "racer") == "offline"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_only_a_record_written_in_a_new_market_runs_leave_steps(
+    settings: Settings, redis: aioredis.Redis
+) -> None:
+    """Seen: every record write queued leave steps in every other market, the routine rewrite
+    every TTL/2 and every driver's first write after an ingest restart: after a restart they
+    filled the queue (1,000) and real moves were dropped."""
+    clock = Clock()
+    homes = DriverHomes(settings.key_prefix, ["sf", "nyc"], ttl_s=600, clock=clock)
+    told: list[dict[str, str]] = []
+    batcher = TelemetryBatcher(
+        redis, source="test", maxlen=100, homes=homes, moved=lambda h, _ms: told.append(h)
+    )
+    stream = f"{settings.key_prefix}:moves-test"
+    ping = {"driver_id": "stayer", "ts": now_ms(), **MIDTOWN}
+    await batcher.submit(stream, [ping], "nyc")  # a driver this process has not written yet
+    clock.now += 301  # past TTL/2: its record is rewritten, in the same market
+    await batcher.submit(stream, [ping], "nyc")
+    nyc = MarketKeys("nyc", settings.key_prefix)
+    assert await redis.exists(nyc.driver_home("stayer")) == 1
+    assert told == []
+    await batcher.submit(stream, [{**ping, **DOWNTOWN}], "sf")
+    assert told == [{"stayer": "sf"}]
