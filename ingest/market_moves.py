@@ -20,7 +20,9 @@ the ping's record was written is carried over, not undone.
 
 A driver holding a ride or an offer in the old market stays there, status, ride and record: its
 status PUT and view go to the market of its ride until the ride lets it go; the next lookup or
-record write then moves it out."""
+record write then moves it out. It does not keep a trip across a boundary for long: pings
+elsewhere do not restamp the old market's `drivers:seen`, so that market's janitor loses the
+driver after `driver_lost_s` (lose_driver.lua) as it would a silent one."""
 
 from __future__ import annotations
 
