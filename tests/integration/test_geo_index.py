@@ -11,6 +11,9 @@ import redis.asyncio as aioredis
 
 from matching.geo_filter import PositionFilter
 from matching.geo_index import drop_stale, update_positions
+from pricing.deps import PricingDeps
+from pricing.supply import sample_supply
+from ridepulse.contracts.envelope import now_ms
 from ridepulse.contracts.events import Ping
 from ridepulse.keys import MarketKeys
 from ridepulse.pickups import nearby_available
@@ -216,12 +219,18 @@ async def test_stale_drivers_nearer_than_the_limit_do_not_hide_a_fresh_one(
     assert [d.driver_id for d in found] == ["ok0", "ok1", "ok2"]
 
 
-async def test_a_stale_driver_going_available_is_not_quoted_until_its_next_ping(
+async def test_a_stale_driver_going_available_is_not_supply_until_its_next_ping(
     settings: Settings, redis: aioredis.Redis, keys: MarketKeys
 ) -> None:
     """Seen: a driver silent past driver_stale_s that went available was indexed at its last
-    position. Matching never offered it (nearby_available checks freshness), but the quote gave
-    its pickup ETA and pricing counted it as supply until the stale sweep (up to 30 s)."""
+    position. Matching never offered it (nearby_available checks freshness), but pricing, which
+    reads the index with no freshness check, counted it as supply until the stale sweep (up to
+    30 s), and so did quotes then (they now check freshness themselves)."""
+    pricing = PricingDeps.create(redis, settings, ["sf"], "test")
+
+    async def supply() -> int:
+        return await sample_supply(pricing, "sf", now_ms())
+
     pickup = {"lat": PICKUP[0], "lon": PICKUP[1]}
     dropoff = {"lat": PICKUP[0], "lon": PICKUP[1] + 0.02}
     async with start(settings) as ingest:
@@ -247,10 +256,11 @@ async def test_a_stale_driver_going_available_is_not_quoted_until_its_next_ping(
         await redis.zadd(keys.drivers_seen, {"silent": silent_since})
         await go_available("silent")
         assert await redis.hget(keys.driver_statuses, "silent") == b"available"
-        assert await pickup_eta_s() == fresh_only  # not the silent driver's, 700 m nearer
+        assert await supply() == 1  # pricing counts the fresh driver only
         assert await indexed(redis, keys) == {"fresh"}
         await update_positions(redis, keys, [ping("silent", 100, 2)])  # its next ping
         assert await indexed(redis, keys) == {"fresh", "silent"}
+        assert await supply() == 2
         assert await pickup_eta_s() < fresh_only
 
 
