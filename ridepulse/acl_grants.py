@@ -166,6 +166,7 @@ SERVICE_GRANTS: dict[str, Grant] = {
             # XINFO GROUPS and CONSUMERS, XLEN, XRANGE: the shedding groups' backlog (backlog.py)
             ("xread", "xrange", "xinfo|groups", "xinfo|consumers", "xlen", "geosearch", "time"),
             ("zmscore",),  # a quote's driver search (ridepulse/nearby_available.lua): freshness
+            ("hvals",),  # a quote's bound on speeds: the fastest in the market (ingest/quotes.py)
             (
                 "waitaof",
                 "wait",

@@ -2,11 +2,8 @@
 their ranking by pickup ETA, shared by matching (which offers the ride to the first) and ingest
 (whose quote promises the first's ETA), so a quote's pickup ETA is the offer's.
 
-A quote needs one search where an offer may need several (the radii below, then a search out to
-where a faster driver could be: matching/planner.py), and gets the same first driver: the search
-returns the nearest `limit` drivers, so the nearest `limit` within any smaller radius are the
-ones of the widest search that lie within it, and a driver that the offer's searches leave out
-is one no faster than the driver it found (ridepulse/travel.py `reach_m`)."""
+Both run the same searches (ridepulse/pickup_search.py: the radii below, nearest first, then
+one search out to where a faster driver could be, `reach_m`) and rank by the same ETA."""
 
 from __future__ import annotations
 
