@@ -11,7 +11,9 @@ read (uvloop's are at most 250 KB).
 
 A request also has a deadline (`RIDEPULSE_HTTP_HEAD_TIMEOUT_S`): from the connection's start,
 and from the end of each response, the client has that long to finish its next request, head
-and body, however slowly its bytes trickle in; past it the connection is answered 408 (or, if
+and body, however slowly its bytes trickle in (a pipelined request read whole before the
+answer ahead of it ended is not timed while it is answered: its handler, or its stream, may
+take longer); past it the connection is answered 408 (or, if
 the request was answered already, just closed). uvicorn's keep-alive timer is no such deadline:
 every byte cancels it, so a client sending a byte a minute held its connection, and a file
 descriptor, for ever: in a head (or sending nothing on a new connection) until 2026-12-07, in
@@ -30,7 +32,11 @@ from __future__ import annotations
 from asyncio import Transport
 from weakref import WeakSet
 
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 from uvicorn.server import ServerState
 
 from ridepulse.errors import http_error_code
@@ -79,8 +85,15 @@ class CappedHeadProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         _on_response_complete(self)
-        if self._request_since is None:  # the next request's clock (a pipelined one may be
-            self._request_since = self.loop.time()  # done); an unread body's runs on
+        if self._request_since is None and not self._answering(self.cycle):
+            self._request_since = self.loop.time()  # the next request's clock; an unread
+            # body's runs on
+
+    @staticmethod
+    def _answering(cycle: RequestResponseCycle | None) -> bool:
+        """The cycle's request is all in and its answer still on its way (a pipelined request
+        now in its handler, or streaming): the clock is the client's, for requests it sends."""
+        return cycle is not None and not cycle.more_body and not cycle.response_complete
 
     def data_received(self, data: bytes) -> None:
         if self._head_open:

@@ -248,3 +248,50 @@ def test_what_the_parser_refuses_is_a_json_400_and_closed(
     protocol.data_received(stream)
     assert transport.closed
     assert json_error(transport.written, 400)["error"] == "malformed_request"
+
+
+class Started(Unserved):
+    """Records each cycle handed to the app (which runs nothing): the test answers for it."""
+
+    started: list[Any]
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        self.started.append(cycle)
+
+
+def answer(loop: asyncio.AbstractEventLoop, cycle: Any, *, more_body: bool = False) -> None:
+    send = cycle.send
+    loop.run_until_complete(send({"type": "http.response.start", "status": 200, "headers": []}))
+    body = {"type": "http.response.body", "body": b"{}", "more_body": more_body}
+    loop.run_until_complete(send(body))
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["handler running", "streaming"])
+def test_a_pipelined_request_received_whole_is_not_timed_while_it_is_answered(
+    loop: asyncio.AbstractEventLoop, streaming: bool
+) -> None:
+    """The deadline is the client's, to send a request: the end of the first answer started
+    it for the second, already received and in its handler, and a handler (or a stream)
+    slower than the deadline had its connection closed with no answer."""
+    config = uvicorn.Config(app, lifespan="off", log_config=None, log_level="error")
+    timed = type("Timed", (Started,), {"head_timeout_s": 0.1, "started": []})
+    protocol = timed(config=config, server_state=ServerState(), app_state={}, _loop=loop)
+    transport = Recorder()
+    transport.protocol = protocol
+    protocol.connection_made(transport)
+    protocol.data_received(head_of(200) + head_of(200))  # two GETs pipelined in one read
+    first = protocol.started[0]
+    answer(loop, first)
+    assert len(protocol.started) == 2, "the pipelined GET was not handed on"
+    second = protocol.started[1]
+    if streaming:
+        answer(loop, second, more_body=True)
+    loop.run_until_complete(asyncio.sleep(0.3))
+    assert not transport.closed, "closed while the pipelined request was being answered"
+    if streaming:
+        loop.run_until_complete(second.send({"type": "http.response.body", "body": b""}))
+    else:
+        answer(loop, second)
+    assert transport.written.count(b"HTTP/1.1 200 ") == 2, transport.written
+    loop.run_until_complete(asyncio.sleep(0.3))
+    assert transport.closed, "no deadline for the next request once both were answered"
