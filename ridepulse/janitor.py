@@ -40,7 +40,7 @@ from ridepulse.redis_client import connect
 from ridepulse.retention import prune_heartbeats, prune_rider_open_rides, trim_rider_rides
 from ridepulse.rides.clock import server_time_ms
 from ridepulse.rides.store import RideStore
-from ridepulse.settings import Settings
+from ridepulse.settings import UNHEARD_AFTER_SWEEPS, Settings
 from ridepulse.silent_drivers import evict_departed, release_lost_rides
 from ridepulse.telemetry_loss import TrimmedReads
 from ridepulse.unheard import UnheardTimes
@@ -51,9 +51,6 @@ DRIVER_SWEEPS_HELD_BACK = Counter(
     "(a telemetry group behind, the platform down or cut off from Redis) as silence",
     ["market"],
 )
-# Sweep intervals past which the janitor's own pause means nobody was hearing: the janitor was
-# down, or Redis unreachable or frozen. Wide enough that a slow pass is not mistaken for one.
-UNHEARD_AFTER_SWEEPS = 3
 
 
 async def trim_once(redis: aioredis.Redis, settings: Settings) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ridepulse.logs import LogFormat
@@ -16,6 +16,10 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 # An HS256 key shorter than its 32-byte hash is below what RFC 7518 asks and PyJWT warns about;
 # the generated one has 64 characters
 MIN_SECRET_CHARS = 32
+# Sweep intervals past which the janitor's own pause means nobody was hearing drivers (it was
+# down, or Redis unreachable or frozen: ridepulse/heard_until.py). Wide enough that one slow
+# pass is not mistaken for one.
+UNHEARD_AFTER_SWEEPS = 3
 DRIVER_STALE_S = 30.0  # the default silence after which a driver is not offered (RideStore's too)
 
 
@@ -305,6 +309,20 @@ class Settings(BaseSettings):
         if secret and len(secret.strip()) < MIN_SECRET_CHARS:
             raise ValueError(f"{MIN_SECRET_CHARS} characters at least (not counting blanks)")
         return secret
+
+    @field_validator("driver_sweep_interval_s")
+    @classmethod
+    def _outage_seen_before_loss(cls, interval_s: float, info: ValidationInfo) -> float:
+        """The janitor takes a pause of UNHEARD_AFTER_SWEEPS sweeps for an outage, which is
+        not the drivers' silence; a pause that long but shorter than driver_lost_s is the only
+        kind it can tell from silence, so the two must leave room for it."""
+        lost_s = info.data.get("driver_lost_s")
+        if lost_s is not None and interval_s * UNHEARD_AFTER_SWEEPS >= lost_s:
+            raise ValueError(
+                f"{UNHEARD_AFTER_SWEEPS} sweeps must be shorter than driver_lost_s ({lost_s:g} s): "
+                "a longer pause is how the janitor tells the platform's outage from silence"
+            )
+        return interval_s
 
     @field_validator("scale")
     @classmethod

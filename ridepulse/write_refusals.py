@@ -70,8 +70,12 @@ def memory_problem(address: str, memory: dict[str, Any]) -> str | None:
 
 def replicas_problem(address: str, replication: dict[str, Any], min_replicas: int) -> str | None:
     """A primary set to write only with `min_replicas` good replicas (acked within
-    min-replicas-max-lag) refuses every write while it has fewer: a replica down or lagging."""
-    good = int(replication.get("min_slaves_good_slaves", 0))
+    min-replicas-max-lag) refuses every write while it has fewer: a replica down or lagging.
+    INFO shows the count only while the rule is on (a max lag of 0 turns it off, writes go
+    through): no count, no refusal."""
+    if "min_slaves_good_slaves" not in replication:
+        return None
+    good = int(replication["min_slaves_good_slaves"])
     if not min_replicas or good >= min_replicas:
         return None
     return (

@@ -39,6 +39,8 @@ def test_a_server_past_its_maxmemory_is_named() -> None:
 
 def test_a_primary_short_of_its_good_replicas_is_named() -> None:
     assert replicas_problem("", {"connected_slaves": 0}, 0) is None  # no minimum set
+    # min-replicas-max-lag 0: the rule is off, INFO has no count and writes go through
+    assert replicas_problem("", {"connected_slaves": 0}, 1) is None
     assert replicas_problem("", {"min_slaves_good_slaves": 1}, 1) is None
     problem = replicas_problem(" 127.0.0.1:7001", {"min_slaves_good_slaves": 1}, 2)
     assert problem is not None and problem.startswith(
