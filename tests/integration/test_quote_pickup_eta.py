@@ -67,7 +67,8 @@ async def test_a_quote_with_a_driver_nearby_searches_only_the_first_radius(
     with 50,000 drivers in range, against ~1 ms at 1.5 km); a driver 300 m away is found, and
     proven fastest, by one search of the first radius, as matching's offer finds it."""
     keys = MarketKeys("sf", settings.key_prefix)
-    await redis.hset(keys.speeds, mapping=two_sides.learned_speeds(settings.h3_resolution))
+    learned: dict[Any, Any] = two_sides.learned_speeds(settings.h3_resolution)
+    await redis.hset(keys.speeds, mapping=learned)
     await sf_matching_with_drivers_at(redis, settings, {"near": east_of(PICKUP, 300)})
     pickup = {"lat": PICKUP[0], "lon": PICKUP[1]}
     dropoff = {"lat": two_sides.DROPOFF[0], "lon": two_sides.DROPOFF[1]}
