@@ -16,6 +16,17 @@ from ridepulse.settings import Settings
 pytest_plugins = ["tests.support.cpu_hogs"]
 
 
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A Valkey of the test's own, for what must not reach the session's server: stopping,
+    freezing or reconfiguring it (maxmemory, save points)."""
+    server = EmbeddedRedis(tmp_path / "valkey").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
     server = EmbeddedRedis(tmp_path_factory.mktemp("valkey")).start()

@@ -8,7 +8,7 @@ which the server samples once a second only while its reads succeed."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -25,8 +25,8 @@ from tests.browser.test_dashboard_page import (  # noqa: F401 (fixtures)
     browser,
     page,
 )
-from tests.integration.test_frozen_redis import frozen
 from tests.support.dashboard_city import RideWriter
+from tests.support.frozen import frozen
 
 pytestmark = [
     pytest.mark.browser,
@@ -38,20 +38,10 @@ MATCHES = 50  # matched 58 s down to 33.5 s ago: one leaves the last minute ever
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    """A Valkey of this test's own: the session's server is never frozen."""
-    own = EmbeddedRedis(tmp_path / "valkey").start()
-    try:
-        yield own
-    finally:
-        own.stop()
-
-
-@pytest.fixture
 async def dashboard_alone(
-    server: EmbeddedRedis, settings: Settings, tmp_path: Path
+    own_server: EmbeddedRedis, settings: Settings, tmp_path: Path
 ) -> AsyncIterator[DashboardProcess]:
-    process = DashboardProcess(settings.model_copy(update={"redis_url": server.url}), tmp_path)
+    process = DashboardProcess(settings.model_copy(update={"redis_url": own_server.url}), tmp_path)
     try:
         await process.start()
         yield process
@@ -62,11 +52,11 @@ async def dashboard_alone(
 async def test_the_badge_goes_stale_while_redis_is_frozen_and_live_after(
     page: Page,  # noqa: F811
     dashboard_alone: DashboardProcess,
-    server: EmbeddedRedis,
+    own_server: EmbeddedRedis,
     settings: Settings,
 ) -> None:
     dashboard = dashboard_alone
-    own = settings.model_copy(update={"redis_url": server.url})
+    own = settings.model_copy(update={"redis_url": own_server.url})
     frames: list[float] = []
 
     def watch(ws: WebSocket) -> None:
@@ -94,7 +84,7 @@ async def test_the_badge_goes_stale_while_redis_is_frozen_and_live_after(
         timeout=10_000,
     )
 
-    with frozen(server):
+    with frozen(own_server):
         frozen_at = time.monotonic()
         await expect(badge).to_have_attribute("data-state", "stale", timeout=STALE_WITHIN_S * 1000)
         stale_after_s = time.monotonic() - frozen_at

@@ -8,10 +8,9 @@ import asyncio
 import shutil
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -148,13 +147,6 @@ async def test_a_deleted_stream_is_recreated_and_entries_added_afterwards_are_pr
         await _assert_recovers(it, redis, stream, lambda: redis.delete(stream))
 
     assert all(it.handled[e.id] == 1 for e in before), "the deleted entries are gone for good"
-
-
-@pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    server = EmbeddedRedis(tmp_path / "valkey").start()
-    yield server
-    server.stop()
 
 
 async def test_a_server_restarted_without_its_data_is_ridden_out_and_the_loss_reported(

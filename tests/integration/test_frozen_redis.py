@@ -10,7 +10,6 @@ alone: the session's shared server is never stopped."""
 from __future__ import annotations
 
 import contextlib
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ import pytest
 from loadtests.platform import clean_env
 from ridepulse.auth import mint_dashboard_link, mint_token
 from ridepulse.redis_server import EmbeddedRedis, free_port
+from tests.support.frozen import frozen
 from tests.support.processes import RIDEPULSE, run_service
 from tests.support.waiting import wait_until_sync
 
@@ -35,33 +35,14 @@ ANSWER_WITHIN_S = 5.0
 RIDE = {"pickup": {"lat": 37.7793, "lon": -122.4193}, "dropoff": {"lat": 37.7599, "lon": -122.4148}}
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    own = EmbeddedRedis(tmp_path / "valkey").start()
-    try:
-        yield own
-    finally:
-        own.stop()
-
-
 @contextlib.contextmanager
-def frozen(server: EmbeddedRedis) -> Iterator[None]:
-    assert server.process is not None
-    server.process.send_signal(signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        server.process.send_signal(signal.SIGCONT)
-
-
-@contextlib.contextmanager
-def running(service: str, server: EmbeddedRedis, data_dir: Path) -> Iterator[str]:
+def running(service: str, own_server: EmbeddedRedis, data_dir: Path) -> Iterator[str]:
     """`ridepulse run <service>` on a free port against `server`; yields its base URL."""
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / f"{service}.log"
     env = clean_env(
-        RIDEPULSE_REDIS_URL=server.url,
+        RIDEPULSE_REDIS_URL=own_server.url,
         RIDEPULSE_KEY_PREFIX=f"t{port}",
         RIDEPULSE_DATA_DIR=str(data_dir),
         RIDEPULSE_SECRET=SECRET,
@@ -96,12 +77,12 @@ def request_ride(api: str, key: str) -> httpx.Response:
 
 
 def test_a_frozen_server_gets_a_ride_request_its_503_within_seconds(
-    server: EmbeddedRedis, tmp_path: Path
+    own_server: EmbeddedRedis, tmp_path: Path
 ) -> None:
-    with running("ingest", server, tmp_path / "ingest") as api:
+    with running("ingest", own_server, tmp_path / "ingest") as api:
         accepted = request_ride(api, "before")
         assert accepted.status_code == 202, accepted.text
-        with frozen(server):
+        with frozen(own_server):
             started = time.monotonic()
             refused = request_ride(api, "while-frozen")
             took_s = time.monotonic() - started
@@ -113,12 +94,12 @@ def test_a_frozen_server_gets_a_ride_request_its_503_within_seconds(
 
 
 def test_a_frozen_server_gets_a_dashboard_ride_read_its_503_within_seconds(
-    server: EmbeddedRedis, tmp_path: Path
+    own_server: EmbeddedRedis, tmp_path: Path
 ) -> None:
-    with running("dashboard", server, tmp_path / "dashboard") as dashboard:
+    with running("dashboard", own_server, tmp_path / "dashboard") as dashboard:
         url = f"{dashboard}/api/rides/sf-r-missing?token={mint_dashboard_link(SECRET, 'ops')}"
         assert httpx.get(url, timeout=30).status_code == 404
-        with frozen(server):
+        with frozen(own_server):
             started = time.monotonic()
             answer = httpx.get(url, timeout=30)
             took_s = time.monotonic() - started
@@ -134,20 +115,20 @@ def test_a_frozen_server_gets_a_dashboard_ride_read_its_503_within_seconds(
     ids=["status", "deadletters", "run-ingest", "run-dashboard"],
 )
 def test_a_command_against_a_frozen_server_ends_with_one_line(
-    server: EmbeddedRedis, tmp_path: Path, command: list[str]
+    own_server: EmbeddedRedis, tmp_path: Path, command: list[str]
 ) -> None:
     """A frozen server accepts the connection and never answers: every command still ends, with
     one line (architecture.md: a wrong URL must not look like a hang). redis-py's default 5 s
     socket timeout is what ends the operator's commands; the services give up after their
     15 s of start-up patience."""
     env = clean_env(
-        RIDEPULSE_REDIS_URL=server.url,
+        RIDEPULSE_REDIS_URL=own_server.url,
         RIDEPULSE_DATA_DIR=str(tmp_path / "cli"),
         RIDEPULSE_API_PORT=str(free_port()),
         RIDEPULSE_DASHBOARD_PORT=str(free_port()),
         RIDEPULSE_LOG_FORMAT="json",
     )
-    with frozen(server):
+    with frozen(own_server):
         started = time.monotonic()
         result = subprocess.run(
             [str(RIDEPULSE), *command], capture_output=True, text=True, timeout=60, env=env

@@ -10,11 +10,8 @@ of over 0.6 s in its passes is unheard."""
 
 from __future__ import annotations
 
-import contextlib
-import signal
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -30,6 +27,7 @@ from ridepulse.rides.clock import server_time_ms
 from ridepulse.settings import Settings
 from ridepulse.unheard import UnheardTimes
 from tests.integration.test_janitor_memory import ping, ride_with_driver, tuned
+from tests.support.frozen import frozen
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -101,30 +99,11 @@ async def test_a_driver_pinging_right_after_a_janitor_restart_keeps_its_ride(
 
 
 @pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    server = EmbeddedRedis(tmp_path / "valkey").start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
 async def own_redis(own_server: EmbeddedRedis) -> AsyncIterator[aioredis.Redis]:
     # a janitor's pass against a frozen server fails within half a second, then is retried
     client = aioredis.Redis.from_url(own_server.url, socket_timeout=0.5, protocol=2)
     yield client
     await client.aclose()
-
-
-@contextlib.contextmanager
-def frozen(server: EmbeddedRedis) -> Iterator[None]:
-    assert server.process is not None
-    server.process.send_signal(signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        server.process.send_signal(signal.SIGCONT)
 
 
 async def test_a_driver_pinging_right_after_redis_was_frozen_keeps_its_ride(

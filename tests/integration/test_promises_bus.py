@@ -14,7 +14,7 @@ import asyncio
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -48,14 +48,6 @@ DEFAULT_RIDER_LIMIT = Settings.model_fields["rider_ride_requests_per_min"].defau
 
 
 # ---- 1. out of memory: ingest refuses, acknowledges nothing, and the retry succeeds ------------
-
-
-@pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    """A server of this test's own: CONFIG SET maxmemory must not reach any other test."""
-    server = EmbeddedRedis(tmp_path / "valkey").start()
-    yield server
-    server.stop()
 
 
 @asynccontextmanager
