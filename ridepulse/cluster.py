@@ -22,6 +22,7 @@ from ridepulse.acl import redis_url
 from ridepulse.errors import RedisUnavailable
 from ridepulse.logs import get_logger
 from ridepulse.redis_server import EmbeddedRedis, _password, free_port
+from ridepulse.supervisor import StartInterrupted
 
 SLOTS = 16384
 # Short in development so a killed primary's replica is promoted within a few seconds; production
@@ -85,8 +86,16 @@ def _connect(node: NodeAddress, password: str) -> redis.Redis:
     return redis.Redis(host=node.host, port=node.port, password=password, socket_timeout=5)
 
 
+def never() -> bool:
+    return False
+
+
 def form_cluster(
-    nodes: Sequence[NodeAddress], password: str, primaries: int, markets: Sequence[str]
+    nodes: Sequence[NodeAddress],
+    password: str,
+    primaries: int,
+    markets: Sequence[str],
+    should_stop: Callable[[], bool] = never,
 ) -> None:
     """Make one cluster of empty nodes with plain commands (no `valkey-cli`): the first
     `primaries` nodes get the slots dealt by `deal_slots`, the rest replicate them in turn."""
@@ -98,7 +107,7 @@ def form_cluster(
     with _connect(nodes[0], password) as seed:
         for node in nodes[1:]:
             seed.cluster("MEET", node.host, node.port, node.bus_port)
-    _wait_all_known(nodes, password, timeout_s=30.0)
+    _wait_all_known(nodes, password, timeout_s=30.0, should_stop=should_stop)
     for index, node in enumerate(nodes[primaries:]):
         with _connect(nodes[index % primaries], password) as primary:
             primary_id = primary.cluster("MYID")
@@ -106,12 +115,17 @@ def form_cluster(
             client.cluster("REPLICATE", primary_id)
 
 
-def _wait_all_known(nodes: Sequence[NodeAddress], password: str, timeout_s: float) -> None:
+def _wait_all_known(
+    nodes: Sequence[NodeAddress],
+    password: str,
+    timeout_s: float,
+    should_stop: Callable[[], bool] = never,
+) -> None:
 
     def all_met() -> bool:
         return all(_known_peers(node, password) == len(nodes) for node in nodes)
 
-    _poll(all_met, timeout_s, "cluster nodes did not meet")
+    _poll(all_met, timeout_s, "cluster nodes did not meet", should_stop)
 
 
 def _known_peers(node: NodeAddress, password: str) -> int:
@@ -120,10 +134,18 @@ def _known_peers(node: NodeAddress, password: str) -> int:
     return sum(1 for p in peers.values() if "handshake" not in p["flags"])
 
 
-def _poll(done: Callable[[], bool], timeout_s: float, failure: str) -> None:
-    """Until `done()`, asked every 0.1 s; RedisUnavailable("<failure> within Ns") after."""
+def _poll(
+    done: Callable[[], bool],
+    timeout_s: float,
+    failure: str,
+    should_stop: Callable[[], bool] = never,
+) -> None:
+    """Until `done()`, asked every 0.1 s; RedisUnavailable("<failure> within Ns") after;
+    StartInterrupted as soon as `should_stop()`."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if should_stop():
+            raise StartInterrupted("stopped while the cluster formed")
         if done():
             return
         time.sleep(0.1)
@@ -153,7 +175,11 @@ def cluster_complete(nodes: Sequence[NodeAddress], password: str, replicas: int)
 
 
 def wait_cluster_ok(
-    nodes: Sequence[NodeAddress], password: str, replicas: int, timeout_s: float
+    nodes: Sequence[NodeAddress],
+    password: str,
+    replicas: int,
+    timeout_s: float,
+    should_stop: Callable[[], bool] = never,
 ) -> None:
     """Until every node says cluster_state:ok, sees every replica, and every replica is linked
     to its primary."""
@@ -161,6 +187,7 @@ def wait_cluster_ok(
         lambda: all(_state_ok(node, password, replicas) for node in nodes),
         timeout_s,
         "cluster_state not ok",
+        should_stop,
     )
 
 
@@ -220,16 +247,42 @@ class LocalCluster:
         """A dead node is restarted after twice the node timeout: its replica is promoted first."""
         return 2 * self.node_timeout_ms / 1000
 
-    def start(self, timeout_s: float = 60.0) -> LocalCluster:
+    def start(
+        self, timeout_s: float = 60.0, should_stop: Callable[[], bool] = never
+    ) -> LocalCluster:
+        """Start the nodes and form the cluster (or find it formed). `should_stop` is asked
+        between the steps and while waiting: a stop ends the start with StartInterrupted. It is
+        asked, not raised from a signal handler: an exception raised there lands wherever the
+        signal found the process, inside a fork's logging lock callback once (Python printed
+        "Exception ignored" and lost the stop)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._check_formed_size()
+
+        def check() -> None:
+            if should_stop():
+                raise StartInterrupted("stopped while the cluster formed")
+
         try:  # an interrupted start (a stop while forming) stops the nodes started so far
             for index in range(self.primaries * (1 + self.replicas)):
+                check()
                 self.nodes.append(self._start_node(index))
+            check()
             if not self._formed():
                 reset_nodes(self._addresses(), self.nodes[0].password)
-                self._form()
-            self.wait_ok(timeout_s)
+                form_cluster(
+                    self._addresses(),
+                    self.nodes[0].password,
+                    self.primaries,
+                    self.markets,
+                    should_stop,
+                )
+            wait_cluster_ok(
+                self._addresses(),
+                self.nodes[0].password,
+                self.primaries * self.replicas,
+                timeout_s,
+                should_stop,
+            )
             self._formed_marker.write_text(f"{self.primaries} {self.replicas}\n")
         except BaseException:
             self.stop()
@@ -317,15 +370,6 @@ class LocalCluster:
             NodeAddress("127.0.0.1", node.port, bus_port)
             for node, bus_port in zip(self.nodes, self.bus_ports, strict=True)
         ]
-
-    def _form(self) -> None:
-        form_cluster(self._addresses(), self.nodes[0].password, self.primaries, self.markets)
-
-    def wait_ok(self, timeout_s: float) -> None:
-        """Until every node says cluster_state:ok and every replica is linked to its primary."""
-        wait_cluster_ok(
-            self._addresses(), self.nodes[0].password, self.primaries * self.replicas, timeout_s
-        )
 
     def revive_dead_nodes(self, after_s: float | None = None) -> list[int]:
         """One pass of the loop that restarts dead nodes (`ridepulse up --cluster` and `ridepulse

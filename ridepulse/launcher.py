@@ -3,14 +3,13 @@ process under the supervisor, the simulated fleet, and the URLs to open."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shlex
 import shutil
 import signal
 import sys
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -26,7 +25,7 @@ from ridepulse.auth import (
     write_private,
 )
 from ridepulse.cli_checks import cannot_listen
-from ridepulse.cluster import LocalCluster
+from ridepulse.cluster import LocalCluster, never
 from ridepulse.keys import GlobalKeys
 from ridepulse.logs import configure_logging, get_logger
 from ridepulse.markets import load_markets
@@ -297,8 +296,11 @@ def cluster_dir(settings: Settings) -> Path:
     return Path(settings.data_dir) / "cluster"
 
 
-def start_cluster(settings: Settings, plan: ClusterPlan) -> LocalCluster:
-    """Start (or restart, same ports and data) the local cluster, every market's slot dealt."""
+def start_cluster(
+    settings: Settings, plan: ClusterPlan, should_stop: Callable[[], bool] = never
+) -> LocalCluster:
+    """Start (or restart, same ports and data) the local cluster, every market's slot dealt;
+    `should_stop` ends the start (StartInterrupted)."""
     markets = [m.id for m in load_markets(settings.markets_file, "all").markets]
     return LocalCluster(
         cluster_dir(settings),
@@ -306,7 +308,7 @@ def start_cluster(settings: Settings, plan: ClusterPlan) -> LocalCluster:
         replicas=plan.replicas,
         markets=markets,
         key_prefix=settings.key_prefix,
-    ).start()
+    ).start(should_stop=should_stop)
 
 
 def run_platform(
@@ -325,8 +327,7 @@ def run_platform(
         # replica's promotion (cluster failover) first, and restarted by the watch loop below
         # after twice the node timeout (docs/scaling.md).
         try:
-            with stop.interrupting():  # forming cannot be asked: the stop interrupts it
-                cluster = start_cluster(settings, cluster_plan)
+            cluster = start_cluster(settings, cluster_plan, should_stop=stop)
         except StartInterrupted:  # LocalCluster.start stopped the nodes it had started
             log.info("platform.start_interrupted")
             stop.done()
@@ -388,7 +389,6 @@ class StopRequest:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.requested = False
-        self._interrupt = False
         for sig in self.SIGNALS:
             signal.signal(sig, self._on_signal)
 
@@ -396,21 +396,6 @@ class StopRequest:
         if signum == signal.SIGHUP and not self.requested:
             _detach_from_terminal(self.settings)
         self.requested = True
-        if self._interrupt:
-            self._interrupt = False
-            raise StartInterrupted(f"signal {signum}")
-
-    @contextlib.contextmanager
-    def interrupting(self) -> Iterator[None]:
-        """Inside, a stop also raises StartInterrupted where the step is: for a step that
-        cannot be asked (forming a cluster). Ctrl-C's KeyboardInterrupt did that, exit 130."""
-        if self.requested:
-            raise StartInterrupted("stopped before the step")
-        self._interrupt = True
-        try:
-            yield
-        finally:
-            self._interrupt = False
 
     def done(self) -> None:
         """Everything is stopped: another Ctrl-C has nothing left to stop. Ignored, so that it

@@ -4,6 +4,7 @@ of its own (docs/operations.md); a port that cannot be served is one line, never
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import urllib.request
@@ -21,13 +22,19 @@ pytestmark = pytest.mark.e2e
 CONSUMERS = ("matching", "matching-geo-1", "matching-geo-2", "eta", "pricing", "janitor")
 
 
+_TRIES = random.Random(7)  # seeded; one sequence, so each test of the module gets its own run
+
+
 def _free_run(length: int) -> int:
-    """The first of `length` consecutive ports nothing listens on (tried from a free one up)."""
+    """The first of `length` consecutive ports nothing listens on, below the kernel's ephemeral
+    range: `free_port()` (the API's and dashboard's ports) is drawn from that range, and one of
+    its ports inside the run made `up` refuse the run for the wrong reason (a CI failure)."""
+    low, _high = (
+        int(n) for n in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    )
     for _ in range(50):
-        base = free_port()
-        if base + length <= 65536 and all(
-            cannot_listen("127.0.0.1", port) is None for port in range(base, base + length)
-        ):
+        base = _TRIES.randrange(10_000, low - length)
+        if all(cannot_listen("127.0.0.1", port) is None for port in range(base, base + length)):
             return base
     raise AssertionError(f"no {length} free consecutive ports found in 50 tries")
 
@@ -74,6 +81,7 @@ def test_up_refuses_a_busy_metrics_port_before_anything_starts(tmp_path: Path) -
     base = _free_run(len(CONSUMERS))
     ports = ["--api-port", str(free_port()), "--dashboard-port", str(free_port())]
     with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind
         other.bind(("127.0.0.1", base + 3))
         other.listen()
         result = subprocess.run(
