@@ -15,6 +15,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from ridepulse.keys import MarketKeys
+from ridepulse.replies import text
 
 # KEYS 1 heard-until stamp, 2 unheard stretches. ARGV 1 now ms (the pass's server time), 2 gap ms.
 # Returns the stamp it found when it recorded a stretch ('' if none), then every stretch kept.
@@ -43,17 +44,13 @@ class Heard:
     stretches: list[tuple[int, int]]
 
 
-def _ms(raw: Any) -> str:
-    return raw.decode() if isinstance(raw, bytes) else str(raw)
-
-
 async def hear(redis: aioredis.Redis, keys: MarketKeys, now_ms: int, gap_ms: int) -> Heard:
     """Stamp the market heard at `now_ms`; a stamp older than `gap_ms` makes the time since it
     unheard."""
     reply: Any = await redis.register_script(_HEAR)(
         keys=[keys.drivers_heard_until, keys.drivers_unheard], args=[now_ms, gap_ms]
     )
-    found, *members = (_ms(r) for r in reply)
+    found, *members = (text(r) for r in reply)
     stretches = []
     for member in members:
         start, end = member.split(":")

@@ -75,6 +75,21 @@ def previous_port(settings: Settings) -> int:
     return port if cannot_listen("127.0.0.1", port) is None else 0
 
 
+def embedded_server(settings: Settings) -> EmbeddedRedis:
+    """The data dir's embedded server, prepared to start on its previous port if free."""
+    return EmbeddedRedis(
+        Path(settings.data_dir) / "redis",
+        key_prefix=settings.key_prefix,
+        port=previous_port(settings),
+    ).prepare()
+
+
+def server_started(settings: Settings, server: EmbeddedRedis) -> None:
+    """The server answers: its port is kept for the next start (`previous_port`)."""
+    write_private(_port_file(settings), str(server.port))
+    get_logger().info("redis.started", port=server.port, data_dir=str(server.data_dir))
+
+
 def run_server_only(settings: Settings, announce: Callable[[str], None]) -> int:
     """`ridepulse redis`: the embedded server supervised as `ridepulse up` runs it, restarted
     when it dies on the same port, password, ACL file and AOF, so a client holding the URL
@@ -82,19 +97,13 @@ def run_server_only(settings: Settings, announce: Callable[[str], None]) -> int:
     `announce` gets the URL once the server answers; returns at SIGINT, SIGTERM or SIGHUP.
     A server that cannot start raises RuntimeError."""
     configure_logging("redis", settings.log_level)  # stderr: stdout carries only the URL
-    log = get_logger()
-    server = EmbeddedRedis(
-        Path(settings.data_dir) / "redis",
-        key_prefix=settings.key_prefix,
-        port=previous_port(settings),
-    ).prepare()
+    server = embedded_server(settings)
     supervisor = Supervisor([server_spec(server)])
     stop = StopRequest(settings)  # before the server starts: a reader of the URL may stop us
     try:
         supervisor.start_all(should_stop=stop)
-        write_private(_port_file(settings), str(server.port))
+        server_started(settings, server)
         remember_running_redis(settings, server.url)
-        log.info("redis.started", port=server.port, data_dir=str(server.data_dir))
         announce(server.url)
         supervisor.watch(stop)
     except StartInterrupted:
@@ -201,7 +210,6 @@ def service_specs(
     local cluster each connects as its own ACL user (an external URL is used as given)."""
     logs = Path(settings.data_dir) / "logs"
     ridepulse_bin = shutil.which("ridepulse") or str(Path(sys.executable).parent / "ridepulse")
-    scale = {**DEFAULT_SCALE, **parse_scale(settings.scale)}
     ports = metrics_ports(settings)
     specs = []
     for name, index, child in _children(settings):
@@ -219,7 +227,7 @@ def service_specs(
         }
         if settings.markets:
             env["RIDEPULSE_MARKETS"] = settings.markets
-        if name in LEASED and scale.get(name, 1) > 1:
+        if name in LEASED and child != name:  # named with its index: one of several
             env["RIDEPULSE_LEASES"] = "1"  # one owner per market: the replicas split them
         if name == "ingest":
             ready = _http_ready(f"http://{settings.host}:{settings.api_port}/readyz")
@@ -336,11 +344,7 @@ def run_platform(
         remember_running_redis(settings, cluster.url)
         log.info("cluster.started", url_port=cluster.nodes[0].port, nodes=len(cluster.nodes))
     elif not settings.redis_url:
-        server = EmbeddedRedis(
-            Path(settings.data_dir) / "redis",
-            key_prefix=settings.key_prefix,
-            port=previous_port(settings),
-        ).prepare()
+        server = embedded_server(settings)
         specs.append(server_spec(server))
         settings = settings.model_copy(update={"redis_url": server.url})
     # timeouts on every call: a probe must never hang the watch loop on a stalled server
@@ -352,8 +356,7 @@ def run_platform(
     try:
         supervisor.start_all(should_stop=stop)
         if server is not None:
-            write_private(_port_file(settings), str(server.port))
-            log.info("redis.started", port=server.port, data_dir=str(server.data_dir))
+            server_started(settings, server)
         if cluster is None:  # a given --redis-url too: `status` in another shell finds it
             remember_running_redis(settings, settings.redis_url or "")
         print_banner(settings, secret, [s.name for s in services], bool(sims), server, cluster)
