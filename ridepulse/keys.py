@@ -95,7 +95,10 @@ class MarketKeys:
         return f"{self._base}:rides:active"
 
     def idempotency(self, rider_id: str, key: str) -> str:
-        return f"{self._base}:idem:{rider_id}:{key}"
+        """HASH of the ride a rider's Idempotency-Key made. Both parts may hold `:`, so the rider
+        id carries its length: rider `r:x` with key `k` and rider `r` with key `x:k` would
+        otherwise name one record (tests/e2e/test_rider_contracts.py)."""
+        return f"{self._base}:idem:{len(rider_id)}:{rider_id}:{key}"
 
     def rider_rides(self, rider_id: str) -> str:
         return f"{self._base}:rider:{rider_id}:rides"

@@ -1,7 +1,8 @@
 -- request_ride: create a ride in `requested`, or answer what an earlier request with the same
 -- idempotency key was answered. Checks in this order, all in one atomic step:
 --   1. the idempotency key (first: a retry is answered even if its quote has since been used or
---      expired); the same key with another request body is refused;
+--      expired); the same key with another request body, or a record of another rider, is
+--      refused (defence in depth: the key's name already tells riders apart);
 --   2. the rider's open rides (limit; 0 = none);
 --   3. the quote: this rider's, not used yet, for this pickup and dropoff; it is used up here.
 -- KEYS 11 the rider's ride set, 12 the rider's open rides, 13 the idempotency record,
@@ -19,9 +20,9 @@ local idem_ttl, idem_used, body_hash = ARGV[X + 10], ARGV[X + 11] == '1', ARGV[X
 local open_limit = tonumber(ARGV[X + 13])
 
 if idem_used then
-  local stored = redis.call('HMGET', IDEMPOTENCY, 'ride_id', 'body')
+  local stored = redis.call('HMGET', IDEMPOTENCY, 'ride_id', 'body', 'rider_id')
   if stored[1] then
-    if stored[2] ~= body_hash then return {'idempotency', stored[1]} end
+    if stored[2] ~= body_hash or stored[3] ~= rider_id then return {'idempotency', stored[1]} end
     -- A write on purpose: WAITAOF on this connection then also covers the original ride,
     -- which another connection may have written moments ago and not fsynced yet.
     redis.call('EXPIRE', IDEMPOTENCY, idem_ttl)
@@ -73,7 +74,7 @@ redis.call('ZADD', ACTIVE, now, A.ride_id)
 redis.call('SADD', RIDER_RIDES, A.ride_id)
 redis.call('SADD', RIDER_OPEN, A.ride_id)
 if idem_used then
-  redis.call('HSET', IDEMPOTENCY, 'ride_id', A.ride_id, 'body', body_hash)
+  redis.call('HSET', IDEMPOTENCY, 'ride_id', A.ride_id, 'body', body_hash, 'rider_id', rider_id)
   redis.call('EXPIRE', IDEMPOTENCY, idem_ttl)
 end
 

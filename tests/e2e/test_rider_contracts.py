@@ -203,6 +203,30 @@ def test_an_idempotency_key_replays_its_answer_and_refuses_another_body(
         assert _cancel(shared_city, rider, ride_id.json()["ride_id"]).status_code == 200
 
 
+def _get_ride(city: City, rider: str, ride_id: str) -> httpx.Response:
+    return city.http.get(f"/v1/rides/{ride_id}", headers=city.token("rider", rider))
+
+
+@pytest.mark.parametrize("same_body", [True, False], ids=["same-body", "another-body"])
+def test_riders_whose_id_and_key_join_to_the_same_text_keep_their_own_keys(
+    shared_city: City, same_body: bool
+) -> None:
+    # rider `<r>:x` with key `k` and rider `<r>` with key `x:k`: both pairs read `<r>:x:k`
+    rider = f"idem-join-{int(same_body)}"
+    first_body = _ride_body(DOWNTOWN, DROPOFF)
+    second_body = first_body if same_body else _ride_body(DOWNTOWN, offset(DOWNTOWN, 600, 0))
+    first = _post_ride(shared_city, f"{rider}:x", first_body, key="k")
+    assert first.status_code == 202, first.text
+    second = _post_ride(shared_city, rider, second_body, key="x:k")
+    assert second.status_code == 202, f"the second rider never used this key: {second.text}"
+    assert second.json()["ride_id"] != first.json()["ride_id"], "answered with another's ride"
+    for owner, response in ((f"{rider}:x", first), (rider, second)):
+        ride_id = response.json()["ride_id"]
+        mine = _get_ride(shared_city, owner, ride_id)
+        assert mine.status_code == 200, f"{owner} cannot read its ride {ride_id}: {mine.text}"
+        assert _cancel(shared_city, owner, ride_id).status_code == 200
+
+
 # --- 11.4: limits ---------------------------------------------------------------------------------
 
 

@@ -58,7 +58,22 @@ async def test_the_idempotency_key_is_checked_before_anything_and_bound_to_the_b
     with pytest.raises(InvalidInput) as refused:
         await request(store, "r3", idempotency_key="k", body_hash="h2")
     assert refused.value.field == "idempotency_key"
-    assert await redis.hgetall(keys.idempotency("u1", "k")) == {b"ride_id": b"r1", b"body": b"h1"}
+    record = await redis.hgetall(keys.idempotency("u1", "k"))
+    assert record == {b"ride_id": b"r1", b"body": b"h1", b"rider_id": b"u1"}
+
+
+async def test_an_idempotency_record_of_another_rider_is_refused_not_replayed(
+    store: RideStore, redis: aioredis.Redis, keys: MarketKeys
+) -> None:
+    # the key's name already tells riders apart; the record's rider is checked as well
+    await redis.hset(
+        keys.idempotency("u1", "k"),
+        mapping={"ride_id": "theirs", "body": "h1", "rider_id": "someone-else"},
+    )
+    with pytest.raises(InvalidInput) as refused:
+        await request(store, "r1", idempotency_key="k", body_hash="h1")
+    assert refused.value.field == "idempotency_key"
+    assert await redis.exists(keys.ride("r1")) == 0, "no ride is made on a refused key"
 
 
 async def test_open_rides_are_limited_and_a_terminal_ride_frees_its_slot(
