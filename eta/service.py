@@ -29,6 +29,7 @@ from ridepulse.markets import load_markets
 from ridepulse.redis_client import connect
 from ridepulse.rides.store import RideStore
 from ridepulse.settings import Settings
+from ridepulse.telemetry_groups import ETA_SPEEDS
 
 
 def build(
@@ -88,7 +89,7 @@ def build(
     ]
     speeds = [
         runtime(
-            "eta.speeds",
+            ETA_SPEEDS,
             m,
             [StreamSource(k.telemetry, m)],
             TELEMETRY_HANDLERS,

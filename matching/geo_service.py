@@ -17,9 +17,10 @@ from ridepulse.keys import MarketKeys
 from ridepulse.markets import load_markets
 from ridepulse.redis_client import connect
 from ridepulse.settings import Settings
+from ridepulse.telemetry_groups import MATCHING_GEO
 
 SERVICE = "matching-geo"
-GROUP = "matching.geo"
+GROUP = MATCHING_GEO
 
 
 def build(

@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from ridepulse.logs import LogFormat
 from ridepulse.redis_url import url_problem
 from ridepulse.scale import parse_scale
+from ridepulse.telemetry_groups import MATCHING_GEO, parse_shed_groups
 
 KEY_PREFIX_FORBIDDEN = ":{}*?[]\\"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -27,9 +28,11 @@ class Settings(BaseSettings):
     """Defaults work on a laptop: no Redis URL means the embedded server."""
 
     # an empty variable (`RIDEPULSE_DATA_DIR=`) is unset, not "": that put the data in the
-    # current directory instead of .ridepulse
+    # current directory instead of .ridepulse. No float may be infinite (`inf`, `1e309`): it
+    # passed gt=0 and broke a service once started (a heartbeat TTL of inf s raised
+    # OverflowError; a ride deadline of inf s got every ride request a 422)
     model_config = SettingsConfigDict(
-        env_prefix="RIDEPULSE_", extra="ignore", env_ignore_empty=True
+        env_prefix="RIDEPULSE_", extra="ignore", env_ignore_empty=True, allow_inf_nan=False
     )
 
     redis_url: str | None = Field(None, description="Redis/Valkey URL; unset = embedded server")
@@ -249,7 +252,9 @@ class Settings(BaseSettings):
         0.25, gt=0.0, le=10.0, description="how often ingest measures the shedding groups' lag"
     )
     telemetry_shed_groups: str = Field(
-        "matching.geo", description="comma-separated telemetry groups whose lag sheds pings"
+        MATCHING_GEO,
+        description="comma-separated telemetry groups whose lag sheds pings (matching.geo, "
+        "eta.speeds)",
     )
     max_batch_pings: int = Field(5000, ge=1, description="most pings in one POST /v1/telemetry")
     ping_rate_per_s: float = Field(5.0, gt=0, description="sustained pings/s allowed per driver")
@@ -331,6 +336,13 @@ class Settings(BaseSettings):
         launcher reads it only once Redis (or a whole cluster) is up."""
         parse_scale(scale)
         return scale
+
+    @field_validator("telemetry_shed_groups")
+    @classmethod
+    def _known_shed_groups(cls, groups: str) -> str:
+        """A misspelt group measured nothing: no shedding, and no janitor guard on its lag."""
+        parse_shed_groups(groups)
+        return groups
 
     @field_validator("key_prefix")
     @classmethod

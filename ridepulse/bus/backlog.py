@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from ridepulse.bus.trimming import parse_id
 from ridepulse.replies import text
 from ridepulse.settings import Settings
+from ridepulse.telemetry_groups import parse_shed_groups
 
 NEVER_READ = (0, 0)  # a group created at 0 that has delivered nothing: no time to start from
 
@@ -115,6 +116,6 @@ async def shedding_groups_backlog(
     """The backlog of the groups whose lag sheds telemetry (RIDEPULSE_TELEMETRY_SHED_GROUPS),
     a consumer counted live as `live_consumer_idle_ms` of the settings' block says: what
     ingest sheds on and the janitor holds its driver sweeps back on, measured the same way."""
-    wanted = {g.strip() for g in settings.telemetry_shed_groups.split(",") if g.strip()}
+    wanted = parse_shed_groups(settings.telemetry_shed_groups)
     live_idle_ms = live_consumer_idle_ms(settings.block_ms)
     return await groups_backlog(redis, stream, now_ms, wanted, live_idle_ms)

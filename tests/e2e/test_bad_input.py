@@ -74,6 +74,17 @@ def test_up_names_the_flag_of_a_malformed_redis_url(tmp_path: Path) -> None:
     )
 
 
+# ---- a number no range holds --------------------------------------------------------------------
+
+
+def test_an_infinite_period_stops_a_service_before_it_starts(tmp_path: Path) -> None:
+    """It passed the setting's gt=0: pricing started, then died of `OverflowError: cannot
+    convert float infinity to integer` at its first heartbeat."""
+    env = _env(tmp_path, RIDEPULSE_HEARTBEAT_INTERVAL_S="inf")
+    err = refused(["run", "pricing"], env)
+    assert err == "error: RIDEPULSE_HEARTBEAT_INTERVAL_S='inf': Input should be a finite number\n"
+
+
 # ---- a signing secret too short to sign with ----------------------------------------------------
 
 

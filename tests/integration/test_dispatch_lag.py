@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 from ingest.shedding import dispatch_lag_s
 from ridepulse.rides.clock import server_time_ms
 from ridepulse.settings import Settings
+from ridepulse.telemetry_groups import ETA_SPEEDS
 from tests.support.ingest import start, telemetry
 from tests.support.waiting import wait_until
 
@@ -19,12 +20,14 @@ pytestmark = pytest.mark.integration
 GROUP = "matching.geo"
 
 
-async def stopped_group(redis: aioredis.Redis, stream: str, now_ms: int) -> None:
+async def stopped_group(
+    redis: aioredis.Redis, stream: str, now_ms: int, group: str = GROUP
+) -> None:
     """A group that read up to 60 s ago and then stopped: 40 entries appended after its
     position, all older than the retention and trimmed, none read."""
     await redis.xadd(stream, {"data": b"read"}, id=f"{now_ms - 60_000}-0")
-    await redis.xgroup_create(stream, GROUP, id="0")
-    await redis.xreadgroup(GROUP, "geo-1", {stream: ">"}, count=1)
+    await redis.xgroup_create(stream, group, id="0")
+    await redis.xreadgroup(group, "geo-1", {stream: ">"}, count=1)
     for i in range(40):
         await redis.xadd(stream, {"data": b"unread"}, id=f"{now_ms - 59_000 + i * 500}-0")
     await redis.xtrim(stream, minid=f"{now_ms - 30_000}-0", approximate=False)
@@ -90,3 +93,19 @@ async def test_a_group_that_read_everything_is_not_behind_however_old_its_positi
         await redis.xadd(stream, {"data": b"new"}, id=f"{now_ms - 2_000}-0")
         lag_s = await dispatch_lag_s(ingest.deps)
     assert 1.5 < lag_s < 10, f"lag {lag_s:.1f} s: only the 2 s old entry is unread"
+
+
+async def test_every_group_of_a_listed_shedding_set_is_measured(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    """RIDEPULSE_TELEMETRY_SHED_GROUPS naming both telemetry groups, spaced as an operator may
+    type it: a stopped eta.speeds sheds, as matching.geo alone does by default (its gap still
+    unread: a fresh entry waits behind it)."""
+    both = settings.model_copy(update={"telemetry_shed_groups": " matching.geo , eta.speeds "})
+    stream = telemetry(both)
+    async with start(both) as ingest:
+        now_ms = await server_time_ms(redis)
+        await stopped_group(redis, stream, now_ms, group=ETA_SPEEDS)
+        await redis.xadd(stream, {"data": b"new"}, id=f"{now_ms - 1_000}-0")
+        lag_s = await dispatch_lag_s(ingest.deps)
+    assert lag_s >= 59, f"lag {lag_s:.1f} s: the listed eta.speeds group was not measured"

@@ -9,11 +9,14 @@ from pathlib import Path
 
 import annotated_types
 import pytest
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
+from matching import geo_service
 from ridepulse import cli
 from ridepulse.redis_server import free_port
 from ridepulse.settings import Settings
+from ridepulse.telemetry_groups import TELEMETRY_GROUPS, parse_shed_groups
 from tests.unit.conftest import Launch
 
 BOUNDS = (annotated_types.Ge, annotated_types.Gt, annotated_types.Le, annotated_types.Lt)
@@ -53,6 +56,42 @@ def test_every_numeric_setting_has_a_range() -> None:
         and not any(isinstance(m, BOUNDS) for m in field.metadata)
     ]
     assert unbounded == []
+
+
+FLOAT_SETTINGS = [n for n, f in Settings.model_fields.items() if f.annotation is float]
+
+
+@pytest.mark.parametrize("name", FLOAT_SETTINGS)
+@pytest.mark.parametrize("value", ["inf", "-inf", "1e309"])
+def test_no_float_setting_takes_an_infinite_value(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    """inf passed gt=0: a heartbeat period of inf s killed pricing with an OverflowError after
+    it started, a ride deadline of inf s got every ride request a 422 on a field not sent."""
+    monkeypatch.setenv(f"RIDEPULSE_{name.upper()}", value)
+    with pytest.raises(ValidationError) as refused_value:
+        Settings()
+    assert [e["loc"] for e in refused_value.value.errors()] == [(name,)]
+    assert refused_value.value.errors()[0]["msg"] == "Input should be a finite number"
+
+
+def test_the_float_settings_are_found() -> None:
+    """The parametrisation above covers something: a change of annotation style would empty it."""
+    assert {"heartbeat_interval_s", "ride_deadline_s", "surge_window_s"} <= set(FLOAT_SETTINGS)
+
+
+def test_an_unknown_shedding_group_names_the_known_ones(runner: CliRunner) -> None:
+    """A typo measured no group: ingest never shed and the janitor never held its sweeps."""
+    out = refused(runner, ["status"], env={"RIDEPULSE_TELEMETRY_SHED_GROUPS": "matching.geo2"})
+    assert out == (
+        "error: RIDEPULSE_TELEMETRY_SHED_GROUPS='matching.geo2': unknown telemetry group "
+        "'matching.geo2' (the groups are matching.geo, eta.speeds)\n"
+    )
+
+
+def test_the_shedding_groups_are_the_ones_the_telemetry_services_read() -> None:
+    assert parse_shed_groups(Settings().telemetry_shed_groups) == {geo_service.GROUP}
+    assert parse_shed_groups(" matching.geo , eta.speeds ,") == set(TELEMETRY_GROUPS)
 
 
 def test_a_port_out_of_range_names_the_flag(runner: CliRunner, tmp_path: Path) -> None:
