@@ -32,8 +32,6 @@ MAX_MESSAGE_BYTES = 4096  # a ping is ~100 bytes; over this, the error frame `pa
 # answered with the error frame and the socket stays open.
 MAX_FRAME_BYTES = 4 * MAX_MESSAGE_BYTES
 
-log = get_logger()
-
 
 def _connection_cap(app: FastAPI, deps: Deps) -> ConnectionCap:
     cap: ConnectionCap | None = getattr(app.state, "driver_ws_cap", None)
@@ -128,7 +126,11 @@ async def _serve(websocket: WebSocket, deps: Deps, driver_id: str, expires_at: f
                 # 503, as a frame (the socket ended with no word, and the app did not pause)
                 if not (isinstance(exc, RedisError) or is_transient(exc)):
                     raise
-                log.warning("driver_ws.ping_not_stored", error=f"{type(exc).__name__}: {exc}")
+                # get_logger() here, not bound at import: a logger bound before the service
+                # configured logging wrote console lines into its JSON log
+                get_logger().warning(
+                    "driver_ws.ping_not_stored", error=f"{type(exc).__name__}: {exc}"
+                )
                 await websocket.send_text(_error("unavailable", UNAVAILABLE, retry_after_s=1))
     except (WebSocketDisconnect, RuntimeError):  # RuntimeError: closed by the expiry task
         pass
@@ -181,7 +183,7 @@ async def _resume(queue: asyncio.Queue[bytes], deps: Deps, driver_id: str) -> li
     except Exception as exc:
         if not (isinstance(exc, RedisError) or is_transient(exc)):
             raise
-        log.warning("driver_ws.resume_not_read", error=f"{type(exc).__name__}: {exc}")
+        get_logger().warning("driver_ws.resume_not_read", error=f"{type(exc).__name__}: {exc}")
         ride = None
     queued: list[bytes] = []
     while not queue.empty():

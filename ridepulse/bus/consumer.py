@@ -367,9 +367,17 @@ class ConsumerRuntime(Generic[DepsT]):
     def _read_size(self) -> int:
         """Entries to read: more when a conflating consumer is behind, since the cost of a read
         then follows the drivers in it rather than the pings."""
-        if self.conflation is not None and self.lag_s > self.settings.telemetry_catch_up_lag_s:
+        if self._catching_up():
             return max(self.read_count, self._catch_up_count)
         return self.read_count
+
+    def _catching_up(self) -> bool:
+        """Whether a conflating consumer is behind by more than `telemetry_catch_up_lag_s`,
+        or that is 0 ("always"): a lag is never below 0, so `>` alone left a read at lag
+        exactly 0 (the read after an empty one, or entries stamped by a server clock ahead of
+        this host's) reading small slices and conflating nothing."""
+        threshold_s = self.settings.telemetry_catch_up_lag_s
+        return self.conflation is not None and (threshold_s == 0 or self.lag_s > threshold_s)
 
     async def _read_per_slot(self) -> list[Any]:
         """One blocking read per slot, all in flight at once; returns what the first to answer
@@ -654,7 +662,7 @@ class ConsumerRuntime(Generic[DepsT]):
         """When behind, drop the decoded pings superseded within this read (per stream: one
         market each). At pace a read is a few entries with little to drop, and the pass would
         cost more than it saves."""
-        if self.conflation is None or self.lag_s <= self.settings.telemetry_catch_up_lag_s:
+        if self.conflation is None or not self._catching_up():
             return
         for items in batches.values():
             locations = [

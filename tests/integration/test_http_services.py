@@ -28,10 +28,11 @@ import pytest
 import redis
 from websockets.sync.client import connect as ws_connect
 
+from ingest.shedding import MAX_RETRY_AFTER_S
 from loadtests.platform import clean_env
 from ridepulse.auth import mint_dashboard_link, mint_token
 from ridepulse.http_head import MAX_HEAD_BYTES
-from ridepulse.redis_server import free_port
+from ridepulse.redis_server import EmbeddedRedis, free_port
 from ridepulse.settings import Settings
 from tests.support.processes import run_service
 from tests.support.waiting import wait_until_sync
@@ -611,3 +612,79 @@ def test_a_driver_socket_whose_ping_storage_refuses_gets_an_unavailable_frame_an
                 timeout_s=ANSWER_WITHIN_S,
                 what="the ping sent after the refusal",
             )
+
+
+def test_a_driver_socket_whose_ping_meets_a_full_server_gets_an_unavailable_frame_and_stays(
+    own_server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    """README: a ping not stored because Redis refuses it (here out of memory: maxmemory 1,
+    noeviction, on a server of the test's own) is answered `unavailable` with `retry_after_s`,
+    the socket stays open, and once the server takes writes again the next ping is stored.
+    The warning is logged as JSON (the module's logger, bound at import, wrote a console line
+    into a JSON log)."""
+    with _running("ingest", own_server.url, tmp_path) as ingest:
+        telemetry = f"t{ingest.port}:{{sf}}:telemetry"
+        token = mint_token(SECRET, "driver", "d-full")
+        url = f"ws://127.0.0.1:{ingest.port}/v1/drivers/d-full/ws?token={token}"
+        ping = orjson.dumps({"lat": 37.7793, "lon": -122.4193}).decode()
+        with redis.Redis.from_url(own_server.url) as operator, ws_connect(url) as ws:
+            operator.config_set("maxmemory-policy", "noeviction")
+            operator.config_set("maxmemory", "1")
+            try:
+                ws.send(ping)
+                frame = orjson.loads(ws.recv(timeout=ANSWER_WITHIN_S))
+            finally:
+                operator.config_set("maxmemory", "0")
+            assert frame == {
+                "type": "error",
+                "error": "unavailable",
+                "detail": "storage is unavailable; retry shortly",
+                "retry_after_s": 1,
+            }, frame
+            # a JSON event like every other (a logger bound at import wrote a console line)
+            assert "driver_ws.ping_not_stored" in ingest.events(), ingest.output()
+            ws.send(ping)  # the same socket: the next ping is stored
+            wait_until_sync(
+                lambda: operator.exists(telemetry) and operator.xlen(telemetry) == 1,
+                timeout_s=ANSWER_WITHIN_S,
+                what="the ping sent once the server took writes again",
+            )
+
+
+def test_a_shed_ping_on_a_driver_socket_gets_overloaded_with_the_sheds_retry_after(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """README: a ping shed while dispatch is behind is answered on the socket as HTTP answers
+    it (429 `overloaded`, Retry-After): the frame's `retry_after_s` is the shedding's, here its
+    cap, not the 1 s of other refusals, and the socket stays open. Matching's geo group is made
+    to trail telemetry by two minutes: past the ceiling, every ping is shed."""
+    with _running("ingest", redis_url, tmp_path) as ingest:
+        telemetry = f"t{ingest.port}:{{sf}}:telemetry"
+        token = mint_token(SECRET, "driver", "d-shed")
+        headers = {"Authorization": f"Bearer {token}"}
+        ping = {"lat": 37.7793, "lon": -122.4193}
+        with redis.Redis.from_url(redis_url) as operator:
+            seconds, _ = operator.time()
+            behind_ms = (seconds - 120) * 1000
+            operator.xadd(telemetry, {"data": b"{}"}, id=f"{behind_ms}-0")
+            operator.xgroup_create(telemetry, "matching.geo", id="0")
+
+        def retry_after_of_a_shed_ping() -> str | None:
+            response = httpx.post(
+                f"http://127.0.0.1:{ingest.port}/v1/drivers/d-shed/location",
+                json=ping,
+                headers=headers,
+                timeout=ANSWER_WITHIN_S,
+            )
+            return response.headers["Retry-After"] if response.status_code == 429 else None
+
+        retry_after = wait_until_sync(retry_after_of_a_shed_ping, what="ingest to shed pings")
+        assert retry_after == str(MAX_RETRY_AFTER_S), retry_after
+        url = f"ws://127.0.0.1:{ingest.port}/v1/drivers/d-shed/ws?token={token}"
+        with ws_connect(url) as ws:
+            ws.send(orjson.dumps(ping).decode())
+            frame = orjson.loads(ws.recv(timeout=ANSWER_WITHIN_S))
+            assert (frame["type"], frame["error"]) == ("error", "overloaded"), frame
+            assert frame["retry_after_s"] == MAX_RETRY_AFTER_S, frame
+            ws.send("not json")  # still open: the next message is answered on the same socket
+            assert orjson.loads(ws.recv(timeout=ANSWER_WITHIN_S))["error"] == "invalid_input"

@@ -311,3 +311,32 @@ async def test_a_backlog_of_drivers_pinging_less_often_than_a_read_spans_is_stil
     assert await newest_positions(redis, keys) == newest
     total = periods * drivers
     assert runtime.stats.conflated > total // 2, runtime.stats  # most of 5 periods superseded
+
+
+async def test_a_catch_up_lag_of_0_conflates_a_read_at_lag_0_too(
+    settings: Settings, redis: aioredis.Redis
+) -> None:
+    """README: RIDEPULSE_TELEMETRY_CATCH_UP_LAG_S 0 = always. A lag is never below 0 (a read's
+    entries stamped by a server clock ahead of this host's count as 0), and the consumer
+    compared `lag > 0`: such a read conflated nothing. One entry a minute ahead, two pings of
+    one driver in it: the older is skipped."""
+    deps, runtime = geo_service.build(settings.model_copy(update={"telemetry_catch_up_lag_s": 0}))
+    keys = deps.keys(runtime.sources[0].market)
+    stream = runtime.sources[0].key
+    rng = random.Random(3)
+    await redis.hset(keys.driver_statuses, mapping={"d1": "available"})
+    ahead_ms = int(time.time() * 1000) + 60_000
+    older, newer = ping(rng, 1, ahead_ms - 1_000), ping(rng, 1, ahead_ms)
+    await redis.xadd(stream, location_fields([older, newer]), id=f"{ahead_ms}-0")
+    task = asyncio.create_task(runtime.run())
+    try:
+        await wait_until(
+            lambda: caught_up(redis, stream, geo_service.GROUP),
+            timeout_s=10,
+            what="the group to read the entry",
+        )
+    finally:
+        runtime.stop()
+        await task
+        await deps.redis.aclose()
+    assert runtime.stats.conflated == 1, runtime.stats
