@@ -4,6 +4,7 @@ the data dir, the key prefix or the Redis are not the defaults."""
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 import uuid
@@ -54,6 +55,9 @@ def test_the_banners_commands_reach_a_platform_on_a_given_redis_and_data_dir(
     )
     try:
         platform.wait_up()
+        # README: the given URL (its password in it) is written for other shells, mode 0600
+        url_mode = stat.S_IMODE((data_dir / "redis.url").stat().st_mode)
+        assert url_mode == 0o600, oct(url_mode)
         status, token, link = _banner_commands(platform.text())
         assert "RIDEPULSE_DATA_DIR=" in status and f"RIDEPULSE_KEY_PREFIX={prefix}" in status
 

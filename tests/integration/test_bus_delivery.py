@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from matching import service as matching_service
 from ridepulse.bus.handlers import HandlerTable
 from ridepulse.contracts.events import RideExpiredV1
 from ridepulse.contracts.registry import Event, make
@@ -140,3 +141,15 @@ async def test_concurrent_handlers_keep_each_subjects_order_and_ack_everything(
     assert consumer.stats.processed == rides * per_ride
     summary: Any = await redis.xpending(keys.rides, "g")
     assert summary["pending"] == 0
+
+
+async def test_matching_offers_as_many_rides_at_once_as_its_setting_says(
+    settings: Settings,
+) -> None:
+    """README: RIDEPULSE_MATCHING_CONCURRENCY is the `concurrency` above of matching's ride
+    group: rides one matching process offers at once. Built as `serve` builds it."""
+    deps, [rides] = matching_service.build(settings.model_copy(update={"matching_concurrency": 5}))
+    try:
+        assert rides.group == "matching" and rides.concurrency == 5, rides.concurrency
+    finally:
+        await deps.redis.aclose()

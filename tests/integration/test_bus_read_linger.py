@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from matching import service as matching_service
 from ridepulse.bus.handlers import HandlerTable
 from ridepulse.bus.producer import Producer
 from ridepulse.contracts.registry import Event
@@ -71,3 +72,14 @@ async def test_a_lingering_consumer_reads_a_trickle_in_a_few_reads(
     assert lingering <= 5, lingering
     # the control: without the pause the reader wakes for (nearly) every event
     assert back_to_back >= 12, back_to_back
+
+
+async def test_matchings_ride_group_lingers_as_its_own_setting_says(settings: Settings) -> None:
+    """README: RIDEPULSE_MATCHING_READ_LINGER_MS is the pause of matching's ride group, apart
+    from RIDEPULSE_READ_LINGER_MS (the other consumers'). Built as `serve` builds it."""
+    tuned = settings.model_copy(update={"matching_read_linger_ms": 30, "read_linger_ms": 70})
+    deps, [rides] = matching_service.build(tuned)
+    try:
+        assert rides.group == "matching" and rides.linger_s == 0.03, rides.linger_s
+    finally:
+        await deps.redis.aclose()

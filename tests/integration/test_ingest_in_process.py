@@ -16,6 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.connection import Connection
 
+from ingest.app import TELEMETRY_CONNECTIONS
 from ingest.batcher import MAX_PINGS_PER_ENTRY, TelemetryBatcher
 from ingest.deps import MAX_BODY_BYTES
 from ridepulse.auth import mint_token
@@ -478,6 +479,15 @@ async def test_rides_and_telemetry_use_separate_redis_pools(ingest: Ingest) -> N
     rides_pool = ingest.deps.redis.connection_pool
     assert ingest.deps.batcher.redis.connection_pool is not rides_pool
     assert all(store.redis is ingest.deps.redis for store in ingest.deps.stores.values())
+
+
+async def test_the_ride_pool_is_as_wide_as_the_max_connections_setting(settings: Settings) -> None:
+    """README: RIDEPULSE_REDIS_MAX_CONNECTIONS is the pool size per process: ingest's ride
+    requests' pool has that many connections (telemetry's and the notifier's have their own)."""
+    async with start(settings.model_copy(update={"redis_max_connections": 7})) as ingest:
+        pool: Any = ingest.deps.redis.connection_pool
+        assert pool.max_connections == 7, pool
+        assert ingest.deps.batcher.redis.connection_pool.max_connections == TELEMETRY_CONNECTIONS
 
 
 # An Idempotency-Key is the rider's within the pickup's market: its record lives in that

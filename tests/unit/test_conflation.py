@@ -3,8 +3,14 @@ is kept, the superseded ones are counted, and an entry that loses nothing is lef
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
+from eta import service as eta_service
 from ridepulse.bus.conflation import Conflation, catch_up_read_size, conflate
 from ridepulse.contracts.telemetry_decode import PingRow
+from ridepulse.settings import Settings
 
 
 def entry(*pings: tuple[str, int]) -> list[PingRow]:
@@ -39,6 +45,30 @@ def test_a_window_keeps_the_pings_close_enough_to_the_newest() -> None:
     read = [entry(("a", 1_000), ("a", 9_000)), entry(("a", 12_000))]
     out = conflate(read, Conflation(window_ms=5_000))
     assert [kept(k, w) for k, w in zip(out, read, strict=True)] == [[("a", 9_000)], [("a", 12_000)]]
+
+
+@pytest.mark.parametrize(
+    ("window_ms", "expected"),
+    [(0, [[], [("a", 12_000)]]), (15_000, [[("a", 1_000), ("a", 9_000)], [("a", 12_000)]])],
+)
+async def test_eta_keeps_the_pings_its_window_setting_names_and_0_the_newest_only(
+    tmp_path: Path, window_ms: int, expected: list[list[tuple[str, int]]]
+) -> None:
+    """README: RIDEPULSE_ETA_CONFLATION_WINDOW_MS, 0 = the newest only; the default (15 s)
+    keeps the pings within it. The policy is the one eta's service wiring gives its telemetry
+    runtime (built as `serve` builds it; no server is reached)."""
+    settings = Settings(
+        redis_url="redis://127.0.0.1:1", data_dir=tmp_path, eta_conflation_window_ms=window_ms
+    )
+    deps, runtimes = eta_service.build(settings)
+    try:
+        [policy] = {r.conflation for r in runtimes if r.group == "eta.speeds"}
+        assert policy is not None
+        read = [entry(("a", 1_000), ("a", 9_000)), entry(("a", 12_000))]
+        out = conflate(read, policy)
+        assert [kept(k, w) for k, w in zip(out, read, strict=True)] == expected
+    finally:
+        await deps.redis.aclose()
 
 
 def test_a_ping_newer_in_an_earlier_entry_wins() -> None:
