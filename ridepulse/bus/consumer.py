@@ -803,6 +803,8 @@ class ConsumerRuntime(Generic[DepsT]):
             for (stream, _, _, owners), reply in zip(writes, replies, strict=True):
                 if isinstance(reply, Exception):
                     self._write_refused(stream, owners, reply, batch)
+                else:  # appended, whether or not its entry's ack follows
+                    m.EVENTS_PUBLISHED.labels(stream).inc()
         done = [i for i in batch.acks + [d[0] for d in batch.dead] if i.written]
         by_stream: dict[str, list[_Item]] = {}
         for item in done:

@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 
 from ridepulse.bus.backlog import groups_backlog
 from ridepulse.bus.consumer import ConsumerRuntime
-from ridepulse.bus.metrics import CONSUMER_LAG
+from ridepulse.bus.metrics import CONSUMER_LAG, EVENTS_PUBLISHED
 from ridepulse.contracts.envelope import now_ms
 from ridepulse.contracts.registry import make
 from ridepulse.keys import GlobalKeys
@@ -105,6 +105,7 @@ class Heartbeat:
         pipe.sadd(self.keys.heartbeats, self.key)
         pipe.xadd(self.keys.health, envelope.to_fields(), maxlen=HEALTH_MAXLEN, approximate=True)  # type: ignore[arg-type]
         await pipe.execute()
+        EVENTS_PUBLISHED.labels(self.keys.health).inc()
         return data
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -35,7 +35,13 @@ PINGS_CONFLATED = Counter(
     "Pings skipped because a newer ping of the same driver was read in the same batch (not lost)",
     ["service", "group"],
 )
-EVENTS_PUBLISHED = Counter("rp_events_published_total", "Entries appended", ["stream"])
+# Every entry the process appends, whoever writes it: producers, the runtime's outputs and dead
+# letters, the ride steps' scripts (by the count in their reply) and heartbeats (`rp:health`).
+EVENTS_PUBLISHED = Counter(
+    "rp_events_published_total",
+    "Entries appended, per stream (events, dead letters, heartbeats)",
+    ["stream"],
+)
 TRANSIENT_ERRORS = Counter(
     "rp_transient_errors_total",
     "Connection, timeout and OOM errors ridden out with backoff (not counted as failures)",

@@ -7,7 +7,7 @@
 -- offer times out; lose_driver.lua takes the ride back), and it goes next time. A driver that
 -- pinged since the caller read it is kept. An available driver's eviction is announced as
 -- driver.status offline, so readers of the stream see it leave.
--- Returns the ids evicted.
+-- Returns {the ids evicted, the number of driver.status entries appended}.
 local SEEN_KEY, POS_KEY, STATUS_KEY, GEO_KEY, RIDES_KEY = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local silence_ms, source = tonumber(ARGV[1]), ARGV[2]
 local now = now_ms()
@@ -29,8 +29,9 @@ for i = 0, (#ARGV - 2) / 2 - 1 do
         'source', source, 'time', int(now), 'subject', 'driver/' .. driver_id,
         'data', cjson.encode({driver_id = driver_id, status = 'offline', version = version}),
         'traceparent', '')
+      appended = appended + 1
     end
     evicted[#evicted + 1] = driver_id
   end
 end
-return evicted
+return {evicted, appended}

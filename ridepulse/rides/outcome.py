@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ridepulse.errors import Conflict, Forbidden, NotFound
 from ridepulse.rides.projection import Driver, Ride, decode_hash
@@ -12,15 +13,19 @@ from ridepulse.rides.state import conflict_message
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """`code` is ok, dup (already applied: no new event), skip, conflict, stale, forbidden,
-    missing, retry or exists; `fields` is the ride (or driver) hash after the step."""
+    missing, retry or exists; `fields` is the ride (or driver) hash after the step; `appended`
+    the entries the step wrote to the rides stream (a chained expiry makes it 2)."""
 
     code: str
     detail: str
     fields: dict[str, str]
+    appended: int = 0
 
     @classmethod
-    def from_reply(cls, raw: list[bytes]) -> Outcome:
-        return cls(raw[0].decode(), raw[1].decode(), decode_hash(raw[2:]))
+    def from_reply(cls, raw: list[Any]) -> Outcome:
+        """{code, detail, appended, hash...}; a refusal before any write is {code, detail}."""
+        appended = int(raw[2]) if len(raw) > 2 else 0
+        return cls(raw[0].decode(), raw[1].decode(), decode_hash(raw[3:]), appended)
 
     @property
     def applied(self) -> bool:

@@ -7,8 +7,9 @@
 --   index, 10 driver positions, 11.. step-specific.
 -- ARGV of every ride step: see ridepulse/rides/scripts.py step_argv (1..15), 16.. step-specific.
 --
--- Replies: {code, detail, <HGETALL of the ride>...}; codes: ok, dup (the event id was applied
--- before: no second event), conflict, skip, stale, forbidden, missing, retry, exists.
+-- Replies: {code, detail, events appended, <HGETALL of the ride>...}, or {code, detail} alone
+-- when nothing was written; codes: ok, dup (the event id was applied before: no second event),
+-- conflict, skip, stale, forbidden, missing, retry, exists.
 
 local RIDE, STREAM, APPLIED = KEYS[1], KEYS[2], KEYS[3]
 local ACTIVE, OPEN, OFFERS, COUNTS, STATUSES = KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
@@ -65,8 +66,12 @@ local function load_ride()
   return ride
 end
 
+-- Entries this script appended to the stream: the reply says how many (a step may chain a
+-- second one, e.g. ride.expired after ride.unmatched), so the caller counts what it published.
+local appended = 0
+
 local function reply(code, detail)
-  return {code, detail or '', unpack(redis.call('HGETALL', RIDE))}
+  return {code, detail or '', appended, unpack(redis.call('HGETALL', RIDE))}
 end
 
 -- Checks every ride step makes before writing, in this order: the ride exists, the event was
@@ -156,6 +161,7 @@ local function emit(A, data, now)
   redis.call('XADD', STREAM, '*', 'id', A.event_id, 'type', A.event_type, 'v', A.event_v,
     'source', A.source, 'time', int(now), 'subject', 'ride/' .. A.ride_id,
     'data', cjson.encode(data), 'traceparent', A.traceparent)
+  appended = appended + 1
 end
 
 -- The ride's wait for a driver is over on the server clock: no offer may be made any more.

@@ -14,7 +14,7 @@ local DRIVER_GEO, DRIVER_POSITIONS = KEYS[4], KEYS[5]
 local driver_id, to = ARGV[3], ARGV[4]
 local current = redis.call('HGET', DRIVER_KEY, 'status')
 local function driver_reply(code, detail)
-  return {code, detail or '', unpack(redis.call('HGETALL', DRIVER_KEY))}
+  return {code, detail or '', appended, unpack(redis.call('HGETALL', DRIVER_KEY))}
 end
 if current == to then return driver_reply('dup') end
 if ARGV[10] and ARGV[10] ~= '' then
@@ -41,4 +41,5 @@ redis.call('XADD', RIDES, '*', 'id', ARGV[1], 'type', ARGV[7], 'v', ARGV[8],
   'source', ARGV[2], 'time', int(now), 'subject', 'driver/' .. driver_id,
   'data', cjson.encode({driver_id = driver_id, status = to, version = version}),
   'traceparent', ARGV[6])
+appended = appended + 1
 return driver_reply('ok')

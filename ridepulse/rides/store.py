@@ -10,6 +10,7 @@ from typing import Any, Literal
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 
+from ridepulse.bus.metrics import EVENTS_PUBLISHED
 from ridepulse.contracts.envelope import derived_event_id, new_event_id
 from ridepulse.contracts.events import Point
 from ridepulse.errors import InvalidInput, NotFound, RateLimited
@@ -103,7 +104,15 @@ class RideStore:
         reply: list[bytes] = await (
             run(script, keys, args) if run else script(keys=keys, args=args)
         )
-        return Outcome.from_reply(reply)
+        outcome = Outcome.from_reply(reply)
+        self._published(outcome.appended)
+        return outcome
+
+    def _published(self, appended: int) -> None:
+        """Count what a step appended to the rides stream: the steps write their events
+        themselves, inside the script, so no Producer sees them."""
+        if appended:
+            EVENTS_PUBLISHED.labels(self.keys.rides).inc(appended)
 
     async def _driver_step(
         self,
@@ -404,7 +413,7 @@ class RideStore:
         args: list[str] = [inputs.millis("silence_s", silence_s), self.source]
         for driver_id in driver_ids:
             args += [driver_id, new_event_id()]
-        evicted: list[bytes] = await self.scripts.evict_drivers(
+        reply: list[Any] = await self.scripts.evict_drivers(
             keys=[
                 keys.drivers_seen,
                 keys.positions,
@@ -415,6 +424,8 @@ class RideStore:
             ],
             args=args,
         )
+        evicted, announced = reply
+        self._published(int(announced))
         return [e.decode() for e in evicted]
 
     # --- market moves ------------------------------------------------------------------
@@ -443,6 +454,7 @@ class RideStore:
             keys=[keys.driver_statuses, keys.drivers_geo, keys.rides, *driver_keys], args=args
         )
         kept, carried, left_at = reply
+        self._published(len(carried))  # each driver carried away is announced offline
         return MarketLeft(
             kept=[k.decode() for k in kept],
             carried=[c.decode() for c in carried],
@@ -523,7 +535,9 @@ class RideStore:
                 "" if unless_set_since_ms is None else str(unless_set_since_ms),
             ],
         )
-        return driver_result(Outcome.from_reply(reply), verb=row.verb)
+        outcome = Outcome.from_reply(reply)
+        self._published(outcome.appended)
+        return driver_result(outcome, verb=row.verb)
 
     # --- reads -------------------------------------------------------------------------
 

@@ -161,6 +161,9 @@ async def test_a_consumer_serves_the_documented_metrics_on_its_metrics_port(
             after, "rp_handler_seconds_count", {"service": "pricing", "type": "ride.requested"}
         )
         assert handled is not None and handled >= 1, "the handler's time was not observed"
+        # it appends no event here, but beats: its heartbeats are entries appended too
+        beats = _sample(after, "rp_events_published_total", {"stream": GlobalKeys(prefix).health})
+        assert beats is not None and beats >= 1, "pricing's heartbeats were not counted"
 
         proc.send_signal(signal.SIGTERM)
         code = await asyncio.to_thread(proc.wait, 30)
