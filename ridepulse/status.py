@@ -36,11 +36,14 @@ class StreamStatus:
 
 @dataclass
 class ServiceStatus:
+    """One consumer's last heartbeat. A dead one's figures are None (unknown), not zeros: its
+    key expired with them, and its group's backlog is in the stream table."""
+
     service: str
     consumer: str
-    processed: int
-    lag: int
-    pending: int
+    processed: int | None
+    lag: int | None
+    pending: int | None
     age_s: float | None
     alive: bool
     telemetry_admitted: float | None = None  # ingest's share of pings let in
@@ -118,7 +121,7 @@ def collect_status(client: redis.Redis, configured: Sequence[str], prefix: str) 
         service, consumer = heartbeat_owner(key)
         if raw is None:
             # A clean stop removes its entry; a key that expired means the service died.
-            status.services.append(ServiceStatus(service, consumer, 0, 0, 0, None, False))
+            status.services.append(ServiceStatus(service, consumer, None, None, None, None, False))
             continue
         beat = orjson.loads(raw)
         age_s = (now_ms - beat.get("time", now_ms)) / 1000
@@ -189,6 +192,11 @@ def _cluster_nodes(client: RedisCluster, problems: list[str]) -> list[NodeStatus
     return nodes
 
 
+def _figure(value: int | None) -> str:
+    """A table cell: "?" for a figure nobody knows (a dead consumer's), never a made-up 0."""
+    return "?" if value is None else str(value)
+
+
 def render(status: Status) -> str:
     lines = [
         f"{'STREAM':<40} {'LENGTH':>6}  {'GROUP':<18} {'CONSUMERS':>9} {'PENDING':>8} {'LAG':>8}"
@@ -208,8 +216,9 @@ def render(status: Status) -> str:
         seen = "dead" if s.age_s is None else f"{s.age_s:.1f}s ago"
         if s.telemetry_admitted is not None and s.telemetry_admitted < 1.0:
             seen += f"  (lets in {s.telemetry_admitted:.0%} of pings)"
+        processed, lag, pending = (_figure(n) for n in (s.processed, s.lag, s.pending))
         lines.append(
-            f"{s.service:<12} {s.consumer:<26} {s.processed:>10} {s.lag:>8} {s.pending:>8}  {seen}"
+            f"{s.service:<12} {s.consumer:<26} {processed:>10} {lag:>8} {pending:>8}  {seen}"
         )
     if status.nodes:
         lines.append("")

@@ -136,6 +136,28 @@ async def test_a_dead_replica_is_listed_without_failing_while_another_of_its_ser
     assert "service matching (m-2) has no live heartbeat" in report["problems"], report
 
 
+async def test_a_dead_consumers_figures_are_unknown_not_zero(
+    redis: aioredis.Redis, settings: Settings
+) -> None:
+    """A consumer whose heartbeat key expired was listed as processed 0, lag 0, pending 0 while
+    its last beat said processed 1135 and its group had a backlog: made-up zeros. Its figures
+    are unknown now: null in the JSON, "?" in the table."""
+    gk = GlobalKeys(settings.key_prefix)
+    await redis.sadd(gk.heartbeats, gk.heartbeat("matching", "m-1"))  # its key expired
+    code, report = _status(settings)
+    assert code == 1, report
+    (dead,) = report["services"]
+    figures = {name: dead[name] for name in ("processed", "lag", "pending")}
+    assert figures == {"processed": None, "lag": None, "pending": None}, dead
+    env = {
+        "RIDEPULSE_REDIS_URL": settings.redis_url or "",
+        "RIDEPULSE_KEY_PREFIX": settings.key_prefix,
+    }
+    table = CliRunner().invoke(app, ["status"], env=env).stdout
+    (row,) = [line for line in table.splitlines() if line.startswith("matching ")]
+    assert row.split()[2:] == ["?", "?", "?", "dead"], table
+
+
 async def test_a_service_that_stays_dead_is_still_reported_after_the_janitor_prunes(
     redis: aioredis.Redis, settings: Settings
 ) -> None:
