@@ -102,6 +102,10 @@ class StartInterrupted(Exception):
     """A stop was asked for before every child was ready."""
 
 
+class SpawnFailed(RuntimeError):
+    """A child's program could not be started at all (its executable gone, not executable)."""
+
+
 class Supervisor:
     def __init__(self, specs: list[ChildSpec]) -> None:
         self.children = {s.name: Child(s) for s in specs}
@@ -120,15 +124,21 @@ class Supervisor:
             if child.log_file is None:
                 child.log_file = spec.log_path.open("ab")
         out = child.log_file if child.log_file is not None else subprocess.DEVNULL
-        child.process = subprocess.Popen(
-            spec.argv,
-            env={**os.environ, **spec.env},
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=functools.partial(_prepare_child, spec.nice),
-        )
+        try:
+            child.process = subprocess.Popen(
+                spec.argv,
+                env={**os.environ, **spec.env},
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=functools.partial(_prepare_child, spec.nice),
+            )
+        except OSError as exc:
+            # named as what it is: left an OSError, `up` blamed the data dir ("cannot write")
+            raise SpawnFailed(
+                f"cannot start service {spec.name}: {spec.argv[0]}: {exc.strerror or exc}"
+            ) from exc
         child.started_at = time.monotonic()
         child.ready = False
         self.log.info("service.spawned", name=spec.name, pid=child.process.pid)
@@ -193,10 +203,17 @@ class Supervisor:
                 self._schedule_restart(child, now)
             if now >= child.next_start_at:
                 child.next_start_at = 0.0
-                self._spawn(child)
+                try:
+                    self._spawn(child)
+                except SpawnFailed as exc:
+                    # tried again after the crash-loop backoff: the program may come back (a
+                    # venv being rebuilt), and the other services keep running meanwhile
+                    child.ready = False
+                    self._schedule_restart(child, now, str(exc))
+                    continue
                 self.log.info("service.restarted", name=child.spec.name, pid=child.pid)
 
-    def _schedule_restart(self, child: Child, now: float) -> None:
+    def _schedule_restart(self, child: Child, now: float, spawn_failed: str = "") -> None:
         if child.ready:
             backoff = 0.0  # it worked until something killed it: bring it back now
         else:
@@ -206,8 +223,10 @@ class Supervisor:
         code = child.process.returncode if child.process else None
         # a child that exited by itself said why; a killed one's log ends with older news
         why = {"reason": child.spec.exit_reason()} if code is not None and code > 0 else {}
+        if spawn_failed:
+            why = {"reason": spawn_failed}
         self.log.warning(
-            "service.died",
+            "service.spawn_failed" if spawn_failed else "service.died",
             name=child.spec.name,
             exit_code=code,
             was_ready=child.ready,

@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from ridepulse.supervisor import BACKOFF_MAX_S, ChildSpec, StartInterrupted, Supervisor
+from ridepulse.supervisor import (
+    BACKOFF_MAX_S,
+    ChildSpec,
+    SpawnFailed,
+    StartInterrupted,
+    Supervisor,
+)
 
 
 def _delays(supervisor: Supervisor, name: str, deaths: int) -> list[float]:
@@ -125,3 +131,45 @@ def test_a_stopped_child_is_continued_to_act_on_its_sigterm() -> None:
     child.process.send_signal(signal.SIGSTOP)
     supervisor.stop_all()
     assert child.process.returncode == -signal.SIGTERM
+
+
+def test_a_program_that_cannot_start_is_named_not_taken_for_a_disk_error(tmp_path: Path) -> None:
+    missing = str(tmp_path / "gone" / "ridepulse")
+    supervisor = Supervisor([ChildSpec("ingest", [missing, "run", "ingest"], {})])
+    try:
+        with pytest.raises(SpawnFailed) as failed:
+            supervisor.start_all()
+        # a RuntimeError (the launcher's start failure), not the OSError `up` read as a full disk
+        assert not isinstance(failed.value, OSError)
+        assert str(failed.value) == (
+            f"cannot start service ingest: {missing}: No such file or directory"
+        )
+    finally:
+        supervisor.stop_all()
+
+
+def test_a_respawn_that_cannot_start_is_tried_again_and_the_others_keep_running(
+    tmp_path: Path,
+) -> None:
+    program = [sys.executable, "-c", "import time; time.sleep(60)"]
+    vanishing = ChildSpec("vanishing", list(program), {}, lambda pid: True)
+    other = ChildSpec("other", list(program), {}, lambda pid: True)
+    supervisor = Supervisor([vanishing, other])
+    try:
+        supervisor.start_all()
+        child, bystander = supervisor.children["vanishing"], supervisor.children["other"]
+        vanishing.argv[0] = str(tmp_path / "rebuilt-venv" / "python")  # the venv went away
+        assert child.process is not None
+        child.process.kill()
+        child.process.wait()
+        supervisor.poll_once()  # the respawn fails: no exception out of the watch loop
+        assert not child.alive() and child.next_start_at > time.monotonic()
+        assert bystander.alive()
+        vanishing.argv[0] = sys.executable  # the program is back
+        deadline = time.monotonic() + 10
+        while not child.alive() and time.monotonic() < deadline:
+            supervisor.poll_once()
+            time.sleep(0.05)
+        assert child.alive(), "not started again once its program was back"
+    finally:
+        supervisor.stop_all()
