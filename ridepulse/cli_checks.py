@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 import redis
 import typer
 from pydantic import ValidationError
-from redis.exceptions import RedisClusterException
+from redis.exceptions import ClusterError, RedisClusterException
 
 from ridepulse.auth import private_dir, resolve_secret
 from ridepulse.data_dir_lock import DataDirInUse, holding
@@ -161,9 +161,16 @@ UNREACHABLE = (redis.RedisError, RedisClusterException)
 def redis_failed(url: str | None, exc: BaseException) -> str:
     """The one line for a Redis error that ends a command: a server that answered with an
     error reply (MISCONF on a full disk, NOREPLICAS, WRONGTYPE) refused the command, it was
-    reachable; anything else (refused connection, timeout, bad password) could not reach it."""
+    reachable; a cluster client that gave up following redirects (redis-py's "TTL exhausted.")
+    reached nodes that kept sending it elsewhere, as while a slot moves between primaries;
+    anything else (refused connection, timeout, bad password) could not reach it."""
     if isinstance(exc, redis.ResponseError):
         return f"Redis at {redact_url(url)} refused the command: {exc}"
+    if isinstance(exc, ClusterError):
+        return (
+            f"the Redis cluster at {redact_url(url)} kept redirecting the command (TRYAGAIN, ASK "
+            f"or MOVED past the client's redirect limit: a slot moving between nodes): {exc}"
+        )
     return f"cannot reach Redis at {redact_url(url)}: {exc}"
 
 

@@ -10,7 +10,11 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import DataError
 
-from ridepulse.cluster_client import ClusterClient, request_cluster_retry
+from ridepulse.cluster_client import (
+    REQUEST_REDIRECT_BUDGET_S,
+    ClusterClient,
+    request_cluster_retry,
+)
 from ridepulse.redis_url import cluster_seeds
 from ridepulse.settings import Settings
 
@@ -70,7 +74,8 @@ def connect(
     """An asyncio client (bytes replies, hiredis parser) for `url` or settings.redis_url.
 
     `for_requests`: a client of HTTP request handlers, which must never block on a read
-    (request_socket_timeout_s) and, on a cluster, tries each command once (request_cluster_retry);
+    (request_socket_timeout_s) and, on a cluster, tries each command once (request_cluster_retry)
+    but for a slot being migrated (REQUEST_REDIRECT_BUDGET_S);
     otherwise its socket timeout is above the blocking reads'.
     A `redis+cluster://` URL gives a cluster client; keys carry the market hash tag, so the
     same scripts run unchanged."""
@@ -95,7 +100,11 @@ def connect(
             first,
             startup_nodes=[ClusterNode(host, port) for host, port in seeds],
             max_connections=max(settings.redis_max_connections, CLUSTER_MAX_CONNECTIONS_PER_NODE),
-            **({"retry": request_cluster_retry()} if for_requests else {}),
+            **(
+                {"retry": request_cluster_retry(), "redirect_budget_s": REQUEST_REDIRECT_BUDGET_S}
+                if for_requests
+                else {}
+            ),
             **options,
         )
         return cluster  # type: ignore[return-value]

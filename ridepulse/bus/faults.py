@@ -1,9 +1,9 @@
 """Which Redis errors are the server's passing trouble, not the event's fault, and how to wait.
 
 A transient error (the connection dropped, a timeout, the server loading its AOF, out of memory,
-its disk refusing writes, too few replicas, a failover or role change in progress) is retried
-with backoff and never counts against an event's delivery budget; anything else a handler raises
-is the event's failure (DESIGN §9b)."""
+its disk refusing writes, too few replicas, a failover, role change or slot migration in
+progress) is retried with backoff and never counts against an event's delivery budget; anything
+else a handler raises is the event's failure (DESIGN §9b)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import random
 
 from redis.exceptions import (
     AuthenticationError,
-    ClusterDownError,
+    ClusterError,
     MasterDownError,
     OutOfMemoryError,
     ReadOnlyError,
@@ -23,7 +23,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 # redis-py maps these replies to their own classes (and strips the word from the message);
-# BusyLoadingError (LOADING) is a ConnectionError.
+# BusyLoadingError (LOADING) is a ConnectionError. ClusterError covers CLUSTERDOWN (its subclass)
+# and redis-py's own "TTL exhausted.": its cluster client followed a command's TRYAGAIN, ASK and
+# MOVED replies 16 times and gave up, as it does for a command of a slot being migrated to
+# another primary (alone, or quoted in a pipeline's message: the class stays ClusterError).
 TRANSIENT_CLASSES = (
     RedisConnectionError,
     RedisTimeoutError,
@@ -32,7 +35,7 @@ TRANSIENT_CLASSES = (
     OutOfMemoryError,
     ReadOnlyError,
     TryAgainError,
-    ClusterDownError,
+    ClusterError,
     MasterDownError,
 )
 

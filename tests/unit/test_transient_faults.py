@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 from redis.asyncio.connection import Connection
+from redis.exceptions import ClusterError, DataError, RedisClusterException, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import DataError, RedisClusterException, ResponseError
 
 from ridepulse.bus.faults import TRANSIENT_REPLIES, is_transient, raised_inside_redis_client
 from ridepulse.cli_checks import redis_failed
@@ -82,6 +82,26 @@ def test_a_refused_command_is_not_called_unreachable() -> None:
     )
     unreachable = redis_failed(url, RedisConnectionError("Connection refused."))
     assert unreachable == "cannot reach Redis at redis://***@127.0.0.1:6379/0: Connection refused."
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "TTL exhausted.",
+        "Command # 2 (XRANGE k a b COUNT 1) of pipeline caused error: ('TTL exhausted.',)",
+    ],
+)
+def test_a_cluster_client_out_of_redirects_is_transient_and_not_called_unreachable(
+    message: str,
+) -> None:
+    """While a slot moved between primaries, redis-py's cluster client gave up following
+    TRYAGAIN/ASK with ClusterError("TTL exhausted."): every consumer service exited "cannot
+    reach Redis" (31 deaths in a 40 s migration) and handlers dead-lettered valid events."""
+    error = ClusterError(message)
+    assert is_transient(error)
+    line = redis_failed("redis+cluster://:pw@127.0.0.1:7000/0", error)
+    assert not line.startswith("cannot reach"), line
+    assert "kept redirecting" in line and "slot moving between nodes" in line
 
 
 async def test_a_cluster_client_that_finds_no_node_is_transient_and_its_other_errors_are_not() -> (
