@@ -29,6 +29,7 @@ from ingest.openapi import install_docs, operation_id
 from ingest.ratelimit import PingRateLimiter
 from ingest.responses import JSON
 from ingest.shedding import watch_telemetry_lag
+from ingest.write_refusal_watch import WriteRefusalWatch
 from ridepulse import http_metrics
 from ridepulse.auth import resolve_secret
 from ridepulse.background import Background
@@ -138,6 +139,10 @@ def create_app(settings: Settings) -> FastAPI:
         background.start("heartbeat", heartbeat.run)
         if deps.moves is not None:
             background.start("market_moves", deps.moves.run)
+        deps.refusals = WriteRefusalWatch(deps.redis, settings.durable_writes)
+        with contextlib.suppress(RedisError, OSError):  # Redis away: /readyz says so anyway
+            await deps.refusals.check()  # the first /readyz already knows
+        background.start("write_refusals", deps.refusals.run)
         try:
             yield
         finally:

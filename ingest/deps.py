@@ -16,6 +16,7 @@ from ingest.batcher import TelemetryBatcher
 from ingest.driver_homes import DriverHomes
 from ingest.market_moves import MarketMoves
 from ingest.ratelimit import PingRateLimiter, limit_rider
+from ingest.write_refusal_watch import WriteRefusalWatch
 from ridepulse.auth import Principal, bearer, verify_token
 from ridepulse.background import Background
 from ridepulse.errors import InvalidInput, NotFound, PayloadTooLarge, UnsupportedEncoding
@@ -48,6 +49,7 @@ class Deps:
     background: Background | None = None  # the lifespan's loops: heartbeat, notifier, shedding
     homes: DriverHomes | None = None  # each driver's market, with several markets
     moves: MarketMoves | None = None  # takes a driver out of its old market, with several
+    refusals: WriteRefusalWatch | None = None  # whether Redis refuses writes: /readyz
     admission: TelemetryAdmission = field(default_factory=TelemetryAdmission)
     shed_retry_after_s: int = 1
     # batches validated and appended at once, a bound on the telemetry CPU queued in front of

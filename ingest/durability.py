@@ -29,6 +29,7 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from ridepulse.errors import NotDurable, RidePulseError
 from ridepulse.logs import get_logger
+from ridepulse.write_refusals import REDIS_WRITES_REFUSED, refusal_reason
 
 if TYPE_CHECKING:
     from ingest.deps import Deps
@@ -102,6 +103,7 @@ async def make_durable(deps: Deps, pin: Pinned) -> None:
         reply = await pin.execute("WAITAOF", 1, 0, timeout_ms)
     except ResponseError as exc:
         get_logger().error("ingest.waitaof_refused", error=str(exc))
+        REDIS_WRITES_REFUSED.labels(refusal_reason(exc) or "aof").inc()
         raise NotDurable(
             "the ride is not on disk: the server refused WAITAOF (is appendonly on?); retry "
             "with the same Idempotency-Key",

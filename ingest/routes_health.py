@@ -1,4 +1,5 @@
-"""Liveness, readiness (Redis reachable and the downstream groups declared) and metrics."""
+"""Liveness, readiness (Redis reachable and taking writes, the downstream groups declared) and
+metrics."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ async def healthz() -> JSON:
     responses={
         503: {
             "model": ReadyOut,
-            "description": "Redis down, a required group missing or a background loop stopped",
+            "description": "Redis down or refusing writes, a required group missing or a "
+            "background loop stopped",
             "headers": RETRY_AFTER,
         }
     },
@@ -61,6 +63,9 @@ async def readyz(request: Request) -> JSON:
     if notifier_failure:
         stopped["notifier"] = notifier_failure
     blocking += [f"{name}: {why}" for name, why in stopped.items()]
+    # Redis refusing writes (memory, disk, replicas, an AOF off): rides and pings get 503
+    writes_refused = list(deps.refusals.problems) if deps.refusals else []
+    blocking += writes_refused
     body: dict[str, Any] = {
         "status": "ready" if not blocking else "waiting",
         "groups": groups,
@@ -72,6 +77,8 @@ async def readyz(request: Request) -> JSON:
         body["stopped"] = stopped
     if notifier_failure:
         body["notifier"] = notifier_failure
+    if writes_refused:
+        body["writes_refused"] = writes_refused
     if blocking:
         return JSON(body, 503, headers=NOT_READY)
     return JSON(body)

@@ -241,6 +241,11 @@ class ReadyOut(BaseModel):
         description="background loops that ended (notifier, heartbeat, shedding) and why"
         " (503 only)",
     )
+    writes_refused: list[str] | None = Field(
+        None,
+        description="why Redis refuses writes (maxmemory, disk, replicas, AOF off with durable"
+        " writes): rides get 503 (503 only)",
+    )
 
 
 # ---- declarations used by the routes ----------------------------------------------------------

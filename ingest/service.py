@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ingest.app import create_app
 from ingest.routes_driver_ws import MAX_FRAME_BYTES
+from ingest.write_refusal_watch import refuse_start_without_aof
 from ridepulse.gc_tuning import tune_gc
 from ridepulse.http_server import serve, uvicorn_config, wait_for_redis
 from ridepulse.logs import configure_logging
@@ -14,6 +15,7 @@ def main(settings: Settings) -> None:
     configure_logging("ingest", settings.log_level, settings.log_format)
     if not wait_for_redis(settings):
         return  # stopped while Redis was away
+    refuse_start_without_aof(settings)  # a durable ride request would never get its 202
     app = create_app(settings)
     tune_gc()
     config = uvicorn_config(

@@ -172,6 +172,9 @@ SERVICE_GRANTS: dict[str, Grant] = {
                 "wait",
             ),  # ride requests are durable (and replicated if asked) before the 202
             ("incrby", "expire", "hmget"),  # per-rider minute counters; idempotency records
+            # whether Redis refuses writes, for /readyz (ridepulse/write_refusals.py): these
+            # INFO sections only, never CONFIG (it would read the server's passwords)
+            ("info|persistence", "info|memory", "info|replication"),
         ),
         reads=_unique(
             RIDE_STEP_KEYS,

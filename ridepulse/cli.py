@@ -180,7 +180,7 @@ def status(
     settings = load_settings()
     with _operator_redis(settings) as client:
         configured = [m.id for m in load_markets(settings.markets_file, settings.markets).markets]
-        report = collect_status(client, configured, settings.key_prefix)
+        report = collect_status(client, configured, settings.key_prefix, settings.durable_writes)
     typer.echo(
         orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode()
         if as_json

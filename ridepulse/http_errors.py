@@ -20,6 +20,7 @@ from starlette.requests import ClientDisconnect
 from ridepulse.bus.faults import TORN_CONNECTION_CLASSES, is_transient
 from ridepulse.errors import RidePulseError, http_error_code
 from ridepulse.logs import get_logger
+from ridepulse.write_refusals import REDIS_WRITES_REFUSED, refusal_reason
 
 # RFC 9110 §11.6.1: a 401 names the scheme that would do. Every token is a bearer one
 # (RFC 6750): the header, or the `?token=` a WebSocket or a dashboard link carries.
@@ -100,6 +101,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RedisError)
     async def redis_down(request: Request, exc: RedisError) -> Response:
         log.error("api.redis_error", path=request.url.path, error=f"{type(exc).__name__}: {exc}")
+        if reason := refusal_reason(exc):  # OOM, MISCONF, NOREPLICAS: counted by cause
+            REDIS_WRITES_REFUSED.labels(reason).inc()
         return error_response(503, "unavailable", UNAVAILABLE)
 
     async def unexpected(request: Request, exc: Exception) -> Response:

@@ -14,7 +14,7 @@ from redis.cluster import RedisCluster
 
 from ridepulse.keys import GlobalKeys, MarketKeys, heartbeat_owner
 from ridepulse.replies import text
-from ridepulse.write_refusals import refused_writes
+from ridepulse.write_refusals import EVERY_WRITE, refused_writes
 
 LAG_UNHEALTHY = 100_000
 
@@ -90,14 +90,17 @@ def served_markets(client: redis.Redis, prefix: str) -> list[str]:
     return sorted(found)
 
 
-def collect_status(client: redis.Redis, configured: Sequence[str], prefix: str) -> Status:
+def collect_status(
+    client: redis.Redis, configured: Sequence[str], prefix: str, durable_writes: bool = True
+) -> Status:
     """The configured markets, then every other market the server holds streams of; whether
-    the server takes writes (memory, disk); a cluster's nodes. No stream, heartbeat or dead
+    the server takes writes (memory, disk, replicas, and its AOF when `durable_writes`, as
+    RIDEPULSE_DURABLE_WRITES sets it); a cluster's nodes. No stream, heartbeat or dead
     letter under the prefix is a problem too: no platform there to call healthy."""
     status = Status()
     global_keys = GlobalKeys(prefix)
     # a server refusing writes refuses heartbeats too: named first, the services may be running
-    refused_for = refused_writes(client, status.problems)
+    refused_for = refused_writes(client, status.problems, durable_writes)
     status.writes_refused = refused_for is not None
     if isinstance(client, RedisCluster):
         status.nodes = _cluster_nodes(client, status.problems)
@@ -138,7 +141,8 @@ def collect_status(client: redis.Redis, configured: Sequence[str], prefix: str) 
             )
         )
     alive = {s.service for s in status.services if s.alive}
-    why = f" (Redis refuses its heartbeat: see {refused_for})" if refused_for else ""
+    every_write = refused_for in EVERY_WRITE  # an AOF off refuses ride requests, not heartbeats
+    why = f" (Redis refuses its heartbeat: see {refused_for})" if every_write else ""
     for svc in status.services:
         if not svc.alive and svc.service not in alive:
             status.problems.append(

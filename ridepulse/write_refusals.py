@@ -1,39 +1,143 @@
-"""Why a Redis server refuses every write, named first by `ridepulse status`: a server past its
-maxmemory (OOM), one that cannot persist (MISCONF: a full disk under its AOF, a failed RDB
-snapshot) or one with fewer good replicas than `min-replicas-to-write` (NOREPLICAS) refuses
-heartbeats too, so its services look dead while they run on, retrying."""
+"""Why a Redis server refuses writes, named by `ridepulse status` and by ingest's /readyz: a
+server past its maxmemory (OOM), one that cannot persist (MISCONF: a full disk under its AOF, a
+failed RDB snapshot) or one with fewer good replicas than `min-replicas-to-write` (NOREPLICAS)
+refuses heartbeats too, so its services look dead while they run on, retrying; one with its AOF
+off refuses the WAITAOF a durable ride request waits on (RIDEPULSE_DURABLE_WRITES), so every
+ride request gets 503 `not_durable` while pings and heartbeats go through."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import redis
+import redis.asyncio as aioredis
+from prometheus_client import Counter
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
+from redis.exceptions import OutOfMemoryError
 
+from ridepulse.bus.faults import reply_code
 from ridepulse.replies import text
 
+# The INFO sections a verdict reads: ingest's ACL user may run INFO of these only.
+INFO_SECTIONS = ("persistence", "memory", "replication")
+# What CONFIG GET a verdict reads, when the user may (the operator); a service user may not.
+CONFIG_NAMES = ("save", "stop-writes-on-bgsave-error", "min-replicas-to-write")
+# The reply codes of a write Redis refused, by the cause `refused_writes` names.
+REFUSAL_REPLIES = {"MISCONF": "disk", "NOREPLICAS": "replicas"}
+# The causes that refuse every write (heartbeats too), not only a durable ride's WAITAOF.
+EVERY_WRITE = frozenset(("disk", "memory", "replicas"))
 
-def refused_writes(client: redis.Redis, problems: list[str]) -> str | None:
-    """What makes a server (any primary of a cluster) refuse writes, "disk", "memory" or
-    "replicas", each server's cause added to `problems`; None when every server takes writes."""
-    cause = None
+REDIS_WRITES_REFUSED = Counter(
+    "rp_redis_writes_refused_total",
+    "Requests answered 503 because Redis refused their write (memory, disk, replicas) or the "
+    "WAITAOF of a durable ride request (aof)",
+    ["reason"],
+)
+
+
+def refusal_reason(exc: BaseException) -> str | None:
+    """The cause of a write Redis refused ("memory", "disk", "replicas"), None for other errors."""
+    if isinstance(exc, OutOfMemoryError):  # redis-py takes the OOM code off its message
+        return "memory"
+    if not isinstance(exc, redis.ResponseError):
+        return None
+    return REFUSAL_REPLIES.get(reply_code(exc))
+
+
+def refused_writes(
+    client: redis.Redis, problems: list[str], durable_writes: bool = True
+) -> str | None:
+    """What makes a server (any primary of a cluster) refuse writes, "disk", "memory",
+    "replicas" or "aof" (its AOF off while `durable_writes`), each server's cause added to
+    `problems`; None when every server takes them. Run as the operator: it reads CONFIG."""
+    verdicts = []
     for address, node in _primaries(client):
-        persistence: dict[str, Any] = node.info("persistence")
-        snapshot_failed = text(persistence.get("rdb_last_bgsave_status", "ok")) != "ok"
-        problem = persistence_problem(
-            address, persistence, snapshot_failed and _stops_writes_on_failed_snapshot(node)
+        info = {section: node.info(section) for section in INFO_SECTIONS}
+        try:
+            config: Any = node.config_get(*CONFIG_NAMES)
+        except redis.ResponseError:  # CONFIG refused (a managed server): Redis's defaults
+            rules = WriteRules(stops_on_failed_snapshot=True, min_replicas=1)
+        else:
+            rules = WriteRules.from_config(config)
+        verdicts.append(node_refusal(address, info, rules, durable_writes))
+    return _gathered(verdicts, problems)
+
+
+async def node_refusals(client: aioredis.Redis, durable_writes: bool) -> list[tuple[str, str]]:
+    """Each refusing server's cause and line, for a service user (ingest): INFO only, never
+    CONFIG (it holds the server's passwords, and each refusal would fill the ACL LOG). So a
+    failed RDB snapshot is not taken to stop writes (`ridepulse up` sets no save points; a
+    failed manual BGSAVE must not take ingest out of rotation): `ridepulse status` names it."""
+    rules = WriteRules(stops_on_failed_snapshot=False, min_replicas=1)
+    verdicts = []
+    for address, target in await _async_primaries(client):
+        info = {section: await client.info(section, **target) for section in INFO_SECTIONS}
+        verdicts.append(node_refusal(address, info, rules, durable_writes))
+    return [verdict for verdict in verdicts if verdict is not None]
+
+
+@dataclass(frozen=True)
+class WriteRules:
+    """What of a server's CONFIG decides whether it refuses writes."""
+
+    stops_on_failed_snapshot: bool  # save points set and stop-writes-on-bgsave-error yes
+    # min-replicas-to-write; unknown, 1: INFO shows the good-replica count only while it is on
+    min_replicas: int
+
+    @classmethod
+    def from_config(cls, config: dict[Any, Any]) -> WriteRules:
+        settings = {text(k): text(v) for k, v in config.items()}
+        return cls(
+            stops_on_failed_snapshot=bool(settings.get("save", "").strip())
+            and settings.get("stop-writes-on-bgsave-error", "yes") == "yes",
+            min_replicas=int(settings.get("min-replicas-to-write") or 0),
         )
-        if problem is not None:
-            cause = "disk"
-        elif problem := memory_problem(address, node.info("memory")):
-            cause = cause or "memory"
-        elif problem := replicas_problem(
-            address, node.info("replication"), _min_replicas_to_write(node)
-        ):
-            cause = cause or "replicas"
-        if problem:
-            problems.append(problem)
-    return cause
+
+
+def node_refusal(
+    address: str, info: dict[str, dict[str, Any]], rules: WriteRules, durable_writes: bool
+) -> tuple[str, str] | None:
+    """One server's cause and line from its INFO sections, or None when it takes writes."""
+    persistence = info["persistence"]
+    snapshot_failed = text(persistence.get("rdb_last_bgsave_status", "ok")) != "ok"
+    stopped = snapshot_failed and rules.stops_on_failed_snapshot
+    if problem := persistence_problem(address, persistence, stopped):
+        return "disk", problem
+    if problem := memory_problem(address, info["memory"]):
+        return "memory", problem
+    if problem := replicas_problem(address, info["replication"], rules.min_replicas):
+        return "replicas", problem
+    if problem := aof_problem(address, persistence, durable_writes):
+        return "aof", problem
+    return None
+
+
+def _gathered(verdicts: list[tuple[str, str] | None], problems: list[str]) -> str | None:
+    """Every server's line into `problems`; the cause named is a disk's first, then the first
+    that refuses every write (heartbeats too), then an AOF off."""
+    found = [v for v in verdicts if v is not None]
+    problems.extend(problem for _, problem in found)
+    causes = [cause for cause, _ in found]
+    every_write = [cause for cause in causes if cause in EVERY_WRITE]
+    if "disk" in causes:
+        return "disk"
+    first = every_write or causes
+    return first[0] if first else None
+
+
+def aof_problem(address: str, persistence: dict[str, Any], durable_writes: bool) -> str | None:
+    """A server with its AOF off (Valkey's and Redis's default) refuses WAITAOF, which a durable
+    ride request waits on: every ride request is a 503 while pings and heartbeats go through."""
+    if not durable_writes or int(persistence.get("aof_enabled", 0)):
+        return None
+    return (
+        f"Redis{address} has its AOF off (appendonly no) while RIDEPULSE_DURABLE_WRITES is on: it "
+        "refuses WAITAOF, so every ride request gets 503 not_durable; turn the AOF on "
+        "(CONFIG SET appendonly yes, and appendonly yes in its config file) or set "
+        "RIDEPULSE_DURABLE_WRITES=false"
+    )
 
 
 def persistence_problem(
@@ -85,26 +189,6 @@ def replicas_problem(address: str, replication: dict[str, Any], min_replicas: in
     )
 
 
-def _min_replicas_to_write(node: redis.Redis) -> int:
-    try:
-        reply: Any = node.config_get("min-replicas-to-write")
-    except redis.ResponseError:
-        return 0  # CONFIG refused (a managed server): its writes tell, not this check
-    return int(text(reply.get("min-replicas-to-write", 0)) or 0)
-
-
-def _stops_writes_on_failed_snapshot(node: redis.Redis) -> bool:
-    try:
-        save: Any = node.config_get("save")
-        stop: Any = node.config_get("stop-writes-on-bgsave-error")
-    except redis.ResponseError:
-        return True  # CONFIG refused (a managed server): assume Redis's defaults
-    return (
-        bool(text(save.get("save", "")).strip())
-        and text(stop.get("stop-writes-on-bgsave-error", "yes")) == "yes"
-    )
-
-
 def _primaries(client: redis.Redis) -> list[tuple[str, redis.Redis]]:
     """The server, or every primary of a cluster that answers (_cluster_nodes reports the
     others), with the address a problem names."""
@@ -119,3 +203,13 @@ def _primaries(client: redis.Redis) -> list[tuple[str, redis.Redis]]:
             continue
         found.append((f" {node.name}", connection))
     return found
+
+
+async def _async_primaries(client: aioredis.Redis) -> list[tuple[str, dict[str, Any]]]:
+    """The server, or every primary of a cluster (its commands sent with `target_nodes`), with
+    the address a problem names. A primary down: the ride requests of its markets fail with a
+    connection error that ingest answers 503, and its INFO with the same error here."""
+    if not isinstance(client, AsyncRedisCluster):
+        return [("", {})]
+    await client.initialize()  # a no-op once the slots are known
+    return [(f" {node.name}", {"target_nodes": node}) for node in client.get_primaries()]

@@ -79,6 +79,11 @@ MUST_NOT: dict[str, list[tuple[str, ...]]] = {
         # it heartbeats but runs no consumer group
         ("XPENDING", f"{SF}:rides", "matching"),
         ("XINFO", "STREAM", f"{SF}:telemetry"),
+        # /readyz reads three INFO sections (ridepulse/write_refusals.py), nothing more: CONFIG
+        # GET would show the server's passwords, INFO clients every connection's address
+        ("CONFIG", "GET", "min-replicas-to-write"),
+        ("INFO", "clients"),
+        ("INFO",),
         # the keys of a market's requests carry its tag; untagged ones would sit on any shard
         ("INCRBY", "rp:rate:rider:r1:quotes:29000000", "1"),
         ("SET", "rp:idem-claim:r1:key-1", "sf|abc", "NX", "EX", "10"),
@@ -222,6 +227,9 @@ MUST: dict[str, list[tuple[str, ...]]] = {
         ("SET", f"{SF}:quote:q1", "{}", "EX", "120"),
         ("GET", f"{SF}:idem:r1:k1"),
         ("WAITAOF", "1", "0", "100"),
+        ("INFO", "persistence"),
+        ("INFO", "memory"),
+        ("INFO", "replication"),
     ],
     "matching": [
         *RIDE_STEP_SAMPLES,

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from ridepulse.write_refusals import memory_problem, persistence_problem, replicas_problem
+from redis.exceptions import ConnectionError, OutOfMemoryError, ResponseError
+
+from ridepulse.write_refusals import (
+    aof_problem,
+    memory_problem,
+    persistence_problem,
+    refusal_reason,
+    replicas_problem,
+)
 
 HEALTHY = {"aof_enabled": 1, "aof_last_write_status": "ok", "rdb_last_bgsave_status": "ok"}
 
@@ -46,3 +54,23 @@ def test_a_primary_short_of_its_good_replicas_is_named() -> None:
     assert problem is not None and problem.startswith(
         "Redis 127.0.0.1:7001 has 1 good replica(s) of the 2 its min-replicas-to-write asks for"
     )
+
+
+def test_an_aof_that_is_off_is_named_only_while_durable_writes_are_on() -> None:
+    aof_off = {**HEALTHY, "aof_enabled": 0}
+    assert aof_problem("", HEALTHY, True) is None
+    assert aof_problem("", aof_off, False) is None  # RIDEPULSE_DURABLE_WRITES=false: by design
+    problem = aof_problem(" 127.0.0.1:7000", aof_off, True)
+    assert problem is not None and problem.startswith(
+        "Redis 127.0.0.1:7000 has its AOF off (appendonly no) while RIDEPULSE_DURABLE_WRITES is on"
+    ), problem
+    assert "RIDEPULSE_DURABLE_WRITES=false" in problem and "appendonly yes" in problem
+
+
+def test_a_refused_write_is_told_by_its_reply_inside_a_pipeline_too() -> None:
+    pipeline_mark = "Command # 1 (SET k v) of pipeline caused error: "
+    assert refusal_reason(OutOfMemoryError("command not allowed")) == "memory"
+    assert refusal_reason(ResponseError("MISCONF Errors writing to the AOF file")) == "disk"
+    assert refusal_reason(ResponseError(pipeline_mark + "NOREPLICAS Not enough")) == "replicas"
+    assert refusal_reason(ResponseError("WRONGTYPE Operation against a key")) is None
+    assert refusal_reason(ConnectionError("gone")) is None

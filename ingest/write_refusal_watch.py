@@ -1,0 +1,53 @@
+"""Whether Redis refuses ingest's writes (ridepulse/write_refusals.py), checked once a second
+in the background, so /readyz answers 503 with the reason without an INFO round trip per
+probe: a server at its maxmemory, unable to persist or short of replicas refused every ride
+and ping while /readyz said 200; one with its AOF off refused every durable ride request."""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis.asyncio as aioredis
+
+from ridepulse.errors import CannotStart
+from ridepulse.logs import get_logger
+from ridepulse.periodic import every
+from ridepulse.redis_client import connect
+from ridepulse.settings import Settings
+from ridepulse.write_refusals import node_refusals
+
+CHECK_EVERY_S = 1.0  # a verdict /readyz gives is at most this old
+
+
+class WriteRefusalWatch:
+    """The last verdict: each refusing server's line, empty while every server takes writes."""
+
+    def __init__(self, redis: aioredis.Redis, durable_writes: bool) -> None:
+        self.redis = redis
+        self.durable_writes = durable_writes
+        self.problems: list[str] = []
+
+    async def check(self) -> None:
+        verdicts = await node_refusals(self.redis, self.durable_writes)
+        self.problems = [problem for _, problem in verdicts]
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await every(
+            stop, CHECK_EVERY_S, self.check, log=get_logger(), failed="ingest.refusal_check_failed"
+        )
+
+
+def refuse_start_without_aof(settings: Settings) -> None:
+    """CannotStart (one line: the cause and both fixes) when durable writes are on and a server
+    has its AOF off: every ride request would be a 503 while the platform looked up."""
+
+    async def aof_off() -> list[str]:
+        client = connect(settings, for_requests=True)
+        try:
+            verdicts = await node_refusals(client, settings.durable_writes)
+        finally:
+            await client.aclose()
+        return [problem for cause, problem in verdicts if cause == "aof"]
+
+    if settings.durable_writes and (problems := asyncio.run(aof_off())):
+        raise CannotStart(f"ingest cannot start: {problems[0]}")

@@ -1,0 +1,239 @@
+"""A Redis that refuses ingest's writes is named where an operator looks: ingest's /readyz
+answers 503 with the reason (it said 200 "ready" while every ride request got 503), its
+/metrics counts the refused requests by reason, `ridepulse status` exits 1 naming an AOF that is
+off, and `ridepulse run ingest` refuses to start on a server whose AOF is off (it came up and
+answered every ride request 503 `not_durable`). Each against a Valkey of the test's own,
+reconfigured with CONFIG SET as an operator would."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+import redis.asyncio as aioredis
+from prometheus_client.parser import text_string_to_metric_families
+from typer.testing import CliRunner
+
+from ingest.routes_health import REPORTED_GROUPS
+from loadtests.platform import clean_env
+from ridepulse.cli import app as cli
+from ridepulse.cluster import LocalCluster
+from ridepulse.redis_client import connect
+from ridepulse.redis_server import EmbeddedRedis, free_port
+from ridepulse.settings import Settings
+from ridepulse.write_refusals import node_refusals
+from tests.support.ingest import SF_TRIP, Ingest, start
+from tests.support.processes import RIDEPULSE
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+
+SECRET = "test-secret-not-for-production-0123456789"
+AOF_OFF = "has its AOF off (appendonly no) while RIDEPULSE_DURABLE_WRITES is on"
+AT_MAXMEMORY = "is at its maxmemory"
+NO_REPLICAS = "has 0 good replica(s) of the 1 its min-replicas-to-write asks for"
+
+
+@pytest.fixture
+def own_settings(own_server: EmbeddedRedis, tmp_path: Path) -> Settings:
+    """The operator's settings (the `default` user), under the server's key prefix."""
+    return Settings(
+        redis_url=own_server.url, key_prefix="rp", data_dir=tmp_path / "data", secret=SECRET
+    )
+
+
+@pytest.fixture
+async def operator(own_settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    client = connect(own_settings)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def ingest(
+    own_server: EmbeddedRedis, own_settings: Settings, operator: aioredis.Redis
+) -> AsyncIterator[Ingest]:
+    """Ingest as `ridepulse up` runs it: its own ACL user, which may read three INFO sections
+    and no CONFIG."""
+    as_ingest = own_settings.model_copy(update={"redis_url": own_server.url_for("ingest")})
+    async with start(as_ingest) as running:
+        for market in running.deps.markets.markets:  # what matching, eta, pricing declare
+            for group in REPORTED_GROUPS:
+                stream = running.deps.keys(market.id).rides
+                await operator.xgroup_create(stream, group, id="0", mkstream=True)
+        yield running
+
+
+async def _readyz_until(ingest: Ingest, status: int, what: str) -> httpx.Response:
+    async def answered() -> httpx.Response | None:
+        response = await ingest.http.get("/readyz")
+        return response if response.status_code == status else None
+
+    return await wait_until(answered, timeout_s=10, what=what)
+
+
+async def _refused_total(ingest: Ingest, reason: str) -> float:
+    text = (await ingest.http.get("/metrics")).text
+    for family in text_string_to_metric_families(text):
+        if family.name == "rp_redis_writes_refused":
+            for sample in family.samples:
+                if sample.name.endswith("_total") and sample.labels == {"reason": reason}:
+                    return sample.value
+    return 0.0
+
+
+@pytest.mark.parametrize(
+    ("refuse", "accept", "named"),
+    [
+        (("appendonly", "no"), ("appendonly", "yes"), AOF_OFF),
+        (("maxmemory", "1"), ("maxmemory", "0"), AT_MAXMEMORY),
+        (("min-replicas-to-write", "1"), ("min-replicas-to-write", "0"), NO_REPLICAS),
+    ],
+    ids=["aof-off", "maxmemory", "noreplicas"],
+)
+async def test_readyz_is_503_naming_why_redis_refuses_writes_and_200_once_undone(
+    ingest: Ingest,
+    operator: aioredis.Redis,
+    refuse: tuple[str, str],
+    accept: tuple[str, str],
+    named: str,
+) -> None:
+    ready = await ingest.http.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    await operator.config_set(*refuse)
+    try:
+        refused = await _readyz_until(ingest, 503, f"/readyz 503 after CONFIG SET {refuse}")
+        body = refused.json()
+        assert body["status"] == "waiting", body
+        (problem,) = body["writes_refused"]
+        assert named in problem, body
+        assert refused.headers.get("retry-after") == "1", refused.headers
+        assert await operator.acl_log() == [], "ingest's user was refused a command"
+    finally:
+        await operator.config_set(*accept)
+    again = await _readyz_until(ingest, 200, f"/readyz 200 after CONFIG SET {accept}")
+    assert "writes_refused" not in again.json(), again.json()
+
+
+@pytest.mark.parametrize(
+    ("refuse", "accept", "reason"),
+    [
+        (("appendonly", "no"), ("appendonly", "yes"), "aof"),
+        (("maxmemory", "1"), ("maxmemory", "0"), "memory"),
+        (("min-replicas-to-write", "1"), ("min-replicas-to-write", "0"), "replicas"),
+    ],
+    ids=["aof-off", "maxmemory", "noreplicas"],
+)
+async def test_a_ride_request_redis_refused_is_counted_by_reason_on_metrics(
+    ingest: Ingest,
+    operator: aioredis.Redis,
+    refuse: tuple[str, str],
+    accept: tuple[str, str],
+    reason: str,
+) -> None:
+    before = await _refused_total(ingest, reason)
+    await operator.config_set(*refuse)
+    try:
+        answer = await ingest.request_ride("alice", SF_TRIP, f"k-{reason}")
+    finally:
+        await operator.config_set(*accept)
+    assert answer.status_code == 503, answer.text
+    assert await _refused_total(ingest, reason) == before + 1
+
+
+async def test_status_exits_1_naming_an_aof_that_is_off_while_durable_writes_are_on(
+    own_settings: Settings, operator: aioredis.Redis
+) -> None:
+    env = {"RIDEPULSE_REDIS_URL": own_settings.redis_url or "", "RIDEPULSE_KEY_PREFIX": "rp"}
+    await operator.xgroup_create("rp:{sf}:rides", "matching", id="$", mkstream=True)
+    healthy = CliRunner().invoke(cli, ["status"], env=env)
+    assert healthy.exit_code == 0, healthy.stdout
+    await operator.config_set("appendonly", "no")
+    result = CliRunner().invoke(cli, ["status"], env=env)
+    assert result.exit_code == 1, result.stdout
+    assert f"UNHEALTHY: Redis {AOF_OFF}" in result.stdout, result.stdout
+    # a server run deliberately without AOF: nothing to name
+    memory_only = CliRunner().invoke(
+        cli, ["status"], env={**env, "RIDEPULSE_DURABLE_WRITES": "false"}
+    )
+    assert memory_only.exit_code == 0, memory_only.stdout
+
+
+def test_run_ingest_refuses_to_start_on_a_server_whose_aof_is_off(
+    own_server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    with redis.Redis.from_url(own_server.url) as operator:
+        operator.config_set("appendonly", "no")
+    env = clean_env(
+        RIDEPULSE_REDIS_URL=own_server.url,
+        RIDEPULSE_DATA_DIR=str(tmp_path / "cli"),
+        RIDEPULSE_API_PORT=str(free_port()),
+        RIDEPULSE_METRICS_PORT="0",
+        RIDEPULSE_SECRET=SECRET,
+        RIDEPULSE_LOG_FORMAT="json",
+    )
+    started = time.monotonic()
+    result = subprocess.run(
+        [str(RIDEPULSE), "run", "ingest"], capture_output=True, text=True, timeout=60, env=env
+    )
+    took_s = time.monotonic() - started
+    assert result.returncode == 1, (result.stdout, result.stderr[-2000:])
+    assert result.stderr.strip().splitlines() == [
+        f"error: ingest cannot start: Redis {AOF_OFF}: it refuses WAITAOF, so every ride request "
+        "gets 503 not_durable; turn the AOF on (CONFIG SET appendonly yes, and appendonly yes "
+        "in its config file) or set RIDEPULSE_DURABLE_WRITES=false"
+    ], result.stderr[-2000:]
+    assert took_s < 15, f"took {took_s:.0f} s"
+
+
+def test_up_on_a_server_whose_aof_is_off_fails_at_start_naming_it(
+    own_server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    """`ridepulse up --redis-url` takes the server as it is: it printed "RidePulse is up" over a
+    server that refused every durable ride request. It now ends at start with ingest's line."""
+    with redis.Redis.from_url(own_server.url) as operator:
+        operator.config_set("appendonly", "no")
+    env = clean_env(RIDEPULSE_DATA_DIR=str(tmp_path / "up"), RIDEPULSE_METRICS_PORT="0")
+    ports = ["--api-port", str(free_port()), "--dashboard-port", str(free_port())]
+    started = time.monotonic()
+    result = subprocess.run(
+        [str(RIDEPULSE), "up", "--no-sim", "--redis-url", own_server.url, *ports],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=env,
+    )
+    took_s = time.monotonic() - started
+    assert result.returncode == 1, (result.stdout, result.stderr[-2000:])
+    assert "RidePulse is up" not in result.stdout, result.stdout
+    assert f"ingest cannot start: Redis {AOF_OFF}" in result.stderr, result.stderr[-2000:]
+    assert took_s < 45, f"took {took_s:.0f} s: a timeout, not the reason"
+
+
+async def test_on_a_cluster_each_primary_is_asked_and_the_one_with_its_aof_off_is_named(
+    tmp_path: Path,
+) -> None:
+    """INFO goes to one node: the verdict asks every primary, as ingest's user, and names the
+    node that refuses (the markets of its slots get 503 not_durable, the others go on)."""
+    cluster = LocalCluster(tmp_path / "cluster", primaries=3, replicas=0).start()
+    try:
+        settings = Settings(redis_url=cluster.url_for("ingest"), key_prefix="rp", data_dir=tmp_path)
+        client = connect(settings, for_requests=True)
+        try:
+            assert await node_refusals(client, durable_writes=True) == []
+            off = cluster.nodes[1]
+            with redis.Redis.from_url(off.url) as operator:
+                operator.config_set("appendonly", "no")
+            ((cause, problem),) = await node_refusals(client, durable_writes=True)
+            assert cause == "aof", problem
+            assert problem.startswith(f"Redis {off.address} {AOF_OFF}"), problem
+            assert await node_refusals(client, durable_writes=False) == []
+        finally:
+            await client.aclose()
+    finally:
+        cluster.stop()
