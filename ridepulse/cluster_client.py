@@ -31,10 +31,10 @@ def request_cluster_retry() -> Retry:
 
 
 # While a slot moves to another primary, a command touching keys on both sides (a script, a
-# multi-key read) gets TRYAGAIN until the last key moved, and redis-py follows TRYAGAIN/ASK 16 times (about
-# 0.4 s) before ClusterError("TTL exhausted."): the command never ran, so trying it again is
-# safe. A request client does so after a short pause, for about a second in all, so a request
-# caught by a short migration is answered late instead of 503.
+# multi-key read) gets TRYAGAIN until the last key moved, and redis-py follows TRYAGAIN/ASK 16
+# times (about 0.4 s) before ClusterError("TTL exhausted."): the command never ran, so trying it
+# again is safe. A request client does so after a short pause, for about a second in all, so a
+# request caught by a short migration is answered late instead of 503.
 REQUEST_REDIRECT_BUDGET_S = 1.0
 REDIRECT_RETRY_PAUSE_S = 0.1
 
