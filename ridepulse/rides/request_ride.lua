@@ -21,7 +21,10 @@ local open_limit = tonumber(ARGV[X + 13])
 
 if idem_used then
   local stored = redis.call('HMGET', IDEMPOTENCY, 'ride_id', 'body', 'rider_id')
-  if stored[1] then
+  -- A record without its rider is of the layout before `idem:<rider length>:`: its own rider
+  -- never reads this name again, and another rider's request may land on it (rider `3` with key
+  -- `abc:k` then, rider `abc` with key `k` now), so it is no answer and is written over.
+  if stored[1] and stored[3] then
     if stored[2] ~= body_hash or stored[3] ~= rider_id then return {'idempotency', stored[1]} end
     -- A write on purpose: WAITAOF on this connection then also covers the original ride,
     -- which another connection may have written moments ago and not fsynced yet.

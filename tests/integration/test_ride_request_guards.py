@@ -180,3 +180,15 @@ async def test_make_durable_confirms_the_fsync_of_the_pinned_connections_write(
     off = FakeDeps(settings.model_copy(update={"durable_writes": False}))
     async with pinned(own_server, store.keys.ride("r3")) as pin:
         await make_durable(off, pin)  # type: ignore[arg-type]  # explicit opt-out: no WAITAOF
+
+
+async def test_a_record_of_the_layout_before_the_rider_length_is_written_over(
+    store: RideStore, redis: aioredis.Redis, keys: MarketKeys
+) -> None:
+    # before the upgrade, rider "1" with key "u1:k" wrote `idem:1:u1:k`: the name rider "u1"
+    # with key "k" has now; that record has no rider and its own rider never reads it again
+    await redis.hset(keys.idempotency("u1", "k"), mapping={"ride_id": "old", "body": "h0"})
+    ride, created = await request(store, "r1", idempotency_key="k", body_hash="h1")
+    assert created and ride.ride_id == "r1"
+    stored = await redis.hgetall(keys.idempotency("u1", "k"))
+    assert stored[b"ride_id"] == b"r1" and stored[b"rider_id"] == b"u1"
