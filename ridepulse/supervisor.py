@@ -214,19 +214,27 @@ class Supervisor:
                 self.log.info("service.restarted", name=child.spec.name, pid=child.pid)
 
     def _schedule_restart(self, child: Child, now: float, spawn_failed: str = "") -> None:
+        """The next start's time, logged: `service.died` with how the process ended, or
+        `service.spawn_failed` with why no process started (nothing ran: no exit code)."""
         if child.ready:
             backoff = 0.0  # it worked until something killed it: bring it back now
         else:
             backoff = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2**child.restarts)
             child.restarts += 1
         child.next_start_at = now + backoff
+        if spawn_failed:
+            self.log.warning(
+                "service.spawn_failed",
+                name=child.spec.name,
+                restart_in_s=backoff,
+                reason=spawn_failed,
+            )
+            return
         code = child.process.returncode if child.process else None
         # a child that exited by itself said why; a killed one's log ends with older news
         why = {"reason": child.spec.exit_reason()} if code is not None and code > 0 else {}
-        if spawn_failed:
-            why = {"reason": spawn_failed}
         self.log.warning(
-            "service.spawn_failed" if spawn_failed else "service.died",
+            "service.died",
             name=child.spec.name,
             exit_code=code,
             was_ready=child.ready,
