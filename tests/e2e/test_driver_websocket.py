@@ -308,3 +308,13 @@ def _driver(city: City, driver: str) -> dict[str, Any]:
         f"/v1/drivers/{driver}", headers=city.token("ops", "t")
     ).json()
     return view
+
+
+def test_a_driver_socket_is_not_compressed_though_the_client_offers_it(shared_city: City) -> None:
+    """The client offers permessage-deflate, as websockets and browsers do; ingest declines it:
+    frames of ~100 bytes gain nothing, and each socket's zlib context cost ~46 KB."""
+    city = shared_city
+    token = mint_token(city.secret, "driver", "ws-plain")
+    with connect(_ws_url(city, "ws-plain", token), open_timeout=10) as ws:
+        assert ws.response is not None
+        assert "Sec-WebSocket-Extensions" not in ws.response.headers, ws.response.headers
