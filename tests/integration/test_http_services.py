@@ -47,6 +47,13 @@ CHUNK = b"a" * 16_384
 # 50 MiB of it cost ingest 1.3 s of CPU and 150 MiB 32 s; 8 MiB fails the test in seconds.)
 GIVE_UP_AFTER_BYTES = 8 * 1024 * 1024
 ANSWER_WITHIN_S = 5.0
+# what a driver socket answers a ping Redis did not store (README: the socket stays open)
+UNAVAILABLE_FRAME = {
+    "type": "error",
+    "error": "unavailable",
+    "detail": "storage is unavailable; retry shortly",
+    "retry_after_s": 1,
+}
 SECRET = "test-secret-not-for-production-0123456789"
 
 
@@ -599,12 +606,7 @@ def test_a_driver_socket_whose_ping_storage_refuses_gets_an_unavailable_frame_an
             operator.set(telemetry, "x")  # XADD on a string: WRONGTYPE
             ws.send(ping)
             frame = orjson.loads(ws.recv(timeout=ANSWER_WITHIN_S))
-            assert frame == {
-                "type": "error",
-                "error": "unavailable",
-                "detail": "storage is unavailable; retry shortly",
-                "retry_after_s": 1,
-            }, frame
+            assert frame == UNAVAILABLE_FRAME, frame
             operator.delete(telemetry)
             ws.send(ping)  # the same socket: the next ping is stored
             wait_until_sync(
@@ -635,12 +637,7 @@ def test_a_driver_socket_whose_ping_meets_a_full_server_gets_an_unavailable_fram
                 frame = orjson.loads(ws.recv(timeout=ANSWER_WITHIN_S))
             finally:
                 operator.config_set("maxmemory", "0")
-            assert frame == {
-                "type": "error",
-                "error": "unavailable",
-                "detail": "storage is unavailable; retry shortly",
-                "retry_after_s": 1,
-            }, frame
+            assert frame == UNAVAILABLE_FRAME, frame
             # a JSON event like every other (a logger bound at import wrote a console line)
             assert "driver_ws.ping_not_stored" in ingest.events(), ingest.output()
             ws.send(ping)  # the same socket: the next ping is stored
