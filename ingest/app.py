@@ -131,6 +131,7 @@ def create_app(settings: Settings) -> FastAPI:
             interval_s=settings.heartbeat_interval_s,
             processed=lambda: deps.batcher.pings_appended,
             telemetry_admitted=lambda: deps.admission.share,
+            durable_writes=settings.durable_writes,  # `ridepulse status` judges an AOF off by it
         )
         # each watched: one that ends before shutdown is named by /readyz, never dead unseen
         deps.background = background = Background()

@@ -18,6 +18,7 @@ from ridepulse.bus.faults import is_transient
 from ridepulse.errors import Forbidden, InvalidInput, RidePulseError
 from ridepulse.http_errors import UNAVAILABLE, error_response
 from ridepulse.logs import get_logger
+from ridepulse.write_refusals import REDIS_WRITES_REFUSED, refusal_reason
 from ridepulse.ws_cap import CAP_RETRY_AFTER_S, ConnectionCap
 from ridepulse.ws_close import close_reason
 from ridepulse.ws_expiry import close_at_expiry
@@ -131,6 +132,8 @@ async def _serve(websocket: WebSocket, deps: Deps, driver_id: str, expires_at: f
                 get_logger().warning(
                     "driver_ws.ping_not_stored", error=f"{type(exc).__name__}: {exc}"
                 )
+                if reason := refusal_reason(exc):  # OOM, MISCONF, NOREPLICAS: as HTTP counts
+                    REDIS_WRITES_REFUSED.labels(reason).inc()
                 await websocket.send_text(_error("unavailable", UNAVAILABLE, retry_after_s=1))
     except (WebSocketDisconnect, RuntimeError):  # RuntimeError: closed by the expiry task
         pass

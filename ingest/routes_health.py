@@ -63,9 +63,11 @@ async def readyz(request: Request) -> JSON:
     if notifier_failure:
         stopped["notifier"] = notifier_failure
     blocking += [f"{name}: {why}" for name, why in stopped.items()]
-    # Redis refusing writes (memory, disk, replicas, an AOF off): rides and pings get 503
+    # Redis refusing writes (memory, disk, replicas, an AOF off): listed; a 503 only when every
+    # primary refuses every write (one primary fails its markets only, an AOF off durable rides)
     writes_refused = list(deps.refusals.problems) if deps.refusals else []
-    blocking += writes_refused
+    if deps.refusals and deps.refusals.blocks:
+        blocking += writes_refused
     body: dict[str, Any] = {
         "status": "ready" if not blocking else "waiting",
         "groups": groups,

@@ -244,7 +244,8 @@ class ReadyOut(BaseModel):
     writes_refused: list[str] | None = Field(
         None,
         description="why Redis refuses writes (maxmemory, disk, replicas, AOF off with durable"
-        " writes): rides get 503 (503 only)",
+        " writes), one line a refusing server; a 503 only when every primary refuses every write"
+        " (an AOF off, or one primary of several, is listed with a 200)",
     )
 
 

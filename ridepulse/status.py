@@ -94,14 +94,20 @@ def collect_status(
     client: redis.Redis, configured: Sequence[str], prefix: str, durable_writes: bool = True
 ) -> Status:
     """The configured markets, then every other market the server holds streams of; whether
-    the server takes writes (memory, disk, replicas, and its AOF when `durable_writes`, as
-    RIDEPULSE_DURABLE_WRITES sets it); a cluster's nodes. No stream, heartbeat or dead
+    the server takes writes (memory, disk, replicas, and its AOF when the live ingest's
+    heartbeat says it writes durably, `durable_writes` (the shell's RIDEPULSE_DURABLE_WRITES)
+    when no ingest beats); a cluster's nodes. No stream, heartbeat or dead
     letter under the prefix is a problem too: no platform there to call healthy."""
     status = Status()
     global_keys = GlobalKeys(prefix)
+    beats = _heartbeats(client, global_keys)
+    # an AOF off fails ride requests if the running ingest writes durably, whatever the shell
+    # says: its live beat tells (RIDEPULSE_DURABLE_WRITES as ingest was started with)
+    said = [b["durable_writes"] for _, _, b in beats if b and "durable_writes" in b]
+    durable_writes = any(said) if said else durable_writes
     # a server refusing writes refuses heartbeats too: named first, the services may be running
     refused_for = refused_writes(client, status.problems, durable_writes)
-    status.writes_refused = refused_for is not None
+    status.writes_refused = refused_for in EVERY_WRITE  # an AOF off takes pings and heartbeats
     if isinstance(client, RedisCluster):
         status.nodes = _cluster_nodes(client, status.problems)
     markets = list(dict.fromkeys([*configured, *served_markets(client, prefix)]))
@@ -119,14 +125,11 @@ def collect_status(
                 if g.lag is not None and g.lag > LAG_UNHEALTHY:
                     status.problems.append(f"group {g.name} on {stream} lags {g.lag} entries")
     now_ms = time.time() * 1000
-    for key in sorted(text(k) for k in client.smembers(global_keys.heartbeats)):
-        raw = client.get(key)
-        service, consumer = heartbeat_owner(key)
-        if raw is None:
+    for service, consumer, beat in beats:
+        if beat is None:
             # A clean stop removes its entry; a key that expired means the service died.
             status.services.append(ServiceStatus(service, consumer, None, None, None, None, False))
             continue
-        beat = orjson.loads(raw)
         age_s = (now_ms - beat.get("time", now_ms)) / 1000
         status.services.append(
             ServiceStatus(
@@ -141,8 +144,7 @@ def collect_status(
             )
         )
     alive = {s.service for s in status.services if s.alive}
-    every_write = refused_for in EVERY_WRITE  # an AOF off refuses ride requests, not heartbeats
-    why = f" (Redis refuses its heartbeat: see {refused_for})" if every_write else ""
+    why = f" (Redis refuses its heartbeat: see {refused_for})" if status.writes_refused else ""
     for svc in status.services:
         if not svc.alive and svc.service not in alive:
             status.problems.append(
@@ -162,6 +164,17 @@ def collect_status(
             "is wrong (RIDEPULSE_KEY_PREFIX)"
         )
     return status
+
+
+def _heartbeats(
+    client: redis.Redis, global_keys: GlobalKeys
+) -> list[tuple[str, str, dict[str, Any] | None]]:
+    """Each registered consumer's service, name and last beat (None: its key expired)."""
+    beats = []
+    for key in sorted(text(k) for k in client.smembers(global_keys.heartbeats)):
+        raw = client.get(key)
+        beats.append((*heartbeat_owner(key), None if raw is None else orjson.loads(raw)))
+    return beats
 
 
 def _cluster_nodes(client: RedisCluster, problems: list[str]) -> list[NodeStatus]:

@@ -7,6 +7,7 @@ ride request gets 503 `not_durable` while pings and heartbeats go through."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,7 @@ import redis.asyncio as aioredis
 from prometheus_client import Counter
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
-from redis.exceptions import OutOfMemoryError
+from redis.exceptions import ClusterError, OutOfMemoryError, RedisError
 
 from ridepulse.bus.faults import reply_code
 from ridepulse.replies import text
@@ -28,6 +29,9 @@ CONFIG_NAMES = ("save", "stop-writes-on-bgsave-error", "min-replicas-to-write")
 REFUSAL_REPLIES = {"MISCONF": "disk", "NOREPLICAS": "replicas"}
 # The causes that refuse every write (heartbeats too), not only a durable ride's WAITAOF.
 EVERY_WRITE = frozenset(("disk", "memory", "replicas"))
+# The maxmemory policies under which a server at its maxmemory refuses a write; the others
+# (allkeys-*) evict a key and take it. volatile-*: the streams and rides have no TTL to evict.
+REFUSING_POLICIES = ("noeviction", "volatile-")
 
 REDIS_WRITES_REFUSED = Counter(
     "rp_redis_writes_refused_total",
@@ -65,17 +69,57 @@ def refused_writes(
     return _gathered(verdicts, problems)
 
 
-async def node_refusals(client: aioredis.Redis, durable_writes: bool) -> list[tuple[str, str]]:
+@dataclass(frozen=True)
+class NodeVerdicts:
+    """What ingest learnt of the primaries: each refusing one's cause and line, how many
+    answered, and why one's INFO could not be read (None when all could)."""
+
+    refusals: list[tuple[str, str]]
+    answered: int
+    # an INFO refused (NOPERM: a server still on an ACL file older than ingest's grants):
+    # that server's verdict is unknown, neither a refusal nor a pass
+    unreadable: str | None = None
+
+    @property
+    def every_primary_refuses(self) -> bool:
+        """Every primary that answered refuses every write: no market's ride or ping can be
+        taken. One primary of a cluster refusing fails its markets only; an AOF off fails
+        durable ride requests only (pings, quotes and sockets go on)."""
+        every_write = [cause for cause, _ in self.refusals if cause in EVERY_WRITE]
+        return self.answered > 0 and len(every_write) == self.answered
+
+
+async def node_refusals(client: aioredis.Redis, durable_writes: bool) -> NodeVerdicts:
     """Each refusing server's cause and line, for a service user (ingest): INFO only, never
     CONFIG (it holds the server's passwords, and each refusal would fill the ACL LOG). So a
     failed RDB snapshot is not taken to stop writes (`ridepulse up` sets no save points; a
-    failed manual BGSAVE must not take ingest out of rotation): `ridepulse status` names it."""
+    failed manual BGSAVE must not take ingest out of rotation): `ridepulse status` names it.
+    Each primary is asked on its own: one that does not answer (a shard down, which
+    cluster-require-full-coverage no lets the others outlive) is skipped, not a refusal (the
+    requests of its markets fail on their own, and /readyz's PING names a server away)."""
     rules = WriteRules(stops_on_failed_snapshot=False, min_replicas=1)
-    verdicts = []
-    for address, target in await _async_primaries(client):
-        info = {section: await client.info(section, **target) for section in INFO_SECTIONS}
-        verdicts.append(node_refusal(address, info, rules, durable_writes))
-    return [verdict for verdict in verdicts if verdict is not None]
+    primaries = await _async_primaries(client)
+    answers = await asyncio.gather(
+        *(_sections(client, target) for _, target in primaries), return_exceptions=True
+    )
+    refusals: list[tuple[str, str]] = []
+    answered, unreadable = 0, None
+    for (address, _), answer in zip(primaries, answers, strict=True):
+        if isinstance(answer, redis.ResponseError) and not isinstance(answer, ClusterError):
+            unreadable = unreadable or f"Redis{address}: {type(answer).__name__}: {answer}"
+        elif isinstance(answer, RedisError | OSError):
+            continue  # unreachable: not a write refusal
+        elif isinstance(answer, BaseException):
+            raise answer
+        else:
+            answered += 1
+            if verdict := node_refusal(address, answer, rules, durable_writes):
+                refusals.append(verdict)
+    return NodeVerdicts(refusals, answered, unreadable)
+
+
+async def _sections(client: aioredis.Redis, target: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {section: await client.info(section, **target) for section in INFO_SECTIONS}
 
 
 @dataclass(frozen=True)
@@ -161,10 +205,12 @@ def persistence_problem(
 
 
 def memory_problem(address: str, memory: dict[str, Any]) -> str | None:
-    """A server past its maxmemory refuses every write (the embedded server and compose run
-    `noeviction`), rides and heartbeats alike."""
+    """A server past its maxmemory refuses every write under `noeviction` (the embedded server
+    and compose run it) or a `volatile-*` policy, rides and heartbeats alike; under `allkeys-*`
+    it evicts keys and takes the write."""
     used, limit = int(memory.get("used_memory", 0)), int(memory.get("maxmemory", 0))
-    if not limit or used < limit:
+    policy = text(memory.get("maxmemory_policy", "noeviction"))
+    if not limit or used < limit or not policy.startswith(REFUSING_POLICIES):
         return None
     return (
         f"Redis{address} is at its maxmemory ({used} of {limit} bytes): it refuses every "
@@ -208,7 +254,7 @@ def _primaries(client: redis.Redis) -> list[tuple[str, redis.Redis]]:
 async def _async_primaries(client: aioredis.Redis) -> list[tuple[str, dict[str, Any]]]:
     """The server, or every primary of a cluster (its commands sent with `target_nodes`), with
     the address a problem names. A primary down: the ride requests of its markets fail with a
-    connection error that ingest answers 503, and its INFO with the same error here."""
+    connection error that ingest answers 503; node_refusals skips it."""
     if not isinstance(client, AsyncRedisCluster):
         return [("", {})]
     await client.initialize()  # a no-op once the slots are known

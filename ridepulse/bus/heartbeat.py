@@ -45,10 +45,13 @@ class Heartbeat:
         runtimes: Sequence[ConsumerRuntime] = (),
         processed: Callable[[], int] | None = None,
         telemetry_admitted: Callable[[], float] | None = None,
+        durable_writes: bool | None = None,
     ) -> None:
         """`processed` counts the work of a service without consumer groups (ingest: pings
         appended), added to what its runtimes processed. `telemetry_admitted` is ingest's share
-        of pings let in: its shedding is in-process, and `ridepulse status` must see it."""
+        of pings let in: its shedding is in-process, and `ridepulse status` must see it.
+        `durable_writes` is ingest's RIDEPULSE_DURABLE_WRITES: whether an AOF off fails its ride
+        requests is its setting, not the one of the shell `ridepulse status` runs in."""
         self.redis = redis
         self.keys = GlobalKeys(prefix)
         self.service = service
@@ -57,6 +60,7 @@ class Heartbeat:
         self.runtimes = list(runtimes)
         self._processed = processed
         self._telemetry_admitted = telemetry_admitted
+        self._durable_writes = durable_writes
         self.key = self.keys.heartbeat(service, consumer)
         self._process = psutil.Process(os.getpid())
         self.log = get_logger(consumer=consumer)
@@ -72,6 +76,7 @@ class Heartbeat:
         admitted = self._telemetry_admitted
         return {
             **({"telemetry_admitted": round(admitted(), 3)} if admitted else {}),
+            **({} if self._durable_writes is None else {"durable_writes": self._durable_writes}),
             "service": self.service,
             "consumer": self.consumer,
             "processed": sum(r.stats.processed for r in self.runtimes)

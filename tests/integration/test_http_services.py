@@ -26,6 +26,7 @@ import httpx
 import orjson
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect as ws_connect
 
 from ingest.shedding import MAX_RETRY_AFTER_S
@@ -616,6 +617,18 @@ def test_a_driver_socket_whose_ping_storage_refuses_gets_an_unavailable_frame_an
             )
 
 
+def _memory_refusals(ingest: Served) -> float:
+    """rp_redis_writes_refused_total{reason="memory"} on ingest's /metrics."""
+    metrics = httpx.get(f"http://127.0.0.1:{ingest.port}/metrics", timeout=ANSWER_WITHIN_S)
+    for family in text_string_to_metric_families(metrics.text):
+        for sample in family.samples:
+            if sample.name == "rp_redis_writes_refused_total" and sample.labels == {
+                "reason": "memory"
+            }:
+                return sample.value
+    return 0.0
+
+
 def test_a_driver_socket_whose_ping_meets_a_full_server_gets_an_unavailable_frame_and_stays(
     own_server: EmbeddedRedis, tmp_path: Path
 ) -> None:
@@ -623,8 +636,10 @@ def test_a_driver_socket_whose_ping_meets_a_full_server_gets_an_unavailable_fram
     noeviction, on a server of the test's own) is answered `unavailable` with `retry_after_s`,
     the socket stays open, and once the server takes writes again the next ping is stored.
     The warning is logged as JSON (the module's logger, bound at import, wrote a console line
-    into a JSON log)."""
+    into a JSON log), and the refused ping counted in rp_redis_writes_refused_total{memory} as
+    HTTP's are (the socket's were not)."""
     with _running("ingest", own_server.url, tmp_path) as ingest:
+        refused_before = _memory_refusals(ingest)
         telemetry = f"t{ingest.port}:{{sf}}:telemetry"
         token = mint_token(SECRET, "driver", "d-full")
         url = f"ws://127.0.0.1:{ingest.port}/v1/drivers/d-full/ws?token={token}"
@@ -640,6 +655,7 @@ def test_a_driver_socket_whose_ping_meets_a_full_server_gets_an_unavailable_fram
             assert frame == UNAVAILABLE_FRAME, frame
             # a JSON event like every other (a logger bound at import wrote a console line)
             assert "driver_ws.ping_not_stored" in ingest.events(), ingest.output()
+            assert _memory_refusals(ingest) == refused_before + 1
             ws.send(ping)  # the same socket: the next ping is stored
             wait_until_sync(
                 lambda: operator.exists(telemetry) and operator.xlen(telemetry) == 1,

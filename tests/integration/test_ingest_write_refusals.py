@@ -7,22 +7,27 @@ reconfigured with CONFIG SET as an operator would."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 import redis
 import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
+from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
 from ingest.routes_health import REPORTED_GROUPS
+from ingest.write_refusal_watch import WriteRefusalWatch, refuse_start_without_aof
 from loadtests.platform import clean_env
 from ridepulse.cli import app as cli
 from ridepulse.cluster import LocalCluster
+from ridepulse.errors import CannotStart
 from ridepulse.redis_client import connect
 from ridepulse.redis_server import EmbeddedRedis, free_port
 from ridepulse.settings import Settings
@@ -90,11 +95,10 @@ async def _refused_total(ingest: Ingest, reason: str) -> float:
 @pytest.mark.parametrize(
     ("refuse", "accept", "named"),
     [
-        (("appendonly", "no"), ("appendonly", "yes"), AOF_OFF),
         (("maxmemory", "1"), ("maxmemory", "0"), AT_MAXMEMORY),
         (("min-replicas-to-write", "1"), ("min-replicas-to-write", "0"), NO_REPLICAS),
     ],
-    ids=["aof-off", "maxmemory", "noreplicas"],
+    ids=["maxmemory", "noreplicas"],
 )
 async def test_readyz_is_503_naming_why_redis_refuses_writes_and_200_once_undone(
     ingest: Ingest,
@@ -118,6 +122,81 @@ async def test_readyz_is_503_naming_why_redis_refuses_writes_and_200_once_undone
         await operator.config_set(*accept)
     again = await _readyz_until(ingest, 200, f"/readyz 200 after CONFIG SET {accept}")
     assert "writes_refused" not in again.json(), again.json()
+
+
+async def test_an_aof_off_is_listed_by_readyz_which_stays_200(
+    ingest: Ingest, operator: aioredis.Redis
+) -> None:
+    """An AOF off fails durable ride requests only: pings, quotes and sockets work, so ingest
+    stays in rotation (it was a 503) and names it under writes_refused."""
+    await operator.config_set("appendonly", "no")
+    try:
+
+        async def listed() -> httpx.Response | None:
+            response = await ingest.http.get("/readyz")
+            return response if "writes_refused" in response.json() else None
+
+        ready = await wait_until(listed, timeout_s=10, what="/readyz listing the AOF off")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["status"] == "ready", ready.json()
+        (problem,) = ready.json()["writes_refused"]
+        assert AOF_OFF in problem, problem
+    finally:
+        await operator.config_set("appendonly", "yes")
+
+
+async def test_ingest_whose_user_may_not_read_info_starts_and_warns_once(
+    own_server: EmbeddedRedis, ingest: Ingest, operator: aioredis.Redis
+) -> None:
+    """After an upgrade a Valkey keeps its old ACL file until restarted: ingest's user lacks
+    the INFO grants, and `run ingest` exited 'NOPERM' and crash-looped. The verdict is now
+    unknown: start-up goes on (with the AOF on or off), /readyz stays 200, one warning names
+    the fix."""
+    as_ingest = Settings(
+        redis_url=own_server.url_for("ingest"), key_prefix="rp", data_dir=Path("."), secret=SECRET
+    )
+    await operator.acl_setuser("ingest", enabled=True, commands=["-info"])
+    try:
+        await asyncio.to_thread(refuse_start_without_aof, as_ingest)  # raised NOPERM
+        await operator.config_set("appendonly", "no")
+        await asyncio.to_thread(refuse_start_without_aof, as_ingest)  # unknown is not off
+        # a watch of its own: the running one's background pass may have warned already
+        watch = WriteRefusalWatch(ingest.deps.redis, durable_writes=True)
+        with capture_logs() as logs:
+            for _ in range(3):
+                await watch.check()
+        warned = [e for e in logs if e["event"] == "ingest.refusal_check_unavailable"]
+        assert len(warned) == 1, logs
+        assert "NoPermissionError" in warned[0]["error"] and "ACL LOAD" in warned[0]["fix"], warned
+        ready = await ingest.http.get("/readyz")
+        assert ready.status_code == 200, ready.text
+    finally:
+        await operator.config_set("appendonly", "yes")
+        grants = ["+info|persistence", "+info|memory", "+info|replication"]
+        await operator.acl_setuser("ingest", enabled=True, commands=grants)
+
+
+async def test_a_memory_refusal_is_named_only_under_a_policy_that_refuses(
+    operator: aioredis.Redis,
+) -> None:
+    """Under allkeys-* a server at its maxmemory evicts a key and takes the write: no refusal.
+    Under noeviction and volatile-* (the streams have no TTL to evict) it refuses."""
+    await operator.config_set("maxmemory", "1")
+    try:
+        for policy, refused in [
+            ("allkeys-lru", False),
+            ("allkeys-random", False),
+            ("volatile-lru", True),
+            ("noeviction", True),
+        ]:
+            await operator.config_set("maxmemory-policy", policy)
+            verdicts = await node_refusals(operator, durable_writes=True)
+            causes = [cause for cause, _ in verdicts.refusals]
+            assert causes == (["memory"] if refused else []), (policy, verdicts)
+            assert verdicts.every_primary_refuses is refused, policy
+    finally:
+        await operator.config_set("maxmemory", "0")
+        await operator.config_set("maxmemory-policy", "noeviction")
 
 
 @pytest.mark.parametrize(
@@ -157,11 +236,50 @@ async def test_status_exits_1_naming_an_aof_that_is_off_while_durable_writes_are
     result = CliRunner().invoke(cli, ["status"], env=env)
     assert result.exit_code == 1, result.stdout
     assert f"UNHEALTHY: Redis {AOF_OFF}" in result.stdout, result.stdout
+    as_json = CliRunner().invoke(cli, ["status", "--json"], env=env)
+    report = orjson.loads(as_json.stdout)
+    # an AOF off refuses durable ride requests, not every write (it said true)
+    assert report["writes_refused"] is False, report
+    assert report["healthy"] is False, report
     # a server run deliberately without AOF: nothing to name
     memory_only = CliRunner().invoke(
         cli, ["status"], env={**env, "RIDEPULSE_DURABLE_WRITES": "false"}
     )
     assert memory_only.exit_code == 0, memory_only.stdout
+
+
+@pytest.mark.parametrize(("ingest_durable", "shell_durable"), [(False, "true"), (True, "false")])
+async def test_status_judges_an_aof_off_by_the_running_ingests_durable_writes(
+    own_server: EmbeddedRedis,
+    own_settings: Settings,
+    operator: aioredis.Redis,
+    ingest_durable: bool,
+    shell_durable: str,
+) -> None:
+    """`RIDEPULSE_DURABLE_WRITES=false ridepulse up` then `ridepulse status` in another shell
+    exited 1 "AOF off": status took the shell's setting. The live ingest's heartbeat tells."""
+    as_ingest = own_settings.model_copy(
+        update={"redis_url": own_server.url_for("ingest"), "durable_writes": ingest_durable}
+    )
+    await operator.xgroup_create("rp:{sf}:rides", "matching", id="$", mkstream=True)
+    await operator.config_set("appendonly", "no")
+    try:
+        async with start(as_ingest):
+
+            async def beat() -> bool:
+                return bool(await operator.keys("rp:heartbeat:ingest:*"))
+
+            await wait_until(beat, timeout_s=10, what="ingest's heartbeat")
+            env = {
+                "RIDEPULSE_REDIS_URL": own_settings.redis_url or "",
+                "RIDEPULSE_KEY_PREFIX": "rp",
+                "RIDEPULSE_DURABLE_WRITES": shell_durable,
+            }
+            result = CliRunner().invoke(cli, ["status"], env=env)
+    finally:
+        await operator.config_set("appendonly", "yes")
+    assert result.exit_code == (1 if ingest_durable else 0), result.stdout
+    assert (AOF_OFF in result.stdout) is ingest_durable, result.stdout
 
 
 def test_run_ingest_refuses_to_start_on_a_server_whose_aof_is_off(
@@ -225,14 +343,53 @@ async def test_on_a_cluster_each_primary_is_asked_and_the_one_with_its_aof_off_i
         settings = Settings(redis_url=cluster.url_for("ingest"), key_prefix="rp", data_dir=tmp_path)
         client = connect(settings, for_requests=True)
         try:
-            assert await node_refusals(client, durable_writes=True) == []
+            assert (await node_refusals(client, durable_writes=True)).refusals == []
             off = cluster.nodes[1]
             with redis.Redis.from_url(off.url) as operator:
                 operator.config_set("appendonly", "no")
-            ((cause, problem),) = await node_refusals(client, durable_writes=True)
+            ((cause, problem),) = (await node_refusals(client, durable_writes=True)).refusals
             assert cause == "aof", problem
             assert problem.startswith(f"Redis {off.address} {AOF_OFF}"), problem
-            assert await node_refusals(client, durable_writes=False) == []
+            assert (await node_refusals(client, durable_writes=False)).refusals == []
+        finally:
+            await client.aclose()
+    finally:
+        cluster.stop()
+
+
+async def test_on_a_cluster_readyz_blocks_only_when_every_primary_refuses_and_skips_one_down(
+    tmp_path: Path,
+) -> None:
+    """One primary refusing fails its own markets: it made every ingest's /readyz a 503, so
+    every market left rotation. Now it is listed and blocks only when every primary refuses.
+    A primary down (cluster-require-full-coverage no: the others serve on) raised out of the
+    check, so ingest could not start and the last verdict stayed frozen: it is now skipped."""
+    cluster = LocalCluster(tmp_path / "cluster", primaries=3, replicas=0).start()
+    try:
+        settings = Settings(redis_url=cluster.url_for("ingest"), key_prefix="rp", data_dir=tmp_path)
+        client = connect(settings, for_requests=True)
+        watch = WriteRefusalWatch(client, durable_writes=True)
+        try:
+            for count, node in enumerate(cluster.nodes, start=1):
+                with redis.Redis.from_url(node.url) as operator:
+                    operator.config_set("maxmemory", "1")
+                await watch.check()
+                assert len(watch.problems) == count, watch.problems
+                assert watch.blocks is (count == len(cluster.nodes)), (count, watch.problems)
+            for node in cluster.nodes[:2]:
+                with redis.Redis.from_url(node.url) as operator:
+                    operator.config_set("maxmemory", "0")
+                    operator.config_set("appendonly", "no")
+            cluster.nodes[2].stop()  # the one at its maxmemory: down, not refusing
+            await watch.check()  # raised ConnectionError, leaving the verdict as it was
+            assert len(watch.problems) == 2, watch.problems
+            assert all(AOF_OFF in problem for problem in watch.problems), watch.problems
+            assert watch.blocks is False
+            aof_settings = settings.model_copy(update={"durable_writes": True})
+            with pytest.raises(CannotStart, match="AOF off"):
+                await asyncio.to_thread(
+                    refuse_start_without_aof, aof_settings
+                )  # past the node down
         finally:
             await client.aclose()
     finally:
