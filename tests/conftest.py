@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from ridepulse.redis_client import connect
 from ridepulse.redis_server import EmbeddedRedis
 from ridepulse.settings import Settings
+from tests.support.settings import quick_bus_settings
 
 pytest_plugins = ["tests.support.cpu_hogs"]
 
@@ -47,14 +48,10 @@ def key_prefix() -> str:
 
 @pytest.fixture
 def settings(redis_url: str, key_prefix: str, tmp_path: Path) -> Settings:
-    return Settings(
+    return quick_bus_settings(
         redis_url=redis_url,
         key_prefix=key_prefix,
         data_dir=tmp_path,
-        block_ms=200,
-        retry_idle_ms=50,
-        claim_idle_ms=1000,
-        heartbeat_interval_s=0.5,
         secret="test-secret-not-for-production-0123456789",
     )
 

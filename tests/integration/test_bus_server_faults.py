@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,29 +23,16 @@ from ridepulse.settings import Settings
 from tests.support.bus import expired_events, fill, runtime, start_consumer_process, wait_exit
 from tests.support.idempotency import scratch_key
 from tests.support.refusals import REFUSALS, refusing_writes
+from tests.support.settings import quick_bus_settings
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    server = EmbeddedRedis(tmp_path / "valkey").start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def own_settings(own_server: EmbeddedRedis, tmp_path: Path) -> Settings:
-    return Settings(
-        redis_url=own_server.url,
-        key_prefix="t",
-        data_dir=tmp_path,
-        block_ms=200,
-        retry_idle_ms=50,
-        claim_idle_ms=1000,
-        max_deliveries=2,
-        heartbeat_interval_s=0.5,
+    return quick_bus_settings(
+        redis_url=own_server.url, key_prefix="t", data_dir=tmp_path, max_deliveries=2
     )
 
 

@@ -42,6 +42,10 @@ SECRET = "test-secret-not-for-production-0123456789"
 AOF_OFF = "has its AOF off (appendonly no) while RIDEPULSE_DURABLE_WRITES is on"
 AT_MAXMEMORY = "is at its maxmemory"
 NO_REPLICAS = "has 0 good replica(s) of the 1 its min-replicas-to-write asks for"
+# The CONFIG SET that makes the server refuse writes, and the one that undoes it
+AOF_TURNED_OFF = (("appendonly", "no"), ("appendonly", "yes"))
+MAXMEMORY_REACHED = (("maxmemory", "1"), ("maxmemory", "0"))
+REPLICAS_MISSING = (("min-replicas-to-write", "1"), ("min-replicas-to-write", "0"))
 
 
 @pytest.fixture
@@ -95,8 +99,8 @@ async def _refused_total(ingest: Ingest, reason: str) -> float:
 @pytest.mark.parametrize(
     ("refuse", "accept", "named"),
     [
-        (("maxmemory", "1"), ("maxmemory", "0"), AT_MAXMEMORY),
-        (("min-replicas-to-write", "1"), ("min-replicas-to-write", "0"), NO_REPLICAS),
+        (*MAXMEMORY_REACHED, AT_MAXMEMORY),
+        (*REPLICAS_MISSING, NO_REPLICAS),
     ],
     ids=["maxmemory", "noreplicas"],
 )
@@ -202,9 +206,9 @@ async def test_a_memory_refusal_is_named_only_under_a_policy_that_refuses(
 @pytest.mark.parametrize(
     ("refuse", "accept", "reason"),
     [
-        (("appendonly", "no"), ("appendonly", "yes"), "aof"),
-        (("maxmemory", "1"), ("maxmemory", "0"), "memory"),
-        (("min-replicas-to-write", "1"), ("min-replicas-to-write", "0"), "replicas"),
+        (*AOF_TURNED_OFF, "aof"),
+        (*MAXMEMORY_REACHED, "memory"),
+        (*REPLICAS_MISSING, "replicas"),
     ],
     ids=["aof-off", "maxmemory", "noreplicas"],
 )

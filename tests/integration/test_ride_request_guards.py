@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -146,39 +145,37 @@ class FakeDeps:
 
 
 @pytest.fixture
-async def own_server(tmp_path: Path, settings: Settings) -> Any:
-    """A server of its own: these tests change its persistence settings."""
-    server = EmbeddedRedis(tmp_path / "own").start()
-    client = connect(settings, server.url)
+async def own_client(own_server: EmbeddedRedis, settings: Settings) -> Any:
+    """A client of the test's own server: these tests change its persistence settings."""
+    client = connect(settings, own_server.url)
     yield client
     await client.aclose()
-    server.stop()
 
 
 async def test_make_durable_confirms_the_fsync_of_the_pinned_connections_write(
-    own_server: aioredis.Redis, settings: Settings
+    own_client: aioredis.Redis, settings: Settings
 ) -> None:
-    store = RideStore(own_server, MarketKeys("sf", settings.key_prefix), "test")
+    store = RideStore(own_client, MarketKeys("sf", settings.key_prefix), "test")
     deps: Any = FakeDeps(settings)
-    async with pinned(own_server, store.keys.ride("r1")) as pin:
+    async with pinned(own_client, store.keys.ride("r1")) as pin:
         run = lambda script, keys, args: run_script(pin, script, keys, args)  # noqa: E731
         await request(store, "r1", run=run)
         await make_durable(deps, pin)  # everysec: confirmed within the timeout
 
-    await own_server.config_set("appendfsync", "no")  # the server never fsyncs now
+    await own_client.config_set("appendfsync", "no")  # the server never fsyncs now
     fast = FakeDeps(settings.model_copy(update={"durable_timeout_ms": 300}))
-    async with pinned(own_server, store.keys.ride("r2")) as pin:
+    async with pinned(own_client, store.keys.ride("r2")) as pin:
         run = lambda script, keys, args: run_script(pin, script, keys, args)  # noqa: E731
         await request(store, "r2", rider_id="u2", run=run)
         with pytest.raises(NotDurable):
             await make_durable(fast, pin)  # type: ignore[arg-type]
 
-    await own_server.config_set("appendonly", "no")
-    async with pinned(own_server, store.keys.ride("r3")) as pin:
+    await own_client.config_set("appendonly", "no")
+    async with pinned(own_client, store.keys.ride("r3")) as pin:
         with pytest.raises(NotDurable):
             await make_durable(deps, pin)
     off = FakeDeps(settings.model_copy(update={"durable_writes": False}))
-    async with pinned(own_server, store.keys.ride("r3")) as pin:
+    async with pinned(own_client, store.keys.ride("r3")) as pin:
         await make_durable(off, pin)  # type: ignore[arg-type]  # explicit opt-out: no WAITAOF
 
 

@@ -25,9 +25,9 @@ from ridepulse.bus.producer import Producer
 from ridepulse.cluster import LocalCluster
 from ridepulse.contracts.registry import Event
 from ridepulse.redis_client import connect
-from ridepulse.settings import Settings
 from tests.support.bus import expired_events, runtime
 from tests.support.ingest import SF_TRIP, start
+from tests.support.settings import quick_bus_settings
 from tests.support.slot_migration import migrate_slot
 from tests.support.waiting import wait_until
 
@@ -55,15 +55,11 @@ def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
 async def test_moving_a_markets_slot_ends_no_consumer_and_leaves_the_other_market_served(
     cluster: LocalCluster, tmp_path: Path
 ) -> None:
-    settings = Settings(
+    settings = quick_bus_settings(
         redis_url=cluster.url,
         key_prefix="rp",
         markets="sf,nyc",
         data_dir=tmp_path,
-        block_ms=200,
-        retry_idle_ms=50,
-        claim_idle_ms=1000,
-        heartbeat_interval_s=0.5,
         secret="test-secret-not-for-production-0123456789",
     )
     redis: Any = connect(settings)

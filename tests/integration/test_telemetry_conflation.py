@@ -100,6 +100,28 @@ async def caught_up(redis: aioredis.Redis, stream: str, group: str) -> bool:
     return int(info["lag"] or 0) == 0 and int(info["pending"]) == 0
 
 
+async def geo_until_caught_up(
+    deps: MatchingDeps,
+    runtime: ConsumerRuntime[MatchingDeps],
+    redis: aioredis.Redis,
+    stream: str,
+    *,
+    timeout_s: float,
+    what: str,
+) -> None:
+    """Run matching's geo consumer until its group has read all of `stream`, then stop it and
+    close its client."""
+    task = asyncio.create_task(runtime.run())
+    try:
+        await wait_until(
+            lambda: caught_up(redis, stream, geo_service.GROUP), timeout_s=timeout_s, what=what
+        )
+    finally:
+        runtime.stop()
+        await task
+        await deps.redis.aclose()
+
+
 @pytest.mark.parametrize(("in_flight", "replicas"), [(1, 1), (2, 1), (2, 2)])
 async def test_a_backlog_of_pings_is_conflated_and_every_driver_keeps_its_newest_position(
     settings: Settings, redis: aioredis.Redis, in_flight: int, replicas: int
@@ -296,17 +318,9 @@ async def test_a_backlog_of_drivers_pinging_less_often_than_a_read_spans_is_stil
             newest.update({p["driver_id"]: ts for p in batch})
     await pipe.execute()
 
-    task = asyncio.create_task(runtime.run())
-    try:
-        await wait_until(
-            lambda: caught_up(redis, stream, geo_service.GROUP),
-            timeout_s=90,
-            what="the group to read the whole backlog",
-        )
-    finally:
-        runtime.stop()
-        await task
-        await deps.redis.aclose()
+    await geo_until_caught_up(
+        deps, runtime, redis, stream, timeout_s=90, what="the group to read the whole backlog"
+    )
 
     assert await newest_positions(redis, keys) == newest
     total = periods * drivers
@@ -328,15 +342,7 @@ async def test_a_catch_up_lag_of_0_conflates_a_read_at_lag_0_too(
     ahead_ms = int(time.time() * 1000) + 60_000
     older, newer = ping(rng, 1, ahead_ms - 1_000), ping(rng, 1, ahead_ms)
     await redis.xadd(stream, location_fields([older, newer]), id=f"{ahead_ms}-0")
-    task = asyncio.create_task(runtime.run())
-    try:
-        await wait_until(
-            lambda: caught_up(redis, stream, geo_service.GROUP),
-            timeout_s=10,
-            what="the group to read the entry",
-        )
-    finally:
-        runtime.stop()
-        await task
-        await deps.redis.aclose()
+    await geo_until_caught_up(
+        deps, runtime, redis, stream, timeout_s=10, what="the group to read the entry"
+    )
     assert runtime.stats.conflated == 1, runtime.stats
